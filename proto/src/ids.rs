@@ -1,0 +1,43 @@
+//! Identifiers that cross the core's boundary. None is ever reused.
+
+use core::fmt;
+
+/// A transport connection, assigned by the runtime (or simulator); never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// An effect the server asked for, assigned by the server; never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EffectId(pub u64);
+
+/// The sequence number of a durable change; increases by one per change.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(pub u64);
+
+/// The wire protocol a connection speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    /// The POP3-like line protocol of the 2017 lobby (`uname`, `chatm`, `cping`).
+    Ws2017,
+}
+
+impl Protocol {
+    /// The protocol's name as used in configuration, logs and transcripts.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Ws2017 => "ws2017",
+        }
+    }
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,46 @@
+//! The sans-I/O core of Switchboard: every protocol and the network that joins them.
+//!
+//! A [`Server`] is a pure state machine. The runtime (or the simulator, or a test) feeds it
+//! [`Input`]s with the current [`Now`], and drains [`Output`]s: bytes to send, connections
+//! to close. It never touches a socket, a clock, a file or a thread, so the same inputs give
+//! the same outputs, byte for byte. The call protocol is on [`Server`].
+//!
+//! ```
+//! use switchboard_proto::{Config, ConnId, Input, Instant, Now, Output, Protocol, Server};
+//!
+//! let mut server = Server::new(Config::default());
+//! let now = Now::at(Instant::ZERO, 1_700_000_000_000);
+//! let conn = ConnId(1);
+//! server.handle(now, Input::Accepted { conn, protocol: Protocol::Ws2017, peer: "127.0.0.1:5000".parse().unwrap() });
+//! server.handle(now, Input::Received { conn, bytes: "uname alice\r\n".into() });
+//! let mut sent = Vec::new();
+//! while let Some(output) = server.poll_output() {
+//!     if let Output::Transmit { bytes, .. } = output {
+//!         sent.extend_from_slice(&bytes);
+//!     }
+//! }
+//! assert!(sent.ends_with(b"+OK uname 'you are' alice\r\n"));
+//! ```
+
+mod config;
+mod cx;
+mod frame;
+mod ids;
+mod io;
+mod model;
+mod outbox;
+mod protocol;
+mod rng;
+mod server;
+mod time;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, Ws2017Config};
+pub use ids::{ConnId, EffectId, Protocol, Seq};
+pub use io::{CloseReason, Input, Output};
+pub use model::{NameError, UserName, MAX_NAME_CHARS};
+pub use server::{Server, Stats};
+pub use time::{Instant, Now};

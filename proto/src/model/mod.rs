@@ -1,0 +1,325 @@
+//! The protocol-neutral network: who is online, on which connections, and the traffic
+//! between them. It knows nothing of any wire protocol; each protocol translates its
+//! requests into calls here and the resulting [`Event`]s back into its own messages.
+
+mod names;
+
+pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::ids::ConnId;
+
+/// One logged-in presence of a user on a connection. A connection holds at most one
+/// session for most protocols; a jabberd router link holds many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct SessionId(u64);
+
+/// A user-visible notification from the network, addressed by a [`Delivery`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A user came online (its first session).
+    UserOnline { name: UserName },
+    /// A user went offline (its last session ended).
+    UserOffline { name: UserName },
+    /// An online user changed name.
+    UserRenamed { old: UserName, new: UserName },
+    /// A direct message for `session`.
+    Direct {
+        session: SessionId,
+        message: DirectMessage,
+    },
+    /// A direct message from this session's user to `to` arrived.
+    Delivered { session: SessionId, to: UserName },
+}
+
+/// A private message between two users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DirectMessage {
+    pub(crate) from: UserName,
+    pub(crate) to: UserName,
+    pub(crate) body: String,
+    pub(crate) kind: DirectKind,
+}
+
+/// How the sender's protocol framed a direct message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirectKind {
+    /// An ordinary private message.
+    Chat,
+    /// A whisper (ws2017 `chatw`); shown as such where the protocol has the notion.
+    Whisper,
+}
+
+/// Who an [`Event`] goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// Every connection but `except`, which caused the event.
+    AllBut(ConnId),
+    /// One connection.
+    Conn(ConnId),
+}
+
+/// An event and its audience, queued by the network for the server to hand out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Delivery {
+    pub(crate) to: Audience,
+    pub(crate) event: Event,
+}
+
+/// Why a direct message could not be sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirectError {
+    /// Nobody of that name is online.
+    NoSuchUser,
+}
+
+/// How a protocol's sessions behave in the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LoginKind {
+    /// The name must not be online already (ws2017 nicks); otherwise the session joins
+    /// the user's other sessions.
+    pub(crate) exclusive: bool,
+    /// The session answers delivered direct messages with receipts (ws2017 `chatr`);
+    /// otherwise the sender is told of delivery at once.
+    pub(crate) sends_receipts: bool,
+}
+
+/// The name is held by someone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NameTaken;
+
+#[derive(Debug)]
+struct OnlineUser {
+    name: UserName,
+    sessions: BTreeSet<SessionId>,
+}
+
+#[derive(Debug)]
+struct SessionRecord {
+    conn: ConnId,
+    user: UserKey,
+    /// Whether this session answers delivered direct messages with receipts.
+    sends_receipts: bool,
+}
+
+/// The shared model of the network.
+#[derive(Debug, Default)]
+pub(crate) struct Network {
+    users: BTreeMap<UserKey, OnlineUser>,
+    sessions: BTreeMap<SessionId, SessionRecord>,
+    /// Receipts still owed, per (sender, recipient): messages delivered to a session that
+    /// sends receipts and not yet confirmed. Entries go when either user goes offline.
+    owed_receipts: BTreeMap<(UserKey, UserKey), u32>,
+    next_session: u64,
+    pending: VecDeque<Delivery>,
+}
+
+impl Network {
+    /// Whether anyone of this name is online.
+    pub(crate) fn is_online(&self, key: &UserKey) -> bool {
+        self.users.contains_key(key)
+    }
+
+    /// Online users' names, in key order.
+    pub(crate) fn online_names(&self) -> impl Iterator<Item = &UserName> {
+        self.users.values().map(|u| &u.name)
+    }
+
+    /// The name of the user behind a session.
+    pub(crate) fn session_name(&self, session: SessionId) -> Option<&UserName> {
+        let rec = self.sessions.get(&session)?;
+        self.users.get(&rec.user).map(|u| &u.name)
+    }
+
+    /// Opens a session for `name` on `conn`; fails for an exclusive login when the name
+    /// is already online.
+    pub(crate) fn login(
+        &mut self,
+        name: &UserName,
+        conn: ConnId,
+        kind: LoginKind,
+    ) -> Result<SessionId, NameTaken> {
+        let key = name.key();
+        if kind.exclusive && self.users.contains_key(&key) {
+            return Err(NameTaken);
+        }
+        let session = SessionId(self.next_session);
+        self.next_session += 1;
+        self.sessions.insert(
+            session,
+            SessionRecord {
+                conn,
+                user: key.clone(),
+                sends_receipts: kind.sends_receipts,
+            },
+        );
+        let user = self.users.entry(key).or_insert_with(|| OnlineUser {
+            name: name.clone(),
+            sessions: BTreeSet::new(),
+        });
+        user.sessions.insert(session);
+        if user.sessions.len() == 1 {
+            self.broadcast(conn, Event::UserOnline { name: name.clone() });
+        }
+        Ok(session)
+    }
+
+    /// Ends a session; the user goes offline with its last one.
+    pub(crate) fn logout(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.remove(&session) else {
+            return;
+        };
+        let Some(user) = self.users.get_mut(&rec.user) else {
+            return;
+        };
+        user.sessions.remove(&session);
+        if user.sessions.is_empty() {
+            let name = user.name.clone();
+            self.users.remove(&rec.user);
+            self.forget_receipts(&rec.user);
+            self.broadcast(rec.conn, Event::UserOffline { name });
+        }
+    }
+
+    /// Renames the user behind `session`, which must be its only session. Returns the
+    /// old name.
+    pub(crate) fn rename(
+        &mut self,
+        session: SessionId,
+        new: &UserName,
+    ) -> Result<UserName, NameTaken> {
+        let new_key = new.key();
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return Err(NameTaken);
+        };
+        let old_key = rec.user.clone();
+        if new_key != old_key && self.users.contains_key(&new_key) {
+            return Err(NameTaken);
+        }
+        let conn = rec.conn;
+        rec.user = new_key.clone();
+        let Some(mut user) = self.users.remove(&old_key) else {
+            return Err(NameTaken);
+        };
+        let old = std::mem::replace(&mut user.name, new.clone());
+        self.users.insert(new_key, user);
+        self.forget_receipts(&old_key);
+        self.broadcast(
+            conn,
+            Event::UserRenamed {
+                old: old.clone(),
+                new: new.clone(),
+            },
+        );
+        Ok(old)
+    }
+
+    /// Sends a direct message from the user of `from` to every session of `to`; returns
+    /// the recipient's name as it is online.
+    pub(crate) fn send_direct(
+        &mut self,
+        from: SessionId,
+        to: &UserName,
+        body: String,
+        kind: DirectKind,
+    ) -> Result<UserName, DirectError> {
+        let to_key = to.key();
+        let (Some(sender_key), Some(recipient)) = (
+            self.sessions.get(&from).map(|r| r.user.clone()),
+            self.users.get(&to_key),
+        ) else {
+            return Err(DirectError::NoSuchUser);
+        };
+        let Some(sender_name) = self.users.get(&sender_key).map(|u| u.name.clone()) else {
+            return Err(DirectError::NoSuchUser);
+        };
+        let message = DirectMessage {
+            from: sender_name,
+            to: recipient.name.clone(),
+            body,
+            kind,
+        };
+        let mut receipts_coming = false;
+        for &session in &recipient.sessions {
+            let Some(rec) = self.sessions.get(&session) else {
+                continue;
+            };
+            receipts_coming |= rec.sends_receipts;
+            self.pending.push_back(Delivery {
+                to: Audience::Conn(rec.conn),
+                event: Event::Direct {
+                    session,
+                    message: message.clone(),
+                },
+            });
+        }
+        if receipts_coming {
+            let owed = self.owed_receipts.entry((sender_key, to_key)).or_insert(0);
+            *owed = owed.saturating_add(1);
+        } else {
+            self.deliver_receipt(&message.from.key(), &message.to);
+        }
+        Ok(message.to)
+    }
+
+    /// The user of `recipient` confirms a direct message from `sender`. Relayed to the
+    /// sender only if a receipt is owed; returns whether it was.
+    pub(crate) fn receipt(&mut self, recipient: SessionId, sender: &UserName) -> bool {
+        let Some(rec) = self.sessions.get(&recipient) else {
+            return false;
+        };
+        let pair = (sender.key(), rec.user.clone());
+        let Some(owed) = self.owed_receipts.get_mut(&pair) else {
+            return false;
+        };
+        *owed -= 1;
+        if *owed == 0 {
+            self.owed_receipts.remove(&pair);
+        }
+        let Some(to) = self.users.get(&pair.1).map(|u| u.name.clone()) else {
+            return false;
+        };
+        self.deliver_receipt(&pair.0, &to);
+        true
+    }
+
+    /// The next event to hand out, in the order they happened.
+    pub(crate) fn poll_delivery(&mut self) -> Option<Delivery> {
+        self.pending.pop_front()
+    }
+
+    /// Number of online users.
+    pub(crate) fn online_count(&self) -> usize {
+        self.users.len()
+    }
+
+    fn deliver_receipt(&mut self, sender: &UserKey, to: &UserName) {
+        let Some(user) = self.users.get(sender) else {
+            return;
+        };
+        for &session in &user.sessions {
+            if let Some(rec) = self.sessions.get(&session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::Delivered {
+                        session,
+                        to: to.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    fn forget_receipts(&mut self, key: &UserKey) {
+        self.owed_receipts
+            .retain(|(sender, recipient), _| sender != key && recipient != key);
+    }
+
+    fn broadcast(&mut self, except: ConnId, event: Event) {
+        self.pending.push_back(Delivery {
+            to: Audience::AllBut(except),
+            event,
+        });
+    }
+}

@@ -1,0 +1,105 @@
+//! The ordered output queue and what the server knows of each connection's transport:
+//! bytes sent but not yet written, and whether it is closing.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::ids::ConnId;
+use crate::io::{CloseReason, Output};
+
+#[derive(Debug, Default)]
+struct Link {
+    /// Transmitted bytes the runtime has not yet reported written.
+    unwritten: usize,
+    /// Set once the connection is to close; nothing more is sent on it.
+    closing: bool,
+}
+
+/// One FIFO of outputs, plus per-connection transport state.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Output>,
+    links: BTreeMap<ConnId, Link>,
+    /// Connections to close, in the order they were marked; `None` when the peer is
+    /// already gone and no `Close` output is needed.
+    closing: VecDeque<(ConnId, Option<CloseReason>)>,
+    limit: usize,
+}
+
+impl Outbox {
+    pub(crate) fn new(limit: usize) -> Self {
+        Outbox {
+            limit,
+            ..Outbox::default()
+        }
+    }
+
+    pub(crate) fn open(&mut self, conn: ConnId) {
+        self.links.insert(conn, Link::default());
+    }
+
+    pub(crate) fn is_open(&self, conn: ConnId) -> bool {
+        self.links.get(&conn).is_some_and(|l| !l.closing)
+    }
+
+    /// Queues `bytes` for `conn`. Past the outbound limit the connection is marked to
+    /// close as a slow reader and the bytes are dropped.
+    pub(crate) fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return;
+        };
+        if link.closing || bytes.is_empty() {
+            return;
+        }
+        link.unwritten += bytes.len();
+        if link.unwritten > self.limit {
+            link.closing = true;
+            self.closing.push_back((conn, Some(CloseReason::SlowReader)));
+            return;
+        }
+        self.queue.push_back(Output::Transmit { conn, bytes });
+    }
+
+    pub(crate) fn written(&mut self, conn: ConnId, n: usize) {
+        if let Some(link) = self.links.get_mut(&conn) {
+            link.unwritten = link.unwritten.saturating_sub(n);
+        }
+    }
+
+    /// Marks `conn` to close; `None` when the peer already closed it.
+    pub(crate) fn close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
+        if let Some(link) = self.links.get_mut(&conn) {
+            if !link.closing {
+                link.closing = true;
+                self.closing.push_back((conn, reason));
+            }
+        }
+    }
+
+    /// The next connection marked to close, to be torn down by the server.
+    pub(crate) fn next_closing(&mut self) -> Option<(ConnId, Option<CloseReason>)> {
+        self.closing.pop_front()
+    }
+
+    /// Forgets `conn` and queues its `Close` output.
+    pub(crate) fn finish_close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
+        self.links.remove(&conn);
+        if let Some(reason) = reason {
+            self.queue.push_back(Output::Close { conn, reason });
+        }
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Output> {
+        self.queue.pop_front()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The largest count of unwritten bytes on any connection.
+    pub(crate) fn max_unwritten(&self) -> usize {
+        self.links.values().map(|l| l.unwritten).max().unwrap_or(0)
+    }
+}

@@ -1,0 +1,58 @@
+//! The wire protocols. Each is a module with a codec (framing, parsing, encoding) and a
+//! session (the per-connection state machine over the shared network model).
+
+pub(crate) mod ws2017;
+
+use bytes::Bytes;
+
+use crate::cx::Cx;
+use crate::ids::Protocol;
+use crate::model::Event;
+use crate::timers::TimerKind;
+
+/// The protocol state of one connection.
+#[derive(Debug)]
+pub(crate) enum Endpoint {
+    Ws2017(ws2017::Session),
+}
+
+impl Endpoint {
+    /// A new connection of `protocol`: sends its greeting and arms its timers.
+    pub(crate) fn open(protocol: Protocol, cx: &mut Cx<'_>) -> Endpoint {
+        match protocol {
+            Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
+        }
+    }
+
+    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
+        match self {
+            Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
+        }
+    }
+
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
+        match self {
+            Endpoint::Ws2017(s) => s.on_event(cx, event),
+        }
+    }
+
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerKind) {
+        match self {
+            Endpoint::Ws2017(s) => s.on_timer(cx, timer),
+        }
+    }
+
+    /// The connection is gone: release everything it held in the network.
+    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
+        match self {
+            Endpoint::Ws2017(s) => s.on_close(cx),
+        }
+    }
+
+    /// Bytes buffered from the peer and not yet framed.
+    pub(crate) fn buffered(&self) -> usize {
+        match self {
+            Endpoint::Ws2017(s) => s.buffered(),
+        }
+    }
+}

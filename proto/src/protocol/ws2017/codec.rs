@@ -1,0 +1,254 @@
+//! ws2017 lines to [`Command`]s, and [`Reply`]s to lines.
+
+use bytes::{BufMut, BytesMut};
+
+/// A client command, its arguments unvalidated beyond their shape.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Command {
+    /// `uname <name>`: pick or change the name.
+    Uname { name: String },
+    /// `cgetu`: list online users.
+    Cgetu,
+    /// `cgetg`: list games (there are none).
+    Cgetg,
+    /// `chatm <sender> <recipient> '<message>'` or `chatw ...` (whisper).
+    Chat {
+        whisper: bool,
+        sender: String,
+        recipient: String,
+        message: String,
+    },
+    /// `chatr <sender> <recipient>`: the recipient confirms a message.
+    Chatr { sender: String, recipient: String },
+    /// `cping`: the client checks the server is there.
+    Cping,
+    /// `cpong` or `+OK cpong`: the answer to the server's `cping`.
+    Cpong,
+    /// `cquit`: leave.
+    Cquit,
+}
+
+/// Why a line is not a command.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum ParseError {
+    /// A blank line; ignored.
+    Empty,
+    /// A known keyword with the wrong arguments, or a line that is not ASCII/UTF-8 text.
+    Malformed { keyword: String },
+    /// A keyword no command has.
+    Unknown,
+}
+
+/// Parses one line (without its line ending).
+pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
+    let Ok(text) = std::str::from_utf8(line) else {
+        let keyword = line.split(|&b| b == b' ').next().unwrap_or_default();
+        return Err(ParseError::Malformed {
+            keyword: printable(&String::from_utf8_lossy(keyword)),
+        });
+    };
+    let text = text.trim_matches(|c: char| c == ' ' || c == '\t');
+    if text.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let (keyword, rest) = match text.split_once([' ', '\t']) {
+        Some((k, r)) => (k, r.trim_start_matches([' ', '\t'])),
+        None => (text, ""),
+    };
+    let keyword = keyword.to_ascii_lowercase();
+    let malformed = || ParseError::Malformed {
+        keyword: printable(&keyword),
+    };
+    let args = |n: usize| -> Result<Vec<String>, ParseError> {
+        let args = split_args(rest).ok_or_else(malformed)?;
+        if args.len() == n {
+            Ok(args)
+        } else {
+            Err(malformed())
+        }
+    };
+    let command = match keyword.as_str() {
+        "uname" => {
+            let mut a = args(1)?;
+            Command::Uname { name: a.remove(0) }
+        }
+        "cgetu" => args(0).map(|_| Command::Cgetu)?,
+        "cgetg" => args(0).map(|_| Command::Cgetg)?,
+        "cping" => args(0).map(|_| Command::Cping)?,
+        "cpong" => args(0).map(|_| Command::Cpong)?,
+        "cquit" => args(0).map(|_| Command::Cquit)?,
+        "+ok" if rest.eq_ignore_ascii_case("cpong") => Command::Cpong,
+        "chatr" => {
+            let mut a = args(2)?;
+            let recipient = a.pop().unwrap_or_default();
+            let sender = a.pop().unwrap_or_default();
+            Command::Chatr { sender, recipient }
+        }
+        "chatm" | "chatw" => {
+            let (sender, rest) = next_arg(rest).ok_or_else(malformed)?;
+            let (recipient, rest) = next_arg(rest).ok_or_else(malformed)?;
+            if rest.is_empty() {
+                return Err(malformed());
+            }
+            Command::Chat {
+                whisper: keyword == "chatw",
+                sender,
+                recipient,
+                message: unquote(rest).to_owned(),
+            }
+        }
+        _ => return Err(ParseError::Unknown),
+    };
+    Ok(command)
+}
+
+/// Splits arguments on spaces; an argument starting with `'` runs to the next `'` that is
+/// followed by a space or the end. `None` if a quote is never closed.
+fn split_args(mut rest: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (arg, tail) = next_arg(rest)?;
+        out.push(arg);
+        rest = tail;
+    }
+    Some(out)
+}
+
+/// The first argument of `s` and what follows it (leading spaces removed).
+fn next_arg(s: &str) -> Option<(String, &str)> {
+    let s = s.trim_start_matches([' ', '\t']);
+    if s.is_empty() {
+        return None;
+    }
+    let (arg, tail) = if let Some(quoted) = s.strip_prefix('\'') {
+        let end = quoted
+            .match_indices('\'')
+            .map(|(i, _)| i)
+            .find(|&i| matches!(quoted.as_bytes().get(i + 1), None | Some(b' ' | b'\t')))?;
+        (&quoted[..end], &quoted[end + 1..])
+    } else {
+        s.split_once([' ', '\t']).unwrap_or((s, ""))
+    };
+    Some((arg.to_owned(), tail.trim_start_matches([' ', '\t'])))
+}
+
+/// A message body: the rest of the line, without one pair of enclosing quotes.
+fn unquote(s: &str) -> &str {
+    s.strip_prefix('\'')
+        .and_then(|s| s.strip_suffix('\''))
+        .unwrap_or(s)
+}
+
+/// `s` with anything but printable ASCII replaced by `?`, for echoing in errors.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(32)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// A line the server sends.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Reply<'a> {
+    /// `+OK <text>` on connect.
+    Greeting { server: &'a str },
+    /// `+OK uname 'you are' <name>`: the first name is set.
+    NameSet { name: &'a str },
+    /// `+OK uname <name>`: renamed.
+    Renamed { name: &'a str },
+    /// `-ERR uname <suggestion>`: the name is taken.
+    NameTaken { suggestion: &'a str },
+    /// `nuser <name>`: someone joined.
+    UserJoined { name: &'a str },
+    /// `+OK nuser <old> <new>`: someone renamed.
+    UserRenamed { old: &'a str, new: &'a str },
+    /// `cquit <name>`: someone left.
+    UserLeft { name: &'a str },
+    /// `+OK cgetu <names...>`.
+    Users { names: &'a [&'a str] },
+    /// `+OK cgetg`: no games.
+    Games,
+    /// `+OK chatm 'message relayed'` (or `chatw`).
+    Relayed { whisper: bool },
+    /// `chatm <from> <to> '<body>'` (or `chatw`): a message for this client.
+    Chat {
+        whisper: bool,
+        from: &'a str,
+        to: &'a str,
+        body: &'a str,
+    },
+    /// `chatr <from> <to>`: the message from this client reached `to`.
+    Receipt { from: &'a str, to: &'a str },
+    /// `cping`.
+    Ping,
+    /// `+OK cpong`.
+    Pong,
+    /// `+OK cquit 'terminating tasks and disconnecting'`.
+    Bye,
+    /// `-ERR [<command>] '<text>'`.
+    Error {
+        command: Option<&'a str>,
+        text: &'a str,
+    },
+}
+
+/// Appends `reply` as one CRLF-terminated line. Text from other protocols that holds
+/// line breaks or control characters has them replaced by spaces, so a reply is always
+/// exactly one line.
+pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
+    match *reply {
+        Reply::Greeting { server } => push(out, &["+OK ", server, " ws2017 ready"]),
+        Reply::NameSet { name } => push(out, &["+OK uname 'you are' ", name]),
+        Reply::Renamed { name } => push(out, &["+OK uname ", name]),
+        Reply::NameTaken { suggestion } => push(out, &["-ERR uname ", suggestion]),
+        Reply::UserJoined { name } => push(out, &["nuser ", name]),
+        Reply::UserRenamed { old, new } => push(out, &["+OK nuser ", old, " ", new]),
+        Reply::UserLeft { name } => push(out, &["cquit ", name]),
+        Reply::Users { names } => {
+            put(out, &["+OK cgetu"]);
+            for name in names {
+                put(out, &[" ", name]);
+            }
+            out.put_slice(b"\r\n");
+        }
+        Reply::Games => push(out, &["+OK cgetg"]),
+        Reply::Relayed { whisper } => push(out, &["+OK ", chat_keyword(whisper), " 'message relayed'"]),
+        Reply::Chat { whisper, from, to, body } => {
+            push(out, &[chat_keyword(whisper), " ", from, " ", to, " '", body, "'"])
+        }
+        Reply::Receipt { from, to } => push(out, &["chatr ", from, " ", to]),
+        Reply::Ping => push(out, &["cping"]),
+        Reply::Pong => push(out, &["+OK cpong"]),
+        Reply::Bye => push(out, &["+OK cquit 'terminating tasks and disconnecting'"]),
+        Reply::Error { command: Some(command), text } => push(out, &["-ERR ", command, " '", text, "'"]),
+        Reply::Error { command: None, text } => push(out, &["-ERR '", text, "'"]),
+    }
+}
+
+fn chat_keyword(whisper: bool) -> &'static str {
+    if whisper {
+        "chatw"
+    } else {
+        "chatm"
+    }
+}
+
+/// Appends `parts` and a CRLF.
+fn push(out: &mut BytesMut, parts: &[&str]) {
+    put(out, parts);
+    out.put_slice(b"\r\n");
+}
+
+/// Appends `parts`, control characters (line breaks above all) replaced by spaces.
+fn put(out: &mut BytesMut, parts: &[&str]) {
+    for part in parts {
+        if !part.chars().any(char::is_control) {
+            out.put_slice(part.as_bytes());
+            continue;
+        }
+        for c in part.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            out.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! The ws2017 connection state machine: AUTHORIZATION until a name is set, then
+//! TRANSACTION until `cquit` (UPDATE is the close itself).
+
+use bytes::{Bytes, BytesMut};
+
+use super::codec::{self, Command, ParseError, Reply};
+use crate::cx::Cx;
+use crate::frame::lines::{Line, LineFramer};
+use crate::io::CloseReason;
+use crate::model::{
+    DirectError, DirectKind, Event, LoginKind, NameError, SessionId, UserName, MAX_NAME_CHARS,
+};
+use crate::time::Instant;
+use crate::timers::TimerKind;
+
+/// ws2017 names are nicks held by one connection, and its clients answer with `chatr`.
+const LOGIN: LoginKind = LoginKind {
+    exclusive: true,
+    sends_receipts: true,
+};
+
+/// One ws2017 connection.
+#[derive(Debug)]
+pub(crate) struct Session {
+    framer: LineFramer,
+    inbound: BytesMut,
+    /// `None` in AUTHORIZATION; the network session once a name is set (TRANSACTION).
+    session: Option<SessionId>,
+    /// When the oldest unanswered `cping` was sent.
+    unanswered_ping: Option<Instant>,
+}
+
+impl Session {
+    /// Greets the client and starts pinging it.
+    pub(crate) fn open(cx: &mut Cx<'_>) -> Session {
+        let session = Session {
+            framer: LineFramer::new(cx.config.ws2017.max_line_bytes),
+            inbound: BytesMut::new(),
+            session: None,
+            unanswered_ping: None,
+        };
+        reply(cx, &Reply::Greeting { server: &cx.config.server_name.clone() });
+        cx.set_timer(TimerKind::Ping, cx.now.mono + cx.config.ws2017.ping_interval);
+        session
+    }
+
+    pub(crate) fn buffered(&self) -> usize {
+        self.inbound.len()
+    }
+
+    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
+        self.inbound.extend_from_slice(bytes);
+        while cx.is_open() {
+            match self.framer.next_line(&mut self.inbound) {
+                None => break,
+                Some(Line::TooLong) => error(cx, None, "line is too long"),
+                Some(Line::Complete(line)) => self.on_line(cx, &line),
+            }
+        }
+    }
+
+    fn on_line(&mut self, cx: &mut Cx<'_>, line: &[u8]) {
+        let command = match codec::parse(line) {
+            Ok(command) => command,
+            Err(ParseError::Empty) => return,
+            Err(ParseError::Unknown) => return error(cx, None, "entered command does not exist"),
+            Err(ParseError::Malformed { keyword }) => {
+                let text = format!("{keyword} is not a properly formatted command");
+                return error(cx, None, &text);
+            }
+        };
+        match (command, self.session) {
+            (Command::Uname { name }, None) => self.login(cx, &name),
+            (Command::Uname { name }, Some(session)) => rename(cx, session, &name),
+            (Command::Cpong, _) => {
+                self.unanswered_ping = None;
+                cx.cancel_timer(TimerKind::PingDeadline);
+            }
+            (Command::Cquit, _) => {
+                reply(cx, &Reply::Bye);
+                cx.close(CloseReason::Quit);
+            }
+            (command, None) => {
+                let keyword = command.keyword();
+                error(cx, Some(keyword), "not allowed before uname");
+            }
+            (Command::Cping, Some(_)) => reply(cx, &Reply::Pong),
+            (Command::Cgetu, Some(_)) => {
+                let names: Vec<&str> = cx.net.online_names().map(UserName::as_str).collect();
+                let mut out = BytesMut::new();
+                codec::encode(&Reply::Users { names: &names }, &mut out);
+                cx.send(out.freeze());
+            }
+            (Command::Cgetg, Some(_)) => reply(cx, &Reply::Games),
+            (
+                Command::Chat {
+                    whisper,
+                    sender,
+                    recipient,
+                    message,
+                },
+                Some(session),
+            ) => chat(cx, session, whisper, &sender, &recipient, message),
+            (Command::Chatr { sender, recipient }, Some(session)) => {
+                receipt(cx, session, &sender, &recipient)
+            }
+        }
+    }
+
+    fn login(&mut self, cx: &mut Cx<'_>, name: &str) {
+        let name = match UserName::parse(name) {
+            Ok(name) => name,
+            Err(e) => return name_error(cx, e),
+        };
+        match cx.net.login(&name, cx.conn, LOGIN) {
+            Ok(session) => {
+                self.session = Some(session);
+                reply(cx, &Reply::NameSet { name: name.as_str() });
+            }
+            Err(_) => name_taken(cx, &name),
+        }
+    }
+
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
+        match event {
+            Event::UserOnline { name } => reply(cx, &Reply::UserJoined { name: name.as_str() }),
+            Event::UserOffline { name } => reply(cx, &Reply::UserLeft { name: name.as_str() }),
+            Event::UserRenamed { old, new } => reply(
+                cx,
+                &Reply::UserRenamed {
+                    old: old.as_str(),
+                    new: new.as_str(),
+                },
+            ),
+            Event::Direct { message, .. } => reply(
+                cx,
+                &Reply::Chat {
+                    whisper: message.kind == DirectKind::Whisper,
+                    from: message.from.as_str(),
+                    to: message.to.as_str(),
+                    body: &message.body,
+                },
+            ),
+            Event::Delivered { session, to } => {
+                if let Some(me) = cx.net.session_name(*session).cloned() {
+                    reply(
+                        cx,
+                        &Reply::Receipt {
+                            from: me.as_str(),
+                            to: to.as_str(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerKind) {
+        let now = cx.now.mono;
+        let config = &cx.config.ws2017;
+        match timer {
+            TimerKind::Ping => {
+                if self.unanswered_ping.is_none() {
+                    self.unanswered_ping = Some(now);
+                    cx.set_timer(TimerKind::PingDeadline, now + config.ping_timeout);
+                }
+                cx.set_timer(TimerKind::Ping, now + config.ping_interval);
+                reply(cx, &Reply::Ping);
+            }
+            TimerKind::PingDeadline => cx.close(CloseReason::Timeout),
+        }
+    }
+
+    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
+        if let Some(session) = self.session.take() {
+            cx.net.logout(session);
+        }
+    }
+}
+
+impl Command {
+    fn keyword(&self) -> &'static str {
+        match self {
+            Command::Uname { .. } => "uname",
+            Command::Cgetu => "cgetu",
+            Command::Cgetg => "cgetg",
+            Command::Chat { whisper: true, .. } => "chatw",
+            Command::Chat { whisper: false, .. } => "chatm",
+            Command::Chatr { .. } => "chatr",
+            Command::Cping => "cping",
+            Command::Cpong => "cpong",
+            Command::Cquit => "cquit",
+        }
+    }
+}
+
+fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
+    let name = match UserName::parse(name) {
+        Ok(name) => name,
+        Err(e) => return name_error(cx, e),
+    };
+    if cx.net.session_name(session) == Some(&name) {
+        return error(cx, Some("uname"), "same username entered");
+    }
+    match cx.net.rename(session, &name) {
+        Ok(_) => reply(cx, &Reply::Renamed { name: name.as_str() }),
+        Err(_) => name_taken(cx, &name),
+    }
+}
+
+fn chat(cx: &mut Cx<'_>, session: SessionId, whisper: bool, sender: &str, recipient: &str, body: String) {
+    let command = if whisper { "chatw" } else { "chatm" };
+    let Some(me) = cx.net.session_name(session).cloned() else {
+        return;
+    };
+    if sender.to_lowercase() != me.key().as_str() {
+        return error(cx, Some(command), &format!("sender name {sender} is not yours"));
+    }
+    let no_such_user = |cx: &mut Cx<'_>| {
+        error(cx, Some(command), &format!("recipient name {recipient} does not exist"));
+    };
+    let Ok(to) = UserName::parse(recipient) else {
+        return no_such_user(cx);
+    };
+    let kind = if whisper { DirectKind::Whisper } else { DirectKind::Chat };
+    let echo = whisper && to.key() != me.key();
+    let echoed = echo.then(|| body.clone());
+    match cx.net.send_direct(session, &to, body, kind) {
+        Ok(to) => {
+            reply(cx, &Reply::Relayed { whisper });
+            if let Some(body) = echoed {
+                let chat = Reply::Chat {
+                    whisper,
+                    from: me.as_str(),
+                    to: to.as_str(),
+                    body: &body,
+                };
+                reply(cx, &chat);
+            }
+        }
+        Err(DirectError::NoSuchUser) => no_such_user(cx),
+    }
+}
+
+fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
+    let Some(me) = cx.net.session_name(session).cloned() else {
+        return;
+    };
+    if recipient.to_lowercase() != me.key().as_str() {
+        return error(cx, Some("chatr"), &format!("recipient name {recipient} is not yours"));
+    }
+    let sender = match UserName::parse(sender) {
+        Ok(sender) if cx.net.is_online(&sender.key()) => sender,
+        _ => return error(cx, Some("chatr"), &format!("sender name {sender} does not exist")),
+    };
+    // A receipt nobody is owed (a duplicate, or for a message never sent) is dropped.
+    cx.net.receipt(session, &sender);
+}
+
+fn name_error(cx: &mut Cx<'_>, e: NameError) {
+    error(cx, Some("uname"), &e.to_string());
+}
+
+/// Answers a taken name with the first free one of `name2`, `name3`, ...
+fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
+    let suggestion = (2u64..)
+        .filter_map(|n| {
+            let suffix = n.to_string();
+            let base: String = name
+                .as_str()
+                .chars()
+                .take(MAX_NAME_CHARS - suffix.len())
+                .collect();
+            UserName::parse(&format!("{base}{suffix}")).ok()
+        })
+        .find(|candidate| !cx.net.is_online(&candidate.key()));
+    if let Some(suggestion) = suggestion {
+        reply(cx, &Reply::NameTaken { suggestion: suggestion.as_str() });
+    }
+}
+
+fn error(cx: &mut Cx<'_>, command: Option<&str>, text: &str) {
+    reply(cx, &Reply::Error { command, text });
+}
+
+fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {
+    let mut out = BytesMut::new();
+    codec::encode(reply, &mut out);
+    cx.send(out.freeze());
+}

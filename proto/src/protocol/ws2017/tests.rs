@@ -1,0 +1,1 @@
+//! ws2017 behaviour, rule by rule.

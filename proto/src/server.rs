@@ -1,0 +1,226 @@
+//! [`Server`]: the whole network behind one input door and one output door.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::cx::Cx;
+use crate::ids::{ConnId, Protocol};
+use crate::io::{Input, Output};
+use crate::model::{Audience, Network};
+use crate::outbox::Outbox;
+use crate::protocol::Endpoint;
+use crate::rng::Rng;
+use crate::time::{Instant, Now};
+use crate::timers::Timers;
+
+/// The chat server's state machine: every connection, session and user of the network.
+///
+/// It does no I/O and reads no clock. Drive it like this:
+///
+/// 1. Wait for something to happen: a connection accepted, bytes read, bytes written,
+///    a connection closed by its peer, or the deadline of [`poll_timeout`](Self::poll_timeout).
+/// 2. Feed it: [`handle`](Self::handle) for an event, [`handle_timeout`](Self::handle_timeout)
+///    when the deadline passed. Every call passes the current [`Now`]; its monotonic part
+///    must never go backwards.
+/// 3. Drain [`poll_output`](Self::poll_output) until `None`: write each
+///    [`Output::Transmit`] to its connection in order, close on [`Output::Close`].
+///    Report written bytes back with [`Input::Written`]. Draining late only adds latency.
+/// 4. Ask [`poll_timeout`](Self::poll_timeout) for the next deadline and go back to 1.
+///
+/// Given the same config, seed and inputs, the outputs are the same, byte for byte.
+pub struct Server {
+    config: Config,
+    /// Drawn from by protocols that hand out random ids.
+    #[allow(dead_code)]
+    rng: Rng,
+    last_now: Option<Now>,
+    endpoints: BTreeMap<ConnId, Endpoint>,
+    protocols: BTreeMap<ConnId, Protocol>,
+    net: Network,
+    timers: Timers,
+    out: Outbox,
+}
+
+/// Sizes of the server's collections, for monitoring and the simulator's memory bounds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Open connections.
+    pub connections: usize,
+    /// Users with at least one session.
+    pub online_users: usize,
+    /// Outputs waiting in the queue.
+    pub queued_outputs: usize,
+    /// Armed timers.
+    pub timers: usize,
+    /// The most bytes buffered from one peer and not yet framed.
+    pub max_inbound_bytes: usize,
+    /// The most bytes sent to one peer and not yet reported written.
+    pub max_unwritten_bytes: usize,
+}
+
+impl Server {
+    /// A server with no connections, its generator seeded from `config.seed`.
+    pub fn new(config: Config) -> Server {
+        Server {
+            rng: Rng::new(config.seed),
+            out: Outbox::new(config.outbound_limit_bytes),
+            config,
+            last_now: None,
+            endpoints: BTreeMap::new(),
+            protocols: BTreeMap::new(),
+            net: Network::default(),
+            timers: Timers::default(),
+        }
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Feeds one input.
+    ///
+    /// # Panics
+    /// If `now.mono` is earlier than the previous call's.
+    pub fn handle(&mut self, now: Now, input: Input) {
+        self.advance(now);
+        match input {
+            Input::Accepted {
+                conn,
+                protocol,
+                peer: _,
+            } => {
+                if self.protocols.contains_key(&conn) {
+                    return;
+                }
+                self.out.open(conn);
+                self.protocols.insert(conn, protocol);
+                let mut cx = self.cx(now, conn);
+                let endpoint = Endpoint::open(protocol, &mut cx);
+                self.endpoints.insert(conn, endpoint);
+            }
+            Input::Received { conn, bytes } => {
+                if self.out.is_open(conn) {
+                    self.with_endpoint(now, conn, |ep, cx| ep.on_bytes(cx, &bytes));
+                }
+            }
+            Input::Written { conn, n } => self.out.written(conn, n),
+            Input::PeerClosed { conn } => self.out.close(conn, None),
+        }
+        self.settle(now);
+    }
+
+    /// Fires every timer that is due at `now`. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Now) {
+        self.advance(now);
+        while let Some((conn, kind)) = self.timers.pop_due(now.mono) {
+            if self.out.is_open(conn) {
+                self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx, kind));
+            }
+            self.settle(now);
+        }
+    }
+
+    /// When the server next wants [`handle_timeout`](Self::handle_timeout), if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// The next output, in the order the server produced them.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+
+    /// The sizes of the server's collections.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.endpoints.len(),
+            online_users: self.net.online_count(),
+            queued_outputs: self.out.queued(),
+            timers: self.timers.len(),
+            max_inbound_bytes: self.endpoints.values().map(Endpoint::buffered).max().unwrap_or(0),
+            max_unwritten_bytes: self.out.max_unwritten(),
+        }
+    }
+
+    fn advance(&mut self, now: Now) {
+        if let Some(last) = self.last_now {
+            assert!(
+                now.mono >= last.mono,
+                "time went backwards: {} after {}",
+                now.mono,
+                last.mono
+            );
+        }
+        self.last_now = Some(now);
+    }
+
+    fn cx(&mut self, now: Now, conn: ConnId) -> Cx<'_> {
+        Cx {
+            now,
+            conn,
+            config: &self.config,
+            net: &mut self.net,
+            timers: &mut self.timers,
+            out: &mut self.out,
+        }
+    }
+
+    fn with_endpoint(&mut self, now: Now, conn: ConnId, f: impl FnOnce(&mut Endpoint, &mut Cx<'_>)) {
+        let Some(endpoint) = self.endpoints.get_mut(&conn) else {
+            return;
+        };
+        let mut cx = Cx {
+            now,
+            conn,
+            config: &self.config,
+            net: &mut self.net,
+            timers: &mut self.timers,
+            out: &mut self.out,
+        };
+        f(endpoint, &mut cx);
+    }
+
+    /// Tears down closing connections and hands out network events until neither is left.
+    fn settle(&mut self, now: Now) {
+        loop {
+            if let Some((conn, reason)) = self.out.next_closing() {
+                self.timers.cancel_all(conn);
+                self.protocols.remove(&conn);
+                if let Some(mut endpoint) = self.endpoints.remove(&conn) {
+                    endpoint.on_close(&mut self.cx(now, conn));
+                }
+                self.out.finish_close(conn, reason);
+                continue;
+            }
+            let Some(delivery) = self.net.poll_delivery() else {
+                break;
+            };
+            match delivery.to {
+                Audience::Conn(conn) => {
+                    if self.out.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx| ep.on_event(cx, &delivery.event));
+                    }
+                }
+                Audience::AllBut(except) => {
+                    for (&conn, endpoint) in self.endpoints.iter_mut() {
+                        if conn == except || !self.out.is_open(conn) {
+                            continue;
+                        }
+                        let mut cx = Cx {
+                            now,
+                            conn,
+                            config: &self.config,
+                            net: &mut self.net,
+                            timers: &mut self.timers,
+                            out: &mut self.out,
+                        };
+                        endpoint.on_event(&mut cx, &delivery.event);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared test support for the protocol tests.
+
+pub(crate) mod harness;
