@@ -55,7 +55,8 @@ impl Outbox {
         link.unwritten += bytes.len();
         if link.unwritten > self.limit {
             link.closing = true;
-            self.closing.push_back((conn, Some(CloseReason::SlowReader)));
+            self.closing
+                .push_back((conn, Some(CloseReason::SlowReader)));
             return;
         }
         self.queue.push_back(Output::Transmit { conn, bytes });

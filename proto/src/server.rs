@@ -140,7 +140,12 @@ impl Server {
             online_users: self.net.online_count(),
             queued_outputs: self.out.queued(),
             timers: self.timers.len(),
-            max_inbound_bytes: self.endpoints.values().map(Endpoint::buffered).max().unwrap_or(0),
+            max_inbound_bytes: self
+                .endpoints
+                .values()
+                .map(Endpoint::buffered)
+                .max()
+                .unwrap_or(0),
             max_unwritten_bytes: self.out.max_unwritten(),
         }
     }
@@ -168,7 +173,12 @@ impl Server {
         }
     }
 
-    fn with_endpoint(&mut self, now: Now, conn: ConnId, f: impl FnOnce(&mut Endpoint, &mut Cx<'_>)) {
+    fn with_endpoint(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        f: impl FnOnce(&mut Endpoint, &mut Cx<'_>),
+    ) {
         let Some(endpoint) = self.endpoints.get_mut(&conn) else {
             return;
         };

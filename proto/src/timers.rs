@@ -80,8 +80,14 @@ mod tests {
         t.set(b, TimerKind::Ping, Instant::from_millis(40));
         assert_eq!(t.next(), Some(Instant::from_millis(20)));
         assert_eq!(t.pop_due(Instant::from_millis(5)), None);
-        assert_eq!(t.pop_due(Instant::from_millis(35)), Some((a, TimerKind::PingDeadline)));
-        assert_eq!(t.pop_due(Instant::from_millis(35)), Some((a, TimerKind::Ping)));
+        assert_eq!(
+            t.pop_due(Instant::from_millis(35)),
+            Some((a, TimerKind::PingDeadline))
+        );
+        assert_eq!(
+            t.pop_due(Instant::from_millis(35)),
+            Some((a, TimerKind::Ping))
+        );
         assert_eq!(t.pop_due(Instant::from_millis(35)), None);
         t.cancel_all(b);
         assert_eq!((t.next(), t.len()), (None, 0));

@@ -133,18 +133,27 @@ mod tests {
     fn a_long_line_is_reported_once_and_skipped_without_buffering_it() {
         let mut framer = LineFramer::new(8);
         let mut buf = BytesMut::new();
-        assert_eq!(frames(&mut framer, &mut buf, b"ok\n0123456789"), vec![complete("ok"), Line::TooLong]);
+        assert_eq!(
+            frames(&mut framer, &mut buf, b"ok\n0123456789"),
+            vec![complete("ok"), Line::TooLong]
+        );
         assert!(buf.len() <= 9);
         for _ in 0..1000 {
             assert_eq!(frames(&mut framer, &mut buf, b"0123456789"), vec![]);
             assert!(buf.is_empty());
         }
-        assert_eq!(frames(&mut framer, &mut buf, b"xx\nnext\n"), vec![complete("next")]);
+        assert_eq!(
+            frames(&mut framer, &mut buf, b"xx\nnext\n"),
+            vec![complete("next")]
+        );
     }
 
     #[test]
     fn the_limit_counts_the_line_without_its_ending() {
-        assert_eq!(whole(3, b"abc\r\nabcd\r\nab\n"), vec![complete("abc"), Line::TooLong, complete("ab")]);
+        assert_eq!(
+            whole(3, b"abc\r\nabcd\r\nab\n"),
+            vec![complete("abc"), Line::TooLong, complete("ab")]
+        );
         // Split at every point, the same.
         let input = b"abc\r\nabcd\r\nab\n";
         for cut in 0..=input.len() {

@@ -34,8 +34,7 @@ impl UserName {
         if s.chars().count() > MAX_NAME_CHARS {
             return Err(NameError::TooLong);
         }
-        if s
-            .chars()
+        if s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || "<>&'\"@/".contains(c))
         {
             return Err(NameError::InvalidCharacter);
@@ -94,8 +93,14 @@ mod tests {
     fn invalid_names_say_why() {
         assert_eq!(UserName::parse(""), Err(NameError::Empty));
         assert_eq!(UserName::parse(&"x".repeat(33)), Err(NameError::TooLong));
-        for bad in ["a b", "a\tb", "a<b", "a>b", "a&b", "a'b", "a\"b", "a@b", "a/b", "a\u{7}"] {
-            assert_eq!(UserName::parse(bad), Err(NameError::InvalidCharacter), "{bad:?}");
+        for bad in [
+            "a b", "a\tb", "a<b", "a>b", "a&b", "a'b", "a\"b", "a@b", "a/b", "a\u{7}",
+        ] {
+            assert_eq!(
+                UserName::parse(bad),
+                Err(NameError::InvalidCharacter),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -40,7 +40,11 @@ impl Harness {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let peer = ([127, 0, 0, 1], 40000 + conn.0 as u16).into();
-        self.input(Input::Accepted { conn, protocol, peer });
+        self.input(Input::Accepted {
+            conn,
+            protocol,
+            peer,
+        });
         conn
     }
 
@@ -75,15 +79,30 @@ impl Harness {
         while let Some(output) = self.server.poll_output() {
             match output {
                 Output::Transmit { conn, bytes } => {
-                    assert!(!self.closed.contains_key(&conn), "transmit after close on {conn}");
-                    self.received.entry(conn).or_default().extend_from_slice(&bytes);
+                    assert!(
+                        !self.closed.contains_key(&conn),
+                        "transmit after close on {conn}"
+                    );
+                    self.received
+                        .entry(conn)
+                        .or_default()
+                        .extend_from_slice(&bytes);
                     if self.auto_written {
                         let now = self.now();
-                        self.server.handle(now, Input::Written { conn, n: bytes.len() });
+                        self.server.handle(
+                            now,
+                            Input::Written {
+                                conn,
+                                n: bytes.len(),
+                            },
+                        );
                     }
                 }
                 Output::Close { conn, reason } => {
-                    assert!(self.closed.insert(conn, reason).is_none(), "closed twice: {conn}");
+                    assert!(
+                        self.closed.insert(conn, reason).is_none(),
+                        "closed twice: {conn}"
+                    );
                 }
             }
         }

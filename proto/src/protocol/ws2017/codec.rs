@@ -212,16 +212,30 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             out.put_slice(b"\r\n");
         }
         Reply::Games => push(out, &["+OK cgetg"]),
-        Reply::Relayed { whisper } => push(out, &["+OK ", chat_keyword(whisper), " 'message relayed'"]),
-        Reply::Chat { whisper, from, to, body } => {
-            push(out, &[chat_keyword(whisper), " ", from, " ", to, " '", body, "'"])
+        Reply::Relayed { whisper } => {
+            push(out, &["+OK ", chat_keyword(whisper), " 'message relayed'"])
         }
+        Reply::Chat {
+            whisper,
+            from,
+            to,
+            body,
+        } => push(
+            out,
+            &[chat_keyword(whisper), " ", from, " ", to, " '", body, "'"],
+        ),
         Reply::Receipt { from, to } => push(out, &["chatr ", from, " ", to]),
         Reply::Ping => push(out, &["cping"]),
         Reply::Pong => push(out, &["+OK cpong"]),
         Reply::Bye => push(out, &["+OK cquit 'terminating tasks and disconnecting'"]),
-        Reply::Error { command: Some(command), text } => push(out, &["-ERR ", command, " '", text, "'"]),
-        Reply::Error { command: None, text } => push(out, &["-ERR '", text, "'"]),
+        Reply::Error {
+            command: Some(command),
+            text,
+        } => push(out, &["-ERR ", command, " '", text, "'"]),
+        Reply::Error {
+            command: None,
+            text,
+        } => push(out, &["-ERR '", text, "'"]),
     }
 }
 

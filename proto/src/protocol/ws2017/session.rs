@@ -39,8 +39,16 @@ impl Session {
             session: None,
             unanswered_ping: None,
         };
-        reply(cx, &Reply::Greeting { server: &cx.config.server_name.clone() });
-        cx.set_timer(TimerKind::Ping, cx.now.mono + cx.config.ws2017.ping_interval);
+        reply(
+            cx,
+            &Reply::Greeting {
+                server: &cx.config.server_name.clone(),
+            },
+        );
+        cx.set_timer(
+            TimerKind::Ping,
+            cx.now.mono + cx.config.ws2017.ping_interval,
+        );
         session
     }
 
@@ -115,7 +123,12 @@ impl Session {
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
                 self.session = Some(session);
-                reply(cx, &Reply::NameSet { name: name.as_str() });
+                reply(
+                    cx,
+                    &Reply::NameSet {
+                        name: name.as_str(),
+                    },
+                );
             }
             Err(_) => name_taken(cx, &name),
         }
@@ -123,8 +136,18 @@ impl Session {
 
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
         match event {
-            Event::UserOnline { name } => reply(cx, &Reply::UserJoined { name: name.as_str() }),
-            Event::UserOffline { name } => reply(cx, &Reply::UserLeft { name: name.as_str() }),
+            Event::UserOnline { name } => reply(
+                cx,
+                &Reply::UserJoined {
+                    name: name.as_str(),
+                },
+            ),
+            Event::UserOffline { name } => reply(
+                cx,
+                &Reply::UserLeft {
+                    name: name.as_str(),
+                },
+            ),
             Event::UserRenamed { old, new } => reply(
                 cx,
                 &Reply::UserRenamed {
@@ -203,26 +226,50 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
         return error(cx, Some("uname"), "same username entered");
     }
     match cx.net.rename(session, &name) {
-        Ok(_) => reply(cx, &Reply::Renamed { name: name.as_str() }),
+        Ok(_) => reply(
+            cx,
+            &Reply::Renamed {
+                name: name.as_str(),
+            },
+        ),
         Err(_) => name_taken(cx, &name),
     }
 }
 
-fn chat(cx: &mut Cx<'_>, session: SessionId, whisper: bool, sender: &str, recipient: &str, body: String) {
+fn chat(
+    cx: &mut Cx<'_>,
+    session: SessionId,
+    whisper: bool,
+    sender: &str,
+    recipient: &str,
+    body: String,
+) {
     let command = if whisper { "chatw" } else { "chatm" };
     let Some(me) = cx.net.session_name(session).cloned() else {
         return;
     };
     if sender.to_lowercase() != me.key().as_str() {
-        return error(cx, Some(command), &format!("sender name {sender} is not yours"));
+        return error(
+            cx,
+            Some(command),
+            &format!("sender name {sender} is not yours"),
+        );
     }
     let no_such_user = |cx: &mut Cx<'_>| {
-        error(cx, Some(command), &format!("recipient name {recipient} does not exist"));
+        error(
+            cx,
+            Some(command),
+            &format!("recipient name {recipient} does not exist"),
+        );
     };
     let Ok(to) = UserName::parse(recipient) else {
         return no_such_user(cx);
     };
-    let kind = if whisper { DirectKind::Whisper } else { DirectKind::Chat };
+    let kind = if whisper {
+        DirectKind::Whisper
+    } else {
+        DirectKind::Chat
+    };
     let echo = whisper && to.key() != me.key();
     let echoed = echo.then(|| body.clone());
     match cx.net.send_direct(session, &to, body, kind) {
@@ -247,11 +294,21 @@ fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
         return;
     };
     if recipient.to_lowercase() != me.key().as_str() {
-        return error(cx, Some("chatr"), &format!("recipient name {recipient} is not yours"));
+        return error(
+            cx,
+            Some("chatr"),
+            &format!("recipient name {recipient} is not yours"),
+        );
     }
     let sender = match UserName::parse(sender) {
         Ok(sender) if cx.net.is_online(&sender.key()) => sender,
-        _ => return error(cx, Some("chatr"), &format!("sender name {sender} does not exist")),
+        _ => {
+            return error(
+                cx,
+                Some("chatr"),
+                &format!("sender name {sender} does not exist"),
+            )
+        }
     };
     // A receipt nobody is owed (a duplicate, or for a message never sent) is dropped.
     cx.net.receipt(session, &sender);
@@ -275,7 +332,12 @@ fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
         })
         .find(|candidate| !cx.net.is_online(&candidate.key()));
     if let Some(suggestion) = suggestion {
-        reply(cx, &Reply::NameTaken { suggestion: suggestion.as_str() });
+        reply(
+            cx,
+            &Reply::NameTaken {
+                suggestion: suggestion.as_str(),
+            },
+        );
     }
 }
 
