@@ -24,11 +24,13 @@
 
 mod config;
 mod cx;
+mod effect;
 mod frame;
 mod ids;
 mod io;
 mod model;
 mod outbox;
+mod persist;
 mod protocol;
 mod rng;
 mod server;
@@ -41,6 +43,8 @@ mod tests;
 pub use config::{Config, Ws2017Config};
 pub use ids::{ConnId, EffectId, Protocol, Seq};
 pub use io::{CloseReason, Input, Output};
-pub use model::{NameError, UserName, MAX_NAME_CHARS};
+pub use effect::{Effect, EffectResult, Secret};
+pub use model::{NameError, UserKey, UserName, MAX_NAME_CHARS};
+pub use persist::{Account, Change, MessageId, PasswordHash, State, StoredMessage};
 pub use server::{Server, Stats};
 pub use time::{Instant, Now};

@@ -1,0 +1,50 @@
+//! Work the server hands out because it is too slow for the event loop (password hashing)
+//! or needs the outside world; the result comes back as `Input::EffectDone`.
+
+use core::fmt;
+
+use crate::persist::PasswordHash;
+
+/// A string that must not reach logs (a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// An effect to run off the event loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Hash a new password: answer [`EffectResult::Hashed`] with an argon2id hash of the
+    /// password and one of its lowercase MD5 hex.
+    HashPassword {
+        /// The password.
+        password: Secret,
+    },
+    /// Check a password against a stored hash: answer [`EffectResult::Verified`].
+    VerifyPassword {
+        /// The stored hash.
+        hash: PasswordHash,
+        /// The password the client gave.
+        password: Secret,
+    },
+}
+
+/// The outcome of an [`Effect`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EffectResult {
+    /// For [`Effect::HashPassword`].
+    Hashed {
+        /// Hash of the password.
+        password: PasswordHash,
+        /// Hash of the password's MD5 hex.
+        ims_password: PasswordHash,
+    },
+    /// For [`Effect::VerifyPassword`]: whether the password matched.
+    Verified(bool),
+    /// The effect could not run (a malformed stored hash, say).
+    Failed,
+}
