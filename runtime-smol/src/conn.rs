@@ -1,0 +1,175 @@
+//! One TCP connection: a reader task, a writer task, and how the driver ends them.
+
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use smol::channel::{self, Receiver, Sender};
+use smol::future::FutureExt;
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::{Async, LocalExecutor, Task, Timer};
+use switchboard_proto::ConnId;
+use tracing::debug;
+
+use crate::driver::{Event, Report};
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Queued transmits are joined into one write up to this many bytes.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The driver's handle on a live connection.
+pub(crate) struct Conn {
+    stream: Arc<Async<TcpStream>>,
+    /// Transmits for the writer task, in order. Unbounded on purpose: the core counts what
+    /// it sent and has not seen written, and closes the connection past its limit, so the
+    /// driver never waits on a slow peer.
+    outbound: Sender<Bytes>,
+    reader: Task<()>,
+    writer: Task<()>,
+}
+
+impl Conn {
+    /// Starts the reader task of `stream`, which sends to `events`, and its writer task,
+    /// which sends to `reports`.
+    pub(crate) fn start(
+        ex: &LocalExecutor<'_>,
+        conn: ConnId,
+        stream: Async<TcpStream>,
+        events: &Sender<Event>,
+        reports: &Sender<Report>,
+    ) -> Conn {
+        // Small lines should leave at once; a failure here only costs latency.
+        if let Err(e) = stream.get_ref().set_nodelay(true) {
+            debug!(%conn, error = %e, "cannot set TCP_NODELAY");
+        }
+        let stream = Arc::new(stream);
+        let (outbound, queue) = channel::unbounded();
+        let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
+        let writer = ex.spawn(write_loop(conn, stream.clone(), queue, reports.clone()));
+        Conn {
+            stream,
+            outbound,
+            reader,
+            writer,
+        }
+    }
+
+    /// Queues bytes for the writer task.
+    pub(crate) fn send(&self, bytes: Bytes) {
+        // Fails only once the writer is gone, after which the bytes have nowhere to go.
+        let _ = self.outbound.try_send(bytes);
+    }
+
+    /// Stops reading, lets the writer write everything queued, then shuts the socket down
+    /// and waits for the peer to close, all within `linger`. Returns the task doing that;
+    /// the socket is closed when it ends.
+    pub(crate) fn close(self, ex: &LocalExecutor<'_>, linger: Duration) -> Task<()> {
+        let Conn {
+            stream: _,
+            outbound,
+            reader,
+            writer,
+        } = self;
+        drop(reader);
+        // The writer drains what is queued, then sees the end of the queue.
+        outbound.close();
+        ex.spawn(writer.or(async move {
+            Timer::after(linger).await;
+        }))
+    }
+
+    /// Closes at once, dropping whatever is queued or unwritten.
+    pub(crate) fn abort(self) {
+        // Shut down explicitly: a cancelled task may hold its handle on the socket a moment
+        // longer, and the peer should see the close now.
+        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+    }
+}
+
+async fn read_loop(conn: ConnId, stream: Arc<Async<TcpStream>>, events: Sender<Event>) {
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let n = match (&*stream).read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                debug!(%conn, error = %e, "read failed");
+                break;
+            }
+        };
+        let bytes = Bytes::copy_from_slice(&buf[..n]);
+        // The channel is bounded: when the driver falls behind, this waits, the socket's
+        // receive buffer fills, and TCP slows the peer down.
+        if events.send(Event::Received { conn, bytes }).await.is_err() {
+            return;
+        }
+    }
+    let _ = events.send(Event::Gone { conn }).await;
+}
+
+async fn write_loop(
+    conn: ConnId,
+    stream: Arc<Async<TcpStream>>,
+    queue: Receiver<Bytes>,
+    reports: Sender<Report>,
+) {
+    let mut batch = BytesMut::new();
+    while let Ok(first) = queue.recv().await {
+        let chunk = if queue.is_empty() {
+            first
+        } else {
+            batch.extend_from_slice(&first);
+            while batch.len() < WRITE_BATCH {
+                let Ok(more) = queue.try_recv() else { break };
+                batch.extend_from_slice(&more);
+            }
+            batch.split().freeze()
+        };
+        if let Err(e) = write_reporting(conn, &stream, &chunk, &reports).await {
+            debug!(%conn, error = %e, "write failed");
+            let _ = reports.try_send(Report::Failed { conn });
+            return;
+        }
+    }
+    // The driver closed the queue and everything in it is written: say goodbye, then wait
+    // for the peer's close so that unread input does not turn our close into a reset that
+    // could discard the goodbye. The driver bounds this wait.
+    if stream.get_ref().shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        match (&*stream).read(&mut buf).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Writes all of `bytes`, reporting each partial write to the driver.
+async fn write_reporting(
+    conn: ConnId,
+    stream: &Async<TcpStream>,
+    mut bytes: &[u8],
+    reports: &Sender<Report>,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let n = match (&*stream).write(bytes).await {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes = &bytes[n..];
+        // Unbounded, so a report never waits; it fails only once the driver is gone.
+        let _ = reports.try_send(Report::Written { conn, n });
+    }
+    Ok(())
+}
