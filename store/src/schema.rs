@@ -1,0 +1,123 @@
+//! The database schema and its migrations.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. On open, every migration
+//! past it runs in its own transaction, which also raises `user_version`, so a crash leaves
+//! the database at one version or the next, never between. A database whose version is
+//! newer than [`SCHEMA_VERSION`] is refused: this build does not know what it holds.
+//!
+//! To add a table (friendships, chats, media, more bans), append a migration to
+//! [`MIGRATIONS`]; never edit one that has shipped. Tables are `STRICT` so SQLite enforces
+//! the column types, and counters that must outlive deleted rows live in `counters`.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::StoreError;
+
+/// The migrations, in order: entry `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1: accounts, IP bans, offline messages, the next message id.
+    r#"
+    -- Counters that must survive deletions, by name.
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL CHECK (value >= 0)
+    ) STRICT, WITHOUT ROWID;
+    -- The id the next offline message gets (State::next_message_id).
+    INSERT INTO counters (name, value) VALUES ('next_message_id', 0);
+
+    -- Registered accounts. `id` is a stable row id for later tables to reference; an
+    -- account re-created under the same key is updated in place and keeps it.
+    CREATE TABLE accounts (
+        id           INTEGER PRIMARY KEY,
+        key          TEXT NOT NULL UNIQUE,   -- the folded name (UserName::key)
+        name         TEXT NOT NULL,          -- the name as registered
+        password     TEXT NOT NULL,          -- argon2id PHC string of the password
+        ims_password TEXT NOT NULL,          -- argon2id PHC string of its MD5 hex
+        email        TEXT,
+        gender       TEXT,
+        level        INTEGER NOT NULL CHECK (level BETWEEN 0 AND 255),
+        banned       INTEGER NOT NULL CHECK (banned IN (0, 1)),
+        created_ms   INTEGER NOT NULL CHECK (created_ms >= 0)
+    ) STRICT;
+
+    -- Banned IP addresses, in Rust's canonical text form (`IpAddr`'s Display).
+    CREATE TABLE ip_bans (
+        ip TEXT PRIMARY KEY NOT NULL
+    ) STRICT, WITHOUT ROWID;
+
+    -- Offline messages. `seq` is the queue order (the order they were queued, as in
+    -- State's VecDeque); `id` is the MessageId the server gave them.
+    CREATE TABLE offline_messages (
+        seq           INTEGER PRIMARY KEY,
+        id            INTEGER NOT NULL CHECK (id >= 0),
+        recipient_key TEXT NOT NULL,          -- the recipient's folded name
+        sender        TEXT NOT NULL,          -- the sender's name
+        recipient     TEXT NOT NULL,          -- the recipient's name as addressed
+        body          TEXT NOT NULL,
+        sent_ms       INTEGER NOT NULL CHECK (sent_ms >= 0)
+    ) STRICT;
+    CREATE INDEX offline_messages_by_recipient ON offline_messages (recipient_key, seq);
+    "#,
+];
+
+/// The schema version this build writes and reads: the number of [`MIGRATIONS`].
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The database's `user_version`.
+pub(crate) fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`], one transaction per migration, or refuses a
+/// database from a newer version without writing to it.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let found = version(conn).map_err(|source| StoreError::Migrate {
+        version: SCHEMA_VERSION,
+        source,
+    })?;
+    let Ok(applied) = usize::try_from(found) else {
+        return Err(StoreError::Corrupt {
+            detail: format!("negative schema version {found}"),
+        });
+    };
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let target = index as u32 + 1;
+        let step = |conn: &mut Connection| -> rusqlite::Result<Option<i64>> {
+            // IMMEDIATE takes the write lock before reading the version again, so two
+            // processes opening the same new file cannot both run one migration.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = version(&tx)?;
+            if current > SCHEMA_VERSION as i64 {
+                return Ok(Some(current));
+            }
+            if current < target as i64 {
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", target)?;
+                tx.commit()?;
+            }
+            Ok(None)
+        };
+        match step(conn) {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                return Err(StoreError::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            Err(source) => {
+                return Err(StoreError::Migrate {
+                    version: target,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}

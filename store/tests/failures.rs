@@ -1,0 +1,250 @@
+//! Opening, migrating, refusing and failing: nothing is ever half applied.
+
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use rusqlite::Connection;
+use switchboard_proto::{Account, Change, MessageId, PasswordHash, State, StoredMessage, UserName};
+use switchboard_store::schema::SCHEMA_VERSION;
+use switchboard_store::{ErrorKind, Store, StoreError, DB_FILE_NAME};
+
+fn name(s: &str) -> UserName {
+    UserName::parse(s).expect("test names are valid")
+}
+
+fn account(n: &str) -> Account {
+    Account {
+        name: name(n),
+        password: PasswordHash("$argon2id$a".into()),
+        ims_password: PasswordHash("$argon2id$b".into()),
+        email: None,
+        gender: None,
+        level: 0,
+        banned: false,
+        created_ms: 1,
+    }
+}
+
+fn queued(id: u64, to: &str) -> Change {
+    Change::OfflineQueued(StoredMessage {
+        id: MessageId(id),
+        from: name("sender"),
+        to: name(to),
+        body: format!("message {id}"),
+        sent_ms: 2,
+    })
+}
+
+fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join(DB_FILE_NAME)).expect("raw connection")
+}
+
+fn user_version(conn: &Connection) -> i64 {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("user_version")
+}
+
+fn state_of(changes: &[Change]) -> State {
+    let mut state = State::default();
+    for change in changes {
+        state.apply(change);
+    }
+    state
+}
+
+#[test]
+fn opening_creates_directory_and_migrates_to_current_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("nested").join("data");
+    let store = Store::open(&data).expect("open");
+    assert_eq!(store.path(), data.join(DB_FILE_NAME));
+    assert_eq!(store.load().expect("load"), State::default());
+    drop(store);
+    let conn = raw(&data);
+    assert_eq!(user_version(&conn), i64::from(SCHEMA_VERSION));
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("journal_mode");
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn migrates_an_existing_empty_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(dir.path().join(DB_FILE_NAME), b"").expect("empty file");
+    let mut store = Store::open(dir.path()).expect("open");
+    store.commit(&[queued(3, "amy")]).expect("commit");
+    assert_eq!(store.load().expect("load").next_message_id, 4);
+    drop(store);
+    // Reopening runs no migration again and keeps the data.
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.load().expect("load"), state_of(&[queued(3, "amy")]));
+    assert_eq!(user_version(&raw(dir.path())), i64::from(SCHEMA_VERSION));
+}
+
+#[test]
+fn refuses_a_newer_schema_without_touching_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let newer = i64::from(SCHEMA_VERSION) + 1;
+    {
+        let conn = raw(dir.path());
+        conn.pragma_update(None, "user_version", newer)
+            .expect("set version");
+        conn.execute_batch("CREATE TABLE from_the_future (x INTEGER)")
+            .expect("table");
+    }
+    let error = Store::open(dir.path()).expect_err("newer schema must be refused");
+    assert!(
+        matches!(error, StoreError::NewerSchema { found, supported }
+            if found == newer && supported == SCHEMA_VERSION),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::NewerSchema);
+    let conn = raw(dir.path());
+    assert_eq!(user_version(&conn), newer);
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("count");
+    assert_eq!(tables, 1, "no migration ran");
+}
+
+#[test]
+fn refuses_a_file_that_is_not_a_database() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::write(
+        dir.path().join(DB_FILE_NAME),
+        "this is not an SQLite database\n".repeat(200),
+    )
+    .expect("garbage");
+    let error = Store::open(dir.path()).expect_err("garbage must be refused");
+    assert_eq!(error.kind(), ErrorKind::Corrupt, "{error:?}");
+}
+
+#[test]
+fn a_failing_statement_rolls_back_the_whole_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(dir.path()).expect("open");
+    let first = [Change::AccountCreated(account("Ann"))];
+    store.commit(&first).expect("first batch");
+
+    // Make the last statement of the next batch fail inside SQLite.
+    raw(dir.path())
+        .execute_batch(
+            "CREATE TRIGGER fail BEFORE INSERT ON ip_bans \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        )
+        .expect("trigger");
+    let batch = [
+        Change::PasswordChanged {
+            name: name("ann"),
+            password: PasswordHash("new".into()),
+            ims_password: PasswordHash("new-ims".into()),
+        },
+        queued(0, "ann"),
+        Change::AccountCreated(account("Ben")),
+        Change::IpBanned(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+    ];
+    let error = store
+        .commit(&batch)
+        .expect_err("the trigger fails the batch");
+    assert!(matches!(error, StoreError::Commit { .. }), "{error:?}");
+    assert!(std::error::Error::source(&error).is_some(), "cause kept");
+    assert_eq!(store.load().expect("load"), state_of(&first));
+
+    // The runtime retries the same batch once the cause is gone.
+    raw(dir.path())
+        .execute_batch("DROP TRIGGER fail")
+        .expect("drop trigger");
+    store.commit(&batch).expect("retry");
+    let all: Vec<Change> = first.iter().chain(&batch).cloned().collect();
+    assert_eq!(store.load().expect("load"), state_of(&all));
+}
+
+#[test]
+fn a_value_out_of_range_rolls_back_the_whole_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(dir.path()).expect("open");
+    let batch = [
+        Change::AccountCreated(account("Cy")),
+        queued(i64::MAX as u64, "cy"),
+    ];
+    let error = store.commit(&batch).expect_err("id too large");
+    assert!(
+        matches!(
+            error,
+            StoreError::OutOfRange {
+                what: "message id",
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), ErrorKind::OutOfRange);
+    assert_eq!(store.load().expect("load"), State::default());
+
+    let too_old = Change::AccountCreated(Account {
+        created_ms: u64::MAX,
+        ..account("Di")
+    });
+    let error = store.commit(&[too_old]).expect_err("timestamp too large");
+    assert_eq!(error.kind(), ErrorKind::OutOfRange);
+    assert_eq!(store.load().expect("load"), State::default());
+}
+
+#[test]
+fn invalid_content_fails_the_load_instead_of_panicking() {
+    for (label, sql) in [
+        (
+            "invalid name",
+            "INSERT INTO accounts (key, name, password, ims_password, level, banned, created_ms) \
+             VALUES ('a b', 'a b', 'x', 'y', 0, 0, 0)",
+        ),
+        (
+            "key not the name's key",
+            "INSERT INTO accounts (key, name, password, ims_password, level, banned, created_ms) \
+             VALUES ('someone', 'Else', 'x', 'y', 0, 0, 0)",
+        ),
+        ("not an ip", "INSERT INTO ip_bans (ip) VALUES ('999.1.1.1')"),
+        (
+            "recipient key mismatch",
+            "INSERT INTO offline_messages (id, recipient_key, sender, recipient, body, sent_ms) \
+             VALUES (0, 'x', 'a', 'y', 'b', 0)",
+        ),
+        (
+            "missing counter",
+            "DELETE FROM counters WHERE name = 'next_message_id'",
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open");
+        raw(dir.path()).execute_batch(sql).expect(label);
+        let error = store.load().expect_err(label);
+        assert_eq!(error.kind(), ErrorKind::Corrupt, "{label}: {error:?}");
+    }
+}
+
+#[test]
+fn backup_is_a_loadable_copy() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(&dir.path().join("live")).expect("open");
+    let changes = [
+        Change::AccountCreated(account("Eve")),
+        queued(0, "eve"),
+        Change::IpBanned(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 3))),
+    ];
+    store.commit(&changes).expect("commit");
+    let copy = dir.path().join("copy");
+    fs::create_dir(&copy).expect("copy dir");
+    store.backup_to(&copy.join(DB_FILE_NAME)).expect("backup");
+    // The live store goes on; the copy keeps the snapshot.
+    store
+        .commit(&[queued(1, "eve")])
+        .expect("commit after backup");
+    let restored = Store::open(&copy).expect("open copy");
+    assert_eq!(restored.load().expect("load copy"), state_of(&changes));
+}
