@@ -1,0 +1,46 @@
+//! `switchboard serve`: the flags turned into the core's config and a runtime.
+
+use std::io;
+
+use switchboard_proto::{Config, Protocol, Ws2017Config};
+use tracing::info;
+
+use crate::cli::{RuntimeKind, ServeArgs};
+
+/// Serves until Ctrl-C or SIGTERM.
+///
+/// # Errors
+/// When the data directory cannot be created, a listener cannot be bound, or the signals
+/// cannot be watched.
+pub fn serve(args: ServeArgs) -> io::Result<()> {
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        let dir = args.data_dir.display();
+        io::Error::new(e.kind(), format!("cannot create data directory {dir}: {e}"))
+    })?;
+    info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
+    let config = config(&args);
+    let listeners = vec![(Protocol::Ws2017, args.ws2017)];
+    match args.runtime {
+        RuntimeKind::Smol => {
+            let options = switchboard_smol::Options {
+                seed: args.seed,
+                ..switchboard_smol::Options::default()
+            };
+            switchboard_smol::serve_with(config, listeners, options)
+        }
+    }
+}
+
+/// The core's config: its defaults, with what the flags set.
+fn config(args: &ServeArgs) -> Config {
+    let defaults = Config::default();
+    Config {
+        outbound_limit_bytes: usize::try_from(args.outbound_limit).unwrap_or(usize::MAX),
+        ws2017: Ws2017Config {
+            ping_interval: args.ws2017_ping_interval.0,
+            ping_timeout: args.ws2017_ping_timeout.0,
+            ..defaults.ws2017
+        },
+        ..defaults
+    }
+}
