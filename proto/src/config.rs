@@ -12,6 +12,9 @@ pub struct Config {
     /// Bytes a connection may have outstanding (sent but not yet reported written) before
     /// the server gives up on it as a reader that stopped reading and closes it.
     pub outbound_limit_bytes: usize,
+    /// Most offline messages kept for one account; a sender past it is told the
+    /// recipient's mailbox is full.
+    pub offline_cap: usize,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
 }
@@ -33,6 +36,7 @@ impl Default for Config {
             seed: 0,
             server_name: "switchboard".to_owned(),
             outbound_limit_bytes: 1 << 20,
+            offline_cap: 1000,
             ws2017: Ws2017Config::default(),
         }
     }
