@@ -17,6 +17,19 @@ pub struct Config {
     pub offline_cap: usize,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
+    /// A known bug to plant, so the simulator can prove its invariants catch it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs the simulator's tests plant on purpose.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Every 100th relayed direct message is acknowledged but never delivered.
+    DropRelayedMessage,
+    /// A created account is acknowledged without being persisted.
+    UnpersistedAccount,
 }
 
 /// Settings of the ws2017 protocol.
@@ -38,6 +51,8 @@ impl Default for Config {
             outbound_limit_bytes: 1 << 20,
             offline_cap: 1000,
             ws2017: Ws2017Config::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 }

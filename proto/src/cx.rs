@@ -39,6 +39,12 @@ impl Cx<'_> {
     /// The only way durable state changes.
     pub(crate) fn persist(&mut self, change: Change) -> Seq {
         self.net.apply(&change);
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted_bug == Some(crate::config::PlantedBug::UnpersistedAccount)
+            && matches!(change, Change::AccountCreated(_))
+        {
+            return self.out.last_seq();
+        }
         self.out.persist(change)
     }
 

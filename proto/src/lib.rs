@@ -43,6 +43,8 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{Config, Ws2017Config};
 pub use effect::{Effect, EffectResult, Secret};
 pub use gate::CommitGate;

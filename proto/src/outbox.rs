@@ -81,6 +81,12 @@ impl Outbox {
         self.seq
     }
 
+    /// The last sequence number handed out.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn last_seq(&self) -> Seq {
+        self.seq
+    }
+
     /// Queues an effect for `conn`; its result goes back to that connection.
     pub(crate) fn effect(&mut self, conn: ConnId, effect: Effect) -> EffectId {
         let id = EffectId(self.next_effect);

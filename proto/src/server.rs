@@ -62,6 +62,8 @@ pub struct Stats {
     pub running_effects: usize,
     /// Registered accounts.
     pub accounts: usize,
+    /// Direct messages relayed to online recipients since start.
+    pub relayed_messages: u64,
     /// Offline messages stored, over all accounts.
     pub offline_messages: usize,
     /// The most offline messages stored for one account.
@@ -72,6 +74,12 @@ impl Server {
     /// A server with no connections over the durable `state` the store loaded, its
     /// generator seeded from `config.seed`.
     pub fn new(config: Config, state: State) -> Server {
+        #[allow(unused_mut)]
+        let mut net = Network::new(state);
+        #[cfg(feature = "planted-bugs")]
+        {
+            net.planted_bug = config.planted_bug;
+        }
         Server {
             rng: Rng::new(config.seed),
             out: Outbox::new(config.outbound_limit_bytes),
@@ -79,7 +87,7 @@ impl Server {
             last_now: None,
             endpoints: BTreeMap::new(),
             committed: Seq::default(),
-            net: Network::new(state),
+            net,
             timers: Timers::default(),
         }
     }
@@ -183,6 +191,7 @@ impl Server {
             max_unwritten_bytes: self.out.max_unwritten(),
             running_effects: self.out.running_effects(),
             accounts: self.net.state().accounts.len(),
+            relayed_messages: self.net.relayed(),
             offline_messages: self.net.state().offline.values().map(|q| q.len()).sum(),
             max_offline_queue: (self.net.state().offline.values().map(|q| q.len()))
                 .max()

@@ -144,6 +144,10 @@ pub(crate) struct Network {
     owed_receipts: BTreeMap<(UserKey, UserKey), u32>,
     next_session: u64,
     pending: VecDeque<Delivery>,
+    /// Direct messages relayed to online recipients.
+    relayed: u64,
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted_bug: Option<crate::config::PlantedBug>,
 }
 
 impl Network {
@@ -399,6 +403,13 @@ impl Network {
             body: body.to_owned(),
             kind,
         };
+        self.relayed += 1;
+        #[cfg(feature = "planted-bugs")]
+        if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
+            && self.relayed % 100 == 0
+        {
+            return Ok(message.to);
+        }
         let mut receipts_coming = false;
         for &session in &recipient.sessions {
             let Some(rec) = self.sessions.get(&session) else {
@@ -446,6 +457,11 @@ impl Network {
     /// The next event to hand out, in the order they happened.
     pub(crate) fn poll_delivery(&mut self) -> Option<Delivery> {
         self.pending.pop_front()
+    }
+
+    /// Direct messages relayed to online recipients since start.
+    pub(crate) fn relayed(&self) -> u64 {
+        self.relayed
     }
 
     /// Number of online users.
