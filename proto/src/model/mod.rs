@@ -406,7 +406,7 @@ impl Network {
         self.relayed += 1;
         #[cfg(feature = "planted-bugs")]
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
-            && self.relayed % 100 == 0
+            && self.relayed.is_multiple_of(100)
         {
             return Ok(message.to);
         }
