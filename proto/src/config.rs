@@ -12,8 +12,24 @@ pub struct Config {
     /// Bytes a connection may have outstanding (sent but not yet reported written) before
     /// the server gives up on it as a reader that stopped reading and closes it.
     pub outbound_limit_bytes: usize,
+    /// Most offline messages kept for one account; a sender past it is told the
+    /// recipient's mailbox is full.
+    pub offline_cap: usize,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
+    /// A known bug to plant, so the simulator can prove its invariants catch it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs the simulator's tests plant on purpose.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Every 100th relayed direct message is acknowledged but never delivered.
+    DropRelayedMessage,
+    /// A created account is acknowledged without being persisted.
+    UnpersistedAccount,
 }
 
 /// Settings of the ws2017 protocol.
@@ -33,7 +49,10 @@ impl Default for Config {
             seed: 0,
             server_name: "switchboard".to_owned(),
             outbound_limit_bytes: 1 << 20,
+            offline_cap: 1000,
             ws2017: Ws2017Config::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 }

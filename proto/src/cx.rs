@@ -4,10 +4,12 @@
 use bytes::Bytes;
 
 use crate::config::Config;
-use crate::ids::ConnId;
-use crate::io::CloseReason;
+use crate::effect::Effect;
+use crate::ids::{ConnId, EffectId, Seq};
+use crate::io::{CloseReason, Peer};
 use crate::model::Network;
 use crate::outbox::Outbox;
+use crate::persist::Change;
 use crate::time::{Instant, Now};
 use crate::timers::{TimerKind, Timers};
 
@@ -15,6 +17,7 @@ use crate::timers::{TimerKind, Timers};
 pub(crate) struct Cx<'a> {
     pub(crate) now: Now,
     pub(crate) conn: ConnId,
+    pub(crate) peer: Peer,
     pub(crate) config: &'a Config,
     pub(crate) net: &'a mut Network,
     pub(crate) timers: &'a mut Timers,
@@ -24,7 +27,36 @@ pub(crate) struct Cx<'a> {
 impl Cx<'_> {
     /// Sends bytes to this connection.
     pub(crate) fn send(&mut self, bytes: Bytes) {
-        self.out.transmit(self.conn, bytes);
+        self.out.transmit(self.conn, bytes, None);
+    }
+
+    /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.
+    pub(crate) fn send_after(&mut self, bytes: Bytes, seq: Seq) {
+        self.out.transmit(self.conn, bytes, Some(seq));
+    }
+
+    /// Applies a durable change to the network's state and queues it for the store.
+    /// The only way durable state changes.
+    pub(crate) fn persist(&mut self, change: Change) -> Seq {
+        self.net.apply(&change);
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted_bug == Some(crate::config::PlantedBug::UnpersistedAccount)
+            && matches!(change, Change::AccountCreated(_))
+        {
+            return self.out.last_seq();
+        }
+        self.out.persist(change)
+    }
+
+    /// Whether the store is accepting durable work; while a commit is failing, new
+    /// durable requests get the protocol's error instead.
+    pub(crate) fn store_ok(&self) -> bool {
+        !self.net.store_failing()
+    }
+
+    /// Asks the runtime to run `effect`; the result comes back to this connection.
+    pub(crate) fn effect(&mut self, effect: Effect) -> EffectId {
+        self.out.effect(self.conn, effect)
     }
 
     /// Closes this connection once the current input is handled; bytes sent before stay

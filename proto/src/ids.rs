@@ -10,7 +10,8 @@ pub struct ConnId(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EffectId(pub u64);
 
-/// The sequence number of a durable change; increases by one per change.
+/// The sequence number of a durable change; increases by one per change, from 1 at
+/// each start of the server.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub u64);
 
@@ -19,6 +20,8 @@ pub struct Seq(pub u64);
 pub enum Protocol {
     /// The POP3-like line protocol of the 2017 lobby (`uname`, `chatm`, `cping`).
     Ws2017,
+    /// The line protocol of the admin socket (`switchboard user add`, `kick`, ...).
+    Admin,
 }
 
 impl Protocol {
@@ -26,6 +29,7 @@ impl Protocol {
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Ws2017 => "ws2017",
+            Protocol::Admin => "admin",
         }
     }
 }

@@ -1,9 +1,36 @@
 //! The server's one door in ([`Input`]) and one door out ([`Output`]).
 
 use bytes::Bytes;
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
-use crate::ids::{ConnId, Protocol};
+use crate::effect::{Effect, EffectResult};
+use crate::ids::{ConnId, EffectId, Protocol, Seq};
+use crate::persist::Change;
+
+/// Where a connection comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    /// A network peer.
+    Net(SocketAddr),
+    /// A local socket (the admin socket in the data dir).
+    Local,
+}
+
+impl Peer {
+    /// The peer's IP address, if it has one.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Peer::Net(addr) => Some(addr.ip()),
+            Peer::Local => None,
+        }
+    }
+}
+
+impl From<SocketAddr> for Peer {
+    fn from(addr: SocketAddr) -> Self {
+        Peer::Net(addr)
+    }
+}
 
 /// Something that happened outside the core, fed to [`Server::handle`](crate::Server::handle).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,8 +41,8 @@ pub enum Input {
         conn: ConnId,
         /// The protocol of the listener it arrived on.
         protocol: Protocol,
-        /// The peer's address, for logs and IP bans.
-        peer: SocketAddr,
+        /// Where it comes from, for IP bans.
+        peer: Peer,
     },
     /// Bytes arrived on a connection, in order, split anywhere.
     Received {
@@ -37,6 +64,24 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
     },
+    /// An effect the server asked for finished.
+    EffectDone {
+        /// The id from [`Output::Effect`].
+        id: EffectId,
+        /// Its outcome.
+        result: EffectResult,
+    },
+    /// Every change up to and including `through` is durably committed.
+    Committed {
+        /// The highest committed sequence number.
+        through: Seq,
+    },
+    /// A commit failed; the runtime keeps retrying the same batch. Until a `Committed`
+    /// arrives the server refuses new durable work with each protocol's error.
+    CommitFailed {
+        /// The cause, for the server's own reporting.
+        error: String,
+    },
 }
 
 /// Something the core wants done, read from [`Server::poll_output`](crate::Server::poll_output)
@@ -50,6 +95,24 @@ pub enum Output {
         conn: ConnId,
         /// The bytes to write.
         bytes: Bytes,
+        /// The bytes reveal a durable change: hold them (and everything after them on
+        /// this connection, its `Close` included) until this sequence number is committed.
+        after: Option<Seq>,
+    },
+    /// Commit this change durably, in order with the others. Changes may be batched into
+    /// one transaction; report it with [`Input::Committed`] or [`Input::CommitFailed`].
+    Persist {
+        /// Its sequence number, one more than the previous change's.
+        seq: Seq,
+        /// The change.
+        change: Change,
+    },
+    /// Run this effect off the event loop and report [`Input::EffectDone`].
+    Effect {
+        /// Its id; never reused.
+        id: EffectId,
+        /// What to do.
+        effect: Effect,
     },
     /// Close `conn`. The server has forgotten it: later inputs for it are ignored.
     Close {
@@ -72,6 +135,12 @@ pub enum CloseReason {
     SlowReader,
     /// The client sent input the protocol cannot recover from.
     ProtocolError,
+    /// An administrator kicked the user, banned it or its address, or deleted its account.
+    Kicked,
+    /// The peer's address is banned.
+    Banned,
+    /// The conversation is over (an admin command was answered).
+    Done,
 }
 
 impl CloseReason {
@@ -88,6 +157,9 @@ impl CloseReason {
             CloseReason::Timeout => "timeout",
             CloseReason::SlowReader => "slow reader",
             CloseReason::ProtocolError => "protocol error",
+            CloseReason::Kicked => "kicked",
+            CloseReason::Banned => "banned",
+            CloseReason::Done => "done",
         }
     }
 }

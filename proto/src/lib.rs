@@ -6,12 +6,14 @@
 //! the same outputs, byte for byte. The call protocol is on [`Server`].
 //!
 //! ```
-//! use switchboard_proto::{Config, ConnId, Input, Instant, Now, Output, Protocol, Server};
+//! use switchboard_proto::{Config, ConnId, Input, Instant, Now, Output, Protocol, Server, State};
+//! use std::net::SocketAddr;
 //!
-//! let mut server = Server::new(Config::default());
+//! let mut server = Server::new(Config::default(), State::default());
 //! let now = Now::at(Instant::ZERO, 1_700_000_000_000);
 //! let conn = ConnId(1);
-//! server.handle(now, Input::Accepted { conn, protocol: Protocol::Ws2017, peer: "127.0.0.1:5000".parse().unwrap() });
+//! let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+//! server.handle(now, Input::Accepted { conn, protocol: Protocol::Ws2017, peer: peer.into() });
 //! server.handle(now, Input::Received { conn, bytes: "uname alice\r\n".into() });
 //! let mut sent = Vec::new();
 //! while let Some(output) = server.poll_output() {
@@ -26,6 +28,7 @@ mod config;
 mod cx;
 mod effect;
 mod frame;
+mod gate;
 mod ids;
 mod io;
 mod model;
@@ -40,11 +43,15 @@ mod timers;
 #[cfg(test)]
 mod tests;
 
+#[cfg(feature = "planted-bugs")]
+pub use config::PlantedBug;
 pub use config::{Config, Ws2017Config};
-pub use ids::{ConnId, EffectId, Protocol, Seq};
-pub use io::{CloseReason, Input, Output};
 pub use effect::{Effect, EffectResult, Secret};
+pub use gate::CommitGate;
+pub use ids::{ConnId, EffectId, Protocol, Seq};
+pub use io::{CloseReason, Input, Output, Peer};
 pub use model::{NameError, UserKey, UserName, MAX_NAME_CHARS};
 pub use persist::{Account, Change, MessageId, PasswordHash, State, StoredMessage};
+pub use protocol::admin::{AdminCommand, AdminParseError};
 pub use server::{Server, Stats};
 pub use time::{Instant, Now};

@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::ids::ConnId;
+use crate::effect::Effect;
+use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Output};
+use crate::persist::Change;
 
 #[derive(Debug, Default)]
 struct Link {
@@ -25,6 +27,11 @@ pub(crate) struct Outbox {
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,
     limit: usize,
+    /// The last sequence number handed out.
+    seq: Seq,
+    next_effect: u64,
+    /// Which connection asked for each running effect.
+    effects: BTreeMap<EffectId, ConnId>,
 }
 
 impl Outbox {
@@ -43,9 +50,10 @@ impl Outbox {
         self.links.get(&conn).is_some_and(|l| !l.closing)
     }
 
-    /// Queues `bytes` for `conn`. Past the outbound limit the connection is marked to
-    /// close as a slow reader and the bytes are dropped.
-    pub(crate) fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
+    /// Queues `bytes` for `conn`, held until `after` is committed if given. Past the
+    /// outbound limit the connection is marked to close as a slow reader and the bytes
+    /// are dropped.
+    pub(crate) fn transmit(&mut self, conn: ConnId, bytes: Bytes, after: Option<Seq>) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
         };
@@ -59,7 +67,43 @@ impl Outbox {
                 .push_back((conn, Some(CloseReason::SlowReader)));
             return;
         }
-        self.queue.push_back(Output::Transmit { conn, bytes });
+        self.queue
+            .push_back(Output::Transmit { conn, bytes, after });
+    }
+
+    /// Queues a durable change and returns its sequence number.
+    pub(crate) fn persist(&mut self, change: Change) -> Seq {
+        self.seq = Seq(self.seq.0 + 1);
+        self.queue.push_back(Output::Persist {
+            seq: self.seq,
+            change,
+        });
+        self.seq
+    }
+
+    /// The last sequence number handed out.
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn last_seq(&self) -> Seq {
+        self.seq
+    }
+
+    /// Queues an effect for `conn`; its result goes back to that connection.
+    pub(crate) fn effect(&mut self, conn: ConnId, effect: Effect) -> EffectId {
+        let id = EffectId(self.next_effect);
+        self.next_effect += 1;
+        self.effects.insert(id, conn);
+        self.queue.push_back(Output::Effect { id, effect });
+        id
+    }
+
+    /// The connection that asked for effect `id`, forgetting the effect.
+    pub(crate) fn effect_done(&mut self, id: EffectId) -> Option<ConnId> {
+        self.effects.remove(&id)
+    }
+
+    /// Effects running.
+    pub(crate) fn running_effects(&self) -> usize {
+        self.effects.len()
     }
 
     pub(crate) fn written(&mut self, conn: ConnId, n: usize) {

@@ -148,7 +148,7 @@ impl State {
                 self.ip_bans.remove(ip);
             }
             Change::OfflineQueued(message) => {
-                self.next_message_id = self.next_message_id.max(message.id.0 + 1);
+                self.next_message_id = self.next_message_id.max(message.id.0.saturating_add(1));
                 self.offline
                     .entry(message.to.key())
                     .or_default()

@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::cx::Cx;
-use crate::ids::{ConnId, Protocol};
-use crate::io::{Input, Output};
+use crate::ids::{ConnId, Seq};
+use crate::io::{Input, Output, Peer};
 use crate::model::{Audience, Network};
 use crate::outbox::Outbox;
+use crate::persist::State;
 use crate::protocol::Endpoint;
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
@@ -35,7 +36,8 @@ pub struct Server {
     rng: Rng,
     last_now: Option<Now>,
     endpoints: BTreeMap<ConnId, Endpoint>,
-    protocols: BTreeMap<ConnId, Protocol>,
+    /// The highest sequence number the runtime reported committed.
+    committed: Seq,
     net: Network,
     timers: Timers,
     out: Outbox,
@@ -56,21 +58,49 @@ pub struct Stats {
     pub max_inbound_bytes: usize,
     /// The most bytes sent to one peer and not yet reported written.
     pub max_unwritten_bytes: usize,
+    /// Effects asked for and not yet done.
+    pub running_effects: usize,
+    /// Registered accounts.
+    pub accounts: usize,
+    /// Direct messages relayed to online recipients since start.
+    pub relayed_messages: u64,
+    /// Offline messages stored, over all accounts.
+    pub offline_messages: usize,
+    /// The most offline messages stored for one account.
+    pub max_offline_queue: usize,
 }
 
 impl Server {
-    /// A server with no connections, its generator seeded from `config.seed`.
-    pub fn new(config: Config) -> Server {
+    /// A server with no connections over the durable `state` the store loaded, its
+    /// generator seeded from `config.seed`.
+    pub fn new(config: Config, state: State) -> Server {
+        #[allow(unused_mut)]
+        let mut net = Network::new(state);
+        #[cfg(feature = "planted-bugs")]
+        {
+            net.planted_bug = config.planted_bug;
+        }
         Server {
             rng: Rng::new(config.seed),
             out: Outbox::new(config.outbound_limit_bytes),
             config,
             last_now: None,
             endpoints: BTreeMap::new(),
-            protocols: BTreeMap::new(),
-            net: Network::default(),
+            committed: Seq::default(),
+            net,
             timers: Timers::default(),
         }
+    }
+
+    /// The durable state as the server sees it: everything committed plus the changes it
+    /// has queued since.
+    pub fn state(&self) -> &State {
+        self.net.state()
+    }
+
+    /// The highest sequence number reported committed.
+    pub fn committed(&self) -> Seq {
+        self.committed
     }
 
     /// The configuration the server runs with.
@@ -88,13 +118,13 @@ impl Server {
             Input::Accepted {
                 conn,
                 protocol,
-                peer: _,
+                peer,
             } => {
-                if self.protocols.contains_key(&conn) {
+                if self.net.peer(conn).is_some() {
                     return;
                 }
                 self.out.open(conn);
-                self.protocols.insert(conn, protocol);
+                self.net.connected(conn, peer);
                 let mut cx = self.cx(now, conn);
                 let endpoint = Endpoint::open(protocol, &mut cx);
                 self.endpoints.insert(conn, endpoint);
@@ -106,6 +136,18 @@ impl Server {
             }
             Input::Written { conn, n } => self.out.written(conn, n),
             Input::PeerClosed { conn } => self.out.close(conn, None),
+            Input::EffectDone { id, result } => {
+                if let Some(conn) = self.out.effect_done(id) {
+                    if self.out.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx| ep.on_effect(cx, id, result));
+                    }
+                }
+            }
+            Input::Committed { through } => {
+                self.committed = self.committed.max(through);
+                self.net.set_store_failing(false);
+            }
+            Input::CommitFailed { error: _ } => self.net.set_store_failing(true),
         }
         self.settle(now);
     }
@@ -147,6 +189,13 @@ impl Server {
                 .max()
                 .unwrap_or(0),
             max_unwritten_bytes: self.out.max_unwritten(),
+            running_effects: self.out.running_effects(),
+            accounts: self.net.state().accounts.len(),
+            relayed_messages: self.net.relayed(),
+            offline_messages: self.net.state().offline.values().map(|q| q.len()).sum(),
+            max_offline_queue: (self.net.state().offline.values().map(|q| q.len()))
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -163,14 +212,14 @@ impl Server {
     }
 
     fn cx(&mut self, now: Now, conn: ConnId) -> Cx<'_> {
-        Cx {
+        lend(
             now,
             conn,
-            config: &self.config,
-            net: &mut self.net,
-            timers: &mut self.timers,
-            out: &mut self.out,
-        }
+            &self.config,
+            &mut self.net,
+            &mut self.timers,
+            &mut self.out,
+        )
     }
 
     fn with_endpoint(
@@ -182,14 +231,14 @@ impl Server {
         let Some(endpoint) = self.endpoints.get_mut(&conn) else {
             return;
         };
-        let mut cx = Cx {
+        let mut cx = lend(
             now,
             conn,
-            config: &self.config,
-            net: &mut self.net,
-            timers: &mut self.timers,
-            out: &mut self.out,
-        };
+            &self.config,
+            &mut self.net,
+            &mut self.timers,
+            &mut self.out,
+        );
         f(endpoint, &mut cx);
     }
 
@@ -198,10 +247,10 @@ impl Server {
         loop {
             if let Some((conn, reason)) = self.out.next_closing() {
                 self.timers.cancel_all(conn);
-                self.protocols.remove(&conn);
                 if let Some(mut endpoint) = self.endpoints.remove(&conn) {
                     endpoint.on_close(&mut self.cx(now, conn));
                 }
+                self.net.disconnected(conn);
                 self.out.finish_close(conn, reason);
                 continue;
             }
@@ -219,18 +268,38 @@ impl Server {
                         if conn == except || !self.out.is_open(conn) {
                             continue;
                         }
-                        let mut cx = Cx {
+                        let mut cx = lend(
                             now,
                             conn,
-                            config: &self.config,
-                            net: &mut self.net,
-                            timers: &mut self.timers,
-                            out: &mut self.out,
-                        };
+                            &self.config,
+                            &mut self.net,
+                            &mut self.timers,
+                            &mut self.out,
+                        );
                         endpoint.on_event(&mut cx, &delivery.event);
                     }
                 }
             }
         }
+    }
+}
+
+/// Lends a session the parts of the server it may touch, bound to `conn`.
+fn lend<'a>(
+    now: Now,
+    conn: ConnId,
+    config: &'a Config,
+    net: &'a mut Network,
+    timers: &'a mut Timers,
+    out: &'a mut Outbox,
+) -> Cx<'a> {
+    Cx {
+        now,
+        conn,
+        peer: net.peer(conn).unwrap_or(Peer::Local),
+        config,
+        net,
+        timers,
+        out,
     }
 }

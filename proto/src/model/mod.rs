@@ -6,9 +6,12 @@ mod names;
 
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
 
+use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::ConnId;
+use crate::io::Peer;
+use crate::persist::{Account, Change, MessageId, State, StoredMessage};
 
 /// One logged-in presence of a user on a connection. A connection holds at most one
 /// session for most protocols; a jabberd router link holds many.
@@ -31,6 +34,23 @@ pub(crate) enum Event {
     },
     /// A direct message from this session's user to `to` arrived.
     Delivered { session: SessionId, to: UserName },
+    /// An administrator removes this session (or, with `None`, the whole
+    /// connection): close it in the protocol's manner.
+    Kicked {
+        session: Option<SessionId>,
+        reason: KickReason,
+    },
+}
+
+/// Why a session is kicked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KickReason {
+    /// `switchboard kick`.
+    Kicked,
+    /// The account or the address was banned.
+    Banned,
+    /// The account was deleted.
+    AccountDeleted,
 }
 
 /// A private message between two users.
@@ -67,11 +87,16 @@ pub(crate) struct Delivery {
     pub(crate) event: Event,
 }
 
-/// Why a direct message could not be sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a direct message could not be delivered now.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum DirectError {
-    /// Nobody of that name is online.
+    /// Nobody of that name is online or registered.
     NoSuchUser,
+    /// The recipient has an account but no session: the message can be stored with
+    /// [`Network::offline_message`]. Holds the account's name.
+    Offline(UserName),
+    /// The recipient's offline queue is full.
+    MailboxFull,
 }
 
 /// How a protocol's sessions behave in the network.
@@ -106,6 +131,12 @@ struct SessionRecord {
 /// The shared model of the network.
 #[derive(Debug, Default)]
 pub(crate) struct Network {
+    /// Durable state, changed only through [`Network::apply`].
+    state: State,
+    /// A commit failed and has not yet succeeded.
+    store_failing: bool,
+    /// Every open connection and where it comes from.
+    peers: BTreeMap<ConnId, Peer>,
     users: BTreeMap<UserKey, OnlineUser>,
     sessions: BTreeMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
@@ -113,12 +144,140 @@ pub(crate) struct Network {
     owed_receipts: BTreeMap<(UserKey, UserKey), u32>,
     next_session: u64,
     pending: VecDeque<Delivery>,
+    /// Direct messages relayed to online recipients.
+    relayed: u64,
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) planted_bug: Option<crate::config::PlantedBug>,
 }
 
 impl Network {
+    /// A network with no one online, over the durable state the store loaded.
+    pub(crate) fn new(state: State) -> Self {
+        Network {
+            state,
+            ..Network::default()
+        }
+    }
+
+    /// Applies a durable change to memory (the caller queues it for the store).
+    pub(crate) fn apply(&mut self, change: &Change) {
+        self.state.apply(change);
+    }
+
+    /// The durable state.
+    pub(crate) fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub(crate) fn store_failing(&self) -> bool {
+        self.store_failing
+    }
+
+    pub(crate) fn set_store_failing(&mut self, failing: bool) {
+        self.store_failing = failing;
+    }
+
+    /// The registered account of a name.
+    pub(crate) fn account(&self, key: &UserKey) -> Option<&Account> {
+        self.state.account(key)
+    }
+
+    /// Whether a name is in use: online, or registered to an account.
+    pub(crate) fn name_taken(&self, key: &UserKey) -> bool {
+        self.users.contains_key(key) || self.state.accounts.contains_key(key)
+    }
+
+    pub(crate) fn ip_banned(&self, ip: IpAddr) -> bool {
+        self.state.ip_bans.contains(&ip)
+    }
+
+    /// Registers an open connection.
+    pub(crate) fn connected(&mut self, conn: ConnId, peer: Peer) {
+        self.peers.insert(conn, peer);
+    }
+
+    /// Where an open connection comes from.
+    pub(crate) fn peer(&self, conn: ConnId) -> Option<Peer> {
+        self.peers.get(&conn).copied()
+    }
+
+    /// Forgets a closed connection (its sessions are logged out by its protocol).
+    pub(crate) fn disconnected(&mut self, conn: ConnId) {
+        self.peers.remove(&conn);
+    }
+
+    /// Kicks every session of a user; returns how many there were.
+    pub(crate) fn kick_user(&mut self, key: &UserKey, reason: KickReason) -> usize {
+        let Some(user) = self.users.get(key) else {
+            return 0;
+        };
+        for session in &user.sessions {
+            if let Some(rec) = self.sessions.get(session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::Kicked {
+                        session: Some(*session),
+                        reason,
+                    },
+                });
+            }
+        }
+        user.sessions.len()
+    }
+
+    /// Kicks every connection from `ip`; returns how many there were.
+    pub(crate) fn kick_ip(&mut self, ip: IpAddr) -> usize {
+        let conns: Vec<ConnId> = (self.peers.iter())
+            .filter(|(_, peer)| peer.ip() == Some(ip))
+            .map(|(&conn, _)| conn)
+            .collect();
+        for &conn in &conns {
+            self.pending.push_back(Delivery {
+                to: Audience::Conn(conn),
+                event: Event::Kicked {
+                    session: None,
+                    reason: KickReason::Banned,
+                },
+            });
+        }
+        conns.len()
+    }
+
+    /// Builds the change that stores a direct message from the user of `from` for the
+    /// offline account `to`, unless its queue already holds `cap` messages.
+    pub(crate) fn offline_message(
+        &self,
+        from: SessionId,
+        to: &UserName,
+        body: String,
+        sent_ms: u64,
+        cap: usize,
+    ) -> Result<Change, DirectError> {
+        let from = self.session_name(from).ok_or(DirectError::NoSuchUser)?;
+        let key = to.key();
+        if !self.state.accounts.contains_key(&key) {
+            return Err(DirectError::NoSuchUser);
+        }
+        if self.state.offline.get(&key).map_or(0, |q| q.len()) >= cap {
+            return Err(DirectError::MailboxFull);
+        }
+        Ok(Change::OfflineQueued(StoredMessage {
+            id: MessageId(self.state.next_message_id),
+            from: from.clone(),
+            to: to.clone(),
+            body,
+            sent_ms,
+        }))
+    }
+
     /// Whether anyone of this name is online.
     pub(crate) fn is_online(&self, key: &UserKey) -> bool {
         self.users.contains_key(key)
+    }
+
+    /// The name an online user goes by.
+    pub(crate) fn online_name(&self, key: &UserKey) -> Option<&UserName> {
+        self.users.get(key).map(|u| &u.name)
     }
 
     /// Online users' names, in key order.
@@ -216,20 +375,24 @@ impl Network {
     }
 
     /// Sends a direct message from the user of `from` to every session of `to`; returns
-    /// the recipient's name as it is online.
+    /// the recipient's name as it is online. Nothing is stored: for an offline account
+    /// the error says so and the caller decides.
     pub(crate) fn send_direct(
         &mut self,
         from: SessionId,
         to: &UserName,
-        body: String,
+        body: &str,
         kind: DirectKind,
     ) -> Result<UserName, DirectError> {
         let to_key = to.key();
-        let (Some(sender_key), Some(recipient)) = (
-            self.sessions.get(&from).map(|r| r.user.clone()),
-            self.users.get(&to_key),
-        ) else {
+        let Some(sender_key) = self.sessions.get(&from).map(|r| r.user.clone()) else {
             return Err(DirectError::NoSuchUser);
+        };
+        let Some(recipient) = self.users.get(&to_key) else {
+            return Err(match self.state.account(&to_key) {
+                Some(account) => DirectError::Offline(account.name.clone()),
+                None => DirectError::NoSuchUser,
+            });
         };
         let Some(sender_name) = self.users.get(&sender_key).map(|u| u.name.clone()) else {
             return Err(DirectError::NoSuchUser);
@@ -237,9 +400,16 @@ impl Network {
         let message = DirectMessage {
             from: sender_name,
             to: recipient.name.clone(),
-            body,
+            body: body.to_owned(),
             kind,
         };
+        self.relayed += 1;
+        #[cfg(feature = "planted-bugs")]
+        if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
+            && self.relayed.is_multiple_of(100)
+        {
+            return Ok(message.to);
+        }
         let mut receipts_coming = false;
         for &session in &recipient.sessions {
             let Some(rec) = self.sessions.get(&session) else {
@@ -287,6 +457,11 @@ impl Network {
     /// The next event to hand out, in the order they happened.
     pub(crate) fn poll_delivery(&mut self) -> Option<Delivery> {
         self.pending.pop_front()
+    }
+
+    /// Direct messages relayed to online recipients since start.
+    pub(crate) fn relayed(&self) -> u64 {
+        self.relayed
     }
 
     /// Number of online users.

@@ -1,12 +1,14 @@
 //! The wire protocols. Each is a module with a codec (framing, parsing, encoding) and a
 //! session (the per-connection state machine over the shared network model).
 
+pub(crate) mod admin;
 pub(crate) mod ws2017;
 
 use bytes::Bytes;
 
 use crate::cx::Cx;
-use crate::ids::Protocol;
+use crate::effect::EffectResult;
+use crate::ids::{EffectId, Protocol};
 use crate::model::Event;
 use crate::timers::TimerKind;
 
@@ -14,6 +16,7 @@ use crate::timers::TimerKind;
 #[derive(Debug)]
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
+    Admin(admin::Session),
 }
 
 impl Endpoint {
@@ -21,24 +24,35 @@ impl Endpoint {
     pub(crate) fn open(protocol: Protocol, cx: &mut Cx<'_>) -> Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
+            Protocol::Admin => Endpoint::Admin(admin::Session::open()),
         }
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
+            Endpoint::Admin(s) => s.on_bytes(cx, bytes),
         }
     }
 
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event),
+            Endpoint::Admin(s) => s.on_event(cx, event),
         }
     }
 
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerKind) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx, timer),
+            Endpoint::Admin(_) => {}
+        }
+    }
+
+    pub(crate) fn on_effect(&mut self, cx: &mut Cx<'_>, id: EffectId, result: EffectResult) {
+        match self {
+            Endpoint::Ws2017(_) => {}
+            Endpoint::Admin(s) => s.on_effect(cx, id, result),
         }
     }
 
@@ -46,6 +60,7 @@ impl Endpoint {
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
+            Endpoint::Admin(_) => {}
         }
     }
 
@@ -53,6 +68,7 @@ impl Endpoint {
     pub(crate) fn buffered(&self) -> usize {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
+            Endpoint::Admin(s) => s.buffered(),
         }
     }
 }

@@ -1,11 +1,14 @@
 //! An in-memory driver for unit tests: connects clients, feeds bytes, advances virtual
 //! time from deadline to deadline, and collects what each client received.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::{CloseReason, Config, ConnId, Input, Instant, Now, Output, Protocol, Server};
+use crate::{
+    Change, CloseReason, CommitGate, Config, ConnId, Effect, EffectId, EffectResult, Input,
+    Instant, Now, Output, PasswordHash, Protocol, Seq, Server, State,
+};
 
 /// Unix time of the harness's origin.
 pub(crate) const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
@@ -18,12 +21,29 @@ pub(crate) struct Harness {
     closed: BTreeMap<ConnId, CloseReason>,
     /// Acknowledge transmits as written (a client that reads).
     pub(crate) auto_written: bool,
+    /// Commit persisted changes after every input (a store that keeps up).
+    pub(crate) auto_commit: bool,
+    /// What the store has committed.
+    pub(crate) store: State,
+    /// Changes persisted and not yet committed.
+    pub(crate) uncommitted: Vec<(Seq, Change)>,
+    gate: CommitGate,
+    effects: VecDeque<(EffectId, Effect)>,
 }
 
 impl Harness {
     pub(crate) fn new(config: Config) -> Self {
+        Harness::with_state(config, State::default())
+    }
+
+    pub(crate) fn with_state(config: Config, state: State) -> Self {
         Harness {
-            server: Server::new(config),
+            server: Server::new(config, state.clone()),
+            auto_commit: true,
+            store: state,
+            uncommitted: Vec::new(),
+            gate: CommitGate::new(),
+            effects: VecDeque::new(),
             now: Instant::ZERO,
             next_conn: 1,
             received: BTreeMap::new(),
@@ -37,13 +57,17 @@ impl Harness {
     }
 
     pub(crate) fn connect(&mut self, protocol: Protocol) -> ConnId {
+        self.connect_from(protocol, [127, 0, 0, 1])
+    }
+
+    pub(crate) fn connect_from(&mut self, protocol: Protocol, ip: [u8; 4]) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        let peer = ([127, 0, 0, 1], 40000 + conn.0 as u16).into();
+        let addr = core::net::SocketAddr::from((ip, 40000 + conn.0 as u16));
         self.input(Input::Accepted {
             conn,
             protocol,
-            peer,
+            peer: addr.into(),
         });
         conn
     }
@@ -75,10 +99,61 @@ impl Harness {
         self.now = target;
     }
 
+    /// Commits everything persisted so far and releases what waited on it.
+    pub(crate) fn commit(&mut self) {
+        let Some(&(through, _)) = self.uncommitted.last() else {
+            return;
+        };
+        for (_, change) in self.uncommitted.drain(..) {
+            self.store.apply(&change);
+        }
+        let now = self.now();
+        self.server.handle(now, Input::Committed { through });
+        for output in self.gate.committed(through) {
+            self.carry_out(output);
+        }
+        self.drain();
+    }
+
+    /// Reports a failed commit (the batch stays uncommitted).
+    pub(crate) fn fail_commit(&mut self) {
+        let now = self.now();
+        self.server.handle(
+            now,
+            Input::CommitFailed {
+                error: "disk full".into(),
+            },
+        );
+        self.drain();
+    }
+
     fn drain(&mut self) {
-        while let Some(output) = self.server.poll_output() {
+        loop {
+            while let Some(output) = self.server.poll_output() {
+                if let Some(output) = self.gate.admit(output) {
+                    self.carry_out(output);
+                }
+            }
+            if let Some((id, effect)) = self.effects.pop_front() {
+                let now = self.now();
+                let result = run_effect(&effect);
+                self.server.handle(now, Input::EffectDone { id, result });
+                continue;
+            }
+            if self.auto_commit && !self.uncommitted.is_empty() {
+                self.commit();
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        {
             match output {
-                Output::Transmit { conn, bytes } => {
+                Output::Persist { seq, change } => self.uncommitted.push((seq, change)),
+                Output::Effect { id, effect } => self.effects.push_back((id, effect)),
+                Output::Transmit { conn, bytes, .. } => {
                     assert!(
                         !self.closed.contains_key(&conn),
                         "transmit after close on {conn}"
@@ -117,5 +192,18 @@ impl Harness {
     /// Why the server closed `conn`, if it did.
     pub(crate) fn closed(&self, conn: ConnId) -> Option<CloseReason> {
         self.closed.get(&conn).copied()
+    }
+}
+
+/// A stand-in for the runtime's argon2 hasher: deterministic and instant.
+fn run_effect(effect: &Effect) -> EffectResult {
+    match effect {
+        Effect::HashPassword { password } => EffectResult::Hashed {
+            password: PasswordHash(format!("test${}", password.0)),
+            ims_password: PasswordHash(format!("test-ims${}", password.0)),
+        },
+        Effect::VerifyPassword { hash, password } => {
+            EffectResult::Verified(hash.0 == format!("test${}", password.0))
+        }
     }
 }

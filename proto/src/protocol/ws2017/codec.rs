@@ -170,6 +170,8 @@ pub(super) enum Reply<'a> {
     Games,
     /// `+OK chatm 'message relayed'` (or `chatw`).
     Relayed { whisper: bool },
+    /// `+OK chatm 'message stored'` (or `chatw`): kept for an offline account.
+    Stored { whisper: bool },
     /// `chatm <from> <to> '<body>'` (or `chatw`): a message for this client.
     Chat {
         whisper: bool,
@@ -212,6 +214,9 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             out.put_slice(b"\r\n");
         }
         Reply::Games => push(out, &["+OK cgetg"]),
+        Reply::Stored { whisper } => {
+            push(out, &["+OK ", chat_keyword(whisper), " 'message stored'"])
+        }
         Reply::Relayed { whisper } => {
             push(out, &["+OK ", chat_keyword(whisper), " 'message relayed'"])
         }

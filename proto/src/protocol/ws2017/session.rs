@@ -8,7 +8,8 @@ use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::model::{
-    DirectError, DirectKind, Event, LoginKind, NameError, SessionId, UserName, MAX_NAME_CHARS,
+    DirectError, DirectKind, Event, KickReason, LoginKind, NameError, SessionId, UserName,
+    MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 use crate::timers::TimerKind;
@@ -39,6 +40,11 @@ impl Session {
             session: None,
             unanswered_ping: None,
         };
+        if cx.peer.ip().is_some_and(|ip| cx.net.ip_banned(ip)) {
+            error(cx, None, "your IP address is banned");
+            cx.close(CloseReason::Banned);
+            return session;
+        }
         reply(
             cx,
             &Reply::Greeting {
@@ -120,6 +126,9 @@ impl Session {
             Ok(name) => name,
             Err(e) => return name_error(cx, e),
         };
+        if cx.net.name_taken(&name.key()) {
+            return name_taken(cx, &name);
+        }
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
                 self.session = Some(session);
@@ -164,6 +173,16 @@ impl Session {
                     body: &message.body,
                 },
             ),
+            Event::Kicked { reason, .. } => {
+                let text = match reason {
+                    KickReason::Kicked => "kicked by an administrator",
+                    KickReason::Banned => "banned by an administrator",
+                    KickReason::AccountDeleted => "account deleted by an administrator",
+                };
+                let bye = format!("+OK cquit '{text}'\r\n");
+                cx.send(Bytes::from(bye));
+                cx.close(CloseReason::Kicked);
+            }
             Event::Delivered { session, to } => {
                 if let Some(me) = cx.net.session_name(*session).cloned() {
                     reply(
@@ -222,8 +241,12 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
         Ok(name) => name,
         Err(e) => return name_error(cx, e),
     };
-    if cx.net.session_name(session) == Some(&name) {
+    let own = cx.net.session_name(session).cloned();
+    if own.as_ref() == Some(&name) {
         return error(cx, Some("uname"), "same username entered");
+    }
+    if own.is_none_or(|own| own.key() != name.key()) && cx.net.name_taken(&name.key()) {
+        return name_taken(cx, &name);
     }
     match cx.net.rename(session, &name) {
         Ok(_) => reply(
@@ -270,23 +293,47 @@ fn chat(
     } else {
         DirectKind::Chat
     };
-    let echo = whisper && to.key() != me.key();
-    let echoed = echo.then(|| body.clone());
-    match cx.net.send_direct(session, &to, body, kind) {
+    let to = match cx.net.send_direct(session, &to, &body, kind) {
         Ok(to) => {
             reply(cx, &Reply::Relayed { whisper });
-            if let Some(body) = echoed {
-                let chat = Reply::Chat {
-                    whisper,
-                    from: me.as_str(),
-                    to: to.as_str(),
-                    body: &body,
-                };
-                reply(cx, &chat);
-            }
+            to
         }
-        Err(DirectError::NoSuchUser) => no_such_user(cx),
+        Err(DirectError::NoSuchUser) => return no_such_user(cx),
+        Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
+        Err(DirectError::Offline(to)) => {
+            if !cx.store_ok() {
+                return error(
+                    cx,
+                    Some(command),
+                    "message could not be stored, try again later",
+                );
+            }
+            let (now, cap) = (cx.now.wall_ms, cx.config.offline_cap);
+            let change = match cx.net.offline_message(session, &to, body.clone(), now, cap) {
+                Ok(change) => change,
+                Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
+                Err(_) => return no_such_user(cx),
+            };
+            let seq = cx.persist(change);
+            let mut out = BytesMut::new();
+            codec::encode(&Reply::Stored { whisper }, &mut out);
+            cx.send_after(out.freeze(), seq);
+            to
+        }
+    };
+    if whisper && to.key() != me.key() {
+        let copy = Reply::Chat {
+            whisper,
+            from: me.as_str(),
+            to: to.as_str(),
+            body: &body,
+        };
+        reply(cx, &copy);
     }
+}
+
+fn mailbox_full(cx: &mut Cx<'_>, command: &str, to: &UserName) {
+    error(cx, Some(command), &format!("the mailbox of {to} is full"));
 }
 
 fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
@@ -330,7 +377,7 @@ fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
                 .collect();
             UserName::parse(&format!("{base}{suffix}")).ok()
         })
-        .find(|candidate| !cx.net.is_online(&candidate.key()));
+        .find(|candidate| !cx.net.name_taken(&candidate.key()));
     if let Some(suggestion) = suggestion {
         reply(
             cx,

@@ -621,3 +621,85 @@ fn replies_are_always_one_crlf_line() {
     encode(&reply, &mut out);
     assert_eq!(&out[..], b"chatm ims_user bob 'two  lines and nul'\r\n");
 }
+
+/// Registers `name` through the admin protocol.
+fn register(h: &mut Harness, name: &str) {
+    let admin = h.connect(Protocol::Admin);
+    h.send(admin, format!("user add {name} pw\r\n"));
+    assert_eq!(h.take(admin), format!("ok account {name} created\r\n"));
+}
+
+#[test]
+fn a_message_for_an_offline_account_is_stored_and_acknowledged_only_once_committed() {
+    let mut h = harness();
+    register(&mut h, "Bob");
+    let alice = named(&mut h, "alice", &[]);
+    h.auto_commit = false;
+    h.send(alice, "chatm alice bob 'see you later'\r\ncgetu\r\n");
+    // The acknowledgement, and everything after it, waits for the commit.
+    assert_eq!(h.take(alice), "");
+    assert!(h.store.offline.is_empty());
+    h.commit();
+    assert_eq!(
+        h.take(alice),
+        "+OK chatm 'message stored'\r\n+OK cgetu alice\r\n"
+    );
+    let queue = h.store.offline.values().next().expect("stored");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(
+        (queue[0].from.as_str(), queue[0].to.as_str()),
+        ("alice", "Bob")
+    );
+    assert_eq!(queue[0].body, "see you later");
+}
+
+#[test]
+fn a_whisper_for_an_offline_account_is_stored_and_echoed() {
+    let mut h = harness();
+    register(&mut h, "bob");
+    let alice = named(&mut h, "alice", &[]);
+    h.send(alice, "chatw alice bob 'psst'\r\n");
+    assert_eq!(
+        h.take(alice),
+        "+OK chatw 'message stored'\r\nchatw alice bob 'psst'\r\n"
+    );
+}
+
+#[test]
+fn while_the_store_fails_messages_for_offline_accounts_are_refused_but_chat_goes_on() {
+    let mut h = harness();
+    register(&mut h, "bob");
+    let alice = named(&mut h, "alice", &[]);
+    let carol = named(&mut h, "carol", &[alice]);
+    h.auto_commit = false;
+    h.fail_commit();
+    h.send(alice, "chatm alice bob 'hello?'\r\n");
+    assert_eq!(
+        h.take(alice),
+        "-ERR chatm 'message could not be stored, try again later'\r\n"
+    );
+    h.send(alice, "chatm alice carol 'live chat still works'\r\n");
+    assert_eq!(h.take(alice), "+OK chatm 'message relayed'\r\n");
+    assert_eq!(
+        h.take(carol),
+        "chatm alice carol 'live chat still works'\r\n"
+    );
+    assert!(h.uncommitted.is_empty());
+}
+
+#[test]
+fn a_full_mailbox_is_reported_to_the_sender() {
+    let mut h = Harness::new(Config {
+        offline_cap: 2,
+        ..Config::default()
+    });
+    register(&mut h, "bob");
+    let alice = named(&mut h, "alice", &[]);
+    for _ in 0..2 {
+        h.send(alice, "chatm alice bob 'x'\r\n");
+        assert_eq!(h.take(alice), "+OK chatm 'message stored'\r\n");
+    }
+    h.send(alice, "chatm alice bob 'x'\r\n");
+    assert_eq!(h.take(alice), "-ERR chatm 'the mailbox of bob is full'\r\n");
+    assert_eq!(h.store.offline.values().next().map(|q| q.len()), Some(2));
+}
