@@ -10,7 +10,10 @@ pub struct Config {
     /// Short name sent in greetings.
     pub server_name: String,
     /// Bytes a connection may have outstanding (sent but not yet reported written) before
-    /// the server gives up on it as a reader that stopped reading and closes it.
+    /// the server gives up on it as a reader that stopped reading and closes it. Keep it
+    /// well above what one input can make the server send to one connection (a read's
+    /// worth of messages relayed to it), or a reader that is merely slower than one read
+    /// is closed.
     pub outbound_limit_bytes: usize,
     /// Most offline messages kept for one account; a sender past it is told the
     /// recipient's mailbox is full.

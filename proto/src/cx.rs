@@ -70,8 +70,11 @@ impl Cx<'_> {
         self.out.is_open(self.conn)
     }
 
+    /// Arms a timer of this connection. It fires at least a millisecond from now, so a
+    /// zero interval in the configuration cannot make `handle_timeout` spin.
     pub(crate) fn set_timer(&mut self, kind: TimerKind, at: Instant) {
-        self.timers.set(self.conn, kind, at);
+        let earliest = self.now.mono + core::time::Duration::from_millis(1);
+        self.timers.set(self.conn, kind, at.max(earliest));
     }
 
     pub(crate) fn cancel_timer(&mut self, kind: TimerKind) {

@@ -703,3 +703,15 @@ fn a_full_mailbox_is_reported_to_the_sender() {
     assert_eq!(h.take(alice), "-ERR chatm 'the mailbox of bob is full'\r\n");
     assert_eq!(h.store.offline.values().next().map(|q| q.len()), Some(2));
 }
+
+#[test]
+fn a_zero_ping_interval_does_not_spin() {
+    let mut config = Config::default();
+    config.ws2017.ping_interval = Duration::ZERO;
+    config.ws2017.ping_timeout = Duration::ZERO;
+    let mut h = Harness::new(config);
+    let c = client(&mut h);
+    h.advance(5);
+    assert!(h.take(c).starts_with("cping\r\n"));
+    assert_eq!(h.closed(c), Some(CloseReason::Timeout));
+}
