@@ -3,6 +3,7 @@
 //! requests into calls here and the resulting [`Event`]s back into its own messages.
 
 mod names;
+mod receipts;
 
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
 
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::ids::ConnId;
 use crate::io::Peer;
 use crate::persist::{Account, Change, MessageId, State, StoredMessage};
+use receipts::OwedReceipts;
 
 /// One logged-in presence of a user on a connection. A connection holds at most one
 /// session for most protocols; a jabberd router link holds many.
@@ -141,7 +143,7 @@ pub(crate) struct Network {
     sessions: BTreeMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
     /// sends receipts and not yet confirmed. Entries go when either user goes offline.
-    owed_receipts: BTreeMap<(UserKey, UserKey), u32>,
+    owed_receipts: OwedReceipts,
     next_session: u64,
     pending: VecDeque<Delivery>,
     /// Direct messages relayed to online recipients.
@@ -336,7 +338,7 @@ impl Network {
         if user.sessions.is_empty() {
             let name = user.name.clone();
             self.users.remove(&rec.user);
-            self.forget_receipts(&rec.user);
+            self.owed_receipts.forget(&rec.user);
             self.broadcast(rec.conn, Event::UserOffline { name });
         }
     }
@@ -363,7 +365,7 @@ impl Network {
         };
         let old = std::mem::replace(&mut user.name, new.clone());
         self.users.insert(new_key, user);
-        self.forget_receipts(&old_key);
+        self.owed_receipts.forget(&old_key);
         self.broadcast(
             conn,
             Event::UserRenamed {
@@ -425,8 +427,7 @@ impl Network {
             });
         }
         if receipts_coming {
-            let owed = self.owed_receipts.entry((sender_key, to_key)).or_insert(0);
-            *owed = owed.saturating_add(1);
+            self.owed_receipts.owe(sender_key, to_key);
         } else {
             self.deliver_receipt(&message.from.key(), &message.to);
         }
@@ -439,18 +440,14 @@ impl Network {
         let Some(rec) = self.sessions.get(&recipient) else {
             return false;
         };
-        let pair = (sender.key(), rec.user.clone());
-        let Some(owed) = self.owed_receipts.get_mut(&pair) else {
+        let (sender, recipient) = (sender.key(), rec.user.clone());
+        if !self.owed_receipts.settle(&sender, &recipient) {
             return false;
-        };
-        *owed -= 1;
-        if *owed == 0 {
-            self.owed_receipts.remove(&pair);
         }
-        let Some(to) = self.users.get(&pair.1).map(|u| u.name.clone()) else {
+        let Some(to) = self.users.get(&recipient).map(|u| u.name.clone()) else {
             return false;
         };
-        self.deliver_receipt(&pair.0, &to);
+        self.deliver_receipt(&sender, &to);
         true
     }
 
@@ -484,11 +481,6 @@ impl Network {
                 });
             }
         }
-    }
-
-    fn forget_receipts(&mut self, key: &UserKey) {
-        self.owed_receipts
-            .retain(|(sender, recipient), _| sender != key && recipient != key);
     }
 
     fn broadcast(&mut self, except: ConnId, event: Event) {

@@ -54,6 +54,11 @@ impl UserName {
 }
 
 impl UserKey {
+    /// The smallest key, below every real one.
+    pub(crate) fn min() -> UserKey {
+        UserKey(String::new())
+    }
+
     /// The folded name.
     pub fn as_str(&self) -> &str {
         &self.0
