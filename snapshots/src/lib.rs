@@ -19,45 +19,76 @@
 //! # The `.scn` format
 //!
 //! One step per line, played in order against a fresh [`Server`](switchboard_proto::Server)
-//! (seed 0, default config) at virtual time zero:
+//! (seed 0, default config, an empty store) at virtual time zero:
 //!
 //! | line | meaning |
 //! | --- | --- |
 //! | `# text` | a comment, copied to the transcript; the first one is the snapshot description |
 //! | (blank) | copied, to keep paragraphs |
-//! | `!config KEY=VALUE` | changes the config before the first event: `server_name`, `outbound_limit_bytes`, `ws2017.ping_interval`, `ws2017.ping_timeout`, `ws2017.max_line_bytes` (durations as `3s`, `1.5s`, `250ms`) |
+//! | `!config KEY=VALUE` | changes the config before the first event: `server_name`, `outbound_limit_bytes`, `offline_cap`, `ws2017.ping_interval`, `ws2017.ping_timeout`, `ws2017.max_line_bytes` (durations as `3s`, `1.5s`, `250ms`) |
 //! | `NAME/PROTO c: text` | client NAME sends `text` and a CRLF in one delivery; its first line connects it (the greeting shows first); later lines may drop `/PROTO` |
 //! | `NAME c~: text` | sends `text` alone, no line end added (write `\n`, `\r` yourself) |
 //! | `NAME c/: text` | sends `text` and a CRLF one byte per delivery |
 //! | `~ +N.NNNs` | advances virtual time, firing every server deadline on the way in order (also `~ +2s`, `~ +250ms`) |
 //! | `!connect:NAME/PROTO` | connects NAME explicitly (again, after it closed) |
+//! | `!connect:NAME/PROTO@ADDR` | connects NAME from IP address `ADDR` (`10.0.0.7`, `::1`) or from `local`, the local socket |
 //! | `!cut:NAME` | NAME's peer closes its connection |
 //! | `!stall:NAME` | NAME stops reading: transmits are no longer acknowledged as written |
 //! | `!resume:NAME` | NAME reads again, acknowledging everything it left unread |
+//! | `!hold-commits` | the store stops committing: persisted changes pile up in its batch, and what waits on them stays held |
+//! | `!commit` | the store commits the batch (releasing what waited on it) and keeps up again |
+//! | `!store-fail` | every commit fails from now on: the batch stays, the server hears `CommitFailed` |
+//! | `!store-ok` | commits succeed again: the batch is retried and commits |
+//! | `!crash` | the server is gone, with its held outputs and the store's uncommitted batch; every open connection is lost |
+//! | `!restart` | a new server (seed plus one per boot) over what the store committed; clients reconnect with `!connect` |
+//!
+//! Clients of protocol `ws2017` connect from `127.0.0.1` unless told otherwise; `admin`
+//! clients (the `switchboard` CLI) from the local socket. Each `!` directive has its undo:
+//! `!stall`/`!resume`, `!hold-commits`/`!commit`, `!store-fail`/`!store-ok`,
+//! `!crash`/`!restart`. A directive that does not fit (`!commit` without
+//! `!hold-commits`, a send between `!crash` and `!restart`) is an error naming its line.
 //!
 //! Text in `c:`, `c~:` and `c/:` lines takes the escapes `\\`, `\r`, `\n` and `\xNN`;
 //! one space after the marker separates it, the rest of the line is sent verbatim.
 //! Columns between the client and the marker are free, so scenarios can be aligned.
 //!
+//! # The world around the server
+//!
+//! The player drives the server as a runtime does: every output goes through a
+//! [`CommitGate`](switchboard_proto::CommitGate), so bytes that reveal a durable change
+//! (and everything after them on that connection) wait for its commit while other
+//! connections' traffic flows. Persisted changes go to a store model. Unless held or
+//! failing, the store commits its batch once the server is idle at an instant (after each
+//! step, after each deadline a `~` fires) and reports `Committed`. Effects run at once: a
+//! fake password hasher turns `pw` into `test$pw`. After each step the server's durable
+//! state must equal the committed state plus the batch.
+//!
 //! # The transcript
 //!
 //! Every scenario line is echoed (sends normalised to their escaped form), and every
-//! server output is printed the moment the server produces it, in output order, so the
-//! order across clients is visible:
+//! output is printed the moment it is carried out, in order, so the order across clients
+//! and against the store is visible:
 //!
 //! - `NAME/PROTO  s: text` for a received line that ends with CRLF (the CRLF implied);
 //!   `s~: text` for bytes ending otherwise (a bare LF shown as `\n`, or no line end);
-//! - `NAME/PROTO  s: (closed: reason)` when the server closes the connection;
+//! - `NAME/PROTO  s: (closed: reason)` when the server closes the connection, and
+//!   `s: (lost: crash)` for each connection open at a `!crash`;
+//! - `db: #N change` for each change as it is committed (`N` is its sequence number,
+//!   which starts at 1 with each server), such as `db: #1 account created bob` or
+//!   `db: #2 offline queued alice -> bob "hi" (message 0)`; `db: commit of #N failed:
+//!   disk full` when a failing store's commit fails; `db: #N lost: change` for each
+//!   uncommitted change at a `!crash`;
 //! - `@ 2.000s` before the outputs of deadlines fired by a `~` advance, with the virtual
 //!   time they fired at.
 //!
-//! The left column is padded to the longest `NAME/PROTO` of the scenario plus two.
-//! Clients acknowledge every transmit as written unless stalled. Non-printable bytes in
-//! either direction appear as `\r`, `\n`, `\\` or `\xNN`.
+//! The left column is padded to the longest `NAME/PROTO` of the scenario plus two; `db:`
+//! lines leave it blank. Clients acknowledge every transmit as written unless stalled.
+//! Non-printable bytes in either direction appear as `\r`, `\n`, `\\` or `\xNN`.
 
 mod escape;
 mod play;
 mod scenario;
+mod store;
 
 pub use play::{play, Delivery, WALL_ORIGIN_MS};
 pub use scenario::{Scenario, ScenarioError};

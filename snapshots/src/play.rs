@@ -1,11 +1,20 @@
 //! Plays a [`Scenario`] against a [`Server`] in virtual time and writes the transcript.
+//!
+//! The player is the server's whole world: the clients, the store (see [`crate::store`])
+//! and the effect runner. It follows the drive-loop contract of the core: every output
+//! goes through a [`CommitGate`], so an acknowledgement that reveals a durable change is
+//! printed only after the `db:` line of its commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use switchboard_proto::{ConnId, Input, Instant, Now, Output, Protocol, Server};
+use switchboard_proto::{
+    CommitGate, ConnId, Effect, EffectId, Input, Instant, Now, Output, Peer, Protocol, Server,
+};
 
 use crate::escape::escape;
-use crate::scenario::{Scenario, ScenarioError, SendMode, StepKind};
+use crate::scenario::{Origin, Scenario, ScenarioError, SendMode, StepKind};
+use crate::store::{run_effect, Attempt, Store, STORE_ERROR};
 
 /// Unix time at virtual time zero (2023-11-14T22:13:20Z), for protocol timestamps.
 pub const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
@@ -13,6 +22,9 @@ pub const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
 /// How many times the server may ask for a timeout at one instant without its deadline
 /// moving before the harness calls it a livelock.
 const MAX_FIRES_PER_INSTANT: usize = 10_000;
+
+/// Where a network client connects from unless its `!connect` says otherwise.
+const DEFAULT_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// How clients' bytes reach the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,11 +51,21 @@ struct Client {
 struct Player<'s> {
     scenario: &'s Scenario,
     delivery: Delivery,
-    server: Server,
+    /// The running server; `None` between `!crash` and `!restart`.
+    server: Option<Server>,
+    /// Servers started before the running one; each boot's seed is the config's seed
+    /// plus this.
+    boots: u64,
+    /// Holds what waits on an uncommitted change; new with every server.
+    gate: CommitGate,
+    store: Store,
+    /// Effects asked for and not yet run.
+    effects: VecDeque<(EffectId, Effect)>,
     now: Instant,
     next_conn: u64,
     clients: BTreeMap<String, Client>,
-    /// Every connection ever opened, to its client; ids are never reused.
+    /// Every connection ever opened, to its client; ids are never reused, across
+    /// restarts too.
     owners: BTreeMap<ConnId, String>,
     /// The instant of the timer being fired, printed before its first output.
     firing: Option<Instant>,
@@ -51,16 +73,23 @@ struct Player<'s> {
 }
 
 /// Plays `scenario` against a fresh server (seed 0, `Config::default()` changed by the
-/// scenario's `!config` lines) and returns its transcript. Deterministic: the same scenario gives the same
-/// transcript, byte for byte.
+/// scenario's `!config` lines, no durable state) and returns its transcript.
+/// Deterministic: the same scenario gives the same transcript, byte for byte.
 ///
 /// Errors name the scenario's file and line: a send on a closed connection, a `!cut` of a
-/// client that is not connected, or a server output the harness cannot place.
+/// client that is not connected, a directive that does not fit the store's or server's
+/// state (`!commit` without `!hold-commits`, `!restart` of a running server), a server
+/// output the harness cannot place, or a server whose durable state disagrees with what
+/// it asked the store to commit.
 pub fn play(scenario: &Scenario, delivery: Delivery) -> Result<String, ScenarioError> {
     let mut player = Player {
         scenario,
         delivery,
-        server: Server::new(scenario.config.clone()),
+        server: None,
+        boots: 0,
+        gate: CommitGate::new(),
+        store: Store::default(),
+        effects: VecDeque::new(),
         now: Instant::ZERO,
         next_conn: 1,
         clients: BTreeMap::new(),
@@ -68,8 +97,11 @@ pub fn play(scenario: &Scenario, delivery: Delivery) -> Result<String, ScenarioE
         firing: None,
         transcript: String::new(),
     };
+    player.boot();
     for step in &scenario.steps {
         player.step(step.line, &step.kind)?;
+        player.settle(step.line)?;
+        player.check_store(step.line)?;
     }
     Ok(player.transcript)
 }
@@ -77,6 +109,16 @@ pub fn play(scenario: &Scenario, delivery: Delivery) -> Result<String, ScenarioE
 impl Player<'_> {
     fn now(&self) -> Now {
         Now::at(self.now, WALL_ORIGIN_MS)
+    }
+
+    /// Starts a server over the committed state.
+    fn boot(&mut self) {
+        let mut config = self.scenario.config.clone();
+        config.seed = config.seed.wrapping_add(self.boots);
+        self.boots += 1;
+        self.server = Some(Server::new(config, self.store.committed.clone()));
+        self.gate = CommitGate::new();
+        self.effects.clear();
     }
 
     fn step(&mut self, line: usize, kind: &StepKind) -> Result<(), ScenarioError> {
@@ -87,7 +129,11 @@ impl Player<'_> {
         match kind {
             StepKind::Blank | StepKind::Comment(_) | StepKind::Config(_) => Ok(()),
             StepKind::Advance(d) => self.advance(line, self.now + *d),
-            StepKind::Connect { client, protocol } => self.connect(line, client, *protocol),
+            StepKind::Connect {
+                client,
+                protocol,
+                from,
+            } => self.connect(line, client, *protocol, *from),
             StepKind::Send {
                 client,
                 protocol,
@@ -99,6 +145,8 @@ impl Player<'_> {
                 if let Some(c) = self.clients.get_mut(client) {
                     c.conn = None;
                 }
+                // Whatever waited for a commit on it has nowhere to go.
+                self.gate.forget(conn);
                 self.input(line, Input::PeerClosed { conn })
             }
             StepKind::Stall(client) => {
@@ -119,6 +167,101 @@ impl Player<'_> {
                     self.input(line, Input::Written { conn, n })?;
                 }
                 Ok(())
+            }
+            StepKind::HoldCommits => {
+                self.running(line, "!hold-commits")?;
+                if self.store.holding {
+                    return Err(self.scenario.error(
+                        line,
+                        "commits are held already; !commit releases them".to_owned(),
+                    ));
+                }
+                self.store.holding = true;
+                Ok(())
+            }
+            StepKind::Commit => {
+                self.running(line, "!commit")?;
+                if !self.store.holding {
+                    return Err(self.scenario.error(
+                        line,
+                        "!commit ends !hold-commits; without it the store commits by itself"
+                            .to_owned(),
+                    ));
+                }
+                self.store.holding = false;
+                if self.store.batch.is_empty() {
+                    return Ok(());
+                }
+                self.commit(line)
+            }
+            StepKind::StoreFail => {
+                self.running(line, "!store-fail")?;
+                if self.store.failing {
+                    return Err(self.scenario.error(
+                        line,
+                        "the store is failing already; !store-ok heals it".to_owned(),
+                    ));
+                }
+                self.store.failing = true;
+                Ok(())
+            }
+            StepKind::StoreOk => {
+                self.running(line, "!store-ok")?;
+                if !self.store.failing {
+                    return Err(self
+                        .scenario
+                        .error(line, "the store is not failing (!store-fail)".to_owned()));
+                }
+                self.store.failing = false;
+                Ok(())
+            }
+            StepKind::Crash => {
+                self.running(line, "!crash")?;
+                self.crash();
+                Ok(())
+            }
+            StepKind::Restart => {
+                if self.server.is_some() {
+                    return Err(self.scenario.error(
+                        line,
+                        "the server is running; !crash it before !restart".to_owned(),
+                    ));
+                }
+                self.boot();
+                Ok(())
+            }
+        }
+    }
+
+    /// The running server, or an error naming the line and what needed it.
+    fn running(&self, line: usize, what: &str) -> Result<(), ScenarioError> {
+        if self.server.is_some() {
+            return Ok(());
+        }
+        Err(self.scenario.error(
+            line,
+            format!("{what}: the server crashed; !restart it first"),
+        ))
+    }
+
+    /// The server is gone with its held outputs and running effects; the store loses
+    /// its uncommitted batch; every open connection is cut.
+    fn crash(&mut self) {
+        self.server = None;
+        self.gate = CommitGate::new();
+        self.effects.clear();
+        for text in self.store.crash() {
+            self.print_db(&text);
+        }
+        let open: BTreeMap<ConnId, String> = (self.clients.iter())
+            .filter_map(|(name, c)| c.conn.map(|conn| (conn, name.clone())))
+            .collect();
+        for client in open.into_values() {
+            let label = self.label(&client);
+            self.print(&label, "s:", "(lost: crash)");
+            if let Some(c) = self.clients.get_mut(&client) {
+                c.conn = None;
+                c.unread = 0;
             }
         }
     }
@@ -144,7 +287,9 @@ impl Player<'_> {
         line: usize,
         client: &str,
         protocol: Protocol,
+        from: Option<Origin>,
     ) -> Result<(), ScenarioError> {
+        self.running(line, &format!("cannot connect {client}"))?;
         if let Some(Client { conn: Some(_), .. }) = self.clients.get(client) {
             return Err(self
                 .scenario
@@ -163,7 +308,12 @@ impl Player<'_> {
             },
         );
         let port = 40_000u16.wrapping_add(u16::try_from(conn.0).unwrap_or(u16::MAX));
-        let peer = ([127, 0, 0, 1], port).into();
+        // The admin CLI talks over the local socket; everyone else over the network.
+        let peer = match (from, protocol) {
+            (Some(Origin::Ip(ip)), _) => Peer::Net(SocketAddr::new(ip, port)),
+            (Some(Origin::Local), _) | (None, Protocol::Admin) => Peer::Local,
+            (None, _) => Peer::Net(SocketAddr::new(DEFAULT_IP, port)),
+        };
         self.input(
             line,
             Input::Accepted {
@@ -184,7 +334,7 @@ impl Player<'_> {
     ) -> Result<(), ScenarioError> {
         match (self.clients.get(client), protocol) {
             // A client's first line connects it; the greeting comes before the line.
-            (None, Some(protocol)) => self.connect(line, client, protocol)?,
+            (None, Some(protocol)) => self.connect(line, client, protocol, None)?,
             (Some(c), Some(protocol)) if c.protocol != protocol => {
                 return Err(self.scenario.error(
                     line,
@@ -222,10 +372,14 @@ impl Player<'_> {
         }
     }
 
-    /// Moves time to `target`, firing every deadline on the way in order.
+    /// Moves time to `target`, firing every deadline on the way in order; the store
+    /// keeps up after each.
     fn advance(&mut self, line: usize, target: Instant) -> Result<(), ScenarioError> {
         let mut fired_at = (self.now, 0);
-        while let Some(at) = self.server.poll_timeout().filter(|&at| at <= target) {
+        while let Some(at) = (self.server.as_ref())
+            .and_then(Server::poll_timeout)
+            .filter(|&at| at <= target)
+        {
             self.now = self.now.max(at);
             if fired_at.0 == self.now {
                 fired_at.1 += 1;
@@ -243,52 +397,130 @@ impl Player<'_> {
             }
             self.firing = Some(self.now);
             let now = self.now();
-            self.server.handle_timeout(now);
-            let drained = self.drain(line);
+            if let Some(server) = self.server.as_mut() {
+                server.handle_timeout(now);
+            }
+            let done = self.drain(line).and_then(|()| self.settle(line));
             self.firing = None;
-            drained?;
+            done?;
         }
         self.now = target;
         Ok(())
     }
 
+    /// Feeds one input and drains what it caused.
     fn input(&mut self, line: usize, input: Input) -> Result<(), ScenarioError> {
-        let now = self.now();
-        self.server.handle(now, input);
+        self.handle(input);
         self.drain(line)
     }
 
-    /// Prints every output in the order the server produced it, acknowledging transmits
-    /// to clients that read.
+    /// Feeds one input without draining.
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        if let Some(server) = self.server.as_mut() {
+            server.handle(now, input);
+        }
+    }
+
+    /// Carries out every output in the order the server produced it (those the gate
+    /// lets through; it keeps the rest), running each effect once the queue is empty.
     fn drain(&mut self, line: usize) -> Result<(), ScenarioError> {
-        while let Some(output) = self.server.poll_output() {
-            match output {
-                Output::Transmit { conn, bytes } => {
-                    let client = self.owner(line, conn, "a transmit")?;
-                    let label = self.label(&client);
-                    for (marker, text) in received_lines(&bytes) {
-                        self.print(&label, marker, &text);
-                    }
-                    let Some(c) = self.clients.get_mut(&client) else {
-                        continue;
-                    };
-                    if c.reading {
-                        let now = self.now();
-                        let n = bytes.len();
-                        self.server.handle(now, Input::Written { conn, n });
-                    } else {
-                        c.unread += bytes.len();
-                    }
+        loop {
+            let Some(server) = self.server.as_mut() else {
+                return Ok(());
+            };
+            if let Some(output) = server.poll_output() {
+                if let Some(output) = self.gate.admit(output) {
+                    self.carry_out(line, output)?;
                 }
-                Output::Close { conn, reason } => {
-                    let client = self.owner(line, conn, "a close")?;
-                    let label = self.label(&client);
-                    self.print(&label, "s:", &format!("(closed: {})", reason.as_str()));
-                    if let Some(c) = self.clients.get_mut(&client) {
-                        c.conn = None;
-                    }
+                continue;
+            }
+            let Some((id, effect)) = self.effects.pop_front() else {
+                return Ok(());
+            };
+            let result = run_effect(&effect);
+            self.handle(Input::EffectDone { id, result });
+        }
+    }
+
+    /// The store keeps up: while it wants to commit, it tries, and the server hears the
+    /// outcome. Called once the server is idle at an instant (after a step, after each
+    /// deadline fired).
+    fn settle(&mut self, line: usize) -> Result<(), ScenarioError> {
+        while self.server.is_some() && self.store.wants_to_commit() {
+            self.commit(line)?;
+        }
+        Ok(())
+    }
+
+    /// Tries to commit the batch: on success prints its `db:` lines, reports the commit
+    /// and carries out what the gate held for it; on failure reports that.
+    fn commit(&mut self, line: usize) -> Result<(), ScenarioError> {
+        match self.store.attempt() {
+            Attempt::Committed { through, lines } => {
+                for text in lines {
+                    self.print_db(&text);
+                }
+                self.handle(Input::Committed { through });
+                for output in self.gate.committed(through) {
+                    self.carry_out(line, output)?;
                 }
             }
+            Attempt::Failed { line: text } => {
+                self.print_db(&text);
+                self.handle(Input::CommitFailed {
+                    error: STORE_ERROR.to_owned(),
+                });
+            }
+        }
+        self.drain(line)
+    }
+
+    /// Checks that the server's durable state is exactly what it asked the store to
+    /// commit: a change applied in memory but never persisted would be lost in a crash.
+    fn check_store(&self, line: usize) -> Result<(), ScenarioError> {
+        let Some(server) = self.server.as_ref() else {
+            return Ok(());
+        };
+        if *server.state() == self.store.expected() {
+            return Ok(());
+        }
+        Err(self.scenario.error(
+            line,
+            "the server's durable state differs from the changes it persisted".to_owned(),
+        ))
+    }
+
+    /// Does what one output asks: prints transmits and closes, acknowledging transmits
+    /// to clients that read; hands persisted changes to the store's batch; queues effects.
+    fn carry_out(&mut self, line: usize, output: Output) -> Result<(), ScenarioError> {
+        match output {
+            Output::Transmit { conn, bytes, .. } => {
+                let client = self.owner(line, conn, "a transmit")?;
+                let label = self.label(&client);
+                for (marker, text) in received_lines(&bytes) {
+                    self.print(&label, marker, &text);
+                }
+                let Some(c) = self.clients.get_mut(&client) else {
+                    return Ok(());
+                };
+                if c.reading {
+                    let n = bytes.len();
+                    self.handle(Input::Written { conn, n });
+                } else {
+                    c.unread += bytes.len();
+                }
+            }
+            Output::Close { conn, reason } => {
+                let client = self.owner(line, conn, "a close")?;
+                let label = self.label(&client);
+                self.print(&label, "s:", &format!("(closed: {})", reason.as_str()));
+                if let Some(c) = self.clients.get_mut(&client) {
+                    c.conn = None;
+                }
+            }
+            Output::Persist { seq, change } => self.store.batch.push((seq, change)),
+            Output::Effect { id, effect } => self.effects.push_back((id, effect)),
         }
         Ok(())
     }
@@ -316,6 +548,11 @@ impl Player<'_> {
             Some(c) => format!("{client}/{}", c.protocol),
             None => client.to_owned(),
         }
+    }
+
+    /// A `db:` line, in the clients' column so it lines up with their `s:` lines.
+    fn print_db(&mut self, text: &str) {
+        self.print("", "db:", text);
     }
 
     fn print(&mut self, label: &str, marker: &str, text: &str) {
@@ -391,6 +628,40 @@ mod tests {
              bob/ws2017    s: cquit alice\n"
         );
         assert_eq!(play(&scenario, Delivery::Bytewise).unwrap(), transcript);
+    }
+
+    #[test]
+    fn directives_that_do_not_fit_name_the_line() {
+        let err = |text: &str| {
+            let scenario = Scenario::parse("t.scn", text).unwrap();
+            play(&scenario, Delivery::AsWritten)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("!commit\n"),
+            "t.scn:1: !commit ends !hold-commits; without it the store commits by itself"
+        );
+        assert_eq!(
+            err("!hold-commits\n!hold-commits\n"),
+            "t.scn:2: commits are held already; !commit releases them"
+        );
+        assert_eq!(
+            err("!store-ok\n"),
+            "t.scn:1: the store is not failing (!store-fail)"
+        );
+        assert_eq!(
+            err("!restart\n"),
+            "t.scn:1: the server is running; !crash it before !restart"
+        );
+        assert_eq!(
+            err("!crash\n!connect:a/ws2017\n"),
+            "t.scn:2: cannot connect a: the server crashed; !restart it first"
+        );
+        assert_eq!(
+            err("a/ws2017 c: uname a\n!crash\n!restart\na c: cgetu\n"),
+            "t.scn:4: a is closed; reconnect it first with !connect:a/ws2017"
+        );
     }
 
     #[test]

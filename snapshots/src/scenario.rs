@@ -1,6 +1,7 @@
 //! `.scn` files: parsed into [`Scenario`]s, every mistake reported with its file and line.
 
 use core::fmt;
+use core::net::IpAddr;
 use core::time::Duration;
 use std::path::Path;
 
@@ -9,7 +10,7 @@ use switchboard_proto::{Config, Protocol};
 use crate::escape::{escape, unescape};
 
 /// Every protocol a scenario may name, by [`Protocol::name`].
-const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017];
+const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin];
 
 /// A parsed scenario: its description, the config it runs with and its steps.
 #[derive(Clone, Debug)]
@@ -63,8 +64,12 @@ pub(crate) enum StepKind {
     Config(String),
     /// `~ +N.NNNs`.
     Advance(Duration),
-    /// `!connect:NAME/PROTO`.
-    Connect { client: String, protocol: Protocol },
+    /// `!connect:NAME/PROTO` or `!connect:NAME/PROTO@ADDR`.
+    Connect {
+        client: String,
+        protocol: Protocol,
+        from: Option<Origin>,
+    },
     /// `NAME[/PROTO] c: ...`, `c~: ...` or `c/: ...`.
     Send {
         client: String,
@@ -78,6 +83,36 @@ pub(crate) enum StepKind {
     Stall(String),
     /// `!resume:NAME`.
     Resume(String),
+    /// `!hold-commits`: the store stops committing until `!commit`.
+    HoldCommits,
+    /// `!commit`: the store commits what accumulated and keeps up again.
+    Commit,
+    /// `!store-fail`: the store's commits fail until `!store-ok`.
+    StoreFail,
+    /// `!store-ok`: the store's commits succeed again.
+    StoreOk,
+    /// `!crash`: the server and the store's uncommitted batch are gone.
+    Crash,
+    /// `!restart`: a new server over the committed state.
+    Restart,
+}
+
+/// Where a `!connect:NAME/PROTO@...` connection comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// `@10.0.0.7`: a network peer with this address.
+    Ip(IpAddr),
+    /// `@local`: the local socket (as the admin CLI connects).
+    Local,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Ip(ip) => write!(f, "{ip}"),
+            Origin::Local => f.write_str("local"),
+        }
+    }
 }
 
 /// How a client's line is sent.
@@ -149,7 +184,9 @@ impl Scenario {
                     }
                     apply_config(&mut scenario.config, setting).map_err(fail)?;
                 }
-                StepKind::Connect { client, protocol } => {
+                StepKind::Connect {
+                    client, protocol, ..
+                } => {
                     set_protocol(&mut protocols, client, *protocol);
                     labels.push(format!("{client}/{protocol}"));
                 }
@@ -261,10 +298,18 @@ fn parse_directive(text: &str) -> Result<StepKind, String> {
     let (name, arg) = text.split_once(':').unwrap_or((text, ""));
     match name {
         "connect" => {
-            let (client, protocol) = parse_client(arg)?;
+            let (client, from) = match arg.split_once('@') {
+                Some((client, from)) => (client, Some(parse_origin(from)?)),
+                None => (arg, None),
+            };
+            let (client, protocol) = parse_client(client)?;
             let protocol = protocol
                 .ok_or_else(|| format!("!connect needs a protocol: !connect:{client}/ws2017"))?;
-            Ok(StepKind::Connect { client, protocol })
+            Ok(StepKind::Connect {
+                client,
+                protocol,
+                from,
+            })
         }
         "cut" | "stall" | "resume" => {
             let (client, protocol) = parse_client(arg)?;
@@ -279,11 +324,35 @@ fn parse_directive(text: &str) -> Result<StepKind, String> {
                 _ => StepKind::Resume(client),
             })
         }
+        "hold-commits" | "commit" | "store-fail" | "store-ok" | "crash" | "restart" => {
+            if text != name {
+                return Err(format!("!{name} takes no argument"));
+            }
+            Ok(match name {
+                "hold-commits" => StepKind::HoldCommits,
+                "commit" => StepKind::Commit,
+                "store-fail" => StepKind::StoreFail,
+                "store-ok" => StepKind::StoreOk,
+                "crash" => StepKind::Crash,
+                _ => StepKind::Restart,
+            })
+        }
         _ => Err(format!(
-            "unknown directive !{text} (known: !config KEY=VALUE, !connect:NAME/PROTO, !cut:NAME, \
-             !stall:NAME, !resume:NAME)"
+            "unknown directive !{text} (known: !config KEY=VALUE, !connect:NAME/PROTO[@ADDR], \
+             !cut:NAME, !stall:NAME, !resume:NAME, !hold-commits, !commit, !store-fail, \
+             !store-ok, !crash, !restart)"
         )),
     }
+}
+
+/// The `ADDR` of `!connect:NAME/PROTO@ADDR`: an IP address or `local`.
+fn parse_origin(text: &str) -> Result<Origin, String> {
+    if text == "local" {
+        return Ok(Origin::Local);
+    }
+    text.parse().map(Origin::Ip).map_err(|_| {
+        format!("`{text}` is not an IP address or `local` (as in !connect:NAME/ws2017@10.0.0.7)")
+    })
 }
 
 /// `NAME` or `NAME/PROTO`.
@@ -295,7 +364,7 @@ fn parse_client(text: &str) -> Result<(String, Option<Protocol>), String> {
     if name.is_empty()
         || name
             .chars()
-            .any(|c| c.is_whitespace() || c == ':' || c == '/')
+            .any(|c| c.is_whitespace() || matches!(c, ':' | '/' | '@'))
     {
         return Err(format!(
             "`{text}` is not a client name (NAME or NAME/PROTO)"
@@ -362,13 +431,14 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
     match key {
         "server_name" => config.server_name = value.to_owned(),
         "outbound_limit_bytes" => config.outbound_limit_bytes = number()?,
+        "offline_cap" => config.offline_cap = number()?,
         "ws2017.ping_interval" => config.ws2017.ping_interval = parse_duration(value)?,
         "ws2017.ping_timeout" => config.ws2017.ping_timeout = parse_duration(value)?,
         "ws2017.max_line_bytes" => config.ws2017.max_line_bytes = number()?,
         _ => {
             return Err(format!(
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
-                 ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes)"
+                 offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes)"
             ))
         }
     }
@@ -390,10 +460,25 @@ impl StepKind {
             StepKind::Comment(text) => text.clone(),
             StepKind::Config(setting) => format!("!config {setting}"),
             StepKind::Advance(d) => format!("~ +{}", format_duration(*d)),
-            StepKind::Connect { client, protocol } => format!("!connect:{client}/{protocol}"),
+            StepKind::Connect {
+                client,
+                protocol,
+                from: None,
+            } => format!("!connect:{client}/{protocol}"),
+            StepKind::Connect {
+                client,
+                protocol,
+                from: Some(from),
+            } => format!("!connect:{client}/{protocol}@{from}"),
             StepKind::Cut(client) => format!("!cut:{client}"),
             StepKind::Stall(client) => format!("!stall:{client}"),
             StepKind::Resume(client) => format!("!resume:{client}"),
+            StepKind::HoldCommits => "!hold-commits".to_owned(),
+            StepKind::Commit => "!commit".to_owned(),
+            StepKind::StoreFail => "!store-fail".to_owned(),
+            StepKind::StoreOk => "!store-ok".to_owned(),
+            StepKind::Crash => "!crash".to_owned(),
+            StepKind::Restart => "!restart".to_owned(),
             StepKind::Send { .. } => return None,
         })
     }
@@ -450,6 +535,51 @@ mod tests {
         assert!(err("!config nope=1").starts_with("t.scn:1: unknown config key `nope`"));
         assert!(err("a/ws2017 c: x\n!config server_name=y")
             .starts_with("t.scn:2: !config must come before"));
+    }
+
+    #[test]
+    fn connections_may_name_their_address() {
+        let s = parse(
+            "!connect:m/ws2017@10.0.0.7\n!connect:six/ws2017@::1\n!connect:ops/admin@local\n\
+             !connect:d/ws2017\n",
+        )
+        .unwrap();
+        let echoes: Vec<String> = s.steps.iter().filter_map(|s| s.kind.echo()).collect();
+        assert_eq!(
+            echoes,
+            [
+                "!connect:m/ws2017@10.0.0.7",
+                "!connect:six/ws2017@::1",
+                "!connect:ops/admin@local",
+                "!connect:d/ws2017",
+            ]
+        );
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        assert!(err("!connect:m/ws2017@10.0.0.300").contains("is not an IP address or `local`"));
+        assert!(err("!connect:m@10.0.0.1").contains("!connect needs a protocol"));
+        assert!(err("a@b/ws2017 c: x").contains("is not a client name"));
+    }
+
+    #[test]
+    fn store_and_server_directives_take_no_argument() {
+        let s =
+            parse("!hold-commits\n!commit\n!store-fail\n!store-ok\n!crash\n!restart\n").unwrap();
+        let echoes: Vec<String> = s.steps.iter().filter_map(|s| s.kind.echo()).collect();
+        assert_eq!(
+            echoes,
+            [
+                "!hold-commits",
+                "!commit",
+                "!store-fail",
+                "!store-ok",
+                "!crash",
+                "!restart"
+            ]
+        );
+        assert_eq!(
+            parse("!crash:now").unwrap_err().to_string(),
+            "t.scn:1: !crash takes no argument"
+        );
     }
 
     #[test]
