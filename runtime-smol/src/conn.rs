@@ -1,14 +1,17 @@
-//! One TCP connection: a reader task, a writer task, and how the driver ends them.
+//! One connection (TCP, or the admin socket's Unix stream): a reader task, a writer task,
+//! and how the driver ends them.
 
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use smol::channel::{self, Receiver, Sender};
 use smol::future::FutureExt;
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
 use tracing::debug;
@@ -21,9 +24,36 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Queued transmits are joined into one write up to this many bytes.
 const WRITE_BATCH: usize = 64 * 1024;
 
+/// An accepted stream, before its tasks start.
+pub(crate) enum Stream {
+    /// A protocol listener's connection.
+    Tcp(Async<TcpStream>),
+    /// A connection to the admin socket.
+    #[cfg(unix)]
+    Unix(Async<UnixStream>),
+}
+
+/// What the driver needs of a socket besides reading and writing it.
+pub(crate) trait Socket: 'static {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+}
+
+impl Socket for Async<TcpStream> {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.get_ref().shutdown(how)
+    }
+}
+
+#[cfg(unix)]
+impl Socket for Async<UnixStream> {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.get_ref().shutdown(how)
+    }
+}
+
 /// The driver's handle on a live connection.
 pub(crate) struct Conn {
-    stream: Arc<Async<TcpStream>>,
+    stream: Arc<dyn Socket>,
     /// Transmits for the writer task, in order. Unbounded on purpose: the core counts what
     /// it sent and has not seen written, and closes the connection past its limit, so the
     /// driver never waits on a slow peer.
@@ -38,15 +68,34 @@ impl Conn {
     pub(crate) fn start(
         ex: &LocalExecutor<'_>,
         conn: ConnId,
-        stream: Async<TcpStream>,
+        stream: Stream,
         events: &Sender<Event>,
         reports: &Sender<Report>,
     ) -> Conn {
-        // Small lines should leave at once; a failure here only costs latency.
-        if let Err(e) = stream.get_ref().set_nodelay(true) {
-            debug!(%conn, error = %e, "cannot set TCP_NODELAY");
+        match stream {
+            Stream::Tcp(stream) => {
+                // Small lines should leave at once; a failure here only costs latency.
+                if let Err(e) = stream.get_ref().set_nodelay(true) {
+                    debug!(%conn, error = %e, "cannot set TCP_NODELAY");
+                }
+                Conn::start_on(ex, conn, Arc::new(stream), events, reports)
+            }
+            #[cfg(unix)]
+            Stream::Unix(stream) => Conn::start_on(ex, conn, Arc::new(stream), events, reports),
         }
-        let stream = Arc::new(stream);
+    }
+
+    fn start_on<S>(
+        ex: &LocalExecutor<'_>,
+        conn: ConnId,
+        stream: Arc<S>,
+        events: &Sender<Event>,
+        reports: &Sender<Report>,
+    ) -> Conn
+    where
+        S: Socket,
+        for<'s> &'s S: AsyncRead + AsyncWrite + Unpin,
+    {
         let (outbound, queue) = channel::unbounded();
         let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
         let writer = ex.spawn(write_loop(conn, stream.clone(), queue, reports.clone()));
@@ -86,11 +135,14 @@ impl Conn {
     pub(crate) fn abort(self) {
         // Shut down explicitly: a cancelled task may hold its handle on the socket a moment
         // longer, and the peer should see the close now.
-        let _ = self.stream.get_ref().shutdown(Shutdown::Both);
+        let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
 
-async fn read_loop(conn: ConnId, stream: Arc<Async<TcpStream>>, events: Sender<Event>) {
+async fn read_loop<S>(conn: ConnId, stream: Arc<S>, events: Sender<Event>)
+where
+    for<'s> &'s S: AsyncRead + Unpin,
+{
     let mut buf = vec![0; READ_CHUNK];
     loop {
         let n = match (&*stream).read(&mut buf).await {
@@ -112,12 +164,15 @@ async fn read_loop(conn: ConnId, stream: Arc<Async<TcpStream>>, events: Sender<E
     let _ = events.send(Event::Gone { conn }).await;
 }
 
-async fn write_loop(
+async fn write_loop<S>(
     conn: ConnId,
-    stream: Arc<Async<TcpStream>>,
+    stream: Arc<S>,
     queue: Receiver<Bytes>,
     reports: Sender<Report>,
-) {
+) where
+    S: Socket,
+    for<'s> &'s S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut batch = BytesMut::new();
     while let Ok(first) = queue.recv().await {
         let chunk = if queue.is_empty() {
@@ -139,7 +194,7 @@ async fn write_loop(
     // The driver closed the queue and everything in it is written: say goodbye, then wait
     // for the peer's close so that unread input does not turn our close into a reset that
     // could discard the goodbye. The driver bounds this wait.
-    if stream.get_ref().shutdown(Shutdown::Write).is_err() {
+    if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
     let mut buf = vec![0; READ_CHUNK];
@@ -154,14 +209,17 @@ async fn write_loop(
 }
 
 /// Writes all of `bytes`, reporting each partial write to the driver.
-async fn write_reporting(
+async fn write_reporting<S>(
     conn: ConnId,
-    stream: &Async<TcpStream>,
+    stream: &S,
     mut bytes: &[u8],
     reports: &Sender<Report>,
-) -> io::Result<()> {
+) -> io::Result<()>
+where
+    for<'s> &'s S: AsyncWrite + Unpin,
+{
     while !bytes.is_empty() {
-        let n = match (&*stream).write(bytes).await {
+        let n = match (&mut &*stream).write(bytes).await {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,

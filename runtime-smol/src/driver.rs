@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
+#[cfg(unix)]
+use std::os::unix::net::UnixListener;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,12 +14,16 @@ use bytes::Bytes;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::{Async, LocalExecutor, Task, Timer};
-use switchboard_proto::{ConnId, Input, Output, Protocol, Server};
-use tracing::{info, warn};
+use switchboard_proto::{
+    CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Output, Peer, Protocol, Server,
+};
+use switchboard_store::credentials::{self, Cost};
+use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
-use crate::conn::Conn;
-use crate::Runtime;
+use crate::commit::{chain, Attempt, Committer, Outcome};
+use crate::conn::{Conn, Stream};
+use crate::{Error, Runtime};
 
 /// Events the driver can buffer before readers, writers and listeners wait.
 const EVENT_CAPACITY: usize = 256;
@@ -33,8 +39,8 @@ pub(crate) enum Event {
     Accepted {
         conn: ConnId,
         protocol: Protocol,
-        peer: SocketAddr,
-        stream: Async<TcpStream>,
+        peer: Peer,
+        stream: Stream,
     },
     /// A reader read bytes.
     Received { conn: ConnId, bytes: Bytes },
@@ -42,36 +48,50 @@ pub(crate) enum Event {
     Gone { conn: ConnId },
 }
 
-/// What writer tasks tell the driver, over an unbounded channel that the driver serves
-/// before any new input: the core counts bytes sent but not reported written against its
-/// limit, so a report held up behind a queue of input would make a fast reader look slow.
-/// There is at most one report per write, and the core bounds the bytes waiting for one.
+/// What writer and effect tasks tell the driver, over an unbounded channel that the driver
+/// serves before any new input: the core counts bytes sent but not reported written against
+/// its limit, so a report held up behind a queue of input would make a fast reader look
+/// slow. There is at most one report per write or effect, and the core bounds both.
 pub(crate) enum Report {
     /// A writer handed `n` bytes to the socket.
     Written { conn: ConnId, n: usize },
     /// Writing failed; the peer is gone.
     Failed { conn: ConnId },
+    /// An effect finished on the blocking pool.
+    EffectDone { id: EffectId, result: EffectResult },
 }
 
 /// Why the driver woke up.
 enum Wake {
     Report(Report),
     Event(Event),
+    Commit(Attempt),
     Deadline,
     Shutdown,
 }
 
-/// Runs the drive loop until `shutdown` completes, then closes everything.
+/// Runs the drive loop until `shutdown` completes, then commits what it can and closes
+/// everything.
 pub(crate) async fn run(
     ex: &LocalExecutor<'_>,
     runtime: Runtime,
     shutdown: impl Future<Output = ()>,
-) {
+) -> Result<(), Error> {
+    let Runtime {
+        config,
+        options,
+        data_dir,
+        store,
+        state,
+        listeners,
+        #[cfg(unix)]
+        admin,
+    } = runtime;
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
     let next_id = Arc::new(AtomicU64::new(1));
-    let accepting: Vec<Task<()>> = runtime
-        .listeners
+    #[allow(unused_mut)]
+    let mut accepting: Vec<Task<()>> = listeners
         .into_iter()
         .map(|l| {
             ex.spawn(accept_loop(
@@ -82,14 +102,21 @@ pub(crate) async fn run(
             ))
         })
         .collect();
+    #[cfg(unix)]
+    let admin_path = admin.path.clone();
+    #[cfg(unix)]
+    accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
     let mut driver = Driver {
         ex,
-        server: Server::new(runtime.config),
+        server: Server::new(config, state),
+        gate: CommitGate::new(),
+        committer: Committer::new(store),
+        cost: options.hash_cost.clone(),
         clock: Clock::start(),
         conns: BTreeMap::new(),
         events,
         reports,
-        linger: runtime.options.linger,
+        linger: options.linger,
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -109,8 +136,9 @@ pub(crate) async fn run(
                 None => Timer::never(),
             };
         }
-        // Polled in this order, so that neither shutdown, a deadline nor a write report
-        // starves behind a flood of input.
+        // Polled in this order, so that neither shutdown, a deadline, a write report nor a
+        // finished commit starves behind a flood of input.
+        let committer = &mut driver.committer;
         let wake = async {
             shutdown.as_mut().await;
             Wake::Shutdown
@@ -126,6 +154,7 @@ pub(crate) async fn run(
                 Err(_) => future::pending().await,
             }
         })
+        .or(async { Wake::Commit(committer.finished().await) })
         .or(async {
             match inbox.recv().await {
                 Ok(event) => Wake::Event(event),
@@ -145,19 +174,30 @@ pub(crate) async fn run(
                 // the next input, which a ready channel would otherwise hand over at once.
                 future::yield_now().await;
             }
+            Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
             Wake::Shutdown => break,
         }
     }
     drop(accepting);
-    driver
-        .shut_down(&inbox, &report_box, runtime.options.shutdown_grace)
+    #[cfg(unix)]
+    crate::admin::remove_socket(&admin_path);
+    let result = driver
+        .shut_down(&inbox, &report_box, options.shutdown_grace)
         .await;
+    // Held until here: nobody else may open the store before the last commit is done.
+    drop(data_dir);
+    result
 }
 
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     server: Server,
+    /// Holds back the transmits that reveal uncommitted changes.
+    gate: CommitGate,
+    committer: Committer,
+    /// The cost of password hashes the effects make.
+    cost: Cost,
     clock: Clock,
     /// Connections the core knows, by id.
     conns: BTreeMap<ConnId, Conn>,
@@ -177,7 +217,10 @@ impl Driver<'_, '_> {
                 peer,
                 stream,
             } => {
-                info!(%conn, %protocol, %peer, "connection opened");
+                match peer {
+                    Peer::Net(addr) => info!(%conn, %protocol, peer = %addr, "connection opened"),
+                    Peer::Local => debug!(%conn, %protocol, "local connection opened"),
+                }
                 let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
                 self.conns.insert(conn, handle);
                 self.server.handle(
@@ -209,14 +252,34 @@ impl Driver<'_, '_> {
                 }
             }
             Report::Failed { conn } => self.peer_closed(conn, false),
+            Report::EffectDone { id, result } => {
+                self.server
+                    .handle(self.clock.now(), Input::EffectDone { id, result });
+            }
         }
+    }
+
+    /// Tells the core how a commit attempt went and releases what waited on it.
+    fn on_commit(&mut self, attempt: Attempt) {
+        let now = self.clock.now();
+        match self.committer.finish(self.ex, attempt) {
+            Outcome::Committed { through } => {
+                for output in self.gate.committed(through) {
+                    self.carry_out(output);
+                }
+                self.server.handle(now, Input::Committed { through });
+            }
+            Outcome::Failed { error } => self.server.handle(now, Input::CommitFailed { error }),
+        }
+        self.drain();
     }
 
     fn peer_closed(&mut self, conn: ConnId, flush: bool) {
         let Some(handle) = self.conns.remove(&conn) else {
             return;
         };
-        info!(%conn, reason = "peer closed", "connection closed");
+        debug!(%conn, reason = "peer closed", "connection closed");
+        self.gate.forget(conn);
         self.server
             .handle(self.clock.now(), Input::PeerClosed { conn });
         if flush {
@@ -226,37 +289,105 @@ impl Driver<'_, '_> {
         }
     }
 
-    /// Carries out every output the core has queued.
+    /// Carries out every output the core has queued, holding back through the gate what
+    /// waits on a commit, then starts a commit of the changes gathered if none is running.
     fn drain(&mut self) {
         while let Some(output) = self.server.poll_output() {
-            match output {
-                Output::Transmit { conn, bytes } => {
-                    if let Some(handle) = self.conns.get(&conn) {
-                        handle.send(bytes);
-                    }
+            if let Some(output) = self.gate.admit(output) {
+                self.carry_out(output);
+            }
+        }
+        self.committer.start(self.ex);
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Transmit { conn, bytes, .. } => {
+                if let Some(handle) = self.conns.get(&conn) {
+                    handle.send(bytes);
                 }
-                Output::Close { conn, reason } => {
-                    if let Some(handle) = self.conns.remove(&conn) {
-                        info!(%conn, reason = reason.as_str(), "connection closed");
-                        if reason.flush() {
-                            handle.close(self.ex, self.linger).detach();
-                        } else {
-                            handle.abort();
-                        }
+            }
+            Output::Close { conn, reason } => {
+                if let Some(handle) = self.conns.remove(&conn) {
+                    self.gate.forget(conn);
+                    info!(%conn, reason = reason.as_str(), "connection closed");
+                    if reason.flush() {
+                        handle.close(self.ex, self.linger).detach();
+                    } else {
+                        handle.abort();
                     }
                 }
             }
+            Output::Persist { seq, change } => self.committer.push(seq, change),
+            Output::Effect { id, effect } => self.run_effect(id, effect),
         }
     }
 
-    /// Closes every connection, flushing what is queued, and waits up to `grace` for them.
-    async fn shut_down(self, inbox: &Receiver<Event>, reports: &Receiver<Report>, grace: Duration) {
-        let closing: Vec<Task<()>> = self
-            .conns
+    /// Runs an effect on smol's blocking pool and reports its result.
+    fn run_effect(&self, id: EffectId, effect: Effect) {
+        let cost = self.cost.clone();
+        let reports = self.reports.clone();
+        self.ex
+            .spawn(async move {
+                let result = smol::unblock(move || {
+                    credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
+                        warn!(effect = id.0, error = %chain(&e), "effect failed");
+                        EffectResult::Failed
+                    })
+                })
+                .await;
+                // Fails only once the driver is gone.
+                let _ = reports.try_send(Report::EffectDone { id, result });
+            })
+            .detach();
+    }
+
+    /// Commits what the core asked to persist (releasing what waited on it), then closes
+    /// every connection, flushing what is queued, all within `grace`.
+    async fn shut_down(
+        mut self,
+        inbox: &Receiver<Event>,
+        reports: &Receiver<Report>,
+        grace: Duration,
+    ) -> Result<(), Error> {
+        let deadline = std::time::Instant::now() + grace;
+        // Nothing new is handled; keep emptying the channels so nobody waits on a full one.
+        let discard = async {
+            let events = async {
+                while inbox.recv().await.is_ok() {}
+                future::pending::<()>().await;
+            };
+            let reports = async {
+                while reports.recv().await.is_ok() {}
+                future::pending::<()>().await;
+            };
+            events.or(reports).await;
+        };
+        let mut discard = pin!(discard);
+        while self.committer.busy() {
+            let committer = &mut self.committer;
+            let finished = async { Some(committer.finished().await) }
+                .or(async {
+                    Timer::at(deadline).await;
+                    None
+                })
+                .or(async {
+                    discard.as_mut().await;
+                    None
+                })
+                .await;
+            match finished {
+                Some(attempt) => self.on_commit(attempt),
+                None => break,
+            }
+        }
+        let uncommitted = self.committer.uncommitted();
+        let closing: Vec<Task<()>> = std::mem::take(&mut self.conns)
             .into_iter()
             .map(|(conn, handle)| {
                 info!(%conn, reason = "shutdown", "connection closed");
-                handle.close(self.ex, grace)
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                handle.close(self.ex, left)
             })
             .collect();
         let all_closed = async {
@@ -264,18 +395,21 @@ impl Driver<'_, '_> {
                 task.await;
             }
         };
-        // Keep emptying the channels: nothing is waited on any more, and nobody should wait
-        // on a full channel.
-        let discard_events = async {
-            while inbox.recv().await.is_ok() {}
-            future::pending::<()>().await;
-        };
-        let discard_reports = async {
-            while reports.recv().await.is_ok() {}
-            future::pending::<()>().await;
-        };
-        let discard = discard_events.or(discard_reports);
-        all_closed.or(discard).await;
+        all_closed
+            .or(async {
+                discard.as_mut().await;
+            })
+            .await;
+        if uncommitted > 0 {
+            error!(
+                changes = uncommitted,
+                "stopped with changes the store did not commit; none was acknowledged"
+            );
+            return Err(Error::Uncommitted {
+                changes: uncommitted,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -292,8 +426,8 @@ async fn accept_loop(
                 let accepted = Event::Accepted {
                     conn,
                     protocol,
-                    peer,
-                    stream,
+                    peer: Peer::Net(peer),
+                    stream: Stream::Tcp(stream),
                 };
                 if events.send(accepted).await.is_err() {
                     return;
@@ -301,6 +435,36 @@ async fn accept_loop(
             }
             Err(e) => {
                 warn!(%protocol, error = %e, "accept failed");
+                Timer::after(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+}
+
+/// Accepts on the admin socket: each connection speaks [`Protocol::Admin`] from
+/// [`Peer::Local`].
+#[cfg(unix)]
+async fn accept_admin(
+    listener: Async<UnixListener>,
+    next_id: Arc<AtomicU64>,
+    events: Sender<Event>,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let conn = ConnId(next_id.fetch_add(1, Ordering::Relaxed));
+                let accepted = Event::Accepted {
+                    conn,
+                    protocol: Protocol::Admin,
+                    peer: Peer::Local,
+                    stream: Stream::Unix(stream),
+                };
+                if events.send(accepted).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "accept on the admin socket failed");
                 Timer::after(ACCEPT_BACKOFF).await;
             }
         }

@@ -16,28 +16,53 @@
 //! - A close the core wants flushed writes what is queued, shuts the socket down and waits
 //!   for the peer to close, all within [`Options::linger`]; any other close drops the socket
 //!   at once.
+//! - Durability: the runtime holds the data directory's lock ([`DataDir`]) for its lifetime,
+//!   loads the store before serving, and passes every output through a
+//!   [`CommitGate`](switchboard_proto::CommitGate). `Persist` outputs gather into a batch
+//!   that is committed in one transaction on smol's blocking pool while the next batch
+//!   gathers (group commit); each commit is reported as
+//!   [`Input::Committed`](switchboard_proto::Input::Committed) and releases the transmits
+//!   that waited on it. A failed commit is reported as
+//!   [`Input::CommitFailed`](switchboard_proto::Input::CommitFailed), logged once, and the
+//!   same batch is retried with a capped backoff until it succeeds.
+//! - Effects (password hashing) run on smol's blocking pool and come back as
+//!   [`Input::EffectDone`](switchboard_proto::Input::EffectDone).
+//! - On Unix, `<data-dir>/admin.sock` takes admin commands: its connections are driven like
+//!   any other, as [`Protocol::Admin`](switchboard_proto::Protocol::Admin) from
+//!   [`Peer::Local`](switchboard_proto::Peer::Local).
 //!
 //! ```no_run
+//! use std::path::Path;
 //! use switchboard_proto::{Config, Protocol};
 //!
-//! // Serves ws2017 until Ctrl-C or SIGTERM.
-//! switchboard_smol::serve(Config::default(), vec![(Protocol::Ws2017, "127.0.0.1:1030".parse()?)])?;
+//! // Serves ws2017 until Ctrl-C or SIGTERM, with its store in ./switchboard-data.
+//! let listeners = vec![(Protocol::Ws2017, "127.0.0.1:1030".parse()?)];
+//! switchboard_smol::serve(Config::default(), Path::new("switchboard-data"), listeners)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(unix)]
+mod admin;
 mod clock;
+mod commit;
 mod conn;
+mod data_dir;
 mod driver;
 
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
-use switchboard_proto::{Config, Protocol};
+use switchboard_proto::{Config, Protocol, State};
+use switchboard_store::credentials::Cost;
+use switchboard_store::{Store, StoreError};
 use tracing::{info, warn};
+
+pub use data_dir::{admin_socket_path, DataDir, LockError, ADMIN_SOCKET_NAME, LOCK_FILE_NAME};
 
 /// How the runtime runs, beyond the core's [`Config`].
 #[derive(Clone, Debug)]
@@ -48,23 +73,73 @@ pub struct Options {
     /// How long a connection the core closes with a flush may take to write what is
     /// queued and see the peer close, before its socket is dropped anyway.
     pub linger: Duration,
-    /// How long shutdown waits for open connections to flush and close.
+    /// How long shutdown waits for the last commits and for open connections to flush and
+    /// close.
     pub shutdown_grace: Duration,
+    /// The argon2id cost of the password hashes the server makes. Keep
+    /// [`Cost::recommended`] for real accounts; [`Cost::cheap`] is for tests.
+    pub hash_cost: Cost,
 }
 
 impl Default for Options {
-    /// A seed from the OS, 5 s of linger, 2 s of shutdown grace.
+    /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost.
     fn default() -> Self {
         Options {
             seed: None,
             linger: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(2),
+            hash_cost: Cost::recommended(),
         }
     }
 }
 
-/// A server whose listeners are bound and whose seed is chosen, ready to
-/// [`run_until`](Self::run_until) shutdown.
+/// Why the runtime could not start, or did not stop cleanly. The `Display` text says what
+/// failed; the cause is the [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The operating system gave no randomness for the seed.
+    #[error("cannot draw a seed from the operating system")]
+    Seed(#[source] getrandom::Error),
+    /// The data directory could not be taken (another server holds it, say).
+    #[error(transparent)]
+    DataDir(#[from] LockError),
+    /// The store could not be opened or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A protocol listener could not be bound.
+    #[error("cannot listen for {protocol} on {addr}")]
+    Listen {
+        /// Its protocol.
+        protocol: Protocol,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The admin socket could not be bound.
+    #[error("cannot listen on the admin socket {path}")]
+    AdminSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Ctrl-C and SIGTERM cannot be watched.
+    #[error("cannot watch for Ctrl-C and SIGTERM")]
+    Signals(#[source] io::Error),
+    /// Shutdown gave up on changes the store did not commit within the grace period (it
+    /// was failing). None of them was acknowledged to a client.
+    #[error("stopped with {changes} changes not committed; none of them was acknowledged")]
+    Uncommitted {
+        /// How many.
+        changes: usize,
+    },
+}
+
+/// A server whose data directory is locked, whose store is loaded, whose listeners are
+/// bound and whose seed is chosen, ready to [`run_until`](Self::run_until) shutdown.
 ///
 /// Binding first lets a caller learn the real addresses (port 0 picks a free port) before
 /// the server runs, for example to hand them to a test client.
@@ -72,7 +147,12 @@ impl Default for Options {
 pub struct Runtime {
     config: Config,
     options: Options,
+    data_dir: DataDir,
+    store: Store,
+    state: State,
     listeners: Vec<Listener>,
+    #[cfg(unix)]
+    admin: admin::AdminSocket,
 }
 
 #[derive(Debug)]
@@ -83,30 +163,42 @@ struct Listener {
 }
 
 impl Runtime {
-    /// Chooses the seed (logged) and binds one listener per `(protocol, address)`, logging
-    /// `"<protocol> listening on <address>"` with the address actually bound.
+    /// Chooses the seed (logged), takes the lock of `data_dir` (creating it if needed),
+    /// opens and loads the store there, binds one listener per `(protocol, address)`,
+    /// logging `"<protocol> listening on <address>"` with the address actually bound, and,
+    /// on Unix, binds the admin socket `<data_dir>/admin.sock`.
     ///
     /// # Errors
-    /// When the OS has no randomness to give, or an address cannot be bound; the error
-    /// names the protocol and address.
+    /// When another process holds the data directory, the store cannot be opened or
+    /// loaded, an address cannot be bound, or the OS has no randomness to give.
     pub fn bind(
         mut config: Config,
+        data_dir: &Path,
         listeners: &[(Protocol, SocketAddr)],
         options: Options,
-    ) -> io::Result<Runtime> {
+    ) -> Result<Runtime, Error> {
         config.seed = match options.seed {
             Some(seed) => seed,
-            None => getrandom::u64().map_err(io::Error::other)?,
+            None => getrandom::u64().map_err(Error::Seed)?,
         };
         info!(seed = config.seed, "server seed");
+        let data_dir = DataDir::lock(data_dir)?;
+        let store = data_dir.open_store()?;
+        let state = store.load()?;
+        info!(
+            path = %store.path().display(),
+            accounts = state.accounts.len(),
+            offline_messages = state.offline.values().map(|q| q.len()).sum::<usize>(),
+            ip_bans = state.ip_bans.len(),
+            "store loaded"
+        );
         let listeners = listeners
             .iter()
             .map(|&(protocol, addr)| {
-                let context = |e: io::Error| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("cannot listen for {protocol} on {addr}: {e}"),
-                    )
+                let context = |source| Error::Listen {
+                    protocol,
+                    addr,
+                    source,
                 };
                 let socket = Async::<TcpListener>::bind(addr).map_err(context)?;
                 let addr = socket.get_ref().local_addr().map_err(context)?;
@@ -117,11 +209,18 @@ impl Runtime {
                     addr,
                 })
             })
-            .collect::<io::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
+        #[cfg(unix)]
+        let admin = admin::bind(&data_dir)?;
         Ok(Runtime {
             config,
             options,
+            data_dir,
+            store,
+            state,
             listeners,
+            #[cfg(unix)]
+            admin,
         })
     }
 
@@ -138,27 +237,40 @@ impl Runtime {
         self.config.seed
     }
 
+    /// The data directory this runtime holds.
+    pub fn data_dir(&self) -> &Path {
+        self.data_dir.path()
+    }
+
     /// Serves on the current thread until `shutdown` completes; then stops accepting,
-    /// closes every connection (flushing what is queued, within
-    /// [`Options::shutdown_grace`]) and returns.
+    /// removes the admin socket, commits what the core asked to persist (releasing the
+    /// acknowledgements that waited on it), closes every connection (flushing what is
+    /// queued), all within [`Options::shutdown_grace`], and returns, releasing the data
+    /// directory.
     ///
     /// # Errors
-    /// None today; the signature leaves room for the store's failures.
-    pub fn run_until(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+    /// [`Error::Uncommitted`] when the store was failing and changes were still
+    /// uncommitted when the grace period ran out.
+    pub fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
         let ex = LocalExecutor::new();
-        smol::block_on(ex.run(driver::run(&ex, self, shutdown)));
+        let result = smol::block_on(ex.run(driver::run(&ex, self, shutdown)));
         info!("stopped");
-        Ok(())
+        result
     }
 }
 
-/// Serves `listeners` with a seed from the OS until Ctrl-C or SIGTERM, then shuts down
-/// cleanly and returns `Ok`. Blocks the calling thread.
+/// Serves `listeners` with the store in `data_dir` and a seed from the OS until Ctrl-C or
+/// SIGTERM, then shuts down cleanly and returns `Ok`. Blocks the calling thread.
 ///
 /// # Errors
-/// When a listener cannot be bound or the signals cannot be watched.
-pub fn serve(config: Config, listeners: Vec<(Protocol, SocketAddr)>) -> io::Result<()> {
-    serve_with(config, listeners, Options::default())
+/// See [`Runtime::bind`] and [`Runtime::run_until`]; also when the signals cannot be
+/// watched.
+pub fn serve(
+    config: Config,
+    data_dir: &Path,
+    listeners: Vec<(Protocol, SocketAddr)>,
+) -> Result<(), Error> {
+    serve_with(config, data_dir, listeners, Options::default())
 }
 
 /// [`serve`] with explicit [`Options`].
@@ -167,14 +279,15 @@ pub fn serve(config: Config, listeners: Vec<(Protocol, SocketAddr)>) -> io::Resu
 /// listener is logged already shuts the server down cleanly.
 ///
 /// # Errors
-/// When a listener cannot be bound or the signals cannot be watched.
+/// See [`serve`].
 pub fn serve_with(
     config: Config,
+    data_dir: &Path,
     listeners: Vec<(Protocol, SocketAddr)>,
     options: Options,
-) -> io::Result<()> {
-    let shutdown = shutdown_signal()?;
-    Runtime::bind(config, &listeners, options)?.run_until(shutdown)
+) -> Result<(), Error> {
+    let shutdown = shutdown_signal().map_err(Error::Signals)?;
+    Runtime::bind(config, data_dir, &listeners, options)?.run_until(shutdown)
 }
 
 /// Starts watching for Ctrl-C (SIGINT) and, on Unix, SIGTERM; the returned future completes

@@ -1,36 +1,57 @@
-//! The runtime over real TCP on loopback: deadlines, closes, backpressure, shutdown.
+//! The runtime over real TCP on loopback: deadlines, closes, backpressure, shutdown, the
+//! store and the admin socket.
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use switchboard_proto::{Config, Protocol};
-use switchboard_smol::{Options, Runtime};
+use switchboard_smol::{Error, LockError, Options, Runtime};
+use switchboard_store::credentials::Cost;
+use switchboard_store::Store;
+use tempfile::TempDir;
 
 /// How long any single read may take before the test fails instead of hanging.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A runtime on its own thread, stopped when dropped.
+/// A runtime on its own thread with its own data directory, stopped when dropped.
 struct TestServer {
     addr: SocketAddr,
     stop: smol::channel::Sender<()>,
-    thread: Option<JoinHandle<io::Result<()>>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
+    data_dir: TempDir,
+}
+
+fn options() -> Options {
+    Options {
+        seed: Some(7),
+        hash_cost: Cost::cheap(),
+        ..Options::default()
+    }
 }
 
 impl TestServer {
     fn start(config: Config) -> TestServer {
+        let data_dir = tempfile::tempdir().expect("temporary data dir");
+        TestServer::start_in(config, data_dir)
+    }
+
+    fn start_in(config: Config, data_dir: TempDir) -> TestServer {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let options = Options {
-            seed: Some(7),
-            ..Options::default()
-        };
         let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
-        let runtime = Runtime::bind(config, &[(Protocol::Ws2017, listen)], options).expect("bind");
+        let runtime = Runtime::bind(
+            config,
+            data_dir.path(),
+            &[(Protocol::Ws2017, listen)],
+            options(),
+        )
+        .expect("bind");
         assert_eq!(runtime.seed(), 7);
         let addrs = runtime.local_addrs();
         assert_eq!(addrs.len(), 1);
@@ -47,15 +68,25 @@ impl TestServer {
             addr,
             stop,
             thread: Some(thread),
+            data_dir,
         }
     }
 
     /// Stops the server and returns what `run_until` returned.
-    fn stop(mut self) -> io::Result<()> {
+    fn stop(mut self) -> Result<(), Error> {
         self.stop_inner().expect("the runtime thread is running")
     }
 
-    fn stop_inner(&mut self) -> Option<io::Result<()>> {
+    /// Stops the server and hands its data directory back.
+    fn stop_keeping_data(mut self) -> TempDir {
+        self.stop_inner()
+            .expect("the runtime thread is running")
+            .expect("clean stop");
+        let placeholder = tempfile::tempdir().expect("temporary dir");
+        std::mem::replace(&mut self.data_dir, placeholder)
+    }
+
+    fn stop_inner(&mut self) -> Option<Result<(), Error>> {
         let thread = self.thread.take()?;
         let _ = self.stop.try_send(());
         Some(thread.join().expect("the runtime thread panicked"))
@@ -292,13 +323,116 @@ fn shutdown_closes_connections_and_returns_ok() {
 
 #[test]
 fn binding_a_taken_address_names_it() {
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = taken.local_addr().expect("addr");
-    let err = Runtime::bind(config(), &[(Protocol::Ws2017, addr)], Options::default())
-        .expect_err("the address is taken");
-    assert_eq!(err.kind(), ErrorKind::AddrInUse);
+    let err = Runtime::bind(
+        config(),
+        data_dir.path(),
+        &[(Protocol::Ws2017, addr)],
+        options(),
+    )
+    .expect_err("the address is taken");
     assert!(
         err.to_string().contains(&format!("ws2017 on {addr}")),
         "{err}"
     );
+    match err {
+        Error::Listen { source, .. } => assert_eq!(source.kind(), ErrorKind::AddrInUse),
+        other => panic!("expected Error::Listen, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_second_runtime_on_the_same_data_dir_is_refused() {
+    let server = TestServer::start(config());
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    let err = Runtime::bind(
+        config(),
+        server.data_dir.path(),
+        &[(Protocol::Ws2017, listen)],
+        options(),
+    )
+    .expect_err("the data dir is in use");
+    assert!(
+        matches!(err, Error::DataDir(LockError::Busy { .. })),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("in use"), "{err}");
+    server.stop().expect("clean stop");
+}
+
+/// One admin command over the admin socket: its data lines and its final line.
+#[cfg(unix)]
+fn admin(data_dir: &Path, line: &str) -> (Vec<String>, String) {
+    let path = switchboard_smol::admin_socket_path(data_dir);
+    let mut stream = std::os::unix::net::UnixStream::connect(&path).expect("admin socket");
+    stream
+        .set_read_timeout(Some(READ_TIMEOUT))
+        .expect("timeout");
+    stream
+        .write_all(format!("{line}\r\n").as_bytes())
+        .expect("send");
+    let mut data = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("an answer (a hang?)");
+        if line.starts_with("ok ") || line.starts_with("err ") {
+            return (data, line);
+        }
+        data.push(line);
+    }
+    panic!("the admin socket closed before the answer; data: {data:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn the_admin_socket_is_private_and_changes_reach_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let server = TestServer::start(config());
+    let socket = switchboard_smol::admin_socket_path(server.data_dir.path());
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+
+    let (_, answer) = admin(server.data_dir.path(), "user add bob secret level=1");
+    assert_eq!(answer, "ok account bob created");
+    let (rows, answer) = admin(server.data_dir.path(), "user list");
+    assert_eq!(answer, "ok 1 accounts");
+    assert_eq!(rows.len(), 1);
+    assert!(
+        rows[0].starts_with("user bob level=1 banned=no"),
+        "{rows:?}"
+    );
+
+    // A message for the offline account is acknowledged once it is committed.
+    let mut alice = Client::connect(server.addr);
+    alice.greeting();
+    alice.send("uname alice");
+    alice.expect("+OK uname 'you are' alice");
+    alice.send("chatm alice bob 'see you'");
+    alice.expect("+OK chatm 'message stored'");
+    drop(alice);
+
+    let data_dir = server.stop_keeping_data();
+    assert!(!socket.exists(), "the admin socket outlived the server");
+    let state = Store::open(data_dir.path())
+        .and_then(|store| store.load())
+        .expect("load the store");
+    assert!(state.accounts.values().any(|a| a.name.as_str() == "bob"));
+    let bodies: Vec<&str> = state
+        .offline
+        .values()
+        .flatten()
+        .map(|m| m.body.as_str())
+        .collect();
+    assert_eq!(bodies, ["see you"]);
+
+    // A restart on the same directory serves the same accounts.
+    let server = TestServer::start_in(config(), data_dir);
+    let (_, answer) = admin(server.data_dir.path(), "user list");
+    assert_eq!(answer, "ok 1 accounts");
+    server.stop().expect("clean stop");
 }
