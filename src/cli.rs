@@ -1,13 +1,14 @@
 //! The command line.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard_proto::{Config, Ws2017Config};
+use switchboard_store::credentials::Cost;
 
 /// One chat server for five chat protocols, joined into one network.
 ///
@@ -40,6 +41,177 @@ impl Cli {
 pub enum Command {
     /// Serve the chat protocols until Ctrl-C or SIGTERM (the default).
     Serve(ServeArgs),
+    /// Add, delete, list accounts and set their passwords.
+    ///
+    /// Like every admin command, this works on a stopped server (directly on the store in
+    /// --data-dir) and on a running one (through its admin socket in --data-dir).
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Ban an IP address or an account, or list the bans.
+    Ban {
+        /// What to ban.
+        #[command(subcommand)]
+        command: BanCommand,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Lift a ban.
+    Unban {
+        /// What to unban.
+        #[command(subcommand)]
+        command: UnbanCommand,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Close every session of a user, in its protocol's manner.
+    Kick {
+        /// The user's name.
+        name: String,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// The flags every admin command takes.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Directory of the durable store, where a running server keeps its admin socket.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "switchboard-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// The cost of password hashes made while no server runs (tests only: `cheap` makes
+    /// hashes that are easy to guess).
+    #[arg(long, value_enum, default_value_t = HashCost::Recommended, hide = true, global = true)]
+    pub hash_cost: HashCost,
+}
+
+/// `switchboard user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account.
+    Add {
+        /// Its name (1-32 characters, no spaces).
+        name: String,
+        /// Its password.
+        #[command(flatten)]
+        password: NewPassword,
+        /// 0 for a user, 1 or more for an operator.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        level: u8,
+        /// Its email address.
+        #[arg(long, value_name = "EMAIL")]
+        email: Option<String>,
+        /// Its gender, as the user gives it.
+        #[arg(long, value_name = "G")]
+        gender: Option<String>,
+    },
+    /// Delete an account and its offline messages (its sessions are closed).
+    Del {
+        /// The account.
+        name: String,
+    },
+    /// List the accounts.
+    List,
+    /// Set an account's password: from --password, --password-stdin, or else the first
+    /// line of standard input (no prompt).
+    Passwd {
+        /// The account.
+        name: String,
+        /// The new password.
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+}
+
+/// A new account's password: one of the two flags is required.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct NewPassword {
+    /// The password (visible to other local users in the process list; prefer
+    /// --password-stdin).
+    #[arg(long, value_name = "PW")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Where a changed password comes from; standard input when neither flag is given.
+#[derive(Debug, Args)]
+#[group(required = false, multiple = false)]
+pub struct PasswordSource {
+    /// The password (visible to other local users in the process list; prefer
+    /// --password-stdin).
+    #[arg(long, value_name = "PW")]
+    pub password: Option<String>,
+    /// Read the password from the first line of standard input (also the default).
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `switchboard ban ...`
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// Ban an IP address: its connections are closed and new ones refused.
+    Ip {
+        /// The address, IPv4 or IPv6.
+        addr: IpAddr,
+    },
+    /// Ban an account: its sessions are closed and it cannot log in.
+    User {
+        /// The account.
+        name: String,
+    },
+    /// List the banned addresses and accounts.
+    List,
+}
+
+/// `switchboard unban ...`
+#[derive(Debug, Subcommand)]
+pub enum UnbanCommand {
+    /// Lift the ban of an IP address.
+    Ip {
+        /// The address.
+        addr: IpAddr,
+    },
+    /// Lift the ban of an account.
+    User {
+        /// The account.
+        name: String,
+    },
+}
+
+/// The argon2id cost of new password hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HashCost {
+    /// argon2's recommended parameters: for real accounts.
+    Recommended,
+    /// The cheapest parameters: for tests only, never for real accounts.
+    Cheap,
+}
+
+impl HashCost {
+    /// The store's parameters for this choice.
+    pub fn cost(self) -> Cost {
+        match self {
+            HashCost::Recommended => Cost::recommended(),
+            HashCost::Cheap => Cost::cheap(),
+        }
+    }
 }
 
 /// The flags of `serve`.
@@ -79,6 +251,11 @@ pub struct ServeArgs {
     /// logged) when omitted.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+
+    /// The cost of the password hashes the server makes (tests only: `cheap` makes hashes
+    /// that are easy to guess).
+    #[arg(long, value_enum, default_value_t = HashCost::Recommended, hide = true)]
+    pub hash_cost: HashCost,
 }
 
 /// The runtimes the binary can drive the server with.
@@ -142,6 +319,7 @@ mod tests {
     fn serve_args(args: &[&str]) -> ServeArgs {
         match parse(args).expect("valid arguments") {
             Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
         }
     }
 
@@ -161,6 +339,83 @@ mod tests {
         assert_eq!(args.ws2017_ping_timeout.0, core.ws2017.ping_timeout);
         assert_eq!(args.outbound_limit, core.outbound_limit_bytes as u64);
         assert_eq!(args.seed, None);
+        assert_eq!(args.hash_cost, HashCost::Recommended);
+    }
+
+    #[test]
+    fn admin_commands_parse_with_their_data_dir_anywhere() {
+        match parse(&[
+            "user",
+            "add",
+            "bob",
+            "--password",
+            "pw",
+            "--level",
+            "2",
+            "--data-dir",
+            "/d",
+        ]) {
+            Ok(Command::User {
+                command:
+                    UserCommand::Add {
+                        name,
+                        password,
+                        level,
+                        email,
+                        gender,
+                    },
+                admin,
+            }) => {
+                assert_eq!(name, "bob");
+                assert_eq!(password.password.as_deref(), Some("pw"));
+                assert!(!password.password_stdin);
+                assert_eq!((level, email, gender), (2, None, None));
+                assert_eq!(admin.data_dir, PathBuf::from("/d"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["--data-dir", "/d", "ban", "ip", "10.0.0.1"]) {
+            Err(_) => {}
+            Ok(other) => panic!("serve flags before a subcommand were accepted: {other:?}"),
+        }
+        match parse(&["kick", "bob"]) {
+            Ok(Command::Kick { name, admin }) => {
+                assert_eq!(name, "bob");
+                assert_eq!(admin.data_dir, PathBuf::from("switchboard-data"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&["user", "passwd", "bob"]),
+            Ok(Command::User {
+                command: UserCommand::Passwd { .. },
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_admin_commands_are_refused() {
+        for bad in [
+            &["user", "add", "bob"][..],
+            &["user", "add", "bob", "--password", "x", "--password-stdin"],
+            &["user", "add", "bob", "--password", "x", "--level", "256"],
+            &[
+                "user",
+                "passwd",
+                "bob",
+                "--password",
+                "x",
+                "--password-stdin",
+            ],
+            &["ban", "ip", "not-an-ip"],
+            &["ban", "list", "extra"],
+            &["unban", "list"],
+            &["kick"],
+            &["user", "frob"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
-use std::io;
-
 use switchboard_proto::{Config, Protocol, Ws2017Config};
 use tracing::info;
 
@@ -10,13 +8,9 @@ use crate::cli::{RuntimeKind, ServeArgs};
 /// Serves until Ctrl-C or SIGTERM.
 ///
 /// # Errors
-/// When the data directory cannot be created, a listener cannot be bound, or the signals
-/// cannot be watched.
-pub fn serve(args: ServeArgs) -> io::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
-        let dir = args.data_dir.display();
-        io::Error::new(e.kind(), format!("cannot create data directory {dir}: {e}"))
-    })?;
+/// When the data directory is in use or its store cannot be opened, a listener cannot be
+/// bound, the signals cannot be watched, or the store was failing at shutdown.
+pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
     let config = config(&args);
     let listeners = vec![(Protocol::Ws2017, args.ws2017)];
@@ -24,9 +18,10 @@ pub fn serve(args: ServeArgs) -> io::Result<()> {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
                 seed: args.seed,
+                hash_cost: args.hash_cost.cost(),
                 ..switchboard_smol::Options::default()
             };
-            switchboard_smol::serve_with(config, listeners, options)
+            switchboard_smol::serve_with(config, &args.data_dir, listeners, options)
         }
     }
 }

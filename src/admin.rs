@@ -1,0 +1,365 @@
+//! The admin subcommands: each becomes one [`AdminCommand`] line of the core's admin
+//! protocol, answered by the running server through its admin socket, or, when no server
+//! holds the data directory, by the same core started here on the store itself. Either way
+//! the core carries the command out; nothing here knows what a command does.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
+
+use switchboard_proto::{
+    AdminCommand, CommitGate, Config, ConnId, EffectResult, Input, Instant, Now, Output, Peer,
+    Protocol, Seq, Server,
+};
+use switchboard_smol::{DataDir, LockError};
+use switchboard_store::credentials::{self, Cost};
+use switchboard_store::StoreError;
+
+use crate::cli::{AdminArgs, BanCommand, NewPassword, PasswordSource, UnbanCommand, UserCommand};
+
+/// How long an admin command waits for the running server's answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an admin command keeps trying when the data directory is locked but has no
+/// admin socket (a server starting or stopping, or another admin command).
+const BUSY_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The server's answer to one command.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The data lines (a listing), without line endings.
+    pub data: Vec<String>,
+    /// `ok` or `err`.
+    pub ok: bool,
+    /// The text of the final line, after `ok `/`err `.
+    pub text: String,
+}
+
+/// Why an admin command could not be carried out (as opposed to an `err` answer).
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The password could not be read from standard input.
+    #[error("cannot read the password from standard input")]
+    ReadPassword(#[source] io::Error),
+    /// Standard input ended before a password line.
+    #[error("no password on standard input")]
+    NoPassword,
+    /// The data directory could not be taken.
+    #[error(transparent)]
+    DataDir(#[from] LockError),
+    /// The store could not be opened, loaded or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data directory is locked, but nothing listens on its admin socket.
+    #[error(
+        "{dir} is locked by another process but has no admin socket at {socket}; \
+         a server may be starting or stopping, or another admin command is running: try again"
+    )]
+    NoSocket {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its admin socket.
+        socket: PathBuf,
+    },
+    /// Talking to the running server failed.
+    #[error("cannot talk to the running server on {socket}")]
+    Socket {
+        /// The admin socket.
+        socket: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The server closed the connection before its final line.
+    #[error("the server closed the admin connection without answering")]
+    NoAnswer,
+}
+
+impl AdminError {
+    /// Whether the command line was at fault (exit status 2), not the system.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, AdminError::NoPassword)
+    }
+}
+
+/// The admin-protocol command of `switchboard user ...`. Reads the password from standard
+/// input where the flags say so.
+pub fn user_command(command: UserCommand) -> Result<AdminCommand, AdminError> {
+    user(command)
+}
+
+/// The admin-protocol command of `switchboard ban ...`.
+pub fn ban_command(command: BanCommand) -> AdminCommand {
+    match command {
+        BanCommand::Ip { addr } => AdminCommand::BanIp(addr),
+        BanCommand::User { name } => AdminCommand::BanUser { name },
+        BanCommand::List => AdminCommand::BanList,
+    }
+}
+
+/// The admin-protocol command of `switchboard unban ...`.
+pub fn unban_command(command: UnbanCommand) -> AdminCommand {
+    match command {
+        UnbanCommand::Ip { addr } => AdminCommand::UnbanIp(addr),
+        UnbanCommand::User { name } => AdminCommand::UnbanUser { name },
+    }
+}
+
+fn user(command: UserCommand) -> Result<AdminCommand, AdminError> {
+    Ok(match command {
+        UserCommand::Add {
+            name,
+            password: NewPassword { password, .. },
+            level,
+            email,
+            gender,
+        } => AdminCommand::UserAdd {
+            name,
+            // The group requires one of the two flags: no --password means --password-stdin.
+            password: match password {
+                Some(password) => password,
+                None => read_password()?,
+            },
+            level,
+            email,
+            gender,
+        },
+        UserCommand::Del { name } => AdminCommand::UserDel { name },
+        UserCommand::List => AdminCommand::UserList,
+        UserCommand::Passwd {
+            name,
+            password: PasswordSource { password, .. },
+        } => AdminCommand::UserPasswd {
+            name,
+            password: match password {
+                Some(password) => password,
+                None => read_password()?,
+            },
+        },
+    })
+}
+
+/// The first line of standard input, without its line ending.
+fn read_password() -> Result<String, AdminError> {
+    let mut line = String::new();
+    let n = io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(AdminError::ReadPassword)?;
+    if n == 0 {
+        return Err(AdminError::NoPassword);
+    }
+    let line = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+/// Carries out `command` on the data directory of `args`: through the running server's
+/// admin socket when one holds the directory, else on the store directly.
+pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminError> {
+    let dir = &args.data_dir;
+    let socket = switchboard_smol::admin_socket_path(dir);
+    let started = std::time::Instant::now();
+    loop {
+        match DataDir::lock(dir) {
+            Ok(data_dir) => return offline(command, &data_dir, &args.hash_cost.cost()),
+            Err(LockError::Busy { .. }) => match online(command, &socket) {
+                Err(AdminError::Socket { source, .. })
+                    if matches!(
+                        source.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    if started.elapsed() > BUSY_PATIENCE {
+                        return Err(AdminError::NoSocket {
+                            dir: dir.clone(),
+                            socket,
+                        });
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                answered => return answered,
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends the command to the running server and reads its answer.
+#[cfg(unix)]
+fn online(command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
+    use std::os::unix::net::UnixStream;
+
+    let error = |source| AdminError::Socket {
+        socket: socket.to_owned(),
+        source,
+    };
+    let mut stream = UnixStream::connect(socket).map_err(error)?;
+    stream
+        .set_read_timeout(Some(ANSWER_TIMEOUT))
+        .map_err(error)?;
+    stream
+        .write_all(format!("{}\r\n", command.to_line()).as_bytes())
+        .map_err(error)?;
+    let mut reader = BufReader::new(stream);
+    let mut data = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).map_err(error)? == 0 {
+            return Err(AdminError::NoAnswer);
+        }
+        let line = String::from_utf8_lossy(&line);
+        let line = line.trim_end_matches(['\r', '\n']);
+        match final_line(line) {
+            Some((ok, text)) => {
+                return Ok(Answer {
+                    data,
+                    ok,
+                    text: text.to_owned(),
+                })
+            }
+            None => data.push(line.to_owned()),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn online(_command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
+    Err(AdminError::Socket {
+        socket: socket.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::Unsupported,
+            "admin sockets need a Unix system",
+        ),
+    })
+}
+
+/// `ok <text>` or `err <text>`: whether it is ok, and the text.
+fn final_line(line: &str) -> Option<(bool, &str)> {
+    if let Some(text) = line.strip_prefix("ok ") {
+        Some((true, text))
+    } else if let Some(text) = line.strip_prefix("err ") {
+        Some((false, text))
+    } else if line == "ok" || line == "err" {
+        Some((line == "ok", ""))
+    } else {
+        None
+    }
+}
+
+/// Runs the command through a core started on the store, with no server running: the
+/// same drive loop as the runtime's, done synchronously. Effects run inline, the changes
+/// are committed in one batch, and the answer is read once the gate releases it.
+fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<Answer, AdminError> {
+    let mut store = data_dir.open_store()?;
+    let mut server = Server::new(Config::default(), store.load()?);
+    let clock = std::time::Instant::now();
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let now = || {
+        let mono = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Now::at(Instant::from_millis(mono), wall_ms)
+    };
+    let conn = ConnId(1);
+    server.handle(
+        now(),
+        Input::Accepted {
+            conn,
+            protocol: Protocol::Admin,
+            peer: Peer::Local,
+        },
+    );
+    let line = format!("{}\r\n", command.to_line());
+    server.handle(
+        now(),
+        Input::Received {
+            conn,
+            bytes: line.into(),
+        },
+    );
+    let mut gate = CommitGate::new();
+    let mut reply = Vec::new();
+    let mut batch = Vec::new();
+    let mut through = Seq::default();
+    let mut effects = std::collections::VecDeque::new();
+    loop {
+        while let Some(output) = server.poll_output() {
+            let Some(output) = gate.admit(output) else {
+                continue;
+            };
+            match output {
+                Output::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
+                Output::Close { .. } => {}
+                Output::Persist { seq, change } => {
+                    batch.push(change);
+                    through = seq;
+                }
+                Output::Effect { id, effect } => effects.push_back((id, effect)),
+            }
+        }
+        if let Some((id, effect)) = effects.pop_front() {
+            let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
+                eprintln!("warning: {}", crate::error_chain(&e));
+                EffectResult::Failed
+            });
+            server.handle(now(), Input::EffectDone { id, result });
+            continue;
+        }
+        if !batch.is_empty() {
+            store.commit(&batch)?;
+            batch.clear();
+            for output in gate.committed(through) {
+                if let Output::Transmit { bytes, .. } = output {
+                    reply.extend_from_slice(&bytes);
+                }
+            }
+            server.handle(now(), Input::Committed { through });
+            continue;
+        }
+        break;
+    }
+    parse_reply(&reply).ok_or(AdminError::NoAnswer)
+}
+
+/// The answer in the bytes of a reply: data lines, then the final line.
+fn parse_reply(reply: &[u8]) -> Option<Answer> {
+    let text = String::from_utf8_lossy(reply);
+    let mut data = Vec::new();
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        match final_line(line) {
+            Some((ok, text)) => {
+                return Some(Answer {
+                    data,
+                    ok,
+                    text: text.to_owned(),
+                })
+            }
+            None => data.push(line.to_owned()),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_split_into_data_and_the_final_line() {
+        let answer = parse_reply(b"ip 10.0.0.1\r\nuser bob\r\nok bans listed\r\n");
+        assert_eq!(
+            answer,
+            Some(Answer {
+                data: vec!["ip 10.0.0.1".into(), "user bob".into()],
+                ok: true,
+                text: "bans listed".into(),
+            })
+        );
+        let answer = parse_reply(b"err no account bob\r\n").expect("an answer");
+        assert!(!answer.ok);
+        assert_eq!(answer.text, "no account bob");
+        assert_eq!(parse_reply(b"user bob\r\n"), None);
+    }
+}
