@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::effect::Effect;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
-use crate::model::Network;
+use crate::model::{Item, Network};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
@@ -38,14 +38,37 @@ impl Cx<'_> {
     /// Applies a durable change to the network's state and queues it for the store.
     /// The only way durable state changes.
     pub(crate) fn persist(&mut self, change: Change) -> Seq {
-        self.net.apply(&change);
         #[cfg(feature = "planted-bugs")]
         if self.config.planted_bug == Some(crate::config::PlantedBug::UnpersistedAccount)
             && matches!(change, Change::AccountCreated(_))
         {
-            return self.out.last_seq();
+            self.net.apply(&change, Seq::default());
+            return Seq::default();
         }
-        self.out.persist(change)
+        let seq = self.out.next_seq();
+        self.net.apply(&change, seq);
+        self.out.persist(seq, change);
+        seq
+    }
+
+    /// Sends bytes that depend on durable `item` (they say an account exists, or an
+    /// address is banned): they wait for its pending change, if any, to be committed.
+    pub(crate) fn send_about(&mut self, item: &Item, bytes: Bytes) {
+        let after = self.net.wait_for(item);
+        self.out.transmit(self.conn, bytes, after);
+    }
+
+    /// Sends bytes that depend on all durable state (a listing): they wait until every
+    /// change so far is committed.
+    pub(crate) fn send_about_all(&mut self, bytes: Bytes) {
+        let after = self.net.wait_for_all();
+        self.out.transmit(self.conn, bytes, after);
+    }
+
+    /// Whether output of this connection is held behind an uncommitted change, so the
+    /// peer cannot be hearing from the server (and its silence proves nothing).
+    pub(crate) fn output_held(&self) -> bool {
+        self.out.held(self.conn)
     }
 
     /// Whether the store is accepting durable work; while a commit is failing, new

@@ -16,6 +16,8 @@ struct Link {
     unwritten: usize,
     /// Set once the connection is to close; nothing more is sent on it.
     closing: bool,
+    /// The highest sequence number a transmit on it waited for.
+    waits_for: Seq,
 }
 
 /// One FIFO of outputs, plus per-connection transport state.
@@ -29,6 +31,8 @@ pub(crate) struct Outbox {
     limit: usize,
     /// The last sequence number handed out.
     seq: Seq,
+    /// The highest sequence number reported committed.
+    committed: Seq,
     next_effect: u64,
     /// Which connection asked for each running effect.
     effects: BTreeMap<EffectId, ConnId>,
@@ -61,6 +65,7 @@ impl Outbox {
             return;
         }
         link.unwritten += bytes.len();
+        link.waits_for = link.waits_for.max(after.unwrap_or_default());
         if link.unwritten > self.limit {
             link.closing = true;
             self.closing
@@ -71,20 +76,33 @@ impl Outbox {
             .push_back(Output::Transmit { conn, bytes, after });
     }
 
-    /// Queues a durable change and returns its sequence number.
-    pub(crate) fn persist(&mut self, change: Change) -> Seq {
-        self.seq = Seq(self.seq.0 + 1);
-        self.queue.push_back(Output::Persist {
-            seq: self.seq,
-            change,
-        });
-        self.seq
+    /// The sequence number the next durable change gets.
+    pub(crate) fn next_seq(&self) -> Seq {
+        Seq(self.seq.0 + 1)
     }
 
-    /// The last sequence number handed out.
-    #[cfg(feature = "planted-bugs")]
-    pub(crate) fn last_seq(&self) -> Seq {
-        self.seq
+    /// Queues durable change `seq`, which must be [`next_seq`](Self::next_seq).
+    pub(crate) fn persist(&mut self, seq: Seq, change: Change) {
+        debug_assert_eq!(seq, self.next_seq());
+        self.seq = seq;
+        self.queue.push_back(Output::Persist { seq, change });
+    }
+
+    /// Everything through `through` is committed.
+    pub(crate) fn committed(&mut self, through: Seq) {
+        self.committed = self.committed.max(through);
+    }
+
+    /// The highest sequence number reported committed.
+    pub(crate) fn committed_through(&self) -> Seq {
+        self.committed
+    }
+
+    /// Whether output of `conn` waits for a change not yet committed.
+    pub(crate) fn held(&self, conn: ConnId) -> bool {
+        self.links
+            .get(&conn)
+            .is_some_and(|l| l.waits_for > self.committed)
     }
 
     /// Queues an effect for `conn`; its result goes back to that connection.

@@ -36,8 +36,6 @@ pub struct Server {
     rng: Rng,
     last_now: Option<Now>,
     endpoints: BTreeMap<ConnId, Endpoint>,
-    /// The highest sequence number the runtime reported committed.
-    committed: Seq,
     net: Network,
     timers: Timers,
     out: Outbox,
@@ -86,7 +84,6 @@ impl Server {
             config,
             last_now: None,
             endpoints: BTreeMap::new(),
-            committed: Seq::default(),
             net,
             timers: Timers::default(),
         }
@@ -100,7 +97,7 @@ impl Server {
 
     /// The highest sequence number reported committed.
     pub fn committed(&self) -> Seq {
-        self.committed
+        self.out.committed_through()
     }
 
     /// The configuration the server runs with.
@@ -144,10 +141,10 @@ impl Server {
                 }
             }
             Input::Committed { through } => {
-                self.committed = self.committed.max(through);
-                self.net.set_store_failing(false);
+                self.out.committed(through);
+                self.net.committed(through);
             }
-            Input::CommitFailed { error: _ } => self.net.set_store_failing(true),
+            Input::CommitFailed { error: _ } => self.net.commit_failed(),
         }
         self.settle(now);
     }

@@ -4,16 +4,19 @@
 
 mod names;
 mod receipts;
+mod uncommitted;
 
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
 
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::ids::ConnId;
+use crate::ids::{ConnId, Seq};
 use crate::io::Peer;
 use crate::persist::{Account, Change, MessageId, State, StoredMessage};
 use receipts::OwedReceipts;
+pub(crate) use uncommitted::Item;
+use uncommitted::Uncommitted;
 
 /// One logged-in presence of a user on a connection. A connection holds at most one
 /// session for most protocols; a jabberd router link holds many.
@@ -137,6 +140,8 @@ pub(crate) struct Network {
     state: State,
     /// A commit failed and has not yet succeeded.
     store_failing: bool,
+    /// Items with changes not yet committed.
+    uncommitted: Uncommitted,
     /// Every open connection and where it comes from.
     peers: BTreeMap<ConnId, Peer>,
     users: BTreeMap<UserKey, OnlineUser>,
@@ -161,9 +166,26 @@ impl Network {
         }
     }
 
-    /// Applies a durable change to memory (the caller queues it for the store).
-    pub(crate) fn apply(&mut self, change: &Change) {
+    /// Applies a durable change to memory; the caller queues it for the store as `seq`.
+    pub(crate) fn apply(&mut self, change: &Change, seq: Seq) {
         self.state.apply(change);
+        self.uncommitted.add(change, seq);
+    }
+
+    /// Everything through `through` is committed; the store works.
+    pub(crate) fn committed(&mut self, through: Seq) {
+        self.uncommitted.committed(through);
+        self.store_failing = false;
+    }
+
+    /// The commit a reply that depends on `item` must wait for, if one is pending.
+    pub(crate) fn wait_for(&self, item: &Item) -> Option<Seq> {
+        self.uncommitted.wait_for(item)
+    }
+
+    /// The commit a reply that depends on all durable state must wait for.
+    pub(crate) fn wait_for_all(&self) -> Option<Seq> {
+        self.uncommitted.wait_for_all()
     }
 
     /// The durable state.
@@ -175,8 +197,8 @@ impl Network {
         self.store_failing
     }
 
-    pub(crate) fn set_store_failing(&mut self, failing: bool) {
-        self.store_failing = failing;
+    pub(crate) fn commit_failed(&mut self) {
+        self.store_failing = true;
     }
 
     /// The registered account of a name.

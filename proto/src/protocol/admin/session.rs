@@ -7,8 +7,8 @@ use super::codec::{put_pair, AdminCommand, AdminParseError};
 use crate::cx::Cx;
 use crate::effect::{Effect, EffectResult, Secret};
 use crate::frame::lines::{Line, LineFramer};
-use crate::ids::{EffectId, Seq};
-use crate::model::{Event, KickReason, UserName};
+use crate::ids::EffectId;
+use crate::model::{Event, Item, KickReason, UserName};
 use crate::persist::{Account, Change};
 
 /// Longest admin line.
@@ -63,16 +63,16 @@ impl Session {
         while cx.is_open() && self.waiting.is_none() {
             match self.framer.next_line(&mut self.inbound) {
                 None => break,
-                Some(Line::TooLong) => answer(cx, Err("line is too long".into()), None),
+                Some(Line::TooLong) => refuse(cx, "line is too long".into()),
                 Some(Line::Complete(line)) => match std::str::from_utf8(&line) {
                     Ok(line) if line.trim().is_empty() => {}
                     Ok(line) => self.on_line(cx, line.trim_end()),
-                    Err(_) => answer(cx, Err("the line is not UTF-8".into()), None),
+                    Err(_) => refuse(cx, "the line is not UTF-8".into()),
                 },
             }
         }
         if self.inbound.len() > MAX_BUFFERED {
-            answer(cx, Err("too much input while a command runs".into()), None);
+            refuse(cx, "too much input while a command runs".into());
             cx.close(crate::io::CloseReason::ProtocolError);
         }
     }
@@ -81,16 +81,16 @@ impl Session {
         let command = match AdminCommand::parse(line) {
             Ok(command) => command,
             Err(AdminParseError::Unknown) => {
-                return answer(cx, Err("unknown command".into()), None);
+                return refuse(cx, "unknown command".into());
             }
-            Err(AdminParseError::Malformed(why)) => return answer(cx, Err(why.into()), None),
+            Err(AdminParseError::Malformed(why)) => return refuse(cx, why.into()),
         };
         if let Err(why) = self.execute(cx, command) {
-            answer(cx, Err(why), None);
+            refuse(cx, why);
         }
     }
 
-    fn execute(&mut self, cx: &mut Cx<'_>, command: AdminCommand) -> Result<(), String> {
+    fn execute(&mut self, cx: &mut Cx<'_>, command: AdminCommand) -> Result<(), Refusal> {
         match command {
             AdminCommand::UserAdd {
                 name,
@@ -107,7 +107,11 @@ impl Session {
                     }
                 }
                 if cx.net.account(&name.key()).is_some() {
-                    return Err(format!("account {name} exists"));
+                    return Err(exists(&name));
+                }
+                if let Some(online) = cx.net.online_name(&name.key()) {
+                    let why = format!("{online} is online without an account; kick them first");
+                    return Err(why.into());
                 }
                 durable(cx)?;
                 let id = cx.effect(Effect::HashPassword {
@@ -133,13 +137,10 @@ impl Session {
             AdminCommand::UserDel { name } => {
                 let name = account_name(cx, &name)?;
                 durable(cx)?;
-                let seq = cx.persist(Change::AccountDeleted { name: name.clone() });
+                cx.persist(Change::AccountDeleted { name: name.clone() });
                 let kicked = cx.net.kick_user(&name.key(), KickReason::AccountDeleted);
-                answer(
-                    cx,
-                    Ok(format!("account {name} deleted{}", sessions(kicked))),
-                    Some(seq),
-                );
+                let text = format!("account {name} deleted{}", sessions(kicked));
+                answer(cx, text, About::Item(Item::Account(name.key())));
             }
             AdminCommand::UserList => {
                 let mut rows = String::new();
@@ -159,55 +160,53 @@ impl Session {
                     rows.push_str("\r\n");
                 }
                 let count = accounts.len();
-                cx.send(Bytes::from(rows));
-                answer(cx, Ok(format!("{count} accounts")), None);
+                cx.send_about_all(Bytes::from(rows));
+                answer(cx, format!("{count} accounts"), About::All);
             }
             AdminCommand::BanIp(ip) => {
-                let seq = if cx.net.ip_banned(ip) {
-                    None
-                } else {
+                if !cx.net.ip_banned(ip) {
                     durable(cx)?;
-                    Some(cx.persist(Change::IpBanned(ip)))
-                };
+                    cx.persist(Change::IpBanned(ip));
+                }
                 let kicked = cx.net.kick_ip(ip);
                 let closed = match kicked {
                     0 => String::new(),
                     1 => ", 1 connection closed".to_owned(),
                     n => format!(", {n} connections closed"),
                 };
-                answer(cx, Ok(format!("{ip} banned{closed}")), seq);
+                answer(
+                    cx,
+                    format!("{ip} banned{closed}"),
+                    About::Item(Item::Ip(ip)),
+                );
             }
             AdminCommand::UnbanIp(ip) => {
-                let seq = if cx.net.ip_banned(ip) {
+                if cx.net.ip_banned(ip) {
                     durable(cx)?;
-                    Some(cx.persist(Change::IpUnbanned(ip)))
-                } else {
-                    None
-                };
-                answer(cx, Ok(format!("{ip} not banned")), seq);
+                    cx.persist(Change::IpUnbanned(ip));
+                }
+                answer(cx, format!("{ip} not banned"), About::Item(Item::Ip(ip)));
             }
             AdminCommand::BanUser { name } => {
                 let name = account_name(cx, &name)?;
                 durable(cx)?;
-                let seq = cx.persist(Change::UserBanned {
+                cx.persist(Change::UserBanned {
                     name: name.clone(),
                     banned: true,
                 });
                 let kicked = cx.net.kick_user(&name.key(), KickReason::Banned);
-                answer(
-                    cx,
-                    Ok(format!("{name} banned{}", sessions(kicked))),
-                    Some(seq),
-                );
+                let text = format!("{name} banned{}", sessions(kicked));
+                answer(cx, text, About::Item(Item::Account(name.key())));
             }
             AdminCommand::UnbanUser { name } => {
                 let name = account_name(cx, &name)?;
                 durable(cx)?;
-                let seq = cx.persist(Change::UserBanned {
+                cx.persist(Change::UserBanned {
                     name: name.clone(),
                     banned: false,
                 });
-                answer(cx, Ok(format!("{name} not banned")), Some(seq));
+                let text = format!("{name} not banned");
+                answer(cx, text, About::Item(Item::Account(name.key())));
             }
             AdminCommand::BanList => {
                 let mut rows = String::new();
@@ -219,16 +218,16 @@ impl Session {
                 for account in users {
                     rows.push_str(&format!("user {}\r\n", account.name));
                 }
-                cx.send(Bytes::from(rows));
-                answer(cx, Ok("bans listed".into()), None);
+                cx.send_about_all(Bytes::from(rows));
+                answer(cx, "bans listed".into(), About::All);
             }
             AdminCommand::Kick { name } => {
                 let name = parse_name(&name)?;
                 let Some(online) = cx.net.online_name(&name.key()).cloned() else {
-                    return Err(format!("{name} is not online"));
+                    return Err(format!("{name} is not online").into());
                 };
                 let n = cx.net.kick_user(&name.key(), KickReason::Kicked);
-                answer(cx, Ok(format!("{online} kicked{}", sessions(n))), None);
+                answer(cx, format!("{online} kicked{}", sessions(n)), About::Now);
             }
         }
         Ok(())
@@ -247,7 +246,7 @@ impl Session {
             ims_password,
         } = result
         else {
-            answer(cx, Err("the password could not be hashed".into()), None);
+            refuse(cx, "the password could not be hashed".into());
             return self.run(cx);
         };
         let outcome = durable(cx).and_then(|()| match waiting {
@@ -258,7 +257,7 @@ impl Session {
                 gender,
             } => {
                 if cx.net.account(&name.key()).is_some() {
-                    return Err(format!("account {name} exists"));
+                    return Err(exists(&name));
                 }
                 let account = Account {
                     name: name.clone(),
@@ -270,24 +269,25 @@ impl Session {
                     banned: false,
                     created_ms: cx.now.wall_ms,
                 };
-                let seq = cx.persist(Change::AccountCreated(account));
-                Ok((format!("account {name} created"), seq))
+                cx.persist(Change::AccountCreated(account));
+                Ok((format!("account {name} created"), name))
             }
             Waiting::Passwd { name } => {
                 if cx.net.account(&name.key()).is_none() {
-                    return Err(format!("no account {name}"));
+                    return Err(no_account(&name));
                 }
                 let change = Change::PasswordChanged {
                     name: name.clone(),
                     password,
                     ims_password,
                 };
-                Ok((format!("password of {name} changed"), cx.persist(change)))
+                cx.persist(change);
+                Ok((format!("password of {name} changed"), name))
             }
         });
         match outcome {
-            Ok((text, seq)) => answer(cx, Ok(text), Some(seq)),
-            Err(why) => answer(cx, Err(why), None),
+            Ok((text, name)) => answer(cx, text, About::Item(Item::Account(name.key()))),
+            Err(refusal) => refuse(cx, refusal),
         }
         self.run(cx);
     }
@@ -295,36 +295,79 @@ impl Session {
     pub(crate) fn on_event(&mut self, _cx: &mut Cx<'_>, _event: &Event) {}
 }
 
-fn parse_name(name: &str) -> Result<UserName, String> {
-    UserName::parse(name).map_err(|e| format!("{name:?}: {e}"))
+fn parse_name(name: &str) -> Result<UserName, Refusal> {
+    UserName::parse(name).map_err(|e| format!("{name:?}: {e}").into())
 }
 
 /// The registered name of an account, as registered.
-fn account_name(cx: &Cx<'_>, name: &str) -> Result<UserName, String> {
+fn account_name(cx: &Cx<'_>, name: &str) -> Result<UserName, Refusal> {
     let name = parse_name(name)?;
     match cx.net.account(&name.key()) {
         Some(account) => Ok(account.name.clone()),
-        None => Err(format!("no account {name}")),
+        None => Err(no_account(&name)),
     }
 }
 
-fn check_field(what: &str, value: &str, may_be_empty: bool) -> Result<(), String> {
+fn check_field(what: &str, value: &str, may_be_empty: bool) -> Result<(), Refusal> {
     if value.is_empty() && !may_be_empty {
-        return Err(format!("the {what} is empty"));
+        return Err(format!("the {what} is empty").into());
     }
     if value.len() > MAX_FIELD {
-        return Err(format!("the {what} is longer than {MAX_FIELD} bytes"));
+        return Err(format!("the {what} is longer than {MAX_FIELD} bytes").into());
     }
     Ok(())
 }
 
 /// Refuses durable work while the store is failing.
-fn durable(cx: &Cx<'_>) -> Result<(), String> {
+fn durable(cx: &Cx<'_>) -> Result<(), Refusal> {
     if cx.store_ok() {
         Ok(())
     } else {
         Err("the store is failing; nothing was changed, try again later".into())
     }
+}
+
+/// Why a command was refused, and the durable state the refusal reveals.
+#[derive(Debug)]
+struct Refusal {
+    text: String,
+    about: Option<Item>,
+}
+
+impl From<String> for Refusal {
+    fn from(text: String) -> Refusal {
+        Refusal { text, about: None }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(text: &str) -> Refusal {
+        text.to_owned().into()
+    }
+}
+
+fn exists(name: &UserName) -> Refusal {
+    Refusal {
+        text: format!("account {name} exists"),
+        about: Some(Item::Account(name.key())),
+    }
+}
+
+fn no_account(name: &UserName) -> Refusal {
+    Refusal {
+        text: format!("no account {name}"),
+        about: Some(Item::Account(name.key())),
+    }
+}
+
+/// What durable state an answer reveals, and so which commit it waits for.
+enum About {
+    /// Nothing durable: it goes at once.
+    Now,
+    /// One item: it waits for that item's pending change.
+    Item(Item),
+    /// Everything (a listing): it waits for every pending change.
+    All,
 }
 
 fn sessions(n: usize) -> String {
@@ -335,14 +378,22 @@ fn sessions(n: usize) -> String {
     }
 }
 
-/// Sends the closing `ok`/`err` line of a command, held until `after` is committed.
-fn answer(cx: &mut Cx<'_>, outcome: Result<String, String>, after: Option<Seq>) {
-    let line = match outcome {
-        Ok(text) => format!("ok {text}\r\n"),
-        Err(text) => format!("err {text}\r\n"),
-    };
-    match after {
-        Some(seq) => cx.send_after(Bytes::from(line), seq),
-        None => cx.send(Bytes::from(line)),
+/// Sends the closing `ok` line of a command once what it reveals is committed: an
+/// administrator never reads state a crash could take back.
+fn answer(cx: &mut Cx<'_>, text: String, about: About) {
+    let line = Bytes::from(format!("ok {text}\r\n"));
+    match about {
+        About::Now => cx.send(line),
+        About::Item(item) => cx.send_about(&item, line),
+        About::All => cx.send_about_all(line),
+    }
+}
+
+/// Sends the closing `err` line of a refused command.
+fn refuse(cx: &mut Cx<'_>, refusal: Refusal) {
+    let line = Bytes::from(format!("err {}\r\n", refusal.text));
+    match refusal.about {
+        Some(item) => cx.send_about(&item, line),
+        None => cx.send(line),
     }
 }

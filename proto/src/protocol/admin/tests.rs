@@ -266,3 +266,49 @@ fn commands_round_trip_through_their_line_form() {
         Err(AdminParseError::Malformed("not an IP address"))
     );
 }
+
+#[test]
+fn replies_that_reveal_an_uncommitted_change_wait_for_it_and_others_do_not() {
+    let mut h = Harness::new(Config::default());
+    h.auto_commit = false;
+    let first = h.connect(Protocol::Admin);
+    h.send(first, "user add bob pw\r\n");
+    // Another administrator: listing, or adding bob again, would reveal the pending
+    // account; kicking someone who is not online reveals nothing durable.
+    let second = h.connect(Protocol::Admin);
+    h.send(second, "user list\r\n");
+    let third = h.connect(Protocol::Admin);
+    h.send(third, "user add BOB pw\r\n");
+    let fourth = h.connect(Protocol::Admin);
+    h.send(fourth, "kick nobody\r\n");
+    assert_eq!(h.take(fourth), "err nobody is not online\r\n");
+    // A ws2017 client asking for the pending name waits too; one asking for a free name
+    // does not.
+    let guest = h.connect(Protocol::Ws2017);
+    h.take(guest);
+    h.send(guest, "uname bob\r\n");
+    let other = h.connect(Protocol::Ws2017);
+    h.take(other);
+    h.send(other, "uname carol\r\n");
+    assert_eq!(h.take(other), "+OK uname 'you are' carol\r\n");
+    for c in [first, second, third, guest] {
+        assert_eq!(h.take(c), "", "{c} must wait for the commit");
+    }
+    h.commit();
+    assert_eq!(h.take(first), "ok account bob created\r\n");
+    assert!(h.take(second).ends_with("ok 1 accounts\r\n"));
+    assert_eq!(h.take(third), "err account BOB exists\r\n");
+    // Behind the refusal, in order: the news that carol joined meanwhile.
+    assert_eq!(h.take(guest), "-ERR uname bob2\r\nnuser carol\r\n");
+}
+
+#[test]
+fn an_account_cannot_take_a_name_a_guest_is_using() {
+    let mut h = Harness::new(Config::default());
+    let _bob = ws(&mut h, "Bob");
+    assert_eq!(
+        admin(&mut h, "user add bob pw"),
+        "err Bob is online without an account; kick them first\r\n"
+    );
+    assert!(h.store.accounts.is_empty());
+}

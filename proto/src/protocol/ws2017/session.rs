@@ -8,7 +8,7 @@ use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::model::{
-    DirectError, DirectKind, Event, KickReason, LoginKind, NameError, SessionId, UserName,
+    DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserName,
     MAX_NAME_CHARS,
 };
 use crate::time::Instant;
@@ -40,17 +40,19 @@ impl Session {
             session: None,
             unanswered_ping: None,
         };
-        if cx.peer.ip().is_some_and(|ip| cx.net.ip_banned(ip)) {
-            error(cx, None, "your IP address is banned");
+        // Whether the address is banned is durable: the answer waits for a pending ban.
+        let ip = cx.peer.ip();
+        if ip.is_some_and(|ip| cx.net.ip_banned(ip)) {
+            let refusal = Reply::Error {
+                command: None,
+                text: "your IP address is banned",
+            };
+            reply_about(cx, ip.map(Item::Ip), &refusal);
             cx.close(CloseReason::Banned);
             return session;
         }
-        reply(
-            cx,
-            &Reply::Greeting {
-                server: &cx.config.server_name.clone(),
-            },
-        );
+        let server = cx.config.server_name.clone();
+        reply_about(cx, ip.map(Item::Ip), &Reply::Greeting { server: &server });
         cx.set_timer(
             TimerKind::Ping,
             cx.now.mono + cx.config.ws2017.ping_interval,
@@ -132,8 +134,10 @@ impl Session {
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
                 self.session = Some(session);
-                reply(
+                let account = Some(Item::Account(name.key()));
+                reply_about(
                     cx,
+                    account,
                     &Reply::NameSet {
                         name: name.as_str(),
                     },
@@ -209,6 +213,12 @@ impl Session {
                 cx.set_timer(TimerKind::Ping, now + config.ping_interval);
                 reply(cx, &Reply::Ping);
             }
+            // While this connection's output waits behind a commit, the client has not
+            // heard our pings: start counting again rather than blame it.
+            TimerKind::PingDeadline if cx.output_held() => {
+                self.unanswered_ping = Some(now);
+                cx.set_timer(TimerKind::PingDeadline, now + config.ping_timeout);
+            }
             TimerKind::PingDeadline => cx.close(CloseReason::Timeout),
         }
     }
@@ -249,12 +259,16 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
         return name_taken(cx, &name);
     }
     match cx.net.rename(session, &name) {
-        Ok(_) => reply(
-            cx,
-            &Reply::Renamed {
-                name: name.as_str(),
-            },
-        ),
+        Ok(_) => {
+            let account = Some(Item::Account(name.key()));
+            reply_about(
+                cx,
+                account,
+                &Reply::Renamed {
+                    name: name.as_str(),
+                },
+            );
+        }
         Err(_) => name_taken(cx, &name),
     }
 }
@@ -279,11 +293,15 @@ fn chat(
         );
     }
     let no_such_user = |cx: &mut Cx<'_>| {
-        error(
-            cx,
-            Some(command),
-            &format!("recipient name {recipient} does not exist"),
-        );
+        let text = format!("recipient name {recipient} does not exist");
+        let account = UserName::parse(recipient)
+            .ok()
+            .map(|n| Item::Account(n.key()));
+        let refusal = Reply::Error {
+            command: Some(command),
+            text: &text,
+        };
+        reply_about(cx, account, &refusal);
     };
     let Ok(to) = UserName::parse(recipient) else {
         return no_such_user(cx);
@@ -333,7 +351,12 @@ fn chat(
 }
 
 fn mailbox_full(cx: &mut Cx<'_>, command: &str, to: &UserName) {
-    error(cx, Some(command), &format!("the mailbox of {to} is full"));
+    let text = format!("the mailbox of {to} is full");
+    let refusal = Reply::Error {
+        command: Some(command),
+        text: &text,
+    };
+    reply_about(cx, Some(Item::Mailbox(to.key())), &refusal);
 }
 
 fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
@@ -379,17 +402,26 @@ fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
         })
         .find(|candidate| !cx.net.name_taken(&candidate.key()));
     if let Some(suggestion) = suggestion {
-        reply(
-            cx,
-            &Reply::NameTaken {
-                suggestion: suggestion.as_str(),
-            },
-        );
+        let taken = Reply::NameTaken {
+            suggestion: suggestion.as_str(),
+        };
+        reply_about(cx, Some(Item::Account(name.key())), &taken);
     }
 }
 
 fn error(cx: &mut Cx<'_>, command: Option<&str>, text: &str) {
     reply(cx, &Reply::Error { command, text });
+}
+
+/// Sends a reply that depends on durable `item`: it waits for the item's pending
+/// change, if any, to be committed.
+fn reply_about(cx: &mut Cx<'_>, item: Option<Item>, reply: &Reply<'_>) {
+    let mut out = BytesMut::new();
+    codec::encode(reply, &mut out);
+    match item {
+        Some(item) => cx.send_about(&item, out.freeze()),
+        None => cx.send(out.freeze()),
+    }
 }
 
 fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {

@@ -715,3 +715,26 @@ fn a_zero_ping_interval_does_not_spin() {
     assert!(h.take(c).starts_with("cping\r\n"));
     assert_eq!(h.closed(c), Some(CloseReason::Timeout));
 }
+
+#[test]
+fn a_client_whose_output_waits_for_a_commit_is_not_timed_out_meanwhile() {
+    let mut h = harness();
+    register(&mut h, "bob");
+    let alice = named(&mut h, "alice", &[]);
+    h.auto_commit = false;
+    h.send(alice, "chatm alice bob 'stored later'\r\n");
+    // The commit takes a minute: alice hears nothing (her pings queue behind the ack),
+    // so her silence is no reason to drop her.
+    h.advance(60_000);
+    assert_eq!(h.closed(alice), None);
+    assert_eq!(h.take(alice), "");
+    h.commit();
+    let heard = h.take(alice);
+    assert!(
+        heard.starts_with("+OK chatm 'message stored'\r\ncping\r\n"),
+        "{heard:?}"
+    );
+    // Once she hears again, unanswered pings count as before.
+    h.advance(15_001);
+    assert_eq!(h.closed(alice), Some(CloseReason::Timeout));
+}
