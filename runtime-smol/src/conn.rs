@@ -53,6 +53,8 @@ impl Socket for Async<UnixStream> {
 
 /// The driver's handle on a live connection.
 pub(crate) struct Conn {
+    /// Whether it came in on the admin socket; its comings and goings are logged at debug.
+    pub(crate) local: bool,
     stream: Arc<dyn Socket>,
     /// Transmits for the writer task, in order. Unbounded on purpose: the core counts what
     /// it sent and has not seen written, and closes the connection past its limit, so the
@@ -78,10 +80,12 @@ impl Conn {
                 if let Err(e) = stream.get_ref().set_nodelay(true) {
                     debug!(%conn, error = %e, "cannot set TCP_NODELAY");
                 }
-                Conn::start_on(ex, conn, Arc::new(stream), events, reports)
+                Conn::start_on(ex, conn, Arc::new(stream), events, reports, false)
             }
             #[cfg(unix)]
-            Stream::Unix(stream) => Conn::start_on(ex, conn, Arc::new(stream), events, reports),
+            Stream::Unix(stream) => {
+                Conn::start_on(ex, conn, Arc::new(stream), events, reports, true)
+            }
         }
     }
 
@@ -91,6 +95,7 @@ impl Conn {
         stream: Arc<S>,
         events: &Sender<Event>,
         reports: &Sender<Report>,
+        local: bool,
     ) -> Conn
     where
         S: Socket,
@@ -100,6 +105,7 @@ impl Conn {
         let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
         let writer = ex.spawn(write_loop(conn, stream.clone(), queue, reports.clone()));
         Conn {
+            local,
             stream,
             outbound,
             reader,
@@ -118,6 +124,7 @@ impl Conn {
     /// the socket is closed when it ends.
     pub(crate) fn close(self, ex: &LocalExecutor<'_>, linger: Duration) -> Task<()> {
         let Conn {
+            local: _,
             stream: _,
             outbound,
             reader,

@@ -278,7 +278,11 @@ impl Driver<'_, '_> {
         let Some(handle) = self.conns.remove(&conn) else {
             return;
         };
-        debug!(%conn, reason = "peer closed", "connection closed");
+        if handle.local {
+            debug!(%conn, reason = "peer closed", "local connection closed");
+        } else {
+            info!(%conn, reason = "peer closed", "connection closed");
+        }
         self.gate.forget(conn);
         self.server
             .handle(self.clock.now(), Input::PeerClosed { conn });
@@ -310,7 +314,11 @@ impl Driver<'_, '_> {
             Output::Close { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
                     self.gate.forget(conn);
-                    info!(%conn, reason = reason.as_str(), "connection closed");
+                    if handle.local {
+                        debug!(%conn, reason = reason.as_str(), "local connection closed");
+                    } else {
+                        info!(%conn, reason = reason.as_str(), "connection closed");
+                    }
                     if reason.flush() {
                         handle.close(self.ex, self.linger).detach();
                     } else {
@@ -385,7 +393,9 @@ impl Driver<'_, '_> {
         let closing: Vec<Task<()>> = std::mem::take(&mut self.conns)
             .into_iter()
             .map(|(conn, handle)| {
-                info!(%conn, reason = "shutdown", "connection closed");
+                if !handle.local {
+                    info!(%conn, reason = "shutdown", "connection closed");
+                }
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 handle.close(self.ex, left)
             })
