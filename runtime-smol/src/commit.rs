@@ -149,6 +149,7 @@ impl Committer {
                     None => {
                         error!(
                             error = %cause,
+                            kind = ?e.kind(),
                             changes = batch.changes.len(),
                             "commit failed; retrying it, and refusing new durable requests \
                              until it succeeds"

@@ -27,6 +27,8 @@ pub struct ServerOptions {
     pub ignore_sigxfsz: bool,
     /// Seconds between pings (and their timeout is five times that).
     pub ping_interval: Option<&'static str>,
+    /// `RUST_LOG`, `info` when `None`.
+    pub log: Option<&'static str>,
 }
 
 /// The server process; killed when dropped, also when the test panics.
@@ -116,7 +118,9 @@ impl Switchboard {
         } else {
             Command::new(BIN)
         };
-        command.args(args).env("RUST_LOG", "info");
+        command
+            .args(args)
+            .env("RUST_LOG", options.log.unwrap_or("info"));
         command
     }
 

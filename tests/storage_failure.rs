@@ -1,0 +1,123 @@
+//! The store fails under a running server: its file writes are made to fail for real by
+//! lowering the process's file size limit (RLIMIT_FSIZE) to zero, with SIGXFSZ ignored so
+//! that writes fail with EFBIG instead of killing it. Then the limit is lifted again.
+
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{admin, Client, ServerOptions, Switchboard};
+use switchboard_store::Store;
+
+/// Sets the soft and hard limit on the size of files `pid` may write.
+fn set_file_size_limit(pid: i32, limit: libc::rlim_t) {
+    let limit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit(2) reads `limit` and writes nothing (old limit pointer is null).
+    let result = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(
+        result,
+        0,
+        "prlimit failed: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+const STORED: &str = "+OK chatm 'message stored'";
+const REFUSED: &str = "-ERR chatm 'message could not be stored, try again later'";
+
+#[test]
+fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
+    let dir = tempfile::tempdir().expect("temporary data dir");
+    let data_dir = dir.path().join("data");
+    admin(&data_dir, &["user", "add", "bob", "--password", "pw"], None).ok();
+    let options = ServerOptions {
+        ignore_sigxfsz: true,
+        ping_interval: Some("1"),
+        log: Some("info,switchboard_smol::commit=debug"),
+    };
+    let mut server = Switchboard::start_with(&data_dir, options);
+
+    let alice = Client::login(&server, "alice");
+    let carol = Client::login(&server, "carol");
+    alice.expect("nuser carol");
+    let dave = Client::login(&server, "dave");
+    alice.expect("nuser dave");
+    carol.expect("nuser dave");
+    let erin = Client::login(&server, "erin");
+    for client in [&alice, &carol, &dave] {
+        client.expect("nuser erin");
+    }
+    dave.send("chatm dave bob 'before'");
+    dave.expect(STORED);
+
+    // From now on every file write of the server fails.
+    set_file_size_limit(server.pid(), 0);
+
+    // The message is taken, but not acknowledged while its commit fails.
+    dave.send("chatm dave bob 'held'");
+    let failure = server.wait_for_log("refusing new durable requests");
+    eprintln!("the failure as logged: {failure}");
+    assert!(failure.contains("ERROR"), "{failure}");
+    assert!(failure.contains("commit failed"), "{failure}");
+    dave.expect_nothing(Duration::from_millis(200));
+
+    // New durable work is refused with the protocol's error.
+    erin.send("chatm erin bob 'refused'");
+    erin.expect(REFUSED);
+    let run = admin(&data_dir, &["ban", "ip", "10.9.9.9"], None);
+    assert_eq!(
+        run.refused(),
+        ["the store is failing; nothing was changed, try again later"]
+    );
+
+    // What needs no durability goes on: live chat, listings, pings.
+    alice.send("chatm alice carol 'still here?'");
+    alice.expect("+OK chatm 'message relayed'");
+    carol.expect("chatm alice carol 'still here?'");
+    carol.send("cgetu");
+    carol.expect("+OK cgetu alice carol dave erin");
+    assert_eq!(
+        admin(&data_dir, &["user", "list"], None).ok().last(),
+        Some(&"1 accounts")
+    );
+
+    // The batch is retried, and the failure is logged once.
+    server.wait_for_log("commit failed again");
+    server.wait_for_log("commit failed again");
+    assert_eq!(server.log_count("refusing new durable requests"), 1);
+    dave.expect_nothing(Duration::from_millis(100));
+    server.assert_running();
+
+    // The disk works again: the held acknowledgement arrives by itself.
+    set_file_size_limit(server.pid(), libc::RLIM_INFINITY);
+    dave.expect(STORED);
+    server.wait_for_log("the store works again");
+    erin.send("chatm erin bob 'again'");
+    erin.expect(STORED);
+    assert_eq!(
+        admin(&data_dir, &["ban", "ip", "10.9.9.9"], None).ok(),
+        ["10.9.9.9 banned"]
+    );
+
+    drop((alice, carol, dave, erin));
+    assert!(server.stop().success());
+    let state = Store::open(&data_dir)
+        .and_then(|store| store.load())
+        .expect("load the store");
+    let stored: Vec<(&str, &str)> = state
+        .offline
+        .values()
+        .flatten()
+        .map(|m| (m.from.as_str(), m.body.as_str()))
+        .collect();
+    assert_eq!(
+        stored,
+        [("dave", "before"), ("dave", "held"), ("erin", "again")]
+    );
+    assert_eq!(state.ip_bans.len(), 1);
+}
