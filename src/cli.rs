@@ -221,7 +221,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1030")]
     pub ws2017: SocketAddr,
 
-    /// Directory of the durable store; created if missing.
+    /// Directory of the durable store, its lock and the admin socket; created if missing.
+    /// One server at a time may use it.
     #[arg(long, value_name = "DIR", default_value = "switchboard-data")]
     pub data_dir: PathBuf,
 

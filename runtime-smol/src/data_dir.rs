@@ -70,13 +70,14 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates `path` if needed and takes its lock without waiting.
+    /// Creates `path` if needed (mode 0700 on Unix: the store holds password hashes) and
+    /// takes its lock without waiting.
     ///
     /// # Errors
     /// [`LockError::Busy`] when another process holds it; the others when the directory
     /// or the lock file cannot be created or locked.
     pub fn lock(path: &Path) -> Result<DataDir, LockError> {
-        fs::create_dir_all(path).map_err(|source| LockError::CreateDir {
+        create_dir(path).map_err(|source| LockError::CreateDir {
             path: path.to_owned(),
             source,
         })?;
@@ -123,6 +124,15 @@ impl DataDir {
     }
 }
 
+/// Creates `path` and its missing parents, readable by the owner only on Unix.
+fn create_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +143,12 @@ mod tests {
         let path = dir.path().join("data");
         let first = DataDir::lock(&path).expect("first lock");
         assert!(path.join(LOCK_FILE_NAME).is_file());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).expect("data dir").permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "mode {mode:o}");
+        }
         match DataDir::lock(&path) {
             Err(LockError::Busy { dir, .. }) => assert_eq!(dir, path),
             other => panic!("expected Busy, got {other:?}"),
