@@ -71,6 +71,14 @@ pub enum AdminError {
         #[source]
         source: io::Error,
     },
+    /// The server did not answer in time: its answer waits for a commit, which a failing
+    /// store holds up.
+    #[error(
+        "no answer from the running server within {}s: the answer waits for a commit, and the \
+         store may be failing (see the server's log); the command may still take effect",
+        .0.as_secs()
+    )]
+    Timeout(Duration),
     /// The server closed the connection before its final line.
     #[error("the server closed the admin connection without answering")]
     NoAnswer,
@@ -205,8 +213,18 @@ fn online(command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
     let mut data = Vec::new();
     loop {
         let mut line = Vec::new();
-        if reader.read_until(b'\n', &mut line).map_err(error)? == 0 {
-            return Err(AdminError::NoAnswer);
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return Err(AdminError::NoAnswer),
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(AdminError::Timeout(ANSWER_TIMEOUT))
+            }
+            Err(e) => return Err(error(e)),
         }
         let line = String::from_utf8_lossy(&line);
         let line = line.trim_end_matches(['\r', '\n']);

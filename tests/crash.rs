@@ -167,7 +167,7 @@ fn sigkill_loses_nothing_acknowledged_and_applies_no_batch_in_part() {
     }
 
     let mut senders = BTreeMap::new();
-    for round in 0..ROUNDS {
+    for (round, &kill_at) in ACKED_BEFORE_KILL.iter().enumerate() {
         let mut server = Switchboard::start(&data_dir);
         let counters: Vec<Arc<AtomicUsize>> = (0..CLIENTS)
             .map(|_| Arc::new(AtomicUsize::new(0)))
@@ -180,10 +180,7 @@ fn sigkill_loses_nothing_acknowledged_and_applies_no_batch_in_part() {
             })
             .collect();
         let started = Instant::now();
-        while counters
-            .iter()
-            .any(|c| c.load(Ordering::SeqCst) < ACKED_BEFORE_KILL[round])
-        {
+        while counters.iter().any(|c| c.load(Ordering::SeqCst) < kill_at) {
             assert!(started.elapsed() < WAIT, "the senders are too slow");
             thread::sleep(Duration::from_millis(1));
         }

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::thread;
 use std::time::Duration;
 
 use common::{admin, Client, ServerOptions, Switchboard};
@@ -81,10 +82,9 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     carol.expect("chatm alice carol 'still here?'");
     carol.send("cgetu");
     carol.expect("+OK cgetu alice carol dave erin");
-    assert_eq!(
-        admin(&data_dir, &["user", "list"], None).ok().last(),
-        Some(&"1 accounts")
-    );
+    // A listing reveals every pending change, so it waits for the held commit.
+    let dir_for_listing = data_dir.clone();
+    let listing = thread::spawn(move || admin(&dir_for_listing, &["user", "list"], None));
 
     // The batch is retried, and the failure is logged once.
     server.wait_for_log("commit failed again");
@@ -93,10 +93,17 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     dave.expect_nothing(Duration::from_millis(100));
     server.assert_running();
 
+    assert!(
+        !listing.is_finished(),
+        "a listing got out before the commit"
+    );
+
     // The disk works again: the held acknowledgement arrives by itself.
     set_file_size_limit(server.pid(), libc::RLIM_INFINITY);
     dave.expect(STORED);
     server.wait_for_log("the store works again");
+    let listing = listing.join().expect("listing thread");
+    assert_eq!(listing.ok().last(), Some(&"1 accounts"));
     erin.send("chatm erin bob 'again'");
     erin.expect(STORED);
     assert_eq!(
