@@ -147,8 +147,11 @@ impl State {
             Change::IpUnbanned(ip) => {
                 self.ip_bans.remove(ip);
             }
+            // Ids only increase, so one below the counter was queued already: replaying a
+            // batch that did reach the disk adds nothing twice.
+            Change::OfflineQueued(message) if message.id.0 < self.next_message_id => {}
             Change::OfflineQueued(message) => {
-                self.next_message_id = self.next_message_id.max(message.id.0.saturating_add(1));
+                self.next_message_id = message.id.0.saturating_add(1);
                 self.offline
                     .entry(message.to.key())
                     .or_default()

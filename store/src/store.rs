@@ -273,17 +273,23 @@ fn apply(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
                     value: message.id.0,
                 })?;
             let sent_ms = to_db("sent_ms", message.sent_ms)?;
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE counters SET value = MAX(value, ?1) WHERE name = 'next_message_id'",
-                )
-                .and_then(|mut statement| statement.execute([id + 1]))
+            let next: Option<i64> = tx
+                .prepare_cached("SELECT value FROM counters WHERE name = 'next_message_id'")
+                .and_then(|mut statement| statement.query_row([], |row| row.get(0)).optional())
                 .map_err(commit_error)?;
-            if updated != 1 {
+            let Some(next) = next else {
                 return Err(StoreError::Corrupt {
                     detail: "the next_message_id counter is missing".to_owned(),
                 });
+            };
+            // Ids only increase: one below the counter was queued already (a batch retried
+            // after a commit that reported failure but reached the disk).
+            if id < next {
+                return Ok(());
             }
+            tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'next_message_id'")
+                .and_then(|mut statement| statement.execute([id + 1]))
+                .map_err(commit_error)?;
             tx.prepare_cached(
                 "INSERT INTO offline_messages \
                  (id, recipient_key, sender, recipient, body, sent_ms) \

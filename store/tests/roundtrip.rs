@@ -355,3 +355,23 @@ fn empty_commit_changes_nothing() {
     store.commit(&[]).expect("empty commit");
     assert_eq!(store.load().expect("load"), State::default());
 }
+
+/// A batch whose commit reported failure although it reached the disk is retried by the
+/// runtime: committing it again must add nothing twice.
+#[test]
+fn replaying_a_committed_batch_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::open(dir.path()).expect("open");
+    let batch = vec![
+        created("bob", 1),
+        queued(0, "alice", "bob", "one"),
+        queued(1, "alice", "bob", "two"),
+        Change::IpBanned(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
+    ];
+    store.commit(&batch).expect("commit");
+    store.commit(&batch).expect("replay");
+    let mut replayed = State::default();
+    batch.iter().chain(&batch).for_each(|c| replayed.apply(c));
+    assert_eq!(replayed, expected(&batch), "State::apply is idempotent too");
+    assert_eq!(store.load().expect("load"), expected(&batch));
+}
