@@ -19,16 +19,24 @@ use crate::timers::Timers;
 /// It does no I/O and reads no clock. Drive it like this:
 ///
 /// 1. Wait for something to happen: a connection accepted, bytes read, bytes written,
-///    a connection closed by its peer, or the deadline of [`poll_timeout`](Self::poll_timeout).
+///    a connection closed by its peer, an effect or a commit finished, or the deadline of
+///    [`poll_timeout`](Self::poll_timeout).
 /// 2. Feed it: [`handle`](Self::handle) for an event, [`handle_timeout`](Self::handle_timeout)
 ///    when the deadline passed. Every call passes the current [`Now`]; its monotonic part
 ///    must never go backwards.
-/// 3. Drain [`poll_output`](Self::poll_output) until `None`: write each
-///    [`Output::Transmit`] to its connection in order, close on [`Output::Close`].
-///    Report written bytes back with [`Input::Written`]. Draining late only adds latency.
-/// 4. Ask [`poll_timeout`](Self::poll_timeout) for the next deadline and go back to 1.
+/// 3. Drain [`poll_output`](Self::poll_output) until `None`, through a
+///    [`CommitGate`](crate::CommitGate): write each [`Output::Transmit`] it lets through to
+///    its connection in order and report written bytes with [`Input::Written`]; close on
+///    [`Output::Close`]; add each [`Output::Persist`] to the store's next batch; run each
+///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]. Draining late only
+///    adds latency.
+/// 4. Commit batches off the loop, one at a time; report [`Input::Committed`] and carry out
+///    what the gate releases, or [`Input::CommitFailed`] and retry the same batch.
+/// 5. Ask [`poll_timeout`](Self::poll_timeout) for the next deadline and go back to 1.
 ///
-/// Given the same config, seed and inputs, the outputs are the same, byte for byte.
+/// A client never sees an acknowledgement of a durable change before it is committed, and a
+/// commit never holds up traffic that does not depend on it. Given the same config, state
+/// and inputs, the outputs are the same, byte for byte.
 pub struct Server {
     config: Config,
     /// Drawn from by protocols that hand out random ids.
