@@ -318,7 +318,7 @@ fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<An
         }
         if let Some((id, effect)) = effects.pop_front() {
             let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
-                eprintln!("warning: {}", crate::error_chain(&e));
+                eprintln!("warning: {}", switchboard_smol::error_chain(&e));
                 EffectResult::Failed
             });
             server.handle(now(), Input::EffectDone { id, result });

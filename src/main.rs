@@ -7,13 +7,12 @@ mod admin;
 mod cli;
 mod serve;
 
-use std::error::Error;
-use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use switchboard_proto::AdminCommand;
+use switchboard_smol::error_chain;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, ServeArgs};
@@ -67,17 +66,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes, `outer: inner: innermost`.
-pub(crate) fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 /// Logs to stderr at `default` unless `RUST_LOG` says otherwise; colours only on a terminal.

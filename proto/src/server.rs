@@ -269,19 +269,12 @@ impl Server {
                     }
                 }
                 Audience::AllBut(except) => {
-                    for (&conn, endpoint) in self.endpoints.iter_mut() {
-                        if conn == except || !self.out.is_open(conn) {
-                            continue;
-                        }
-                        let mut cx = lend(
-                            now,
-                            conn,
-                            &self.config,
-                            &mut self.net,
-                            &mut self.timers,
-                            &mut self.out,
-                        );
-                        endpoint.on_event(&mut cx, &delivery.event);
+                    let audience: Vec<ConnId> = (self.endpoints.keys())
+                        .filter(|&&conn| conn != except && self.out.is_open(conn))
+                        .copied()
+                        .collect();
+                    for conn in audience {
+                        self.with_endpoint(now, conn, |ep, cx| ep.on_event(cx, &delivery.event));
                     }
                 }
             }

@@ -144,7 +144,7 @@ impl Committer {
                 }
             }
             Err(e) => {
-                let cause = chain(&e);
+                let cause = error_chain(&e);
                 match &mut self.failing {
                     None => {
                         error!(
@@ -196,8 +196,8 @@ fn spawn_attempt(
     })
 }
 
-/// An error and its causes, `outer: inner: innermost`.
-pub(crate) fn chain(error: &dyn Error) -> String {
+/// An error and its causes, `outer: inner: innermost`, for logs.
+pub fn error_chain(error: &dyn Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

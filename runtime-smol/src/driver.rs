@@ -21,7 +21,7 @@ use switchboard_store::credentials::{self, Cost};
 use tracing::{debug, error, info, warn};
 
 use crate::clock::Clock;
-use crate::commit::{chain, Attempt, Committer, Outcome};
+use crate::commit::{error_chain, Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
 use crate::{Error, Runtime};
 
@@ -339,7 +339,7 @@ impl Driver<'_, '_> {
             .spawn(async move {
                 let result = smol::unblock(move || {
                     credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
-                        warn!(effect = id.0, error = %chain(&e), "effect failed");
+                        warn!(effect = id.0, error = %error_chain(&e), "effect failed");
                         EffectResult::Failed
                     })
                 })

@@ -62,6 +62,7 @@ use switchboard_store::credentials::Cost;
 use switchboard_store::{Store, StoreError};
 use tracing::{info, warn};
 
+pub use commit::error_chain;
 pub use data_dir::{admin_socket_path, DataDir, LockError, ADMIN_SOCKET_NAME, LOCK_FILE_NAME};
 
 /// How the runtime runs, beyond the core's [`Config`].
