@@ -1,0 +1,1399 @@
+//! [`Sim`]: one deterministic run. The real [`Server`] in the middle; around it virtual
+//! clients, a virtual network, a virtual clock, the commit gate, a store model and
+//! scheduled faults; the oracle after every step.
+//!
+//! A step is one event: the earliest of the server's deadline and the queue's head. The
+//! clock jumps to it. Two phases: safety (faults on, clients misbehave) until
+//! `virtual_secs`, then liveness (faults healed, the server up, bans lifted, everyone
+//! back; a final round of messages), then a drain (no new timers or actions, the network
+//! and the store finish what is in flight) and the liveness expectations.
+
+use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use switchboard_proto::{
+    CloseReason, CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now, Output,
+    PasswordHash, Peer, Protocol, Seq, Server,
+};
+
+use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
+use crate::client::admin::AdminClient;
+use crate::client::ws2017::{Knobs, Ws2017Client};
+use crate::client::{Act, Directory, Heard};
+use crate::invariants::{Expected, Limits};
+use crate::net::{Net, Owner};
+use crate::options::{Overrides, SimOptions};
+use crate::oracle::durable::{fake_hash, fake_ims_hash};
+use crate::oracle::ledger::Fate;
+use crate::oracle::{check, EmitCx, Oracle};
+use crate::queue::EventQueue;
+use crate::report::{Failure, Violation};
+use crate::store::StoreModel;
+use crate::trace::{Record, RollingHash, Trace};
+
+/// Unix time, in milliseconds, at virtual time zero.
+pub const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
+
+/// Records kept for a failure report.
+const TRACE_RECORDS: usize = 300;
+
+#[derive(Clone, Debug)]
+enum Ev {
+    /// A connection attempt reaches the server.
+    Accept(ConnId),
+    /// The next client-to-server chunk arrives.
+    Up(ConnId),
+    /// The next server-to-client chunk arrives.
+    Down(ConnId),
+    /// The client learns its connection is gone.
+    ClientReset(ConnId),
+    /// The server learns the client's side is gone.
+    ServerReset(ConnId),
+    /// The client learns its connection attempt was refused.
+    Refused(ConnId),
+    Wake(u32, u32),
+    AdminWake(u32),
+    Effect {
+        boot: u32,
+        id: EffectId,
+        result: EffectResult,
+    },
+    Commit(u32),
+    Crash,
+    Restart,
+    Cut,
+    Hold,
+    StoreFail,
+    Heal,
+    FinalRound,
+    End,
+}
+
+impl Ev {
+    fn name(&self) -> (&'static str, u64) {
+        match self {
+            Ev::Accept(c) => ("accept", c.0),
+            Ev::Up(c) => ("up", c.0),
+            Ev::Down(c) => ("down", c.0),
+            Ev::ClientReset(c) => ("client-reset", c.0),
+            Ev::ServerReset(c) => ("server-reset", c.0),
+            Ev::Refused(c) => ("refused", c.0),
+            Ev::Wake(i, _) => ("wake client", u64::from(*i)),
+            Ev::AdminWake(_) => ("wake admin", 0),
+            Ev::Effect { id, .. } => ("effect", id.0),
+            Ev::Commit(b) => ("commit boot", u64::from(*b)),
+            Ev::Crash => ("CRASH", 0),
+            Ev::Restart => ("RESTART", 0),
+            Ev::Cut => ("CUT", 0),
+            Ev::Hold => ("STALL", 0),
+            Ev::StoreFail => ("STORE-FAIL", 0),
+            Ev::Heal => ("HEAL", 0),
+            Ev::FinalRound => ("FINAL-ROUND", 0),
+            Ev::End => ("END", 0),
+        }
+    }
+
+    /// Whether the event still runs once the run drains (no new timers or actions).
+    fn drains(&self) -> bool {
+        matches!(
+            self,
+            Ev::Accept(_)
+                | Ev::Up(_)
+                | Ev::Down(_)
+                | Ev::ClientReset(_)
+                | Ev::ServerReset(_)
+                | Ev::Refused(_)
+                | Ev::Effect { .. }
+                | Ev::Commit(_)
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+    Drain,
+    Done,
+}
+
+/// What a run exercised: counts that show the fault model and the rare branches were
+/// reached (TigerBeetle's coverage marks, for the simulator itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Steps.
+    pub steps: u64,
+    /// Server crashes.
+    pub crashes: u64,
+    /// Crashes during a commit whose batch landed (durable, never acknowledged).
+    pub crash_landed: u64,
+    /// Restarts with offline messages in the store.
+    pub restarts_with_mail: u64,
+    /// Commits.
+    pub commits: u64,
+    /// Failed commit attempts.
+    pub commit_failures: u64,
+    /// Connections cut.
+    pub cuts: u64,
+    /// Connections stalled.
+    pub stalls: u64,
+    /// Connection attempts refused (server down).
+    pub refused: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Server closes by reason: quit, timeout, slow reader, kicked, banned, other.
+    pub closes: [u64; 6],
+    /// Messages relayed to an online recipient.
+    pub relayed: u64,
+    /// Messages acknowledged as stored.
+    pub stored: u64,
+    /// Messages refused: mailbox full.
+    pub mailbox_full: u64,
+    /// Failed effects.
+    pub effects_failed: u64,
+    /// Final-round messages checked.
+    pub final_messages: u64,
+}
+
+impl Counters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        let fields = [
+            (&mut self.steps, other.steps),
+            (&mut self.crashes, other.crashes),
+            (&mut self.crash_landed, other.crash_landed),
+            (&mut self.restarts_with_mail, other.restarts_with_mail),
+            (&mut self.commits, other.commits),
+            (&mut self.commit_failures, other.commit_failures),
+            (&mut self.cuts, other.cuts),
+            (&mut self.stalls, other.stalls),
+            (&mut self.refused, other.refused),
+            (&mut self.accepted, other.accepted),
+            (&mut self.relayed, other.relayed),
+            (&mut self.stored, other.stored),
+            (&mut self.mailbox_full, other.mailbox_full),
+            (&mut self.effects_failed, other.effects_failed),
+            (&mut self.final_messages, other.final_messages),
+        ];
+        for (mine, theirs) in fields {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.closes.iter_mut().zip(other.closes) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The options it ran with.
+    pub options: SimOptions,
+    /// Virtual time at the end, milliseconds.
+    pub virtual_ms: u64,
+    /// The rolling hash of every input and output.
+    pub hash: u64,
+    /// The failure, if an invariant broke.
+    pub failure: Option<Failure>,
+    /// What the run exercised.
+    pub counters: Counters,
+}
+
+/// One simulation run. See the module docs.
+pub struct Sim<S: ChoiceSource = Seeded> {
+    opts: SimOptions,
+    now: Instant,
+    step: u64,
+    phase: Phase,
+    queue: EventQueue<Ev>,
+    server: Option<Server>,
+    boot: u32,
+    gate: CommitGate,
+    store: StoreModel,
+    effects_running: usize,
+    server_open: usize,
+    fail_until: Instant,
+    net: Net,
+    clients: Vec<Ws2017Client<S::Stream>>,
+    admin: AdminClient<S::Stream>,
+    dir: Directory,
+    net_rng: S::Stream,
+    fault_rng: S::Stream,
+    store_rng: S::Stream,
+    source: S,
+    oracle: Oracle,
+    trace: Trace,
+    hash: RollingHash,
+    trail: Option<Vec<u64>>,
+    expect: Option<Vec<u64>>,
+    acts: Vec<Act>,
+    /// Connections with written bytes to report at the end of the step.
+    report_due: Vec<ConnId>,
+    failure: Option<(u64, Instant, Violation)>,
+    counters: Counters,
+}
+
+impl Sim<Seeded> {
+    /// The run of `seed`, its options drawn from the seed and then `overrides`.
+    pub fn new(seed: u64, overrides: &Overrides) -> Self {
+        Sim::with_source(Seeded(seed), seed, overrides)
+    }
+}
+
+impl<S: ChoiceSource> Sim<S> {
+    /// A run whose decisions come from `source` (a seed, or a fuzzer's bytes); `seed` is
+    /// what reports print.
+    pub fn with_source(mut source: S, seed: u64, overrides: &Overrides) -> Self {
+        let mut options_rng = source.stream(Purpose::Options, 0);
+        let opts = SimOptions::draw(seed, &mut options_rng, overrides);
+        let ips: Vec<IpAddr> = (0..opts.ip_pool.max(1))
+            .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)))
+            .collect();
+        let mut accounts: Vec<String> =
+            (0..opts.account_pool).map(|i| format!("acct{i}")).collect();
+        accounts.extend(["alice".to_owned(), "Bob".to_owned()]);
+        let knobs = Knobs::new(&opts);
+        let clients: Vec<Ws2017Client<S::Stream>> = (0..opts.clients)
+            .map(|i| {
+                let rng = source.stream(Purpose::Client, u64::from(i));
+                Ws2017Client::new(i, rng, ips[i as usize % ips.len()], knobs)
+            })
+            .collect();
+        let admin = AdminClient::new(source.stream(Purpose::Admin, 0), opts.admin_every_ms);
+        let dir = Directory {
+            names: vec![None; opts.clients as usize],
+            accounts,
+            ips,
+            healed: false,
+        };
+        let mut sim = Sim {
+            now: Instant::ZERO,
+            step: 0,
+            phase: Phase::Safety,
+            queue: EventQueue::new(),
+            server: None,
+            boot: 0,
+            gate: CommitGate::new(),
+            store: StoreModel::default(),
+            effects_running: 0,
+            server_open: 0,
+            fail_until: Instant::ZERO,
+            net: Net::default(),
+            clients,
+            admin,
+            dir,
+            net_rng: source.stream(Purpose::Network, 0),
+            fault_rng: source.stream(Purpose::Faults, 0),
+            store_rng: source.stream(Purpose::Store, 0),
+            oracle: Oracle::new(opts.clients, opts.max_line_bytes),
+            trace: Trace::new(TRACE_RECORDS),
+            hash: RollingHash::default(),
+            trail: None,
+            expect: None,
+            acts: Vec::new(),
+            report_due: Vec::new(),
+            failure: None,
+            counters: Counters::default(),
+            source,
+            opts,
+        };
+        sim.start();
+        sim
+    }
+
+    fn start(&mut self) {
+        self.boot_server();
+        // Clients arrive over the first tenth of the safety phase (at most a minute).
+        let spread = (self.opts.virtual_secs * 100).min(60_000);
+        for i in 0..self.clients.len() {
+            let mut acts = std::mem::take(&mut self.acts);
+            self.clients[i].start(spread, &mut acts);
+            self.apply(Owner::Client(i as u32), &mut acts);
+            self.acts = acts;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
+        acts.push(Act::Wake(self.opts.admin_every_ms));
+        self.apply(Owner::Admin, &mut acts);
+        self.acts = acts;
+        let o = self.opts.clone();
+        for (every, ev) in [
+            (o.cut_every_ms, Ev::Cut),
+            (o.hold_every_ms, Ev::Hold),
+            (o.store_fail_every_ms, Ev::StoreFail),
+            (o.crash_every_ms, Ev::Crash),
+        ] {
+            self.schedule_fault(every, ev);
+        }
+        let heal = Instant::from_millis(o.virtual_secs * 1000);
+        self.queue.push(heal, Ev::Heal);
+        if !o.bench {
+            let settle = o.settle_secs * 1000;
+            self.queue.push(heal + ms(settle * 2 / 3), Ev::FinalRound);
+            self.queue.push(heal + ms(settle), Ev::End);
+        }
+    }
+
+    /// The options of this run.
+    pub fn options(&self) -> &SimOptions {
+        &self.opts
+    }
+
+    /// Keeps the hash after every step, for a determinism check.
+    pub fn record_trail(&mut self) {
+        self.trail = Some(Vec::new());
+    }
+
+    /// The hashes kept by [`record_trail`](Self::record_trail).
+    pub fn take_trail(&mut self) -> Vec<u64> {
+        self.trail.take().unwrap_or_default()
+    }
+
+    /// Fails at the first step whose hash differs from `trail` (another run's).
+    pub fn expect_trail(&mut self, trail: Vec<u64>) {
+        self.expect = Some(trail);
+    }
+
+    fn schedule_fault(&mut self, every: Option<u64>, ev: Ev) {
+        if let Some(every) = every {
+            if self.phase == Phase::Safety {
+                let at = self.now + ms(self.fault_rng.around(every).max(1));
+                self.queue.push(at, ev);
+            }
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now::at(self.now, WALL_ORIGIN_MS)
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (lo, hi) = self.opts.delay_ms;
+        self.net_rng.range(lo..=hi)
+    }
+
+    fn note(&mut self, record: Record) {
+        self.trace.push(self.step, self.now, record);
+    }
+
+    fn fail(&mut self, v: Violation) {
+        fail_into(&mut self.failure, self.step, self.now, v);
+    }
+
+    /// Runs one step; `false` once the run is over (finished or failed).
+    pub fn step(&mut self) -> bool {
+        if self.phase == Phase::Done || self.failure.is_some() {
+            return false;
+        }
+        let timer = if self.phase == Phase::Drain {
+            None
+        } else {
+            self.server.as_ref().and_then(Server::poll_timeout)
+        };
+        let next = self.queue.next_at();
+        match (timer, next) {
+            (Some(t), e) if e.is_none_or(|e| t <= e) => {
+                self.now = self.now.max(t);
+                self.note(Record::Step("server deadline", t.as_millis()));
+                self.note(Record::Timeout);
+                self.hash.word(0x7131);
+                self.hash.word(self.now.as_millis());
+                let now = self.now();
+                if let Some(server) = self.server.as_mut() {
+                    server.handle_timeout(now);
+                }
+                self.drain();
+            }
+            _ => match self.queue.pop() {
+                Some((at, ev)) => {
+                    self.now = self.now.max(at);
+                    if self.phase == Phase::Drain && !ev.drains() {
+                        return true;
+                    }
+                    let (name, arg) = ev.name();
+                    self.note(Record::Step(name, arg));
+                    self.dispatch(ev);
+                }
+                None => {
+                    if self.phase == Phase::Drain {
+                        self.finish();
+                    } else {
+                        self.phase = Phase::Done;
+                    }
+                }
+            },
+        }
+        self.end_step();
+        if let Some(trail) = self.trail.as_mut() {
+            trail.push(self.hash.0);
+        }
+        if let Some(expect) = &self.expect {
+            let want = expect.get(self.step as usize).copied();
+            if want != Some(self.hash.0) {
+                let detail = format!(
+                    "the first run's hash after step {} was {want:x?}, this run's is {:x}",
+                    self.step, self.hash.0
+                );
+                self.fail(Violation::new("runs_are_deterministic", detail));
+            }
+        }
+        self.step += 1;
+        self.counters.steps = self.step;
+        self.phase != Phase::Done && self.failure.is_none()
+    }
+
+    /// Runs to the end, or to the first violation or panic.
+    pub fn run(&mut self) -> Outcome {
+        let result = catch_unwind(AssertUnwindSafe(|| while self.step() {}));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            self.fail(Violation::new("no_panics", message));
+        }
+        self.outcome()
+    }
+
+    /// The result so far.
+    pub fn outcome(&self) -> Outcome {
+        let failure = self.failure.as_ref().map(|(step, at, v)| Failure {
+            seed: self.opts.seed,
+            step: *step,
+            at: at.to_string(),
+            violation: v.clone(),
+            options: self.opts.to_string(),
+            trace: self.trace.lines(),
+            replay: self.opts.replay_command(),
+        });
+        Outcome {
+            seed: self.opts.seed,
+            options: self.opts.clone(),
+            virtual_ms: self.now.as_millis(),
+            hash: self.hash.0,
+            failure,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Accept(id) => self.accept(id),
+            Ev::Up(id) => self.up(id),
+            Ev::Down(id) => self.down(id),
+            Ev::ClientReset(id) => self.client_closed(id),
+            Ev::ServerReset(id) => self.server_reset(id),
+            Ev::Refused(id) => {
+                self.counters.refused += 1;
+                self.client_closed(id);
+            }
+            Ev::Wake(i, gen) => {
+                if self.clients[i as usize].gen == gen {
+                    let now = self.now.as_millis();
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.clients[i as usize].on_wake(now, &self.dir, &mut acts);
+                    self.apply(Owner::Client(i), &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::AdminWake(gen) => {
+                if self.admin.gen == gen {
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.admin.on_wake(&self.dir, &mut acts);
+                    self.apply(Owner::Admin, &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::Effect { boot, id, result } => {
+                if boot == self.boot && self.server.is_some() {
+                    self.effects_running -= 1;
+                    self.feed(Input::EffectDone { id, result });
+                }
+            }
+            Ev::Commit(boot) => self.commit(boot),
+            Ev::Crash => self.crash(),
+            Ev::Restart => {
+                if self.server.is_none() {
+                    self.boot_server();
+                }
+            }
+            Ev::Cut => self.cut(),
+            Ev::Hold => self.stall(),
+            Ev::StoreFail => {
+                self.schedule_fault(self.opts.store_fail_every_ms, Ev::StoreFail);
+                if self.phase == Phase::Safety {
+                    let len = self
+                        .fault_rng
+                        .range(10..=self.opts.store_fail_max_ms.max(10));
+                    self.fail_until = self.now + ms(len);
+                    self.note(Record::Note(format!("store fails for {len}ms")));
+                }
+            }
+            Ev::Heal => self.heal(),
+            Ev::FinalRound => {
+                for i in 0..self.clients.len() {
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.clients[i].final_round(&mut acts);
+                    self.apply(Owner::Client(i as u32), &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::End => {
+                self.note(Record::Note("drain: no new timers or actions".into()));
+                self.phase = Phase::Drain;
+            }
+        }
+    }
+
+    // ---- the server's doors ----
+
+    fn boot_server(&mut self) {
+        self.boot += 1;
+        let seed = self
+            .source
+            .stream(Purpose::ServerBoot, u64::from(self.boot))
+            .next_u64();
+        let config = self.opts.config(seed);
+        self.server = Some(Server::new(config, self.store.committed.clone()));
+        self.gate = CommitGate::new();
+        self.effects_running = 0;
+        self.server_open = 0;
+        if !self.store.committed.offline.is_empty() {
+            self.counters.restarts_with_mail += 1;
+        }
+        self.note(Record::Note(format!("boot {} (seed {seed})", self.boot)));
+        if let Err(v) = self.oracle.restarted(&self.store.committed) {
+            self.fail(v);
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        self.hash.input(&input);
+        let now = Now::at(self.now, WALL_ORIGIN_MS);
+        self.trace
+            .push(self.step, self.now, Record::In(input.clone()));
+        server.handle(now, input);
+        self.drain();
+    }
+
+    /// Carries out every output the server has, through the commit gate.
+    fn drain(&mut self) {
+        while let Some(output) = self.server.as_mut().and_then(Server::poll_output) {
+            self.hash.output(&output);
+            self.trace
+                .push(self.step, self.now, Record::Out(output.clone()));
+            if let Err(v) = self.emitted(&output) {
+                self.fail(v);
+            }
+            if let Some(output) = self.gate.admit(output) {
+                self.release(output);
+            }
+        }
+    }
+
+    /// An output as the server produced it: the oracle reads it in the server's order.
+    fn emitted(&mut self, output: &Output) -> Result<(), Violation> {
+        match output {
+            Output::Transmit { conn, bytes, after } => {
+                let Some(c) = self.net.get_mut(*conn) else {
+                    return Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("transmit to unknown {conn}"),
+                    ));
+                };
+                if !c.server_open {
+                    return Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("transmit to {conn}, which the server had forgotten"),
+                    ));
+                }
+                let state = self.server.as_ref().map(Server::state);
+                let empty = Default::default();
+                let cx = EmitCx {
+                    store: &self.store,
+                    state: state.unwrap_or(&empty),
+                };
+                self.oracle.transmit(c, bytes, *after, &cx)
+            }
+            Output::Close { conn, reason } => {
+                let slot = match reason {
+                    CloseReason::Quit => 0,
+                    CloseReason::Timeout => 1,
+                    CloseReason::SlowReader => 2,
+                    CloseReason::Kicked => 3,
+                    CloseReason::Banned => 4,
+                    _ => 5,
+                };
+                self.counters.closes[slot] += 1;
+                if self.net.get(*conn).is_some_and(|c| c.server_open) {
+                    self.forget(*conn);
+                    Ok(())
+                } else {
+                    Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("close of {conn}, which the server had forgotten"),
+                    ))
+                }
+            }
+            Output::Persist { seq, change } => self
+                .store
+                .persist(*seq, change.clone())
+                .map_err(|e| Violation::new("acknowledgements_wait_on_their_change", e)),
+            Output::Effect { id, effect } => {
+                self.effects_running += 1;
+                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000);
+                let result = if failed {
+                    self.counters.effects_failed += 1;
+                    EffectResult::Failed
+                } else {
+                    run_effect(effect)
+                };
+                let (lo, hi) = self.opts.effect_ms;
+                let at = self.now + ms(self.store_rng.range(lo..=hi));
+                let boot = self.boot;
+                self.queue.push(
+                    at,
+                    Ev::Effect {
+                        boot,
+                        id: *id,
+                        result,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The server no longer has `id`.
+    fn forget(&mut self, id: ConnId) {
+        if let Some(c) = self.net.get_mut(id) {
+            if c.server_open {
+                c.server_open = false;
+                self.server_open -= 1;
+                self.oracle.forgotten(c);
+            }
+        }
+    }
+
+    /// An output the gate lets go: carried out.
+    fn release(&mut self, output: Output) {
+        match output {
+            Output::Transmit { conn, bytes, .. } => {
+                let Some(c) = self.net.get_mut(conn) else {
+                    return;
+                };
+                c.released += bytes.len() as u64;
+                if let Err(v) = self.oracle.released(c, &self.store.committed) {
+                    fail_into(&mut self.failure, self.step, self.now, v);
+                }
+                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) > 0 {
+                    c.report_due = true;
+                    self.report_due.push(conn);
+                }
+                if c.client_open && !c.cut {
+                    self.schedule_down(conn);
+                } else {
+                    c.drop_down();
+                }
+            }
+            Output::Close { conn, reason } => {
+                let Some(c) = self.net.get_mut(conn) else {
+                    return;
+                };
+                c.down_close = Some(reason.flush());
+                self.net.unestablish(conn);
+                if reason.flush() {
+                    self.schedule_down(conn);
+                } else if let Some(c) = self.net.get_mut(conn) {
+                    c.drop_down();
+                    let at = self.now + ms(self.delay());
+                    self.queue.push(at, Ev::ClientReset(conn));
+                }
+            }
+            Output::Persist { .. } | Output::Effect { .. } => {}
+        }
+    }
+
+    fn commit(&mut self, boot: u32) {
+        if boot != self.boot || self.server.is_none() || self.store.inflight.is_none() {
+            return;
+        }
+        if self.now < self.fail_until {
+            self.counters.commit_failures += 1;
+            self.store.failing = true;
+            self.oracle.store_failing = true;
+            self.feed(Input::CommitFailed {
+                error: "disk full".into(),
+            });
+            let (lo, hi) = self.opts.commit_ms;
+            let at = self.now + ms(self.store_rng.range(lo..=hi).max(1));
+            self.queue.push(at, Ev::Commit(boot));
+            return;
+        }
+        let first = Seq(self.store.committed_through.0 + 1);
+        let batch = self.store.land();
+        self.counters.commits += 1;
+        let through = self.store.committed_through;
+        if let Err(v) = self.oracle.committed(first, &batch, &self.store.committed) {
+            self.fail(v);
+        }
+        self.oracle.store_failing = false;
+        self.feed(Input::Committed { through });
+        for output in self.gate.committed(through) {
+            self.release(output);
+        }
+    }
+
+    /// Starts a commit of what accumulated, if none runs (group commit).
+    fn pump_store(&mut self) {
+        if self.server.is_none() {
+            return;
+        }
+        if self.store.start().is_some() {
+            let (lo, hi) = self.opts.commit_ms;
+            let at = self.now + ms(self.store_rng.range(lo..=hi));
+            self.queue.push(at, Ev::Commit(self.boot));
+        }
+    }
+
+    /// Tells the server of bytes the sockets took.
+    fn report_written(&mut self) {
+        while let Some(id) = self.report_due.pop() {
+            self.written(id);
+        }
+    }
+
+    fn written(&mut self, id: ConnId) {
+        let (sockbuf, boot) = (self.opts.sockbuf_bytes, self.boot);
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.report_due = false;
+        let n = c.unreported(sockbuf);
+        if n > 0 && c.server_open && c.boot == boot {
+            c.reported += n;
+            self.feed(Input::Written {
+                conn: id,
+                n: n as usize,
+            });
+        }
+    }
+
+    fn end_step(&mut self) {
+        self.report_written();
+        if let Err(v) = self.oracle.end_step(&self.net) {
+            self.fail(v);
+        }
+        self.pump_store();
+        if self.step.is_multiple_of(self.opts.stats_every) {
+            self.check_stats();
+        }
+    }
+
+    fn check_stats(&mut self) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let stats = server.stats();
+        let limits = Limits {
+            outbound: self.opts.outbound_limit_bytes,
+            inbound: (self.opts.max_line_bytes + 1).max(self.oracle.longest_admin_line),
+            offline_cap: self.opts.offline_cap,
+        };
+        let expected = Expected {
+            connections: self.server_open,
+            online_users: self.oracle.holders.len(),
+            running_effects: self.effects_running,
+        };
+        let result = check!(memory_within_limits(&stats, &limits))
+            .and_then(|()| check!(connections_are_not_leaked(&stats, &expected)));
+        if let Err(v) = result {
+            self.fail(v);
+        }
+    }
+
+    // ---- the network ----
+
+    fn schedule_up(&mut self, id: ConnId) {
+        let delay = self.delay();
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        if c.up_scheduled || !c.accepted {
+            return;
+        }
+        c.up_scheduled = true;
+        let at = (self.now + ms(delay)).max(c.hold_until);
+        self.queue.push(at, Ev::Up(id));
+    }
+
+    fn schedule_down(&mut self, id: ConnId) {
+        let delay = self.delay();
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        if c.down_scheduled || !c.client_open || !c.reading || c.cut {
+            return;
+        }
+        c.down_scheduled = true;
+        let at = (self.now + ms(delay)).max(c.hold_until);
+        self.queue.push(at, Ev::Down(id));
+    }
+
+    fn chunk(&mut self, pending: u64) -> u64 {
+        if pending > 1 && self.net_rng.ratio(self.opts.split_per_mille, 1000) {
+            1 + self.net_rng.below(pending)
+        } else {
+            pending
+        }
+    }
+
+    fn accept(&mut self, id: ConnId) {
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        if c.accepted || !c.client_open && c.up.is_empty() && !c.up_fin {
+            return;
+        }
+        if self.server.is_none() {
+            let at = self.now + ms(self.delay());
+            self.queue.push(at, Ev::Refused(id));
+            return;
+        }
+        c.accepted = true;
+        c.server_open = true;
+        c.boot = self.boot;
+        let peer = match c.ip {
+            Some(ip) => Peer::Net(SocketAddr::new(ip, c.port)),
+            None => Peer::Local,
+        };
+        let protocol = match c.owner {
+            Owner::Client(_) => Protocol::Ws2017,
+            Owner::Admin => Protocol::Admin,
+        };
+        let pending = !c.up.is_empty() || c.up_fin;
+        let established = c.client_open;
+        self.server_open += 1;
+        self.counters.accepted += 1;
+        if established {
+            self.net.establish(id);
+        }
+        self.feed(Input::Accepted {
+            conn: id,
+            protocol,
+            peer,
+        });
+        if pending {
+            self.schedule_up(id);
+        }
+    }
+
+    fn up(&mut self, id: ConnId) {
+        let (now, boot) = (self.now, self.boot);
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.up_scheduled = false;
+        if !c.server_open || c.boot != boot || c.cut {
+            c.up.clear();
+            c.up_fin = false;
+            return;
+        }
+        if now < c.hold_until {
+            c.up_scheduled = true;
+            let at = c.hold_until;
+            self.queue.push(at, Ev::Up(id));
+            return;
+        }
+        if !c.up.is_empty() {
+            let len = c.up.len() as u64;
+            let n = self.chunk(len);
+            let Some(c) = self.net.get_mut(id) else {
+                return;
+            };
+            let bytes = c.up.split_to(n as usize).freeze();
+            let more = !c.up.is_empty() || c.up_fin;
+            self.feed(Input::Received { conn: id, bytes });
+            if more {
+                self.schedule_up(id);
+            }
+        } else if c.up_fin {
+            c.up_fin = false;
+            self.peer_closed(id);
+        }
+    }
+
+    fn peer_closed(&mut self, id: ConnId) {
+        if !self.net.get(id).is_some_and(|c| c.server_open) {
+            return;
+        }
+        self.forget(id);
+        self.gate.forget(id);
+        self.net.unestablish(id);
+        self.feed(Input::PeerClosed { conn: id });
+        self.net.retire(id);
+    }
+
+    fn server_reset(&mut self, id: ConnId) {
+        let boot = self.boot;
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.up.clear();
+        c.up_fin = false;
+        if c.server_open && c.boot == boot {
+            self.peer_closed(id);
+        }
+    }
+
+    fn down(&mut self, id: ConnId) {
+        let now = self.now;
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.down_scheduled = false;
+        if !c.client_open || !c.reading || c.cut {
+            return;
+        }
+        if now < c.hold_until {
+            c.down_scheduled = true;
+            let at = c.hold_until;
+            self.queue.push(at, Ev::Down(id));
+            return;
+        }
+        let pending = c.released - c.delivered;
+        if pending == 0 {
+            if c.down_close == Some(true) {
+                self.client_closed(id);
+            }
+            return;
+        }
+        let n = self.chunk(pending);
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.delivered += n;
+        let mut heard = Vec::new();
+        while c.heard.front().is_some_and(|(end, _)| *end <= c.delivered) {
+            if let Some((_, h)) = c.heard.pop_front() {
+                heard.push(h);
+            }
+        }
+        let more = c.released > c.delivered || c.down_close == Some(true);
+        self.note(Record::Delivered(id, n as usize));
+        self.written(id);
+        for h in heard {
+            self.hears(id, h);
+        }
+        if more {
+            self.schedule_down(id);
+        }
+    }
+
+    /// The client at the end of `id` reads one line.
+    fn hears(&mut self, id: ConnId, heard: Heard) {
+        let Some(c) = self.net.get(id) else {
+            return;
+        };
+        if !c.client_open {
+            return;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
+        match c.owner {
+            Owner::Client(i) => {
+                let client = &mut self.clients[i as usize];
+                if client.link.conn() != Some(id) {
+                    self.acts = acts;
+                    return;
+                }
+                if let Heard::Chat { .. } = heard {
+                    if let Err(v) = self.oracle.client_read_chat(id, &client.held, &heard) {
+                        fail_into(&mut self.failure, self.step, self.now, v);
+                    }
+                }
+                client.on_heard(&heard, &self.dir, &mut acts);
+                self.apply(Owner::Client(i), &mut acts);
+            }
+            Owner::Admin => {
+                self.admin.on_heard(&heard, &mut acts);
+                self.apply(Owner::Admin, &mut acts);
+            }
+        }
+        self.acts = acts;
+    }
+
+    /// The client at the end of `id` learns the connection is over (an end of stream, a
+    /// reset, a refusal).
+    fn client_closed(&mut self, id: ConnId) {
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        if !c.client_open {
+            return;
+        }
+        c.client_open = false;
+        c.drop_down();
+        let owner = c.owner;
+        self.net.unestablish(id);
+        let mut acts = std::mem::take(&mut self.acts);
+        match owner {
+            Owner::Client(i) => {
+                if self.clients[i as usize].link.conn() == Some(id) {
+                    self.clients[i as usize].on_closed(&self.dir, &mut acts);
+                    self.apply(owner, &mut acts);
+                }
+            }
+            Owner::Admin => {
+                if self.admin.link.conn() == Some(id) {
+                    self.admin.on_closed(&mut acts);
+                    self.apply(owner, &mut acts);
+                }
+            }
+        }
+        self.acts = acts;
+        self.net.retire(id);
+    }
+
+    /// Carries out what a client asked for.
+    fn apply(&mut self, who: Owner, acts: &mut Vec<Act>) {
+        for act in acts.drain(..) {
+            match act {
+                Act::Connect => {
+                    let ip = match who {
+                        Owner::Client(i) => Some(self.clients[i as usize].ip),
+                        Owner::Admin => None,
+                    };
+                    let id = self.net.open(who, ip);
+                    match who {
+                        Owner::Client(i) => self.clients[i as usize].connecting(id),
+                        Owner::Admin => self.admin.connecting(id),
+                    }
+                    let at = self.now + ms(self.delay());
+                    self.queue.push(at, Ev::Accept(id));
+                }
+                Act::Send { conn, bytes, sent } => {
+                    let Some(c) = self.net.get_mut(conn) else {
+                        continue;
+                    };
+                    if !c.client_open || c.up_fin || c.cut {
+                        continue;
+                    }
+                    if let Err(v) = self.oracle.wrote(c, sent, &bytes) {
+                        fail_into(&mut self.failure, self.step, self.now, v);
+                    }
+                    c.up.extend_from_slice(&bytes);
+                    self.trace
+                        .push(self.step, self.now, Record::Wrote(conn, bytes.into()));
+                    self.schedule_up(conn);
+                }
+                Act::Close { conn, abort } => {
+                    let Some(c) = self.net.get_mut(conn) else {
+                        continue;
+                    };
+                    if !c.client_open {
+                        continue;
+                    }
+                    c.client_open = false;
+                    c.drop_down();
+                    self.net.unestablish(conn);
+                    if abort {
+                        if let Some(c) = self.net.get_mut(conn) {
+                            c.up.clear();
+                        }
+                        let at = self.now + ms(self.delay());
+                        self.queue.push(at, Ev::ServerReset(conn));
+                    } else if let Some(c) = self.net.get_mut(conn) {
+                        c.up_fin = true;
+                        self.schedule_up(conn);
+                    }
+                }
+                Act::Reading { conn, on } => {
+                    if let Some(c) = self.net.get_mut(conn) {
+                        c.reading = on;
+                        if on {
+                            self.schedule_down(conn);
+                        }
+                    }
+                }
+                Act::Wake(after) => {
+                    let at = self.now + ms(after);
+                    match who {
+                        Owner::Client(i) => {
+                            let client = &mut self.clients[i as usize];
+                            client.gen += 1;
+                            self.queue.push(at, Ev::Wake(i, client.gen));
+                        }
+                        Owner::Admin => {
+                            self.admin.gen += 1;
+                            self.queue.push(at, Ev::AdminWake(self.admin.gen));
+                        }
+                    }
+                }
+            }
+        }
+        if let Owner::Client(i) = who {
+            let name = &self.clients[i as usize].name;
+            if self.dir.names[i as usize] != *name {
+                self.dir.names[i as usize] = name.clone();
+            }
+        }
+    }
+
+    // ---- faults ----
+
+    fn pick_established(&mut self) -> Option<ConnId> {
+        let est = self.net.established();
+        if est.is_empty() {
+            return None;
+        }
+        let i = self.fault_rng.below(est.len() as u64) as usize;
+        Some(est[i])
+    }
+
+    fn cut(&mut self) {
+        self.schedule_fault(self.opts.cut_every_ms, Ev::Cut);
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let Some(id) = self.pick_established() else {
+            return;
+        };
+        self.counters.cuts += 1;
+        self.note(Record::Note(format!("cut {id}")));
+        if let Some(c) = self.net.get_mut(id) {
+            c.cut = true;
+            c.up.clear();
+            c.up_fin = false;
+            c.drop_down();
+        }
+        self.net.unestablish(id);
+        let (a, b) = (self.delay(), self.delay());
+        self.queue.push(self.now + ms(a), Ev::ServerReset(id));
+        self.queue.push(self.now + ms(b), Ev::ClientReset(id));
+    }
+
+    fn stall(&mut self) {
+        self.schedule_fault(self.opts.hold_every_ms, Ev::Hold);
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let Some(id) = self.pick_established() else {
+            return;
+        };
+        let len = self.fault_rng.range(100..=self.opts.hold_max_ms.max(100));
+        self.counters.stalls += 1;
+        self.note(Record::Note(format!("stall {id} for {len}ms")));
+        let until = self.now + ms(len);
+        if let Some(c) = self.net.get_mut(id) {
+            c.hold_until = until;
+        }
+    }
+
+    fn crash(&mut self) {
+        self.schedule_fault(self.opts.crash_every_ms, Ev::Crash);
+        if self.phase != Phase::Safety || self.server.is_none() {
+            return;
+        }
+        self.counters.crashes += 1;
+        let lands = self.store.inflight.is_some()
+            && self.store_rng.ratio(self.opts.crash_lands_per_mille, 1000);
+        self.note(Record::Note(format!(
+            "crash ({} uncommitted changes{})",
+            self.store.uncommitted(),
+            if lands {
+                ", the batch in flight lands"
+            } else {
+                ""
+            }
+        )));
+        if lands {
+            self.counters.crash_landed += 1;
+            let first = Seq(self.store.committed_through.0 + 1);
+            let batch = self.store.land();
+            if let Err(v) = self.oracle.committed(first, &batch, &self.store.committed) {
+                self.fail(v);
+            }
+        }
+        self.server = None;
+        self.gate = CommitGate::new();
+        self.store.crash();
+        self.oracle.ledger.crashed();
+        self.oracle.store_failing = false;
+        self.effects_running = 0;
+        // Every connection of this boot dies with it, unless the server's close already
+        // left (then the client reads what is in flight and the end of the stream).
+        let boot = self.boot;
+        let open: Vec<ConnId> = self
+            .net
+            .iter()
+            .filter(|c| c.server_open || c.accepted && c.boot == boot && c.down_close.is_none())
+            .map(|c| c.id)
+            .collect();
+        for id in open {
+            self.forget(id);
+            self.net.unestablish(id);
+            let delay = self.delay();
+            if let Some(c) = self.net.get_mut(id) {
+                c.up.clear();
+                c.up_fin = false;
+                if c.client_open {
+                    c.drop_down();
+                    self.queue.push(self.now + ms(delay), Ev::ClientReset(id));
+                }
+            }
+        }
+        self.server_open = 0;
+        let (lo, hi) = self.opts.restart_ms;
+        let at = self.now + ms(self.fault_rng.range(lo..=hi));
+        self.queue.push(at, Ev::Restart);
+    }
+
+    // ---- phases ----
+
+    fn heal(&mut self) {
+        self.note(Record::Note("heal: faults off, everyone back".into()));
+        if self.opts.bench {
+            // The benchmark measures the safety phase's workload only.
+            self.phase = Phase::Done;
+            self.tally();
+            return;
+        }
+        self.phase = Phase::Liveness;
+        self.dir.healed = true;
+        self.fail_until = self.now;
+        if self.server.is_none() {
+            self.boot_server();
+        }
+        let held: Vec<ConnId> = self
+            .net
+            .iter()
+            .filter(|c| c.hold_until > self.now)
+            .map(|c| c.id)
+            .collect();
+        for id in held {
+            if let Some(c) = self.net.get_mut(id) {
+                c.hold_until = self.now;
+                c.up_scheduled = false;
+                c.down_scheduled = false;
+            }
+            self.schedule_up(id);
+            self.schedule_down(id);
+        }
+        for i in 0..self.clients.len() {
+            let mut acts = std::mem::take(&mut self.acts);
+            self.clients[i].heal(&mut acts);
+            self.apply(Owner::Client(i as u32), &mut acts);
+            self.acts = acts;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
+        self.admin.heal(&self.dir, &mut acts);
+        self.apply(Owner::Admin, &mut acts);
+        self.acts = acts;
+    }
+
+    /// The drain is over: the liveness expectations.
+    fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.tally();
+        let mut problems = Vec::new();
+        if self.server.is_none() {
+            problems.push("the server is down".to_owned());
+        }
+        for client in &self.clients {
+            if !client.settled() {
+                problems.push(format!("not back: {}", client.describe()));
+            }
+        }
+        if !self.admin.healed() {
+            problems.push(format!("administrator not done: {}", self.admin.describe()));
+        }
+        for c in self.net.iter() {
+            if !(c.client_open && c.server_open) {
+                continue;
+            }
+            if let Some(sent) = c.o.sent.iter().find(|s| !s.may_be_silent()) {
+                problems.push(format!("{}: {sent:?} never answered", c.id));
+            }
+            if c.emitted != c.released || c.released != c.delivered || !c.o.partial.is_empty() {
+                problems.push(format!(
+                    "{}: {} bytes emitted, {} released, {} delivered",
+                    c.id, c.emitted, c.released, c.delivered
+                ));
+            }
+        }
+        if self.gate.held() != 0 || self.store.uncommitted() != 0 {
+            problems.push(format!(
+                "{} outputs held, {} changes uncommitted",
+                self.gate.held(),
+                self.store.uncommitted()
+            ));
+        }
+        for client in &self.clients {
+            for &(token, to_account) in &client.final_tokens {
+                self.counters.final_messages += 1;
+                let Some(m) = self.oracle.ledger.get(token) else {
+                    continue;
+                };
+                // A message to an account may be refused (no such account, a full
+                // mailbox: the oracle judged the reason); one to a client must arrive.
+                let ok = match m.fate {
+                    Fate::Relayed => m.received == 1,
+                    Fate::Committed => m.ack_released,
+                    Fate::Full | Fate::Refused => to_account,
+                    _ => false,
+                };
+                if !ok {
+                    problems.push(format!("final message m{token} to {}: {m:?}", m.to));
+                }
+            }
+        }
+        let result = check!(liveness_expectations_met(&problems));
+        if let Err(v) = result {
+            self.fail(v);
+            return;
+        }
+        let mut durable = self.oracle.durable.check_all(&self.store.committed);
+        durable.extend(self.oracle.ledger.check_all(&self.store.committed));
+        if let Err(v) = check!(acknowledged_changes_survive_restarts(&durable)) {
+            self.fail(v);
+        }
+        self.check_stats();
+    }
+
+    fn tally(&mut self) {
+        self.counters.stored = self.oracle.ledger.stored_count() as u64;
+        let (relayed, full) = self.oracle.ledger.fates();
+        self.counters.relayed = relayed;
+        self.counters.mailbox_full = full;
+    }
+}
+
+/// Keeps the first violation of a run.
+fn fail_into(slot: &mut Option<(u64, Instant, Violation)>, step: u64, at: Instant, v: Violation) {
+    if slot.is_none() {
+        *slot = Some((step, at, v));
+    }
+}
+
+fn ms(n: u64) -> core::time::Duration {
+    core::time::Duration::from_millis(n)
+}
+
+/// The simulator's password hasher: cheap and deterministic; the core treats hashes as
+/// opaque strings, so a fake is as good as argon2 here.
+fn run_effect(effect: &Effect) -> EffectResult {
+    match effect {
+        Effect::HashPassword { password } => EffectResult::Hashed {
+            password: PasswordHash(fake_hash(&password.0)),
+            ims_password: PasswordHash(fake_ims_hash(&password.0)),
+        },
+        Effect::VerifyPassword { hash, password } => {
+            EffectResult::Verified(hash.0 == fake_hash(&password.0))
+        }
+    }
+}
