@@ -92,6 +92,8 @@ pub trait ChoiceSource {
     type Stream: Choices;
     /// The stream for `purpose` and `index`.
     fn stream(&mut self, purpose: Purpose, index: u64) -> Self::Stream;
+    /// A source that makes the same decisions again from the start (to replay a run).
+    fn fresh(&self) -> Self;
 }
 
 /// xoshiro256++ seeded through splitmix64: fast, small, and the same on every platform.
@@ -156,6 +158,9 @@ impl ChoiceSource for Seeded {
     fn stream(&mut self, purpose: Purpose, index: u64) -> SimRng {
         SimRng::derive(self.0, purpose, index)
     }
+    fn fresh(&self) -> Self {
+        *self
+    }
 }
 
 /// Decisions read from bytes, as a fuzzer hands them over (cargo-fuzz, or
@@ -192,18 +197,25 @@ impl Choices for ByteTape {
 /// One shared [`ByteTape`] for every stream: a fuzzer's bytes drive the whole run in the
 /// order decisions are made.
 #[derive(Clone, Debug, Default)]
-pub struct Tape(Rc<RefCell<ByteTape>>);
+pub struct Tape {
+    tape: Rc<RefCell<ByteTape>>,
+    bytes: Rc<[u8]>,
+}
 
 impl Tape {
     /// A source reading `bytes`.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Tape {
-        Tape(Rc::new(RefCell::new(ByteTape::new(bytes))))
+        let bytes: Rc<[u8]> = bytes.into().into();
+        Tape {
+            tape: Rc::new(RefCell::new(ByteTape::new(bytes.to_vec()))),
+            bytes,
+        }
     }
 }
 
 impl Choices for Tape {
     fn next_u64(&mut self) -> u64 {
-        self.0.borrow_mut().next_u64()
+        self.tape.borrow_mut().next_u64()
     }
 }
 
@@ -211,6 +223,9 @@ impl ChoiceSource for Tape {
     type Stream = Tape;
     fn stream(&mut self, _purpose: Purpose, _index: u64) -> Tape {
         self.clone()
+    }
+    fn fresh(&self) -> Self {
+        Tape::new(self.bytes.to_vec())
     }
 }
 
@@ -260,5 +275,6 @@ mod tests {
         let mut b = shared.stream(Purpose::Faults, 0);
         assert_eq!(a.next_u64(), b.next_u64());
         assert_eq!(a.next_u64(), 0);
+        assert_eq!(shared.fresh().next_u64(), u64::from_le_bytes([5; 8]));
     }
 }

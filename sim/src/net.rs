@@ -11,7 +11,6 @@
 
 use std::collections::VecDeque;
 
-use bytes::BytesMut;
 use core::net::IpAddr;
 use switchboard_proto::{ConnId, Instant};
 
@@ -75,7 +74,7 @@ pub(crate) struct Conn {
     pub(crate) cut: bool,
 
     /// Client-to-server bytes not yet delivered.
-    pub(crate) up: BytesMut,
+    pub(crate) up: Vec<u8>,
     pub(crate) up_scheduled: bool,
     /// The client closed its side after `up`.
     pub(crate) up_fin: bool,
@@ -120,7 +119,7 @@ impl Conn {
             client_open: true,
             lossy: false,
             cut: false,
-            up: BytesMut::new(),
+            up: Vec::new(),
             up_scheduled: false,
             up_fin: false,
             emitted: 0,

@@ -107,6 +107,8 @@ pub struct SimOptions {
     pub misbehave_per_mille: u64,
     /// Chance (of 1000) an action is leaving (cquit or a dropped connection).
     pub leave_per_mille: u64,
+    /// Share (of 10,000 ordinary actions) that are renames, which every client hears of.
+    pub rename_per_10k: u64,
     /// Chance (of 1000) a received message is answered with a receipt.
     pub receipt_per_mille: u64,
     /// Mean time between the administrator's commands.
@@ -169,6 +171,7 @@ impl SimOptions {
         let misbehave_per_mille = *c.pick(&[0u64, 20, 50, 150]);
         let leave_per_mille = *c.pick(&[5u64, 20, 60]);
         let receipt_per_mille = *c.pick(&[0u64, 500, 1000]);
+        let rename_per_10k = *c.pick(&[100u64, 500]);
         let admin_every_ms = *c.pick(&[200u64, 1_000, 5_000]);
         let ip_pool = c.range(1..=8) as u32;
         let account_pool = c.range(1..=8) as u32;
@@ -202,6 +205,7 @@ impl SimOptions {
             away_ms,
             misbehave_per_mille,
             leave_per_mille,
+            rename_per_10k,
             receipt_per_mille,
             admin_every_ms,
             stats_every: 1,
@@ -246,9 +250,10 @@ impl SimOptions {
             away_ms: 60_000,
             misbehave_per_mille: 2,
             leave_per_mille: 1,
+            rename_per_10k: 2,
             receipt_per_mille: 500,
             admin_every_ms: 10_000,
-            stats_every: 10_000,
+            stats_every: 100_000,
             plant: None,
             bench: true,
         }
@@ -381,11 +386,12 @@ impl fmt::Display for SimOptions {
         )?;
         write!(
             f,
-            "  clients: action={}ms away={}ms misbehave={}/1000 leave={}/1000 receipts={}/1000 admin={}ms stats_every={}",
+            "  clients: action={}ms away={}ms misbehave={}/1000 leave={}/1000 rename={}/10000 receipts={}/1000 admin={}ms stats_every={}",
             self.action_ms,
             self.away_ms,
             self.misbehave_per_mille,
             self.leave_per_mille,
+            self.rename_per_10k,
             self.receipt_per_mille,
             self.admin_every_ms,
             self.stats_every

@@ -9,6 +9,8 @@
 //! and the store finish what is in flight) and the liveness expectations.
 
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use switchboard_proto::{
@@ -53,11 +55,7 @@ enum Ev {
     Refused(ConnId),
     Wake(u32, u32),
     AdminWake(u32),
-    Effect {
-        boot: u32,
-        id: EffectId,
-        result: EffectResult,
-    },
+    Effect(Box<(u32, EffectId, EffectResult)>),
     Commit(u32),
     Crash,
     Restart,
@@ -80,7 +78,7 @@ impl Ev {
             Ev::Refused(c) => ("refused", c.0),
             Ev::Wake(i, _) => ("wake client", u64::from(*i)),
             Ev::AdminWake(_) => ("wake admin", 0),
-            Ev::Effect { id, .. } => ("effect", id.0),
+            Ev::Effect(e) => ("effect", e.1 .0),
             Ev::Commit(b) => ("commit boot", u64::from(*b)),
             Ev::Crash => ("CRASH", 0),
             Ev::Restart => ("RESTART", 0),
@@ -103,7 +101,7 @@ impl Ev {
                 | Ev::ClientReset(_)
                 | Ev::ServerReset(_)
                 | Ev::Refused(_)
-                | Ev::Effect { .. }
+                | Ev::Effect(_)
                 | Ev::Commit(_)
         )
     }
@@ -219,10 +217,15 @@ pub struct Sim<S: ChoiceSource = Seeded> {
     clients: Vec<Ws2017Client<S::Stream>>,
     admin: AdminClient<S::Stream>,
     dir: Directory,
+    /// The `name_changes` of each client the directory reflects.
+    dir_seen: Vec<u32>,
     net_rng: S::Stream,
     fault_rng: S::Stream,
     store_rng: S::Stream,
     source: S,
+    /// What the run was built from, to replay it with the trace on.
+    overrides: Overrides,
+    replay: S,
     oracle: Oracle,
     trace: Trace,
     hash: RollingHash,
@@ -283,12 +286,13 @@ impl<S: ChoiceSource> Sim<S> {
             net: Net::default(),
             clients,
             admin,
+            dir_seen: vec![0; opts.clients as usize],
             dir,
             net_rng: source.stream(Purpose::Network, 0),
             fault_rng: source.stream(Purpose::Faults, 0),
             store_rng: source.stream(Purpose::Store, 0),
             oracle: Oracle::new(opts.clients, opts.max_line_bytes),
-            trace: Trace::new(TRACE_RECORDS),
+            trace: Trace::new(0),
             hash: RollingHash::default(),
             trail: None,
             expect: None,
@@ -296,7 +300,9 @@ impl<S: ChoiceSource> Sim<S> {
             report_due: Vec::new(),
             failure: None,
             counters: Counters::default(),
+            replay: source.fresh(),
             source,
+            overrides: *overrides,
             opts,
         };
         sim.start();
@@ -373,8 +379,11 @@ impl<S: ChoiceSource> Sim<S> {
         self.net_rng.range(lo..=hi)
     }
 
-    fn note(&mut self, record: Record) {
-        self.trace.push(self.step, self.now, record);
+    /// Records what `record` makes, if the trace is on.
+    fn note(&mut self, record: impl FnOnce() -> Record) {
+        if self.trace.on() {
+            self.trace.push(self.step, self.now, record());
+        }
     }
 
     fn fail(&mut self, v: Violation) {
@@ -395,8 +404,8 @@ impl<S: ChoiceSource> Sim<S> {
         match (timer, next) {
             (Some(t), e) if e.is_none_or(|e| t <= e) => {
                 self.now = self.now.max(t);
-                self.note(Record::Step("server deadline", t.as_millis()));
-                self.note(Record::Timeout);
+                self.note(|| Record::Step("server deadline", t.as_millis()));
+                self.note(|| Record::Timeout);
                 self.hash.word(0x7131);
                 self.hash.word(self.now.as_millis());
                 let now = self.now();
@@ -412,7 +421,7 @@ impl<S: ChoiceSource> Sim<S> {
                         return true;
                     }
                     let (name, arg) = ev.name();
-                    self.note(Record::Step(name, arg));
+                    self.note(|| Record::Step(name, arg));
                     self.dispatch(ev);
                 }
                 None => {
@@ -443,9 +452,35 @@ impl<S: ChoiceSource> Sim<S> {
         self.phase != Phase::Done && self.failure.is_none()
     }
 
-    /// Runs to the end, or to the first violation or panic.
+    /// Runs to the end, or to the first violation or panic. A failure replays the run
+    /// with the trace on to report its last records.
     pub fn run(&mut self) -> Outcome {
-        let result = catch_unwind(AssertUnwindSafe(|| while self.step() {}));
+        self.run_steps(u64::MAX);
+        let mut outcome = self.outcome();
+        if let Some(failure) = outcome.failure.as_mut() {
+            if !self.trace.on() {
+                let mut again =
+                    Sim::with_source(self.replay.fresh(), self.opts.seed, &self.overrides);
+                again.trace = Trace::new(TRACE_RECORDS);
+                again.run_steps(failure.step + 1);
+                failure.trace = again.trace.lines();
+                let same = again
+                    .failure
+                    .as_ref()
+                    .is_some_and(|(step, _, v)| *step == failure.step && *v == failure.violation);
+                if !same {
+                    failure
+                        .trace
+                        .push("!! the replay with the trace on did not fail the same way".into());
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Runs until the end, a violation or a panic, or `max` steps.
+    fn run_steps(&mut self, max: u64) {
+        let result = catch_unwind(AssertUnwindSafe(|| while self.step < max && self.step() {}));
         if let Err(panic) = result {
             let message = panic
                 .downcast_ref::<String>()
@@ -454,7 +489,6 @@ impl<S: ChoiceSource> Sim<S> {
                 .unwrap_or_else(|| "a panic without a message".to_owned());
             self.fail(Violation::new("no_panics", message));
         }
-        self.outcome()
     }
 
     /// The result so far.
@@ -506,7 +540,8 @@ impl<S: ChoiceSource> Sim<S> {
                     self.acts = acts;
                 }
             }
-            Ev::Effect { boot, id, result } => {
+            Ev::Effect(effect) => {
+                let (boot, id, result) = *effect;
                 if boot == self.boot && self.server.is_some() {
                     self.effects_running -= 1;
                     self.feed(Input::EffectDone { id, result });
@@ -528,7 +563,7 @@ impl<S: ChoiceSource> Sim<S> {
                         .fault_rng
                         .range(10..=self.opts.store_fail_max_ms.max(10));
                     self.fail_until = self.now + ms(len);
-                    self.note(Record::Note(format!("store fails for {len}ms")));
+                    self.note(|| Record::Note(format!("store fails for {len}ms")));
                 }
             }
             Ev::Heal => self.heal(),
@@ -541,7 +576,7 @@ impl<S: ChoiceSource> Sim<S> {
                 }
             }
             Ev::End => {
-                self.note(Record::Note("drain: no new timers or actions".into()));
+                self.note(|| Record::Note("drain: no new timers or actions".into()));
                 self.phase = Phase::Drain;
             }
         }
@@ -563,7 +598,8 @@ impl<S: ChoiceSource> Sim<S> {
         if !self.store.committed.offline.is_empty() {
             self.counters.restarts_with_mail += 1;
         }
-        self.note(Record::Note(format!("boot {} (seed {seed})", self.boot)));
+        let boot = self.boot;
+        self.note(|| Record::Note(format!("boot {boot} (seed {seed})")));
         if let Err(v) = self.oracle.restarted(&self.store.committed) {
             self.fail(v);
         }
@@ -585,8 +621,10 @@ impl<S: ChoiceSource> Sim<S> {
     fn drain(&mut self) {
         while let Some(output) = self.server.as_mut().and_then(Server::poll_output) {
             self.hash.output(&output);
-            self.trace
-                .push(self.step, self.now, Record::Out(output.clone()));
+            if self.trace.on() {
+                self.trace
+                    .push(self.step, self.now, Record::Out(output.clone()));
+            }
             if let Err(v) = self.emitted(&output) {
                 self.fail(v);
             }
@@ -656,14 +694,8 @@ impl<S: ChoiceSource> Sim<S> {
                 let (lo, hi) = self.opts.effect_ms;
                 let at = self.now + ms(self.store_rng.range(lo..=hi));
                 let boot = self.boot;
-                self.queue.push(
-                    at,
-                    Ev::Effect {
-                        boot,
-                        id: *id,
-                        result,
-                    },
-                );
+                self.queue
+                    .push(at, Ev::Effect(Box::new((boot, *id, result))));
                 Ok(())
             }
         }
@@ -691,7 +723,11 @@ impl<S: ChoiceSource> Sim<S> {
                 if let Err(v) = self.oracle.released(c, &self.store.committed) {
                     fail_into(&mut self.failure, self.step, self.now, v);
                 }
-                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) > 0 {
+                // Reported in batches: at the next delivery, or once a quarter of the
+                // outbound limit is due (a client that reads nothing still gets its
+                // socket buffer's worth reported).
+                let batch = (self.opts.outbound_limit_bytes / 4) as u64;
+                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) > batch {
                     c.report_due = true;
                     self.report_due.push(conn);
                 }
@@ -916,7 +952,13 @@ impl<S: ChoiceSource> Sim<S> {
             let Some(c) = self.net.get_mut(id) else {
                 return;
             };
-            let bytes = c.up.split_to(n as usize).freeze();
+            let bytes = if n == len {
+                Bytes::from(std::mem::take(&mut c.up))
+            } else {
+                let head = Bytes::copy_from_slice(&c.up[..n as usize]);
+                c.up.drain(..n as usize);
+                head
+            };
             let more = !c.up.is_empty() || c.up_fin;
             self.feed(Input::Received { conn: id, bytes });
             if more {
@@ -985,7 +1027,7 @@ impl<S: ChoiceSource> Sim<S> {
             }
         }
         let more = c.released > c.delivered || c.down_close == Some(true);
-        self.note(Record::Delivered(id, n as usize));
+        self.note(|| Record::Delivered(id, n as usize));
         self.written(id);
         for h in heard {
             self.hears(id, h);
@@ -1087,8 +1129,10 @@ impl<S: ChoiceSource> Sim<S> {
                         fail_into(&mut self.failure, self.step, self.now, v);
                     }
                     c.up.extend_from_slice(&bytes);
-                    self.trace
-                        .push(self.step, self.now, Record::Wrote(conn, bytes.into()));
+                    if self.trace.on() {
+                        self.trace
+                            .push(self.step, self.now, Record::Wrote(conn, bytes.into()));
+                    }
                     self.schedule_up(conn);
                 }
                 Act::Close { conn, abort } => {
@@ -1137,9 +1181,11 @@ impl<S: ChoiceSource> Sim<S> {
             }
         }
         if let Owner::Client(i) = who {
-            let name = &self.clients[i as usize].name;
-            if self.dir.names[i as usize] != *name {
-                self.dir.names[i as usize] = name.clone();
+            let client = &self.clients[i as usize];
+            let seen = &mut self.dir_seen[i as usize];
+            if *seen != client.name_changes {
+                *seen = client.name_changes;
+                self.dir.names[i as usize] = client.name.clone();
             }
         }
     }
@@ -1164,7 +1210,7 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         };
         self.counters.cuts += 1;
-        self.note(Record::Note(format!("cut {id}")));
+        self.note(|| Record::Note(format!("cut {id}")));
         if let Some(c) = self.net.get_mut(id) {
             c.cut = true;
             c.up.clear();
@@ -1187,7 +1233,7 @@ impl<S: ChoiceSource> Sim<S> {
         };
         let len = self.fault_rng.range(100..=self.opts.hold_max_ms.max(100));
         self.counters.stalls += 1;
-        self.note(Record::Note(format!("stall {id} for {len}ms")));
+        self.note(|| Record::Note(format!("stall {id} for {len}ms")));
         let until = self.now + ms(len);
         if let Some(c) = self.net.get_mut(id) {
             c.hold_until = until;
@@ -1202,15 +1248,17 @@ impl<S: ChoiceSource> Sim<S> {
         self.counters.crashes += 1;
         let lands = self.store.inflight.is_some()
             && self.store_rng.ratio(self.opts.crash_lands_per_mille, 1000);
-        self.note(Record::Note(format!(
-            "crash ({} uncommitted changes{})",
-            self.store.uncommitted(),
-            if lands {
-                ", the batch in flight lands"
-            } else {
-                ""
-            }
-        )));
+        let uncommitted = self.store.uncommitted();
+        let landing = if lands {
+            ", the batch in flight lands"
+        } else {
+            ""
+        };
+        self.note(|| {
+            Record::Note(format!(
+                "crash ({uncommitted} uncommitted changes{landing})"
+            ))
+        });
         if lands {
             self.counters.crash_landed += 1;
             let first = Seq(self.store.committed_through.0 + 1);
@@ -1256,7 +1304,7 @@ impl<S: ChoiceSource> Sim<S> {
     // ---- phases ----
 
     fn heal(&mut self) {
-        self.note(Record::Note("heal: faults off, everyone back".into()));
+        self.note(|| Record::Note("heal: faults off, everyone back".into()));
         if self.opts.bench {
             // The benchmark measures the safety phase's workload only.
             self.phase = Phase::Done;

@@ -27,13 +27,15 @@ pub(crate) enum Record {
     Note(String),
 }
 
-/// A ring of the last records.
+/// A ring of the last records. Off in a normal run: a failure replays its seed with the
+/// trace on (the run is deterministic, so the replay is the same run) and prints that.
 pub(crate) struct Trace {
     ring: VecDeque<(u64, Instant, Record)>,
     cap: usize,
 }
 
 impl Trace {
+    /// A trace keeping the last `cap` records; 0 keeps none.
     pub(crate) fn new(cap: usize) -> Trace {
         Trace {
             ring: VecDeque::with_capacity(cap),
@@ -41,7 +43,15 @@ impl Trace {
         }
     }
 
+    /// Whether records are kept.
+    pub(crate) fn on(&self) -> bool {
+        self.cap > 0
+    }
+
     pub(crate) fn push(&mut self, step: u64, at: Instant, record: Record) {
+        if self.cap == 0 {
+            return;
+        }
         if self.ring.len() == self.cap {
             self.ring.pop_front();
         }

@@ -16,7 +16,11 @@ pub(crate) struct AdminClient<C> {
     rng: C,
     /// Its connection.
     pub(crate) link: Link,
-    waiting: bool,
+    /// The command waiting for its answer.
+    waiting: Option<AdminCommand>,
+    /// A command whose answer was lost with its connection: tried again, sometimes,
+    /// as an administrator would (its first try may have landed or not).
+    lost: Option<AdminCommand>,
     /// The command waited on is the front of the script.
     waiting_script: bool,
     script: VecDeque<AdminCommand>,
@@ -32,7 +36,8 @@ impl<C: Choices> AdminClient<C> {
         AdminClient {
             rng,
             link: Link::Offline,
-            waiting: false,
+            waiting: None,
+            lost: None,
             waiting_script: false,
             script: VecDeque::new(),
             healing: false,
@@ -55,7 +60,7 @@ impl<C: Choices> AdminClient<C> {
     /// A short description for failure reports.
     pub(crate) fn describe(&self) -> String {
         format!(
-            "admin link={:?} waiting={} healing={} script={:?}",
+            "admin link={:?} waiting={:?} healing={} script={:?}",
             self.link, self.waiting, self.healing, self.script
         )
     }
@@ -77,7 +82,7 @@ impl<C: Choices> AdminClient<C> {
                 self.link = Link::Open(conn);
                 self.wake_in(10, acts);
             }
-            Link::Open(_) if self.waiting => self.wake_in(self.every_ms, acts),
+            Link::Open(_) if self.waiting.is_some() => self.wake_in(self.every_ms, acts),
             Link::Open(_) => {
                 let command = if self.healing {
                     match self.script.front() {
@@ -85,11 +90,14 @@ impl<C: Choices> AdminClient<C> {
                         None => return,
                     }
                 } else {
-                    self.command(dir)
+                    match self.lost.take() {
+                        Some(again) if self.rng.ratio(1, 2) => again,
+                        _ => self.command(dir),
+                    }
                 };
                 let mut line = command.to_line().into_bytes();
                 line.extend_from_slice(b"\r\n");
-                self.waiting = true;
+                self.waiting = Some(command.clone());
                 self.waiting_script = self.healing;
                 acts.push(Act::Send {
                     conn: self.link.conn().unwrap_or(ConnId(0)),
@@ -159,7 +167,7 @@ impl<C: Choices> AdminClient<C> {
     /// It heard a line: an answer ends the command it waited on.
     pub(crate) fn on_heard(&mut self, heard: &Heard, acts: &mut Vec<Act>) {
         if let Heard::AdminAnswer { ok } = *heard {
-            self.waiting = false;
+            self.waiting = None;
             if self.healing {
                 if ok && std::mem::take(&mut self.waiting_script) {
                     self.script.pop_front();
@@ -172,7 +180,7 @@ impl<C: Choices> AdminClient<C> {
     /// Its connection is gone; the command it waited on may or may not have happened.
     pub(crate) fn on_closed(&mut self, acts: &mut Vec<Act>) {
         self.link = Link::Offline;
-        self.waiting = false;
+        self.lost = self.waiting.take();
         self.waiting_script = false;
         self.wake_in(if self.healing { 50 } else { self.every_ms }, acts);
     }

@@ -50,6 +50,7 @@ pub(crate) struct Knobs {
     away_ms: u64,
     misbehave: u64,
     leave: u64,
+    rename: u64,
     receipt: u64,
     max_line: usize,
     ping_timeout_ms: u64,
@@ -64,6 +65,7 @@ impl Knobs {
             away_ms: o.away_ms,
             misbehave: o.misbehave_per_mille,
             leave: o.leave_per_mille,
+            rename: o.rename_per_10k,
             receipt: o.receipt_per_mille,
             max_line: o.max_line_bytes,
             ping_timeout_ms: o.ping_timeout_ms,
@@ -86,6 +88,8 @@ pub(crate) struct Ws2017Client<C> {
     /// Every name it held on this connection (messages sent to an earlier one may still
     /// arrive after a rename).
     pub(crate) held: Vec<String>,
+    /// Counts changes of `name`, so the simulator's directory follows it cheaply.
+    pub(crate) name_changes: u32,
     naming: bool,
     renaming: bool,
     /// It said goodbye or was told to go: it waits for the close.
@@ -112,6 +116,7 @@ impl<C: Choices> Ws2017Client<C> {
             link: Link::Offline,
             name: None,
             held: Vec::new(),
+            name_changes: 0,
             naming: false,
             renaming: false,
             leaving: false,
@@ -298,10 +303,15 @@ impl<C: Choices> Ws2017Client<C> {
         if !dir.healed && self.rng.ratio(self.knobs.misbehave, 1000) {
             return self.misbehave(now, dir, acts);
         }
-        let cgetu = if self.knobs.small { 3 } else { 0 };
-        let rename = if dir.healed { 0 } else { 4 };
+        // Weights per 10,000 actions.
+        let cgetu = if self.knobs.small { 300 } else { 0 };
+        let rename = if dir.healed { 0 } else { self.knobs.rename };
+        let chat = 10_000 - 200 - 500 - cgetu - rename;
         let sp = self.spelling();
-        match self.rng.weighted(&[55, 15, cgetu, 2, 5, rename]) {
+        match self
+            .rng
+            .weighted(&[chat * 4 / 5, chat / 5, cgetu, 200, 500, rename])
+        {
             0 | 1 => {
                 let to = self.target(dir);
                 let whisper = self.rng.ratio(1, 4);
@@ -450,7 +460,9 @@ impl<C: Choices> Ws2017Client<C> {
 
     fn reset(&mut self) {
         self.link = Link::Offline;
-        self.name = None;
+        if self.name.take().is_some() {
+            self.name_changes += 1;
+        }
         self.held.clear();
         self.naming = false;
         self.renaming = false;
@@ -476,11 +488,13 @@ impl<C: Choices> Ws2017Client<C> {
             Heard::NameSet(name) => {
                 self.held.push(name.clone());
                 self.name = Some(name.clone());
+                self.name_changes += 1;
                 self.naming = false;
             }
             Heard::Renamed(name) => {
                 self.held.push(name.clone());
                 self.name = Some(name.clone());
+                self.name_changes += 1;
                 self.renaming = false;
             }
             Heard::NameTaken(suggestion) => {
