@@ -13,6 +13,7 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --seeds A..B        run seeds A (included) to B (excluded)
   --clients K         exactly K ws2017 clients (default: drawn from the seed)
   --virtual-secs S    a safety phase of S virtual seconds (default: drawn)
+  --steps M           stop one seed's run after M steps (to bisect)
   --jobs J            seeds run on J threads in a sweep (default: 1)
   --check-determinism run each seed twice and compare every step
   --bench             the benchmark: 10,000 clients for one virtual hour
@@ -54,6 +55,7 @@ struct Args {
     seed: u64,
     overrides: Overrides,
     jobs: usize,
+    steps: Option<u64>,
     determinism: bool,
     quiet: bool,
     help: bool,
@@ -113,6 +115,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 args.overrides.virtual_secs = Some(number("--virtual-secs", it.next())?)
             }
             "--jobs" => args.jobs = number("--jobs", it.next())?,
+            "--steps" => args.steps = Some(number("--steps", it.next())?),
             "--check-determinism" => args.determinism = true,
             "--bench" => args.overrides.bench = true,
             "--plant" => {
@@ -191,10 +194,10 @@ fn main() -> ExitCode {
     let (a, b) = args.seeds.unwrap_or((args.seed, args.seed + 1));
     let start = WallClock::now();
     if b - a == 1 {
-        let outcome = if args.determinism {
-            check_determinism(a, &args.overrides)
-        } else {
-            run_seed(a, &args.overrides)
+        let outcome = match (args.determinism, args.steps) {
+            (true, _) => check_determinism(a, &args.overrides),
+            (false, Some(steps)) => Sim::new(a, &args.overrides).run_until(steps),
+            (false, None) => run_seed(a, &args.overrides),
         };
         println!("{}", outcome.options);
         println!("{}", summary(&outcome));

@@ -478,6 +478,13 @@ impl<S: ChoiceSource> Sim<S> {
         outcome
     }
 
+    /// Runs at most `max_steps` steps (to look at a run's state part way, or to bisect),
+    /// or to the end or the first violation, whichever comes first.
+    pub fn run_until(&mut self, max_steps: u64) -> Outcome {
+        self.run_steps(max_steps);
+        self.outcome()
+    }
+
     /// Runs until the end, a violation or a panic, or `max` steps.
     fn run_steps(&mut self, max: u64) {
         let result = catch_unwind(AssertUnwindSafe(|| while self.step < max && self.step() {}));
