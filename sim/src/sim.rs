@@ -723,6 +723,7 @@ impl<S: ChoiceSource> Sim<S> {
     fn release(&mut self, output: Output) {
         match output {
             Output::Transmit { conn, bytes, .. } => {
+                let batch = self.report_batch();
                 let Some(c) = self.net.get_mut(conn) else {
                     return;
                 };
@@ -730,11 +731,9 @@ impl<S: ChoiceSource> Sim<S> {
                 if let Err(v) = self.oracle.released(c, &self.store.committed) {
                     fail_into(&mut self.failure, self.step, self.now, v);
                 }
-                // Reported in batches: at the next delivery, or once a quarter of the
-                // outbound limit is due (a client that reads nothing still gets its
-                // socket buffer's worth reported).
-                let batch = (self.opts.outbound_limit_bytes / 4) as u64;
-                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) > batch {
+                // Reported in batches (see `report_batch`): a client that reads nothing
+                // still gets its socket buffer's worth reported.
+                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) >= batch {
                     c.report_due = true;
                     self.report_due.push(conn);
                 }
@@ -811,14 +810,21 @@ impl<S: ChoiceSource> Sim<S> {
         }
     }
 
+    /// Written bytes are reported to the server in batches of this many, as a runtime
+    /// learns of completed writes: the server may count up to this many bytes as still
+    /// queued (a small share of its outbound limit).
+    fn report_batch(&self) -> u64 {
+        (self.opts.outbound_limit_bytes as u64 / 4).clamp(1, 4096)
+    }
+
     fn written(&mut self, id: ConnId) {
-        let (sockbuf, boot) = (self.opts.sockbuf_bytes, self.boot);
+        let (sockbuf, boot, batch) = (self.opts.sockbuf_bytes, self.boot, self.report_batch());
         let Some(c) = self.net.get_mut(id) else {
             return;
         };
         c.report_due = false;
         let n = c.unreported(sockbuf);
-        if n > 0 && c.server_open && c.boot == boot {
+        if n >= batch && c.server_open && c.boot == boot {
             c.reported += n;
             self.feed(Input::Written {
                 conn: id,
