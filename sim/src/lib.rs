@@ -20,6 +20,8 @@
 //!
 //! See `docs/simulation.md` for running, reading a failure and replaying a seed.
 
+#![warn(missing_docs)]
+
 mod choices;
 mod client;
 mod invariants;
