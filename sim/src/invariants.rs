@@ -330,6 +330,18 @@ pub(crate) fn offline_messages_exactly_once_in_order(problem: Option<String>) ->
     problem.map_or(Ok(()), Err)
 }
 
+/// The server closes a connection for not answering pings only when a `cping` has gone
+/// unanswered (no `cpong` reached the server since) for at least the ping timeout.
+pub(crate) fn ping_timeouts_are_earned(waited_ms: Option<u64>, timeout_ms: u64) -> Check {
+    match waited_ms {
+        Some(w) if w >= timeout_ms => Ok(()),
+        Some(w) => Err(format!(
+            "closed for silence {w}ms after an unanswered ping; the timeout is {timeout_ms}ms"
+        )),
+        None => Err("closed for silence with every ping answered".to_owned()),
+    }
+}
+
 /// Limits the server must keep, derived from its configuration.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {

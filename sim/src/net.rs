@@ -46,6 +46,8 @@ pub(crate) struct ConnOracle {
     pub(crate) sent: VecDeque<Sent>,
     /// The server said goodbye (`cquit` answered, kicked, refused): nothing more to answer.
     pub(crate) done: bool,
+    /// When the oldest `cping` the server has not yet had an answer to was sent.
+    pub(crate) ping_since: Option<switchboard_proto::Instant>,
     /// An emitted line not yet finished (transmits may split lines).
     pub(crate) partial: Vec<u8>,
     /// Data rows of the admin answer being emitted.
@@ -76,6 +78,11 @@ pub(crate) struct Conn {
     /// Client-to-server bytes not yet delivered.
     pub(crate) up: Vec<u8>,
     pub(crate) up_scheduled: bool,
+    /// Client-to-server bytes written and delivered so far (stream offsets).
+    pub(crate) up_written: u64,
+    pub(crate) up_delivered: u64,
+    /// Where each `cpong` the client wrote ends in its stream.
+    pub(crate) pongs: VecDeque<u64>,
     /// The client closed its side after `up`.
     pub(crate) up_fin: bool,
 
@@ -121,6 +128,9 @@ impl Conn {
             cut: false,
             up: Vec::new(),
             up_scheduled: false,
+            up_written: 0,
+            up_delivered: 0,
+            pongs: VecDeque::new(),
             up_fin: false,
             emitted: 0,
             released: 0,
@@ -136,6 +146,14 @@ impl Conn {
             o: ConnOracle::default(),
             est_pos: None,
         }
+    }
+
+    /// Loses what the client wrote and the network has not delivered (a cut, a reset).
+    pub(crate) fn drop_up(&mut self) {
+        self.up.clear();
+        self.up_fin = false;
+        self.up_delivered = self.up_written;
+        self.pongs.clear();
     }
 
     /// Bytes the socket has taken that the server was not told of: everything released,

@@ -81,6 +81,8 @@ pub(crate) struct EmitCx<'a> {
     pub(crate) store: &'a StoreModel,
     /// The server's durable state as it sees it (committed plus queued).
     pub(crate) state: &'a State,
+    /// Virtual time.
+    pub(crate) now: switchboard_proto::Instant,
 }
 
 /// The oracle.

@@ -24,6 +24,7 @@ impl Oracle {
         // same presence notice the server just sent to someone else.
         if conn.o.greeted {
             if raw == b"cping\r" {
+                conn.o.ping_since.get_or_insert(cx.now);
                 return Ok(Heard::Ping);
             }
             if raw == self.step.last_notice.as_slice() {
@@ -68,7 +69,10 @@ impl Oracle {
                 check!(receipts_follow_messages(to_sender, pair.0, pair.1))?;
                 Ok(Heard::Other)
             }
-            L::Ping => Ok(Heard::Ping),
+            L::Ping => {
+                conn.o.ping_since.get_or_insert(cx.now);
+                Ok(Heard::Ping)
+            }
             L::Kicked(_) => {
                 let expected = self.step.kicks.iter().position(|&c| c == conn.id);
                 let by_ip = conn

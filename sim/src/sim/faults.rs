@@ -32,8 +32,7 @@ impl<S: ChoiceSource> Sim<S> {
         self.note(|| Record::Note(format!("cut {id}")));
         if let Some(c) = self.net.get_mut(id) {
             c.cut = true;
-            c.up.clear();
-            c.up_fin = false;
+            c.drop_up();
             c.drop_down();
         }
         self.net.unestablish(id);
@@ -106,8 +105,7 @@ impl<S: ChoiceSource> Sim<S> {
             self.net.unestablish(id);
             let delay = self.delay();
             if let Some(c) = self.net.get_mut(id) {
-                c.up.clear();
-                c.up_fin = false;
+                c.drop_up();
                 if c.client_open {
                     c.drop_down();
                     self.queue.push(self.now + ms(delay), Ev::ClientReset(id));

@@ -663,6 +663,7 @@ impl<S: ChoiceSource> Sim<S> {
                 let cx = EmitCx {
                     store: &self.store,
                     state: state.unwrap_or(&empty),
+                    now: self.now,
                 };
                 self.oracle.transmit(c, bytes, *after, &cx)
             }
@@ -676,6 +677,12 @@ impl<S: ChoiceSource> Sim<S> {
                     _ => 5,
                 };
                 self.counters.closes[slot] += 1;
+                if *reason == CloseReason::Timeout {
+                    let since = self.net.get(*conn).and_then(|c| c.o.ping_since);
+                    let timeout = self.opts.ping_timeout_ms;
+                    let waited = since.map(|t| self.now.as_millis() - t.as_millis());
+                    check!(ping_timeouts_are_earned(waited, timeout))?;
+                }
                 if self.net.get(*conn).is_some_and(|c| c.server_open) {
                     self.forget(*conn);
                     Ok(())

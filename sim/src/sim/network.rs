@@ -95,8 +95,7 @@ impl<S: ChoiceSource> Sim<S> {
         };
         c.up_scheduled = false;
         if !c.server_open || c.boot != boot || c.cut {
-            c.up.clear();
-            c.up_fin = false;
+            c.drop_up();
             return;
         }
         if now < c.hold_until {
@@ -119,6 +118,12 @@ impl<S: ChoiceSource> Sim<S> {
                 head
             };
             let more = !c.up.is_empty() || c.up_fin;
+            // A `cpong` the server now reads answers its pings.
+            c.up_delivered += n;
+            while c.pongs.front().is_some_and(|&end| end <= c.up_delivered) {
+                c.pongs.pop_front();
+                c.o.ping_since = None;
+            }
             self.feed(Input::Received { conn: id, bytes });
             if more {
                 self.schedule_up(id);
@@ -145,8 +150,7 @@ impl<S: ChoiceSource> Sim<S> {
         let Some(c) = self.net.get_mut(id) else {
             return;
         };
-        c.up.clear();
-        c.up_fin = false;
+        c.drop_up();
         if c.server_open && c.boot == boot {
             self.peer_closed(id);
         }
@@ -284,8 +288,13 @@ impl<S: ChoiceSource> Sim<S> {
                     if !c.client_open || c.up_fin || c.cut {
                         continue;
                     }
+                    let sent_cpong = sent == crate::client::Sent::Cpong;
                     if let Err(v) = self.oracle.wrote(c, sent, &bytes) {
                         fail_into(&mut self.failure, self.step, self.now, v);
+                    }
+                    c.up_written += bytes.len() as u64;
+                    if sent_cpong {
+                        c.pongs.push_back(c.up_written);
                     }
                     c.up.extend_from_slice(&bytes);
                     if self.trace.on() {
@@ -306,7 +315,7 @@ impl<S: ChoiceSource> Sim<S> {
                     self.net.unestablish(conn);
                     if abort {
                         if let Some(c) = self.net.get_mut(conn) {
-                            c.up.clear();
+                            c.drop_up();
                         }
                         let at = self.now + ms(self.delay());
                         self.queue.push(at, Ev::ServerReset(conn));
