@@ -1,6 +1,10 @@
 //! `switchboard-sim`: run one seed, sweep a range of seeds, check determinism, or
 //! benchmark. See `docs/simulation.md`.
 
+/// A faster allocator for long sweeps and the benchmark (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 use std::time::Instant as WallClock;
 
