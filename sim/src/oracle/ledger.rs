@@ -1,0 +1,383 @@
+//! The ledger of direct messages: every message a client sent, by its token, from the
+//! request to its fate (refused, relayed, stored, committed, lost with an uncommitted
+//! batch, dropped with its account, delivered), and a mirror of each account's committed
+//! offline queue, kept from the committed changes alone.
+//!
+//! Tokens are `client << 32 | n`, n counting that client's messages, so the ledger is a
+//! vector per client and a message is found without a map.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use switchboard_proto::{Change, ConnId, Seq, State, StoredMessage, UserName};
+
+use crate::client::ws2017_codec as codec;
+
+/// Where a message is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Sent, no answer yet.
+    Sent,
+    /// Refused with an error.
+    Refused,
+    /// Refused: the recipient's mailbox is full.
+    Full,
+    /// Relayed to an online recipient.
+    Relayed,
+    /// Stored as change `seq` of this boot, not yet committed.
+    Stored(Seq),
+    /// In the committed store.
+    Committed,
+    /// Stored but never committed: lost in a crash (its `stored` never left).
+    Lost,
+    /// Removed with its recipient's account.
+    Dropped,
+    /// Delivered from the store to its recipient.
+    Delivered,
+}
+
+/// One message.
+#[derive(Clone, Debug)]
+pub(crate) struct Message {
+    /// The sender as named in the request.
+    pub(crate) from: String,
+    /// The recipient as named in the request.
+    pub(crate) to: String,
+    pub(crate) whisper: bool,
+    /// The connection it was sent on.
+    pub(crate) sender: ConnId,
+    pub(crate) fate: Fate,
+    /// Its `stored` left the server (after the commit).
+    pub(crate) ack_released: bool,
+    /// Times the recipient's client read it.
+    pub(crate) received: u8,
+    /// Times the sender's client read the echo of its whisper.
+    pub(crate) echoes: u8,
+}
+
+/// Every message and every committed offline queue.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    by_client: Vec<Vec<Message>>,
+    /// Committed offline messages per folded recipient name: (token, message id).
+    queues: BTreeMap<String, VecDeque<(u64, u64)>>,
+    /// Messages stored in this boot and not yet committed.
+    uncommitted: Vec<u64>,
+}
+
+fn split(token: u64) -> (usize, usize) {
+    ((token >> 32) as usize, (token & 0xFFFF_FFFF) as usize)
+}
+
+fn user_key(key: &str) -> Option<switchboard_proto::UserKey> {
+    UserName::parse(key).ok().map(|n| n.key())
+}
+
+impl Ledger {
+    pub(crate) fn new(clients: u32) -> Ledger {
+        Ledger {
+            by_client: (0..clients).map(|_| Vec::new()).collect(),
+            ..Ledger::default()
+        }
+    }
+
+    /// A client sent message `token`.
+    pub(crate) fn sent(
+        &mut self,
+        token: u64,
+        from: &str,
+        to: &str,
+        whisper: bool,
+        sender: ConnId,
+    ) -> Result<(), String> {
+        let (client, n) = split(token);
+        let list = self
+            .by_client
+            .get_mut(client)
+            .ok_or_else(|| format!("message m{token} of an unknown client"))?;
+        if list.len() > n {
+            return Err(format!("message m{token} sent twice"));
+        }
+        let message = Message {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            whisper,
+            sender,
+            fate: Fate::Sent,
+            ack_released: false,
+            received: 0,
+            echoes: 0,
+        };
+        // Messages the client wrote on a connection already gone never left it.
+        list.resize(n, message.clone());
+        list.push(message);
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, token: u64) -> Option<&Message> {
+        let (client, n) = split(token);
+        self.by_client.get(client)?.get(n)
+    }
+
+    pub(crate) fn get_mut(&mut self, token: u64) -> Option<&mut Message> {
+        let (client, n) = split(token);
+        self.by_client.get_mut(client)?.get_mut(n)
+    }
+
+    /// The server acknowledged `token` as stored by change `seq` (not yet committed).
+    pub(crate) fn stored(&mut self, token: u64, seq: Seq) {
+        if let Some(m) = self.get_mut(token) {
+            m.fate = Fate::Stored(seq);
+            self.uncommitted.push(token);
+        }
+    }
+
+    /// Does `m` carry message `token` as it was sent?
+    pub(crate) fn matches(&self, token: u64, m: &StoredMessage) -> bool {
+        self.get(token).is_some_and(|rec| {
+            m.body == codec::body(token)
+                && codec::key(m.from.as_str()) == codec::key(&rec.from)
+                && codec::key(m.to.as_str()) == codec::key(&rec.to)
+        })
+    }
+
+    /// A committed change that concerns offline messages, applied to the mirror; returns
+    /// the recipient whose queue it touched.
+    pub(crate) fn committed(
+        &mut self,
+        seq: Seq,
+        change: &Change,
+    ) -> Result<Option<String>, String> {
+        match change {
+            Change::OfflineQueued(m) => {
+                let token = codec::token_of(&m.body)
+                    .ok_or_else(|| format!("stored message {} has no token", m.id.0))?;
+                if !self.matches(token, m) {
+                    return Err(format!("stored message {m:?} is not m{token} as sent"));
+                }
+                let rec = self.get_mut(token).ok_or("unknown message")?;
+                // `Sent`: the `stored` reply was dropped with its connection (a slow
+                // reader closed as it was sent); the message is stored all the same.
+                if rec.fate != Fate::Stored(seq) && rec.fate != Fate::Sent {
+                    return Err(format!(
+                        "m{token} committed as #{} but its fate was {:?}",
+                        seq.0, rec.fate
+                    ));
+                }
+                rec.fate = Fate::Committed;
+                let key = codec::key(m.to.as_str());
+                let queue = self.queues.entry(key.clone()).or_default();
+                if let Some(&(_, last)) = queue.back() {
+                    if last >= m.id.0 {
+                        let id = m.id.0;
+                        return Err(format!(
+                            "m{token} (id {id}) stored after id {last} for {key}"
+                        ));
+                    }
+                }
+                queue.push_back((token, m.id.0));
+                Ok(Some(key))
+            }
+            Change::OfflineDelivered { to, through } => {
+                let key = codec::key(to.as_str());
+                let queue = self.queues.entry(key.clone()).or_default();
+                let mut gone = Vec::new();
+                while let Some(&(token, id)) = queue.front() {
+                    if id > through.0 {
+                        break;
+                    }
+                    queue.pop_front();
+                    gone.push(token);
+                }
+                for token in gone {
+                    let fate = self.get(token).map(|m| m.fate);
+                    if fate != Some(Fate::Delivered) {
+                        return Err(format!(
+                            "m{token} marked delivered to {key} but it was never delivered"
+                        ));
+                    }
+                }
+                Ok(Some(key))
+            }
+            Change::AccountDeleted { name } => {
+                let key = codec::key(name.as_str());
+                for (token, _) in self.queues.remove(&key).unwrap_or_default() {
+                    if let Some(m) = self.get_mut(token) {
+                        if m.fate == Fate::Committed {
+                            m.fate = Fate::Dropped;
+                        }
+                    }
+                }
+                Ok(Some(key))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Compares one recipient's committed queue with the mirror (length and both ends).
+    pub(crate) fn check_queue(&self, state: &State, key: &str) -> Result<(), String> {
+        let mirror = self.queues.get(key);
+        let real = user_key(key).and_then(|k| state.offline.get(&k));
+        let ids = |q: Option<&VecDeque<StoredMessage>>| {
+            q.map_or((0, None, None), |q| {
+                (q.len(), q.front().map(|m| m.id.0), q.back().map(|m| m.id.0))
+            })
+        };
+        let mine = mirror.map_or((0, None, None), |q| {
+            (q.len(), q.front().map(|e| e.1), q.back().map(|e| e.1))
+        });
+        if ids(real) == mine {
+            Ok(())
+        } else {
+            Err(format!(
+                "offline queue of {key}: store has (len, first, last) {:?}, expected {mine:?}",
+                ids(real)
+            ))
+        }
+    }
+
+    /// Every queue and every acknowledged message against the committed store.
+    pub(crate) fn check_all(&self, state: &State) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, queue) in &state.offline {
+            let mine: Vec<u64> = self
+                .queues
+                .get(key.as_str())
+                .map(|q| q.iter().map(|e| e.1).collect())
+                .unwrap_or_default();
+            let real: Vec<u64> = queue.iter().map(|m| m.id.0).collect();
+            if mine != real {
+                problems.push(format!(
+                    "offline queue of {}: store has {real:?}, expected {mine:?}",
+                    key.as_str()
+                ));
+            }
+        }
+        for (key, queue) in &self.queues {
+            let stored = user_key(key).is_some_and(|k| state.offline.contains_key(&k));
+            if !queue.is_empty() && !stored {
+                problems.push(format!("offline queue of {key} is gone from the store"));
+            }
+        }
+        for (client, list) in self.by_client.iter().enumerate() {
+            for (n, m) in list.iter().enumerate() {
+                if m.ack_released
+                    && !matches!(m.fate, Fate::Committed | Fate::Dropped | Fate::Delivered)
+                {
+                    let token = (client as u64) << 32 | n as u64;
+                    problems.push(format!("m{token} acknowledged as stored but {:?}", m.fate));
+                }
+            }
+        }
+        problems
+    }
+
+    /// The server crashed: what this boot stored and did not commit is lost.
+    pub(crate) fn crashed(&mut self) {
+        for token in std::mem::take(&mut self.uncommitted) {
+            if let Some(m) = self.get_mut(token) {
+                if matches!(m.fate, Fate::Stored(_)) {
+                    m.fate = Fate::Lost;
+                }
+            }
+        }
+    }
+
+    /// The `stored` of `token` leaves the server: it must be committed by now.
+    pub(crate) fn ack_released(&mut self, token: u64) -> bool {
+        match self.get_mut(token) {
+            // Committed, and maybe already removed with its account since.
+            Some(m) if matches!(m.fate, Fate::Committed | Fate::Dropped) => {
+                m.ack_released = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A protocol delivered stored message `token` to its recipient's client. For the
+    /// protocols that log in to accounts (arsc, ims, opcode, jabberd): each reports here
+    /// as its client reads a message from the store. It must be committed, the oldest
+    /// undelivered one of its recipient, and never delivered before.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn delivered_from_store(&mut self, token: u64) -> Result<(), String> {
+        let (key, fate) = match self.get(token) {
+            Some(m) => (codec::key(&m.to), m.fate),
+            None => return Err(format!("unknown message m{token} delivered")),
+        };
+        match fate {
+            Fate::Delivered => return Err(format!("m{token} delivered twice")),
+            Fate::Committed => {}
+            other => return Err(format!("m{token} delivered from the store while {other:?}")),
+        }
+        let first = self.queues.get(&key).and_then(|q| {
+            q.iter()
+                .map(|e| e.0)
+                .find(|&t| self.get(t).is_some_and(|m| m.fate != Fate::Delivered))
+        });
+        if first != Some(token) {
+            return Err(format!(
+                "m{token} delivered to {key} before m{}",
+                first.unwrap_or_default()
+            ));
+        }
+        if let Some(m) = self.get_mut(token) {
+            m.fate = Fate::Delivered;
+        }
+        Ok(())
+    }
+
+    /// Messages relayed, and refused for a full mailbox.
+    pub(crate) fn fates(&self) -> (u64, u64) {
+        let all = self.by_client.iter().flatten();
+        all.fold((0, 0), |(r, f), m| match m.fate {
+            Fate::Relayed => (r + 1, f),
+            Fate::Full => (r, f + 1),
+            _ => (r, f),
+        })
+    }
+
+    /// Messages acknowledged as stored so far.
+    pub(crate) fn stored_count(&self) -> usize {
+        self.by_client
+            .iter()
+            .flatten()
+            .filter(|m| m.ack_released)
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_proto::MessageId;
+
+    fn stored(token: u64, id: u64) -> Change {
+        Change::OfflineQueued(StoredMessage {
+            id: MessageId(id),
+            from: UserName::parse("al").unwrap(),
+            to: UserName::parse("Acct").unwrap(),
+            body: codec::body(token),
+            sent_ms: 0,
+        })
+    }
+
+    #[test]
+    fn stored_messages_commit_once_in_order_and_deliver_once() {
+        let mut l = Ledger::new(1);
+        for n in 0..3 {
+            l.sent(n, "al", "acct", false, ConnId(1)).unwrap();
+            l.stored(n, Seq(n + 1));
+        }
+        assert!(!l.ack_released(0), "not committed yet");
+        l.committed(Seq(1), &stored(0, 10)).unwrap();
+        l.committed(Seq(2), &stored(1, 11)).unwrap();
+        assert!(l.committed(Seq(2), &stored(1, 11)).is_err(), "twice");
+        assert!(l.committed(Seq(3), &stored(2, 9)).is_err(), "out of order");
+        assert!(l.ack_released(0));
+        assert!(l.delivered_from_store(1).is_err(), "m0 first");
+        l.delivered_from_store(0).unwrap();
+        assert!(l.delivered_from_store(0).is_err());
+        l.crashed();
+        assert_eq!(l.get(1).unwrap().fate, Fate::Committed);
+    }
+}

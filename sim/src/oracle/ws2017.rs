@@ -1,0 +1,392 @@
+//! Judging ws2017 output: greetings and refusals, replies matched to requests, presence
+//! notices, direct messages and receipts, kicks; and what a ws2017 client reads.
+
+use switchboard_proto::{Change, ConnId, Seq};
+
+use super::ledger::Fate;
+use super::{check, registered, EmitCx, Oracle};
+use crate::client::ws2017_codec::{self as codec, ServerLine};
+use crate::client::{Heard, Sent};
+use crate::invariants;
+use crate::net::{Claim, Conn};
+use crate::report::Violation;
+
+impl Oracle {
+    pub(super) fn ws2017_line(
+        &mut self,
+        conn: &mut Conn,
+        raw: &[u8],
+        after: Option<Seq>,
+        end: u64,
+        cx: &EmitCx<'_>,
+    ) -> Result<Heard, Violation> {
+        // The lines every client hears most, judged without decoding: a ping, and the
+        // same presence notice the server just sent to someone else.
+        if conn.o.greeted {
+            if raw == b"cping\r" {
+                conn.o.ping_since.get_or_insert(cx.now);
+                return Ok(Heard::Ping);
+            }
+            if raw == self.step.last_notice.as_slice() {
+                return Ok(Heard::Other);
+            }
+        }
+        let parsed = check!(server_lines_are_understood(raw))?;
+        if !conn.o.greeted {
+            conn.o.greeted = true;
+            let banned = conn.ip.is_some_and(|ip| self.ip_banned.contains(&ip));
+            check!(banned_get_no_session(banned, Some(&parsed), false))?;
+            if banned {
+                conn.o.done = true;
+                return Ok(Heard::Banned);
+            }
+            return Ok(Heard::Greeting);
+        }
+        use ServerLine as L;
+        match parsed {
+            L::Greeting => Err(Violation::new(
+                "replies_answer_requests",
+                format!("{} greeted twice", conn.id),
+            )),
+            L::UserJoined(_) | L::UserLeft(_) | L::UserRenamed(..) => {
+                self.notice(raw, &parsed)?;
+                Ok(Heard::Other)
+            }
+            L::Chat {
+                whisper,
+                from,
+                to,
+                body,
+            } => self.chat_line(conn, whisper, from, to, body),
+            L::Receipt { from, to } => {
+                let to_sender = conn
+                    .o
+                    .name
+                    .as_ref()
+                    .is_some_and(|(k, _)| *k == codec::key(from));
+                let pair = self.receipts.entry((conn.id, codec::key(to))).or_default();
+                pair.1 += 1;
+                check!(receipts_follow_messages(to_sender, pair.0, pair.1))?;
+                Ok(Heard::Other)
+            }
+            L::Ping => {
+                conn.o.ping_since.get_or_insert(cx.now);
+                Ok(Heard::Ping)
+            }
+            L::Kicked(_) => {
+                let expected = self.step.kicks.iter().position(|&c| c == conn.id);
+                let by_ip = conn
+                    .ip
+                    .is_some_and(|ip| self.step.ip_bans.iter().any(|b| b.0 == ip));
+                let unexpected = match expected {
+                    Some(i) => {
+                        self.step.kicks.swap_remove(i);
+                        None
+                    }
+                    None if by_ip => None,
+                    None => Some(conn.id.0),
+                };
+                check!(kicks_reach_their_targets(unexpected, &[], None))?;
+                self.step.kicked.push(conn.id);
+                conn.o.done = true;
+                Ok(Heard::Goodbye)
+            }
+            _ => self.ws2017_reply(conn, parsed, after, end, cx),
+        }
+    }
+
+    fn notice(&mut self, raw: &[u8], parsed: &ServerLine<'_>) -> Result<(), Violation> {
+        // A connection closed in this step for reading too slowly may have lost the
+        // reply to its own `uname`: its login or rename still happened, and it left.
+        let s = &mut self.step;
+        let seen = match *parsed {
+            ServerLine::UserJoined(n) => {
+                let implied = !s.joined.iter().any(|j| j == n) && s.closed_unnamed > 0;
+                if implied {
+                    s.closed_unnamed -= 1;
+                    s.left.push(n.to_owned());
+                }
+                implied || s.joined.iter().any(|j| j == n)
+            }
+            ServerLine::UserLeft(n) => s.left.iter().any(|l| l == n),
+            ServerLine::UserRenamed(old, new) => {
+                let known = s.renamed.iter().any(|(o, n)| o == old && n == new);
+                let implied = !known && s.left.iter().any(|l| l == old);
+                if implied {
+                    s.renamed.push((old.to_owned(), new.to_owned()));
+                    s.left.push(new.to_owned());
+                }
+                known || implied
+            }
+            _ => false,
+        };
+        check!(presence_notices_are_true(seen, parsed))?;
+        self.step.last_notice.clear();
+        self.step.last_notice.extend_from_slice(raw);
+        Ok(())
+    }
+
+    fn chat_line(
+        &mut self,
+        conn: &mut Conn,
+        whisper: bool,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<Heard, Violation> {
+        let token = codec::token_of(body);
+        let msg = token.and_then(|t| self.ledger.get(t));
+        let intact = match (token, msg) {
+            (Some(t), Some(m)) => {
+                if body == codec::body(t)
+                    && whisper == m.whisper
+                    && codec::key(from) == codec::key(&m.from)
+                    && codec::key(to) == codec::key(&m.to)
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{:?} arrived as chat{} {from} {to} '{body}'",
+                        m,
+                        if whisper { "w" } else { "m" }
+                    ))
+                }
+            }
+            _ => Err(format!("unknown message '{body}' from {from} to {to}")),
+        };
+        let token = token.unwrap_or_default();
+        let take = |list: &mut Vec<(u64, ConnId)>| match list
+            .iter()
+            .position(|&e| e == (token, conn.id))
+        {
+            Some(i) => {
+                list.swap_remove(i);
+                true
+            }
+            None => false,
+        };
+        let mut expected = take(&mut self.step.relays) || (whisper && take(&mut self.step.echoes));
+        if !expected {
+            // The acknowledgement may have been dropped with its sender's connection (a
+            // slow reader closed by it in this step): the message still goes to whoever
+            // holds the recipient's name.
+            let sender_gone = msg.is_some_and(|m| self.step.closed.contains(&m.sender));
+            let holds = conn
+                .o
+                .name
+                .as_ref()
+                .is_some_and(|(k, _)| *k == codec::key(to));
+            expected = sender_gone && holds;
+            if expected {
+                if let Some(m) = self.ledger.get_mut(token) {
+                    m.fate = Fate::Relayed;
+                }
+            }
+        }
+        let describe = || format!("m{token} from {from} to {to} (on {})", conn.id);
+        check!(direct_messages_reach_only_their_recipient(
+            expected, intact, &describe
+        ))?;
+        Ok(Heard::Chat {
+            whisper,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            token,
+        })
+    }
+
+    fn ws2017_reply(
+        &mut self,
+        conn: &mut Conn,
+        parsed: ServerLine<'_>,
+        after: Option<Seq>,
+        end: u64,
+        cx: &EmitCx<'_>,
+    ) -> Result<Heard, Violation> {
+        use ServerLine as L;
+        let sent = loop {
+            let Some(sent) = conn.o.sent.pop_front() else {
+                return Err(Violation::new(
+                    "replies_answer_requests",
+                    format!("{parsed:?} on {} answers no request", conn.id),
+                ));
+            };
+            if invariants::answers(&sent, &parsed) {
+                break sent;
+            }
+        };
+        let subject = match &sent {
+            Sent::Uname(name) => Some(name.as_str()),
+            Sent::Chat { to, .. } => Some(to.as_str()),
+            _ => None,
+        };
+        let holder = subject
+            .and_then(|s| self.holders.get(&codec::key(s)))
+            .map(|(c, _)| *c);
+        let own = conn.o.name.as_ref().map(|(_, n)| n.clone());
+        let view = invariants::ReplyView {
+            own: own.as_deref(),
+            held_by_self: holder == Some(conn.id),
+            held_by_other: holder.is_some_and(|c| c != conn.id),
+            registered: subject.is_some_and(|s| registered(cx.state, s)),
+            store_failing: self.store_failing,
+        };
+        check!(replies_answer_requests(&sent, &parsed, &view))?;
+        let heard = match (&sent, parsed) {
+            (Sent::Uname(_), L::NameSet(name)) => {
+                let key = codec::key(name);
+                check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
+                let banned = conn.ip.is_some_and(|ip| self.ip_banned.contains(&ip));
+                check!(banned_get_no_session(banned, None, true))?;
+                self.holders.insert(key.clone(), (conn.id, name.to_owned()));
+                conn.o.name = Some((key, name.to_owned()));
+                self.step.joined.push(name.to_owned());
+                Heard::NameSet(name.to_owned())
+            }
+            (Sent::Uname(_), L::Renamed(name)) => {
+                check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
+                if let Some((old_key, old)) = conn.o.name.take() {
+                    self.holders.remove(&old_key);
+                    self.step.renamed.push((old, name.to_owned()));
+                }
+                let key = codec::key(name);
+                self.holders.insert(key.clone(), (conn.id, name.to_owned()));
+                conn.o.name = Some((key, name.to_owned()));
+                Heard::Renamed(name.to_owned())
+            }
+            (Sent::Uname(_), L::NameTaken(suggestion)) => {
+                let free = !self.holders.contains_key(&codec::key(suggestion))
+                    && !registered(cx.state, suggestion);
+                if !free {
+                    return Err(Violation::new(
+                        "replies_answer_requests",
+                        format!("suggested name {suggestion} is taken"),
+                    ));
+                }
+                Heard::NameTaken(suggestion.to_owned())
+            }
+            (Sent::Uname(_), _) => Heard::NameRefused,
+            (
+                Sent::Chat {
+                    token, whisper, to, ..
+                },
+                reply,
+            ) => {
+                let echo = *whisper
+                    && own
+                        .as_deref()
+                        .is_some_and(|o| codec::key(o) != codec::key(to));
+                match reply {
+                    L::Relayed { .. } => {
+                        if let Some(recipient) = holder {
+                            self.step.relays.push((*token, recipient));
+                        }
+                        if echo {
+                            self.step.echoes.push((*token, conn.id));
+                        }
+                        if let Some(m) = self.ledger.get_mut(*token) {
+                            m.fate = Fate::Relayed;
+                        }
+                        self.receipts
+                            .entry((conn.id, codec::key(to)))
+                            .or_default()
+                            .0 += 1;
+                    }
+                    L::Stored { .. } => {
+                        let ledger = &self.ledger;
+                        let claims = |c: &Change| matches!(c, Change::OfflineQueued(m) if ledger.matches(*token, m));
+                        let change = after.and_then(|seq| cx.store.change(seq));
+                        check!(acknowledgements_wait_on_their_change(
+                            after,
+                            change,
+                            &claims,
+                            &format!("m{token} stored")
+                        ))?;
+                        self.ledger.stored(*token, after.unwrap_or_default());
+                        conn.claims.push_back((end, Claim::Stored(*token)));
+                        if echo {
+                            self.step.echoes.push((*token, conn.id));
+                        }
+                    }
+                    L::Error { text, .. } => {
+                        if let Some(m) = self.ledger.get_mut(*token) {
+                            m.fate = if text.contains("mailbox") {
+                                Fate::Full
+                            } else {
+                                Fate::Refused
+                            };
+                        }
+                    }
+                    _ => {}
+                }
+                Heard::Other
+            }
+            (Sent::Cgetu, L::Users(list)) => {
+                let names = self.holders.values().map(|(_, n)| n.as_str());
+                let same = if self.holders.len() <= 2000 {
+                    names.eq(list.split(' ').filter(|s| !s.is_empty()))
+                } else {
+                    list.split(' ').count() == self.holders.len()
+                };
+                if !same {
+                    return Err(Violation::new(
+                        "replies_answer_requests",
+                        format!(
+                            "cgetu listed [{list}] while {} names are held",
+                            self.holders.len()
+                        ),
+                    ));
+                }
+                Heard::Other
+            }
+            (Sent::Cquit, _) => {
+                conn.o.done = true;
+                Heard::Goodbye
+            }
+            _ => Heard::Other,
+        };
+        Ok(heard)
+    }
+
+    /// A client read a direct message on `conn` while holding `names` there.
+    pub(crate) fn client_read_chat(
+        &mut self,
+        conn: ConnId,
+        names: &[String],
+        heard: &Heard,
+    ) -> Result<(), Violation> {
+        let Heard::Chat {
+            whisper,
+            from,
+            to,
+            token,
+        } = heard
+        else {
+            return Ok(());
+        };
+        let Some(m) = self.ledger.get_mut(*token) else {
+            return Err(Violation::new(
+                "direct_messages_reach_only_their_recipient",
+                format!("{conn} read unknown m{token}"),
+            ));
+        };
+        let echo = *whisper && m.sender == conn && codec::key(&m.to) != codec::key(&m.from);
+        let count = if echo {
+            m.echoes += 1;
+            m.echoes
+        } else {
+            m.received += 1;
+            m.received
+        };
+        let mine = echo || names.iter().any(|n| codec::key(n) == codec::key(to));
+        let intact = if count == 1 {
+            Ok(())
+        } else {
+            Err(format!("m{token} read {count} times on {conn}"))
+        };
+        let describe = || format!("m{token} from {from} to {to} read on {conn} holding {names:?}");
+        check!(direct_messages_reach_only_their_recipient(
+            mine, intact, &describe
+        ))
+    }
+}

@@ -1,0 +1,239 @@
+//! Faults as scheduled events (cuts, stalls, crashes; storage failures are in the
+//! dispatcher), and the phases: healing into liveness, and the final judgement.
+
+use switchboard_proto::{CommitGate, ConnId, Seq};
+
+use super::{ms, Ev, Phase, Sim};
+use crate::choices::{ChoiceSource, Choices};
+use crate::net::Owner;
+use crate::oracle::check;
+use crate::oracle::ledger::Fate;
+use crate::trace::Record;
+
+impl<S: ChoiceSource> Sim<S> {
+    pub(super) fn pick_established(&mut self) -> Option<ConnId> {
+        let est = self.net.established();
+        if est.is_empty() {
+            return None;
+        }
+        let i = self.fault_rng.below(est.len() as u64) as usize;
+        Some(est[i])
+    }
+
+    pub(super) fn cut(&mut self) {
+        self.schedule_fault(self.opts.cut_every_ms, Ev::Cut);
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let Some(id) = self.pick_established() else {
+            return;
+        };
+        self.counters.cuts += 1;
+        self.note(|| Record::Note(format!("cut {id}")));
+        if let Some(c) = self.net.get_mut(id) {
+            c.cut = true;
+            c.drop_up();
+            c.drop_down();
+        }
+        self.net.unestablish(id);
+        let (a, b) = (self.delay(), self.delay());
+        self.queue.push(self.now + ms(a), Ev::ServerReset(id));
+        self.queue.push(self.now + ms(b), Ev::ClientReset(id));
+    }
+
+    pub(super) fn stall(&mut self) {
+        self.schedule_fault(self.opts.hold_every_ms, Ev::Hold);
+        if self.phase != Phase::Safety {
+            return;
+        }
+        let Some(id) = self.pick_established() else {
+            return;
+        };
+        let len = self.fault_rng.range(100..=self.opts.hold_max_ms.max(100));
+        self.counters.stalls += 1;
+        self.note(|| Record::Note(format!("stall {id} for {len}ms")));
+        let until = self.now + ms(len);
+        if let Some(c) = self.net.get_mut(id) {
+            c.hold_until = until;
+        }
+    }
+
+    pub(super) fn crash(&mut self) {
+        self.schedule_fault(self.opts.crash_every_ms, Ev::Crash);
+        if self.phase != Phase::Safety || self.server.is_none() {
+            return;
+        }
+        self.counters.crashes += 1;
+        let lands = self.store.inflight.is_some()
+            && self.store_rng.ratio(self.opts.crash_lands_per_mille, 1000);
+        let uncommitted = self.store.uncommitted();
+        let landing = if lands {
+            ", the batch in flight lands"
+        } else {
+            ""
+        };
+        self.note(|| {
+            Record::Note(format!(
+                "crash ({uncommitted} uncommitted changes{landing})"
+            ))
+        });
+        if lands {
+            self.counters.crash_landed += 1;
+            let first = Seq(self.store.committed_through.0 + 1);
+            let batch = self.store.land();
+            if let Err(v) = self.oracle.committed(first, &batch, &self.store.committed) {
+                self.fail(v);
+            }
+        }
+        self.server = None;
+        self.gate = CommitGate::new();
+        self.store.crash();
+        self.oracle.ledger.crashed();
+        self.oracle.store_failing = false;
+        self.effects_running = 0;
+        // Every connection of this boot dies with it, unless the server's close already
+        // left (then the client reads what is in flight and the end of the stream).
+        let boot = self.boot;
+        let open: Vec<ConnId> = self
+            .net
+            .iter()
+            .filter(|c| c.server_open || c.accepted && c.boot == boot && c.down_close.is_none())
+            .map(|c| c.id)
+            .collect();
+        for id in open {
+            self.forget(id);
+            self.net.unestablish(id);
+            let delay = self.delay();
+            if let Some(c) = self.net.get_mut(id) {
+                c.drop_up();
+                if c.client_open {
+                    c.drop_down();
+                    self.queue.push(self.now + ms(delay), Ev::ClientReset(id));
+                }
+            }
+        }
+        self.server_open = 0;
+        let (lo, hi) = self.opts.restart_ms;
+        let at = self.now + ms(self.fault_rng.range(lo..=hi));
+        self.queue.push(at, Ev::Restart);
+    }
+
+    // ---- phases ----
+
+    pub(super) fn heal(&mut self) {
+        self.note(|| Record::Note("heal: faults off, everyone back".into()));
+        if self.opts.bench {
+            // The benchmark measures the safety phase's workload only.
+            self.phase = Phase::Done;
+            self.tally();
+            return;
+        }
+        self.phase = Phase::Liveness;
+        self.dir.healed = true;
+        self.fail_until = self.now;
+        if self.server.is_none() {
+            self.boot_server();
+        }
+        let held: Vec<ConnId> = self
+            .net
+            .iter()
+            .filter(|c| c.hold_until > self.now)
+            .map(|c| c.id)
+            .collect();
+        for id in held {
+            if let Some(c) = self.net.get_mut(id) {
+                c.hold_until = self.now;
+                c.up_scheduled = false;
+                c.down_scheduled = false;
+            }
+            self.schedule_up(id);
+            self.schedule_down(id);
+        }
+        for i in 0..self.clients.len() {
+            let mut acts = std::mem::take(&mut self.acts);
+            self.clients[i].heal(&mut acts);
+            self.apply(Owner::Client(i as u32), &mut acts);
+            self.acts = acts;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
+        self.admin.heal(&self.dir, &mut acts);
+        self.apply(Owner::Admin, &mut acts);
+        self.acts = acts;
+    }
+
+    /// The drain is over: the liveness expectations.
+    pub(super) fn finish(&mut self) {
+        self.phase = Phase::Done;
+        self.tally();
+        let mut problems = Vec::new();
+        if self.server.is_none() {
+            problems.push("the server is down".to_owned());
+        }
+        for client in &self.clients {
+            if !client.settled() {
+                problems.push(format!("not back: {}", client.describe()));
+            }
+        }
+        if !self.admin.healed() {
+            problems.push(format!("administrator not done: {}", self.admin.describe()));
+        }
+        for c in self.net.iter() {
+            if !(c.client_open && c.server_open) {
+                continue;
+            }
+            if let Some(sent) = c.o.sent.iter().find(|s| !s.may_be_silent()) {
+                problems.push(format!("{}: {sent:?} never answered", c.id));
+            }
+            if c.emitted != c.released || c.released != c.delivered || !c.o.partial.is_empty() {
+                problems.push(format!(
+                    "{}: {} bytes emitted, {} released, {} delivered",
+                    c.id, c.emitted, c.released, c.delivered
+                ));
+            }
+        }
+        if self.gate.held() != 0 || self.store.uncommitted() != 0 {
+            problems.push(format!(
+                "{} outputs held, {} changes uncommitted",
+                self.gate.held(),
+                self.store.uncommitted()
+            ));
+        }
+        for client in &self.clients {
+            for &(token, to_account) in &client.final_tokens {
+                self.counters.final_messages += 1;
+                let Some(m) = self.oracle.ledger.get(token) else {
+                    continue;
+                };
+                // A message to an account may be refused (no such account, a full
+                // mailbox: the oracle judged the reason); one to a client must arrive.
+                let ok = match m.fate {
+                    Fate::Relayed => m.received == 1,
+                    Fate::Committed => m.ack_released,
+                    Fate::Full | Fate::Refused => to_account,
+                    _ => false,
+                };
+                if !ok {
+                    problems.push(format!("final message m{token} to {}: {m:?}", m.to));
+                }
+            }
+        }
+        let result = check!(liveness_expectations_met(&problems));
+        if let Err(v) = result {
+            self.fail(v);
+            return;
+        }
+        let mut durable = self.oracle.durable.check_all(&self.store.committed);
+        durable.extend(self.oracle.ledger.check_all(&self.store.committed));
+        if let Err(v) = check!(acknowledged_changes_survive_restarts(&durable)) {
+            self.fail(v);
+        }
+        self.check_stats();
+    }
+
+    pub(super) fn tally(&mut self) {
+        self.counters.stored = self.oracle.ledger.stored_count() as u64;
+        let (relayed, full) = self.oracle.ledger.fates();
+        self.counters.relayed = relayed;
+        self.counters.mailbox_full = full;
+    }
+}

@@ -1,0 +1,901 @@
+//! [`Sim`]: one deterministic run. The real [`Server`] in the middle; around it virtual
+//! clients, a virtual network, a virtual clock, the commit gate, a store model and
+//! scheduled faults; the oracle after every step.
+//!
+//! A step is one event: the earliest of the server's deadline and the queue's head. The
+//! clock jumps to it. Two phases: safety (faults on, clients misbehave) until
+//! `virtual_secs`, then liveness (faults healed, the server up, bans lifted, everyone
+//! back; a final round of messages), then a drain (no new timers or actions, the network
+//! and the store finish what is in flight) and the liveness expectations.
+
+use core::net::{IpAddr, Ipv4Addr};
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use switchboard_proto::{
+    CloseReason, CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now, Output,
+    PasswordHash, Seq, Server,
+};
+
+use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
+use crate::client::admin::AdminClient;
+use crate::client::ws2017::{Knobs, Ws2017Client};
+use crate::client::{Act, Directory};
+use crate::invariants::{Expected, Limits};
+use crate::net::{Net, Owner};
+use crate::options::{Overrides, SimOptions};
+use crate::oracle::durable::{fake_hash, fake_ims_hash};
+use crate::oracle::{check, EmitCx, Oracle};
+use crate::queue::EventQueue;
+use crate::report::{Failure, Violation};
+use crate::store::StoreModel;
+use crate::trace::{Record, RollingHash, Trace};
+
+mod faults;
+mod network;
+
+/// Unix time, in milliseconds, at virtual time zero.
+pub const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
+
+/// Records kept for a failure report.
+const TRACE_RECORDS: usize = 300;
+
+#[derive(Clone, Debug)]
+enum Ev {
+    /// A connection attempt reaches the server.
+    Accept(ConnId),
+    /// The next client-to-server chunk arrives.
+    Up(ConnId),
+    /// The next server-to-client chunk arrives.
+    Down(ConnId),
+    /// The client learns its connection is gone.
+    ClientReset(ConnId),
+    /// The server learns the client's side is gone.
+    ServerReset(ConnId),
+    /// The client learns its connection attempt was refused.
+    Refused(ConnId),
+    Wake(u32, u32),
+    AdminWake(u32),
+    Effect(Box<(u32, EffectId, EffectResult)>),
+    Commit(u32),
+    Crash,
+    Restart,
+    Cut,
+    Hold,
+    StoreFail,
+    Heal,
+    FinalRound,
+    End,
+}
+
+impl Ev {
+    fn name(&self) -> (&'static str, u64) {
+        match self {
+            Ev::Accept(c) => ("accept", c.0),
+            Ev::Up(c) => ("up", c.0),
+            Ev::Down(c) => ("down", c.0),
+            Ev::ClientReset(c) => ("client-reset", c.0),
+            Ev::ServerReset(c) => ("server-reset", c.0),
+            Ev::Refused(c) => ("refused", c.0),
+            Ev::Wake(i, _) => ("wake client", u64::from(*i)),
+            Ev::AdminWake(_) => ("wake admin", 0),
+            Ev::Effect(e) => ("effect", e.1 .0),
+            Ev::Commit(b) => ("commit boot", u64::from(*b)),
+            Ev::Crash => ("CRASH", 0),
+            Ev::Restart => ("RESTART", 0),
+            Ev::Cut => ("CUT", 0),
+            Ev::Hold => ("STALL", 0),
+            Ev::StoreFail => ("STORE-FAIL", 0),
+            Ev::Heal => ("HEAL", 0),
+            Ev::FinalRound => ("FINAL-ROUND", 0),
+            Ev::End => ("END", 0),
+        }
+    }
+
+    /// Whether the event still runs once the run drains (no new timers or actions).
+    fn drains(&self) -> bool {
+        matches!(
+            self,
+            Ev::Accept(_)
+                | Ev::Up(_)
+                | Ev::Down(_)
+                | Ev::ClientReset(_)
+                | Ev::ServerReset(_)
+                | Ev::Refused(_)
+                | Ev::Effect(_)
+                | Ev::Commit(_)
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Safety,
+    Liveness,
+    Drain,
+    Done,
+}
+
+/// What a run exercised: counts that show the fault model and the rare branches were
+/// reached (TigerBeetle's coverage marks, for the simulator itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Steps.
+    pub steps: u64,
+    /// Server crashes.
+    pub crashes: u64,
+    /// Crashes during a commit whose batch landed (durable, never acknowledged).
+    pub crash_landed: u64,
+    /// Restarts with offline messages in the store.
+    pub restarts_with_mail: u64,
+    /// Commits.
+    pub commits: u64,
+    /// Failed commit attempts.
+    pub commit_failures: u64,
+    /// Connections cut.
+    pub cuts: u64,
+    /// Connections stalled.
+    pub stalls: u64,
+    /// Connection attempts refused (server down).
+    pub refused: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Server closes by reason: quit, timeout, slow reader, kicked, banned, other.
+    pub closes: [u64; 6],
+    /// Messages relayed to an online recipient.
+    pub relayed: u64,
+    /// Messages acknowledged as stored.
+    pub stored: u64,
+    /// Messages refused: mailbox full.
+    pub mailbox_full: u64,
+    /// Failed effects.
+    pub effects_failed: u64,
+    /// Final-round messages checked.
+    pub final_messages: u64,
+}
+
+impl Counters {
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, other: &Counters) {
+        let fields = [
+            (&mut self.steps, other.steps),
+            (&mut self.crashes, other.crashes),
+            (&mut self.crash_landed, other.crash_landed),
+            (&mut self.restarts_with_mail, other.restarts_with_mail),
+            (&mut self.commits, other.commits),
+            (&mut self.commit_failures, other.commit_failures),
+            (&mut self.cuts, other.cuts),
+            (&mut self.stalls, other.stalls),
+            (&mut self.refused, other.refused),
+            (&mut self.accepted, other.accepted),
+            (&mut self.relayed, other.relayed),
+            (&mut self.stored, other.stored),
+            (&mut self.mailbox_full, other.mailbox_full),
+            (&mut self.effects_failed, other.effects_failed),
+            (&mut self.final_messages, other.final_messages),
+        ];
+        for (mine, theirs) in fields {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.closes.iter_mut().zip(other.closes) {
+            *mine += theirs;
+        }
+    }
+}
+
+/// The result of a run.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// The options it ran with.
+    pub options: SimOptions,
+    /// Virtual time at the end, milliseconds.
+    pub virtual_ms: u64,
+    /// The rolling hash of every input and output.
+    pub hash: u64,
+    /// The failure, if an invariant broke.
+    pub failure: Option<Failure>,
+    /// What the run exercised.
+    pub counters: Counters,
+}
+
+/// One simulation run. See the module docs.
+pub struct Sim<S: ChoiceSource = Seeded> {
+    opts: SimOptions,
+    now: Instant,
+    step: u64,
+    phase: Phase,
+    queue: EventQueue<Ev>,
+    server: Option<Server>,
+    boot: u32,
+    gate: CommitGate,
+    store: StoreModel,
+    effects_running: usize,
+    server_open: usize,
+    fail_until: Instant,
+    net: Net,
+    clients: Vec<Ws2017Client<S::Stream>>,
+    admin: AdminClient<S::Stream>,
+    dir: Directory,
+    /// The `name_changes` of each client the directory reflects.
+    dir_seen: Vec<u32>,
+    net_rng: S::Stream,
+    fault_rng: S::Stream,
+    store_rng: S::Stream,
+    source: S,
+    /// What the run was built from, to replay it with the trace on.
+    overrides: Overrides,
+    replay: S,
+    oracle: Oracle,
+    trace: Trace,
+    hash: RollingHash,
+    trail: Option<Vec<u64>>,
+    expect: Option<Vec<u64>>,
+    acts: Vec<Act>,
+    /// Connections with written bytes to report at the end of the step.
+    report_due: Vec<ConnId>,
+    failure: Option<(u64, Instant, Violation)>,
+    counters: Counters,
+}
+
+impl Sim<Seeded> {
+    /// The run of `seed`, its options drawn from the seed and then `overrides`.
+    pub fn new(seed: u64, overrides: &Overrides) -> Self {
+        Sim::with_source(Seeded(seed), seed, overrides)
+    }
+}
+
+impl<S: ChoiceSource> Sim<S> {
+    /// A run whose decisions come from `source` (a seed, or a fuzzer's bytes); `seed` is
+    /// what reports print.
+    pub fn with_source(mut source: S, seed: u64, overrides: &Overrides) -> Self {
+        let mut options_rng = source.stream(Purpose::Options, 0);
+        let opts = SimOptions::draw(seed, &mut options_rng, overrides);
+        let ips: Vec<IpAddr> = (0..opts.ip_pool.max(1))
+            .map(|i| IpAddr::V4(Ipv4Addr::new(10, 0, (i / 250) as u8, (i % 250) as u8 + 1)))
+            .collect();
+        let mut accounts: Vec<String> =
+            (0..opts.account_pool).map(|i| format!("acct{i}")).collect();
+        accounts.extend(["alice".to_owned(), "Bob".to_owned()]);
+        let knobs = Knobs::new(&opts);
+        let clients: Vec<Ws2017Client<S::Stream>> = (0..opts.clients)
+            .map(|i| {
+                let rng = source.stream(Purpose::Client, u64::from(i));
+                Ws2017Client::new(i, rng, ips[i as usize % ips.len()], knobs)
+            })
+            .collect();
+        let admin = AdminClient::new(source.stream(Purpose::Admin, 0), opts.admin_every_ms);
+        let dir = Directory {
+            names: vec![None; opts.clients as usize],
+            accounts,
+            ips,
+            healed: false,
+        };
+        let mut sim = Sim {
+            now: Instant::ZERO,
+            step: 0,
+            phase: Phase::Safety,
+            queue: EventQueue::new(),
+            server: None,
+            boot: 0,
+            gate: CommitGate::new(),
+            store: StoreModel::default(),
+            effects_running: 0,
+            server_open: 0,
+            fail_until: Instant::ZERO,
+            net: Net::default(),
+            clients,
+            admin,
+            dir_seen: vec![0; opts.clients as usize],
+            dir,
+            net_rng: source.stream(Purpose::Network, 0),
+            fault_rng: source.stream(Purpose::Faults, 0),
+            store_rng: source.stream(Purpose::Store, 0),
+            oracle: Oracle::new(opts.clients, opts.max_line_bytes),
+            trace: Trace::new(0),
+            hash: RollingHash::default(),
+            trail: None,
+            expect: None,
+            acts: Vec::new(),
+            report_due: Vec::new(),
+            failure: None,
+            counters: Counters::default(),
+            replay: source.fresh(),
+            source,
+            overrides: *overrides,
+            opts,
+        };
+        sim.start();
+        sim
+    }
+
+    fn start(&mut self) {
+        self.boot_server();
+        // Clients arrive over the first tenth of the safety phase (at most a minute).
+        let spread = (self.opts.virtual_secs * 100).min(60_000);
+        for i in 0..self.clients.len() {
+            let mut acts = std::mem::take(&mut self.acts);
+            self.clients[i].start(spread, &mut acts);
+            self.apply(Owner::Client(i as u32), &mut acts);
+            self.acts = acts;
+        }
+        let mut acts = std::mem::take(&mut self.acts);
+        acts.push(Act::Wake(self.opts.admin_every_ms));
+        self.apply(Owner::Admin, &mut acts);
+        self.acts = acts;
+        let o = self.opts.clone();
+        for (every, ev) in [
+            (o.cut_every_ms, Ev::Cut),
+            (o.hold_every_ms, Ev::Hold),
+            (o.store_fail_every_ms, Ev::StoreFail),
+            (o.crash_every_ms, Ev::Crash),
+        ] {
+            self.schedule_fault(every, ev);
+        }
+        let heal = Instant::from_millis(o.virtual_secs * 1000);
+        self.queue.push(heal, Ev::Heal);
+        if !o.bench {
+            let settle = o.settle_secs * 1000;
+            self.queue.push(heal + ms(settle * 2 / 3), Ev::FinalRound);
+            self.queue.push(heal + ms(settle), Ev::End);
+        }
+    }
+
+    /// The options of this run.
+    pub fn options(&self) -> &SimOptions {
+        &self.opts
+    }
+
+    /// Keeps the hash after every step, for a determinism check.
+    pub fn record_trail(&mut self) {
+        self.trail = Some(Vec::new());
+    }
+
+    /// The hashes kept by [`record_trail`](Self::record_trail).
+    pub fn take_trail(&mut self) -> Vec<u64> {
+        self.trail.take().unwrap_or_default()
+    }
+
+    /// Fails at the first step whose hash differs from `trail` (another run's).
+    pub fn expect_trail(&mut self, trail: Vec<u64>) {
+        self.expect = Some(trail);
+    }
+
+    fn schedule_fault(&mut self, every: Option<u64>, ev: Ev) {
+        if let Some(every) = every {
+            if self.phase == Phase::Safety {
+                let at = self.now + ms(self.fault_rng.around(every).max(1));
+                self.queue.push(at, ev);
+            }
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now::at(self.now, WALL_ORIGIN_MS)
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (lo, hi) = self.opts.delay_ms;
+        self.net_rng.range(lo..=hi)
+    }
+
+    /// Records what `record` makes, if the trace is on.
+    fn note(&mut self, record: impl FnOnce() -> Record) {
+        if self.trace.on() {
+            self.trace.push(self.step, self.now, record());
+        }
+    }
+
+    fn fail(&mut self, v: Violation) {
+        fail_into(&mut self.failure, self.step, self.now, v);
+    }
+
+    /// Runs one step; `false` once the run is over (finished or failed).
+    pub fn step(&mut self) -> bool {
+        if self.phase == Phase::Done || self.failure.is_some() {
+            return false;
+        }
+        let timer = if self.phase == Phase::Drain {
+            None
+        } else {
+            self.server.as_ref().and_then(Server::poll_timeout)
+        };
+        let next = self.queue.next_at();
+        match (timer, next) {
+            (Some(t), e) if e.is_none_or(|e| t <= e) => {
+                self.now = self.now.max(t);
+                self.note(|| Record::Step("server deadline", t.as_millis()));
+                self.note(|| Record::Timeout);
+                self.hash.word(0x7131);
+                self.hash.word(self.now.as_millis());
+                let now = self.now();
+                if let Some(server) = self.server.as_mut() {
+                    server.handle_timeout(now);
+                }
+                self.drain();
+            }
+            _ => match self.queue.pop() {
+                Some((at, ev)) => {
+                    self.now = self.now.max(at);
+                    if self.phase == Phase::Drain && !ev.drains() {
+                        return true;
+                    }
+                    let (name, arg) = ev.name();
+                    self.note(|| Record::Step(name, arg));
+                    self.dispatch(ev);
+                }
+                None => {
+                    if self.phase == Phase::Drain {
+                        self.finish();
+                    } else {
+                        self.phase = Phase::Done;
+                    }
+                }
+            },
+        }
+        self.end_step();
+        if let Some(trail) = self.trail.as_mut() {
+            trail.push(self.hash.0);
+        }
+        if let Some(expect) = &self.expect {
+            let want = expect.get(self.step as usize).copied();
+            if want != Some(self.hash.0) {
+                let detail = format!(
+                    "the first run's hash after step {} was {want:x?}, this run's is {:x}",
+                    self.step, self.hash.0
+                );
+                self.fail(Violation::new("runs_are_deterministic", detail));
+            }
+        }
+        self.step += 1;
+        self.counters.steps = self.step;
+        self.phase != Phase::Done && self.failure.is_none()
+    }
+
+    /// Runs to the end, or to the first violation or panic. A failure replays the run
+    /// with the trace on to report its last records.
+    pub fn run(&mut self) -> Outcome {
+        self.run_steps(u64::MAX);
+        let mut outcome = self.outcome();
+        if let Some(failure) = outcome.failure.as_mut() {
+            if !self.trace.on() {
+                let mut again =
+                    Sim::with_source(self.replay.fresh(), self.opts.seed, &self.overrides);
+                again.trace = Trace::new(TRACE_RECORDS);
+                again.run_steps(failure.step + 1);
+                failure.trace = again.trace.lines();
+                let same = again
+                    .failure
+                    .as_ref()
+                    .is_some_and(|(step, _, v)| *step == failure.step && *v == failure.violation);
+                if !same {
+                    failure
+                        .trace
+                        .push("!! the replay with the trace on did not fail the same way".into());
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Runs at most `max_steps` steps (to look at a run's state part way, or to bisect),
+    /// or to the end or the first violation, whichever comes first.
+    pub fn run_until(&mut self, max_steps: u64) -> Outcome {
+        self.run_steps(max_steps);
+        self.outcome()
+    }
+
+    /// Runs until the end, a violation or a panic, or `max` steps.
+    fn run_steps(&mut self, max: u64) {
+        let result = catch_unwind(AssertUnwindSafe(|| while self.step < max && self.step() {}));
+        if let Err(panic) = result {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            self.fail(Violation::new("no_panics", message));
+        }
+    }
+
+    /// The result so far.
+    pub fn outcome(&self) -> Outcome {
+        let failure = self.failure.as_ref().map(|(step, at, v)| Failure {
+            seed: self.opts.seed,
+            step: *step,
+            at: at.to_string(),
+            violation: v.clone(),
+            options: self.opts.to_string(),
+            trace: self.trace.lines(),
+            replay: self.opts.replay_command(),
+        });
+        Outcome {
+            seed: self.opts.seed,
+            options: self.opts.clone(),
+            virtual_ms: self.now.as_millis(),
+            hash: self.hash.0,
+            failure,
+            counters: self.counters.clone(),
+        }
+    }
+
+    fn dispatch(&mut self, ev: Ev) {
+        match ev {
+            Ev::Accept(id) => self.accept(id),
+            Ev::Up(id) => self.up(id),
+            Ev::Down(id) => self.down(id),
+            Ev::ClientReset(id) => self.client_closed(id),
+            Ev::ServerReset(id) => self.server_reset(id),
+            Ev::Refused(id) => {
+                self.counters.refused += 1;
+                self.client_closed(id);
+            }
+            Ev::Wake(i, gen) => {
+                if self.clients[i as usize].gen == gen {
+                    let now = self.now.as_millis();
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.clients[i as usize].on_wake(now, &self.dir, &mut acts);
+                    self.apply(Owner::Client(i), &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::AdminWake(gen) => {
+                if self.admin.gen == gen {
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.admin.on_wake(&self.dir, &mut acts);
+                    self.apply(Owner::Admin, &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::Effect(effect) => {
+                let (boot, id, result) = *effect;
+                if boot == self.boot && self.server.is_some() {
+                    self.effects_running -= 1;
+                    self.feed(Input::EffectDone { id, result });
+                }
+            }
+            Ev::Commit(boot) => self.commit(boot),
+            Ev::Crash => self.crash(),
+            Ev::Restart => {
+                if self.server.is_none() {
+                    self.boot_server();
+                }
+            }
+            Ev::Cut => self.cut(),
+            Ev::Hold => self.stall(),
+            Ev::StoreFail => {
+                self.schedule_fault(self.opts.store_fail_every_ms, Ev::StoreFail);
+                if self.phase == Phase::Safety {
+                    let len = self
+                        .fault_rng
+                        .range(10..=self.opts.store_fail_max_ms.max(10));
+                    self.fail_until = self.now + ms(len);
+                    self.note(|| Record::Note(format!("store fails for {len}ms")));
+                }
+            }
+            Ev::Heal => self.heal(),
+            Ev::FinalRound => {
+                for i in 0..self.clients.len() {
+                    let mut acts = std::mem::take(&mut self.acts);
+                    self.clients[i].final_round(&mut acts);
+                    self.apply(Owner::Client(i as u32), &mut acts);
+                    self.acts = acts;
+                }
+            }
+            Ev::End => {
+                self.note(|| Record::Note("drain: no new timers or actions".into()));
+                self.phase = Phase::Drain;
+            }
+        }
+    }
+
+    // ---- the server's doors ----
+
+    fn boot_server(&mut self) {
+        self.boot += 1;
+        let seed = self
+            .source
+            .stream(Purpose::ServerBoot, u64::from(self.boot))
+            .next_u64();
+        let config = self.opts.config(seed);
+        self.server = Some(Server::new(config, self.store.committed.clone()));
+        self.gate = CommitGate::new();
+        self.effects_running = 0;
+        self.server_open = 0;
+        if !self.store.committed.offline.is_empty() {
+            self.counters.restarts_with_mail += 1;
+        }
+        let boot = self.boot;
+        self.note(|| Record::Note(format!("boot {boot} (seed {seed})")));
+        if let Err(v) = self.oracle.restarted(&self.store.committed) {
+            self.fail(v);
+        }
+    }
+
+    fn feed(&mut self, input: Input) {
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        self.hash.input(&input);
+        let now = Now::at(self.now, WALL_ORIGIN_MS);
+        self.trace
+            .push(self.step, self.now, Record::In(input.clone()));
+        server.handle(now, input);
+        self.drain();
+    }
+
+    /// Carries out every output the server has, through the commit gate.
+    fn drain(&mut self) {
+        while let Some(output) = self.server.as_mut().and_then(Server::poll_output) {
+            self.hash.output(&output);
+            if self.trace.on() {
+                self.trace
+                    .push(self.step, self.now, Record::Out(output.clone()));
+            }
+            if let Err(v) = self.emitted(&output) {
+                self.fail(v);
+            }
+            if let Some(output) = self.gate.admit(output) {
+                self.release(output);
+            }
+        }
+    }
+
+    /// An output as the server produced it: the oracle reads it in the server's order.
+    fn emitted(&mut self, output: &Output) -> Result<(), Violation> {
+        match output {
+            Output::Transmit { conn, bytes, after } => {
+                let Some(c) = self.net.get_mut(*conn) else {
+                    return Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("transmit to unknown {conn}"),
+                    ));
+                };
+                if !c.server_open {
+                    return Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("transmit to {conn}, which the server had forgotten"),
+                    ));
+                }
+                let state = self.server.as_ref().map(Server::state);
+                let empty = Default::default();
+                let cx = EmitCx {
+                    store: &self.store,
+                    state: state.unwrap_or(&empty),
+                    now: self.now,
+                };
+                self.oracle.transmit(c, bytes, *after, &cx)
+            }
+            Output::Close { conn, reason } => {
+                let slot = match reason {
+                    CloseReason::Quit => 0,
+                    CloseReason::Timeout => 1,
+                    CloseReason::SlowReader => 2,
+                    CloseReason::Kicked => 3,
+                    CloseReason::Banned => 4,
+                    _ => 5,
+                };
+                self.counters.closes[slot] += 1;
+                if *reason == CloseReason::Timeout {
+                    let since = self.net.get(*conn).and_then(|c| c.o.ping_since);
+                    let timeout = self.opts.ping_timeout_ms;
+                    let waited = since.map(|t| self.now.as_millis() - t.as_millis());
+                    check!(ping_timeouts_are_earned(waited, timeout))?;
+                }
+                if self.net.get(*conn).is_some_and(|c| c.server_open) {
+                    self.forget(*conn);
+                    Ok(())
+                } else {
+                    Err(Violation::new(
+                        "connections_are_not_leaked",
+                        format!("close of {conn}, which the server had forgotten"),
+                    ))
+                }
+            }
+            Output::Persist { seq, change } => self
+                .store
+                .persist(*seq, change.clone())
+                .map_err(|e| Violation::new("acknowledgements_wait_on_their_change", e)),
+            Output::Effect { id, effect } => {
+                self.effects_running += 1;
+                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000);
+                let result = if failed {
+                    self.counters.effects_failed += 1;
+                    EffectResult::Failed
+                } else {
+                    run_effect(effect)
+                };
+                let (lo, hi) = self.opts.effect_ms;
+                let at = self.now + ms(self.store_rng.range(lo..=hi));
+                let boot = self.boot;
+                self.queue
+                    .push(at, Ev::Effect(Box::new((boot, *id, result))));
+                Ok(())
+            }
+        }
+    }
+
+    /// The server no longer has `id`.
+    fn forget(&mut self, id: ConnId) {
+        if let Some(c) = self.net.get_mut(id) {
+            if c.server_open {
+                c.server_open = false;
+                self.server_open -= 1;
+                self.oracle.forgotten(c);
+            }
+        }
+    }
+
+    /// An output the gate lets go: carried out.
+    fn release(&mut self, output: Output) {
+        match output {
+            Output::Transmit { conn, bytes, .. } => {
+                let batch = self.report_batch();
+                let Some(c) = self.net.get_mut(conn) else {
+                    return;
+                };
+                c.released += bytes.len() as u64;
+                if let Err(v) = self.oracle.released(c, &self.store.committed) {
+                    fail_into(&mut self.failure, self.step, self.now, v);
+                }
+                // Reported in batches (see `report_batch`): a client that reads nothing
+                // still gets its socket buffer's worth reported.
+                if !c.report_due && c.unreported(self.opts.sockbuf_bytes) >= batch {
+                    c.report_due = true;
+                    self.report_due.push(conn);
+                }
+                if c.client_open && !c.cut {
+                    self.schedule_down(conn);
+                } else {
+                    c.drop_down();
+                }
+            }
+            Output::Close { conn, reason } => {
+                let Some(c) = self.net.get_mut(conn) else {
+                    return;
+                };
+                c.down_close = Some(reason.flush());
+                self.net.unestablish(conn);
+                if reason.flush() {
+                    self.schedule_down(conn);
+                } else if let Some(c) = self.net.get_mut(conn) {
+                    c.drop_down();
+                    let at = self.now + ms(self.delay());
+                    self.queue.push(at, Ev::ClientReset(conn));
+                }
+            }
+            Output::Persist { .. } | Output::Effect { .. } => {}
+        }
+    }
+
+    fn commit(&mut self, boot: u32) {
+        if boot != self.boot || self.server.is_none() || self.store.inflight.is_none() {
+            return;
+        }
+        if self.now < self.fail_until {
+            self.counters.commit_failures += 1;
+            self.store.failing = true;
+            self.oracle.store_failing = true;
+            self.feed(Input::CommitFailed {
+                error: "disk full".into(),
+            });
+            let (lo, hi) = self.opts.commit_ms;
+            let at = self.now + ms(self.store_rng.range(lo..=hi).max(1));
+            self.queue.push(at, Ev::Commit(boot));
+            return;
+        }
+        let first = Seq(self.store.committed_through.0 + 1);
+        let batch = self.store.land();
+        self.counters.commits += 1;
+        let through = self.store.committed_through;
+        if let Err(v) = self.oracle.committed(first, &batch, &self.store.committed) {
+            self.fail(v);
+        }
+        self.oracle.store_failing = false;
+        self.feed(Input::Committed { through });
+        for output in self.gate.committed(through) {
+            self.release(output);
+        }
+    }
+
+    /// Starts a commit of what accumulated, if none runs (group commit).
+    fn pump_store(&mut self) {
+        if self.server.is_none() {
+            return;
+        }
+        if self.store.start().is_some() {
+            let (lo, hi) = self.opts.commit_ms;
+            let at = self.now + ms(self.store_rng.range(lo..=hi));
+            self.queue.push(at, Ev::Commit(self.boot));
+        }
+    }
+
+    /// Tells the server of bytes the sockets took.
+    fn report_written(&mut self) {
+        while let Some(id) = self.report_due.pop() {
+            self.written(id);
+        }
+    }
+
+    /// Written bytes are reported to the server in batches of this many, as a runtime
+    /// learns of completed writes: the server may count up to this many bytes as still
+    /// queued (a small share of its outbound limit).
+    fn report_batch(&self) -> u64 {
+        (self.opts.outbound_limit_bytes as u64 / 4).clamp(1, 4096)
+    }
+
+    fn written(&mut self, id: ConnId) {
+        let (sockbuf, boot, batch) = (self.opts.sockbuf_bytes, self.boot, self.report_batch());
+        let Some(c) = self.net.get_mut(id) else {
+            return;
+        };
+        c.report_due = false;
+        let n = c.unreported(sockbuf);
+        if n >= batch && c.server_open && c.boot == boot {
+            c.reported += n;
+            self.feed(Input::Written {
+                conn: id,
+                n: n as usize,
+            });
+        }
+    }
+
+    fn end_step(&mut self) {
+        self.report_written();
+        if let Err(v) = self.oracle.end_step(&self.net) {
+            self.fail(v);
+        }
+        self.pump_store();
+        if self.step.is_multiple_of(self.opts.stats_every) {
+            self.check_stats();
+        }
+    }
+
+    fn check_stats(&mut self) {
+        let Some(server) = &self.server else {
+            return;
+        };
+        let stats = server.stats();
+        let limits = Limits {
+            outbound: self.opts.outbound_limit_bytes,
+            inbound: (self.opts.max_line_bytes + 1).max(self.oracle.longest_admin_line),
+            offline_cap: self.opts.offline_cap,
+        };
+        let expected = Expected {
+            connections: self.server_open,
+            online_users: self.oracle.holders.len(),
+            running_effects: self.effects_running,
+        };
+        let result = check!(memory_within_limits(&stats, &limits))
+            .and_then(|()| check!(connections_are_not_leaked(&stats, &expected)));
+        if let Err(v) = result {
+            self.fail(v);
+        }
+    }
+}
+
+/// Keeps the first violation of a run.
+fn fail_into(slot: &mut Option<(u64, Instant, Violation)>, step: u64, at: Instant, v: Violation) {
+    if slot.is_none() {
+        *slot = Some((step, at, v));
+    }
+}
+
+fn ms(n: u64) -> core::time::Duration {
+    core::time::Duration::from_millis(n)
+}
+
+/// The simulator's password hasher: cheap and deterministic; the core treats hashes as
+/// opaque strings, so a fake is as good as argon2 here.
+fn run_effect(effect: &Effect) -> EffectResult {
+    match effect {
+        Effect::HashPassword { password } => EffectResult::Hashed {
+            password: PasswordHash(fake_hash(&password.0)),
+            ims_password: PasswordHash(fake_ims_hash(&password.0)),
+        },
+        Effect::VerifyPassword { hash, password } => {
+            EffectResult::Verified(hash.0 == fake_hash(&password.0))
+        }
+    }
+}
