@@ -11,7 +11,7 @@ use crate::model::{Item, Network};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
-use crate::timers::{TimerKind, Timers};
+use crate::timers::Timers;
 
 /// The context lent to a session for one input, bound to its connection.
 pub(crate) struct Cx<'a> {
@@ -93,14 +93,10 @@ impl Cx<'_> {
         self.out.is_open(self.conn)
     }
 
-    /// Arms a timer of this connection. It fires at least a millisecond from now, so a
+    /// Arms this connection's timer. It fires at least a millisecond from now, so a
     /// zero interval in the configuration cannot make `handle_timeout` spin.
-    pub(crate) fn set_timer(&mut self, kind: TimerKind, at: Instant) {
+    pub(crate) fn set_timer(&mut self, at: Instant) {
         let earliest = self.now.mono + core::time::Duration::from_millis(1);
-        self.timers.set(self.conn, kind, at.max(earliest));
-    }
-
-    pub(crate) fn cancel_timer(&mut self, kind: TimerKind) {
-        self.timers.cancel(self.conn, kind);
+        self.timers.set(self.conn, at.max(earliest));
     }
 }

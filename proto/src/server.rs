@@ -160,9 +160,9 @@ impl Server {
     /// Fires every timer that is due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
-        while let Some((conn, kind)) = self.timers.pop_due(now.mono) {
+        while let Some(conn) = self.timers.pop_due(now.mono) {
             if self.out.is_open(conn) {
-                self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx, kind));
+                self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx));
             }
             self.settle(now);
         }
@@ -251,7 +251,7 @@ impl Server {
     fn settle(&mut self, now: Now) {
         loop {
             if let Some((conn, reason)) = self.out.next_closing() {
-                self.timers.cancel_all(conn);
+                self.timers.cancel(conn);
                 if let Some(mut endpoint) = self.endpoints.remove(&conn) {
                     endpoint.on_close(&mut self.cx(now, conn));
                 }

@@ -1,63 +1,52 @@
-//! Per-connection deadlines, ordered so the next one is found in O(log n).
+//! One deadline per connection, ordered so the next one is found in O(log n). A session
+//! keeps what is due in its own state and re-arms its single timer for the earliest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ids::ConnId;
 use crate::time::Instant;
 
-/// What a connection's timer is for. A connection has at most one timer of each kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum TimerKind {
-    /// Time to send the next keepalive ping.
-    Ping,
-    /// A ping went unanswered for too long.
-    PingDeadline,
-}
-
-/// All armed timers of all connections.
+/// Every armed connection timer.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    queue: BTreeSet<(Instant, ConnId, TimerKind)>,
-    armed: BTreeMap<(ConnId, TimerKind), Instant>,
+    queue: BTreeSet<(Instant, ConnId)>,
+    armed: BTreeMap<ConnId, Instant>,
 }
 
 impl Timers {
-    /// Arms (or re-arms) `kind` of `conn` for `at`.
-    pub(crate) fn set(&mut self, conn: ConnId, kind: TimerKind, at: Instant) {
-        if let Some(old) = self.armed.insert((conn, kind), at) {
-            self.queue.remove(&(old, conn, kind));
+    /// Arms (or re-arms) the timer of `conn` for `at`.
+    pub(crate) fn set(&mut self, conn: ConnId, at: Instant) {
+        match self.armed.insert(conn, at) {
+            Some(old) if old == at => return,
+            Some(old) => {
+                self.queue.remove(&(old, conn));
+            }
+            None => {}
         }
-        self.queue.insert((at, conn, kind));
+        self.queue.insert((at, conn));
     }
 
-    /// Disarms `kind` of `conn`, if armed.
-    pub(crate) fn cancel(&mut self, conn: ConnId, kind: TimerKind) {
-        if let Some(at) = self.armed.remove(&(conn, kind)) {
-            self.queue.remove(&(at, conn, kind));
-        }
-    }
-
-    /// Disarms every timer of `conn`.
-    pub(crate) fn cancel_all(&mut self, conn: ConnId) {
-        for kind in [TimerKind::Ping, TimerKind::PingDeadline] {
-            self.cancel(conn, kind);
+    /// Disarms the timer of `conn`, if armed.
+    pub(crate) fn cancel(&mut self, conn: ConnId) {
+        if let Some(at) = self.armed.remove(&conn) {
+            self.queue.remove(&(at, conn));
         }
     }
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.queue.first().map(|&(at, _, _)| at)
+        self.queue.first().map(|&(at, _)| at)
     }
 
-    /// Removes and returns a timer that is due at `now`, earliest first.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(ConnId, TimerKind)> {
-        let &(at, conn, kind) = self.queue.first()?;
+    /// Removes and returns a connection whose timer is due at `now`, earliest first.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<ConnId> {
+        let &(at, conn) = self.queue.first()?;
         if at > now {
             return None;
         }
         self.queue.pop_first();
-        self.armed.remove(&(conn, kind));
-        Some((conn, kind))
+        self.armed.remove(&conn);
+        Some(conn)
     }
 
     /// Number of armed timers.
@@ -73,23 +62,17 @@ mod tests {
     #[test]
     fn due_timers_come_out_in_deadline_order_and_rearming_replaces() {
         let mut t = Timers::default();
-        let (a, b) = (ConnId(1), ConnId(2));
-        t.set(a, TimerKind::Ping, Instant::from_millis(30));
-        t.set(b, TimerKind::Ping, Instant::from_millis(10));
-        t.set(a, TimerKind::PingDeadline, Instant::from_millis(20));
-        t.set(b, TimerKind::Ping, Instant::from_millis(40));
+        let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
+        t.set(a, Instant::from_millis(30));
+        t.set(b, Instant::from_millis(10));
+        t.set(c, Instant::from_millis(20));
+        t.set(b, Instant::from_millis(40));
         assert_eq!(t.next(), Some(Instant::from_millis(20)));
         assert_eq!(t.pop_due(Instant::from_millis(5)), None);
-        assert_eq!(
-            t.pop_due(Instant::from_millis(35)),
-            Some((a, TimerKind::PingDeadline))
-        );
-        assert_eq!(
-            t.pop_due(Instant::from_millis(35)),
-            Some((a, TimerKind::Ping))
-        );
+        assert_eq!(t.pop_due(Instant::from_millis(35)), Some(c));
+        assert_eq!(t.pop_due(Instant::from_millis(35)), Some(a));
         assert_eq!(t.pop_due(Instant::from_millis(35)), None);
-        t.cancel_all(b);
+        t.cancel(b);
         assert_eq!((t.next(), t.len()), (None, 0));
     }
 }

@@ -10,7 +10,6 @@ use crate::cx::Cx;
 use crate::effect::EffectResult;
 use crate::ids::{EffectId, Protocol};
 use crate::model::Event;
-use crate::timers::TimerKind;
 
 /// The protocol state of one connection.
 #[derive(Debug)]
@@ -42,9 +41,10 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerKind) {
+    /// The connection's timer is due.
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
-            Endpoint::Ws2017(s) => s.on_timer(cx, timer),
+            Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Admin(_) => {}
         }
     }

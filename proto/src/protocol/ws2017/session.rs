@@ -12,7 +12,6 @@ use crate::model::{
     MAX_NAME_CHARS,
 };
 use crate::time::Instant;
-use crate::timers::TimerKind;
 
 /// ws2017 names are nicks held by one connection, and its clients answer with `chatr`.
 const LOGIN: LoginKind = LoginKind {
@@ -27,6 +26,8 @@ pub(crate) struct Session {
     inbound: BytesMut,
     /// `None` in AUTHORIZATION; the network session once a name is set (TRANSACTION).
     session: Option<SessionId>,
+    /// When the next `cping` is due.
+    next_ping: Instant,
     /// When the oldest unanswered `cping` was sent.
     unanswered_ping: Option<Instant>,
 }
@@ -38,6 +39,7 @@ impl Session {
             framer: LineFramer::new(cx.config.ws2017.max_line_bytes),
             inbound: BytesMut::new(),
             session: None,
+            next_ping: cx.now.mono + cx.config.ws2017.ping_interval,
             unanswered_ping: None,
         };
         // Whether the address is banned is durable: the answer waits for a pending ban.
@@ -53,10 +55,7 @@ impl Session {
         }
         let server = cx.config.server_name.clone();
         reply_about(cx, ip.map(Item::Ip), &Reply::Greeting { server: &server });
-        cx.set_timer(
-            TimerKind::Ping,
-            cx.now.mono + cx.config.ws2017.ping_interval,
-        );
+        session.arm(cx);
         session
     }
 
@@ -88,10 +87,8 @@ impl Session {
         match (command, self.session) {
             (Command::Uname { name }, None) => self.login(cx, &name),
             (Command::Uname { name }, Some(session)) => rename(cx, session, &name),
-            (Command::Cpong, _) => {
-                self.unanswered_ping = None;
-                cx.cancel_timer(TimerKind::PingDeadline);
-            }
+            // The timer stays armed for the next ping; no timer work per pong.
+            (Command::Cpong, _) => self.unanswered_ping = None,
             (Command::Cquit, _) => {
                 reply(cx, &Reply::Bye);
                 cx.close(CloseReason::Quit);
@@ -201,26 +198,40 @@ impl Session {
         }
     }
 
-    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>, timer: TimerKind) {
+    /// Closes a connection whose ping went unanswered for the timeout, sends the next
+    /// ping when it is due, and re-arms the timer for whichever comes first. Waking early
+    /// (after a pong cleared the deadline) does nothing but re-arm.
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now.mono;
-        let config = &cx.config.ws2017;
-        match timer {
-            TimerKind::Ping => {
-                if self.unanswered_ping.is_none() {
-                    self.unanswered_ping = Some(now);
-                    cx.set_timer(TimerKind::PingDeadline, now + config.ping_timeout);
-                }
-                cx.set_timer(TimerKind::Ping, now + config.ping_interval);
-                reply(cx, &Reply::Ping);
+        let (interval, timeout) = (
+            cx.config.ws2017.ping_interval,
+            cx.config.ws2017.ping_timeout,
+        );
+        if self
+            .unanswered_ping
+            .is_some_and(|since| now >= since + timeout)
+        {
+            if !cx.output_held() {
+                return cx.close(CloseReason::Timeout);
             }
             // While this connection's output waits behind a commit, the client has not
             // heard our pings: start counting again rather than blame it.
-            TimerKind::PingDeadline if cx.output_held() => {
-                self.unanswered_ping = Some(now);
-                cx.set_timer(TimerKind::PingDeadline, now + config.ping_timeout);
-            }
-            TimerKind::PingDeadline => cx.close(CloseReason::Timeout),
+            self.unanswered_ping = Some(now);
         }
+        if now >= self.next_ping {
+            self.unanswered_ping.get_or_insert(now);
+            self.next_ping = now + interval;
+            reply(cx, &Reply::Ping);
+        }
+        self.arm(cx);
+    }
+
+    /// Arms the timer for the next ping or the ping deadline, whichever is first.
+    fn arm(&self, cx: &mut Cx<'_>) {
+        let timeout = cx.config.ws2017.ping_timeout;
+        let deadline = self.unanswered_ping.map(|since| since + timeout);
+        let at = deadline.map_or(self.next_ping, |d| d.min(self.next_ping));
+        cx.set_timer(at);
     }
 
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
