@@ -9,7 +9,7 @@ use crate::io::{Input, Output, Peer};
 use crate::model::{Audience, Network};
 use crate::outbox::Outbox;
 use crate::persist::State;
-use crate::protocol::Endpoint;
+use crate::protocol::{Encoded, Endpoint};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
 use crate::timers::Timers;
@@ -43,7 +43,7 @@ pub struct Server {
     #[allow(dead_code)]
     rng: Rng,
     last_now: Option<Now>,
-    endpoints: BTreeMap<ConnId, Endpoint>,
+    endpoints: BTreeMap<ConnId, Slot>,
     net: Network,
     timers: Timers,
     out: Outbox,
@@ -130,9 +130,13 @@ impl Server {
                 }
                 self.out.open(conn);
                 self.net.connected(conn, peer);
-                let mut cx = self.cx(now, conn);
-                let endpoint = Endpoint::open(protocol, &mut cx);
-                self.endpoints.insert(conn, endpoint);
+                let (config, net, timers, out) =
+                    (&self.config, &mut self.net, &mut self.timers, &mut self.out);
+                let endpoint = Endpoint::open(
+                    protocol,
+                    &mut lend(now, conn, peer, config, net, timers, out),
+                );
+                self.endpoints.insert(conn, Slot { peer, endpoint });
             }
             Input::Received { conn, bytes } => {
                 if self.out.is_open(conn) {
@@ -190,7 +194,7 @@ impl Server {
             max_inbound_bytes: self
                 .endpoints
                 .values()
-                .map(Endpoint::buffered)
+                .map(|slot| slot.endpoint.buffered())
                 .max()
                 .unwrap_or(0),
             max_unwritten_bytes: self.out.max_unwritten(),
@@ -216,35 +220,21 @@ impl Server {
         self.last_now = Some(now);
     }
 
-    fn cx(&mut self, now: Now, conn: ConnId) -> Cx<'_> {
-        lend(
-            now,
-            conn,
-            &self.config,
-            &mut self.net,
-            &mut self.timers,
-            &mut self.out,
-        )
-    }
-
     fn with_endpoint(
         &mut self,
         now: Now,
         conn: ConnId,
         f: impl FnOnce(&mut Endpoint, &mut Cx<'_>),
     ) {
-        let Some(endpoint) = self.endpoints.get_mut(&conn) else {
+        let Some(slot) = self.endpoints.get_mut(&conn) else {
             return;
         };
-        let mut cx = lend(
-            now,
-            conn,
-            &self.config,
-            &mut self.net,
-            &mut self.timers,
-            &mut self.out,
+        let (config, net, timers, out) =
+            (&self.config, &mut self.net, &mut self.timers, &mut self.out);
+        f(
+            &mut slot.endpoint,
+            &mut lend(now, conn, slot.peer, config, net, timers, out),
         );
-        f(endpoint, &mut cx);
     }
 
     /// Tears down closing connections and hands out network events until neither is left.
@@ -252,8 +242,11 @@ impl Server {
         loop {
             if let Some((conn, reason)) = self.out.next_closing() {
                 self.timers.cancel(conn);
-                if let Some(mut endpoint) = self.endpoints.remove(&conn) {
-                    endpoint.on_close(&mut self.cx(now, conn));
+                if let Some(mut slot) = self.endpoints.remove(&conn) {
+                    let (config, net, timers, out) =
+                        (&self.config, &mut self.net, &mut self.timers, &mut self.out);
+                    let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                    slot.endpoint.on_close(&mut cx);
                 }
                 self.net.disconnected(conn);
                 self.out.finish_close(conn, reason);
@@ -265,16 +258,26 @@ impl Server {
             match delivery.to {
                 Audience::Conn(conn) => {
                     if self.out.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx| ep.on_event(cx, &delivery.event));
+                        let mut encoded = Encoded::default();
+                        self.with_endpoint(now, conn, |ep, cx| {
+                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        });
                     }
                 }
+                // The hot path of a busy server: every join, leave and rename reaches
+                // every connection, so the event is encoded once per protocol and each
+                // connection costs one lookup of its link.
                 Audience::AllBut(except) => {
-                    let audience: Vec<ConnId> = (self.endpoints.keys())
-                        .filter(|&&conn| conn != except && self.out.is_open(conn))
-                        .copied()
-                        .collect();
-                    for conn in audience {
-                        self.with_endpoint(now, conn, |ep, cx| ep.on_event(cx, &delivery.event));
+                    let mut encoded = Encoded::default();
+                    let (config, net, timers, out) =
+                        (&self.config, &mut self.net, &mut self.timers, &mut self.out);
+                    for (&conn, slot) in self.endpoints.iter_mut() {
+                        if conn == except {
+                            continue;
+                        }
+                        let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                        slot.endpoint
+                            .on_event(&mut cx, &delivery.event, &mut encoded);
                     }
                 }
             }
@@ -282,10 +285,17 @@ impl Server {
     }
 }
 
+/// An open connection: where it comes from and its protocol state.
+struct Slot {
+    peer: Peer,
+    endpoint: Endpoint,
+}
+
 /// Lends a session the parts of the server it may touch, bound to `conn`.
 fn lend<'a>(
     now: Now,
     conn: ConnId,
+    peer: Peer,
     config: &'a Config,
     net: &'a mut Network,
     timers: &'a mut Timers,
@@ -294,7 +304,7 @@ fn lend<'a>(
     Cx {
         now,
         conn,
-        peer: net.peer(conn).unwrap_or(Peer::Local),
+        peer,
         config,
         net,
         timers,

@@ -11,6 +11,13 @@ use crate::effect::EffectResult;
 use crate::ids::{EffectId, Protocol};
 use crate::model::Event;
 
+/// A broadcast event as each protocol encodes it, filled by the first connection of that
+/// protocol to get it, so thousands of recipients cost one encoding.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) ws2017: Option<Bytes>,
+}
+
 /// The protocol state of one connection.
 #[derive(Debug)]
 pub(crate) enum Endpoint {
@@ -34,9 +41,11 @@ impl Endpoint {
         }
     }
 
-    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
+    /// A network event for this connection; `encoded` carries what other connections
+    /// of the same protocol already encoded for a broadcast.
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Encoded) {
         match self {
-            Endpoint::Ws2017(s) => s.on_event(cx, event),
+            Endpoint::Ws2017(s) => s.on_event(cx, event, &mut encoded.ws2017),
             Endpoint::Admin(s) => s.on_event(cx, event),
         }
     }

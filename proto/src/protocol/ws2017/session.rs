@@ -144,27 +144,32 @@ impl Session {
         }
     }
 
-    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
+    /// Turns a network event into this client's line. Presence news reads the same for
+    /// every ws2017 client, so it is encoded once into `encoded` and shared.
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Option<Bytes>) {
+        let news = match event {
+            Event::UserOnline { name } => Some(Reply::UserJoined {
+                name: name.as_str(),
+            }),
+            Event::UserOffline { name } => Some(Reply::UserLeft {
+                name: name.as_str(),
+            }),
+            Event::UserRenamed { old, new } => Some(Reply::UserRenamed {
+                old: old.as_str(),
+                new: new.as_str(),
+            }),
+            _ => None,
+        };
+        if let Some(news) = news {
+            let bytes = encoded.get_or_insert_with(|| {
+                let mut out = BytesMut::new();
+                codec::encode(&news, &mut out);
+                out.freeze()
+            });
+            return cx.send(bytes.clone());
+        }
         match event {
-            Event::UserOnline { name } => reply(
-                cx,
-                &Reply::UserJoined {
-                    name: name.as_str(),
-                },
-            ),
-            Event::UserOffline { name } => reply(
-                cx,
-                &Reply::UserLeft {
-                    name: name.as_str(),
-                },
-            ),
-            Event::UserRenamed { old, new } => reply(
-                cx,
-                &Reply::UserRenamed {
-                    old: old.as_str(),
-                    new: new.as_str(),
-                },
-            ),
+            Event::UserOnline { .. } | Event::UserOffline { .. } | Event::UserRenamed { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {
