@@ -1,7 +1,8 @@
 //! The ordered output queue and what the server knows of each connection's transport:
 //! bytes sent but not yet written, and whether it is closing.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use bytes::Bytes;
 
@@ -24,7 +25,9 @@ struct Link {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Output>,
-    links: BTreeMap<ConnId, Link>,
+    /// Looked up on every transmit and never iterated to produce output, so a hash map
+    /// (with std's fixed-key hasher: deterministic) rather than a B-tree.
+    links: HashMap<ConnId, Link, BuildHasherDefault<DefaultHasher>>,
     /// Connections to close, in the order they were marked; `None` when the peer is
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,

@@ -1,7 +1,8 @@
 //! One deadline per connection, ordered so the next one is found in O(log n). A session
 //! keeps what is due in its own state and re-arms its single timer for the earliest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::ids::ConnId;
 use crate::time::Instant;
@@ -10,7 +11,8 @@ use crate::time::Instant;
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
     queue: BTreeSet<(Instant, ConnId)>,
-    armed: BTreeMap<ConnId, Instant>,
+    /// Looked up, never iterated: a hash map with std's fixed-key (deterministic) hasher.
+    armed: HashMap<ConnId, Instant, BuildHasherDefault<DefaultHasher>>,
 }
 
 impl Timers {

@@ -55,9 +55,18 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
         Some((k, r)) => (k, r.trim_start_matches([' ', '\t'])),
         None => (text, ""),
     };
-    let keyword = keyword.to_ascii_lowercase();
+    // Keywords are at most five letters: fold them on the stack, not in a new String.
+    let mut folded = [0u8; 5];
+    let keyword = match keyword.as_bytes() {
+        k if k.len() <= folded.len() => {
+            folded[..k.len()].copy_from_slice(k);
+            folded[..k.len()].make_ascii_lowercase();
+            std::str::from_utf8(&folded[..k.len()]).unwrap_or_default()
+        }
+        _ => return Err(ParseError::Unknown),
+    };
     let malformed = || ParseError::Malformed {
-        keyword: printable(&keyword),
+        keyword: printable(keyword),
     };
     let args = |n: usize| -> Result<Vec<String>, ParseError> {
         let args = split_args(rest).ok_or_else(malformed)?;
@@ -67,7 +76,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
             Err(malformed())
         }
     };
-    let command = match keyword.as_str() {
+    let command = match keyword {
         "uname" => {
             let mut a = args(1)?;
             Command::Uname { name: a.remove(0) }
@@ -242,6 +251,19 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             text,
         } => push(out, &["-ERR '", text, "'"]),
     }
+}
+
+/// The line of a reply that never varies, to send without encoding or allocating.
+pub(super) fn constant(reply: &Reply<'_>) -> Option<&'static [u8]> {
+    Some(match reply {
+        Reply::Ping => b"cping\r\n",
+        Reply::Pong => b"+OK cpong\r\n",
+        Reply::Games => b"+OK cgetg\r\n",
+        Reply::Bye => b"+OK cquit 'terminating tasks and disconnecting'\r\n",
+        Reply::Relayed { whisper: false } => b"+OK chatm 'message relayed'\r\n",
+        Reply::Relayed { whisper: true } => b"+OK chatw 'message relayed'\r\n",
+        _ => return None,
+    })
 }
 
 fn chat_keyword(whisper: bool) -> &'static str {

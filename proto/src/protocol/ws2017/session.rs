@@ -441,6 +441,9 @@ fn reply_about(cx: &mut Cx<'_>, item: Option<Item>, reply: &Reply<'_>) {
 }
 
 fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {
+    if let Some(line) = codec::constant(reply) {
+        return cx.send(Bytes::from_static(line));
+    }
     let mut out = BytesMut::new();
     codec::encode(reply, &mut out);
     cx.send(out.freeze());

@@ -738,3 +738,20 @@ fn a_client_whose_output_waits_for_a_commit_is_not_timed_out_meanwhile() {
     h.advance(15_001);
     assert_eq!(h.closed(alice), Some(CloseReason::Timeout));
 }
+
+#[test]
+fn constant_replies_match_their_encoding() {
+    use super::codec::constant;
+    for reply in [
+        Reply::Ping,
+        Reply::Pong,
+        Reply::Games,
+        Reply::Bye,
+        Reply::Relayed { whisper: false },
+        Reply::Relayed { whisper: true },
+    ] {
+        let mut out = BytesMut::new();
+        encode(&reply, &mut out);
+        assert_eq!(constant(&reply), Some(&out[..]), "{reply:?}");
+    }
+}
