@@ -310,7 +310,7 @@ fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<An
                 Output::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
                 Output::Close { .. } => {}
                 Output::Persist { seq, change } => {
-                    batch.push(change);
+                    batch.push(*change);
                     through = seq;
                 }
                 Output::Effect { id, effect } => effects.push_back((id, effect)),

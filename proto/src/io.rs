@@ -104,8 +104,9 @@ pub enum Output {
     Persist {
         /// Its sequence number, one more than the previous change's.
         seq: Seq,
-        /// The change.
-        change: Change,
+        /// The change (boxed: it is large and rare, and every output moves through
+        /// the queue by value).
+        change: Box<Change>,
     },
     /// Run this effect off the event loop and report [`Input::EffectDone`].
     Effect {

@@ -88,7 +88,10 @@ impl Outbox {
     pub(crate) fn persist(&mut self, seq: Seq, change: Change) {
         debug_assert_eq!(seq, self.next_seq());
         self.seq = seq;
-        self.queue.push_back(Output::Persist { seq, change });
+        self.queue.push_back(Output::Persist {
+            seq,
+            change: Box::new(change),
+        });
     }
 
     /// Everything through `through` is committed.

@@ -326,7 +326,7 @@ impl Driver<'_, '_> {
                     }
                 }
             }
-            Output::Persist { seq, change } => self.committer.push(seq, change),
+            Output::Persist { seq, change } => self.committer.push(seq, *change),
             Output::Effect { id, effect } => self.run_effect(id, effect),
         }
     }

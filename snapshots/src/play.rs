@@ -519,7 +519,7 @@ impl Player<'_> {
                     c.conn = None;
                 }
             }
-            Output::Persist { seq, change } => self.store.batch.push((seq, change)),
+            Output::Persist { seq, change } => self.store.batch.push((seq, *change)),
             Output::Effect { id, effect } => self.effects.push_back((id, effect)),
         }
         Ok(())

@@ -151,7 +151,7 @@ impl Harness {
     fn carry_out(&mut self, output: Output) {
         {
             match output {
-                Output::Persist { seq, change } => self.uncommitted.push((seq, change)),
+                Output::Persist { seq, change } => self.uncommitted.push((seq, *change)),
                 Output::Effect { id, effect } => self.effects.push_back((id, effect)),
                 Output::Transmit { conn, bytes, .. } => {
                     assert!(

@@ -695,7 +695,7 @@ impl<S: ChoiceSource> Sim<S> {
             }
             Output::Persist { seq, change } => self
                 .store
-                .persist(*seq, change.clone())
+                .persist(*seq, (**change).clone())
                 .map_err(|e| Violation::new("acknowledgements_wait_on_their_change", e)),
             Output::Effect { id, effect } => {
                 self.effects_running += 1;
