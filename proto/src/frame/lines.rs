@@ -1,12 +1,14 @@
 //! Line framing for the line protocols: LF ends a line, a CR before it is dropped.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 
 /// One result of [`LineFramer::next_line`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Line {
-    /// A complete line without its line ending.
-    Complete(Bytes),
+    /// A complete line: its first `len` bytes, without the line ending, are the line;
+    /// the caller reads them in place, then advances the buffer by `consumed`. (Splitting
+    /// each line off as its own `Bytes` would cost an allocation per line.)
+    Complete { len: usize, consumed: usize },
     /// A line passed the limit; its bytes are being discarded up to the next LF, and the
     /// line after it is framed normally. Reported once per long line.
     TooLong,
@@ -44,15 +46,19 @@ impl LineFramer {
                         self.discarding = false;
                         continue;
                     }
-                    let mut line = buf.split_to(end + 1);
-                    line.truncate(end);
-                    if line.last() == Some(&b'\r') {
-                        line.truncate(end - 1);
-                    }
-                    if line.len() > self.max {
+                    let len = if end > 0 && buf[end - 1] == b'\r' {
+                        end - 1
+                    } else {
+                        end
+                    };
+                    if len > self.max {
+                        buf.advance(end + 1);
                         return Some(Line::TooLong);
                     }
-                    return Some(Line::Complete(line.freeze()));
+                    return Some(Line::Complete {
+                        len,
+                        consumed: end + 1,
+                    });
                 }
                 None if self.discarding => {
                     buf.clear();
@@ -79,21 +85,34 @@ impl LineFramer {
 mod tests {
     use super::*;
 
-    fn frames(framer: &mut LineFramer, buf: &mut BytesMut, input: &[u8]) -> Vec<Line> {
+    /// What the framer yields, with complete lines copied out as text.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Frame {
+        Line(Vec<u8>),
+        TooLong,
+    }
+
+    fn frames(framer: &mut LineFramer, buf: &mut BytesMut, input: &[u8]) -> Vec<Frame> {
         buf.extend_from_slice(input);
         let mut out = Vec::new();
         while let Some(line) = framer.next_line(buf) {
-            out.push(line);
+            match line {
+                Line::Complete { len, consumed } => {
+                    out.push(Frame::Line(buf[..len].to_vec()));
+                    buf.advance(consumed);
+                }
+                Line::TooLong => out.push(Frame::TooLong),
+            }
         }
         out
     }
 
-    fn whole(max: usize, input: &[u8]) -> Vec<Line> {
+    fn whole(max: usize, input: &[u8]) -> Vec<Frame> {
         frames(&mut LineFramer::new(max), &mut BytesMut::new(), input)
     }
 
-    fn complete(s: &str) -> Line {
-        Line::Complete(Bytes::copy_from_slice(s.as_bytes()))
+    fn complete(s: &str) -> Frame {
+        Frame::Line(s.as_bytes().to_vec())
     }
 
     #[test]
@@ -122,7 +141,7 @@ mod tests {
         }
         let mut framer = LineFramer::new(16);
         let mut buf = BytesMut::new();
-        let got: Vec<Line> = input
+        let got: Vec<Frame> = input
             .iter()
             .flat_map(|b| frames(&mut framer, &mut buf, std::slice::from_ref(b)))
             .collect();
@@ -135,7 +154,7 @@ mod tests {
         let mut buf = BytesMut::new();
         assert_eq!(
             frames(&mut framer, &mut buf, b"ok\n0123456789"),
-            vec![complete("ok"), Line::TooLong]
+            vec![complete("ok"), Frame::TooLong]
         );
         assert!(buf.len() <= 9);
         for _ in 0..1000 {
@@ -152,7 +171,7 @@ mod tests {
     fn the_limit_counts_the_line_without_its_ending() {
         assert_eq!(
             whole(3, b"abc\r\nabcd\r\nab\n"),
-            vec![complete("abc"), Line::TooLong, complete("ab")]
+            vec![complete("abc"), Frame::TooLong, complete("ab")]
         );
         // Split at every point, the same.
         let input = b"abc\r\nabcd\r\nab\n";

@@ -1,7 +1,7 @@
 //! One admin connection: reads commands one at a time, answers each once the durable
 //! change it made is committed.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::codec::{put_pair, AdminCommand, AdminParseError};
 use crate::cx::Cx;
@@ -60,17 +60,22 @@ impl Session {
 
     /// Handles buffered lines until one waits for an effect.
     fn run(&mut self, cx: &mut Cx<'_>) {
+        let mut inbound = std::mem::take(&mut self.inbound);
         while cx.is_open() && self.waiting.is_none() {
-            match self.framer.next_line(&mut self.inbound) {
+            match self.framer.next_line(&mut inbound) {
                 None => break,
                 Some(Line::TooLong) => refuse(cx, "line is too long".into()),
-                Some(Line::Complete(line)) => match std::str::from_utf8(&line) {
-                    Ok(line) if line.trim().is_empty() => {}
-                    Ok(line) => self.on_line(cx, line.trim_end()),
-                    Err(_) => refuse(cx, "the line is not UTF-8".into()),
-                },
+                Some(Line::Complete { len, consumed }) => {
+                    match std::str::from_utf8(&inbound[..len]) {
+                        Ok(line) if line.trim().is_empty() => {}
+                        Ok(line) => self.on_line(cx, line.trim_end()),
+                        Err(_) => refuse(cx, "the line is not UTF-8".into()),
+                    }
+                    inbound.advance(consumed);
+                }
             }
         }
+        self.inbound = inbound;
         if self.inbound.len() > MAX_BUFFERED {
             refuse(cx, "too much input while a command runs".into());
             cx.close(crate::io::CloseReason::ProtocolError);

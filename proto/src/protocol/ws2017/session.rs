@@ -1,7 +1,7 @@
 //! The ws2017 connection state machine: AUTHORIZATION until a name is set, then
 //! TRANSACTION until `cquit` (UPDATE is the close itself).
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::codec::{self, Command, ParseError, Reply};
 use crate::cx::Cx;
@@ -64,14 +64,20 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        self.inbound.extend_from_slice(bytes);
+        // Lines are read in place; the buffer is lent out meanwhile.
+        let mut inbound = std::mem::take(&mut self.inbound);
+        inbound.extend_from_slice(bytes);
         while cx.is_open() {
-            match self.framer.next_line(&mut self.inbound) {
+            match self.framer.next_line(&mut inbound) {
                 None => break,
                 Some(Line::TooLong) => error(cx, None, "line is too long"),
-                Some(Line::Complete(line)) => self.on_line(cx, &line),
+                Some(Line::Complete { len, consumed }) => {
+                    self.on_line(cx, &inbound[..len]);
+                    inbound.advance(consumed);
+                }
             }
         }
+        self.inbound = inbound;
     }
 
     fn on_line(&mut self, cx: &mut Cx<'_>, line: &[u8]) {
