@@ -73,7 +73,7 @@ fn flood(addr: SocketAddr, me: String, to: String, acked: Arc<AtomicUsize>) -> S
         let Some(line) = read(&mut reader, &mut line) else {
             return done;
         };
-        if line == format!("+OK uname 'you are' {me}") {
+        if line == format!("+OK uname you are {me}") {
             break;
         }
     }

@@ -32,7 +32,7 @@ fn three_clients_chat_rename_misbehave_time_out_and_quit() {
 
     // A rename is seen by the others.
     bob.send("uname robert");
-    bob.expect("+OK uname robert");
+    bob.expect("+OK uname you are robert");
     alice.expect("+OK nuser bob robert");
     carol.expect("+OK nuser bob robert");
 

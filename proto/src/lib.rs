@@ -21,7 +21,7 @@
 //!         sent.extend_from_slice(&bytes);
 //!     }
 //! }
-//! assert!(sent.ends_with(b"+OK uname 'you are' alice\r\n"));
+//! assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
 //! ```
 
 mod config;

@@ -47,8 +47,10 @@ pub(crate) struct ReplyView<'a> {
 
 /// Every reply answers the oldest request not yet answered, in the way the protocol says
 /// that request is answered given the state of the network: a name is confirmed only if
-/// free, a message is "relayed" only to an online name and "stored" only for an offline
-/// account, an error names the right command and the right reason.
+/// free (`you are`, at login and rename alike), a message is "relayed" only to an online
+/// name and "stored" only for an offline account, a whisper is answered by its echo
+/// alone (never a `+OK chatw` line), an error names the right command and the right
+/// reason.
 pub(crate) fn replies_answer_requests(
     sent: &Sent,
     reply: &ServerLine<'_>,
@@ -62,14 +64,10 @@ pub(crate) fn replies_answer_requests(
     };
     let ok = match sent {
         Sent::Uname(asked) => match *reply {
-            L::NameSet(n) => {
-                v.own.is_none()
-                    && n == asked
-                    && codec::valid_name(asked)
-                    && !v.held_by_other
-                    && !v.registered
+            L::NameSet(n) if v.own.is_none() => {
+                n == asked && codec::valid_name(asked) && !v.held_by_other && !v.registered
             }
-            L::Renamed(n) => {
+            L::NameSet(n) => {
                 v.own.is_some_and(|o| o != asked)
                     && n == asked
                     && codec::valid_name(asked)
@@ -101,9 +99,20 @@ pub(crate) fn replies_answer_requests(
             let online = v.held_by_self || v.held_by_other;
             match *reply {
                 _ if not_allowed(kw) => true,
-                L::Relayed { whisper: w } => w == *whisper && mine && online,
-                L::Stored { whisper: w } => {
-                    w == *whisper && mine && !online && v.registered && !v.store_failing
+                L::Relayed => !*whisper && mine && online,
+                L::Stored => !*whisper && mine && !online && v.registered && !v.store_failing,
+                // The echo of a whisper: to the recipient online, or stored for it.
+                L::Chat {
+                    whisper: true,
+                    from: f,
+                    to: t,
+                    ..
+                } => {
+                    *whisper
+                        && mine
+                        && codec::key(f) == codec::key(from)
+                        && codec::key(t) == codec::key(to)
+                        && (online || (v.registered && !v.store_failing))
                 }
                 L::Error {
                     command: Some(c),
@@ -475,14 +484,35 @@ mod tests {
             held_by_other: true,
             ..view(Some("AL"))
         };
-        assert!(
-            replies_answer_requests(&chat, &ServerLine::Relayed { whisper: false }, &online)
-                .is_ok()
-        );
-        assert!(
-            replies_answer_requests(&chat, &ServerLine::Stored { whisper: false }, &online)
-                .is_err()
-        );
+        assert!(replies_answer_requests(&chat, &ServerLine::Relayed, &online).is_ok());
+        assert!(replies_answer_requests(&chat, &ServerLine::Stored, &online).is_err());
+        // A whisper is answered by its echo, never by `+OK`.
+        let whisper = Sent::Chat {
+            token: 2,
+            whisper: true,
+            from: "al".into(),
+            to: "bob".into(),
+        };
+        let echo = ServerLine::Chat {
+            whisper: true,
+            from: "AL",
+            to: "bob",
+            body: "m2",
+        };
+        assert!(replies_answer_requests(&whisper, &echo, &online).is_ok());
+        assert!(replies_answer_requests(&whisper, &ServerLine::Relayed, &online).is_err());
+        assert!(replies_answer_requests(&chat, &echo, &online).is_err());
+        let offline_account = ReplyView {
+            registered: true,
+            ..view(Some("al"))
+        };
+        assert!(replies_answer_requests(&whisper, &echo, &offline_account).is_ok());
+        assert!(replies_answer_requests(&whisper, &echo, &view(Some("al"))).is_err());
+        // A rename is confirmed like a login.
+        let rename = Sent::Uname("robert".into());
+        let named = view(Some("bob"));
+        assert!(replies_answer_requests(&rename, &ServerLine::NameSet("robert"), &named).is_ok());
+        assert!(replies_answer_requests(&uname, &ServerLine::NameSet("bob"), &named).is_err());
         let not_allowed = ServerLine::Error {
             command: Some("chatm"),
             text: "not allowed before uname",

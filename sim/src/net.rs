@@ -44,6 +44,9 @@ pub(crate) struct ConnOracle {
     pub(crate) name: Option<(String, String)>,
     /// Requests written and not yet answered, oldest first.
     pub(crate) sent: VecDeque<Sent>,
+    /// Whispers to oneself passed over by later replies: each is answered by its one
+    /// copy, which the server hands out with the deliveries after the rest of the read.
+    pub(crate) self_whispers: Vec<u64>,
     /// The server said goodbye (`cquit` answered, kicked, refused): nothing more to answer.
     pub(crate) done: bool,
     /// When the oldest `cping` the server has not yet had an answer to was sent.

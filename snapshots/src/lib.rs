@@ -11,7 +11,7 @@
 //!     "# hello\n\
 //!      alice/ws2017  s: +OK switchboard ws2017 ready\n\
 //!      alice/ws2017  c: uname alice\n\
-//!      alice/ws2017  s: +OK uname 'you are' alice\n"
+//!      alice/ws2017  s: +OK uname you are alice\n"
 //! );
 //! # Ok::<(), switchboard_snapshots::ScenarioError>(())
 //! ```

@@ -617,7 +617,7 @@ mod tests {
             "# two clients\n\
              alice/ws2017  s: +OK switchboard ws2017 ready\n\
              alice/ws2017  c: uname alice\n\
-             alice/ws2017  s: +OK uname 'you are' alice\n\
+             alice/ws2017  s: +OK uname you are alice\n\
              !connect:bob/ws2017\n\
              bob/ws2017    s: +OK switchboard ws2017 ready\n\
              ~ +2.000s\n\

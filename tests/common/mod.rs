@@ -352,7 +352,7 @@ impl Client {
         let client = server.connect(name);
         client.greeting();
         client.send(&format!("uname {name}"));
-        client.expect(&format!("+OK uname 'you are' {name}"));
+        client.expect(&format!("+OK uname you are {name}"));
         client
     }
 }

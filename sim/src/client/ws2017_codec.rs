@@ -19,11 +19,9 @@ pub(crate) enum KickKind {
 pub(crate) enum ServerLine<'a> {
     /// `+OK <server> ws2017 ready`.
     Greeting,
-    /// `+OK uname 'you are' <name>`.
+    /// `+OK uname you are <name>`: the name is set, at login or by a rename alike.
     NameSet(&'a str),
-    /// `+OK uname <name>`.
-    Renamed(&'a str),
-    /// `-ERR uname <suggestion>`.
+    /// `-ERR uname suggested <suggestion>`.
     NameTaken(&'a str),
     /// `nuser <name>`.
     UserJoined(&'a str),
@@ -35,11 +33,11 @@ pub(crate) enum ServerLine<'a> {
     Users(&'a str),
     /// `+OK cgetg`.
     Games,
-    /// `+OK chatm 'message relayed'` (or chatw).
-    Relayed { whisper: bool },
-    /// `+OK chatm 'message stored'` (or chatw).
-    Stored { whisper: bool },
-    /// `chatm <from> <to> '<body>'` (or chatw).
+    /// `+OK chatm 'message relayed'`. A `chatw` gets no `+OK` line: its echo answers it.
+    Relayed,
+    /// `+OK chatm 'message stored'`. For a `chatw` the echo, held until the commit.
+    Stored,
+    /// `chatm <from> <to> '<body>'` (or chatw; for a chatw, also the echo that answers it).
     Chat {
         whisper: bool,
         from: &'a str,
@@ -107,10 +105,8 @@ fn positive(rest: &str) -> Option<ServerLine<'_>> {
         "cquit 'kicked by an administrator'" => ServerLine::Kicked(KickKind::Kicked),
         "cquit 'banned by an administrator'" => ServerLine::Kicked(KickKind::Banned),
         "cquit 'account deleted by an administrator'" => ServerLine::Kicked(KickKind::Deleted),
-        "chatm 'message relayed'" => ServerLine::Relayed { whisper: false },
-        "chatw 'message relayed'" => ServerLine::Relayed { whisper: true },
-        "chatm 'message stored'" => ServerLine::Stored { whisper: false },
-        "chatw 'message stored'" => ServerLine::Stored { whisper: true },
+        "chatm 'message relayed'" => ServerLine::Relayed,
+        "chatm 'message stored'" => ServerLine::Stored,
         _ => {
             if let Some(names) = rest.strip_prefix("cgetu") {
                 if names.is_empty() {
@@ -118,11 +114,8 @@ fn positive(rest: &str) -> Option<ServerLine<'_>> {
                 }
                 return names.strip_prefix(' ').map(ServerLine::Users);
             }
-            if let Some(name) = rest.strip_prefix("uname 'you are' ") {
+            if let Some(name) = rest.strip_prefix("uname you are ") {
                 return is_word(name).then_some(ServerLine::NameSet(name));
-            }
-            if let Some(name) = rest.strip_prefix("uname ") {
-                return is_word(name).then_some(ServerLine::Renamed(name));
             }
             if let Some(names) = rest.strip_prefix("nuser ") {
                 let (old, new) = names.split_once(' ')?;
@@ -151,7 +144,8 @@ fn negative(rest: &str) -> Option<ServerLine<'_>> {
             text,
         });
     }
-    (command == "uname" && is_word(rest)).then_some(ServerLine::NameTaken(rest))
+    let suggestion = rest.strip_prefix("suggested ")?;
+    (command == "uname" && is_word(suggestion)).then_some(ServerLine::NameTaken(suggestion))
 }
 
 fn quoted(s: &str) -> Option<&str> {
@@ -310,17 +304,16 @@ mod tests {
         use ServerLine::*;
         let table: &[(&str, ServerLine<'_>)] = &[
             ("+OK switchboard ws2017 ready", Greeting),
-            ("+OK uname 'you are' alice", NameSet("alice")),
-            ("+OK uname Alice", Renamed("Alice")),
-            ("-ERR uname alice2", NameTaken("alice2")),
+            ("+OK uname you are alice", NameSet("alice")),
+            ("-ERR uname suggested alice2", NameTaken("alice2")),
             ("nuser bob", UserJoined("bob")),
             ("+OK nuser bob robert", UserRenamed("bob", "robert")),
             ("cquit bob", UserLeft("bob")),
             ("+OK cgetu alice bob", Users("alice bob")),
             ("+OK cgetu", Users("")),
             ("+OK cgetg", Games),
-            ("+OK chatw 'message relayed'", Relayed { whisper: true }),
-            ("+OK chatm 'message stored'", Stored { whisper: false }),
+            ("+OK chatm 'message relayed'", Relayed),
+            ("+OK chatm 'message stored'", Stored),
             (
                 "chatm alice bob 'it's me'",
                 Chat {
@@ -370,6 +363,13 @@ mod tests {
             "cping x",
             "\u{0}",
             "-ERR x y z",
+            // The bytes of before: the original client cannot read them.
+            "+OK uname 'you are' alice",
+            "+OK uname alice",
+            "-ERR uname alice2",
+            // A whisper has no +OK line.
+            "+OK chatw 'message relayed'",
+            "+OK chatw 'message stored'",
         ] {
             assert_eq!(decode(bad.as_bytes()), None, "{bad:?}");
         }

@@ -38,8 +38,6 @@ pub(crate) use check;
 pub(crate) struct StepLog {
     /// Relays acknowledged to their sender: (token, connection that must get it).
     relays: Vec<(u64, ConnId)>,
-    /// Whisper echoes owed to the sender's connection.
-    echoes: Vec<(u64, ConnId)>,
     /// Connections an administrator's command kicks.
     kicks: Vec<ConnId>,
     /// IP bans answered, with the number of connections the answer says it closed.
@@ -62,7 +60,6 @@ impl StepLog {
     /// Empties the log for the next step, keeping its memory.
     fn clear(&mut self) {
         self.relays.clear();
-        self.echoes.clear();
         self.kicks.clear();
         self.ip_bans.clear();
         self.kicked.clear();
@@ -333,15 +330,11 @@ impl Oracle {
 
     fn judge_step(&self, net: &Net) -> Result<(), Violation> {
         let step = &self.step;
-        if step.relays.is_empty()
-            && step.echoes.is_empty()
-            && step.kicks.is_empty()
-            && step.ip_bans.is_empty()
-        {
+        if step.relays.is_empty() && step.kicks.is_empty() && step.ip_bans.is_empty() {
             return Ok(());
         }
         let closed: BTreeSet<ConnId> = step.closed.iter().copied().collect();
-        let missing: Vec<(u64, u64)> = (step.relays.iter().chain(&step.echoes))
+        let missing: Vec<(u64, u64)> = (step.relays.iter())
             .filter(|(_, c)| !closed.contains(c))
             .map(|&(t, c)| (t, c.0))
             .collect();

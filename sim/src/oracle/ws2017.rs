@@ -57,7 +57,22 @@ impl Oracle {
                 from,
                 to,
                 body,
-            } => self.chat_line(conn, whisper, from, to, body),
+            } => {
+                let heard = self.chat_line(conn, whisper, from, to, body)?;
+                if self.answers_whisper(conn, whisper, body) {
+                    let token = codec::token_of(body).unwrap_or_default();
+                    let passed = conn.o.self_whispers.iter().position(|&t| t == token);
+                    match passed {
+                        Some(i) => {
+                            conn.o.self_whispers.swap_remove(i);
+                        }
+                        None => {
+                            self.ws2017_reply(conn, parsed, after, end, cx)?;
+                        }
+                    }
+                }
+                Ok(heard)
+            }
             L::Receipt { from, to } => {
                 let to_sender = conn
                     .o
@@ -165,7 +180,9 @@ impl Oracle {
             }
             None => false,
         };
-        let mut expected = take(&mut self.step.relays) || (whisper && take(&mut self.step.echoes));
+        // The echo of one's own whisper (or its only copy, sent to oneself) answers it.
+        let mut expected =
+            take(&mut self.step.relays) || (whisper && msg.is_some_and(|m| m.sender == conn.id));
         if !expected {
             // The acknowledgement may have been dropped with its sender's connection (a
             // slow reader closed by it in this step): the message still goes to whoever
@@ -195,6 +212,54 @@ impl Oracle {
         })
     }
 
+    /// Whether a `chatw` line on `conn` is the answer to this connection's own whisper:
+    /// its echo, or its only copy when sent to oneself. A whisper gets no `+OK` line.
+    fn answers_whisper(&self, conn: &Conn, whisper: bool, body: &str) -> bool {
+        whisper
+            && codec::token_of(body)
+                .and_then(|t| self.ledger.get(t))
+                .is_some_and(|m| m.sender == conn.id)
+    }
+
+    /// A whisper of this connection's own name to itself always succeeds, and its only
+    /// line, the copy, comes with the deliveries after the replies to the rest of the
+    /// same read. A reply that is not that copy passes it over: the copy is then owed to
+    /// this connection within the step, like any relayed message.
+    fn self_whisper_passed(
+        &mut self,
+        conn: &mut Conn,
+        sent: &Sent,
+        reply: &ServerLine<'_>,
+    ) -> bool {
+        let Sent::Chat {
+            token,
+            whisper: true,
+            from,
+            to,
+        } = sent
+        else {
+            return false;
+        };
+        let Some((own, _)) = conn.o.name.as_ref() else {
+            return false;
+        };
+        if codec::key(from) != *own || codec::key(to) != *own {
+            return false;
+        }
+        if let ServerLine::Chat { body, .. } = reply {
+            if codec::token_of(body) == Some(*token) {
+                return false;
+            }
+        }
+        self.step.relays.push((*token, conn.id));
+        if let Some(m) = self.ledger.get_mut(*token) {
+            m.fate = Fate::Relayed;
+        }
+        self.receipts.entry((conn.id, own.clone())).or_default().0 += 1;
+        conn.o.self_whispers.push(*token);
+        true
+    }
+
     fn ws2017_reply(
         &mut self,
         conn: &mut Conn,
@@ -211,6 +276,9 @@ impl Oracle {
                     format!("{parsed:?} on {} answers no request", conn.id),
                 ));
             };
+            if self.self_whisper_passed(conn, &sent, &parsed) {
+                continue;
+            }
             if invariants::answers(&sent, &parsed) {
                 break sent;
             }
@@ -233,7 +301,7 @@ impl Oracle {
         };
         check!(replies_answer_requests(&sent, &parsed, &view))?;
         let heard = match (&sent, parsed) {
-            (Sent::Uname(_), L::NameSet(name)) => {
+            (Sent::Uname(_), L::NameSet(name)) if conn.o.name.is_none() => {
                 let key = codec::key(name);
                 check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
                 let banned = conn.ip.is_some_and(|ip| self.ip_banned.contains(&ip));
@@ -243,7 +311,7 @@ impl Oracle {
                 self.step.joined.push(name.to_owned());
                 Heard::NameSet(name.to_owned())
             }
-            (Sent::Uname(_), L::Renamed(name)) => {
+            (Sent::Uname(_), L::NameSet(name)) => {
                 check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
                 if let Some((old_key, old)) = conn.o.name.take() {
                     self.holders.remove(&old_key);
@@ -272,17 +340,14 @@ impl Oracle {
                 },
                 reply,
             ) => {
-                let echo = *whisper
-                    && own
-                        .as_deref()
-                        .is_some_and(|o| codec::key(o) != codec::key(to));
+                // A whisper's echo (its answer) came with an online recipient, or, held
+                // until the commit, for an offline account.
+                let stored_echo = *whisper && holder.is_none();
                 match reply {
-                    L::Relayed { .. } => {
-                        if let Some(recipient) = holder {
+                    L::Relayed | L::Chat { .. } if !stored_echo => {
+                        // The copy to oneself is this very line.
+                        if let Some(recipient) = holder.filter(|&c| c != conn.id || !*whisper) {
                             self.step.relays.push((*token, recipient));
-                        }
-                        if echo {
-                            self.step.echoes.push((*token, conn.id));
                         }
                         if let Some(m) = self.ledger.get_mut(*token) {
                             m.fate = Fate::Relayed;
@@ -292,7 +357,7 @@ impl Oracle {
                             .or_default()
                             .0 += 1;
                     }
-                    L::Stored { .. } => {
+                    L::Stored | L::Chat { .. } => {
                         let ledger = &self.ledger;
                         let claims = |c: &Change| matches!(c, Change::OfflineQueued(m) if ledger.matches(*token, m));
                         let change = after.and_then(|seq| cx.store.change(seq));
@@ -304,9 +369,6 @@ impl Oracle {
                         ))?;
                         self.ledger.stored(*token, after.unwrap_or_default());
                         conn.claims.push_back((end, Claim::Stored(*token)));
-                        if echo {
-                            self.step.echoes.push((*token, conn.id));
-                        }
                     }
                     L::Error { text, .. } => {
                         if let Some(m) = self.ledger.get_mut(*token) {

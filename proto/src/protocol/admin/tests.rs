@@ -116,11 +116,11 @@ fn a_registered_name_is_taken_for_ws2017_and_suggestions_skip_it() {
     let c = h.connect(Protocol::Ws2017);
     h.take(c);
     h.send(c, "uname Bob\r\n");
-    assert_eq!(h.take(c), "-ERR uname Bob3\r\n");
+    assert_eq!(h.take(c), "-ERR uname suggested Bob3\r\n");
     h.send(c, "uname carol\r\nuname bob\r\n");
     assert_eq!(
         h.take(c),
-        "+OK uname 'you are' carol\r\n-ERR uname bob3\r\n"
+        "+OK uname you are carol\r\n-ERR uname suggested bob3\r\n"
     );
 }
 
@@ -290,7 +290,7 @@ fn replies_that_reveal_an_uncommitted_change_wait_for_it_and_others_do_not() {
     let other = h.connect(Protocol::Ws2017);
     h.take(other);
     h.send(other, "uname carol\r\n");
-    assert_eq!(h.take(other), "+OK uname 'you are' carol\r\n");
+    assert_eq!(h.take(other), "+OK uname you are carol\r\n");
     for c in [first, second, third, guest] {
         assert_eq!(h.take(c), "", "{c} must wait for the commit");
     }
@@ -299,7 +299,10 @@ fn replies_that_reveal_an_uncommitted_change_wait_for_it_and_others_do_not() {
     assert!(h.take(second).ends_with("ok 1 accounts\r\n"));
     assert_eq!(h.take(third), "err account BOB exists\r\n");
     // Behind the refusal, in order: the news that carol joined meanwhile.
-    assert_eq!(h.take(guest), "-ERR uname bob2\r\nnuser carol\r\n");
+    assert_eq!(
+        h.take(guest),
+        "-ERR uname suggested bob2\r\nnuser carol\r\n"
+    );
 }
 
 #[test]

@@ -161,11 +161,11 @@ fn printable(s: &str) -> String {
 pub(super) enum Reply<'a> {
     /// `+OK <text>` on connect.
     Greeting { server: &'a str },
-    /// `+OK uname 'you are' <name>`: the first name is set.
+    /// `+OK uname you are <name>`: the name is set, first or by a rename alike. The
+    /// original client accepts a name only on this prefix, without quotes.
     NameSet { name: &'a str },
-    /// `+OK uname <name>`: renamed.
-    Renamed { name: &'a str },
-    /// `-ERR uname <suggestion>`: the name is taken.
+    /// `-ERR uname suggested <suggestion>`: the name is taken (the original's bytes; its
+    /// client offers the word after `suggested `).
     NameTaken { suggestion: &'a str },
     /// `nuser <name>`: someone joined.
     UserJoined { name: &'a str },
@@ -177,10 +177,10 @@ pub(super) enum Reply<'a> {
     Users { names: &'a [&'a str] },
     /// `+OK cgetg`: no games.
     Games,
-    /// `+OK chatm 'message relayed'` (or `chatw`).
-    Relayed { whisper: bool },
-    /// `+OK chatm 'message stored'` (or `chatw`): kept for an offline account.
-    Stored { whisper: bool },
+    /// `+OK chatm 'message relayed'`. A `chatw` gets no `+OK` line: its echo is the answer.
+    Relayed,
+    /// `+OK chatm 'message stored'`: kept for an offline account.
+    Stored,
     /// `chatm <from> <to> '<body>'` (or `chatw`): a message for this client.
     Chat {
         whisper: bool,
@@ -209,9 +209,8 @@ pub(super) enum Reply<'a> {
 pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
     match *reply {
         Reply::Greeting { server } => push(out, &["+OK ", server, " ws2017 ready"]),
-        Reply::NameSet { name } => push(out, &["+OK uname 'you are' ", name]),
-        Reply::Renamed { name } => push(out, &["+OK uname ", name]),
-        Reply::NameTaken { suggestion } => push(out, &["-ERR uname ", suggestion]),
+        Reply::NameSet { name } => push(out, &["+OK uname you are ", name]),
+        Reply::NameTaken { suggestion } => push(out, &["-ERR uname suggested ", suggestion]),
         Reply::UserJoined { name } => push(out, &["nuser ", name]),
         Reply::UserRenamed { old, new } => push(out, &["+OK nuser ", old, " ", new]),
         Reply::UserLeft { name } => push(out, &["cquit ", name]),
@@ -223,12 +222,8 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             out.put_slice(b"\r\n");
         }
         Reply::Games => push(out, &["+OK cgetg"]),
-        Reply::Stored { whisper } => {
-            push(out, &["+OK ", chat_keyword(whisper), " 'message stored'"])
-        }
-        Reply::Relayed { whisper } => {
-            push(out, &["+OK ", chat_keyword(whisper), " 'message relayed'"])
-        }
+        Reply::Stored => push(out, &["+OK chatm 'message stored'"]),
+        Reply::Relayed => push(out, &["+OK chatm 'message relayed'"]),
         Reply::Chat {
             whisper,
             from,
@@ -260,8 +255,7 @@ pub(super) fn constant(reply: &Reply<'_>) -> Option<&'static [u8]> {
         Reply::Pong => b"+OK cpong\r\n",
         Reply::Games => b"+OK cgetg\r\n",
         Reply::Bye => b"+OK cquit 'terminating tasks and disconnecting'\r\n",
-        Reply::Relayed { whisper: false } => b"+OK chatm 'message relayed'\r\n",
-        Reply::Relayed { whisper: true } => b"+OK chatw 'message relayed'\r\n",
+        Reply::Relayed => b"+OK chatm 'message relayed'\r\n",
         _ => return None,
     })
 }

@@ -286,7 +286,7 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
             reply_about(
                 cx,
                 account,
-                &Reply::Renamed {
+                &Reply::NameSet {
                     name: name.as_str(),
                 },
             );
@@ -333,9 +333,15 @@ fn chat(
     } else {
         DirectKind::Chat
     };
+    // A whisper gets no `+OK` line (the original sent none, and its client shows an error
+    // for an answer it does not know): its echo answers it, and for a stored whisper the
+    // echo is the acknowledgement, held until the message is committed.
+    let mut held = None;
     let to = match cx.net.send_direct(session, &to, &body, kind) {
         Ok(to) => {
-            reply(cx, &Reply::Relayed { whisper });
+            if !whisper {
+                reply(cx, &Reply::Relayed);
+            }
             to
         }
         Err(DirectError::NoSuchUser) => return no_such_user(cx),
@@ -355,9 +361,12 @@ fn chat(
                 Err(_) => return no_such_user(cx),
             };
             let seq = cx.persist(change);
-            let mut out = BytesMut::new();
-            codec::encode(&Reply::Stored { whisper }, &mut out);
-            cx.send_after(out.freeze(), seq);
+            if !whisper {
+                let mut out = BytesMut::new();
+                codec::encode(&Reply::Stored, &mut out);
+                cx.send_after(out.freeze(), seq);
+            }
+            held = Some(seq);
             to
         }
     };
@@ -368,7 +377,14 @@ fn chat(
             to: to.as_str(),
             body: &body,
         };
-        reply(cx, &copy);
+        match held {
+            Some(seq) => {
+                let mut out = BytesMut::new();
+                codec::encode(&copy, &mut out);
+                cx.send_after(out.freeze(), seq);
+            }
+            None => reply(cx, &copy),
+        }
     }
 }
 
