@@ -42,7 +42,7 @@ fn three_clients_chat_rename_misbehave_time_out_and_quit() {
     alice.send("chatm alice");
     alice.expect("-ERR 'chatm is not a properly formatted command'");
     alice.send_raw(b"\xff\xfe garbage\r\n");
-    alice.expect("-ERR '?? is not a properly formatted command'");
+    alice.expect("-ERR 'entered command does not exist'");
     alice.send("CGETU");
     alice.expect("+OK cgetu alice carol robert");
 

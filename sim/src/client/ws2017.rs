@@ -34,6 +34,20 @@ pub(crate) fn base_name(idx: u32) -> String {
     }
 }
 
+/// Lines the server must refuse with an error that names no command: malformed
+/// requests (an unclosed quote among them) and an unknown keyword before bytes that are
+/// not UTF-8.
+const MALFORMED: [&[u8]; 8] = [
+    b"chatm onlyone\r\n",
+    b"uname\r\n",
+    b"cgetu extra\r\n",
+    b"chatr a\r\n",
+    b"uname 'unclosed\r\n",
+    b"chatm me me 'unclosed\r\n",
+    b"hello \xff\r\n",
+    b"cquit now\r\n",
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
     Normal,
@@ -369,15 +383,8 @@ impl<C: Choices> Ws2017Client<C> {
                 self.send(line.into_bytes(), Sent::Garbage, acts);
             }
             1 => {
-                let line = *self.rng.pick(&[
-                    "chatm onlyone\r\n",
-                    "uname\r\n",
-                    "cgetu extra\r\n",
-                    "chatr a\r\n",
-                    "uname 'unclosed\r\n",
-                    "cquit now\r\n",
-                ]);
-                self.send(line.as_bytes().to_vec(), Sent::Garbage, acts);
+                let line = self.rng.pick(&MALFORMED);
+                self.send(line.to_vec(), Sent::Garbage, acts);
             }
             2 => self.send(b"\xff\xfe chatm\r\n".to_vec(), Sent::Garbage, acts),
             3 => {

@@ -152,7 +152,7 @@ fn an_ip_ban_closes_connections_from_it_and_refuses_new_ones() {
         "ok 10.0.0.7 banned, 1 connection closed\r\n"
     );
     assert_eq!(h.take(banned), "+OK cquit 'banned by an administrator'\r\n");
-    assert_eq!(h.closed(banned), Some(CloseReason::Kicked));
+    assert_eq!(h.closed(banned), Some(CloseReason::Banned));
     assert_eq!(h.take(other), "cquit mallory\r\n");
     assert_eq!(h.closed(other), None);
     assert!(h.store.ip_bans.contains(&[10, 0, 0, 7].into()));

@@ -39,34 +39,54 @@ pub(super) enum ParseError {
     Unknown,
 }
 
-/// Parses one line (without its line ending).
+/// The keywords of the commands, as [`parse`] folds them.
+const KEYWORDS: [&str; 10] = [
+    "uname", "cgetu", "cgetg", "cping", "cpong", "cquit", "chatr", "chatm", "chatw", "+ok",
+];
+
+/// Parses one line (without its line ending). The keyword decides first: a keyword that
+/// is no command is [`ParseError::Unknown`] whatever follows it (bytes that are not UTF-8
+/// included); only a known one can be [`ParseError::Malformed`].
 pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
-    let Ok(text) = std::str::from_utf8(line) else {
-        let keyword = line.split(|&b| b == b' ').next().unwrap_or_default();
-        return Err(ParseError::Malformed {
-            keyword: printable(&String::from_utf8_lossy(keyword)),
-        });
-    };
-    let text = text.trim_matches(|c: char| c == ' ' || c == '\t');
-    if text.is_empty() {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = line.iter().position(|b| !blank(b)).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |i| i + 1);
+    let line = &line[start..end];
+    if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (keyword, rest) = match text.split_once([' ', '\t']) {
-        Some((k, r)) => (k, r.trim_start_matches([' ', '\t'])),
-        None => (text, ""),
+    let (keyword, rest) = match line.iter().position(blank) {
+        Some(i) => {
+            let rest = &line[i..];
+            let skip = rest.iter().position(|b| !blank(b)).unwrap_or(rest.len());
+            (&line[..i], &rest[skip..])
+        }
+        None => (line, &[][..]),
     };
     // Keywords are at most five letters: fold them on the stack, not in a new String.
     let mut folded = [0u8; 5];
-    let keyword = match keyword.as_bytes() {
-        k if k.len() <= folded.len() => {
-            folded[..k.len()].copy_from_slice(k);
-            folded[..k.len()].make_ascii_lowercase();
-            std::str::from_utf8(&folded[..k.len()]).unwrap_or_default()
-        }
+    let Some(k) = folded.get_mut(..keyword.len()) else {
+        return Err(ParseError::Unknown);
+    };
+    k.copy_from_slice(keyword);
+    k.make_ascii_lowercase();
+    let keyword = match std::str::from_utf8(k) {
+        Ok(k) if KEYWORDS.contains(&k) => k,
         _ => return Err(ParseError::Unknown),
     };
+    let Ok(rest) = std::str::from_utf8(rest) else {
+        if keyword == "+ok" {
+            return Err(ParseError::Unknown);
+        }
+        return Err(ParseError::Malformed {
+            keyword: keyword.to_owned(),
+        });
+    };
     let malformed = || ParseError::Malformed {
-        keyword: printable(keyword),
+        keyword: keyword.to_owned(),
     };
     let args = |n: usize| -> Result<Vec<String>, ParseError> {
         let args = split_args(rest).ok_or_else(malformed)?;
@@ -96,14 +116,12 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
         "chatm" | "chatw" => {
             let (sender, rest) = next_arg(rest).ok_or_else(malformed)?;
             let (recipient, rest) = next_arg(rest).ok_or_else(malformed)?;
-            if rest.is_empty() {
-                return Err(malformed());
-            }
+            let message = unquote(rest).ok_or_else(malformed)?;
             Command::Chat {
                 whisper: keyword == "chatw",
                 sender,
                 recipient,
-                message: unquote(rest).to_owned(),
+                message: message.to_owned(),
             }
         }
         _ => return Err(ParseError::Unknown),
@@ -141,19 +159,16 @@ fn next_arg(s: &str) -> Option<(String, &str)> {
     Some((arg.to_owned(), tail.trim_start_matches([' ', '\t'])))
 }
 
-/// A message body: the rest of the line, without one pair of enclosing quotes.
-fn unquote(s: &str) -> &str {
-    s.strip_prefix('\'')
-        .and_then(|s| s.strip_suffix('\''))
-        .unwrap_or(s)
-}
-
-/// `s` with anything but printable ASCII replaced by `?`, for echoing in errors.
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(32)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
+/// A message body: the rest of the line, without one pair of enclosing quotes. `None`
+/// if it is empty, or opens a quote it never closes (`'text` or a lone `'`).
+fn unquote(s: &str) -> Option<&str> {
+    if s.is_empty() {
+        return None;
+    }
+    match s.strip_prefix('\'') {
+        Some(inner) => inner.strip_suffix('\''),
+        None => Some(s),
+    }
 }
 
 /// A line the server sends.

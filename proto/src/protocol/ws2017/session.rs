@@ -193,7 +193,11 @@ impl Session {
                 };
                 let bye = format!("+OK cquit '{text}'\r\n");
                 cx.send(Bytes::from(bye));
-                cx.close(CloseReason::Kicked);
+                // The runtime logs the reason: a ban (of the address or the user) as such.
+                cx.close(match reason {
+                    KickReason::Banned => CloseReason::Banned,
+                    KickReason::Kicked | KickReason::AccountDeleted => CloseReason::Kicked,
+                });
             }
             Event::Delivered { session, to } => {
                 if let Some(me) = cx.net.session_name(*session).cloned() {

@@ -436,6 +436,10 @@ fn badly_formatted_commands_get_the_seeds_error() {
         ("chatm alice bob", "chatm"),
         ("chatw alice bob", "chatw"),
         ("chatm 'alice bob hi", "chatm"),
+        // An unclosed quote around the message is malformed too, not relayed.
+        ("chatm alice alice 'unterminated", "chatm"),
+        ("chatw alice alice 'unterminated", "chatw"),
+        ("chatm alice alice '", "chatm"),
         ("chatr alice", "chatr"),
         ("chatr alice bob carol", "chatr"),
     ];
@@ -452,6 +456,42 @@ fn badly_formatted_commands_get_the_seeds_error() {
         h.take(alice),
         "-ERR 'uname is not a properly formatted command'\r\n"
     );
+    h.send(alice, b"  ChatM alice alice '\xff'\r\n".to_vec());
+    assert_eq!(
+        h.take(alice),
+        "-ERR 'chatm is not a properly formatted command'\r\n"
+    );
+    assert_eq!(h.closed(alice), None);
+    // Nothing malformed was relayed.
+    h.send(alice, "cgetu\r\n");
+    assert_eq!(h.take(alice), "+OK cgetu alice\r\n");
+}
+
+/// A keyword that is no command gets the same answer whatever follows it: text, more
+/// words, or bytes that are not UTF-8 (in the arguments or in the keyword itself).
+#[test]
+fn an_unknown_keyword_is_unknown_whatever_follows_it() {
+    let mut h = harness();
+    let alice = named(&mut h, "alice", &[]);
+    let lines: [&[u8]; 7] = [
+        b"hello \xff",
+        b"hello \xff\xfe 'x'",
+        b"\xff\xfe garbage",
+        b"hell\xff",
+        b"\xff",
+        b"+OK \xff",
+        b"  xyzzy\t\xc3",
+    ];
+    for line in lines {
+        let mut bytes = line.to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        h.send(alice, bytes);
+        assert_eq!(
+            h.take(alice),
+            "-ERR 'entered command does not exist'\r\n",
+            "{line:?}"
+        );
+    }
     assert_eq!(h.closed(alice), None);
 }
 
@@ -600,6 +640,19 @@ fn parse_table() {
             sender: "a".into(),
             recipient: "b".into(),
             message: String::new()
+        })
+    );
+    assert_eq!(
+        ok("chatm a b 'unterminated"),
+        Err(ParseError::Malformed {
+            keyword: "chatm".into()
+        })
+    );
+    assert_eq!(parse(b"hello \xff"), Err(ParseError::Unknown));
+    assert_eq!(
+        parse(b"CPING \xff"),
+        Err(ParseError::Malformed {
+            keyword: "cping".into()
         })
     );
     assert_eq!(ok(""), Err(ParseError::Empty));
@@ -762,4 +815,34 @@ fn constant_replies_match_their_encoding() {
         encode(&reply, &mut out);
         assert_eq!(constant(&reply), Some(&out[..]), "{reply:?}");
     }
+}
+
+/// An administrator's IP ban closes the connections from the address as banned, not
+/// kicked: the runtime logs the close reason (`reason="banned"`).
+#[test]
+fn an_ip_ban_closes_as_banned_and_a_kick_as_kicked() {
+    let mut h = harness();
+    let mallory = h.connect_from(Protocol::Ws2017, [10, 0, 0, 7]);
+    assert_eq!(h.take(mallory), GREETING);
+    h.send(mallory, "uname mallory\r\n");
+    assert_eq!(h.take(mallory), "+OK uname you are mallory\r\n");
+    let alice = named(&mut h, "alice", &[mallory]);
+    let bob = named(&mut h, "bob", &[mallory, alice]);
+    let admin = h.connect(Protocol::Admin);
+    h.send(admin, "ban ip 10.0.0.7\r\n");
+    assert_eq!(h.take(admin), "ok 10.0.0.7 banned, 1 connection closed\r\n");
+    assert_eq!(
+        h.take(mallory),
+        "+OK cquit 'banned by an administrator'\r\n"
+    );
+    assert_eq!(h.closed(mallory), Some(CloseReason::Banned));
+    h.send(admin, "kick alice\r\n");
+    assert_eq!(h.take(admin), "ok alice kicked, 1 session closed\r\n");
+    assert_eq!(
+        h.take(alice),
+        "cquit mallory\r\n+OK cquit 'kicked by an administrator'\r\n"
+    );
+    assert_eq!(h.closed(alice), Some(CloseReason::Kicked));
+    assert_eq!(h.take(bob), "cquit mallory\r\ncquit alice\r\n");
+    assert_eq!(h.closed(bob), None);
 }
