@@ -52,6 +52,11 @@
 //! one space after the marker separates it, the rest of the line is sent verbatim.
 //! Columns between the client and the marker are free, so scenarios can be aligned.
 //!
+//! The tests play every scenario as written, then again with every client byte in its
+//! own delivery ([`Delivery::Bytewise`]), and again once per cut point with every send
+//! cut in two deliveries there ([`Delivery::SplitAt`], so a send of several lines is
+//! read as complete lines with a partial one): the transcripts must be identical.
+//!
 //! # The world around the server
 //!
 //! The player drives the server as a runtime does: every output goes through a
@@ -90,5 +95,5 @@ mod play;
 mod scenario;
 mod store;
 
-pub use play::{play, Delivery, WALL_ORIGIN_MS};
+pub use play::{longest_send, play, Delivery, WALL_ORIGIN_MS};
 pub use scenario::{Scenario, ScenarioError};

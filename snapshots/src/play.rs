@@ -34,6 +34,25 @@ pub enum Delivery {
     /// Every byte of every send in its own delivery. The transcript must not change:
     /// codecs are split-insensitive.
     Bytewise,
+    /// Every `c:` and `c~:` send in two deliveries, cut after this many bytes (in one if
+    /// it is not longer); `c/:` byte by byte as written. A send that holds several lines
+    /// is then read as complete lines and a partial one together, which
+    /// [`Bytewise`](Delivery::Bytewise) never does.
+    SplitAt(usize),
+}
+
+/// The longest client send of `scenario` in bytes: [`Delivery::SplitAt`] below it cuts
+/// at least one send.
+pub fn longest_send(scenario: &Scenario) -> usize {
+    scenario
+        .steps
+        .iter()
+        .map(|step| match &step.kind {
+            StepKind::Send { bytes, .. } => bytes.len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// One scenario client: a name with its current connection.
@@ -350,6 +369,19 @@ impl Player<'_> {
         let label = self.label(client);
         self.print(&label, mode.marker(), &StepKind::send_text(mode, bytes));
         let bytewise = mode == SendMode::Bytewise || self.delivery == Delivery::Bytewise;
+        if let (false, Delivery::SplitAt(at)) = (bytewise, self.delivery) {
+            let (head, tail) = bytes.split_at(at.min(bytes.len()));
+            for part in [head, tail].into_iter().filter(|p| !p.is_empty()) {
+                self.input(
+                    line,
+                    Input::Received {
+                        conn,
+                        bytes: part.to_vec().into(),
+                    },
+                )?;
+            }
+            return Ok(());
+        }
         if bytewise {
             for &b in bytes {
                 self.input(
@@ -628,6 +660,9 @@ mod tests {
              bob/ws2017    s: cquit alice\n"
         );
         assert_eq!(play(&scenario, Delivery::Bytewise).unwrap(), transcript);
+        for at in 0..=longest_send(&scenario) {
+            assert_eq!(play(&scenario, Delivery::SplitAt(at)).unwrap(), transcript);
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use switchboard_snapshots::{play, Delivery, Scenario};
+use switchboard_snapshots::{longest_send, play, Delivery, Scenario};
 
 /// The scenario at `path`, or a panic naming the file and line of the mistake.
 fn load(path: &Path) -> Scenario {
@@ -45,6 +45,29 @@ fn transcript() {
     });
 }
 
+/// Panics naming the first line where `split`, the transcript of `how`, differs from
+/// `whole`.
+fn assert_same(path: &Path, how: &str, whole: &str, split: &str) {
+    if let Some((n, (a, b))) = whole
+        .lines()
+        .zip(split.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!(
+            "{}: {how} changes transcript line {}:\n  whole: {a}\n  split: {b}",
+            path.display(),
+            n + 1
+        );
+    }
+    assert_eq!(
+        whole.lines().count(),
+        split.lines().count(),
+        "{}: {how} changes the transcript's length",
+        path.display()
+    );
+}
+
 /// The codecs must not care how bytes are chunked: every scenario, replayed with every
 /// client byte in its own delivery, gives the same transcript.
 #[test]
@@ -53,24 +76,27 @@ fn transcripts_do_not_depend_on_how_bytes_are_split() {
         let scenario = load(path);
         let whole = play(&scenario, Delivery::AsWritten).unwrap_or_else(|e| panic!("{e}"));
         let bytewise = play(&scenario, Delivery::Bytewise).unwrap_or_else(|e| panic!("{e}"));
-        if let Some((n, (a, b))) = whole
-            .lines()
-            .zip(bytewise.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b)
-        {
-            panic!(
-                "{}: byte-by-byte delivery changes transcript line {}:\n  whole:     {a}\n  bytewise:  {b}",
-                path.display(),
-                n + 1
+        assert_same(path, "byte-by-byte delivery", &whole, &bytewise);
+    });
+}
+
+/// Every scenario replayed once per cut point, each send cut in two reads there: a send
+/// of several lines is then read as complete lines with a partial one, and the partial
+/// one completed by the next read. The transcript must not change.
+#[test]
+fn transcripts_do_not_depend_on_where_sends_are_cut() {
+    insta::glob!("..", "scenarios/**/*.scn", |path| {
+        let scenario = load(path);
+        let whole = play(&scenario, Delivery::AsWritten).unwrap_or_else(|e| panic!("{e}"));
+        for at in 1..longest_send(&scenario) {
+            let split = play(&scenario, Delivery::SplitAt(at)).unwrap_or_else(|e| panic!("{e}"));
+            assert_same(
+                path,
+                &format!("cutting sends after {at} bytes"),
+                &whole,
+                &split,
             );
         }
-        assert_eq!(
-            whole.lines().count(),
-            bytewise.lines().count(),
-            "{}: byte-by-byte delivery changes the transcript's length",
-            path.display()
-        );
     });
 }
 

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use super::codec::{encode, parse, Command, ParseError, Reply};
 use crate::tests::harness::Harness;
-use crate::{CloseReason, Config, ConnId, Protocol};
+use crate::{CloseReason, Config, ConnId, Input, Protocol};
 
 const GREETING: &str = "+OK switchboard ws2017 ready\r\n";
 
@@ -562,19 +562,129 @@ fn a_client_that_stops_reading_is_closed_once_its_queue_passes_the_limit() {
     assert!(h.take(alice).ends_with("+OK cgetu alice\r\n"));
 }
 
+/// Bytes count against a connection's outbound limit until the runtime reports them
+/// written, and each report frees exactly what it reports: a client that reads gets
+/// far more than the limit through, every message intact and in order.
 #[test]
 fn written_reports_free_room_in_the_outbound_queue() {
+    const LIMIT: usize = 4096;
+    // The relayed line reads as sent.
+    const SENT: &str = "chatm alice bob 'a message that bob reads'\r\n";
+    const RELAYED: &str = SENT;
+    const ACK: &str = "+OK chatm 'message relayed'\r\n";
     let mut h = Harness::new(Config {
-        outbound_limit_bytes: 4096,
+        outbound_limit_bytes: LIMIT,
         ..Config::default()
     });
-    // Clients that read: the same traffic never trips the limit.
     let alice = named(&mut h, "alice", &[]);
     let bob = named(&mut h, "bob", &[alice]);
-    for _ in 0..500 {
-        h.send(alice, "chatm alice bob 'a message that bob reads'\r\n");
+    // Clients that read: every line is reported written as it goes, nothing stays queued.
+    for n in 0..500 {
+        h.send(alice, SENT);
+        assert_eq!(h.take(alice), ACK, "message {n}");
+        assert_eq!(h.take(bob), RELAYED, "message {n}");
+        assert_eq!(h.server.stats().max_unwritten_bytes, 0, "message {n}");
     }
-    assert_eq!(h.closed(bob), None);
+    assert!(
+        500 * RELAYED.len() > 4 * LIMIT,
+        "the traffic passes the limit"
+    );
+    assert_eq!((h.closed(alice), h.closed(bob)), (None, None));
+
+    // Nothing reported: what was sent counts, per connection, until reported.
+    h.auto_written = false;
+    for _ in 0..3 {
+        h.send(alice, SENT);
+    }
+    assert_eq!(h.take(alice), ACK.repeat(3));
+    assert_eq!(h.take(bob), RELAYED.repeat(3));
+    assert_eq!(h.server.stats().max_unwritten_bytes, 3 * RELAYED.len());
+    h.input(Input::Written {
+        conn: bob,
+        n: 3 * RELAYED.len() - 10,
+    });
+    assert_eq!(h.server.stats().max_unwritten_bytes, 3 * ACK.len());
+    h.input(Input::Written {
+        conn: alice,
+        n: 3 * ACK.len(),
+    });
+    assert_eq!(h.server.stats().max_unwritten_bytes, 10);
+    h.input(Input::Written { conn: bob, n: 10 });
+    assert_eq!(h.server.stats().max_unwritten_bytes, 0);
+    // Room reported free is room to use: bob reads again and nobody was closed.
+    h.auto_written = true;
+    h.send(alice, SENT);
+    assert_eq!(h.take(bob), RELAYED);
+    assert_eq!((h.closed(alice), h.closed(bob)), (None, None));
+}
+
+/// One client's input: several commands in a stream, quoted arguments, CRLF and bare LF,
+/// blank lines, errors, a reply held for a commit, and a last line that arrives partial
+/// and is completed by a later read ([`STREAM_TAIL`]).
+const STREAM: &[u8] = b"uname alice\r\ncgetu\nchatm alice bob 'hi there, bob'\r\n\
+CHATW 'alice' bob 'it's me'\n\r\n  \nbogus \xff\r\nchatm alice alice 'unterminated\r\n\
+chatm alice acct 'for later'\r\nuname 'ally'\ncping\r\nchatm ally bob 'part";
+const STREAM_TAIL: &[u8] = b"ial, then whole'\r\ncgetu\r\n";
+
+/// Delivers `reads` to a new client (bob and the account `acct` exist already) and
+/// returns what the client and bob received.
+fn play_reads(reads: &[&[u8]]) -> (String, String) {
+    let mut h = harness();
+    register(&mut h, "acct");
+    let bob = named(&mut h, "bob", &[]);
+    let c = h.connect(Protocol::Ws2017);
+    for read in reads.iter().filter(|r| !r.is_empty()) {
+        h.send(c, read.to_vec());
+    }
+    assert_eq!(h.closed(c), None);
+    (h.take(c), h.take(bob))
+}
+
+/// However the stream is cut into reads (at any one point, at two points, into single
+/// bytes), the output is that of whole delivery: a codec must neither lose nor
+/// duplicate nor reorder a partial line that shares a read with complete ones.
+#[test]
+fn every_split_of_a_multi_command_stream_gives_the_output_of_whole_delivery() {
+    let whole = play_reads(&[STREAM, STREAM_TAIL]);
+    assert_eq!(
+        whole.0,
+        [
+            GREETING,
+            "+OK uname you are alice\r\n",
+            "+OK cgetu alice bob\r\n",
+            "+OK chatm 'message relayed'\r\n",
+            "chatw alice bob 'it's me'\r\n",
+            "-ERR 'entered command does not exist'\r\n",
+            "-ERR 'chatm is not a properly formatted command'\r\n",
+            "+OK chatm 'message stored'\r\n",
+            "+OK uname you are ally\r\n",
+            "+OK cpong\r\n",
+            "+OK chatm 'message relayed'\r\n",
+            "+OK cgetu ally bob\r\n",
+        ]
+        .concat()
+    );
+    assert_eq!(
+        whole.1,
+        "nuser alice\r\nchatm alice bob 'hi there, bob'\r\nchatw alice bob 'it's me'\r\n\
+         +OK nuser alice ally\r\nchatm ally bob 'partial, then whole'\r\n"
+    );
+    let all = [STREAM, STREAM_TAIL].concat();
+    assert_eq!(play_reads(&[&all]), whole, "in one read");
+    for i in 0..=STREAM.len() {
+        let (a, b) = STREAM.split_at(i);
+        assert_eq!(play_reads(&[a, b, STREAM_TAIL]), whole, "stream cut at {i}");
+    }
+    // Three reads: the first cut anywhere, the second every fifth byte after it (every
+    // pair would be 27,000 runs for little more).
+    for i in 0..=all.len() {
+        for j in (i..=all.len()).step_by(5) {
+            let reads = [&all[..i], &all[i..j], &all[j..]];
+            assert_eq!(play_reads(&reads), whole, "cut at {i} and {j}");
+        }
+    }
+    let bytes: Vec<&[u8]> = all.chunks(1).collect();
+    assert_eq!(play_reads(&bytes), whole, "byte by byte");
 }
 
 /// Plays a conversation of three clients once with whole lines and once a byte at a
