@@ -5,7 +5,7 @@ mod common;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 
-use common::{Client, Switchboard};
+use common::{admin, Client, Switchboard};
 
 #[test]
 fn three_clients_chat_rename_misbehave_time_out_and_quit() {
@@ -82,4 +82,31 @@ fn sigint_shuts_down_cleanly() {
         !data_dir.path().join("admin.sock").exists(),
         "the admin socket outlived the server"
     );
+}
+
+/// An IP ban closes the client's connection with the reason `banned` in the log, on that
+/// connection's own line (not `kicked`, as a plain kick is).
+#[test]
+fn an_ip_ban_close_is_logged_as_banned() {
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
+    let server = Switchboard::start(&data_dir.path().join("data"));
+    let mallory = Client::login(&server, "mallory");
+    let opened = server.wait_for_log("connection opened");
+    let conn = opened
+        .split_whitespace()
+        .find(|field| field.starts_with("conn="))
+        .unwrap_or_else(|| panic!("no conn= in {opened:?}"))
+        .to_owned();
+    let run = admin(&server.data_dir, &["ban", "ip", "127.0.0.1"], None);
+    assert_eq!(
+        run.ok(),
+        ["127.0.0.1 banned, 1 connection closed"],
+        "{run:?}"
+    );
+    mallory.expect("+OK cquit 'banned by an administrator'");
+    mallory.expect_closed();
+    let closed = server.wait_for_log("connection closed");
+    let fields: Vec<&str> = closed.split_whitespace().collect();
+    assert!(fields.contains(&conn.as_str()), "{closed:?} is not {conn}");
+    assert!(fields.contains(&"reason=\"banned\""), "{closed:?}");
 }
