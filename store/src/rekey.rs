@@ -127,10 +127,7 @@ fn accounts(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName)>, Store
 
 /// Every offline message's sequence number, sender and recipient under the current rule. A
 /// sender the rule now refuses (an anonymous ws2017 name) is kept as it was.
-fn messages(
-    conn: &Connection,
-    found: i64,
-) -> Result<Vec<(i64, UserName, UserName)>, StoreError> {
+fn messages(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName, UserName)>, StoreError> {
     let load = |source| StoreError::Load { source };
     let mut statement = conn
         .prepare("SELECT seq, recipient_key, sender, recipient FROM offline_messages ORDER BY seq")

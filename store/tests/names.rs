@@ -67,7 +67,11 @@ fn a_database_from_before_the_rule_loads_with_its_keys_recomputed() {
     legacy(
         dir.path(),
         &["Alice", "Jose\u{301}", "bob"],
-        &[("a\u{200b}b", "alice"), ("Mallory", "BOB"), ("Alice", "jose\u{301}")],
+        &[
+            ("a\u{200b}b", "alice"),
+            ("Mallory", "BOB"),
+            ("Alice", "jose\u{301}"),
+        ],
     );
     let store = Store::open(dir.path()).expect("open");
     assert_eq!(rule(dir.path()), Some(i64::from(NAME_RULE_VERSION)));
@@ -86,7 +90,10 @@ fn a_database_from_before_the_rule_loads_with_its_keys_recomputed() {
     assert_eq!(state.next_message_id, 3);
     // Opening again changes nothing.
     drop(store);
-    let again = Store::open(dir.path()).expect("reopen").load().expect("load");
+    let again = Store::open(dir.path())
+        .expect("reopen")
+        .load()
+        .expect("load");
     assert_eq!(again, state);
 }
 

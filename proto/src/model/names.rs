@@ -84,8 +84,8 @@ impl UserName {
             let name = UsernameCasePreserved::enforce(s)
                 .map_err(|_| NameError::InvalidCharacter)?
                 .into_owned();
-            let mapped =
-                UsernameCaseMapped::enforce(name.as_str()).map_err(|_| NameError::InvalidCharacter)?;
+            let mapped = UsernameCaseMapped::enforce(name.as_str())
+                .map_err(|_| NameError::InvalidCharacter)?;
             let key = UserKey(skeleton(&mapped));
             (name, key)
         };
@@ -239,17 +239,17 @@ mod tests {
     #[test]
     fn invisible_and_direction_characters_are_refused() {
         for bad in [
-            "evil\u{202e}gnp",   // RIGHT-TO-LEFT OVERRIDE
-            "a\u{200b}b",        // ZERO WIDTH SPACE
-            "a\u{200c}b",        // ZERO WIDTH NON-JOINER
-            "a\u{200d}b",        // ZERO WIDTH JOINER, not after a virama
-            "\u{200d}",          // only a ZERO WIDTH JOINER
-            "\u{feff}alice",     // BOM prefix
-            "al\u{ad}ice",       // SOFT HYPHEN
-            "a\u{2060}b",        // WORD JOINER
+            "evil\u{202e}gnp",    // RIGHT-TO-LEFT OVERRIDE
+            "a\u{200b}b",         // ZERO WIDTH SPACE
+            "a\u{200c}b",         // ZERO WIDTH NON-JOINER
+            "a\u{200d}b",         // ZERO WIDTH JOINER, not after a virama
+            "\u{200d}",           // only a ZERO WIDTH JOINER
+            "\u{feff}alice",      // BOM prefix
+            "al\u{ad}ice",        // SOFT HYPHEN
+            "a\u{2060}b",         // WORD JOINER
             "a\u{2066}b\u{2069}", // isolates
-            "ａ＠ｂ",            // fullwidth @ maps to @
-            "a\u{3000}b",        // ideographic space
+            "ａ＠ｂ",             // fullwidth @ maps to @
+            "a\u{3000}b",         // ideographic space
         ] {
             assert_eq!(
                 UserName::parse(bad),
@@ -284,8 +284,12 @@ mod tests {
 
     #[test]
     fn ascii_names_collide_only_by_case() {
-        for (a, b) in [("alice", "a1ice"), ("arnold", "amold"), ("b0b", "bob"), ("Il", "ll")]
-        {
+        for (a, b) in [
+            ("alice", "a1ice"),
+            ("arnold", "amold"),
+            ("b0b", "bob"),
+            ("Il", "ll"),
+        ] {
             assert_ne!(key(a), key(b), "{a} {b}");
         }
     }
@@ -305,7 +309,14 @@ mod tests {
     #[test]
     fn length_counts_characters_after_normalisation() {
         let decomposed = "e\u{301}".repeat(32);
-        assert_eq!(UserName::parse(&decomposed).unwrap().as_str().chars().count(), 32);
+        assert_eq!(
+            UserName::parse(&decomposed)
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            32
+        );
         assert_eq!(
             UserName::parse(&"e\u{301}".repeat(33)),
             Err(NameError::TooLong)
@@ -344,7 +355,10 @@ mod tests {
         let old = UserName::parse_legacy("a\u{200b}b").unwrap();
         assert_eq!(old.as_str(), "a\u{200b}b");
         assert_eq!(old.key(), key("ab"));
-        assert_eq!(UserName::parse_legacy("a b"), Err(NameError::InvalidCharacter));
+        assert_eq!(
+            UserName::parse_legacy("a b"),
+            Err(NameError::InvalidCharacter)
+        );
         assert_eq!(UserName::parse_legacy("Bob").unwrap().key(), key("bob"));
     }
 }

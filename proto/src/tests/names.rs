@@ -41,11 +41,11 @@ fn look_alike_names_are_taken_while_the_original_is_online() {
     let jose = named(&mut h, "Jos\u{e9}", &[alice]);
     let c = client(&mut h);
     for look_alike in [
-        "\u{430}lice",       // Cyrillic а
-        "\u{410}LICE",       // Cyrillic А, other case
-        "Jose\u{301}",       // decomposed é
-        "JOS\u{c9}",         // composed É, other case
-        "\u{ff41}lice",      // fullwidth ａ
+        "\u{430}lice",  // Cyrillic а
+        "\u{410}LICE",  // Cyrillic А, other case
+        "Jose\u{301}",  // decomposed é
+        "JOS\u{c9}",    // composed É, other case
+        "\u{ff41}lice", // fullwidth ａ
     ] {
         let reply = uname(&mut h, c, look_alike);
         assert!(reply.starts_with("-ERR uname"), "{look_alike:?}: {reply:?}");
@@ -72,7 +72,11 @@ fn invisible_and_direction_characters_are_refused() {
     assert_eq!(h.take(ab), "");
     // Only `ab` is online.
     let list = online(&mut h, ab);
-    assert_eq!(list.split_whitespace().skip(2).collect::<Vec<_>>(), ["ab"], "{list:?}");
+    assert_eq!(
+        list.split_whitespace().skip(2).collect::<Vec<_>>(),
+        ["ab"],
+        "{list:?}"
+    );
 }
 
 #[test]
@@ -109,4 +113,36 @@ fn a_sender_or_recipient_spelled_another_way_is_still_oneself() {
     h.send(bob, "chatr Jos\u{e9} b\u{43e}b\r\n");
     assert_eq!(h.take(bob), "");
     assert!(h.take(jose).starts_with("chatr"));
+}
+
+/// Sends one admin line on a fresh admin connection and returns the answer.
+fn admin(h: &mut Harness, line: &str) -> String {
+    let c = h.connect(Protocol::Admin);
+    h.send(c, format!("{line}\r\n"));
+    h.take(c)
+}
+
+#[test]
+fn accounts_follow_the_same_rule() {
+    let mut h = Harness::new(Config::default());
+    assert_eq!(
+        admin(&mut h, "user add alice pw"),
+        "ok account alice created\r\n"
+    );
+    // Cyrillic а, percent-encoded as the admin protocol's fields are.
+    assert_eq!(
+        admin(&mut h, "user add %D0%B0lice pw"),
+        "err account \u{430}lice exists\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user add System pw"),
+        "err \"System\": username is reserved\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user add a%E2%80%8Bb pw"),
+        "err \"a\\u{200b}b\": username contains invalid characters\r\n"
+    );
+    // The account's look-alike is taken on ws2017 too.
+    let c = client(&mut h);
+    assert!(uname(&mut h, c, "\u{430}LICE").starts_with("-ERR uname"));
 }

@@ -9,8 +9,7 @@ use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::model::{
     DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserKey,
-    UserName,
-    MAX_NAME_CHARS,
+    UserName, MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 
