@@ -162,3 +162,50 @@ fn a_stored_sender_the_rule_refuses_is_delivered_as_it_was() {
     assert_eq!(from.as_str(), "x:y");
     assert!(UserName::parse("x:y").is_err());
 }
+
+/// `fixtures/before-name-rule.db` was written by the build before the name rule (commit
+/// 84c9bba): `user add Alice`, `user add Jose`+U+0301 (decomposed), `user add bob`, then over
+/// ws2017 a message stored for each from `a`+U+200B+`b`, `Mallory` and `x:y`.
+#[test]
+fn a_database_written_by_the_previous_build_loads() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/before-name-rule.db"),
+        dir.path().join(DB_FILE_NAME),
+    )
+    .expect("copy the fixture");
+    assert_eq!(rule(dir.path()), None);
+    let state = Store::open(dir.path()).expect("open").load().expect("load");
+    assert_eq!(rule(dir.path()), Some(i64::from(NAME_RULE_VERSION)));
+    let names: Vec<&str> = state.accounts.values().map(|a| a.name.as_str()).collect();
+    assert_eq!(names.len(), 3);
+    for (asked, kept) in [
+        ("ALICE", "Alice"),
+        ("jos\u{e9}", "Jos\u{e9}"),
+        ("B\u{43e}B", "bob"),
+    ] {
+        let account = state.account(&key(asked)).expect(asked);
+        assert_eq!(account.name.as_str(), kept);
+        assert!(account.password.0.starts_with("$argon2id$"));
+    }
+    let senders: Vec<(&str, &str)> = state
+        .offline
+        .values()
+        .flatten()
+        .map(|m| (m.from.as_str(), m.body.as_str()))
+        .collect();
+    assert_eq!(senders.len(), 3, "{senders:?}");
+    for (key_of, from, body) in [
+        ("alice", "a\u{200b}b", "from an invisible name"),
+        ("bob", "Mallory", "to bob as BOB"),
+        ("Jose\u{301}", "x:y", "to jose decomposed"),
+    ] {
+        let queue = &state.offline[&key(key_of)];
+        assert_eq!(queue.len(), 1);
+        assert_eq!(
+            (queue[0].from.as_str(), queue[0].body.as_str()),
+            (from, body)
+        );
+    }
+    assert_eq!(state.next_message_id, 3);
+}
