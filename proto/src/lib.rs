@@ -50,7 +50,7 @@ pub use effect::{Effect, EffectResult, Secret};
 pub use gate::CommitGate;
 pub use ids::{ConnId, EffectId, Protocol, Seq};
 pub use io::{CloseReason, Input, Output, Peer};
-pub use model::{NameError, UserKey, UserName, MAX_NAME_CHARS};
+pub use model::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
 pub use persist::{Account, Change, MessageId, PasswordHash, State, StoredMessage};
 pub use protocol::admin::{AdminCommand, AdminParseError};
 pub use server::{Server, Stats};

@@ -13,6 +13,7 @@
 
 pub mod credentials;
 mod error;
+mod rekey;
 pub mod schema;
 mod store;
 

@@ -11,6 +11,7 @@ use switchboard_proto::{
     Account, Change, MessageId, PasswordHash, State, StoredMessage, UserKey, UserName,
 };
 
+use crate::rekey;
 use crate::schema;
 use crate::StoreError;
 
@@ -51,6 +52,7 @@ impl Store {
         })?;
         configure(&conn)?;
         schema::migrate(&mut conn)?;
+        rekey::ensure(&mut conn)?;
         Ok(Store { conn, path })
     }
 
@@ -356,8 +358,9 @@ fn parse_name(what: &str, text: String) -> Result<UserName, StoreError> {
     })
 }
 
-/// Checks that a stored key is the key of its name. Keys are derived when written; a
-/// mismatch means the file was edited, or Unicode case folding changed between builds.
+/// Checks that a stored key is the key of its name. Keys are derived when written (and
+/// recomputed by [`rekey::ensure`] when the name rule changes); a mismatch means the file was
+/// edited, or the Unicode tables behind the rule changed without raising its version.
 fn check_key(what: &str, stored: &str, name: &UserName) -> Result<UserKey, StoreError> {
     let key = name.key();
     if key.as_str() == stored {
@@ -398,7 +401,11 @@ fn read_message(row: &Row<'_>) -> Result<(UserKey, StoredMessage), StoreError> {
     let seq: i64 = row.get(0).map_err(load)?;
     let id = from_db("offline message id", row.get(1).map_err(load)?)?;
     let stored_key: String = row.get(2).map_err(load)?;
-    let from = parse_name("sender", row.get(3).map_err(load)?)?;
+    // A sender stored before the name rule keeps the name it had (docs/names.md).
+    let from: String = row.get(3).map_err(load)?;
+    let from = UserName::parse_legacy(&from).map_err(|error| StoreError::Corrupt {
+        detail: format!("sender {from:?} is not a valid user name ({error:?})"),
+    })?;
     let to = parse_name("recipient", row.get(4).map_err(load)?)?;
     let key = check_key(
         &format!("recipient of offline message {seq}"),

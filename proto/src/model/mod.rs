@@ -6,7 +6,7 @@ mod names;
 mod receipts;
 mod uncommitted;
 
-pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
+pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
 
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

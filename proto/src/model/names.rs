@@ -1,16 +1,51 @@
-//! User names: one namespace for every protocol, compared case-insensitively.
+//! User names: one namespace for every protocol (the rule is in docs/names.md).
+//!
+//! A name is checked with the PRECIS `UsernameCasePreserved` profile (RFC 8265) plus our own
+//! limits, and kept in that profile's form: width-mapped, NFC, in the case it was chosen with.
+//! Names are unique under their [`UserKey`]: the `UsernameCaseMapped` form (RFC 8265) with every
+//! non-ASCII character replaced by its UTS #39 confusable skeleton, so a name that differs from
+//! a taken one only by case, by composition or by a look-alike letter from another script is
+//! the same name.
 
 use core::fmt;
 
-/// Longest user name, in characters.
+use precis_core::profile::PrecisFastInvocation;
+use precis_profiles::{UsernameCaseMapped, UsernameCasePreserved};
+
+/// Longest user name, in characters (counted after normalisation).
 pub const MAX_NAME_CHARS: usize = 32;
 
-/// A valid user name in the case it was chosen with: 1 to 32 characters, no whitespace,
-/// no control characters, none of `<>&'"@/`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserName(String);
+/// The version of the rule that derives a [`UserKey`] from a name. The store records it and
+/// recomputes its keys when it changes (docs/names.md says when to raise it).
+///
+/// 1: the name in lowercase (before the PRECIS rule). 2: PRECIS `UsernameCaseMapped`, then the
+/// UTS #39 skeleton of each non-ASCII character.
+pub const NAME_RULE_VERSION: u32 = 2;
 
-/// The case-folded form of a name, under which names are unique.
+/// The characters a name may not hold besides whitespace and controls: the ones an XMPP
+/// local part forbids, so every name is also a valid JID local part.
+const FORBIDDEN: &str = "\"&'/:<>@";
+
+/// The name no one may take, on any protocol (arsc's sender of notices), nor any name that
+/// looks like it.
+const RESERVED: &str = "system";
+
+/// Input longer than this many characters is refused before normalisation, which can only
+/// shorten a name by composing a letter with its marks.
+const MAX_INPUT_CHARS: usize = MAX_NAME_CHARS * 4;
+
+/// A valid user name in the case it was chosen with, in PRECIS `UsernameCasePreserved` form
+/// (width-mapped, NFC): 1 to 32 characters, no whitespace, no control or invisible
+/// characters, none of `"&'/:<>@`, and not `System` or a look-alike of it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct UserName {
+    name: String,
+    key: UserKey,
+}
+
+/// The key a name is unique under: its case-mapped form with look-alike characters of other
+/// scripts replaced by the characters they imitate (docs/names.md). Two names with the same
+/// key are the same user.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserKey(String);
 
@@ -21,13 +56,61 @@ pub enum NameError {
     Empty,
     /// The name is longer than [`MAX_NAME_CHARS`].
     TooLong,
-    /// The name holds whitespace, a control character or one of `<>&'"@/`.
+    /// The name holds whitespace, a control or invisible character, one of `"&'/:<>@`, or
+    /// anything else the PRECIS `UsernameCasePreserved` profile refuses.
     InvalidCharacter,
+    /// The name is `System`, or looks like it: reserved on every protocol.
+    Reserved,
 }
 
 impl UserName {
-    /// Checks `s` against the naming rules.
+    /// Checks `s` against the naming rules and returns it in its enforced form.
     pub fn parse(s: &str) -> Result<UserName, NameError> {
+        if s.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let count = s.chars().count();
+        if count > MAX_INPUT_CHARS {
+            return Err(NameError::TooLong);
+        }
+        if s.chars().any(forbidden) {
+            return Err(NameError::InvalidCharacter);
+        }
+        let (name, key) = if s.bytes().all(|b| b.is_ascii_graphic()) {
+            // What both profiles give for printable ASCII, without their tables
+            // (`ascii_fast_path_agrees_with_precis` checks it).
+            (s.to_owned(), UserKey(s.to_ascii_lowercase()))
+        } else {
+            let name = UsernameCasePreserved::enforce(s)
+                .map_err(|_| NameError::InvalidCharacter)?
+                .into_owned();
+            let mapped = UsernameCaseMapped::enforce(name.as_str())
+                .map_err(|_| NameError::InvalidCharacter)?;
+            let key = UserKey(skeleton(&mapped));
+            (name, key)
+        };
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(NameError::TooLong);
+        }
+        // Width mapping may have turned a fullwidth `＠` into `@`.
+        if name.chars().any(forbidden) {
+            return Err(NameError::InvalidCharacter);
+        }
+        if key.0 == RESERVED {
+            return Err(NameError::Reserved);
+        }
+        Ok(UserName { name, key })
+    }
+
+    /// A name stored before the current rule (a sender of an offline message queued by an
+    /// older build), which the rule may now refuse: checked only against the rule of then
+    /// (1 to 32 characters, no whitespace or control characters, none of `<>&'"@/`) and kept
+    /// as it was. Its key is its lowercase NFC form with the skeleton of each non-ASCII
+    /// character, invisible characters dropped. Never for names that arrive from a peer.
+    pub fn parse_legacy(s: &str) -> Result<UserName, NameError> {
+        if let Ok(name) = UserName::parse(s) {
+            return Ok(name);
+        }
         if s.is_empty() {
             return Err(NameError::Empty);
         }
@@ -39,21 +122,37 @@ impl UserName {
         {
             return Err(NameError::InvalidCharacter);
         }
-        Ok(UserName(s.to_owned()))
+        use unicode_normalization::UnicodeNormalization;
+        let folded: String = s.nfc().flat_map(char::to_lowercase).nfc().collect();
+        Ok(UserName {
+            name: s.to_owned(),
+            key: UserKey(skeleton(&folded)),
+        })
     }
 
-    /// The name as chosen.
+    /// The name as chosen (in its enforced form).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.name
     }
 
     /// The key the name is unique under.
     pub fn key(&self) -> UserKey {
-        UserKey(self.0.to_lowercase())
+        self.key.clone()
+    }
+
+    /// The key the name is unique under, borrowed.
+    pub fn key_ref(&self) -> &UserKey {
+        &self.key
     }
 }
 
 impl UserKey {
+    /// The key of the name `s`, if `s` is a valid name: what every comparison of a name a
+    /// peer sent with a known one goes through.
+    pub fn of(s: &str) -> Result<UserKey, NameError> {
+        UserName::parse(s).map(|name| name.key)
+    }
+
     /// The smallest key, below every real one.
     pub(crate) fn min() -> UserKey {
         UserKey(String::new())
@@ -65,9 +164,31 @@ impl UserKey {
     }
 }
 
+/// Whitespace, a control character, or one of [`FORBIDDEN`].
+fn forbidden(c: char) -> bool {
+    c.is_whitespace() || c.is_control() || FORBIDDEN.contains(c)
+}
+
+/// ASCII characters as they are; every other character replaced by its UTS #39 skeleton
+/// (its confusable prototype, in NFD, lowercase). Restricted to non-ASCII so two ASCII names
+/// never collide beyond case (`l`/`1`, `rn`/`m`, `0`/`O` stay distinct; docs/names.md).
+fn skeleton(mapped: &str) -> String {
+    let mut key = String::with_capacity(mapped.len());
+    let mut one = [0u8; 4];
+    for c in mapped.chars() {
+        if c.is_ascii() {
+            key.push(c);
+        } else {
+            let c: &str = c.encode_utf8(&mut one);
+            key.extend(unicode_security::skeleton(c).flat_map(char::to_lowercase));
+        }
+    }
+    key
+}
+
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.name)
     }
 }
 
@@ -77,6 +198,7 @@ impl fmt::Display for NameError {
             NameError::Empty => "username is empty",
             NameError::TooLong => "username is too long",
             NameError::InvalidCharacter => "username contains invalid characters",
+            NameError::Reserved => "username is reserved",
         })
     }
 }
@@ -85,6 +207,10 @@ impl fmt::Display for NameError {
 mod tests {
     use super::*;
 
+    fn key(s: &str) -> UserKey {
+        UserKey::of(s).unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
     #[test]
     fn valid_names_keep_their_case_and_fold_for_keys() {
         let n = UserName::parse("HanSolo").unwrap();
@@ -92,6 +218,7 @@ mod tests {
         assert_eq!(n.key(), UserName::parse("hansolo").unwrap().key());
         assert!(UserName::parse("Ünïcödé_-.1").is_ok());
         assert!(UserName::parse(&"x".repeat(32)).is_ok());
+        assert_eq!(key("ÜNÏCÖDÉ"), key("ünïcödé"));
     }
 
     #[test]
@@ -99,7 +226,7 @@ mod tests {
         assert_eq!(UserName::parse(""), Err(NameError::Empty));
         assert_eq!(UserName::parse(&"x".repeat(33)), Err(NameError::TooLong));
         for bad in [
-            "a b", "a\tb", "a<b", "a>b", "a&b", "a'b", "a\"b", "a@b", "a/b", "a\u{7}",
+            "a b", "a\tb", "a<b", "a>b", "a&b", "a'b", "a\"b", "a@b", "a/b", "a\u{7}", "a:b",
         ] {
             assert_eq!(
                 UserName::parse(bad),
@@ -107,5 +234,131 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn invisible_and_direction_characters_are_refused() {
+        for bad in [
+            "evil\u{202e}gnp",    // RIGHT-TO-LEFT OVERRIDE
+            "a\u{200b}b",         // ZERO WIDTH SPACE
+            "a\u{200c}b",         // ZERO WIDTH NON-JOINER
+            "a\u{200d}b",         // ZERO WIDTH JOINER, not after a virama
+            "\u{200d}",           // only a ZERO WIDTH JOINER
+            "\u{feff}alice",      // BOM prefix
+            "al\u{ad}ice",        // SOFT HYPHEN
+            "a\u{2060}b",         // WORD JOINER
+            "a\u{2066}b\u{2069}", // isolates
+            "ａ＠ｂ",             // fullwidth @ maps to @
+            "a\u{3000}b",         // ideographic space
+        ] {
+            assert_eq!(
+                UserName::parse(bad),
+                Err(NameError::InvalidCharacter),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn composed_and_decomposed_forms_are_one_name() {
+        let composed = UserName::parse("Jos\u{e9}").unwrap();
+        let decomposed = UserName::parse("Jose\u{301}").unwrap();
+        assert_eq!(composed.key(), decomposed.key());
+        // Kept in NFC, so both spell the same bytes.
+        assert_eq!(decomposed.as_str(), "Jos\u{e9}");
+        // Fullwidth letters are their ASCII counterparts.
+        assert_eq!(UserName::parse("ａｌｉｃｅ").unwrap().as_str(), "alice");
+    }
+
+    #[test]
+    fn look_alikes_from_other_scripts_are_the_same_name() {
+        // Cyrillic а, е, о, р, с; Greek ο and Α.
+        assert_eq!(key("\u{430}lice"), key("alice"));
+        assert_eq!(key("\u{410}LICE"), key("alice"));
+        assert_eq!(key("b\u{3bf}b"), key("bob"));
+        assert_eq!(key("\u{440}\u{435}\u{441}\u{43e}"), key("peco"));
+        assert_eq!(key("\u{391}lice"), key("alice"));
+        // A look-alike next to letters that are themselves in the confusable table.
+        assert_eq!(key("\u{430}my"), key("amy"));
+    }
+
+    #[test]
+    fn ascii_names_collide_only_by_case() {
+        for (a, b) in [
+            ("alice", "a1ice"),
+            ("arnold", "amold"),
+            ("b0b", "bob"),
+            ("Il", "ll"),
+        ] {
+            assert_ne!(key(a), key(b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn system_and_its_look_alikes_are_reserved() {
+        for reserved in ["System", "system", "SYSTEM", "\u{405}ystem", "ｓｙｓｔｅｍ"] {
+            assert_eq!(
+                UserName::parse(reserved),
+                Err(NameError::Reserved),
+                "{reserved:?}"
+            );
+        }
+        assert!(UserName::parse("System2").is_ok());
+    }
+
+    #[test]
+    fn length_counts_characters_after_normalisation() {
+        let decomposed = "e\u{301}".repeat(32);
+        assert_eq!(
+            UserName::parse(&decomposed)
+                .unwrap()
+                .as_str()
+                .chars()
+                .count(),
+            32
+        );
+        assert_eq!(
+            UserName::parse(&"e\u{301}".repeat(33)),
+            Err(NameError::TooLong)
+        );
+        assert_eq!(UserName::parse(&"é".repeat(33)), Err(NameError::TooLong));
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_precis() {
+        for c in (0x21u8..0x7f).map(char::from) {
+            for s in [format!("{c}"), format!("a{c}Z")] {
+                let fast = UserName::parse(&s);
+                let slow = UsernameCasePreserved::enforce(s.as_str())
+                    .and_then(|p| {
+                        let p = p.into_owned();
+                        let m = UsernameCaseMapped::enforce(p.clone())?.into_owned();
+                        Ok((p, m))
+                    })
+                    .ok();
+                match (fast, slow) {
+                    (Ok(name), Some((preserved, mapped))) => {
+                        assert_eq!(name.as_str(), preserved, "{s:?}");
+                        assert_eq!(name.key().as_str(), mapped, "{s:?}");
+                    }
+                    (Err(NameError::InvalidCharacter), _) => {
+                        assert!(FORBIDDEN.contains(c), "{s:?} refused but {c:?} is allowed")
+                    }
+                    (fast, slow) => panic!("{s:?}: {fast:?} but PRECIS says {slow:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn legacy_names_load_with_a_key() {
+        let old = UserName::parse_legacy("a\u{200b}b").unwrap();
+        assert_eq!(old.as_str(), "a\u{200b}b");
+        assert_eq!(old.key(), key("ab"));
+        assert_eq!(
+            UserName::parse_legacy("a b"),
+            Err(NameError::InvalidCharacter)
+        );
+        assert_eq!(UserName::parse_legacy("Bob").unwrap().key(), key("bob"));
     }
 }

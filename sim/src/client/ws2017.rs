@@ -13,8 +13,9 @@ use super::{Act, Directory, Heard, Link, Sent};
 use crate::choices::Choices;
 use crate::options::SimOptions;
 
-/// Names several clients want, so names collide; some are also account names.
-pub(crate) const SHARED_NAMES: [&str; 8] = [
+/// Names several clients want, so names collide; some are also account names. Two are
+/// look-alikes of others (docs/names.md): Cyrillic `А` in `Аlice`, Greek `ο` in `bοb`.
+pub(crate) const SHARED_NAMES: [&str; 10] = [
     "alice",
     "bob",
     "carol",
@@ -23,6 +24,8 @@ pub(crate) const SHARED_NAMES: [&str; 8] = [
     "Mallory",
     "trent",
     "Ünïcödé",
+    "\u{410}lice",
+    "b\u{3bf}b",
 ];
 
 /// The name client `idx` asks for first.

@@ -156,19 +156,26 @@ fn is_word(s: &str) -> bool {
     !s.is_empty() && !s.contains(' ')
 }
 
-/// Whether `name` follows the naming rules of the docs: 1-32 characters, no whitespace,
-/// no control characters, none of `<>&'"@/`.
+/// Whether `name` follows the naming rules of the docs (docs/names.md) as far as the names
+/// the simulated clients ask for go: 1-32 characters, no whitespace, no control characters,
+/// none of `"&'/:<>@`. (They ask for no invisible, look-alike or reserved names.)
 pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().count() <= 32
         && !name
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "<>&'\"@/".contains(c))
+            .any(|c| c.is_whitespace() || c.is_control() || "\"&'/:<>@".contains(c))
 }
 
-/// The case-insensitive key of a name, for comparing names as the network does.
+/// The key of a name, for comparing names as the network does: proto's own
+/// [`UserKey::of`](switchboard_proto::UserKey::of) (case, composition and look-alikes are
+/// the rule of docs/names.md, not something to write twice). An invalid name gets a key no
+/// valid name has, so it equals only itself.
 pub(crate) fn key(name: &str) -> String {
-    name.to_lowercase()
+    match switchboard_proto::UserKey::of(name) {
+        Ok(key) => key.as_str().to_owned(),
+        Err(_) => format!("\0{name}"),
+    }
 }
 
 /// How a client spells a request: every spelling the docs allow means the same.
@@ -413,6 +420,7 @@ mod tests {
             "a'b",
             "a@b",
             "a/b",
+            "a:b",
             "a<b",
             "\u{7}",
             &"x".repeat(33),
@@ -420,5 +428,9 @@ mod tests {
             assert!(!valid_name(bad), "{bad:?}");
         }
         assert_eq!(key("AliCE"), "alice");
+        // Composition and look-alikes from other scripts are the same name, as for the server.
+        assert_eq!(key("Jose\u{301}"), key("JOS\u{c9}"));
+        assert_eq!(key("\u{430}lice"), key("alice"));
+        assert_ne!(key("a b"), key("a b").trim_start_matches('\0'));
     }
 }

@@ -8,8 +8,8 @@ use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::model::{
-    DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserName,
-    MAX_NAME_CHARS,
+    DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserKey,
+    UserName, MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 
@@ -311,7 +311,7 @@ fn chat(
     let Some(me) = cx.net.session_name(session).cloned() else {
         return;
     };
-    if sender.to_lowercase() != me.key().as_str() {
+    if UserKey::of(sender).as_ref() != Ok(me.key_ref()) {
         return error(
             cx,
             Some(command),
@@ -405,7 +405,7 @@ fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
     let Some(me) = cx.net.session_name(session).cloned() else {
         return;
     };
-    if recipient.to_lowercase() != me.key().as_str() {
+    if UserKey::of(recipient).as_ref() != Ok(me.key_ref()) {
         return error(
             cx,
             Some("chatr"),
