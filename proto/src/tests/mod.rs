@@ -1,3 +1,4 @@
 //! Shared test support for the protocol tests.
 
 pub(crate) mod harness;
+mod release;
