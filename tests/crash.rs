@@ -73,7 +73,8 @@ fn flood(addr: SocketAddr, me: String, to: String, acked: Arc<AtomicUsize>) -> S
         let Some(line) = read(&mut reader, &mut line) else {
             return done;
         };
-        if line == format!("+OK uname you are {me}") {
+        // The confirmation's wording is not what this test is about.
+        if line.starts_with("+OK uname") {
             break;
         }
     }

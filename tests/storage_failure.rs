@@ -128,3 +128,87 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     );
     assert_eq!(state.ip_bans.len(), 1);
 }
+
+/// The size of the database's write-ahead log, where a commit's pages go first.
+fn wal_size(data_dir: &std::path::Path) -> u64 {
+    let mut wal = common::db_path(data_dir).into_os_string();
+    wal.push("-wal");
+    std::fs::metadata(&wal).map_or(0, |m| m.len())
+}
+
+/// Several acknowledgements on several connections wait through a failure, and each is
+/// released exactly when its own change commits. The test shapes the batches: holding
+/// SQLite's write lock, it lets ann's message start a commit alone (batch 1) while cid's
+/// and dee's gather behind it (batch 2); then it lets the log grow by exactly one more
+/// single-message commit, so batch 1 lands and batch 2 fails until the limit is lifted.
+#[test]
+fn held_acknowledgements_leave_exactly_with_their_own_batch_through_a_failure() {
+    let dir = tempfile::tempdir().expect("temporary data dir");
+    let data_dir = dir.path().join("data");
+    admin(&data_dir, &["user", "add", "bob", "--password", "pw"], None).ok();
+    let options = ServerOptions {
+        ignore_sigxfsz: true,
+        ping_interval: Some("1"),
+        log: Some("info,switchboard_smol::commit=debug"),
+    };
+    let mut server = Switchboard::start_with(&data_dir, options);
+    let ann = Client::join(&server, "ann");
+    let cid = Client::join(&server, "cid");
+    let dee = Client::join(&server, "dee");
+    ann.skip_until(|l| l == "nuser dee");
+    cid.skip_until(|l| l == "nuser dee");
+
+    // What one single-message commit adds to the log (the second of two, once it exists).
+    ann.send("chatm ann bob 'a0'");
+    ann.expect(STORED);
+    let before = wal_size(&data_dir);
+    ann.send("chatm ann bob 'a1'");
+    ann.expect(STORED);
+    let one_commit = wal_size(&data_dir) - before;
+    assert!(one_commit > 0, "the commit did not grow the log");
+
+    let lock = common::WriteLock::take(&data_dir);
+    ann.send("chatm ann bob 'a2'");
+    // ann's commit has started and waits for the lock; these gather behind it.
+    thread::sleep(Duration::from_millis(100));
+    cid.send("chatm cid bob 'c0'");
+    dee.send("chatm dee bob 'd0'");
+    dee.send("chatm dee bob 'd1'");
+    for client in [&ann, &cid, &dee] {
+        client.expect_nothing(Duration::from_millis(100));
+    }
+    // Room for exactly one more such commit, and half a page.
+    let room = wal_size(&data_dir) + one_commit + 2048;
+    set_file_size_limit(server.pid(), room);
+    lock.release();
+
+    // Batch 1 lands: ann's acknowledgement, and nothing for cid and dee, whose batch fails.
+    ann.expect(STORED);
+    server.wait_for_log("committed changes=1 through=3");
+    server.wait_for_log("refusing new durable requests");
+    server.wait_for_log("commit failed again");
+    for client in [&ann, &cid, &dee] {
+        client.expect_nothing(Duration::from_millis(100));
+    }
+    let bodies = |dir: &std::path::Path| -> Vec<String> {
+        common::offline_rows(dir)
+            .into_iter()
+            .map(|(_, _, body)| body)
+            .collect()
+    };
+    assert_eq!(bodies(&data_dir), ["a0", "a1", "a2"]);
+
+    // Batch 2 lands: each of its acknowledgements, once.
+    set_file_size_limit(server.pid(), libc::RLIM_INFINITY);
+    cid.expect(STORED);
+    dee.expect(STORED);
+    dee.expect(STORED);
+    server.wait_for_log("the store works again");
+    server.wait_for_log("committed changes=3 through=6");
+    assert_eq!(bodies(&data_dir), ["a0", "a1", "a2", "c0", "d0", "d1"]);
+    for client in [&ann, &cid, &dee] {
+        client.expect_nothing(Duration::from_millis(50));
+    }
+    drop((ann, cid, dee));
+    assert!(server.stop().success());
+}

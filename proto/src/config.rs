@@ -33,6 +33,12 @@ pub enum PlantedBug {
     DropRelayedMessage,
     /// A created account is acknowledged without being persisted.
     UnpersistedAccount,
+    /// Broadcasts reach connections in an order drawn once per process (from std's
+    /// `RandomState`): two runs in one process agree, two processes do not.
+    ProcessRandomBroadcastOrder,
+    /// Listings (admin `user list`, `ban list`) are answered at once, before the pending
+    /// changes they reveal are committed.
+    EarlyListing,
 }
 
 /// Settings of the ws2017 protocol.

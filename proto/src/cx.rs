@@ -62,6 +62,9 @@ impl Cx<'_> {
     /// change so far is committed.
     pub(crate) fn send_about_all(&mut self, bytes: Bytes) {
         let after = self.net.wait_for_all();
+        #[cfg(feature = "planted-bugs")]
+        let after = after
+            .filter(|_| self.config.planted_bug != Some(crate::config::PlantedBug::EarlyListing));
         self.out.transmit(self.conn, bytes, after);
     }
 

@@ -271,6 +271,21 @@ impl Server {
                     let mut encoded = Encoded::default();
                     let (config, net, timers, out) =
                         (&self.config, &mut self.net, &mut self.timers, &mut self.out);
+                    #[cfg(feature = "planted-bugs")]
+                    if let Some(order) = planted_order(config, &self.endpoints) {
+                        for conn in order {
+                            let Some(slot) = self.endpoints.get_mut(&conn) else {
+                                continue;
+                            };
+                            if conn == except {
+                                continue;
+                            }
+                            let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                            slot.endpoint
+                                .on_event(&mut cx, &delivery.event, &mut encoded);
+                        }
+                        continue;
+                    }
                     for (&conn, slot) in self.endpoints.iter_mut() {
                         if conn == except {
                             continue;
@@ -283,6 +298,23 @@ impl Server {
             }
         }
     }
+}
+
+/// With [`PlantedBug::ProcessRandomBroadcastOrder`](crate::config::PlantedBug): the
+/// connections in an order drawn once per process (std's `RandomState`, seeded from the
+/// OS at its first use), the bug the cross-process determinism test exists for.
+#[cfg(feature = "planted-bugs")]
+fn planted_order(config: &Config, endpoints: &BTreeMap<ConnId, Slot>) -> Option<Vec<ConnId>> {
+    use std::hash::BuildHasher;
+    static ORDER: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    if config.planted_bug != Some(crate::config::PlantedBug::ProcessRandomBroadcastOrder) {
+        return None;
+    }
+    let order = ORDER.get_or_init(Default::default);
+    let mut conns: Vec<ConnId> = endpoints.keys().copied().collect();
+    conns.sort_by_key(|conn| order.hash_one(conn.0));
+    Some(conns)
 }
 
 /// An open connection: where it comes from and its protocol state.

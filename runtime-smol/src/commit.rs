@@ -206,3 +206,57 @@ pub fn error_chain(error: &dyn Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use super::*;
+
+    fn ban(n: u8) -> Change {
+        Change::IpBanned(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)))
+    }
+
+    /// Awaits the attempt in flight and returns what it reports.
+    async fn next(committer: &mut Committer, ex: &LocalExecutor<'_>) -> Option<Seq> {
+        let attempt = committer.finished().await;
+        match committer.finish(ex, attempt) {
+            Outcome::Committed { through } => Some(through),
+            Outcome::Failed { .. } => None,
+        }
+    }
+
+    /// A batch reports exactly its own last change: not the first change of the next batch
+    /// (which would release its acknowledgement one change early), not the changes that
+    /// gathered meanwhile, not the batch before.
+    #[test]
+    fn each_commit_reports_exactly_the_last_change_of_its_batch() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::open(dir.path()).expect("open the store");
+        let ex = LocalExecutor::new();
+        smol::block_on(ex.run(async {
+            let mut committer = Committer::new(store);
+            committer.push(Seq(1), ban(1));
+            committer.start(&ex);
+            // These gather for the next batch while the first is in flight.
+            committer.push(Seq(2), ban(2));
+            committer.push(Seq(3), ban(3));
+            committer.start(&ex);
+            assert_eq!(committer.uncommitted(), 3);
+            assert_eq!(next(&mut committer, &ex).await, Some(Seq(1)));
+            assert_eq!(committer.uncommitted(), 2);
+            committer.start(&ex);
+            committer.push(Seq(4), ban(4));
+            assert_eq!(next(&mut committer, &ex).await, Some(Seq(3)));
+            assert_eq!(committer.uncommitted(), 1);
+            committer.start(&ex);
+            assert_eq!(next(&mut committer, &ex).await, Some(Seq(4)));
+            committer.start(&ex);
+            assert!(!committer.busy());
+        }));
+        let state = Store::open(dir.path())
+            .and_then(|store| store.load())
+            .expect("load the store");
+        assert_eq!(state.ip_bans.len(), 4);
+    }
+}

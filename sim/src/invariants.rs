@@ -305,6 +305,21 @@ pub(crate) fn receipts_follow_messages(to_sender: bool, relayed: u64, receipts: 
     Ok(())
 }
 
+/// A listing (admin `user list`, `ban list`: its rows and its closing `ok`) reveals all
+/// durable state, so it leaves for the client only when every change the server
+/// persisted before answering (`through`, this boot's numbering) is committed: an
+/// administrator never reads an account or a ban that a crash could take back.
+pub(crate) fn listings_wait_for_every_change(committed_through: Seq, through: Seq) -> Check {
+    if committed_through >= through {
+        Ok(())
+    } else {
+        Err(format!(
+            "a listing left with change #{} persisted before it and only #{} committed",
+            through.0, committed_through.0
+        ))
+    }
+}
+
 /// An acknowledgement leaves for the client only when the change it reveals is in the
 /// committed store: a message `stored` is in its recipient's committed queue, an
 /// account `created` exists with the hash of the given password, a ban is there.

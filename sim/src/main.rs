@@ -21,7 +21,8 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --jobs J            seeds run on J threads in a sweep (default: 1)
   --check-determinism run each seed twice and compare every step
   --bench             the benchmark: 10,000 clients for one virtual hour
-  --plant BUG         plant a core bug: drop-relayed | unpersisted-account
+  --plant BUG         plant a core bug: drop-relayed | unpersisted-account |
+                      random-broadcast-order | early-listing
                       (needs --features planted-bugs)
   --quiet             print failures and the summary only";
 
@@ -46,8 +47,9 @@ impl core::fmt::Display for ArgsError {
             ArgsError::Invalid(flag, v) => write!(f, "{flag}: cannot use {v:?}"),
             ArgsError::Plant(bug) => write!(
                 f,
-                "cannot plant {bug:?}: known bugs are drop-relayed and unpersisted-account, \
-                 and the binary needs --features planted-bugs"
+                "cannot plant {bug:?}: known bugs are drop-relayed, unpersisted-account, \
+                 random-broadcast-order and early-listing, and the binary needs \
+                 --features planted-bugs"
             ),
         }
     }
@@ -79,7 +81,21 @@ fn plant(name: &str) -> Result<Plant, ArgsError> {
     fn unpersisted(c: &mut Config) {
         c.planted_bug = Some(PlantedBug::UnpersistedAccount);
     }
+    fn random_broadcast_order(c: &mut Config) {
+        c.planted_bug = Some(PlantedBug::ProcessRandomBroadcastOrder);
+    }
+    fn early_listing(c: &mut Config) {
+        c.planted_bug = Some(PlantedBug::EarlyListing);
+    }
     match name {
+        "random-broadcast-order" => Ok(Plant {
+            name: "random-broadcast-order",
+            apply: random_broadcast_order,
+        }),
+        "early-listing" => Ok(Plant {
+            name: "early-listing",
+            apply: early_listing,
+        }),
         "drop-relayed" => Ok(Plant {
             name: "drop-relayed",
             apply: drop_relayed,

@@ -32,6 +32,9 @@ pub(crate) enum Claim {
     Stored(u64),
     /// An admin `ok` for a durable command: its change is committed.
     Admin(switchboard_proto::AdminCommand),
+    /// A line of a listing (a row, or its closing `ok`): every change this boot persisted
+    /// before the server emitted it, through this sequence number, is committed.
+    Listing(switchboard_proto::Seq),
 }
 
 /// The oracle's view of a connection, from the server's side: what the server has told

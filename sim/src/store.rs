@@ -78,6 +78,11 @@ impl StoreModel {
         self.failing = false;
     }
 
+    /// The sequence number of this boot's last persisted change (0 before the first).
+    pub(crate) fn persisted(&self) -> Seq {
+        Seq(self.boot_log.len() as u64)
+    }
+
     /// Changes persisted and not yet committed.
     pub(crate) fn uncommitted(&self) -> u64 {
         self.boot_log.len() as u64 - self.committed_through.0

@@ -357,6 +357,96 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Connects, is greeted and takes its name, accepting any `+OK uname` confirmation
+    /// (the tests that use it are not about the wording).
+    pub fn join(server: &Switchboard, name: &str) -> Client {
+        let client = server.connect(name);
+        client.greeting();
+        client.send(&format!("uname {name}"));
+        client.skip_until(|line| line.starts_with("+OK uname"));
+        client
+    }
+
+    /// Reads lines until one satisfies `want`, which it returns; fails after [`WAIT`].
+    pub fn skip_until(&self, want: impl Fn(&str) -> bool) -> String {
+        loop {
+            let line = self.next();
+            if want(&line) {
+                return line;
+            }
+        }
+    }
+
+    /// The lines left until the server closes the connection.
+    pub fn rest(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.lines.recv_timeout(WAIT) {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("{}: still open after {WAIT:?}; read {lines:?}", self.name)
+                }
+            }
+        }
+    }
+}
+
+/// The path of the database in `data_dir`.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(switchboard_store::DB_FILE_NAME)
+}
+
+/// Opens the database with rusqlite directly, bypassing the store's code.
+pub fn open_db(data_dir: &Path) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(db_path(data_dir)).expect("open the database");
+    conn.busy_timeout(WAIT).expect("busy timeout");
+    conn
+}
+
+/// The offline messages in the database, `(sender, recipient, body)` in queue order, read
+/// with SQL of the test's own.
+pub fn offline_rows(data_dir: &Path) -> Vec<(String, String, String)> {
+    let conn = open_db(data_dir);
+    let mut statement = conn
+        .prepare("SELECT sender, recipient, body FROM offline_messages ORDER BY seq")
+        .expect("query offline messages");
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .expect("read offline messages");
+    rows.collect::<Result<_, _>>()
+        .expect("offline message rows")
+}
+
+/// Holds the database's write lock (an open `BEGIN IMMEDIATE` transaction) until dropped
+/// or [`release`](Self::release)d: the server's commits wait for it (SQLite's busy timeout).
+pub struct WriteLock(Option<rusqlite::Connection>);
+
+impl WriteLock {
+    pub fn take(data_dir: &Path) -> WriteLock {
+        let conn = open_db(data_dir);
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        WriteLock(Some(conn))
+    }
+
+    pub fn release(mut self) {
+        if let Some(conn) = self.0.take() {
+            conn.execute_batch("ROLLBACK")
+                .expect("release the write lock");
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
 impl Drop for Client {
     fn drop(&mut self) {
         if let Ok(stream) = self.writer.lock() {

@@ -115,6 +115,21 @@ impl Harness {
         self.drain();
     }
 
+    /// Commits the changes persisted through `through` (a batch that ends there), reports
+    /// it, and releases what waited on it; later changes stay uncommitted.
+    pub(crate) fn commit_through(&mut self, through: Seq) {
+        let n = self.uncommitted.partition_point(|(seq, _)| *seq <= through);
+        for (_, change) in self.uncommitted.drain(..n) {
+            self.store.apply(&change);
+        }
+        let now = self.now();
+        self.server.handle(now, Input::Committed { through });
+        for output in self.gate.committed(through) {
+            self.carry_out(output);
+        }
+        self.drain();
+    }
+
     /// Reports a failed commit (the batch stays uncommitted).
     pub(crate) fn fail_commit(&mut self) {
         let now = self.now();

@@ -2,3 +2,4 @@
 
 pub(crate) mod harness;
 mod names;
+mod release;

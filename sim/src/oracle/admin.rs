@@ -27,6 +27,8 @@ impl Oracle {
             Some(t) if t.starts_with("err ") => (false, &t[4..]),
             Some(t) if t.starts_with("user ") || t.starts_with("ip ") => {
                 conn.o.rows += 1;
+                conn.claims
+                    .push_back((end, Claim::Listing(cx.store.persisted())));
                 return Ok(Heard::Other);
             }
             _ => {
@@ -43,6 +45,10 @@ impl Oracle {
             ));
         };
         let rows = std::mem::take(&mut conn.o.rows);
+        if ok && matches!(cmd, AdminCommand::UserList | AdminCommand::BanList) {
+            conn.claims
+                .push_back((end, Claim::Listing(cx.store.persisted())));
+        }
         self.admin_answer(conn, &cmd, ok, text, rows, after, end, cx)?;
         Ok(Heard::AdminAnswer { ok })
     }

@@ -247,7 +247,12 @@ impl Oracle {
 
     /// The gate released bytes of `conn` up to `conn.released`: what they promised must
     /// be committed.
-    pub(crate) fn released(&mut self, conn: &mut Conn, committed: &State) -> Result<(), Violation> {
+    pub(crate) fn released(
+        &mut self,
+        conn: &mut Conn,
+        store: &StoreModel,
+    ) -> Result<(), Violation> {
+        let committed = &store.committed;
         while conn
             .claims
             .front()
@@ -273,6 +278,12 @@ impl Oracle {
                             || format!("{cmd:?}: {}", result.clone().err().unwrap_or_default());
                         check!(acknowledged_changes_are_committed(result.is_ok(), &what))?;
                     }
+                }
+                Claim::Listing(through) => {
+                    check!(listings_wait_for_every_change(
+                        store.committed_through,
+                        through
+                    ))?;
                 }
             }
         }

@@ -736,7 +736,7 @@ impl<S: ChoiceSource> Sim<S> {
                     return;
                 };
                 c.released += bytes.len() as u64;
-                if let Err(v) = self.oracle.released(c, &self.store.committed) {
+                if let Err(v) = self.oracle.released(c, &self.store) {
                     fail_into(&mut self.failure, self.step, self.now, v);
                 }
                 // Reported in batches (see `report_batch`): a client that reads nothing
