@@ -160,7 +160,7 @@ fn accounts_and_bans(data_dir: &Path) {
         accounts(data_dir),
         [
             "user Bob level=2 banned=no email=bob@example.org gender=m",
-            "1 accounts"
+            "1 account"
         ]
     );
 }
@@ -260,7 +260,7 @@ fn admin_commands_work_on_a_running_server() {
         accounts(&data_dir),
         [
             "user Bob level=2 banned=no email=bob@example.org gender=m",
-            "1 accounts"
+            "1 account"
         ]
     );
 }

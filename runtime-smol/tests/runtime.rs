@@ -400,7 +400,7 @@ fn the_admin_socket_is_private_and_changes_reach_the_store() {
     let (_, answer) = admin(server.data_dir.path(), "user add bob secret level=1");
     assert_eq!(answer, "ok account bob created");
     let (rows, answer) = admin(server.data_dir.path(), "user list");
-    assert_eq!(answer, "ok 1 accounts");
+    assert_eq!(answer, "ok 1 account");
     assert_eq!(rows.len(), 1);
     assert!(
         rows[0].starts_with("user bob level=1 banned=no"),
@@ -433,6 +433,6 @@ fn the_admin_socket_is_private_and_changes_reach_the_store() {
     // A restart on the same directory serves the same accounts.
     let server = TestServer::start_in(config(), data_dir);
     let (_, answer) = admin(server.data_dir.path(), "user list");
-    assert_eq!(answer, "ok 1 accounts");
+    assert_eq!(answer, "ok 1 account");
     server.stop().expect("clean stop");
 }
