@@ -93,6 +93,10 @@ pub struct AdminArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// Seconds to wait for a running server's answer; decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "30", global = true)]
+    pub timeout: Secs,
+
     /// The cost of password hashes made while no server runs (tests only: `cheap` makes
     /// hashes that are easy to guess).
     #[arg(long, value_enum, default_value_t = HashCost::Recommended, hide = true, global = true)]
