@@ -205,6 +205,36 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn the_soft_limit_is_raised_to_the_hard_one() {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit read and write a struct on this stack.
+        unsafe {
+            assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+            if limit.rlim_max != libc::RLIM_INFINITY && limit.rlim_max <= 300 {
+                eprintln!("skipped: the hard limit is too low to lower the soft one");
+                return;
+            }
+            let lowered = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: limit.rlim_max,
+            };
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lowered), 0);
+        }
+        let raised = raise_limit().expect("a limit");
+        assert_eq!(raised.was, 300);
+        assert!(raised.soft > 300, "{raised:?}");
+        if limit.rlim_max != libc::RLIM_INFINITY {
+            #[allow(clippy::useless_conversion)]
+            let hard = u64::from(limit.rlim_max);
+            assert_eq!((raised.soft, raised.hard), (hard, hard));
+        }
+    }
+
     #[test]
     fn the_backlog_is_at_least_1024() {
         let (backlog, somaxconn) = backlog();
