@@ -688,6 +688,7 @@ fn an_admin_socket_of_another_user_is_sent_nothing() {
     // A socket file that looks right, but another user's process listens on it: the
     // kernel's word (SO_PEERCRED) decides. The process binds in a directory it may write
     // to; the file is then moved into place and given to root.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("traversable");
     let public = dir.path().join("public");
     fs::create_dir(&public).expect("dir");
     fs::set_permissions(&public, fs::Permissions::from_mode(0o777)).expect("chmod");

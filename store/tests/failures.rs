@@ -96,7 +96,7 @@ fn refuses_an_empty_database_file_naming_it() {
     let mut store = Store::open(dir.path()).expect("open");
     store.commit(&[queued(3, "amy")]).expect("commit");
     drop(store);
-    fs::write(&db_of(dir.path()), b"").expect("truncate");
+    fs::write(db_of(dir.path()), b"").expect("truncate");
     let error = Store::open(dir.path()).expect_err("a truncated database must be refused");
     assert!(matches!(error, StoreError::Empty { .. }), "{error:?}");
 }
