@@ -379,3 +379,25 @@ fn backup_is_a_loadable_copy() {
     let restored = Store::open(&copy).expect("open copy");
     assert_eq!(restored.load().expect("load copy"), state_of(&changes));
 }
+
+#[test]
+fn a_store_from_before_the_marker_and_application_id_is_adopted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(dir.path()).expect("open");
+    store.commit(&[queued(3, "amy")]).expect("commit");
+    drop(store);
+    // As an older build left it: no application_id, no marker.
+    raw(dir.path())
+        .pragma_update(None, "application_id", 0)
+        .expect("clear the id");
+    fs::remove_file(dir.path().join(MARKER_FILE_NAME)).expect("remove the marker");
+
+    let store = Store::open_existing(dir.path()).expect("an older store opens");
+    assert_eq!(store.load().expect("load"), state_of(&[queued(3, "amy")]));
+    drop(store);
+    let id: i32 = raw(dir.path())
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .expect("application_id");
+    assert_eq!(id, APPLICATION_ID);
+    assert!(dir.path().join(MARKER_FILE_NAME).is_file());
+}
