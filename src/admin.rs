@@ -18,9 +18,6 @@ use switchboard_store::StoreError;
 
 use crate::cli::{AdminArgs, BanCommand, NewPassword, PasswordSource, UnbanCommand, UserCommand};
 
-/// How long an admin command waits for the running server's answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long an admin command keeps trying when the data directory is locked but has no
 /// admin socket (a server starting or stopping, or another admin command).
 const BUSY_PATIENCE: Duration = Duration::from_secs(3);
@@ -62,8 +59,17 @@ pub enum AdminError {
         /// Its admin socket.
         socket: PathBuf,
     },
-    /// Talking to the running server failed.
-    #[error("cannot talk to the running server on {socket}")]
+    /// Connecting to the admin socket failed.
+    #[error("could not connect to the admin socket {socket}")]
+    Connect {
+        /// The admin socket.
+        socket: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Talking to the running server failed after connecting.
+    #[error("connected to the admin socket {socket}, then the exchange failed")]
     Socket {
         /// The admin socket.
         socket: PathBuf,
@@ -71,14 +77,27 @@ pub enum AdminError {
         #[source]
         source: io::Error,
     },
-    /// The server did not answer in time: its answer waits for a commit, which a failing
-    /// store holds up.
+    /// The admin socket is not what the server makes (a socket owned by this user or root,
+    /// for its owner only): another user may have put it there. Nothing was sent.
+    #[error("refusing to use the admin socket {socket}: {why}; nothing was sent")]
+    Untrusted {
+        /// The admin socket.
+        socket: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The server took the command but did not answer in time.
     #[error(
-        "no answer from the running server within {}s: the answer waits for a commit, and the \
-         store may be failing (see the server's log); the command may still take effect",
-        .0.as_secs()
+        "connected to the admin socket {socket} and sent the command, but no answer came \
+         within {} s; the command may still take effect (see the server's log)",
+        after.as_secs_f64()
     )]
-    Timeout(Duration),
+    Timeout {
+        /// The admin socket.
+        socket: PathBuf,
+        /// How long the command waited.
+        after: Duration,
+    },
     /// The server closed the connection before its final line.
     #[error("the server closed the admin connection without answering")]
     NoAnswer,
@@ -169,10 +188,11 @@ pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminErro
     let socket = switchboard_smol::admin_socket_path(dir);
     let started = std::time::Instant::now();
     loop {
-        match DataDir::lock(dir) {
+        // Never creates a data dir or a store: a typo in --data-dir is an error.
+        match DataDir::lock_existing(dir) {
             Ok(data_dir) => return offline(command, &data_dir, &args.hash_cost.cost()),
-            Err(LockError::Busy { .. }) => match online(command, &socket) {
-                Err(AdminError::Socket { source, .. })
+            Err(LockError::Busy { .. }) => match online(command, &socket, args.timeout.0) {
+                Err(AdminError::Connect { source, .. })
                     if matches!(
                         source.kind(),
                         io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
@@ -193,19 +213,24 @@ pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminErro
     }
 }
 
-/// Sends the command to the running server and reads its answer.
+/// Sends the command to the running server and reads its answer, once the socket has
+/// passed [`check_socket`] and the process listening on it [`check_peer`].
 #[cfg(unix)]
-fn online(command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
+fn online(command: &AdminCommand, socket: &Path, timeout: Duration) -> Result<Answer, AdminError> {
     use std::os::unix::net::UnixStream;
 
+    check_socket(socket)?;
+    let mut stream = UnixStream::connect(socket).map_err(|source| AdminError::Connect {
+        socket: socket.to_owned(),
+        source,
+    })?;
+    check_peer(&stream, socket)?;
     let error = |source| AdminError::Socket {
         socket: socket.to_owned(),
         source,
     };
-    let mut stream = UnixStream::connect(socket).map_err(error)?;
-    stream
-        .set_read_timeout(Some(ANSWER_TIMEOUT))
-        .map_err(error)?;
+    stream.set_read_timeout(Some(timeout)).map_err(error)?;
+    stream.set_write_timeout(Some(timeout)).map_err(error)?;
     stream
         .write_all(format!("{}\r\n", command.to_line()).as_bytes())
         .map_err(error)?;
@@ -222,7 +247,10 @@ fn online(command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                return Err(AdminError::Timeout(ANSWER_TIMEOUT))
+                return Err(AdminError::Timeout {
+                    socket: socket.to_owned(),
+                    after: timeout,
+                })
             }
             Err(e) => return Err(error(e)),
         }
@@ -241,9 +269,140 @@ fn online(command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
     }
 }
 
+/// This process's effective uid.
+#[cfg(unix)]
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// The admin socket file must be a socket, owned by this user or root, and closed to group
+/// and others (the server makes it 0600): anything else was put there by someone else.
+#[cfg(unix)]
+fn check_socket(socket: &Path) -> Result<(), AdminError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    let meta = std::fs::symlink_metadata(socket).map_err(|source| AdminError::Connect {
+        socket: socket.to_owned(),
+        source,
+    })?;
+    let untrusted = |why: String| AdminError::Untrusted {
+        socket: socket.to_owned(),
+        why,
+    };
+    if !meta.file_type().is_socket() {
+        return Err(untrusted("it is not a socket".to_owned()));
+    }
+    let uid = euid();
+    if meta.uid() != uid && meta.uid() != 0 {
+        return Err(untrusted(format!(
+            "it is owned by uid {}, not by this user (uid {uid}) or root",
+            meta.uid()
+        )));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(untrusted(format!(
+            "its mode is {mode:03o}, open to group or others (the server makes it 600)"
+        )));
+    }
+    Ok(())
+}
+
+/// The process listening on the admin socket must run as this user or root, as the
+/// kernel reports it (`SO_PEERCRED` on Linux, `getpeereid` on the BSDs and macOS).
+#[cfg(unix)]
+fn check_peer(stream: &std::os::unix::net::UnixStream, socket: &Path) -> Result<(), AdminError> {
+    let peer = peer_uid(stream).map_err(|source| AdminError::Socket {
+        socket: socket.to_owned(),
+        source,
+    })?;
+    let uid = euid();
+    match peer {
+        Some(peer) if peer != uid && peer != 0 => Err(AdminError::Untrusted {
+            socket: socket.to_owned(),
+            why: format!(
+                "the process listening on it runs as uid {peer}, not as this user (uid {uid}) \
+                 or root"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The uid of the process at the other end of `stream`; `None` where the OS cannot tell.
+#[cfg(target_os = "linux")]
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> io::Result<Option<u32>> {
+    use std::os::fd::AsRawFd;
+
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which lives on this stack.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(cred.uid))
+}
+
+#[cfg(all(
+    unix,
+    not(target_os = "linux"),
+    any(
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    )
+))]
+fn peer_uid(stream: &std::os::unix::net::UnixStream) -> io::Result<Option<u32>> {
+    use std::os::fd::AsRawFd;
+
+    let (mut uid, mut gid) = (0, 0);
+    // SAFETY: getpeereid writes the two ids it is given.
+    if unsafe { libc::getpeereid(stream.as_raw_fd(), &mut uid, &mut gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(uid))
+}
+
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "openbsd",
+        target_os = "netbsd",
+        target_os = "dragonfly"
+    ))
+))]
+fn peer_uid(_stream: &std::os::unix::net::UnixStream) -> io::Result<Option<u32>> {
+    Ok(None)
+}
+
 #[cfg(not(unix))]
-fn online(_command: &AdminCommand, socket: &Path) -> Result<Answer, AdminError> {
-    Err(AdminError::Socket {
+fn online(
+    _command: &AdminCommand,
+    socket: &Path,
+    _timeout: Duration,
+) -> Result<Answer, AdminError> {
+    Err(AdminError::Connect {
         socket: socket.to_owned(),
         source: io::Error::new(
             io::ErrorKind::Unsupported,
@@ -269,7 +428,7 @@ fn final_line(line: &str) -> Option<(bool, &str)> {
 /// same drive loop as the runtime's, done synchronously. Effects run inline, the changes
 /// are committed in one batch, and the answer is read once the gate releases it.
 fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<Answer, AdminError> {
-    let mut store = data_dir.open_store()?;
+    let mut store = data_dir.open_existing_store()?;
     let mut server = Server::new(Config::default(), store.load()?);
     let clock = std::time::Instant::now();
     let wall_ms = std::time::SystemTime::now()

@@ -1,7 +1,7 @@
 //! The command line.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,16 +10,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use switchboard_proto::{Config, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
-/// One chat server for five chat protocols, joined into one network.
+/// A chat server that will join several chat protocols into one network; today it serves
+/// one: ws2017 (arsc, ims, opcode and jabberd are to come).
 ///
-/// With no subcommand, `serve` runs (with the flags given).
+/// With no subcommand, `serve` runs (with the flags given). `user`, `ban`, `unban` and
+/// `kick` administer a running or a stopped server through its data directory.
 #[derive(Debug, Parser)]
-#[command(
-    name = "switchboard",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "switchboard", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do; `serve` when omitted.
     #[command(subcommand)]
@@ -39,7 +36,7 @@ impl Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the chat protocols until Ctrl-C or SIGTERM (the default).
+    /// Serve ws2017 until Ctrl-C or SIGTERM (the default).
     Serve(ServeArgs),
     /// Add, delete, list accounts and set their passwords.
     ///
@@ -92,6 +89,10 @@ pub struct AdminArgs {
         global = true
     )]
     pub data_dir: PathBuf,
+
+    /// Seconds to wait for a running server's answer; decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "30", global = true)]
+    pub timeout: Secs,
 
     /// The cost of password hashes made while no server runs (tests only: `cheap` makes
     /// hashes that are easy to guess).
@@ -217,12 +218,15 @@ impl HashCost {
 /// The flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address of the ws2017 listener; port 0 picks a free port (the log names it).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1030")]
+    /// Address of the ws2017 listener, `HOST:PORT`: an IP address or a host name (its
+    /// first IPv4 address, else its first address); port 0 picks a free port (the log
+    /// names it).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1030", value_parser = listen_addr)]
     pub ws2017: SocketAddr,
 
-    /// Directory of the durable store, its lock and the admin socket; created if missing.
-    /// One server at a time may use it.
+    /// Directory of the durable store, its lock and the admin socket; created (mode 700)
+    /// if missing. It must belong to this user and be writable by no one else. One server
+    /// at a time may use it.
     #[arg(long, value_name = "DIR", default_value = "switchboard-data")]
     pub data_dir: PathBuf,
 
@@ -257,6 +261,24 @@ pub struct ServeArgs {
     /// that are easy to guess).
     #[arg(long, value_enum, default_value_t = HashCost::Recommended, hide = true)]
     pub hash_cost: HashCost,
+}
+
+/// A listen address: `IP:PORT`, or `HOST:PORT` resolved to the host's first IPv4
+/// address (else its first address), so `localhost:1030` listens on 127.0.0.1.
+fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not HOST:PORT or IP:PORT ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|addr| addr.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
 /// The runtimes the binary can drive the server with.
@@ -464,6 +486,60 @@ mod tests {
             &["serve", "extra"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn listen_addresses_may_name_a_host() {
+        let args = serve_args(&["--ws2017", "localhost:1030"]);
+        assert_eq!(args.ws2017, "127.0.0.1:1030".parse().expect("address"));
+        let args = serve_args(&["--ws2017", "[::1]:0"]);
+        assert_eq!(args.ws2017, "[::1]:0".parse().expect("address"));
+        for bad in ["localhost", "no-such-host.invalid:1030", "localhost:port"] {
+            assert!(parse(&["--ws2017", bad]).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_help_says_what_is_served_today() {
+        let mut command = Cli::command();
+        for help in [command.render_help(), command.render_long_help()] {
+            let help = help
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert!(
+                help.starts_with(
+                    "A chat server that will join several chat protocols into one network; \
+                     today it serves one: ws2017 (arsc, ims, opcode and jabberd are to come)"
+                ),
+                "{help}"
+            );
+            assert!(!help.contains("five"), "{help}");
+        }
+        let serve = command
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_help()
+            .to_string();
+        assert!(
+            serve.starts_with("Serve ws2017 until Ctrl-C or SIGTERM"),
+            "{serve}"
+        );
+    }
+
+    #[test]
+    fn admin_commands_take_a_timeout() {
+        match parse(&["ban", "list", "--timeout", "0.5"]) {
+            Ok(Command::Ban { admin, .. }) => {
+                assert_eq!(admin.timeout.0, Duration::from_millis(500))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["kick", "bob"]) {
+            Ok(Command::Kick { admin, .. }) => assert_eq!(admin.timeout.0, Duration::from_secs(30)),
+            other => panic!("{other:?}"),
         }
     }
 

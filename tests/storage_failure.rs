@@ -103,7 +103,7 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     dave.expect(STORED);
     server.wait_for_log("the store works again");
     let listing = listing.join().expect("listing thread");
-    assert_eq!(listing.ok().last(), Some(&"1 accounts"));
+    assert_eq!(listing.ok().last(), Some(&"1 account"));
     erin.send("chatm erin bob 'again'");
     erin.expect(STORED);
     assert_eq!(

@@ -5,7 +5,9 @@ use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -17,6 +19,7 @@ use switchboard_proto::ConnId;
 use tracing::debug;
 
 use crate::driver::{Event, Report};
+use crate::fds::Slot;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
@@ -26,8 +29,8 @@ const WRITE_BATCH: usize = 64 * 1024;
 
 /// An accepted stream, before its tasks start.
 pub(crate) enum Stream {
-    /// A protocol listener's connection.
-    Tcp(Async<TcpStream>),
+    /// A protocol listener's connection, with its share of the descriptors.
+    Tcp(Async<TcpStream>, Slot),
     /// A connection to the admin socket.
     #[cfg(unix)]
     Unix(Async<UnixStream>),
@@ -38,9 +41,44 @@ pub(crate) trait Socket: 'static {
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
 }
 
-impl Socket for Async<TcpStream> {
+/// A client's TCP stream holding its [`Slot`] until the socket is closed (when the last
+/// of the connection's tasks lets go of it).
+struct Counted {
+    stream: Async<TcpStream>,
+    _slot: Slot,
+}
+
+impl Socket for Counted {
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.get_ref().shutdown(how)
+        self.stream.get_ref().shutdown(how)
+    }
+}
+
+impl AsyncRead for &Counted {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for &Counted {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.stream).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &self.stream).poll_close(cx)
     }
 }
 
@@ -75,12 +113,16 @@ impl Conn {
         reports: &Sender<Report>,
     ) -> Conn {
         match stream {
-            Stream::Tcp(stream) => {
+            Stream::Tcp(stream, slot) => {
                 // Small lines should leave at once; a failure here only costs latency.
                 if let Err(e) = stream.get_ref().set_nodelay(true) {
                     debug!(%conn, error = %e, "cannot set TCP_NODELAY");
                 }
-                Conn::start_on(ex, conn, Arc::new(stream), events, reports, false)
+                let counted = Counted {
+                    stream,
+                    _slot: slot,
+                };
+                Conn::start_on(ex, conn, Arc::new(counted), events, reports, false)
             }
             #[cfg(unix)]
             Stream::Unix(stream) => {

@@ -23,6 +23,7 @@ use tracing::{debug, error, info, warn};
 use crate::clock::Clock;
 use crate::commit::{error_chain, Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
+use crate::fds::Capacity;
 use crate::{Error, Runtime};
 
 /// Events the driver can buffer before readers, writers and listeners wait.
@@ -31,6 +32,9 @@ const EVENT_CAPACITY: usize = 256;
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often the refusals of connections past the descriptor capacity are logged.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// What listener and reader tasks tell the driver, over a bounded channel: when the driver
 /// falls behind, they wait, and TCP pushes back on the peers.
@@ -84,6 +88,7 @@ pub(crate) async fn run(
         store,
         state,
         listeners,
+        capacity,
         #[cfg(unix)]
         admin,
     } = runtime;
@@ -97,6 +102,7 @@ pub(crate) async fn run(
             ex.spawn(accept_loop(
                 l.protocol,
                 l.socket,
+                capacity.clone(),
                 next_id.clone(),
                 events.clone(),
             ))
@@ -423,21 +429,45 @@ impl Driver<'_, '_> {
     }
 }
 
+/// Accepts client connections while they have descriptors to spare: past the capacity,
+/// each connection is accepted and closed at once, so the backlog drains, the peer learns
+/// at once, and the reserve stays free for the admin socket and the store. A failed
+/// accept (out of descriptors after all) rests [`ACCEPT_BACKOFF`], so the loop never spins.
 async fn accept_loop(
     protocol: Protocol,
     listener: Async<TcpListener>,
+    capacity: Capacity,
     next_id: Arc<AtomicU64>,
     events: Sender<Event>,
 ) {
+    let mut refused = 0_u64;
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let Some(slot) = capacity.try_take() else {
+                    drop(stream);
+                    refused += 1;
+                    if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
+                        warn!(
+                            %protocol,
+                            open = capacity.open(),
+                            max = capacity.max(),
+                            refused,
+                            "at the client connection limit the descriptor limit allows: \
+                             closing new connections at once (raise `ulimit -n`)"
+                        );
+                        last_warning = Some(std::time::Instant::now());
+                        refused = 0;
+                    }
+                    continue;
+                };
                 let conn = ConnId(next_id.fetch_add(1, Ordering::Relaxed));
                 let accepted = Event::Accepted {
                     conn,
                     protocol,
                     peer: Peer::Net(peer),
-                    stream: Stream::Tcp(stream),
+                    stream: Stream::Tcp(stream, slot),
                 };
                 if events.send(accepted).await.is_err() {
                     return;

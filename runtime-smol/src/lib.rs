@@ -48,6 +48,7 @@ mod commit;
 mod conn;
 mod data_dir;
 mod driver;
+pub mod fds;
 
 use std::future::Future;
 use std::io;
@@ -63,7 +64,10 @@ use switchboard_store::{Store, StoreError};
 use tracing::{info, warn};
 
 pub use commit::error_chain;
-pub use data_dir::{admin_socket_path, DataDir, LockError, ADMIN_SOCKET_NAME, LOCK_FILE_NAME};
+pub use data_dir::{
+    admin_socket_path, check as check_data_dir, DataDir, LockError, ADMIN_SOCKET_NAME,
+    LOCK_FILE_NAME,
+};
 
 /// How the runtime runs, beyond the core's [`Config`].
 #[derive(Clone, Debug)]
@@ -80,16 +84,25 @@ pub struct Options {
     /// The argon2id cost of the password hashes the server makes. Keep
     /// [`Cost::recommended`] for real accounts; [`Cost::cheap`] is for tests.
     pub hash_cost: Cost,
+    /// File descriptors kept free of client connections, for admin connections, the
+    /// store's files and accepting: client connections may take what the descriptor limit
+    /// leaves after those open at start and this reserve.
+    pub fd_reserve: usize,
 }
 
+/// The default of [`Options::fd_reserve`].
+pub const DEFAULT_FD_RESERVE: usize = 64;
+
 impl Default for Options {
-    /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost.
+    /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost,
+    /// [`DEFAULT_FD_RESERVE`] descriptors in reserve.
     fn default() -> Self {
         Options {
             seed: None,
             linger: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(2),
             hash_cost: Cost::recommended(),
+            fd_reserve: DEFAULT_FD_RESERVE,
         }
     }
 }
@@ -152,6 +165,8 @@ pub struct Runtime {
     store: Store,
     state: State,
     listeners: Vec<Listener>,
+    /// How many client connections the descriptor limit leaves room for.
+    capacity: fds::Capacity,
     #[cfg(unix)]
     admin: admin::AdminSocket,
 }
@@ -183,7 +198,15 @@ impl Runtime {
             None => getrandom::u64().map_err(Error::Seed)?,
         };
         info!(seed = config.seed, "server seed");
+        let limit = fds::raise_limit();
         let data_dir = DataDir::lock(data_dir)?;
+        let absolute =
+            std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
+        if data_dir.created() {
+            info!(path = %absolute.display(), "data directory created");
+        } else {
+            info!(path = %absolute.display(), "data directory opened");
+        }
         let store = data_dir.open_store()?;
         let state = store.load()?;
         info!(
@@ -193,6 +216,7 @@ impl Runtime {
             ip_bans = state.ip_bans.len(),
             "store loaded"
         );
+        let (backlog, somaxconn) = fds::backlog();
         let listeners = listeners
             .iter()
             .map(|&(protocol, addr)| {
@@ -202,8 +226,9 @@ impl Runtime {
                     source,
                 };
                 let socket = Async::<TcpListener>::bind(addr).map_err(context)?;
+                fds::set_backlog(socket.get_ref(), backlog).map_err(context)?;
                 let addr = socket.get_ref().local_addr().map_err(context)?;
-                info!("{protocol} listening on {addr}");
+                info!(backlog, "{protocol} listening on {addr}");
                 Ok(Listener {
                     protocol,
                     socket,
@@ -211,8 +236,26 @@ impl Runtime {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
+        if somaxconn.is_some_and(|max| max < backlog) {
+            warn!(
+                backlog,
+                somaxconn,
+                "the kernel caps the listen backlog at net.core.somaxconn; raise it for \
+                 crowds that connect at once"
+            );
+        }
         #[cfg(unix)]
         let admin = admin::bind(&data_dir)?;
+        // What is open now (stdio, the lock, the store's files, the listeners, the reactor,
+        // the signal pipe) stays open; the rest, less the reserve, is for clients.
+        let capacity = match (limit, fds::open_now()) {
+            (Some(limit), Some(open)) => {
+                fds::Capacity::below_limit(limit.soft, open, options.fd_reserve)
+            }
+            (Some(limit), None) => fds::Capacity::below_limit(limit.soft, 32, options.fd_reserve),
+            (None, _) => fds::Capacity::new(usize::MAX),
+        };
+        fds::log_start(limit, &capacity, options.fd_reserve);
         Ok(Runtime {
             config,
             options,
@@ -220,6 +263,7 @@ impl Runtime {
             store,
             state,
             listeners,
+            capacity,
             #[cfg(unix)]
             admin,
         })

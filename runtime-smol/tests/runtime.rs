@@ -344,6 +344,36 @@ fn binding_a_taken_address_names_it() {
 }
 
 #[test]
+fn a_crowd_connecting_at_once_waits_in_the_backlog() {
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
+    let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    // Bound, not yet running: nothing accepts, so every connection waits in the backlog.
+    let runtime = Runtime::bind(
+        config(),
+        data_dir.path(),
+        &[(Protocol::Ws2017, listen)],
+        options(),
+    )
+    .expect("bind");
+    let addr = runtime.local_addrs()[0].1;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024);
+    // std's listeners queue 128; these wait in a backlog of at least 1024 (or what the
+    // kernel allows), and none is dropped.
+    let crowd = 600.min(somaxconn);
+    let connected: Vec<TcpStream> = (0..crowd)
+        .map(|i| {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .unwrap_or_else(|e| panic!("connection {i} of {crowd} was not queued: {e}"))
+        })
+        .collect();
+    assert_eq!(connected.len(), crowd);
+    drop(runtime);
+}
+
+#[test]
 fn a_second_runtime_on_the_same_data_dir_is_refused() {
     let server = TestServer::start(config());
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("address");
@@ -400,7 +430,7 @@ fn the_admin_socket_is_private_and_changes_reach_the_store() {
     let (_, answer) = admin(server.data_dir.path(), "user add bob secret level=1");
     assert_eq!(answer, "ok account bob created");
     let (rows, answer) = admin(server.data_dir.path(), "user list");
-    assert_eq!(answer, "ok 1 accounts");
+    assert_eq!(answer, "ok 1 account");
     assert_eq!(rows.len(), 1);
     assert!(
         rows[0].starts_with("user bob level=1 banned=no"),
@@ -433,6 +463,6 @@ fn the_admin_socket_is_private_and_changes_reach_the_store() {
     // A restart on the same directory serves the same accounts.
     let server = TestServer::start_in(config(), data_dir);
     let (_, answer) = admin(server.data_dir.path(), "user list");
-    assert_eq!(answer, "ok 1 accounts");
+    assert_eq!(answer, "ok 1 account");
     server.stop().expect("clean stop");
 }

@@ -28,35 +28,97 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The data directory holds no store: no database and no marker (a typo in the path,
+    /// say). Only `serve` creates a store; admin commands refuse.
+    #[error(
+        "{dir} holds no Switchboard store (no {db} and no {marker}); check the path, or start \
+         the server once with `switchboard serve --data-dir {dir}` to create one",
+        db = crate::DB_FILE_NAME,
+        marker = crate::MARKER_FILE_NAME
+    )]
+    NoStore {
+        /// The data directory.
+        dir: PathBuf,
+    },
+    /// The data directory was initialised (its marker is there) but its database is gone.
+    #[error(
+        "database {path} is missing, but {marker} says this data directory holds a store; \
+         restore the database from a backup (to start an empty network on purpose, remove \
+         {marker} too)"
+    )]
+    Missing {
+        /// The database file.
+        path: PathBuf,
+        /// The marker file.
+        marker: PathBuf,
+    },
+    /// The database file is empty (0 bytes): truncated, or replaced. Never a store this
+    /// build made: it creates a database whole, under another name, before moving it in.
+    #[error(
+        "database {path} is empty (0 bytes); it was truncated or replaced: restore it from a \
+         backup"
+    )]
+    Empty {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The database file is an SQLite database, but not one of Switchboard's.
+    #[error("{path} is not a Switchboard database: {detail}")]
+    Foreign {
+        /// The database file.
+        path: PathBuf,
+        /// Why (its `application_id`, or no schema).
+        detail: String,
+    },
+    /// A file of the store could not be examined, created or written (the database's
+    /// metadata, the marker, a file mode).
+    #[error("cannot {action} {path}")]
+    File {
+        /// What was being done: `read`, `create`, `write`, `restrict the mode of`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// A connection setting (a pragma) could not be applied.
-    #[error("cannot set {setting} on the database")]
+    #[error("cannot set {setting} on database {path}")]
     Configure {
         /// The setting, e.g. `journal_mode=WAL`.
         setting: &'static str,
+        /// The database file.
+        path: PathBuf,
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
     /// SQLite refused WAL mode (for example on a file system without shared memory).
-    #[error("database refused WAL mode (journal_mode is {mode})")]
+    #[error("database {path} refused WAL mode (journal_mode is {mode})")]
     NotWal {
+        /// The database file.
+        path: PathBuf,
         /// The journal mode SQLite reported instead.
         mode: String,
     },
     /// The database was written by a newer build of Switchboard; opening it could lose data.
     #[error(
-        "database schema version {found} is newer than this build supports ({supported}); \
-         run a newer Switchboard or restore a backup"
+        "database {path} has schema version {found}, newer than this build supports \
+         ({supported}); run a newer Switchboard or restore a backup"
     )]
     NewerSchema {
+        /// The database file.
+        path: PathBuf,
         /// The database's `user_version`.
         found: i64,
         /// The newest version this build knows.
         supported: u32,
     },
     /// A schema migration failed; the database stays at the version before it.
-    #[error("migration to schema version {version} failed")]
+    #[error("migration of database {path} to schema version {version} failed")]
     Migrate {
+        /// The database file.
+        path: PathBuf,
         /// The version the failed migration leads to.
         version: u32,
         /// SQLite's error.
@@ -64,15 +126,19 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// Reading the durable state failed.
-    #[error("cannot load the durable state")]
+    #[error("cannot load the durable state from database {path}")]
     Load {
+        /// The database file.
+        path: PathBuf,
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
     /// A commit failed and was rolled back: none of its changes are stored.
-    #[error("commit failed, nothing of the batch was stored")]
+    #[error("commit to database {path} failed, nothing of the batch was stored")]
     Commit {
+        /// The database file.
+        path: PathBuf,
         /// SQLite's error.
         #[source]
         source: rusqlite::Error,
@@ -88,8 +154,10 @@ pub enum StoreError {
     },
     /// The database holds something that cannot be part of a `State` (an invalid name, a key
     /// that does not match its name, a negative timestamp).
-    #[error("database content is invalid: {detail}")]
+    #[error("database {path} content is invalid: {detail}")]
     Corrupt {
+        /// The database file.
+        path: PathBuf,
         /// What is wrong, and where.
         detail: String,
     },
@@ -124,6 +192,8 @@ pub enum ErrorKind {
     NewerSchema,
     /// A change carries a value the database cannot hold.
     OutOfRange,
+    /// The data directory holds no store, or an initialised one lost its database.
+    NoStore,
     /// Anything else (a bug, out of memory, a failed constraint).
     Other,
 }
@@ -139,11 +209,20 @@ impl StoreError {
                 io::ErrorKind::StorageFull => ErrorKind::DiskFull,
                 _ => ErrorKind::Io,
             },
+            StoreError::File { source, .. } => match source.kind() {
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    ErrorKind::ReadOnly
+                }
+                io::ErrorKind::StorageFull => ErrorKind::DiskFull,
+                _ => ErrorKind::Io,
+            },
+            StoreError::NoStore { .. } | StoreError::Missing { .. } => ErrorKind::NoStore,
+            StoreError::Empty { .. } | StoreError::Foreign { .. } => ErrorKind::Corrupt,
             StoreError::Open { source, .. }
             | StoreError::Configure { source, .. }
             | StoreError::Migrate { source, .. }
-            | StoreError::Load { source }
-            | StoreError::Commit { source }
+            | StoreError::Load { source, .. }
+            | StoreError::Commit { source, .. }
             | StoreError::Backup { source, .. } => sqlite_kind(source),
             StoreError::NotWal { .. } => ErrorKind::Io,
             StoreError::NewerSchema { .. } => ErrorKind::NewerSchema,

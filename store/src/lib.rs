@@ -18,4 +18,4 @@ pub mod schema;
 mod store;
 
 pub use error::{ErrorKind, StoreError};
-pub use store::{Store, DB_FILE_NAME};
+pub use store::{Store, APPLICATION_ID, DB_FILE_NAME, MARKER_FILE_NAME};

@@ -11,6 +11,7 @@
 //! the load reports corrupt instead of splitting an account.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use switchboard_proto::{UserName, NAME_RULE_VERSION};
@@ -24,8 +25,11 @@ const COUNTER: &str = "name_rule";
 const LEGACY_RULE: i64 = 1;
 
 /// Brings the stored keys to this build's name rule, if they are older.
-pub(crate) fn ensure(conn: &mut Connection) -> Result<(), StoreError> {
-    let load = |source| StoreError::Load { source };
+pub(crate) fn ensure(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let load = |source| StoreError::Load {
+        path: path.to_owned(),
+        source,
+    };
     let found = rule(conn).map_err(load)?;
     let current = i64::from(NAME_RULE_VERSION);
     if found == current {
@@ -33,6 +37,7 @@ pub(crate) fn ensure(conn: &mut Connection) -> Result<(), StoreError> {
     }
     if found > current {
         return Err(StoreError::Corrupt {
+            path: path.to_owned(),
             detail: format!(
                 "user names are keyed by name rule {found}, newer than this build's \
                  ({current}); run a newer Switchboard"
@@ -46,9 +51,10 @@ pub(crate) fn ensure(conn: &mut Connection) -> Result<(), StoreError> {
     if rule(&tx).map_err(load)? != found {
         return Ok(());
     }
-    let accounts = accounts(&tx, found)?;
-    let messages = messages(&tx, found)?;
+    let accounts = accounts(&tx, path, found)?;
+    let messages = messages(&tx, path, found)?;
     let write = |source| StoreError::Migrate {
+        path: path.to_owned(),
         version: crate::schema::SCHEMA_VERSION,
         source,
     };
@@ -98,8 +104,15 @@ fn rule(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Every account's row id and its name under the current rule; refuses a name the rule does
 /// not accept, a stored key the old rule did not give, and two accounts that become one.
-fn accounts(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName)>, StoreError> {
-    let load = |source| StoreError::Load { source };
+fn accounts(
+    conn: &Connection,
+    path: &Path,
+    found: i64,
+) -> Result<Vec<(i64, UserName)>, StoreError> {
+    let load = |source| StoreError::Load {
+        path: path.to_owned(),
+        source,
+    };
     let mut statement = conn
         .prepare("SELECT id, key, name FROM accounts ORDER BY id")
         .map_err(load)?;
@@ -110,10 +123,11 @@ fn accounts(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName)>, Store
         let id: i64 = row.get(0).map_err(load)?;
         let key: String = row.get(1).map_err(load)?;
         let stored: String = row.get(2).map_err(load)?;
-        let name = current_name("account", &stored)?;
-        check_old_key("account", &stored, &key, found)?;
+        let name = current_name(path, "account", &stored)?;
+        check_old_key(path, "account", &stored, &key, found)?;
         if let Some(other) = by_key.insert(name.key().as_str().to_owned(), stored.clone()) {
             return Err(StoreError::Corrupt {
+ path: path.to_owned(),
                 detail: format!(
                     "accounts {other:?} and {stored:?} are one name under the name rule \
                      (docs/names.md); delete one with the older build (`switchboard user del`) first"
@@ -127,8 +141,15 @@ fn accounts(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName)>, Store
 
 /// Every offline message's sequence number, sender and recipient under the current rule. A
 /// sender the rule now refuses (an anonymous ws2017 name) is kept as it was.
-fn messages(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName, UserName)>, StoreError> {
-    let load = |source| StoreError::Load { source };
+fn messages(
+    conn: &Connection,
+    path: &Path,
+    found: i64,
+) -> Result<Vec<(i64, UserName, UserName)>, StoreError> {
+    let load = |source| StoreError::Load {
+        path: path.to_owned(),
+        source,
+    };
     let mut statement = conn
         .prepare("SELECT seq, recipient_key, sender, recipient FROM offline_messages ORDER BY seq")
         .map_err(load)?;
@@ -140,9 +161,10 @@ fn messages(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName, UserNam
         let sender: String = row.get(2).map_err(load)?;
         let recipient: String = row.get(3).map_err(load)?;
         let what = format!("recipient of offline message {seq}");
-        let recipient_name = current_name(&what, &recipient)?;
-        check_old_key(&what, &recipient, &key, found)?;
+        let recipient_name = current_name(path, &what, &recipient)?;
+        check_old_key(path, &what, &recipient, &key, found)?;
         let sender = UserName::parse_legacy(&sender).map_err(|error| StoreError::Corrupt {
+            path: path.to_owned(),
             detail: format!("sender {sender:?} is not a valid user name ({error})"),
         })?;
         messages.push((seq, sender, recipient_name));
@@ -151,8 +173,9 @@ fn messages(conn: &Connection, found: i64) -> Result<Vec<(i64, UserName, UserNam
 }
 
 /// `stored` under the current rule, or why the database cannot be loaded with it.
-fn current_name(what: &str, stored: &str) -> Result<UserName, StoreError> {
+fn current_name(path: &Path, what: &str, stored: &str) -> Result<UserName, StoreError> {
     UserName::parse(stored).map_err(|error| StoreError::Corrupt {
+        path: path.to_owned(),
         detail: format!(
             "{what} {stored:?} is not a valid user name under the name rule \
              (docs/names.md): {error}; delete it with the older build (`switchboard user del`) \
@@ -162,7 +185,13 @@ fn current_name(what: &str, stored: &str) -> Result<UserName, StoreError> {
 }
 
 /// The drift check for the rule the keys were stored with.
-fn check_old_key(what: &str, name: &str, key: &str, found: i64) -> Result<(), StoreError> {
+fn check_old_key(
+    path: &Path,
+    what: &str,
+    name: &str,
+    key: &str,
+    found: i64,
+) -> Result<(), StoreError> {
     // A later rule's keys cannot be derived by this build; they are recomputed all the same.
     if found != LEGACY_RULE {
         return Ok(());
@@ -172,6 +201,7 @@ fn check_old_key(what: &str, name: &str, key: &str, found: i64) -> Result<(), St
         Ok(())
     } else {
         Err(StoreError::Corrupt {
+            path: path.to_owned(),
             detail: format!(
                 "{what} {name:?} is stored under key {key:?}, but its key under name rule \
                  {found} is {expected:?}"

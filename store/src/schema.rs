@@ -9,6 +9,8 @@
 //! [`MIGRATIONS`]; never edit one that has shipped. Tables are `STRICT` so SQLite enforces
 //! the column types, and counters that must outlive deleted rows live in `counters`.
 
+use std::path::Path;
+
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::StoreError;
@@ -70,18 +72,21 @@ pub(crate) fn version(conn: &Connection) -> rusqlite::Result<i64> {
 
 /// Brings the schema up to [`SCHEMA_VERSION`], one transaction per migration, or refuses a
 /// database from a newer version without writing to it.
-pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let found = version(conn).map_err(|source| StoreError::Migrate {
+        path: path.to_owned(),
         version: SCHEMA_VERSION,
         source,
     })?;
     let Ok(applied) = usize::try_from(found) else {
         return Err(StoreError::Corrupt {
+            path: path.to_owned(),
             detail: format!("negative schema version {found}"),
         });
     };
     if applied > MIGRATIONS.len() {
         return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
             found,
             supported: SCHEMA_VERSION,
         });
@@ -107,12 +112,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             Ok(None) => {}
             Ok(Some(found)) => {
                 return Err(StoreError::NewerSchema {
+                    path: path.to_owned(),
                     found,
                     supported: SCHEMA_VERSION,
                 })
             }
             Err(source) => {
                 return Err(StoreError::Migrate {
+                    path: path.to_owned(),
                     version: target,
                     source,
                 })

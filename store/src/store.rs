@@ -1,12 +1,15 @@
 //! The store: opening the database, loading the durable state, committing changes.
 
 use std::fs;
+use std::io::{self, Write as _};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::backup::Backup;
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
+};
 use switchboard_proto::{
     Account, Change, MessageId, PasswordHash, State, StoredMessage, UserKey, UserName,
 };
@@ -17,6 +20,20 @@ use crate::StoreError;
 
 /// The database's file name inside the data directory.
 pub const DB_FILE_NAME: &str = "switchboard.db";
+
+/// The marker's file name inside the data directory. It is written once the database is
+/// created (or first opened by a build that knows markers), and says the directory holds a
+/// store: a data directory with a marker and no database lost its database, which is
+/// refused instead of silently starting an empty network.
+pub const MARKER_FILE_NAME: &str = "switchboard.marker";
+
+/// SQLite's `PRAGMA application_id` of a Switchboard database: `SWBD` in ASCII. Another
+/// program's SQLite file put in the data directory is refused.
+pub const APPLICATION_ID: i32 = 0x5357_4244;
+
+/// The name a new database is built under before it is moved into place, so a crash during
+/// creation never leaves a partial `switchboard.db`.
+const NEW_DB_FILE_NAME: &str = ".switchboard.db.new";
 
 /// How long a statement waits for another connection's lock (a backup tool, an operator's
 /// `sqlite3` shell) before failing with [`ErrorKind::Busy`](crate::ErrorKind::Busy).
@@ -36,23 +53,94 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// Whether [`Store::open`] may create a store in a data directory that holds none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Create {
+    IfAbsent,
+    Never,
+}
+
 impl Store {
-    /// Opens the store in `data_dir`, creating the directory and the database if needed and
-    /// migrating the schema to this build's version. Refuses a database written by a newer
-    /// schema version ([`StoreError::NewerSchema`]).
+    /// Opens the store in `data_dir`, creating the directory (mode 0700 on Unix) and a new
+    /// database if the directory holds no store, and migrating the schema to this build's
+    /// version. This is what `serve` does.
+    ///
+    /// Refuses, naming the file: a data directory whose marker says it holds a store but
+    /// whose database is gone ([`StoreError::Missing`]); an empty (0-byte) database
+    /// ([`StoreError::Empty`]); another program's SQLite file ([`StoreError::Foreign`]); a
+    /// database written by a newer schema version ([`StoreError::NewerSchema`]).
+    ///
+    /// The database, its WAL and shared-memory files and the marker are readable and
+    /// writable by the owner only (0600) on Unix.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
-        fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        Store::open_with(data_dir, Create::IfAbsent)
+    }
+
+    /// Opens the store in `data_dir` as [`Store::open`] does, but never creates one: a
+    /// directory that does not exist or holds no store is refused with
+    /// [`StoreError::NoStore`]. This is what admin commands do.
+    pub fn open_existing(data_dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(data_dir, Create::Never)
+    }
+
+    /// Whether `data_dir` holds a store: its database or its marker is there.
+    pub fn exists_in(data_dir: &Path) -> bool {
+        [DB_FILE_NAME, MARKER_FILE_NAME]
+            .iter()
+            .any(|name| fs::symlink_metadata(data_dir.join(name)).is_ok())
+    }
+
+    fn open_with(data_dir: &Path, create: Create) -> Result<Store, StoreError> {
         let path = data_dir.join(DB_FILE_NAME);
-        let mut conn = Connection::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        configure(&conn)?;
-        schema::migrate(&mut conn)?;
-        rekey::ensure(&mut conn)?;
+        let marker = data_dir.join(MARKER_FILE_NAME);
+        let marked = exists(&marker)?;
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == 0 => return Err(StoreError::Empty { path }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if marked {
+                    return Err(StoreError::Missing { path, marker });
+                }
+                if create == Create::Never {
+                    return Err(StoreError::NoStore {
+                        dir: data_dir.to_owned(),
+                    });
+                }
+                create_dir(data_dir).map_err(|source| StoreError::CreateDir {
+                    path: data_dir.to_owned(),
+                    source,
+                })?;
+                create_database(data_dir, &path)?;
+            }
+            Err(source) => {
+                return Err(StoreError::File {
+                    action: "read",
+                    path,
+                    source,
+                })
+            }
+        }
+        // No CREATE flag: the file was just found, and must not be made anew if it vanished.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn =
+            Connection::open_with_flags(&path, flags).map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|source| StoreError::Configure {
+                setting: "busy_timeout",
+                path: path.clone(),
+                source,
+            })?;
+        check_identity(&conn, &path)?;
+        configure(&conn, &path)?;
+        schema::migrate(&mut conn, &path)?;
+        rekey::ensure(&mut conn, &path)?;
+        if !marked {
+            write_marker(&marker)?;
+        }
+        restrict_files(&path)?;
         Ok(Store { conn, path })
     }
 
@@ -64,7 +152,11 @@ impl Store {
     /// Reads everything durable, from one consistent snapshot: accounts, IP bans, offline
     /// queues in the order their messages were queued, and the next message id.
     pub fn load(&self) -> Result<State, StoreError> {
-        let load = |source| StoreError::Load { source };
+        let path = self.path.as_path();
+        let load = |source| StoreError::Load {
+            path: path.to_owned(),
+            source,
+        };
         // A read transaction, so the tables are read from one snapshot.
         let tx = self.conn.unchecked_transaction().map_err(load)?;
         let mut state = State::default();
@@ -77,7 +169,7 @@ impl Store {
             .map_err(load)?;
         let mut rows = accounts.query([]).map_err(load)?;
         while let Some(row) = rows.next().map_err(load)? {
-            let (key, account) = read_account(row)?;
+            let (key, account) = read_account(row, path)?;
             state.accounts.insert(key, account);
         }
 
@@ -86,6 +178,7 @@ impl Store {
         while let Some(row) = rows.next().map_err(load)? {
             let text: String = row.get(0).map_err(load)?;
             let ip = text.parse::<IpAddr>().map_err(|_| StoreError::Corrupt {
+                path: path.to_owned(),
                 detail: format!("ip_bans holds {text:?}, not an IP address"),
             })?;
             state.ip_bans.insert(ip);
@@ -99,7 +192,7 @@ impl Store {
             .map_err(load)?;
         let mut rows = offline.query([]).map_err(load)?;
         while let Some(row) = rows.next().map_err(load)? {
-            let (key, message) = read_message(row)?;
+            let (key, message) = read_message(row, path)?;
             state.offline.entry(key).or_default().push_back(message);
         }
 
@@ -112,9 +205,10 @@ impl Store {
             .optional()
             .map_err(load)?;
         let next = next.ok_or_else(|| StoreError::Corrupt {
+            path: path.to_owned(),
             detail: "the next_message_id counter is missing".to_owned(),
         })?;
-        state.next_message_id = from_db("next_message_id", next)?;
+        state.next_message_id = from_db(path, "next_message_id", next)?;
         Ok(state)
     }
 
@@ -127,15 +221,16 @@ impl Store {
         }
         // IMMEDIATE takes the write lock up front, so the busy timeout applies to it
         // instead of failing mid-batch on a read-to-write upgrade.
+        let path = self.path.as_path();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(commit_error)?;
+            .map_err(|source| commit_error(path, source))?;
         for change in changes {
-            apply(&tx, change)?;
+            apply(&tx, path, change)?;
         }
         // On any error above, dropping `tx` rolls the batch back; so does a failed COMMIT.
-        tx.commit().map_err(commit_error)
+        tx.commit().map_err(|source| commit_error(path, source))
     }
 
     /// Copies the whole database to `path` (a new or existing SQLite file, which is
@@ -158,22 +253,214 @@ impl Store {
     }
 }
 
-/// Sets the connection up: busy timeout, WAL, full sync, foreign keys.
-fn configure(conn: &Connection) -> Result<(), StoreError> {
-    conn.busy_timeout(BUSY_TIMEOUT)
+/// Whether `path` exists (as anything, a dangling link too).
+fn exists(path: &Path) -> Result<bool, StoreError> {
+    match fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(StoreError::File {
+            action: "read",
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Creates `path` and its missing parents, for the owner only on Unix (the store holds
+/// password hashes).
+fn create_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path)
+}
+
+/// Opens `path` for writing, creating it (mode 0600 on Unix) or truncating it.
+fn create_private(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Builds a new database under a temporary name (mode 0600, its `application_id` set,
+/// migrated), then moves it to `path` in one rename: `path` is either absent or whole.
+fn create_database(data_dir: &Path, path: &Path) -> Result<(), StoreError> {
+    let temporary = data_dir.join(NEW_DB_FILE_NAME);
+    let file_error = |action, source| StoreError::File {
+        action,
+        path: temporary.clone(),
+        source,
+    };
+    for leftover in [NEW_DB_FILE_NAME, ".switchboard.db.new-journal"] {
+        match fs::remove_file(data_dir.join(leftover)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(file_error("remove", e));
+            }
+            _ => {}
+        }
+    }
+    create_private(&temporary).map_err(|e| file_error("create", e))?;
+    let open_error = |source| StoreError::Open {
+        path: temporary.clone(),
+        source,
+    };
+    let mut conn = Connection::open(&temporary).map_err(open_error)?;
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
         .map_err(|source| StoreError::Configure {
-            setting: "busy_timeout",
+            setting: "application_id",
+            path: temporary.clone(),
             source,
         })?;
+    schema::migrate(&mut conn, &temporary)?;
+    conn.close().map_err(|(_, source)| open_error(source))?;
+    fs::rename(&temporary, path).map_err(|e| file_error("rename", e))?;
+    sync_dir(data_dir).map_err(|source| StoreError::File {
+        action: "sync",
+        path: data_dir.to_owned(),
+        source,
+    })
+}
+
+/// Makes a rename or a new file in `dir` durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// Refuses a database that is not Switchboard's: another `application_id`, or none and no
+/// schema. A database of a build before the `application_id` (none, but a schema) is
+/// adopted: it gets the id.
+fn check_identity(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let read = |pragma: &'static str| -> Result<i64, StoreError> {
+        conn.pragma_query_value(None, pragma, |row| row.get(0))
+            .map_err(|source| StoreError::Configure {
+                setting: pragma,
+                path: path.to_owned(),
+                source,
+            })
+    };
+    let id = read("application_id")?;
+    if id == i64::from(APPLICATION_ID) {
+        return Ok(());
+    }
+    if id != 0 {
+        return Err(StoreError::Foreign {
+            path: path.to_owned(),
+            detail: format!(
+                "its SQLite application_id is {id:#x}, not {APPLICATION_ID:#x}; another \
+                 program's file is in the data directory"
+            ),
+        });
+    }
+    if schema::version(conn).map_err(|source| StoreError::Configure {
+        setting: "user_version",
+        path: path.to_owned(),
+        source,
+    })? == 0
+    {
+        return Err(StoreError::Foreign {
+            path: path.to_owned(),
+            detail: "an SQLite file without Switchboard's application_id or schema".to_owned(),
+        });
+    }
+    // Written before application_id existed; a newer schema is refused by the migration
+    // without a write, so leave that file alone.
+    if schema::version(conn).unwrap_or(0) <= i64::from(schema::SCHEMA_VERSION) {
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(|source| StoreError::Configure {
+                setting: "application_id",
+                path: path.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Writes the marker that says the data directory holds a store (mode 0600).
+fn write_marker(marker: &Path) -> Result<(), StoreError> {
+    let write = || -> io::Result<()> {
+        let mut file = create_private(marker)?;
+        writeln!(
+            file,
+            "This directory holds a Switchboard store ({DB_FILE_NAME}, schema version {}).\n\
+             Switchboard refuses to start here without {DB_FILE_NAME}: restore it from a backup.",
+            schema::SCHEMA_VERSION
+        )?;
+        file.sync_all()?;
+        if let Some(dir) = marker.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    };
+    write().map_err(|source| StoreError::File {
+        action: "write",
+        path: marker.to_owned(),
+        source,
+    })
+}
+
+/// Makes the database and its WAL and shared-memory files readable and writable by the
+/// owner only, for files made by an older build or copied in with a looser mode. (SQLite
+/// gives the WAL and shared-memory files the database's mode when it creates them.)
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mut files = vec![path.to_owned()];
+        for suffix in ["-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            files.push(PathBuf::from(name));
+        }
+        for file in files {
+            let mode = match fs::metadata(&file) {
+                Ok(meta) => meta.permissions().mode(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(StoreError::File {
+                        action: "read",
+                        path: file,
+                        source,
+                    })
+                }
+            };
+            if mode & 0o077 != 0 {
+                fs::set_permissions(&file, fs::Permissions::from_mode(mode & 0o700)).map_err(
+                    |source| StoreError::File {
+                        action: "restrict the mode of",
+                        path: file.clone(),
+                        source,
+                    },
+                )?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Sets the connection up: WAL, full sync, foreign keys.
+fn configure(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     // WAL: readers (a backup) never block the writer, and a commit appends to one file.
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|source| StoreError::Configure {
             setting: "journal_mode=WAL",
+            path: path.to_owned(),
             source,
         })?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::NotWal { mode });
+        return Err(StoreError::NotWal {
+            path: path.to_owned(),
+            mode,
+        });
     }
     // FULL, not NORMAL: in WAL mode NORMAL skips the fsync at each commit, so a commit
     // survives a process crash but can be lost on power loss or an OS crash. The server
@@ -181,24 +468,30 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|source| StoreError::Configure {
             setting: "synchronous=FULL",
+            path: path.to_owned(),
             source,
         })?;
     // For the tables later migrations add that reference others.
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(|source| StoreError::Configure {
             setting: "foreign_keys=ON",
+            path: path.to_owned(),
             source,
         })?;
     Ok(())
 }
 
 /// Wraps an SQLite error during a commit.
-fn commit_error(source: rusqlite::Error) -> StoreError {
-    StoreError::Commit { source }
+fn commit_error(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Commit {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Applies one change inside the commit's transaction, as [`State::apply`] does in memory.
-fn apply(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
+fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), StoreError> {
+    let commit_error = |source| commit_error(path, source);
     match change {
         Change::AccountCreated(account) => {
             let created_ms = to_db("created_ms", account.created_ms)?;
@@ -281,6 +574,7 @@ fn apply(tx: &Transaction<'_>, change: &Change) -> Result<(), StoreError> {
                 .map_err(commit_error)?;
             let Some(next) = next else {
                 return Err(StoreError::Corrupt {
+                    path: path.to_owned(),
                     detail: "the next_message_id counter is missing".to_owned(),
                 });
             };
@@ -345,15 +639,17 @@ fn to_db(what: &'static str, value: u64) -> Result<i64, StoreError> {
 }
 
 /// Converts a stored integer back to a u64 field.
-fn from_db(what: &str, value: i64) -> Result<u64, StoreError> {
+fn from_db(path: &Path, what: &str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt {
+        path: path.to_owned(),
         detail: format!("{what} is negative ({value})"),
     })
 }
 
 /// Parses a stored user name.
-fn parse_name(what: &str, text: String) -> Result<UserName, StoreError> {
+fn parse_name(path: &Path, what: &str, text: String) -> Result<UserName, StoreError> {
     UserName::parse(&text).map_err(|error| StoreError::Corrupt {
+        path: path.to_owned(),
         detail: format!("{what} {text:?} is not a valid user name ({error:?})"),
     })
 }
@@ -361,12 +657,18 @@ fn parse_name(what: &str, text: String) -> Result<UserName, StoreError> {
 /// Checks that a stored key is the key of its name. Keys are derived when written (and
 /// recomputed by [`rekey::ensure`] when the name rule changes); a mismatch means the file was
 /// edited, or the Unicode tables behind the rule changed without raising its version.
-fn check_key(what: &str, stored: &str, name: &UserName) -> Result<UserKey, StoreError> {
+fn check_key(
+    path: &Path,
+    what: &str,
+    stored: &str,
+    name: &UserName,
+) -> Result<UserKey, StoreError> {
     let key = name.key();
     if key.as_str() == stored {
         Ok(key)
     } else {
         Err(StoreError::Corrupt {
+            path: path.to_owned(),
             detail: format!(
                 "{what} {:?} is stored under key {stored:?}, but its key is {:?}",
                 name.as_str(),
@@ -377,11 +679,14 @@ fn check_key(what: &str, stored: &str, name: &UserName) -> Result<UserKey, Store
 }
 
 /// Reads one row of `accounts`.
-fn read_account(row: &Row<'_>) -> Result<(UserKey, Account), StoreError> {
-    let load = |source| StoreError::Load { source };
+fn read_account(row: &Row<'_>, path: &Path) -> Result<(UserKey, Account), StoreError> {
+    let load = |source| StoreError::Load {
+        path: path.to_owned(),
+        source,
+    };
     let stored_key: String = row.get(0).map_err(load)?;
-    let name = parse_name("account", row.get(1).map_err(load)?)?;
-    let key = check_key("account", &stored_key, &name)?;
+    let name = parse_name(path, "account", row.get(1).map_err(load)?)?;
+    let key = check_key(path, "account", &stored_key, &name)?;
     let account = Account {
         name,
         password: PasswordHash(row.get(2).map_err(load)?),
@@ -390,24 +695,29 @@ fn read_account(row: &Row<'_>) -> Result<(UserKey, Account), StoreError> {
         gender: row.get(5).map_err(load)?,
         level: row.get(6).map_err(load)?,
         banned: row.get(7).map_err(load)?,
-        created_ms: from_db("created_ms", row.get(8).map_err(load)?)?,
+        created_ms: from_db(path, "created_ms", row.get(8).map_err(load)?)?,
     };
     Ok((key, account))
 }
 
 /// Reads one row of `offline_messages`.
-fn read_message(row: &Row<'_>) -> Result<(UserKey, StoredMessage), StoreError> {
-    let load = |source| StoreError::Load { source };
+fn read_message(row: &Row<'_>, path: &Path) -> Result<(UserKey, StoredMessage), StoreError> {
+    let load = |source| StoreError::Load {
+        path: path.to_owned(),
+        source,
+    };
     let seq: i64 = row.get(0).map_err(load)?;
-    let id = from_db("offline message id", row.get(1).map_err(load)?)?;
+    let id = from_db(path, "offline message id", row.get(1).map_err(load)?)?;
     let stored_key: String = row.get(2).map_err(load)?;
     // A sender stored before the name rule keeps the name it had (docs/names.md).
     let from: String = row.get(3).map_err(load)?;
     let from = UserName::parse_legacy(&from).map_err(|error| StoreError::Corrupt {
+        path: path.to_owned(),
         detail: format!("sender {from:?} is not a valid user name ({error:?})"),
     })?;
-    let to = parse_name("recipient", row.get(4).map_err(load)?)?;
+    let to = parse_name(path, "recipient", row.get(4).map_err(load)?)?;
     let key = check_key(
+        path,
         &format!("recipient of offline message {seq}"),
         &stored_key,
         &to,
@@ -417,7 +727,7 @@ fn read_message(row: &Row<'_>) -> Result<(UserKey, StoredMessage), StoreError> {
         from,
         to,
         body: row.get(5).map_err(load)?,
-        sent_ms: from_db("sent_ms", row.get(6).map_err(load)?)?,
+        sent_ms: from_db(path, "sent_ms", row.get(6).map_err(load)?)?,
     };
     Ok((key, message))
 }

@@ -7,7 +7,9 @@ use std::path::Path;
 use rusqlite::Connection;
 use switchboard_proto::{Account, Change, MessageId, PasswordHash, State, StoredMessage, UserName};
 use switchboard_store::schema::SCHEMA_VERSION;
-use switchboard_store::{ErrorKind, Store, StoreError, DB_FILE_NAME};
+use switchboard_store::{
+    ErrorKind, Store, StoreError, APPLICATION_ID, DB_FILE_NAME, MARKER_FILE_NAME,
+};
 
 fn name(s: &str) -> UserName {
     UserName::parse(s).expect("test names are valid")
@@ -70,17 +72,142 @@ fn opening_creates_directory_and_migrates_to_current_version() {
 }
 
 #[test]
-fn migrates_an_existing_empty_file() {
+fn refuses_an_empty_database_file_naming_it() {
     let dir = tempfile::tempdir().expect("temp dir");
-    fs::write(dir.path().join(DB_FILE_NAME), b"").expect("empty file");
+    let db = dir.path().join(DB_FILE_NAME);
+    fs::write(&db, b"").expect("empty file");
+    let error = Store::open(dir.path()).expect_err("an empty database must be refused");
+    assert!(
+        matches!(&error, StoreError::Empty { path } if *path == db),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&db.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(
+        fs::metadata(&db).expect("still there").len(),
+        0,
+        "left as found"
+    );
+
+    // The same after a store was made there and the file truncated (with its WAL gone).
+    let dir = tempfile::tempdir().expect("temp dir");
     let mut store = Store::open(dir.path()).expect("open");
     store.commit(&[queued(3, "amy")]).expect("commit");
-    assert_eq!(store.load().expect("load").next_message_id, 4);
     drop(store);
-    // Reopening runs no migration again and keeps the data.
-    let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(store.load().expect("load"), state_of(&[queued(3, "amy")]));
-    assert_eq!(user_version(&raw(dir.path())), i64::from(SCHEMA_VERSION));
+    fs::write(db_of(dir.path()), b"").expect("truncate");
+    let error = Store::open(dir.path()).expect_err("a truncated database must be refused");
+    assert!(matches!(error, StoreError::Empty { .. }), "{error:?}");
+}
+
+fn db_of(dir: &Path) -> std::path::PathBuf {
+    dir.join(DB_FILE_NAME)
+}
+
+#[test]
+fn an_initialised_data_dir_without_its_database_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(dir.path()).expect("open");
+    store.commit(&[queued(3, "amy")]).expect("commit");
+    drop(store);
+    let marker = dir.path().join(MARKER_FILE_NAME);
+    assert!(marker.is_file(), "opening wrote the marker");
+    let db = db_of(dir.path());
+    fs::remove_file(&db).expect("remove the database");
+    let error = Store::open(dir.path()).expect_err("a lost database must be refused");
+    assert!(
+        matches!(&error, StoreError::Missing { path, .. } if *path == db),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains(&db.display().to_string()),
+        "{error}"
+    );
+    assert!(!db.exists(), "no new database was made");
+}
+
+#[test]
+fn open_existing_never_creates_a_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let typo = dir.path().join("some-typo");
+    let error = Store::open_existing(&typo).expect_err("no directory");
+    assert!(
+        matches!(&error, StoreError::NoStore { dir } if *dir == typo),
+        "{error:?}"
+    );
+    assert!(!typo.exists(), "the directory was created");
+    let error = Store::open_existing(dir.path()).expect_err("no store in it");
+    assert!(matches!(error, StoreError::NoStore { .. }), "{error:?}");
+    assert!(!db_of(dir.path()).exists(), "a database was created");
+    assert!(!Store::exists_in(dir.path()));
+
+    drop(Store::open(dir.path()).expect("create"));
+    assert!(Store::exists_in(dir.path()));
+    Store::open_existing(dir.path()).expect("an existing store opens");
+}
+
+#[test]
+fn another_programs_database_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let conn = raw(dir.path());
+        conn.pragma_update(None, "application_id", 0x1234_i32)
+            .expect("id");
+        conn.execute_batch("CREATE TABLE theirs (x INTEGER)")
+            .expect("table");
+    }
+    let error = Store::open(dir.path()).expect_err("foreign file");
+    assert!(matches!(error, StoreError::Foreign { .. }), "{error:?}");
+    assert!(error.to_string().contains("0x1234"), "{error}");
+
+    // An SQLite file with neither the id nor a schema.
+    let dir = tempfile::tempdir().expect("temp dir");
+    raw(dir.path())
+        .execute_batch("CREATE TABLE theirs (x INTEGER)")
+        .expect("table");
+    let error = Store::open(dir.path()).expect_err("foreign file");
+    assert!(matches!(error, StoreError::Foreign { .. }), "{error:?}");
+}
+
+#[test]
+fn a_store_gets_switchboards_application_id() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(Store::open(dir.path()).expect("open"));
+    let id: i32 = raw(dir.path())
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .expect("application_id");
+    assert_eq!(id, APPLICATION_ID);
+    assert!(
+        !dir.path().join(".switchboard.db.new").exists(),
+        "the temporary file is gone"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn database_files_and_the_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut store = Store::open(&data).expect("open");
+    store.commit(&[queued(0, "amy")]).expect("commit");
+    let mode = |path: &Path| fs::metadata(path).expect("exists").permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for name in [
+        DB_FILE_NAME,
+        "switchboard.db-wal",
+        "switchboard.db-shm",
+        MARKER_FILE_NAME,
+    ] {
+        assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+    }
+    drop(store);
+    // A database left readable by others (an older build, a copy) is restricted on open.
+    fs::set_permissions(data.join(DB_FILE_NAME), fs::Permissions::from_mode(0o644))
+        .expect("loosen");
+    drop(Store::open(&data).expect("reopen"));
+    assert_eq!(mode(&data.join(DB_FILE_NAME)), 0o600);
 }
 
 #[test]
@@ -96,7 +223,7 @@ fn refuses_a_newer_schema_without_touching_it() {
     }
     let error = Store::open(dir.path()).expect_err("newer schema must be refused");
     assert!(
-        matches!(error, StoreError::NewerSchema { found, supported }
+        matches!(error, StoreError::NewerSchema { found, supported, .. }
             if found == newer && supported == SCHEMA_VERSION),
         "{error:?}"
     );
@@ -123,6 +250,8 @@ fn refuses_a_file_that_is_not_a_database() {
     .expect("garbage");
     let error = Store::open(dir.path()).expect_err("garbage must be refused");
     assert_eq!(error.kind(), ErrorKind::Corrupt, "{error:?}");
+    let db = dir.path().join(DB_FILE_NAME).display().to_string();
+    assert!(error.to_string().contains(&db), "{error}");
 }
 
 #[test]
@@ -225,6 +354,8 @@ fn invalid_content_fails_the_load_instead_of_panicking() {
         raw(dir.path()).execute_batch(sql).expect(label);
         let error = store.load().expect_err(label);
         assert_eq!(error.kind(), ErrorKind::Corrupt, "{label}: {error:?}");
+        let db = dir.path().join(DB_FILE_NAME).display().to_string();
+        assert!(error.to_string().contains(&db), "{label}: {error}");
     }
 }
 
@@ -247,4 +378,26 @@ fn backup_is_a_loadable_copy() {
         .expect("commit after backup");
     let restored = Store::open(&copy).expect("open copy");
     assert_eq!(restored.load().expect("load copy"), state_of(&changes));
+}
+
+#[test]
+fn a_store_from_before_the_marker_and_application_id_is_adopted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut store = Store::open(dir.path()).expect("open");
+    store.commit(&[queued(3, "amy")]).expect("commit");
+    drop(store);
+    // As an older build left it: no application_id, no marker.
+    raw(dir.path())
+        .pragma_update(None, "application_id", 0)
+        .expect("clear the id");
+    fs::remove_file(dir.path().join(MARKER_FILE_NAME)).expect("remove the marker");
+
+    let store = Store::open_existing(dir.path()).expect("an older store opens");
+    assert_eq!(store.load().expect("load"), state_of(&[queued(3, "amy")]));
+    drop(store);
+    let id: i32 = raw(dir.path())
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .expect("application_id");
+    assert_eq!(id, APPLICATION_ID);
+    assert!(dir.path().join(MARKER_FILE_NAME).is_file());
 }

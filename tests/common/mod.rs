@@ -50,7 +50,13 @@ impl Switchboard {
     }
 
     pub fn start_with(data_dir: &Path, options: ServerOptions) -> Switchboard {
-        let mut child = Switchboard::command(data_dir, &options)
+        Switchboard::spawn(Switchboard::command(data_dir, &options), data_dir)
+    }
+
+    /// Starts `command` (a server on `data_dir`, from [`Switchboard::command`] with more
+    /// set on it, say) and waits for its listener and admin socket.
+    pub fn spawn(mut command: Command, data_dir: &Path) -> Switchboard {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -143,6 +149,11 @@ impl Switchboard {
         all.iter().filter(|line| line.contains(needle)).count()
     }
 
+    /// Every log line so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.all_log.lock().expect("log lock").clone()
+    }
+
     pub fn connect(&self, name: &str) -> Client {
         Client::connect(self.addr, name)
     }
@@ -226,7 +237,19 @@ impl AdminRun {
 }
 
 /// Runs `switchboard <args> --data-dir <data_dir>` with cheap hashes, feeding `stdin`.
+///
+/// Admin commands refuse a data dir that holds no store; for the tests' convenience, when
+/// `data_dir` does not exist yet this first creates an empty store there, as the first
+/// `switchboard serve` would. [`admin_exact`] does not.
 pub fn admin(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> AdminRun {
+    if !data_dir.exists() {
+        drop(switchboard_store::Store::open(data_dir).expect("create a store"));
+    }
+    admin_exact(data_dir, args, stdin)
+}
+
+/// [`admin`] on `data_dir` exactly as it is.
+pub fn admin_exact(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> AdminRun {
     let mut child = Command::new(BIN)
         .args(args)
         .arg("--data-dir")

@@ -146,7 +146,11 @@ impl Oracle {
                 kick = Some(name);
             }
             AdminCommand::UserList => {
-                if text != format!("{rows} accounts") {
+                let counted = match rows {
+                    1 => "1 account".to_owned(),
+                    n => format!("{n} accounts"),
+                };
+                if text != counted {
                     return Err(answer_error(format!("ok {text} after {rows} rows")));
                 }
             }

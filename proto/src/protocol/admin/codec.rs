@@ -117,8 +117,30 @@ impl AdminCommand {
     /// Parses a request line (without its line ending).
     pub fn parse(line: &str) -> Result<AdminCommand, AdminParseError> {
         let words: Vec<&str> = line.split(' ').filter(|w| !w.is_empty()).collect();
-        let malformed = AdminParseError::Malformed;
         let command = match words.as_slice() {
+            // An empty field is written as no word at all (percent-encoding has no empty
+            // form): a password that is missing, or whose place holds an option (a raw `=`,
+            // which an encoded field never holds), is the empty password, which the
+            // session refuses.
+            ["user", "add", name, options @ ..]
+                if options.first().is_none_or(|word| word.contains('=')) =>
+            {
+                let mut line = vec!["user", "add", name, ""];
+                line.extend_from_slice(options);
+                return AdminCommand::parse_words(&line);
+            }
+            ["user", "passwd", name] => AdminCommand::UserPasswd {
+                name: decode(name)?,
+                password: String::new(),
+            },
+            _ => return AdminCommand::parse_words(&words),
+        };
+        Ok(command)
+    }
+
+    fn parse_words(words: &[&str]) -> Result<AdminCommand, AdminParseError> {
+        let malformed = AdminParseError::Malformed;
+        let command = match words {
             ["user", "add", name, password, options @ ..] => {
                 let mut level = 0;
                 let (mut email, mut gender) = (None, None);

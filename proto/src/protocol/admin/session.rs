@@ -164,9 +164,12 @@ impl Session {
                     put_pair(&mut rows, "gender", account.gender.as_deref().unwrap_or(""));
                     rows.push_str("\r\n");
                 }
-                let count = accounts.len();
+                let count = match accounts.len() {
+                    1 => "1 account".to_owned(),
+                    n => format!("{n} accounts"),
+                };
                 cx.send_about_all(Bytes::from(rows));
-                answer(cx, format!("{count} accounts"), About::All);
+                answer(cx, count, About::All);
             }
             AdminCommand::BanIp(ip) => {
                 if !cx.net.ip_banned(ip) {

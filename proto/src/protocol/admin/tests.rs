@@ -62,7 +62,7 @@ fn user_add_refuses_duplicates_and_bad_input() {
     );
     assert_eq!(
         admin(&mut h, "user add carol"),
-        "err wrong number of fields\r\n"
+        "err the password is empty\r\n"
     );
     assert_eq!(
         admin(&mut h, "user add carol pw level=300"),
@@ -228,9 +228,66 @@ fn commands_queued_behind_a_hash_run_in_order() {
         h.take(c),
         "ok account bob created\r\n\
          user bob level=0 banned=no created=1700000000000 email= gender=\r\n\
-         ok 1 accounts\r\n\
+         ok 1 account\r\n\
          ok account bob deleted\r\n"
     );
+}
+
+#[test]
+fn empty_passwords_are_refused_however_they_are_written() {
+    let mut h = Harness::new(Config::default());
+    for command in [
+        AdminCommand::UserAdd {
+            name: "bob".into(),
+            password: String::new(),
+            level: 1,
+            email: Some("b@example.org".into()),
+            gender: None,
+        },
+        AdminCommand::UserAdd {
+            name: "bob".into(),
+            password: String::new(),
+            level: 0,
+            email: None,
+            gender: None,
+        },
+    ] {
+        let line = command.to_line();
+        assert_eq!(AdminCommand::parse(&line), Ok(command), "{line:?}");
+        assert_eq!(
+            admin(&mut h, &line),
+            "err the password is empty\r\n",
+            "{line:?}"
+        );
+    }
+    assert_eq!(
+        admin(&mut h, "user add bob"),
+        "err the password is empty\r\n"
+    );
+    assert!(h.store.accounts.is_empty(), "no account was made");
+    assert_eq!(
+        admin(&mut h, "user add bob pw"),
+        "ok account bob created\r\n"
+    );
+    let passwd = AdminCommand::UserPasswd {
+        name: "bob".into(),
+        password: String::new(),
+    };
+    let line = passwd.to_line();
+    assert_eq!(AdminCommand::parse(&line), Ok(passwd), "{line:?}");
+    assert_eq!(admin(&mut h, &line), "err the password is empty\r\n");
+    let key = UserName::parse("bob").unwrap().key();
+    assert_eq!(h.store.account(&key).unwrap().password.0, "test$pw");
+}
+
+#[test]
+fn listings_count_in_the_right_number() {
+    let mut h = Harness::new(Config::default());
+    assert_eq!(admin(&mut h, "user list"), "ok 0 accounts\r\n");
+    admin(&mut h, "user add bob pw");
+    assert!(admin(&mut h, "user list").ends_with("\r\nok 1 account\r\n"));
+    admin(&mut h, "user add amy pw");
+    assert!(admin(&mut h, "user list").ends_with("\r\nok 2 accounts\r\n"));
 }
 
 #[test]
@@ -296,7 +353,7 @@ fn replies_that_reveal_an_uncommitted_change_wait_for_it_and_others_do_not() {
     }
     h.commit();
     assert_eq!(h.take(first), "ok account bob created\r\n");
-    assert!(h.take(second).ends_with("ok 1 accounts\r\n"));
+    assert!(h.take(second).ends_with("ok 1 account\r\n"));
     assert_eq!(h.take(third), "err account BOB exists\r\n");
     // Behind the refusal, in order: the news that carol joined meanwhile.
     assert_eq!(
