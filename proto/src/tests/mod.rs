@@ -1,3 +1,5 @@
 //! Shared test support for the protocol tests.
 
 pub(crate) mod harness;
+
+mod limits;
