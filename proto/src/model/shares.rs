@@ -86,3 +86,53 @@ impl MailboxShares {
         MailboxShares::of(state).held == self.held
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::persist::MessageId;
+    use crate::UserName;
+
+    fn name(s: &str) -> UserName {
+        UserName::parse(s).expect("valid name")
+    }
+
+    fn queued(id: u64, from: &str, to: &str) -> Change {
+        Change::OfflineQueued(StoredMessage {
+            id: MessageId(id),
+            from: name(from),
+            to: name(to),
+            body: String::new(),
+            sent_ms: 0,
+        })
+    }
+
+    #[test]
+    fn shares_follow_every_change_to_the_mailboxes() {
+        let mut state = State::default();
+        let mut shares = MailboxShares::default();
+        let mut apply = |change: Change| {
+            shares.before(&state, &change);
+            state.apply(&change);
+            assert!(shares.matches(&state), "after {change:?}");
+            (shares.held(&name("bob").key(), &name("alice").key()), shares.held.len())
+        };
+        apply(queued(0, "alice", "bob"));
+        apply(queued(1, "alice", "bob"));
+        apply(queued(2, "carol", "bob"));
+        // A replayed message is not counted twice.
+        assert_eq!(apply(queued(1, "alice", "bob")).0, 2);
+        apply(queued(3, "Alice", "dave"));
+        let delivered = Change::OfflineDelivered {
+            to: name("bob"),
+            through: MessageId(0),
+        };
+        assert_eq!(apply(delivered).0, 1);
+        let delivered = Change::OfflineDelivered {
+            to: name("BOB"),
+            through: MessageId(2),
+        };
+        assert_eq!(apply(delivered), (0, 1), "only dave's mailbox is left");
+        assert_eq!(apply(Change::AccountDeleted { name: name("dave") }), (0, 0));
+    }
+}

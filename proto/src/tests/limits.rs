@@ -266,8 +266,9 @@ fn the_largest_queues_are_closed_first() {
         },
         ..Config::default()
     });
-    let big = named_from(&mut h, "big", [10, 0, 0, 1]);
+    // The smaller queue is the older connection: age is no excuse.
     let small = named_from(&mut h, "small", [10, 0, 0, 2]);
+    let big = named_from(&mut h, "big", [10, 0, 0, 1]);
     let talker = named_from(&mut h, "talker", [10, 0, 0, 3]);
     h.stalled.insert(big);
     h.stalled.insert(small);
