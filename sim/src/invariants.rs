@@ -29,6 +29,33 @@ pub(crate) fn server_lines_are_understood(line: &[u8]) -> Check<ServerLine<'_>> 
     })
 }
 
+/// The refusal of a request past a rate limit.
+pub(crate) const SLOW_DOWN: &str = "too many requests, slow down";
+/// The refusal of a connection past `Limits::max_connections`.
+pub(crate) const TOO_MANY_CONNECTIONS: &str = "too many connections, try again later";
+/// The refusal of a connection past `Limits::max_connections_per_ip`.
+pub(crate) const TOO_MANY_FROM_IP: &str = "too many connections from your address";
+
+/// A connection is refused, with the cap's reason instead of a greeting, exactly when
+/// the server already holds its most connections in all or from that address.
+pub(crate) fn connection_caps_are_kept(over_cap: Option<&str>, first: &ServerLine<'_>) -> Check {
+    let refusal = match first {
+        ServerLine::Error {
+            command: None,
+            text,
+        } if [TOO_MANY_CONNECTIONS, TOO_MANY_FROM_IP].contains(text) => Some(*text),
+        _ => None,
+    };
+    if refusal == over_cap {
+        Ok(())
+    } else {
+        Err(format!(
+            "first line {first:?} where the caps call for {}",
+            over_cap.unwrap_or("a greeting")
+        ))
+    }
+}
+
 /// What the oracle knows when it judges a reply.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ReplyView<'a> {
@@ -43,6 +70,11 @@ pub(crate) struct ReplyView<'a> {
     pub registered: bool,
     /// The last commit failed and none has succeeded since.
     pub store_failing: bool,
+    /// The connection, or its address, has made at least a burst of requests of this
+    /// kind: the server's bucket may be empty.
+    pub rate_spent: bool,
+    /// The connection's name holds its share of the recipient's mailbox.
+    pub share_used: bool,
 }
 
 /// Every reply answers the oldest request not yet answered, in the way the protocol says
@@ -89,6 +121,15 @@ pub(crate) fn replies_answer_requests(
                 "username is empty"
                 | "username is too long"
                 | "username contains invalid characters" => !codec::valid_name(asked),
+                // Refused where it would have been confirmed (broadcast).
+                SLOW_DOWN => {
+                    v.rate_spent
+                        && codec::valid_name(asked)
+                        && !v.held_by_other
+                        && v.own != Some(asked.as_str())
+                        && !(v.registered
+                            && v.own.is_none_or(|o| codec::key(o) != codec::key(asked)))
+                }
                 _ => false,
             },
             _ => false,
@@ -118,6 +159,14 @@ pub(crate) fn replies_answer_requests(
                             && (!v.registered || !codec::valid_name(to))
                     } else if text.starts_with("the mailbox of ") && text.ends_with(" is full") {
                         mine && !online && v.registered
+                    } else if text == format!("your share of the mailbox of {to} is used up")
+                        || text.starts_with("your share of the mailbox of ")
+                            && text.ends_with(" is used up")
+                    {
+                        mine && !online && v.registered && v.share_used
+                    } else if text == SLOW_DOWN {
+                        // Refused where it would have been stored (durable work).
+                        mine && !online && v.registered && !v.store_failing && v.rate_spent
                     } else if text == "message could not be stored, try again later" {
                         mine && !online && v.registered && v.store_failing
                     } else {

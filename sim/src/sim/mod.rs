@@ -292,7 +292,7 @@ impl<S: ChoiceSource> Sim<S> {
             net_rng: source.stream(Purpose::Network, 0),
             fault_rng: source.stream(Purpose::Faults, 0),
             store_rng: source.stream(Purpose::Store, 0),
-            oracle: Oracle::new(opts.clients, opts.max_line_bytes),
+            oracle: Oracle::new(opts.clients, &opts.config(0)),
             trace: Trace::new(0),
             hash: RollingHash::default(),
             trail: None,
