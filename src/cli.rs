@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{Config, Ws2017Config};
+use switchboard_proto::{Config, Limits, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
 /// One chat server for five chat protocols, joined into one network.
@@ -248,6 +248,35 @@ pub struct ServeArgs {
     )]
     pub outbound_limit: u64,
 
+    /// Bytes queued and not yet written over all connections together; past it the
+    /// connections with the largest queues are dropped first.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = Limits::default().outbound_budget_bytes as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub outbound_budget: u64,
+
+    /// Most client connections at once (the admin socket is not counted); more are
+    /// refused with an error line.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = Limits::default().max_connections as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_connections: u64,
+
+    /// Most client connections at once from one IP address (an IPv6 /64 counts as one).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = Limits::default().max_connections_per_ip as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_connections_per_ip: u64,
+
     /// Seed of the server's random generator, to reproduce a run; drawn from the OS (and
     /// logged) when omitted.
     #[arg(long, value_name = "N")]
@@ -339,6 +368,12 @@ mod tests {
         assert_eq!(args.ws2017_ping_interval.0, core.ws2017.ping_interval);
         assert_eq!(args.ws2017_ping_timeout.0, core.ws2017.ping_timeout);
         assert_eq!(args.outbound_limit, core.outbound_limit_bytes as u64);
+        assert_eq!(args.outbound_budget, core.limits.outbound_budget_bytes as u64);
+        assert_eq!(args.max_connections, core.limits.max_connections as u64);
+        assert_eq!(
+            args.max_connections_per_ip,
+            core.limits.max_connections_per_ip as u64
+        );
         assert_eq!(args.seed, None);
         assert_eq!(args.hash_cost, HashCost::Recommended);
     }
