@@ -500,7 +500,66 @@ mod tests {
             held_by_other: false,
             registered: false,
             store_failing: false,
+            rate_spent: false,
+            share_used: false,
         }
+    }
+
+    #[test]
+    fn limits_are_judged() {
+        let err = |text| ServerLine::Error {
+            command: None,
+            text,
+        };
+        assert!(connection_caps_are_kept(None, &ServerLine::Greeting).is_ok());
+        assert!(connection_caps_are_kept(None, &err(TOO_MANY_FROM_IP)).is_err());
+        let cap = Some(TOO_MANY_CONNECTIONS);
+        assert!(connection_caps_are_kept(cap, &err(TOO_MANY_CONNECTIONS)).is_ok());
+        assert!(connection_caps_are_kept(cap, &err(TOO_MANY_FROM_IP)).is_err());
+        assert!(connection_caps_are_kept(cap, &ServerLine::Greeting).is_err());
+
+        let slow = |command| ServerLine::Error {
+            command: Some(command),
+            text: SLOW_DOWN,
+        };
+        let spent = |own| ReplyView {
+            rate_spent: true,
+            ..view(own)
+        };
+        let uname = Sent::Uname("bob".into());
+        assert!(replies_answer_requests(&uname, &slow("uname"), &spent(None)).is_ok());
+        assert!(replies_answer_requests(&uname, &slow("uname"), &view(None)).is_err());
+        let taken = ReplyView {
+            held_by_other: true,
+            ..spent(None)
+        };
+        assert!(replies_answer_requests(&uname, &slow("uname"), &taken).is_err());
+        let chat = Sent::Chat {
+            token: 1,
+            whisper: false,
+            from: "al".into(),
+            to: "bob".into(),
+        };
+        let offline_account = ReplyView {
+            registered: true,
+            ..spent(Some("al"))
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &offline_account).is_ok());
+        let online = ReplyView {
+            held_by_other: true,
+            ..offline_account
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_err());
+        let share = ServerLine::Error {
+            command: Some("chatm"),
+            text: "your share of the mailbox of bob is used up",
+        };
+        assert!(replies_answer_requests(&chat, &share, &offline_account).is_err());
+        let used = ReplyView {
+            share_used: true,
+            ..offline_account
+        };
+        assert!(replies_answer_requests(&chat, &share, &used).is_ok());
     }
 
     #[test]
