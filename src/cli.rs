@@ -368,7 +368,10 @@ mod tests {
         assert_eq!(args.ws2017_ping_interval.0, core.ws2017.ping_interval);
         assert_eq!(args.ws2017_ping_timeout.0, core.ws2017.ping_timeout);
         assert_eq!(args.outbound_limit, core.outbound_limit_bytes as u64);
-        assert_eq!(args.outbound_budget, core.limits.outbound_budget_bytes as u64);
+        assert_eq!(
+            args.outbound_budget,
+            core.limits.outbound_budget_bytes as u64
+        );
         assert_eq!(args.max_connections, core.limits.max_connections as u64);
         assert_eq!(
             args.max_connections_per_ip,

@@ -33,7 +33,11 @@ pub struct Config {
 impl Config {
     /// How many of one account's offline messages may come from one sender.
     pub fn offline_share(&self) -> usize {
-        (self.offline_cap.saturating_mul(usize::from(self.offline_share_percent)) / 100).max(1)
+        (self
+            .offline_cap
+            .saturating_mul(usize::from(self.offline_share_percent))
+            / 100)
+            .max(1)
     }
 }
 

@@ -167,12 +167,9 @@ impl Limiter {
         let ip = ip.map(IpKey::of);
         let refusal = match ip {
             None => None,
-            Some(_) if self.counted >= limits.max_connections => {
-                Some(Refusal::TooManyConnections)
-            }
+            Some(_) if self.counted >= limits.max_connections => Some(Refusal::TooManyConnections),
             Some(key)
-                if self.per_ip.get(&key).copied().unwrap_or(0)
-                    >= limits.max_connections_per_ip =>
+                if self.per_ip.get(&key).copied().unwrap_or(0) >= limits.max_connections_per_ip =>
             {
                 Some(Refusal::TooManyFromIp)
             }
@@ -289,8 +286,7 @@ fn sweep(
     *last = Some(now);
     let ip_limits = [limits.broadcast_per_ip, limits.durable_per_ip];
     table.retain(|_, buckets| {
-        !(buckets.iter().zip(ip_limits))
-            .all(|(b, limit)| b.is_none_or(|b| b.is_full(limit, now)))
+        !(buckets.iter().zip(ip_limits)).all(|(b, limit)| b.is_none_or(|b| b.is_full(limit, now)))
     });
 }
 
@@ -383,12 +379,18 @@ mod tests {
         // without a walk of the table per request.
         let ip = Some(IpAddr::from([10, 0, 0, 99]));
         lim.admit(&l, ConnId(99), ip).expect("admitted");
-        assert_eq!(lim.charge(&l, ConnId(99), Cost::Broadcast, at(1000)), Ok(()));
+        assert_eq!(
+            lim.charge(&l, ConnId(99), Cost::Broadcast, at(1000)),
+            Ok(())
+        );
         assert_eq!(lim.ip_buckets(), 2);
         // Once the buckets refilled (5 tokens at 4/s: 1250 ms) they make room.
         let ip = Some(IpAddr::from([10, 0, 1, 1]));
         lim.admit(&l, ConnId(11), ip).expect("admitted");
-        assert_eq!(lim.charge(&l, ConnId(11), Cost::Broadcast, at(1250)), Ok(()));
+        assert_eq!(
+            lim.charge(&l, ConnId(11), Cost::Broadcast, at(1250)),
+            Ok(())
+        );
         assert_eq!(lim.ip_buckets(), 1);
     }
 
@@ -406,7 +408,10 @@ mod tests {
         assert_eq!(lim.admit(&l, ConnId(2), a), Ok(()));
         assert_eq!(lim.admit(&l, ConnId(3), a), Err(Refusal::TooManyFromIp));
         assert_eq!(lim.admit(&l, ConnId(4), b), Ok(()));
-        assert_eq!(lim.admit(&l, ConnId(5), b), Err(Refusal::TooManyConnections));
+        assert_eq!(
+            lim.admit(&l, ConnId(5), b),
+            Err(Refusal::TooManyConnections)
+        );
         assert_eq!(lim.admit(&l, ConnId(6), None), Ok(()), "the admin socket");
         // Refused connections leave no trace in the counts.
         lim.disconnected(ConnId(3));

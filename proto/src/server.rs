@@ -221,7 +221,14 @@ impl Server {
             running_effects: self.core.out.running_effects(),
             accounts: self.core.net.state().accounts.len(),
             relayed_messages: self.core.net.relayed(),
-            offline_messages: self.core.net.state().offline.values().map(|q| q.len()).sum(),
+            offline_messages: self
+                .core
+                .net
+                .state()
+                .offline
+                .values()
+                .map(|q| q.len())
+                .sum(),
             max_offline_queue: (self.core.net.state().offline.values().map(|q| q.len()))
                 .max()
                 .unwrap_or(0),
@@ -249,7 +256,10 @@ impl Server {
         let Some(slot) = self.endpoints.get_mut(&conn) else {
             return;
         };
-        f(&mut slot.endpoint, &mut lend(now, conn, slot.peer, &mut self.core));
+        f(
+            &mut slot.endpoint,
+            &mut lend(now, conn, slot.peer, &mut self.core),
+        );
     }
 
     /// Tears down closing connections and hands out network events until neither is left.

@@ -375,7 +375,11 @@ impl fmt::Display for SimOptions {
             self.max_line_bytes,
             self.outbound_limit_bytes,
             self.offline_cap,
-            if self.tight_limits { "tight" } else { "default" }
+            if self.tight_limits {
+                "tight"
+            } else {
+                "default"
+            }
         )?;
         writeln!(
             f,

@@ -178,7 +178,10 @@ impl Network {
         self.shares.before(&self.state, change);
         self.state.apply(change);
         #[cfg(test)]
-        debug_assert!(self.shares.matches(&self.state), "shares drifted at {change:?}");
+        debug_assert!(
+            self.shares.matches(&self.state),
+            "shares drifted at {change:?}"
+        );
         self.uncommitted.add(change, seq);
     }
 

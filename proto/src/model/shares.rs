@@ -115,7 +115,10 @@ mod tests {
             shares.before(&state, &change);
             state.apply(&change);
             assert!(shares.matches(&state), "after {change:?}");
-            (shares.held(&name("bob").key(), &name("alice").key()), shares.held.len())
+            (
+                shares.held(&name("bob").key(), &name("alice").key()),
+                shares.held.len(),
+            )
         };
         apply(queued(0, "alice", "bob"));
         apply(queued(1, "alice", "bob"));

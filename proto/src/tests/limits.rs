@@ -115,7 +115,10 @@ fn messages_stored_for_offline_accounts_are_rate_limited_and_live_chat_is_not() 
         count(&answers, "-ERR chatm 'too many requests, slow down'"),
         5
     );
-    assert_eq!(h.store.offline.values().map(|q| q.len()).sum::<usize>(), burst);
+    assert_eq!(
+        h.store.offline.values().map(|q| q.len()).sum::<usize>(),
+        burst
+    );
     let live: String = (0..100)
         .map(|i| format!("chatm alice carol 'm{i}'\r\n"))
         .collect();
@@ -150,7 +153,9 @@ fn one_sender_fills_only_its_share_of_a_mailbox() {
     h.peer_close(alice);
     let again = named_from(&mut h, "alice", [10, 0, 0, 1]);
     h.send(again, "chatm alice bob 'a5'\r\n");
-    assert!(h.take(again).contains("your share of the mailbox of bob is used up"));
+    assert!(h
+        .take(again)
+        .contains("your share of the mailbox of bob is used up"));
     assert_eq!(h.store.offline.values().map(|q| q.len()).sum::<usize>(), 3);
 }
 
@@ -170,7 +175,9 @@ fn a_share_is_counted_from_the_loaded_state_and_freed_with_the_account() {
     let mut h = Harness::with_state(h.server.config().clone(), state);
     let alice = named_from(&mut h, "alice", [10, 0, 0, 1]);
     h.send(alice, "chatm alice bob 'a2'\r\n");
-    assert!(h.take(alice).contains("your share of the mailbox of bob is used up"));
+    assert!(h
+        .take(alice)
+        .contains("your share of the mailbox of bob is used up"));
     // Deleting and recreating the account empties the mailbox and the share.
     let admin = h.connect(Protocol::Admin);
     h.send(admin, "user del bob\r\n");
@@ -202,7 +209,10 @@ fn connections_past_the_caps_are_refused_with_a_reason() {
     let b1 = h.connect_from(Protocol::Ws2017, [10, 0, 0, 2]);
     assert_eq!(h.take(b1), GREETING);
     let c1 = h.connect_from(Protocol::Ws2017, [10, 0, 0, 3]);
-    assert_eq!(h.take(c1), "-ERR 'too many connections, try again later'\r\n");
+    assert_eq!(
+        h.take(c1),
+        "-ERR 'too many connections, try again later'\r\n"
+    );
     assert_eq!(h.closed(c1), Some(CloseReason::TooManyConnections));
     // A refused connection is never named or announced.
     h.send(c1, "uname ghost\r\n");
@@ -272,9 +282,18 @@ fn the_largest_queues_are_closed_first() {
     let talker = named_from(&mut h, "talker", [10, 0, 0, 3]);
     h.stalled.insert(big);
     h.stalled.insert(small);
-    h.send(talker, format!("chatm talker big '{}'\r\n", "x".repeat(3000)));
-    h.send(talker, format!("chatm talker small '{}'\r\n", "y".repeat(500)));
-    h.send(talker, format!("chatm talker small '{}'\r\n", "y".repeat(1000)));
+    h.send(
+        talker,
+        format!("chatm talker big '{}'\r\n", "x".repeat(3000)),
+    );
+    h.send(
+        talker,
+        format!("chatm talker small '{}'\r\n", "y".repeat(500)),
+    );
+    h.send(
+        talker,
+        format!("chatm talker small '{}'\r\n", "y".repeat(1000)),
+    );
     assert_eq!(h.closed(big), Some(CloseReason::SlowReader));
     assert_eq!(h.closed(small), None);
     assert_eq!(h.closed(talker), None);
@@ -289,11 +308,24 @@ fn a_broadcast_is_one_shared_encoding() {
         let peer = core::net::SocketAddr::from(([10, 0, 0, i as u8], 4000));
         let protocol = Protocol::Ws2017;
         let conn = ConnId(i);
-        server.handle(now, Input::Accepted { conn, protocol, peer: peer.into() });
+        server.handle(
+            now,
+            Input::Accepted {
+                conn,
+                protocol,
+                peer: peer.into(),
+            },
+        );
     }
     while server.poll_output().is_some() {}
     let bytes = Bytes::from_static(b"uname alice\r\n");
-    server.handle(now, Input::Received { conn: ConnId(1), bytes });
+    server.handle(
+        now,
+        Input::Received {
+            conn: ConnId(1),
+            bytes,
+        },
+    );
     let mut shared = Vec::new();
     while let Some(output) = server.poll_output() {
         if let Output::Transmit { conn, bytes, .. } = output {

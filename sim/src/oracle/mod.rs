@@ -176,7 +176,9 @@ impl Oracle {
         let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let len = bytes.len();
-        let requests = conn.ip.map(|ip| self.requests_per_ip.entry(ip).or_default());
+        let requests = conn
+            .ip
+            .map(|ip| self.requests_per_ip.entry(ip).or_default());
         match &sent {
             Sent::Uname(_) => {
                 conn.o.unames += 1;

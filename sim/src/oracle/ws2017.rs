@@ -233,7 +233,10 @@ impl Oracle {
         let own = conn.o.name.as_ref().map(|(_, n)| n.clone());
         // A bucket starts full: it can be empty only after its burst of requests.
         let l = &self.limits;
-        let from_ip = conn.ip.and_then(|ip| self.requests_per_ip.get(&ip)).copied();
+        let from_ip = conn
+            .ip
+            .and_then(|ip| self.requests_per_ip.get(&ip))
+            .copied();
         let (from_ip_unames, from_ip_chats) = from_ip.unwrap_or_default();
         let rate_spent = match &sent {
             Sent::Uname(_) => {
@@ -247,14 +250,19 @@ impl Oracle {
             _ => false,
         };
         // The sender's share, counted by walking the server's mailbox (not its counts).
-        let share_refusal = matches!(&parsed, L::Error { text, .. } if text.starts_with("your share of"));
+        let share_refusal =
+            matches!(&parsed, L::Error { text, .. } if text.starts_with("your share of"));
         let share_used = match (&sent, own.as_deref()) {
             (Sent::Chat { to, .. }, Some(me)) if share_refusal => {
                 let me = codec::key(me);
                 let held = switchboard_proto::UserName::parse(to)
                     .ok()
                     .and_then(|to| cx.state.offline.get(&to.key()))
-                    .map_or(0, |q| q.iter().filter(|m| codec::key(m.from.as_str()) == me).count());
+                    .map_or(0, |q| {
+                        q.iter()
+                            .filter(|m| codec::key(m.from.as_str()) == me)
+                            .count()
+                    });
                 held >= self.share
             }
             _ => false,

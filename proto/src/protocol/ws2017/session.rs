@@ -361,8 +361,14 @@ fn chat(
                     "message could not be stored, try again later",
                 );
             }
-            let (now, caps) = (cx.now.wall_ms, (cx.config.offline_cap, cx.config.offline_share()));
-            let change = match cx.net.offline_message(session, &to, body.clone(), now, caps) {
+            let (now, caps) = (
+                cx.now.wall_ms,
+                (cx.config.offline_cap, cx.config.offline_share()),
+            );
+            let change = match cx
+                .net
+                .offline_message(session, &to, body.clone(), now, caps)
+            {
                 Ok(change) => change,
                 Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
                 Err(DirectError::ShareUsed) => return share_used(cx, command, &to),
