@@ -29,8 +29,6 @@ pub struct ServerOptions {
     pub ping_interval: Option<&'static str>,
     /// `RUST_LOG`, `info` when `None`.
     pub log: Option<&'static str>,
-    /// More flags of `serve`.
-    pub args: &'static [&'static str],
 }
 
 /// The server process; killed when dropped, also when the test panics.
@@ -122,7 +120,6 @@ impl Switchboard {
         };
         command
             .args(args)
-            .args(options.args)
             .env("RUST_LOG", options.log.unwrap_or("info"));
         command
     }
