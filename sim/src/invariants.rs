@@ -400,10 +400,13 @@ pub(crate) struct Limits {
     pub inbound: usize,
     /// `Config::offline_cap`.
     pub offline_cap: usize,
+    /// `Limits::outbound_budget_bytes`: unwritten bytes over all connections.
+    pub budget: usize,
 }
 
 /// The server's memory stays within its configured limits: no output left in the queue
-/// after draining, no connection with more unwritten bytes than the outbound limit or
+/// after draining, no connection with more unwritten bytes than the outbound limit (nor
+/// all of them together more than the outbound budget) or
 /// more unframed input than the longest line, no offline queue over its cap, at most
 /// two timers per connection.
 pub(crate) fn memory_within_limits(s: &Stats, l: &Limits) -> Check {
@@ -415,6 +418,12 @@ pub(crate) fn memory_within_limits(s: &Stats, l: &Limits) -> Check {
         problems.push(format!(
             "{} unwritten bytes, limit {}",
             s.max_unwritten_bytes, l.outbound
+        ));
+    }
+    if s.unwritten_bytes > l.budget {
+        problems.push(format!(
+            "{} unwritten bytes over all connections, budget {}",
+            s.unwritten_bytes, l.budget
         ));
     }
     if s.max_inbound_bytes > l.inbound {
@@ -621,6 +630,7 @@ mod tests {
             outbound: 10,
             inbound: 5,
             offline_cap: 1,
+            budget: 100,
         };
         assert!(memory_within_limits(&s, &l).is_ok());
         let over = Stats {

@@ -66,9 +66,12 @@ pub struct SimOptions {
     /// The server's offline queue cap per account.
     pub offline_cap: usize,
     /// The server runs with limits its clients reach: connection caps no higher than the
-    /// clients need (stale connections push past them), and rate limits a client that
-    /// renames or stores messages now and then hits. Otherwise the defaults, which an
-    /// ordinary client never meets.
+    /// clients need (stale connections push past them), rate limits a client that
+    /// renames or stores messages now and then hits, and an outbound budget of a quarter
+    /// of the clients' outbound limits (at least eight): a few slow readers together
+    /// reach it, ordinary traffic does not (smaller budgets shed readers that keep up,
+    /// and the liveness phase rightly fails). Otherwise the defaults, which an ordinary client
+    /// never meets.
     pub tight_limits: bool,
 
     /// Shortest and longest network delay before a chunk arrives, milliseconds.
@@ -316,6 +319,9 @@ impl SimOptions {
                 durable_per_ip: rate(120, 6),
                 max_connections: self.clients as usize,
                 max_connections_per_ip: self.clients.div_ceil(pool) as usize,
+                // Reached when a quarter of the clients are near their own limit at once.
+                outbound_budget_bytes: (self.outbound_limit_bytes)
+                    .saturating_mul((self.clients as usize / 4).max(8)),
                 ..config.limits
             };
         }

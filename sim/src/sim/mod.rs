@@ -861,6 +861,7 @@ impl<S: ChoiceSource> Sim<S> {
             outbound: self.opts.outbound_limit_bytes,
             inbound: (self.opts.max_line_bytes + 1).max(self.oracle.longest_admin_line),
             offline_cap: self.opts.offline_cap,
+            budget: server.config().limits.outbound_budget_bytes,
         };
         let expected = Expected {
             connections: self.server_open,
