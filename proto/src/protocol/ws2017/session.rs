@@ -361,10 +361,8 @@ fn chat(
                     "message could not be stored, try again later",
                 );
             }
-            let (now, caps) = (
-                cx.now.wall_ms,
-                (cx.config.offline_cap, cx.config.offline_share()),
-            );
+            let now = cx.now.wall_ms;
+            let caps = (cx.config.offline_cap, cx.config.offline_share());
             let change = match cx
                 .net
                 .offline_message(session, &to, body.clone(), now, caps)
