@@ -176,14 +176,11 @@ impl Oracle {
         let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let len = bytes.len();
-        let requests = conn
-            .ip
-            .map(|ip| self.requests_per_ip.entry(ip).or_default());
         match &sent {
             Sent::Uname(_) => {
                 conn.o.unames += 1;
-                if let Some(r) = requests {
-                    r.0 += 1;
+                if let Some(ip) = conn.ip {
+                    self.requests_per_ip.entry(ip).or_default().0 += 1;
                 }
             }
             Sent::Chat {
@@ -193,8 +190,8 @@ impl Oracle {
                 to,
             } => {
                 conn.o.chats += 1;
-                if let Some(r) = requests {
-                    r.1 += 1;
+                if let Some(ip) = conn.ip {
+                    self.requests_per_ip.entry(ip).or_default().1 += 1;
                 }
                 self.ledger
                     .sent(*token, from, to, *whisper, conn.id)

@@ -231,14 +231,16 @@ impl Oracle {
             .and_then(|s| self.holders.get(&codec::key(s)))
             .map(|(c, _)| *c);
         let own = conn.o.name.as_ref().map(|(_, n)| n.clone());
-        // A bucket starts full: it can be empty only after its burst of requests.
+        // A bucket starts full: it can be empty only after its burst of requests. Worked
+        // out only for a refusal (the rest of the time it is not needed).
         let l = &self.limits;
-        let from_ip = conn
-            .ip
+        let slow_down = matches!(&parsed, L::Error { text, .. } if *text == invariants::SLOW_DOWN);
+        let from_ip = (conn.ip.filter(|_| slow_down))
             .and_then(|ip| self.requests_per_ip.get(&ip))
             .copied();
         let (from_ip_unames, from_ip_chats) = from_ip.unwrap_or_default();
         let rate_spent = match &sent {
+            _ if !slow_down => false,
             Sent::Uname(_) => {
                 conn.o.unames >= u64::from(l.broadcast_per_conn.burst)
                     || from_ip_unames >= u64::from(l.broadcast_per_ip.burst)
