@@ -36,8 +36,13 @@ fn config(args: &ServeArgs) -> Config {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             max_connections_per_ip: usize::try_from(args.max_connections_per_ip)
                 .unwrap_or(usize::MAX),
+            broadcast_per_conn: args.broadcast_rate_per_conn.0,
+            broadcast_per_ip: args.broadcast_rate_per_ip.0,
+            durable_per_conn: args.durable_rate_per_conn.0,
+            durable_per_ip: args.durable_rate_per_ip.0,
             ..defaults.limits.clone()
         },
+        offline_share_percent: args.offline_share_percent,
         ws2017: Ws2017Config {
             ping_interval: args.ws2017_ping_interval.0,
             ping_timeout: args.ws2017_ping_timeout.0,
@@ -50,6 +55,7 @@ fn config(args: &ServeArgs) -> Config {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use switchboard_proto::{Limits, RateLimit};
 
     use crate::cli::{Cli, Command};
 
@@ -63,6 +69,12 @@ mod tests {
             "2",
             "--outbound-budget",
             "100000",
+            "--durable-rate-per-ip",
+            "6000/1000",
+            "--broadcast-rate-per-conn",
+            "0/3",
+            "--offline-share-percent",
+            "100",
         ];
         let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
             panic!("serve flags refused");
@@ -71,8 +83,24 @@ mod tests {
         assert_eq!(limits.max_connections, 5);
         assert_eq!(limits.max_connections_per_ip, 2);
         assert_eq!(limits.outbound_budget_bytes, 100_000);
-        for zero in ["--max-connections", "--max-connections-per-ip"] {
-            assert!(Cli::try_parse_from(["switchboard", zero, "0"]).is_err());
+        let rate = |per_minute, burst| RateLimit { per_minute, burst };
+        assert_eq!(limits.durable_per_ip, rate(6000, 1000));
+        assert_eq!(limits.broadcast_per_conn, rate(0, 3));
+        assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
+        assert_eq!(super::config(&args).offline_share_percent, 100);
+        for (flag, bad) in [
+            ("--max-connections", "0"),
+            ("--max-connections-per-ip", "0"),
+            ("--durable-rate-per-conn", "10"),
+            ("--durable-rate-per-conn", "10/0"),
+            ("--broadcast-rate-per-ip", "-1/5"),
+            ("--offline-share-percent", "0"),
+            ("--offline-share-percent", "101"),
+        ] {
+            assert!(
+                Cli::try_parse_from(["switchboard", flag, bad]).is_err(),
+                "{flag} {bad} was accepted"
+            );
         }
     }
 }

@@ -50,7 +50,17 @@ impl Switchboard {
     }
 
     pub fn start_with(data_dir: &Path, options: ServerOptions) -> Switchboard {
+        Switchboard::start_with_flags(data_dir, options, &[])
+    }
+
+    /// [`start_with`](Self::start_with), with more flags of `serve`.
+    pub fn start_with_flags(
+        data_dir: &Path,
+        options: ServerOptions,
+        flags: &[&str],
+    ) -> Switchboard {
         let mut child = Switchboard::command(data_dir, &options)
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
