@@ -206,6 +206,11 @@ impl Outbox {
 
     /// Unwritten bytes over all connections that are not closing.
     pub(crate) fn total_unwritten(&self) -> usize {
+        #[cfg(test)]
+        {
+            let open = self.links.values().filter(|l| !l.closing);
+            debug_assert_eq!(self.total, open.map(|l| l.unwritten).sum::<usize>());
+        }
         self.total
     }
 
