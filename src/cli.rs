@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{Config, Ws2017Config};
+use switchboard_proto::{Config, Limits, RateLimit, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
@@ -252,6 +252,61 @@ pub struct ServeArgs {
     )]
     pub outbound_limit: u64,
 
+    /// Bytes queued and not yet written over all connections together; past it the
+    /// connections with the largest queues are dropped first.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = Limits::default().outbound_budget_bytes as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub outbound_budget: u64,
+
+    /// Most client connections at once (the admin socket is not counted); more are
+    /// refused with an error line.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = Limits::default().max_connections as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_connections: u64,
+
+    /// Most client connections at once from one IP address (an IPv6 /64 counts as one).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = Limits::default().max_connections_per_ip as u64,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
+    pub max_connections_per_ip: u64,
+
+    /// Name changes (ws2017 `uname`, each broadcast to everyone) one connection may make:
+    /// `PER_MINUTE/BURST`.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().broadcast_per_conn))]
+    pub broadcast_rate_per_conn: Rate,
+
+    /// Name changes all connections from one IP address may make together.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().broadcast_per_ip))]
+    pub broadcast_rate_per_ip: Rate,
+
+    /// Messages one connection may leave for offline accounts: `PER_MINUTE/BURST`.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().durable_per_conn))]
+    pub durable_rate_per_conn: Rate,
+
+    /// Messages all connections from one IP address may leave for offline accounts.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().durable_per_ip))]
+    pub durable_rate_per_ip: Rate,
+
+    /// The share of an account's offline mailbox one sender may fill, in percent.
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = Config::default().offline_share_percent,
+        value_parser = clap::value_parser!(u8).range(1..=100),
+    )]
+    pub offline_share_percent: u8,
+
     /// Seed of the server's random generator, to reproduce a run; drawn from the OS (and
     /// logged) when omitted.
     #[arg(long, value_name = "N")]
@@ -294,6 +349,31 @@ impl RuntimeKind {
         match self {
             RuntimeKind::Smol => "smol",
         }
+    }
+}
+
+/// A token bucket's rate, `PER_MINUTE/BURST`: `60/10` is ten at once, then one a second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate(pub RateLimit);
+
+impl FromStr for Rate {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Rate, String> {
+        let bad = || format!("`{s}` is not PER_MINUTE/BURST (such as 60/10)");
+        let (per_minute, burst) = s.trim().split_once('/').ok_or_else(bad)?;
+        let per_minute = per_minute.trim().parse().map_err(|_| bad())?;
+        let burst = burst.trim().parse().map_err(|_| bad())?;
+        if burst == 0 {
+            return Err(format!("`{s}`: a burst of 0 refuses everything"));
+        }
+        Ok(Rate(RateLimit { per_minute, burst }))
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.0.per_minute, self.0.burst)
     }
 }
 
@@ -361,6 +441,15 @@ mod tests {
         assert_eq!(args.ws2017_ping_interval.0, core.ws2017.ping_interval);
         assert_eq!(args.ws2017_ping_timeout.0, core.ws2017.ping_timeout);
         assert_eq!(args.outbound_limit, core.outbound_limit_bytes as u64);
+        assert_eq!(
+            args.outbound_budget,
+            core.limits.outbound_budget_bytes as u64
+        );
+        assert_eq!(args.max_connections, core.limits.max_connections as u64);
+        assert_eq!(
+            args.max_connections_per_ip,
+            core.limits.max_connections_per_ip as u64
+        );
         assert_eq!(args.seed, None);
         assert_eq!(args.hash_cost, HashCost::Recommended);
     }

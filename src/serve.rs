@@ -1,6 +1,6 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
-use switchboard_proto::{Config, Protocol, Ws2017Config};
+use switchboard_proto::{Config, Limits, Protocol, Ws2017Config};
 use tracing::info;
 
 use crate::cli::{RuntimeKind, ServeArgs};
@@ -31,11 +31,76 @@ fn config(args: &ServeArgs) -> Config {
     let defaults = Config::default();
     Config {
         outbound_limit_bytes: usize::try_from(args.outbound_limit).unwrap_or(usize::MAX),
+        limits: Limits {
+            outbound_budget_bytes: usize::try_from(args.outbound_budget).unwrap_or(usize::MAX),
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            max_connections_per_ip: usize::try_from(args.max_connections_per_ip)
+                .unwrap_or(usize::MAX),
+            broadcast_per_conn: args.broadcast_rate_per_conn.0,
+            broadcast_per_ip: args.broadcast_rate_per_ip.0,
+            durable_per_conn: args.durable_rate_per_conn.0,
+            durable_per_ip: args.durable_rate_per_ip.0,
+            ..defaults.limits.clone()
+        },
+        offline_share_percent: args.offline_share_percent,
         ws2017: Ws2017Config {
             ping_interval: args.ws2017_ping_interval.0,
             ping_timeout: args.ws2017_ping_timeout.0,
             ..defaults.ws2017
         },
         ..defaults
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use switchboard_proto::{Limits, RateLimit};
+
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn the_limit_flags_reach_the_core() {
+        let argv = [
+            "switchboard",
+            "--max-connections",
+            "5",
+            "--max-connections-per-ip",
+            "2",
+            "--outbound-budget",
+            "100000",
+            "--durable-rate-per-ip",
+            "6000/1000",
+            "--broadcast-rate-per-conn",
+            "0/3",
+            "--offline-share-percent",
+            "100",
+        ];
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
+            panic!("serve flags refused");
+        };
+        let limits = super::config(&args).limits;
+        assert_eq!(limits.max_connections, 5);
+        assert_eq!(limits.max_connections_per_ip, 2);
+        assert_eq!(limits.outbound_budget_bytes, 100_000);
+        let rate = |per_minute, burst| RateLimit { per_minute, burst };
+        assert_eq!(limits.durable_per_ip, rate(6000, 1000));
+        assert_eq!(limits.broadcast_per_conn, rate(0, 3));
+        assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
+        assert_eq!(super::config(&args).offline_share_percent, 100);
+        for (flag, bad) in [
+            ("--max-connections", "0"),
+            ("--max-connections-per-ip", "0"),
+            ("--durable-rate-per-conn", "10"),
+            ("--durable-rate-per-conn", "10/0"),
+            ("--broadcast-rate-per-ip", "-1/5"),
+            ("--offline-share-percent", "0"),
+            ("--offline-share-percent", "101"),
+        ] {
+            assert!(
+                Cli::try_parse_from(["switchboard", flag, bad]).is_err(),
+                "{flag} {bad} was accepted"
+            );
+        }
     }
 }

@@ -18,11 +18,92 @@ pub struct Config {
     /// Most offline messages kept for one account; a sender past it is told the
     /// recipient's mailbox is full.
     pub offline_cap: usize,
+    /// The share of an account's offline mailbox one sender may fill, in percent of
+    /// `offline_cap` (at least one message), so one sender cannot lock out the rest.
+    pub offline_share_percent: u8,
+    /// Connection caps, request rates and the memory of all outbound queues together.
+    pub limits: Limits,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
+}
+
+impl Config {
+    /// How many of one account's offline messages may come from one sender.
+    pub fn offline_share(&self) -> usize {
+        (self
+            .offline_cap
+            .saturating_mul(usize::from(self.offline_share_percent))
+            / 100)
+            .max(1)
+    }
+}
+
+/// A token bucket's parameters: `burst` requests at once, refilled at `per_minute`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens added a minute.
+    pub per_minute: u32,
+    /// Most tokens held; a bucket starts full.
+    pub burst: u32,
+}
+
+/// What one peer, and all peers together, may make the server do. Rates are kept per
+/// connection and per address (an IPv4 address, an IPv6 /64), for two kinds of request:
+/// those broadcast to everyone (a login, a rename) and those that make durable work (a
+/// message stored for an offline account). The defaults let a real user, or a room of
+/// them behind one NAT address, do everything at once, and hold a flood to a trickle.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Broadcast requests per connection (ws2017 `uname`, first or rename).
+    pub broadcast_per_conn: RateLimit,
+    /// Broadcast requests per address, over all its connections.
+    pub broadcast_per_ip: RateLimit,
+    /// Durable requests per connection (ws2017 `chatm`/`chatw` to an offline account).
+    pub durable_per_conn: RateLimit,
+    /// Durable requests per address.
+    pub durable_per_ip: RateLimit,
+    /// Most addresses whose buckets are kept; buckets that have refilled are dropped to
+    /// make room, and addresses that find no room share one bucket.
+    pub max_ip_buckets: usize,
+    /// Most network connections at once (the admin socket does not count); more are
+    /// refused with the protocol's error.
+    pub max_connections: usize,
+    /// Most network connections from one address at once.
+    pub max_connections_per_ip: usize,
+    /// Most bytes queued and not yet written over all connections together; past it the
+    /// connections with the largest queues are closed as slow readers until a quarter
+    /// of it is free again.
+    pub outbound_budget_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            broadcast_per_conn: RateLimit {
+                per_minute: 60,
+                burst: 10,
+            },
+            broadcast_per_ip: RateLimit {
+                per_minute: 600,
+                burst: 100,
+            },
+            durable_per_conn: RateLimit {
+                per_minute: 120,
+                burst: 20,
+            },
+            durable_per_ip: RateLimit {
+                per_minute: 600,
+                burst: 100,
+            },
+            max_ip_buckets: 65_536,
+            max_connections: 10_000,
+            max_connections_per_ip: 64,
+            outbound_budget_bytes: 256 << 20,
+        }
+    }
 }
 
 /// Bugs the simulator's tests plant on purpose.
@@ -59,6 +140,8 @@ impl Default for Config {
             server_name: "switchboard".to_owned(),
             outbound_limit_bytes: 1 << 20,
             offline_cap: 1000,
+            offline_share_percent: 10,
+            limits: Limits::default(),
             ws2017: Ws2017Config::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,

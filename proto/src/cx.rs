@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::effect::Effect;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
+use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{Item, Network};
 use crate::outbox::Outbox;
 use crate::persist::Change;
@@ -22,6 +23,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) net: &'a mut Network,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
+    pub(crate) limits: &'a mut Limiter,
 }
 
 impl Cx<'_> {
@@ -94,6 +96,18 @@ impl Cx<'_> {
     /// Whether this connection is still open (not closing).
     pub(crate) fn is_open(&self) -> bool {
         self.out.is_open(self.conn)
+    }
+
+    /// Whether this connection was admitted under the connection caps; a refused one
+    /// gets its protocol's error and is closed with [`CloseReason::TooManyConnections`].
+    pub(crate) fn admission(&self) -> Result<(), Refusal> {
+        self.limits.admission(self.conn)
+    }
+
+    /// Takes a token for a request of `cost` from this connection's and its address's
+    /// buckets; when either is empty the request must be refused, undone.
+    pub(crate) fn charge(&mut self, cost: Cost) -> Result<(), Refusal> {
+        (self.limits).charge(&self.config.limits, self.conn, cost, self.now.mono)
     }
 
     /// Arms this connection's timer. It fires at least a millisecond from now, so a

@@ -142,6 +142,9 @@ pub enum CloseReason {
     Banned,
     /// The conversation is over (an admin command was answered).
     Done,
+    /// The server already holds its most connections, in total or from the peer's
+    /// address (`Limits::max_connections`, `Limits::max_connections_per_ip`).
+    TooManyConnections,
 }
 
 impl CloseReason {
@@ -161,6 +164,7 @@ impl CloseReason {
             CloseReason::Kicked => "kicked",
             CloseReason::Banned => "banned",
             CloseReason::Done => "done",
+            CloseReason::TooManyConnections => "too many connections",
         }
     }
 }

@@ -31,6 +31,7 @@ mod frame;
 mod gate;
 mod ids;
 mod io;
+mod limits;
 mod model;
 mod outbox;
 mod persist;
@@ -45,7 +46,7 @@ mod tests;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
-pub use config::{Config, Ws2017Config};
+pub use config::{Config, Limits, RateLimit, Ws2017Config};
 pub use effect::{Effect, EffectResult, Secret};
 pub use gate::CommitGate;
 pub use ids::{ConnId, EffectId, Protocol, Seq};

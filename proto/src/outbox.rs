@@ -32,6 +32,11 @@ pub(crate) struct Outbox {
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,
     limit: usize,
+    /// Most unwritten bytes over all open links together.
+    budget: usize,
+    /// Unwritten bytes over all links not closing: what the runtime holds in memory for
+    /// peers that will still get it.
+    total: usize,
     /// The last sequence number handed out.
     seq: Seq,
     /// The highest sequence number reported committed.
@@ -42,9 +47,10 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize, budget: usize) -> Self {
         Outbox {
             limit,
+            budget,
             ..Outbox::default()
         }
     }
@@ -59,7 +65,7 @@ impl Outbox {
 
     /// Queues `bytes` for `conn`, held until `after` is committed if given. Past the
     /// outbound limit the connection is marked to close as a slow reader and the bytes
-    /// are dropped.
+    /// are dropped. Past the budget of all links together, the largest queues are.
     pub(crate) fn transmit(&mut self, conn: ConnId, bytes: Bytes, after: Option<Seq>) {
         let Some(link) = self.links.get_mut(&conn) else {
             return;
@@ -67,16 +73,41 @@ impl Outbox {
         if link.closing || bytes.is_empty() {
             return;
         }
-        link.unwritten += bytes.len();
         link.waits_for = link.waits_for.max(after.unwrap_or_default());
-        if link.unwritten > self.limit {
+        if link.unwritten + bytes.len() > self.limit {
             link.closing = true;
+            self.total -= link.unwritten;
             self.closing
                 .push_back((conn, Some(CloseReason::SlowReader)));
             return;
         }
+        link.unwritten += bytes.len();
+        self.total += bytes.len();
         self.queue
             .push_back(Output::Transmit { conn, bytes, after });
+        if self.total > self.budget {
+            self.shed();
+        }
+    }
+
+    /// Closes the links with the largest queues as slow readers until a quarter of the
+    /// budget is free. One walk over the links frees at least a quarter of the budget,
+    /// which that many bytes of transmits had to fill first: the walk's cost is
+    /// amortised over them, and no transmit pays for an ordered index.
+    fn shed(&mut self) {
+        let target = self.budget - self.budget / 4;
+        let mut largest: Vec<(usize, ConnId)> = (self.links.iter())
+            .filter(|(_, l)| !l.closing && l.unwritten > 0)
+            .map(|(&c, l)| (l.unwritten, c))
+            .collect();
+        // Largest first; ties by id, so the choice does not depend on the map's order.
+        largest.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, conn) in largest {
+            if self.total <= target {
+                break;
+            }
+            self.close(conn, Some(CloseReason::SlowReader));
+        }
     }
 
     /// The sequence number the next durable change gets.
@@ -132,15 +163,21 @@ impl Outbox {
 
     pub(crate) fn written(&mut self, conn: ConnId, n: usize) {
         if let Some(link) = self.links.get_mut(&conn) {
-            link.unwritten = link.unwritten.saturating_sub(n);
+            let n = n.min(link.unwritten);
+            link.unwritten -= n;
+            if !link.closing {
+                self.total -= n;
+            }
         }
     }
 
-    /// Marks `conn` to close; `None` when the peer already closed it.
+    /// Marks `conn` to close; `None` when the peer already closed it. Its unwritten
+    /// bytes leave the budget: the runtime drops them or writes them out at the close.
     pub(crate) fn close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
         if let Some(link) = self.links.get_mut(&conn) {
             if !link.closing {
                 link.closing = true;
+                self.total -= link.unwritten;
                 self.closing.push_back((conn, reason));
             }
         }
@@ -165,6 +202,16 @@ impl Outbox {
 
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Unwritten bytes over all connections that are not closing.
+    pub(crate) fn total_unwritten(&self) -> usize {
+        #[cfg(test)]
+        {
+            let open = self.links.values().filter(|l| !l.closing);
+            debug_assert_eq!(self.total, open.map(|l| l.unwritten).sum::<usize>());
+        }
+        self.total
     }
 
     /// The largest count of unwritten bytes on any connection.

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::cx::Cx;
-use crate::ids::{ConnId, Seq};
+use crate::ids::{ConnId, Protocol, Seq};
 use crate::io::{Input, Output, Peer};
+use crate::limits::Limiter;
 use crate::model::{Audience, Network};
 use crate::outbox::Outbox;
 use crate::persist::State;
@@ -38,15 +39,21 @@ use crate::timers::Timers;
 /// commit never holds up traffic that does not depend on it. Given the same config, state
 /// and inputs, the outputs are the same, byte for byte.
 pub struct Server {
-    config: Config,
     /// Drawn from by protocols that hand out random ids.
     #[allow(dead_code)]
     rng: Rng,
     last_now: Option<Now>,
     endpoints: BTreeMap<ConnId, Slot>,
+    core: Core,
+}
+
+/// The parts of the server a session may touch through its [`Cx`].
+struct Core {
+    config: Config,
     net: Network,
     timers: Timers,
     out: Outbox,
+    limits: Limiter,
 }
 
 /// Sizes of the server's collections, for monitoring and the simulator's memory bounds.
@@ -64,6 +71,11 @@ pub struct Stats {
     pub max_inbound_bytes: usize,
     /// The most bytes sent to one peer and not yet reported written.
     pub max_unwritten_bytes: usize,
+    /// Bytes sent and not yet reported written over all connections that are not
+    /// closing; at most `Limits::outbound_budget_bytes`.
+    pub unwritten_bytes: usize,
+    /// Addresses whose rate-limit buckets are kept; at most `Limits::max_ip_buckets`.
+    pub ip_buckets: usize,
     /// Effects asked for and not yet done.
     pub running_effects: usize,
     /// Registered accounts.
@@ -88,29 +100,35 @@ impl Server {
         }
         Server {
             rng: Rng::new(config.seed),
-            out: Outbox::new(config.outbound_limit_bytes),
-            config,
             last_now: None,
             endpoints: BTreeMap::new(),
-            net,
-            timers: Timers::default(),
+            core: Core {
+                out: Outbox::new(
+                    config.outbound_limit_bytes,
+                    config.limits.outbound_budget_bytes,
+                ),
+                config,
+                net,
+                timers: Timers::default(),
+                limits: Limiter::default(),
+            },
         }
     }
 
     /// The durable state as the server sees it: everything committed plus the changes it
     /// has queued since.
     pub fn state(&self) -> &State {
-        self.net.state()
+        self.core.net.state()
     }
 
     /// The highest sequence number reported committed.
     pub fn committed(&self) -> Seq {
-        self.out.committed_through()
+        self.core.out.committed_through()
     }
 
     /// The configuration the server runs with.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.core.config
     }
 
     /// Feeds one input.
@@ -125,38 +143,38 @@ impl Server {
                 protocol,
                 peer,
             } => {
-                if self.net.peer(conn).is_some() {
+                let core = &mut self.core;
+                if core.net.peer(conn).is_some() {
                     return;
                 }
-                self.out.open(conn);
-                self.net.connected(conn, peer);
-                let (config, net, timers, out) =
-                    (&self.config, &mut self.net, &mut self.timers, &mut self.out);
-                let endpoint = Endpoint::open(
-                    protocol,
-                    &mut lend(now, conn, peer, config, net, timers, out),
-                );
+                core.out.open(conn);
+                core.net.connected(conn, peer);
+                // A refused connection still opens: its protocol says why and closes it.
+                // The admin protocol is never refused, so an operator can always get in.
+                let ip = peer.ip().filter(|_| protocol != Protocol::Admin);
+                let _ = core.limits.admit(&core.config.limits, conn, ip);
+                let endpoint = Endpoint::open(protocol, &mut lend(now, conn, peer, core));
                 self.endpoints.insert(conn, Slot { peer, endpoint });
             }
             Input::Received { conn, bytes } => {
-                if self.out.is_open(conn) {
+                if self.core.out.is_open(conn) {
                     self.with_endpoint(now, conn, |ep, cx| ep.on_bytes(cx, &bytes));
                 }
             }
-            Input::Written { conn, n } => self.out.written(conn, n),
-            Input::PeerClosed { conn } => self.out.close(conn, None),
+            Input::Written { conn, n } => self.core.out.written(conn, n),
+            Input::PeerClosed { conn } => self.core.out.close(conn, None),
             Input::EffectDone { id, result } => {
-                if let Some(conn) = self.out.effect_done(id) {
-                    if self.out.is_open(conn) {
+                if let Some(conn) = self.core.out.effect_done(id) {
+                    if self.core.out.is_open(conn) {
                         self.with_endpoint(now, conn, |ep, cx| ep.on_effect(cx, id, result));
                     }
                 }
             }
             Input::Committed { through } => {
-                self.out.committed(through);
-                self.net.committed(through);
+                self.core.out.committed(through);
+                self.core.net.committed(through);
             }
-            Input::CommitFailed { error: _ } => self.net.commit_failed(),
+            Input::CommitFailed { error: _ } => self.core.net.commit_failed(),
         }
         self.settle(now);
     }
@@ -164,8 +182,8 @@ impl Server {
     /// Fires every timer that is due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
-        while let Some(conn) = self.timers.pop_due(now.mono) {
-            if self.out.is_open(conn) {
+        while let Some(conn) = self.core.timers.pop_due(now.mono) {
+            if self.core.out.is_open(conn) {
                 self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx));
             }
             self.settle(now);
@@ -175,34 +193,43 @@ impl Server {
     /// When the server next wants [`handle_timeout`](Self::handle_timeout), if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        self.core.timers.next()
     }
 
     /// The next output, in the order the server produced them.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop()
+        self.core.out.pop()
     }
 
     /// The sizes of the server's collections.
     pub fn stats(&self) -> Stats {
         Stats {
             connections: self.endpoints.len(),
-            online_users: self.net.online_count(),
-            queued_outputs: self.out.queued(),
-            timers: self.timers.len(),
+            online_users: self.core.net.online_count(),
+            queued_outputs: self.core.out.queued(),
+            timers: self.core.timers.len(),
             max_inbound_bytes: self
                 .endpoints
                 .values()
                 .map(|slot| slot.endpoint.buffered())
                 .max()
                 .unwrap_or(0),
-            max_unwritten_bytes: self.out.max_unwritten(),
-            running_effects: self.out.running_effects(),
-            accounts: self.net.state().accounts.len(),
-            relayed_messages: self.net.relayed(),
-            offline_messages: self.net.state().offline.values().map(|q| q.len()).sum(),
-            max_offline_queue: (self.net.state().offline.values().map(|q| q.len()))
+            max_unwritten_bytes: self.core.out.max_unwritten(),
+            unwritten_bytes: self.core.out.total_unwritten(),
+            ip_buckets: self.core.limits.ip_buckets(),
+            running_effects: self.core.out.running_effects(),
+            accounts: self.core.net.state().accounts.len(),
+            relayed_messages: self.core.net.relayed(),
+            offline_messages: self
+                .core
+                .net
+                .state()
+                .offline
+                .values()
+                .map(|q| q.len())
+                .sum(),
+            max_offline_queue: (self.core.net.state().offline.values().map(|q| q.len()))
                 .max()
                 .unwrap_or(0),
         }
@@ -229,35 +256,32 @@ impl Server {
         let Some(slot) = self.endpoints.get_mut(&conn) else {
             return;
         };
-        let (config, net, timers, out) =
-            (&self.config, &mut self.net, &mut self.timers, &mut self.out);
         f(
             &mut slot.endpoint,
-            &mut lend(now, conn, slot.peer, config, net, timers, out),
+            &mut lend(now, conn, slot.peer, &mut self.core),
         );
     }
 
     /// Tears down closing connections and hands out network events until neither is left.
     fn settle(&mut self, now: Now) {
         loop {
-            if let Some((conn, reason)) = self.out.next_closing() {
-                self.timers.cancel(conn);
+            if let Some((conn, reason)) = self.core.out.next_closing() {
+                self.core.timers.cancel(conn);
                 if let Some(mut slot) = self.endpoints.remove(&conn) {
-                    let (config, net, timers, out) =
-                        (&self.config, &mut self.net, &mut self.timers, &mut self.out);
-                    let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                    let mut cx = lend(now, conn, slot.peer, &mut self.core);
                     slot.endpoint.on_close(&mut cx);
                 }
-                self.net.disconnected(conn);
-                self.out.finish_close(conn, reason);
+                self.core.net.disconnected(conn);
+                self.core.limits.disconnected(conn);
+                self.core.out.finish_close(conn, reason);
                 continue;
             }
-            let Some(delivery) = self.net.poll_delivery() else {
+            let Some(delivery) = self.core.net.poll_delivery() else {
                 break;
             };
             match delivery.to {
                 Audience::Conn(conn) => {
-                    if self.out.is_open(conn) {
+                    if self.core.out.is_open(conn) {
                         let mut encoded = Encoded::default();
                         self.with_endpoint(now, conn, |ep, cx| {
                             ep.on_event(cx, &delivery.event, &mut encoded)
@@ -269,10 +293,8 @@ impl Server {
                 // connection costs one lookup of its link.
                 Audience::AllBut(except) => {
                     let mut encoded = Encoded::default();
-                    let (config, net, timers, out) =
-                        (&self.config, &mut self.net, &mut self.timers, &mut self.out);
                     #[cfg(feature = "planted-bugs")]
-                    if let Some(order) = planted_order(config, &self.endpoints) {
+                    if let Some(order) = planted_order(&self.core.config, &self.endpoints) {
                         for conn in order {
                             let Some(slot) = self.endpoints.get_mut(&conn) else {
                                 continue;
@@ -280,7 +302,7 @@ impl Server {
                             if conn == except {
                                 continue;
                             }
-                            let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                            let mut cx = lend(now, conn, slot.peer, &mut self.core);
                             slot.endpoint
                                 .on_event(&mut cx, &delivery.event, &mut encoded);
                         }
@@ -290,7 +312,7 @@ impl Server {
                         if conn == except {
                             continue;
                         }
-                        let mut cx = lend(now, conn, slot.peer, config, net, timers, out);
+                        let mut cx = lend(now, conn, slot.peer, &mut self.core);
                         slot.endpoint
                             .on_event(&mut cx, &delivery.event, &mut encoded);
                     }
@@ -324,22 +346,15 @@ struct Slot {
 }
 
 /// Lends a session the parts of the server it may touch, bound to `conn`.
-fn lend<'a>(
-    now: Now,
-    conn: ConnId,
-    peer: Peer,
-    config: &'a Config,
-    net: &'a mut Network,
-    timers: &'a mut Timers,
-    out: &'a mut Outbox,
-) -> Cx<'a> {
+fn lend(now: Now, conn: ConnId, peer: Peer, core: &mut Core) -> Cx<'_> {
     Cx {
         now,
         conn,
         peer,
-        config,
-        net,
-        timers,
-        out,
+        config: &core.config,
+        net: &mut core.net,
+        timers: &mut core.timers,
+        out: &mut core.out,
+        limits: &mut core.limits,
     }
 }

@@ -29,6 +29,33 @@ pub(crate) fn server_lines_are_understood(line: &[u8]) -> Check<ServerLine<'_>> 
     })
 }
 
+/// The refusal of a request past a rate limit.
+pub(crate) const SLOW_DOWN: &str = "too many requests, slow down";
+/// The refusal of a connection past `Limits::max_connections`.
+pub(crate) const TOO_MANY_CONNECTIONS: &str = "too many connections, try again later";
+/// The refusal of a connection past `Limits::max_connections_per_ip`.
+pub(crate) const TOO_MANY_FROM_IP: &str = "too many connections from your address";
+
+/// A connection is refused, with the cap's reason instead of a greeting, exactly when
+/// the server already holds its most connections in all or from that address.
+pub(crate) fn connection_caps_are_kept(over_cap: Option<&str>, first: &ServerLine<'_>) -> Check {
+    let refusal = match first {
+        ServerLine::Error {
+            command: None,
+            text,
+        } if [TOO_MANY_CONNECTIONS, TOO_MANY_FROM_IP].contains(text) => Some(*text),
+        _ => None,
+    };
+    if refusal == over_cap {
+        Ok(())
+    } else {
+        Err(format!(
+            "first line {first:?} where the caps call for {}",
+            over_cap.unwrap_or("a greeting")
+        ))
+    }
+}
+
 /// What the oracle knows when it judges a reply.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ReplyView<'a> {
@@ -43,6 +70,11 @@ pub(crate) struct ReplyView<'a> {
     pub registered: bool,
     /// The last commit failed and none has succeeded since.
     pub store_failing: bool,
+    /// The connection, or its address, has made at least a burst of requests of this
+    /// kind: the server's bucket may be empty.
+    pub rate_spent: bool,
+    /// The connection's name holds its share of the recipient's mailbox.
+    pub share_used: bool,
 }
 
 /// Every reply answers the oldest request not yet answered, in the way the protocol says
@@ -87,6 +119,15 @@ pub(crate) fn replies_answer_requests(
                 "username is empty"
                 | "username is too long"
                 | "username contains invalid characters" => !codec::valid_name(asked),
+                // Refused where it would have been confirmed (broadcast).
+                SLOW_DOWN => {
+                    v.rate_spent
+                        && codec::valid_name(asked)
+                        && !v.held_by_other
+                        && v.own != Some(asked.as_str())
+                        && !(v.registered
+                            && v.own.is_none_or(|o| codec::key(o) != codec::key(asked)))
+                }
                 _ => false,
             },
             _ => false,
@@ -127,6 +168,14 @@ pub(crate) fn replies_answer_requests(
                             && (!v.registered || !codec::valid_name(to))
                     } else if text.starts_with("the mailbox of ") && text.ends_with(" is full") {
                         mine && !online && v.registered
+                    } else if text == format!("your share of the mailbox of {to} is used up")
+                        || text.starts_with("your share of the mailbox of ")
+                            && text.ends_with(" is used up")
+                    {
+                        mine && !online && v.registered && v.share_used
+                    } else if text == SLOW_DOWN {
+                        // Refused where it would have been stored (durable work).
+                        mine && !online && v.registered && !v.store_failing && v.rate_spent
                     } else if text == "message could not be stored, try again later" {
                         mine && !online && v.registered && v.store_failing
                     } else {
@@ -375,10 +424,13 @@ pub(crate) struct Limits {
     pub inbound: usize,
     /// `Config::offline_cap`.
     pub offline_cap: usize,
+    /// `Limits::outbound_budget_bytes`: unwritten bytes over all connections.
+    pub budget: usize,
 }
 
 /// The server's memory stays within its configured limits: no output left in the queue
-/// after draining, no connection with more unwritten bytes than the outbound limit or
+/// after draining, no connection with more unwritten bytes than the outbound limit (nor
+/// all of them together more than the outbound budget) or
 /// more unframed input than the longest line, no offline queue over its cap, at most
 /// two timers per connection.
 pub(crate) fn memory_within_limits(s: &Stats, l: &Limits) -> Check {
@@ -390,6 +442,12 @@ pub(crate) fn memory_within_limits(s: &Stats, l: &Limits) -> Check {
         problems.push(format!(
             "{} unwritten bytes, limit {}",
             s.max_unwritten_bytes, l.outbound
+        ));
+    }
+    if s.unwritten_bytes > l.budget {
+        problems.push(format!(
+            "{} unwritten bytes over all connections, budget {}",
+            s.unwritten_bytes, l.budget
         ));
     }
     if s.max_inbound_bytes > l.inbound {
@@ -475,7 +533,66 @@ mod tests {
             held_by_other: false,
             registered: false,
             store_failing: false,
+            rate_spent: false,
+            share_used: false,
         }
+    }
+
+    #[test]
+    fn limits_are_judged() {
+        let err = |text| ServerLine::Error {
+            command: None,
+            text,
+        };
+        assert!(connection_caps_are_kept(None, &ServerLine::Greeting).is_ok());
+        assert!(connection_caps_are_kept(None, &err(TOO_MANY_FROM_IP)).is_err());
+        let cap = Some(TOO_MANY_CONNECTIONS);
+        assert!(connection_caps_are_kept(cap, &err(TOO_MANY_CONNECTIONS)).is_ok());
+        assert!(connection_caps_are_kept(cap, &err(TOO_MANY_FROM_IP)).is_err());
+        assert!(connection_caps_are_kept(cap, &ServerLine::Greeting).is_err());
+
+        let slow = |command| ServerLine::Error {
+            command: Some(command),
+            text: SLOW_DOWN,
+        };
+        let spent = |own| ReplyView {
+            rate_spent: true,
+            ..view(own)
+        };
+        let uname = Sent::Uname("bob".into());
+        assert!(replies_answer_requests(&uname, &slow("uname"), &spent(None)).is_ok());
+        assert!(replies_answer_requests(&uname, &slow("uname"), &view(None)).is_err());
+        let taken = ReplyView {
+            held_by_other: true,
+            ..spent(None)
+        };
+        assert!(replies_answer_requests(&uname, &slow("uname"), &taken).is_err());
+        let chat = Sent::Chat {
+            token: 1,
+            whisper: false,
+            from: "al".into(),
+            to: "bob".into(),
+        };
+        let offline_account = ReplyView {
+            registered: true,
+            ..spent(Some("al"))
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &offline_account).is_ok());
+        let online = ReplyView {
+            held_by_other: true,
+            ..offline_account
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_err());
+        let share = ServerLine::Error {
+            command: Some("chatm"),
+            text: "your share of the mailbox of bob is used up",
+        };
+        assert!(replies_answer_requests(&chat, &share, &offline_account).is_err());
+        let used = ReplyView {
+            share_used: true,
+            ..offline_account
+        };
+        assert!(replies_answer_requests(&chat, &share, &used).is_ok());
     }
 
     #[test]
@@ -558,6 +675,7 @@ mod tests {
             outbound: 10,
             inbound: 5,
             offline_cap: 1,
+            budget: 100,
         };
         assert!(memory_within_limits(&s, &l).is_ok());
         let over = Stats {

@@ -58,6 +58,14 @@ pub(crate) struct ConnOracle {
     pub(crate) partial: Vec<u8>,
     /// Data rows of the admin answer being emitted.
     pub(crate) rows: u64,
+    /// The server counts it against its connection caps (an admitted ws2017 connection).
+    pub(crate) counted: bool,
+    /// It arrived past a connection cap: the refusal it must get instead of a greeting.
+    pub(crate) over_cap: Option<&'static str>,
+    /// Rate-limited requests written on it: `uname`s, and chats (the server's buckets
+    /// cannot be empty before that many were made).
+    pub(crate) unames: u64,
+    pub(crate) chats: u64,
 }
 
 /// One connection.

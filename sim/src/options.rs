@@ -5,7 +5,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use switchboard_proto::Config;
+use switchboard_proto::{Config, Limits, RateLimit};
 
 use crate::choices::Choices;
 
@@ -65,6 +65,14 @@ pub struct SimOptions {
     pub outbound_limit_bytes: usize,
     /// The server's offline queue cap per account.
     pub offline_cap: usize,
+    /// The server runs with limits its clients reach: connection caps no higher than the
+    /// clients need (stale connections push past them), rate limits a client that
+    /// renames or stores messages now and then hits, and an outbound budget of a quarter
+    /// of the clients' outbound limits (at least eight): a few slow readers together
+    /// reach it, ordinary traffic does not (smaller budgets shed readers that keep up,
+    /// and the liveness phase rightly fails). Otherwise the defaults, which an ordinary client
+    /// never meets.
+    pub tight_limits: bool,
 
     /// Shortest and longest network delay before a chunk arrives, milliseconds.
     pub delay_ms: (u64, u64),
@@ -175,6 +183,8 @@ impl SimOptions {
         let admin_every_ms = *c.pick(&[200u64, 1_000, 5_000]);
         let ip_pool = c.range(1..=8) as u32;
         let account_pool = c.range(1..=8) as u32;
+        // Drawn last, so the draws above are those of the seed before limits existed.
+        let tight_limits = c.ratio(1, 3);
         let mut o = SimOptions {
             seed,
             clients,
@@ -187,6 +197,7 @@ impl SimOptions {
             max_line_bytes,
             outbound_limit_bytes,
             offline_cap,
+            tight_limits,
             delay_ms,
             sockbuf_bytes,
             split_per_mille,
@@ -232,6 +243,7 @@ impl SimOptions {
             max_line_bytes: 8192,
             outbound_limit_bytes: 1 << 20,
             offline_cap: 1000,
+            tight_limits: false,
             delay_ms: (1, 40),
             sockbuf_bytes: 65_536,
             split_per_mille: 100,
@@ -297,6 +309,22 @@ impl SimOptions {
         config.ws2017.ping_interval = Duration::from_millis(self.ping_interval_ms);
         config.ws2017.ping_timeout = Duration::from_millis(self.ping_timeout_ms);
         config.ws2017.max_line_bytes = self.max_line_bytes;
+        if self.tight_limits {
+            let rate = |per_minute, burst| RateLimit { per_minute, burst };
+            let pool = self.ip_pool.max(1);
+            config.limits = Limits {
+                broadcast_per_conn: rate(60, 2),
+                broadcast_per_ip: rate(120, 4),
+                durable_per_conn: rate(60, 3),
+                durable_per_ip: rate(120, 6),
+                max_connections: self.clients as usize,
+                max_connections_per_ip: self.clients.div_ceil(pool) as usize,
+                // Reached when a quarter of the clients are near their own limit at once.
+                outbound_budget_bytes: (self.outbound_limit_bytes)
+                    .saturating_mul((self.clients as usize / 4).max(8)),
+                ..config.limits
+            };
+        }
         if let Some(plant) = self.plant {
             (plant.apply)(&mut config);
         }
@@ -347,12 +375,17 @@ impl fmt::Display for SimOptions {
         )?;
         writeln!(
             f,
-            "  server: ping={}ms/{}ms max_line={} outbound_limit={} offline_cap={}",
+            "  server: ping={}ms/{}ms max_line={} outbound_limit={} offline_cap={} limits={}",
             self.ping_interval_ms,
             self.ping_timeout_ms,
             self.max_line_bytes,
             self.outbound_limit_bytes,
-            self.offline_cap
+            self.offline_cap,
+            if self.tight_limits {
+                "tight"
+            } else {
+                "default"
+            }
         )?;
         writeln!(
             f,

@@ -435,10 +435,29 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
         "ws2017.ping_interval" => config.ws2017.ping_interval = parse_duration(value)?,
         "ws2017.ping_timeout" => config.ws2017.ping_timeout = parse_duration(value)?,
         "ws2017.max_line_bytes" => config.ws2017.max_line_bytes = number()?,
+        "offline_share_percent" => {
+            config.offline_share_percent = value
+                .parse()
+                .map_err(|_| format!("{key} takes a percentage, not `{value}`"))?
+        }
+        "limits.max_connections" => config.limits.max_connections = number()?,
+        "limits.max_connections_per_ip" => config.limits.max_connections_per_ip = number()?,
+        "limits.outbound_budget_bytes" => config.limits.outbound_budget_bytes = number()?,
+        "limits.broadcast_per_conn.burst" => {
+            config.limits.broadcast_per_conn.burst = u32::try_from(number()?)
+                .map_err(|_| format!("{key} takes a smaller number, not `{value}`"))?
+        }
+        "limits.durable_per_conn.burst" => {
+            config.limits.durable_per_conn.burst = u32::try_from(number()?)
+                .map_err(|_| format!("{key} takes a smaller number, not `{value}`"))?
+        }
         _ => {
             return Err(format!(
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
-                 offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes)"
+                 offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
+                 offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
+                 limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
+                 limits.durable_per_conn.burst)"
             ))
         }
     }

@@ -50,7 +50,18 @@ impl Switchboard {
     }
 
     pub fn start_with(data_dir: &Path, options: ServerOptions) -> Switchboard {
-        Switchboard::spawn(Switchboard::command(data_dir, &options), data_dir)
+        Switchboard::start_with_flags(data_dir, options, &[])
+    }
+
+    /// [`start_with`](Self::start_with), with more flags of `serve`.
+    pub fn start_with_flags(
+        data_dir: &Path,
+        options: ServerOptions,
+        flags: &[&str],
+    ) -> Switchboard {
+        let mut command = Switchboard::command(data_dir, &options);
+        command.args(flags);
+        Switchboard::spawn(command, data_dir)
     }
 
     /// Starts `command` (a server on `data_dir`, from [`Switchboard::command`] with more

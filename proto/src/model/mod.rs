@@ -4,6 +4,7 @@
 
 mod names;
 mod receipts;
+mod shares;
 mod uncommitted;
 
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
@@ -15,6 +16,7 @@ use crate::ids::{ConnId, Seq};
 use crate::io::Peer;
 use crate::persist::{Account, Change, MessageId, State, StoredMessage};
 use receipts::OwedReceipts;
+use shares::MailboxShares;
 pub(crate) use uncommitted::Item;
 use uncommitted::Uncommitted;
 
@@ -102,6 +104,8 @@ pub(crate) enum DirectError {
     Offline(UserName),
     /// The recipient's offline queue is full.
     MailboxFull,
+    /// The sender already holds its share of the recipient's offline queue.
+    ShareUsed,
 }
 
 /// How a protocol's sessions behave in the network.
@@ -142,6 +146,8 @@ pub(crate) struct Network {
     store_failing: bool,
     /// Items with changes not yet committed.
     uncommitted: Uncommitted,
+    /// Offline messages per (recipient, sender), following `state`.
+    shares: MailboxShares,
     /// Every open connection and where it comes from.
     peers: BTreeMap<ConnId, Peer>,
     users: BTreeMap<UserKey, OnlineUser>,
@@ -161,6 +167,7 @@ impl Network {
     /// A network with no one online, over the durable state the store loaded.
     pub(crate) fn new(state: State) -> Self {
         Network {
+            shares: MailboxShares::of(&state),
             state,
             ..Network::default()
         }
@@ -168,7 +175,13 @@ impl Network {
 
     /// Applies a durable change to memory; the caller queues it for the store as `seq`.
     pub(crate) fn apply(&mut self, change: &Change, seq: Seq) {
+        self.shares.before(&self.state, change);
         self.state.apply(change);
+        #[cfg(test)]
+        debug_assert!(
+            self.shares.matches(&self.state),
+            "shares drifted at {change:?}"
+        );
         self.uncommitted.add(change, seq);
     }
 
@@ -268,14 +281,15 @@ impl Network {
     }
 
     /// Builds the change that stores a direct message from the user of `from` for the
-    /// offline account `to`, unless its queue already holds `cap` messages.
+    /// offline account `to`, unless its queue already holds `cap` messages, or `share`
+    /// of them from this sender.
     pub(crate) fn offline_message(
         &self,
         from: SessionId,
         to: &UserName,
         body: String,
         sent_ms: u64,
-        cap: usize,
+        (cap, share): (usize, usize),
     ) -> Result<Change, DirectError> {
         let from = self.session_name(from).ok_or(DirectError::NoSuchUser)?;
         let key = to.key();
@@ -284,6 +298,9 @@ impl Network {
         }
         if self.state.offline.get(&key).map_or(0, |q| q.len()) >= cap {
             return Err(DirectError::MailboxFull);
+        }
+        if self.shares.held(&key, &from.key()) >= share {
+            return Err(DirectError::ShareUsed);
         }
         Ok(Change::OfflineQueued(StoredMessage {
             id: MessageId(self.state.next_message_id),

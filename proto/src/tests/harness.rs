@@ -21,6 +21,8 @@ pub(crate) struct Harness {
     closed: BTreeMap<ConnId, CloseReason>,
     /// Acknowledge transmits as written (a client that reads).
     pub(crate) auto_written: bool,
+    /// Clients that stopped reading, whatever `auto_written` says.
+    pub(crate) stalled: std::collections::BTreeSet<ConnId>,
     /// Commit persisted changes after every input (a store that keeps up).
     pub(crate) auto_commit: bool,
     /// What the store has committed.
@@ -49,6 +51,7 @@ impl Harness {
             received: BTreeMap::new(),
             closed: BTreeMap::new(),
             auto_written: true,
+            stalled: Default::default(),
         }
     }
 
@@ -177,7 +180,7 @@ impl Harness {
                         .entry(conn)
                         .or_default()
                         .extend_from_slice(&bytes);
-                    if self.auto_written {
+                    if self.auto_written && !self.stalled.contains(&conn) {
                         let now = self.now();
                         self.server.handle(
                             now,

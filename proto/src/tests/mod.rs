@@ -1,5 +1,6 @@
 //! Shared test support for the protocol tests.
 
 pub(crate) mod harness;
+mod limits;
 mod names;
 mod release;

@@ -101,7 +101,8 @@ impl Sent {
 pub(crate) enum Heard {
     /// The greeting.
     Greeting,
-    /// Refused: the address is banned.
+    /// Refused at connect: the address is banned, or the server holds its most
+    /// connections.
     Banned,
     /// The first name is set.
     NameSet(String),
@@ -111,6 +112,8 @@ pub(crate) enum Heard {
     NameTaken(String),
     /// The name was refused for another reason.
     NameRefused,
+    /// A `uname` was refused past a rate limit: try again later, not at once.
+    SlowDown,
     /// A ping to answer.
     Ping,
     /// A direct message (or the echo of one's own whisper).

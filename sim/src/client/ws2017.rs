@@ -513,6 +513,11 @@ impl<C: Choices> Ws2017Client<C> {
                 }
                 self.renaming = false;
             }
+            Heard::SlowDown => {
+                // The next wake-up asks again.
+                self.naming = false;
+                self.renaming = false;
+            }
             Heard::NameRefused => {
                 if self.naming {
                     self.naming = false;

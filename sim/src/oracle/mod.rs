@@ -16,7 +16,7 @@ mod ws2017;
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet};
 
-use switchboard_proto::{Change, ConnId, Seq, State};
+use switchboard_proto::{Change, Config, ConnId, Limits, Seq, State};
 
 use crate::client::{Heard, Sent};
 use crate::net::{Claim, Conn, Net, Owner};
@@ -100,6 +100,14 @@ pub(crate) struct Oracle {
     pub(crate) longest_admin_line: usize,
     /// The server's longest ws2017 line: a longer one is refused whatever it says.
     max_line: usize,
+    /// The server's limits (connection caps, rate bursts) and mailbox share.
+    limits: Limits,
+    share: usize,
+    /// Admitted ws2017 connections the server holds, in all and per address.
+    admitted: usize,
+    admitted_per_ip: BTreeMap<IpAddr, usize>,
+    /// Rate-limited requests written from each address: (`uname`s, chats).
+    requests_per_ip: BTreeMap<IpAddr, (u64, u64)>,
 }
 
 fn registered(state: &State, name: &str) -> bool {
@@ -115,7 +123,7 @@ fn closed_count(text: &str) -> u64 {
 }
 
 impl Oracle {
-    pub(crate) fn new(clients: u32, max_line: usize) -> Oracle {
+    pub(crate) fn new(clients: u32, config: &Config) -> Oracle {
         Oracle {
             holders: BTreeMap::new(),
             ledger: Ledger::new(clients),
@@ -125,7 +133,33 @@ impl Oracle {
             step: StepLog::default(),
             receipts: BTreeMap::new(),
             longest_admin_line: 0,
-            max_line,
+            max_line: config.ws2017.max_line_bytes,
+            limits: config.limits.clone(),
+            share: config.offline_share(),
+            admitted: 0,
+            admitted_per_ip: BTreeMap::new(),
+            requests_per_ip: BTreeMap::new(),
+        }
+    }
+
+    /// The server accepts `conn`: under its caps it counts it, past them it must refuse
+    /// it with the cap's reason (the total is checked first).
+    pub(crate) fn accepted(&mut self, conn: &mut Conn) {
+        let Some(ip) = conn.ip.filter(|_| conn.owner != Owner::Admin) else {
+            return;
+        };
+        let from_ip = self.admitted_per_ip.get(&ip).copied().unwrap_or(0);
+        conn.o.over_cap = if self.admitted >= self.limits.max_connections {
+            Some(crate::invariants::TOO_MANY_CONNECTIONS)
+        } else if from_ip >= self.limits.max_connections_per_ip {
+            Some(crate::invariants::TOO_MANY_FROM_IP)
+        } else {
+            None
+        };
+        if conn.o.over_cap.is_none() {
+            conn.o.counted = true;
+            self.admitted += 1;
+            *self.admitted_per_ip.entry(ip).or_default() += 1;
         }
     }
 
@@ -140,15 +174,26 @@ impl Oracle {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let len = bytes.len();
         match &sent {
+            Sent::Uname(_) => {
+                conn.o.unames += 1;
+                if let Some(ip) = conn.ip {
+                    self.requests_per_ip.entry(ip).or_default().0 += 1;
+                }
+            }
             Sent::Chat {
                 token,
                 whisper,
                 from,
                 to,
-            } => self
-                .ledger
-                .sent(*token, from, to, *whisper, conn.id)
-                .map_err(|e| Violation::new("direct_messages_reach_only_their_recipient", e))?,
+            } => {
+                conn.o.chats += 1;
+                if let Some(ip) = conn.ip {
+                    self.requests_per_ip.entry(ip).or_default().1 += 1;
+                }
+                self.ledger
+                    .sent(*token, from, to, *whisper, conn.id)
+                    .map_err(|e| Violation::new("direct_messages_reach_only_their_recipient", e))?
+            }
             Sent::Admin(cmd) => {
                 self.longest_admin_line = self.longest_admin_line.max(len);
                 self.durable.issued(cmd);
@@ -169,6 +214,15 @@ impl Oracle {
     /// The server forgot `conn` (it closed it, the peer closed it, or it crashed): its
     /// name is free, its unanswered requests will never be answered.
     pub(crate) fn forgotten(&mut self, conn: &mut Conn) {
+        if let (true, Some(ip)) = (std::mem::take(&mut conn.o.counted), conn.ip) {
+            self.admitted -= 1;
+            if let Some(n) = self.admitted_per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.admitted_per_ip.remove(&ip);
+                }
+            }
+        }
         if let Some((key, name)) = conn.o.name.take() {
             if self.holders.get(&key).is_some_and(|(c, _)| *c == conn.id) {
                 self.holders.remove(&key);

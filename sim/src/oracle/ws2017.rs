@@ -35,6 +35,13 @@ impl Oracle {
         if !conn.o.greeted {
             conn.o.greeted = true;
             let banned = conn.ip.is_some_and(|ip| self.ip_banned.contains(&ip));
+            if !banned {
+                check!(connection_caps_are_kept(conn.o.over_cap, &parsed))?;
+                if conn.o.over_cap.is_some() {
+                    conn.o.done = true;
+                    return Ok(Heard::Banned);
+                }
+            }
             check!(banned_get_no_session(banned, Some(&parsed), false))?;
             if banned {
                 conn.o.done = true;
@@ -292,7 +299,47 @@ impl Oracle {
             .and_then(|s| self.holders.get(&codec::key(s)))
             .map(|(c, _)| *c);
         let own = conn.o.name.as_ref().map(|(_, n)| n.clone());
+        // A bucket starts full: it can be empty only after its burst of requests. Worked
+        // out only for a refusal (the rest of the time it is not needed).
+        let l = &self.limits;
+        let slow_down = matches!(&parsed, L::Error { text, .. } if *text == invariants::SLOW_DOWN);
+        let from_ip = (conn.ip.filter(|_| slow_down))
+            .and_then(|ip| self.requests_per_ip.get(&ip))
+            .copied();
+        let (from_ip_unames, from_ip_chats) = from_ip.unwrap_or_default();
+        let rate_spent = match &sent {
+            _ if !slow_down => false,
+            Sent::Uname(_) => {
+                conn.o.unames >= u64::from(l.broadcast_per_conn.burst)
+                    || from_ip_unames >= u64::from(l.broadcast_per_ip.burst)
+            }
+            Sent::Chat { .. } => {
+                conn.o.chats >= u64::from(l.durable_per_conn.burst)
+                    || from_ip_chats >= u64::from(l.durable_per_ip.burst)
+            }
+            _ => false,
+        };
+        // The sender's share, counted by walking the server's mailbox (not its counts).
+        let share_refusal =
+            matches!(&parsed, L::Error { text, .. } if text.starts_with("your share of"));
+        let share_used = match (&sent, own.as_deref()) {
+            (Sent::Chat { to, .. }, Some(me)) if share_refusal => {
+                let me = codec::key(me);
+                let held = switchboard_proto::UserName::parse(to)
+                    .ok()
+                    .and_then(|to| cx.state.offline.get(&to.key()))
+                    .map_or(0, |q| {
+                        q.iter()
+                            .filter(|m| codec::key(m.from.as_str()) == me)
+                            .count()
+                    });
+                held >= self.share
+            }
+            _ => false,
+        };
         let view = invariants::ReplyView {
+            rate_spent,
+            share_used,
             own: own.as_deref(),
             held_by_self: holder == Some(conn.id),
             held_by_other: holder.is_some_and(|c| c != conn.id),
@@ -332,6 +379,9 @@ impl Oracle {
                     ));
                 }
                 Heard::NameTaken(suggestion.to_owned())
+            }
+            (Sent::Uname(_), L::Error { text, .. }) if text == invariants::SLOW_DOWN => {
+                Heard::SlowDown
             }
             (Sent::Uname(_), _) => Heard::NameRefused,
             (

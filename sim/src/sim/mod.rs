@@ -292,7 +292,7 @@ impl<S: ChoiceSource> Sim<S> {
             net_rng: source.stream(Purpose::Network, 0),
             fault_rng: source.stream(Purpose::Faults, 0),
             store_rng: source.stream(Purpose::Store, 0),
-            oracle: Oracle::new(opts.clients, opts.max_line_bytes),
+            oracle: Oracle::new(opts.clients, &opts.config(0)),
             trace: Trace::new(0),
             hash: RollingHash::default(),
             trail: None,
@@ -861,6 +861,7 @@ impl<S: ChoiceSource> Sim<S> {
             outbound: self.opts.outbound_limit_bytes,
             inbound: (self.opts.max_line_bytes + 1).max(self.oracle.longest_admin_line),
             offline_cap: self.opts.offline_cap,
+            budget: server.config().limits.outbound_budget_bytes,
         };
         let expected = Expected {
             connections: self.server_open,

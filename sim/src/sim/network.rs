@@ -62,6 +62,7 @@ impl<S: ChoiceSource> Sim<S> {
         }
         c.accepted = true;
         c.server_open = true;
+        self.oracle.accepted(c);
         c.boot = self.boot;
         let peer = match c.ip {
             Some(ip) => Peer::Net(SocketAddr::new(ip, c.port)),

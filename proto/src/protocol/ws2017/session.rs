@@ -7,6 +7,7 @@ use super::codec::{self, Command, ParseError, Reply};
 use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
+use crate::limits::{Cost, Refusal};
 use crate::model::{
     DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserKey,
     UserName, MAX_NAME_CHARS,
@@ -51,6 +52,11 @@ impl Session {
             };
             reply_about(cx, ip.map(Item::Ip), &refusal);
             cx.close(CloseReason::Banned);
+            return session;
+        }
+        if let Err(refusal) = cx.admission() {
+            error(cx, None, refusal_text(refusal));
+            cx.close(CloseReason::TooManyConnections);
             return session;
         }
         let server = cx.config.server_name.clone();
@@ -133,6 +139,9 @@ impl Session {
         };
         if cx.net.name_taken(&name.key()) {
             return name_taken(cx, &name);
+        }
+        if let Err(refusal) = cx.charge(Cost::Broadcast) {
+            return error(cx, Some("uname"), refusal_text(refusal));
         }
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
@@ -284,6 +293,9 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
     if own.is_none_or(|own| own.key() != name.key()) && cx.net.name_taken(&name.key()) {
         return name_taken(cx, &name);
     }
+    if let Err(refusal) = cx.charge(Cost::Broadcast) {
+        return error(cx, Some("uname"), refusal_text(refusal));
+    }
     match cx.net.rename(session, &name) {
         Ok(_) => {
             let account = Some(Item::Account(name.key()));
@@ -350,6 +362,7 @@ fn chat(
         }
         Err(DirectError::NoSuchUser) => return no_such_user(cx),
         Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
+        Err(DirectError::ShareUsed) => return share_used(cx, command, &to),
         Err(DirectError::Offline(to)) => {
             if !cx.store_ok() {
                 return error(
@@ -358,12 +371,20 @@ fn chat(
                     "message could not be stored, try again later",
                 );
             }
-            let (now, cap) = (cx.now.wall_ms, cx.config.offline_cap);
-            let change = match cx.net.offline_message(session, &to, body.clone(), now, cap) {
+            let now = cx.now.wall_ms;
+            let caps = (cx.config.offline_cap, cx.config.offline_share());
+            let change = match cx
+                .net
+                .offline_message(session, &to, body.clone(), now, caps)
+            {
                 Ok(change) => change,
                 Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
+                Err(DirectError::ShareUsed) => return share_used(cx, command, &to),
                 Err(_) => return no_such_user(cx),
             };
+            if let Err(refusal) = cx.charge(Cost::Durable) {
+                return error(cx, Some(command), refusal_text(refusal));
+            }
             let seq = cx.persist(change);
             if !whisper {
                 let mut out = BytesMut::new();
@@ -399,6 +420,26 @@ fn mailbox_full(cx: &mut Cx<'_>, command: &str, to: &UserName) {
         text: &text,
     };
     reply_about(cx, Some(Item::Mailbox(to.key())), &refusal);
+}
+
+/// The sender holds its share of the mailbox (`Config::offline_share`); others still
+/// have room, so this is not `mailbox full`.
+fn share_used(cx: &mut Cx<'_>, command: &str, to: &UserName) {
+    let text = format!("your share of the mailbox of {to} is used up");
+    let refusal = Reply::Error {
+        command: Some(command),
+        text: &text,
+    };
+    reply_about(cx, Some(Item::Mailbox(to.key())), &refusal);
+}
+
+/// The `-ERR` text of a limit.
+fn refusal_text(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::ConnRate | Refusal::IpRate => "too many requests, slow down",
+        Refusal::TooManyConnections => "too many connections, try again later",
+        Refusal::TooManyFromIp => "too many connections from your address",
+    }
 }
 
 fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {

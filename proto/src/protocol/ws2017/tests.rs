@@ -863,6 +863,7 @@ fn while_the_store_fails_messages_for_offline_accounts_are_refused_but_chat_goes
 fn a_full_mailbox_is_reported_to_the_sender() {
     let mut h = Harness::new(Config {
         offline_cap: 2,
+        offline_share_percent: 100,
         ..Config::default()
     });
     register(&mut h, "bob");

@@ -1,0 +1,431 @@
+//! Limits on what one peer may make the server do: connections per address and in
+//! total, and token buckets for requests that cost every other user something (a
+//! broadcast) or cost the store something (durable work).
+//!
+//! Protocol-neutral: a session names the [`Cost`] of a request and asks
+//! [`Cx::charge`](crate::cx::Cx::charge); each protocol only phrases the refusal. Time is
+//! the `now.mono` of the input, never a clock.
+
+use core::net::IpAddr;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, DefaultHasher};
+
+use crate::config::{Limits, RateLimit};
+use crate::ids::ConnId;
+use crate::time::Instant;
+
+/// What a rate-limited request costs the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// It is broadcast to every connection (a login, a rename).
+    Broadcast,
+    /// It makes durable work for the store (a message stored for an offline account).
+    Durable,
+}
+
+impl Cost {
+    const ALL: usize = 2;
+
+    fn index(self) -> usize {
+        match self {
+            Cost::Broadcast => 0,
+            Cost::Durable => 1,
+        }
+    }
+}
+
+/// Why a request or a connection is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// This connection's bucket for the cost is empty.
+    ConnRate,
+    /// The bucket of the connection's address for the cost is empty.
+    IpRate,
+    /// The server holds `Limits::max_connections` network connections.
+    TooManyConnections,
+    /// The address holds `Limits::max_connections_per_ip` connections.
+    TooManyFromIp,
+}
+
+/// The address a limit is kept for: an IPv4 address, or the /64 network of an IPv6
+/// address (one subscriber usually holds a whole /64, so counting single IPv6 addresses
+/// would let one peer take 2^64 shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum IpKey {
+    V4([u8; 4]),
+    V6Net([u8; 8]),
+}
+
+impl IpKey {
+    pub(crate) fn of(ip: IpAddr) -> IpKey {
+        match ip {
+            IpAddr::V4(v4) => IpKey::V4(v4.octets()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpKey::V4(v4.octets()),
+                None => {
+                    let mut net = [0; 8];
+                    net.copy_from_slice(&v6.octets()[..8]);
+                    IpKey::V6Net(net)
+                }
+            },
+        }
+    }
+}
+
+/// A bucket counts sixty-thousandths of a token: a rate of `r` tokens a minute refills
+/// `r` of them a millisecond, so integers suffice.
+const UNIT: u64 = 60_000;
+
+/// A token bucket: `level` thousandths of a token as of `at`.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    level: u64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(limit: RateLimit, now: Instant) -> Bucket {
+        Bucket {
+            level: capacity(limit),
+            at: now,
+        }
+    }
+
+    /// The level at `now`, refilled since the last look.
+    fn level(&self, limit: RateLimit, now: Instant) -> u64 {
+        let elapsed = now.as_millis().saturating_sub(self.at.as_millis());
+        let refill = elapsed.saturating_mul(u64::from(limit.per_minute));
+        self.level.saturating_add(refill).min(capacity(limit))
+    }
+
+    /// Whether a token is there at `now`; nothing is taken.
+    fn has_token(&self, limit: RateLimit, now: Instant) -> bool {
+        self.level(limit, now) >= UNIT
+    }
+
+    /// Takes one token, which must be there.
+    fn take(&mut self, limit: RateLimit, now: Instant) {
+        self.level = self.level(limit, now).saturating_sub(UNIT);
+        self.at = now;
+    }
+
+    fn is_full(&self, limit: RateLimit, now: Instant) -> bool {
+        self.level(limit, now) >= capacity(limit)
+    }
+}
+
+fn capacity(limit: RateLimit) -> u64 {
+    u64::from(limit.burst).saturating_mul(UNIT)
+}
+
+/// One bucket per [`Cost`].
+type Buckets = [Option<Bucket>; Cost::ALL];
+
+/// What the limiter keeps per open connection.
+#[derive(Debug)]
+struct ConnEntry {
+    ip: Option<IpKey>,
+    /// Whether it counts against the connection caps (admitted network connections).
+    counted: bool,
+    /// Why it was refused at its admission, if it was.
+    refused: Option<Refusal>,
+    buckets: Buckets,
+}
+
+/// Looked up per request and never iterated to produce output: std's hash map with its
+/// fixed-key hasher (deterministic), as in the outbox.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+
+/// The server's limiter: connection counts and every token bucket.
+#[derive(Debug, Default)]
+pub(crate) struct Limiter {
+    conns: Map<ConnId, ConnEntry>,
+    /// Admitted network connections.
+    counted: usize,
+    /// Admitted connections per address; an entry goes with its last connection.
+    per_ip: Map<IpKey, usize>,
+    /// Buckets per address. Bounded by `Limits::max_ip_buckets`: a bucket that has
+    /// refilled is the same as none, so full ones are dropped when room is needed.
+    ip_buckets: Map<IpKey, Buckets>,
+    /// Shared by addresses that find the bucket table full of busy addresses.
+    overflow: Buckets,
+    /// When the table was last swept for full buckets; sweeps are at least the longest
+    /// refill time apart, so a flood of new addresses costs no walk per request.
+    last_sweep: Option<Instant>,
+}
+
+impl Limiter {
+    /// Registers a connection from `ip` (none for the admin socket). Network connections
+    /// past the caps are refused (and registered uncounted, to be forgotten at their
+    /// close); admin ones are never refused and have no address buckets.
+    pub(crate) fn admit(
+        &mut self,
+        limits: &Limits,
+        conn: ConnId,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
+        let ip = ip.map(IpKey::of);
+        let refusal = match ip {
+            None => None,
+            Some(_) if self.counted >= limits.max_connections => Some(Refusal::TooManyConnections),
+            Some(key)
+                if self.per_ip.get(&key).copied().unwrap_or(0) >= limits.max_connections_per_ip =>
+            {
+                Some(Refusal::TooManyFromIp)
+            }
+            Some(_) => None,
+        };
+        let counted = ip.is_some() && refusal.is_none();
+        if let (true, Some(key)) = (counted, ip) {
+            self.counted += 1;
+            *self.per_ip.entry(key).or_default() += 1;
+        }
+        self.conns.insert(
+            conn,
+            ConnEntry {
+                ip,
+                counted,
+                refused: refusal,
+                buckets: Buckets::default(),
+            },
+        );
+        refusal.map_or(Ok(()), Err)
+    }
+
+    /// Why `conn` was refused at [`admit`](Self::admit), if it was.
+    pub(crate) fn admission(&self, conn: ConnId) -> Result<(), Refusal> {
+        match self.conns.get(&conn).and_then(|e| e.refused) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+
+    /// Forgets a closed connection and its buckets; its address's buckets stay.
+    pub(crate) fn disconnected(&mut self, conn: ConnId) {
+        let Some(entry) = self.conns.remove(&conn) else {
+            return;
+        };
+        if let (true, Some(key)) = (entry.counted, entry.ip) {
+            self.counted -= 1;
+            if let Some(n) = self.per_ip.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Takes a token for `cost` from the bucket of `conn` and of its address, or from
+    /// neither when either is empty.
+    pub(crate) fn charge(
+        &mut self,
+        limits: &Limits,
+        conn: ConnId,
+        cost: Cost,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let i = cost.index();
+        let (conn_limit, ip_limit) = match cost {
+            Cost::Broadcast => (limits.broadcast_per_conn, limits.broadcast_per_ip),
+            Cost::Durable => (limits.durable_per_conn, limits.durable_per_ip),
+        };
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return Ok(());
+        };
+        let mine = entry.buckets[i].get_or_insert_with(|| Bucket::full(conn_limit, now));
+        if !mine.has_token(conn_limit, now) {
+            return Err(Refusal::ConnRate);
+        }
+        if let Some(key) = entry.ip {
+            let theirs = match self.ip_buckets.get_mut(&key) {
+                Some(buckets) => buckets,
+                None => {
+                    if self.ip_buckets.len() >= limits.max_ip_buckets {
+                        sweep(&mut self.ip_buckets, &mut self.last_sweep, limits, now);
+                    }
+                    if self.ip_buckets.len() >= limits.max_ip_buckets {
+                        &mut self.overflow
+                    } else {
+                        self.ip_buckets.entry(key).or_default()
+                    }
+                }
+            };
+            let bucket = theirs[i].get_or_insert_with(|| Bucket::full(ip_limit, now));
+            if !bucket.has_token(ip_limit, now) {
+                return Err(Refusal::IpRate);
+            }
+            bucket.take(ip_limit, now);
+        }
+        mine.take(conn_limit, now);
+        Ok(())
+    }
+
+    /// Address bucket sets held, for the memory bound.
+    pub(crate) fn ip_buckets(&self) -> usize {
+        self.ip_buckets.len()
+    }
+}
+
+/// Drops the address buckets that have refilled, at most once per the longest refill
+/// time (a table full of busy addresses stays full that long anyway).
+fn sweep(
+    table: &mut Map<IpKey, Buckets>,
+    last: &mut Option<Instant>,
+    limits: &Limits,
+    now: Instant,
+) {
+    let refill_ms = [limits.broadcast_per_ip, limits.durable_per_ip]
+        .iter()
+        .map(|l| capacity(*l) / u64::from(l.per_minute.max(1)))
+        .max()
+        .unwrap_or(0);
+    if last.is_some_and(|at| now.as_millis() < at.as_millis().saturating_add(refill_ms)) {
+        return;
+    }
+    *last = Some(now);
+    let ip_limits = [limits.broadcast_per_ip, limits.durable_per_ip];
+    table.retain(|_, buckets| {
+        !(buckets.iter().zip(ip_limits)).all(|(b, limit)| b.is_none_or(|b| b.is_full(limit, now)))
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            broadcast_per_conn: RateLimit {
+                per_minute: 120,
+                burst: 3,
+            },
+            broadcast_per_ip: RateLimit {
+                per_minute: 240,
+                burst: 5,
+            },
+            durable_per_ip: RateLimit {
+                per_minute: 240,
+                burst: 5,
+            },
+            max_ip_buckets: 2,
+            ..Limits::default()
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_millis(ms)
+    }
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_its_rate() {
+        let l = limits();
+        let mut lim = Limiter::default();
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        lim.admit(&l, ConnId(1), ip).expect("admitted");
+        for _ in 0..3 {
+            assert_eq!(lim.charge(&l, ConnId(1), Cost::Broadcast, at(0)), Ok(()));
+        }
+        assert_eq!(
+            lim.charge(&l, ConnId(1), Cost::Broadcast, at(0)),
+            Err(Refusal::ConnRate)
+        );
+        // 2 a second: one more token after 500 ms, not before.
+        assert_eq!(
+            lim.charge(&l, ConnId(1), Cost::Broadcast, at(499)),
+            Err(Refusal::ConnRate)
+        );
+        assert_eq!(lim.charge(&l, ConnId(1), Cost::Broadcast, at(500)), Ok(()));
+        // Another cost has its own bucket.
+        assert_eq!(lim.charge(&l, ConnId(1), Cost::Durable, at(500)), Ok(()));
+    }
+
+    #[test]
+    fn connections_of_one_address_share_its_bucket() {
+        let l = limits();
+        let mut lim = Limiter::default();
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        for c in 1..=3 {
+            lim.admit(&l, ConnId(c), ip).expect("admitted");
+        }
+        let ok = (1..=3)
+            .flat_map(|c| [c, c])
+            .filter(|&c| lim.charge(&l, ConnId(c), Cost::Broadcast, at(0)).is_ok())
+            .count();
+        assert_eq!(ok, 5, "the address's burst, not 3 connections' bursts");
+        // A refused request takes no token from the connection: after the address
+        // refills, the third connection still has its own two.
+        assert_eq!(lim.charge(&l, ConnId(3), Cost::Broadcast, at(250)), Ok(()));
+        // Reconnecting does not refill the address.
+        lim.disconnected(ConnId(1));
+        lim.admit(&l, ConnId(4), ip).expect("admitted");
+        assert_eq!(
+            lim.charge(&l, ConnId(4), Cost::Broadcast, at(250)),
+            Err(Refusal::IpRate)
+        );
+    }
+
+    #[test]
+    fn address_buckets_stay_bounded_and_full_ones_are_dropped() {
+        let l = limits();
+        let mut lim = Limiter::default();
+        for c in 1..=10u8 {
+            let ip = Some(IpAddr::from([10, 0, 0, c]));
+            lim.admit(&l, ConnId(u64::from(c)), ip).expect("admitted");
+            let _ = lim.charge(&l, ConnId(u64::from(c)), Cost::Broadcast, at(0));
+            assert!(lim.ip_buckets() <= 2);
+        }
+        // The table is full of busy addresses: a new one shares the overflow bucket,
+        // without a walk of the table per request.
+        let ip = Some(IpAddr::from([10, 0, 0, 99]));
+        lim.admit(&l, ConnId(99), ip).expect("admitted");
+        assert_eq!(
+            lim.charge(&l, ConnId(99), Cost::Broadcast, at(1000)),
+            Ok(())
+        );
+        assert_eq!(lim.ip_buckets(), 2);
+        // Once the buckets refilled (5 tokens at 4/s: 1250 ms) they make room.
+        let ip = Some(IpAddr::from([10, 0, 1, 1]));
+        lim.admit(&l, ConnId(11), ip).expect("admitted");
+        assert_eq!(
+            lim.charge(&l, ConnId(11), Cost::Broadcast, at(1250)),
+            Ok(())
+        );
+        assert_eq!(lim.ip_buckets(), 1);
+    }
+
+    #[test]
+    fn connection_caps_count_network_connections_only() {
+        let l = Limits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            ..Limits::default()
+        };
+        let mut lim = Limiter::default();
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let b = Some(IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(lim.admit(&l, ConnId(1), a), Ok(()));
+        assert_eq!(lim.admit(&l, ConnId(2), a), Ok(()));
+        assert_eq!(lim.admit(&l, ConnId(3), a), Err(Refusal::TooManyFromIp));
+        assert_eq!(lim.admit(&l, ConnId(4), b), Ok(()));
+        assert_eq!(
+            lim.admit(&l, ConnId(5), b),
+            Err(Refusal::TooManyConnections)
+        );
+        assert_eq!(lim.admit(&l, ConnId(6), None), Ok(()), "the admin socket");
+        // Refused connections leave no trace in the counts.
+        lim.disconnected(ConnId(3));
+        lim.disconnected(ConnId(5));
+        lim.disconnected(ConnId(1));
+        assert_eq!(lim.admit(&l, ConnId(7), a), Ok(()));
+        // IPv6 addresses of one /64 are one address.
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        let l = Limits {
+            max_connections_per_ip: 1,
+            ..Limits::default()
+        };
+        let mut lim = Limiter::default();
+        assert_eq!(lim.admit(&l, ConnId(1), v6(1)), Ok(()));
+        assert_eq!(lim.admit(&l, ConnId(2), v6(2)), Err(Refusal::TooManyFromIp));
+    }
+}
