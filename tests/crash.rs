@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{admin, ServerOptions, Switchboard, WAIT};
+use common::{admin, ServerOptions, Switchboard, UNLIMITED_STORES, WAIT};
 use switchboard_store::Store;
 
 /// Concurrent senders per round.
@@ -25,15 +25,6 @@ const ROUNDS: usize = 3;
 const WINDOW: usize = 16;
 /// Messages a sender sends at most per round (the offline cap is 1000 per account).
 const MOST: usize = 900;
-/// Serve flags that lift the rate limit and the mailbox share on stored messages.
-const UNLIMITED: &[&str] = &[
-    "--durable-rate-per-conn",
-    "1000000/100000",
-    "--durable-rate-per-ip",
-    "1000000/100000",
-    "--offline-share-percent",
-    "100",
-];
 /// Acknowledgements every sender must have seen before the kill, per round: early, midway
 /// and late in the stream.
 const ACKED_BEFORE_KILL: [usize; ROUNDS] = [25, 300, 600];
@@ -181,7 +172,7 @@ fn sigkill_loses_nothing_acknowledged_and_applies_no_batch_in_part() {
         // Limits that stay out of the way: this floods one mailbox per sender from one
         // address as fast as the store commits, to test durability, not the limits.
         let mut server =
-            Switchboard::start_with_flags(&data_dir, ServerOptions::default(), UNLIMITED);
+            Switchboard::start_with_flags(&data_dir, ServerOptions::default(), UNLIMITED_STORES);
         let counters: Vec<Arc<AtomicUsize>> = (0..CLIENTS)
             .map(|_| Arc::new(AtomicUsize::new(0)))
             .collect();

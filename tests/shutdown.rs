@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{admin, offline_rows, Client, ServerOptions, Switchboard, WriteLock, WAIT};
+use common::{
+    admin, offline_rows, Client, ServerOptions, Switchboard, WriteLock, UNLIMITED_STORES, WAIT,
+};
 
 const STORED: &str = "+OK chatm 'message stored'";
 
@@ -145,7 +147,7 @@ fn sigterm_mid_flood_commits_what_was_taken_and_sends_every_held_reply() {
     for i in 0..SENDERS {
         add_account(&data_dir, &inbox(i));
     }
-    let mut server = Switchboard::start_with(&data_dir, COMMIT_LOG);
+    let mut server = Switchboard::start_with_flags(&data_dir, COMMIT_LOG, UNLIMITED_STORES);
     let signalled = Arc::new(AtomicUsize::new(0));
     let counters: Vec<Arc<AtomicUsize>> = (0..SENDERS).map(|_| Arc::default()).collect();
     let threads: Vec<_> = (0..SENDERS)
@@ -202,7 +204,7 @@ fn held_replies_go_out_on(signal: i32) {
     let dir = tempfile::tempdir().expect("temporary data dir");
     let data_dir = dir.path().join("data");
     add_account(&data_dir, "bob");
-    let mut server = Switchboard::start_with(&data_dir, COMMIT_LOG);
+    let mut server = Switchboard::start_with_flags(&data_dir, COMMIT_LOG, UNLIMITED_STORES);
     let clients: Vec<Client> = ["ann", "cid", "dee"]
         .iter()
         .map(|name| Client::join(&server, name))

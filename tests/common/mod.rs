@@ -16,6 +16,16 @@ use std::time::{Duration, Instant};
 /// How long any one expected line, log line or exit may take before the test fails.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Serve flags that lift, for tests that flood the store on purpose, the rate limit and the mailbox share on stored messages.
+pub const UNLIMITED_STORES: &[&str] = &[
+    "--durable-rate-per-conn",
+    "1000000/100000",
+    "--durable-rate-per-ip",
+    "1000000/100000",
+    "--offline-share-percent",
+    "100",
+];
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
