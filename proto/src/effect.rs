@@ -1,19 +1,8 @@
 //! Work the server hands out because it is too slow for the event loop (password hashing)
 //! or needs the outside world; the result comes back as `Input::EffectDone`.
 
-use core::fmt;
-
-use crate::persist::PasswordHash;
-
-/// A string that must not reach logs (a password).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+use crate::secret::PasswordHash;
+pub use crate::secret::Secret;
 
 /// An effect to run off the event loop.
 #[derive(Clone, Debug, PartialEq, Eq)]

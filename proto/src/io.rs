@@ -1,36 +1,11 @@
 //! The server's one door in ([`Input`]) and one door out ([`Output`]).
 
 use bytes::Bytes;
-use core::net::{IpAddr, SocketAddr};
 
 use crate::effect::{Effect, EffectResult};
 use crate::ids::{ConnId, EffectId, Protocol, Seq};
+pub use crate::peer::Peer;
 use crate::persist::Change;
-
-/// Where a connection comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Peer {
-    /// A network peer.
-    Net(SocketAddr),
-    /// A local socket (the admin socket in the data dir).
-    Local,
-}
-
-impl Peer {
-    /// The peer's IP address, if it has one.
-    pub fn ip(self) -> Option<IpAddr> {
-        match self {
-            Peer::Net(addr) => Some(addr.ip()),
-            Peer::Local => None,
-        }
-    }
-}
-
-impl From<SocketAddr> for Peer {
-    fn from(addr: SocketAddr) -> Self {
-        Peer::Net(addr)
-    }
-}
 
 /// Something that happened outside the core, fed to [`Server::handle`](crate::Server::handle).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,21 +2,11 @@
 //! asks it to commit ([`Change`]). [`State::apply`] is the one way durable state changes,
 //! in the server's memory and in every store that mirrors it.
 
-use core::fmt;
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::model::{UserKey, UserName};
-
-/// A password hash in PHC string format (argon2id), as stored; never the password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PasswordHash(pub String);
-
-impl fmt::Debug for PasswordHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PasswordHash(..)")
-    }
-}
+use crate::names::{UserKey, UserName};
+pub use crate::secret::PasswordHash;
 
 /// A registered account.
 #[derive(Clone, Debug, PartialEq, Eq)]

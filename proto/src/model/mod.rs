@@ -2,18 +2,17 @@
 //! between them. It knows nothing of any wire protocol; each protocol translates its
 //! requests into calls here and the resulting [`Event`]s back into its own messages.
 
-mod names;
 mod receipts;
 mod shares;
 mod uncommitted;
 
-pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
+pub use crate::names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
 
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ConnId, Seq};
-use crate::io::Peer;
+use crate::peer::Peer;
 use crate::persist::{Account, Change, MessageId, State, StoredMessage};
 use receipts::OwedReceipts;
 use shares::MailboxShares;
