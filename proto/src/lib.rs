@@ -24,6 +24,8 @@
 //! assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
 //! ```
 
+#[cfg(feature = "arbitrary")]
+mod arb;
 mod config;
 mod cx;
 mod effect;

@@ -3,6 +3,7 @@
 use core::fmt;
 
 /// A password hash in PHC string format (argon2id), as stored; never the password.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, PartialEq, Eq)]
 pub struct PasswordHash(pub String);
 

@@ -9,6 +9,7 @@ use crate::names::{UserKey, UserName};
 pub use crate::secret::PasswordHash;
 
 /// A registered account.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
     /// The name, in the case it was registered with.
@@ -26,14 +27,17 @@ pub struct Account {
     /// A banned account gets no session.
     pub banned: bool,
     /// When it was created, in Unix milliseconds.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::ms))]
     pub created_ms: u64,
 }
 
 /// Identifies a stored offline message; increases across the store's lifetime.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MessageId(pub u64);
+pub struct MessageId(#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::id))] pub u64);
 
 /// A direct message kept for a recipient who was offline.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredMessage {
     /// Its id.
@@ -45,11 +49,13 @@ pub struct StoredMessage {
     /// The text.
     pub body: String,
     /// When it was sent, in Unix milliseconds.
+    #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::ms))]
     pub sent_ms: u64,
 }
 
 /// One durable mutation. Each leaves the server as an `Output::Persist` and is
 /// applied with [`State::apply`].
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A new account.
@@ -76,9 +82,9 @@ pub enum Change {
         banned: bool,
     },
     /// An IP address is banned.
-    IpBanned(IpAddr),
+    IpBanned(#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::ip))] IpAddr),
     /// An IP address is no longer banned.
-    IpUnbanned(IpAddr),
+    IpUnbanned(#[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::ip))] IpAddr),
     /// A message is queued for an offline recipient.
     OfflineQueued(StoredMessage),
     /// The recipient's offline messages up to and including `through` were delivered.
