@@ -58,7 +58,10 @@ pub use ids::{ConnId, EffectId, Protocol, Seq};
 pub use io::{CloseReason, Input, Output};
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
 pub use peer::Peer;
-pub use persist::{Account, Change, MessageId, State, StoredMessage};
+pub use persist::{
+    Account, Blob, Change, Chat, ChatId, FriendRequest, Friendship, Media, MediaId, MessageId,
+    MessageKind, State, StoredMessage,
+};
 pub use protocol::admin::{AdminCommand, AdminParseError};
 pub use secret::{PasswordHash, Secret};
 pub use server::{Server, Stats};

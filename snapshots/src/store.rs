@@ -122,6 +122,26 @@ pub(crate) fn describe(change: &Change) -> String {
         Change::OfflineDelivered { to, through } => {
             format!("offline delivered to {to} through message {}", through.0)
         }
+        Change::LevelChanged { name, level } => format!("level changed {name} {level}"),
+        Change::FriendRequested { from, to, .. } => format!("friend requested {from} -> {to}"),
+        Change::FriendRequestDropped { from, to } => {
+            format!("friend request dropped {from} -> {to}")
+        }
+        Change::FriendshipMade { a, b, .. } => format!("friendship made {a} {b}"),
+        Change::FriendshipEnded { a, b } => format!("friendship ended {a} {b}"),
+        Change::ChatCreated { id, members, .. } => {
+            let members: Vec<&str> = members.iter().map(|m| m.as_str()).collect();
+            format!("chat created {} {}", id.0, members.join(" "))
+        }
+        Change::ChatDeleted { id } => format!("chat deleted {}", id.0),
+        Change::MediaStored {
+            id, chat, bytes, ..
+        } => format!(
+            "media stored {} in chat {} ({} bytes)",
+            id.0,
+            chat.0,
+            bytes.0.len()
+        ),
     }
 }
 
@@ -142,7 +162,7 @@ pub(crate) fn run_effect(effect: &Effect) -> EffectResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_proto::{Account, MessageId, StoredMessage, UserName};
+    use switchboard_proto::{Account, MessageId, MessageKind, StoredMessage, UserName};
 
     fn name(s: &str) -> UserName {
         UserName::parse(s).unwrap()
@@ -170,6 +190,7 @@ mod tests {
             to: name("bob"),
             body: "hi \"bob\"\t".into(),
             sent_ms: 0,
+            kind: MessageKind::Direct,
         });
         assert_eq!(
             describe(&message),

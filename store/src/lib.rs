@@ -14,6 +14,7 @@
 pub mod credentials;
 mod error;
 mod rekey;
+mod relations;
 pub mod schema;
 mod store;
 

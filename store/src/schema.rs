@@ -5,9 +5,9 @@
 //! the database at one version or the next, never between. A database whose version is
 //! newer than [`SCHEMA_VERSION`] is refused: this build does not know what it holds.
 //!
-//! To add a table (friendships, chats, media, more bans), append a migration to
-//! [`MIGRATIONS`]; never edit one that has shipped. Tables are `STRICT` so SQLite enforces
-//! the column types, and counters that must outlive deleted rows live in `counters`.
+//! To add a table, append a migration to [`MIGRATIONS`]; never edit one that has shipped.
+//! Tables are `STRICT` so SQLite enforces the column types, and counters that must outlive
+//! deleted rows live in `counters`. Version 2 is described on its migration.
 
 use std::path::Path;
 
@@ -59,6 +59,70 @@ pub const MIGRATIONS: &[&str] = &[
         sent_ms       INTEGER NOT NULL CHECK (sent_ms >= 0)
     ) STRICT;
     CREATE INDEX offline_messages_by_recipient ON offline_messages (recipient_key, seq);
+    "#,
+    // Version 2: what the protocols after ws2017 keep (issue 8, durable model v2): message
+    // kinds, friendships and friend requests, opcode chats and their members, media with
+    // the bytes in a table of their own, and the counters of the new ids. Rows that name an
+    // account reference `accounts.id` (which survives a re-creation under the same key and
+    // a rekey), so they never hold a key that could drift. Every such reference cascades on
+    // delete, as a second line behind the store's explicit deletes.
+    r#"
+    -- The kind of each stored message (MessageKind); every v1 message is a direct one.
+    -- `chat_id` and `media_id` are set for kind 'chat' only, and are not references: the
+    -- message outlives a deleted chat.
+    ALTER TABLE offline_messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'direct'
+        CHECK (kind IN ('direct', 'whisper', 'chat', 'friend_accepted'));
+    ALTER TABLE offline_messages ADD COLUMN chat_id INTEGER CHECK (chat_id >= 0);
+    ALTER TABLE offline_messages ADD COLUMN media_id INTEGER CHECK (media_id >= 0);
+
+    -- The ids the next chat and media item get (State::next_chat_id, next_media_id).
+    INSERT INTO counters (name, value) VALUES ('next_chat_id', 0), ('next_media_id', 0);
+
+    -- Mutual friendships, one row per pair, the lower account id first.
+    CREATE TABLE friendships (
+        low      INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        high     INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        since_ms INTEGER NOT NULL CHECK (since_ms >= 0),
+        PRIMARY KEY (low, high),
+        CHECK (low < high)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX friendships_by_high ON friendships (high);
+
+    -- Pending friend requests; `seq` is the order they were made.
+    CREATE TABLE friend_requests (
+        seq       INTEGER PRIMARY KEY,
+        requester INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        recipient INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        since_ms  INTEGER NOT NULL CHECK (since_ms >= 0),
+        UNIQUE (requester, recipient),
+        CHECK (requester <> recipient)
+    ) STRICT;
+    CREATE INDEX friend_requests_by_recipient ON friend_requests (recipient, seq);
+
+    -- Opcode chats (ChatId) and their members.
+    CREATE TABLE chats (
+        id         INTEGER PRIMARY KEY CHECK (id >= 0),
+        created_ms INTEGER NOT NULL CHECK (created_ms >= 0)
+    ) STRICT;
+    CREATE TABLE chat_members (
+        chat    INTEGER NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+        account INTEGER NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        PRIMARY KEY (chat, account)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX chat_members_by_account ON chat_members (account);
+
+    -- Media metadata (State::media) and, apart, the bytes, which State never holds.
+    CREATE TABLE media (
+        id         INTEGER PRIMARY KEY CHECK (id >= 0),
+        chat       INTEGER NOT NULL REFERENCES chats (id) ON DELETE CASCADE,
+        size       INTEGER NOT NULL CHECK (size >= 0),
+        created_ms INTEGER NOT NULL CHECK (created_ms >= 0)
+    ) STRICT;
+    CREATE INDEX media_by_chat ON media (chat);
+    CREATE TABLE media_blobs (
+        media INTEGER PRIMARY KEY REFERENCES media (id) ON DELETE CASCADE,
+        bytes BLOB NOT NULL
+    ) STRICT;
     "#,
 ];
 

@@ -11,10 +11,11 @@ use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior,
 };
 use switchboard_proto::{
-    Account, Change, MessageId, PasswordHash, State, StoredMessage, UserKey, UserName,
+    Account, Change, MediaId, MessageId, PasswordHash, State, StoredMessage, UserKey, UserName,
 };
 
 use crate::rekey;
+use crate::relations;
 use crate::schema;
 use crate::StoreError;
 
@@ -186,8 +187,8 @@ impl Store {
 
         let mut offline = tx
             .prepare(
-                "SELECT seq, id, recipient_key, sender, recipient, body, sent_ms \
-                 FROM offline_messages ORDER BY seq",
+                "SELECT seq, id, recipient_key, sender, recipient, body, sent_ms, kind, chat_id, \
+                 media_id FROM offline_messages ORDER BY seq",
             )
             .map_err(load)?;
         let mut rows = offline.query([]).map_err(load)?;
@@ -209,6 +210,7 @@ impl Store {
             detail: "the next_message_id counter is missing".to_owned(),
         })?;
         state.next_message_id = from_db(path, "next_message_id", next)?;
+        relations::load(&tx, path, &mut state)?;
         Ok(state)
     }
 
@@ -231,6 +233,13 @@ impl Store {
         }
         // On any error above, dropping `tx` rolls the batch back; so does a failed COMMIT.
         tx.commit().map_err(|source| commit_error(path, source))
+    }
+
+    /// The bytes of a media item ([`Change::MediaStored`]), which [`Store::load`] leaves out
+    /// of the [`State`]; `None` if no such media is stored. For the effect that answers
+    /// opcode's 119 RequestMedia.
+    pub fn media(&self, id: MediaId) -> Result<Option<Vec<u8>>, StoreError> {
+        relations::media_bytes(&self.conn, &self.path, id)
     }
 
     /// Copies the whole database to `path` (a new or existing SQLite file, which is
@@ -522,6 +531,7 @@ fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), Store
             .map_err(commit_error)?;
         }
         Change::AccountDeleted { name } => {
+            relations::account_deleted(tx, path, name)?;
             let key = name.key();
             tx.prepare_cached("DELETE FROM accounts WHERE key = ?1")
                 .and_then(|mut statement| statement.execute([key.as_str()]))
@@ -548,6 +558,33 @@ fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), Store
                 .and_then(|mut statement| statement.execute(params![name.key().as_str(), banned]))
                 .map_err(commit_error)?;
         }
+        Change::LevelChanged { name, level } => {
+            tx.prepare_cached("UPDATE accounts SET level = ?2 WHERE key = ?1")
+                .and_then(|mut statement| statement.execute(params![name.key().as_str(), level]))
+                .map_err(commit_error)?;
+        }
+        Change::FriendRequested { from, to, since_ms } => {
+            relations::friend_requested(tx, path, from, to, *since_ms)?;
+        }
+        Change::FriendRequestDropped { from, to } => {
+            relations::friend_request_dropped(tx, path, from, to)?;
+        }
+        Change::FriendshipMade { a, b, since_ms } => {
+            relations::friendship_made(tx, path, a, b, *since_ms)?;
+        }
+        Change::FriendshipEnded { a, b } => relations::friendship_ended(tx, path, a, b)?,
+        Change::ChatCreated {
+            id,
+            members,
+            created_ms,
+        } => relations::chat_created(tx, path, *id, members, *created_ms)?,
+        Change::ChatDeleted { id } => relations::chat_deleted(tx, path, *id)?,
+        Change::MediaStored {
+            id,
+            chat,
+            created_ms,
+            bytes,
+        } => relations::media_stored(tx, path, *id, *chat, *created_ms, &bytes.0)?,
         Change::IpBanned(ip) => {
             tx.prepare_cached("INSERT INTO ip_bans (ip) VALUES (?1) ON CONFLICT (ip) DO NOTHING")
                 .and_then(|mut statement| statement.execute([ip.to_string()]))
@@ -560,36 +597,18 @@ fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), Store
         }
         Change::OfflineQueued(message) => {
             // The id must leave room for id + 1, the next id.
-            let id = i64::try_from(message.id.0)
-                .ok()
-                .filter(|id| *id < i64::MAX)
-                .ok_or(StoreError::OutOfRange {
-                    what: "message id",
-                    value: message.id.0,
-                })?;
+            let id = relations::id_to_db("message id", message.id.0)?;
             let sent_ms = to_db("sent_ms", message.sent_ms)?;
-            let next: Option<i64> = tx
-                .prepare_cached("SELECT value FROM counters WHERE name = 'next_message_id'")
-                .and_then(|mut statement| statement.query_row([], |row| row.get(0)).optional())
-                .map_err(commit_error)?;
-            let Some(next) = next else {
-                return Err(StoreError::Corrupt {
-                    path: path.to_owned(),
-                    detail: "the next_message_id counter is missing".to_owned(),
-                });
-            };
+            let (kind, chat_id, media_id) = relations::kind_to_db(message.kind)?;
             // Ids only increase: one below the counter was queued already (a batch retried
             // after a commit that reported failure but reached the disk).
-            if id < next {
+            if !relations::take_id(tx, path, "next_message_id", id)? {
                 return Ok(());
             }
-            tx.prepare_cached("UPDATE counters SET value = ?1 WHERE name = 'next_message_id'")
-                .and_then(|mut statement| statement.execute([id + 1]))
-                .map_err(commit_error)?;
             tx.prepare_cached(
                 "INSERT INTO offline_messages \
-                 (id, recipient_key, sender, recipient, body, sent_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 (id, recipient_key, sender, recipient, body, sent_ms, kind, chat_id, media_id) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -599,6 +618,9 @@ fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), Store
                     message.to.as_str(),
                     message.body,
                     sent_ms,
+                    kind,
+                    chat_id,
+                    media_id,
                 ])
             })
             .map_err(commit_error)?;
@@ -728,6 +750,13 @@ fn read_message(row: &Row<'_>, path: &Path) -> Result<(UserKey, StoredMessage), 
         to,
         body: row.get(5).map_err(load)?,
         sent_ms: from_db(path, "sent_ms", row.get(6).map_err(load)?)?,
+        kind: relations::kind_from_db(
+            path,
+            seq,
+            &row.get::<_, String>(7).map_err(load)?,
+            row.get(8).map_err(load)?,
+            row.get(9).map_err(load)?,
+        )?,
     };
     Ok((key, message))
 }
@@ -736,7 +765,7 @@ fn read_message(row: &Row<'_>, path: &Path) -> Result<(UserKey, StoredMessage), 
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use switchboard_proto::{Change, MessageId, State, StoredMessage, UserName};
+    use switchboard_proto::{Change, MessageId, MessageKind, State, StoredMessage, UserName};
 
     use super::Store;
     use crate::ErrorKind;
@@ -784,6 +813,7 @@ mod tests {
                 to: UserName::parse("b").expect("name"),
                 body: "x".repeat(200_000),
                 sent_ms: 0,
+                kind: MessageKind::Direct,
             }),
         ];
         let error = store.commit(&batch).expect_err("no room");

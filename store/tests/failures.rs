@@ -5,7 +5,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use rusqlite::Connection;
-use switchboard_proto::{Account, Change, MessageId, PasswordHash, State, StoredMessage, UserName};
+use switchboard_proto::{
+    Account, Change, MessageId, MessageKind, PasswordHash, State, StoredMessage, UserName,
+};
 use switchboard_store::schema::SCHEMA_VERSION;
 use switchboard_store::{
     ErrorKind, Store, StoreError, APPLICATION_ID, DB_FILE_NAME, MARKER_FILE_NAME,
@@ -35,6 +37,7 @@ fn queued(id: u64, to: &str) -> Change {
         to: name(to),
         body: format!("message {id}"),
         sent_ms: 2,
+        kind: MessageKind::Direct,
     })
 }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ConnId, Seq};
 use crate::peer::Peer;
-use crate::persist::{Account, Change, MessageId, State, StoredMessage};
+use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
 use receipts::OwedReceipts;
 use shares::MailboxShares;
 pub(crate) use uncommitted::Item;
@@ -307,6 +307,7 @@ impl Network {
             to: to.clone(),
             body,
             sent_ms,
+            kind: MessageKind::Direct,
         }))
     }
 

@@ -90,7 +90,7 @@ impl MailboxShares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::MessageId;
+    use crate::persist::{MessageId, MessageKind};
     use crate::UserName;
 
     fn name(s: &str) -> UserName {
@@ -104,6 +104,7 @@ mod tests {
             to: name(to),
             body: String::new(),
             sent_ms: 0,
+            kind: MessageKind::Direct,
         })
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::UserKey;
 use crate::ids::Seq;
-use crate::persist::Change;
+use crate::persist::{Change, ChatId};
 
 /// A piece of durable state a reply can depend on.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -17,6 +17,10 @@ pub(crate) enum Item {
     Ip(IpAddr),
     /// An account's offline messages.
     Mailbox(UserKey),
+    /// An account's friendships and the friend requests to and from it.
+    Friends(UserKey),
+    /// A chat, its members and its media.
+    Chat(ChatId),
 }
 
 impl Item {
@@ -24,14 +28,27 @@ impl Item {
         match change {
             Change::AccountCreated(account) => vec![Item::Account(account.name.key())],
             Change::AccountDeleted { name } => {
-                vec![Item::Account(name.key()), Item::Mailbox(name.key())]
+                // The chats it leaves are not known here; nothing waits on a chat yet.
+                vec![
+                    Item::Account(name.key()),
+                    Item::Mailbox(name.key()),
+                    Item::Friends(name.key()),
+                ]
             }
-            Change::PasswordChanged { name, .. } | Change::UserBanned { name, .. } => {
-                vec![Item::Account(name.key())]
-            }
+            Change::PasswordChanged { name, .. }
+            | Change::UserBanned { name, .. }
+            | Change::LevelChanged { name, .. } => vec![Item::Account(name.key())],
             Change::IpBanned(ip) | Change::IpUnbanned(ip) => vec![Item::Ip(*ip)],
             Change::OfflineQueued(message) => vec![Item::Mailbox(message.to.key())],
             Change::OfflineDelivered { to, .. } => vec![Item::Mailbox(to.key())],
+            Change::FriendRequested { from: a, to: b, .. }
+            | Change::FriendRequestDropped { from: a, to: b }
+            | Change::FriendshipMade { a, b, .. }
+            | Change::FriendshipEnded { a, b } => {
+                vec![Item::Friends(a.key()), Item::Friends(b.key())]
+            }
+            Change::ChatCreated { id, .. } | Change::ChatDeleted { id } => vec![Item::Chat(*id)],
+            Change::MediaStored { chat, .. } => vec![Item::Chat(*chat)],
         }
     }
 }

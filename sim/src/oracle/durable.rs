@@ -246,9 +246,18 @@ impl DurableModel {
             Change::AccountCreated(a) => account(&a.name),
             Change::AccountDeleted { name }
             | Change::PasswordChanged { name, .. }
-            | Change::UserBanned { name, .. } => account(name),
+            | Change::UserBanned { name, .. }
+            | Change::LevelChanged { name, .. } => account(name),
             Change::IpBanned(ip) | Change::IpUnbanned(ip) => Some(Key::Ip(*ip)),
             Change::OfflineQueued(_) | Change::OfflineDelivered { .. } => None,
+            // No protocol makes these yet; the oracle learns them with the protocols.
+            Change::FriendRequested { .. }
+            | Change::FriendRequestDropped { .. }
+            | Change::FriendshipMade { .. }
+            | Change::FriendshipEnded { .. }
+            | Change::ChatCreated { .. }
+            | Change::ChatDeleted { .. }
+            | Change::MediaStored { .. } => None,
         }
     }
 }

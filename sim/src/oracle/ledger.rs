@@ -349,7 +349,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_proto::MessageId;
+    use switchboard_proto::{MessageId, MessageKind};
 
     fn stored(token: u64, id: u64) -> Change {
         Change::OfflineQueued(StoredMessage {
@@ -358,6 +358,7 @@ mod tests {
             to: UserName::parse("Acct").unwrap(),
             body: codec::body(token),
             sent_ms: 0,
+            kind: MessageKind::Direct,
         })
     }
 
