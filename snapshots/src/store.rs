@@ -2,7 +2,7 @@
 //! [`Change`]s (and can be told to lag, fail or lose its batch in a crash), and the
 //! effects the server hands out, run at once by a fake, deterministic password hasher.
 
-use switchboard_proto::{Change, Effect, EffectResult, PasswordHash, Seq, State};
+use switchboard_proto::{Change, Effect, EffectResult, MessageKind, PasswordHash, Seq, State};
 
 use crate::escape::escape;
 
@@ -112,13 +112,20 @@ pub(crate) fn describe(change: &Change) -> String {
         } => format!("user unbanned {name}"),
         Change::IpBanned(ip) => format!("ip banned {ip}"),
         Change::IpUnbanned(ip) => format!("ip unbanned {ip}"),
-        Change::OfflineQueued(message) => format!(
-            "offline queued {} -> {} \"{}\" (message {})",
-            message.from,
-            message.to,
-            escape(message.body.as_bytes()),
-            message.id.0
-        ),
+        Change::OfflineQueued(message) => {
+            let mut text = format!(
+                "offline queued {} -> {} \"{}\" (message {})",
+                message.from,
+                message.to,
+                escape(message.body.as_bytes()),
+                message.id.0
+            );
+            // Direct messages, the only kind ws2017 stores, keep their recorded lines.
+            if message.kind != MessageKind::Direct {
+                text.push_str(&format!(" kind={:?}", message.kind));
+            }
+            text
+        }
         Change::OfflineDelivered { to, through } => {
             format!("offline delivered to {to} through message {}", through.0)
         }
@@ -162,7 +169,7 @@ pub(crate) fn run_effect(effect: &Effect) -> EffectResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_proto::{Account, MessageId, MessageKind, StoredMessage, UserName};
+    use switchboard_proto::{Account, MessageId, StoredMessage, UserName};
 
     fn name(s: &str) -> UserName {
         UserName::parse(s).unwrap()
@@ -202,6 +209,26 @@ mod tests {
             ims_password: PasswordHash("test-ims$secret".into()),
         };
         assert_eq!(describe(&passwd), "password changed bob");
+        let whisper = Change::OfflineQueued(StoredMessage {
+            id: MessageId(5),
+            from: name("alice"),
+            to: name("bob"),
+            body: "psst".into(),
+            sent_ms: 0,
+            kind: MessageKind::Whisper,
+        });
+        assert_eq!(
+            describe(&whisper),
+            "offline queued alice -> bob \"psst\" (message 5) kind=Whisper"
+        );
+        assert_eq!(
+            describe(&Change::FriendshipMade {
+                a: name("alice"),
+                b: name("bob"),
+                since_ms: 1
+            }),
+            "friendship made alice bob"
+        );
         assert_eq!(
             describe(&Change::IpBanned([10, 0, 0, 7].into())),
             "ip banned 10.0.0.7"
