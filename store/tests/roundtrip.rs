@@ -510,6 +510,9 @@ fn arbitrary_sequences_round_trip() {
         for change in &changes {
             let before = state.clone();
             state.apply(change);
+            if let Err(broken) = invariants(&state) {
+                panic!("sequence {sequence}: after {change:?}: {broken}");
+            }
             // Counted only when it changed something besides an id counter: a variant whose
             // every instance is ignored (no account, a replayed id) would test nothing.
             let rest = |s: &State| State {
@@ -550,4 +553,54 @@ fn arbitrary_sequences_round_trip() {
     for (name, count) in &seen {
         assert!(*count >= 2, "{name} took effect only {count} times");
     }
+}
+
+/// What `State`'s docs promise of the v2 fields, after any sequence of changes: friendships
+/// under both friends with one time, no empty maps or lists, requests only between distinct
+/// accounts that are not friends and at most one per pair and direction, chats with members
+/// that are accounts, media of existing chats, every id below its counter.
+fn invariants(state: &State) -> Result<(), String> {
+    for (a, friends) in &state.friends {
+        if friends.is_empty() || !state.accounts.contains_key(a) {
+            return Err(format!("friends of {a:?}: empty or not an account"));
+        }
+        for (b, friendship) in friends {
+            if a == b || state.friends.get(b).and_then(|f| f.get(a)) != Some(friendship) {
+                return Err(format!("friendship {a:?} {b:?} is not mutual"));
+            }
+        }
+    }
+    for (to, pending) in &state.friend_requests {
+        if pending.is_empty() || !state.accounts.contains_key(to) {
+            return Err(format!("requests to {to:?}: empty or not an account"));
+        }
+        for (i, request) in pending.iter().enumerate() {
+            let from = &request.from;
+            if from == to || !state.accounts.contains_key(from) || state.are_friends(from, to) {
+                return Err(format!("request {from:?} -> {to:?} should not be pending"));
+            }
+            if pending[..i].iter().any(|r| r.from == *from) {
+                return Err(format!("request {from:?} -> {to:?} is pending twice"));
+            }
+        }
+    }
+    for (id, chat) in &state.chats {
+        if id.0 >= state.next_chat_id
+            || chat.members.is_empty()
+            || !chat.members.iter().all(|m| state.accounts.contains_key(m))
+        {
+            return Err(format!("chat {id:?}: {chat:?}"));
+        }
+    }
+    for (id, media) in &state.media {
+        if id.0 >= state.next_media_id || !state.chats.contains_key(&media.chat) {
+            return Err(format!("media {id:?}: {media:?}"));
+        }
+    }
+    for queue in state.offline.values() {
+        if queue.is_empty() || queue.iter().any(|m| m.id.0 >= state.next_message_id) {
+            return Err(format!("offline queue {queue:?}"));
+        }
+    }
+    Ok(())
 }
