@@ -12,8 +12,8 @@ use switchboard_proto::{
     AdminCommand, CommitGate, Config, ConnId, EffectResult, Input, Instant, Now, Output, Peer,
     Protocol, Seq, Server,
 };
-use switchboard_smol::{DataDir, LockError};
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::data_dir::{DataDir, LockError};
 use switchboard_store::StoreError;
 
 use crate::cli::{AdminArgs, BanCommand, NewPassword, PasswordSource, UnbanCommand, UserCommand};
@@ -185,7 +185,7 @@ fn read_password() -> Result<String, AdminError> {
 /// admin socket when one holds the directory, else on the store directly.
 pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminError> {
     let dir = &args.data_dir;
-    let socket = switchboard_smol::admin_socket_path(dir);
+    let socket = switchboard_store::data_dir::admin_socket_path(dir);
     let started = std::time::Instant::now();
     loop {
         // Never creates a data dir or a store: a typo in --data-dir is an error.
@@ -477,7 +477,7 @@ fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<An
         }
         if let Some((id, effect)) = effects.pop_front() {
             let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
-                eprintln!("warning: {}", switchboard_smol::error_chain(&e));
+                eprintln!("warning: {}", switchboard_store::start::error_chain(&e));
                 EffectResult::Failed
             });
             server.handle(now(), Input::EffectDone { id, result });

@@ -2,13 +2,12 @@
 //! is committed on smol's blocking pool, while the next accumulates; a failed batch is
 //! retried, alone and unchanged, with a capped backoff until it succeeds.
 
-use std::error::Error;
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use smol::future;
 use smol::{LocalExecutor, Task, Timer};
 use switchboard_proto::{Change, Seq};
+use switchboard_store::start::error_chain;
 use switchboard_store::{Store, StoreError};
 use tracing::{debug, error, info};
 
@@ -194,17 +193,6 @@ fn spawn_attempt(
         })
         .await
     })
-}
-
-/// An error and its causes, `outer: inner: innermost`, for logs.
-pub fn error_chain(error: &dyn Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(text, ": {cause}");
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

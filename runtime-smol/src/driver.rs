@@ -17,11 +17,12 @@ use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::{
     CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Output, Peer, Protocol, Server,
 };
+use switchboard_store::clock::Clock;
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::start::error_chain;
 use tracing::{debug, error, info, warn};
 
-use crate::clock::Clock;
-use crate::commit::{error_chain, Attempt, Committer, Outcome};
+use crate::commit::{Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
 use crate::fds::Capacity;
 use crate::{Error, Runtime};
