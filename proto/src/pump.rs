@@ -253,6 +253,15 @@ impl Pump {
         current + self.pending.len()
     }
 
+    /// The failed batch waiting out its backoff, if any: the caller handed it back with
+    /// [`commit_failed`](Self::commit_failed), and it is still uncommitted.
+    pub fn retrying(&self) -> Option<&Batch> {
+        match &self.commit {
+            Commit::Retrying { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
     /// The changes gathering for the next batch, with their sequence numbers.
     pub fn gathering(&self) -> impl Iterator<Item = (Seq, &Change)> {
         let first = self.pending_through.0 + 1 - self.pending.len() as u64;

@@ -97,10 +97,12 @@ impl Harness {
     }
 
     /// Changes persisted and not yet committed, with their sequence numbers: the batch in
-    /// flight, then those gathering for the next.
+    /// flight or waiting to be retried, then those gathering for the next.
     pub(crate) fn uncommitted(&self) -> Vec<(Seq, Change)> {
         let in_flight = self.in_flight.iter().flat_map(Batch::numbered);
+        let retrying = self.pump.retrying().into_iter().flat_map(Batch::numbered);
         in_flight
+            .chain(retrying)
             .chain(self.pump.gathering())
             .map(|(seq, change)| (seq, change.clone()))
             .collect()
