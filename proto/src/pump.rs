@@ -119,6 +119,8 @@ pub struct Pump {
     pending_through: Seq,
     /// The wait before the next retry.
     backoff: Duration,
+    /// With [`with_tap`](Self::with_tap): a copy of every output, in the server's order.
+    tap: Option<VecDeque<Output>>,
 }
 
 impl Pump {
@@ -131,8 +133,24 @@ impl Pump {
             pending: Vec::new(),
             pending_through: server.committed(),
             backoff: FIRST_RETRY,
+            tap: None,
             server,
         }
+    }
+
+    /// A pump that also keeps a copy of every output the server produces, in the server's
+    /// order and before the gate holds any back, for [`poll_emitted`](Self::poll_emitted):
+    /// what the simulator's oracles read. Drain both after every call.
+    pub fn with_tap(server: Server) -> Pump {
+        Pump {
+            tap: Some(VecDeque::new()),
+            ..Pump::new(server)
+        }
+    }
+
+    /// With [`with_tap`](Self::with_tap): the next output as the server produced it.
+    pub fn poll_emitted(&mut self) -> Option<Output> {
+        self.tap.as_mut()?.pop_front()
     }
 
     /// The server, for its state, config and stats.
@@ -285,6 +303,9 @@ impl Pump {
     /// commit of what gathered if none is in flight.
     fn drain(&mut self) {
         while let Some(output) = self.server.poll_output() {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.push_back(output.clone());
+            }
             if let Some(output) = self.gate.admit(output) {
                 self.carry_out(output);
             }

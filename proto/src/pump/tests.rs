@@ -206,3 +206,27 @@ fn effects_go_out_and_their_results_come_back_in() {
     p.commit_finished(at(3));
     assert_eq!(actions(&mut p), [tx(c, "ok account bob created\r\n")]);
 }
+
+#[test]
+fn the_tap_sees_every_output_in_the_servers_order_before_the_gate() {
+    let mut p = Pump::with_tap(Server::new(Config::default(), State::default()));
+    let c = admin(&mut p, 1);
+    send(&mut p, at(1), c, "ban ip 10.0.0.1\r\n");
+    let emitted: Vec<Output> = std::iter::from_fn(|| p.poll_emitted()).collect();
+    assert!(
+        matches!(
+            emitted.as_slice(),
+            [
+                Output::Persist { seq: Seq(1), .. },
+                Output::Transmit {
+                    after: Some(Seq(1)),
+                    ..
+                }
+            ]
+        ),
+        "{emitted:?}"
+    );
+    // The acknowledgement itself is still held.
+    assert_eq!(commits(&actions(&mut p)), [(Seq(1), 1)]);
+    assert_eq!(pump().poll_emitted(), None, "no tap, nothing kept");
+}
