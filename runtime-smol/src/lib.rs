@@ -17,14 +17,12 @@
 //!   for the peer to close, all within [`Options::linger`]; any other close drops the socket
 //!   at once.
 //! - Durability: the runtime holds the data directory's lock ([`DataDir`]) for its lifetime,
-//!   loads the store before serving, and passes every output through a
-//!   [`CommitGate`](switchboard_proto::CommitGate). `Persist` outputs gather into a batch
-//!   that is committed in one transaction on smol's blocking pool while the next batch
-//!   gathers (group commit); each commit is reported as
-//!   [`Input::Committed`](switchboard_proto::Input::Committed) and releases the transmits
-//!   that waited on it. A failed commit is reported as
-//!   [`Input::CommitFailed`](switchboard_proto::Input::CommitFailed), logged once, and the
-//!   same batch is retried with a capped backoff until it succeeds.
+//!   loads the store before serving, and drives the core through a
+//!   [`Pump`](switchboard_proto::Pump), which holds back the transmits that reveal
+//!   uncommitted changes and decides what to commit and when: one batch in flight while the
+//!   next gathers (group commit), a failed batch again after a capped backoff. This crate's
+//!   committer runs each batch in one transaction on smol's blocking pool and logs a run of
+//!   failures once.
 //! - Effects (password hashing) run on smol's blocking pool and come back as
 //!   [`Input::EffectDone`](switchboard_proto::Input::EffectDone).
 //! - On Unix, `<data-dir>/admin.sock` takes admin commands: its connections are driven like
