@@ -109,6 +109,30 @@ enum Commit {
 ///   refuses new durable work until a commit succeeds) and asked for again, unchanged,
 ///   after [`FIRST_RETRY`], doubling up to [`MAX_RETRY`]; the changes gathering meanwhile
 ///   wait for the next batch.
+///
+/// ```
+/// use switchboard_proto::{Action, Config, ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+///
+/// let mut pump = Pump::new(Server::new(Config::default(), State::default()));
+/// let now = Now::at(Instant::ZERO, 1_700_000_000_000);
+/// let conn = ConnId(1);
+/// let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+/// pump.accepted(now, conn, Protocol::Ws2017, Peer::Net(peer));
+/// pump.received(now, conn, "uname alice\r\n".into());
+/// let mut sent = Vec::new();
+/// while let Some(action) = pump.poll_action() {
+///     match action {
+///         Action::Transmit { conn, bytes } => {
+///             sent.extend_from_slice(&bytes);
+///             pump.written(now, conn, bytes.len());
+///         }
+///         Action::Close { .. } => { /* flush if reason.flush(), then close */ }
+///         Action::Commit(_batch) => pump.commit_finished(now), // a store that keeps up
+///         Action::Effect { .. } => { /* run it off the loop, then pump.effect_done(..) */ }
+///     }
+/// }
+/// assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
+/// ```
 pub struct Pump {
     server: Server,
     gate: CommitGate,
