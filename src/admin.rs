@@ -9,11 +9,11 @@ use std::thread;
 use std::time::Duration;
 
 use switchboard_proto::{
-    AdminCommand, CommitGate, Config, ConnId, EffectResult, Input, Instant, Now, Output, Peer,
-    Protocol, Seq, Server,
+    Action, AdminCommand, Config, ConnId, EffectResult, Peer, Protocol, Pump, Server,
 };
-use switchboard_smol::{DataDir, LockError};
+use switchboard_store::clock::Clock;
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::data_dir::{DataDir, LockError};
 use switchboard_store::StoreError;
 
 use crate::cli::{AdminArgs, BanCommand, NewPassword, PasswordSource, UnbanCommand, UserCommand};
@@ -185,7 +185,7 @@ fn read_password() -> Result<String, AdminError> {
 /// admin socket when one holds the directory, else on the store directly.
 pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminError> {
     let dir = &args.data_dir;
-    let socket = switchboard_smol::admin_socket_path(dir);
+    let socket = switchboard_store::data_dir::admin_socket_path(dir);
     let started = std::time::Instant::now();
     loop {
         // Never creates a data dir or a store: a typo in --data-dir is an error.
@@ -425,76 +425,34 @@ fn final_line(line: &str) -> Option<(bool, &str)> {
 }
 
 /// Runs the command through a core started on the store, with no server running: the
-/// same drive loop as the runtime's, done synchronously. Effects run inline, the changes
-/// are committed in one batch, and the answer is read once the gate releases it.
+/// same [`Pump`] as the runtime's, driven synchronously. Effects run inline, each batch the
+/// pump asks for is committed at once (a failure is the command's error: nothing is
+/// retried), and the answer is read once the pump releases it.
 fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<Answer, AdminError> {
     let mut store = data_dir.open_existing_store()?;
-    let mut server = Server::new(Config::default(), store.load()?);
-    let clock = std::time::Instant::now();
-    let wall_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let now = || {
-        let mono = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Now::at(Instant::from_millis(mono), wall_ms)
-    };
+    let mut pump = Pump::new(Server::new(Config::default(), store.load()?));
+    let clock = Clock::start();
     let conn = ConnId(1);
-    server.handle(
-        now(),
-        Input::Accepted {
-            conn,
-            protocol: Protocol::Admin,
-            peer: Peer::Local,
-        },
-    );
+    pump.accepted(clock.now(), conn, Protocol::Admin, Peer::Local);
     let line = format!("{}\r\n", command.to_line());
-    server.handle(
-        now(),
-        Input::Received {
-            conn,
-            bytes: line.into(),
-        },
-    );
-    let mut gate = CommitGate::new();
+    pump.received(clock.now(), conn, line.into());
     let mut reply = Vec::new();
-    let mut batch = Vec::new();
-    let mut through = Seq::default();
-    let mut effects = std::collections::VecDeque::new();
-    loop {
-        while let Some(output) = server.poll_output() {
-            let Some(output) = gate.admit(output) else {
-                continue;
-            };
-            match output {
-                Output::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
-                Output::Close { .. } => {}
-                Output::Persist { seq, change } => {
-                    batch.push(*change);
-                    through = seq;
-                }
-                Output::Effect { id, effect } => effects.push_back((id, effect)),
+    while let Some(action) = pump.poll_action() {
+        match action {
+            Action::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
+            Action::Close { .. } => {}
+            Action::Commit(batch) => {
+                store.commit(&batch.changes)?;
+                pump.commit_finished(clock.now());
+            }
+            Action::Effect { id, effect } => {
+                let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
+                    eprintln!("warning: {}", switchboard_store::start::error_chain(&e));
+                    EffectResult::Failed
+                });
+                pump.effect_done(clock.now(), id, result);
             }
         }
-        if let Some((id, effect)) = effects.pop_front() {
-            let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
-                eprintln!("warning: {}", switchboard_smol::error_chain(&e));
-                EffectResult::Failed
-            });
-            server.handle(now(), Input::EffectDone { id, result });
-            continue;
-        }
-        if !batch.is_empty() {
-            store.commit(&batch)?;
-            batch.clear();
-            for output in gate.committed(through) {
-                if let Output::Transmit { bytes, .. } = output {
-                    reply.extend_from_slice(&bytes);
-                }
-            }
-            server.handle(now(), Input::Committed { through });
-            continue;
-        }
-        break;
     }
     parse_reply(&reply).ok_or(AdminError::NoAnswer)
 }

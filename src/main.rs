@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use switchboard_proto::AdminCommand;
-use switchboard_smol::error_chain;
+use switchboard_store::start::error_chain;
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, ServeArgs};

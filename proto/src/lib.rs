@@ -40,6 +40,7 @@ mod outbox;
 mod peer;
 mod persist;
 mod protocol;
+mod pump;
 mod rng;
 mod secret;
 mod server;
@@ -63,6 +64,7 @@ pub use persist::{
     MessageKind, State, StoredMessage,
 };
 pub use protocol::admin::{AdminCommand, AdminParseError};
+pub use pump::{Action, Batch, Pump, FIRST_RETRY, MAX_RETRY};
 pub use secret::{PasswordHash, Secret};
 pub use server::{Server, Stats};
 pub use time::{Instant, Now};

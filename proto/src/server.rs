@@ -31,9 +31,16 @@ use crate::timers::Timers;
 ///    [`Output::Close`]; add each [`Output::Persist`] to the store's next batch; run each
 ///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]. Draining late only
 ///    adds latency.
-/// 4. Commit batches off the loop, one at a time; report [`Input::Committed`] and carry out
-///    what the gate releases, or [`Input::CommitFailed`] and retry the same batch.
+/// 4. Commit batches off the loop, one at a time; report [`Input::Committed`] *first*, then
+///    carry out what the gate releases ([`CommitGate::committed`](crate::CommitGate::committed)),
+///    then drain again; or report [`Input::CommitFailed`] and retry the same batch. That
+///    order is the one rule: the server always knows of a commit before any byte it
+///    released is reported written.
 /// 5. Ask [`poll_timeout`](Self::poll_timeout) for the next deadline and go back to 1.
+///
+/// Every driver in this workspace does all of this through a [`Pump`](crate::Pump), which
+/// owns the server, the gate and the group-commit and retry state machine; a new runtime
+/// should too, instead of writing steps 3 and 4 again.
 ///
 /// A client never sees an acknowledgement of a durable change before it is committed, and a
 /// commit never holds up traffic that does not depend on it. Given the same config, state

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use smol::Async;
 use tracing::{info, warn};
 
-use crate::data_dir::DataDir;
 use crate::Error;
+use switchboard_store::data_dir::DataDir;
 
 /// The bound admin socket.
 #[derive(Debug)]

@@ -15,13 +15,14 @@ use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::{
-    CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Output, Peer, Protocol, Server,
+    Action, ConnId, Effect, EffectId, EffectResult, Peer, Protocol, Pump, Server,
 };
+use switchboard_store::clock::Clock;
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::start::error_chain;
 use tracing::{debug, error, info, warn};
 
-use crate::clock::Clock;
-use crate::commit::{error_chain, Attempt, Committer, Outcome};
+use crate::commit::{Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
 use crate::fds::Capacity;
 use crate::{Error, Runtime};
@@ -114,8 +115,7 @@ pub(crate) async fn run(
     accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
     let mut driver = Driver {
         ex,
-        server: Server::new(config, state),
-        gate: CommitGate::new(),
+        pump: Pump::new(Server::new(config, state)),
         committer: Committer::new(store),
         cost: options.hash_cost.clone(),
         clock: Clock::start(),
@@ -129,9 +129,9 @@ pub(crate) async fn run(
     let mut timer_at = None;
     loop {
         let now = driver.clock.now();
-        let deadline = driver.server.poll_timeout();
+        let deadline = driver.pump.poll_timeout();
         if deadline.is_some_and(|at| at <= now.mono) {
-            driver.server.handle_timeout(now);
+            driver.pump.handle_timeout(now);
             driver.drain();
             continue;
         }
@@ -198,9 +198,10 @@ pub(crate) async fn run(
 
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
-    server: Server,
-    /// Holds back the transmits that reveal uncommitted changes.
-    gate: CommitGate,
+    /// The core with its commit gate and group commit: says what to write, close, commit
+    /// and run.
+    pump: Pump,
+    /// Runs the batches the pump asks for on the blocking pool.
     committer: Committer,
     /// The cost of password hashes the effects make.
     cost: Cost,
@@ -229,19 +230,12 @@ impl Driver<'_, '_> {
                 }
                 let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
                 self.conns.insert(conn, handle);
-                self.server.handle(
-                    now,
-                    Input::Accepted {
-                        conn,
-                        protocol,
-                        peer,
-                    },
-                );
+                self.pump.accepted(now, conn, protocol, peer);
             }
             // Events of a connection already closed are late news; the core has forgotten it.
             Event::Received { conn, bytes } => {
                 if self.conns.contains_key(&conn) {
-                    self.server.handle(now, Input::Received { conn, bytes });
+                    self.pump.received(now, conn, bytes);
                 }
             }
             // After a half-close the peer may still read what was queued: flush it.
@@ -253,29 +247,27 @@ impl Driver<'_, '_> {
         match report {
             Report::Written { conn, n } => {
                 if self.conns.contains_key(&conn) {
-                    self.server
-                        .handle(self.clock.now(), Input::Written { conn, n });
+                    self.pump.written(self.clock.now(), conn, n);
                 }
             }
             Report::Failed { conn } => self.peer_closed(conn, false),
             Report::EffectDone { id, result } => {
-                self.server
-                    .handle(self.clock.now(), Input::EffectDone { id, result });
+                self.pump.effect_done(self.clock.now(), id, result);
             }
         }
     }
 
-    /// Tells the core how a commit attempt went and releases what waited on it.
+    /// Tells the pump how a commit attempt went: it tells the core, releases what waited
+    /// on the commit and asks for the next batch, or keeps the failed batch for a retry
+    /// after its backoff.
     fn on_commit(&mut self, attempt: Attempt) {
         let now = self.clock.now();
-        match self.committer.finish(self.ex, attempt) {
+        match self.committer.finish(attempt) {
             Outcome::Committed { through } => {
-                for output in self.gate.committed(through) {
-                    self.carry_out(output);
-                }
-                self.server.handle(now, Input::Committed { through });
+                self.pump.commit_finished(now);
+                debug_assert_eq!(self.pump.server().committed(), through);
             }
-            Outcome::Failed { error } => self.server.handle(now, Input::CommitFailed { error }),
+            Outcome::Failed { batch, error } => self.pump.commit_failed(now, batch, error),
         }
         self.drain();
     }
@@ -289,9 +281,7 @@ impl Driver<'_, '_> {
         } else {
             info!(%conn, reason = "peer closed", "connection closed");
         }
-        self.gate.forget(conn);
-        self.server
-            .handle(self.clock.now(), Input::PeerClosed { conn });
+        self.pump.peer_closed(self.clock.now(), conn);
         if flush {
             handle.close(self.ex, self.linger).detach();
         } else {
@@ -299,27 +289,22 @@ impl Driver<'_, '_> {
         }
     }
 
-    /// Carries out every output the core has queued, holding back through the gate what
-    /// waits on a commit, then starts a commit of the changes gathered if none is running.
+    /// Carries out every action the pump has queued.
     fn drain(&mut self) {
-        while let Some(output) = self.server.poll_output() {
-            if let Some(output) = self.gate.admit(output) {
-                self.carry_out(output);
-            }
+        while let Some(action) = self.pump.poll_action() {
+            self.carry_out(action);
         }
-        self.committer.start(self.ex);
     }
 
-    fn carry_out(&mut self, output: Output) {
-        match output {
-            Output::Transmit { conn, bytes, .. } => {
+    fn carry_out(&mut self, action: Action) {
+        match action {
+            Action::Transmit { conn, bytes } => {
                 if let Some(handle) = self.conns.get(&conn) {
                     handle.send(bytes);
                 }
             }
-            Output::Close { conn, reason } => {
+            Action::Close { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
-                    self.gate.forget(conn);
                     if handle.local {
                         debug!(%conn, reason = reason.as_str(), "local connection closed");
                     } else {
@@ -332,8 +317,8 @@ impl Driver<'_, '_> {
                     }
                 }
             }
-            Output::Persist { seq, change } => self.committer.push(seq, *change),
-            Output::Effect { id, effect } => self.run_effect(id, effect),
+            Action::Commit(batch) => self.committer.start(self.ex, batch),
+            Action::Effect { id, effect } => self.run_effect(id, effect),
         }
     }
 
@@ -378,9 +363,28 @@ impl Driver<'_, '_> {
             events.or(reports).await;
         };
         let mut discard = pin!(discard);
-        while self.committer.busy() {
+        // The pump asks for each batch in turn, a failed one again after its backoff:
+        // follow it until nothing is left to commit or the grace is over.
+        while self.pump.committing() {
+            let retry_at = match self.committer.busy() {
+                true => None,
+                false => self
+                    .pump
+                    .poll_timeout()
+                    .and_then(|at| self.clock.deadline(at))
+                    .map(|at| at.min(deadline)),
+            };
             let committer = &mut self.committer;
-            let finished = async { Some(committer.finished().await) }
+            let woke = async { Some(Some(committer.finished().await)) }
+                .or(async {
+                    match retry_at {
+                        Some(at) => {
+                            Timer::at(at).await;
+                            Some(None)
+                        }
+                        None => future::pending().await,
+                    }
+                })
                 .or(async {
                     Timer::at(deadline).await;
                     None
@@ -390,12 +394,16 @@ impl Driver<'_, '_> {
                     None
                 })
                 .await;
-            match finished {
-                Some(attempt) => self.on_commit(attempt),
-                None => break,
+            match woke {
+                Some(Some(attempt)) => self.on_commit(attempt),
+                Some(None) if std::time::Instant::now() < deadline => {
+                    self.pump.handle_timeout(self.clock.now());
+                    self.drain();
+                }
+                _ => break,
             }
         }
-        let uncommitted = self.committer.uncommitted();
+        let uncommitted = self.pump.uncommitted();
         let closing: Vec<Task<()>> = std::mem::take(&mut self.conns)
             .into_iter()
             .map(|(conn, handle)| {

@@ -17,14 +17,12 @@
 //!   for the peer to close, all within [`Options::linger`]; any other close drops the socket
 //!   at once.
 //! - Durability: the runtime holds the data directory's lock ([`DataDir`]) for its lifetime,
-//!   loads the store before serving, and passes every output through a
-//!   [`CommitGate`](switchboard_proto::CommitGate). `Persist` outputs gather into a batch
-//!   that is committed in one transaction on smol's blocking pool while the next batch
-//!   gathers (group commit); each commit is reported as
-//!   [`Input::Committed`](switchboard_proto::Input::Committed) and releases the transmits
-//!   that waited on it. A failed commit is reported as
-//!   [`Input::CommitFailed`](switchboard_proto::Input::CommitFailed), logged once, and the
-//!   same batch is retried with a capped backoff until it succeeds.
+//!   loads the store before serving, and drives the core through a
+//!   [`Pump`](switchboard_proto::Pump), which holds back the transmits that reveal
+//!   uncommitted changes and decides what to commit and when: one batch in flight while the
+//!   next gathers (group commit), a failed batch again after a capped backoff. This crate's
+//!   committer runs each batch in one transaction on smol's blocking pool and logs a run of
+//!   failures once.
 //! - Effects (password hashing) run on smol's blocking pool and come back as
 //!   [`Input::EffectDone`](switchboard_proto::Input::EffectDone).
 //! - On Unix, `<data-dir>/admin.sock` takes admin commands: its connections are driven like
@@ -43,10 +41,8 @@
 
 #[cfg(unix)]
 mod admin;
-mod clock;
 mod commit;
 mod conn;
-mod data_dir;
 mod driver;
 pub mod fds;
 
@@ -60,14 +56,17 @@ use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
 use switchboard_proto::{Config, Protocol, State};
 use switchboard_store::credentials::Cost;
+use switchboard_store::start::StartError;
 use switchboard_store::{Store, StoreError};
 use tracing::{info, warn};
 
-pub use commit::error_chain;
-pub use data_dir::{
+// Std-only pieces every runtime shares; they live in the store crate so that no other
+// runtime has to import this one. Re-exported for this crate's callers.
+pub use switchboard_store::data_dir::{
     admin_socket_path, check as check_data_dir, DataDir, LockError, ADMIN_SOCKET_NAME,
     LOCK_FILE_NAME,
 };
+pub use switchboard_store::start::error_chain;
 
 /// How the runtime runs, beyond the core's [`Config`].
 #[derive(Clone, Debug)]
@@ -112,8 +111,8 @@ impl Default for Options {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The operating system gave no randomness for the seed.
-    #[error("cannot draw a seed from the operating system")]
-    Seed(#[source] getrandom::Error),
+    #[error(transparent)]
+    Seed(#[from] switchboard_store::start::SeedError),
     /// The data directory could not be taken (another server holds it, say).
     #[error(transparent)]
     DataDir(#[from] LockError),
@@ -193,13 +192,17 @@ impl Runtime {
         listeners: &[(Protocol, SocketAddr)],
         options: Options,
     ) -> Result<Runtime, Error> {
-        config.seed = match options.seed {
-            Some(seed) => seed,
-            None => getrandom::u64().map_err(Error::Seed)?,
-        };
+        config.seed = switchboard_store::start::choose_seed(options.seed)?;
         info!(seed = config.seed, "server seed");
         let limit = fds::raise_limit();
-        let data_dir = DataDir::lock(data_dir)?;
+        let switchboard_store::start::Started {
+            data_dir,
+            store,
+            state,
+        } = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
+            StartError::DataDir(e) => Error::DataDir(e),
+            StartError::Store(e) => Error::Store(e),
+        })?;
         let absolute =
             std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
         if data_dir.created() {
@@ -207,8 +210,6 @@ impl Runtime {
         } else {
             info!(path = %absolute.display(), "data directory opened");
         }
-        let store = data_dir.open_store()?;
-        let state = store.load()?;
         info!(
             path = %store.path().display(),
             accounts = state.accounts.len(),

@@ -1,9 +1,10 @@
 //! The store model: durable state is the committed transactions and nothing else.
 //!
 //! Each boot of the server numbers its `Persist` outputs from 1. The model keeps this
-//! boot's changes in order, commits them in batches (group commit: whatever has
-//! accumulated when the previous commit finished) after a random latency, and sometimes
-//! fails a commit for a while; the same batch is retried until it lands. A crash loses
+//! boot's changes in order and commits the batches the server's
+//! [`Pump`](switchboard_proto::Pump) asks for (group commit: whatever accumulated while the
+//! previous commit ran) after a random latency, and sometimes fails a commit for a while;
+//! the pump asks for the same batch again after its backoff until it lands. A crash loses
 //! every change not committed; a crash while a batch is in flight either lands the whole
 //! batch (durable, but its acknowledgements never leave) or none of it.
 
@@ -43,15 +44,12 @@ impl StoreModel {
         Ok(())
     }
 
-    /// Starts a commit of everything not yet committed, if none is running; returns the
-    /// batch's last sequence number.
-    pub(crate) fn start(&mut self) -> Option<Seq> {
-        if self.inflight.is_some() || self.boot_log.len() as u64 <= self.committed_through.0 {
-            return None;
-        }
-        let through = Seq(self.boot_log.len() as u64);
+    /// Starts committing the batch of everything after the last commit through
+    /// `through`, as the pump asked.
+    pub(crate) fn begin(&mut self, through: Seq) {
+        debug_assert!(self.inflight.is_none(), "one commit at a time");
+        debug_assert!(through.0 <= self.boot_log.len() as u64);
         self.inflight = Some(through);
-        Some(through)
     }
 
     /// The in-flight batch lands: applies it and returns its changes in order.
@@ -103,11 +101,10 @@ mod tests {
         let mut s = StoreModel::default();
         s.persist(Seq(1), ban(1)).unwrap();
         s.persist(Seq(2), ban(2)).unwrap();
-        assert_eq!(s.start(), Some(Seq(2)));
+        s.begin(Seq(2));
         s.persist(Seq(3), ban(3)).unwrap();
-        assert_eq!(s.start(), None, "one commit at a time");
         assert_eq!(s.land(), vec![ban(1), ban(2)]);
-        assert_eq!(s.start(), Some(Seq(3)));
+        s.begin(Seq(3));
         s.crash();
         assert_eq!(s.committed.ip_bans.len(), 2);
         assert_eq!(s.uncommitted(), 0);

@@ -59,14 +59,16 @@
 //!
 //! # The world around the server
 //!
-//! The player drives the server as a runtime does: every output goes through a
-//! [`CommitGate`](switchboard_proto::CommitGate), so bytes that reveal a durable change
-//! (and everything after them on that connection) wait for its commit while other
-//! connections' traffic flows. Persisted changes go to a store model. Unless held or
-//! failing, the store commits its batch once the server is idle at an instant (after each
-//! step, after each deadline a `~` fires) and reports `Committed`. Effects run at once: a
-//! fake password hasher turns `pw` into `test$pw`. After each step the server's durable
-//! state must equal the committed state plus the batch.
+//! The player drives the server as a runtime does, through a
+//! [`Pump`](switchboard_proto::Pump): bytes that reveal a durable change (and everything
+//! after them on that connection) wait for its commit while other connections' traffic
+//! flows. The pump asks for one batch at a time and gathers the next meanwhile; unless
+//! held or failing, the store model commits the batch in flight once the server is idle at
+//! an instant (after each step, after each deadline a `~` fires). A failed batch is
+//! reported once and retried by the pump after its backoff, in virtual time, so a
+//! scenario advances the clock (`~ +50ms`) to see the retry. Effects run at once: a fake
+//! password hasher turns `pw` into `test$pw`. After each step the server's durable state
+//! must equal the committed state plus every uncommitted change.
 //!
 //! # The transcript
 //!

@@ -1,15 +1,16 @@
 //! Plays a [`Scenario`] against a [`Server`] in virtual time and writes the transcript.
 //!
 //! The player is the server's whole world: the clients, the store (see [`crate::store`])
-//! and the effect runner. It follows the drive-loop contract of the core: every output
-//! goes through a [`CommitGate`], so an acknowledgement that reveals a durable change is
-//! printed only after the `db:` line of its commit.
+//! and the effect runner. It drives the core through a [`Pump`], like every runtime: an
+//! acknowledgement that reveals a durable change is printed only after the `db:` line of
+//! its commit, one batch is committed at a time while the next gathers, and a failed batch
+//! is retried after the pump's backoff (in virtual time).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use switchboard_proto::{
-    CommitGate, ConnId, Effect, EffectId, Input, Instant, Now, Output, Peer, Protocol, Server,
+    Action, Batch, ConnId, Effect, EffectId, Input, Instant, Now, Peer, Protocol, Pump, Server,
 };
 
 use crate::escape::escape;
@@ -70,13 +71,13 @@ struct Client {
 struct Player<'s> {
     scenario: &'s Scenario,
     delivery: Delivery,
-    /// The running server; `None` between `!crash` and `!restart`.
-    server: Option<Server>,
+    /// The running server's pump; `None` between `!crash` and `!restart`.
+    pump: Option<Pump>,
     /// Servers started before the running one; each boot's seed is the config's seed
     /// plus this.
     boots: u64,
-    /// Holds what waits on an uncommitted change; new with every server.
-    gate: CommitGate,
+    /// The batch the pump asked to commit and the store has not committed yet.
+    in_flight: Option<Batch>,
     store: Store,
     /// Effects asked for and not yet run.
     effects: VecDeque<(EffectId, Effect)>,
@@ -104,9 +105,9 @@ pub fn play(scenario: &Scenario, delivery: Delivery) -> Result<String, ScenarioE
     let mut player = Player {
         scenario,
         delivery,
-        server: None,
+        pump: None,
         boots: 0,
-        gate: CommitGate::new(),
+        in_flight: None,
         store: Store::default(),
         effects: VecDeque::new(),
         now: Instant::ZERO,
@@ -135,8 +136,9 @@ impl Player<'_> {
         let mut config = self.scenario.config.clone();
         config.seed = config.seed.wrapping_add(self.boots);
         self.boots += 1;
-        self.server = Some(Server::new(config, self.store.committed.clone()));
-        self.gate = CommitGate::new();
+        let server = Server::new(config, self.store.committed.clone());
+        self.pump = Some(Pump::new(server));
+        self.in_flight = None;
         self.effects.clear();
     }
 
@@ -164,8 +166,7 @@ impl Player<'_> {
                 if let Some(c) = self.clients.get_mut(client) {
                     c.conn = None;
                 }
-                // Whatever waited for a commit on it has nowhere to go.
-                self.gate.forget(conn);
+                // Whatever waited for a commit on it has nowhere to go: the pump drops it.
                 self.input(line, Input::PeerClosed { conn })
             }
             StepKind::Stall(client) => {
@@ -208,7 +209,7 @@ impl Player<'_> {
                     ));
                 }
                 self.store.holding = false;
-                if self.store.batch.is_empty() {
+                if self.in_flight.is_none() {
                     return Ok(());
                 }
                 self.commit(line)
@@ -240,7 +241,7 @@ impl Player<'_> {
                 Ok(())
             }
             StepKind::Restart => {
-                if self.server.is_some() {
+                if self.pump.is_some() {
                     return Err(self.scenario.error(
                         line,
                         "the server is running; !crash it before !restart".to_owned(),
@@ -254,7 +255,7 @@ impl Player<'_> {
 
     /// The running server, or an error naming the line and what needed it.
     fn running(&self, line: usize, what: &str) -> Result<(), ScenarioError> {
-        if self.server.is_some() {
+        if self.pump.is_some() {
             return Ok(());
         }
         Err(self.scenario.error(
@@ -264,12 +265,22 @@ impl Player<'_> {
     }
 
     /// The server is gone with its held outputs and running effects; the store loses
-    /// its uncommitted batch; every open connection is cut.
+    /// the uncommitted changes (the batch in flight and those gathering); every open
+    /// connection is cut.
     fn crash(&mut self) {
-        self.server = None;
-        self.gate = CommitGate::new();
+        let in_flight = self.in_flight.take();
+        let lost = in_flight.iter().flat_map(Batch::numbered);
+        let lost = match &self.pump {
+            Some(pump) => {
+                let retrying = pump.retrying().into_iter().flat_map(Batch::numbered);
+                self.store
+                    .crash(lost.chain(retrying).chain(pump.gathering()))
+            }
+            None => self.store.crash(lost),
+        };
+        self.pump = None;
         self.effects.clear();
-        for text in self.store.crash() {
+        for text in lost {
             self.print_db(&text);
         }
         let open: BTreeMap<ConnId, String> = (self.clients.iter())
@@ -408,8 +419,8 @@ impl Player<'_> {
     /// keeps up after each.
     fn advance(&mut self, line: usize, target: Instant) -> Result<(), ScenarioError> {
         let mut fired_at = (self.now, 0);
-        while let Some(at) = (self.server.as_ref())
-            .and_then(Server::poll_timeout)
+        while let Some(at) = (self.pump.as_ref())
+            .and_then(Pump::poll_timeout)
             .filter(|&at| at <= target)
         {
             self.now = self.now.max(at);
@@ -429,8 +440,8 @@ impl Player<'_> {
             }
             self.firing = Some(self.now);
             let now = self.now();
-            if let Some(server) = self.server.as_mut() {
-                server.handle_timeout(now);
+            if let Some(pump) = self.pump.as_mut() {
+                pump.handle_timeout(now);
             }
             let done = self.drain(line).and_then(|()| self.settle(line));
             self.firing = None;
@@ -449,22 +460,33 @@ impl Player<'_> {
     /// Feeds one input without draining.
     fn handle(&mut self, input: Input) {
         let now = self.now();
-        if let Some(server) = self.server.as_mut() {
-            server.handle(now, input);
+        let Some(pump) = self.pump.as_mut() else {
+            return;
+        };
+        match input {
+            Input::Accepted {
+                conn,
+                protocol,
+                peer,
+            } => pump.accepted(now, conn, protocol, peer),
+            Input::Received { conn, bytes } => pump.received(now, conn, bytes),
+            Input::Written { conn, n } => pump.written(now, conn, n),
+            Input::PeerClosed { conn } => pump.peer_closed(now, conn),
+            Input::EffectDone { id, result } => pump.effect_done(now, id, result),
+            // Commits are reported by `commit`, through the pump's own calls.
+            Input::Committed { .. } | Input::CommitFailed { .. } => {}
         }
     }
 
-    /// Carries out every output in the order the server produced it (those the gate
-    /// lets through; it keeps the rest), running each effect once the queue is empty.
+    /// Carries out every action in the order the pump gives them, running each effect
+    /// once the queue is empty.
     fn drain(&mut self, line: usize) -> Result<(), ScenarioError> {
         loop {
-            let Some(server) = self.server.as_mut() else {
+            let Some(pump) = self.pump.as_mut() else {
                 return Ok(());
             };
-            if let Some(output) = server.poll_output() {
-                if let Some(output) = self.gate.admit(output) {
-                    self.carry_out(line, output)?;
-                }
+            if let Some(action) = pump.poll_action() {
+                self.carry_out(line, action)?;
                 continue;
             }
             let Some((id, effect)) = self.effects.pop_front() else {
@@ -475,34 +497,40 @@ impl Player<'_> {
         }
     }
 
-    /// The store keeps up: while it wants to commit, it tries, and the server hears the
-    /// outcome. Called once the server is idle at an instant (after a step, after each
-    /// deadline fired).
+    /// The store keeps up: while the pump has a batch in flight and commits are not held,
+    /// the store tries it and the pump hears the outcome. Called once the server is idle
+    /// at an instant (after a step, after each deadline fired).
     fn settle(&mut self, line: usize) -> Result<(), ScenarioError> {
-        while self.server.is_some() && self.store.wants_to_commit() {
+        while self.pump.is_some() && !self.store.holding && self.in_flight.is_some() {
             self.commit(line)?;
         }
         Ok(())
     }
 
-    /// Tries to commit the batch: on success prints its `db:` lines, reports the commit
-    /// and carries out what the gate held for it; on failure reports that.
+    /// Tries to commit the batch in flight: on success prints its `db:` lines and reports
+    /// the commit (the pump releases what waited on it); on failure prints that (once per
+    /// batch) and hands the batch back for the pump to retry after its backoff.
     fn commit(&mut self, line: usize) -> Result<(), ScenarioError> {
-        match self.store.attempt() {
-            Attempt::Committed { through, lines } => {
+        let Some(batch) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let now = self.now();
+        match self.store.attempt(&batch) {
+            Attempt::Committed { lines } => {
                 for text in lines {
                     self.print_db(&text);
                 }
-                self.handle(Input::Committed { through });
-                for output in self.gate.committed(through) {
-                    self.carry_out(line, output)?;
+                if let Some(pump) = self.pump.as_mut() {
+                    pump.commit_finished(now);
                 }
             }
             Attempt::Failed { line: text } => {
-                self.print_db(&text);
-                self.handle(Input::CommitFailed {
-                    error: STORE_ERROR.to_owned(),
-                });
+                if let Some(text) = text {
+                    self.print_db(&text);
+                }
+                if let Some(pump) = self.pump.as_mut() {
+                    pump.commit_failed(now, batch, STORE_ERROR.to_owned());
+                }
             }
         }
         self.drain(line)
@@ -511,10 +539,13 @@ impl Player<'_> {
     /// Checks that the server's durable state is exactly what it asked the store to
     /// commit: a change applied in memory but never persisted would be lost in a crash.
     fn check_store(&self, line: usize) -> Result<(), ScenarioError> {
-        let Some(server) = self.server.as_ref() else {
+        let Some(pump) = self.pump.as_ref() else {
             return Ok(());
         };
-        if *server.state() == self.store.expected() {
+        let uncommitted = (self.in_flight.iter().flat_map(Batch::numbered))
+            .chain(pump.retrying().into_iter().flat_map(Batch::numbered))
+            .chain(pump.gathering());
+        if *pump.server().state() == self.store.expected(uncommitted) {
             return Ok(());
         }
         Err(self.scenario.error(
@@ -523,11 +554,11 @@ impl Player<'_> {
         ))
     }
 
-    /// Does what one output asks: prints transmits and closes, acknowledging transmits
-    /// to clients that read; hands persisted changes to the store's batch; queues effects.
-    fn carry_out(&mut self, line: usize, output: Output) -> Result<(), ScenarioError> {
-        match output {
-            Output::Transmit { conn, bytes, .. } => {
+    /// Does what one action asks: prints transmits and closes, acknowledging transmits
+    /// to clients that read; keeps the batch to commit; queues effects.
+    fn carry_out(&mut self, line: usize, action: Action) -> Result<(), ScenarioError> {
+        match action {
+            Action::Transmit { conn, bytes } => {
                 let client = self.owner(line, conn, "a transmit")?;
                 let label = self.label(&client);
                 for (marker, text) in received_lines(&bytes) {
@@ -543,7 +574,7 @@ impl Player<'_> {
                     c.unread += bytes.len();
                 }
             }
-            Output::Close { conn, reason } => {
+            Action::Close { conn, reason } => {
                 let client = self.owner(line, conn, "a close")?;
                 let label = self.label(&client);
                 self.print(&label, "s:", &format!("(closed: {})", reason.as_str()));
@@ -551,8 +582,16 @@ impl Player<'_> {
                     c.conn = None;
                 }
             }
-            Output::Persist { seq, change } => self.store.batch.push((seq, *change)),
-            Output::Effect { id, effect } => self.effects.push_back((id, effect)),
+            Action::Commit(batch) => {
+                if self.in_flight.is_some() {
+                    return Err(self.scenario.error(
+                        line,
+                        "the pump started a commit while one was in flight".to_owned(),
+                    ));
+                }
+                self.in_flight = Some(batch);
+            }
+            Action::Effect { id, effect } => self.effects.push_back((id, effect)),
         }
         Ok(())
     }

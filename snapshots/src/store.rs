@@ -2,88 +2,88 @@
 //! [`Change`]s (and can be told to lag, fail or lose its batch in a crash), and the
 //! effects the server hands out, run at once by a fake, deterministic password hasher.
 
-use switchboard_proto::{Change, Effect, EffectResult, MessageKind, PasswordHash, Seq, State};
+use switchboard_proto::{
+    Batch, Change, Effect, EffectResult, MessageKind, PasswordHash, Seq, State,
+};
 
 use crate::escape::escape;
 
 /// The error a failing store reports.
 pub(crate) const STORE_ERROR: &str = "disk full";
 
-/// A store model: the committed [`State`] and the batch of changes persisted since.
+/// A store model: the committed [`State`], and how the store behaves when the player's
+/// [`Pump`](switchboard_proto::Pump) asks it to commit a batch.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     /// Everything committed; what a restarted server loads.
     pub(crate) committed: State,
-    /// Changes the server persisted that are not committed yet, in order.
-    pub(crate) batch: Vec<(Seq, Change)>,
     /// `!hold-commits`: no commit is attempted until `!commit`.
     pub(crate) holding: bool,
     /// `!store-fail`: every commit attempt fails until `!store-ok`.
     pub(crate) failing: bool,
-    /// The batch's length when its last commit failed, so a failing store reports a
-    /// batch once, and again only when it grew.
-    failed_len: Option<usize>,
+    /// The last change of the batch whose failure was reported, so the pump's retries of
+    /// the same batch do not repeat the `db:` line.
+    reported: Option<Seq>,
 }
 
 /// What a commit attempt did.
 pub(crate) enum Attempt {
-    /// The batch is committed, through this sequence number; one `db:` line per change.
-    Committed { through: Seq, lines: Vec<String> },
-    /// The commit failed; the batch stays. The `db:` line that says so.
-    Failed { line: String },
+    /// The batch is committed; one `db:` line per change.
+    Committed { lines: Vec<String> },
+    /// The commit failed; the `db:` line that says so, the first time this batch failed.
+    Failed { line: Option<String> },
 }
 
 impl Store {
-    /// Whether the store would try to commit now without being told to: it keeps up
-    /// unless held, and retries a failed batch only once it changed.
-    pub(crate) fn wants_to_commit(&self) -> bool {
-        let reported = self.failing && self.failed_len == Some(self.batch.len());
-        !self.holding && !self.batch.is_empty() && !reported
-    }
-
-    /// Tries to commit the batch (which must not be empty).
-    pub(crate) fn attempt(&mut self) -> Attempt {
-        let first = self.batch.first().map_or(0, |(seq, _)| seq.0);
-        let last = self.batch.last().map_or(0, |(seq, _)| seq.0);
+    /// Tries to commit `batch`.
+    pub(crate) fn attempt(&mut self, batch: &Batch) -> Attempt {
         if self.failing {
-            self.failed_len = Some(self.batch.len());
+            if self.reported == Some(batch.through) {
+                return Attempt::Failed { line: None };
+            }
+            self.reported = Some(batch.through);
+            let first = batch.numbered().next().map_or(0, |(seq, _)| seq.0);
+            let last = batch.through.0;
             let range = if first == last {
                 format!("#{first}")
             } else {
                 format!("#{first}..#{last}")
             };
             return Attempt::Failed {
-                line: format!("commit of {range} failed: {STORE_ERROR}"),
+                line: Some(format!("commit of {range} failed: {STORE_ERROR}")),
             };
         }
-        self.failed_len = None;
-        let mut lines = Vec::with_capacity(self.batch.len());
-        for (seq, change) in self.batch.drain(..) {
-            lines.push(format!("#{} {}", seq.0, describe(&change)));
-            self.committed.apply(&change);
+        self.reported = None;
+        let mut lines = Vec::with_capacity(batch.changes.len());
+        for (seq, change) in batch.numbered() {
+            lines.push(format!("#{} {}", seq.0, describe(change)));
+            self.committed.apply(change);
         }
-        Attempt::Committed {
-            through: Seq(last),
-            lines,
-        }
+        Attempt::Committed { lines }
     }
 
-    /// A crash: the uncommitted batch is lost (one `db:` line per change), and the store
-    /// comes back healthy and keeping up.
-    pub(crate) fn crash(&mut self) -> Vec<String> {
+    /// A crash: the uncommitted changes are lost (one `db:` line per change), and the
+    /// store comes back healthy and keeping up.
+    pub(crate) fn crash<'a>(
+        &mut self,
+        uncommitted: impl Iterator<Item = (Seq, &'a Change)>,
+    ) -> Vec<String> {
         self.holding = false;
         self.failing = false;
-        self.failed_len = None;
-        (self.batch.drain(..))
-            .map(|(seq, change)| format!("#{} lost: {}", seq.0, describe(&change)))
+        self.reported = None;
+        uncommitted
+            .map(|(seq, change)| format!("#{} lost: {}", seq.0, describe(change)))
             .collect()
     }
 
-    /// The committed state with the batch applied: what the server's own view of the
-    /// durable state must be once its outputs are drained.
-    pub(crate) fn expected(&self) -> State {
+    /// The committed state with the `uncommitted` changes applied: what the server's own
+    /// view of the durable state must be once its outputs are drained.
+    pub(crate) fn expected<'a>(
+        &self,
+        uncommitted: impl Iterator<Item = (Seq, &'a Change)>,
+    ) -> State {
         let mut state = self.committed.clone();
-        for (_, change) in &self.batch {
+        for (_, change) in uncommitted {
             state.apply(change);
         }
         state
@@ -235,44 +235,49 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_failing_store_keeps_its_batch_and_reports_it_once() {
-        let mut store = Store::default();
-        store.batch.push((Seq(1), account("bob")));
-        store.failing = true;
-        assert!(store.wants_to_commit());
-        assert!(
-            matches!(store.attempt(), Attempt::Failed { line } if line == "commit of #1 failed: disk full")
-        );
-        assert!(!store.wants_to_commit(), "no retry until the batch changes");
-        store.batch.push((Seq(2), account("carol")));
-        assert!(
-            matches!(store.attempt(), Attempt::Failed { line } if line.starts_with("commit of #1..#2 failed"))
-        );
-        store.failing = false;
-        match store.attempt() {
-            Attempt::Committed { through, lines } => {
-                assert_eq!(through, Seq(2));
-                assert_eq!(
-                    lines,
-                    ["#1 account created bob", "#2 account created carol"]
-                );
-            }
-            Attempt::Failed { .. } => panic!("the store is healthy"),
+    fn batch(through: u64, names: &[&str]) -> Batch {
+        Batch {
+            through: Seq(through),
+            changes: names.iter().map(|n| account(n)).collect(),
         }
-        assert_eq!(store.committed.accounts.len(), 2);
-        assert!(store.batch.is_empty());
     }
 
     #[test]
-    fn a_crash_loses_the_batch_only() {
+    fn a_failing_store_reports_each_batch_once() {
+        let mut store = Store {
+            failing: true,
+            ..Store::default()
+        };
+        let first = batch(1, &["bob"]);
+        assert!(
+            matches!(store.attempt(&first), Attempt::Failed { line: Some(line) } if line == "commit of #1 failed: disk full")
+        );
+        assert!(
+            matches!(store.attempt(&first), Attempt::Failed { line: None }),
+            "a retry of the same batch is reported again"
+        );
+        store.failing = false;
+        match store.attempt(&first) {
+            Attempt::Committed { lines } => assert_eq!(lines, ["#1 account created bob"]),
+            Attempt::Failed { .. } => panic!("the store is healthy"),
+        }
+        store.failing = true;
+        assert!(
+            matches!(store.attempt(&batch(3, &["carol", "dave"])), Attempt::Failed { line: Some(line) } if line.starts_with("commit of #2..#3 failed"))
+        );
+        assert_eq!(store.committed.accounts.len(), 1);
+    }
+
+    #[test]
+    fn a_crash_loses_the_uncommitted_changes_only() {
         let mut store = Store::default();
-        store.batch.push((Seq(1), account("bob")));
-        let _ = store.attempt();
+        let _ = store.attempt(&batch(1, &["bob"]));
         store.holding = true;
-        store.batch.push((Seq(2), account("carol")));
-        assert!(!store.wants_to_commit());
-        assert_eq!(store.crash(), ["#2 lost: account created carol"]);
+        let held = batch(2, &["carol"]);
+        assert_eq!(
+            store.crash(held.numbered()),
+            ["#2 lost: account created carol"]
+        );
         assert_eq!(store.committed.accounts.len(), 1);
         assert!(!store.holding);
     }

@@ -8,14 +8,21 @@
 //! The schema is versioned (`PRAGMA user_version`) and grows by migrations; see [`schema`].
 //!
 //! [`credentials`] hashes and verifies passwords (argon2id) for the core's password effects.
+//!
+//! What every runtime needs besides the database lives here too, std-only, so no runtime
+//! imports another's crate: the data directory and its lock ([`data_dir`]), the start
+//! sequence of seed, lock and load ([`start`]), and the clock mapping ([`clock`]).
 
 #![warn(missing_docs)]
 
+pub mod clock;
 pub mod credentials;
+pub mod data_dir;
 mod error;
 mod rekey;
 mod relations;
 pub mod schema;
+pub mod start;
 mod store;
 
 pub use error::{ErrorKind, StoreError};

@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::{
-    Change, CloseReason, CommitGate, Config, ConnId, Effect, EffectId, EffectResult, Input,
-    Instant, Now, Output, PasswordHash, Protocol, Seq, Server, State,
+    Action, Batch, Change, CloseReason, Config, ConnId, Effect, EffectId, EffectResult, Instant,
+    Now, PasswordHash, Peer, Protocol, Pump, Seq, Server, State,
 };
 
 /// Unix time of the harness's origin.
 pub(crate) const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
 
 pub(crate) struct Harness {
-    pub(crate) server: Server,
+    pump: Pump,
     now: Instant,
     next_conn: u64,
     received: BTreeMap<ConnId, Vec<u8>>,
@@ -27,9 +27,8 @@ pub(crate) struct Harness {
     pub(crate) auto_commit: bool,
     /// What the store has committed.
     pub(crate) store: State,
-    /// Changes persisted and not yet committed.
-    pub(crate) uncommitted: Vec<(Seq, Change)>,
-    gate: CommitGate,
+    /// The batch the pump asked to commit, while it is in flight.
+    in_flight: Option<Batch>,
     effects: VecDeque<(EffectId, Effect)>,
 }
 
@@ -40,11 +39,10 @@ impl Harness {
 
     pub(crate) fn with_state(config: Config, state: State) -> Self {
         Harness {
-            server: Server::new(config, state.clone()),
+            pump: Pump::new(Server::new(config, state.clone())),
             auto_commit: true,
             store: state,
-            uncommitted: Vec::new(),
-            gate: CommitGate::new(),
+            in_flight: None,
             effects: VecDeque::new(),
             now: Instant::ZERO,
             next_conn: 1,
@@ -67,111 +65,142 @@ impl Harness {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
         let addr = core::net::SocketAddr::from((ip, 40000 + conn.0 as u16));
-        self.input(Input::Accepted {
-            conn,
-            protocol,
-            peer: addr.into(),
-        });
+        let now = self.now();
+        self.pump.accepted(now, conn, protocol, Peer::Net(addr));
+        self.drain();
         conn
     }
 
     pub(crate) fn send(&mut self, conn: ConnId, bytes: impl Into<Vec<u8>>) {
         let bytes = Bytes::from(bytes.into());
-        self.input(Input::Received { conn, bytes });
+        let now = self.now();
+        self.pump.received(now, conn, bytes);
+        self.drain();
     }
 
     pub(crate) fn peer_close(&mut self, conn: ConnId) {
-        self.input(Input::PeerClosed { conn });
+        let now = self.now();
+        self.pump.peer_closed(now, conn);
+        self.drain();
     }
 
-    pub(crate) fn input(&mut self, input: Input) {
+    /// Reports `n` bytes written on `conn` (for a client with `auto_written` off).
+    pub(crate) fn written(&mut self, conn: ConnId, n: usize) {
         let now = self.now();
-        self.server.handle(now, input);
+        self.pump.written(now, conn, n);
         self.drain();
+    }
+
+    /// The server the pump drives.
+    pub(crate) fn server(&self) -> &Server {
+        self.pump.server()
+    }
+
+    /// Changes persisted and not yet committed, with their sequence numbers: the batch in
+    /// flight or waiting to be retried, then those gathering for the next.
+    pub(crate) fn uncommitted(&self) -> Vec<(Seq, Change)> {
+        let in_flight = self.in_flight.iter().flat_map(Batch::numbered);
+        let retrying = self.pump.retrying().into_iter().flat_map(Batch::numbered);
+        in_flight
+            .chain(retrying)
+            .chain(self.pump.gathering())
+            .map(|(seq, change)| (seq, change.clone()))
+            .collect()
     }
 
     /// Advances virtual time by `ms`, firing every deadline on the way.
     pub(crate) fn advance(&mut self, ms: u64) {
         let target = Instant::from_millis(self.now.as_millis() + ms);
-        while let Some(at) = self.server.poll_timeout().filter(|&at| at <= target) {
+        while let Some(at) = self.pump.poll_timeout().filter(|&at| at <= target) {
             self.now = self.now.max(at);
             let now = self.now();
-            self.server.handle_timeout(now);
+            self.pump.handle_timeout(now);
             self.drain();
         }
         self.now = target;
     }
 
-    /// Commits everything persisted so far and releases what waited on it.
+    /// Commits every batch until nothing persisted is left uncommitted, releasing what
+    /// waited on each.
     pub(crate) fn commit(&mut self) {
-        let Some(&(through, _)) = self.uncommitted.last() else {
+        while self.in_flight.is_some() {
+            self.finish_commit();
+            self.drain();
+        }
+    }
+
+    /// Commits batches until everything through `through` is committed; `through` must
+    /// end a batch.
+    pub(crate) fn commit_through(&mut self, through: Seq) {
+        while self.server().committed() < through {
+            let ends = self.in_flight.as_ref().map(|b| b.through);
+            assert!(
+                ends.is_some_and(|end| end <= through),
+                "#{} does not end a batch (in flight: through {ends:?})",
+                through.0
+            );
+            self.finish_commit();
+            self.drain();
+        }
+    }
+
+    /// Commits the batch in flight and reports it.
+    fn finish_commit(&mut self) {
+        let Some(batch) = self.in_flight.take() else {
             return;
         };
-        for (_, change) in self.uncommitted.drain(..) {
-            self.store.apply(&change);
+        for change in &batch.changes {
+            self.store.apply(change);
         }
         let now = self.now();
-        self.server.handle(now, Input::Committed { through });
-        for output in self.gate.committed(through) {
-            self.carry_out(output);
-        }
-        self.drain();
+        self.pump.commit_finished(now);
     }
 
-    /// Commits the changes persisted through `through` (a batch that ends there), reports
-    /// it, and releases what waited on it; later changes stay uncommitted.
-    pub(crate) fn commit_through(&mut self, through: Seq) {
-        let n = self.uncommitted.partition_point(|(seq, _)| *seq <= through);
-        for (_, change) in self.uncommitted.drain(..n) {
-            self.store.apply(&change);
-        }
-        let now = self.now();
-        self.server.handle(now, Input::Committed { through });
-        for output in self.gate.committed(through) {
-            self.carry_out(output);
-        }
-        self.drain();
-    }
-
-    /// Reports a failed commit (the batch stays uncommitted).
+    /// Reports that the batch in flight failed, and waits out the pump's backoff so the
+    /// same batch is in flight again. Without a batch in flight, persists nothing and
+    /// does nothing.
     pub(crate) fn fail_commit(&mut self) {
+        let Some(batch) = self.in_flight.take() else {
+            return;
+        };
         let now = self.now();
-        self.server.handle(
-            now,
-            Input::CommitFailed {
-                error: "disk full".into(),
-            },
-        );
+        self.pump.commit_failed(now, batch, "disk full".into());
         self.drain();
+        if let Some(at) = self.pump.poll_timeout() {
+            let wait = at.as_millis().saturating_sub(self.now.as_millis());
+            self.advance(wait);
+        }
     }
 
+    /// Carries out what the pump asks for; then runs one effect or (with `auto_commit`)
+    /// commits the batch in flight, and again, until nothing is left to do.
     fn drain(&mut self) {
         loop {
-            while let Some(output) = self.server.poll_output() {
-                if let Some(output) = self.gate.admit(output) {
-                    self.carry_out(output);
-                }
-            }
+            self.carry_out();
             if let Some((id, effect)) = self.effects.pop_front() {
                 let now = self.now();
                 let result = run_effect(&effect);
-                self.server.handle(now, Input::EffectDone { id, result });
+                self.pump.effect_done(now, id, result);
                 continue;
             }
-            if self.auto_commit && !self.uncommitted.is_empty() {
-                self.commit();
+            if self.auto_commit && self.in_flight.is_some() {
+                self.finish_commit();
                 continue;
             }
             break;
         }
     }
 
-    fn carry_out(&mut self, output: Output) {
-        {
-            match output {
-                Output::Persist { seq, change } => self.uncommitted.push((seq, *change)),
-                Output::Effect { id, effect } => self.effects.push_back((id, effect)),
-                Output::Transmit { conn, bytes, .. } => {
+    fn carry_out(&mut self) {
+        while let Some(action) = self.pump.poll_action() {
+            let now = self.now();
+            match action {
+                Action::Commit(batch) => {
+                    assert!(self.in_flight.is_none(), "two commits in flight");
+                    self.in_flight = Some(batch);
+                }
+                Action::Effect { id, effect } => self.effects.push_back((id, effect)),
+                Action::Transmit { conn, bytes } => {
                     assert!(
                         !self.closed.contains_key(&conn),
                         "transmit after close on {conn}"
@@ -181,17 +210,10 @@ impl Harness {
                         .or_default()
                         .extend_from_slice(&bytes);
                     if self.auto_written && !self.stalled.contains(&conn) {
-                        let now = self.now();
-                        self.server.handle(
-                            now,
-                            Input::Written {
-                                conn,
-                                n: bytes.len(),
-                            },
-                        );
+                        self.pump.written(now, conn, bytes.len());
                     }
                 }
-                Output::Close { conn, reason } => {
+                Action::Close { conn, reason } => {
                     assert!(
                         self.closed.insert(conn, reason).is_none(),
                         "closed twice: {conn}"

@@ -172,7 +172,7 @@ fn a_share_is_counted_from_the_loaded_state_and_freed_with_the_account() {
     assert_eq!(h.take(alice), "+OK chatm 'message stored'\r\n");
     // A restart loads the mailbox: the share is still used.
     let state = h.store.clone();
-    let mut h = Harness::with_state(h.server.config().clone(), state);
+    let mut h = Harness::with_state(h.server().config().clone(), state);
     let alice = named_from(&mut h, "alice", [10, 0, 0, 1]);
     h.send(alice, "chatm alice bob 'a2'\r\n");
     assert!(h
@@ -225,7 +225,7 @@ fn connections_past_the_caps_are_refused_with_a_reason() {
     h.peer_close(a1);
     let a4 = h.connect_from(Protocol::Ws2017, [10, 0, 0, 1]);
     assert_eq!(h.take(a4), GREETING);
-    assert_eq!(h.server.stats().connections, 4, "three and the admin");
+    assert_eq!(h.server().stats().connections, 4, "three and the admin");
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn the_outbound_budget_of_all_connections_holds_under_a_flood() {
     for (i, &c) in crowd.iter().enumerate() {
         let flood: String = (0..10).map(|j| format!("uname c{i}r{j}\r\n")).collect();
         h.send(c, flood);
-        most = most.max(h.server.stats().unwritten_bytes);
+        most = most.max(h.server().stats().unwritten_bytes);
         assert!(most <= BUDGET, "{most} bytes unwritten, budget {BUDGET}");
         h.send(normal, "cping\r\n");
         assert!(h.take(normal).ends_with("+OK cpong\r\n"));

@@ -1,7 +1,7 @@
 //! Each held acknowledgement is released exactly when its change commits: not one change
 //! early, not with the next batch. Several connections each hold several acknowledgements
-//! (each followed by a reply that needs no commit), batches of different sizes commit one
-//! after another, a commit fails in between, and after every step each connection has
+//! (each followed by a reply that needs no commit), batches of 1, 2, 3 and 2 changes commit
+//! one after another through the pump, a commit fails in between, and after every step each connection has
 //! received exactly the replies its committed changes allow.
 
 use std::collections::BTreeMap;
@@ -36,44 +36,45 @@ fn each_acknowledgement_leaves_exactly_when_its_change_commits() {
 
     // Interleaved: ann, cid, ann, dee, cid, ann, dee, dee. Each message is followed on
     // its connection by a request that needs no commit (`cgetu`), which must
-    // wait behind the acknowledgement all the same.
+    // wait behind the acknowledgement all the same. The pump commits one batch at a time
+    // and gathers the next meanwhile, so sending the messages in groups between commits
+    // makes batches of 1, 2, 3 and 2 changes; the second fails once before it commits.
     let order = [0usize, 1, 0, 2, 1, 0, 2, 2];
-    for (k, &i) in order.iter().enumerate() {
-        let (conn, name) = &conns[i];
-        h.send(*conn, format!("chatm {name} bob 'm{k}'\r\ncgetu\r\n"));
-    }
+    let groups = [0..1, 1..3, 3..6, 6..8];
     // Which change carries which message: the seq of each message, per connection.
     let mut seqs: BTreeMap<ConnId, Vec<Seq>> = BTreeMap::new();
-    for (seq, change) in &h.uncommitted {
-        let Change::OfflineQueued(message) = change else {
-            panic!("unexpected change {change:?}");
+    let mut seen = Seq(0);
+    let send =
+        |h: &mut Harness, seqs: &mut BTreeMap<ConnId, Vec<Seq>>, seen: &mut Seq, k: usize| {
+            let (conn, name) = &conns[order[k]];
+            h.send(*conn, format!("chatm {name} bob 'm{k}'\r\ncgetu\r\n"));
+            for (seq, change) in h.uncommitted() {
+                if seq <= *seen {
+                    continue;
+                }
+                *seen = seq;
+                let Change::OfflineQueued(message) = change else {
+                    panic!("unexpected change {change:?}");
+                };
+                assert_eq!(message.from.as_str(), name.as_str(), "#{}", seq.0);
+                seqs.entry(*conn).or_default().push(seq);
+            }
         };
-        let i = conns
-            .iter()
-            .position(|(_, name)| name == message.from.as_str())
-            .expect("a sender");
-        seqs.entry(conns[i].0).or_default().push(*seq);
-    }
-    assert_eq!(seqs.values().map(Vec::len).sum::<usize>(), order.len());
-    let first = h.uncommitted[0].0;
-    let last = h.uncommitted[order.len() - 1].0;
-    for (conn, name) in &conns {
-        assert_eq!(
-            h.take(*conn),
-            "",
-            "{name} heard something before any commit"
-        );
-    }
 
     // What a connection must have received once everything through `through` commits:
     // an acknowledgement and a `cgetu` answer per committed message, in order, stopping
     // at the first message not committed.
     let mut heard: BTreeMap<ConnId, String> = BTreeMap::new();
-    let check = |h: &mut Harness, heard: &mut BTreeMap<ConnId, String>, through: Seq| {
+    let check = |h: &mut Harness,
+                 heard: &mut BTreeMap<ConnId, String>,
+                 seqs: &BTreeMap<ConnId, Vec<Seq>>,
+                 through: Seq| {
         for (conn, name) in &conns {
             let text = heard.entry(*conn).or_default();
             text.push_str(&h.take(*conn));
-            let committed = seqs[conn].iter().filter(|seq| **seq <= through).count();
+            let committed = seqs
+                .get(conn)
+                .map_or(0, |s| s.iter().filter(|seq| **seq <= through).count());
             let acks = text.matches(STORED).count();
             assert_eq!(
                 acks, committed,
@@ -90,17 +91,30 @@ fn each_acknowledgement_leaves_exactly_when_its_change_commits() {
         }
     };
 
-    // Batches: one change, a failure, two changes, three, then the rest.
+    for k in groups[0].clone() {
+        send(&mut h, &mut seqs, &mut seen, k);
+    }
+    let first = seen;
     let mut through = Seq(first.0 - 1);
-    for (n, fail_before) in [(1u64, false), (2, true), (3, false), (2, false)] {
+    check(&mut h, &mut heard, &seqs, through);
+    for (g, fail_before) in [(1usize, false), (2, true), (3, false)] {
+        for k in groups[g].clone() {
+            send(&mut h, &mut seqs, &mut seen, k);
+        }
+        check(&mut h, &mut heard, &seqs, through);
         if fail_before {
             h.fail_commit();
-            check(&mut h, &mut heard, through);
+            check(&mut h, &mut heard, &seqs, through);
         }
-        through = Seq(through.0 + n);
+        // The batch in flight ends where the previous group ended.
+        through = Seq(first.0 - 1 + groups[g - 1].end as u64);
         h.commit_through(through);
-        check(&mut h, &mut heard, through);
+        check(&mut h, &mut heard, &seqs, through);
     }
-    assert_eq!(through, last);
-    assert!(h.uncommitted.is_empty());
+    through = seen;
+    h.commit_through(through);
+    check(&mut h, &mut heard, &seqs, through);
+    assert_eq!(through.0 - first.0 + 1, order.len() as u64);
+    assert_eq!(seqs.values().map(Vec::len).sum::<usize>(), order.len());
+    assert!(h.uncommitted().is_empty());
 }

@@ -1,7 +1,7 @@
 //! Faults as scheduled events (cuts, stalls, crashes; storage failures are in the
 //! dispatcher), and the phases: healing into liveness, and the final judgement.
 
-use switchboard_proto::{CommitGate, ConnId, Seq};
+use switchboard_proto::{ConnId, Pump, Seq};
 
 use super::{ms, Ev, Phase, Sim};
 use crate::choices::{ChoiceSource, Choices};
@@ -86,7 +86,7 @@ impl<S: ChoiceSource> Sim<S> {
             }
         }
         self.server = None;
-        self.gate = CommitGate::new();
+        self.in_flight = None;
         self.store.crash();
         self.oracle.ledger.crashed();
         self.oracle.store_failing = false;
@@ -191,10 +191,11 @@ impl<S: ChoiceSource> Sim<S> {
                 ));
             }
         }
-        if self.gate.held() != 0 || self.store.uncommitted() != 0 {
+        let held = self.server.as_ref().map_or(0, Pump::held);
+        if held != 0 || self.store.uncommitted() != 0 {
             problems.push(format!(
                 "{} outputs held, {} changes uncommitted",
-                self.gate.held(),
+                held,
                 self.store.uncommitted()
             ));
         }

@@ -1,6 +1,8 @@
-//! [`Sim`]: one deterministic run. The real [`Server`] in the middle; around it virtual
-//! clients, a virtual network, a virtual clock, the commit gate, a store model and
-//! scheduled faults; the oracle after every step.
+//! [`Sim`]: one deterministic run. The real [`Server`] in the middle, driven through the
+//! same [`Pump`] as every runtime (its gate, group commit and retry); around it virtual
+//! clients, a virtual network, a virtual clock, a store model and scheduled faults; the
+//! oracle after every step, reading every output as the server produced it (the pump's
+//! tap).
 //!
 //! A step is one event: the earliest of the server's deadline and the queue's head. The
 //! clock jumps to it. Two phases: safety (faults on, clients misbehave) until
@@ -13,8 +15,8 @@ use core::net::{IpAddr, Ipv4Addr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use switchboard_proto::{
-    CloseReason, CommitGate, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now, Output,
-    PasswordHash, Seq, Server,
+    Action, Batch, CloseReason, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now,
+    Output, PasswordHash, Pump, Seq, Server,
 };
 
 use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
@@ -207,9 +209,11 @@ pub struct Sim<S: ChoiceSource = Seeded> {
     step: u64,
     phase: Phase,
     queue: EventQueue<Ev>,
-    server: Option<Server>,
+    /// The running server's pump; `None` while it is down.
+    server: Option<Pump>,
     boot: u32,
-    gate: CommitGate,
+    /// The batch the pump asked to commit, while its commit is scheduled.
+    in_flight: Option<Batch>,
     store: StoreModel,
     effects_running: usize,
     server_open: usize,
@@ -279,7 +283,7 @@ impl<S: ChoiceSource> Sim<S> {
             queue: EventQueue::new(),
             server: None,
             boot: 0,
-            gate: CommitGate::new(),
+            in_flight: None,
             store: StoreModel::default(),
             effects_running: 0,
             server_open: 0,
@@ -399,7 +403,7 @@ impl<S: ChoiceSource> Sim<S> {
         let timer = if self.phase == Phase::Drain {
             None
         } else {
-            self.server.as_ref().and_then(Server::poll_timeout)
+            self.server.as_ref().and_then(Pump::poll_timeout)
         };
         let next = self.queue.next_at();
         match (timer, next) {
@@ -599,8 +603,9 @@ impl<S: ChoiceSource> Sim<S> {
             .stream(Purpose::ServerBoot, u64::from(self.boot))
             .next_u64();
         let config = self.opts.config(seed);
-        self.server = Some(Server::new(config, self.store.committed.clone()));
-        self.gate = CommitGate::new();
+        let server = Server::new(config, self.store.committed.clone());
+        self.server = Some(Pump::with_tap(server));
+        self.in_flight = None;
         self.effects_running = 0;
         self.server_open = 0;
         if !self.store.committed.offline.is_empty() {
@@ -613,21 +618,39 @@ impl<S: ChoiceSource> Sim<S> {
         }
     }
 
+    /// Feeds one input through the pump (hashed and traced as the server sees it) and
+    /// carries out what it caused.
     fn feed(&mut self, input: Input) {
-        let Some(server) = self.server.as_mut() else {
+        let Some(pump) = self.server.as_mut() else {
             return;
         };
         self.hash.input(&input);
         let now = Now::at(self.now, WALL_ORIGIN_MS);
         self.trace
             .push(self.step, self.now, Record::In(input.clone()));
-        server.handle(now, input);
+        match input {
+            Input::Accepted {
+                conn,
+                protocol,
+                peer,
+            } => pump.accepted(now, conn, protocol, peer),
+            Input::Received { conn, bytes } => pump.received(now, conn, bytes),
+            Input::Written { conn, n } => pump.written(now, conn, n),
+            Input::PeerClosed { conn } => pump.peer_closed(now, conn),
+            Input::EffectDone { id, result } => pump.effect_done(now, id, result),
+            Input::Committed { .. } => pump.commit_finished(now),
+            Input::CommitFailed { error } => match self.in_flight.take() {
+                Some(batch) => pump.commit_failed(now, batch, error),
+                None => return,
+            },
+        }
         self.drain();
     }
 
-    /// Carries out every output the server has, through the commit gate.
+    /// Reads every output the server produced (the pump's tap) for the oracle, then
+    /// carries out what the pump asks for.
     fn drain(&mut self) {
-        while let Some(output) = self.server.as_mut().and_then(Server::poll_output) {
+        while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
             self.hash.output(&output);
             if self.trace.on() {
                 self.trace
@@ -636,9 +659,9 @@ impl<S: ChoiceSource> Sim<S> {
             if let Err(v) = self.emitted(&output) {
                 self.fail(v);
             }
-            if let Some(output) = self.gate.admit(output) {
-                self.release(output);
-            }
+        }
+        while let Some(action) = self.server.as_mut().and_then(Pump::poll_action) {
+            self.release(action);
         }
     }
 
@@ -658,7 +681,7 @@ impl<S: ChoiceSource> Sim<S> {
                         format!("transmit to {conn}, which the server had forgotten"),
                     ));
                 }
-                let state = self.server.as_ref().map(Server::state);
+                let state = self.server.as_ref().map(|p| p.server().state());
                 let empty = Default::default();
                 let cx = EmitCx {
                     store: &self.store,
@@ -727,10 +750,10 @@ impl<S: ChoiceSource> Sim<S> {
         }
     }
 
-    /// An output the gate lets go: carried out.
-    fn release(&mut self, output: Output) {
-        match output {
-            Output::Transmit { conn, bytes, .. } => {
+    /// An action of the pump (an output the gate let go, or a commit to start): carried out.
+    fn release(&mut self, action: Action) {
+        match action {
+            Action::Transmit { conn, bytes } => {
                 let batch = self.report_batch();
                 let Some(c) = self.net.get_mut(conn) else {
                     return;
@@ -751,7 +774,7 @@ impl<S: ChoiceSource> Sim<S> {
                     c.drop_down();
                 }
             }
-            Output::Close { conn, reason } => {
+            Action::Close { conn, reason } => {
                 let Some(c) = self.net.get_mut(conn) else {
                     return;
                 };
@@ -765,7 +788,22 @@ impl<S: ChoiceSource> Sim<S> {
                     self.queue.push(at, Ev::ClientReset(conn));
                 }
             }
-            Output::Persist { .. } | Output::Effect { .. } => {}
+            Action::Commit(batch) => {
+                // The batch starts right after the last commit and holds what the tap
+                // showed persisted, in order (a retried batch ends before later changes).
+                debug_assert_eq!(
+                    batch.through.0 - batch.changes.len() as u64,
+                    self.store.committed_through.0
+                );
+                debug_assert!(batch.through <= self.store.persisted());
+                self.store.begin(batch.through);
+                self.in_flight = Some(batch);
+                let (lo, hi) = self.opts.commit_ms;
+                let at = self.now + ms(self.store_rng.range(lo..=hi));
+                self.queue.push(at, Ev::Commit(self.boot));
+            }
+            // Scheduled when the tap showed it (see `emitted`).
+            Action::Effect { .. } => {}
         }
     }
 
@@ -776,39 +814,25 @@ impl<S: ChoiceSource> Sim<S> {
         if self.now < self.fail_until {
             self.counters.commit_failures += 1;
             self.store.failing = true;
+            self.store.inflight = None;
             self.oracle.store_failing = true;
+            // The batch goes back to the pump, which asks for it again after its backoff.
             self.feed(Input::CommitFailed {
                 error: "disk full".into(),
             });
-            let (lo, hi) = self.opts.commit_ms;
-            let at = self.now + ms(self.store_rng.range(lo..=hi).max(1));
-            self.queue.push(at, Ev::Commit(boot));
             return;
         }
         let first = Seq(self.store.committed_through.0 + 1);
         let batch = self.store.land();
+        self.in_flight = None;
         self.counters.commits += 1;
         let through = self.store.committed_through;
         if let Err(v) = self.oracle.committed(first, &batch, &self.store.committed) {
             self.fail(v);
         }
         self.oracle.store_failing = false;
+        // The pump tells the server first, then releases what waited on the commit.
         self.feed(Input::Committed { through });
-        for output in self.gate.committed(through) {
-            self.release(output);
-        }
-    }
-
-    /// Starts a commit of what accumulated, if none runs (group commit).
-    fn pump_store(&mut self) {
-        if self.server.is_none() {
-            return;
-        }
-        if self.store.start().is_some() {
-            let (lo, hi) = self.opts.commit_ms;
-            let at = self.now + ms(self.store_rng.range(lo..=hi));
-            self.queue.push(at, Ev::Commit(self.boot));
-        }
     }
 
     /// Tells the server of bytes the sockets took.
@@ -846,16 +870,16 @@ impl<S: ChoiceSource> Sim<S> {
         if let Err(v) = self.oracle.end_step(&self.net) {
             self.fail(v);
         }
-        self.pump_store();
         if self.step.is_multiple_of(self.opts.stats_every) {
             self.check_stats();
         }
     }
 
     fn check_stats(&mut self) {
-        let Some(server) = &self.server else {
+        let Some(pump) = &self.server else {
             return;
         };
+        let server = pump.server();
         let stats = server.stats();
         let limits = Limits {
             outbound: self.opts.outbound_limit_bytes,

@@ -140,7 +140,7 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         }
         self.forget(id);
-        self.gate.forget(id);
+        // The pump drops what its gate held for the connection.
         self.net.unestablish(id);
         self.feed(Input::PeerClosed { conn: id });
         self.net.retire(id);

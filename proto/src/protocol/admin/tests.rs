@@ -28,7 +28,7 @@ fn user_add_hashes_persists_and_answers_after_the_commit() {
     );
     // Persisted, not yet committed: no answer.
     assert_eq!(h.take(c), "");
-    assert_eq!(h.uncommitted.len(), 1);
+    assert_eq!(h.uncommitted().len(), 1);
     assert!(h.store.accounts.is_empty());
     h.commit();
     assert_eq!(h.take(c), "ok account Alice created\r\n");
@@ -209,7 +209,7 @@ fn while_the_store_fails_durable_commands_are_refused_and_nothing_changes() {
          err the store is failing; nothing was changed, try again later\r\n\
          err nobody is not online\r\n"
     );
-    assert_eq!(h.uncommitted.len(), 1);
+    assert_eq!(h.uncommitted().len(), 1);
     // The retried batch succeeds: the first answer goes out and durable work resumes.
     h.commit();
     assert_eq!(h.take(c), "ok account bob created\r\n");

@@ -6,7 +6,7 @@ use bytes::BytesMut;
 
 use super::codec::{encode, parse, Command, ParseError, Reply};
 use crate::tests::harness::Harness;
-use crate::{CloseReason, Config, ConnId, Input, Protocol};
+use crate::{CloseReason, Config, ConnId, Protocol};
 
 const GREETING: &str = "+OK switchboard ws2017 ready\r\n";
 
@@ -531,7 +531,7 @@ fn a_line_over_the_limit_is_refused_without_buffering_it_and_the_next_line_works
     assert_eq!(h.take(alice), "-ERR 'line is too long'\r\n");
     for _ in 0..100 {
         h.send(alice, "y".repeat(1000));
-        assert!(h.server.stats().max_inbound_bytes <= 65);
+        assert!(h.server().stats().max_inbound_bytes <= 65);
     }
     h.send(alice, "'\r\ncgetu\r\n");
     assert_eq!(h.take(alice), "+OK cgetu alice\r\n");
@@ -554,7 +554,7 @@ fn a_client_that_stops_reading_is_closed_once_its_queue_passes_the_limit() {
         );
         sent += 1;
         assert!(sent < 200, "bob was never closed");
-        assert!(h.server.stats().max_unwritten_bytes <= 4096 + 512);
+        assert!(h.server().stats().max_unwritten_bytes <= 4096 + 512);
     }
     assert_eq!(h.closed(bob), Some(CloseReason::SlowReader));
     h.take(alice);
@@ -583,7 +583,7 @@ fn written_reports_free_room_in_the_outbound_queue() {
         h.send(alice, SENT);
         assert_eq!(h.take(alice), ACK, "message {n}");
         assert_eq!(h.take(bob), RELAYED, "message {n}");
-        assert_eq!(h.server.stats().max_unwritten_bytes, 0, "message {n}");
+        assert_eq!(h.server().stats().max_unwritten_bytes, 0, "message {n}");
     }
     assert!(
         500 * RELAYED.len() > 4 * LIMIT,
@@ -598,19 +598,13 @@ fn written_reports_free_room_in_the_outbound_queue() {
     }
     assert_eq!(h.take(alice), ACK.repeat(3));
     assert_eq!(h.take(bob), RELAYED.repeat(3));
-    assert_eq!(h.server.stats().max_unwritten_bytes, 3 * RELAYED.len());
-    h.input(Input::Written {
-        conn: bob,
-        n: 3 * RELAYED.len() - 10,
-    });
-    assert_eq!(h.server.stats().max_unwritten_bytes, 3 * ACK.len());
-    h.input(Input::Written {
-        conn: alice,
-        n: 3 * ACK.len(),
-    });
-    assert_eq!(h.server.stats().max_unwritten_bytes, 10);
-    h.input(Input::Written { conn: bob, n: 10 });
-    assert_eq!(h.server.stats().max_unwritten_bytes, 0);
+    assert_eq!(h.server().stats().max_unwritten_bytes, 3 * RELAYED.len());
+    h.written(bob, 3 * RELAYED.len() - 10);
+    assert_eq!(h.server().stats().max_unwritten_bytes, 3 * ACK.len());
+    h.written(alice, 3 * ACK.len());
+    assert_eq!(h.server().stats().max_unwritten_bytes, 10);
+    h.written(bob, 10);
+    assert_eq!(h.server().stats().max_unwritten_bytes, 0);
     // Room reported free is room to use: bob reads again and nobody was closed.
     h.auto_written = true;
     h.send(alice, SENT);
@@ -843,7 +837,10 @@ fn while_the_store_fails_messages_for_offline_accounts_are_refused_but_chat_goes
     register(&mut h, "bob");
     let alice = named(&mut h, "alice", &[]);
     let carol = named(&mut h, "carol", &[alice]);
+    let dan = named(&mut h, "dan", &[alice, carol]);
     h.auto_commit = false;
+    // Dan's message is the batch whose commit fails (and is retried).
+    h.send(dan, "chatm dan bob 'first'\r\n");
     h.fail_commit();
     h.send(alice, "chatm alice bob 'hello?'\r\n");
     assert_eq!(
@@ -856,7 +853,8 @@ fn while_the_store_fails_messages_for_offline_accounts_are_refused_but_chat_goes
         h.take(carol),
         "chatm alice carol 'live chat still works'\r\n"
     );
-    assert!(h.uncommitted.is_empty());
+    // Only dan's message waits to be stored; alice's refused one added nothing.
+    assert_eq!(h.uncommitted().len(), 1);
 }
 
 #[test]

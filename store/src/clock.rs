@@ -1,4 +1,4 @@
-//! Real time mapped onto the core's timeline.
+//! Real time mapped onto the core's timeline: the one clock mapping every runtime uses.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -7,13 +7,13 @@ use switchboard_proto::{Instant, Now};
 /// Maps `std::time::Instant` onto [`Instant`] (milliseconds since the runtime started) and
 /// reads the wall clock for protocol timestamps.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Clock {
+pub struct Clock {
     start: std::time::Instant,
 }
 
 impl Clock {
     /// A clock whose origin is now.
-    pub(crate) fn start() -> Clock {
+    pub fn start() -> Clock {
         Clock {
             start: std::time::Instant::now(),
         }
@@ -21,7 +21,7 @@ impl Clock {
 
     /// The current time. The monotonic part is rounded down to the millisecond, so it never
     /// runs ahead of a deadline computed by [`deadline`](Self::deadline).
-    pub(crate) fn now(&self) -> Now {
+    pub fn now(&self) -> Now {
         let mono = saturating_millis(self.start.elapsed());
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -33,7 +33,7 @@ impl Clock {
     }
 
     /// The real instant of the core's `at`; `None` if it is too far away to represent.
-    pub(crate) fn deadline(&self, at: Instant) -> Option<std::time::Instant> {
+    pub fn deadline(&self, at: Instant) -> Option<std::time::Instant> {
         self.start
             .checked_add(Duration::from_millis(at.as_millis()))
     }

@@ -4,7 +4,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use switchboard_store::{Store, StoreError};
+use crate::{Store, StoreError};
 
 /// The lock file's name inside the data directory. A serving process (or an admin
 /// command working on the store directly) holds an exclusive lock on it for its lifetime;

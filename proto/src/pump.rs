@@ -1,0 +1,374 @@
+//! [`Pump`]: the one drive loop of the core, sans I/O. Every driver (the runtimes, the
+//! simulator, the snapshots player, the in-process admin path, the unit-test harness)
+//! feeds it what happened and carries out the [`Action`]s it returns; none of them
+//! re-implements the commit gate, group commit or the retry of a failed batch.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::effect::{Effect, EffectResult};
+use crate::gate::CommitGate;
+use crate::ids::{ConnId, EffectId, Protocol, Seq};
+use crate::io::{CloseReason, Input, Output, Peer};
+use crate::persist::Change;
+use crate::server::Server;
+use crate::time::{Instant, Now};
+
+/// The first retry of a failed batch waits this long; each further one twice as long.
+pub const FIRST_RETRY: Duration = Duration::from_millis(50);
+/// The longest wait between retries of a failed batch.
+pub const MAX_RETRY: Duration = Duration::from_secs(2);
+
+/// Changes to commit in one transaction, in order: the sequence numbers
+/// `through - len + 1 ..= through`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// The sequence number of the last change.
+    pub through: Seq,
+    /// The changes, in sequence order.
+    pub changes: Vec<Change>,
+}
+
+impl Batch {
+    /// Each change with its sequence number.
+    pub fn numbered(&self) -> impl Iterator<Item = (Seq, &Change)> {
+        let first = self.through.0 + 1 - self.changes.len() as u64;
+        self.changes
+            .iter()
+            .enumerate()
+            .map(move |(i, change)| (Seq(first + i as u64), change))
+    }
+}
+
+/// What the pump tells its caller to do, in order.
+#[must_use]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Write `bytes` on `conn`, after everything written on it before; report the bytes
+    /// handed to the socket with [`Pump::written`].
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Close `conn` (flushing first if [`CloseReason::flush`] says so). The core has
+    /// forgotten it; later reports about it are ignored.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// Commit this batch in one transaction, off the loop, and report
+    /// [`Pump::commit_finished`] or hand it back with [`Pump::commit_failed`]. At most one
+    /// commit is in flight; the next batch gathers meanwhile.
+    Commit(Batch),
+    /// Run this effect off the loop and report [`Pump::effect_done`].
+    Effect {
+        /// Its id.
+        id: EffectId,
+        /// What to do.
+        effect: Effect,
+    },
+}
+
+/// Where the one commit stands.
+#[derive(Debug)]
+enum Commit {
+    /// None in flight.
+    Idle,
+    /// The caller is committing the batch that ends at `through`, of `len` changes.
+    InFlight { through: Seq, len: usize },
+    /// The batch failed and is asked for again at `at`.
+    Retrying { batch: Batch, at: Instant },
+}
+
+/// The core's drive loop: owns the [`Server`], the [`CommitGate`] and the group-commit
+/// state machine, and tells its caller what to do.
+///
+/// The caller reports what happened (a connection accepted, bytes received or written, a
+/// peer gone, an effect done, a commit finished or failed, time passed), then drains
+/// [`poll_action`](Self::poll_action) until `None` and carries each [`Action`] out in
+/// order, then sleeps until an event or [`poll_timeout`](Self::poll_timeout).
+///
+/// The rules it keeps, so no driver has to:
+/// - **Gate.** A transmit that reveals an uncommitted change, and everything after it on
+///   the same connection (its close included), is held until the change commits; other
+///   connections are not held up.
+/// - **Release order.** When a commit finishes, [`Input::Committed`] is fed to the server
+///   *first*, then the gate releases what waited on it, then the server's new outputs
+///   follow. So a report about released bytes (`written`) never reaches a server that has
+///   not yet heard of the commit, and released bytes always precede anything newer on
+///   their connection.
+/// - **Group commit.** Changes gather while one batch is in flight; when it finishes, all
+///   that gathered becomes the next [`Action::Commit`].
+/// - **Retry.** A failed batch is fed to the server as [`Input::CommitFailed`] (which
+///   refuses new durable work until a commit succeeds) and asked for again, unchanged,
+///   after [`FIRST_RETRY`], doubling up to [`MAX_RETRY`]; the changes gathering meanwhile
+///   wait for the next batch.
+///
+/// ```
+/// use switchboard_proto::{Action, Config, ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+///
+/// let mut pump = Pump::new(Server::new(Config::default(), State::default()));
+/// let now = Now::at(Instant::ZERO, 1_700_000_000_000);
+/// let conn = ConnId(1);
+/// let peer: std::net::SocketAddr = "127.0.0.1:5000".parse().unwrap();
+/// pump.accepted(now, conn, Protocol::Ws2017, Peer::Net(peer));
+/// pump.received(now, conn, "uname alice\r\n".into());
+/// let mut sent = Vec::new();
+/// while let Some(action) = pump.poll_action() {
+///     match action {
+///         Action::Transmit { conn, bytes } => {
+///             sent.extend_from_slice(&bytes);
+///             pump.written(now, conn, bytes.len());
+///         }
+///         Action::Close { .. } => { /* flush if reason.flush(), then close */ }
+///         Action::Commit(_batch) => pump.commit_finished(now), // a store that keeps up
+///         Action::Effect { .. } => { /* run it off the loop, then pump.effect_done(..) */ }
+///     }
+/// }
+/// assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
+/// ```
+pub struct Pump {
+    server: Server,
+    gate: CommitGate,
+    actions: VecDeque<Action>,
+    commit: Commit,
+    /// Changes for the next batch, and the sequence number of the last.
+    pending: Vec<Change>,
+    pending_through: Seq,
+    /// The wait before the next retry.
+    backoff: Duration,
+    /// With [`with_tap`](Self::with_tap): a copy of every output, in the server's order.
+    tap: Option<VecDeque<Output>>,
+}
+
+impl Pump {
+    /// A pump driving `server`, nothing committed through it yet.
+    pub fn new(server: Server) -> Pump {
+        Pump {
+            gate: CommitGate::new(),
+            actions: VecDeque::new(),
+            commit: Commit::Idle,
+            pending: Vec::new(),
+            pending_through: server.committed(),
+            backoff: FIRST_RETRY,
+            tap: None,
+            server,
+        }
+    }
+
+    /// A pump that also keeps a copy of every output the server produces, in the server's
+    /// order and before the gate holds any back, for [`poll_emitted`](Self::poll_emitted):
+    /// what the simulator's oracles read. Drain both after every call.
+    pub fn with_tap(server: Server) -> Pump {
+        Pump {
+            tap: Some(VecDeque::new()),
+            ..Pump::new(server)
+        }
+    }
+
+    /// With [`with_tap`](Self::with_tap): the next output as the server produced it.
+    pub fn poll_emitted(&mut self) -> Option<Output> {
+        self.tap.as_mut()?.pop_front()
+    }
+
+    /// The server, for its state, config and stats.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// A connection was accepted on the listener of `protocol`.
+    pub fn accepted(&mut self, now: Now, conn: ConnId, protocol: Protocol, peer: Peer) {
+        self.feed(
+            now,
+            Input::Accepted {
+                conn,
+                protocol,
+                peer,
+            },
+        );
+    }
+
+    /// `bytes` were read from `conn`.
+    pub fn received(&mut self, now: Now, conn: ConnId, bytes: Bytes) {
+        self.feed(now, Input::Received { conn, bytes });
+    }
+
+    /// `n` bytes of earlier transmits on `conn` were handed to its socket.
+    pub fn written(&mut self, now: Now, conn: ConnId, n: usize) {
+        self.feed(now, Input::Written { conn, n });
+    }
+
+    /// The peer of `conn` closed it, or it failed: what was held for it is dropped.
+    pub fn peer_closed(&mut self, now: Now, conn: ConnId) {
+        self.gate.forget(conn);
+        self.feed(now, Input::PeerClosed { conn });
+    }
+
+    /// The effect `id` finished with `result`.
+    pub fn effect_done(&mut self, now: Now, id: EffectId, result: EffectResult) {
+        self.feed(now, Input::EffectDone { id, result });
+    }
+
+    /// The batch of the last [`Action::Commit`] is durable. Ignored when none is in flight.
+    pub fn commit_finished(&mut self, now: Now) {
+        let Commit::InFlight { through, .. } = self.commit else {
+            return;
+        };
+        self.commit = Commit::Idle;
+        self.backoff = FIRST_RETRY;
+        // The rule: the server hears of the commit before the gate releases anything.
+        self.server.handle(now, Input::Committed { through });
+        for output in self.gate.committed(through) {
+            self.carry_out(output);
+        }
+        self.drain();
+    }
+
+    /// The batch of the last [`Action::Commit`] failed; it is handed back and asked for
+    /// again after the backoff. `error` is the cause, for the server's own reporting.
+    /// Ignored when none is in flight.
+    pub fn commit_failed(&mut self, now: Now, batch: Batch, error: String) {
+        let Commit::InFlight { .. } = self.commit else {
+            return;
+        };
+        self.commit = Commit::Retrying {
+            batch,
+            at: now.mono + self.backoff,
+        };
+        self.backoff = (self.backoff * 2).min(MAX_RETRY);
+        self.feed(now, Input::CommitFailed { error });
+    }
+
+    /// Time passed: fires the server's timers due at `now` and asks again for a failed
+    /// batch whose backoff is over. Calling it early is harmless.
+    pub fn handle_timeout(&mut self, now: Now) {
+        if let Commit::Retrying { at, .. } = &self.commit {
+            if *at <= now.mono {
+                if let Commit::Retrying { batch, .. } =
+                    std::mem::replace(&mut self.commit, Commit::Idle)
+                {
+                    self.start(batch);
+                }
+            }
+        }
+        self.server.handle_timeout(now);
+        self.drain();
+    }
+
+    /// When the pump next wants [`handle_timeout`](Self::handle_timeout), if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let retry = match &self.commit {
+            Commit::Retrying { at, .. } => Some(*at),
+            _ => None,
+        };
+        match (self.server.poll_timeout(), retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next thing to do, in order.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether a commit is in flight or waiting to be retried.
+    pub fn committing(&self) -> bool {
+        !matches!(self.commit, Commit::Idle)
+    }
+
+    /// Changes not yet committed: in flight, waiting to be retried, or gathering.
+    pub fn uncommitted(&self) -> usize {
+        let current = match &self.commit {
+            Commit::Idle => 0,
+            Commit::InFlight { len, .. } => *len,
+            Commit::Retrying { batch, .. } => batch.changes.len(),
+        };
+        current + self.pending.len()
+    }
+
+    /// The failed batch waiting out its backoff, if any: the caller handed it back with
+    /// [`commit_failed`](Self::commit_failed), and it is still uncommitted.
+    pub fn retrying(&self) -> Option<&Batch> {
+        match &self.commit {
+            Commit::Retrying { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// The changes gathering for the next batch, with their sequence numbers.
+    pub fn gathering(&self) -> impl Iterator<Item = (Seq, &Change)> {
+        let first = self.pending_through.0 + 1 - self.pending.len() as u64;
+        self.pending
+            .iter()
+            .enumerate()
+            .map(move |(i, change)| (Seq(first + i as u64), change))
+    }
+
+    /// Outputs the gate holds for commits not yet finished.
+    pub fn held(&self) -> usize {
+        self.gate.held()
+    }
+
+    fn feed(&mut self, now: Now, input: Input) {
+        self.server.handle(now, input);
+        self.drain();
+    }
+
+    /// Carries out every output the server has queued, through the gate, then starts a
+    /// commit of what gathered if none is in flight.
+    fn drain(&mut self) {
+        while let Some(output) = self.server.poll_output() {
+            if let Some(tap) = self.tap.as_mut() {
+                tap.push_back(output.clone());
+            }
+            if let Some(output) = self.gate.admit(output) {
+                self.carry_out(output);
+            }
+        }
+        if matches!(self.commit, Commit::Idle) && !self.pending.is_empty() {
+            let batch = Batch {
+                through: self.pending_through,
+                changes: std::mem::take(&mut self.pending),
+            };
+            self.start(batch);
+        }
+    }
+
+    fn start(&mut self, batch: Batch) {
+        self.commit = Commit::InFlight {
+            through: batch.through,
+            len: batch.changes.len(),
+        };
+        self.actions.push_back(Action::Commit(batch));
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Transmit { conn, bytes, .. } => {
+                self.actions.push_back(Action::Transmit { conn, bytes })
+            }
+            Output::Close { conn, reason } => {
+                self.gate.forget(conn);
+                self.actions.push_back(Action::Close { conn, reason });
+            }
+            Output::Persist { seq, change } => {
+                debug_assert!(seq > self.pending_through, "persist out of order");
+                self.pending.push(*change);
+                self.pending_through = seq;
+            }
+            Output::Effect { id, effect } => self.actions.push_back(Action::Effect { id, effect }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
