@@ -93,6 +93,16 @@ impl Cx<'_> {
         self.out.close(self.conn, Some(reason));
     }
 
+    /// Whether this connection has room for a reply of `len` bytes under its outbound
+    /// limit (`Config::outbound_limit_bytes`) and the budget of all connections. Asked
+    /// before a request takes effect, with the length of its reply: when there is no
+    /// room the connection is closed as a slow reader and the request must be dropped
+    /// unhandled, so a change never takes effect whose acknowledgement the close would
+    /// then drop (the client would resend it after reconnecting).
+    pub(crate) fn room_for(&mut self, len: usize) -> bool {
+        self.out.room_for(self.conn, len)
+    }
+
     /// Whether this connection is still open (not closing).
     pub(crate) fn is_open(&self) -> bool {
         self.out.is_open(self.conn)

@@ -90,6 +90,28 @@ impl Outbox {
         }
     }
 
+    /// Whether `conn` has room for `len` more bytes under its outbound limit and under the
+    /// budget of all links. Without room under its limit it is marked to close as a slow
+    /// reader; near the budget the largest queues are shed first (which may close it).
+    /// A session asks before a request takes effect, with the length of the reply, so
+    /// no request takes effect whose own reply would then close its connection.
+    pub(crate) fn room_for(&mut self, conn: ConnId, len: usize) -> bool {
+        let Some(link) = self.links.get_mut(&conn) else {
+            return false;
+        };
+        if link.closing {
+            return false;
+        }
+        if link.unwritten + len > self.limit {
+            self.close(conn, Some(CloseReason::SlowReader));
+            return false;
+        }
+        if self.total + len > self.budget {
+            self.shed();
+        }
+        self.is_open(conn)
+    }
+
     /// Closes the links with the largest queues as slow readers until a quarter of the
     /// budget is free. One walk over the links frees at least a quarter of the budget,
     /// which that many bytes of transmits had to fill first: the walk's cost is

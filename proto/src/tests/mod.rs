@@ -4,3 +4,4 @@ pub(crate) mod harness;
 mod limits;
 mod names;
 mod release;
+mod slow_reader;
