@@ -25,6 +25,17 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    /// Every protocol, in [`index`](Self::index) order.
+    pub const ALL: [Protocol; 2] = [Protocol::Ws2017, Protocol::Admin];
+
+    /// The protocol's position in [`ALL`](Self::ALL), for tables indexed by protocol.
+    pub const fn index(self) -> usize {
+        match self {
+            Protocol::Ws2017 => 0,
+            Protocol::Admin => 1,
+        }
+    }
+
     /// The protocol's name as used in configuration, logs and transcripts.
     pub const fn name(self) -> &'static str {
         match self {
@@ -43,5 +54,19 @@ impl fmt::Display for ConnId {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tables indexed by protocol (the shared encodings of a broadcast) rely on it: two
+    /// protocols at one index would send one protocol's bytes to the other's clients.
+    #[test]
+    fn every_protocol_has_its_own_index() {
+        for (i, protocol) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(protocol.index(), i, "{protocol}");
+        }
     }
 }

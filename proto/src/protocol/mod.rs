@@ -11,11 +11,17 @@ use crate::effect::EffectResult;
 use crate::ids::{EffectId, Protocol};
 use crate::model::Event;
 
-/// A broadcast event as each protocol encodes it, filled by the first connection of that
-/// protocol to get it, so thousands of recipients cost one encoding.
+/// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
+/// by the first connection of that protocol to get it, so thousands of recipients cost
+/// one encoding. A protocol that encodes per recipient leaves its entry empty.
 #[derive(Debug, Default)]
-pub(crate) struct Encoded {
-    pub(crate) ws2017: Option<Bytes>,
+pub(crate) struct Encoded([Option<Bytes>; Protocol::ALL.len()]);
+
+impl Encoded {
+    /// The encoding of `protocol`, if one of its connections made it already.
+    pub(crate) fn of(&mut self, protocol: Protocol) -> &mut Option<Bytes> {
+        &mut self.0[protocol.index()]
+    }
 }
 
 /// The protocol state of one connection.
@@ -45,7 +51,7 @@ impl Endpoint {
     /// of the same protocol already encoded for a broadcast.
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Encoded) {
         match self {
-            Endpoint::Ws2017(s) => s.on_event(cx, event, &mut encoded.ws2017),
+            Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
         }
     }
