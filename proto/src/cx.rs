@@ -1,14 +1,17 @@
 //! What a protocol session may touch while it handles an input: the clock, the network
 //! model, its own timers and the output queue.
 
+use core::net::IpAddr;
+
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::conns::{Slot, Table};
 use crate::effect::Effect;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::model::{Item, Network};
+use crate::model::{Item, KickReason, Network};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
@@ -19,8 +22,11 @@ pub(crate) struct Cx<'a> {
     pub(crate) now: Now,
     pub(crate) conn: ConnId,
     pub(crate) peer: Peer,
+    /// The connection's place in `conns`.
+    pub(crate) slot: Slot,
     pub(crate) config: &'a Config,
     pub(crate) net: &'a mut Network,
+    pub(crate) conns: &'a mut Table,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
     pub(crate) limits: &'a mut Limiter,
@@ -29,12 +35,12 @@ pub(crate) struct Cx<'a> {
 impl Cx<'_> {
     /// Sends bytes to this connection.
     pub(crate) fn send(&mut self, bytes: Bytes) {
-        self.out.transmit(self.conn, bytes, None);
+        self.out.transmit(self.conns, self.slot, bytes, None);
     }
 
     /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.
     pub(crate) fn send_after(&mut self, bytes: Bytes, seq: Seq) {
-        self.out.transmit(self.conn, bytes, Some(seq));
+        self.out.transmit(self.conns, self.slot, bytes, Some(seq));
     }
 
     /// Applies a durable change to the network's state and queues it for the store.
@@ -57,7 +63,7 @@ impl Cx<'_> {
     /// address is banned): they wait for its pending change, if any, to be committed.
     pub(crate) fn send_about(&mut self, item: &Item, bytes: Bytes) {
         let after = self.net.wait_for(item);
-        self.out.transmit(self.conn, bytes, after);
+        self.out.transmit(self.conns, self.slot, bytes, after);
     }
 
     /// Sends bytes that depend on all durable state (a listing): they wait until every
@@ -67,13 +73,13 @@ impl Cx<'_> {
         #[cfg(feature = "planted-bugs")]
         let after = after
             .filter(|_| self.config.planted_bug != Some(crate::config::PlantedBug::EarlyListing));
-        self.out.transmit(self.conn, bytes, after);
+        self.out.transmit(self.conns, self.slot, bytes, after);
     }
 
     /// Whether output of this connection is held behind an uncommitted change, so the
     /// peer cannot be hearing from the server (and its silence proves nothing).
     pub(crate) fn output_held(&self) -> bool {
-        self.out.held(self.conn)
+        (self.conns.at(self.slot)).is_some_and(|c| self.out.held(&c.link))
     }
 
     /// Whether the store is accepting durable work; while a commit is failing, new
@@ -90,7 +96,9 @@ impl Cx<'_> {
     /// Closes this connection once the current input is handled; bytes sent before stay
     /// queued ahead of the close.
     pub(crate) fn close(&mut self, reason: CloseReason) {
-        self.out.close(self.conn, Some(reason));
+        if let Some(conn) = self.conns.at_mut(self.slot) {
+            self.out.close(conn, Some(reason));
+        }
     }
 
     /// Whether this connection has room for a reply of `len` bytes under its outbound
@@ -100,30 +108,53 @@ impl Cx<'_> {
     /// unhandled, so a change never takes effect whose acknowledgement the close would
     /// then drop (the client would resend it after reconnecting).
     pub(crate) fn room_for(&mut self, len: usize) -> bool {
-        self.out.room_for(self.conn, len)
+        self.out.room_for(self.conns, self.slot, len)
     }
 
     /// Whether this connection is still open (not closing).
     pub(crate) fn is_open(&self) -> bool {
-        self.out.is_open(self.conn)
+        (self.conns.at(self.slot)).is_some_and(|c| c.link.is_open())
     }
 
     /// Whether this connection was admitted under the connection caps; a refused one
     /// gets its protocol's error and is closed with [`CloseReason::TooManyConnections`].
     pub(crate) fn admission(&self) -> Result<(), Refusal> {
-        self.limits.admission(self.conn)
+        match self.conns.at(self.slot) {
+            Some(conn) => conn.limits.admission(),
+            None => Ok(()),
+        }
     }
 
     /// Takes a token for a request of `cost` from this connection's and its address's
     /// buckets; when either is empty the request must be refused, undone.
     pub(crate) fn charge(&mut self, cost: Cost) -> Result<(), Refusal> {
-        (self.limits).charge(&self.config.limits, self.conn, cost, self.now.mono)
+        let Some(conn) = self.conns.at_mut(self.slot) else {
+            return Ok(());
+        };
+        (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
     }
 
     /// Arms this connection's timer. It fires at least a millisecond from now, so a
     /// zero interval in the configuration cannot make `handle_timeout` spin.
     pub(crate) fn set_timer(&mut self, at: Instant) {
         let earliest = self.now.mono + core::time::Duration::from_millis(1);
-        self.timers.set(self.conn, at.max(earliest));
+        if let Some(conn) = self.conns.at_mut(self.slot) {
+            self.timers.set(conn, at.max(earliest));
+        }
+    }
+
+    /// Kicks every connection from `ip` (its protocol closes it as banned); returns how
+    /// many there were.
+    pub(crate) fn kick_ip(&mut self, ip: IpAddr) -> usize {
+        let mut conns: Vec<ConnId> = (self.conns.iter())
+            .filter(|c| c.peer.ip() == Some(ip))
+            .map(|c| c.id)
+            .collect();
+        // In id order, as every walk over connections that produces output.
+        conns.sort_unstable();
+        for &conn in &conns {
+            self.net.kick_conn(conn, KickReason::Banned);
+        }
+        conns.len()
     }
 }

@@ -25,6 +25,7 @@
 //! ```
 
 mod config;
+mod conns;
 mod cx;
 mod effect;
 mod frame;

@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::config::Config;
+use crate::conns::{Conn, Slot, Table};
 use crate::cx::Cx;
 use crate::ids::{ConnId, Protocol, Seq};
-use crate::io::{Input, Output, Peer};
+use crate::io::{Input, Output};
 use crate::limits::Limiter;
 use crate::model::{Audience, Network};
-use crate::outbox::Outbox;
+use crate::outbox::{Link, Outbox};
 use crate::persist::State;
 use crate::protocol::{Encoded, Endpoint};
 use crate::rng::Rng;
@@ -43,7 +44,9 @@ pub struct Server {
     #[allow(dead_code)]
     rng: Rng,
     last_now: Option<Now>,
-    endpoints: BTreeMap<ConnId, Slot>,
+    /// The open connections in id order, the order every walk that produces output
+    /// takes (a broadcast); their records are in `core.conns`.
+    order: BTreeMap<ConnId, Slot>,
     core: Core,
 }
 
@@ -51,6 +54,8 @@ pub struct Server {
 struct Core {
     config: Config,
     net: Network,
+    /// Every open connection's record.
+    conns: Table,
     timers: Timers,
     out: Outbox,
     limits: Limiter,
@@ -101,8 +106,9 @@ impl Server {
         Server {
             rng: Rng::new(config.seed),
             last_now: None,
-            endpoints: BTreeMap::new(),
+            order: BTreeMap::new(),
             core: Core {
+                conns: Table::default(),
                 out: Outbox::new(
                     config.outbound_limit_bytes,
                     config.limits.outbound_budget_bytes,
@@ -144,28 +150,47 @@ impl Server {
                 peer,
             } => {
                 let core = &mut self.core;
-                if core.net.peer(conn).is_some() {
+                if core.conns.slot(conn).is_some() {
                     return;
                 }
-                core.out.open(conn);
-                core.net.connected(conn, peer);
                 // A refused connection still opens: its protocol says why and closes it.
                 // The admin protocol is never refused, so an operator can always get in.
                 let ip = peer.ip().filter(|_| protocol != Protocol::Admin);
-                let _ = core.limits.admit(&core.config.limits, conn, ip);
-                let endpoint = Endpoint::open(protocol, &mut lend(now, conn, peer, core));
-                self.endpoints.insert(conn, Slot { peer, endpoint });
+                let limits = core.limits.admit(&core.config.limits, ip);
+                let slot = core.conns.insert(Conn {
+                    id: conn,
+                    peer,
+                    endpoint: None,
+                    link: Link::default(),
+                    limits,
+                    timer: None,
+                });
+                self.order.insert(conn, slot);
+                if let Some(mut cx) = lend(now, slot, core) {
+                    let endpoint = Endpoint::open(protocol, &mut cx);
+                    if let Some(record) = core.conns.at_mut(slot) {
+                        record.endpoint = Some(endpoint);
+                    }
+                }
             }
             Input::Received { conn, bytes } => {
-                if self.core.out.is_open(conn) {
+                if self.is_open(conn) {
                     self.with_endpoint(now, conn, |ep, cx| ep.on_bytes(cx, &bytes));
                 }
             }
-            Input::Written { conn, n } => self.core.out.written(conn, n),
-            Input::PeerClosed { conn } => self.core.out.close(conn, None),
+            Input::Written { conn, n } => {
+                if let Some(record) = self.core.conns.get_mut(conn) {
+                    self.core.out.written(&mut record.link, n);
+                }
+            }
+            Input::PeerClosed { conn } => {
+                if let Some(record) = self.core.conns.get_mut(conn) {
+                    self.core.out.close(record, None);
+                }
+            }
             Input::EffectDone { id, result } => {
                 if let Some(conn) = self.core.out.effect_done(id) {
-                    if self.core.out.is_open(conn) {
+                    if self.is_open(conn) {
                         self.with_endpoint(now, conn, |ep, cx| ep.on_effect(cx, id, result));
                     }
                 }
@@ -183,7 +208,10 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
         while let Some(conn) = self.core.timers.pop_due(now.mono) {
-            if self.core.out.is_open(conn) {
+            if let Some(record) = self.core.conns.get_mut(conn) {
+                record.timer = None;
+            }
+            if self.is_open(conn) {
                 self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx));
             }
             self.settle(now);
@@ -205,18 +233,19 @@ impl Server {
     /// The sizes of the server's collections.
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.endpoints.len(),
+            connections: self.core.conns.len(),
             online_users: self.core.net.online_count(),
             queued_outputs: self.core.out.queued(),
             timers: self.core.timers.len(),
-            max_inbound_bytes: self
-                .endpoints
-                .values()
-                .map(|slot| slot.endpoint.buffered())
+            max_inbound_bytes: (self.core.conns.iter())
+                .filter_map(|c| c.endpoint.as_ref().map(Endpoint::buffered))
                 .max()
                 .unwrap_or(0),
-            max_unwritten_bytes: self.core.out.max_unwritten(),
-            unwritten_bytes: self.core.out.total_unwritten(),
+            max_unwritten_bytes: (self.core.conns.iter())
+                .map(|c| c.link.unwritten())
+                .max()
+                .unwrap_or(0),
+            unwritten_bytes: self.core.out.total_unwritten(&self.core.conns),
             ip_buckets: self.core.limits.ip_buckets(),
             running_effects: self.core.out.running_effects(),
             accounts: self.core.net.state().accounts.len(),
@@ -247,32 +276,37 @@ impl Server {
         self.last_now = Some(now);
     }
 
+    /// Whether `conn` is open and not closing.
+    fn is_open(&self, conn: ConnId) -> bool {
+        (self.core.conns.get(conn)).is_some_and(|c| c.link.is_open())
+    }
+
     fn with_endpoint(
         &mut self,
         now: Now,
         conn: ConnId,
         f: impl FnOnce(&mut Endpoint, &mut Cx<'_>),
     ) {
-        let Some(slot) = self.endpoints.get_mut(&conn) else {
+        let Some(slot) = self.core.conns.slot(conn) else {
             return;
         };
-        f(
-            &mut slot.endpoint,
-            &mut lend(now, conn, slot.peer, &mut self.core),
-        );
+        with_slot(now, slot, &mut self.core, f);
     }
 
     /// Tears down closing connections and hands out network events until neither is left.
     fn settle(&mut self, now: Now) {
         loop {
             if let Some((conn, reason)) = self.core.out.next_closing() {
-                self.core.timers.cancel(conn);
-                if let Some(mut slot) = self.endpoints.remove(&conn) {
-                    let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                    slot.endpoint.on_close(&mut cx);
+                if let Some(slot) = self.core.conns.slot(conn) {
+                    if let Some(record) = self.core.conns.at_mut(slot) {
+                        self.core.timers.cancel(record);
+                    }
+                    with_slot(now, slot, &mut self.core, |ep, cx| ep.on_close(cx));
+                    self.order.remove(&conn);
+                    if let Some(record) = self.core.conns.remove(conn) {
+                        self.core.limits.disconnected(&record.limits);
+                    }
                 }
-                self.core.net.disconnected(conn);
-                self.core.limits.disconnected(conn);
                 self.core.out.finish_close(conn, reason);
                 continue;
             }
@@ -281,7 +315,7 @@ impl Server {
             };
             match delivery.to {
                 Audience::Conn(conn) => {
-                    if self.core.out.is_open(conn) {
+                    if self.is_open(conn) {
                         let mut encoded = Encoded::default();
                         self.with_endpoint(now, conn, |ep, cx| {
                             ep.on_event(cx, &delivery.event, &mut encoded)
@@ -294,27 +328,27 @@ impl Server {
                 Audience::AllBut(except) => {
                     let mut encoded = Encoded::default();
                     #[cfg(feature = "planted-bugs")]
-                    if let Some(order) = planted_order(&self.core.config, &self.endpoints) {
+                    if let Some(order) = planted_order(&self.core.config, &self.order) {
                         for conn in order {
-                            let Some(slot) = self.endpoints.get_mut(&conn) else {
+                            let Some(&slot) = self.order.get(&conn) else {
                                 continue;
                             };
                             if conn == except {
                                 continue;
                             }
-                            let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                            slot.endpoint
-                                .on_event(&mut cx, &delivery.event, &mut encoded);
+                            with_slot(now, slot, &mut self.core, |ep, cx| {
+                                ep.on_event(cx, &delivery.event, &mut encoded)
+                            });
                         }
                         continue;
                     }
-                    for (&conn, slot) in self.endpoints.iter_mut() {
+                    for (&conn, &slot) in &self.order {
                         if conn == except {
                             continue;
                         }
-                        let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                        slot.endpoint
-                            .on_event(&mut cx, &delivery.event, &mut encoded);
+                        with_slot(now, slot, &mut self.core, |ep, cx| {
+                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        });
                     }
                 }
             }
@@ -339,22 +373,38 @@ fn planted_order(config: &Config, endpoints: &BTreeMap<ConnId, Slot>) -> Option<
     Some(conns)
 }
 
-/// An open connection: where it comes from and its protocol state.
-struct Slot {
-    peer: Peer,
-    endpoint: Endpoint,
+/// Lends the endpoint of the connection in `slot` to `f`, with a context bound to it;
+/// nothing if the slot is empty or its endpoint already lent.
+fn with_slot(now: Now, slot: Slot, core: &mut Core, f: impl FnOnce(&mut Endpoint, &mut Cx<'_>)) {
+    let Some(record) = core.conns.at_mut(slot) else {
+        return;
+    };
+    let Some(mut endpoint) = record.endpoint.take() else {
+        return;
+    };
+    if let Some(mut cx) = lend(now, slot, core) {
+        f(&mut endpoint, &mut cx);
+    }
+    if let Some(record) = core.conns.at_mut(slot) {
+        record.endpoint = Some(endpoint);
+    }
 }
 
-/// Lends a session the parts of the server it may touch, bound to `conn`.
-fn lend(now: Now, conn: ConnId, peer: Peer, core: &mut Core) -> Cx<'_> {
-    Cx {
+/// Lends a session the parts of the server it may touch, bound to the connection in
+/// `slot`, if there is one.
+fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
+    let record = core.conns.at(slot)?;
+    let (conn, peer) = (record.id, record.peer);
+    Some(Cx {
         now,
         conn,
         peer,
+        slot,
         config: &core.config,
         net: &mut core.net,
+        conns: &mut core.conns,
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
-    }
+    })
 }

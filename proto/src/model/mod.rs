@@ -13,7 +13,6 @@ use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ConnId, Seq};
-use crate::io::Peer;
 use crate::persist::{Account, Change, MessageId, State, StoredMessage};
 use receipts::OwedReceipts;
 use shares::MailboxShares;
@@ -148,8 +147,6 @@ pub(crate) struct Network {
     uncommitted: Uncommitted,
     /// Offline messages per (recipient, sender), following `state`.
     shares: MailboxShares,
-    /// Every open connection and where it comes from.
-    peers: BTreeMap<ConnId, Peer>,
     users: BTreeMap<UserKey, OnlineUser>,
     sessions: BTreeMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
@@ -228,21 +225,6 @@ impl Network {
         self.state.ip_bans.contains(&ip)
     }
 
-    /// Registers an open connection.
-    pub(crate) fn connected(&mut self, conn: ConnId, peer: Peer) {
-        self.peers.insert(conn, peer);
-    }
-
-    /// Where an open connection comes from.
-    pub(crate) fn peer(&self, conn: ConnId) -> Option<Peer> {
-        self.peers.get(&conn).copied()
-    }
-
-    /// Forgets a closed connection (its sessions are logged out by its protocol).
-    pub(crate) fn disconnected(&mut self, conn: ConnId) {
-        self.peers.remove(&conn);
-    }
-
     /// Kicks every session of a user; returns how many there were.
     pub(crate) fn kick_user(&mut self, key: &UserKey, reason: KickReason) -> usize {
         let Some(user) = self.users.get(key) else {
@@ -262,22 +244,15 @@ impl Network {
         user.sessions.len()
     }
 
-    /// Kicks every connection from `ip`; returns how many there were.
-    pub(crate) fn kick_ip(&mut self, ip: IpAddr) -> usize {
-        let conns: Vec<ConnId> = (self.peers.iter())
-            .filter(|(_, peer)| peer.ip() == Some(ip))
-            .map(|(&conn, _)| conn)
-            .collect();
-        for &conn in &conns {
-            self.pending.push_back(Delivery {
-                to: Audience::Conn(conn),
-                event: Event::Kicked {
-                    session: None,
-                    reason: KickReason::Banned,
-                },
-            });
-        }
-        conns.len()
+    /// Kicks a whole connection (all its sessions) for `reason`.
+    pub(crate) fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
+        self.pending.push_back(Delivery {
+            to: Audience::Conn(conn),
+            event: Event::Kicked {
+                session: None,
+                reason,
+            },
+        });
     }
 
     /// Builds the change that stores a direct message from the user of `from` for the
