@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
-use crate::ids::ConnId;
+use crate::ids::{ConnId, Protocol};
 use crate::io::Peer;
 use crate::limits::ConnLimits;
 use crate::outbox::Link;
@@ -22,6 +22,8 @@ pub(crate) type Slot = usize;
 pub(crate) struct Conn {
     pub(crate) id: ConnId,
     pub(crate) peer: Peer,
+    /// The protocol it speaks.
+    pub(crate) protocol: Protocol,
     /// Its protocol state; `None` only while the server has lent it to a call, or
     /// before its protocol opened it.
     pub(crate) endpoint: Option<Endpoint>,
@@ -114,6 +116,7 @@ mod tests {
         Conn {
             id: ConnId(id),
             peer: Peer::Local,
+            protocol: Protocol::Admin,
             endpoint: None,
             link: Link::default(),
             limits: ConnLimits::default(),

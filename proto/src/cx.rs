@@ -2,16 +2,18 @@
 //! model, its own timers and the output queue.
 
 use core::net::IpAddr;
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
 use crate::config::Config;
 use crate::conns::{Slot, Table};
 use crate::effect::Effect;
+use crate::ids::Protocol;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::model::{Item, KickReason, Network};
+use crate::model::{Audience, Event, Item, KickReason, Network, SessionId};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
@@ -24,15 +26,129 @@ pub(crate) struct Cx<'a> {
     pub(crate) peer: Peer,
     /// The connection's place in `conns`.
     pub(crate) slot: Slot,
+    /// The protocol it speaks.
+    pub(crate) protocol: Protocol,
     pub(crate) config: &'a Config,
     pub(crate) net: &'a mut Network,
     pub(crate) conns: &'a mut Table,
+    pub(crate) homes: &'a mut Homes,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
     pub(crate) limits: &'a mut Limiter,
 }
 
+/// Where each session of a protocol that told the server is: on which connection, or
+/// on none (its protocol holds it, as arsc holds a session between connections). Events
+/// addressed to a session ([`Audience::Session`](crate::model::Audience)) go there.
+pub(crate) type Homes = BTreeMap<SessionId, Home>;
+
+/// Where a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Home {
+    /// The protocol that holds the session.
+    pub(crate) protocol: Protocol,
+    /// The connection its events go to, if it has one now.
+    pub(crate) conn: Option<ConnId>,
+}
+
+/// The context lent to a protocol for work not bound to one connection: a session's
+/// timer, an event for a session that has no connection, or a connection's handler
+/// reaching across connections (an arsc `post` on a fresh connection writes to the
+/// connection that logged in). Everything it sends names its connection.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Px<'a> {
+    pub(crate) now: Now,
+    pub(crate) config: &'a Config,
+    pub(crate) net: &'a mut Network,
+    pub(crate) conns: &'a mut Table,
+    pub(crate) homes: &'a mut Homes,
+    pub(crate) timers: &'a mut Timers,
+    pub(crate) out: &'a mut Outbox,
+}
+
+// Until arsc and jabberd use all of it, parts are used by the probe protocol's tests only.
+#[cfg_attr(not(test), allow(dead_code))]
+impl Px<'_> {
+    /// Sends bytes to `conn`, if it is open.
+    pub(crate) fn send_to(&mut self, conn: ConnId, bytes: Bytes) {
+        if let Some(slot) = self.conns.slot(conn) {
+            self.out.transmit(self.conns, slot, bytes, None);
+        }
+    }
+
+    /// Whether `conn` is open (not closing).
+    pub(crate) fn is_open(&self, conn: ConnId) -> bool {
+        (self.conns.get(conn)).is_some_and(|c| c.link.is_open())
+    }
+
+    /// Closes `conn` once the current input is handled.
+    pub(crate) fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if let Some(record) = self.conns.get_mut(conn) {
+            self.out.close(record, Some(reason));
+        }
+    }
+
+    /// Arms the timer of `session` of `protocol`, at least a millisecond from now (as a
+    /// connection's), replacing the one armed before.
+    pub(crate) fn set_session_timer(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        at: Instant,
+    ) {
+        let earliest = self.now.mono + core::time::Duration::from_millis(1);
+        self.timers.set_session(protocol, session, at.max(earliest));
+    }
+
+    /// Disarms the timer of `session` of `protocol`.
+    pub(crate) fn cancel_session_timer(&mut self, protocol: Protocol, session: SessionId) {
+        self.timers.cancel_session(protocol, session);
+    }
+
+    /// Tells the server where `session` of `protocol` is now: on `conn`, or (with
+    /// `None`) on no connection, its events then handed to the protocol itself.
+    pub(crate) fn place(&mut self, protocol: Protocol, session: SessionId, conn: Option<ConnId>) {
+        self.homes.insert(session, Home { protocol, conn });
+    }
+
+    /// Where `session` is, if its protocol placed it.
+    pub(crate) fn home(&self, session: SessionId) -> Option<Home> {
+        self.homes.get(&session).copied()
+    }
+
+    /// Forgets where `session` is (it ended), and disarms its timer.
+    pub(crate) fn forget(&mut self, session: SessionId) {
+        if let Some(home) = self.homes.remove(&session) {
+            self.timers.cancel_session(home.protocol, session);
+        }
+    }
+
+    /// Queues `event` for `session`, wherever it is when the event is handed out.
+    pub(crate) fn notify(&mut self, session: SessionId, event: Event) {
+        self.net.notify(Audience::Session(session), event);
+    }
+}
+
 impl Cx<'_> {
+    /// The protocol-wide context, for work beyond this connection.
+    pub(crate) fn px(&mut self) -> Px<'_> {
+        Px {
+            now: self.now,
+            config: self.config,
+            net: self.net,
+            conns: self.conns,
+            homes: self.homes,
+            timers: self.timers,
+            out: self.out,
+        }
+    }
+
+    /// Places `session` on this connection: events addressed to it come here.
+    pub(crate) fn place_here(&mut self, session: SessionId) {
+        let (protocol, conn) = (self.protocol, Some(self.conn));
+        self.homes.insert(session, Home { protocol, conn });
+    }
+
     /// Sends bytes to this connection.
     pub(crate) fn send(&mut self, bytes: Bytes) {
         self.out.transmit(self.conns, self.slot, bytes, None);

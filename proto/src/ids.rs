@@ -22,17 +22,26 @@ pub enum Protocol {
     Ws2017,
     /// The line protocol of the admin socket (`switchboard user add`, `kick`, ...).
     Admin,
+    /// A protocol for the core's own tests, whose sessions live apart from connections.
+    #[cfg(test)]
+    Probe,
 }
 
 impl Protocol {
     /// Every protocol, in [`index`](Self::index) order.
+    #[cfg(not(test))]
     pub const ALL: [Protocol; 2] = [Protocol::Ws2017, Protocol::Admin];
+    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
+    #[cfg(test)]
+    pub const ALL: [Protocol; 3] = [Protocol::Ws2017, Protocol::Admin, Protocol::Probe];
 
     /// The protocol's position in [`ALL`](Self::ALL), for tables indexed by protocol.
     pub const fn index(self) -> usize {
         match self {
             Protocol::Ws2017 => 0,
             Protocol::Admin => 1,
+            #[cfg(test)]
+            Protocol::Probe => 2,
         }
     }
 
@@ -41,6 +50,8 @@ impl Protocol {
         match self {
             Protocol::Ws2017 => "ws2017",
             Protocol::Admin => "admin",
+            #[cfg(test)]
+            Protocol::Probe => "probe",
         }
     }
 }

@@ -4,17 +4,17 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::conns::{Conn, Slot, Table};
-use crate::cx::Cx;
+use crate::cx::{Cx, Home, Homes, Px};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::io::{Input, Output};
 use crate::limits::Limiter;
 use crate::model::{Audience, Network};
 use crate::outbox::{Link, Outbox};
 use crate::persist::State;
-use crate::protocol::{Encoded, Endpoint};
+use crate::protocol::{Encoded, Endpoint, Shared};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
-use crate::timers::Timers;
+use crate::timers::{Timers, Wake};
 
 /// The chat server's state machine: every connection, session and user of the network.
 ///
@@ -47,6 +47,8 @@ pub struct Server {
     /// The open connections in id order, the order every walk that produces output
     /// takes (a broadcast); their records are in `core.conns`.
     order: BTreeMap<ConnId, Slot>,
+    /// Each protocol's state across its connections and sessions.
+    shared: Shared,
     core: Core,
 }
 
@@ -56,6 +58,8 @@ struct Core {
     net: Network,
     /// Every open connection's record.
     conns: Table,
+    /// Where the sessions their protocols placed are.
+    homes: Homes,
     timers: Timers,
     out: Outbox,
     limits: Limiter,
@@ -107,8 +111,10 @@ impl Server {
             rng: Rng::new(config.seed),
             last_now: None,
             order: BTreeMap::new(),
+            shared: Shared::default(),
             core: Core {
                 conns: Table::default(),
+                homes: Homes::default(),
                 out: Outbox::new(
                     config.outbound_limit_bytes,
                     config.limits.outbound_budget_bytes,
@@ -160,6 +166,7 @@ impl Server {
                 let slot = core.conns.insert(Conn {
                     id: conn,
                     peer,
+                    protocol,
                     endpoint: None,
                     link: Link::default(),
                     limits,
@@ -175,7 +182,7 @@ impl Server {
             }
             Input::Received { conn, bytes } => {
                 if self.is_open(conn) {
-                    self.with_endpoint(now, conn, |ep, cx| ep.on_bytes(cx, &bytes));
+                    self.with_endpoint(now, conn, |ep, cx, shared| ep.on_bytes(cx, shared, &bytes));
                 }
             }
             Input::Written { conn, n } => {
@@ -191,7 +198,7 @@ impl Server {
             Input::EffectDone { id, result } => {
                 if let Some(conn) = self.core.out.effect_done(id) {
                     if self.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx| ep.on_effect(cx, id, result));
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_effect(cx, id, result));
                     }
                 }
             }
@@ -207,12 +214,20 @@ impl Server {
     /// Fires every timer that is due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
-        while let Some(conn) = self.core.timers.pop_due(now.mono) {
-            if let Some(record) = self.core.conns.get_mut(conn) {
-                record.timer = None;
-            }
-            if self.is_open(conn) {
-                self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx));
+        while let Some(wake) = self.core.timers.pop_due(now.mono) {
+            match wake {
+                Wake::Conn(conn) => {
+                    if let Some(record) = self.core.conns.get_mut(conn) {
+                        record.timer = None;
+                    }
+                    if self.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_timer(cx));
+                    }
+                }
+                Wake::Session(protocol, session) => {
+                    let mut px = lend_px(now, &mut self.core);
+                    self.shared.on_session_timer(protocol, session, &mut px);
+                }
             }
             self.settle(now);
         }
@@ -285,12 +300,12 @@ impl Server {
         &mut self,
         now: Now,
         conn: ConnId,
-        f: impl FnOnce(&mut Endpoint, &mut Cx<'_>),
+        f: impl FnOnce(&mut Endpoint, &mut Cx<'_>, &mut Shared),
     ) {
         let Some(slot) = self.core.conns.slot(conn) else {
             return;
         };
-        with_slot(now, slot, &mut self.core, f);
+        with_slot(now, slot, &mut self.core, &mut self.shared, f);
     }
 
     /// Tears down closing connections and hands out network events until neither is left.
@@ -301,7 +316,13 @@ impl Server {
                     if let Some(record) = self.core.conns.at_mut(slot) {
                         self.core.timers.cancel(record);
                     }
-                    with_slot(now, slot, &mut self.core, |ep, cx| ep.on_close(cx));
+                    with_slot(
+                        now,
+                        slot,
+                        &mut self.core,
+                        &mut self.shared,
+                        |ep, cx, shared| ep.on_close(cx, shared),
+                    );
                     self.order.remove(&conn);
                     if let Some(record) = self.core.conns.remove(conn) {
                         self.core.limits.disconnected(&record.limits);
@@ -317,11 +338,33 @@ impl Server {
                 Audience::Conn(conn) => {
                     if self.is_open(conn) {
                         let mut encoded = Encoded::default();
-                        self.with_endpoint(now, conn, |ep, cx| {
+                        self.with_endpoint(now, conn, |ep, cx, _| {
                             ep.on_event(cx, &delivery.event, &mut encoded)
                         });
                     }
                 }
+                // A session goes where its protocol placed it: to its connection's
+                // endpoint, or to its protocol while it has none.
+                Audience::Session(session) => match self.core.homes.get(&session).copied() {
+                    Some(Home {
+                        conn: Some(conn), ..
+                    }) => {
+                        if self.is_open(conn) {
+                            let mut encoded = Encoded::default();
+                            self.with_endpoint(now, conn, |ep, cx, _| {
+                                ep.on_event(cx, &delivery.event, &mut encoded)
+                            });
+                        }
+                    }
+                    Some(Home {
+                        protocol,
+                        conn: None,
+                    }) => {
+                        let mut px = lend_px(now, &mut self.core);
+                        (self.shared).on_session_event(protocol, session, &delivery.event, &mut px);
+                    }
+                    None => {}
+                },
                 // The hot path of a busy server: every join, leave and rename reaches
                 // every connection, so the event is encoded once per protocol and each
                 // connection costs one lookup of its link.
@@ -336,7 +379,7 @@ impl Server {
                             if conn == except {
                                 continue;
                             }
-                            with_slot(now, slot, &mut self.core, |ep, cx| {
+                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
                                 ep.on_event(cx, &delivery.event, &mut encoded)
                             });
                         }
@@ -346,7 +389,7 @@ impl Server {
                         if conn == except {
                             continue;
                         }
-                        with_slot(now, slot, &mut self.core, |ep, cx| {
+                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
                             ep.on_event(cx, &delivery.event, &mut encoded)
                         });
                     }
@@ -375,7 +418,13 @@ fn planted_order(config: &Config, endpoints: &BTreeMap<ConnId, Slot>) -> Option<
 
 /// Lends the endpoint of the connection in `slot` to `f`, with a context bound to it;
 /// nothing if the slot is empty or its endpoint already lent.
-fn with_slot(now: Now, slot: Slot, core: &mut Core, f: impl FnOnce(&mut Endpoint, &mut Cx<'_>)) {
+fn with_slot(
+    now: Now,
+    slot: Slot,
+    core: &mut Core,
+    shared: &mut Shared,
+    f: impl FnOnce(&mut Endpoint, &mut Cx<'_>, &mut Shared),
+) {
     let Some(record) = core.conns.at_mut(slot) else {
         return;
     };
@@ -383,7 +432,7 @@ fn with_slot(now: Now, slot: Slot, core: &mut Core, f: impl FnOnce(&mut Endpoint
         return;
     };
     if let Some(mut cx) = lend(now, slot, core) {
-        f(&mut endpoint, &mut cx);
+        f(&mut endpoint, &mut cx, shared);
     }
     if let Some(record) = core.conns.at_mut(slot) {
         record.endpoint = Some(endpoint);
@@ -394,17 +443,41 @@ fn with_slot(now: Now, slot: Slot, core: &mut Core, f: impl FnOnce(&mut Endpoint
 /// `slot`, if there is one.
 fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
     let record = core.conns.at(slot)?;
-    let (conn, peer) = (record.id, record.peer);
+    let (conn, peer, protocol) = (record.id, record.peer, record.protocol);
     Some(Cx {
         now,
         conn,
         peer,
         slot,
+        protocol,
         config: &core.config,
         net: &mut core.net,
         conns: &mut core.conns,
+        homes: &mut core.homes,
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
     })
+}
+
+/// Lends a protocol the parts of the server it may touch beyond one connection.
+fn lend_px(now: Now, core: &mut Core) -> Px<'_> {
+    Px {
+        now,
+        config: &core.config,
+        net: &mut core.net,
+        conns: &mut core.conns,
+        homes: &mut core.homes,
+        timers: &mut core.timers,
+        out: &mut core.out,
+    }
+}
+
+/// The parts of the server tests look into.
+#[cfg(test)]
+impl Server {
+    /// Each protocol's shared state.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
 }

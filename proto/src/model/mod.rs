@@ -24,6 +24,20 @@ use uncommitted::Uncommitted;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SessionId(u64);
 
+impl SessionId {
+    /// Its number, for protocols that show it (a test protocol's transcript).
+    #[cfg(test)]
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+
+    /// Session `n`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> SessionId {
+        SessionId(n)
+    }
+}
+
 /// A user-visible notification from the network, addressed by a [`Delivery`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -84,6 +98,10 @@ pub(crate) enum Audience {
     AllBut(ConnId),
     /// One connection.
     Conn(ConnId),
+    /// One session, on whatever connection it is at now (or none: its protocol holds
+    /// it), as the protocol told the server.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Session(SessionId),
 }
 
 /// An event and its audience, queued by the network for the server to hand out.
@@ -463,6 +481,11 @@ impl Network {
         };
         self.deliver_receipt(&sender, &to);
         true
+    }
+
+    /// Queues `event` for `to`, after the events already queued.
+    pub(crate) fn notify(&mut self, to: Audience, event: Event) {
+        self.pending.push_back(Delivery { to, event });
     }
 
     /// The next event to hand out, in the order they happened.

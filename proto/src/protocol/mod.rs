@@ -2,14 +2,16 @@
 //! session (the per-connection state machine over the shared network model).
 
 pub(crate) mod admin;
+#[cfg(test)]
+pub(crate) mod probe;
 pub(crate) mod ws2017;
 
 use bytes::Bytes;
 
-use crate::cx::Cx;
+use crate::cx::{Cx, Px};
 use crate::effect::EffectResult;
 use crate::ids::{EffectId, Protocol};
-use crate::model::Event;
+use crate::model::{Event, SessionId};
 
 /// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
 /// by the first connection of that protocol to get it, so thousands of recipients cost
@@ -24,11 +26,58 @@ impl Encoded {
     }
 }
 
+/// What each protocol keeps across its connections and sessions (arsc's table of sids,
+/// jabberd's router link and the sessions it carries), lent to the protocol's handlers
+/// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The test-only protocol that exercises sessions without connections.
+    #[cfg(test)]
+    pub(crate) probe: probe::Shared,
+}
+
+impl Shared {
+    /// The timer of `session` of `protocol` is due.
+    pub(crate) fn on_session_timer(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (session, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_timer(px, session),
+        }
+    }
+
+    /// An event for `session` of `protocol`, which is on no connection now.
+    pub(crate) fn on_session_event(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        event: &Event,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (session, event, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_event(px, session, event),
+        }
+    }
+}
+
 /// The protocol state of one connection.
 #[derive(Debug)]
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
     Admin(admin::Session),
+    #[cfg(test)]
+    Probe(probe::Session),
 }
 
 impl Endpoint {
@@ -37,13 +86,18 @@ impl Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
+            #[cfg(test)]
+            Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
     }
 
-    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
+    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, shared: &mut Shared, bytes: &Bytes) {
+        let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
     }
 
@@ -53,6 +107,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
     }
 
@@ -61,6 +117,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(_) => {}
         }
     }
 
@@ -68,14 +126,19 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
+            #[cfg(test)]
+            Endpoint::Probe(_) => {}
         }
     }
 
     /// The connection is gone: release everything it held in the network.
-    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
+    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
+        let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
         }
     }
 
@@ -84,6 +147,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
+            #[cfg(test)]
+            Endpoint::Probe(_) => 0,
         }
     }
 }

@@ -4,4 +4,5 @@ pub(crate) mod harness;
 mod limits;
 mod names;
 mod release;
+mod sessions;
 mod slow_reader;

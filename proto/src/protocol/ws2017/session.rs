@@ -154,6 +154,8 @@ impl Session {
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
                 self.session = Some(session);
+                // Events addressed to the session come to this connection, its only one.
+                cx.place_here(session);
                 let account = Some(Item::Account(name.key()));
                 reply_about(
                     cx,
@@ -268,6 +270,7 @@ impl Session {
 
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
         if let Some(session) = self.session.take() {
+            cx.px().forget(session);
             cx.net.logout(session);
         }
     }
