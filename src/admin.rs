@@ -467,7 +467,8 @@ fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<An
             };
             match output {
                 Output::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
-                Output::Close { .. } => {}
+                // The admin protocol asks for no outbound connection.
+                Output::Close { .. } | Output::Connect { .. } => {}
                 Output::Persist { seq, change } => {
                     batch.push(*change);
                     through = seq;

@@ -1,7 +1,7 @@
 //! What a protocol session may touch while it handles an input: the clock, the network
 //! model, its own timers and the output queue.
 
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -32,6 +32,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) net: &'a mut Network,
     pub(crate) conns: &'a mut Table,
     pub(crate) homes: &'a mut Homes,
+    pub(crate) dialing: &'a mut Dialing,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
     pub(crate) limits: &'a mut Limiter,
@@ -41,6 +42,30 @@ pub(crate) struct Cx<'a> {
 /// on none (its protocol holds it, as arsc holds a session between connections). Events
 /// addressed to a session ([`Audience::Session`](crate::model::Audience)) go there.
 pub(crate) type Homes = BTreeMap<SessionId, Home>;
+
+/// The outbound connections asked for ([`Output::Connect`](crate::Output::Connect)) and
+/// not yet reported connected or failed, and the next id to give one.
+#[derive(Debug, Default)]
+pub(crate) struct Dialing {
+    pending: BTreeMap<ConnId, Dial>,
+    next: u64,
+}
+
+/// An outbound connection asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dial {
+    /// The protocol that asked for it, and that will speak on it.
+    pub(crate) protocol: Protocol,
+    /// Where to.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Dialing {
+    /// Takes the dial of `conn`, reported connected or failed.
+    pub(crate) fn remove(&mut self, conn: &ConnId) -> Option<Dial> {
+        self.pending.remove(conn)
+    }
+}
 
 /// Where a session is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,19 +80,20 @@ pub(crate) struct Home {
 /// timer, an event for a session that has no connection, or a connection's handler
 /// reaching across connections (an arsc `post` on a fresh connection writes to the
 /// connection that logged in). Everything it sends names its connection.
-#[cfg_attr(not(test), allow(dead_code))]
+#[allow(dead_code)]
 pub(crate) struct Px<'a> {
     pub(crate) now: Now,
     pub(crate) config: &'a Config,
     pub(crate) net: &'a mut Network,
     pub(crate) conns: &'a mut Table,
     pub(crate) homes: &'a mut Homes,
+    pub(crate) dialing: &'a mut Dialing,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
 }
 
 // Until arsc and jabberd use all of it, parts are used by the probe protocol's tests only.
-#[cfg_attr(not(test), allow(dead_code))]
+#[allow(dead_code)]
 impl Px<'_> {
     /// Sends bytes to `conn`, if it is open.
     pub(crate) fn send_to(&mut self, conn: ConnId, bytes: Bytes) {
@@ -98,6 +124,25 @@ impl Px<'_> {
     ) {
         let earliest = self.now.mono + core::time::Duration::from_millis(1);
         self.timers.set_session(protocol, session, at.max(earliest));
+    }
+
+    /// Arms the timer of `protocol` itself (for work tied to no session, such as trying
+    /// a link again), at least a millisecond from now, replacing the one armed before.
+    pub(crate) fn set_protocol_timer(&mut self, protocol: Protocol, at: Instant) {
+        let earliest = self.now.mono + core::time::Duration::from_millis(1);
+        self.timers.set_protocol(protocol, at.max(earliest));
+    }
+
+    /// Asks the runtime for a connection to `addr` for `protocol`; returns its id. The
+    /// protocol hears [`Endpoint::connected`](crate::protocol::Endpoint::connected) once
+    /// it is up, or [`Shared::on_connect_failed`](crate::protocol::Shared::on_connect_failed),
+    /// and decides itself when to try again.
+    pub(crate) fn connect(&mut self, protocol: Protocol, addr: SocketAddr) -> ConnId {
+        let conn = ConnId(ConnId::OUTBOUND.0 + self.dialing.next);
+        self.dialing.next += 1;
+        self.dialing.pending.insert(conn, Dial { protocol, addr });
+        self.out.connect(conn, addr);
+        conn
     }
 
     /// Disarms the timer of `session` of `protocol`.
@@ -138,6 +183,7 @@ impl Cx<'_> {
             net: self.net,
             conns: self.conns,
             homes: self.homes,
+            dialing: self.dialing,
             timers: self.timers,
             out: self.out,
         }

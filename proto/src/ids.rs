@@ -2,9 +2,22 @@
 
 use core::fmt;
 
-/// A transport connection, assigned by the runtime (or simulator); never reused.
+/// A transport connection, assigned by the runtime (or simulator) when it accepts one,
+/// or by the server when it asks for one ([`Output::Connect`](crate::Output::Connect));
+/// never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The first id the server gives its own outbound connections; the ids a runtime
+    /// gives accepted connections stay below it.
+    pub const OUTBOUND: ConnId = ConnId(1 << 63);
+
+    /// Whether the server chose this id, for a connection it asked for.
+    pub const fn is_outbound(self) -> bool {
+        self.0 >= Self::OUTBOUND.0
+    }
+}
 
 /// An effect the server asked for, assigned by the server; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

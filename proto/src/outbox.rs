@@ -149,6 +149,11 @@ impl Outbox {
         }
     }
 
+    /// Queues the request for an outbound connection `conn` to `addr`.
+    pub(crate) fn connect(&mut self, conn: ConnId, addr: core::net::SocketAddr) {
+        self.queue.push_back(Output::Connect { conn, addr });
+    }
+
     /// The sequence number the next durable change gets.
     pub(crate) fn next_seq(&self) -> Seq {
         Seq(self.seq.0 + 1)

@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::conns::{Conn, Slot, Table};
-use crate::cx::{Cx, Home, Homes, Px};
+use crate::cx::{Cx, Dialing, Home, Homes, Px};
 use crate::ids::{ConnId, Protocol, Seq};
-use crate::io::{Input, Output};
+use crate::io::{Input, Output, Peer};
 use crate::limits::Limiter;
 use crate::model::{Audience, Network};
 use crate::outbox::{Link, Outbox};
@@ -30,8 +30,10 @@ use crate::timers::{Timers, Wake};
 ///    [`CommitGate`](crate::CommitGate): write each [`Output::Transmit`] it lets through to
 ///    its connection in order and report written bytes with [`Input::Written`]; close on
 ///    [`Output::Close`]; add each [`Output::Persist`] to the store's next batch; run each
-///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]. Draining late only
-///    adds latency.
+///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]; dial each
+///    [`Output::Connect`] and report [`Input::Connected`] (then treat the connection as an
+///    accepted one) or [`Input::ConnectFailed`] (the server decides when to try again).
+///    Draining late only adds latency.
 /// 4. Commit batches off the loop, one at a time; report [`Input::Committed`] and carry out
 ///    what the gate releases, or [`Input::CommitFailed`] and retry the same batch.
 /// 5. Ask [`poll_timeout`](Self::poll_timeout) for the next deadline and go back to 1.
@@ -60,6 +62,8 @@ struct Core {
     conns: Table,
     /// Where the sessions their protocols placed are.
     homes: Homes,
+    /// Outbound connections asked for and not yet reported connected or failed.
+    dialing: Dialing,
     timers: Timers,
     out: Outbox,
     limits: Limiter,
@@ -115,6 +119,7 @@ impl Server {
             core: Core {
                 conns: Table::default(),
                 homes: Homes::default(),
+                dialing: Dialing::default(),
                 out: Outbox::new(
                     config.outbound_limit_bytes,
                     config.limits.outbound_budget_bytes,
@@ -155,29 +160,25 @@ impl Server {
                 protocol,
                 peer,
             } => {
-                let core = &mut self.core;
-                if core.conns.slot(conn).is_some() {
+                if self.core.conns.slot(conn).is_some() || conn.is_outbound() {
                     return;
                 }
                 // A refused connection still opens: its protocol says why and closes it.
                 // The admin protocol is never refused, so an operator can always get in.
                 let ip = peer.ip().filter(|_| protocol != Protocol::Admin);
-                let limits = core.limits.admit(&core.config.limits, ip);
-                let slot = core.conns.insert(Conn {
-                    id: conn,
-                    peer,
-                    protocol,
-                    endpoint: None,
-                    link: Link::default(),
-                    limits,
-                    timer: None,
-                });
-                self.order.insert(conn, slot);
-                if let Some(mut cx) = lend(now, slot, core) {
-                    let endpoint = Endpoint::open(protocol, &mut cx);
-                    if let Some(record) = core.conns.at_mut(slot) {
-                        record.endpoint = Some(endpoint);
-                    }
+                self.open(now, conn, protocol, peer, ip, false);
+            }
+            Input::Connected { conn } => {
+                let Some(dial) = self.core.dialing.remove(&conn) else {
+                    return;
+                };
+                // A link the server asked for counts against no client's caps.
+                self.open(now, conn, dial.protocol, Peer::Net(dial.addr), None, true);
+            }
+            Input::ConnectFailed { conn, error } => {
+                if let Some(dial) = self.core.dialing.remove(&conn) {
+                    let mut px = lend_px(now, &mut self.core);
+                    (self.shared).on_connect_failed(dial.protocol, conn, &error, &mut px);
                 }
             }
             Input::Received { conn, bytes } => {
@@ -211,6 +212,40 @@ impl Server {
         self.settle(now);
     }
 
+    /// Opens connection `conn` of `protocol`: its record, then its endpoint (which greets
+    /// the peer, or starts the protocol's side of a link the server asked for).
+    fn open(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        protocol: Protocol,
+        peer: Peer,
+        ip: Option<core::net::IpAddr>,
+        outbound: bool,
+    ) {
+        let core = &mut self.core;
+        let limits = core.limits.admit(&core.config.limits, ip);
+        let slot = core.conns.insert(Conn {
+            id: conn,
+            peer,
+            protocol,
+            endpoint: None,
+            link: Link::default(),
+            limits,
+            timer: None,
+        });
+        self.order.insert(conn, slot);
+        if let Some(mut cx) = lend(now, slot, core) {
+            let endpoint = match outbound {
+                false => Endpoint::open(protocol, &mut cx),
+                true => Endpoint::connected(protocol, &mut cx, &mut self.shared),
+            };
+            if let Some(record) = core.conns.at_mut(slot) {
+                record.endpoint = Some(endpoint);
+            }
+        }
+    }
+
     /// Fires every timer that is due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
@@ -227,6 +262,10 @@ impl Server {
                 Wake::Session(protocol, session) => {
                     let mut px = lend_px(now, &mut self.core);
                     self.shared.on_session_timer(protocol, session, &mut px);
+                }
+                Wake::Protocol(protocol) => {
+                    let mut px = lend_px(now, &mut self.core);
+                    self.shared.on_protocol_timer(protocol, &mut px);
                 }
             }
             self.settle(now);
@@ -454,6 +493,7 @@ fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
         net: &mut core.net,
         conns: &mut core.conns,
         homes: &mut core.homes,
+        dialing: &mut core.dialing,
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
@@ -468,6 +508,7 @@ fn lend_px(now: Now, core: &mut Core) -> Px<'_> {
         net: &mut core.net,
         conns: &mut core.conns,
         homes: &mut core.homes,
+        dialing: &mut core.dialing,
         timers: &mut core.timers,
         out: &mut core.out,
     }

@@ -21,6 +21,8 @@ pub(crate) enum Wake {
     Conn(ConnId),
     /// A session of a protocol, through the protocol's shared state.
     Session(Protocol, SessionId),
+    /// A protocol itself, for work tied to no session (trying a link again).
+    Protocol(Protocol),
 }
 
 /// Every armed timer, ordered by deadline. A connection's own deadline is kept in its
@@ -29,6 +31,7 @@ pub(crate) enum Wake {
 pub(crate) struct Timers {
     queue: BTreeSet<(Instant, Wake)>,
     sessions: BTreeMap<(Protocol, SessionId), Instant>,
+    protocols: BTreeMap<Protocol, Instant>,
 }
 
 impl Timers {
@@ -55,6 +58,19 @@ impl Timers {
     pub(crate) fn set_session(&mut self, protocol: Protocol, session: SessionId, at: Instant) {
         let wake = Wake::Session(protocol, session);
         match self.sessions.insert((protocol, session), at) {
+            Some(old) if old == at => return,
+            Some(old) => {
+                self.queue.remove(&(old, wake));
+            }
+            None => {}
+        }
+        self.queue.insert((at, wake));
+    }
+
+    /// Arms (or re-arms) the timer of `protocol` itself for `at`.
+    pub(crate) fn set_protocol(&mut self, protocol: Protocol, at: Instant) {
+        let wake = Wake::Protocol(protocol);
+        match self.protocols.insert(protocol, at) {
             Some(old) if old == at => return,
             Some(old) => {
                 self.queue.remove(&(old, wake));
@@ -94,8 +110,14 @@ impl Timers {
             return None;
         }
         self.queue.pop_first();
-        if let Wake::Session(protocol, session) = wake {
-            self.sessions.remove(&(protocol, session));
+        match wake {
+            Wake::Conn(_) => {}
+            Wake::Session(protocol, session) => {
+                self.sessions.remove(&(protocol, session));
+            }
+            Wake::Protocol(protocol) => {
+                self.protocols.remove(&protocol);
+            }
         }
         Some(wake)
     }

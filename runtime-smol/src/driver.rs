@@ -334,6 +334,14 @@ impl Driver<'_, '_> {
             }
             Output::Persist { seq, change } => self.committer.push(seq, *change),
             Output::Effect { id, effect } => self.run_effect(id, effect),
+            // No protocol asks for an outbound connection yet; until this runtime dials,
+            // it says so at once and the core decides whether to try again.
+            Output::Connect { conn, addr } => {
+                warn!(%conn, %addr, "outbound connections are not supported yet");
+                let error = "this runtime does not dial".to_owned();
+                self.server
+                    .handle(self.clock.now(), Input::ConnectFailed { conn, error });
+            }
         }
     }
 

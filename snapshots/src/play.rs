@@ -553,6 +553,13 @@ impl Player<'_> {
             }
             Output::Persist { seq, change } => self.store.batch.push((seq, *change)),
             Output::Effect { id, effect } => self.effects.push_back((id, effect)),
+            // No scenario's protocol keeps a link to another server.
+            Output::Connect { conn, addr } => {
+                return Err(self.scenario.error(
+                    line,
+                    format!("the server asked for an outbound connection {conn} to {addr}"),
+                ))
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::cx::{Cx, Px};
 use crate::effect::EffectResult;
-use crate::ids::{EffectId, Protocol};
+use crate::ids::{ConnId, EffectId, Protocol};
 use crate::model::{Event, SessionId};
 
 /// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
@@ -53,6 +53,35 @@ impl Shared {
         }
     }
 
+    /// The timer of `protocol` itself is due.
+    pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = px;
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_protocol_timer(px),
+        }
+    }
+
+    /// The outbound connection `conn` that `protocol` asked for failed; the protocol
+    /// decides whether and when to try again.
+    pub(crate) fn on_connect_failed(
+        &mut self,
+        protocol: Protocol,
+        conn: ConnId,
+        error: &str,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (conn, error, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_connect_failed(px, conn, error),
+        }
+    }
+
     /// An event for `session` of `protocol`, which is on no connection now.
     pub(crate) fn on_session_event(
         &mut self,
@@ -81,6 +110,21 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    /// An outbound connection `protocol` asked for is up: the protocol's side of the
+    /// link starts (jabberd opens its stream to the router).
+    pub(crate) fn connected(protocol: Protocol, cx: &mut Cx<'_>, shared: &mut Shared) -> Endpoint {
+        let _ = &shared;
+        match protocol {
+            // Neither asks for outbound connections; should one appear, it is closed.
+            Protocol::Ws2017 | Protocol::Admin => {
+                cx.close(crate::io::CloseReason::ProtocolError);
+                Endpoint::Admin(admin::Session::open())
+            }
+            #[cfg(test)]
+            Protocol::Probe => Endpoint::Probe(probe::Session::connected(cx, &mut shared.probe)),
+        }
+    }
+
     /// A new connection of `protocol`: sends its greeting and arms its timers.
     pub(crate) fn open(protocol: Protocol, cx: &mut Cx<'_>) -> Endpoint {
         match protocol {

@@ -31,6 +31,8 @@ pub(crate) struct Harness {
     pub(crate) uncommitted: Vec<(Seq, Change)>,
     gate: CommitGate,
     effects: VecDeque<(EffectId, Effect)>,
+    /// Outbound connections the server asked for, to be answered by the test.
+    pub(crate) dials: Vec<(ConnId, core::net::SocketAddr)>,
 }
 
 impl Harness {
@@ -46,6 +48,7 @@ impl Harness {
             uncommitted: Vec::new(),
             gate: CommitGate::new(),
             effects: VecDeque::new(),
+            dials: Vec::new(),
             now: Instant::ZERO,
             next_conn: 1,
             received: BTreeMap::new(),
@@ -171,6 +174,7 @@ impl Harness {
             match output {
                 Output::Persist { seq, change } => self.uncommitted.push((seq, *change)),
                 Output::Effect { id, effect } => self.effects.push_back((id, effect)),
+                Output::Connect { conn, addr } => self.dials.push((conn, addr)),
                 Output::Transmit { conn, bytes, .. } => {
                     assert!(
                         !self.closed.contains_key(&conn),

@@ -713,6 +713,13 @@ impl<S: ChoiceSource> Sim<S> {
                     .push(at, Ev::Effect(Box::new((boot, *id, result))));
                 Ok(())
             }
+            // No protocol the simulator drives keeps a link to another server.
+            Output::Connect { conn, addr } => Err(Violation::new(
+                "connections_are_not_leaked",
+                format!(
+                    "{conn}: an outbound connection to {addr}, which no protocol here asks for"
+                ),
+            )),
         }
     }
 
@@ -765,7 +772,7 @@ impl<S: ChoiceSource> Sim<S> {
                     self.queue.push(at, Ev::ClientReset(conn));
                 }
             }
-            Output::Persist { .. } | Output::Effect { .. } => {}
+            Output::Persist { .. } | Output::Effect { .. } | Output::Connect { .. } => {}
         }
     }
 
