@@ -387,14 +387,14 @@ impl Server {
                 Audience::Session(session) => match self.core.homes.get(&session).copied() {
                     Some(Home {
                         conn: Some(conn), ..
-                    }) => {
-                        if self.is_open(conn) {
-                            let mut encoded = Encoded::default();
-                            self.with_endpoint(now, conn, |ep, cx, _| {
-                                ep.on_event(cx, &delivery.event, &mut encoded)
-                            });
-                        }
+                    }) if self.is_open(conn) => {
+                        let mut encoded = Encoded::default();
+                        self.with_endpoint(now, conn, |ep, cx, _| {
+                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        });
                     }
+                    // Its connection is closing: the event goes with it.
+                    Some(Home { conn: Some(_), .. }) => {}
                     Some(Home {
                         protocol,
                         conn: None,
