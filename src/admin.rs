@@ -440,7 +440,8 @@ fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<An
     while let Some(action) = pump.poll_action() {
         match action {
             Action::Transmit { bytes, .. } => reply.extend_from_slice(&bytes),
-            Action::Close { .. } => {}
+            // The admin protocol asks for no outbound connection.
+            Action::Close { .. } | Action::Connect { .. } => {}
             Action::Commit(batch) => {
                 store.commit(&batch.changes)?;
                 pump.commit_finished(clock.now());

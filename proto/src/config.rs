@@ -14,6 +14,15 @@ pub struct Config {
     /// well above what one input can make the server send to one connection (a read's
     /// worth of messages relayed to it), or a reader that is merely slower than one read
     /// is closed.
+    ///
+    /// A request takes effect only if its reply fits: before a request changes anything
+    /// (stores or relays a message, sets a name), the connection must have room under
+    /// this limit, and the budget of all connections, for the reply it is about to get.
+    /// Without room the connection is closed as a slow reader there, and that request
+    /// and the rest of its input are dropped unhandled; otherwise its acknowledgement
+    /// would be dropped by the close, and the client, never told, would send it again
+    /// after reconnecting (a message stored twice). Replies of requests that change
+    /// nothing (a user list) may still overflow the limit and close the connection.
     pub outbound_limit_bytes: usize,
     /// Most offline messages kept for one account; a sender past it is told the
     /// recipient's mailbox is full.

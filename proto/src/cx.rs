@@ -1,14 +1,19 @@
 //! What a protocol session may touch while it handles an input: the clock, the network
 //! model, its own timers and the output queue.
 
+use core::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
+
 use bytes::Bytes;
 
 use crate::config::Config;
+use crate::conns::{Slot, Table};
 use crate::effect::Effect;
+use crate::ids::Protocol;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::model::{Item, Network};
+use crate::model::{Audience, Event, Item, KickReason, Network, SessionId};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
@@ -19,22 +24,185 @@ pub(crate) struct Cx<'a> {
     pub(crate) now: Now,
     pub(crate) conn: ConnId,
     pub(crate) peer: Peer,
+    /// The connection's place in `conns`.
+    pub(crate) slot: Slot,
+    /// The protocol it speaks.
+    pub(crate) protocol: Protocol,
     pub(crate) config: &'a Config,
     pub(crate) net: &'a mut Network,
+    pub(crate) conns: &'a mut Table,
+    pub(crate) homes: &'a mut Homes,
+    pub(crate) dialing: &'a mut Dialing,
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
     pub(crate) limits: &'a mut Limiter,
 }
 
+/// Where each session of a protocol that told the server is: on which connection, or
+/// on none (its protocol holds it, as arsc holds a session between connections). Events
+/// addressed to a session ([`Audience::Session`](crate::model::Audience)) go there.
+pub(crate) type Homes = BTreeMap<SessionId, Home>;
+
+/// The outbound connections asked for ([`Output::Connect`](crate::Output::Connect)) and
+/// not yet reported connected or failed, and the next id to give one.
+#[derive(Debug, Default)]
+pub(crate) struct Dialing {
+    pending: BTreeMap<ConnId, Dial>,
+    next: u64,
+}
+
+/// An outbound connection asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Dial {
+    /// The protocol that asked for it, and that will speak on it.
+    pub(crate) protocol: Protocol,
+    /// Where to.
+    pub(crate) addr: SocketAddr,
+}
+
+impl Dialing {
+    /// Takes the dial of `conn`, reported connected or failed.
+    pub(crate) fn remove(&mut self, conn: &ConnId) -> Option<Dial> {
+        self.pending.remove(conn)
+    }
+}
+
+/// Where a session is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Home {
+    /// The protocol that holds the session.
+    pub(crate) protocol: Protocol,
+    /// The connection its events go to, if it has one now.
+    pub(crate) conn: Option<ConnId>,
+}
+
+/// The context lent to a protocol for work not bound to one connection: a session's
+/// timer, an event for a session that has no connection, or a connection's handler
+/// reaching across connections (an arsc `post` on a fresh connection writes to the
+/// connection that logged in). Everything it sends names its connection.
+#[allow(dead_code)]
+pub(crate) struct Px<'a> {
+    pub(crate) now: Now,
+    pub(crate) config: &'a Config,
+    pub(crate) net: &'a mut Network,
+    pub(crate) conns: &'a mut Table,
+    pub(crate) homes: &'a mut Homes,
+    pub(crate) dialing: &'a mut Dialing,
+    pub(crate) timers: &'a mut Timers,
+    pub(crate) out: &'a mut Outbox,
+}
+
+// Until arsc and jabberd use all of it, parts are used by the probe protocol's tests only.
+#[allow(dead_code)]
+impl Px<'_> {
+    /// Sends bytes to `conn`, if it is open.
+    pub(crate) fn send_to(&mut self, conn: ConnId, bytes: Bytes) {
+        if let Some(slot) = self.conns.slot(conn) {
+            self.out.transmit(self.conns, slot, bytes, None);
+        }
+    }
+
+    /// Whether `conn` is open (not closing).
+    pub(crate) fn is_open(&self, conn: ConnId) -> bool {
+        (self.conns.get(conn)).is_some_and(|c| c.link.is_open())
+    }
+
+    /// Closes `conn` once the current input is handled.
+    pub(crate) fn close(&mut self, conn: ConnId, reason: CloseReason) {
+        if let Some(record) = self.conns.get_mut(conn) {
+            self.out.close(record, Some(reason));
+        }
+    }
+
+    /// Arms the timer of `session` of `protocol`, at least a millisecond from now (as a
+    /// connection's), replacing the one armed before.
+    pub(crate) fn set_session_timer(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        at: Instant,
+    ) {
+        let earliest = self.now.mono + core::time::Duration::from_millis(1);
+        self.timers.set_session(protocol, session, at.max(earliest));
+    }
+
+    /// Arms the timer of `protocol` itself (for work tied to no session, such as trying
+    /// a link again), at least a millisecond from now, replacing the one armed before.
+    pub(crate) fn set_protocol_timer(&mut self, protocol: Protocol, at: Instant) {
+        let earliest = self.now.mono + core::time::Duration::from_millis(1);
+        self.timers.set_protocol(protocol, at.max(earliest));
+    }
+
+    /// Asks the runtime for a connection to `addr` for `protocol`; returns its id. The
+    /// protocol hears [`Endpoint::connected`](crate::protocol::Endpoint::connected) once
+    /// it is up, or [`Shared::on_connect_failed`](crate::protocol::Shared::on_connect_failed),
+    /// and decides itself when to try again.
+    pub(crate) fn connect(&mut self, protocol: Protocol, addr: SocketAddr) -> ConnId {
+        let conn = ConnId(ConnId::OUTBOUND.0 + self.dialing.next);
+        self.dialing.next += 1;
+        self.dialing.pending.insert(conn, Dial { protocol, addr });
+        self.out.connect(conn, addr);
+        conn
+    }
+
+    /// Disarms the timer of `session` of `protocol`.
+    pub(crate) fn cancel_session_timer(&mut self, protocol: Protocol, session: SessionId) {
+        self.timers.cancel_session(protocol, session);
+    }
+
+    /// Tells the server where `session` of `protocol` is now: on `conn`, or (with
+    /// `None`) on no connection, its events then handed to the protocol itself.
+    pub(crate) fn place(&mut self, protocol: Protocol, session: SessionId, conn: Option<ConnId>) {
+        self.homes.insert(session, Home { protocol, conn });
+    }
+
+    /// Where `session` is, if its protocol placed it.
+    pub(crate) fn home(&self, session: SessionId) -> Option<Home> {
+        self.homes.get(&session).copied()
+    }
+
+    /// Forgets where `session` is (it ended), and disarms its timer.
+    pub(crate) fn forget(&mut self, session: SessionId) {
+        if let Some(home) = self.homes.remove(&session) {
+            self.timers.cancel_session(home.protocol, session);
+        }
+    }
+
+    /// Queues `event` for `session`, wherever it is when the event is handed out.
+    pub(crate) fn notify(&mut self, session: SessionId, event: Event) {
+        self.net.notify(Audience::Session(session), event);
+    }
+}
+
 impl Cx<'_> {
+    /// The protocol-wide context, for work beyond this connection.
+    pub(crate) fn px(&mut self) -> Px<'_> {
+        Px {
+            now: self.now,
+            config: self.config,
+            net: self.net,
+            conns: self.conns,
+            homes: self.homes,
+            dialing: self.dialing,
+            timers: self.timers,
+            out: self.out,
+        }
+    }
+
+    /// Places `session` on this connection: events addressed to it come here.
+    pub(crate) fn place_here(&mut self, session: SessionId) {
+        let (protocol, conn) = (self.protocol, Some(self.conn));
+        self.homes.insert(session, Home { protocol, conn });
+    }
+
     /// Sends bytes to this connection.
     pub(crate) fn send(&mut self, bytes: Bytes) {
-        self.out.transmit(self.conn, bytes, None);
+        self.out.transmit(self.conns, self.slot, bytes, None);
     }
 
     /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.
     pub(crate) fn send_after(&mut self, bytes: Bytes, seq: Seq) {
-        self.out.transmit(self.conn, bytes, Some(seq));
+        self.out.transmit(self.conns, self.slot, bytes, Some(seq));
     }
 
     /// Applies a durable change to the network's state and queues it for the store.
@@ -57,7 +225,7 @@ impl Cx<'_> {
     /// address is banned): they wait for its pending change, if any, to be committed.
     pub(crate) fn send_about(&mut self, item: &Item, bytes: Bytes) {
         let after = self.net.wait_for(item);
-        self.out.transmit(self.conn, bytes, after);
+        self.out.transmit(self.conns, self.slot, bytes, after);
     }
 
     /// Sends bytes that depend on all durable state (a listing): they wait until every
@@ -67,13 +235,13 @@ impl Cx<'_> {
         #[cfg(feature = "planted-bugs")]
         let after = after
             .filter(|_| self.config.planted_bug != Some(crate::config::PlantedBug::EarlyListing));
-        self.out.transmit(self.conn, bytes, after);
+        self.out.transmit(self.conns, self.slot, bytes, after);
     }
 
     /// Whether output of this connection is held behind an uncommitted change, so the
     /// peer cannot be hearing from the server (and its silence proves nothing).
     pub(crate) fn output_held(&self) -> bool {
-        self.out.held(self.conn)
+        (self.conns.at(self.slot)).is_some_and(|c| self.out.held(&c.link))
     }
 
     /// Whether the store is accepting durable work; while a commit is failing, new
@@ -90,30 +258,65 @@ impl Cx<'_> {
     /// Closes this connection once the current input is handled; bytes sent before stay
     /// queued ahead of the close.
     pub(crate) fn close(&mut self, reason: CloseReason) {
-        self.out.close(self.conn, Some(reason));
+        if let Some(conn) = self.conns.at_mut(self.slot) {
+            self.out.close(conn, Some(reason));
+        }
+    }
+
+    /// Whether this connection has room for a reply of `len` bytes under its outbound
+    /// limit (`Config::outbound_limit_bytes`) and the budget of all connections. Asked
+    /// before a request takes effect, with the length of its reply: when there is no
+    /// room the connection is closed as a slow reader and the request must be dropped
+    /// unhandled, so a change never takes effect whose acknowledgement the close would
+    /// then drop (the client would resend it after reconnecting).
+    pub(crate) fn room_for(&mut self, len: usize) -> bool {
+        self.out.room_for(self.conns, self.slot, len)
     }
 
     /// Whether this connection is still open (not closing).
     pub(crate) fn is_open(&self) -> bool {
-        self.out.is_open(self.conn)
+        (self.conns.at(self.slot)).is_some_and(|c| c.link.is_open())
     }
 
     /// Whether this connection was admitted under the connection caps; a refused one
     /// gets its protocol's error and is closed with [`CloseReason::TooManyConnections`].
     pub(crate) fn admission(&self) -> Result<(), Refusal> {
-        self.limits.admission(self.conn)
+        match self.conns.at(self.slot) {
+            Some(conn) => conn.limits.admission(),
+            None => Ok(()),
+        }
     }
 
     /// Takes a token for a request of `cost` from this connection's and its address's
     /// buckets; when either is empty the request must be refused, undone.
     pub(crate) fn charge(&mut self, cost: Cost) -> Result<(), Refusal> {
-        (self.limits).charge(&self.config.limits, self.conn, cost, self.now.mono)
+        let Some(conn) = self.conns.at_mut(self.slot) else {
+            return Ok(());
+        };
+        (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
     }
 
     /// Arms this connection's timer. It fires at least a millisecond from now, so a
     /// zero interval in the configuration cannot make `handle_timeout` spin.
     pub(crate) fn set_timer(&mut self, at: Instant) {
         let earliest = self.now.mono + core::time::Duration::from_millis(1);
-        self.timers.set(self.conn, at.max(earliest));
+        if let Some(conn) = self.conns.at_mut(self.slot) {
+            self.timers.set(conn, at.max(earliest));
+        }
+    }
+
+    /// Kicks every connection from `ip` (its protocol closes it as banned); returns how
+    /// many there were.
+    pub(crate) fn kick_ip(&mut self, ip: IpAddr) -> usize {
+        let mut conns: Vec<ConnId> = (self.conns.iter())
+            .filter(|c| c.peer.ip() == Some(ip))
+            .map(|c| c.id)
+            .collect();
+        // In id order, as every walk over connections that produces output.
+        conns.sort_unstable();
+        for &conn in &conns {
+            self.net.kick_conn(conn, KickReason::Banned);
+        }
+        conns.len()
     }
 }

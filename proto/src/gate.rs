@@ -32,7 +32,9 @@ impl CommitGate {
         let (conn, after) = match &output {
             Output::Transmit { conn, after, .. } => (*conn, *after),
             Output::Close { conn, .. } => (*conn, None),
-            Output::Persist { .. } | Output::Effect { .. } => return Some(output),
+            Output::Persist { .. } | Output::Effect { .. } | Output::Connect { .. } => {
+                return Some(output)
+            }
         };
         let waits = after.is_some_and(|seq| seq > self.committed);
         // Most traffic: nothing waits anywhere, and this output does not either.
@@ -57,7 +59,7 @@ impl CommitGate {
             let (conn, after) = match &output {
                 Output::Transmit { conn, after, .. } => (*conn, *after),
                 Output::Close { conn, .. } => (*conn, None),
-                Output::Persist { .. } | Output::Effect { .. } => {
+                Output::Persist { .. } | Output::Effect { .. } | Output::Connect { .. } => {
                     released.push(output);
                     continue;
                 }

@@ -2,9 +2,22 @@
 
 use core::fmt;
 
-/// A transport connection, assigned by the runtime (or simulator); never reused.
+/// A transport connection, assigned by the runtime (or simulator) when it accepts one,
+/// or by the server when it asks for one ([`Output::Connect`](crate::Output::Connect));
+/// never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u64);
+
+impl ConnId {
+    /// The first id the server gives its own outbound connections; the ids a runtime
+    /// gives accepted connections stay below it.
+    pub const OUTBOUND: ConnId = ConnId(1 << 63);
+
+    /// Whether the server chose this id, for a connection it asked for.
+    pub const fn is_outbound(self) -> bool {
+        self.0 >= Self::OUTBOUND.0
+    }
+}
 
 /// An effect the server asked for, assigned by the server; never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,14 +35,36 @@ pub enum Protocol {
     Ws2017,
     /// The line protocol of the admin socket (`switchboard user add`, `kick`, ...).
     Admin,
+    /// A protocol for the core's own tests, whose sessions live apart from connections.
+    #[cfg(test)]
+    Probe,
 }
 
 impl Protocol {
+    /// Every protocol, in [`index`](Self::index) order.
+    #[cfg(not(test))]
+    pub const ALL: [Protocol; 2] = [Protocol::Ws2017, Protocol::Admin];
+    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
+    #[cfg(test)]
+    pub const ALL: [Protocol; 3] = [Protocol::Ws2017, Protocol::Admin, Protocol::Probe];
+
+    /// The protocol's position in [`ALL`](Self::ALL), for tables indexed by protocol.
+    pub const fn index(self) -> usize {
+        match self {
+            Protocol::Ws2017 => 0,
+            Protocol::Admin => 1,
+            #[cfg(test)]
+            Protocol::Probe => 2,
+        }
+    }
+
     /// The protocol's name as used in configuration, logs and transcripts.
     pub const fn name(self) -> &'static str {
         match self {
             Protocol::Ws2017 => "ws2017",
             Protocol::Admin => "admin",
+            #[cfg(test)]
+            Protocol::Probe => "probe",
         }
     }
 }
@@ -43,5 +78,19 @@ impl fmt::Display for ConnId {
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tables indexed by protocol (the shared encodings of a broadcast) rely on it: two
+    /// protocols at one index would send one protocol's bytes to the other's clients.
+    #[test]
+    fn every_protocol_has_its_own_index() {
+        for (i, protocol) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(protocol.index(), i, "{protocol}");
+        }
     }
 }

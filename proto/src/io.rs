@@ -1,5 +1,7 @@
 //! The server's one door in ([`Input`]) and one door out ([`Output`]).
 
+use core::net::SocketAddr;
+
 use bytes::Bytes;
 
 use crate::effect::{Effect, EffectResult};
@@ -12,7 +14,9 @@ use crate::persist::Change;
 pub enum Input {
     /// A connection was accepted on the listener of `protocol`.
     Accepted {
-        /// The runtime's id for the connection; must not have been used before.
+        /// The runtime's id for the connection; must not have been used before, and
+        /// below [`ConnId::OUTBOUND`] (the ids from there on are the server's own, for
+        /// the connections it asks for with [`Output::Connect`]).
         conn: ConnId,
         /// The protocol of the listener it arrived on.
         protocol: Protocol,
@@ -38,6 +42,25 @@ pub enum Input {
     PeerClosed {
         /// The connection.
         conn: ConnId,
+    },
+    /// The connection asked for with [`Output::Connect`] is established. From now on it
+    /// is like an accepted connection: bytes arrive with [`Input::Received`], writes are
+    /// reported with [`Input::Written`], its end with [`Input::PeerClosed`].
+    ///
+    /// Added with outbound connections; a runtime that never sees an `Output::Connect`
+    /// never sends it.
+    Connected {
+        /// The id from [`Output::Connect`].
+        conn: ConnId,
+    },
+    /// The connection asked for with [`Output::Connect`] could not be established (refused,
+    /// unreachable, timed out). The id is spent; the server decides whether and when to
+    /// try again, with a new `Output::Connect` and a new id.
+    ConnectFailed {
+        /// The id from [`Output::Connect`].
+        conn: ConnId,
+        /// The cause, for the server's own reporting.
+        error: String,
     },
     /// An effect the server asked for finished.
     EffectDone {
@@ -89,6 +112,21 @@ pub enum Output {
         id: EffectId,
         /// What to do.
         effect: Effect,
+    },
+    /// Open a TCP connection to `addr` as `conn` and report [`Input::Connected`] or
+    /// [`Input::ConnectFailed`]; once connected, treat it like an accepted connection.
+    /// The server picks `conn` at or above [`ConnId::OUTBOUND`], where a runtime's own
+    /// ids never are. A protocol that keeps a link to another server (jabberd's router)
+    /// asks for it; the server decides when to try again after a failure (its backoff
+    /// runs on the `now` it is given), so a runtime never redials on its own.
+    ///
+    /// Added with outbound connections, after the other variants: no protocol asks for
+    /// one yet, so a driver that cannot dial may answer `ConnectFailed` at once.
+    Connect {
+        /// The id the connection will have.
+        conn: ConnId,
+        /// Where to connect.
+        addr: SocketAddr,
     },
     /// Close `conn`. The server has forgotten it: later inputs for it are ignored.
     Close {

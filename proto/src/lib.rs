@@ -27,6 +27,7 @@
 #[cfg(feature = "arbitrary")]
 mod arb;
 mod config;
+mod conns;
 mod cx;
 mod effect;
 mod frame;

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::config::{Limits, RateLimit};
-use crate::ids::ConnId;
 use crate::time::Instant;
 
 /// What a rate-limited request costs the server.
@@ -121,9 +120,9 @@ fn capacity(limit: RateLimit) -> u64 {
 /// One bucket per [`Cost`].
 type Buckets = [Option<Bucket>; Cost::ALL];
 
-/// What the limiter keeps per open connection.
-#[derive(Debug)]
-struct ConnEntry {
+/// What the limiter keeps per open connection, in its record of the connection table.
+#[derive(Debug, Default)]
+pub(crate) struct ConnLimits {
     ip: Option<IpKey>,
     /// Whether it counts against the connection caps (admitted network connections).
     counted: bool,
@@ -139,7 +138,6 @@ type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
 /// The server's limiter: connection counts and every token bucket.
 #[derive(Debug, Default)]
 pub(crate) struct Limiter {
-    conns: Map<ConnId, ConnEntry>,
     /// Admitted network connections.
     counted: usize,
     /// Admitted connections per address; an entry goes with its last connection.
@@ -154,16 +152,22 @@ pub(crate) struct Limiter {
     last_sweep: Option<Instant>,
 }
 
+impl ConnLimits {
+    /// Why the connection was refused at its admission, if it was.
+    pub(crate) fn admission(&self) -> Result<(), Refusal> {
+        match self.refused {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Limiter {
-    /// Registers a connection from `ip` (none for the admin socket). Network connections
-    /// past the caps are refused (and registered uncounted, to be forgotten at their
-    /// close); admin ones are never refused and have no address buckets.
-    pub(crate) fn admit(
-        &mut self,
-        limits: &Limits,
-        conn: ConnId,
-        ip: Option<IpAddr>,
-    ) -> Result<(), Refusal> {
+    /// Counts a connection from `ip` (none for the admin socket) and returns what the
+    /// limiter keeps for it, to be handed back at its close. Network connections past
+    /// the caps are refused (and kept uncounted); admin ones are never refused and have
+    /// no address buckets.
+    pub(crate) fn admit(&mut self, limits: &Limits, ip: Option<IpAddr>) -> ConnLimits {
         let ip = ip.map(IpKey::of);
         let refusal = match ip {
             None => None,
@@ -180,31 +184,16 @@ impl Limiter {
             self.counted += 1;
             *self.per_ip.entry(key).or_default() += 1;
         }
-        self.conns.insert(
-            conn,
-            ConnEntry {
-                ip,
-                counted,
-                refused: refusal,
-                buckets: Buckets::default(),
-            },
-        );
-        refusal.map_or(Ok(()), Err)
-    }
-
-    /// Why `conn` was refused at [`admit`](Self::admit), if it was.
-    pub(crate) fn admission(&self, conn: ConnId) -> Result<(), Refusal> {
-        match self.conns.get(&conn).and_then(|e| e.refused) {
-            Some(refusal) => Err(refusal),
-            None => Ok(()),
+        ConnLimits {
+            ip,
+            counted,
+            refused: refusal,
+            buckets: Buckets::default(),
         }
     }
 
     /// Forgets a closed connection and its buckets; its address's buckets stay.
-    pub(crate) fn disconnected(&mut self, conn: ConnId) {
-        let Some(entry) = self.conns.remove(&conn) else {
-            return;
-        };
+    pub(crate) fn disconnected(&mut self, entry: &ConnLimits) {
         if let (true, Some(key)) = (entry.counted, entry.ip) {
             self.counted -= 1;
             if let Some(n) = self.per_ip.get_mut(&key) {
@@ -221,7 +210,7 @@ impl Limiter {
     pub(crate) fn charge(
         &mut self,
         limits: &Limits,
-        conn: ConnId,
+        entry: &mut ConnLimits,
         cost: Cost,
         now: Instant,
     ) -> Result<(), Refusal> {
@@ -229,9 +218,6 @@ impl Limiter {
         let (conn_limit, ip_limit) = match cost {
             Cost::Broadcast => (limits.broadcast_per_conn, limits.broadcast_per_ip),
             Cost::Durable => (limits.durable_per_conn, limits.durable_per_ip),
-        };
-        let Some(entry) = self.conns.get_mut(&conn) else {
-            return Ok(());
         };
         let mine = entry.buckets[i].get_or_insert_with(|| Bucket::full(conn_limit, now));
         if !mine.has_token(conn_limit, now) {
@@ -293,6 +279,45 @@ fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnId;
+    use std::collections::BTreeMap;
+
+    /// The limiter with the records the connection table would keep, by id.
+    #[derive(Default)]
+    struct Lim {
+        lim: Limiter,
+        conns: BTreeMap<ConnId, ConnLimits>,
+    }
+
+    impl Lim {
+        fn admit(&mut self, l: &Limits, conn: ConnId, ip: Option<IpAddr>) -> Result<(), Refusal> {
+            let entry = self.lim.admit(l, ip);
+            let admission = entry.admission();
+            self.conns.insert(conn, entry);
+            admission
+        }
+
+        fn charge(
+            &mut self,
+            l: &Limits,
+            conn: ConnId,
+            cost: Cost,
+            now: Instant,
+        ) -> Result<(), Refusal> {
+            let entry = self.conns.get_mut(&conn).expect("admitted");
+            self.lim.charge(l, entry, cost, now)
+        }
+
+        fn disconnected(&mut self, conn: ConnId) {
+            if let Some(entry) = self.conns.remove(&conn) {
+                self.lim.disconnected(&entry);
+            }
+        }
+
+        fn ip_buckets(&self) -> usize {
+            self.lim.ip_buckets()
+        }
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -320,7 +345,7 @@ mod tests {
     #[test]
     fn a_bucket_gives_its_burst_then_its_rate() {
         let l = limits();
-        let mut lim = Limiter::default();
+        let mut lim = Lim::default();
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         lim.admit(&l, ConnId(1), ip).expect("admitted");
         for _ in 0..3 {
@@ -343,7 +368,7 @@ mod tests {
     #[test]
     fn connections_of_one_address_share_its_bucket() {
         let l = limits();
-        let mut lim = Limiter::default();
+        let mut lim = Lim::default();
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
         for c in 1..=3 {
             lim.admit(&l, ConnId(c), ip).expect("admitted");
@@ -368,7 +393,7 @@ mod tests {
     #[test]
     fn address_buckets_stay_bounded_and_full_ones_are_dropped() {
         let l = limits();
-        let mut lim = Limiter::default();
+        let mut lim = Lim::default();
         for c in 1..=10u8 {
             let ip = Some(IpAddr::from([10, 0, 0, c]));
             lim.admit(&l, ConnId(u64::from(c)), ip).expect("admitted");
@@ -401,7 +426,7 @@ mod tests {
             max_connections_per_ip: 2,
             ..Limits::default()
         };
-        let mut lim = Limiter::default();
+        let mut lim = Lim::default();
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
         assert_eq!(lim.admit(&l, ConnId(1), a), Ok(()));
@@ -424,7 +449,7 @@ mod tests {
             max_connections_per_ip: 1,
             ..Limits::default()
         };
-        let mut lim = Limiter::default();
+        let mut lim = Lim::default();
         assert_eq!(lim.admit(&l, ConnId(1), v6(1)), Ok(()));
         assert_eq!(lim.admit(&l, ConnId(2), v6(2)), Err(Refusal::TooManyFromIp));
     }

@@ -1,18 +1,20 @@
 //! The ordered output queue and what the server knows of each connection's transport:
 //! bytes sent but not yet written, and whether it is closing.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, DefaultHasher};
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
+use crate::conns::{Conn, Slot, Table};
 use crate::effect::Effect;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Output};
 use crate::persist::Change;
 
+/// What the outbox knows of one connection's transport, kept in its record of the
+/// connection [`Table`].
 #[derive(Debug, Default)]
-struct Link {
+pub(crate) struct Link {
     /// Transmitted bytes the runtime has not yet reported written.
     unwritten: usize,
     /// Set once the connection is to close; nothing more is sent on it.
@@ -21,13 +23,22 @@ struct Link {
     waits_for: Seq,
 }
 
-/// One FIFO of outputs, plus per-connection transport state.
+impl Link {
+    /// Whether the connection is open (not closing).
+    pub(crate) fn is_open(&self) -> bool {
+        !self.closing
+    }
+
+    /// Bytes sent and not yet reported written.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.unwritten
+    }
+}
+
+/// One FIFO of outputs, plus the totals over the connections' [`Link`]s.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Output>,
-    /// Looked up on every transmit and never iterated to produce output, so a hash map
-    /// (with std's fixed-key hasher: deterministic) rather than a B-tree.
-    links: HashMap<ConnId, Link, BuildHasherDefault<DefaultHasher>>,
     /// Connections to close, in the order they were marked; `None` when the peer is
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,
@@ -55,21 +66,21 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn open(&mut self, conn: ConnId) {
-        self.links.insert(conn, Link::default());
-    }
-
-    pub(crate) fn is_open(&self, conn: ConnId) -> bool {
-        self.links.get(&conn).is_some_and(|l| !l.closing)
-    }
-
-    /// Queues `bytes` for `conn`, held until `after` is committed if given. Past the
-    /// outbound limit the connection is marked to close as a slow reader and the bytes
-    /// are dropped. Past the budget of all links together, the largest queues are.
-    pub(crate) fn transmit(&mut self, conn: ConnId, bytes: Bytes, after: Option<Seq>) {
-        let Some(link) = self.links.get_mut(&conn) else {
+    /// Queues `bytes` for the connection in `slot`, held until `after` is committed if
+    /// given. Past the outbound limit the connection is marked to close as a slow reader
+    /// and the bytes are dropped. Past the budget of all links together, the largest
+    /// queues are.
+    pub(crate) fn transmit(
+        &mut self,
+        conns: &mut Table,
+        slot: Slot,
+        bytes: Bytes,
+        after: Option<Seq>,
+    ) {
+        let Some(conn) = conns.at_mut(slot) else {
             return;
         };
+        let link = &mut conn.link;
         if link.closing || bytes.is_empty() {
             return;
         }
@@ -78,36 +89,69 @@ impl Outbox {
             link.closing = true;
             self.total -= link.unwritten;
             self.closing
-                .push_back((conn, Some(CloseReason::SlowReader)));
+                .push_back((conn.id, Some(CloseReason::SlowReader)));
             return;
         }
         link.unwritten += bytes.len();
         self.total += bytes.len();
-        self.queue
-            .push_back(Output::Transmit { conn, bytes, after });
+        self.queue.push_back(Output::Transmit {
+            conn: conn.id,
+            bytes,
+            after,
+        });
         if self.total > self.budget {
-            self.shed();
+            self.shed(conns);
         }
+    }
+
+    /// Whether the connection in `slot` has room for `len` more bytes under its outbound
+    /// limit and under the budget of all links. Without room under its limit it is marked
+    /// to close as a slow reader; near the budget the largest queues are shed first
+    /// (which may close it). A session asks before a request takes effect, with the
+    /// length of the reply, so no request takes effect whose own reply would then close
+    /// its connection.
+    pub(crate) fn room_for(&mut self, conns: &mut Table, slot: Slot, len: usize) -> bool {
+        let Some(conn) = conns.at_mut(slot) else {
+            return false;
+        };
+        if conn.link.closing {
+            return false;
+        }
+        if conn.link.unwritten + len > self.limit {
+            self.close(conn, Some(CloseReason::SlowReader));
+            return false;
+        }
+        if self.total + len > self.budget {
+            self.shed(conns);
+        }
+        conns.at(slot).is_some_and(|c| c.link.is_open())
     }
 
     /// Closes the links with the largest queues as slow readers until a quarter of the
     /// budget is free. One walk over the links frees at least a quarter of the budget,
     /// which that many bytes of transmits had to fill first: the walk's cost is
     /// amortised over them, and no transmit pays for an ordered index.
-    fn shed(&mut self) {
+    fn shed(&mut self, conns: &mut Table) {
         let target = self.budget - self.budget / 4;
-        let mut largest: Vec<(usize, ConnId)> = (self.links.iter())
-            .filter(|(_, l)| !l.closing && l.unwritten > 0)
-            .map(|(&c, l)| (l.unwritten, c))
+        let mut largest: Vec<(usize, ConnId)> = (conns.iter())
+            .filter(|c| !c.link.closing && c.link.unwritten > 0)
+            .map(|c| (c.link.unwritten, c.id))
             .collect();
-        // Largest first; ties by id, so the choice does not depend on the map's order.
+        // Largest first; ties by id, so the choice does not depend on the table's order.
         largest.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, conn) in largest {
+        for (_, id) in largest {
             if self.total <= target {
                 break;
             }
-            self.close(conn, Some(CloseReason::SlowReader));
+            if let Some(conn) = conns.get_mut(id) {
+                self.close(conn, Some(CloseReason::SlowReader));
+            }
         }
+    }
+
+    /// Queues the request for an outbound connection `conn` to `addr`.
+    pub(crate) fn connect(&mut self, conn: ConnId, addr: core::net::SocketAddr) {
+        self.queue.push_back(Output::Connect { conn, addr });
     }
 
     /// The sequence number the next durable change gets.
@@ -136,10 +180,8 @@ impl Outbox {
     }
 
     /// Whether output of `conn` waits for a change not yet committed.
-    pub(crate) fn held(&self, conn: ConnId) -> bool {
-        self.links
-            .get(&conn)
-            .is_some_and(|l| l.waits_for > self.committed)
+    pub(crate) fn held(&self, link: &Link) -> bool {
+        link.waits_for > self.committed
     }
 
     /// Queues an effect for `conn`; its result goes back to that connection.
@@ -161,25 +203,22 @@ impl Outbox {
         self.effects.len()
     }
 
-    pub(crate) fn written(&mut self, conn: ConnId, n: usize) {
-        if let Some(link) = self.links.get_mut(&conn) {
-            let n = n.min(link.unwritten);
-            link.unwritten -= n;
-            if !link.closing {
-                self.total -= n;
-            }
+    pub(crate) fn written(&mut self, link: &mut Link, n: usize) {
+        let n = n.min(link.unwritten);
+        link.unwritten -= n;
+        if !link.closing {
+            self.total -= n;
         }
     }
 
     /// Marks `conn` to close; `None` when the peer already closed it. Its unwritten
     /// bytes leave the budget: the runtime drops them or writes them out at the close.
-    pub(crate) fn close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
-        if let Some(link) = self.links.get_mut(&conn) {
-            if !link.closing {
-                link.closing = true;
-                self.total -= link.unwritten;
-                self.closing.push_back((conn, reason));
-            }
+    pub(crate) fn close(&mut self, conn: &mut Conn, reason: Option<CloseReason>) {
+        let link = &mut conn.link;
+        if !link.closing {
+            link.closing = true;
+            self.total -= link.unwritten;
+            self.closing.push_back((conn.id, reason));
         }
     }
 
@@ -188,9 +227,8 @@ impl Outbox {
         self.closing.pop_front()
     }
 
-    /// Forgets `conn` and queues its `Close` output.
+    /// Queues the `Close` output of a connection torn down (and removed from the table).
     pub(crate) fn finish_close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
-        self.links.remove(&conn);
         if let Some(reason) = reason {
             self.queue.push_back(Output::Close { conn, reason });
         }
@@ -205,17 +243,12 @@ impl Outbox {
     }
 
     /// Unwritten bytes over all connections that are not closing.
-    pub(crate) fn total_unwritten(&self) -> usize {
+    pub(crate) fn total_unwritten(&self, _conns: &Table) -> usize {
         #[cfg(test)]
         {
-            let open = self.links.values().filter(|l| !l.closing);
-            debug_assert_eq!(self.total, open.map(|l| l.unwritten).sum::<usize>());
+            let open = _conns.iter().filter(|c| !c.link.closing);
+            debug_assert_eq!(self.total, open.map(|c| c.link.unwritten).sum::<usize>());
         }
         self.total
-    }
-
-    /// The largest count of unwritten bytes on any connection.
-    pub(crate) fn max_unwritten(&self) -> usize {
-        self.links.values().map(|l| l.unwritten).max().unwrap_or(0)
     }
 }

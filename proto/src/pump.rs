@@ -73,6 +73,15 @@ pub enum Action {
         /// What to do.
         effect: Effect,
     },
+    /// Open a TCP connection to `addr` as `conn`, off the loop, and report
+    /// [`Pump::connected`] (then treat it as an accepted connection) or
+    /// [`Pump::connect_failed`] (the core decides when to try again).
+    Connect {
+        /// The id the core gave the connection.
+        conn: ConnId,
+        /// Where to dial.
+        addr: core::net::SocketAddr,
+    },
 }
 
 /// Where the one commit stands.
@@ -208,6 +217,16 @@ impl Pump {
     pub fn peer_closed(&mut self, now: Now, conn: ConnId) {
         self.gate.forget(conn);
         self.feed(now, Input::PeerClosed { conn });
+    }
+
+    /// The connection asked for with [`Action::Connect`] is established.
+    pub fn connected(&mut self, now: Now, conn: ConnId) {
+        self.feed(now, Input::Connected { conn });
+    }
+
+    /// The connection asked for with [`Action::Connect`] could not be established.
+    pub fn connect_failed(&mut self, now: Now, conn: ConnId, error: String) {
+        self.feed(now, Input::ConnectFailed { conn, error });
     }
 
     /// The effect `id` finished with `result`.
@@ -366,6 +385,9 @@ impl Pump {
                 self.pending_through = seq;
             }
             Output::Effect { id, effect } => self.actions.push_back(Action::Effect { id, effect }),
+            Output::Connect { conn, addr } => {
+                self.actions.push_back(Action::Connect { conn, addr })
+            }
         }
     }
 }

@@ -3,17 +3,18 @@
 use std::collections::BTreeMap;
 
 use crate::config::Config;
-use crate::cx::Cx;
+use crate::conns::{Conn, Slot, Table};
+use crate::cx::{Cx, Dialing, Home, Homes, Px};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::io::{Input, Output, Peer};
 use crate::limits::Limiter;
 use crate::model::{Audience, Network};
-use crate::outbox::Outbox;
+use crate::outbox::{Link, Outbox};
 use crate::persist::State;
-use crate::protocol::{Encoded, Endpoint};
+use crate::protocol::{Encoded, Endpoint, Shared};
 use crate::rng::Rng;
 use crate::time::{Instant, Now};
-use crate::timers::Timers;
+use crate::timers::{Timers, Wake};
 
 /// The chat server's state machine: every connection, session and user of the network.
 ///
@@ -29,8 +30,10 @@ use crate::timers::Timers;
 ///    [`CommitGate`](crate::CommitGate): write each [`Output::Transmit`] it lets through to
 ///    its connection in order and report written bytes with [`Input::Written`]; close on
 ///    [`Output::Close`]; add each [`Output::Persist`] to the store's next batch; run each
-///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]. Draining late only
-///    adds latency.
+///    [`Output::Effect`] off the loop and report [`Input::EffectDone`]; dial each
+///    [`Output::Connect`] and report [`Input::Connected`] (then treat the connection as an
+///    accepted one) or [`Input::ConnectFailed`] (the server decides when to try again).
+///    Draining late only adds latency.
 /// 4. Commit batches off the loop, one at a time; report [`Input::Committed`] *first*, then
 ///    carry out what the gate releases ([`CommitGate::committed`](crate::CommitGate::committed)),
 ///    then drain again; or report [`Input::CommitFailed`] and retry the same batch. That
@@ -50,7 +53,11 @@ pub struct Server {
     #[allow(dead_code)]
     rng: Rng,
     last_now: Option<Now>,
-    endpoints: BTreeMap<ConnId, Slot>,
+    /// The open connections in id order, the order every walk that produces output
+    /// takes (a broadcast); their records are in `core.conns`.
+    order: BTreeMap<ConnId, Slot>,
+    /// Each protocol's state across its connections and sessions.
+    shared: Shared,
     core: Core,
 }
 
@@ -58,6 +65,12 @@ pub struct Server {
 struct Core {
     config: Config,
     net: Network,
+    /// Every open connection's record.
+    conns: Table,
+    /// Where the sessions their protocols placed are.
+    homes: Homes,
+    /// Outbound connections asked for and not yet reported connected or failed.
+    dialing: Dialing,
     timers: Timers,
     out: Outbox,
     limits: Limiter,
@@ -108,8 +121,12 @@ impl Server {
         Server {
             rng: Rng::new(config.seed),
             last_now: None,
-            endpoints: BTreeMap::new(),
+            order: BTreeMap::new(),
+            shared: Shared::default(),
             core: Core {
+                conns: Table::default(),
+                homes: Homes::default(),
+                dialing: Dialing::default(),
                 out: Outbox::new(
                     config.outbound_limit_bytes,
                     config.limits.outbound_budget_bytes,
@@ -150,30 +167,46 @@ impl Server {
                 protocol,
                 peer,
             } => {
-                let core = &mut self.core;
-                if core.net.peer(conn).is_some() {
+                if self.core.conns.slot(conn).is_some() || conn.is_outbound() {
                     return;
                 }
-                core.out.open(conn);
-                core.net.connected(conn, peer);
                 // A refused connection still opens: its protocol says why and closes it.
                 // The admin protocol is never refused, so an operator can always get in.
                 let ip = peer.ip().filter(|_| protocol != Protocol::Admin);
-                let _ = core.limits.admit(&core.config.limits, conn, ip);
-                let endpoint = Endpoint::open(protocol, &mut lend(now, conn, peer, core));
-                self.endpoints.insert(conn, Slot { peer, endpoint });
+                self.open(now, conn, protocol, peer, ip, false);
             }
-            Input::Received { conn, bytes } => {
-                if self.core.out.is_open(conn) {
-                    self.with_endpoint(now, conn, |ep, cx| ep.on_bytes(cx, &bytes));
+            Input::Connected { conn } => {
+                let Some(dial) = self.core.dialing.remove(&conn) else {
+                    return;
+                };
+                // A link the server asked for counts against no client's caps.
+                self.open(now, conn, dial.protocol, Peer::Net(dial.addr), None, true);
+            }
+            Input::ConnectFailed { conn, error } => {
+                if let Some(dial) = self.core.dialing.remove(&conn) {
+                    let mut px = lend_px(now, &mut self.core);
+                    (self.shared).on_connect_failed(dial.protocol, conn, &error, &mut px);
                 }
             }
-            Input::Written { conn, n } => self.core.out.written(conn, n),
-            Input::PeerClosed { conn } => self.core.out.close(conn, None),
+            Input::Received { conn, bytes } => {
+                if self.is_open(conn) {
+                    self.with_endpoint(now, conn, |ep, cx, shared| ep.on_bytes(cx, shared, &bytes));
+                }
+            }
+            Input::Written { conn, n } => {
+                if let Some(record) = self.core.conns.get_mut(conn) {
+                    self.core.out.written(&mut record.link, n);
+                }
+            }
+            Input::PeerClosed { conn } => {
+                if let Some(record) = self.core.conns.get_mut(conn) {
+                    self.core.out.close(record, None);
+                }
+            }
             Input::EffectDone { id, result } => {
                 if let Some(conn) = self.core.out.effect_done(id) {
-                    if self.core.out.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx| ep.on_effect(cx, id, result));
+                    if self.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_effect(cx, id, result));
                     }
                 }
             }
@@ -186,12 +219,61 @@ impl Server {
         self.settle(now);
     }
 
+    /// Opens connection `conn` of `protocol`: its record, then its endpoint (which greets
+    /// the peer, or starts the protocol's side of a link the server asked for).
+    fn open(
+        &mut self,
+        now: Now,
+        conn: ConnId,
+        protocol: Protocol,
+        peer: Peer,
+        ip: Option<core::net::IpAddr>,
+        outbound: bool,
+    ) {
+        let core = &mut self.core;
+        let limits = core.limits.admit(&core.config.limits, ip);
+        let slot = core.conns.insert(Conn {
+            id: conn,
+            peer,
+            protocol,
+            endpoint: None,
+            link: Link::default(),
+            limits,
+            timer: None,
+        });
+        self.order.insert(conn, slot);
+        if let Some(mut cx) = lend(now, slot, core) {
+            let endpoint = match outbound {
+                false => Endpoint::open(protocol, &mut cx),
+                true => Endpoint::connected(protocol, &mut cx, &mut self.shared),
+            };
+            if let Some(record) = core.conns.at_mut(slot) {
+                record.endpoint = Some(endpoint);
+            }
+        }
+    }
+
     /// Fires every timer that is due at `now`. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Now) {
         self.advance(now);
-        while let Some(conn) = self.core.timers.pop_due(now.mono) {
-            if self.core.out.is_open(conn) {
-                self.with_endpoint(now, conn, |ep, cx| ep.on_timer(cx));
+        while let Some(wake) = self.core.timers.pop_due(now.mono) {
+            match wake {
+                Wake::Conn(conn) => {
+                    if let Some(record) = self.core.conns.get_mut(conn) {
+                        record.timer = None;
+                    }
+                    if self.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_timer(cx));
+                    }
+                }
+                Wake::Session(protocol, session) => {
+                    let mut px = lend_px(now, &mut self.core);
+                    self.shared.on_session_timer(protocol, session, &mut px);
+                }
+                Wake::Protocol(protocol) => {
+                    let mut px = lend_px(now, &mut self.core);
+                    self.shared.on_protocol_timer(protocol, &mut px);
+                }
             }
             self.settle(now);
         }
@@ -212,18 +294,19 @@ impl Server {
     /// The sizes of the server's collections.
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.endpoints.len(),
+            connections: self.core.conns.len(),
             online_users: self.core.net.online_count(),
             queued_outputs: self.core.out.queued(),
             timers: self.core.timers.len(),
-            max_inbound_bytes: self
-                .endpoints
-                .values()
-                .map(|slot| slot.endpoint.buffered())
+            max_inbound_bytes: (self.core.conns.iter())
+                .filter_map(|c| c.endpoint.as_ref().map(Endpoint::buffered))
                 .max()
                 .unwrap_or(0),
-            max_unwritten_bytes: self.core.out.max_unwritten(),
-            unwritten_bytes: self.core.out.total_unwritten(),
+            max_unwritten_bytes: (self.core.conns.iter())
+                .map(|c| c.link.unwritten())
+                .max()
+                .unwrap_or(0),
+            unwritten_bytes: self.core.out.total_unwritten(&self.core.conns),
             ip_buckets: self.core.limits.ip_buckets(),
             running_effects: self.core.out.running_effects(),
             accounts: self.core.net.state().accounts.len(),
@@ -254,32 +337,43 @@ impl Server {
         self.last_now = Some(now);
     }
 
+    /// Whether `conn` is open and not closing.
+    fn is_open(&self, conn: ConnId) -> bool {
+        (self.core.conns.get(conn)).is_some_and(|c| c.link.is_open())
+    }
+
     fn with_endpoint(
         &mut self,
         now: Now,
         conn: ConnId,
-        f: impl FnOnce(&mut Endpoint, &mut Cx<'_>),
+        f: impl FnOnce(&mut Endpoint, &mut Cx<'_>, &mut Shared),
     ) {
-        let Some(slot) = self.endpoints.get_mut(&conn) else {
+        let Some(slot) = self.core.conns.slot(conn) else {
             return;
         };
-        f(
-            &mut slot.endpoint,
-            &mut lend(now, conn, slot.peer, &mut self.core),
-        );
+        with_slot(now, slot, &mut self.core, &mut self.shared, f);
     }
 
     /// Tears down closing connections and hands out network events until neither is left.
     fn settle(&mut self, now: Now) {
         loop {
             if let Some((conn, reason)) = self.core.out.next_closing() {
-                self.core.timers.cancel(conn);
-                if let Some(mut slot) = self.endpoints.remove(&conn) {
-                    let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                    slot.endpoint.on_close(&mut cx);
+                if let Some(slot) = self.core.conns.slot(conn) {
+                    if let Some(record) = self.core.conns.at_mut(slot) {
+                        self.core.timers.cancel(record);
+                    }
+                    with_slot(
+                        now,
+                        slot,
+                        &mut self.core,
+                        &mut self.shared,
+                        |ep, cx, shared| ep.on_close(cx, shared),
+                    );
+                    self.order.remove(&conn);
+                    if let Some(record) = self.core.conns.remove(conn) {
+                        self.core.limits.disconnected(&record.limits);
+                    }
                 }
-                self.core.net.disconnected(conn);
-                self.core.limits.disconnected(conn);
                 self.core.out.finish_close(conn, reason);
                 continue;
             }
@@ -288,40 +382,62 @@ impl Server {
             };
             match delivery.to {
                 Audience::Conn(conn) => {
-                    if self.core.out.is_open(conn) {
+                    if self.is_open(conn) {
                         let mut encoded = Encoded::default();
-                        self.with_endpoint(now, conn, |ep, cx| {
+                        self.with_endpoint(now, conn, |ep, cx, _| {
                             ep.on_event(cx, &delivery.event, &mut encoded)
                         });
                     }
                 }
+                // A session goes where its protocol placed it: to its connection's
+                // endpoint, or to its protocol while it has none.
+                Audience::Session(session) => match self.core.homes.get(&session).copied() {
+                    Some(Home {
+                        conn: Some(conn), ..
+                    }) if self.is_open(conn) => {
+                        let mut encoded = Encoded::default();
+                        self.with_endpoint(now, conn, |ep, cx, _| {
+                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        });
+                    }
+                    // Its connection is closing: the event goes with it.
+                    Some(Home { conn: Some(_), .. }) => {}
+                    Some(Home {
+                        protocol,
+                        conn: None,
+                    }) => {
+                        let mut px = lend_px(now, &mut self.core);
+                        (self.shared).on_session_event(protocol, session, &delivery.event, &mut px);
+                    }
+                    None => {}
+                },
                 // The hot path of a busy server: every join, leave and rename reaches
                 // every connection, so the event is encoded once per protocol and each
                 // connection costs one lookup of its link.
                 Audience::AllBut(except) => {
                     let mut encoded = Encoded::default();
                     #[cfg(feature = "planted-bugs")]
-                    if let Some(order) = planted_order(&self.core.config, &self.endpoints) {
+                    if let Some(order) = planted_order(&self.core.config, &self.order) {
                         for conn in order {
-                            let Some(slot) = self.endpoints.get_mut(&conn) else {
+                            let Some(&slot) = self.order.get(&conn) else {
                                 continue;
                             };
                             if conn == except {
                                 continue;
                             }
-                            let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                            slot.endpoint
-                                .on_event(&mut cx, &delivery.event, &mut encoded);
+                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
+                                ep.on_event(cx, &delivery.event, &mut encoded)
+                            });
                         }
                         continue;
                     }
-                    for (&conn, slot) in self.endpoints.iter_mut() {
+                    for (&conn, &slot) in &self.order {
                         if conn == except {
                             continue;
                         }
-                        let mut cx = lend(now, conn, slot.peer, &mut self.core);
-                        slot.endpoint
-                            .on_event(&mut cx, &delivery.event, &mut encoded);
+                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
+                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        });
                     }
                 }
             }
@@ -346,22 +462,70 @@ fn planted_order(config: &Config, endpoints: &BTreeMap<ConnId, Slot>) -> Option<
     Some(conns)
 }
 
-/// An open connection: where it comes from and its protocol state.
-struct Slot {
-    peer: Peer,
-    endpoint: Endpoint,
+/// Lends the endpoint of the connection in `slot` to `f`, with a context bound to it;
+/// nothing if the slot is empty or its endpoint already lent.
+fn with_slot(
+    now: Now,
+    slot: Slot,
+    core: &mut Core,
+    shared: &mut Shared,
+    f: impl FnOnce(&mut Endpoint, &mut Cx<'_>, &mut Shared),
+) {
+    let Some(record) = core.conns.at_mut(slot) else {
+        return;
+    };
+    let Some(mut endpoint) = record.endpoint.take() else {
+        return;
+    };
+    if let Some(mut cx) = lend(now, slot, core) {
+        f(&mut endpoint, &mut cx, shared);
+    }
+    if let Some(record) = core.conns.at_mut(slot) {
+        record.endpoint = Some(endpoint);
+    }
 }
 
-/// Lends a session the parts of the server it may touch, bound to `conn`.
-fn lend(now: Now, conn: ConnId, peer: Peer, core: &mut Core) -> Cx<'_> {
-    Cx {
+/// Lends a session the parts of the server it may touch, bound to the connection in
+/// `slot`, if there is one.
+fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
+    let record = core.conns.at(slot)?;
+    let (conn, peer, protocol) = (record.id, record.peer, record.protocol);
+    Some(Cx {
         now,
         conn,
         peer,
+        slot,
+        protocol,
         config: &core.config,
         net: &mut core.net,
+        conns: &mut core.conns,
+        homes: &mut core.homes,
+        dialing: &mut core.dialing,
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
+    })
+}
+
+/// Lends a protocol the parts of the server it may touch beyond one connection.
+fn lend_px(now: Now, core: &mut Core) -> Px<'_> {
+    Px {
+        now,
+        config: &core.config,
+        net: &mut core.net,
+        conns: &mut core.conns,
+        homes: &mut core.homes,
+        dialing: &mut core.dialing,
+        timers: &mut core.timers,
+        out: &mut core.out,
+    }
+}
+
+/// The parts of the server tests look into.
+#[cfg(test)]
+impl Server {
+    /// Each protocol's shared state.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixListener;
 use std::pin::pin;
@@ -24,7 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::commit::{Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
-use crate::fds::Capacity;
+use crate::fds::{Capacity, Slot};
 use crate::{Error, Runtime};
 
 /// Events the driver can buffer before readers, writers and listeners wait.
@@ -33,6 +33,10 @@ const EVENT_CAPACITY: usize = 256;
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a dial may take before it is reported failed (the system's own SYN timeout
+/// can be minutes); the core then decides when to try again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often the refusals of connections past the descriptor capacity are logged.
 const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
@@ -47,6 +51,10 @@ pub(crate) enum Event {
         peer: Peer,
         stream: Stream,
     },
+    /// A connection the core asked for is established.
+    Connected { conn: ConnId, stream: Stream },
+    /// A connection the core asked for could not be established.
+    ConnectFailed { conn: ConnId, error: String },
     /// A reader read bytes.
     Received { conn: ConnId, bytes: Bytes },
     /// The peer closed its side, or reading failed.
@@ -115,6 +123,7 @@ pub(crate) async fn run(
     accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
     let mut driver = Driver {
         ex,
+        capacity,
         pump: Pump::new(Server::new(config, state)),
         committer: Committer::new(store),
         cost: options.hash_cost.clone(),
@@ -198,6 +207,8 @@ pub(crate) async fn run(
 
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
+    /// The descriptors client connections, and the links the core dials, may take.
+    capacity: Capacity,
     /// The core with its commit gate and group commit: says what to write, close, commit
     /// and run.
     pump: Pump,
@@ -231,6 +242,16 @@ impl Driver<'_, '_> {
                 let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
                 self.conns.insert(conn, handle);
                 self.pump.accepted(now, conn, protocol, peer);
+            }
+            Event::Connected { conn, stream } => {
+                info!(%conn, "outbound connection established");
+                let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
+                self.conns.insert(conn, handle);
+                self.pump.connected(now, conn);
+            }
+            Event::ConnectFailed { conn, error } => {
+                warn!(%conn, %error, "outbound connection failed");
+                self.pump.connect_failed(now, conn, error);
             }
             // Events of a connection already closed are late news; the core has forgotten it.
             Event::Received { conn, bytes } => {
@@ -319,6 +340,22 @@ impl Driver<'_, '_> {
             }
             Action::Commit(batch) => self.committer.start(self.ex, batch),
             Action::Effect { id, effect } => self.run_effect(id, effect),
+            // Dialed off the loop; the result comes back as an event, and a connected link
+            // is then like an accepted connection.
+            Action::Connect { conn, addr } => {
+                debug!(%conn, %addr, "dialing");
+                match self.capacity.try_take() {
+                    Some(slot) => {
+                        let events = self.events.clone();
+                        self.ex.spawn(dial(conn, addr, slot, events)).detach();
+                    }
+                    None => {
+                        let error = "no descriptor to spare".to_owned();
+                        warn!(%conn, %addr, %error, "outbound connection failed");
+                        self.pump.connect_failed(self.clock.now(), conn, error);
+                    }
+                }
+            }
         }
     }
 
@@ -437,6 +474,29 @@ impl Driver<'_, '_> {
     }
 }
 
+/// Connects to `addr` for the core's connection `conn`, within [`CONNECT_TIMEOUT`], and
+/// tells the driver how it went.
+async fn dial(conn: ConnId, addr: SocketAddr, slot: Slot, events: Sender<Event>) {
+    let connect = async {
+        Async::<TcpStream>::connect(addr)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let timeout = async {
+        Timer::after(CONNECT_TIMEOUT).await;
+        Err(format!("timed out after {} s", CONNECT_TIMEOUT.as_secs()))
+    };
+    let event = match connect.or(timeout).await {
+        Ok(stream) => Event::Connected {
+            conn,
+            stream: Stream::Tcp(stream, slot),
+        },
+        Err(error) => Event::ConnectFailed { conn, error },
+    };
+    // Fails only once the driver is gone.
+    let _ = events.send(event).await;
+}
+
 /// Accepts client connections while they have descriptors to spare: past the capacity,
 /// each connection is accepted and closed at once, so the backlog drains, the peer learns
 /// at once, and the reserve stays free for the admin socket and the store. A failed
@@ -515,6 +575,53 @@ async fn accept_admin(
                 warn!(error = %e, "accept on the admin socket failed");
                 Timer::after(ACCEPT_BACKOFF).await;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dial_once(addr: SocketAddr) -> Event {
+        let (events, inbox) = channel::bounded(1);
+        let capacity = Capacity::new(1);
+        let slot = capacity.try_take().expect("a slot");
+        smol::block_on(async {
+            dial(ConnId::OUTBOUND, addr, slot, events).await;
+            inbox.recv().await.expect("an event")
+        })
+    }
+
+    #[test]
+    fn a_dial_reports_the_established_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        match dial_once(addr) {
+            Event::Connected { conn, stream } => {
+                assert_eq!(conn, ConnId::OUTBOUND);
+                let Stream::Tcp(stream, _) = stream else {
+                    panic!("not TCP");
+                };
+                let (_, from) = listener.accept().expect("accepted");
+                assert_eq!(stream.get_ref().local_addr().expect("local"), from);
+            }
+            _ => panic!("not connected"),
+        }
+    }
+
+    #[test]
+    fn a_refused_dial_reports_its_failure() {
+        // A port that was just free: nothing listens there.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        match dial_once(addr) {
+            Event::ConnectFailed { conn, error } => {
+                assert_eq!(conn, ConnId::OUTBOUND);
+                assert!(!error.is_empty());
+            }
+            _ => panic!("connected to nothing"),
         }
     }
 }

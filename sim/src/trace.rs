@@ -111,6 +111,8 @@ fn describe(r: &Record) -> String {
             Input::EffectDone { id, result } => format!("-> effect {} done: {result:?}", id.0),
             Input::Committed { through } => format!("-> committed through #{}", through.0),
             Input::CommitFailed { error } => format!("-> commit failed: {error}"),
+            Input::Connected { conn } => format!("-> {conn} connected"),
+            Input::ConnectFailed { conn, error } => format!("-> {conn} connect failed: {error}"),
         },
         Record::Out(output) => match output {
             Output::Transmit { conn, bytes, after } => {
@@ -120,6 +122,7 @@ fn describe(r: &Record) -> String {
             Output::Close { conn, reason } => format!("<- {conn} close ({})", reason.as_str()),
             Output::Persist { seq, change } => format!("<- persist #{}: {change:?}", seq.0),
             Output::Effect { id, effect } => format!("<- effect {}: {effect:?}", id.0),
+            Output::Connect { conn, addr } => format!("<- {conn} connect to {addr}"),
         },
         Record::Delivered(conn, n) => format!("   {conn} client read {n} bytes"),
         Record::Wrote(conn, bytes) => format!("   {conn} client wrote: {}", text(bytes)),
@@ -186,6 +189,14 @@ impl RollingHash {
                 self.word(through.0);
             }
             Input::CommitFailed { .. } => self.word(7),
+            Input::Connected { conn } => {
+                self.word(8);
+                self.word(conn.0);
+            }
+            Input::ConnectFailed { conn, .. } => {
+                self.word(9);
+                self.word(conn.0);
+            }
         }
     }
 
@@ -210,6 +221,11 @@ impl RollingHash {
                 self.word(14);
                 self.word(id.0);
                 self.bytes(format!("{effect:?}").as_bytes());
+            }
+            Output::Connect { conn, addr } => {
+                self.word(15);
+                self.word(conn.0);
+                self.bytes(addr.to_string().as_bytes());
             }
         }
     }

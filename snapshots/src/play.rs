@@ -473,6 +473,8 @@ impl Player<'_> {
             Input::Written { conn, n } => pump.written(now, conn, n),
             Input::PeerClosed { conn } => pump.peer_closed(now, conn),
             Input::EffectDone { id, result } => pump.effect_done(now, id, result),
+            Input::Connected { conn } => pump.connected(now, conn),
+            Input::ConnectFailed { conn, error } => pump.connect_failed(now, conn, error),
             // Commits are reported by `commit`, through the pump's own calls.
             Input::Committed { .. } | Input::CommitFailed { .. } => {}
         }
@@ -592,6 +594,13 @@ impl Player<'_> {
                 self.in_flight = Some(batch);
             }
             Action::Effect { id, effect } => self.effects.push_back((id, effect)),
+            // No scenario's protocol keeps a link to another server.
+            Action::Connect { conn, addr } => {
+                return Err(self.scenario.error(
+                    line,
+                    format!("the server asked for an outbound connection {conn} to {addr}"),
+                ))
+            }
         }
         Ok(())
     }

@@ -12,7 +12,6 @@ use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::ids::{ConnId, Seq};
-use crate::peer::Peer;
 use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
 use receipts::OwedReceipts;
 use shares::MailboxShares;
@@ -23,6 +22,20 @@ use uncommitted::Uncommitted;
 /// session for most protocols; a jabberd router link holds many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct SessionId(u64);
+
+impl SessionId {
+    /// Its number, for protocols that show it (a test protocol's transcript).
+    #[cfg(test)]
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+
+    /// Session `n`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> SessionId {
+        SessionId(n)
+    }
+}
 
 /// A user-visible notification from the network, addressed by a [`Delivery`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +97,10 @@ pub(crate) enum Audience {
     AllBut(ConnId),
     /// One connection.
     Conn(ConnId),
+    /// One session, on whatever connection it is at now (or none: its protocol holds
+    /// it), as the protocol told the server.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Session(SessionId),
 }
 
 /// An event and its audience, queued by the network for the server to hand out.
@@ -147,8 +164,6 @@ pub(crate) struct Network {
     uncommitted: Uncommitted,
     /// Offline messages per (recipient, sender), following `state`.
     shares: MailboxShares,
-    /// Every open connection and where it comes from.
-    peers: BTreeMap<ConnId, Peer>,
     users: BTreeMap<UserKey, OnlineUser>,
     sessions: BTreeMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
@@ -227,21 +242,6 @@ impl Network {
         self.state.ip_bans.contains(&ip)
     }
 
-    /// Registers an open connection.
-    pub(crate) fn connected(&mut self, conn: ConnId, peer: Peer) {
-        self.peers.insert(conn, peer);
-    }
-
-    /// Where an open connection comes from.
-    pub(crate) fn peer(&self, conn: ConnId) -> Option<Peer> {
-        self.peers.get(&conn).copied()
-    }
-
-    /// Forgets a closed connection (its sessions are logged out by its protocol).
-    pub(crate) fn disconnected(&mut self, conn: ConnId) {
-        self.peers.remove(&conn);
-    }
-
     /// Kicks every session of a user; returns how many there were.
     pub(crate) fn kick_user(&mut self, key: &UserKey, reason: KickReason) -> usize {
         let Some(user) = self.users.get(key) else {
@@ -261,22 +261,15 @@ impl Network {
         user.sessions.len()
     }
 
-    /// Kicks every connection from `ip`; returns how many there were.
-    pub(crate) fn kick_ip(&mut self, ip: IpAddr) -> usize {
-        let conns: Vec<ConnId> = (self.peers.iter())
-            .filter(|(_, peer)| peer.ip() == Some(ip))
-            .map(|(&conn, _)| conn)
-            .collect();
-        for &conn in &conns {
-            self.pending.push_back(Delivery {
-                to: Audience::Conn(conn),
-                event: Event::Kicked {
-                    session: None,
-                    reason: KickReason::Banned,
-                },
-            });
-        }
-        conns.len()
+    /// Kicks a whole connection (all its sessions) for `reason`.
+    pub(crate) fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
+        self.pending.push_back(Delivery {
+            to: Audience::Conn(conn),
+            event: Event::Kicked {
+                session: None,
+                reason,
+            },
+        });
     }
 
     /// Builds the change that stores a direct message from the user of `from` for the
@@ -488,6 +481,11 @@ impl Network {
         };
         self.deliver_receipt(&sender, &to);
         true
+    }
+
+    /// Queues `event` for `to`, after the events already queued.
+    pub(crate) fn notify(&mut self, to: Audience, event: Event) {
+        self.pending.push_back(Delivery { to, event });
     }
 
     /// The next event to hand out, in the order they happened.

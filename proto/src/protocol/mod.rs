@@ -2,20 +2,102 @@
 //! session (the per-connection state machine over the shared network model).
 
 pub(crate) mod admin;
+#[cfg(test)]
+pub(crate) mod probe;
 pub(crate) mod ws2017;
 
 use bytes::Bytes;
 
-use crate::cx::Cx;
+use crate::cx::{Cx, Px};
 use crate::effect::EffectResult;
-use crate::ids::{EffectId, Protocol};
-use crate::model::Event;
+use crate::ids::{ConnId, EffectId, Protocol};
+use crate::model::{Event, SessionId};
 
-/// A broadcast event as each protocol encodes it, filled by the first connection of that
-/// protocol to get it, so thousands of recipients cost one encoding.
+/// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
+/// by the first connection of that protocol to get it, so thousands of recipients cost
+/// one encoding. A protocol that encodes per recipient leaves its entry empty.
 #[derive(Debug, Default)]
-pub(crate) struct Encoded {
-    pub(crate) ws2017: Option<Bytes>,
+pub(crate) struct Encoded([Option<Bytes>; Protocol::ALL.len()]);
+
+impl Encoded {
+    /// The encoding of `protocol`, if one of its connections made it already.
+    pub(crate) fn of(&mut self, protocol: Protocol) -> &mut Option<Bytes> {
+        &mut self.0[protocol.index()]
+    }
+}
+
+/// What each protocol keeps across its connections and sessions (arsc's table of sids,
+/// jabberd's router link and the sessions it carries), lent to the protocol's handlers
+/// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    /// The test-only protocol that exercises sessions without connections.
+    #[cfg(test)]
+    pub(crate) probe: probe::Shared,
+}
+
+impl Shared {
+    /// The timer of `session` of `protocol` is due.
+    pub(crate) fn on_session_timer(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (session, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_timer(px, session),
+        }
+    }
+
+    /// The timer of `protocol` itself is due.
+    pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = px;
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_protocol_timer(px),
+        }
+    }
+
+    /// The outbound connection `conn` that `protocol` asked for failed; the protocol
+    /// decides whether and when to try again.
+    pub(crate) fn on_connect_failed(
+        &mut self,
+        protocol: Protocol,
+        conn: ConnId,
+        error: &str,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (conn, error, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_connect_failed(px, conn, error),
+        }
+    }
+
+    /// An event for `session` of `protocol`, which is on no connection now.
+    pub(crate) fn on_session_event(
+        &mut self,
+        protocol: Protocol,
+        session: SessionId,
+        event: &Event,
+        px: &mut Px<'_>,
+    ) {
+        match protocol {
+            Protocol::Ws2017 | Protocol::Admin => {
+                let _ = (session, event, px);
+            }
+            #[cfg(test)]
+            Protocol::Probe => self.probe.on_event(px, session, event),
+        }
+    }
 }
 
 /// The protocol state of one connection.
@@ -23,21 +105,43 @@ pub(crate) struct Encoded {
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
     Admin(admin::Session),
+    #[cfg(test)]
+    Probe(probe::Session),
 }
 
 impl Endpoint {
+    /// An outbound connection `protocol` asked for is up: the protocol's side of the
+    /// link starts (jabberd opens its stream to the router).
+    pub(crate) fn connected(protocol: Protocol, cx: &mut Cx<'_>, shared: &mut Shared) -> Endpoint {
+        let _ = &shared;
+        match protocol {
+            // Neither asks for outbound connections; should one appear, it is closed.
+            Protocol::Ws2017 | Protocol::Admin => {
+                cx.close(crate::io::CloseReason::ProtocolError);
+                Endpoint::Admin(admin::Session::open())
+            }
+            #[cfg(test)]
+            Protocol::Probe => Endpoint::Probe(probe::Session::connected(cx, &mut shared.probe)),
+        }
+    }
+
     /// A new connection of `protocol`: sends its greeting and arms its timers.
     pub(crate) fn open(protocol: Protocol, cx: &mut Cx<'_>) -> Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
+            #[cfg(test)]
+            Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
     }
 
-    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
+    pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, shared: &mut Shared, bytes: &Bytes) {
+        let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
     }
 
@@ -45,8 +149,10 @@ impl Endpoint {
     /// of the same protocol already encoded for a broadcast.
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Encoded) {
         match self {
-            Endpoint::Ws2017(s) => s.on_event(cx, event, &mut encoded.ws2017),
+            Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
     }
 
@@ -55,6 +161,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(_) => {}
         }
     }
 
@@ -62,14 +170,19 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
+            #[cfg(test)]
+            Endpoint::Probe(_) => {}
         }
     }
 
     /// The connection is gone: release everything it held in the network.
-    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
+    pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
+        let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
         }
     }
 
@@ -78,6 +191,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
+            #[cfg(test)]
+            Endpoint::Probe(_) => 0,
         }
     }
 }

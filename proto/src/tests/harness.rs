@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use bytes::Bytes;
 
 use crate::{
-    Action, Batch, Change, CloseReason, Config, ConnId, Effect, EffectId, EffectResult, Instant,
-    Now, PasswordHash, Peer, Protocol, Pump, Seq, Server, State,
+    Action, Batch, Change, CloseReason, Config, ConnId, Effect, EffectId, EffectResult, Input,
+    Instant, Now, PasswordHash, Peer, Protocol, Pump, Seq, Server, State,
 };
 
 /// Unix time of the harness's origin.
@@ -30,6 +30,8 @@ pub(crate) struct Harness {
     /// The batch the pump asked to commit, while it is in flight.
     in_flight: Option<Batch>,
     effects: VecDeque<(EffectId, Effect)>,
+    /// Outbound connections the server asked for, to be answered by the test.
+    pub(crate) dials: Vec<(ConnId, core::net::SocketAddr)>,
 }
 
 impl Harness {
@@ -44,6 +46,7 @@ impl Harness {
             store: state,
             in_flight: None,
             effects: VecDeque::new(),
+            dials: Vec::new(),
             now: Instant::ZERO,
             next_conn: 1,
             received: BTreeMap::new(),
@@ -172,6 +175,29 @@ impl Harness {
         }
     }
 
+    /// Feeds a connection event the other helpers do not cover (dial results, an accept
+    /// with a chosen id) through the pump's own methods, then drains.
+    pub(crate) fn input(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Accepted {
+                conn,
+                protocol,
+                peer,
+            } => self.pump.accepted(now, conn, protocol, peer),
+            Input::Connected { conn } => self.pump.connected(now, conn),
+            Input::ConnectFailed { conn, error } => self.pump.connect_failed(now, conn, error),
+            Input::Received { conn, bytes } => self.pump.received(now, conn, bytes),
+            Input::Written { conn, n } => self.pump.written(now, conn, n),
+            Input::PeerClosed { conn } => self.pump.peer_closed(now, conn),
+            Input::EffectDone { id, result } => self.pump.effect_done(now, id, result),
+            Input::Committed { .. } | Input::CommitFailed { .. } => {
+                panic!("commits go through the pump's batches, not a raw input")
+            }
+        }
+        self.drain();
+    }
+
     /// Carries out what the pump asks for; then runs one effect or (with `auto_commit`)
     /// commits the batch in flight, and again, until nothing is left to do.
     fn drain(&mut self) {
@@ -200,6 +226,7 @@ impl Harness {
                     self.in_flight = Some(batch);
                 }
                 Action::Effect { id, effect } => self.effects.push_back((id, effect)),
+                Action::Connect { conn, addr } => self.dials.push((conn, addr)),
                 Action::Transmit { conn, bytes } => {
                     assert!(
                         !self.closed.contains_key(&conn),

@@ -3,4 +3,7 @@
 pub(crate) mod harness;
 mod limits;
 mod names;
+mod outbound;
 mod release;
+mod sessions;
+mod slow_reader;

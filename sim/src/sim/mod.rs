@@ -638,6 +638,8 @@ impl<S: ChoiceSource> Sim<S> {
             Input::Written { conn, n } => pump.written(now, conn, n),
             Input::PeerClosed { conn } => pump.peer_closed(now, conn),
             Input::EffectDone { id, result } => pump.effect_done(now, id, result),
+            Input::Connected { conn } => pump.connected(now, conn),
+            Input::ConnectFailed { conn, error } => pump.connect_failed(now, conn, error),
             Input::Committed { .. } => pump.commit_finished(now),
             Input::CommitFailed { error } => match self.in_flight.take() {
                 Some(batch) => pump.commit_failed(now, batch, error),
@@ -736,6 +738,13 @@ impl<S: ChoiceSource> Sim<S> {
                     .push(at, Ev::Effect(Box::new((boot, *id, result))));
                 Ok(())
             }
+            // No protocol the simulator drives keeps a link to another server.
+            Output::Connect { conn, addr } => Err(Violation::new(
+                "connections_are_not_leaked",
+                format!(
+                    "{conn}: an outbound connection to {addr}, which no protocol here asks for"
+                ),
+            )),
         }
     }
 
@@ -804,6 +813,8 @@ impl<S: ChoiceSource> Sim<S> {
             }
             // Scheduled when the tap showed it (see `emitted`).
             Action::Effect { .. } => {}
+            // Judged when the tap showed it (see `emitted`).
+            Action::Connect { .. } => {}
         }
     }
 

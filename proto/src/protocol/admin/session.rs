@@ -176,7 +176,7 @@ impl Session {
                     durable(cx)?;
                     cx.persist(Change::IpBanned(ip));
                 }
-                let kicked = cx.net.kick_ip(ip);
+                let kicked = cx.kick_ip(ip);
                 let closed = match kicked {
                     0 => String::new(),
                     1 => ", 1 connection closed".to_owned(),

@@ -143,9 +143,19 @@ impl Session {
         if let Err(refusal) = cx.charge(Cost::Broadcast) {
             return error(cx, Some("uname"), refusal_text(refusal));
         }
+        if !room_for(
+            cx,
+            &[&Reply::NameSet {
+                name: name.as_str(),
+            }],
+        ) {
+            return;
+        }
         match cx.net.login(&name, cx.conn, LOGIN) {
             Ok(session) => {
                 self.session = Some(session);
+                // Events addressed to the session come to this connection, its only one.
+                cx.place_here(session);
                 let account = Some(Item::Account(name.key()));
                 reply_about(
                     cx,
@@ -260,6 +270,7 @@ impl Session {
 
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
         if let Some(session) = self.session.take() {
+            cx.px().forget(session);
             cx.net.logout(session);
         }
     }
@@ -295,6 +306,14 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
     }
     if let Err(refusal) = cx.charge(Cost::Broadcast) {
         return error(cx, Some("uname"), refusal_text(refusal));
+    }
+    if !room_for(
+        cx,
+        &[&Reply::NameSet {
+            name: name.as_str(),
+        }],
+    ) {
+        return;
     }
     match cx.net.rename(session, &name) {
         Ok(_) => {
@@ -353,6 +372,11 @@ fn chat(
     // for an answer it does not know): its echo answers it, and for a stored whisper the
     // echo is the acknowledgement, held until the message is committed.
     let mut held = None;
+    if let Some(online) = cx.net.online_name(&to.key()).cloned() {
+        if !room_for_chat(cx, whisper, &me, &online, &body, Reply::Relayed) {
+            return;
+        }
+    }
     let to = match cx.net.send_direct(session, &to, &body, kind) {
         Ok(to) => {
             if !whisper {
@@ -385,6 +409,9 @@ fn chat(
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
+            if !room_for_chat(cx, whisper, &me, &to, &body, Reply::Stored) {
+                return;
+            }
             let seq = cx.persist(change);
             if !whisper {
                 let mut out = BytesMut::new();
@@ -411,6 +438,44 @@ fn chat(
             None => reply(cx, &copy),
         }
     }
+}
+
+/// Whether the connection has room for the replies a `chatm` or `chatw` gets once it
+/// takes effect: `ack` (a `chatw` gets none) and, for a whisper to someone else, its echo.
+/// Without room the connection is closed as a slow reader and the message goes nowhere
+/// (see [`room_for`]).
+fn room_for_chat(
+    cx: &mut Cx<'_>,
+    whisper: bool,
+    me: &UserName,
+    to: &UserName,
+    body: &str,
+    ack: Reply<'_>,
+) -> bool {
+    let echo = Reply::Chat {
+        whisper,
+        from: me.as_str(),
+        to: to.as_str(),
+        body,
+    };
+    match (whisper, to.key() != me.key()) {
+        (false, _) => room_for(cx, &[&ack]),
+        (true, true) => room_for(cx, &[&echo]),
+        (true, false) => true,
+    }
+}
+
+/// Whether the connection has room under its outbound limit for `replies`, the answer
+/// of a request that is about to take effect. Without room it is closed as a slow
+/// reader and the request must be dropped: were it applied, its answer would overflow
+/// the limit and be dropped with the connection, and the client, never told, would
+/// send it again after reconnecting (storing a message twice).
+fn room_for(cx: &mut Cx<'_>, replies: &[&Reply<'_>]) -> bool {
+    let mut out = BytesMut::new();
+    for reply in replies {
+        codec::encode(reply, &mut out);
+    }
+    cx.room_for(out.len())
 }
 
 fn mailbox_full(cx: &mut Cx<'_>, command: &str, to: &UserName) {
