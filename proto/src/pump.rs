@@ -138,6 +138,7 @@ enum Commit {
 ///         Action::Close { .. } => { /* flush if reason.flush(), then close */ }
 ///         Action::Commit(_batch) => pump.commit_finished(now), // a store that keeps up
 ///         Action::Effect { .. } => { /* run it off the loop, then pump.effect_done(..) */ }
+///         Action::Connect { .. } => { /* dial, then pump.connected(..) or connect_failed(..) */ }
 ///     }
 /// }
 /// assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
