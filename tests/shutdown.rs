@@ -167,9 +167,9 @@ fn sigterm_mid_flood_commits_what_was_taken_and_sends_every_held_reply() {
     signalled.store(1, Ordering::SeqCst);
     server.signal(libc::SIGTERM);
     server.wait_for_log("shutting down on signal");
-    // Something was pending when the signal landed, and shutdown committed it.
-    let commit = server.wait_for_log("committed changes=");
-    eprintln!("committed after the signal: {commit}");
+    // Whether anything was still pending when the signal landed depends on timing (a
+    // loaded machine may have committed it all); the tests below hold a commit up to make
+    // sure. What must hold either way: the store and the acknowledgements agree.
     let status = server.wait_for_exit();
     let seen: Vec<Seen> = threads
         .into_iter()
@@ -191,10 +191,7 @@ fn sigterm_mid_flood_commits_what_was_taken_and_sends_every_held_reply() {
         );
         after_signal += seen.after_signal;
     }
-    assert!(
-        after_signal > 0,
-        "no acknowledgement was held at the signal"
-    );
+    eprintln!("{after_signal} acknowledgements went out after the signal");
 }
 
 /// Messages from several connections wait behind a commit the test holds up (it holds the
