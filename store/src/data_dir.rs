@@ -275,8 +275,9 @@ pub fn check(path: &Path) -> Result<(), LockError> {
     Ok(())
 }
 
-/// Creates `path` and its missing parents, readable by the owner only on Unix.
-fn create_dir(path: &Path) -> io::Result<()> {
+/// Creates `path` and its missing parents, readable by the owner only on Unix (the store
+/// holds password hashes).
+pub(crate) fn create_dir(path: &Path) -> io::Result<()> {
     let mut builder = fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

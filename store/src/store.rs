@@ -14,6 +14,7 @@ use switchboard_proto::{
     Account, Change, MediaId, MessageId, PasswordHash, State, StoredMessage, UserKey, UserName,
 };
 
+use crate::data_dir::create_dir;
 use crate::rekey;
 use crate::relations;
 use crate::schema;
@@ -273,16 +274,6 @@ fn exists(path: &Path) -> Result<bool, StoreError> {
             source,
         }),
     }
-}
-
-/// Creates `path` and its missing parents, for the owner only on Unix (the store holds
-/// password hashes).
-fn create_dir(path: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path)
 }
 
 /// Opens `path` for writing, creating it (mode 0600 on Unix) or truncating it.
