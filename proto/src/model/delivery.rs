@@ -76,7 +76,7 @@ impl Network {
             let Some(rec) = self.sessions.get(&session) else {
                 continue;
             };
-            receipts_coming |= rec.sends_receipts;
+            receipts_coming |= rec.caps.receipts;
             self.pending.push_back(Delivery {
                 to: Audience::Conn(rec.conn),
                 event: Event::Direct {

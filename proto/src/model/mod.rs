@@ -2,6 +2,10 @@
 //! between them. It knows nothing of any wire protocol; each protocol translates its
 //! requests into calls here and the resulting [`Event`]s back into its own messages.
 
+// The model offers what every protocol needs; until all are built, some of it is used
+// only by its own tests.
+#![cfg_attr(not(test), allow(dead_code))]
+
 mod delivery;
 mod events;
 mod identity;
@@ -10,6 +14,8 @@ mod presence;
 mod receipts;
 mod sessions;
 mod shares;
+#[cfg(test)]
+mod tests;
 mod uncommitted;
 
 pub use crate::names::{NameError, UserKey, UserName, MAX_NAME_CHARS};
@@ -24,8 +30,11 @@ use shares::MailboxShares;
 
 pub(crate) use delivery::{DirectError, DirectKind, DirectMessage};
 pub(crate) use events::{Audience, Delivery, Event, KickReason};
-pub(crate) use identity::{LoginKind, NameTaken};
+pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;
+// For the protocols that show statuses.
+#[allow(unused_imports)]
+pub(crate) use sessions::Status;
 pub(crate) use uncommitted::Item;
 use uncommitted::Uncommitted;
 
@@ -73,6 +82,9 @@ impl Network {
             "shares drifted at {change:?}"
         );
         self.uncommitted.add(change, seq);
+        if let Change::LevelChanged { name, level } = change {
+            self.level_changed(&name.key(), *level);
+        }
     }
 
     /// Everything through `through` is committed; the store works.
@@ -116,7 +128,7 @@ impl Network {
 }
 
 #[cfg(test)]
-mod tests {
+mod words {
     /// The model is the protocols' common ground: its sources name no wire protocol, so
     /// a rule that belongs to one protocol cannot hide here.
     #[test]
@@ -131,6 +143,7 @@ mod tests {
             ("receipts.rs", include_str!("receipts.rs")),
             ("sessions.rs", include_str!("sessions.rs")),
             ("shares.rs", include_str!("shares.rs")),
+            ("tests.rs", include_str!("tests.rs")),
             ("uncommitted.rs", include_str!("uncommitted.rs")),
         ];
         // Spelled in pieces so this list does not match itself.

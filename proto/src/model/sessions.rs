@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Audience, Delivery, Event, KickReason, LoginKind, NameTaken, Network, UserKey, UserName,
+    Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, UserKey,
+    UserName,
 };
 use crate::ids::ConnId;
 
@@ -32,27 +33,94 @@ pub(super) struct OnlineUser {
     pub(super) sessions: BTreeSet<SessionId>,
 }
 
+/// How a user shows to others, per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Status {
+    /// Present and available.
+    #[default]
+    Online,
+    /// Present, away from the keyboard.
+    Away,
+    /// Present, not to be disturbed.
+    Busy,
+    /// Present, but shown as offline to everyone but the user.
+    Invisible,
+}
+
+/// What a protocol may read about a live session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionView<'a> {
+    /// The user's name, as it is online.
+    pub(crate) name: &'a UserName,
+    /// How the session shows to others.
+    pub(crate) status: Status,
+    /// 0 for a user, 1 or more for an operator; an account's level, followed live.
+    pub(crate) level: u8,
+    /// What the session can do.
+    pub(crate) caps: Capabilities,
+}
+
 #[derive(Debug)]
 pub(super) struct SessionRecord {
     pub(super) conn: ConnId,
     pub(super) user: UserKey,
-    /// Whether this session answers delivered direct messages with receipts.
-    pub(super) sends_receipts: bool,
+    pub(super) status: Status,
+    pub(super) level: u8,
+    pub(super) caps: Capabilities,
 }
 
 impl Network {
-    /// Opens a session for `name` on `conn`; fails for an exclusive login when the name
-    /// is already online.
+    /// A live session as its protocol may read it.
+    pub(crate) fn session(&self, session: SessionId) -> Option<SessionView<'_>> {
+        let rec = self.sessions.get(&session)?;
+        let user = self.users.get(&rec.user)?;
+        Some(SessionView {
+            name: &user.name,
+            status: rec.status,
+            level: rec.level,
+            caps: rec.caps,
+        })
+    }
+
+    /// The live sessions of a user, in the order they logged in.
+    pub(crate) fn sessions_of(&self, key: &UserKey) -> impl Iterator<Item = SessionId> + '_ {
+        self.users
+            .get(key)
+            .into_iter()
+            .flat_map(|u| u.sessions.iter().copied())
+    }
+
+    /// Sets how a session shows to others.
+    pub(crate) fn set_status(&mut self, session: SessionId, status: Status) {
+        if let Some(rec) = self.sessions.get_mut(&session) {
+            rec.status = status;
+        }
+    }
+
+    /// Follows an account's level into its live sessions.
+    pub(super) fn level_changed(&mut self, key: &UserKey, level: u8) {
+        let Some(user) = self.users.get(key) else {
+            return;
+        };
+        for session in &user.sessions {
+            if let Some(rec) = self.sessions.get_mut(session) {
+                rec.level = level;
+            }
+        }
+    }
+
+    /// Opens a session for `name` on `conn`, if `kind` admits it: an exclusive login
+    /// fails when the name is online, an account login without an account or for a
+    /// banned one, a guest or nick login for a registered name (and a nick for an online
+    /// one). The session starts [`Status::Online`] at the account's level (0 without).
     pub(crate) fn login(
         &mut self,
         name: &UserName,
         conn: ConnId,
         kind: LoginKind,
-    ) -> Result<SessionId, NameTaken> {
+    ) -> Result<SessionId, LoginError> {
         let key = name.key();
-        if kind.exclusive && self.users.contains_key(&key) {
-            return Err(NameTaken);
-        }
+        let level = self.admit(&key, kind)?;
         let session = SessionId(self.next_session);
         self.next_session += 1;
         self.sessions.insert(
@@ -60,7 +128,9 @@ impl Network {
             SessionRecord {
                 conn,
                 user: key.clone(),
-                sends_receipts: kind.sends_receipts,
+                status: Status::Online,
+                level,
+                caps: kind.caps,
             },
         );
         let user = self.users.entry(key).or_insert_with(|| OnlineUser {
@@ -97,19 +167,19 @@ impl Network {
         &mut self,
         session: SessionId,
         new: &UserName,
-    ) -> Result<UserName, NameTaken> {
+    ) -> Result<UserName, LoginError> {
         let new_key = new.key();
         let Some(rec) = self.sessions.get_mut(&session) else {
-            return Err(NameTaken);
+            return Err(LoginError::NameTaken);
         };
         let old_key = rec.user.clone();
         if new_key != old_key && self.users.contains_key(&new_key) {
-            return Err(NameTaken);
+            return Err(LoginError::NameTaken);
         }
         let conn = rec.conn;
         rec.user = new_key.clone();
         let Some(mut user) = self.users.remove(&old_key) else {
-            return Err(NameTaken);
+            return Err(LoginError::NameTaken);
         };
         let old = std::mem::replace(&mut user.name, new.clone());
         self.users.insert(new_key, user);

@@ -21,12 +21,15 @@ use bytes::Bytes;
 
 use crate::cx::{Cx, Px};
 use crate::ids::{ConnId, Protocol};
-use crate::model::{DirectKind, DirectMessage, Event, LoginKind, SessionId, UserName};
+use crate::model::{
+    Capabilities, DirectKind, DirectMessage, Event, Identity, LoginKind, SessionId, UserName,
+};
 
 /// Several sessions of a user at once; no receipts.
 const LOGIN: LoginKind = LoginKind {
+    identity: Identity::Guest,
     exclusive: false,
-    sends_receipts: false,
+    caps: Capabilities { receipts: false },
 };
 
 /// What the probe protocol keeps across connections.

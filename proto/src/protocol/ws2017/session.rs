@@ -9,15 +9,16 @@ use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
-    DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserKey,
-    UserName, MAX_NAME_CHARS,
+    Capabilities, DirectError, DirectKind, Event, Identity, Item, KickReason, LoginKind, NameError,
+    SessionId, UserKey, UserName, MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 
 /// ws2017 names are nicks held by one connection, and its clients answer with `chatr`.
 const LOGIN: LoginKind = LoginKind {
+    identity: Identity::Nick,
     exclusive: true,
-    sends_receipts: true,
+    caps: Capabilities { receipts: true },
 };
 
 /// One ws2017 connection.
