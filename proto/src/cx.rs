@@ -13,7 +13,9 @@ use crate::ids::Protocol;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::model::{Audience, Event, Item, KickReason, Network, SessionId};
+use crate::model::{
+    Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, SessionId,
+};
 use crate::outbox::Outbox;
 use crate::persist::Change;
 use crate::time::{Instant, Now};
@@ -219,6 +221,17 @@ impl Cx<'_> {
         self.net.apply(&change, seq);
         self.out.persist(seq, change);
         seq
+    }
+
+    /// Delivers a direct message through [`Network::deliver_direct`], which stores it
+    /// through this connection's output when the recipient is offline.
+    pub(crate) fn deliver_direct(&mut self, message: Outgoing, limits: MailboxLimits) -> Outcome {
+        let out = &mut self.out;
+        self.net.deliver_direct(message, limits, |change| {
+            let seq = out.next_seq();
+            out.persist(seq, change.clone());
+            seq
+        })
     }
 
     /// Sends bytes that depend on durable `item` (they say an account exists, or an

@@ -1,6 +1,8 @@
 //! Direct messages between users, whatever protocol each is on.
 
 use super::{Audience, Delivery, Event, Network, SessionId, UserKey, UserName};
+use crate::ids::Seq;
+use crate::persist::Change;
 
 /// A private message between two users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,44 +22,143 @@ pub(crate) enum DirectKind {
     Whisper,
 }
 
-/// Why a direct message could not be delivered now.
+/// Why a direct message was refused; nothing was delivered or stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum DirectError {
-    /// Nobody of that name is online or registered.
+pub(crate) enum Undeliverable {
+    /// Nobody of that name is online or registered (or the sender's session is gone).
     NoSuchUser,
-    /// The recipient has an account but no session: the message can be stored with
-    /// [`Network::offline_message`]. Holds the account's name.
-    Offline(UserName),
-    /// The recipient's offline queue is full.
-    MailboxFull,
-    /// The sender already holds its share of the recipient's offline queue.
-    ShareUsed,
+    /// The recipient's mailbox holds its cap of messages. Holds the account's name.
+    MailboxFull(UserName),
+    /// The sender already holds its share of the recipient's mailbox, which others may
+    /// still fill. Holds the account's name.
+    ShareUsed(UserName),
+    /// The recipient is offline and the store is failing: no new durable work is taken
+    /// until a commit succeeds. Holds the account's name.
+    StoreFailing(UserName),
+}
+
+/// Where a direct message would go now, decided by [`Network::route_direct`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// To the recipient's live sessions; holds its name as it is online.
+    Live(UserName),
+    /// Into the recipient's mailbox; holds the account's name.
+    Mailbox(UserName),
+}
+
+/// What became of a direct message: the one answer every protocol translates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Handed to every live session of the recipient (named as it is online).
+    Delivered(UserName),
+    /// Stored in the mailbox of the offline account `to` by the change persisted as
+    /// `seq`: an acknowledgement must wait for that commit.
+    Stored { seq: Seq, to: UserName },
+    /// Refused, and why.
+    Refused(Undeliverable),
+}
+
+/// A direct message as a protocol hands it to [`Network::deliver_direct`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// The sender's session.
+    pub(crate) from: SessionId,
+    /// The recipient, as the sender named it.
+    pub(crate) to: UserName,
+    pub(crate) body: String,
+    pub(crate) kind: DirectKind,
+    /// When it was sent, in Unix milliseconds (kept with a stored message).
+    pub(crate) sent_ms: u64,
+}
+
+/// The limits of every account's mailbox (`Config::offline_cap`, `offline_share`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MailboxLimits {
+    /// Messages one mailbox holds at most.
+    pub(crate) cap: usize,
+    /// Messages of one sender one mailbox holds at most.
+    pub(crate) share: usize,
 }
 
 impl Network {
-    /// Sends a direct message from the user of `from` to every session of `to`; returns
-    /// the recipient's name as it is online. Nothing is stored: for an offline account
-    /// the error says so and the caller decides.
-    pub(crate) fn send_direct(
+    /// Where a direct message from `from` to `to` would go now, or why it would be
+    /// refused, in this order: the recipient online gets it live; else it needs an
+    /// account, a working store, room in the mailbox (`cap`) and in the sender's share
+    /// of it. Nothing changes: a protocol asks this to run its own gates (rates, room
+    /// for the reply) before [`Network::deliver_direct`], which asks it again.
+    pub(crate) fn route_direct(
+        &self,
+        from: SessionId,
+        to: &UserName,
+        limits: MailboxLimits,
+    ) -> Result<Route, Undeliverable> {
+        let Some(sender) = self.sessions.get(&from).map(|r| &r.user) else {
+            return Err(Undeliverable::NoSuchUser);
+        };
+        let key = to.key();
+        if let Some(user) = self.users.get(&key) {
+            return Ok(Route::Live(user.name.clone()));
+        }
+        let Some(account) = self.state.account(&key) else {
+            return Err(Undeliverable::NoSuchUser);
+        };
+        let name = account.name.clone();
+        if self.store_failing {
+            return Err(Undeliverable::StoreFailing(name));
+        }
+        if self.state.offline.get(&key).map_or(0, |q| q.len()) >= limits.cap {
+            return Err(Undeliverable::MailboxFull(name));
+        }
+        if self.shares.held(&key, sender) >= limits.share {
+            return Err(Undeliverable::ShareUsed(name));
+        }
+        Ok(Route::Mailbox(name))
+    }
+
+    /// Delivers a direct message, from any protocol to any protocol: the one place the
+    /// rule lives. Live sessions of the recipient get it at once ([`Outcome::Delivered`],
+    /// and the sender hears of delivery now or by receipt); an offline account gets it
+    /// in its mailbox through `persist`, which queues the change for the store and
+    /// returns its sequence number ([`Outcome::Stored`]; the model applies the change);
+    /// otherwise [`Outcome::Refused`], with nothing changed.
+    pub(crate) fn deliver_direct(
+        &mut self,
+        message: Outgoing,
+        limits: MailboxLimits,
+        persist: impl FnOnce(&Change) -> Seq,
+    ) -> Outcome {
+        match self.route_direct(message.from, &message.to, limits) {
+            Err(why) => Outcome::Refused(why),
+            Ok(Route::Live(_)) => {
+                match self.relay(message.from, &message.to, &message.body, message.kind) {
+                    Some(to) => Outcome::Delivered(to),
+                    None => Outcome::Refused(Undeliverable::NoSuchUser),
+                }
+            }
+            Ok(Route::Mailbox(to)) => {
+                let Some(change) = self.mailbox_change(&message, &to) else {
+                    return Outcome::Refused(Undeliverable::NoSuchUser);
+                };
+                let seq = persist(&change);
+                self.apply(&change, seq);
+                Outcome::Stored { seq, to }
+            }
+        }
+    }
+
+    /// Sends a direct message from the user of `from` to every session of the online
+    /// user `to`; returns the recipient's name as it is online.
+    fn relay(
         &mut self,
         from: SessionId,
         to: &UserName,
         body: &str,
         kind: DirectKind,
-    ) -> Result<UserName, DirectError> {
+    ) -> Option<UserName> {
         let to_key = to.key();
-        let Some(sender_key) = self.sessions.get(&from).map(|r| r.user.clone()) else {
-            return Err(DirectError::NoSuchUser);
-        };
-        let Some(recipient) = self.users.get(&to_key) else {
-            return Err(match self.state.account(&to_key) {
-                Some(account) => DirectError::Offline(account.name.clone()),
-                None => DirectError::NoSuchUser,
-            });
-        };
-        let Some(sender_name) = self.users.get(&sender_key).map(|u| u.name.clone()) else {
-            return Err(DirectError::NoSuchUser);
-        };
+        let sender_key = self.sessions.get(&from).map(|r| r.user.clone())?;
+        let recipient = self.users.get(&to_key)?;
+        let sender_name = self.users.get(&sender_key).map(|u| u.name.clone())?;
         let message = DirectMessage {
             from: sender_name,
             to: recipient.name.clone(),
@@ -69,7 +170,7 @@ impl Network {
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
             && self.relayed.is_multiple_of(100)
         {
-            return Ok(message.to);
+            return Some(message.to);
         }
         let mut receipts_coming = false;
         for &session in &recipient.sessions {
@@ -90,7 +191,7 @@ impl Network {
         } else {
             self.deliver_receipt(&message.from.key(), &message.to);
         }
-        Ok(message.to)
+        Some(message.to)
     }
 
     /// The user of `recipient` confirms a direct message from `sender`. Relayed to the

@@ -1,37 +1,20 @@
-//! Each account's offline messages: what is stored for it while it has no session.
+//! Each account's mailbox: the messages stored for it while it has no session.
 
-use super::{DirectError, Network, SessionId, UserName};
+use super::{Network, Outgoing, UserName};
 use crate::persist::{Change, MessageId, MessageKind, StoredMessage};
 
 impl Network {
-    /// Builds the change that stores a direct message from the user of `from` for the
-    /// offline account `to`, unless its queue already holds `cap` messages, or `share`
-    /// of them from this sender.
-    pub(crate) fn offline_message(
-        &self,
-        from: SessionId,
-        to: &UserName,
-        body: String,
-        sent_ms: u64,
-        (cap, share): (usize, usize),
-    ) -> Result<Change, DirectError> {
-        let from = self.session_name(from).ok_or(DirectError::NoSuchUser)?;
-        let key = to.key();
-        if !self.state.accounts.contains_key(&key) {
-            return Err(DirectError::NoSuchUser);
-        }
-        if self.state.offline.get(&key).map_or(0, |q| q.len()) >= cap {
-            return Err(DirectError::MailboxFull);
-        }
-        if self.shares.held(&key, &from.key()) >= share {
-            return Err(DirectError::ShareUsed);
-        }
-        Ok(Change::OfflineQueued(StoredMessage {
+    /// The change that stores `message` in the mailbox of the offline account `to`
+    /// (named as registered), under the next message id; `None` if the sender's session
+    /// is gone. The limits were checked by [`Network::route_direct`].
+    pub(super) fn mailbox_change(&self, message: &Outgoing, to: &UserName) -> Option<Change> {
+        let from = self.session_name(message.from)?;
+        Some(Change::OfflineQueued(StoredMessage {
             id: MessageId(self.state.next_message_id),
             from: from.clone(),
             to: to.clone(),
-            body,
-            sent_ms,
+            body: message.body.clone(),
+            sent_ms: message.sent_ms,
             kind: MessageKind::Direct,
         }))
     }

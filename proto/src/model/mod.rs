@@ -28,7 +28,9 @@ use receipts::OwedReceipts;
 use sessions::{OnlineUser, SessionRecord};
 use shares::MailboxShares;
 
-pub(crate) use delivery::{DirectError, DirectKind, DirectMessage};
+pub(crate) use delivery::{
+    DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
+};
 pub(crate) use events::{Audience, Delivery, Event, KickReason};
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;

@@ -170,3 +170,95 @@ fn a_session_keeps_the_status_it_sets() {
     }
     assert_eq!(net.session(b).map(|s| s.status), Some(Status::Online));
 }
+
+const LIMITS: MailboxLimits = MailboxLimits { cap: 3, share: 2 };
+
+fn message(from: SessionId, to: &str, body: &str) -> Outgoing {
+    Outgoing {
+        from,
+        to: name(to),
+        body: body.into(),
+        kind: DirectKind::Chat,
+        sent_ms: 7,
+    }
+}
+
+/// Persists as the server does: the next sequence number, and the change kept.
+fn persist_into(log: &mut Vec<Change>) -> impl FnOnce(&Change) -> Seq + '_ {
+    move |change| {
+        log.push(change.clone());
+        Seq(100 + log.len() as u64)
+    }
+}
+
+#[test]
+fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
+    let mut net = network(&[account("bob", 0)]);
+    let mut log = Vec::new();
+    let alice = net.login(&name("alice"), ConnId(1), GUEST).expect("login");
+    // Offline account: stored, applied to the model's state, under the next id.
+    let outcome = net.deliver_direct(message(alice, "BOB", "hi"), LIMITS, persist_into(&mut log));
+    assert_eq!(
+        outcome,
+        Outcome::Stored {
+            seq: Seq(101),
+            to: name("bob")
+        }
+    );
+    let mailbox = &net.state().offline[&name("bob").key()];
+    assert_eq!(mailbox.len(), 1);
+    assert_eq!((mailbox[0].body.as_str(), mailbox[0].sent_ms), ("hi", 7));
+    assert_eq!(log.len(), 1, "the change went to the store");
+    // Nobody of that name: refused, nothing stored.
+    let outcome = net.deliver_direct(
+        message(alice, "nobody", "x"),
+        LIMITS,
+        persist_into(&mut log),
+    );
+    assert_eq!(outcome, Outcome::Refused(Undeliverable::NoSuchUser));
+    // Live, on a protocol that answers with receipts: delivered to the session.
+    let bob = net.login(&name("bob"), ConnId(2), ACCOUNT).expect("login");
+    let carol = net.login(&name("carol"), ConnId(3), NICK).expect("login");
+    drain(&mut net);
+    let outcome = net.deliver_direct(message(bob, "carol", "yo"), LIMITS, persist_into(&mut log));
+    assert_eq!(outcome, Outcome::Delivered(name("carol")));
+    let events: Vec<Event> = drain(&mut net).into_iter().map(|d| d.event).collect();
+    assert!(
+        matches!(&events[..], [Event::Direct { session, message }] if *session == carol && message.body == "yo"),
+        "only the message; its receipt is owed: {events:?}"
+    );
+    assert!(net.receipt(carol, &name("bob")));
+    assert_eq!(log.len(), 1, "nothing stored for the live");
+}
+
+#[test]
+fn the_mailbox_refuses_when_full_shared_out_or_the_store_fails() {
+    let mut net = network(&[account("bob", 0)]);
+    let mut log = Vec::new();
+    let a = net.login(&name("a"), ConnId(1), GUEST).expect("login");
+    let c = net.login(&name("c"), ConnId(2), GUEST).expect("login");
+    for body in ["1", "2"] {
+        let outcome = net.deliver_direct(message(a, "bob", body), LIMITS, persist_into(&mut log));
+        assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+    }
+    let outcome = net.deliver_direct(message(a, "bob", "3"), LIMITS, persist_into(&mut log));
+    assert_eq!(
+        outcome,
+        Outcome::Refused(Undeliverable::ShareUsed(name("bob")))
+    );
+    net.commit_failed();
+    let outcome = net.deliver_direct(message(c, "bob", "3"), LIMITS, persist_into(&mut log));
+    assert_eq!(
+        outcome,
+        Outcome::Refused(Undeliverable::StoreFailing(name("bob")))
+    );
+    net.committed(Seq(103));
+    let outcome = net.deliver_direct(message(c, "bob", "3"), LIMITS, persist_into(&mut log));
+    assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+    let outcome = net.deliver_direct(message(c, "bob", "4"), LIMITS, persist_into(&mut log));
+    assert_eq!(
+        outcome,
+        Outcome::Refused(Undeliverable::MailboxFull(name("bob")))
+    );
+    assert_eq!(log.len(), 3, "a refusal stores nothing");
+}
