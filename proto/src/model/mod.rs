@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::ids::Seq;
 use crate::persist::{Change, State};
+use mailbox::InFlight;
 use receipts::OwedReceipts;
 use sessions::{OnlineUser, SessionRecord};
 use shares::MailboxShares;
@@ -51,6 +52,8 @@ pub(crate) struct Network {
     uncommitted: Uncommitted,
     /// Offline messages per (recipient, sender), following `state`.
     shares: MailboxShares,
+    /// Stored messages handed to connections and not yet written.
+    in_flight: InFlight,
     users: BTreeMap<UserKey, OnlineUser>,
     sessions: BTreeMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
