@@ -1,7 +1,7 @@
 //! What the network tells the protocols, and to whom: typed events that protocols
 //! encode, and that logs, metrics and the simulator's oracles can read.
 
-use super::{DirectMessage, SessionId, UserName};
+use super::{DirectMessage, RoomName, SessionId, Shown, UserName};
 use crate::ids::ConnId;
 
 /// A user-visible notification from the network, addressed by a [`Delivery`].
@@ -20,6 +20,15 @@ pub(crate) enum Event {
     },
     /// A direct message from this session's user to `to` arrived.
     Delivered { session: SessionId, to: UserName },
+    /// A user shows differently now to the session this is addressed to (a friend, a
+    /// member of a room the user is in): a status, or offline (gone, or invisible).
+    Presence { name: UserName, shown: Shown },
+    /// `name` joined `room`; for the members already there.
+    RoomJoined { room: RoomName, name: UserName },
+    /// `name` left `room`; for the members still there.
+    RoomLeft { room: RoomName, name: UserName },
+    /// The session this is addressed to was kicked out of `room` by `by`.
+    RoomKicked { room: RoomName, by: UserName },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {

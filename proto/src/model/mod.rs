@@ -12,6 +12,7 @@ mod identity;
 mod mailbox;
 mod presence;
 mod receipts;
+mod rooms;
 mod sessions;
 mod shares;
 #[cfg(test)]
@@ -33,8 +34,13 @@ pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
 pub(crate) use events::{Audience, Delivery, Event, KickReason};
+pub(crate) use presence::Shown;
+pub(crate) use rooms::RoomName;
+// For the protocols with rooms and rosters to come.
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;
+#[allow(unused_imports)]
+pub(crate) use {presence::PresenceAudience, rooms::KickError};
 // For the protocols that show statuses.
 #[allow(unused_imports)]
 pub(crate) use sessions::Status;
@@ -52,6 +58,8 @@ pub(crate) struct Network {
     uncommitted: Uncommitted,
     /// Offline messages per (recipient, sender), following `state`.
     shares: MailboxShares,
+    /// Rooms with members.
+    rooms: BTreeMap<RoomName, rooms::Room>,
     /// Stored messages handed to connections and not yet written.
     in_flight: InFlight,
     users: BTreeMap<UserKey, OnlineUser>,
@@ -146,6 +154,7 @@ mod words {
             ("mailbox.rs", include_str!("mailbox.rs")),
             ("presence.rs", include_str!("presence.rs")),
             ("receipts.rs", include_str!("receipts.rs")),
+            ("rooms.rs", include_str!("rooms.rs")),
             ("sessions.rs", include_str!("sessions.rs")),
             ("shares.rs", include_str!("shares.rs")),
             ("tests.rs", include_str!("tests.rs")),

@@ -3,8 +3,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, UserKey,
-    UserName,
+    Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, RoomName,
+    Shown, UserKey, UserName,
 };
 use crate::ids::ConnId;
 
@@ -67,6 +67,8 @@ pub(super) struct SessionRecord {
     pub(super) status: Status,
     pub(super) level: u8,
     pub(super) caps: Capabilities,
+    /// The room it is in.
+    pub(super) room: Option<RoomName>,
 }
 
 impl Network {
@@ -90,10 +92,20 @@ impl Network {
             .flat_map(|u| u.sessions.iter().copied())
     }
 
-    /// Sets how a session shows to others.
+    /// Sets how a session shows to others; when that changes how its user shows
+    /// ([`Network::shown`]), its friends' sessions and the other members of its room
+    /// get [`Event::Presence`].
     pub(crate) fn set_status(&mut self, session: SessionId, status: Status) {
+        let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
+            return;
+        };
+        let before = self.shown(&key);
         if let Some(rec) = self.sessions.get_mut(&session) {
             rec.status = status;
+        }
+        let after = self.shown(&key);
+        if let (true, Some(name)) = (before != after, self.online_name(&key).cloned()) {
+            self.presence_changed(&name, &key, after);
         }
     }
 
@@ -131,21 +143,29 @@ impl Network {
                 status: Status::Online,
                 level,
                 caps: kind.caps,
+                room: None,
             },
         );
-        let user = self.users.entry(key).or_insert_with(|| OnlineUser {
+        let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
             name: name.clone(),
             sessions: BTreeSet::new(),
         });
         user.sessions.insert(session);
         if user.sessions.len() == 1 {
             self.broadcast(conn, Event::UserOnline { name: name.clone() });
+            // Friends and rooms hear of it too (a first session starts Online).
+            self.presence_changed(name, &key, Shown::As(Status::Online));
         }
         Ok(session)
     }
 
     /// Ends a session; the user goes offline with its last one.
     pub(crate) fn logout(&mut self, session: SessionId) {
+        self.leave(session);
+        let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
+            return;
+        };
+        let before = self.shown(&key);
         let Some(rec) = self.sessions.remove(&session) else {
             return;
         };
@@ -153,11 +173,15 @@ impl Network {
             return;
         };
         user.sessions.remove(&session);
+        let name = user.name.clone();
         if user.sessions.is_empty() {
-            let name = user.name.clone();
             self.users.remove(&rec.user);
             self.owed_receipts.forget(&rec.user);
-            self.broadcast(rec.conn, Event::UserOffline { name });
+            self.broadcast(rec.conn, Event::UserOffline { name: name.clone() });
+        }
+        let after = self.shown(&key);
+        if before != after {
+            self.presence_changed(&name, &key, after);
         }
     }
 

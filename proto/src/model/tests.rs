@@ -262,3 +262,201 @@ fn the_mailbox_refuses_when_full_shared_out_or_the_store_fails() {
     );
     assert_eq!(log.len(), 3, "a refusal stores nothing");
 }
+
+/// The events queued, with the session each is for.
+fn to_sessions(net: &mut Network) -> Vec<(SessionId, Event)> {
+    (drain(net).into_iter())
+        .filter_map(|d| match d.to {
+            Audience::Session(s) => Some((s, d.event)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn invisible_shows_as_offline_to_everyone_but_the_user_and_friends_are_told() {
+    let mut net = network(&[
+        account("alice", 0),
+        account("bob", 0),
+        account("carol", 0),
+        Change::FriendshipMade {
+            a: name("alice"),
+            b: name("bob"),
+            since_ms: 1,
+        },
+    ]);
+    let a1 = net
+        .login(&name("alice"), ConnId(1), ACCOUNT)
+        .expect("login");
+    let a2 = net
+        .login(&name("alice"), ConnId(2), ACCOUNT)
+        .expect("login");
+    let bob = net.login(&name("bob"), ConnId(3), ACCOUNT).expect("login");
+    net.login(&name("carol"), ConnId(4), ACCOUNT)
+        .expect("login");
+    drain(&mut net);
+    let (alice, carol) = (name("alice").key(), name("carol").key());
+    // One session away, the other online: she shows as the more available.
+    net.set_status(a1, Status::Away);
+    assert_eq!(net.shown(&alice), Shown::As(Status::Online));
+    assert!(
+        to_sessions(&mut net).is_empty(),
+        "nothing changed for others"
+    );
+    net.set_status(a2, Status::Invisible);
+    assert_eq!(net.shown(&alice), Shown::As(Status::Away));
+    assert_eq!(
+        to_sessions(&mut net),
+        [(
+            bob,
+            Event::Presence {
+                name: name("alice"),
+                shown: Shown::As(Status::Away)
+            }
+        )],
+        "her friend is told; carol, no friend, is not"
+    );
+    net.set_status(a1, Status::Invisible);
+    assert_eq!(net.shown_to(&carol, &alice), Shown::Offline);
+    assert_eq!(
+        net.shown_to(&alice, &alice),
+        Shown::As(Status::Invisible),
+        "she sees herself"
+    );
+    assert_eq!(
+        to_sessions(&mut net),
+        [(
+            bob,
+            Event::Presence {
+                name: name("alice"),
+                shown: Shown::Offline
+            }
+        )]
+    );
+    // Audiences leave the user's own sessions out.
+    assert_eq!(
+        net.audience(&alice, &PresenceAudience::Everyone).len(),
+        2,
+        "bob and carol"
+    );
+    assert_eq!(net.audience(&alice, &PresenceAudience::Friends), [bob]);
+}
+
+#[test]
+fn rooms_notify_their_members_and_kicks_follow_levels() {
+    let mut net = network(&[
+        account("op", 2),
+        account("mod", 1),
+        account("user", 0),
+        account("peer", 1),
+    ]);
+    let room = RoomName("lobby".into());
+    let op = net.login(&name("op"), ConnId(1), ACCOUNT).expect("login");
+    let md = net.login(&name("mod"), ConnId(2), ACCOUNT).expect("login");
+    let user = net.login(&name("user"), ConnId(3), ACCOUNT).expect("login");
+    drain(&mut net);
+    net.join(op, &room);
+    net.join(user, &room);
+    net.join(md, &room);
+    let joined = |n: &str| Event::RoomJoined {
+        room: room.clone(),
+        name: name(n),
+    };
+    assert_eq!(
+        to_sessions(&mut net),
+        [
+            (op, joined("user")),
+            (op, joined("mod")),
+            (user, joined("mod"))
+        ],
+        "the members already there, in join order"
+    );
+    assert_eq!(net.members(&room).collect::<Vec<_>>(), [op, user, md]);
+    assert_eq!(
+        net.audience(
+            &name("user").key(),
+            &PresenceAudience::RoomOperators(room.clone())
+        ),
+        [op, md]
+    );
+    // A user kicks nobody; an operator only a lower level.
+    assert_eq!(net.kick_from_room(user, md), Err(KickError::Level));
+    assert_eq!(net.kick_from_room(md, op), Err(KickError::Level));
+    assert_eq!(net.kick_from_room(md, user), Ok(()));
+    let left = |n: &str| Event::RoomLeft {
+        room: room.clone(),
+        name: name(n),
+    };
+    assert_eq!(
+        to_sessions(&mut net),
+        [
+            (
+                user,
+                Event::RoomKicked {
+                    room: room.clone(),
+                    by: name("mod")
+                }
+            ),
+            (op, left("user")),
+            (md, left("user"))
+        ]
+    );
+    assert_eq!(net.room_of(user), None);
+    assert_eq!(net.kick_from_room(op, user), Err(KickError::NotHere));
+    // Nor an operator of the same level.
+    let peer = net.login(&name("peer"), ConnId(4), ACCOUNT).expect("login");
+    net.join(peer, &room);
+    assert_eq!(net.kick_from_room(md, peer), Err(KickError::Level));
+    net.logout(peer);
+    // Logging out leaves the room, with the notice.
+    net.logout(md);
+    assert!(to_sessions(&mut net).contains(&(op, left("mod"))));
+    net.logout(op);
+    assert_eq!(net.members(&room).count(), 0, "an empty room is gone");
+}
+
+#[test]
+fn friends_hear_of_a_login_and_a_logout_unless_invisible() {
+    let mut net = network(&[
+        account("alice", 0),
+        account("bob", 0),
+        Change::FriendshipMade {
+            a: name("alice"),
+            b: name("bob"),
+            since_ms: 1,
+        },
+    ]);
+    let bob = net.login(&name("bob"), ConnId(1), ACCOUNT).expect("login");
+    drain(&mut net);
+    let presence = |shown| {
+        (
+            bob,
+            Event::Presence {
+                name: name("alice"),
+                shown,
+            },
+        )
+    };
+    let alice = net
+        .login(&name("alice"), ConnId(2), ACCOUNT)
+        .expect("login");
+    assert_eq!(to_sessions(&mut net), [presence(Shown::As(Status::Online))]);
+    net.set_status(alice, Status::Invisible);
+    assert_eq!(to_sessions(&mut net), [presence(Shown::Offline)]);
+    net.logout(alice);
+    assert!(
+        to_sessions(&mut net).is_empty(),
+        "she already showed as offline"
+    );
+    let alice = net
+        .login(&name("alice"), ConnId(3), ACCOUNT)
+        .expect("login");
+    net.logout(alice);
+    assert_eq!(
+        to_sessions(&mut net),
+        [
+            presence(Shown::As(Status::Online)),
+            presence(Shown::Offline)
+        ]
+    );
+}

@@ -197,6 +197,12 @@ impl Session {
         }
         match event {
             Event::UserOnline { .. } | Event::UserOffline { .. } | Event::UserRenamed { .. } => {}
+            // ws2017 shows no statuses and has no friends or rooms: its nicks get none of
+            // these.
+            Event::Presence { .. }
+            | Event::RoomJoined { .. }
+            | Event::RoomLeft { .. }
+            | Event::RoomKicked { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {
