@@ -8,6 +8,7 @@
 
 mod delivery;
 mod events;
+mod friends;
 mod identity;
 mod mailbox;
 mod presence;
@@ -40,7 +41,7 @@ pub(crate) use rooms::RoomName;
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;
 #[allow(unused_imports)]
-pub(crate) use {presence::PresenceAudience, rooms::KickError};
+pub(crate) use {friends::FriendError, presence::PresenceAudience, rooms::KickError};
 // For the protocols that show statuses.
 #[allow(unused_imports)]
 pub(crate) use sessions::Status;
@@ -150,6 +151,7 @@ mod words {
             ("mod.rs", include_str!("mod.rs")),
             ("delivery.rs", include_str!("delivery.rs")),
             ("events.rs", include_str!("events.rs")),
+            ("friends.rs", include_str!("friends.rs")),
             ("identity.rs", include_str!("identity.rs")),
             ("mailbox.rs", include_str!("mailbox.rs")),
             ("presence.rs", include_str!("presence.rs")),

@@ -460,3 +460,51 @@ fn friends_hear_of_a_login_and_a_logout_unless_invisible() {
         ]
     );
 }
+
+#[test]
+fn friend_requests_become_friendships_once_both_ask_or_one_accepts() {
+    let mut net = network(&[account("alice", 0), account("bob", 0), account("carol", 0)]);
+    let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
+    let mut seq = 10;
+    let mut apply = |net: &mut Network, change: Change| {
+        seq += 1;
+        net.apply(&change, Seq(seq));
+    };
+    assert_eq!(
+        net.ask_friend(&alice, &name("nobody"), 1),
+        Err(FriendError::NoSuchUser)
+    );
+    let ask = net.ask_friend(&alice, &bob, 1).expect("a request");
+    apply(&mut net, ask);
+    assert_eq!(
+        net.ask_friend(&alice, &bob, 2),
+        Err(FriendError::AlreadyAsked)
+    );
+    assert_eq!(net.requests_to(&bob.key()).len(), 1);
+    // Bob asking back is accepting.
+    let back = net.ask_friend(&bob, &alice, 3).expect("a friendship");
+    assert!(matches!(back, Change::FriendshipMade { .. }), "{back:?}");
+    apply(&mut net, back);
+    assert!(net.are_friends(&alice.key(), &bob.key()));
+    assert!(net.requests_to(&bob.key()).is_empty());
+    assert_eq!(
+        net.ask_friend(&bob, &alice, 4),
+        Err(FriendError::AlreadyFriends)
+    );
+    // An answer needs a request; a refusal drops it.
+    assert_eq!(
+        net.answer_friend(&carol, &alice, true, 5),
+        Err(FriendError::NotAsked)
+    );
+    let ask = net.ask_friend(&carol, &alice, 5).expect("a request");
+    apply(&mut net, ask);
+    let no = net
+        .answer_friend(&alice, &carol, false, 6)
+        .expect("a refusal");
+    apply(&mut net, no);
+    assert!(net.requests_to(&alice.key()).is_empty());
+    assert_eq!(
+        net.friends_of(&alice.key()).collect::<Vec<_>>(),
+        [&bob.key()]
+    );
+}
