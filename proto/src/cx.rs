@@ -13,9 +13,11 @@ use crate::ids::Protocol;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::model::{Audience, Event, Item, KickReason, Network, SessionId};
+use crate::model::{
+    Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, SessionId,
+};
 use crate::outbox::Outbox;
-use crate::persist::Change;
+use crate::persist::{Change, FriendRequest, StoredMessage};
 use crate::time::{Instant, Now};
 use crate::timers::Timers;
 
@@ -221,6 +223,51 @@ impl Cx<'_> {
         seq
     }
 
+    /// Delivers a direct message through [`Network::deliver_direct`], which stores it
+    /// through this connection's output when the recipient is offline.
+    pub(crate) fn deliver_direct(&mut self, message: Outgoing, limits: MailboxLimits) -> Outcome {
+        let out = &mut self.out;
+        self.net.deliver_direct(message, limits, |change| {
+            let seq = out.next_seq();
+            out.persist(seq, change.clone());
+            seq
+        })
+    }
+
+    /// Hands the mailbox of `session` ([`Network::drain_mailbox`]) to this connection,
+    /// each item as `encode` writes it, in order. Each stored message is removed by a
+    /// change the server persists once the runtime reports its bytes written here
+    /// (`Input::Written`); if the connection is lost first, or the server crashes before
+    /// that change is committed, the message stays and is handed again, with its id.
+    // Called by the protocols that log in to accounts; the only such one today is a test's.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn drain_mailbox(
+        &mut self,
+        session: SessionId,
+        mut encode: impl FnMut(Handout<'_>) -> Bytes,
+    ) {
+        let Some(key) = self.net.session(session).map(|s| s.name.key()) else {
+            return;
+        };
+        let drain = self.net.drain_mailbox(session);
+        let mailbox = Item::Mailbox(key.clone());
+        for message in &drain.messages {
+            self.send_about(&mailbox, encode(Handout::Message(message)));
+            let Some(end) = (self.conns.at(self.slot))
+                .filter(|c| c.link.is_open())
+                .map(|c| c.link.sent())
+            else {
+                // Closed (a slow reader): nothing more is handed; the rest stays stored.
+                return;
+            };
+            self.net.handed(self.conn, &key, message.id, end);
+        }
+        let friends = Item::Friends(key);
+        for request in &drain.requests {
+            self.send_about(&friends, encode(Handout::FriendRequest(request)));
+        }
+    }
+
     /// Sends bytes that depend on durable `item` (they say an account exists, or an
     /// address is banned): they wait for its pending change, if any, to be committed.
     pub(crate) fn send_about(&mut self, item: &Item, bytes: Bytes) {
@@ -319,4 +366,14 @@ impl Cx<'_> {
         }
         conns.len()
     }
+}
+
+/// One item of a mailbox handed to a session at login.
+#[cfg_attr(not(test), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Handout<'a> {
+    /// A stored message.
+    Message(&'a StoredMessage),
+    /// A pending friend request to the user.
+    FriendRequest(&'a FriendRequest),
 }

@@ -21,6 +21,10 @@ pub(crate) struct Link {
     closing: bool,
     /// The highest sequence number a transmit on it waited for.
     waits_for: Seq,
+    /// Bytes queued for it since it opened: the offset just past the last transmit.
+    sent: u64,
+    /// Bytes the runtime reported written since it opened.
+    written: u64,
 }
 
 impl Link {
@@ -32,6 +36,18 @@ impl Link {
     /// Bytes sent and not yet reported written.
     pub(crate) fn unwritten(&self) -> usize {
         self.unwritten
+    }
+
+    /// The offset just past the last bytes queued on it: once [`Link::written`] reaches
+    /// it, the runtime has written them.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Bytes reported written since it opened.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
     }
 }
 
@@ -93,6 +109,7 @@ impl Outbox {
             return;
         }
         link.unwritten += bytes.len();
+        link.sent += bytes.len() as u64;
         self.total += bytes.len();
         self.queue.push_back(Output::Transmit {
             conn: conn.id,
@@ -206,6 +223,7 @@ impl Outbox {
     pub(crate) fn written(&mut self, link: &mut Link, n: usize) {
         let n = n.min(link.unwritten);
         link.unwritten -= n;
+        link.written += n as u64;
         if !link.closing {
             self.total -= n;
         }

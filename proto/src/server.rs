@@ -196,6 +196,14 @@ impl Server {
             Input::Written { conn, n } => {
                 if let Some(record) = self.core.conns.get_mut(conn) {
                     self.core.out.written(&mut record.link, n);
+                    // Stored messages now written leave their mailboxes, by a change
+                    // committed after this report (the model's mailbox guarantee).
+                    let written = record.link.written();
+                    for change in self.core.net.conn_written(conn, written) {
+                        let seq = self.core.out.next_seq();
+                        self.core.net.apply(&change, seq);
+                        self.core.out.persist(seq, change);
+                    }
                 }
             }
             Input::PeerClosed { conn } => {
@@ -374,6 +382,7 @@ impl Server {
                         self.core.limits.disconnected(&record.limits);
                     }
                 }
+                self.core.net.conn_closed(conn);
                 self.core.out.finish_close(conn, reason);
                 continue;
             }

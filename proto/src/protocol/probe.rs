@@ -5,6 +5,9 @@
 //!
 //! - `login NAME [MS]`: a session for NAME on this connection, its timer armed MS from
 //!   now; answers `ok N` (N the session's number).
+//! - `account NAME`: a session for the account NAME (the password taken as checked),
+//!   handed its mailbox first: `mail ID FROM BODY` per stored message, `request FROM` per
+//!   pending friend request; then `ok N`.
 //! - `take N`: session N's events and timer go to this connection from now on; `ok N`.
 //! - `poke N TEXT`: an event for session N, wherever it is when handed out; `ok`.
 //! - `end N`: session N ends; `ok`.
@@ -19,14 +22,24 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::cx::{Cx, Px};
+use crate::cx::{Cx, Handout, Px};
 use crate::ids::{ConnId, Protocol};
-use crate::model::{DirectKind, DirectMessage, Event, LoginKind, SessionId, UserName};
+use crate::model::{
+    Capabilities, DirectKind, DirectMessage, Event, Identity, LoginKind, SessionId, UserName,
+};
 
 /// Several sessions of a user at once; no receipts.
 const LOGIN: LoginKind = LoginKind {
+    identity: Identity::Guest,
     exclusive: false,
-    sends_receipts: false,
+    caps: Capabilities { receipts: false },
+};
+
+/// Account logins, several at once, as an instant messenger's.
+const ACCOUNT: LoginKind = LoginKind {
+    identity: Identity::Account,
+    exclusive: false,
+    caps: Capabilities { receipts: false },
 };
 
 /// What the probe protocol keeps across connections.
@@ -147,6 +160,24 @@ impl Session {
                     let at = cx.now.mono + core::time::Duration::from_millis(ms);
                     cx.px().set_session_timer(Protocol::Probe, session, at);
                 }
+                format!("ok {}", session.number())
+            }
+            ["account", name] => {
+                let Ok(name) = UserName::parse(name) else {
+                    return "err name".into();
+                };
+                let Ok(session) = cx.net.login(&name, cx.conn, ACCOUNT) else {
+                    return "err login".into();
+                };
+                shared.sessions.insert(session.number(), session);
+                self.here.push(session);
+                cx.place_here(session);
+                cx.drain_mailbox(session, |item| {
+                    Bytes::from(match item {
+                        Handout::Message(m) => format!("mail {} {} {}\n", m.id.0, m.from, m.body),
+                        Handout::FriendRequest(r) => format!("request {}\n", r.from.as_str()),
+                    })
+                });
                 format!("ok {}", session.number())
             }
             ["take", n] => match session(Some(n)) {

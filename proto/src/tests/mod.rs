@@ -2,6 +2,7 @@
 
 pub(crate) mod harness;
 mod limits;
+mod mailbox;
 mod names;
 mod outbound;
 mod release;

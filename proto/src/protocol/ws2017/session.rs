@@ -9,15 +9,17 @@ use crate::frame::lines::{Line, LineFramer};
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
-    DirectError, DirectKind, Event, Item, KickReason, LoginKind, NameError, SessionId, UserKey,
-    UserName, MAX_NAME_CHARS,
+    Capabilities, DirectKind, Event, Identity, Item, KickReason, LoginKind, MailboxLimits,
+    NameError, Outcome, Outgoing, Route, SessionId, Undeliverable, UserKey, UserName,
+    MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 
 /// ws2017 names are nicks held by one connection, and its clients answer with `chatr`.
 const LOGIN: LoginKind = LoginKind {
+    identity: Identity::Nick,
     exclusive: true,
-    sends_receipts: true,
+    caps: Capabilities { receipts: true },
 };
 
 /// One ws2017 connection.
@@ -195,6 +197,12 @@ impl Session {
         }
         match event {
             Event::UserOnline { .. } | Event::UserOffline { .. } | Event::UserRenamed { .. } => {}
+            // ws2017 shows no statuses and has no friends or rooms: its nicks get none of
+            // these.
+            Event::Presence { .. }
+            | Event::RoomJoined { .. }
+            | Event::RoomLeft { .. }
+            | Event::RoomKicked { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {
@@ -371,55 +379,60 @@ fn chat(
     // A whisper gets no `+OK` line (the original sent none, and its client shows an error
     // for an answer it does not know): its echo answers it, and for a stored whisper the
     // echo is the acknowledgement, held until the message is committed.
-    let mut held = None;
-    if let Some(online) = cx.net.online_name(&to.key()).cloned() {
-        if !room_for_chat(cx, whisper, &me, &online, &body, Reply::Relayed) {
-            return;
-        }
-    }
-    let to = match cx.net.send_direct(session, &to, &body, kind) {
-        Ok(to) => {
-            if !whisper {
-                reply(cx, &Reply::Relayed);
+    // The model decides where the message goes; ws2017's gates (room for the answer,
+    // and the rate of durable work) run before it takes effect.
+    let limits = MailboxLimits {
+        cap: cx.config.offline_cap,
+        share: cx.config.offline_share(),
+    };
+    let refused = |cx: &mut Cx<'_>, why: Undeliverable| match why {
+        Undeliverable::NoSuchUser => no_such_user(cx),
+        Undeliverable::MailboxFull(to) => mailbox_full(cx, command, &to),
+        Undeliverable::ShareUsed(to) => share_used(cx, command, &to),
+        Undeliverable::StoreFailing(_) => error(
+            cx,
+            Some(command),
+            "message could not be stored, try again later",
+        ),
+    };
+    match cx.net.route_direct(session, &to, limits) {
+        Err(why) => return refused(cx, why),
+        Ok(Route::Live(online)) => {
+            if !room_for_chat(cx, whisper, &me, &online, &body, Reply::Relayed) {
+                return;
             }
-            to
         }
-        Err(DirectError::NoSuchUser) => return no_such_user(cx),
-        Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
-        Err(DirectError::ShareUsed) => return share_used(cx, command, &to),
-        Err(DirectError::Offline(to)) => {
-            if !cx.store_ok() {
-                return error(
-                    cx,
-                    Some(command),
-                    "message could not be stored, try again later",
-                );
-            }
-            let now = cx.now.wall_ms;
-            let caps = (cx.config.offline_cap, cx.config.offline_share());
-            let change = match cx
-                .net
-                .offline_message(session, &to, body.clone(), now, caps)
-            {
-                Ok(change) => change,
-                Err(DirectError::MailboxFull) => return mailbox_full(cx, command, &to),
-                Err(DirectError::ShareUsed) => return share_used(cx, command, &to),
-                Err(_) => return no_such_user(cx),
-            };
+        Ok(Route::Mailbox(to)) => {
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
             if !room_for_chat(cx, whisper, &me, &to, &body, Reply::Stored) {
                 return;
             }
-            let seq = cx.persist(change);
+        }
+    }
+    let message = Outgoing {
+        from: session,
+        to,
+        body: body.clone(),
+        kind,
+        sent_ms: cx.now.wall_ms,
+    };
+    let (to, held) = match cx.deliver_direct(message, limits) {
+        Outcome::Refused(why) => return refused(cx, why),
+        Outcome::Delivered(to) => {
+            if !whisper {
+                reply(cx, &Reply::Relayed);
+            }
+            (to, None)
+        }
+        Outcome::Stored { seq, to } => {
             if !whisper {
                 let mut out = BytesMut::new();
                 codec::encode(&Reply::Stored, &mut out);
                 cx.send_after(out.freeze(), seq);
             }
-            held = Some(seq);
-            to
+            (to, Some(seq))
         }
     };
     if whisper && to.key() != me.key() {

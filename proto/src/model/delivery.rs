@@ -1,0 +1,235 @@
+//! Direct messages between users, whatever protocol each is on.
+
+use super::{Audience, Delivery, Event, Network, SessionId, UserKey, UserName};
+use crate::ids::Seq;
+use crate::persist::Change;
+
+/// A private message between two users.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DirectMessage {
+    pub(crate) from: UserName,
+    pub(crate) to: UserName,
+    pub(crate) body: String,
+    pub(crate) kind: DirectKind,
+}
+
+/// How the sender's protocol framed a direct message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DirectKind {
+    /// An ordinary private message.
+    Chat,
+    /// A whisper; shown as such where the protocol has the notion.
+    Whisper,
+}
+
+/// Why a direct message was refused; nothing was delivered or stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Undeliverable {
+    /// Nobody of that name is online or registered (or the sender's session is gone).
+    NoSuchUser,
+    /// The recipient's mailbox holds its cap of messages. Holds the account's name.
+    MailboxFull(UserName),
+    /// The sender already holds its share of the recipient's mailbox, which others may
+    /// still fill. Holds the account's name.
+    ShareUsed(UserName),
+    /// The recipient is offline and the store is failing: no new durable work is taken
+    /// until a commit succeeds. Holds the account's name.
+    StoreFailing(UserName),
+}
+
+/// Where a direct message would go now, decided by [`Network::route_direct`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// To the recipient's live sessions; holds its name as it is online.
+    Live(UserName),
+    /// Into the recipient's mailbox; holds the account's name.
+    Mailbox(UserName),
+}
+
+/// What became of a direct message: the one answer every protocol translates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Handed to every live session of the recipient (named as it is online).
+    Delivered(UserName),
+    /// Stored in the mailbox of the offline account `to` by the change persisted as
+    /// `seq`: an acknowledgement must wait for that commit.
+    Stored { seq: Seq, to: UserName },
+    /// Refused, and why.
+    Refused(Undeliverable),
+}
+
+/// A direct message as a protocol hands it to [`Network::deliver_direct`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    /// The sender's session.
+    pub(crate) from: SessionId,
+    /// The recipient, as the sender named it.
+    pub(crate) to: UserName,
+    pub(crate) body: String,
+    pub(crate) kind: DirectKind,
+    /// When it was sent, in Unix milliseconds (kept with a stored message).
+    pub(crate) sent_ms: u64,
+}
+
+/// The limits of every account's mailbox (`Config::offline_cap`, `offline_share`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MailboxLimits {
+    /// Messages one mailbox holds at most.
+    pub(crate) cap: usize,
+    /// Messages of one sender one mailbox holds at most.
+    pub(crate) share: usize,
+}
+
+impl Network {
+    /// Where a direct message from `from` to `to` would go now, or why it would be
+    /// refused, in this order: the recipient online gets it live; else it needs an
+    /// account, a working store, room in the mailbox (`cap`) and in the sender's share
+    /// of it. Nothing changes: a protocol asks this to run its own gates (rates, room
+    /// for the reply) before [`Network::deliver_direct`], which asks it again.
+    pub(crate) fn route_direct(
+        &self,
+        from: SessionId,
+        to: &UserName,
+        limits: MailboxLimits,
+    ) -> Result<Route, Undeliverable> {
+        let Some(sender) = self.sessions.get(&from).map(|r| &r.user) else {
+            return Err(Undeliverable::NoSuchUser);
+        };
+        let key = to.key();
+        if let Some(user) = self.users.get(&key) {
+            return Ok(Route::Live(user.name.clone()));
+        }
+        let Some(account) = self.state.account(&key) else {
+            return Err(Undeliverable::NoSuchUser);
+        };
+        let name = account.name.clone();
+        if self.store_failing {
+            return Err(Undeliverable::StoreFailing(name));
+        }
+        if self.state.offline.get(&key).map_or(0, |q| q.len()) >= limits.cap {
+            return Err(Undeliverable::MailboxFull(name));
+        }
+        if self.shares.held(&key, sender) >= limits.share {
+            return Err(Undeliverable::ShareUsed(name));
+        }
+        Ok(Route::Mailbox(name))
+    }
+
+    /// Delivers a direct message, from any protocol to any protocol: the one place the
+    /// rule lives. Live sessions of the recipient get it at once ([`Outcome::Delivered`],
+    /// and the sender hears of delivery now or by receipt); an offline account gets it
+    /// in its mailbox through `persist`, which queues the change for the store and
+    /// returns its sequence number ([`Outcome::Stored`]; the model applies the change);
+    /// otherwise [`Outcome::Refused`], with nothing changed.
+    pub(crate) fn deliver_direct(
+        &mut self,
+        message: Outgoing,
+        limits: MailboxLimits,
+        persist: impl FnOnce(&Change) -> Seq,
+    ) -> Outcome {
+        match self.route_direct(message.from, &message.to, limits) {
+            Err(why) => Outcome::Refused(why),
+            Ok(Route::Live(_)) => {
+                match self.relay(message.from, &message.to, &message.body, message.kind) {
+                    Some(to) => Outcome::Delivered(to),
+                    None => Outcome::Refused(Undeliverable::NoSuchUser),
+                }
+            }
+            Ok(Route::Mailbox(to)) => {
+                let Some(change) = self.mailbox_change(&message, &to) else {
+                    return Outcome::Refused(Undeliverable::NoSuchUser);
+                };
+                let seq = persist(&change);
+                self.apply(&change, seq);
+                Outcome::Stored { seq, to }
+            }
+        }
+    }
+
+    /// Sends a direct message from the user of `from` to every session of the online
+    /// user `to`; returns the recipient's name as it is online.
+    fn relay(
+        &mut self,
+        from: SessionId,
+        to: &UserName,
+        body: &str,
+        kind: DirectKind,
+    ) -> Option<UserName> {
+        let to_key = to.key();
+        let sender_key = self.sessions.get(&from).map(|r| r.user.clone())?;
+        let recipient = self.users.get(&to_key)?;
+        let sender_name = self.users.get(&sender_key).map(|u| u.name.clone())?;
+        let message = DirectMessage {
+            from: sender_name,
+            to: recipient.name.clone(),
+            body: body.to_owned(),
+            kind,
+        };
+        self.relayed += 1;
+        #[cfg(feature = "planted-bugs")]
+        if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
+            && self.relayed.is_multiple_of(100)
+        {
+            return Some(message.to);
+        }
+        let mut receipts_coming = false;
+        for &session in &recipient.sessions {
+            let Some(rec) = self.sessions.get(&session) else {
+                continue;
+            };
+            receipts_coming |= rec.caps.receipts;
+            self.pending.push_back(Delivery {
+                to: Audience::Conn(rec.conn),
+                event: Event::Direct {
+                    session,
+                    message: message.clone(),
+                },
+            });
+        }
+        if receipts_coming {
+            self.owed_receipts.owe(sender_key, to_key);
+        } else {
+            self.deliver_receipt(&message.from.key(), &message.to);
+        }
+        Some(message.to)
+    }
+
+    /// The user of `recipient` confirms a direct message from `sender`. Relayed to the
+    /// sender only if a receipt is owed; returns whether it was.
+    pub(crate) fn receipt(&mut self, recipient: SessionId, sender: &UserName) -> bool {
+        let Some(rec) = self.sessions.get(&recipient) else {
+            return false;
+        };
+        let (sender, recipient) = (sender.key(), rec.user.clone());
+        if !self.owed_receipts.settle(&sender, &recipient) {
+            return false;
+        }
+        let Some(to) = self.users.get(&recipient).map(|u| u.name.clone()) else {
+            return false;
+        };
+        self.deliver_receipt(&sender, &to);
+        true
+    }
+
+    /// Direct messages relayed to online recipients since start.
+    pub(crate) fn relayed(&self) -> u64 {
+        self.relayed
+    }
+
+    pub(super) fn deliver_receipt(&mut self, sender: &UserKey, to: &UserName) {
+        let Some(user) = self.users.get(sender) else {
+            return;
+        };
+        for &session in &user.sessions {
+            if let Some(rec) = self.sessions.get(&session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::Delivered {
+                        session,
+                        to: to.clone(),
+                    },
+                });
+            }
+        }
+    }
+}

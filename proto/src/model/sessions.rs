@@ -1,0 +1,256 @@
+//! Sessions: one logged-in presence of a user, on a connection or held by its protocol.
+
+use std::collections::BTreeSet;
+
+use super::{
+    Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, RoomName,
+    Shown, UserKey, UserName,
+};
+use crate::ids::ConnId;
+
+/// One logged-in presence of a user on a connection. A connection holds one
+/// session, or several when it is a link carrying many users.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct SessionId(u64);
+
+impl SessionId {
+    /// Its number, for protocols that show it (a test protocol's transcript).
+    #[cfg(test)]
+    pub(crate) fn number(self) -> u64 {
+        self.0
+    }
+
+    /// Session `n`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> SessionId {
+        SessionId(n)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct OnlineUser {
+    pub(super) name: UserName,
+    pub(super) sessions: BTreeSet<SessionId>,
+}
+
+/// How a user shows to others, per session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Status {
+    /// Present and available.
+    #[default]
+    Online,
+    /// Present, away from the keyboard.
+    Away,
+    /// Present, not to be disturbed.
+    Busy,
+    /// Present, but shown as offline to everyone but the user.
+    Invisible,
+}
+
+/// What a protocol may read about a live session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SessionView<'a> {
+    /// The user's name, as it is online.
+    pub(crate) name: &'a UserName,
+    /// How the session shows to others.
+    pub(crate) status: Status,
+    /// 0 for a user, 1 or more for an operator; an account's level, followed live.
+    pub(crate) level: u8,
+    /// What the session can do.
+    pub(crate) caps: Capabilities,
+}
+
+#[derive(Debug)]
+pub(super) struct SessionRecord {
+    pub(super) conn: ConnId,
+    pub(super) user: UserKey,
+    pub(super) status: Status,
+    pub(super) level: u8,
+    pub(super) caps: Capabilities,
+    /// The room it is in.
+    pub(super) room: Option<RoomName>,
+}
+
+impl Network {
+    /// A live session as its protocol may read it.
+    pub(crate) fn session(&self, session: SessionId) -> Option<SessionView<'_>> {
+        let rec = self.sessions.get(&session)?;
+        let user = self.users.get(&rec.user)?;
+        Some(SessionView {
+            name: &user.name,
+            status: rec.status,
+            level: rec.level,
+            caps: rec.caps,
+        })
+    }
+
+    /// The live sessions of a user, in the order they logged in.
+    pub(crate) fn sessions_of(&self, key: &UserKey) -> impl Iterator<Item = SessionId> + '_ {
+        self.users
+            .get(key)
+            .into_iter()
+            .flat_map(|u| u.sessions.iter().copied())
+    }
+
+    /// Sets how a session shows to others; when that changes how its user shows
+    /// ([`Network::shown`]), its friends' sessions and the other members of its room
+    /// get [`Event::Presence`].
+    pub(crate) fn set_status(&mut self, session: SessionId, status: Status) {
+        let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
+            return;
+        };
+        let before = self.shown(&key);
+        if let Some(rec) = self.sessions.get_mut(&session) {
+            rec.status = status;
+        }
+        let after = self.shown(&key);
+        if let (true, Some(name)) = (before != after, self.online_name(&key).cloned()) {
+            self.presence_changed(&name, &key, after);
+        }
+    }
+
+    /// Follows an account's level into its live sessions.
+    pub(super) fn level_changed(&mut self, key: &UserKey, level: u8) {
+        let Some(user) = self.users.get(key) else {
+            return;
+        };
+        for session in &user.sessions {
+            if let Some(rec) = self.sessions.get_mut(session) {
+                rec.level = level;
+            }
+        }
+    }
+
+    /// Opens a session for `name` on `conn`, if `kind` admits it: an exclusive login
+    /// fails when the name is online, an account login without an account or for a
+    /// banned one, a guest or nick login for a registered name (and a nick for an online
+    /// one). The session starts [`Status::Online`] at the account's level (0 without).
+    pub(crate) fn login(
+        &mut self,
+        name: &UserName,
+        conn: ConnId,
+        kind: LoginKind,
+    ) -> Result<SessionId, LoginError> {
+        let key = name.key();
+        let level = self.admit(&key, kind)?;
+        let session = SessionId(self.next_session);
+        self.next_session += 1;
+        self.sessions.insert(
+            session,
+            SessionRecord {
+                conn,
+                user: key.clone(),
+                status: Status::Online,
+                level,
+                caps: kind.caps,
+                room: None,
+            },
+        );
+        let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
+            name: name.clone(),
+            sessions: BTreeSet::new(),
+        });
+        user.sessions.insert(session);
+        if user.sessions.len() == 1 {
+            self.broadcast(conn, Event::UserOnline { name: name.clone() });
+            // Friends and rooms hear of it too (a first session starts Online).
+            self.presence_changed(name, &key, Shown::As(Status::Online));
+        }
+        Ok(session)
+    }
+
+    /// Ends a session; the user goes offline with its last one.
+    pub(crate) fn logout(&mut self, session: SessionId) {
+        self.leave(session);
+        let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
+            return;
+        };
+        let before = self.shown(&key);
+        let Some(rec) = self.sessions.remove(&session) else {
+            return;
+        };
+        let Some(user) = self.users.get_mut(&rec.user) else {
+            return;
+        };
+        user.sessions.remove(&session);
+        let name = user.name.clone();
+        if user.sessions.is_empty() {
+            self.users.remove(&rec.user);
+            self.owed_receipts.forget(&rec.user);
+            self.broadcast(rec.conn, Event::UserOffline { name: name.clone() });
+        }
+        let after = self.shown(&key);
+        if before != after {
+            self.presence_changed(&name, &key, after);
+        }
+    }
+
+    /// Renames the user behind `session`, which must be its only session. Returns the
+    /// old name.
+    pub(crate) fn rename(
+        &mut self,
+        session: SessionId,
+        new: &UserName,
+    ) -> Result<UserName, LoginError> {
+        let new_key = new.key();
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return Err(LoginError::NameTaken);
+        };
+        let old_key = rec.user.clone();
+        if new_key != old_key && self.users.contains_key(&new_key) {
+            return Err(LoginError::NameTaken);
+        }
+        let conn = rec.conn;
+        rec.user = new_key.clone();
+        let Some(mut user) = self.users.remove(&old_key) else {
+            return Err(LoginError::NameTaken);
+        };
+        let old = std::mem::replace(&mut user.name, new.clone());
+        self.users.insert(new_key, user);
+        self.owed_receipts.forget(&old_key);
+        self.broadcast(
+            conn,
+            Event::UserRenamed {
+                old: old.clone(),
+                new: new.clone(),
+            },
+        );
+        Ok(old)
+    }
+
+    /// The name of the user behind a session.
+    pub(crate) fn session_name(&self, session: SessionId) -> Option<&UserName> {
+        let rec = self.sessions.get(&session)?;
+        self.users.get(&rec.user).map(|u| &u.name)
+    }
+
+    /// Kicks every session of a user; returns how many there were.
+    pub(crate) fn kick_user(&mut self, key: &UserKey, reason: KickReason) -> usize {
+        let Some(user) = self.users.get(key) else {
+            return 0;
+        };
+        for session in &user.sessions {
+            if let Some(rec) = self.sessions.get(session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::Kicked {
+                        session: Some(*session),
+                        reason,
+                    },
+                });
+            }
+        }
+        user.sessions.len()
+    }
+
+    /// Kicks a whole connection (all its sessions) for `reason`.
+    pub(crate) fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
+        self.pending.push_back(Delivery {
+            to: Audience::Conn(conn),
+            event: Event::Kicked {
+                session: None,
+                reason,
+            },
+        });
+    }
+}
