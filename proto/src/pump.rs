@@ -187,6 +187,19 @@ impl Pump {
         self.tap.as_mut()?.pop_front()
     }
 
+    /// Records [`NetworkEvent`](crate::NetworkEvent)s from now on, as
+    /// [`Server::record_events`]; read them with [`poll_event`](Self::poll_event).
+    pub fn record_events(&mut self) {
+        self.server.record_events();
+    }
+
+    /// With [`record_events`](Self::record_events): the next
+    /// [`NetworkEvent`](crate::NetworkEvent), in the order things happened. Drain after
+    /// every call, with [`poll_emitted`](Self::poll_emitted).
+    pub fn poll_event(&mut self) -> Option<crate::NetworkEvent> {
+        self.server.poll_event()
+    }
+
     /// The server, for its state, config and stats.
     pub fn server(&self) -> &Server {
         &self.server

@@ -8,7 +8,7 @@ use crate::cx::{Cx, Dialing, Home, Homes, Px};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::io::{Input, Output, Peer};
 use crate::limits::Limiter;
-use crate::model::{Audience, Network};
+use crate::model::{Audience, Network, NetworkEvent};
 use crate::outbox::{Link, Outbox};
 use crate::persist::State;
 use crate::protocol::{Encoded, Endpoint, Shared};
@@ -137,6 +137,22 @@ impl Server {
                 limits: Limiter::default(),
             },
         }
+    }
+
+    /// From now on, records a [`NetworkEvent`] for everything that happens in the network
+    /// (logins, renames, each direct message's fate, mailbox hand-outs and removals,
+    /// kicks), to be read with [`poll_event`](Self::poll_event). Off until called, so a
+    /// driver that does not read them pays nothing and nothing piles up; one that calls
+    /// it must drain them after every input, as it drains
+    /// [`poll_output`](Self::poll_output). Nothing changes on the wire.
+    pub fn record_events(&mut self) {
+        self.core.net.record_events();
+    }
+
+    /// The next recorded [`NetworkEvent`], in the order things happened; always `None`
+    /// without [`record_events`](Self::record_events).
+    pub fn poll_event(&mut self) -> Option<NetworkEvent> {
+        self.core.net.poll_event()
     }
 
     /// The durable state as the server sees it: everything committed plus the changes it

@@ -1,6 +1,6 @@
 //! Direct messages between users, whatever protocol each is on.
 
-use super::{Audience, Delivery, Event, Network, SessionId, UserKey, UserName};
+use super::{Audience, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
 use crate::ids::Seq;
 use crate::persist::Change;
 
@@ -127,7 +127,8 @@ impl Network {
         limits: MailboxLimits,
         persist: impl FnOnce(&Change) -> Seq,
     ) -> Outcome {
-        match self.route_direct(message.from, &message.to, limits) {
+        let (from, to) = (message.from, message.to.clone());
+        let outcome = match self.route_direct(message.from, &message.to, limits) {
             Err(why) => Outcome::Refused(why),
             Ok(Route::Live(_)) => {
                 match self.relay(message.from, &message.to, &message.body, message.kind) {
@@ -141,9 +142,49 @@ impl Network {
                 };
                 let seq = persist(&change);
                 self.apply(&change, seq);
-                Outcome::Stored { seq, to }
+                let id = match &change {
+                    Change::OfflineQueued(stored) => Some(stored.id),
+                    _ => None,
+                };
+                self.record(|net| {
+                    Some(NetworkEvent::DirectStored {
+                        from: net.session_name(from)?.clone(),
+                        to: to.clone(),
+                        id: id?,
+                        seq,
+                    })
+                });
+                return Outcome::Stored { seq, to };
             }
-        }
+        };
+        self.record(|net| {
+            let sender = net.session_name(from).cloned();
+            Some(match &outcome {
+                Outcome::Delivered(to) => NetworkEvent::DirectDelivered {
+                    from: sender?,
+                    to: to.clone(),
+                },
+                Outcome::Refused(why) => NetworkEvent::DirectRefused {
+                    from: sender,
+                    to,
+                    reason: why.into(),
+                },
+                Outcome::Stored { .. } => return None,
+            })
+        });
+        outcome
+    }
+
+    /// A protocol refuses a direct message on the answer of [`Network::route_direct`],
+    /// without calling [`Network::deliver_direct`]: recorded as that would record it.
+    pub(crate) fn refused_direct(&mut self, from: SessionId, to: &UserName, why: &Undeliverable) {
+        self.record(|net| {
+            Some(NetworkEvent::DirectRefused {
+                from: net.session_name(from).cloned(),
+                to: to.clone(),
+                reason: why.into(),
+            })
+        });
     }
 
     /// Sends a direct message from the user of `from` to every session of the online

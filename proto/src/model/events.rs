@@ -1,8 +1,9 @@
 //! What the network tells the protocols, and to whom: typed events that protocols
 //! encode, and that logs, metrics and the simulator's oracles can read.
 
-use super::{DirectMessage, RoomName, SessionId, Shown, UserName};
-use crate::ids::ConnId;
+use super::{DirectMessage, RoomName, SessionId, Shown, Undeliverable, UserName};
+use crate::ids::{ConnId, Protocol, Seq};
+use crate::persist::MessageId;
 
 /// A user-visible notification from the network, addressed by a [`Delivery`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub(crate) enum Event {
 
 /// Why a session is kicked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KickReason {
+pub enum KickReason {
     /// `switchboard kick`.
     Kicked,
     /// The account or the address was banned.
@@ -66,4 +67,128 @@ pub(crate) enum Audience {
 pub(crate) struct Delivery {
     pub(crate) to: Audience,
     pub(crate) event: Event,
+}
+
+/// What happened in the network, as typed values for a driver's logs, metrics and
+/// checks: read with [`Server::poll_event`](crate::Server::poll_event) (or
+/// [`Pump::poll_event`](crate::Pump::poll_event)) once asked for with
+/// [`Server::record_events`](crate::Server::record_events). Nothing is recorded until
+/// then, so nothing piles up when nobody reads. Events come in the order they happened;
+/// they say nothing about the wire (what each protocol wrote is in its bytes).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetworkEvent {
+    /// A session of `name` started, speaking `protocol` on `conn`.
+    LoggedIn {
+        /// The user, as online.
+        name: UserName,
+        /// The protocol of the session.
+        protocol: Protocol,
+        /// The session's number, unique for the server's lifetime.
+        session: u64,
+        /// Its connection.
+        conn: ConnId,
+    },
+    /// A session of `name` ended.
+    LoggedOut {
+        /// The user, as online.
+        name: UserName,
+        /// The protocol of the session.
+        protocol: Protocol,
+        /// The session's number.
+        session: u64,
+        /// Its connection.
+        conn: ConnId,
+    },
+    /// An online user changed name.
+    Renamed {
+        /// The name before.
+        old: UserName,
+        /// The name now.
+        new: UserName,
+        /// The session that asked.
+        session: u64,
+    },
+    /// A direct message was handed to every live session of `to`.
+    DirectDelivered {
+        /// The sender, as online.
+        from: UserName,
+        /// The recipient, as online.
+        to: UserName,
+    },
+    /// A direct message was stored in the mailbox of the offline account `to` as
+    /// message `id`, by the durable change `seq` (not yet committed when this is read).
+    DirectStored {
+        /// The sender, as online.
+        from: UserName,
+        /// The account, as registered.
+        to: UserName,
+        /// The stored message's id.
+        id: MessageId,
+        /// The change that stores it.
+        seq: Seq,
+    },
+    /// A direct message was refused; nothing was delivered or stored.
+    DirectRefused {
+        /// The sender, as online (`None` if its session is gone).
+        from: Option<UserName>,
+        /// The recipient, as the sender named it.
+        to: UserName,
+        /// Why.
+        reason: Refusal,
+    },
+    /// Stored message `id` of `to`'s mailbox was handed to a session at login on `conn`;
+    /// it stays stored until its bytes are reported written there.
+    StoredHandedOut {
+        /// The account, as registered.
+        to: UserName,
+        /// The message.
+        id: MessageId,
+        /// The connection it was queued on.
+        conn: ConnId,
+    },
+    /// The stored messages of `to` through `through` were written to their recipient and
+    /// are removed by a durable change.
+    StoredRemoved {
+        /// The account, as registered.
+        to: UserName,
+        /// The last message removed.
+        through: MessageId,
+    },
+    /// An administrator closed a user's sessions, or a whole connection.
+    Kicked {
+        /// The user (`None` when a connection was closed by its address).
+        name: Option<UserName>,
+        /// The connection (`None` when every session of the user was closed).
+        conn: Option<ConnId>,
+        /// How many sessions were closed (for a connection: 1).
+        sessions: usize,
+        /// Why.
+        reason: KickReason,
+    },
+}
+
+/// Why a direct message was refused, in [`NetworkEvent::DirectRefused`].
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Nobody of that name is online or registered.
+    NoSuchUser,
+    /// The recipient's mailbox holds its cap of messages.
+    MailboxFull,
+    /// The sender already holds its share of the recipient's mailbox.
+    ShareUsed,
+    /// The recipient is offline and the store is failing.
+    StoreFailing,
+}
+
+impl From<&Undeliverable> for Refusal {
+    fn from(why: &Undeliverable) -> Refusal {
+        match why {
+            Undeliverable::NoSuchUser => Refusal::NoSuchUser,
+            Undeliverable::MailboxFull(_) => Refusal::MailboxFull,
+            Undeliverable::ShareUsed(_) => Refusal::ShareUsed,
+            Undeliverable::StoreFailing(_) => Refusal::StoreFailing,
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use core::net::IpAddr;
 
 use super::{Network, UserKey};
+use crate::ids::Protocol;
 use crate::persist::Account;
 
 /// What a login proves about the name it takes. Each protocol chooses its kind.
@@ -37,6 +38,8 @@ pub(crate) struct LoginKind {
     pub(crate) exclusive: bool,
     /// What the session can do.
     pub(crate) caps: Capabilities,
+    /// The protocol whose login this is (for [`NetworkEvent`](super::NetworkEvent)s).
+    pub(crate) protocol: Protocol,
 }
 
 /// Why a login was refused.

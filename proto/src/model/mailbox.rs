@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Network, Outgoing, SessionId, UserKey, UserName};
+use super::{Network, NetworkEvent, Outgoing, SessionId, UserKey, UserName};
 use crate::ids::ConnId;
 use crate::persist::{Change, FriendRequest, MessageId, MessageKind, StoredMessage};
 
@@ -70,6 +70,13 @@ impl Network {
     /// Stored message `id` of `key`'s mailbox was queued on `conn`, its bytes ending at
     /// offset `end` of the connection's output.
     pub(crate) fn handed(&mut self, conn: ConnId, key: &UserKey, id: MessageId, end: u64) {
+        self.record(|net| {
+            Some(NetworkEvent::StoredHandedOut {
+                to: net.state.account(key)?.name.clone(),
+                id,
+                conn,
+            })
+        });
         let entries = self.in_flight.by_conn.entry(conn).or_default();
         entries.push((end, key.clone(), id));
         let last = self.in_flight.by_user.entry(key.clone()).or_insert(id);
@@ -110,6 +117,12 @@ impl Network {
                     to: account.name.clone(),
                     through: id,
                 });
+            }
+        }
+        for change in &changes {
+            if let Change::OfflineDelivered { to, through } = change {
+                let (to, through) = (to.clone(), *through);
+                self.record(|_| Some(NetworkEvent::StoredRemoved { to, through }));
             }
         }
         changes

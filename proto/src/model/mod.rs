@@ -34,7 +34,8 @@ use shares::MailboxShares;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
-pub(crate) use events::{Audience, Delivery, Event, KickReason};
+pub(crate) use events::{Audience, Delivery, Event};
+pub use events::{KickReason, NetworkEvent, Refusal};
 pub(crate) use presence::Shown;
 pub(crate) use rooms::RoomName;
 // For the protocols with rooms and rosters to come.
@@ -70,6 +71,8 @@ pub(crate) struct Network {
     owed_receipts: OwedReceipts,
     next_session: u64,
     pending: VecDeque<Delivery>,
+    /// With [`Network::record_events`]: what happened, for the driver to read.
+    journal: Option<VecDeque<NetworkEvent>>,
     /// Direct messages relayed to online recipients.
     relayed: u64,
     #[cfg(feature = "planted-bugs")]
@@ -133,6 +136,27 @@ impl Network {
     /// Queues `event` for `to`, after the events already queued.
     pub(crate) fn notify(&mut self, to: Audience, event: Event) {
         self.pending.push_back(Delivery { to, event });
+    }
+
+    /// From now on, keeps a [`NetworkEvent`] of everything that happens, for
+    /// [`Network::poll_event`].
+    pub(crate) fn record_events(&mut self) {
+        self.journal.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next recorded event, in the order they happened.
+    pub(crate) fn poll_event(&mut self) -> Option<NetworkEvent> {
+        self.journal.as_mut()?.pop_front()
+    }
+
+    /// Records the event `make` builds, if events are recorded (built only then).
+    pub(super) fn record(&mut self, make: impl FnOnce(&Self) -> Option<NetworkEvent>) {
+        if self.journal.is_some() {
+            let event = make(self);
+            if let (Some(journal), Some(event)) = (self.journal.as_mut(), event) {
+                journal.push_back(event);
+            }
+        }
     }
 
     /// The next event to hand out, in the order they happened.

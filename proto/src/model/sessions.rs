@@ -2,11 +2,12 @@
 
 use std::collections::BTreeSet;
 
+use super::NetworkEvent;
 use super::{
     Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, RoomName,
     Shown, UserKey, UserName,
 };
-use crate::ids::ConnId;
+use crate::ids::{ConnId, Protocol};
 
 /// One logged-in presence of a user on a connection. A connection holds one
 /// session, or several when it is a link carrying many users.
@@ -67,6 +68,7 @@ pub(super) struct SessionRecord {
     pub(super) status: Status,
     pub(super) level: u8,
     pub(super) caps: Capabilities,
+    pub(super) protocol: Protocol,
     /// The room it is in.
     pub(super) room: Option<RoomName>,
 }
@@ -143,9 +145,18 @@ impl Network {
                 status: Status::Online,
                 level,
                 caps: kind.caps,
+                protocol: kind.protocol,
                 room: None,
             },
         );
+        self.record(|_| {
+            Some(NetworkEvent::LoggedIn {
+                name: name.clone(),
+                protocol: kind.protocol,
+                session: session.0,
+                conn,
+            })
+        });
         let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
             name: name.clone(),
             sessions: BTreeSet::new(),
@@ -174,7 +185,16 @@ impl Network {
         };
         user.sessions.remove(&session);
         let name = user.name.clone();
-        if user.sessions.is_empty() {
+        let last = user.sessions.is_empty();
+        self.record(|_| {
+            Some(NetworkEvent::LoggedOut {
+                name: name.clone(),
+                protocol: rec.protocol,
+                session: session.0,
+                conn: rec.conn,
+            })
+        });
+        if last {
             self.users.remove(&rec.user);
             self.owed_receipts.forget(&rec.user);
             self.broadcast(rec.conn, Event::UserOffline { name: name.clone() });
@@ -208,6 +228,13 @@ impl Network {
         let old = std::mem::replace(&mut user.name, new.clone());
         self.users.insert(new_key, user);
         self.owed_receipts.forget(&old_key);
+        self.record(|_| {
+            Some(NetworkEvent::Renamed {
+                old: old.clone(),
+                new: new.clone(),
+                session: session.0,
+            })
+        });
         self.broadcast(
             conn,
             Event::UserRenamed {
@@ -229,6 +256,18 @@ impl Network {
         let Some(user) = self.users.get(key) else {
             return 0;
         };
+        let (name, sessions) = (user.name.clone(), user.sessions.len());
+        self.record(|_| {
+            Some(NetworkEvent::Kicked {
+                name: Some(name),
+                conn: None,
+                sessions,
+                reason,
+            })
+        });
+        let Some(user) = self.users.get(key) else {
+            return 0;
+        };
         for session in &user.sessions {
             if let Some(rec) = self.sessions.get(session) {
                 self.pending.push_back(Delivery {
@@ -245,6 +284,19 @@ impl Network {
 
     /// Kicks a whole connection (all its sessions) for `reason`.
     pub(crate) fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
+        self.record(|net| {
+            let on: Vec<&UserKey> = (net.sessions.values())
+                .filter(|r| r.conn == conn)
+                .map(|r| &r.user)
+                .collect();
+            let name = on.first().and_then(|k| net.users.get(*k));
+            Some(NetworkEvent::Kicked {
+                name: name.map(|u| u.name.clone()),
+                conn: Some(conn),
+                sessions: on.len(),
+                reason,
+            })
+        });
         self.pending.push_back(Delivery {
             to: Audience::Conn(conn),
             event: Event::Kicked {

@@ -1,7 +1,7 @@
 //! The model's own rules, driven without any protocol.
 
 use super::*;
-use crate::ids::ConnId;
+use crate::ids::{ConnId, Protocol};
 use crate::persist::Account;
 use crate::secret::PasswordHash;
 
@@ -13,18 +13,21 @@ pub(super) const NICK: LoginKind = LoginKind {
     identity: Identity::Nick,
     exclusive: true,
     caps: Capabilities { receipts: true },
+    protocol: Protocol::Probe,
 };
 
 pub(super) const ACCOUNT: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
     caps: Capabilities { receipts: false },
+    protocol: Protocol::Probe,
 };
 
 pub(super) const GUEST: LoginKind = LoginKind {
     identity: Identity::Guest,
     exclusive: false,
     caps: Capabilities { receipts: false },
+    protocol: Protocol::Probe,
 };
 
 pub(super) fn account(n: &str, level: u8) -> Change {

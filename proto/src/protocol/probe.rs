@@ -33,6 +33,7 @@ const LOGIN: LoginKind = LoginKind {
     identity: Identity::Guest,
     exclusive: false,
     caps: Capabilities { receipts: false },
+    protocol: Protocol::Probe,
 };
 
 /// Account logins, several at once, as an instant messenger's.
@@ -40,6 +41,7 @@ const ACCOUNT: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
     caps: Capabilities { receipts: false },
+    protocol: Protocol::Probe,
 };
 
 /// What the probe protocol keeps across connections.

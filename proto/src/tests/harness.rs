@@ -94,6 +94,16 @@ impl Harness {
         self.drain();
     }
 
+    /// Records the network's events from now on, for [`events`](Self::events).
+    pub(crate) fn record_events(&mut self) {
+        self.pump.record_events();
+    }
+
+    /// The network's events recorded since the last call.
+    pub(crate) fn events(&mut self) -> Vec<crate::NetworkEvent> {
+        std::iter::from_fn(|| self.pump.poll_event()).collect()
+    }
+
     /// The server the pump drives.
     pub(crate) fn server(&self) -> &Server {
         self.pump.server()

@@ -1,5 +1,6 @@
 //! Shared test support for the protocol tests.
 
+mod events;
 pub(crate) mod harness;
 mod limits;
 mod mailbox;

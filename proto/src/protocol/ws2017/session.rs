@@ -6,6 +6,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::codec::{self, Command, ParseError, Reply};
 use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
+use crate::ids::Protocol;
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
@@ -20,6 +21,7 @@ const LOGIN: LoginKind = LoginKind {
     identity: Identity::Nick,
     exclusive: true,
     caps: Capabilities { receipts: true },
+    protocol: Protocol::Ws2017,
 };
 
 /// One ws2017 connection.
@@ -396,7 +398,10 @@ fn chat(
         ),
     };
     match cx.net.route_direct(session, &to, limits) {
-        Err(why) => return refused(cx, why),
+        Err(why) => {
+            cx.net.refused_direct(session, &to, &why);
+            return refused(cx, why);
+        }
         Ok(Route::Live(online)) => {
             if !room_for_chat(cx, whisper, &me, &online, &body, Reply::Relayed) {
                 return;
