@@ -16,7 +16,7 @@ mod ws2017;
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet};
 
-use switchboard_proto::{Change, Config, ConnId, Limits, Seq, State};
+use switchboard_proto::{Change, Config, ConnId, Limits, NetworkEvent, Seq, State};
 
 use crate::client::{Heard, Sent};
 use crate::net::{Claim, Conn, Net, Owner};
@@ -46,11 +46,10 @@ pub(crate) struct StepLog {
     kicked: Vec<ConnId>,
     /// Connections the server forgot (closed by it, by the peer, or a crash).
     pub(crate) closed: Vec<ConnId>,
-    /// Names that came online, left, or were renamed (old, new).
+    /// Names that came online, left, or were renamed (old, new), as the model's events
+    /// told: what presence notices are judged against.
     joined: Vec<String>,
     left: Vec<String>,
-    /// Connections without a name the server forgot in this step.
-    closed_unnamed: usize,
     renamed: Vec<(String, String)>,
     /// The last presence notice verified (broadcasts repeat one line to everyone).
     last_notice: Vec<u8>,
@@ -66,7 +65,6 @@ impl StepLog {
         self.closed.clear();
         self.joined.clear();
         self.left.clear();
-        self.closed_unnamed = 0;
         self.renamed.clear();
         self.last_notice.clear();
     }
@@ -211,6 +209,21 @@ impl Oracle {
         Ok(())
     }
 
+    /// Something happened in the network, as the model tells it: who came online, left,
+    /// or changed name is taken from here, not from the lines that announce it.
+    pub(crate) fn event(&mut self, event: &NetworkEvent) {
+        let s = &mut self.step;
+        match event {
+            NetworkEvent::LoggedIn { name, .. } => s.joined.push(name.as_str().to_owned()),
+            NetworkEvent::LoggedOut { name, .. } => s.left.push(name.as_str().to_owned()),
+            NetworkEvent::Renamed { old, new, .. } => {
+                s.renamed
+                    .push((old.as_str().to_owned(), new.as_str().to_owned()));
+            }
+            _ => {}
+        }
+    }
+
     /// The server forgot `conn` (it closed it, the peer closed it, or it crashed): its
     /// name is free, its unanswered requests will never be answered.
     pub(crate) fn forgotten(&mut self, conn: &mut Conn) {
@@ -223,13 +236,10 @@ impl Oracle {
                 }
             }
         }
-        if let Some((key, name)) = conn.o.name.take() {
+        if let Some((key, _)) = conn.o.name.take() {
             if self.holders.get(&key).is_some_and(|(c, _)| *c == conn.id) {
                 self.holders.remove(&key);
             }
-            self.step.left.push(name);
-        } else {
-            self.step.closed_unnamed += 1;
         }
         for sent in conn.o.sent.drain(..) {
             if let Sent::Admin(cmd) = sent {

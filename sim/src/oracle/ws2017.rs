@@ -118,27 +118,14 @@ impl Oracle {
     }
 
     fn notice(&mut self, raw: &[u8], parsed: &ServerLine<'_>) -> Result<(), Violation> {
-        // A connection closed in this step for reading too slowly may have lost the
-        // reply to its own `uname`: its login or rename still happened, and it left.
-        let s = &mut self.step;
+        // Judged against the model's events of this step, so a login whose reply was
+        // lost (its connection closed for reading too slowly) still counts.
+        let s = &self.step;
         let seen = match *parsed {
-            ServerLine::UserJoined(n) => {
-                let implied = !s.joined.iter().any(|j| j == n) && s.closed_unnamed > 0;
-                if implied {
-                    s.closed_unnamed -= 1;
-                    s.left.push(n.to_owned());
-                }
-                implied || s.joined.iter().any(|j| j == n)
-            }
+            ServerLine::UserJoined(n) => s.joined.iter().any(|j| j == n),
             ServerLine::UserLeft(n) => s.left.iter().any(|l| l == n),
             ServerLine::UserRenamed(old, new) => {
-                let known = s.renamed.iter().any(|(o, n)| o == old && n == new);
-                let implied = !known && s.left.iter().any(|l| l == old);
-                if implied {
-                    s.renamed.push((old.to_owned(), new.to_owned()));
-                    s.left.push(new.to_owned());
-                }
-                known || implied
+                s.renamed.iter().any(|(o, n)| o == old && n == new)
             }
             _ => false,
         };
@@ -355,14 +342,12 @@ impl Oracle {
                 check!(banned_get_no_session(banned, None, true))?;
                 self.holders.insert(key.clone(), (conn.id, name.to_owned()));
                 conn.o.name = Some((key, name.to_owned()));
-                self.step.joined.push(name.to_owned());
                 Heard::NameSet(name.to_owned())
             }
             (Sent::Uname(_), L::NameSet(name)) => {
                 check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
-                if let Some((old_key, old)) = conn.o.name.take() {
+                if let Some((old_key, _)) = conn.o.name.take() {
                     self.holders.remove(&old_key);
-                    self.step.renamed.push((old, name.to_owned()));
                 }
                 let key = codec::key(name);
                 self.holders.insert(key.clone(), (conn.id, name.to_owned()));

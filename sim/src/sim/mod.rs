@@ -604,7 +604,10 @@ impl<S: ChoiceSource> Sim<S> {
             .next_u64();
         let config = self.opts.config(seed);
         let server = Server::new(config, self.store.committed.clone());
-        self.server = Some(Pump::with_tap(server));
+        let mut pump = Pump::with_tap(server);
+        // The oracle learns who logged in, out and renamed from the model's events.
+        pump.record_events();
+        self.server = Some(pump);
         self.in_flight = None;
         self.effects_running = 0;
         self.server_open = 0;
@@ -649,9 +652,14 @@ impl<S: ChoiceSource> Sim<S> {
         self.drain();
     }
 
-    /// Reads every output the server produced (the pump's tap) for the oracle, then
+    /// Reads what happened in the network (the model's events) and every output the
+    /// server produced (the pump's tap) for the oracle, then
     /// carries out what the pump asks for.
     fn drain(&mut self) {
+        // The model's events first: they happened before the lines that tell of them.
+        while let Some(event) = self.server.as_mut().and_then(Pump::poll_event) {
+            self.oracle.event(&event);
+        }
         while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
             self.hash.output(&output);
             if self.trace.on() {
