@@ -64,6 +64,11 @@ pub(crate) struct Ledger {
     uncommitted: Vec<u64>,
 }
 
+/// The token a message body carries, if any.
+pub(crate) fn token_of(body: &str) -> Option<u64> {
+    codec::token_of(body)
+}
+
 fn split(token: u64) -> (usize, usize) {
     ((token >> 32) as usize, (token & 0xFFFF_FFFF) as usize)
 }
@@ -123,7 +128,8 @@ impl Ledger {
         self.by_client.get_mut(client)?.get_mut(n)
     }
 
-    /// The server acknowledged `token` as stored by change `seq` (not yet committed).
+    /// The model stored `token` by change `seq` (not yet committed), as its
+    /// [`NetworkEvent::DirectStored`](switchboard_proto::NetworkEvent) told.
     pub(crate) fn stored(&mut self, token: u64, seq: Seq) {
         if let Some(m) = self.get_mut(token) {
             m.fate = Fate::Stored(seq);
@@ -155,9 +161,9 @@ impl Ledger {
                     return Err(format!("stored message {m:?} is not m{token} as sent"));
                 }
                 let rec = self.get_mut(token).ok_or("unknown message")?;
-                // `Sent`: the `stored` reply was dropped with its connection (a slow
-                // reader closed as it was sent); the message is stored all the same.
-                if rec.fate != Fate::Stored(seq) && rec.fate != Fate::Sent {
+                // The model's event set `Stored(seq)`, even when the `stored` reply was
+                // dropped with its connection.
+                if rec.fate != Fate::Stored(seq) {
                     return Err(format!(
                         "m{token} committed as #{} but its fate was {:?}",
                         seq.0, rec.fate

@@ -210,10 +210,19 @@ impl Oracle {
     }
 
     /// Something happened in the network, as the model tells it: who came online, left,
-    /// or changed name is taken from here, not from the lines that announce it.
-    pub(crate) fn event(&mut self, event: &NetworkEvent) {
+    /// or changed name is taken from here, not from the lines that announce it, and so
+    /// is which message was stored by which change (`state`: the server's, as the event
+    /// is read).
+    pub(crate) fn event(&mut self, event: &NetworkEvent, state: &State) {
         let s = &mut self.step;
         match event {
+            NetworkEvent::DirectStored { to, id, seq, .. } => {
+                let stored =
+                    (state.offline.get(&to.key()).into_iter().flatten()).find(|m| m.id == *id);
+                if let Some(token) = stored.and_then(|m| ledger::token_of(&m.body)) {
+                    self.ledger.stored(token, *seq);
+                }
+            }
             NetworkEvent::LoggedIn { name, .. } => s.joined.push(name.as_str().to_owned()),
             NetworkEvent::LoggedOut { name, .. } => s.left.push(name.as_str().to_owned()),
             NetworkEvent::Renamed { old, new, .. } => {

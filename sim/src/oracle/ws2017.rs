@@ -402,7 +402,7 @@ impl Oracle {
                             &claims,
                             &format!("m{token} stored")
                         ))?;
-                        self.ledger.stored(*token, after.unwrap_or_default());
+                        // The ledger heard of the storing from the model's event.
                         conn.claims.push_back((end, Claim::Stored(*token)));
                     }
                     L::Error { text, .. } => {

@@ -657,8 +657,11 @@ impl<S: ChoiceSource> Sim<S> {
     /// carries out what the pump asks for.
     fn drain(&mut self) {
         // The model's events first: they happened before the lines that tell of them.
-        while let Some(event) = self.server.as_mut().and_then(Pump::poll_event) {
-            self.oracle.event(&event);
+        while let Some(pump) = self.server.as_mut() {
+            let Some(event) = pump.poll_event() else {
+                break;
+            };
+            self.oracle.event(&event, pump.server().state());
         }
         while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
             self.hash.output(&output);
