@@ -3,9 +3,9 @@
 //! for; once on, each login, rename, direct message's fate, mailbox hand-out and
 //! removal, and kick is recorded, in order.
 
+use super::fixtures;
 use super::harness::Harness;
-use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
-use crate::secret::PasswordHash;
+use crate::persist::MessageId;
 use crate::{Config, ConnId, KickReason, NetworkEvent, Protocol, Refusal, Seq, UserName};
 
 fn name(s: &str) -> UserName {
@@ -121,37 +121,9 @@ fn kicks_and_bans_are_recorded_with_their_reason() {
     );
 }
 
-/// bob's account holds two messages from alice.
-fn mailbox_state() -> State {
-    let mut state = State::default();
-    for n in ["alice", "bob"] {
-        state.apply(&Change::AccountCreated(Account {
-            name: name(n),
-            password: PasswordHash("h".into()),
-            ims_password: PasswordHash("i".into()),
-            email: None,
-            gender: None,
-            level: 0,
-            banned: false,
-            created_ms: 0,
-        }));
-    }
-    for (id, body) in [(0, "one"), (1, "two")] {
-        state.apply(&Change::OfflineQueued(StoredMessage {
-            id: MessageId(id),
-            from: name("alice"),
-            to: name("bob"),
-            body: body.into(),
-            sent_ms: 5,
-            kind: MessageKind::Direct,
-        }));
-    }
-    state
-}
-
 #[test]
 fn stored_messages_are_recorded_when_handed_out_and_when_removed_once_written() {
-    let mut h = Harness::with_state(Config::default(), mailbox_state());
+    let mut h = Harness::with_state(Config::default(), fixtures::bob_with_mail());
     h.record_events();
     h.auto_written = false;
     let c = h.connect(Protocol::Probe);

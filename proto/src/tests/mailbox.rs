@@ -3,9 +3,9 @@
 //! in order, and a stored message leaves the mailbox only by a change committed after
 //! its bytes were reported written on the connection it was handed to.
 
+use super::fixtures;
 use super::harness::Harness;
-use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
-use crate::secret::PasswordHash;
+use crate::persist::{Change, State};
 use crate::{Config, Protocol, UserName};
 
 fn name(s: &str) -> UserName {
@@ -14,29 +14,7 @@ fn name(s: &str) -> UserName {
 
 /// bob's account holds two messages from alice and her friend request.
 fn mailbox_state() -> State {
-    let mut state = State::default();
-    for n in ["alice", "bob"] {
-        state.apply(&Change::AccountCreated(Account {
-            name: name(n),
-            password: PasswordHash("h".into()),
-            ims_password: PasswordHash("i".into()),
-            email: None,
-            gender: None,
-            level: 0,
-            banned: false,
-            created_ms: 0,
-        }));
-    }
-    for (id, body) in [(0, "one"), (1, "two")] {
-        state.apply(&Change::OfflineQueued(StoredMessage {
-            id: MessageId(id),
-            from: name("alice"),
-            to: name("bob"),
-            body: body.into(),
-            sent_ms: 5,
-            kind: MessageKind::Direct,
-        }));
-    }
+    let mut state = fixtures::bob_with_mail();
     state.apply(&Change::FriendRequested {
         from: name("alice"),
         to: name("bob"),
