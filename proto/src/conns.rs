@@ -5,7 +5,6 @@
 //! part of the server can keep a connection the others forgot.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::ids::{ConnId, Protocol};
 use crate::io::Peer;
@@ -25,8 +24,9 @@ pub(crate) struct Conn {
     /// The protocol it speaks.
     pub(crate) protocol: Protocol,
     /// Its protocol state; `None` only while the server has lent it to a call, or
-    /// before its protocol opened it.
-    pub(crate) endpoint: Option<Endpoint>,
+    /// before its protocol opened it. Boxed: lending it out moves a pointer, not the
+    /// largest protocol's state, once per recipient of every broadcast.
+    pub(crate) endpoint: Option<Box<Endpoint>>,
     /// What the outbox knows of its transport.
     pub(crate) link: Link,
     /// Its admission and rate buckets.
@@ -36,14 +36,14 @@ pub(crate) struct Conn {
 }
 
 /// Every open connection, by slot, with an index by id. Looked up on every input and
-/// transmit: slots are vector positions, and the index a hash map with std's fixed-key
-/// (deterministic) hasher; it is never iterated to produce output (the server keeps the
+/// transmit: slots are vector positions, and the index a hash map with the deterministic
+/// Fx hasher (ids are the server's, not a peer's, so no flooding of one bucket); it is never iterated to produce output (the server keeps the
 /// connections' order by id for that).
 #[derive(Debug, Default)]
 pub(crate) struct Table {
     slots: Vec<Option<Conn>>,
     free: Vec<Slot>,
-    by_id: HashMap<ConnId, Slot, BuildHasherDefault<DefaultHasher>>,
+    by_id: HashMap<ConnId, Slot, rustc_hash::FxBuildHasher>,
 }
 
 impl Table {

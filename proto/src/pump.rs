@@ -174,7 +174,9 @@ impl Pump {
 
     /// A pump that also keeps a copy of every output the server produces, in the server's
     /// order and before the gate holds any back, for [`poll_emitted`](Self::poll_emitted):
-    /// what the simulator's oracles read. Drain both after every call.
+    /// what the simulator's oracles read. Outputs are pulled from the server as actions are
+    /// polled, so after each [`poll_action`](Self::poll_action) (the last, `None`, included)
+    /// drain `poll_emitted`: it yields the outputs that led to that action, or to none.
     pub fn with_tap(server: Server) -> Pump {
         Pump {
             tap: Some(VecDeque::new()),
@@ -195,7 +197,7 @@ impl Pump {
 
     /// With [`record_events`](Self::record_events): the next
     /// [`NetworkEvent`](crate::NetworkEvent), in the order things happened. Drain after
-    /// every call, with [`poll_emitted`](Self::poll_emitted).
+    /// every call, before the actions: the events of an input precede its outputs.
     pub fn poll_event(&mut self) -> Option<crate::NetworkEvent> {
         self.server.poll_event()
     }
@@ -255,12 +257,14 @@ impl Pump {
         };
         self.commit = Commit::Idle;
         self.backoff = FIRST_RETRY;
+        self.pull_all();
         // The rule: the server hears of the commit before the gate releases anything.
         self.server.handle(now, Input::Committed { through });
         for output in self.gate.committed(through) {
-            self.carry_out(output);
+            if let Some(action) = self.action_of(output) {
+                self.actions.push_back(action);
+            }
         }
-        self.drain();
     }
 
     /// The batch of the last [`Action::Commit`] failed; it is handed back and asked for
@@ -286,12 +290,14 @@ impl Pump {
                 if let Commit::Retrying { batch, .. } =
                     std::mem::replace(&mut self.commit, Commit::Idle)
                 {
-                    self.start(batch);
+                    self.pull_all();
+                    let action = self.start(batch);
+                    self.actions.push_back(action);
                 }
             }
         }
+        self.pull_all();
         self.server.handle_timeout(now);
-        self.drain();
     }
 
     /// When the pump next wants [`handle_timeout`](Self::handle_timeout), if ever.
@@ -310,7 +316,10 @@ impl Pump {
     /// The next thing to do, in order.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        match self.actions.pop_front() {
+            Some(action) => Some(action),
+            None => self.pull(),
+        }
     }
 
     /// Whether a commit is in flight or waiting to be retried.
@@ -352,56 +361,76 @@ impl Pump {
     }
 
     fn feed(&mut self, now: Now, input: Input) {
+        // Outputs of an earlier input the caller left unpolled go first, in order.
+        self.pull_all();
         self.server.handle(now, input);
-        self.drain();
     }
 
-    /// Carries out every output the server has queued, through the gate, then starts a
-    /// commit of what gathered if none is in flight.
-    fn drain(&mut self) {
+    /// Moves every output the server has queued through the gate into the action queue,
+    /// for the rare paths (a commit finishing, a failure) whose actions must line up
+    /// behind them. The common path pulls lazily in [`poll_action`](Self::poll_action).
+    fn pull_all(&mut self) {
+        while let Some(action) = self.pull_output() {
+            self.actions.push_back(action);
+        }
+    }
+
+    /// The next action from the server's outputs, through the tap and the gate.
+    fn pull_output(&mut self) -> Option<Action> {
         while let Some(output) = self.server.poll_output() {
             if let Some(tap) = self.tap.as_mut() {
                 tap.push_back(output.clone());
             }
             if let Some(output) = self.gate.admit(output) {
-                self.carry_out(output);
+                if let Some(action) = self.action_of(output) {
+                    return Some(action);
+                }
             }
+        }
+        None
+    }
+
+    /// The next action from the server's outputs; when they are exhausted, the commit of
+    /// what gathered if none is in flight.
+    fn pull(&mut self) -> Option<Action> {
+        if let Some(action) = self.pull_output() {
+            return Some(action);
         }
         if matches!(self.commit, Commit::Idle) && !self.pending.is_empty() {
             let batch = Batch {
                 through: self.pending_through,
                 changes: std::mem::take(&mut self.pending),
             };
-            self.start(batch);
+            return Some(self.start(batch));
         }
+        None
     }
 
-    fn start(&mut self, batch: Batch) {
+    fn start(&mut self, batch: Batch) -> Action {
         self.commit = Commit::InFlight {
             through: batch.through,
             len: batch.changes.len(),
         };
-        self.actions.push_back(Action::Commit(batch));
+        Action::Commit(batch)
     }
 
-    fn carry_out(&mut self, output: Output) {
+    /// What the caller does for an output the gate let go; `None` for a change, which
+    /// joins the batch gathering.
+    fn action_of(&mut self, output: Output) -> Option<Action> {
         match output {
-            Output::Transmit { conn, bytes, .. } => {
-                self.actions.push_back(Action::Transmit { conn, bytes })
-            }
+            Output::Transmit { conn, bytes, .. } => Some(Action::Transmit { conn, bytes }),
             Output::Close { conn, reason } => {
                 self.gate.forget(conn);
-                self.actions.push_back(Action::Close { conn, reason });
+                Some(Action::Close { conn, reason })
             }
             Output::Persist { seq, change } => {
                 debug_assert!(seq > self.pending_through, "persist out of order");
                 self.pending.push(*change);
                 self.pending_through = seq;
+                None
             }
-            Output::Effect { id, effect } => self.actions.push_back(Action::Effect { id, effect }),
-            Output::Connect { conn, addr } => {
-                self.actions.push_back(Action::Connect { conn, addr })
-            }
+            Output::Effect { id, effect } => Some(Action::Effect { id, effect }),
+            Output::Connect { conn, addr } => Some(Action::Connect { conn, addr }),
         }
     }
 }

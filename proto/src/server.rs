@@ -272,7 +272,7 @@ impl Server {
                 true => Endpoint::connected(protocol, &mut cx, &mut self.shared),
             };
             if let Some(record) = core.conns.at_mut(slot) {
-                record.endpoint = Some(endpoint);
+                record.endpoint = Some(Box::new(endpoint));
             }
         }
     }
@@ -283,11 +283,17 @@ impl Server {
         while let Some(wake) = self.core.timers.pop_due(now.mono) {
             match wake {
                 Wake::Conn(conn) => {
-                    if let Some(record) = self.core.conns.get_mut(conn) {
-                        record.timer = None;
-                    }
-                    if self.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_timer(cx));
+                    let Some(slot) = self.core.conns.slot(conn) else {
+                        continue;
+                    };
+                    let Some(record) = self.core.conns.at_mut(slot) else {
+                        continue;
+                    };
+                    record.timer = None;
+                    if record.link.is_open() {
+                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
+                            ep.on_timer(cx)
+                        });
                     }
                 }
                 Wake::Session(protocol, session) => {
@@ -323,7 +329,7 @@ impl Server {
             queued_outputs: self.core.out.queued(),
             timers: self.core.timers.len(),
             max_inbound_bytes: (self.core.conns.iter())
-                .filter_map(|c| c.endpoint.as_ref().map(Endpoint::buffered))
+                .filter_map(|c| c.endpoint.as_deref().map(Endpoint::buffered))
                 .max()
                 .unwrap_or(0),
             max_unwritten_bytes: (self.core.conns.iter())

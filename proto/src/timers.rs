@@ -29,6 +29,10 @@ pub(crate) enum Wake {
 /// record of the connection table, a session's here.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
+    /// Connections' deadlines: the bulk (one per connection), kept apart so ordering them
+    /// compares a connection id, not a [`Wake`].
+    conns: BTreeSet<(Instant, ConnId)>,
+    /// Sessions' and protocols' deadlines.
     queue: BTreeSet<(Instant, Wake)>,
     sessions: BTreeMap<(Protocol, SessionId), Instant>,
     protocols: BTreeMap<Protocol, Instant>,
@@ -40,17 +44,17 @@ impl Timers {
         match conn.timer.replace(at) {
             Some(old) if old == at => return,
             Some(old) => {
-                self.queue.remove(&(old, Wake::Conn(conn.id)));
+                self.conns.remove(&(old, conn.id));
             }
             None => {}
         }
-        self.queue.insert((at, Wake::Conn(conn.id)));
+        self.conns.insert((at, conn.id));
     }
 
     /// Disarms the timer of `conn`, if armed.
     pub(crate) fn cancel(&mut self, conn: &mut Conn) {
         if let Some(at) = conn.timer.take() {
-            self.queue.remove(&(at, Wake::Conn(conn.id)));
+            self.conns.remove(&(at, conn.id));
         }
     }
 
@@ -99,17 +103,31 @@ impl Timers {
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        self.queue.first().map(|&(at, _)| at)
+        let conn = self.conns.first().map(|&(at, _)| at);
+        let other = self.queue.first().map(|&(at, _)| at);
+        match (conn, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Removes and returns what a timer due at `now` wakes, earliest first. For a
     /// connection the caller disarms it in the connection's record.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Wake> {
-        let &(at, wake) = self.queue.first()?;
-        if at > now {
-            return None;
+        let conn = self.conns.first().copied().filter(|&(at, _)| at <= now);
+        let other = self.queue.first().copied().filter(|&(at, _)| at <= now);
+        // Ties go to the connection, as the order of `Wake` says.
+        let conn_first = match (conn, other) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((a, _)), Some((b, _))) => a <= b,
+        };
+        if conn_first {
+            let (_, id) = self.conns.pop_first()?;
+            return Some(Wake::Conn(id));
         }
-        self.queue.pop_first();
+        let (_, wake) = self.queue.pop_first()?;
         match wake {
             Wake::Conn(_) => {}
             Wake::Session(protocol, session) => {
@@ -124,7 +142,7 @@ impl Timers {
 
     /// Number of armed timers.
     pub(crate) fn len(&self) -> usize {
-        self.queue.len()
+        self.conns.len() + self.queue.len()
     }
 }
 

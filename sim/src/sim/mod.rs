@@ -629,8 +629,10 @@ impl<S: ChoiceSource> Sim<S> {
         };
         self.hash.input(&input);
         let now = Now::at(self.now, WALL_ORIGIN_MS);
-        self.trace
-            .push(self.step, self.now, Record::In(input.clone()));
+        if self.trace.on() {
+            self.trace
+                .push(self.step, self.now, Record::In(input.clone()));
+        }
         match input {
             Input::Accepted {
                 conn,
@@ -653,8 +655,8 @@ impl<S: ChoiceSource> Sim<S> {
     }
 
     /// Reads what happened in the network (the model's events) and every output the
-    /// server produced (the pump's tap) for the oracle, then
-    /// carries out what the pump asks for.
+    /// server produced (the pump's tap) for the oracle, and carries out what the pump asks
+    /// for, each action after the outputs that caused it.
     fn drain(&mut self) {
         // The model's events first: they happened before the lines that tell of them.
         while let Some(pump) = self.server.as_mut() {
@@ -663,18 +665,23 @@ impl<S: ChoiceSource> Sim<S> {
             };
             self.oracle.event(&event, pump.server().state());
         }
-        while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
-            self.hash.output(&output);
-            if self.trace.on() {
-                self.trace
-                    .push(self.step, self.now, Record::Out(output.clone()));
+        // Each action after the outputs that led to it, which the oracle reads first.
+        loop {
+            let action = self.server.as_mut().and_then(Pump::poll_action);
+            while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
+                self.hash.output(&output);
+                if self.trace.on() {
+                    self.trace
+                        .push(self.step, self.now, Record::Out(output.clone()));
+                }
+                if let Err(v) = self.emitted(&output) {
+                    self.fail(v);
+                }
             }
-            if let Err(v) = self.emitted(&output) {
-                self.fail(v);
+            match action {
+                Some(action) => self.release(action),
+                None => break,
             }
-        }
-        while let Some(action) = self.server.as_mut().and_then(Pump::poll_action) {
-            self.release(action);
         }
     }
 
@@ -694,11 +701,13 @@ impl<S: ChoiceSource> Sim<S> {
                         format!("transmit to {conn}, which the server had forgotten"),
                     ));
                 }
-                let state = self.server.as_ref().map(|p| p.server().state());
-                let empty = Default::default();
+                // Outputs come only from a running server.
+                let Some(state) = self.server.as_ref().map(|p| p.server().state()) else {
+                    return Ok(());
+                };
                 let cx = EmitCx {
                     store: &self.store,
-                    state: state.unwrap_or(&empty),
+                    state,
                     now: self.now,
                 };
                 self.oracle.transmit(c, bytes, *after, &cx)
