@@ -66,7 +66,7 @@ pub use persist::{
     MessageKind, State, StoredMessage,
 };
 pub use protocol::admin::{AdminCommand, AdminParseError};
-pub use pump::{Action, Batch, Pump, FIRST_RETRY, MAX_RETRY};
+pub use pump::{Action, Batch, Emitted, Pump, FIRST_RETRY, MAX_RETRY};
 pub use secret::{PasswordHash, Secret};
 pub use server::{Server, Stats};
 pub use time::{Instant, Now};

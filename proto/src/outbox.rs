@@ -9,6 +9,7 @@ use crate::conns::{Conn, Slot, Table};
 use crate::effect::Effect;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Output};
+use crate::model::OutputCount;
 use crate::persist::Change;
 
 /// What the outbox knows of one connection's transport, kept in its record of the
@@ -55,6 +56,10 @@ impl Link {
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<Output>,
+    /// Outputs queued so far, shared with the model's event journal.
+    pushed: OutputCount,
+    /// Outputs taken so far: the number of the next one.
+    popped: u64,
     /// Connections to close, in the order they were marked; `None` when the peer is
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,
@@ -111,7 +116,7 @@ impl Outbox {
         link.unwritten += bytes.len();
         link.sent += bytes.len() as u64;
         self.total += bytes.len();
-        self.queue.push_back(Output::Transmit {
+        self.push(Output::Transmit {
             conn: conn.id,
             bytes,
             after,
@@ -168,7 +173,7 @@ impl Outbox {
 
     /// Queues the request for an outbound connection `conn` to `addr`.
     pub(crate) fn connect(&mut self, conn: ConnId, addr: core::net::SocketAddr) {
-        self.queue.push_back(Output::Connect { conn, addr });
+        self.push(Output::Connect { conn, addr });
     }
 
     /// The sequence number the next durable change gets.
@@ -180,7 +185,7 @@ impl Outbox {
     pub(crate) fn persist(&mut self, seq: Seq, change: Change) {
         debug_assert_eq!(seq, self.next_seq());
         self.seq = seq;
-        self.queue.push_back(Output::Persist {
+        self.push(Output::Persist {
             seq,
             change: Box::new(change),
         });
@@ -206,7 +211,7 @@ impl Outbox {
         let id = EffectId(self.next_effect);
         self.next_effect += 1;
         self.effects.insert(id, conn);
-        self.queue.push_back(Output::Effect { id, effect });
+        self.push(Output::Effect { id, effect });
         id
     }
 
@@ -248,12 +253,29 @@ impl Outbox {
     /// Queues the `Close` output of a connection torn down (and removed from the table).
     pub(crate) fn finish_close(&mut self, conn: ConnId, reason: Option<CloseReason>) {
         if let Some(reason) = reason {
-            self.queue.push_back(Output::Close { conn, reason });
+            self.push(Output::Close { conn, reason });
         }
     }
 
     pub(crate) fn pop(&mut self) -> Option<Output> {
-        self.queue.pop_front()
+        let output = self.queue.pop_front()?;
+        self.popped += 1;
+        Some(output)
+    }
+
+    /// The number (from 0) of the next output [`pop`](Self::pop) returns.
+    pub(crate) fn popped(&self) -> u64 {
+        self.popped
+    }
+
+    /// The count of queued outputs, for the model's event journal.
+    pub(crate) fn output_count(&self) -> OutputCount {
+        self.pushed.clone()
+    }
+
+    fn push(&mut self, output: Output) {
+        self.pushed.bump();
+        self.queue.push_back(output);
     }
 
     pub(crate) fn queued(&self) -> usize {

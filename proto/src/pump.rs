@@ -42,6 +42,15 @@ impl Batch {
     }
 }
 
+/// What a tapped pump saw, in order: for [`Pump::poll_emitted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Emitted {
+    /// Something happened in the network.
+    Event(crate::NetworkEvent),
+    /// The server produced an output (before the gate).
+    Output(Output),
+}
+
 /// What the pump tells its caller to do, in order.
 #[must_use]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,8 +162,9 @@ pub struct Pump {
     pending_through: Seq,
     /// The wait before the next retry.
     backoff: Duration,
-    /// With [`with_tap`](Self::with_tap): a copy of every output, in the server's order.
-    tap: Option<VecDeque<Output>>,
+    /// With [`with_tap`](Self::with_tap): a copy of every output, in the server's order,
+    /// with the recorded events between them.
+    tap: Option<VecDeque<Emitted>>,
 }
 
 impl Pump {
@@ -174,9 +184,11 @@ impl Pump {
 
     /// A pump that also keeps a copy of every output the server produces, in the server's
     /// order and before the gate holds any back, for [`poll_emitted`](Self::poll_emitted):
-    /// what the simulator's oracles read. Outputs are pulled from the server as actions are
-    /// polled, so after each [`poll_action`](Self::poll_action) (the last, `None`, included)
-    /// drain `poll_emitted`: it yields the outputs that led to that action, or to none.
+    /// what the simulator's oracles read. With [`record_events`](Self::record_events) the
+    /// events come in the same stream, each before the outputs queued after it happened.
+    /// Outputs are pulled from the server as actions are polled, so after each
+    /// [`poll_action`](Self::poll_action) (the last, `None`, included) drain
+    /// `poll_emitted`: it yields what led to that action, or to none.
     pub fn with_tap(server: Server) -> Pump {
         Pump {
             tap: Some(VecDeque::new()),
@@ -184,8 +196,9 @@ impl Pump {
         }
     }
 
-    /// With [`with_tap`](Self::with_tap): the next output as the server produced it.
-    pub fn poll_emitted(&mut self) -> Option<Output> {
+    /// With [`with_tap`](Self::with_tap): the next output as the server produced it, or
+    /// the next event.
+    pub fn poll_emitted(&mut self) -> Option<Emitted> {
         self.tap.as_mut()?.pop_front()
     }
 
@@ -195,9 +208,9 @@ impl Pump {
         self.server.record_events();
     }
 
-    /// With [`record_events`](Self::record_events): the next
+    /// With [`record_events`](Self::record_events) and no tap: the next
     /// [`NetworkEvent`](crate::NetworkEvent), in the order things happened. Drain after
-    /// every call, before the actions: the events of an input precede its outputs.
+    /// every call. (With a tap, events come through [`poll_emitted`](Self::poll_emitted).)
     pub fn poll_event(&mut self) -> Option<crate::NetworkEvent> {
         self.server.poll_event()
     }
@@ -377,9 +390,15 @@ impl Pump {
 
     /// The next action from the server's outputs, through the tap and the gate.
     fn pull_output(&mut self) -> Option<Action> {
-        while let Some(output) = self.server.poll_output() {
+        loop {
             if let Some(tap) = self.tap.as_mut() {
-                tap.push_back(output.clone());
+                while let Some(event) = self.server.poll_event_before_output() {
+                    tap.push_back(Emitted::Event(event));
+                }
+            }
+            let output = self.server.poll_output()?;
+            if let Some(tap) = self.tap.as_mut() {
+                tap.push_back(Emitted::Output(output.clone()));
             }
             if let Some(output) = self.gate.admit(output) {
                 if let Some(action) = self.action_of(output) {
@@ -387,7 +406,6 @@ impl Pump {
                 }
             }
         }
-        None
     }
 
     /// The next action from the server's outputs; when they are exhausted, the commit of

@@ -146,13 +146,22 @@ impl Server {
     /// it must drain them after every input, as it drains
     /// [`poll_output`](Self::poll_output). Nothing changes on the wire.
     pub fn record_events(&mut self) {
-        self.core.net.record_events();
+        let outputs = self.core.out.output_count();
+        self.core.net.record_events(outputs);
     }
 
     /// The next recorded [`NetworkEvent`], in the order things happened; always `None`
     /// without [`record_events`](Self::record_events).
     pub fn poll_event(&mut self) -> Option<NetworkEvent> {
         self.core.net.poll_event()
+    }
+
+    /// The next recorded [`NetworkEvent`] if it happened before the output
+    /// [`poll_output`](Self::poll_output) returns next (or, with none queued, any): for a
+    /// driver that reads events and outputs as one ordered stream.
+    pub fn poll_event_before_output(&mut self) -> Option<NetworkEvent> {
+        let next = self.core.out.popped();
+        self.core.net.poll_event_before(next)
     }
 
     /// The durable state as the server sees it: everything committed plus the changes it

@@ -1,6 +1,9 @@
 //! What the network tells the protocols, and to whom: typed events that protocols
 //! encode, and that logs, metrics and the simulator's oracles can read.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use super::{DirectMessage, RoomName, SessionId, Shown, Undeliverable, UserName};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::persist::MessageId;
@@ -190,5 +193,25 @@ impl From<&Undeliverable> for Refusal {
             Undeliverable::ShareUsed(_) => Refusal::ShareUsed,
             Undeliverable::StoreFailing(_) => Refusal::StoreFailing,
         }
+    }
+}
+
+/// How many outputs the server has queued so far: kept by its outbox, read by the model
+/// when it records a [`NetworkEvent`], so a driver can read events and outputs as one
+/// stream in the order they happened (see [`Pump::with_tap`](crate::Pump::with_tap)).
+/// Shared by the two halves of one server, on one thread; the atomic only makes the
+/// server `Send`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct OutputCount(Arc<AtomicU64>);
+
+impl OutputCount {
+    /// Outputs queued so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// One more output queued.
+    pub(crate) fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }

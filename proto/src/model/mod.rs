@@ -34,7 +34,7 @@ use shares::MailboxShares;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
-pub(crate) use events::{Audience, Delivery, Event};
+pub(crate) use events::{Audience, Delivery, Event, OutputCount};
 pub use events::{KickReason, NetworkEvent, Refusal};
 pub(crate) use presence::Shown;
 pub(crate) use rooms::RoomName;
@@ -72,7 +72,7 @@ pub(crate) struct Network {
     next_session: u64,
     pending: VecDeque<Delivery>,
     /// With [`Network::record_events`]: what happened, for the driver to read.
-    journal: Option<VecDeque<NetworkEvent>>,
+    journal: Option<Journal>,
     /// Direct messages relayed to online recipients.
     relayed: u64,
     #[cfg(feature = "planted-bugs")]
@@ -140,13 +140,26 @@ impl Network {
 
     /// From now on, keeps a [`NetworkEvent`] of everything that happens, for
     /// [`Network::poll_event`].
-    pub(crate) fn record_events(&mut self) {
-        self.journal.get_or_insert_with(VecDeque::new);
+    pub(crate) fn record_events(&mut self, outputs: OutputCount) {
+        self.journal.get_or_insert_with(|| Journal {
+            events: VecDeque::new(),
+            outputs,
+        });
     }
 
     /// The next recorded event, in the order they happened.
     pub(crate) fn poll_event(&mut self) -> Option<NetworkEvent> {
-        self.journal.as_mut()?.pop_front()
+        Some(self.journal.as_mut()?.events.pop_front()?.1)
+    }
+
+    /// The next recorded event if it happened before the server queued its output number
+    /// `output` (counted from 0).
+    pub(crate) fn poll_event_before(&mut self, output: u64) -> Option<NetworkEvent> {
+        let journal = self.journal.as_mut()?;
+        match journal.events.front() {
+            Some(&(at, _)) if at <= output => Some(journal.events.pop_front()?.1),
+            _ => None,
+        }
     }
 
     /// Records the event `make` builds, if events are recorded (built only then).
@@ -154,7 +167,8 @@ impl Network {
         if self.journal.is_some() {
             let event = make(self);
             if let (Some(journal), Some(event)) = (self.journal.as_mut(), event) {
-                journal.push_back(event);
+                let at = journal.outputs.get();
+                journal.events.push_back((at, event));
             }
         }
     }
@@ -209,4 +223,12 @@ mod words {
             }
         }
     }
+}
+
+/// The recorded [`NetworkEvent`]s, each with the number of outputs the server had queued
+/// when it happened.
+#[derive(Debug)]
+struct Journal {
+    events: VecDeque<(u64, NetworkEvent)>,
+    outputs: OutputCount,
 }

@@ -220,7 +220,12 @@ fn the_tap_sees_every_output_in_the_servers_order_before_the_gate() {
     // The acknowledgement itself is held: the first action is the commit.
     let first = p.poll_action();
     assert!(matches!(first, Some(Action::Commit(_))), "{first:?}");
-    let emitted: Vec<Output> = std::iter::from_fn(|| p.poll_emitted()).collect();
+    let emitted: Vec<Output> = std::iter::from_fn(|| p.poll_emitted())
+        .filter_map(|e| match e {
+            Emitted::Output(o) => Some(o),
+            Emitted::Event(_) => None,
+        })
+        .collect();
     assert!(
         matches!(
             emitted.as_slice(),
@@ -236,4 +241,48 @@ fn the_tap_sees_every_output_in_the_servers_order_before_the_gate() {
     );
     assert_eq!(actions(&mut p), []);
     assert_eq!(pump().poll_emitted(), None, "no tap, nothing kept");
+}
+
+#[test]
+fn the_tap_puts_each_event_between_the_outputs_queued_before_and_after_it() {
+    let mut p = Pump::with_tap(Server::new(Config::default(), State::default()));
+    p.record_events();
+    let peer = |port| Peer::Net(([10, 0, 0, 1], port).into());
+    let c = ConnId(1);
+    p.accepted(at(1), c, Protocol::Ws2017, peer(1));
+    send(&mut p, at(2), c, "uname alice\r\n");
+    let _ = actions(&mut p);
+    while p.poll_emitted().is_some() {}
+    // One read, two lines: the list answers before the rename happens.
+    send(&mut p, at(3), c, "cgetu\r\nuname bob\r\n");
+    let mut seen = Vec::new();
+    loop {
+        let action = p.poll_action();
+        seen.extend(std::iter::from_fn(|| p.poll_emitted()));
+        if action.is_none() {
+            break;
+        }
+    }
+    let order: Vec<String> = seen
+        .iter()
+        .map(|e| match e {
+            Emitted::Event(crate::NetworkEvent::Renamed { old, new, .. }) => {
+                format!("renamed {old} {new}")
+            }
+            Emitted::Event(other) => format!("{other:?}"),
+            Emitted::Output(Output::Transmit { bytes, .. }) => {
+                String::from_utf8_lossy(bytes).trim_end().to_owned()
+            }
+            Emitted::Output(other) => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "+OK cgetu alice",
+            "renamed alice bob",
+            "+OK uname you are bob"
+        ],
+        "{seen:?}"
+    );
 }

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use switchboard_proto::{Change, Config, ConnId, Limits, NetworkEvent, Seq, State};
 
+use crate::client::ws2017_codec;
 use crate::client::{Heard, Sent};
 use crate::net::{Claim, Conn, Net, Owner};
 use crate::report::Violation;
@@ -223,11 +224,28 @@ impl Oracle {
                     self.ledger.stored(token, *seq);
                 }
             }
-            NetworkEvent::LoggedIn { name, .. } => s.joined.push(name.as_str().to_owned()),
-            NetworkEvent::LoggedOut { name, .. } => s.left.push(name.as_str().to_owned()),
+            // Who holds which name, exactly as the model says, in order with the lines.
+            NetworkEvent::LoggedIn { name, conn, .. } => {
+                let name = name.as_str();
+                s.joined.push(name.to_owned());
+                self.holders
+                    .insert(ws2017_codec::key(name), (*conn, name.to_owned()));
+            }
+            NetworkEvent::LoggedOut { name, conn, .. } => {
+                let name = name.as_str();
+                s.left.push(name.to_owned());
+                let key = ws2017_codec::key(name);
+                if self.holders.get(&key).is_some_and(|(c, _)| c == conn) {
+                    self.holders.remove(&key);
+                }
+            }
             NetworkEvent::Renamed { old, new, .. } => {
-                s.renamed
-                    .push((old.as_str().to_owned(), new.as_str().to_owned()));
+                let (old, new) = (old.as_str(), new.as_str());
+                s.renamed.push((old.to_owned(), new.to_owned()));
+                if let Some((conn, _)) = self.holders.remove(&ws2017_codec::key(old)) {
+                    self.holders
+                        .insert(ws2017_codec::key(new), (conn, new.to_owned()));
+                }
             }
             _ => {}
         }
@@ -245,11 +263,7 @@ impl Oracle {
                 }
             }
         }
-        if let Some((key, _)) = conn.o.name.take() {
-            if self.holders.get(&key).is_some_and(|(c, _)| *c == conn.id) {
-                self.holders.remove(&key);
-            }
-        }
+        conn.o.name = None;
         for sent in conn.o.sent.drain(..) {
             if let Sent::Admin(cmd) = sent {
                 self.durable.abandoned(&cmd);

@@ -340,17 +340,12 @@ impl Oracle {
                 check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
                 let banned = conn.ip.is_some_and(|ip| self.ip_banned.contains(&ip));
                 check!(banned_get_no_session(banned, None, true))?;
-                self.holders.insert(key.clone(), (conn.id, name.to_owned()));
                 conn.o.name = Some((key, name.to_owned()));
                 Heard::NameSet(name.to_owned())
             }
             (Sent::Uname(_), L::NameSet(name)) => {
                 check!(nicks_are_exclusive(name, holder.map(|c| c.0), conn.id.0))?;
-                if let Some((old_key, _)) = conn.o.name.take() {
-                    self.holders.remove(&old_key);
-                }
                 let key = codec::key(name);
-                self.holders.insert(key.clone(), (conn.id, name.to_owned()));
                 conn.o.name = Some((key, name.to_owned()));
                 Heard::Renamed(name.to_owned())
             }

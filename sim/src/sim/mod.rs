@@ -15,8 +15,8 @@ use core::net::{IpAddr, Ipv4Addr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use switchboard_proto::{
-    Action, Batch, CloseReason, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now,
-    Output, PasswordHash, Pump, Seq, Server,
+    Action, Batch, CloseReason, ConnId, Effect, EffectId, EffectResult, Emitted, Input, Instant,
+    Now, Output, PasswordHash, Pump, Seq, Server,
 };
 
 use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
@@ -658,17 +658,20 @@ impl<S: ChoiceSource> Sim<S> {
     /// server produced (the pump's tap) for the oracle, and carries out what the pump asks
     /// for, each action after the outputs that caused it.
     fn drain(&mut self) {
-        // The model's events first: they happened before the lines that tell of them.
-        while let Some(pump) = self.server.as_mut() {
-            let Some(event) = pump.poll_event() else {
-                break;
-            };
-            self.oracle.event(&event, pump.server().state());
-        }
-        // Each action after the outputs that led to it, which the oracle reads first.
+        // Each action after the outputs that led to it, which the oracle reads first, with
+        // the model's events in their place between them.
         loop {
             let action = self.server.as_mut().and_then(Pump::poll_action);
-            while let Some(output) = self.server.as_mut().and_then(Pump::poll_emitted) {
+            while let Some(emitted) = self.server.as_mut().and_then(Pump::poll_emitted) {
+                let output = match emitted {
+                    Emitted::Output(output) => output,
+                    Emitted::Event(event) => {
+                        if let Some(pump) = self.server.as_ref() {
+                            self.oracle.event(&event, pump.server().state());
+                        }
+                        continue;
+                    }
+                };
                 self.hash.output(&output);
                 if self.trace.on() {
                     self.trace
