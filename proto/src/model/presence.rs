@@ -39,9 +39,12 @@ impl Network {
         self.users.get(key).map(|u| &u.name)
     }
 
-    /// Online users' names, in key order.
+    /// The names of the users who show as online (not every session invisible), in key
+    /// order: the lobby's list.
     pub(crate) fn online_names(&self) -> impl Iterator<Item = &UserName> {
-        self.users.values().map(|u| &u.name)
+        (self.users.iter())
+            .filter(|(key, _)| self.shown(key) != Shown::Offline)
+            .map(|(_, u)| &u.name)
     }
 
     /// Number of online users.

@@ -102,12 +102,26 @@ impl Network {
             return;
         };
         let before = self.shown(&key);
-        if let Some(rec) = self.sessions.get_mut(&session) {
-            rec.status = status;
-        }
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        rec.status = status;
+        let conn = rec.conn;
         let after = self.shown(&key);
         if let (true, Some(name)) = (before != after, self.online_name(&key).cloned()) {
+            self.lobby_changed(conn, &name, before, after);
             self.presence_changed(&name, &key, after);
+        }
+    }
+
+    /// The lobby (everyone) sees a user come and go as it turns visible or not: online
+    /// with its first visible session, offline when none is left.
+    fn lobby_changed(&mut self, conn: ConnId, name: &UserName, before: Shown, after: Shown) {
+        let name = name.clone();
+        match (before, after) {
+            (Shown::Offline, Shown::As(_)) => self.broadcast(conn, Event::UserOnline { name }),
+            (Shown::As(_), Shown::Offline) => self.broadcast(conn, Event::UserOffline { name }),
+            _ => {}
         }
     }
 
@@ -157,15 +171,18 @@ impl Network {
                 conn,
             })
         });
+        let before = self.shown(&key);
         let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
             name: name.clone(),
             sessions: BTreeSet::new(),
         });
         user.sessions.insert(session);
-        if user.sessions.len() == 1 {
-            self.broadcast(conn, Event::UserOnline { name: name.clone() });
-            // Friends and rooms hear of it too (a first session starts Online).
-            self.presence_changed(name, &key, Shown::As(Status::Online));
+        // A session starts Online: the lobby, friends and rooms hear of it unless the user
+        // already showed (its other sessions visible).
+        let after = self.shown(&key);
+        if before != after {
+            self.lobby_changed(conn, name, before, after);
+            self.presence_changed(name, &key, after);
         }
         Ok(session)
     }
@@ -197,10 +214,10 @@ impl Network {
         if last {
             self.users.remove(&rec.user);
             self.owed_receipts.forget(&rec.user);
-            self.broadcast(rec.conn, Event::UserOffline { name: name.clone() });
         }
         let after = self.shown(&key);
         if before != after {
+            self.lobby_changed(rec.conn, &name, before, after);
             self.presence_changed(&name, &key, after);
         }
     }

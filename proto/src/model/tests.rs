@@ -511,3 +511,62 @@ fn friend_requests_become_friendships_once_both_ask_or_one_accepts() {
         [&bob.key()]
     );
 }
+
+/// The lobby's view: what everyone sees (a `cgetu` list, `cquit` notices).
+fn lobby(net: &mut Network) -> Vec<Event> {
+    drain(net)
+        .into_iter()
+        .filter(|d| matches!(d.to, Audience::AllBut(_)))
+        .map(|d| d.event)
+        .collect()
+}
+
+#[test]
+fn the_lobby_sees_an_invisible_user_as_gone_and_lists_only_visible_ones() {
+    let mut net = network(&[account("alice", 0), account("bob", 0)]);
+    let a1 = net
+        .login(&name("alice"), ConnId(1), ACCOUNT)
+        .expect("login");
+    let a2 = net
+        .login(&name("alice"), ConnId(2), ACCOUNT)
+        .expect("login");
+    net.login(&name("bob"), ConnId(3), ACCOUNT).expect("login");
+    drain(&mut net);
+    let online = |net: &Network| -> Vec<String> {
+        net.online_names().map(|n| n.as_str().to_owned()).collect()
+    };
+    // One of her sessions invisible: she still shows.
+    net.set_status(a1, Status::Invisible);
+    assert_eq!(lobby(&mut net), []);
+    assert_eq!(online(&net), ["alice", "bob"]);
+    // Both: she leaves the lobby, and its list.
+    net.set_status(a2, Status::Invisible);
+    let gone = Event::UserOffline {
+        name: name("alice"),
+    };
+    assert_eq!(lobby(&mut net), [gone]);
+    assert_eq!(online(&net), ["bob"]);
+    // Her invisible sessions ending tell nobody anything.
+    net.logout(a2);
+    assert_eq!(lobby(&mut net), []);
+    // A new, visible session brings her back.
+    let a3 = net
+        .login(&name("alice"), ConnId(4), ACCOUNT)
+        .expect("login");
+    let back = Event::UserOnline {
+        name: name("alice"),
+    };
+    assert_eq!(lobby(&mut net), [back]);
+    assert_eq!(online(&net), ["alice", "bob"]);
+    net.set_status(a3, Status::Away);
+    assert_eq!(lobby(&mut net), [], "away is still there");
+    net.logout(a3);
+    net.logout(a1);
+    assert_eq!(
+        lobby(&mut net),
+        [Event::UserOffline {
+            name: name("alice")
+        }],
+        "gone once, with her last visible session"
+    );
+}
