@@ -220,6 +220,30 @@ impl Pump {
         &self.server
     }
 
+    /// Feeds `input` through the call above that matches it: a driver that records or
+    /// replays [`Input`]s (the simulator, the snapshots player) hands them over as they
+    /// are. [`Input::Committed`] is [`commit_finished`](Self::commit_finished).
+    /// [`Input::CommitFailed`] cannot be carried out without the failed batch: it comes
+    /// back as `Err`, for [`commit_failed`](Self::commit_failed).
+    pub fn handle(&mut self, now: Now, input: Input) -> Result<(), Input> {
+        match input {
+            Input::Accepted {
+                conn,
+                protocol,
+                peer,
+            } => self.accepted(now, conn, protocol, peer),
+            Input::Received { conn, bytes } => self.received(now, conn, bytes),
+            Input::Written { conn, n } => self.written(now, conn, n),
+            Input::PeerClosed { conn } => self.peer_closed(now, conn),
+            Input::EffectDone { id, result } => self.effect_done(now, id, result),
+            Input::Connected { conn } => self.connected(now, conn),
+            Input::ConnectFailed { conn, error } => self.connect_failed(now, conn, error),
+            Input::Committed { .. } => self.commit_finished(now),
+            failed @ Input::CommitFailed { .. } => return Err(failed),
+        }
+        Ok(())
+    }
+
     /// A connection was accepted on the listener of `protocol`.
     pub fn accepted(&mut self, now: Now, conn: ConnId, protocol: Protocol, peer: Peer) {
         self.feed(

@@ -512,7 +512,7 @@ fn friend_requests_become_friendships_once_both_ask_or_one_accepts() {
     );
 }
 
-/// The lobby's view: what everyone sees (a `cgetu` list, `cquit` notices).
+/// The lobby's view: what is told to everyone.
 fn lobby(net: &mut Network) -> Vec<Event> {
     drain(net)
         .into_iter()

@@ -189,22 +189,11 @@ impl Harness {
     /// with a chosen id) through the pump's own methods, then drains.
     pub(crate) fn input(&mut self, input: Input) {
         let now = self.now();
-        match input {
-            Input::Accepted {
-                conn,
-                protocol,
-                peer,
-            } => self.pump.accepted(now, conn, protocol, peer),
-            Input::Connected { conn } => self.pump.connected(now, conn),
-            Input::ConnectFailed { conn, error } => self.pump.connect_failed(now, conn, error),
-            Input::Received { conn, bytes } => self.pump.received(now, conn, bytes),
-            Input::Written { conn, n } => self.pump.written(now, conn, n),
-            Input::PeerClosed { conn } => self.pump.peer_closed(now, conn),
-            Input::EffectDone { id, result } => self.pump.effect_done(now, id, result),
-            Input::Committed { .. } | Input::CommitFailed { .. } => {
-                panic!("commits go through the pump's batches, not a raw input")
-            }
-        }
+        assert!(
+            !matches!(input, Input::Committed { .. } | Input::CommitFailed { .. }),
+            "commits go through the pump's batches, not a raw input"
+        );
+        let _ = self.pump.handle(now, input);
         self.drain();
     }
 

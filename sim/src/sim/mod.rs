@@ -633,23 +633,11 @@ impl<S: ChoiceSource> Sim<S> {
             self.trace
                 .push(self.step, self.now, Record::In(input.clone()));
         }
-        match input {
-            Input::Accepted {
-                conn,
-                protocol,
-                peer,
-            } => pump.accepted(now, conn, protocol, peer),
-            Input::Received { conn, bytes } => pump.received(now, conn, bytes),
-            Input::Written { conn, n } => pump.written(now, conn, n),
-            Input::PeerClosed { conn } => pump.peer_closed(now, conn),
-            Input::EffectDone { id, result } => pump.effect_done(now, id, result),
-            Input::Connected { conn } => pump.connected(now, conn),
-            Input::ConnectFailed { conn, error } => pump.connect_failed(now, conn, error),
-            Input::Committed { .. } => pump.commit_finished(now),
-            Input::CommitFailed { error } => match self.in_flight.take() {
+        if let Err(Input::CommitFailed { error }) = pump.handle(now, input) {
+            match self.in_flight.take() {
                 Some(batch) => pump.commit_failed(now, batch, error),
                 None => return,
-            },
+            }
         }
         self.drain();
     }
