@@ -1,0 +1,7 @@
+//! arsc: the XML protocol of ARSC 3.0's socket server (`seeds/arsc.txt`).
+//!
+//! `<arscrequest>` documents (`connect`, `post`, `userlist`) answered by `<arscrespond>`,
+//! and `<arscmessage>`s pushed to the connection that connected. See `docs/protocols/arsc.md`.
+
+#[allow(dead_code)] // used by the session (next commit)
+mod codec;
