@@ -49,9 +49,6 @@ use crate::timers::{Timers, Wake};
 /// commit never holds up traffic that does not depend on it. Given the same config, state
 /// and inputs, the outputs are the same, byte for byte.
 pub struct Server {
-    /// Drawn from by protocols that hand out random ids.
-    #[allow(dead_code)]
-    rng: Rng,
     last_now: Option<Now>,
     /// The open connections in id order, the order every walk that produces output
     /// takes (a broadcast); their records are in `core.conns`.
@@ -63,6 +60,8 @@ pub struct Server {
 
 /// The parts of the server a session may touch through its [`Cx`].
 struct Core {
+    /// Drawn from by protocols that hand out random ids (arsc sids).
+    rng: Rng,
     config: Config,
     net: Network,
     /// Every open connection's record.
@@ -119,11 +118,11 @@ impl Server {
             net.planted_bug = config.planted_bug;
         }
         Server {
-            rng: Rng::new(config.seed),
             last_now: None,
             order: BTreeMap::new(),
             shared: Shared::default(),
             core: Core {
+                rng: Rng::new(config.seed),
                 conns: Table::default(),
                 homes: Homes::default(),
                 dialing: Dialing::default(),
@@ -230,7 +229,9 @@ impl Server {
             Input::EffectDone { id, result } => {
                 if let Some(conn) = self.core.out.effect_done(id) {
                     if self.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_effect(cx, id, result));
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_effect(cx, shared, id, result)
+                        });
                     }
                 }
             }
@@ -529,6 +530,7 @@ fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
+        rng: &mut core.rng,
     })
 }
 

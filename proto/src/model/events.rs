@@ -1,7 +1,7 @@
 //! What the network tells the protocols, and to whom: typed events that protocols
 //! encode, and that logs, metrics and the simulator's oracles can read.
 
-use super::{DirectMessage, RoomName, SessionId, Shown, Undeliverable, UserName};
+use super::{DirectMessage, RoomName, RoomSay, SessionId, Shown, Undeliverable, UserName};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::persist::MessageId;
 
@@ -30,6 +30,20 @@ pub(crate) enum Event {
     RoomLeft { room: RoomName, name: UserName },
     /// The session this is addressed to was kicked out of `room` by `by`.
     RoomKicked { room: RoomName, by: UserName },
+    /// `name` was kicked out of `room` by `by`; for the other members (a leave notice
+    /// follows).
+    MemberKicked {
+        room: RoomName,
+        name: UserName,
+        by: UserName,
+    },
+    /// `from` said `body` in `room` (as `kind` tells).
+    RoomMessage {
+        room: RoomName,
+        from: UserName,
+        kind: RoomSay,
+        body: String,
+    },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {

@@ -37,7 +37,7 @@ pub(crate) use delivery::{
 pub(crate) use events::{Audience, Delivery, Event};
 pub use events::{KickReason, NetworkEvent, Refusal};
 pub(crate) use presence::Shown;
-pub(crate) use rooms::RoomName;
+pub(crate) use rooms::{KickRule, RoomName, RoomSay};
 // For the protocols with rooms and rosters to come.
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;

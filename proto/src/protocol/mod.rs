@@ -32,6 +32,8 @@ impl Encoded {
 /// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// arsc's sessions by sid.
+    pub(crate) arsc: arsc::Shared,
     /// The test-only protocol that exercises sessions without connections.
     #[cfg(test)]
     pub(crate) probe: probe::Shared,
@@ -46,7 +48,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -57,7 +59,7 @@ impl Shared {
     /// The timer of `protocol` itself is due.
     pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = px;
             }
             #[cfg(test)]
@@ -75,7 +77,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (conn, error, px);
             }
             #[cfg(test)]
@@ -92,7 +94,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (session, event, px);
             }
             #[cfg(test)]
@@ -105,6 +107,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
+    Arsc(arsc::Session),
     Admin(admin::Session),
     #[cfg(test)]
     Probe(probe::Session),
@@ -117,7 +120,7 @@ impl Endpoint {
         let _ = &shared;
         match protocol {
             // Neither asks for outbound connections; should one appear, it is closed.
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
@@ -131,6 +134,7 @@ impl Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
+            Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -141,6 +145,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
+            Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
@@ -152,6 +157,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
+            Endpoint::Arsc(s) => s.on_event(cx, event),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
@@ -161,16 +167,23 @@ impl Endpoint {
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
-            Endpoint::Admin(_) => {}
+            Endpoint::Admin(_) | Endpoint::Arsc(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
     }
 
-    pub(crate) fn on_effect(&mut self, cx: &mut Cx<'_>, id: EffectId, result: EffectResult) {
+    pub(crate) fn on_effect(
+        &mut self,
+        cx: &mut Cx<'_>,
+        shared: &mut Shared,
+        id: EffectId,
+        result: EffectResult,
+    ) {
         match self {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
+            Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -182,6 +195,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
+            Endpoint::Arsc(s) => s.on_close(cx, &mut shared.arsc),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
         }
@@ -192,6 +206,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
+            Endpoint::Arsc(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

@@ -3,5 +3,9 @@
 //! `<arscrequest>` documents (`connect`, `post`, `userlist`) answered by `<arscrespond>`,
 //! and `<arscmessage>`s pushed to the connection that connected. See `docs/protocols/arsc.md`.
 
-#[allow(dead_code)] // used by the session (next commit)
 mod codec;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use session::{Session, Shared};
