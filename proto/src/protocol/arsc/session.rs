@@ -61,6 +61,8 @@ const MALFORMED: &str = "Malformed request";
 const TOO_LONG: &str = "Request too long";
 /// What `/opcall` sends to the operators.
 const OPCALL: &str = "[OPCALL] I need help!";
+/// A sid's length, to size the answer before the sid is drawn.
+const SID_SHAPE: &str = "00000000000000000000000000000000";
 /// Longest room name, in characters.
 const MAX_ROOM_CHARS: usize = 64;
 
@@ -309,7 +311,6 @@ impl Session {
         if let Err(refusal) = cx.charge(Cost::Broadcast) {
             return connect_error(cx, account, refusal_text(refusal));
         }
-        let sid = new_sid(cx, shared);
         let time = sendtime(cx);
         let welcome = format!("Welcome to {}!", cx.config.arsc.title);
         let welcome = Reply::Message {
@@ -325,7 +326,8 @@ impl Session {
             sender: SYSTEM,
             content: &enter,
         };
-        let replies = [Reply::ConnectOk { sid: &sid }, welcome, enter];
+        // The sid is drawn once the login succeeds; it has a fixed length.
+        let replies = [Reply::ConnectOk { sid: SID_SHAPE }, welcome, enter];
         let len = replies.iter().map(|r| codec::to_bytes(r).len()).sum();
         if !cx.room_for(len) {
             return;
@@ -337,6 +339,7 @@ impl Session {
             Err(LoginError::Banned) => return connect_error(cx, account, USER_BANNED),
         };
         cx.place_here(session);
+        let sid = new_sid(cx, shared);
         let entry = Entry {
             session,
             conn: cx.conn,
@@ -345,7 +348,8 @@ impl Session {
         shared.sids.insert(sid.clone(), entry);
         shared.names.insert(key.clone(), sid.clone());
         self.own = Some((session, sid.clone()));
-        let [ok, welcome, enter] = replies;
+        let [_, welcome, enter] = replies;
+        let ok = Reply::ConnectOk { sid: &sid };
         cx.send_about(&Item::Account(key), codec::to_bytes(&ok));
         reply(cx, &welcome);
         if kind.identity == Identity::Account {
