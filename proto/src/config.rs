@@ -131,6 +131,8 @@ pub enum PlantedBug {
     /// Listings (admin `user list`, `ban list`) are answered at once, before the pending
     /// changes they reveal are committed.
     EarlyListing,
+    /// An arsc `/msg` is delivered, and its text is also said to the sender's room.
+    WhisperToRoom,
 }
 
 /// Settings of the ws2017 protocol.

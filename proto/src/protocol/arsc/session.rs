@@ -591,6 +591,10 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     match cx.deliver_direct(message, limits) {
         Outcome::Refused(why) => refused(cx, &why),
         Outcome::Delivered(to) => {
+            #[cfg(feature = "planted-bugs")]
+            if cx.config.planted_bug == Some(crate::config::PlantedBug::WhisperToRoom) {
+                cx.net.say_in_room(session, RoomSay::Text, text);
+            }
             reply(cx, &Reply::PostOk);
             tell(cx, home, &format!("You whispered to {to}: {text}"), None);
         }
