@@ -381,6 +381,7 @@ impl Server {
 
     /// Tears down closing connections and hands out network events until neither is left.
     fn settle(&mut self, now: Now) {
+        let mut same_event: Option<(crate::model::Event, Encoded)> = None;
         loop {
             if let Some((conn, reason)) = self.core.out.next_closing() {
                 if let Some(slot) = self.core.conns.slot(conn) {
@@ -421,9 +422,17 @@ impl Server {
                     Some(Home {
                         conn: Some(conn), ..
                     }) if self.is_open(conn) => {
-                        let mut encoded = Encoded::default();
+                        // Consecutive deliveries of one event (a room's post to each of
+                        // its members) share their encodings, as a broadcast does.
+                        let encoded = match &mut same_event {
+                            Some((event, encoded)) if *event == delivery.event => encoded,
+                            slot => {
+                                let fresh = (delivery.event.clone(), Encoded::default());
+                                &mut slot.insert(fresh).1
+                            }
+                        };
                         self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                            ep.on_event(cx, &delivery.event, encoded)
                         });
                     }
                     // Its connection is closing: the event goes with it.

@@ -1,6 +1,8 @@
 //! What the network tells the protocols, and to whom: typed events that protocols
 //! encode, and that logs, metrics and the simulator's oracles can read.
 
+use std::sync::Arc;
+
 use super::{DirectMessage, RoomName, RoomSay, SessionId, Shown, Undeliverable, UserName};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::persist::MessageId;
@@ -37,19 +39,23 @@ pub(crate) enum Event {
         name: UserName,
         by: UserName,
     },
-    /// `from` said `body` in `room` (as `kind` tells).
-    RoomMessage {
-        room: RoomName,
-        from: UserName,
-        kind: RoomSay,
-        body: String,
-    },
+    /// A member said something to a room; one post shared by every member's event.
+    RoomMessage { post: Arc<RoomPost> },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {
         session: Option<SessionId>,
         reason: KickReason,
     },
+}
+
+/// What a member said to a room: `from` said `body` in `room`, as `kind` tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RoomPost {
+    pub(crate) room: RoomName,
+    pub(crate) from: UserName,
+    pub(crate) kind: RoomSay,
+    pub(crate) body: String,
 }
 
 /// Why a session is kicked.

@@ -34,7 +34,7 @@ use shares::MailboxShares;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
-pub(crate) use events::{Audience, Delivery, Event};
+pub(crate) use events::{Audience, Delivery, Event, RoomPost};
 pub use events::{KickReason, NetworkEvent, Refusal};
 pub(crate) use presence::Shown;
 pub(crate) use rooms::{KickRule, RoomName, RoomSay};

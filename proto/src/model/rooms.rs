@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Audience, Delivery, Event, Network, SessionId};
+use std::sync::Arc;
+
+use super::{Audience, Delivery, Event, Network, RoomPost, SessionId};
 
 /// A room's name, as its protocol spells it; compared as given.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -165,11 +167,14 @@ impl Network {
     ) -> Option<RoomName> {
         let room = self.room_of(session)?.clone();
         let from = self.session_name(session)?.clone();
-        let event = Event::RoomMessage {
+        let post = RoomPost {
             room: room.clone(),
             from,
             kind,
             body: body.to_owned(),
+        };
+        let event = Event::RoomMessage {
+            post: Arc::new(post),
         };
         match kind {
             RoomSay::Text | RoomSay::Action => self.notify_room(&room, |_| true, event),

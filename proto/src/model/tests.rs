@@ -550,10 +550,12 @@ fn a_room_hears_what_is_said_in_it_in_one_order_and_operators_their_own() {
     net.join(far, &hall);
     drain(&mut net);
     let said = |from: &str, kind, body: &str| Event::RoomMessage {
-        room: lobby.clone(),
-        from: name(from),
-        kind,
-        body: body.into(),
+        post: std::sync::Arc::new(RoomPost {
+            room: lobby.clone(),
+            from: name(from),
+            kind,
+            body: body.into(),
+        }),
     };
     assert_eq!(
         net.say_in_room(user, RoomSay::Text, "hi"),

@@ -16,7 +16,9 @@ use crate::model::{Event, SessionId};
 
 /// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
 /// by the first connection of that protocol to get it, so thousands of recipients cost
-/// one encoding. A protocol that encodes per recipient leaves its entry empty.
+/// one encoding. A protocol that encodes per recipient leaves its entry empty. Shared by
+/// the connections of a broadcast, and by consecutive deliveries of one event to
+/// sessions (a room's post to each member), so an entry must not depend on the recipient.
 #[derive(Debug, Default)]
 pub(crate) struct Encoded([Option<Bytes>; Protocol::ALL.len()]);
 
@@ -157,7 +159,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
-            Endpoint::Arsc(s) => s.on_event(cx, event),
+            Endpoint::Arsc(s) => s.on_event(cx, event, encoded.of(Protocol::Arsc)),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }

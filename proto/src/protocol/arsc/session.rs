@@ -374,7 +374,51 @@ impl Session {
     }
 
     /// A network event for the session this connection connected.
-    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
+    ///
+    /// What a room hears reads the same for every arsc member, so it is encoded once
+    /// into `encoded` and shared.
+    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Option<Bytes>) {
+        let room_news = match event {
+            Event::RoomMessage { post } => {
+                let kind = match post.kind {
+                    RoomSay::Text => MessageType::Normal,
+                    RoomSay::Action => MessageType::Me,
+                    RoomSay::ToOperators => MessageType::WhisperOps,
+                };
+                Some((kind, post.from.as_str(), None))
+            }
+            Event::RoomJoined { room, name } => {
+                Some((MessageType::System, SYSTEM, Some(enters(name, room))))
+            }
+            Event::RoomLeft { room, name } => {
+                let text = format!("User {name} leaves the room {}.", room.0);
+                Some((MessageType::System, SYSTEM, Some(text)))
+            }
+            Event::MemberKicked { name, by, .. } => {
+                let text = format!("User {name} was kicked out of the chat by {by}.");
+                Some((MessageType::System, SYSTEM, Some(text)))
+            }
+            _ => None,
+        };
+        if let Some((kind, sender, text)) = room_news {
+            if self.own.is_none() {
+                return;
+            }
+            let bytes = encoded.get_or_insert_with(|| {
+                let content = match (&text, event) {
+                    (Some(text), _) => text.as_str(),
+                    (None, Event::RoomMessage { post }) => post.body.as_str(),
+                    (None, _) => "",
+                };
+                codec::to_bytes(&Reply::Message {
+                    kind,
+                    sendtime: &sendtime(cx),
+                    sender,
+                    content,
+                })
+            });
+            return cx.send(bytes.clone());
+        }
         let time = sendtime(cx);
         let message = |kind, sender: &str, content: &str| {
             codec::to_bytes(&Reply::Message {
@@ -385,27 +429,10 @@ impl Session {
             })
         };
         let bytes = match event {
-            Event::RoomMessage {
-                from, kind, body, ..
-            } => {
-                let kind = match kind {
-                    RoomSay::Text => MessageType::Normal,
-                    RoomSay::Action => MessageType::Me,
-                    RoomSay::ToOperators => MessageType::WhisperOps,
-                };
-                message(kind, from.as_str(), body)
-            }
-            Event::RoomJoined { room, name } => {
-                message(MessageType::System, SYSTEM, &enters(name, room))
-            }
-            Event::RoomLeft { room, name } => {
-                let text = format!("User {name} leaves the room {}.", room.0);
-                message(MessageType::System, SYSTEM, &text)
-            }
-            Event::MemberKicked { name, by, .. } => {
-                let text = format!("User {name} was kicked out of the chat by {by}.");
-                message(MessageType::System, SYSTEM, &text)
-            }
+            Event::RoomMessage { .. }
+            | Event::RoomJoined { .. }
+            | Event::RoomLeft { .. }
+            | Event::MemberKicked { .. } => return,
             Event::Direct { message: m, .. } => {
                 message(MessageType::Whisper, m.from.as_str(), &m.body)
             }

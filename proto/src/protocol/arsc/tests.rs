@@ -498,3 +498,58 @@ fn requests_after_a_connect_wait_for_its_password_check() {
         "{out}"
     );
 }
+
+#[test]
+fn a_room_post_is_encoded_once_for_all_members() {
+    use crate::{Input, Instant, Now, Output, Server, State};
+    let mut server = Server::new(Config::default(), State::default());
+    let now = Now::at(Instant::ZERO, 0);
+    let mut sid = String::new();
+    for i in 0..3u64 {
+        let conn = ConnId(i);
+        let peer: core::net::SocketAddr = ([127, 0, 0, 1], 5000).into();
+        let protocol = Protocol::Arsc;
+        server.handle(
+            now,
+            Input::Accepted {
+                conn,
+                protocol,
+                peer: peer.into(),
+            },
+        );
+        let bytes = connect_req(&format!("u{i}"), None, "room")
+            .into_bytes()
+            .into();
+        server.handle(now, Input::Received { conn, bytes });
+        while let Some(output) = server.poll_output() {
+            if let Output::Transmit { bytes, .. } = output {
+                if let Some(rest) = bytes.strip_prefix(
+                    b"<arscrespond><type>connect</type><status>ok</status><sid>".as_slice(),
+                ) {
+                    sid = String::from_utf8_lossy(&rest[..32]).into_owned();
+                }
+            }
+        }
+    }
+    let bytes = post_req(&sid, "hello").into_bytes().into();
+    server.handle(
+        now,
+        Input::Received {
+            conn: ConnId(2),
+            bytes,
+        },
+    );
+    let mut posts = Vec::new();
+    while let Some(output) = server.poll_output() {
+        if let Output::Transmit { bytes, .. } = output {
+            if bytes.starts_with(b"<arscmessage>") {
+                posts.push(bytes);
+            }
+        }
+    }
+    assert_eq!(posts.len(), 3);
+    assert!(
+        posts.iter().all(|b| b.as_ptr() == posts[0].as_ptr()),
+        "every member's copy is the same encoding"
+    );
+}
