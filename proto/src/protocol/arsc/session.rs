@@ -102,8 +102,8 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct Session {
     decoder: Decoder,
-    /// The session this connection connected, and its sid.
-    own: Option<(SessionId, String)>,
+    /// The session this connection connected, its sid and its user.
+    own: Option<(SessionId, String, UserKey)>,
     /// A connect waiting for its password check; the requests after it wait too.
     pending: Option<Pending>,
 }
@@ -347,7 +347,7 @@ impl Session {
         };
         shared.sids.insert(sid.clone(), entry);
         shared.names.insert(key.clone(), sid.clone());
-        self.own = Some((session, sid.clone()));
+        self.own = Some((session, sid.clone(), key.clone()));
         let [_, welcome, enter] = replies;
         let ok = Reply::ConnectOk { sid: &sid };
         cx.send_about(&Item::Account(key), codec::to_bytes(&ok));
@@ -471,11 +471,9 @@ impl Session {
 
     /// The connection is gone: the session it connected ends, and its room is told.
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
-        if let Some((session, sid)) = self.own.take() {
+        if let Some((session, sid, key)) = self.own.take() {
             shared.sids.remove(&sid);
-            if let Some(name) = cx.net.session_name(session) {
-                shared.names.remove(name.key_ref());
-            }
+            shared.names.remove(&key);
             cx.px().forget(session);
             cx.net.logout(session);
         }
