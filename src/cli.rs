@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{Config, Limits, RateLimit, Ws2017Config};
+use switchboard_proto::{ArscConfig, Config, Limits, RateLimit, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
@@ -224,6 +224,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1030", value_parser = listen_addr)]
     pub ws2017: SocketAddr,
 
+    /// Address of the arsc listener (ARSC's XML protocol), `HOST:PORT`, as `--ws2017`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1031", value_parser = listen_addr)]
+    pub arsc: SocketAddr,
+
+    /// Whether arsc lets an unregistered name connect as a guest (level 0).
+    #[arg(long, value_name = "BOOL", default_value_t = ArscConfig::default().guests, action = clap::ArgAction::Set)]
+    pub arsc_guests: bool,
+
     /// Directory of the durable store, its lock and the admin socket; created (mode 700)
     /// if missing. It must belong to this user and be writable by no one else. One server
     /// at a time may use it.
@@ -435,6 +443,8 @@ mod tests {
     fn no_arguments_serve_with_the_core_defaults() {
         let args = serve_args(&[]);
         assert_eq!(args.ws2017, "127.0.0.1:1030".parse().expect("address"));
+        assert_eq!(args.arsc, "127.0.0.1:1031".parse().expect("address"));
+        assert_eq!(args.arsc_guests, Config::default().arsc.guests);
         assert_eq!(args.data_dir, PathBuf::from("switchboard-data"));
         assert_eq!(args.runtime, RuntimeKind::Smol);
         let core = Config::default();

@@ -1,6 +1,6 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
-use switchboard_proto::{Config, Limits, Protocol, Ws2017Config};
+use switchboard_proto::{ArscConfig, Config, Limits, Protocol, Ws2017Config};
 use tracing::info;
 
 use crate::cli::{RuntimeKind, ServeArgs};
@@ -13,7 +13,7 @@ use crate::cli::{RuntimeKind, ServeArgs};
 pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
     let config = config(&args);
-    let listeners = vec![(Protocol::Ws2017, args.ws2017)];
+    let listeners = vec![(Protocol::Ws2017, args.ws2017), (Protocol::Arsc, args.arsc)];
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
@@ -47,6 +47,10 @@ fn config(args: &ServeArgs) -> Config {
             ping_interval: args.ws2017_ping_interval.0,
             ping_timeout: args.ws2017_ping_timeout.0,
             ..defaults.ws2017
+        },
+        arsc: ArscConfig {
+            guests: args.arsc_guests,
+            ..defaults.arsc.clone()
         },
         ..defaults
     }

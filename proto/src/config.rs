@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: Limits,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
+    /// arsc settings.
+    pub arsc: ArscConfig,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -129,6 +131,8 @@ pub enum PlantedBug {
     /// Listings (admin `user list`, `ban list`) are answered at once, before the pending
     /// changes they reveal are committed.
     EarlyListing,
+    /// An arsc `/msg` is delivered, and its text is also said to the sender's room.
+    WhisperToRoom,
 }
 
 /// Settings of the ws2017 protocol.
@@ -152,6 +156,7 @@ impl Default for Config {
             offline_share_percent: 10,
             limits: Limits::default(),
             ws2017: Ws2017Config::default(),
+            arsc: ArscConfig::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -164,6 +169,33 @@ impl Default for Ws2017Config {
             ping_interval: Duration::from_secs(2),
             ping_timeout: Duration::from_secs(15),
             max_line_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// Settings of the arsc protocol.
+#[derive(Clone, Debug)]
+pub struct ArscConfig {
+    /// Whether an unregistered name may connect as a guest (level 0).
+    pub guests: bool,
+    /// The chat's title, in the welcome whisper `Welcome to {title}!`.
+    pub title: String,
+    /// The server's time zone for `sendtime` (`HH:MM`), in minutes east of UTC.
+    pub utc_offset_minutes: i32,
+    /// Longest accepted `<arscrequest>` document, in bytes.
+    pub max_request_bytes: usize,
+    /// The room of a `connect` that names none.
+    pub default_room: String,
+}
+
+impl Default for ArscConfig {
+    fn default() -> Self {
+        ArscConfig {
+            guests: true,
+            title: "Switchboard".to_owned(),
+            utc_offset_minutes: 0,
+            max_request_bytes: 64 * 1024,
+            default_room: "lounge".to_owned(),
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) timers: &'a mut Timers,
     pub(crate) out: &'a mut Outbox,
     pub(crate) limits: &'a mut Limiter,
+    /// The server's random generator (arsc sids).
+    pub(crate) rng: &'a mut crate::rng::Rng,
 }
 
 /// Where each session of a protocol that told the server is: on which connection, or
@@ -101,6 +103,14 @@ impl Px<'_> {
     pub(crate) fn send_to(&mut self, conn: ConnId, bytes: Bytes) {
         if let Some(slot) = self.conns.slot(conn) {
             self.out.transmit(self.conns, slot, bytes, None);
+        }
+    }
+
+    /// Sends bytes to `conn`, if it is open; with `after`, they reveal that durable
+    /// change and leave once it is committed.
+    pub(crate) fn send_to_after(&mut self, conn: ConnId, bytes: Bytes, after: Option<Seq>) {
+        if let Some(slot) = self.conns.slot(conn) {
+            self.out.transmit(self.conns, slot, bytes, after);
         }
     }
 

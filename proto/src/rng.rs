@@ -12,7 +12,7 @@ impl Rng {
         Rng(ChaCha20Rng::seed_from_u64(seed))
     }
 
-    #[allow(dead_code)] // drawn from by the protocols that hand out random ids (arsc sids, jabberd sm ids)
+    /// The next 64 random bits.
     pub(crate) fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }

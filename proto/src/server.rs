@@ -49,9 +49,6 @@ use crate::timers::{Timers, Wake};
 /// commit never holds up traffic that does not depend on it. Given the same config, state
 /// and inputs, the outputs are the same, byte for byte.
 pub struct Server {
-    /// Drawn from by protocols that hand out random ids.
-    #[allow(dead_code)]
-    rng: Rng,
     last_now: Option<Now>,
     /// The open connections in id order, the order every walk that produces output
     /// takes (a broadcast); their records are in `core.conns`.
@@ -63,6 +60,8 @@ pub struct Server {
 
 /// The parts of the server a session may touch through its [`Cx`].
 struct Core {
+    /// Drawn from by protocols that hand out random ids (arsc sids).
+    rng: Rng,
     config: Config,
     net: Network,
     /// Every open connection's record.
@@ -119,11 +118,11 @@ impl Server {
             net.planted_bug = config.planted_bug;
         }
         Server {
-            rng: Rng::new(config.seed),
             last_now: None,
             order: BTreeMap::new(),
             shared: Shared::default(),
             core: Core {
+                rng: Rng::new(config.seed),
                 conns: Table::default(),
                 homes: Homes::default(),
                 dialing: Dialing::default(),
@@ -239,7 +238,9 @@ impl Server {
             Input::EffectDone { id, result } => {
                 if let Some(conn) = self.core.out.effect_done(id) {
                     if self.is_open(conn) {
-                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_effect(cx, id, result));
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_effect(cx, shared, id, result)
+                        });
                     }
                 }
             }
@@ -395,6 +396,7 @@ impl Server {
 
     /// Tears down closing connections and hands out network events until neither is left.
     fn settle(&mut self, now: Now) {
+        let mut same_event: Option<(crate::model::Event, Encoded)> = None;
         loop {
             if let Some((conn, reason)) = self.core.out.next_closing() {
                 if let Some(slot) = self.core.conns.slot(conn) {
@@ -435,9 +437,17 @@ impl Server {
                     Some(Home {
                         conn: Some(conn), ..
                     }) if self.is_open(conn) => {
-                        let mut encoded = Encoded::default();
+                        // Consecutive deliveries of one event (a room's post to each of
+                        // its members) share their encodings, as a broadcast does.
+                        let encoded = match &mut same_event {
+                            Some((event, encoded)) if *event == delivery.event => encoded,
+                            slot => {
+                                let fresh = (delivery.event.clone(), Encoded::default());
+                                &mut slot.insert(fresh).1
+                            }
+                        };
                         self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                            ep.on_event(cx, &delivery.event, encoded)
                         });
                     }
                     // Its connection is closing: the event goes with it.
@@ -544,6 +554,7 @@ fn lend(now: Now, slot: Slot, core: &mut Core) -> Option<Cx<'_>> {
         timers: &mut core.timers,
         out: &mut core.out,
         limits: &mut core.limits,
+        rng: &mut core.rng,
     })
 }
 

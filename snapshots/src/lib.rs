@@ -25,7 +25,7 @@
 //! | --- | --- |
 //! | `# text` | a comment, copied to the transcript; the first one is the snapshot description |
 //! | (blank) | copied, to keep paragraphs |
-//! | `!config KEY=VALUE` | changes the config before the first event: `server_name`, `outbound_limit_bytes`, `offline_cap`, `ws2017.ping_interval`, `ws2017.ping_timeout`, `ws2017.max_line_bytes` (durations as `3s`, `1.5s`, `250ms`) |
+//! | `!config KEY=VALUE` | changes the config before the first event: `server_name`, `outbound_limit_bytes`, `offline_cap`, `ws2017.ping_interval`, `ws2017.ping_timeout`, `ws2017.max_line_bytes`, `arsc.guests`, `arsc.max_request_bytes` (durations as `3s`, `1.5s`, `250ms`) |
 //! | `NAME/PROTO c: text` | client NAME sends `text` and a CRLF in one delivery; its first line connects it (the greeting shows first); later lines may drop `/PROTO` |
 //! | `NAME c~: text` | sends `text` alone, no line end added (write `\n`, `\r` yourself) |
 //! | `NAME c/: text` | sends `text` and a CRLF one byte per delivery |
@@ -42,7 +42,7 @@
 //! | `!crash` | the server is gone, with its held outputs and the store's uncommitted batch; every open connection is lost |
 //! | `!restart` | a new server (seed plus one per boot) over what the store committed; clients reconnect with `!connect` |
 //!
-//! Clients of protocol `ws2017` connect from `127.0.0.1` unless told otherwise; `admin`
+//! Clients of protocols `ws2017` and `arsc` connect from `127.0.0.1` unless told otherwise; `admin`
 //! clients (the `switchboard` CLI) from the local socket. Each `!` directive has its undo:
 //! `!stall`/`!resume`, `!hold-commits`/`!commit`, `!store-fail`/`!store-ok`,
 //! `!crash`/`!restart`. A directive that does not fit (`!commit` without

@@ -10,7 +10,7 @@ use switchboard_proto::{Config, Protocol};
 use crate::escape::{escape, unescape};
 
 /// Every protocol a scenario may name, by [`Protocol::name`].
-const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin];
+const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin, Protocol::Arsc];
 
 /// A parsed scenario: its description, the config it runs with and its steps.
 #[derive(Clone, Debug)]
@@ -435,6 +435,12 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
         "ws2017.ping_interval" => config.ws2017.ping_interval = parse_duration(value)?,
         "ws2017.ping_timeout" => config.ws2017.ping_timeout = parse_duration(value)?,
         "ws2017.max_line_bytes" => config.ws2017.max_line_bytes = number()?,
+        "arsc.guests" => {
+            config.arsc.guests = value
+                .parse()
+                .map_err(|_| format!("{key} takes true or false, not `{value}`"))?
+        }
+        "arsc.max_request_bytes" => config.arsc.max_request_bytes = number()?,
         "offline_share_percent" => {
             config.offline_share_percent = value
                 .parse()
@@ -457,7 +463,7 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
                  offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
                  offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
                  limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
-                 limits.durable_per_conn.burst)"
+                 limits.durable_per_conn.burst, arsc.guests, arsc.max_request_bytes)"
             ))
         }
     }

@@ -49,6 +49,8 @@ pub struct Switchboard {
     /// Every line of its stderr so far.
     all_log: Arc<Mutex<Vec<String>>>,
     pub addr: SocketAddr,
+    /// The address of its arsc listener.
+    pub arsc_addr: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -103,6 +105,7 @@ impl Switchboard {
             log,
             all_log,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            arsc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
         };
         let line = server.wait_for_log("ws2017 listening on ");
@@ -112,6 +115,13 @@ impl Switchboard {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok());
         server.addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
+        let line = server.wait_for_log("arsc listening on ");
+        let addr = line
+            .split("arsc listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok());
+        server.arsc_addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
         server.wait_for_log("admin socket listening");
         server
     }
@@ -123,6 +133,8 @@ impl Switchboard {
         let args: Vec<String> = [
             "serve",
             "--ws2017",
+            "127.0.0.1:0",
+            "--arsc",
             "127.0.0.1:0",
             "--ws2017-ping-interval",
             interval,

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::{DirectMessage, RoomName, SessionId, Shown, Undeliverable, UserName};
+use super::{DirectMessage, RoomName, RoomSay, SessionId, Shown, Undeliverable, UserName};
 use crate::ids::{ConnId, Protocol, Seq};
 use crate::persist::MessageId;
 
@@ -33,12 +33,30 @@ pub(crate) enum Event {
     RoomLeft { room: RoomName, name: UserName },
     /// The session this is addressed to was kicked out of `room` by `by`.
     RoomKicked { room: RoomName, by: UserName },
+    /// `name` was kicked out of `room` by `by`; for the other members (a leave notice
+    /// follows).
+    MemberKicked {
+        room: RoomName,
+        name: UserName,
+        by: UserName,
+    },
+    /// A member said something to a room; one post shared by every member's event.
+    RoomMessage { post: Arc<RoomPost> },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {
         session: Option<SessionId>,
         reason: KickReason,
     },
+}
+
+/// What a member said to a room: `from` said `body` in `room`, as `kind` tells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RoomPost {
+    pub(crate) room: RoomName,
+    pub(crate) from: UserName,
+    pub(crate) kind: RoomSay,
+    pub(crate) body: String,
 }
 
 /// Why a session is kicked.

@@ -34,10 +34,10 @@ use shares::MailboxShares;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
-pub(crate) use events::{Audience, Delivery, Event, OutputCount};
+pub(crate) use events::{Audience, Delivery, Event, OutputCount, RoomPost};
 pub use events::{KickReason, NetworkEvent, Refusal};
 pub(crate) use presence::Shown;
-pub(crate) use rooms::RoomName;
+pub(crate) use rooms::{KickRule, RoomName, RoomSay};
 // For the protocols with rooms and rosters to come.
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
 pub(crate) use sessions::SessionId;

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Audience, Delivery, Event, Network, SessionId};
+use std::sync::Arc;
+
+use super::{Audience, Delivery, Event, Network, RoomPost, SessionId};
 
 /// A room's name, as its protocol spells it; compared as given.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,12 +19,34 @@ pub(super) struct Room {
     next: u64,
 }
 
+/// Who may kick whom, by level; each protocol chooses its rule. Either way only an
+/// operator (level 1 or more) kicks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KickRule {
+    /// Only someone of a lower level than the kicker.
+    Above,
+    /// Anyone whose level is not higher than the kicker's.
+    NotBelow,
+}
+
+/// What a member says to a room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RoomSay {
+    /// Ordinary text, to every member.
+    Text,
+    /// An action (the speaker does something), to every member.
+    Action,
+    /// Text for the room's operators (level 1 or more) only, the speaker included if
+    /// it is one.
+    ToOperators,
+}
+
 /// Why a kick was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum KickError {
     /// One of the two sessions is gone, or they are not in the same room.
     NotHere,
-    /// Only an operator (level 1 or more) may kick, and only someone of a lower level.
+    /// Only an operator (level 1 or more) may kick, and only whom the rule allows.
     Level,
 }
 
@@ -77,13 +101,14 @@ impl Network {
         }
     }
 
-    /// `by` kicks `target` out of the room both are in: `by` must be an operator of a
-    /// higher level than `target`. The target gets [`Event::RoomKicked`], then leaves
-    /// with the usual notice.
+    /// `by` kicks `target` out of the room both are in: `by` must be an operator whose
+    /// level `rule` allows over `target`'s. The target gets [`Event::RoomKicked`], the
+    /// other members [`Event::MemberKicked`], then it leaves with the usual notice.
     pub(crate) fn kick_from_room(
         &mut self,
         by: SessionId,
         target: SessionId,
+        rule: KickRule,
     ) -> Result<(), KickError> {
         let (Some(kicker), Some(kicked)) = (self.sessions.get(&by), self.sessions.get(&target))
         else {
@@ -96,16 +121,66 @@ impl Network {
         else {
             return Err(KickError::NotHere);
         };
-        if kicker.level == 0 || kicker.level <= kicked.level {
+        let allowed = match rule {
+            KickRule::Above => kicker.level > kicked.level,
+            KickRule::NotBelow => kicker.level >= kicked.level,
+        };
+        if kicker.level == 0 || !allowed {
             return Err(KickError::Level);
         }
         let by_name = self.session_name(by).cloned().ok_or(KickError::NotHere)?;
+        let name = self
+            .session_name(target)
+            .cloned()
+            .ok_or(KickError::NotHere)?;
         self.pending.push_back(Delivery {
             to: Audience::Session(target),
-            event: Event::RoomKicked { room, by: by_name },
+            event: Event::RoomKicked {
+                room: room.clone(),
+                by: by_name.clone(),
+            },
         });
+        let others: Vec<SessionId> = self.members(&room).filter(|s| *s != target).collect();
+        for session in others {
+            self.pending.push_back(Delivery {
+                to: Audience::Session(session),
+                event: Event::MemberKicked {
+                    room: room.clone(),
+                    name: name.clone(),
+                    by: by_name.clone(),
+                },
+            });
+        }
         self.leave(target);
         Ok(())
+    }
+
+    /// `session` says `body` to the room it is in: every member (for
+    /// [`RoomSay::ToOperators`] each operator) gets [`Event::RoomMessage`], in join
+    /// order, the speaker included. Every member sees a room's messages in the order
+    /// they were said. Returns the room, or `None` when the session is in none.
+    pub(crate) fn say_in_room(
+        &mut self,
+        session: SessionId,
+        kind: RoomSay,
+        body: &str,
+    ) -> Option<RoomName> {
+        let room = self.room_of(session)?.clone();
+        let from = self.session_name(session)?.clone();
+        let post = RoomPost {
+            room: room.clone(),
+            from,
+            kind,
+            body: body.to_owned(),
+        };
+        let event = Event::RoomMessage {
+            post: Arc::new(post),
+        };
+        match kind {
+            RoomSay::Text | RoomSay::Action => self.notify_room(&room, |_| true, event),
+            RoomSay::ToOperators => self.notify_room(&room, |level| level >= 1, event),
+        }
+        Some(room)
     }
 
     /// The room a session is in.

@@ -383,12 +383,23 @@ fn rooms_notify_their_members_and_kicks_follow_levels() {
         [op, md]
     );
     // A user kicks nobody; an operator only a lower level.
-    assert_eq!(net.kick_from_room(user, md), Err(KickError::Level));
-    assert_eq!(net.kick_from_room(md, op), Err(KickError::Level));
-    assert_eq!(net.kick_from_room(md, user), Ok(()));
+    assert_eq!(
+        net.kick_from_room(user, md, KickRule::Above),
+        Err(KickError::Level)
+    );
+    assert_eq!(
+        net.kick_from_room(md, op, KickRule::Above),
+        Err(KickError::Level)
+    );
+    assert_eq!(net.kick_from_room(md, user, KickRule::Above), Ok(()));
     let left = |n: &str| Event::RoomLeft {
         room: room.clone(),
         name: name(n),
+    };
+    let kicked = |n: &str, by: &str| Event::MemberKicked {
+        room: room.clone(),
+        name: name(n),
+        by: name(by),
     };
     assert_eq!(
         to_sessions(&mut net),
@@ -400,16 +411,31 @@ fn rooms_notify_their_members_and_kicks_follow_levels() {
                     by: name("mod")
                 }
             ),
+            (op, kicked("user", "mod")),
+            (md, kicked("user", "mod")),
             (op, left("user")),
             (md, left("user"))
         ]
     );
     assert_eq!(net.room_of(user), None);
-    assert_eq!(net.kick_from_room(op, user), Err(KickError::NotHere));
+    assert_eq!(
+        net.kick_from_room(op, user, KickRule::Above),
+        Err(KickError::NotHere)
+    );
     // Nor an operator of the same level.
     let peer = net.login(&name("peer"), ConnId(4), ACCOUNT).expect("login");
     net.join(peer, &room);
-    assert_eq!(net.kick_from_room(md, peer), Err(KickError::Level));
+    assert_eq!(
+        net.kick_from_room(md, peer, KickRule::Above),
+        Err(KickError::Level)
+    );
+    // Under the other rule, an operator kicks its own level, still not a higher one.
+    assert_eq!(
+        net.kick_from_room(md, op, KickRule::NotBelow),
+        Err(KickError::Level)
+    );
+    assert_eq!(net.kick_from_room(md, peer, KickRule::NotBelow), Ok(()));
+    assert_eq!(net.room_of(peer), None);
     net.logout(peer);
     // Logging out leaves the room, with the notice.
     net.logout(md);
@@ -569,4 +595,50 @@ fn the_lobby_sees_an_invisible_user_as_gone_and_lists_only_visible_ones() {
         }],
         "gone once, with her last visible session"
     );
+}
+
+#[test]
+fn a_room_hears_what_is_said_in_it_in_one_order_and_operators_their_own() {
+    let mut net = network(&[account("op", 1), account("user", 0), account("far", 0)]);
+    let (lobby, hall) = (RoomName("lobby".into()), RoomName("hall".into()));
+    let op = net.login(&name("op"), ConnId(1), ACCOUNT).expect("login");
+    let user = net.login(&name("user"), ConnId(2), ACCOUNT).expect("login");
+    let far = net.login(&name("far"), ConnId(3), ACCOUNT).expect("login");
+    net.join(op, &lobby);
+    net.join(user, &lobby);
+    net.join(far, &hall);
+    drain(&mut net);
+    let said = |from: &str, kind, body: &str| Event::RoomMessage {
+        post: std::sync::Arc::new(RoomPost {
+            room: lobby.clone(),
+            from: name(from),
+            kind,
+            body: body.into(),
+        }),
+    };
+    assert_eq!(
+        net.say_in_room(user, RoomSay::Text, "hi"),
+        Some(lobby.clone())
+    );
+    assert_eq!(
+        net.say_in_room(op, RoomSay::Action, "waves"),
+        Some(lobby.clone())
+    );
+    assert_eq!(
+        net.say_in_room(user, RoomSay::ToOperators, "help"),
+        Some(lobby.clone())
+    );
+    assert_eq!(
+        to_sessions(&mut net),
+        [
+            (op, said("user", RoomSay::Text, "hi")),
+            (user, said("user", RoomSay::Text, "hi")),
+            (op, said("op", RoomSay::Action, "waves")),
+            (user, said("op", RoomSay::Action, "waves")),
+            (op, said("user", RoomSay::ToOperators, "help")),
+        ],
+        "the speaker hears itself; the other room nothing; operators only their own"
+    );
+    net.leave(far);
+    assert_eq!(net.say_in_room(far, RoomSay::Text, "anyone?"), None);
 }

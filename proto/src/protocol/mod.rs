@@ -2,6 +2,7 @@
 //! session (the per-connection state machine over the shared network model).
 
 pub(crate) mod admin;
+pub(crate) mod arsc;
 #[cfg(test)]
 pub(crate) mod probe;
 pub(crate) mod ws2017;
@@ -15,7 +16,9 @@ use crate::model::{Event, SessionId};
 
 /// A broadcast event as each protocol encodes it, indexed by [`Protocol::index`]: filled
 /// by the first connection of that protocol to get it, so thousands of recipients cost
-/// one encoding. A protocol that encodes per recipient leaves its entry empty.
+/// one encoding. A protocol that encodes per recipient leaves its entry empty. Shared by
+/// the connections of a broadcast, and by consecutive deliveries of one event to
+/// sessions (a room's post to each member), so an entry must not depend on the recipient.
 #[derive(Debug, Default)]
 pub(crate) struct Encoded([Option<Bytes>; Protocol::ALL.len()]);
 
@@ -31,6 +34,8 @@ impl Encoded {
 /// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// arsc's sessions by sid.
+    pub(crate) arsc: arsc::Shared,
     /// The test-only protocol that exercises sessions without connections.
     #[cfg(test)]
     pub(crate) probe: probe::Shared,
@@ -45,7 +50,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -56,7 +61,7 @@ impl Shared {
     /// The timer of `protocol` itself is due.
     pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = px;
             }
             #[cfg(test)]
@@ -74,7 +79,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (conn, error, px);
             }
             #[cfg(test)]
@@ -91,7 +96,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 let _ = (session, event, px);
             }
             #[cfg(test)]
@@ -104,6 +109,7 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
+    Arsc(arsc::Session),
     Admin(admin::Session),
     #[cfg(test)]
     Probe(probe::Session),
@@ -116,7 +122,7 @@ impl Endpoint {
         let _ = &shared;
         match protocol {
             // Neither asks for outbound connections; should one appear, it is closed.
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
@@ -130,6 +136,7 @@ impl Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
+            Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -140,6 +147,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
+            Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
@@ -151,6 +159,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
+            Endpoint::Arsc(s) => s.on_event(cx, event, encoded.of(Protocol::Arsc)),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
@@ -160,16 +169,23 @@ impl Endpoint {
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
-            Endpoint::Admin(_) => {}
+            Endpoint::Admin(_) | Endpoint::Arsc(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
     }
 
-    pub(crate) fn on_effect(&mut self, cx: &mut Cx<'_>, id: EffectId, result: EffectResult) {
+    pub(crate) fn on_effect(
+        &mut self,
+        cx: &mut Cx<'_>,
+        shared: &mut Shared,
+        id: EffectId,
+        result: EffectResult,
+    ) {
         match self {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
+            Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -181,6 +197,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
+            Endpoint::Arsc(s) => s.on_close(cx, &mut shared.arsc),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
         }
@@ -191,6 +208,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
+            Endpoint::Arsc(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

@@ -204,7 +204,9 @@ impl Session {
             Event::Presence { .. }
             | Event::RoomJoined { .. }
             | Event::RoomLeft { .. }
-            | Event::RoomKicked { .. } => {}
+            | Event::RoomKicked { .. }
+            | Event::MemberKicked { .. }
+            | Event::RoomMessage { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {

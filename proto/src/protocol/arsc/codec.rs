@@ -1,0 +1,756 @@
+//! arsc bytes: `<arscrequest>` documents found in a byte stream and parsed with quick-xml,
+//! and every `<arscrespond>` and `<arscmessage>` the server sends.
+//!
+//! Framing (PROTOCOLS.md, arsc): everything up to the next `<arscrequest` is padding and
+//! skipped; a document ends at its matching `</arscrequest>`; a document longer than the
+//! frame limit, or one that is not well-formed, becomes a [`Frame::TooLong`] or
+//! [`Frame::Malformed`] and the stream resynchronises at the next `<arscrequest`.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use memchr::memmem;
+use quick_xml::errors::{Error as XmlError, SyntaxError};
+use quick_xml::events::Event as XmlEvent;
+use quick_xml::Reader;
+
+/// The start of every request.
+const OPEN: &[u8] = b"<arscrequest";
+/// The start of its end tag.
+const CLOSE: &[u8] = b"</arscrequest";
+
+/// A request's fields, unvalidated; children in any order, unknown ones ignored, the
+/// first of a repeated one kept. Values are unescaped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Request {
+    /// `<type>`: `connect`, `post`, `userlist`, or anything else (unknown).
+    pub(super) kind: Option<String>,
+    pub(super) sid: Option<String>,
+    pub(super) user: Option<String>,
+    pub(super) password: Option<String>,
+    pub(super) room: Option<String>,
+    pub(super) language: Option<String>,
+    pub(super) template: Option<String>,
+    pub(super) content: Option<String>,
+}
+
+/// What the decoder found in the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Frame {
+    /// A well-formed request.
+    Request(Request),
+    /// A document that is not well-formed XML; `kind` is its `<type>` if it can be told.
+    Malformed { kind: Option<String> },
+    /// A document longer than the frame limit; `kind` as for `Malformed`.
+    TooLong { kind: Option<String> },
+}
+
+/// Finds requests in a stream delivered in arbitrary pieces. Holds at most the frame
+/// limit (plus one read) of unparsed bytes: padding is dropped as it is scanned.
+#[derive(Debug)]
+pub(super) struct Decoder {
+    buf: Vec<u8>,
+    max_frame: usize,
+    /// Whether `buf` starts with a document's start tag.
+    in_doc: bool,
+    /// Where the search for the end tag goes on (bytes before it were searched).
+    scan_from: usize,
+}
+
+/// How a parse of a buffered document ended.
+enum Parsed {
+    /// Complete, `consumed` bytes long.
+    Done { request: Request, consumed: usize },
+    /// Not well-formed; the stream goes on at `resume` (a nested start tag) or at the
+    /// next start tag after this one.
+    Malformed { resume: Option<usize> },
+    /// The end tag found was inside a comment or CDATA section: wait for more.
+    Incomplete,
+}
+
+impl Decoder {
+    /// A decoder that refuses documents over `max_frame` bytes.
+    pub(super) fn new(max_frame: usize) -> Decoder {
+        Decoder {
+            buf: Vec::new(),
+            max_frame: max_frame.max(OPEN.len() + 2),
+            in_doc: false,
+            scan_from: 0,
+        }
+    }
+
+    /// Bytes held and not yet framed.
+    pub(super) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Adds bytes from the peer.
+    pub(super) fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next frame complete in what was pushed, if any.
+    pub(super) fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if !self.in_doc && !self.find_start() {
+                return None;
+            }
+            // `<arscrequest/>`: a request with no fields.
+            match self.buf.get(OPEN.len()..OPEN.len() + 2) {
+                Some(b"/>") => {
+                    self.restart(OPEN.len() + 2);
+                    return Some(Frame::Request(Request::default()));
+                }
+                None if self.buf.get(OPEN.len()) == Some(&b'/') => return None,
+                _ => {}
+            }
+            let Some(end) =
+                memmem::find(&self.buf[self.scan_from..], CLOSE).map(|i| i + self.scan_from)
+            else {
+                if self.buf.len() > self.max_frame {
+                    return Some(self.too_long());
+                }
+                self.scan_from = self.buf.len().saturating_sub(CLOSE.len() - 1);
+                return None;
+            };
+            let Some(gt) = memchr::memchr(b'>', &self.buf[end..]).map(|i| i + end) else {
+                if self.buf.len() > self.max_frame {
+                    return Some(self.too_long());
+                }
+                self.scan_from = end;
+                return None;
+            };
+            if gt >= self.max_frame {
+                return Some(self.too_long());
+            }
+            match parse(&self.buf[..=gt]) {
+                Parsed::Done { request, consumed } => {
+                    self.restart(consumed);
+                    return Some(Frame::Request(request));
+                }
+                Parsed::Malformed { resume } => {
+                    let kind = tell_kind(&self.buf[..=gt]);
+                    self.restart(resume.unwrap_or(1));
+                    return Some(Frame::Malformed { kind });
+                }
+                Parsed::Incomplete => {
+                    self.scan_from = end + 1;
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// Drops padding up to the next start tag; whether one is at the front now.
+    fn find_start(&mut self) -> bool {
+        let mut from = 0;
+        while let Some(i) = memmem::find(&self.buf[from..], OPEN).map(|i| i + from) {
+            match self.buf.get(i + OPEN.len()) {
+                // The tag's name may go on (`<arscrequestX`): wait for its next byte.
+                None => {
+                    self.buf.drain(..i);
+                    return false;
+                }
+                Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n') => {
+                    self.buf.drain(..i);
+                    self.in_doc = true;
+                    self.scan_from = OPEN.len();
+                    return true;
+                }
+                Some(_) => from = i + 1,
+            }
+        }
+        // Keep what may be the beginning of a start tag.
+        let keep = self.buf.len().min(OPEN.len() - 1);
+        let cut = self.buf.len() - keep;
+        let keep_from = (cut..self.buf.len())
+            .find(|&i| OPEN.starts_with(&self.buf[i..]))
+            .unwrap_or(self.buf.len());
+        self.buf.drain(..keep_from);
+        false
+    }
+
+    /// The document at the front is over the limit: it is dropped, up to the next start
+    /// tag after its own.
+    fn too_long(&mut self) -> Frame {
+        let kind = tell_kind(&self.buf[..self.buf.len().min(self.max_frame)]);
+        self.restart(1);
+        Frame::TooLong { kind }
+    }
+
+    /// Drops the first `n` bytes and looks for the next document.
+    fn restart(&mut self, n: usize) {
+        self.buf.drain(..n.min(self.buf.len()));
+        self.in_doc = false;
+        self.scan_from = 0;
+    }
+}
+
+/// Parses the document at the front of `doc`, which ends with a candidate end tag.
+fn parse(doc: &[u8]) -> Parsed {
+    let mut reader = Reader::from_reader(doc);
+    let config = reader.config_mut();
+    config.allow_dangling_amp = true;
+    config.check_end_names = true;
+    config.expand_empty_elements = true;
+    let mut request = Request::default();
+    let mut depth = 0usize;
+    // The child being read (depth 1) and its text so far.
+    let mut child: Option<(String, String)> = None;
+    loop {
+        let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
+        match reader.read_event() {
+            Ok(XmlEvent::Start(start)) => {
+                let name = start.local_name();
+                let name: &str = name.as_ref();
+                if name == "arscrequest" && depth > 0 {
+                    return Parsed::Malformed {
+                        resume: Some(before),
+                    };
+                }
+                if depth == 0 && name != "arscrequest" {
+                    return Parsed::Malformed { resume: None };
+                }
+                if depth == 1 {
+                    let name = name.to_ascii_lowercase();
+                    child = Some((name, String::new()));
+                }
+                depth += 1;
+            }
+            Ok(XmlEvent::End(_)) => {
+                depth = depth.saturating_sub(1);
+                if depth == 1 {
+                    if let Some((name, text)) = child.take() {
+                        request.set(&name, text);
+                    }
+                }
+                if depth == 0 {
+                    let consumed = usize::try_from(reader.buffer_position()).unwrap_or(doc.len());
+                    return Parsed::Done {
+                        request,
+                        consumed: consumed.min(doc.len()),
+                    };
+                }
+            }
+            Ok(XmlEvent::Text(text)) => {
+                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                    value.push_str(&text);
+                }
+            }
+            Ok(XmlEvent::CData(text)) => {
+                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                    value.push_str(&text);
+                }
+            }
+            Ok(XmlEvent::GeneralRef(reference)) => {
+                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                    value.push_str(&entity(&reference));
+                }
+            }
+            Ok(XmlEvent::Eof) => return Parsed::Incomplete,
+            Ok(_) => {}
+            Err(XmlError::Syntax(
+                SyntaxError::UnclosedCData | SyntaxError::UnclosedComment | SyntaxError::UnclosedPI,
+            )) => return Parsed::Incomplete,
+            Err(_) => return Parsed::Malformed { resume: None },
+        }
+    }
+}
+
+impl Request {
+    fn set(&mut self, name: &str, value: String) {
+        let field = match name {
+            "type" => &mut self.kind,
+            "sid" => &mut self.sid,
+            "user" => &mut self.user,
+            "password" => &mut self.password,
+            "room" => &mut self.room,
+            "language" => &mut self.language,
+            "template" => &mut self.template,
+            "content" => &mut self.content,
+            _ => return,
+        };
+        field.get_or_insert(value);
+    }
+}
+
+/// The text of an entity reference (`raw` is what stood between `&` and `;`): the five
+/// XML entities and character references; anything else is kept literally.
+fn entity(raw: &str) -> String {
+    let named = match raw {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => None,
+    };
+    let numeric = || {
+        let digits = raw.strip_prefix('#')?;
+        let code = match digits.strip_prefix(['x', 'X']) {
+            Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+            None => digits.parse().ok()?,
+        };
+        char::from_u32(code).filter(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r'))
+    };
+    match named.or_else(numeric) {
+        Some(c) => c.to_string(),
+        None => format!("&{raw};"),
+    }
+}
+
+/// The `<type>` of a document that could not be parsed, when a lenient look finds one.
+fn tell_kind(doc: &[u8]) -> Option<String> {
+    let start = memmem::find(doc, b"<type>")? + b"<type>".len();
+    let len = memchr::memchr(b'<', &doc[start..])?;
+    let kind = String::from_utf8_lossy(&doc[start..start + len]);
+    let kind = kind.trim();
+    KINDS.contains(&kind).then(|| kind.to_owned())
+}
+
+/// The request types the server answers.
+pub(super) const KINDS: [&str; 3] = ["connect", "post", "userlist"];
+
+/// The type of a pushed `<arscmessage>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MessageType {
+    Normal,
+    Me,
+    Whisper,
+    WhisperOps,
+    System,
+}
+
+impl MessageType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MessageType::Normal => "normal",
+            MessageType::Me => "me",
+            MessageType::Whisper => "whisper",
+            MessageType::WhisperOps => "whisperops",
+            MessageType::System => "system",
+        }
+    }
+}
+
+/// Everything the server sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Reply<'a> {
+    /// `connect` accepted, with the session id.
+    ConnectOk { sid: &'a str },
+    /// `post` accepted.
+    PostOk,
+    /// The users of the caller's room: name and level.
+    UserList { users: &'a [(&'a str, u8)] },
+    /// A request of type `kind` refused (a `connect` error also carries the version).
+    Error { kind: &'a str, text: &'a str },
+    /// A pushed message.
+    Message {
+        kind: MessageType,
+        sendtime: &'a str,
+        sender: &'a str,
+        content: &'a str,
+    },
+}
+
+/// The protocol version every `connect` answer carries.
+const VERSION: &str = "0.1";
+
+/// Appends `reply`, with its `\n`.
+pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
+    match reply {
+        Reply::ConnectOk { sid } => {
+            out.put_slice(b"<arscrespond><type>connect</type><status>ok</status><sid>");
+            escape(sid, out);
+            out.put_slice(b"</sid><version>");
+            out.put_slice(VERSION.as_bytes());
+            out.put_slice(b"</version></arscrespond>");
+        }
+        Reply::PostOk => {
+            out.put_slice(b"<arscrespond><type>post</type><status>ok</status></arscrespond>")
+        }
+        Reply::UserList { users } => {
+            out.put_slice(b"<arscrespond><type>userlist</type><status>ok</status>");
+            for (name, level) in users.iter() {
+                out.put_slice(b"<user><name>");
+                escape(name, out);
+                out.put_slice(b"</name><level>");
+                out.put_slice(level.to_string().as_bytes());
+                out.put_slice(b"</level></user>");
+            }
+            out.put_slice(b"</arscrespond>");
+        }
+        Reply::Error { kind, text } => {
+            out.put_slice(b"<arscrespond><type>");
+            escape(kind, out);
+            out.put_slice(b"</type><status>error</status><error>");
+            escape(text, out);
+            out.put_slice(b"</error>");
+            if *kind == "connect" {
+                out.put_slice(b"<version>");
+                out.put_slice(VERSION.as_bytes());
+                out.put_slice(b"</version>");
+            }
+            out.put_slice(b"</arscrespond>");
+        }
+        Reply::Message {
+            kind,
+            sendtime,
+            sender,
+            content,
+        } => {
+            out.put_slice(b"<arscmessage><type>");
+            out.put_slice(kind.as_str().as_bytes());
+            out.put_slice(b"</type><sendtime>");
+            escape(sendtime, out);
+            out.put_slice(b"</sendtime><sender>");
+            escape(sender, out);
+            out.put_slice(b"</sender><content>");
+            escape(content, out);
+            out.put_slice(b"</content></arscmessage>");
+        }
+    }
+    out.put_u8(b'\n');
+}
+
+/// `reply` as bytes.
+pub(super) fn to_bytes(reply: &Reply<'_>) -> Bytes {
+    let mut out = BytesMut::new();
+    encode(reply, &mut out);
+    out.freeze()
+}
+
+/// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as
+/// `#ret#` so a message stays one line, and other control characters but tab dropped
+/// (XML 1.0 cannot carry them).
+pub(super) fn escape(text: &str, out: &mut BytesMut) {
+    let mut chars = text.chars().peekable();
+    let mut utf8 = [0u8; 4];
+    while let Some(c) = chars.next() {
+        match c {
+            '&' => out.put_slice(b"&amp;"),
+            '<' => out.put_slice(b"&lt;"),
+            '>' => out.put_slice(b"&gt;"),
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                out.put_slice(b"#ret#");
+            }
+            '\n' => out.put_slice(b"#ret#"),
+            '\t' => out.put_u8(b'\t'),
+            c if c.is_control() => {}
+            c => out.put_slice(c.encode_utf8(&mut utf8).as_bytes()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 64 * 1024;
+
+    fn all(decoder: &mut Decoder) -> Vec<Frame> {
+        core::iter::from_fn(|| decoder.next_frame()).collect()
+    }
+
+    fn decode(input: &[u8]) -> Vec<Frame> {
+        let mut decoder = Decoder::new(LIMIT);
+        decoder.push(input);
+        all(&mut decoder)
+    }
+
+    fn req(kind: &str) -> Request {
+        Request {
+            kind: Some(kind.to_owned()),
+            ..Request::default()
+        }
+    }
+
+    /// The seed's connect, padded as its clients pad it.
+    const CONNECT: &[u8] = b"<arscrequest><type>connect</type><user>Manuel</user><password>prodigy</password><room>lounge</room><language>english</language><template>xml</template></arscrequest>dummydummydummydummydummydummydummydummydummydummydummydummy";
+
+    #[test]
+    fn the_seeds_connect_is_read_with_every_field() {
+        assert_eq!(
+            decode(CONNECT),
+            [Frame::Request(Request {
+                kind: Some("connect".into()),
+                user: Some("Manuel".into()),
+                password: Some("prodigy".into()),
+                room: Some("lounge".into()),
+                language: Some("english".into()),
+                template: Some("xml".into()),
+                ..Request::default()
+            })]
+        );
+    }
+
+    #[test]
+    fn padding_and_junk_between_documents_are_skipped() {
+        let input = b"\0\0junk <b>not a request</b>\r\n<arscrequestX><arscrequest><type>post</type><sid>ab</sid><content>hi</content></arscrequest>\0dummy<arscrequest >\n<type>userlist</type><extra><deep>x</deep></extra><sid>ab</sid></arscrequest >";
+        let post = Request {
+            sid: Some("ab".into()),
+            content: Some("hi".into()),
+            ..req("post")
+        };
+        let list = Request {
+            sid: Some("ab".into()),
+            ..req("userlist")
+        };
+        assert_eq!(decode(input), [Frame::Request(post), Frame::Request(list)]);
+    }
+
+    #[test]
+    fn children_come_in_any_order_and_the_first_of_a_repeat_counts() {
+        let input = b"<arscrequest><content>a</content><sid>s</sid><type>post</type><sid>t</sid></arscrequest>";
+        assert_eq!(
+            decode(input),
+            [Frame::Request(Request {
+                sid: Some("s".into()),
+                content: Some("a".into()),
+                ..req("post")
+            })]
+        );
+    }
+
+    #[test]
+    fn entities_are_decoded_and_a_bare_ampersand_is_literal() {
+        let input = b"<arscrequest><type>post</type><content>a &amp; b &lt;i&gt; &quot;&apos; &#65;&#x42; & c &nope; <![CDATA[<raw>]]></content></arscrequest>";
+        let [Frame::Request(request)] = &decode(input)[..] else {
+            panic!("one request");
+        };
+        assert_eq!(
+            request.content.as_deref(),
+            Some("a & b <i> \"' AB & c &nope; <raw>")
+        );
+    }
+
+    #[test]
+    fn escaping_round_trips_through_the_encoder() {
+        let text = "a & b <i> &amp; \"quoted\" #1";
+        let mut out = BytesMut::new();
+        escape(text, &mut out);
+        assert_eq!(&out[..], b"a &amp; b &lt;i&gt; &amp;amp; \"quoted\" #1");
+        let doc = [
+            b"<arscrequest><type>post</type><content>".as_slice(),
+            &out,
+            b"</content></arscrequest>",
+        ]
+        .concat();
+        let [Frame::Request(request)] = &decode(&doc)[..] else {
+            panic!("one request");
+        };
+        assert_eq!(request.content.as_deref(), Some(text));
+    }
+
+    #[test]
+    fn line_breaks_go_out_as_ret_and_control_characters_are_dropped() {
+        let mut out = BytesMut::new();
+        escape("one\r\ntwo\nthree\rfour\0\u{7}\tend", &mut out);
+        assert_eq!(&out[..], b"one#ret#two#ret#three#ret#four\tend");
+    }
+
+    #[test]
+    fn malformed_xml_is_answered_and_the_stream_resynchronises() {
+        let input = b"<arscrequest><type>post</type><content>x</contnt></arscrequest>junk<arscrequest><type>userlist</type><sid>s</sid></arscrequest>";
+        assert_eq!(
+            decode(input),
+            [
+                Frame::Malformed {
+                    kind: Some("post".into())
+                },
+                Frame::Request(Request {
+                    sid: Some("s".into()),
+                    ..req("userlist")
+                })
+            ]
+        );
+        // A raw `<` in content, with no type to tell.
+        assert_eq!(
+            decode(b"<arscrequest><content>a < b</content></arscrequest>"),
+            [Frame::Malformed { kind: None }]
+        );
+    }
+
+    #[test]
+    fn a_document_cut_short_by_a_new_one_is_malformed_and_the_new_one_is_read() {
+        let input = b"<arscrequest><type>connect</type><user>a<arscrequest><type>userlist</type><sid>s</sid></arscrequest>";
+        assert_eq!(
+            decode(input),
+            [
+                Frame::Malformed {
+                    kind: Some("connect".into())
+                },
+                Frame::Request(Request {
+                    sid: Some("s".into()),
+                    ..req("userlist")
+                })
+            ]
+        );
+    }
+
+    #[test]
+    fn an_end_tag_inside_cdata_does_not_end_the_document() {
+        let input = b"<arscrequest><type>post</type><content><![CDATA[</arscrequest>]]></content></arscrequest>";
+        let mut decoder = Decoder::new(LIMIT);
+        decoder.push(&input[..60]);
+        assert_eq!(all(&mut decoder), []);
+        decoder.push(&input[60..]);
+        assert_eq!(
+            all(&mut decoder),
+            [Frame::Request(Request {
+                content: Some("</arscrequest>".into()),
+                ..req("post")
+            })]
+        );
+    }
+
+    #[test]
+    fn a_document_over_the_limit_is_refused_and_the_next_one_read() {
+        let mut decoder = Decoder::new(200);
+        decoder.push(b"<arscrequest><type>post</type><content>");
+        for _ in 0..10 {
+            decoder.push(&[b'x'; 100]);
+        }
+        assert_eq!(
+            all(&mut decoder),
+            [Frame::TooLong {
+                kind: Some("post".into())
+            }]
+        );
+        assert!(decoder.buffered() <= 200, "{}", decoder.buffered());
+        decoder
+            .push(b"xxx</content></arscrequest><arscrequest><type>userlist</type></arscrequest>");
+        assert_eq!(all(&mut decoder), [Frame::Request(req("userlist"))]);
+        // A document that ends just past the limit is refused too.
+        let mut decoder = Decoder::new(100);
+        let long = format!(
+            "<arscrequest><type>userlist</type><content>{}</content></arscrequest>",
+            "y".repeat(60)
+        );
+        decoder.push(long.as_bytes());
+        assert_eq!(
+            all(&mut decoder),
+            [Frame::TooLong {
+                kind: Some("userlist".into())
+            }]
+        );
+    }
+
+    #[test]
+    fn padding_is_not_kept() {
+        let mut decoder = Decoder::new(LIMIT);
+        for _ in 0..1000 {
+            decoder.push(b"dummydummy<arsc");
+            assert_eq!(decoder.next_frame(), None);
+        }
+        assert!(decoder.buffered() < OPEN.len(), "{}", decoder.buffered());
+    }
+
+    #[test]
+    fn an_empty_request_has_no_type() {
+        assert_eq!(
+            decode(b"<arscrequest/>junk<arscrequest></arscrequest>"),
+            [
+                Frame::Request(Request::default()),
+                Frame::Request(Request::default())
+            ]
+        );
+    }
+
+    /// A stream with every kind of frame and the padding between them.
+    fn stream() -> Vec<u8> {
+        [
+            b"dummy\0<".as_slice(),
+            CONNECT,
+            b"<arscrequest><type>post</type><sid>0123</sid><content>&lt;3 &amp; caf\xc3\xa9 & co</content></arscrequest>",
+            b"<arscrequest><type>post</type><content>x</wrong></arscrequest>",
+            b"\n\n<arscrequest>\n <type>userlist</type>\n <sid>0123</sid>\n</arscrequest>dummy",
+            b"<arscrequest><type>post</type><content><![CDATA[</arscrequest>]]></content></arscrequest>",
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn bytes_split_at_any_point_decode_the_same() {
+        let input = stream();
+        let whole = decode(&input);
+        assert_eq!(whole.len(), 5, "{whole:?}");
+        for split in 0..=input.len() {
+            let mut decoder = Decoder::new(LIMIT);
+            decoder.push(&input[..split]);
+            let mut frames = all(&mut decoder);
+            decoder.push(&input[split..]);
+            frames.extend(all(&mut decoder));
+            assert_eq!(frames, whole, "split at {split}");
+        }
+        let mut decoder = Decoder::new(LIMIT);
+        let mut frames = Vec::new();
+        for byte in &input {
+            decoder.push(core::slice::from_ref(byte));
+            frames.extend(all(&mut decoder));
+        }
+        assert_eq!(frames, whole, "byte by byte");
+    }
+
+    #[test]
+    fn every_reply_has_the_originals_bytes() {
+        let cases: [(Reply<'_>, &str); 7] = [
+            (
+                Reply::ConnectOk { sid: "0123abcd" },
+                "<arscrespond><type>connect</type><status>ok</status><sid>0123abcd</sid><version>0.1</version></arscrespond>\n",
+            ),
+            (
+                Reply::Error { kind: "connect", text: "Your IP is banned!" },
+                "<arscrespond><type>connect</type><status>error</status><error>Your IP is banned!</error><version>0.1</version></arscrespond>\n",
+            ),
+            (
+                Reply::PostOk,
+                "<arscrespond><type>post</type><status>ok</status></arscrespond>\n",
+            ),
+            (
+                Reply::Error { kind: "post", text: "Message could not be handled" },
+                "<arscrespond><type>post</type><status>error</status><error>Message could not be handled</error></arscrespond>\n",
+            ),
+            (
+                Reply::UserList { users: &[("HanSolo", 0), ("BobbaFett", 1)] },
+                "<arscrespond><type>userlist</type><status>ok</status><user><name>HanSolo</name><level>0</level></user><user><name>BobbaFett</name><level>1</level></user></arscrespond>\n",
+            ),
+            (
+                Reply::Error { kind: "userlist", text: "This session is not known" },
+                "<arscrespond><type>userlist</type><status>error</status><error>This session is not known</error></arscrespond>\n",
+            ),
+            (
+                Reply::Message {
+                    kind: MessageType::Whisper,
+                    sendtime: "14:05",
+                    sender: "System",
+                    content: "Welcome to ARSC 3.0!",
+                },
+                "<arscmessage><type>whisper</type><sendtime>14:05</sendtime><sender>System</sender><content>Welcome to ARSC 3.0!</content></arscmessage>\n",
+            ),
+        ];
+        for (reply, bytes) in cases {
+            assert_eq!(
+                String::from_utf8_lossy(&to_bytes(&reply)),
+                bytes,
+                "{reply:?}"
+            );
+        }
+        for (kind, name) in [
+            (MessageType::Normal, "normal"),
+            (MessageType::Me, "me"),
+            (MessageType::WhisperOps, "whisperops"),
+            (MessageType::System, "system"),
+        ] {
+            let reply = Reply::Message {
+                kind,
+                sendtime: "00:00",
+                sender: "a<b",
+                content: "x&y",
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&to_bytes(&reply)),
+                format!("<arscmessage><type>{name}</type><sendtime>00:00</sendtime><sender>a&lt;b</sender><content>x&amp;y</content></arscmessage>\n")
+            );
+        }
+    }
+}
