@@ -30,6 +30,13 @@ pub(crate) enum Event {
     RoomLeft { room: RoomName, name: UserName },
     /// The session this is addressed to was kicked out of `room` by `by`.
     RoomKicked { room: RoomName, by: UserName },
+    /// `from` asks the user of `session` to be friends (a request just made, for a
+    /// session online now; those waiting at login come with the mailbox).
+    FriendRequest {
+        session: SessionId,
+        from: UserName,
+        to: UserName,
+    },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {

@@ -247,22 +247,13 @@ pub(crate) enum Reply<'a> {
 /// The statuses, by code, as STATUSLIST names them.
 pub(crate) const STATUSES: [&str; 4] = ["Online", "Away", "Busy", "Invisible"];
 
-/// What ends each server document.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Terminator {
-    /// `\n` (the default).
-    #[default]
-    Newline,
-    /// NUL, for XMLSocket-style clients.
-    Nul,
-}
+pub(crate) use crate::config::ImsTerminator as Terminator;
 
-impl Terminator {
-    fn byte(self) -> u8 {
-        match self {
-            Terminator::Newline => b'\n',
-            Terminator::Nul => 0,
-        }
+/// The byte that ends each document.
+fn end_byte(term: Terminator) -> u8 {
+    match term {
+        Terminator::Newline => b'\n',
+        Terminator::Nul => 0,
     }
 }
 
@@ -321,7 +312,7 @@ pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
             out.put_slice(b"\"/>");
         }
     }
-    out.put_u8(term.byte());
+    out.put_u8(end_byte(term));
 }
 
 fn put_fmt(out: &mut BytesMut, args: core::fmt::Arguments<'_>) {

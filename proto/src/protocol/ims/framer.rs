@@ -316,12 +316,6 @@ impl Framer {
         self.state = State::Junk;
         Frame::Malformed(why)
     }
-
-    /// Bytes of an unfinished unit held in the buffer.
-    #[cfg(test)]
-    pub(crate) fn scanned(&self) -> usize {
-        self.pos
-    }
 }
 
 /// Whether `b` may start an element name (an ASCII letter, `_`, `:`, or the first byte of

@@ -3,10 +3,10 @@
 //! the password, MESSAGE delivered live or stored, STATUS, FRIEND with invites, and a
 //! connection closed after 15 s without a document.
 
-// Until the session uses all of it.
-#![allow(dead_code)]
-
 pub(crate) mod codec;
 #[cfg(test)]
 mod codec_tests;
 pub(crate) mod framer;
+pub(crate) mod session;
+#[cfg(test)]
+mod tests;
