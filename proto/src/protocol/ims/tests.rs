@@ -547,3 +547,30 @@ fn malformed_input_is_skipped_without_an_answer() {
     assert_eq!(h.take(a), "<ALIVE/>\n");
     assert_eq!(h.closed(a), None);
 }
+
+/// A ban of the address closes its ims connections (a logged-in one hears LOGOUT first)
+/// and refuses new ones; deleting an account logs its sessions out.
+#[test]
+fn bans_and_deleted_accounts_close_ims_connections() {
+    let mut h = accounts();
+    let a = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    let doc = login_doc("alice");
+    h.send(a, doc.clone());
+    h.take(a);
+    let guest = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    let b = ims(&mut h, "bob");
+    assert!(admin(&mut h, "ban ip 10.0.0.7").starts_with("ok "));
+    assert_eq!(h.take(a), "<LOGOUT user=\"alice\" result=\"1\"/>\n");
+    assert_eq!(h.closed(a), Some(CloseReason::Banned));
+    assert_eq!(h.take(guest), "");
+    assert_eq!(h.closed(guest), Some(CloseReason::Banned));
+    let again = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    assert_eq!(h.closed(again), Some(CloseReason::Banned));
+    assert_eq!(h.take(again), "", "ims has no greeting to refuse with");
+    assert_eq!(
+        admin(&mut h, "user del bob"),
+        "ok account bob deleted, 1 session closed\r\n"
+    );
+    assert_eq!(h.take(b), "<LOGOUT user=\"bob\" result=\"1\"/>\n");
+    assert_eq!(h.closed(b), Some(CloseReason::Kicked));
+}
