@@ -574,3 +574,40 @@ fn bans_and_deleted_accounts_close_ims_connections() {
     assert_eq!(h.take(b), "<LOGOUT user=\"bob\" result=\"1\"/>\n");
     assert_eq!(h.closed(b), Some(CloseReason::Kicked));
 }
+
+/// LOGIN attempts draw on the connection's broadcast bucket (a login is told to
+/// everyone and costs a password check): past its burst even the right password gets 0.
+/// Past the connection caps a connection is closed without a word.
+#[test]
+fn login_attempts_and_connections_are_limited() {
+    let mut h = accounts();
+    let burst = Config::default().limits.broadcast_per_conn.burst;
+    let c = h.connect(Protocol::Ims);
+    let wrong = format!("<LOGIN user=\"alice\" pass=\"{}\"/>", md5_hex("guess"));
+    for _ in 0..burst {
+        assert_eq!(
+            ask(&mut h, c, &wrong),
+            "<LOGIN user=\"alice\" result=\"0\"/>\n"
+        );
+    }
+    assert_eq!(
+        ask(&mut h, c, &login_doc("alice")),
+        "<LOGIN user=\"alice\" result=\"0\"/>\n",
+        "no token left"
+    );
+    // Refilled at 60 a minute (and within the ALIVE timeout).
+    h.advance(2_000);
+    assert_eq!(
+        ask(&mut h, c, &login_doc("alice")),
+        "<LOGIN user=\"alice\" result=\"1\"/>\n"
+    );
+
+    let mut config = Config::default();
+    config.limits.max_connections = 1;
+    let mut h = Harness::new(config);
+    let first = h.connect(Protocol::Ims);
+    let second = h.connect(Protocol::Ims);
+    assert_eq!(h.closed(first), None);
+    assert_eq!(h.closed(second), Some(CloseReason::TooManyConnections));
+    assert_eq!(h.take(second), "");
+}
