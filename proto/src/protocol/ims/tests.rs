@@ -611,3 +611,29 @@ fn login_attempts_and_connections_are_limited() {
     assert_eq!(h.closed(second), Some(CloseReason::TooManyConnections));
     assert_eq!(h.take(second), "");
 }
+
+/// While a LOGIN's password is checked, the documents behind it wait unframed, up to four
+/// documents' worth of bytes; a client flooding past that is closed.
+#[test]
+fn input_waiting_behind_a_login_is_bounded() {
+    let mut config = Config::default();
+    config.ims.max_document_bytes = 100;
+    let mut h = Harness::new(config);
+    assert!(admin(&mut h, "user add alice pw").starts_with("ok"));
+    let c = h.connect(Protocol::Ims);
+    h.send(
+        c,
+        format!("{}{}", login_doc("alice"), "<ALIVE/>".repeat(40)),
+    );
+    assert_eq!(h.closed(c), None, "320 bytes wait");
+    let d = h.connect(Protocol::Ims);
+    h.send(
+        d,
+        format!("{}{}", login_doc("alice"), "<ALIVE/>".repeat(60)),
+    );
+    assert_eq!(
+        h.closed(d),
+        Some(CloseReason::ProtocolError),
+        "480 bytes do not"
+    );
+}
