@@ -637,3 +637,29 @@ fn input_waiting_behind_a_login_is_bounded() {
         "480 bytes do not"
     );
 }
+
+/// An ims message may hold line breaks (`&#10;`); relayed to ws2017 it stays one line, so
+/// it cannot forge lines of the ws2017 stream.
+#[test]
+fn line_breaks_from_ims_stay_inside_one_ws2017_line() {
+    let mut h = accounts();
+    let b = ims(&mut h, "bob");
+    let w = h.connect(Protocol::Ws2017);
+    h.send(w, "uname walter\r\n");
+    h.take(w);
+    // `&#0;` is no XML character: the document is malformed, skipped unanswered.
+    h.send(b, "<MESSAGE from=\"bob\" to=\"walter\">x&#0;</MESSAGE>");
+    assert_eq!(h.take(b), "");
+    assert_eq!(
+        ask(
+            &mut h,
+            b,
+            "<MESSAGE from=\"bob\" to=\"walter\">a'&#13;&#10;+OK uname you are bob</MESSAGE>"
+        ),
+        "<MESSAGE result=\"1\"/>\n"
+    );
+    assert_eq!(
+        h.take(w),
+        "chatm bob walter 'a'  +OK uname you are bob'\r\n"
+    );
+}
