@@ -7,11 +7,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{ArscConfig, Config, Limits, RateLimit, Ws2017Config};
+use switchboard_proto::{ArscConfig, Config, ImsConfig, Limits, RateLimit, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
-/// one: ws2017 (arsc, ims, opcode and jabberd are to come).
+/// ws2017 and ims (arsc, opcode and jabberd are to come).
 ///
 /// With no subcommand, `serve` runs (with the flags given). `user`, `ban`, `unban` and
 /// `kick` administer a running or a stopped server through its data directory.
@@ -36,7 +36,7 @@ impl Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve ws2017 until Ctrl-C or SIGTERM (the default).
+    /// Serve ws2017 and ims until Ctrl-C or SIGTERM (the default).
     Serve(ServeArgs),
     /// Add, delete, list accounts and set their passwords.
     ///
@@ -231,6 +231,9 @@ pub struct ServeArgs {
     /// Whether arsc lets an unregistered name connect as a guest (level 0).
     #[arg(long, value_name = "BOOL", default_value_t = ArscConfig::default().guests, action = clap::ArgAction::Set)]
     pub arsc_guests: bool,
+    /// Address of the ims listener, `HOST:PORT`, as for `--ws2017`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1032", value_parser = listen_addr)]
+    pub ims: SocketAddr,
 
     /// Directory of the durable store, its lock and the admin socket; created (mode 700)
     /// if missing. It must belong to this user and be writable by no one else. One server
@@ -249,6 +252,25 @@ pub struct ServeArgs {
     /// Seconds a ws2017 `cping` may go unanswered before the connection is closed.
     #[arg(long, value_name = "SECS", default_value_t = Secs(Ws2017Config::default().ping_timeout))]
     pub ws2017_ping_timeout: Secs,
+
+    /// Seconds an ims connection may go without sending a document (`<ALIVE/>` keeps it
+    /// open) before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = Secs(ImsConfig::default().alive_timeout))]
+    pub ims_alive_timeout: Secs,
+
+    /// Longest ims document accepted, in bytes; a longer one is skipped unanswered.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = ImsConfig::default().max_document_bytes as u64,
+        value_parser = clap::value_parser!(u64).range(64..),
+    )]
+    pub ims_max_document: u64,
+
+    /// End each ims document the server sends with NUL instead of a newline (for
+    /// XMLSocket-style clients).
+    #[arg(long)]
+    pub ims_nul: bool,
 
     /// Bytes a connection may have queued and not yet written before it is dropped as a
     /// reader that stopped reading.
@@ -450,6 +472,10 @@ mod tests {
         let core = Config::default();
         assert_eq!(args.ws2017_ping_interval.0, core.ws2017.ping_interval);
         assert_eq!(args.ws2017_ping_timeout.0, core.ws2017.ping_timeout);
+        assert_eq!(args.ims, "127.0.0.1:1032".parse().expect("address"));
+        assert_eq!(args.ims_alive_timeout.0, core.ims.alive_timeout);
+        assert_eq!(args.ims_max_document, core.ims.max_document_bytes as u64);
+        assert!(!args.ims_nul);
         assert_eq!(args.outbound_limit, core.outbound_limit_bytes as u64);
         assert_eq!(
             args.outbound_budget,
@@ -555,6 +581,11 @@ mod tests {
                 "0.25",
                 "--ws2017-ping-timeout",
                 "1.5",
+                "--ims",
+                "127.0.0.1:0",
+                "--ims-alive-timeout",
+                "2",
+                "--ims-nul",
                 "--outbound-limit",
                 "4096",
                 "--seed",
@@ -565,6 +596,9 @@ mod tests {
             assert_eq!(args.data_dir, PathBuf::from("/tmp/x"));
             assert_eq!(args.ws2017_ping_interval.0, Duration::from_millis(250));
             assert_eq!(args.ws2017_ping_timeout.0, Duration::from_millis(1500));
+            assert_eq!(args.ims.port(), 0);
+            assert_eq!(args.ims_alive_timeout.0, Duration::from_secs(2));
+            assert!(args.ims_nul);
             assert_eq!(args.outbound_limit, 4096);
             assert_eq!(args.seed, Some(42));
         }
@@ -580,6 +614,9 @@ mod tests {
             &["--ws2017-ping-timeout", "-1"],
             &["--ws2017-ping-timeout", "soon"],
             &["--ws2017-ping-timeout", "NaN"],
+            &["--ims", "localhost"],
+            &["--ims-alive-timeout", "0"],
+            &["--ims-max-document", "10"],
             &["--outbound-limit", "0"],
             &["--seed", "-1"],
             &["serve", "extra"],
@@ -611,7 +648,7 @@ mod tests {
             assert!(
                 help.starts_with(
                     "A chat server that will join several chat protocols into one network; \
-                     today it serves one: ws2017 (arsc, ims, opcode and jabberd are to come)"
+                     today it serves ws2017 and ims (arsc, opcode and jabberd are to come)"
                 ),
                 "{help}"
             );
@@ -623,7 +660,7 @@ mod tests {
             .render_help()
             .to_string();
         assert!(
-            serve.starts_with("Serve ws2017 until Ctrl-C or SIGTERM"),
+            serve.starts_with("Serve ws2017 and ims until Ctrl-C or SIGTERM"),
             "{serve}"
         );
     }

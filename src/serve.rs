@@ -1,6 +1,8 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
-use switchboard_proto::{ArscConfig, Config, Limits, Protocol, Ws2017Config};
+use switchboard_proto::{
+    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, Protocol, Ws2017Config,
+};
 use tracing::info;
 
 use crate::cli::{RuntimeKind, ServeArgs};
@@ -13,7 +15,11 @@ use crate::cli::{RuntimeKind, ServeArgs};
 pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
     let config = config(&args);
-    let listeners = vec![(Protocol::Ws2017, args.ws2017), (Protocol::Arsc, args.arsc)];
+    let listeners = vec![
+        (Protocol::Ws2017, args.ws2017),
+        (Protocol::Arsc, args.arsc),
+        (Protocol::Ims, args.ims),
+    ];
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
@@ -51,6 +57,14 @@ fn config(args: &ServeArgs) -> Config {
         arsc: ArscConfig {
             guests: args.arsc_guests,
             ..defaults.arsc.clone()
+        },
+        ims: ImsConfig {
+            alive_timeout: args.ims_alive_timeout.0,
+            max_document_bytes: usize::try_from(args.ims_max_document).unwrap_or(usize::MAX),
+            terminator: match args.ims_nul {
+                true => ImsTerminator::Nul,
+                false => ImsTerminator::Newline,
+            },
         },
         ..defaults
     }
@@ -92,6 +106,21 @@ mod tests {
         assert_eq!(limits.broadcast_per_conn, rate(0, 3));
         assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
         assert_eq!(super::config(&args).offline_share_percent, 100);
+        let ims = [
+            "switchboard",
+            "--ims-alive-timeout",
+            "2.5",
+            "--ims-max-document",
+            "1000",
+            "--ims-nul",
+        ];
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(ims).map(Cli::into_command) else {
+            panic!("ims flags refused");
+        };
+        let ims = super::config(&args).ims;
+        assert_eq!(ims.alive_timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(ims.max_document_bytes, 1000);
+        assert_eq!(ims.terminator, switchboard_proto::ImsTerminator::Nul);
         for (flag, bad) in [
             ("--max-connections", "0"),
             ("--max-connections-per-ip", "0"),

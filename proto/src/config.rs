@@ -36,6 +36,8 @@ pub struct Config {
     pub ws2017: Ws2017Config,
     /// arsc settings.
     pub arsc: ArscConfig,
+    /// ims settings.
+    pub ims: ImsConfig,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -157,6 +159,7 @@ impl Default for Config {
             limits: Limits::default(),
             ws2017: Ws2017Config::default(),
             arsc: ArscConfig::default(),
+            ims: ImsConfig::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -198,4 +201,35 @@ impl Default for ArscConfig {
             default_room: "lounge".to_owned(),
         }
     }
+}
+/// Settings of the ims protocol.
+#[derive(Clone, Debug)]
+pub struct ImsConfig {
+    /// How long a connection may go without sending a document (ALIVE keeps it open)
+    /// before it is closed; the seed's 15 s.
+    pub alive_timeout: Duration,
+    /// Longest accepted document, in bytes; a longer one is skipped unanswered.
+    pub max_document_bytes: usize,
+    /// What ends each document the server sends: `\n`, or NUL for XMLSocket clients.
+    pub terminator: ImsTerminator,
+}
+
+impl Default for ImsConfig {
+    fn default() -> Self {
+        ImsConfig {
+            alive_timeout: Duration::from_secs(15),
+            max_document_bytes: 64 * 1024,
+            terminator: Default::default(),
+        }
+    }
+}
+
+/// What ends each ims document the server sends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImsTerminator {
+    /// `\n` (the default).
+    #[default]
+    Newline,
+    /// NUL, for XMLSocket-style clients.
+    Nul,
 }

@@ -37,6 +37,8 @@ pub enum Protocol {
     Admin,
     /// The XML protocol of ARSC's socket server (`<arscrequest>`: rooms, whispers).
     Arsc,
+    /// The XML instant-messaging protocol (`<LOGIN>`, `<MESSAGE>`, `<FRIEND>`, `<ALIVE/>`).
+    Ims,
     /// A protocol for the core's own tests, whose sessions live apart from connections.
     #[cfg(test)]
     Probe,
@@ -45,13 +47,19 @@ pub enum Protocol {
 impl Protocol {
     /// Every protocol, in [`index`](Self::index) order.
     #[cfg(not(test))]
-    pub const ALL: [Protocol; 3] = [Protocol::Ws2017, Protocol::Admin, Protocol::Arsc];
-    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
-    #[cfg(test)]
     pub const ALL: [Protocol; 4] = [
         Protocol::Ws2017,
         Protocol::Admin,
         Protocol::Arsc,
+        Protocol::Ims,
+    ];
+    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
+    #[cfg(test)]
+    pub const ALL: [Protocol; 5] = [
+        Protocol::Ws2017,
+        Protocol::Admin,
+        Protocol::Arsc,
+        Protocol::Ims,
         Protocol::Probe,
     ];
 
@@ -61,8 +69,9 @@ impl Protocol {
             Protocol::Ws2017 => 0,
             Protocol::Admin => 1,
             Protocol::Arsc => 2,
+            Protocol::Ims => 3,
             #[cfg(test)]
-            Protocol::Probe => 3,
+            Protocol::Probe => 4,
         }
     }
 
@@ -72,6 +81,7 @@ impl Protocol {
             Protocol::Ws2017 => "ws2017",
             Protocol::Admin => "admin",
             Protocol::Arsc => "arsc",
+            Protocol::Ims => "ims",
             #[cfg(test)]
             Protocol::Probe => "probe",
         }

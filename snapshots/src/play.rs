@@ -553,7 +553,9 @@ impl Player<'_> {
             Action::Transmit { conn, bytes } => {
                 let client = self.owner(line, conn, "a transmit")?;
                 let label = self.label(&client);
-                for (marker, text) in received_lines(&bytes) {
+                // ims ends its documents with a bare LF: a complete line there.
+                let lf = self.clients.get(&client).map(|c| c.protocol) == Some(Protocol::Ims);
+                for (marker, text) in received_lines(&bytes, lf) {
                     self.print(&label, marker, &text);
                 }
                 let Some(c) = self.clients.get_mut(&client) else {
@@ -637,9 +639,9 @@ impl Player<'_> {
 }
 
 /// Splits received bytes into transcript lines: `s:` for a line ended by CRLF (the CRLF
-/// implied), `s~:` for anything else (a bare LF, or no line end yet), with its endings
-/// shown as escapes.
-fn received_lines(bytes: &[u8]) -> Vec<(&'static str, String)> {
+/// implied), or by a bare LF when `lf` (ims), `s~:` for anything else (a bare LF, or no
+/// line end yet), with its endings shown as escapes.
+fn received_lines(bytes: &[u8], lf: bool) -> Vec<(&'static str, String)> {
     let mut lines = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -648,7 +650,11 @@ fn received_lines(bytes: &[u8]) -> Vec<(&'static str, String)> {
             .position(|&b| b == b'\n')
             .map_or(rest.len(), |i| i + 1);
         let (line, tail) = rest.split_at(end);
-        match line.strip_suffix(b"\r\n") {
+        let text = match lf {
+            true => line.strip_suffix(b"\n"),
+            false => line.strip_suffix(b"\r\n"),
+        };
+        match text {
             Some(text) => lines.push(("s:", escape(text))),
             None => lines.push(("s~:", escape(line))),
         }
@@ -664,14 +670,14 @@ mod tests {
     #[test]
     fn received_bytes_split_at_line_ends() {
         assert_eq!(
-            received_lines(b"+OK a\r\nb\nc\r"),
+            received_lines(b"+OK a\r\nb\nc\r", false),
             vec![
                 ("s:", "+OK a".to_owned()),
                 ("s~:", "b\\n".to_owned()),
                 ("s~:", "c\\r".to_owned())
             ]
         );
-        assert_eq!(received_lines(b"\r\n"), vec![("s:", String::new())]);
+        assert_eq!(received_lines(b"\r\n", false), vec![("s:", String::new())]);
     }
 
     #[test]

@@ -10,7 +10,12 @@ use switchboard_proto::{Config, Protocol};
 use crate::escape::{escape, unescape};
 
 /// Every protocol a scenario may name, by [`Protocol::name`].
-const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin, Protocol::Arsc];
+const PROTOCOLS: &[Protocol] = &[
+    Protocol::Ws2017,
+    Protocol::Admin,
+    Protocol::Arsc,
+    Protocol::Ims,
+];
 
 /// A parsed scenario: its description, the config it runs with and its steps.
 #[derive(Clone, Debug)]
@@ -441,6 +446,15 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
                 .map_err(|_| format!("{key} takes true or false, not `{value}`"))?
         }
         "arsc.max_request_bytes" => config.arsc.max_request_bytes = number()?,
+        "ims.alive_timeout" => config.ims.alive_timeout = parse_duration(value)?,
+        "ims.max_document_bytes" => config.ims.max_document_bytes = number()?,
+        "ims.terminator" => {
+            config.ims.terminator = match value {
+                "newline" => switchboard_proto::ImsTerminator::Newline,
+                "nul" => switchboard_proto::ImsTerminator::Nul,
+                _ => return Err(format!("{key} takes `newline` or `nul`, not `{value}`")),
+            }
+        }
         "offline_share_percent" => {
             config.offline_share_percent = value
                 .parse()
@@ -461,6 +475,7 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
             return Err(format!(
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
                  offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
+                 ims.alive_timeout, ims.max_document_bytes, ims.terminator, \
                  offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
                  limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
                  limits.durable_per_conn.burst, arsc.guests, arsc.max_request_bytes)"

@@ -153,17 +153,25 @@ pub(crate) fn describe(change: &Change) -> String {
 }
 
 /// A stand-in for the runtime's argon2 hasher: instant, deterministic, and recognisable
-/// (`test$<password>`), like the core's own test harness.
+/// (`test$<password>`), like the core's own test harness. The ims hash is of the
+/// password's MD5 hex, as the store's, so an ims LOGIN checks out.
 pub(crate) fn run_effect(effect: &Effect) -> EffectResult {
     match effect {
         Effect::HashPassword { password } => EffectResult::Hashed {
             password: PasswordHash(format!("test${}", password.0)),
-            ims_password: PasswordHash(format!("test-ims${}", password.0)),
+            ims_password: PasswordHash(format!("test${}", md5_hex(&password.0))),
         },
         Effect::VerifyPassword { hash, password } => {
             EffectResult::Verified(hash.0 == format!("test${}", password.0))
         }
     }
+}
+
+/// The lowercase hex MD5 of `password`: what an ims client sends in its place.
+fn md5_hex(password: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(password.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

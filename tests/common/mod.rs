@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod ims;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -51,6 +53,8 @@ pub struct Switchboard {
     pub addr: SocketAddr,
     /// The address of its arsc listener.
     pub arsc_addr: SocketAddr,
+    /// The ims listener's address.
+    pub ims_addr: SocketAddr,
     pub data_dir: PathBuf,
 }
 
@@ -106,6 +110,7 @@ impl Switchboard {
             all_log,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             arsc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ims_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
         };
         let line = server.wait_for_log("ws2017 listening on ");
@@ -122,6 +127,13 @@ impl Switchboard {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok());
         server.arsc_addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
+        let line = server.wait_for_log("ims listening on ");
+        let addr = line
+            .split("ims listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok());
+        server.ims_addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
         server.wait_for_log("admin socket listening");
         server
     }
@@ -135,6 +147,8 @@ impl Switchboard {
             "--ws2017",
             "127.0.0.1:0",
             "--arsc",
+            "127.0.0.1:0",
+            "--ims",
             "127.0.0.1:0",
             "--ws2017-ping-interval",
             interval,

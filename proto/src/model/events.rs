@@ -42,6 +42,13 @@ pub(crate) enum Event {
     },
     /// A member said something to a room; one post shared by every member's event.
     RoomMessage { post: Arc<RoomPost> },
+    /// `from` asks the user of `session` to be friends (a request just made, for a
+    /// session online now; those waiting at login come with the mailbox).
+    FriendRequest {
+        session: SessionId,
+        from: UserName,
+        to: UserName,
+    },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {

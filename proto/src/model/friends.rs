@@ -2,7 +2,7 @@
 //! subscriptions are all this one relation. The rules decide the change; the protocol
 //! persists it and answers in its own words.
 
-use super::{Network, UserKey, UserName};
+use super::{Audience, Delivery, Event, Network, UserKey, UserName};
 use crate::persist::{Change, FriendRequest};
 
 /// Why a friend request or answer was refused.
@@ -16,6 +16,8 @@ pub(crate) enum FriendError {
     AlreadyAsked,
     /// No request from that user is pending.
     NotAsked,
+    /// They are not friends.
+    NotFriends,
 }
 
 impl Network {
@@ -86,6 +88,46 @@ impl Network {
                 to: me.clone(),
             },
         })
+    }
+
+    /// The change `me` ending its friendship with `friend` makes.
+    pub(crate) fn end_friendship(
+        &self,
+        me: &UserName,
+        friend: &UserName,
+    ) -> Result<Change, FriendError> {
+        let (a, b) = (me.key(), friend.key());
+        if a == b || self.state.account(&a).is_none() || self.state.account(&b).is_none() {
+            return Err(FriendError::NoSuchUser);
+        }
+        if !self.state.are_friends(&a, &b) {
+            return Err(FriendError::NotFriends);
+        }
+        Ok(Change::FriendshipEnded {
+            a: me.clone(),
+            b: friend.clone(),
+        })
+    }
+
+    /// Tells every live session of `to` that `from` asks to be friends (a request just
+    /// persisted; a protocol shows it once its change is committed).
+    pub(crate) fn tell_friend_request(&mut self, from: &UserName, to: &UserName) {
+        let Some(user) = self.users.get(&to.key()) else {
+            return;
+        };
+        let name = user.name.clone();
+        for &session in &user.sessions {
+            if let Some(rec) = self.sessions.get(&session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::FriendRequest {
+                        session,
+                        from: from.clone(),
+                        to: name.clone(),
+                    },
+                });
+            }
+        }
     }
 
     fn two_accounts(&self, a: &UserName, b: &UserName) -> Result<(UserKey, UserKey), FriendError> {

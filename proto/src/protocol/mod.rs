@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod arsc;
+pub(crate) mod ims;
 #[cfg(test)]
 pub(crate) mod probe;
 pub(crate) mod ws2017;
@@ -50,7 +51,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -61,7 +62,7 @@ impl Shared {
     /// The timer of `protocol` itself is due.
     pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
                 let _ = px;
             }
             #[cfg(test)]
@@ -79,7 +80,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
                 let _ = (conn, error, px);
             }
             #[cfg(test)]
@@ -96,7 +97,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
                 let _ = (session, event, px);
             }
             #[cfg(test)]
@@ -111,6 +112,7 @@ pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
     Arsc(arsc::Session),
     Admin(admin::Session),
+    Ims(ims::session::Session),
     #[cfg(test)]
     Probe(probe::Session),
 }
@@ -122,7 +124,7 @@ impl Endpoint {
         let _ = &shared;
         match protocol {
             // Neither asks for outbound connections; should one appear, it is closed.
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
@@ -137,6 +139,7 @@ impl Endpoint {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
             Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
+            Protocol::Ims => Endpoint::Ims(ims::session::Session::open(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -148,6 +151,7 @@ impl Endpoint {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
             Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
+            Endpoint::Ims(s) => s.on_bytes(cx, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
@@ -160,6 +164,7 @@ impl Endpoint {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
             Endpoint::Arsc(s) => s.on_event(cx, event, encoded.of(Protocol::Arsc)),
+            Endpoint::Ims(s) => s.on_event(cx, event),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
@@ -169,6 +174,7 @@ impl Endpoint {
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
+            Endpoint::Ims(s) => s.on_timer(cx),
             Endpoint::Admin(_) | Endpoint::Arsc(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
@@ -186,6 +192,7 @@ impl Endpoint {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
             Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
+            Endpoint::Ims(s) => s.on_effect(cx, id, result),
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -196,6 +203,7 @@ impl Endpoint {
         let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
+            Endpoint::Ims(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
             Endpoint::Arsc(s) => s.on_close(cx, &mut shared.arsc),
             #[cfg(test)]
@@ -209,6 +217,7 @@ impl Endpoint {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
             Endpoint::Arsc(s) => s.buffered(),
+            Endpoint::Ims(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

@@ -261,12 +261,20 @@ impl Harness {
     }
 }
 
-/// A stand-in for the runtime's argon2 hasher: deterministic and instant.
+/// The lowercase hex MD5 of `password`: what an ims client sends in its place.
+pub(crate) fn md5_hex(password: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(password.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stand-in for the runtime's argon2 hasher: deterministic and instant. The ims hash
+/// is of the password's MD5 hex, as the store's, so an ims login checks out.
 fn run_effect(effect: &Effect) -> EffectResult {
     match effect {
         Effect::HashPassword { password } => EffectResult::Hashed {
             password: PasswordHash(format!("test${}", password.0)),
-            ims_password: PasswordHash(format!("test-ims${}", password.0)),
+            ims_password: PasswordHash(format!("test${}", md5_hex(&password.0))),
         },
         Effect::VerifyPassword { hash, password } => {
             EffectResult::Verified(hash.0 == format!("test${}", password.0))

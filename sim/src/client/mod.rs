@@ -7,6 +7,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod arsc;
+pub(crate) mod ims;
 pub(crate) mod ws2017;
 pub(crate) mod ws2017_codec;
 

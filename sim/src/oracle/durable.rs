@@ -20,9 +20,10 @@ pub(crate) fn fake_hash(password: &str) -> String {
     format!("sim${password}")
 }
 
-/// The fake hash of a password's MD5 hex, as IMS logins would check it.
+/// The fake hash of a password's MD5 hex, which ims logins check (with [`fake_hash`]'s
+/// rule, as the store hashes both alike).
 pub(crate) fn fake_ims_hash(password: &str) -> String {
-    format!("sim-ims${password}")
+    fake_hash(&crate::client::ims::md5_hex(password))
 }
 
 /// A durable key.

@@ -10,6 +10,7 @@
 
 mod admin;
 pub(crate) mod durable;
+pub(crate) mod ims;
 pub(crate) mod ledger;
 mod ws2017;
 

@@ -457,8 +457,9 @@ impl Session {
                     KickReason::Kicked | KickReason::AccountDeleted => CloseReason::Kicked,
                 });
             }
-            // arsc shows no presence beyond its rooms, and has no receipts.
-            Event::UserOnline { .. }
+            // arsc shows no presence beyond its rooms, and has no receipts or friends.
+            Event::FriendRequest { .. }
+            | Event::UserOnline { .. }
             | Event::UserOffline { .. }
             | Event::UserRenamed { .. }
             | Event::Presence { .. }

@@ -206,7 +206,8 @@ impl Session {
             | Event::RoomLeft { .. }
             | Event::RoomKicked { .. }
             | Event::MemberKicked { .. }
-            | Event::RoomMessage { .. } => {}
+            | Event::RoomMessage { .. }
+            | Event::FriendRequest { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {

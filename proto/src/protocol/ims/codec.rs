@@ -1,0 +1,368 @@
+//! The ims documents: a framed document parsed into a [`Request`], and every server
+//! document encoded from a [`Reply`]. Element names, attribute names and type values
+//! are matched case-insensitively; attribute values and text are unescaped on input and
+//! escaped on output. The bytes sent are pinned in PROTOCOLS.md ("ims", "Bytes, pinned").
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, BytesMut};
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::{Reader, XmlVersion};
+
+/// A client document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// `<LOGIN user="N" pass="MD5HEX"/>`.
+    Login { user: String, pass: String },
+    /// `<LOGOUT user="N"/>`.
+    Logout { user: String },
+    /// `<MESSAGE from="S" to="R">text</MESSAGE>`.
+    Message {
+        from: String,
+        to: String,
+        body: String,
+    },
+    /// `<STATUS user="N" type="set|get|list" code="C"/>`.
+    Status { user: String, action: StatusAction },
+    /// `<FRIEND user="N" type="..." friend="F" other="O"/>`.
+    Friend { user: String, action: FriendAction },
+    /// `<ALIVE/>`.
+    Alive,
+    /// A well-formed document this protocol does not know (another element, or a known
+    /// one with an unknown `type`): echoed and otherwise ignored.
+    Unknown,
+}
+
+/// What a STATUS document asks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StatusAction {
+    /// Set the owner's status to `code` (as sent; checked by the session).
+    Set { code: String },
+    /// The status of the user named in `user`.
+    Get,
+    /// The list of statuses.
+    List,
+}
+
+/// What a FRIEND document asks; the name is the `friend` attribute for add and delete,
+/// `other` for accept and deny (either is taken when the expected one is missing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FriendAction {
+    Add(String),
+    Delete(String),
+    Request,
+    Accept(String),
+    Deny(String),
+}
+
+impl FriendAction {
+    /// The `type` value of the reply.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            FriendAction::Add(_) => "add",
+            FriendAction::Delete(_) => "delete",
+            FriendAction::Request => "request",
+            FriendAction::Accept(_) => "accept",
+            FriendAction::Deny(_) => "deny",
+        }
+    }
+}
+
+/// Why a framed document could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParseError {
+    /// Not UTF-8, or holding a NUL.
+    Encoding,
+    /// Not well-formed XML (mismatched tags, a bad attribute, an unknown entity).
+    Syntax,
+}
+
+/// Reads one framed document (a top-level element, as [`super::framer::Framer`] cut it).
+pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
+    if memchr::memchr(0, document).is_some() {
+        return Err(ParseError::Encoding);
+    }
+    let text = std::str::from_utf8(document).map_err(|_| ParseError::Encoding)?;
+    let mut reader = Reader::from_str(text);
+    let config = reader.config_mut();
+    config.check_end_names = true;
+    config.check_comments = true;
+    let (root, empty) = match reader.read_event() {
+        Ok(Event::Start(e)) => (e, false),
+        Ok(Event::Empty(e)) => (e, true),
+        _ => return Err(ParseError::Syntax),
+    };
+    let name = root.name().as_ref().to_ascii_uppercase();
+    let attrs = attributes(&root)?;
+    let mut body = String::new();
+    if !empty {
+        read_body(&mut reader, &mut body)?;
+    }
+    let get = |key: &str| -> String {
+        (attrs.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let kind = get("type").to_ascii_lowercase();
+    Ok(match name.as_str() {
+        "LOGIN" => Request::Login {
+            user: get("user"),
+            pass: get("pass"),
+        },
+        "LOGOUT" => Request::Logout { user: get("user") },
+        "MESSAGE" => Request::Message {
+            from: get("from"),
+            to: get("to"),
+            body,
+        },
+        "STATUS" => {
+            let action = match kind.as_str() {
+                "set" => StatusAction::Set { code: get("code") },
+                "get" => StatusAction::Get,
+                "list" => StatusAction::List,
+                _ => return Ok(Request::Unknown),
+            };
+            Request::Status {
+                user: get("user"),
+                action,
+            }
+        }
+        "FRIEND" => {
+            let either = |first: &str, second: &str| {
+                let value = get(first);
+                if value.is_empty() {
+                    get(second)
+                } else {
+                    value
+                }
+            };
+            let action = match kind.as_str() {
+                "add" => FriendAction::Add(either("friend", "other")),
+                "delete" => FriendAction::Delete(either("friend", "other")),
+                "request" => FriendAction::Request,
+                "accept" => FriendAction::Accept(either("other", "friend")),
+                "deny" => FriendAction::Deny(either("other", "friend")),
+                _ => return Ok(Request::Unknown),
+            };
+            Request::Friend {
+                user: get("user"),
+                action,
+            }
+        }
+        "ALIVE" => Request::Alive,
+        _ => Request::Unknown,
+    })
+}
+
+/// The root's attributes, names lower-cased, values unescaped; the first of a repeated
+/// name wins.
+fn attributes(root: &BytesStart<'_>) -> Result<Vec<(String, String)>, ParseError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for attr in root.attributes().with_checks(false) {
+        let attr = attr.map_err(|_| ParseError::Syntax)?;
+        let key = attr.key.as_ref().to_ascii_lowercase();
+        let value = attr
+            .normalized_value(XmlVersion::Implicit1_0)
+            .map_err(|_| ParseError::Syntax)?;
+        if !out.iter().any(|(k, _)| *k == key) {
+            out.push((key, value.into_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the root's content to its end tag: its own text (unescaped, CDATA as is) goes
+/// into `body`; child elements are checked for well-formedness and their text ignored.
+fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseError> {
+    let mut depth = 0u32;
+    loop {
+        match reader.read_event().map_err(|_| ParseError::Syntax)? {
+            Event::Start(_) => depth += 1,
+            Event::End(_) if depth == 0 => return Ok(()),
+            Event::End(_) => depth -= 1,
+            Event::Text(t) if depth == 0 => body.push_str(&t.xml10_content()),
+            Event::CData(t) if depth == 0 => body.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) if depth == 0 => {
+                let c = match r.resolve_char_ref().map_err(|_| ParseError::Syntax)? {
+                    Some(c) => Cow::Owned(c.to_string()),
+                    None => {
+                        let name: &str = &r;
+                        let text = quick_xml::escape::resolve_predefined_entity(name)
+                            .ok_or(ParseError::Syntax)?;
+                        Cow::Borrowed(text)
+                    }
+                };
+                body.push_str(&c);
+            }
+            Event::GeneralRef(r) => {
+                // Checked even where ignored: an unknown entity is malformed anywhere.
+                let name: &str = &r;
+                if r.resolve_char_ref()
+                    .map_err(|_| ParseError::Syntax)?
+                    .is_none()
+                    && quick_xml::escape::resolve_predefined_entity(name).is_none()
+                {
+                    return Err(ParseError::Syntax);
+                }
+            }
+            Event::Eof => return Err(ParseError::Syntax),
+            Event::DocType(_) => return Err(ParseError::Syntax),
+            _ => {}
+        }
+    }
+}
+
+/// A server document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// The client's document, byte for byte.
+    Echo(&'a [u8]),
+    /// `<LOGIN user="N" result="R"/>`.
+    Login { user: &'a str, result: u8 },
+    /// `<LOGOUT user="N" result="R"/>`: an answer, or an administrator's kick.
+    Logout { user: &'a str, result: u8 },
+    /// `<MESSAGE result="R"/>`.
+    MessageResult(i8),
+    /// `<STATUS type="get" result="R"/>`.
+    StatusGet(i8),
+    /// `<STATUS type="set" result="R"/>`.
+    StatusSet(u8),
+    /// The STATUSLIST.
+    StatusList,
+    /// `<FRIEND type="T" result="R"/>`.
+    Friend { action: &'a str, result: u8 },
+    /// `<FRIENDS><USER status="S">NAME</USER>...</FRIENDS>`.
+    Friends(&'a [(&'a str, i8)]),
+    /// A message pushed to its recipient.
+    Message {
+        from: &'a str,
+        to: &'a str,
+        body: &'a str,
+    },
+    /// `<FRIEND type="invite" to="R" from="S"/>`.
+    Invite { to: &'a str, from: &'a str },
+}
+
+/// The statuses, by code, as STATUSLIST names them.
+pub(crate) const STATUSES: [&str; 4] = ["Online", "Away", "Busy", "Invisible"];
+
+pub(crate) use crate::config::ImsTerminator as Terminator;
+
+/// The byte that ends each document.
+fn end_byte(term: Terminator) -> u8 {
+    match term {
+        Terminator::Newline => b'\n',
+        Terminator::Nul => 0,
+    }
+}
+
+/// Appends `reply`, then the terminator, to `out`.
+pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
+    match reply {
+        Reply::Echo(bytes) => out.put_slice(bytes),
+        Reply::Login { user, result } => {
+            out.put_slice(b"<LOGIN user=\"");
+            attr(user, out);
+            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+        }
+        Reply::Logout { user, result } => {
+            out.put_slice(b"<LOGOUT user=\"");
+            attr(user, out);
+            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+        }
+        Reply::MessageResult(r) => put_fmt(out, format_args!("<MESSAGE result=\"{r}\"/>")),
+        Reply::StatusGet(r) => put_fmt(out, format_args!("<STATUS type=\"get\" result=\"{r}\"/>")),
+        Reply::StatusSet(r) => put_fmt(out, format_args!("<STATUS type=\"set\" result=\"{r}\"/>")),
+        Reply::StatusList => {
+            out.put_slice(b"<STATUSLIST>");
+            for (id, name) in STATUSES.iter().enumerate() {
+                put_fmt(out, format_args!("<STATUS id=\"{id}\">{name}</STATUS>"));
+            }
+            out.put_slice(b"</STATUSLIST>");
+        }
+        Reply::Friend { action, result } => {
+            out.put_slice(b"<FRIEND type=\"");
+            attr(action, out);
+            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+        }
+        Reply::Friends(friends) => {
+            out.put_slice(b"<FRIENDS>");
+            for (name, status) in friends.iter() {
+                put_fmt(out, format_args!("<USER status=\"{status}\">"));
+                text(name, out);
+                out.put_slice(b"</USER>");
+            }
+            out.put_slice(b"</FRIENDS>");
+        }
+        Reply::Message { from, to, body } => {
+            out.put_slice(b"<MESSAGE from=\"");
+            attr(from, out);
+            out.put_slice(b"\" to=\"");
+            attr(to, out);
+            out.put_slice(b"\">");
+            text(body, out);
+            out.put_slice(b"</MESSAGE>");
+        }
+        Reply::Invite { to, from } => {
+            out.put_slice(b"<FRIEND type=\"invite\" to=\"");
+            attr(to, out);
+            out.put_slice(b"\" from=\"");
+            attr(from, out);
+            out.put_slice(b"\"/>");
+        }
+    }
+    out.put_u8(end_byte(term));
+}
+
+fn put_fmt(out: &mut BytesMut, args: core::fmt::Arguments<'_>) {
+    use core::fmt::Write;
+    struct W<'b>(&'b mut BytesMut);
+    impl Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            self.0.put_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    // Writing into memory cannot fail.
+    let _ = W(out).write_fmt(args);
+}
+
+/// Escapes text content: `&`, `<`, `>`, and control characters other than tab as
+/// character references, so every document stays on one line (a NUL, which XML cannot
+/// carry, becomes U+FFFD and never ends a document early).
+fn text(s: &str, out: &mut BytesMut) {
+    escape(s, false, out);
+}
+
+/// Escapes an attribute value: as text, and `"` too.
+fn attr(s: &str, out: &mut BytesMut) {
+    escape(s, true, out);
+}
+
+fn escape(s: &str, quote: bool, out: &mut BytesMut) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let rep: Option<&[u8]> = match b {
+            b'&' => Some(b"&amp;"),
+            b'<' => Some(b"&lt;"),
+            b'>' => Some(b"&gt;"),
+            b'"' if quote => Some(b"&quot;"),
+            b'\t' => None,
+            0 => Some("\u{FFFD}".as_bytes()),
+            1..=0x1f | 0x7f => {
+                out.put_slice(&s.as_bytes()[start..i]);
+                put_fmt(out, format_args!("&#{b};"));
+                start = i + 1;
+                continue;
+            }
+            _ => None,
+        };
+        if let Some(rep) = rep {
+            out.put_slice(&s.as_bytes()[start..i]);
+            out.put_slice(rep);
+            start = i + 1;
+        }
+    }
+    out.put_slice(&s.as_bytes()[start..]);
+}

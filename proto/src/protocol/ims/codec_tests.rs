@@ -1,0 +1,380 @@
+//! The ims framer and codec: a table of inputs and their frames, every split of every
+//! input, the size bound, garbage, parsing and the pinned bytes of every reply.
+
+use bytes::BytesMut;
+
+use super::codec::{
+    encode, parse, FriendAction, ParseError, Reply, Request, StatusAction, Terminator,
+};
+use super::framer::{Frame, Framer, Malformed};
+
+const MAX: usize = 64;
+
+/// What a frame reads as in the tables.
+fn show(frame: &Frame) -> String {
+    match frame {
+        Frame::Document(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Frame::Malformed(why) => format!("!{why:?}"),
+        Frame::TooLarge => "!TooLarge".to_owned(),
+    }
+}
+
+/// Feeds `chunks` in order, collecting every frame; checks the buffer stays bounded.
+fn frames(chunks: &[&[u8]]) -> Vec<String> {
+    let mut framer = Framer::new(MAX);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        buf.extend_from_slice(chunk);
+        while let Some(frame) = framer.next(&mut buf) {
+            out.push(show(&frame));
+        }
+        assert!(
+            buf.len() <= MAX + 1 + chunk.len(),
+            "{} bytes held after {:?}",
+            buf.len(),
+            String::from_utf8_lossy(chunk)
+        );
+    }
+    out
+}
+
+fn whole(input: &str) -> Vec<String> {
+    frames(&[input.as_bytes()])
+}
+
+/// (input, frames) pairs: the framing rules.
+const TABLE: &[(&str, &[&str])] = &[
+    ("<ALIVE/>", &["<ALIVE/>"]),
+    ("<ALIVE/><ALIVE />", &["<ALIVE/>", "<ALIVE />"]),
+    (" \r\n\t\0<a/>\n\0\0<b></b>\n", &["<a/>", "<b></b>"]),
+    (
+        "<MESSAGE from=\"a\" to=\"b\">hi</MESSAGE>",
+        &["<MESSAGE from=\"a\" to=\"b\">hi</MESSAGE>"],
+    ),
+    // `>` and `/>` inside quoted attribute values do not end the tag.
+    ("<a x='>' y=\"/>\"/><b/>", &["<a x='>' y=\"/>\"/>", "<b/>"]),
+    ("<a><b><c/></b>t</a>", &["<a><b><c/></b>t</a>"]),
+    // Comments, CDATA and declarations: inside a document they are part of it; at the top
+    // level comments and declarations are dropped.
+    (
+        "<?xml version=\"1.0\"?><!-- c --><a><!-- <b> --><![CDATA[</a>]]></a>",
+        &["<a><!-- <b> --><![CDATA[</a>]]></a>"],
+    ),
+    ("<a>]]]></a>", &["<a>]]]></a>"]),
+    // Malformed input is reported once and skipped to the next `<`.
+    ("junk<a/>", &["!TextOutside", "<a/>"]),
+    ("</a><b/>", &["!StrayEndTag", "<b/>"]),
+    ("<<a/>", &["!BadTag", "<a/>"]),
+    ("< a/><b/>", &["!BadTag", "<b/>"]),
+    ("<!DOCTYPE x><a/>", &["!BadDeclaration", "<a/>"]),
+    ("<![CDATA[x]]><a/>", &["!BadDeclaration", "<a/>"]),
+    ("<a>x\0y</a><b/>", &["!Nul", "!StrayEndTag", "<b/>"]),
+    // An unfinished document waits for more.
+    ("<a><b/>", &[]),
+    ("<a x=\"", &[]),
+    // Too large: reported once, skipped to its end; the next one is framed.
+    (
+        "<a>0123456789012345678901234567890123456789012345678901234567890123456789</a><b/>",
+        &["!TooLarge", "<b/>"],
+    ),
+    (
+        "<a x=\"0123456789012345678901234567890123456789012345678901234567890123456789\"/><b/>",
+        &["!TooLarge", "<b/>"],
+    ),
+    (
+        "<!-- 0123456789012345678901234567890123456789012345678901234567890123456789 --><b/>",
+        &["!TooLarge", "<b/>"],
+    ),
+];
+
+#[test]
+fn table() {
+    for (input, expected) in TABLE {
+        assert_eq!(whole(input), *expected, "input {input:?}");
+    }
+}
+
+/// However the input is cut into two reads, or fed a byte at a time, the frames are
+/// the same as for the whole input.
+#[test]
+fn every_split_point_gives_the_same_frames() {
+    for (input, _) in TABLE {
+        let bytes = input.as_bytes();
+        let expected = whole(input);
+        for at in 1..bytes.len() {
+            let (a, b) = bytes.split_at(at);
+            assert_eq!(frames(&[a, b]), expected, "input {input:?} cut at {at}");
+        }
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(frames(&bytewise), expected, "input {input:?} bytewise");
+    }
+}
+
+/// Three reads at every pair of cut points, for the inputs with nested markup.
+#[test]
+fn every_pair_of_split_points_gives_the_same_frames() {
+    let input = "<?xml?> <a x='>'><!-- -- --><![CDATA[]]>]]><b/></a>\0<c/>";
+    let bytes = input.as_bytes();
+    let expected = whole(input);
+    assert_eq!(
+        expected,
+        ["<a x='>'><!-- -- --><![CDATA[]]>]]><b/></a>", "<c/>"]
+    );
+    for i in 1..bytes.len() {
+        for j in i..bytes.len() {
+            let chunks = [&bytes[..i], &bytes[i..j], &bytes[j..]];
+            assert_eq!(frames(&chunks), expected, "cut at {i} and {j}");
+        }
+    }
+}
+
+/// A document that never ends holds at most the limit (and one read) in memory, and
+/// framing resumes once it does end.
+#[test]
+fn an_endless_document_is_bounded() {
+    let mut framer = Framer::new(MAX);
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(b"<a>");
+    assert_eq!(framer.next(&mut buf), None);
+    let mut reported = 0;
+    for _ in 0..1000 {
+        buf.extend_from_slice(b"<b>text</b>");
+        while let Some(frame) = framer.next(&mut buf) {
+            assert_eq!(frame, Frame::TooLarge);
+            reported += 1;
+        }
+        assert!(buf.len() <= MAX + 16, "{} bytes held", buf.len());
+    }
+    assert_eq!(reported, 1);
+    buf.extend_from_slice(b"</a><c/>");
+    assert_eq!(show(&framer.next(&mut buf).expect("a frame")), "<c/>");
+}
+
+/// Junk never piles up, and no input panics the framer or the parser.
+#[test]
+fn garbage_is_skipped_without_panicking() {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let alphabet = b"<>/!?-[]'\"= \0aZ&;#x\n\xc3\xff";
+    for _ in 0..300 {
+        let mut framer = Framer::new(MAX);
+        let mut buf = BytesMut::new();
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let n = (seed % 7) as usize + 1;
+            let chunk: Vec<u8> = (0..n)
+                .map(|k| alphabet[((seed >> (8 * k)) % alphabet.len() as u64) as usize])
+                .collect();
+            buf.extend_from_slice(&chunk);
+            while let Some(frame) = framer.next(&mut buf) {
+                if let Frame::Document(doc) = frame {
+                    let _ = parse(&doc);
+                }
+            }
+            assert!(buf.len() <= MAX + 8, "{} bytes held", buf.len());
+        }
+    }
+}
+
+#[test]
+fn malformed_reasons_are_distinct() {
+    assert_eq!(frames(&[b"x"]), [format!("!{:?}", Malformed::TextOutside)]);
+}
+
+fn req(doc: &str) -> Request {
+    parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{doc}: {e:?}"))
+}
+
+#[test]
+fn names_attributes_and_types_are_case_insensitive() {
+    let login = Request::Login {
+        user: "Alice".into(),
+        pass: "ABC".into(),
+    };
+    assert_eq!(req("<LOGIN user=\"Alice\" pass=\"ABC\"/>"), login);
+    assert_eq!(req("<login USER='Alice' Pass='ABC'></login>"), login);
+    assert_eq!(
+        req("<Status user=\"a\" TYPE=\"SET\" Code=\"2\"/>"),
+        Request::Status {
+            user: "a".into(),
+            action: StatusAction::Set { code: "2".into() }
+        }
+    );
+    assert_eq!(
+        req("<FRIEND user=\"a\" type=\"Accept\" other=\"b\"/>"),
+        Request::Friend {
+            user: "a".into(),
+            action: FriendAction::Accept("b".into())
+        }
+    );
+    assert_eq!(
+        req("<friend user=\"a\" type=\"ADD\" friend=\"b\"/>"),
+        Request::Friend {
+            user: "a".into(),
+            action: FriendAction::Add("b".into())
+        }
+    );
+    assert_eq!(req("<alive/>"), Request::Alive);
+    assert_eq!(req("<ALIVE></ALIVE>"), Request::Alive);
+}
+
+#[test]
+fn values_and_text_are_unescaped() {
+    assert_eq!(
+        req("<MESSAGE from=\"a&amp;b\" to='&quot;c&#x41;'>1 &lt; 2 &amp;&gt; &#65;<![CDATA[<x>]]></MESSAGE>"),
+        Request::Message {
+            from: "a&b".into(),
+            to: "\"cA".into(),
+            body: "1 < 2 &> A<x>".into()
+        }
+    );
+    // Text of child elements is not the message's.
+    assert_eq!(
+        req("<MESSAGE from=\"a\" to=\"b\">x<i>y</i>z</MESSAGE>"),
+        Request::Message {
+            from: "a".into(),
+            to: "b".into(),
+            body: "xz".into()
+        }
+    );
+}
+
+#[test]
+fn unknown_documents_and_types() {
+    assert_eq!(req("<HELLO/>"), Request::Unknown);
+    assert_eq!(req("<STATUS user=\"a\" type=\"nap\"/>"), Request::Unknown);
+    assert_eq!(
+        req("<FRIEND user=\"a\" type=\"invite\"/>"),
+        Request::Unknown
+    );
+    // Missing attributes read as empty; the session answers them.
+    assert_eq!(
+        req("<LOGIN/>"),
+        Request::Login {
+            user: String::new(),
+            pass: String::new()
+        }
+    );
+}
+
+#[test]
+fn malformed_documents() {
+    for doc in [
+        "<a></b>",
+        "<a x=1/>",
+        "<MESSAGE from=\"a\" to=\"b\">&nbsp;</MESSAGE>",
+        "<MESSAGE from=\"a\" to=\"b\">&#0;</MESSAGE>",
+        "<a><b></a>",
+    ] {
+        assert_eq!(parse(doc.as_bytes()), Err(ParseError::Syntax), "{doc}");
+    }
+    assert_eq!(parse(b"<a>\xff</a>"), Err(ParseError::Encoding));
+    assert_eq!(parse(b"<a x=\"\0\"/>"), Err(ParseError::Encoding));
+}
+
+fn enc(reply: Reply<'_>) -> String {
+    let mut out = BytesMut::new();
+    encode(&reply, Terminator::Newline, &mut out);
+    String::from_utf8(out.to_vec()).expect("UTF-8")
+}
+
+/// The bytes PROTOCOLS.md pins.
+#[test]
+fn every_reply_is_encoded_as_pinned() {
+    assert_eq!(enc(Reply::Echo(b"<ALIVE />")), "<ALIVE />\n");
+    assert_eq!(
+        enc(Reply::Login {
+            user: "al\"ice",
+            result: 1
+        }),
+        "<LOGIN user=\"al&quot;ice\" result=\"1\"/>\n"
+    );
+    assert_eq!(
+        enc(Reply::Logout {
+            user: "alice",
+            result: 0
+        }),
+        "<LOGOUT user=\"alice\" result=\"0\"/>\n"
+    );
+    assert_eq!(enc(Reply::MessageResult(-1)), "<MESSAGE result=\"-1\"/>\n");
+    assert_eq!(
+        enc(Reply::StatusGet(-1)),
+        "<STATUS type=\"get\" result=\"-1\"/>\n"
+    );
+    assert_eq!(
+        enc(Reply::StatusSet(1)),
+        "<STATUS type=\"set\" result=\"1\"/>\n"
+    );
+    assert_eq!(
+        enc(Reply::StatusList),
+        "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+         <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>\n"
+    );
+    assert_eq!(
+        enc(Reply::Friend {
+            action: "deny",
+            result: 0
+        }),
+        "<FRIEND type=\"deny\" result=\"0\"/>\n"
+    );
+    assert_eq!(enc(Reply::Friends(&[])), "<FRIENDS></FRIENDS>\n");
+    assert_eq!(
+        enc(Reply::Friends(&[("bob", 0), ("carol", -1)])),
+        "<FRIENDS><USER status=\"0\">bob</USER><USER status=\"-1\">carol</USER></FRIENDS>\n"
+    );
+    assert_eq!(
+        enc(Reply::Message {
+            from: "a",
+            to: "b",
+            body: "x < y & \"z\"\r\nnext\0"
+        }),
+        "<MESSAGE from=\"a\" to=\"b\">x &lt; y &amp; \"z\"&#13;&#10;next\u{FFFD}</MESSAGE>\n"
+    );
+    assert_eq!(
+        enc(Reply::Invite {
+            to: "bob",
+            from: "alice"
+        }),
+        "<FRIEND type=\"invite\" to=\"bob\" from=\"alice\"/>\n"
+    );
+    let mut out = BytesMut::new();
+    encode(&Reply::MessageResult(1), Terminator::Nul, &mut out);
+    assert_eq!(&out[..], b"<MESSAGE result=\"1\"/>\0");
+}
+
+/// A pushed message parses back to what was sent, whatever its text.
+#[test]
+fn messages_round_trip() {
+    for body in [
+        "",
+        "plain",
+        "<&>\"'",
+        "line\nbreak\ttab\r",
+        "ünïcödé ✓",
+        "]]>",
+    ] {
+        let mut out = BytesMut::new();
+        encode(
+            &Reply::Message {
+                from: "a<b",
+                to: "c\"d",
+                body,
+            },
+            Terminator::Newline,
+            &mut out,
+        );
+        let doc = &out[..out.len() - 1];
+        assert!(!doc.contains(&b'\n'), "one line: {body:?}");
+        assert_eq!(
+            parse(doc),
+            Ok(Request::Message {
+                from: "a<b".into(),
+                to: "c\"d".into(),
+                body: body.into()
+            }),
+            "{body:?}"
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! Framing of back-to-back XML documents: each top-level element is one document, with
+//! whitespace, newlines or NUL between documents. Incremental (keeps its scan state
+//! between reads, so a document arriving a byte at a time costs linear work), bounded
+//! (a unit longer than the limit is reported once and skipped), and resynchronising
+//! (malformed input is skipped to the next `<`).
+//!
+//! Ends of tags, comments and processing instructions are found with quick-xml's
+//! resumable parsers (quotes in attribute values may hold `>`); depth counting finds the
+//! end of the root element. Whether the document is well formed is the parser's
+//! business ([`super::codec::parse`]); the framer only needs its extent.
+
+use bytes::{Buf, Bytes, BytesMut};
+use quick_xml::parser::{CommentParser, ElementParser, Parser, PiParser};
+
+/// One result of [`Framer::next`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A complete top-level element, from its `<` to its last `>`.
+    Document(Bytes),
+    /// Bytes that cannot start or continue a document were skipped, up to the next `<`
+    /// (or the end of what has arrived). Reported once per run of such bytes.
+    Malformed(Malformed),
+    /// A document (or a top-level comment or declaration) passed the limit; it is being
+    /// skipped to its end, and the next document is framed normally. Reported once.
+    TooLarge,
+}
+
+/// What was wrong with skipped input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Malformed {
+    /// Text outside any element.
+    TextOutside,
+    /// An end tag with no element open.
+    StrayEndTag,
+    /// `<` not followed by a name, `/`, `?` or `!`.
+    BadTag,
+    /// `<!` that is neither a comment nor CDATA in an element (a DOCTYPE, say).
+    BadDeclaration,
+    /// A NUL byte inside a document.
+    Nul,
+}
+
+/// Where the scan is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Between documents: whitespace and NUL are skipped.
+    Top,
+    /// Just past a `<`: what follows decides what it opens.
+    Open,
+    /// Past `<!`, with the bytes seen since (to tell `<!--` from `<![CDATA[`).
+    Bang { seen: [u8; 7], n: u8 },
+    /// Inside a tag (start tag, or end tag when `end`); `last` is the byte before the
+    /// scan position (a `/` before the `>` makes the element empty).
+    Tag {
+        parser: ElementParser,
+        end: bool,
+        last: u8,
+    },
+    /// Inside a comment.
+    Comment(CommentParser),
+    /// Inside a processing instruction (an XML declaration).
+    Pi(PiParser),
+    /// Inside a CDATA section, with how many `]` just went by (at most 2).
+    Cdata(u8),
+    /// Inside an element, between markup.
+    Text,
+    /// Skipping malformed bytes up to the next `<`.
+    Junk,
+}
+
+const CDATA: &[u8] = b"[CDATA[";
+const COMMENT: &[u8] = b"--";
+
+/// Splits a byte stream into XML documents, however it is chunked.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    max: usize,
+    state: State,
+    /// Bytes of the buffer already scanned (the buffer starts where the current unit
+    /// starts: a document, a top-level comment or declaration).
+    pos: usize,
+    /// Elements open in the current document.
+    depth: u32,
+    /// The current unit passed the limit: its bytes are dropped as they are scanned.
+    discarding: bool,
+}
+
+impl Framer {
+    /// A framer whose documents are at most `max` bytes.
+    pub(crate) fn new(max: usize) -> Self {
+        Framer {
+            max,
+            state: State::Top,
+            pos: 0,
+            depth: 0,
+            discarding: false,
+        }
+    }
+
+    /// Takes the next frame out of `buf`, or `None` if more input is needed. Bytes of a
+    /// document are kept in `buf` until it is complete; everything else is consumed as
+    /// it is scanned.
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        loop {
+            if self.discarding && self.pos > 0 {
+                buf.advance(self.pos);
+                self.pos = 0;
+            }
+            if !self.discarding && self.state != State::Top && self.pos > self.max {
+                self.discarding = true;
+                buf.advance(self.pos);
+                self.pos = 0;
+                return Some(Frame::TooLarge);
+            }
+            let rest = &buf[self.pos..];
+            if rest.is_empty() {
+                return None;
+            }
+            match self.state {
+                State::Top => {
+                    let skip = rest
+                        .iter()
+                        .position(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0));
+                    match skip {
+                        None => {
+                            buf.clear();
+                            self.pos = 0;
+                            return None;
+                        }
+                        Some(i) => {
+                            buf.advance(self.pos + i);
+                            self.pos = 0;
+                            if buf[0] == b'<' {
+                                self.pos = 1;
+                                self.state = State::Open;
+                            } else {
+                                return Some(self.malformed(buf, Malformed::TextOutside));
+                            }
+                        }
+                    }
+                }
+                State::Open => {
+                    let b = rest[0];
+                    // A byte that opens nothing stays, to be looked at again (it may be
+                    // the `<` of the next document).
+                    if !matches!(b, b'?' | b'!' | b'/') && !is_name_start(b) {
+                        return Some(self.malformed(buf, Malformed::BadTag));
+                    }
+                    self.pos += 1;
+                    self.state = match b {
+                        b'?' => State::Pi(PiParser::default()),
+                        b'!' => State::Bang { seen: [0; 7], n: 0 },
+                        b'/' if self.depth == 0 => {
+                            return Some(self.malformed(buf, Malformed::StrayEndTag))
+                        }
+                        b'/' => State::Tag {
+                            parser: ElementParser::default(),
+                            end: true,
+                            last: b'/',
+                        },
+                        b => State::Tag {
+                            parser: ElementParser::default(),
+                            end: false,
+                            last: b,
+                        },
+                    };
+                }
+                State::Bang { mut seen, mut n } => {
+                    let b = rest[0];
+                    self.pos += 1;
+                    seen[usize::from(n)] = b;
+                    n += 1;
+                    let seen_now = &seen[..usize::from(n)];
+                    if seen_now == COMMENT {
+                        self.state = State::Comment(CommentParser::default());
+                    } else if seen_now == CDATA && self.depth > 0 {
+                        self.state = State::Cdata(0);
+                    } else if COMMENT.starts_with(seen_now)
+                        || (CDATA.starts_with(seen_now) && self.depth > 0)
+                    {
+                        self.state = State::Bang { seen, n };
+                    } else {
+                        return Some(self.malformed(buf, Malformed::BadDeclaration));
+                    }
+                }
+                State::Tag {
+                    mut parser,
+                    end,
+                    last,
+                } => match parser.feed(rest) {
+                    None => {
+                        let last = rest.last().copied().unwrap_or(last);
+                        self.pos += rest.len();
+                        self.state = State::Tag { parser, end, last };
+                    }
+                    Some(i) => {
+                        let before = if i > 0 { rest[i - 1] } else { last };
+                        self.pos += i + 1;
+                        if end {
+                            self.depth = self.depth.saturating_sub(1);
+                        } else if before != b'/' {
+                            self.depth = self.depth.saturating_add(1);
+                        }
+                        if let Some(frame) = self.after_markup(buf) {
+                            return Some(frame);
+                        }
+                    }
+                },
+                State::Comment(mut parser) => match parser.feed(rest) {
+                    None => {
+                        self.pos += rest.len();
+                        self.state = State::Comment(parser);
+                    }
+                    Some(after) => {
+                        self.pos += after;
+                        if let Some(frame) = self.after_markup(buf) {
+                            return Some(frame);
+                        }
+                    }
+                },
+                State::Pi(mut parser) => match parser.feed(rest) {
+                    None => {
+                        self.pos += rest.len();
+                        self.state = State::Pi(parser);
+                    }
+                    Some(i) => {
+                        self.pos += i + 1;
+                        if let Some(frame) = self.after_markup(buf) {
+                            return Some(frame);
+                        }
+                    }
+                },
+                State::Cdata(mut brackets) => {
+                    let mut done = None;
+                    for (i, &b) in rest.iter().enumerate() {
+                        match b {
+                            b'>' if brackets >= 2 => {
+                                done = Some(i);
+                                break;
+                            }
+                            b']' => brackets = (brackets + 1).min(2),
+                            _ => brackets = 0,
+                        }
+                    }
+                    match done {
+                        None => {
+                            self.pos += rest.len();
+                            self.state = State::Cdata(brackets);
+                        }
+                        Some(i) => {
+                            self.pos += i + 1;
+                            self.state = State::Text;
+                        }
+                    }
+                }
+                State::Text => match memchr::memchr2(b'<', 0, rest) {
+                    None => self.pos += rest.len(),
+                    Some(i) if rest[i] == 0 => {
+                        self.pos += i;
+                        return Some(self.malformed(buf, Malformed::Nul));
+                    }
+                    Some(i) => {
+                        self.pos += i + 1;
+                        self.state = State::Open;
+                    }
+                },
+                State::Junk => match memchr::memchr(b'<', rest) {
+                    None => {
+                        buf.clear();
+                        self.pos = 0;
+                        return None;
+                    }
+                    Some(i) => {
+                        buf.advance(self.pos + i);
+                        self.pos = 0;
+                        self.state = State::Top;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A tag, comment or declaration ended at `pos`: the document is complete when no
+    /// element is open (a top-level comment or declaration is dropped).
+    fn after_markup(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        if self.depth > 0 {
+            self.state = State::Text;
+            return None;
+        }
+        self.state = State::Top;
+        let len = std::mem::take(&mut self.pos);
+        if std::mem::take(&mut self.discarding) {
+            buf.advance(len);
+            return None;
+        }
+        // One read may bring a whole unit longer than the limit (a huge attribute).
+        if len > self.max {
+            buf.advance(len);
+            return Some(Frame::TooLarge);
+        }
+        let element = buf.first() == Some(&b'<') && buf.get(1).is_some_and(|&b| is_name_start(b));
+        if !element {
+            buf.advance(len);
+            return None;
+        }
+        Some(Frame::Document(buf.split_to(len).freeze()))
+    }
+
+    /// The unit being scanned is malformed: it is dropped, with whatever follows up to
+    /// the next `<`.
+    fn malformed(&mut self, buf: &mut BytesMut, why: Malformed) -> Frame {
+        self.discarding = false;
+        buf.advance(self.pos);
+        self.pos = 0;
+        self.depth = 0;
+        self.state = State::Junk;
+        Frame::Malformed(why)
+    }
+}
+
+/// Whether `b` may start an element name (an ASCII letter, `_`, `:`, or the first byte of
+/// a non-ASCII character).
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':' || b >= 0x80
+}

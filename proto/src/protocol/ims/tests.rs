@@ -1,0 +1,665 @@
+//! The ims session against the core: echoes, logins, messages live and stored (across
+//! protocols), statuses, friends with invites, the ALIVE deadline and kicks.
+
+use crate::tests::harness::{md5_hex, Harness};
+use crate::{CloseReason, Config, ConnId, Protocol, UserName};
+
+fn admin(h: &mut Harness, line: &str) -> String {
+    let c = h.connect(Protocol::Admin);
+    h.send(c, format!("{line}\r\n"));
+    h.take(c)
+}
+
+/// A harness with accounts alice, bob and carol (password `pw` for each).
+fn accounts() -> Harness {
+    let mut h = Harness::new(Config::default());
+    for name in ["alice", "bob", "carol"] {
+        assert_eq!(
+            admin(&mut h, &format!("user add {name} pw")),
+            format!("ok account {name} created\r\n")
+        );
+    }
+    h
+}
+
+fn login_doc(name: &str) -> String {
+    format!("<LOGIN user=\"{name}\" pass=\"{}\"/>", md5_hex("pw"))
+}
+
+/// A connection logged in as `name`, its output so far taken.
+fn ims(h: &mut Harness, name: &str) -> ConnId {
+    let c = h.connect(Protocol::Ims);
+    let doc = login_doc(name);
+    h.send(c, doc.clone());
+    assert_eq!(
+        h.take(c),
+        format!("{doc}\n<LOGIN user=\"{name}\" result=\"1\"/>\n"),
+        "{name} logs in"
+    );
+    c
+}
+
+/// Sends `doc` and returns what came back, the echo checked and removed.
+fn ask(h: &mut Harness, c: ConnId, doc: &str) -> String {
+    h.send(c, doc);
+    let got = h.take(c);
+    let rest = got.strip_prefix(&format!("{doc}\n"));
+    rest.unwrap_or_else(|| panic!("no echo of {doc} first: {got:?}"))
+        .to_owned()
+}
+
+fn name(s: &str) -> UserName {
+    UserName::parse(s).expect("valid name")
+}
+
+#[test]
+fn before_login_only_the_echo_comes_back() {
+    let mut h = accounts();
+    let c = h.connect(Protocol::Ims);
+    assert_eq!(h.take(c), "", "ims has no greeting");
+    for doc in [
+        "<MESSAGE from=\"alice\" to=\"bob\">hi</MESSAGE>",
+        "<STATUS user=\"alice\" type=\"list\"/>",
+        "<FRIEND user=\"alice\" type=\"request\"/>",
+        "<LOGOUT user=\"alice\"/>",
+        "<ALIVE/>",
+        "<WHATEVER/>",
+    ] {
+        assert_eq!(ask(&mut h, c, doc), "", "{doc}");
+    }
+    assert_eq!(h.closed(c), None);
+    assert!(h.store.offline.is_empty());
+}
+
+#[test]
+fn login_results() {
+    let mut h = accounts();
+    let c = h.connect(Protocol::Ims);
+    let wrong = format!("<LOGIN user=\"alice\" pass=\"{}\"/>", md5_hex("nope"));
+    assert_eq!(
+        ask(&mut h, c, &wrong),
+        "<LOGIN user=\"alice\" result=\"0\"/>\n"
+    );
+    let clear = "<LOGIN user=\"alice\" pass=\"pw\"/>";
+    assert_eq!(
+        ask(&mut h, c, clear),
+        "<LOGIN user=\"alice\" result=\"0\"/>\n"
+    );
+    let nobody = format!("<LOGIN user=\"dave\" pass=\"{}\"/>", md5_hex("pw"));
+    assert_eq!(
+        ask(&mut h, c, &nobody),
+        "<LOGIN user=\"dave\" result=\"0\"/>\n"
+    );
+    // Upper-case hex and another spelling of the name are fine; the reply names the
+    // user as the client wrote it.
+    let upper = format!(
+        "<login USER='ALICE' Pass='{}'/>",
+        md5_hex("pw").to_uppercase()
+    );
+    assert_eq!(
+        ask(&mut h, c, &upper),
+        "<LOGIN user=\"ALICE\" result=\"1\"/>\n"
+    );
+    // A second LOGIN on a logged-in connection changes nothing.
+    assert_eq!(
+        ask(&mut h, c, &login_doc("bob")),
+        "<LOGIN user=\"bob\" result=\"0\"/>\n"
+    );
+    // Banned: 2, once the password checks out.
+    assert_eq!(admin(&mut h, "ban user bob"), "ok bob banned\r\n");
+    let d = h.connect(Protocol::Ims);
+    assert_eq!(
+        ask(&mut h, d, &login_doc("bob")),
+        "<LOGIN user=\"bob\" result=\"2\"/>\n"
+    );
+    // A second session of a user is allowed.
+    ims(&mut h, "alice");
+}
+
+/// Documents sent right behind a LOGIN wait for its answer, so a client need not wait
+/// for the password check before its first MESSAGE.
+#[test]
+fn documents_behind_a_login_wait_for_it() {
+    let mut h = accounts();
+    let c = h.connect(Protocol::Ims);
+    let login = login_doc("alice");
+    let message = "<MESSAGE from=\"alice\" to=\"alice\">me</MESSAGE>";
+    h.send(c, format!("{login}\n{message}\0<ALIVE/>"));
+    assert_eq!(
+        h.take(c),
+        format!(
+            "{login}\n<LOGIN user=\"alice\" result=\"1\"/>\n{message}\n\
+             <MESSAGE result=\"1\"/>\n<ALIVE/>\n<MESSAGE from=\"alice\" to=\"alice\">me</MESSAGE>\n"
+        )
+    );
+}
+
+#[test]
+fn logout_checks_the_owner_then_nothing_more() {
+    let mut h = accounts();
+    let c = ims(&mut h, "alice");
+    assert_eq!(
+        ask(&mut h, c, "<LOGOUT user=\"bob\"/>"),
+        "<LOGOUT user=\"bob\" result=\"0\"/>\n"
+    );
+    assert_eq!(h.closed(c), None, "no log out occurs");
+    assert!(h.server().stats().online_users == 1);
+    h.send(c, "<LOGOUT user=\"Alice\"/><ALIVE/><LOGIN/>");
+    assert_eq!(
+        h.take(c),
+        "<LOGOUT user=\"Alice\"/>\n<LOGOUT user=\"Alice\" result=\"1\"/>\n"
+    );
+    assert_eq!(h.closed(c), Some(CloseReason::Quit));
+    assert_eq!(h.server().stats().online_users, 0);
+}
+
+#[test]
+fn messages_live_unknown_and_not_from_the_owner() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    let b = ims(&mut h, "bob");
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<MESSAGE from=\"alice\" to=\"BOB\">hi &amp; bye</MESSAGE>"
+        ),
+        "<MESSAGE result=\"1\"/>\n"
+    );
+    assert_eq!(
+        h.take(b),
+        "<MESSAGE from=\"alice\" to=\"bob\">hi &amp; bye</MESSAGE>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<MESSAGE from=\"bob\" to=\"bob\">forged</MESSAGE>"
+        ),
+        "<MESSAGE result=\"0\"/>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<MESSAGE from=\"alice\" to=\"nobody\">x</MESSAGE>"
+        ),
+        "<MESSAGE result=\"0\"/>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<MESSAGE from=\"alice\" to=\"a&lt;b\">x</MESSAGE>"
+        ),
+        "<MESSAGE result=\"0\"/>\n"
+    );
+    assert_eq!(h.take(b), "", "bob got neither");
+}
+
+/// -1 only once the message is committed; delivered at the next login, in order, and
+/// removed once written.
+#[test]
+fn an_offline_message_is_stored_before_minus_one_and_drained_at_login() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    h.auto_commit = false;
+    let first = "<MESSAGE from=\"alice\" to=\"bob\">one</MESSAGE>";
+    h.send(a, first);
+    assert_eq!(
+        h.take(a),
+        format!("{first}\n"),
+        "the echo, not yet the result"
+    );
+    assert_eq!(h.uncommitted().len(), 1);
+    h.commit();
+    assert_eq!(h.take(a), "<MESSAGE result=\"-1\"/>\n");
+    assert_eq!(h.store.offline[&name("bob").key()].len(), 1);
+    h.auto_commit = true;
+    ask(
+        &mut h,
+        a,
+        "<MESSAGE from=\"alice\" to=\"bob\">two</MESSAGE>",
+    );
+    h.auto_written = false;
+    let b = h.connect(Protocol::Ims);
+    let doc = login_doc("bob");
+    h.send(b, doc.clone());
+    let handed = "<MESSAGE from=\"alice\" to=\"bob\">one</MESSAGE>\n\
+                  <MESSAGE from=\"alice\" to=\"bob\">two</MESSAGE>\n";
+    assert_eq!(
+        h.take(b),
+        format!("{doc}\n<LOGIN user=\"bob\" result=\"1\"/>\n{handed}")
+    );
+    assert_eq!(
+        h.store.offline[&name("bob").key()].len(),
+        2,
+        "not written yet"
+    );
+    h.written(
+        b,
+        doc.len() + 1 + "<LOGIN user=\"bob\" result=\"1\"/>\n".len(),
+    );
+    assert_eq!(h.store.offline[&name("bob").key()].len(), 2);
+    h.written(b, handed.len());
+    assert!(!h.store.offline.contains_key(&name("bob").key()));
+    // Exactly once: the next login gets nothing.
+    h.auto_written = true;
+    let again = ims(&mut h, "bob");
+    assert_eq!(h.take(again), "");
+}
+
+#[test]
+fn ws2017_and_ims_message_each_other() {
+    let mut h = accounts();
+    let b = ims(&mut h, "bob");
+    let w = h.connect(Protocol::Ws2017);
+    h.send(w, "uname walter\r\n");
+    h.take(w);
+    h.send(w, "chatm walter bob 'hello <bob>'\r\n");
+    // ims sends no receipts: the ws2017 sender is told of delivery at once.
+    assert_eq!(
+        h.take(w),
+        "+OK chatm 'message relayed'\r\nchatr walter bob\r\n"
+    );
+    assert_eq!(
+        h.take(b),
+        "<MESSAGE from=\"walter\" to=\"bob\">hello &lt;bob&gt;</MESSAGE>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            b,
+            "<MESSAGE from=\"bob\" to=\"walter\">hi walter</MESSAGE>"
+        ),
+        "<MESSAGE result=\"1\"/>\n"
+    );
+    assert_eq!(h.take(w), "chatm bob walter 'hi walter'\r\n");
+    // A ws2017 message to an offline ims user is stored and drained over ims.
+    h.send(w, "chatm walter carol 'later'\r\n");
+    assert_eq!(h.take(w), "+OK chatm 'message stored'\r\n");
+    let c = h.connect(Protocol::Ims);
+    h.send(c, login_doc("carol"));
+    assert!(h
+        .take(c)
+        .ends_with("<MESSAGE from=\"walter\" to=\"carol\">later</MESSAGE>\n"));
+}
+
+#[test]
+fn statuses_set_get_list_and_invisible() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    let b = ims(&mut h, "bob");
+    assert_eq!(
+        ask(&mut h, a, "<STATUS user=\"alice\" type=\"list\"/>"),
+        "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+         <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>\n"
+    );
+    let get = |h: &mut Harness, c, who: &str| {
+        ask(h, c, &format!("<STATUS user=\"{who}\" type=\"get\"/>"))
+    };
+    assert_eq!(
+        get(&mut h, a, "alice"),
+        "<STATUS type=\"get\" result=\"0\"/>\n"
+    );
+    // Not a friend: unknown.
+    assert_eq!(
+        get(&mut h, a, "bob"),
+        "<STATUS type=\"get\" result=\"-1\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, a, "<STATUS user=\"bob\" type=\"set\" code=\"1\"/>"),
+        "<STATUS type=\"set\" result=\"0\"/>\n",
+        "not the owner"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<STATUS user=\"alice\" type=\"set\" code=\"9\"/>"
+        ),
+        "<STATUS type=\"set\" result=\"0\"/>\n",
+        "no such status"
+    );
+    make_friends(&mut h, a, b);
+    assert_eq!(
+        get(&mut h, b, "alice"),
+        "<STATUS type=\"get\" result=\"0\"/>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<STATUS user=\"alice\" type=\"SET\" code=\"2\"/>"
+        ),
+        "<STATUS type=\"set\" result=\"1\"/>\n"
+    );
+    assert_eq!(
+        get(&mut h, b, "alice"),
+        "<STATUS type=\"get\" result=\"2\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, b, "<FRIEND user=\"bob\" type=\"request\"/>"),
+        "<FRIENDS><USER status=\"2\">alice</USER></FRIENDS>\n"
+    );
+    ask(
+        &mut h,
+        a,
+        "<STATUS user=\"alice\" type=\"set\" code=\"3\"/>",
+    );
+    assert_eq!(
+        get(&mut h, a, "alice"),
+        "<STATUS type=\"get\" result=\"3\"/>\n"
+    );
+    assert_eq!(
+        get(&mut h, b, "alice"),
+        "<STATUS type=\"get\" result=\"-1\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, b, "<FRIEND user=\"bob\" type=\"request\"/>"),
+        "<FRIENDS><USER status=\"-1\">alice</USER></FRIENDS>\n",
+        "invisible shows as offline"
+    );
+    assert_eq!(h.take(b), "", "statuses are not pushed");
+}
+
+/// alice invites bob (online), bob accepts.
+fn make_friends(h: &mut Harness, a: ConnId, b: ConnId) {
+    assert_eq!(
+        ask(h, a, "<FRIEND user=\"alice\" type=\"add\" friend=\"bob\"/>"),
+        "<FRIEND type=\"add\" result=\"1\"/>\n"
+    );
+    assert_eq!(
+        h.take(b),
+        "<FRIEND type=\"invite\" to=\"bob\" from=\"alice\"/>\n"
+    );
+    assert_eq!(
+        ask(
+            h,
+            b,
+            "<FRIEND user=\"bob\" type=\"accept\" other=\"alice\"/>"
+        ),
+        "<FRIEND type=\"accept\" result=\"1\"/>\n"
+    );
+}
+
+#[test]
+fn friends_add_accept_deny_delete_and_request() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    let b = ims(&mut h, "bob");
+    let req = "<FRIEND user=\"alice\" type=\"request\"/>";
+    assert_eq!(ask(&mut h, a, req), "<FRIENDS></FRIENDS>\n");
+    // The invite is pushed once the request is committed, as is the answer.
+    h.auto_commit = false;
+    let add = "<FRIEND user=\"alice\" type=\"add\" friend=\"BOB\"/>";
+    h.send(a, add);
+    assert_eq!(h.take(a), format!("{add}\n"));
+    assert_eq!(h.take(b), "");
+    h.commit();
+    h.auto_commit = true;
+    assert_eq!(h.take(a), "<FRIEND type=\"add\" result=\"1\"/>\n");
+    assert_eq!(
+        h.take(b),
+        "<FRIEND type=\"invite\" to=\"bob\" from=\"alice\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, a, add),
+        "<FRIEND type=\"add\" result=\"0\"/>\n",
+        "already asked"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            b,
+            "<FRIEND user=\"bob\" type=\"accept\" other=\"carol\"/>"
+        ),
+        "<FRIEND type=\"accept\" result=\"0\"/>\n",
+        "carol never asked"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            b,
+            "<FRIEND user=\"bob\" type=\"accept\" other=\"alice\"/>"
+        ),
+        "<FRIEND type=\"accept\" result=\"1\"/>\n"
+    );
+    assert!(h
+        .store
+        .are_friends(&name("alice").key(), &name("bob").key()));
+    assert_eq!(
+        ask(&mut h, a, req),
+        "<FRIENDS><USER status=\"0\">bob</USER></FRIENDS>\n"
+    );
+    // Carol (offline) is invited: she hears of it at her next login, and denies.
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<FRIEND user=\"alice\" type=\"add\" friend=\"carol\"/>"
+        ),
+        "<FRIEND type=\"add\" result=\"1\"/>\n"
+    );
+    let c = h.connect(Protocol::Ims);
+    h.send(c, login_doc("carol"));
+    assert!(h
+        .take(c)
+        .ends_with("<LOGIN user=\"carol\" result=\"1\"/>\n<FRIEND type=\"invite\" to=\"carol\" from=\"alice\"/>\n"));
+    assert_eq!(
+        ask(
+            &mut h,
+            c,
+            "<FRIEND user=\"carol\" type=\"deny\" other=\"alice\"/>"
+        ),
+        "<FRIEND type=\"deny\" result=\"1\"/>\n"
+    );
+    assert!(h.store.friend_requests.is_empty());
+    // Not the owner, or an unknown user: 0 (and an empty list).
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<FRIEND user=\"bob\" type=\"delete\" friend=\"bob\"/>"
+        ),
+        "<FRIEND type=\"delete\" result=\"0\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, a, "<FRIEND user=\"bob\" type=\"request\"/>"),
+        "<FRIENDS></FRIENDS>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<FRIEND user=\"alice\" type=\"add\" friend=\"nobody\"/>"
+        ),
+        "<FRIEND type=\"add\" result=\"0\"/>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<FRIEND user=\"alice\" type=\"delete\" friend=\"bob\"/>"
+        ),
+        "<FRIEND type=\"delete\" result=\"1\"/>\n"
+    );
+    assert_eq!(
+        ask(&mut h, b, "<FRIEND user=\"bob\" type=\"request\"/>"),
+        "<FRIENDS></FRIENDS>\n"
+    );
+    assert_eq!(
+        ask(
+            &mut h,
+            a,
+            "<FRIEND user=\"alice\" type=\"delete\" friend=\"bob\"/>"
+        ),
+        "<FRIEND type=\"delete\" result=\"0\"/>\n",
+        "no longer friends"
+    );
+}
+
+#[test]
+fn no_document_for_the_alive_timeout_closes_the_connection() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    let idle = h.connect(Protocol::Ims);
+    // ALIVE every 10 s keeps alice on; the idle connection goes at 15 s.
+    for _ in 0..3 {
+        h.advance(10_000);
+        assert_eq!(ask(&mut h, a, "<ALIVE/>"), "");
+    }
+    assert_eq!(h.closed(idle), Some(CloseReason::Timeout));
+    assert_eq!(h.closed(a), None);
+    // A partial document is not a document: the deadline still counts from the last
+    // complete one.
+    h.advance(5_000);
+    h.send(a, "<ALI");
+    h.advance(9_999);
+    assert_eq!(h.closed(a), None);
+    h.advance(1);
+    assert_eq!(h.closed(a), Some(CloseReason::Timeout));
+    assert_eq!(h.server().stats().online_users, 0);
+}
+
+#[test]
+fn an_administrators_kick_logs_out_and_closes() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    let guest = h.connect(Protocol::Ims);
+    assert_eq!(
+        admin(&mut h, "kick alice"),
+        "ok alice kicked, 1 session closed\r\n"
+    );
+    assert_eq!(h.take(a), "<LOGOUT user=\"alice\" result=\"1\"/>\n");
+    assert_eq!(h.closed(a), Some(CloseReason::Kicked));
+    assert_eq!(h.closed(guest), None);
+}
+
+#[test]
+fn malformed_input_is_skipped_without_an_answer() {
+    let mut h = accounts();
+    let a = ims(&mut h, "alice");
+    h.send(
+        a,
+        "junk </x> <a></b> <MESSAGE from=\"alice\" to=\"alice\">&bogus;</MESSAGE> <ALIVE/>",
+    );
+    assert_eq!(h.take(a), "<ALIVE/>\n");
+    assert_eq!(h.closed(a), None);
+}
+
+/// A ban of the address closes its ims connections (a logged-in one hears LOGOUT first)
+/// and refuses new ones; deleting an account logs its sessions out.
+#[test]
+fn bans_and_deleted_accounts_close_ims_connections() {
+    let mut h = accounts();
+    let a = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    let doc = login_doc("alice");
+    h.send(a, doc.clone());
+    h.take(a);
+    let guest = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    let b = ims(&mut h, "bob");
+    assert!(admin(&mut h, "ban ip 10.0.0.7").starts_with("ok "));
+    assert_eq!(h.take(a), "<LOGOUT user=\"alice\" result=\"1\"/>\n");
+    assert_eq!(h.closed(a), Some(CloseReason::Banned));
+    assert_eq!(h.take(guest), "");
+    assert_eq!(h.closed(guest), Some(CloseReason::Banned));
+    let again = h.connect_from(Protocol::Ims, [10, 0, 0, 7]);
+    assert_eq!(h.closed(again), Some(CloseReason::Banned));
+    assert_eq!(h.take(again), "", "ims has no greeting to refuse with");
+    assert_eq!(
+        admin(&mut h, "user del bob"),
+        "ok account bob deleted, 1 session closed\r\n"
+    );
+    assert_eq!(h.take(b), "<LOGOUT user=\"bob\" result=\"1\"/>\n");
+    assert_eq!(h.closed(b), Some(CloseReason::Kicked));
+}
+
+/// LOGIN attempts draw on the connection's broadcast bucket (a login is told to
+/// everyone and costs a password check): past its burst even the right password gets 0.
+/// Past the connection caps a connection is closed without a word.
+#[test]
+fn login_attempts_and_connections_are_limited() {
+    let mut h = accounts();
+    let burst = Config::default().limits.broadcast_per_conn.burst;
+    let c = h.connect(Protocol::Ims);
+    let wrong = format!("<LOGIN user=\"alice\" pass=\"{}\"/>", md5_hex("guess"));
+    for _ in 0..burst {
+        assert_eq!(
+            ask(&mut h, c, &wrong),
+            "<LOGIN user=\"alice\" result=\"0\"/>\n"
+        );
+    }
+    assert_eq!(
+        ask(&mut h, c, &login_doc("alice")),
+        "<LOGIN user=\"alice\" result=\"0\"/>\n",
+        "no token left"
+    );
+    // Refilled at 60 a minute (and within the ALIVE timeout).
+    h.advance(2_000);
+    assert_eq!(
+        ask(&mut h, c, &login_doc("alice")),
+        "<LOGIN user=\"alice\" result=\"1\"/>\n"
+    );
+
+    let mut config = Config::default();
+    config.limits.max_connections = 1;
+    let mut h = Harness::new(config);
+    let first = h.connect(Protocol::Ims);
+    let second = h.connect(Protocol::Ims);
+    assert_eq!(h.closed(first), None);
+    assert_eq!(h.closed(second), Some(CloseReason::TooManyConnections));
+    assert_eq!(h.take(second), "");
+}
+
+/// While a LOGIN's password is checked, the documents behind it wait unframed, up to four
+/// documents' worth of bytes; a client flooding past that is closed.
+#[test]
+fn input_waiting_behind_a_login_is_bounded() {
+    let mut config = Config::default();
+    config.ims.max_document_bytes = 100;
+    let mut h = Harness::new(config);
+    assert!(admin(&mut h, "user add alice pw").starts_with("ok"));
+    let c = h.connect(Protocol::Ims);
+    h.send(
+        c,
+        format!("{}{}", login_doc("alice"), "<ALIVE/>".repeat(40)),
+    );
+    assert_eq!(h.closed(c), None, "320 bytes wait");
+    let d = h.connect(Protocol::Ims);
+    h.send(
+        d,
+        format!("{}{}", login_doc("alice"), "<ALIVE/>".repeat(60)),
+    );
+    assert_eq!(
+        h.closed(d),
+        Some(CloseReason::ProtocolError),
+        "480 bytes do not"
+    );
+}
+
+/// An ims message may hold line breaks (`&#10;`); relayed to ws2017 it stays one line, so
+/// it cannot forge lines of the ws2017 stream.
+#[test]
+fn line_breaks_from_ims_stay_inside_one_ws2017_line() {
+    let mut h = accounts();
+    let b = ims(&mut h, "bob");
+    let w = h.connect(Protocol::Ws2017);
+    h.send(w, "uname walter\r\n");
+    h.take(w);
+    // `&#0;` is no XML character: the document is malformed, skipped unanswered.
+    h.send(b, "<MESSAGE from=\"bob\" to=\"walter\">x&#0;</MESSAGE>");
+    assert_eq!(h.take(b), "");
+    assert_eq!(
+        ask(
+            &mut h,
+            b,
+            "<MESSAGE from=\"bob\" to=\"walter\">a'&#13;&#10;+OK uname you are bob</MESSAGE>"
+        ),
+        "<MESSAGE result=\"1\"/>\n"
+    );
+    assert_eq!(
+        h.take(w),
+        "chatm bob walter 'a'  +OK uname you are bob'\r\n"
+    );
+}
