@@ -167,3 +167,27 @@ fn null_relay_speaks_the_servers_bytes() {
     alice.write_all(b"cping\r\n").expect("write");
     assert_eq!(read_line(&mut alice_in), "+OK cpong\r\n");
 }
+
+/// An idle logged-in client costs the server little memory: no read buffer is held for
+/// a connection with nothing to read (it was a zeroed 16 KiB buffer per connection,
+/// about 21 KiB of RSS per idle client in all; now under 6 KiB, see docs/performance.md).
+#[test]
+fn an_idle_client_costs_the_server_under_12_kib() {
+    let server = compare::start_server(Path::new(BIN), 0).expect("server starts");
+    let report = switchboard_bench::load::idle(
+        &target(server.addr, Some(server.pid())),
+        &switchboard_bench::load::IdleOpts {
+            clients: 600,
+            connect_only: false,
+            hold: Duration::from_millis(300),
+        },
+    )
+    .expect("idle run");
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    assert_eq!(report.get("idle.held"), Some(600.0));
+    let per_client = report.get("idle.rss_kib_per_client").expect("RSS read");
+    assert!(
+        per_client < 12.0,
+        "{per_client:.1} KiB of server RSS per idle client"
+    );
+}
