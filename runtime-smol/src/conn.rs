@@ -1,6 +1,7 @@
 //! One connection (TCP, or the admin socket's Unix stream): a reader task, a writer task,
 //! and how the driver ends them.
 
+use std::cell::RefCell;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, TcpStream};
 #[cfg(unix)]
@@ -12,8 +13,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use smol::channel::{self, Receiver, Sender};
-use smol::future::FutureExt;
-use smol::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use smol::future::{self, FutureExt};
+use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
 use tracing::debug;
@@ -188,22 +189,47 @@ impl Conn {
     }
 }
 
+thread_local! {
+    /// The one read buffer of every reader task on this thread: a reader borrows it only
+    /// inside a single `poll_read` that found bytes ready, and copies them out before
+    /// returning, so an idle connection holds no buffer at all (a 16 KiB buffer per
+    /// connection was most of the memory of an idle client).
+    static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads what `stream` has ready into the thread's scratch buffer and copies it out;
+/// waits (holding no buffer) while nothing is ready. An empty `Bytes` is end of stream.
+async fn read_some<S>(stream: &S) -> io::Result<Bytes>
+where
+    for<'s> &'s S: AsyncRead + Unpin,
+{
+    future::poll_fn(|cx| {
+        READ_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match Pin::new(&mut &*stream).poll_read(cx, &mut scratch) {
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(Bytes::copy_from_slice(&scratch[..n]))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
+}
+
 async fn read_loop<S>(conn: ConnId, stream: Arc<S>, events: Sender<Event>)
 where
     for<'s> &'s S: AsyncRead + Unpin,
 {
-    let mut buf = vec![0; READ_CHUNK];
     loop {
-        let n = match (&*stream).read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let bytes = match read_some(&*stream).await {
+            Ok(bytes) if bytes.is_empty() => break,
+            Ok(bytes) => bytes,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) => {
                 debug!(%conn, error = %e, "read failed");
                 break;
             }
         };
-        let bytes = Bytes::copy_from_slice(&buf[..n]);
         // The channel is bounded: when the driver falls behind, this waits, the socket's
         // receive buffer fills, and TCP slows the peer down.
         if events.send(Event::Received { conn, bytes }).await.is_err() {
@@ -246,10 +272,9 @@ async fn write_loop<S>(
     if stream.shutdown(Shutdown::Write).is_err() {
         return;
     }
-    let mut buf = vec![0; READ_CHUNK];
     loop {
-        match (&*stream).read(&mut buf).await {
-            Ok(0) => return,
+        match read_some(&*stream).await {
+            Ok(bytes) if bytes.is_empty() => return,
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(_) => return,

@@ -30,6 +30,17 @@ use crate::{Error, Runtime};
 /// Events the driver can buffer before readers, writers and listeners wait.
 const EVENT_CAPACITY: usize = 256;
 
+/// Inputs handled in one go when several are ready, before the writers run: a bound, so
+/// write reports (which the core counts against each connection's limit) wait at most
+/// this many inputs.
+const EVENT_BATCH: usize = 64;
+
+/// ...and at most about this many bytes of transmits queued by them, so a burst of
+/// broadcasts (each login announced to everyone) is not held in thousands of queues at
+/// once, which left the allocator holding the peak long after (idle memory per client
+/// 5.7 -> 20 KiB with 64 logins per batch).
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
 /// does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -132,6 +143,7 @@ pub(crate) async fn run(
         events,
         reports,
         linger: options.linger,
+        queued: 0,
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -185,6 +197,19 @@ pub(crate) async fn run(
             Wake::Event(event) => {
                 driver.on_event(event);
                 driver.drain();
+                // Take what other input is ready already, up to a bound, before the
+                // writers run: a connection that several inputs wrote to then gets it all
+                // in one write (one `send`, one wake-up of its writer) instead of one per
+                // input.
+                for _ in 1..EVENT_BATCH {
+                    if driver.queued >= BATCH_BYTES {
+                        break;
+                    }
+                    let Ok(event) = inbox.try_recv() else { break };
+                    driver.on_event(event);
+                    driver.drain();
+                }
+                driver.queued = 0;
                 // Let the writers write what this input produced (and report it) before
                 // the next input, which a ready channel would otherwise hand over at once.
                 future::yield_now().await;
@@ -223,6 +248,9 @@ struct Driver<'a, 'ex> {
     events: Sender<Event>,
     reports: Sender<Report>,
     linger: Duration,
+    /// Bytes of transmits handed to writers since the writers last ran (see
+    /// [`BATCH_BYTES`]).
+    queued: usize,
 }
 
 impl Driver<'_, '_> {
@@ -321,6 +349,7 @@ impl Driver<'_, '_> {
         match action {
             Action::Transmit { conn, bytes } => {
                 if let Some(handle) = self.conns.get(&conn) {
+                    self.queued += bytes.len();
                     handle.send(bytes);
                 }
             }

@@ -1,0 +1,494 @@
+//! `compare`: the server and the null relay, each started fresh for every run, measured
+//! interleaved (server, relay, server, relay, ...), medians of the rounds, each figure
+//! printed with its ratio to the relay's. And `seed`: offline accounts written straight
+//! into a data directory before the server starts.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use crate::load::{self, Report, Target};
+use crate::stats;
+
+/// Flags the server is started with for the bench: the connection caps and request rates
+/// out of the way (one machine plays thousands of users from a few addresses), cheap
+/// password hashes, a fixed seed. Everything else is the default.
+pub const SERVER_FLAGS: &[&str] = &[
+    "--max-connections",
+    "1000000",
+    "--max-connections-per-ip",
+    "1000000",
+    "--broadcast-rate-per-conn",
+    "1000000/1000000",
+    "--broadcast-rate-per-ip",
+    "1000000000/1000000000",
+    "--durable-rate-per-conn",
+    "1000000000/1000000",
+    "--durable-rate-per-ip",
+    "1000000000/1000000000",
+    "--offline-share-percent",
+    "100",
+    "--seed",
+    "1",
+    "--hash-cost",
+    "cheap",
+];
+
+/// Which program a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    /// The `switchboard` binary.
+    Server,
+    /// This crate's null relay.
+    Relay,
+}
+
+/// A server or relay process of one run; killed when dropped.
+pub struct Running {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads `child`'s stream line by line in a thread (so it never blocks on a full pipe)
+/// until a line contains `needle`; returns the word after it.
+fn wait_for_addr<R: io::Read + Send + 'static>(
+    stream: R,
+    needle: &'static str,
+    echo: bool,
+) -> io::Result<SocketAddr> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            if echo && line.contains("ERROR") {
+                eprintln!("[server] {line}");
+            }
+            if !sent {
+                if let Some(rest) = line.split(needle).nth(1) {
+                    let addr = rest.split_whitespace().next().map(str::to_string);
+                    let _ = tx.send(addr);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|_| io::Error::other(format!("no {needle:?} line")))?;
+    addr.and_then(|a| a.parse().ok())
+        .ok_or_else(|| io::Error::other("unreadable address"))
+}
+
+/// Starts the server binary on a fresh data directory (with `accounts` offline accounts
+/// seeded) on a free port of 127.0.0.1.
+pub fn start_server(bin: &Path, accounts: usize) -> io::Result<Running> {
+    let data = tempfile::Builder::new().prefix("sb-bench").tempdir()?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(data.path(), fs::Permissions::from_mode(0o700))?;
+    }
+    if accounts > 0 {
+        seed_accounts(data.path(), accounts)?;
+    }
+    let mut child = Command::new(bin)
+        .args(["serve", "--ws2017", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(SERVER_FLAGS)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| io::Error::other("no stderr"))?;
+    let addr = match wait_for_addr(stderr, "ws2017 listening on ", true) {
+        Ok(addr) => addr,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Running {
+        child,
+        addr,
+        _data: Some(data),
+    })
+}
+
+/// Starts the null relay (this binary's `relay` mode) on a free port of 127.0.0.1.
+pub fn start_relay(bench_bin: &Path) -> io::Result<Running> {
+    let mut child = Command::new(bench_bin)
+        .args(["relay", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no stdout"))?;
+    let addr = match wait_for_addr(stdout, "listening on ", false) {
+        Ok(addr) => addr,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    Ok(Running {
+        child,
+        addr,
+        _data: None,
+    })
+}
+
+/// Writes accounts `acct0`..`acct{n-1}` (password `pw`, a cheap hash made once and
+/// shared) into the store in `data_dir`, in one transaction.
+pub fn seed_accounts(data_dir: &Path, n: usize) -> io::Result<()> {
+    use switchboard_proto::UserName;
+    use switchboard_proto::{Account, Change};
+    use switchboard_store::credentials::{hash_password_with, Cost};
+    let err = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
+    let (password, ims_password) = hash_password_with(&Cost::cheap(), "pw").map_err(|e| err(&e))?;
+    let mut changes = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = UserName::parse(&format!("acct{i}")).map_err(|e| err(&format!("{e:?}")))?;
+        changes.push(Change::AccountCreated(Account {
+            name,
+            password: password.clone(),
+            ims_password: ims_password.clone(),
+            email: None,
+            gender: None,
+            level: 0,
+            banned: false,
+            created_ms: 0,
+        }));
+    }
+    let mut store = switchboard_store::Store::open(data_dir).map_err(|e| err(&e))?;
+    store.commit(&changes).map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The sizes of one `compare` (the defaults run in a few minutes; `full` are the issue's).
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    /// `direct`: clients and messages each.
+    pub direct_clients: usize,
+    /// Messages each client of `direct` sends.
+    pub direct_messages: usize,
+    /// `idle`: clients.
+    pub idle_clients: usize,
+    /// `logins`: clients.
+    pub login_clients: usize,
+    /// `storm`: clients at once, and the background pairs' clients.
+    pub storm_clients: usize,
+    /// `offline`: messages in all (to `offline_messages / 1000` accounts, at least 100).
+    pub offline_messages: usize,
+}
+
+impl Sizes {
+    /// A few minutes for three rounds on a 2-core machine.
+    pub fn quick() -> Sizes {
+        Sizes {
+            direct_clients: 2000,
+            direct_messages: 200,
+            idle_clients: 2000,
+            login_clients: 1000,
+            storm_clients: 1000,
+            offline_messages: 100_000,
+        }
+    }
+
+    /// The sizes (the 10,000 logins alone take minutes).
+    pub fn full() -> Sizes {
+        Sizes {
+            direct_clients: 2000,
+            direct_messages: 200,
+            idle_clients: 10_000,
+            login_clients: 10_000,
+            storm_clients: 1000,
+            offline_messages: 1_000_000,
+        }
+    }
+}
+
+/// One mode at the sizes given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Full speed.
+    Direct,
+    /// At most 8 in flight per client.
+    Direct8,
+    /// Paced at 100k messages a second in all.
+    Paced,
+    /// Idle logged-in clients.
+    Idle,
+    /// Logins one after another.
+    Logins,
+    /// Logins at once.
+    Storm,
+    /// Durable offline enqueue.
+    Offline,
+}
+
+impl Mode {
+    /// Every mode, in the order `compare` runs them.
+    pub const ALL: [Mode; 7] = [
+        Mode::Direct,
+        Mode::Direct8,
+        Mode::Paced,
+        Mode::Idle,
+        Mode::Logins,
+        Mode::Storm,
+        Mode::Offline,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Direct => "direct",
+            Mode::Direct8 => "direct8",
+            Mode::Paced => "paced",
+            Mode::Idle => "idle",
+            Mode::Logins => "logins",
+            Mode::Storm => "storm",
+            Mode::Offline => "offline",
+        }
+    }
+}
+
+/// Runs `mode` once against `target`.
+pub fn run_mode(mode: Mode, target: &Target, sizes: &Sizes) -> io::Result<Report> {
+    match mode {
+        Mode::Direct | Mode::Direct8 | Mode::Paced => load::direct(
+            target,
+            &load::DirectOpts {
+                clients: sizes.direct_clients,
+                messages: sizes.direct_messages,
+                in_flight: (mode == Mode::Direct8).then_some(8),
+                rate: (mode == Mode::Paced).then_some(100_000.0),
+                label: mode.name().to_string(),
+            },
+        ),
+        Mode::Idle => load::idle(
+            target,
+            &load::IdleOpts {
+                clients: sizes.idle_clients,
+                connect_only: false,
+                hold: Duration::from_secs(1),
+            },
+        ),
+        Mode::Logins => load::logins(target, sizes.login_clients),
+        Mode::Storm => load::storm(
+            target,
+            &load::StormOpts {
+                clients: sizes.storm_clients,
+                background: 100,
+                rate: 10_000.0,
+            },
+        ),
+        Mode::Offline => load::offline(
+            target,
+            &load::OfflineOpts {
+                senders: 100,
+                in_flight: 8,
+                messages: sizes.offline_messages,
+                accounts: offline_accounts(sizes),
+            },
+        ),
+    }
+}
+
+/// Accounts the offline test spreads its messages over (1000 each at most, the default
+/// mailbox cap).
+pub fn offline_accounts(sizes: &Sizes) -> usize {
+    sizes.offline_messages.div_ceil(1000).max(100)
+}
+
+/// Starts `subject` fresh and runs `mode` once against it.
+pub fn run_once(
+    subject: Subject,
+    mode: Mode,
+    sizes: &Sizes,
+    server_bin: &Path,
+    bench_bin: &Path,
+) -> io::Result<Report> {
+    let accounts = if mode == Mode::Offline {
+        offline_accounts(sizes)
+    } else {
+        0
+    };
+    let running = match subject {
+        Subject::Server => start_server(server_bin, accounts)?,
+        Subject::Relay => start_relay(bench_bin)?,
+    };
+    let target = Target {
+        addr: running.addr,
+        pid: Some(running.pid()),
+        sources: 8,
+        timeout: Duration::from_secs(300),
+    };
+    let report = run_mode(mode, &target, sizes);
+    drop(running);
+    report
+}
+
+/// Where the `switchboard` binary is: beside this one (cargo builds both into the same
+/// target directory).
+pub fn default_server_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("switchboard")))
+        .unwrap_or_else(|| PathBuf::from("switchboard"))
+}
+
+/// Every figure of `mode` over `rounds` rounds, by subject and key.
+type Results = BTreeMap<(String, Subject), Vec<(f64, bool, &'static str)>>;
+
+/// `compare`: each mode, `rounds` times interleaved, medians and ratios printed; rows
+/// appended to `csv` when given (`subject,key,round,value`).
+pub fn compare(
+    modes: &[Mode],
+    sizes: &Sizes,
+    rounds: usize,
+    server_bin: &Path,
+    csv: Option<&Path>,
+) -> io::Result<()> {
+    let bench_bin = std::env::current_exe()?;
+    stats::raise_fd_limit(1 << 20);
+    let mut csv = match csv {
+        Some(path) => Some(
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?,
+        ),
+        None => None,
+    };
+    let mut results: Results = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for &mode in modes {
+        for round in 0..rounds {
+            for subject in [Subject::Server, Subject::Relay] {
+                eprintln!("bench: {} round {} {:?}", mode.name(), round + 1, subject);
+                let report = run_once(subject, mode, sizes, server_bin, &bench_bin)?;
+                if report.errors > 0 {
+                    eprintln!(
+                        "bench: {} {:?}: {} errors (first: {:?})",
+                        mode.name(),
+                        subject,
+                        report.errors,
+                        report.first_error
+                    );
+                }
+                for f in &report.figures {
+                    if !order.contains(&f.key) {
+                        order.push(f.key.clone());
+                    }
+                    results.entry((f.key.clone(), subject)).or_default().push((
+                        f.value,
+                        f.higher_is_better,
+                        f.unit,
+                    ));
+                    if let Some(csv) = csv.as_mut() {
+                        writeln!(csv, "{:?},{},{},{}", subject, f.key, round, f.value)?;
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "{:<32} {:>14} {:>14} {:>8}  unit (median of {rounds}; ratio = server / relay)",
+        "figure", "server", "null relay", "ratio"
+    );
+    for key in &order {
+        let get = |s| {
+            results.get(&(key.clone(), s)).map(|v| {
+                let values: Vec<f64> = v.iter().map(|x| x.0).collect();
+                (stats::median(&values), v[0].2)
+            })
+        };
+        let server = get(Subject::Server);
+        let relay = get(Subject::Relay);
+        let unit = server.or(relay).map_or("", |x| x.1);
+        let fmt = |x: Option<(f64, &str)>| x.map_or("-".to_string(), |x| format!("{:.3}", x.0));
+        let ratio = match (server, relay) {
+            (Some(s), Some(r)) if r.0 != 0.0 => format!("{:.2}", s.0 / r.0),
+            _ => "-".to_string(),
+        };
+        println!(
+            "{:<32} {:>14} {:>14} {:>8}  {unit}",
+            key,
+            fmt(server),
+            fmt(relay),
+            ratio
+        );
+    }
+    Ok(())
+}
+
+/// `sweep`: `direct` and `logins` at growing client counts, server and relay, one round
+/// each, rows `subject,mode,clients,value` appended to `csv` (what `bench/plot.py` draws).
+pub fn sweep(
+    direct_clients: &[usize],
+    login_clients: &[usize],
+    server_bin: &Path,
+    csv: &Path,
+) -> io::Result<()> {
+    let bench_bin = std::env::current_exe()?;
+    stats::raise_fd_limit(1 << 20);
+    let mut out = fs::OpenOptions::new().create(true).append(true).open(csv)?;
+    for (mode, list) in [
+        (Mode::Direct, direct_clients),
+        (Mode::Logins, login_clients),
+    ] {
+        for &n in list {
+            for subject in [Subject::Server, Subject::Relay] {
+                let sizes = Sizes {
+                    direct_clients: n,
+                    direct_messages: 200,
+                    login_clients: n,
+                    ..Sizes::quick()
+                };
+                eprintln!("bench: sweep {} {n} {:?}", mode.name(), subject);
+                let report = run_once(subject, mode, &sizes, server_bin, &bench_bin)?;
+                let (key, value) = match mode {
+                    Mode::Direct => ("direct.msgs_per_s", report.get("direct.msgs_per_s")),
+                    _ => ("logins.total_s", report.get("logins.total_s")),
+                };
+                if let Some(v) = value {
+                    writeln!(out, "{subject:?},{key},{n},{v}")?;
+                    println!("{subject:?} {key} {n} {v:.3}");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,774 @@
+//! The load generator's modes, over [`Net`]: `direct`, `idle`, `logins`, `storm` and
+//! `offline`. Each returns a [`Report`] of named figures.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::net::{Handler, Net};
+use crate::stats::{self, Latencies, ProcSample};
+
+/// One measured figure.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Figure {
+    /// Its name, the same for the server and the null relay (`direct.msgs_per_s`, ...).
+    pub key: String,
+    /// Its value.
+    pub value: f64,
+    /// Its unit, for printing.
+    pub unit: &'static str,
+    /// Whether more is better (throughput) rather than less (time, latency, memory).
+    pub higher_is_better: bool,
+}
+
+/// What one run of a mode measured.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// The figures, in the order they were measured.
+    pub figures: Vec<Figure>,
+    /// Error replies and closed connections seen, as a count.
+    pub errors: u64,
+    /// The first error reply seen, for the log.
+    pub first_error: Option<String>,
+}
+
+impl Report {
+    fn add(&mut self, key: &str, value: f64, unit: &'static str, higher_is_better: bool) {
+        self.figures.push(Figure {
+            key: key.to_string(),
+            value,
+            unit,
+            higher_is_better,
+        });
+    }
+
+    /// The value of `key`, if measured.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.figures.iter().find(|f| f.key == key).map(|f| f.value)
+    }
+
+    /// One line per figure.
+    pub fn print(&self) {
+        for f in &self.figures {
+            println!("{:<28} {:>14.3} {}", f.key, f.value, f.unit);
+        }
+        if self.errors > 0 {
+            println!(
+                "errors: {} (first: {})",
+                self.errors,
+                self.first_error.as_deref().unwrap_or("a closed connection")
+            );
+        }
+    }
+}
+
+/// Where the load goes and how to watch the server.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The ws2017 listener.
+    pub addr: SocketAddr,
+    /// The server's process id, for its CPU time and memory; figures from /proc are left
+    /// out without it.
+    pub pid: Option<u32>,
+    /// How many 127.0.0.x source addresses connections are spread over.
+    pub sources: u8,
+    /// Longest any one phase may take before the run gives up and reports what it has.
+    pub timeout: Duration,
+}
+
+/// Counts and latencies, updated line by line.
+struct Load {
+    start: Instant,
+    logged_in: Vec<bool>,
+    login_sent: Vec<u64>,
+    greeted: Vec<bool>,
+    greetings: usize,
+    logins: usize,
+    login_lat: Latencies,
+    last_login: u64,
+    nusers: u64,
+    last_nuser: u64,
+    inflight: Vec<u32>,
+    sent_at: Vec<VecDeque<u64>>,
+    delivered: u64,
+    last_delivery: u64,
+    /// Only messages sent in `[record_from, record_until]` count in `lat`.
+    record_from: u64,
+    record_until: u64,
+    lat: Latencies,
+    relayed: u64,
+    stored: u64,
+    ack_lat: Latencies,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Load {
+    fn new() -> Load {
+        Load {
+            start: Instant::now(),
+            logged_in: Vec::new(),
+            login_sent: Vec::new(),
+            greeted: Vec::new(),
+            greetings: 0,
+            logins: 0,
+            login_lat: Latencies::default(),
+            last_login: 0,
+            nusers: 0,
+            last_nuser: 0,
+            inflight: Vec::new(),
+            sent_at: Vec::new(),
+            delivered: 0,
+            last_delivery: 0,
+            record_from: 0,
+            record_until: u64::MAX,
+            lat: Latencies::default(),
+            relayed: 0,
+            stored: 0,
+            ack_lat: Latencies::default(),
+            errors: 0,
+            first_error: None,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// Makes room for connection `conn`'s state.
+    fn grow(&mut self, conn: usize) {
+        if self.logged_in.len() <= conn {
+            let n = conn + 1;
+            self.logged_in.resize(n, false);
+            self.login_sent.resize(n, 0);
+            self.greeted.resize(n, false);
+            self.inflight.resize(n, 0);
+            self.sent_at.resize_with(n, VecDeque::new);
+        }
+    }
+
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            eprintln!("bench: first error: {what}");
+            self.first_error = Some(what);
+        }
+    }
+}
+
+/// The timestamp and sender index carried in a message text `t<ns>.<sender>`.
+fn parse_stamp(line: &[u8]) -> Option<(u64, usize)> {
+    let open = memchr::memchr(b'\'', line)?;
+    let text = &line[open + 1..];
+    let text = text.strip_prefix(b"t")?;
+    let dot = memchr::memchr(b'.', text)?;
+    let ns = parse_u64(&text[..dot])?;
+    let rest = &text[dot + 1..];
+    let end = memchr::memchr(b'\'', rest).unwrap_or(rest.len());
+    let sender = parse_u64(&rest[..end])?;
+    Some((ns, sender as usize))
+}
+
+fn parse_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(v)
+}
+
+impl Handler for Load {
+    fn line(&mut self, net: &mut Net, conn: usize, line: &[u8]) {
+        if line.starts_with(b"chatm ") {
+            if let Some((sent, sender)) = parse_stamp(line) {
+                let now = self.now();
+                self.delivered += 1;
+                self.last_delivery = now;
+                if sent >= self.record_from && sent <= self.record_until {
+                    self.lat.push(now.saturating_sub(sent));
+                }
+                if let Some(n) = self.inflight.get_mut(sender) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        } else if line.starts_with(b"nuser ") {
+            self.nusers += 1;
+            self.last_nuser = self.now();
+        } else if line == b"+OK chatm 'message relayed'" {
+            self.relayed += 1;
+        } else if line == b"+OK chatm 'message stored'" {
+            let now = self.now();
+            self.stored += 1;
+            if let Some(sent) = self.sent_at.get_mut(conn).and_then(|q| q.pop_front()) {
+                self.ack_lat.push(now.saturating_sub(sent));
+            }
+            if let Some(n) = self.inflight.get_mut(conn) {
+                *n = n.saturating_sub(1);
+            }
+        } else if line.starts_with(b"+OK uname you are ") {
+            self.grow(conn);
+            if !self.logged_in[conn] {
+                let now = self.now();
+                self.logged_in[conn] = true;
+                self.logins += 1;
+                self.last_login = now;
+                self.login_lat
+                    .push(now.saturating_sub(self.login_sent[conn]));
+            }
+        } else if line == b"cping" {
+            net.send(conn, b"cpong\r\n");
+        } else if line.starts_with(b"-ERR") {
+            self.error(String::from_utf8_lossy(line).into_owned());
+        } else if line.starts_with(b"+OK switchboard") || line.starts_with(b"+OK null") {
+            self.grow(conn);
+            if !self.greeted[conn] {
+                self.greeted[conn] = true;
+                self.greetings += 1;
+            }
+        }
+    }
+
+    fn closed(&mut self, _net: &mut Net, conn: usize) {
+        self.error(format!("connection {conn} closed"));
+    }
+}
+
+/// Connects `names.len()` clients, `batch` at a time, each sending `uname` at once when
+/// `login`; waits for every batch's answers (logins or greetings). Returns the first
+/// connection's index.
+fn connect_all(
+    net: &mut Net,
+    load: &mut Load,
+    target: &Target,
+    names: &[String],
+    batch: usize,
+    login: bool,
+) -> io::Result<usize> {
+    let first = net.len();
+    let deadline = Instant::now() + target.timeout;
+    for chunk in names.chunks(batch.max(1)) {
+        let want = if login { load.logins } else { load.greetings } + chunk.len();
+        for name in chunk {
+            let conn = net.connect()?;
+            load.grow(conn);
+            load.login_sent[conn] = load.now();
+            if login {
+                net.send(conn, format!("uname {name}\r\n").as_bytes());
+            }
+        }
+        while (if login { load.logins } else { load.greetings }) < want {
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "{} of {} clients in after {:?}",
+                        if login { load.logins } else { load.greetings },
+                        want,
+                        target.timeout
+                    ),
+                ));
+            }
+            net.turn(Duration::from_millis(5), load)?;
+        }
+    }
+    Ok(first)
+}
+
+/// Turns until no announcement (`nuser`) has arrived for `quiet`, so a test starts with
+/// the login traffic behind it.
+fn settle(net: &mut Net, load: &mut Load, quiet: Duration, limit: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    let mut seen = load.nusers;
+    let mut since = Instant::now();
+    while since.elapsed() < quiet && start.elapsed() < limit {
+        net.turn(Duration::from_millis(10), load)?;
+        if load.nusers != seen {
+            seen = load.nusers;
+            since = Instant::now();
+        }
+    }
+    Ok(())
+}
+
+/// Turns for `how_long`, answering pings.
+fn hold(net: &mut Net, load: &mut Load, how_long: Duration) -> io::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < how_long {
+        net.turn(Duration::from_millis(20), load)?;
+    }
+    Ok(())
+}
+
+fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+fn server_sample(target: &Target) -> Option<ProcSample> {
+    target.pid.and_then(stats::sample)
+}
+
+/// Adds the server's CPU seconds over a phase, per unit of work, and its peak RSS.
+fn add_server(
+    report: &mut Report,
+    prefix: &str,
+    target: &Target,
+    before: Option<ProcSample>,
+    units: f64,
+) {
+    if let (Some(before), Some(after)) = (before, server_sample(target)) {
+        let cpu = (after.cpu - before.cpu).as_secs_f64();
+        report.add(&format!("{prefix}.server_cpu_s"), cpu, "s", false);
+        if units > 0.0 {
+            report.add(
+                &format!("{prefix}.server_cpu_us_per_msg"),
+                cpu * 1e6 / units,
+                "us",
+                false,
+            );
+        }
+        report.add(
+            &format!("{prefix}.server_peak_rss_mib"),
+            after.peak_kib as f64 / 1024.0,
+            "MiB",
+            false,
+        );
+    }
+}
+
+fn finish(report: &mut Report, load: &Load, net: &Net) {
+    report.errors = load.errors;
+    report.first_error = load.first_error.clone();
+    let _ = net;
+}
+
+/// Sizes of the `direct` test.
+#[derive(Clone, Debug)]
+pub struct DirectOpts {
+    /// Clients, in pairs (rounded down to even).
+    pub clients: usize,
+    /// Messages each client sends its partner.
+    pub messages: usize,
+    /// At most this many of a client's messages undelivered at once; unlimited if `None`.
+    pub in_flight: Option<u32>,
+    /// Total messages a second over all clients; full speed if `None`.
+    pub rate: Option<f64>,
+    /// Figure names start with this (`direct`, `direct8`, ...).
+    pub label: String,
+}
+
+/// `direct`: clients in pairs, each sending `messages` to its partner; throughput, and
+/// latency from the send timestamp each message carries.
+pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
+    let n = opts.clients / 2 * 2;
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new();
+    let names = names("d", n);
+    connect_all(&mut net, &mut load, target, &names, 500, true)?;
+    settle(
+        &mut net,
+        &mut load,
+        Duration::from_millis(300),
+        target.timeout,
+    )?;
+    let total = (n * opts.messages) as u64;
+    let mut remaining = vec![opts.messages; n];
+    let cap = opts.in_flight.unwrap_or(u32::MAX);
+    let before = server_sample(target);
+    let own_before = stats::own_cpu();
+    let t0 = load.now();
+    load.record_from = t0;
+    let started = Instant::now();
+    let mut sent: u64 = 0;
+    let mut line = String::with_capacity(64);
+    let mut cursor = 0;
+    while load.delivered < total {
+        if started.elapsed() > target.timeout {
+            load.error(format!(
+                "timed out with {} of {total} delivered",
+                load.delivered
+            ));
+            break;
+        }
+        let mut budget = match opts.rate {
+            Some(rate) => {
+                let due = (rate * started.elapsed().as_secs_f64()) as u64;
+                due.saturating_sub(sent)
+            }
+            None => u64::MAX,
+        };
+        let mut idle_rounds = 0;
+        while budget > 0 && idle_rounds < n {
+            let i = cursor;
+            cursor = (cursor + 1) % n;
+            let can = remaining[i] > 0
+                && load.inflight[i] < cap
+                && (opts.rate.is_some() || net.pending(i) < 2048);
+            if !can {
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            let partner = i ^ 1;
+            line.clear();
+            let _ = write!(line, "chatm d{i} d{partner} 't{}.{i}'\r\n", load.now());
+            net.send(i, line.as_bytes());
+            remaining[i] -= 1;
+            load.inflight[i] += 1;
+            sent += 1;
+            budget -= 1;
+            if opts.rate.is_none() && net.pending(i) >= 2048 {
+                // Let the socket take it before piling more on this client.
+                continue;
+            }
+        }
+        net.turn(Duration::from_millis(1), &mut load)?;
+    }
+    let elapsed =
+        Duration::from_nanos(load.last_delivery.saturating_sub(t0)).max(Duration::from_nanos(1));
+    let own = (stats::own_cpu() - own_before).as_secs_f64();
+    let mut report = Report::default();
+    let p = &opts.label;
+    report.add(
+        &format!("{p}.msgs_per_s"),
+        load.delivered as f64 / elapsed.as_secs_f64(),
+        "msgs/s",
+        true,
+    );
+    report.add(
+        &format!("{p}.delivered"),
+        load.delivered as f64,
+        "msgs",
+        true,
+    );
+    report.add(
+        &format!("{p}.p50_ms"),
+        load.lat.percentile(50.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    report.add(
+        &format!("{p}.p99_ms"),
+        load.lat.percentile(99.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    report.add(
+        &format!("{p}.max_ms"),
+        load.lat.max().as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    add_server(&mut report, p, target, before, load.delivered as f64);
+    report.add(&format!("{p}.generator_cpu_s"), own, "s", false);
+    report.add(&format!("{p}.elapsed_s"), elapsed.as_secs_f64(), "s", false);
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+/// Sizes of the `idle` test.
+#[derive(Clone, Debug)]
+pub struct IdleOpts {
+    /// Clients.
+    pub clients: usize,
+    /// Connect only (no `uname`): what a connection costs, and how many are held.
+    pub connect_only: bool,
+    /// How long they stay idle before the memory is read.
+    pub hold: Duration,
+}
+
+/// `idle`: `clients` logged-in clients doing nothing; the server's RSS per client.
+pub fn idle(target: &Target, opts: &IdleOpts) -> io::Result<Report> {
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new();
+    let before = server_sample(target);
+    let started = Instant::now();
+    let names = names("i", opts.clients);
+    connect_all(&mut net, &mut load, target, &names, 500, !opts.connect_only)?;
+    settle(
+        &mut net,
+        &mut load,
+        Duration::from_millis(300),
+        target.timeout,
+    )?;
+    let in_s = started.elapsed().as_secs_f64();
+    hold(&mut net, &mut load, opts.hold)?;
+    let mut report = Report::default();
+    let p = if opts.connect_only { "conns" } else { "idle" };
+    report.add(&format!("{p}.clients"), opts.clients as f64, "", true);
+    report.add(&format!("{p}.setup_s"), in_s, "s", false);
+    if let (Some(b), Some(a)) = (before, server_sample(target)) {
+        let per = (a.rss_kib as f64 - b.rss_kib as f64) / opts.clients.max(1) as f64;
+        report.add(&format!("{p}.rss_kib_per_client"), per, "KiB", false);
+        report.add(
+            &format!("{p}.server_rss_mib"),
+            a.rss_kib as f64 / 1024.0,
+            "MiB",
+            false,
+        );
+        report.add(
+            &format!("{p}.server_peak_rss_mib"),
+            a.peak_kib as f64 / 1024.0,
+            "MiB",
+            false,
+        );
+    }
+    report.add(
+        &format!("{p}.held"),
+        (net.len() - net.closed) as f64,
+        "conns",
+        true,
+    );
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+/// `logins`: `clients` clients log in one after another, each announced to all present;
+/// total time until every login is answered and every announcement arrived, and the p99
+/// of one login (connect to `+OK uname`).
+pub fn logins(target: &Target, clients: usize) -> io::Result<Report> {
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new();
+    let before = server_sample(target);
+    let t0 = load.now();
+    let started = Instant::now();
+    for i in 0..clients {
+        let conn = net.connect()?;
+        load.grow(conn);
+        load.login_sent[conn] = load.now();
+        net.send(conn, format!("uname l{i}\r\n").as_bytes());
+        while load.logins <= i {
+            if started.elapsed() > target.timeout {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{i} of {clients} logged in"),
+                ));
+            }
+            net.turn(Duration::from_millis(2), &mut load)?;
+        }
+    }
+    let expected = (clients as u64) * (clients.saturating_sub(1) as u64) / 2;
+    while load.nusers < expected && started.elapsed() < target.timeout {
+        net.turn(Duration::from_millis(5), &mut load)?;
+    }
+    if load.nusers < expected {
+        load.error(format!("{} of {expected} announcements", load.nusers));
+    }
+    let end = load.last_login.max(load.last_nuser);
+    let mut report = Report::default();
+    report.add(
+        "logins.total_s",
+        end.saturating_sub(t0) as f64 / 1e9,
+        "s",
+        false,
+    );
+    report.add(
+        "logins.p99_ms",
+        load.login_lat.percentile(99.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    add_server(&mut report, "logins", target, before, 0.0);
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+/// Sizes of the `storm` test.
+#[derive(Clone, Debug)]
+pub struct StormOpts {
+    /// Clients logging in at once.
+    pub clients: usize,
+    /// Clients already logged in, in pairs, exchanging messages meanwhile.
+    pub background: usize,
+    /// Their messages a second, all together.
+    pub rate: f64,
+}
+
+/// `storm`: `clients` log in at once while `background` clients chat; time until all are
+/// in, and the p99 of the background's messages sent meanwhile.
+pub fn storm(target: &Target, opts: &StormOpts) -> io::Result<Report> {
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new();
+    let bg = opts.background / 2 * 2;
+    let bg_names = names("b", bg);
+    connect_all(&mut net, &mut load, target, &bg_names, 500, true)?;
+    settle(
+        &mut net,
+        &mut load,
+        Duration::from_millis(200),
+        target.timeout,
+    )?;
+    let before = server_sample(target);
+    let started = Instant::now();
+    let t0 = load.now();
+    load.record_from = t0;
+    let mut sent: u64 = 0;
+    let mut cursor = 0;
+    let mut line = String::with_capacity(64);
+    // The storm: every client connects and sends its uname at once.
+    for i in 0..opts.clients {
+        let conn = net.connect()?;
+        load.grow(conn);
+        load.login_sent[conn] = load.now();
+        net.send(conn, format!("uname s{i}\r\n").as_bytes());
+    }
+    let want = bg + opts.clients;
+    let mut all_in = None;
+    let mut tail_until = None;
+    loop {
+        if all_in.is_none() && load.logins >= want {
+            let now = load.now();
+            all_in = Some(now);
+            load.record_until = now;
+            tail_until = Some(Instant::now() + Duration::from_millis(200));
+        }
+        if let Some(until) = tail_until {
+            if Instant::now() > until {
+                break;
+            }
+        }
+        if started.elapsed() > target.timeout {
+            load.error(format!("{} of {want} logged in", load.logins));
+            break;
+        }
+        if bg > 0 && all_in.is_none() {
+            let due = (opts.rate * started.elapsed().as_secs_f64()) as u64;
+            while sent < due {
+                let i = cursor;
+                cursor = (cursor + 1) % bg;
+                line.clear();
+                let _ = write!(line, "chatm b{i} b{} 't{}.{i}'\r\n", i ^ 1, load.now());
+                net.send(i, line.as_bytes());
+                sent += 1;
+            }
+        }
+        net.turn(Duration::from_millis(1), &mut load)?;
+    }
+    let mut report = Report::default();
+    let t = all_in.map_or(f64::NAN, |t| t.saturating_sub(t0) as f64 / 1e9);
+    report.add("storm.all_in_s", t, "s", false);
+    report.add(
+        "storm.bg_p99_ms",
+        load.lat.percentile(99.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    report.add("storm.bg_msgs", load.lat.len() as f64, "msgs", true);
+    add_server(&mut report, "storm", target, before, 0.0);
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+/// Sizes of the `offline` test.
+#[derive(Clone, Debug)]
+pub struct OfflineOpts {
+    /// Sending clients.
+    pub senders: usize,
+    /// Messages each has waiting for their acknowledgement at most.
+    pub in_flight: u32,
+    /// Messages in all.
+    pub messages: usize,
+    /// Offline accounts `acct0`..`acct{n-1}` the messages go to, round-robin (they must
+    /// exist: `switchboard-bench seed`).
+    pub accounts: usize,
+}
+
+/// `offline`: `senders` clients each keep `in_flight` messages to offline accounts
+/// waiting for their `+OK chatm 'message stored'`; acknowledged messages a second, overall
+/// and per tenth of the run, and the p99 of an acknowledgement.
+pub fn offline(target: &Target, opts: &OfflineOpts) -> io::Result<Report> {
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new();
+    let senders = names("o", opts.senders);
+    connect_all(&mut net, &mut load, target, &senders, 500, true)?;
+    settle(
+        &mut net,
+        &mut load,
+        Duration::from_millis(200),
+        target.timeout,
+    )?;
+    let before = server_sample(target);
+    let started = Instant::now();
+    let total = opts.messages as u64;
+    let mut sent: u64 = 0;
+    let mut line = String::with_capacity(64);
+    let tenth = (total / 10).max(1);
+    let mut marks: Vec<Duration> = Vec::new();
+    while load.stored < total {
+        if started.elapsed() > target.timeout {
+            load.error(format!("{} of {total} acknowledged", load.stored));
+            break;
+        }
+        if load.errors > 100 {
+            break;
+        }
+        for i in 0..opts.senders {
+            while sent < total && load.inflight[i] < opts.in_flight {
+                let account = sent as usize % opts.accounts.max(1);
+                let now = load.now();
+                line.clear();
+                let _ = write!(line, "chatm o{i} acct{account} 't{now}.{i}'\r\n");
+                net.send(i, line.as_bytes());
+                load.sent_at[i].push_back(now);
+                load.inflight[i] += 1;
+                sent += 1;
+            }
+        }
+        net.turn(Duration::from_millis(1), &mut load)?;
+        while load.stored >= tenth * (marks.len() as u64 + 1) && marks.len() < 10 {
+            marks.push(started.elapsed());
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut report = Report::default();
+    report.add(
+        "offline.acked_per_s",
+        load.stored as f64 / elapsed,
+        "msgs/s",
+        true,
+    );
+    report.add(
+        "offline.p99_ack_ms",
+        load.ack_lat.percentile(99.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    if marks.len() >= 2 {
+        let rate = |i: usize| {
+            let from = if i == 0 { Duration::ZERO } else { marks[i - 1] };
+            tenth as f64 / (marks[i] - from).as_secs_f64().max(1e-9)
+        };
+        report.add("offline.first_tenth_per_s", rate(0), "msgs/s", true);
+        report.add(
+            "offline.last_tenth_per_s",
+            rate(marks.len() - 1),
+            "msgs/s",
+            true,
+        );
+    }
+    add_server(&mut report, "offline", target, before, load.stored as f64);
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_read_back_from_a_delivered_line() {
+        assert_eq!(parse_stamp(b"chatm d1 d0 't123456.1'"), Some((123_456, 1)));
+        assert_eq!(parse_stamp(b"chatm d1 d0 'hello'"), None);
+        assert_eq!(
+            parse_stamp(b"chatm d1 d0 't99999999999999999999999.1'"),
+            None
+        );
+    }
+}

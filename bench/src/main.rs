@@ -1,0 +1,320 @@
+//! `switchboard-bench`: the load generator, the null relay and `compare`.
+//! Run `switchboard-bench --help`; `docs/performance.md` has the exact commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use switchboard_bench::compare::{self, Mode, Sizes};
+use switchboard_bench::load::{self, Report, Target};
+use switchboard_bench::relay::Relay;
+use switchboard_bench::stats;
+
+#[derive(Parser)]
+#[command(about = "Switchboard's load generator and null relay")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+/// Where the load goes.
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// The ws2017 listener of the server (or null relay) under test.
+    #[arg(long, default_value = "127.0.0.1:1030")]
+    addr: SocketAddr,
+    /// The server's process id: its CPU seconds and peak RSS are read from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Source addresses 127.0.0.1..=127.0.0.N the connections are spread over.
+    #[arg(long, default_value_t = 8)]
+    sources: u8,
+    /// Seconds any one phase may take before the run gives up.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+}
+
+impl TargetArgs {
+    fn target(&self) -> Target {
+        Target {
+            addr: self.addr,
+            pid: self.server_pid,
+            sources: self.sources,
+            timeout: Duration::from_secs(self.timeout),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Clients in pairs, each sending messages to its partner.
+    Direct {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Clients (pairs of them).
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        /// Messages each client sends.
+        #[arg(long, default_value_t = 50)]
+        messages: usize,
+        /// At most this many undelivered messages per client (full speed without).
+        #[arg(long)]
+        in_flight: Option<u32>,
+        /// Messages a second over all clients (full speed without).
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Logged-in idle clients; the server's RSS per client.
+    Idle {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Clients.
+        #[arg(long, default_value_t = 2000)]
+        clients: usize,
+        /// Only connect (no uname): what a connection costs and how many are held.
+        #[arg(long)]
+        connect_only: bool,
+        /// Seconds the clients stay idle before the server's memory is read.
+        #[arg(long, default_value_t = 1)]
+        hold: u64,
+    },
+    /// Clients logging in one after another, each announced to all present.
+    Logins {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Clients.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+    },
+    /// Clients logging in at once while others chat.
+    Storm {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Clients logging in at once.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Clients already logged in, chatting in pairs meanwhile.
+        #[arg(long, default_value_t = 100)]
+        background: usize,
+        /// The background's messages a second, together.
+        #[arg(long, default_value_t = 10_000.0)]
+        rate: f64,
+    },
+    /// Senders storing messages for offline accounts (seeded with `seed`).
+    Offline {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Sending clients.
+        #[arg(long, default_value_t = 100)]
+        senders: usize,
+        /// Messages each keeps unacknowledged at most.
+        #[arg(long, default_value_t = 8)]
+        in_flight: u32,
+        /// Messages in all.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        /// Accounts acct0.. the messages go to (1000 each at most).
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+    },
+    /// The null relay.
+    Relay {
+        /// Where it listens; it prints `listening on ADDR` once it does.
+        #[arg(long, default_value = "127.0.0.1:1030")]
+        listen: SocketAddr,
+    },
+    /// Writes offline accounts acct0..acct{N-1} into a data directory (server stopped).
+    Seed {
+        /// The server's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Accounts.
+        #[arg(long, default_value_t = 100)]
+        accounts: usize,
+    },
+    /// Server and null relay, started fresh per run, interleaved; medians and ratios.
+    Compare {
+        /// Rounds (the median is printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The sizes (takes much longer).
+        #[arg(long)]
+        full: bool,
+        /// Modes to run (comma-separated; all by default).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// The switchboard binary (default: beside this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// Append every run's figures to this CSV file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+    },
+    /// `direct` and `logins` at growing client counts, for the plot.
+    Sweep {
+        /// Client counts for `direct`.
+        #[arg(long, value_delimiter = ',', default_value = "200,500,1000,2000,4000")]
+        direct: Vec<usize>,
+        /// Client counts for `logins`.
+        #[arg(long, value_delimiter = ',', default_value = "250,500,1000,2000,4000")]
+        logins: Vec<usize>,
+        /// The switchboard binary (default: beside this one).
+        #[arg(long)]
+        server_bin: Option<PathBuf>,
+        /// The CSV file rows are appended to.
+        #[arg(long, default_value = "docs/performance-sweep.csv")]
+        csv: PathBuf,
+    },
+}
+
+fn report(result: std::io::Result<Report>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            report.print();
+            if report.errors > 0 {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("switchboard-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let fds = stats::raise_fd_limit(1 << 20);
+    let result = match cli.command {
+        Cmd::Direct {
+            target,
+            clients,
+            messages,
+            in_flight,
+            rate,
+        } => load::direct(
+            &target.target(),
+            &load::DirectOpts {
+                clients,
+                messages,
+                in_flight,
+                rate,
+                label: "direct".into(),
+            },
+        ),
+        Cmd::Idle {
+            target,
+            clients,
+            connect_only,
+            hold,
+        } => {
+            if (fds as usize) < clients + 100 {
+                eprintln!("switchboard-bench: only {fds} descriptors for {clients} clients");
+            }
+            load::idle(
+                &target.target(),
+                &load::IdleOpts {
+                    clients,
+                    connect_only,
+                    hold: Duration::from_secs(hold),
+                },
+            )
+        }
+        Cmd::Logins { target, clients } => load::logins(&target.target(), clients),
+        Cmd::Storm {
+            target,
+            clients,
+            background,
+            rate,
+        } => load::storm(
+            &target.target(),
+            &load::StormOpts {
+                clients,
+                background,
+                rate,
+            },
+        ),
+        Cmd::Offline {
+            target,
+            senders,
+            in_flight,
+            messages,
+            accounts,
+        } => load::offline(
+            &target.target(),
+            &load::OfflineOpts {
+                senders,
+                in_flight,
+                messages,
+                accounts,
+            },
+        ),
+        Cmd::Relay { listen } => {
+            let relay = Relay::bind(listen).and_then(|mut relay| {
+                println!("listening on {}", relay.local_addr()?);
+                relay.run(|| false)
+            });
+            return match relay {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard-bench relay: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cmd::Seed { data_dir, accounts } => {
+            return match compare::seed_accounts(&data_dir, accounts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard-bench seed: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cmd::Compare {
+            rounds,
+            full,
+            only,
+            server_bin,
+            csv,
+        } => {
+            let sizes = if full { Sizes::full() } else { Sizes::quick() };
+            let modes: Vec<Mode> = if only.is_empty() {
+                Mode::ALL.to_vec()
+            } else {
+                Mode::ALL
+                    .into_iter()
+                    .filter(|m| only.iter().any(|o| o == m.name()))
+                    .collect()
+            };
+            let bin = server_bin.unwrap_or_else(compare::default_server_bin);
+            return match compare::compare(&modes, &sizes, rounds, &bin, csv.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard-bench compare: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Cmd::Sweep {
+            direct,
+            logins,
+            server_bin,
+            csv,
+        } => {
+            let bin = server_bin.unwrap_or_else(compare::default_server_bin);
+            return match compare::sweep(&direct, &logins, &bin, &csv) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchboard-bench sweep: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    report(result)
+}
