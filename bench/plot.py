@@ -18,6 +18,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+# Subjects as the CSV names them: `sweep` writes Server and Relay; rows of a later sitting
+# (after a change) are appended renamed to ServerAfter and RelayAfter.
+SUBJECTS = (
+    ("Server", "o-", "switchboard (before)"),
+    ("Relay", "s--", "null relay (same sitting)"),
+    ("ServerAfter", "o-", "switchboard (after)"),
+    ("RelayAfter", "s:", "null relay (same sitting)"),
+)
+
+
 def main():
     src = sys.argv[1] if len(sys.argv) > 1 else "docs/performance-sweep.csv"
     dst = sys.argv[2] if len(sys.argv) > 2 else "docs/performance.png"
@@ -32,13 +42,12 @@ def main():
         (right, "logins.total_s", "N logins one after another (each announced)", 1.0, "seconds"),
     ]
     for ax, key, title, scale, unit in panels:
-        for subject, style in (("Server", "o-"), ("Relay", "s--")):
+        for subject, style, label in SUBJECTS:
             points = series.get((key, subject))
             if not points:
                 continue
             xs = sorted(points)
             ys = [sum(points[x]) / len(points[x]) * scale for x in xs]
-            label = "switchboard" if subject == "Server" else "null relay"
             ax.plot(xs, ys, style, label=label)
         ax.set_title(title)
         ax.set_xlabel("clients")

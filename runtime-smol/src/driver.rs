@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
+use smol::lock::Semaphore;
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::{
     Action, ConnId, Effect, EffectId, EffectResult, Peer, Protocol, Pump, Server,
@@ -144,6 +145,7 @@ pub(crate) async fn run(
         reports,
         linger: options.linger,
         queued: 0,
+        hashing: Arc::new(Semaphore::new(hashing_slots())),
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -251,6 +253,26 @@ struct Driver<'a, 'ex> {
     /// Bytes of transmits handed to writers since the writers last ran (see
     /// [`BATCH_BYTES`]).
     queued: usize,
+    /// Password hashes running at once (each takes 19 MiB at the recommended cost).
+    hashing: Arc<Semaphore>,
+}
+
+/// How many password hashes may run at once: one per core, at most 4. A flood of logins
+/// then waits for its turn instead of taking 19 MiB per hash at once on as many threads
+/// as the blocking pool has (up to 500).
+fn hashing_slots() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 4)
+}
+
+/// Runs `work` on the blocking pool once one of `slots` is free.
+async fn bounded<T: Send + 'static>(
+    slots: &Semaphore,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let _slot = slots.acquire().await;
+    smol::unblock(work).await
 }
 
 impl Driver<'_, '_> {
@@ -388,13 +410,15 @@ impl Driver<'_, '_> {
         }
     }
 
-    /// Runs an effect on smol's blocking pool and reports its result.
+    /// Runs an effect on smol's blocking pool, at most [`hashing_slots`] at once, and
+    /// reports its result.
     fn run_effect(&self, id: EffectId, effect: Effect) {
         let cost = self.cost.clone();
         let reports = self.reports.clone();
+        let slots = self.hashing.clone();
         self.ex
             .spawn(async move {
-                let result = smol::unblock(move || {
+                let result = bounded(&slots, move || {
                     credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
                         warn!(effect = id.0, error = %error_chain(&e), "effect failed");
                         EffectResult::Failed
@@ -620,6 +644,35 @@ mod tests {
             dial(ConnId::OUTBOUND, addr, slot, events).await;
             inbox.recv().await.expect("an event")
         })
+    }
+
+    #[test]
+    fn effects_run_at_most_as_many_at_once_as_there_are_slots() {
+        use std::sync::atomic::AtomicUsize;
+        let slots = Arc::new(Semaphore::new(2));
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let ex = LocalExecutor::new();
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
+                ex.spawn(async move {
+                    bounded(&slots, move || {
+                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(now, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(30));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                    })
+                    .await
+                })
+            })
+            .collect();
+        smol::block_on(ex.run(async {
+            for task in tasks {
+                task.await;
+            }
+        }));
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[test]
