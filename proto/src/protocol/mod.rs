@@ -2,6 +2,7 @@
 //! session (the per-connection state machine over the shared network model).
 
 pub(crate) mod admin;
+pub(crate) mod opcode;
 #[cfg(test)]
 pub(crate) mod probe;
 pub(crate) mod ws2017;
