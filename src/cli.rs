@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{Config, Limits, RateLimit, Ws2017Config};
+use switchboard_proto::{Config, Limits, OpcodeConfig, RateLimit, Ws2017Config};
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
@@ -224,6 +224,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1030", value_parser = listen_addr)]
     pub ws2017: SocketAddr,
 
+    /// Address of the opcode listener, `HOST:PORT`, as for `--ws2017`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1033", value_parser = listen_addr)]
+    pub opcode: SocketAddr,
+
+    /// Largest media item an opcode `115 MessageSend` may carry, in bytes (decoded); a
+    /// larger one is answered `211`. Keep it under a third of `--outbound-limit`: the `227`
+    /// that returns it is up to three times as long, percent-encoded.
+    #[arg(long, value_name = "BYTES", default_value_t = OpcodeConfig::default().max_media_bytes as u64)]
+    pub opcode_max_media: u64,
+
     /// Directory of the durable store, its lock and the admin socket; created (mode 700)
     /// if missing. It must belong to this user and be writable by no one else. One server
     /// at a time may use it.
@@ -435,6 +445,11 @@ mod tests {
     fn no_arguments_serve_with_the_core_defaults() {
         let args = serve_args(&[]);
         assert_eq!(args.ws2017, "127.0.0.1:1030".parse().expect("address"));
+        assert_eq!(args.opcode, "127.0.0.1:1033".parse().expect("address"));
+        assert_eq!(
+            args.opcode_max_media,
+            Config::default().opcode.max_media_bytes as u64
+        );
         assert_eq!(args.data_dir, PathBuf::from("switchboard-data"));
         assert_eq!(args.runtime, RuntimeKind::Smol);
         let core = Config::default();

@@ -1,6 +1,6 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
-use switchboard_proto::{Config, Limits, Protocol, Ws2017Config};
+use switchboard_proto::{Config, Limits, OpcodeConfig, Protocol, Ws2017Config};
 use tracing::info;
 
 use crate::cli::{RuntimeKind, ServeArgs};
@@ -13,7 +13,10 @@ use crate::cli::{RuntimeKind, ServeArgs};
 pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
     let config = config(&args);
-    let listeners = vec![(Protocol::Ws2017, args.ws2017)];
+    let listeners = vec![
+        (Protocol::Ws2017, args.ws2017),
+        (Protocol::Opcode, args.opcode),
+    ];
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
@@ -48,6 +51,10 @@ fn config(args: &ServeArgs) -> Config {
             ping_timeout: args.ws2017_ping_timeout.0,
             ..defaults.ws2017
         },
+        opcode: OpcodeConfig {
+            max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
+            ..defaults.opcode
+        },
         ..defaults
     }
 }
@@ -75,6 +82,8 @@ mod tests {
             "0/3",
             "--offline-share-percent",
             "100",
+            "--opcode-max-media",
+            "1000",
         ];
         let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
             panic!("serve flags refused");
@@ -88,6 +97,7 @@ mod tests {
         assert_eq!(limits.broadcast_per_conn, rate(0, 3));
         assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
         assert_eq!(super::config(&args).offline_share_percent, 100);
+        assert_eq!(super::config(&args).opcode.max_media_bytes, 1000);
         for (flag, bad) in [
             ("--max-connections", "0"),
             ("--max-connections-per-ip", "0"),

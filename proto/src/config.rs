@@ -34,6 +34,8 @@ pub struct Config {
     pub limits: Limits,
     /// ws2017 settings.
     pub ws2017: Ws2017Config,
+    /// opcode settings.
+    pub opcode: OpcodeConfig,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -152,6 +154,7 @@ impl Default for Config {
             offline_share_percent: 10,
             limits: Limits::default(),
             ws2017: Ws2017Config::default(),
+            opcode: OpcodeConfig::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -164,6 +167,26 @@ impl Default for Ws2017Config {
             ping_interval: Duration::from_secs(2),
             ping_timeout: Duration::from_secs(15),
             max_line_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// Settings of the opcode protocol.
+#[derive(Clone, Debug)]
+pub struct OpcodeConfig {
+    /// Longest accepted line without media, without its line ending; longer gets `211`.
+    pub max_line_bytes: usize,
+    /// Largest media item (decoded bytes) a `115 MessageSend` may carry; larger gets `211`.
+    /// A line with media may be up to three times this (percent-encoded), and so may the
+    /// `227` answering it: keep it under a third of `outbound_limit_bytes`.
+    pub max_media_bytes: usize,
+}
+
+impl Default for OpcodeConfig {
+    fn default() -> Self {
+        OpcodeConfig {
+            max_line_bytes: 64 * 1024,
+            max_media_bytes: 256 * 1024,
         }
     }
 }

@@ -35,6 +35,8 @@ pub enum Protocol {
     Ws2017,
     /// The line protocol of the admin socket (`switchboard user add`, `kick`, ...).
     Admin,
+    /// The numeric line protocol of the HAW chat table (`110 name password`, `115 chat text`).
+    Opcode,
     /// A protocol for the core's own tests, whose sessions live apart from connections.
     #[cfg(test)]
     Probe,
@@ -43,18 +45,24 @@ pub enum Protocol {
 impl Protocol {
     /// Every protocol, in [`index`](Self::index) order.
     #[cfg(not(test))]
-    pub const ALL: [Protocol; 2] = [Protocol::Ws2017, Protocol::Admin];
+    pub const ALL: [Protocol; 3] = [Protocol::Ws2017, Protocol::Admin, Protocol::Opcode];
     /// Every protocol, in [`index`](Self::index) order (with the test protocol).
     #[cfg(test)]
-    pub const ALL: [Protocol; 3] = [Protocol::Ws2017, Protocol::Admin, Protocol::Probe];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Ws2017,
+        Protocol::Admin,
+        Protocol::Opcode,
+        Protocol::Probe,
+    ];
 
     /// The protocol's position in [`ALL`](Self::ALL), for tables indexed by protocol.
     pub const fn index(self) -> usize {
         match self {
             Protocol::Ws2017 => 0,
             Protocol::Admin => 1,
+            Protocol::Opcode => 2,
             #[cfg(test)]
-            Protocol::Probe => 2,
+            Protocol::Probe => 3,
         }
     }
 
@@ -63,6 +71,7 @@ impl Protocol {
         match self {
             Protocol::Ws2017 => "ws2017",
             Protocol::Admin => "admin",
+            Protocol::Opcode => "opcode",
             #[cfg(test)]
             Protocol::Probe => "probe",
         }

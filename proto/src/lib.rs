@@ -53,7 +53,7 @@ mod tests;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
-pub use config::{Config, Limits, RateLimit, Ws2017Config};
+pub use config::{Config, Limits, OpcodeConfig, RateLimit, Ws2017Config};
 pub use effect::{Effect, EffectResult};
 pub use gate::CommitGate;
 pub use ids::{ConnId, EffectId, Protocol, Seq};

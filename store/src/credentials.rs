@@ -180,5 +180,7 @@ pub fn try_run_effect_with(cost: &Cost, effect: &Effect) -> Result<EffectResult,
         Effect::VerifyPassword { hash, password } => {
             verify(hash, &password.0).map(EffectResult::Verified)
         }
+        // Not a credential: the runtime reads media from its store ([`Store::media`]).
+        Effect::ReadMedia { .. } => Ok(EffectResult::Failed),
     }
 }

@@ -33,6 +33,14 @@ pub(crate) enum Event {
     RoomLeft { room: RoomName, name: UserName },
     /// The session this is addressed to was kicked out of `room` by `by`.
     RoomKicked { room: RoomName, by: UserName },
+    /// `from` asked the user of `session` to be friends (`accepted` false), or accepted
+    /// its request, which made them friends (`accepted` true). For sessions online when
+    /// it happened; an offline user gets it from its mailbox at login.
+    FriendNews {
+        session: SessionId,
+        from: UserName,
+        accepted: bool,
+    },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.
     Kicked {

@@ -2,7 +2,7 @@
 //! subscriptions are all this one relation. The rules decide the change; the protocol
 //! persists it and answers in its own words.
 
-use super::{Network, UserKey, UserName};
+use super::{Audience, Delivery, Event, Network, UserKey, UserName};
 use crate::persist::{Change, FriendRequest};
 
 /// Why a friend request or answer was refused.
@@ -86,6 +86,27 @@ impl Network {
                 to: me.clone(),
             },
         })
+    }
+
+    /// Tells every live session of `to` that `from` asked to be friends, or (with
+    /// `accepted`) accepted `to`'s request ([`Event::FriendNews`]); a protocol shows it
+    /// once the change is committed.
+    pub(crate) fn tell_friend(&mut self, from: &UserName, to: &UserName, accepted: bool) {
+        let Some(user) = self.users.get(&to.key()) else {
+            return;
+        };
+        for &session in &user.sessions {
+            if let Some(rec) = self.sessions.get(&session) {
+                self.pending.push_back(Delivery {
+                    to: Audience::Conn(rec.conn),
+                    event: Event::FriendNews {
+                        session,
+                        from: from.clone(),
+                        accepted,
+                    },
+                });
+            }
+        }
     }
 
     fn two_accounts(&self, a: &UserName, b: &UserName) -> Result<(UserKey, UserKey), FriendError> {

@@ -46,7 +46,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Opcode => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -57,7 +57,7 @@ impl Shared {
     /// The timer of `protocol` itself is due.
     pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Opcode => {
                 let _ = px;
             }
             #[cfg(test)]
@@ -75,7 +75,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Opcode => {
                 let _ = (conn, error, px);
             }
             #[cfg(test)]
@@ -92,7 +92,7 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Opcode => {
                 let _ = (session, event, px);
             }
             #[cfg(test)]
@@ -106,6 +106,7 @@ impl Shared {
 pub(crate) enum Endpoint {
     Ws2017(ws2017::Session),
     Admin(admin::Session),
+    Opcode(opcode::Session),
     #[cfg(test)]
     Probe(probe::Session),
 }
@@ -117,7 +118,7 @@ impl Endpoint {
         let _ = &shared;
         match protocol {
             // Neither asks for outbound connections; should one appear, it is closed.
-            Protocol::Ws2017 | Protocol::Admin => {
+            Protocol::Ws2017 | Protocol::Admin | Protocol::Opcode => {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
@@ -131,6 +132,7 @@ impl Endpoint {
         match protocol {
             Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
+            Protocol::Opcode => Endpoint::Opcode(opcode::Session::open(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -141,6 +143,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
+            Endpoint::Opcode(s) => s.on_bytes(cx, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
@@ -152,6 +155,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
+            Endpoint::Opcode(s) => s.on_event(cx, event),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
@@ -161,7 +165,7 @@ impl Endpoint {
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
-            Endpoint::Admin(_) => {}
+            Endpoint::Admin(_) | Endpoint::Opcode(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -171,6 +175,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(_) => {}
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
+            Endpoint::Opcode(s) => s.on_effect(cx, id, result),
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -181,6 +186,7 @@ impl Endpoint {
         let _ = &shared;
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
+            Endpoint::Opcode(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
@@ -192,6 +198,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.buffered(),
             Endpoint::Admin(s) => s.buffered(),
+            Endpoint::Opcode(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

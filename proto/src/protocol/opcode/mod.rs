@@ -4,6 +4,9 @@
 //! contacts (the shared friendships), two-member chats, messages with media. See
 //! `docs/protocols/opcode.md`.
 
-// The codec is used by the session (next); until then, by its tests.
-#[allow(dead_code)]
 pub(crate) mod codec;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use session::Session;

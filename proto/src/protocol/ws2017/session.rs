@@ -204,7 +204,8 @@ impl Session {
             Event::Presence { .. }
             | Event::RoomJoined { .. }
             | Event::RoomLeft { .. }
-            | Event::RoomKicked { .. } => {}
+            | Event::RoomKicked { .. }
+            | Event::FriendNews { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {
