@@ -10,7 +10,7 @@ use switchboard_proto::{Config, Protocol};
 use crate::escape::{escape, unescape};
 
 /// Every protocol a scenario may name, by [`Protocol::name`].
-const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin];
+const PROTOCOLS: &[Protocol] = &[Protocol::Ws2017, Protocol::Admin, Protocol::Opcode];
 
 /// A parsed scenario: its description, the config it runs with and its steps.
 #[derive(Clone, Debug)]
@@ -435,6 +435,8 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
         "ws2017.ping_interval" => config.ws2017.ping_interval = parse_duration(value)?,
         "ws2017.ping_timeout" => config.ws2017.ping_timeout = parse_duration(value)?,
         "ws2017.max_line_bytes" => config.ws2017.max_line_bytes = number()?,
+        "opcode.max_line_bytes" => config.opcode.max_line_bytes = number()?,
+        "opcode.max_media_bytes" => config.opcode.max_media_bytes = number()?,
         "offline_share_percent" => {
             config.offline_share_percent = value
                 .parse()
@@ -455,6 +457,7 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
             return Err(format!(
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
                  offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
+                 opcode.max_line_bytes, opcode.max_media_bytes, \
                  offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
                  limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
                  limits.durable_per_conn.burst)"
