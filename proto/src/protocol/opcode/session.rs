@@ -107,7 +107,8 @@ impl Session {
         self.inbound = inbound;
         // While a request waits for its effect the next lines wait too; a client that
         // keeps sending meanwhile is cut off before its input grows without bound.
-        if self.inbound.len() > 2 * frame_limit(cx) {
+        let limit = frame_limit(cx).saturating_add(cx.config.opcode.max_line_bytes);
+        if self.inbound.len() > limit {
             cx.close(CloseReason::ProtocolError);
         }
     }
@@ -232,6 +233,11 @@ impl Session {
             );
         }
         let hash = account.password.clone();
+        // A login is told to the lobby, and its password check is costly: both are
+        // rationed per connection and address, as ws2017's names are.
+        if cx.charge(Cost::Broadcast).is_err() {
+            return reply(cx, &Reply::Invalid);
+        }
         let id = cx.effect(Effect::VerifyPassword {
             hash,
             password: Secret(password),

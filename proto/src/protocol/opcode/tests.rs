@@ -362,3 +362,49 @@ fn stored_direct_messages_from_another_protocol_arrive_in_a_chat_made_for_them()
     assert_eq!(ask(&mut h, bob, "111"), "213 400\r\n");
     assert_eq!(ask(&mut h, bob, "110 bob pw"), "212 400 bob\r\n");
 }
+
+#[test]
+fn login_attempts_are_rationed() {
+    let mut config = Config::default();
+    config.limits.broadcast_per_conn.burst = 2;
+    let mut h = Harness::new(config);
+    let c = client(&mut h);
+    assert_eq!(ask(&mut h, c, "117 hans pw"), "222 400\r\n");
+    assert_eq!(ask(&mut h, c, "110 hans a"), "212 406 hans\r\n");
+    assert_eq!(ask(&mut h, c, "110 hans b"), "212 406 hans\r\n");
+    assert_eq!(
+        ask(&mut h, c, "110 hans pw"),
+        "211\r\n",
+        "no password check"
+    );
+}
+
+#[test]
+fn input_piling_up_behind_a_waiting_request_closes_the_connection() {
+    let mut config = Config::default();
+    config.opcode.max_line_bytes = 16;
+    config.opcode.max_media_bytes = 16;
+    let mut h = Harness::new(config);
+    h.auto_commit = false;
+    let c = client(&mut h);
+    h.send(c, "117 hans pw\r\n");
+    h.commit();
+    assert_eq!(h.take(c), "222 400\r\n");
+    // The login waits for its password check; what arrives meanwhile is kept, up to a
+    // line with the largest media (3 x 16 + 1024) and one more line (16).
+    let mut burst = b"110 hans pw\r\n".to_vec();
+    burst.extend(std::iter::repeat_n(b'x', 1087));
+    h.send(c, burst);
+    assert_eq!(
+        h.take(c),
+        "212 400 hans\r\n211\r\n",
+        "the long line is skipped"
+    );
+    assert_eq!(h.closed(c), None);
+    // One byte more, behind a registration's password hash: closed.
+    let d = client(&mut h);
+    let mut burst = b"117 grete pw\r\n".to_vec();
+    burst.extend(std::iter::repeat_n(b'x', 1088));
+    h.send(d, burst);
+    assert_eq!(h.closed(d), Some(crate::CloseReason::ProtocolError));
+}
