@@ -6,6 +6,7 @@
 //! schedule the seed picks.
 
 pub(crate) mod admin;
+pub mod opcode;
 pub(crate) mod ws2017;
 pub(crate) mod ws2017_codec;
 
