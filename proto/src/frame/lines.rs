@@ -1,4 +1,5 @@
-//! Line framing for the line protocols: LF ends a line, a CR before it is dropped.
+//! Line framing for the line protocols: LF ends a line, a CR before it is dropped; or, for
+//! protocols whose clients end lines either way, CR and LF each end one.
 
 use bytes::{Buf, BytesMut};
 
@@ -19,6 +20,9 @@ pub(crate) enum Line {
 #[derive(Debug)]
 pub(crate) struct LineFramer {
     max: usize,
+    /// CR ends a line as LF does (a CRLF then gives an empty line after each line, which
+    /// such a protocol ignores), instead of only being dropped before an LF.
+    cr_ends: bool,
     /// Bytes at the start of the buffer already known to hold no LF.
     scanned: usize,
     /// Inside a too-long line: drop bytes until its LF.
@@ -29,15 +33,30 @@ impl LineFramer {
     pub(crate) fn new(max: usize) -> Self {
         LineFramer {
             max,
+            cr_ends: false,
             scanned: 0,
             discarding: false,
+        }
+    }
+
+    /// A framer for which LF, CR and CRLF all end a line (a CRLF as a line and an empty
+    /// one, so a CR and its LF may arrive apart).
+    pub(crate) fn cr_or_lf(max: usize) -> Self {
+        LineFramer {
+            cr_ends: true,
+            ..LineFramer::new(max)
         }
     }
 
     /// Takes the next frame out of `buf`, or `None` if more input is needed.
     pub(crate) fn next_line(&mut self, buf: &mut BytesMut) -> Option<Line> {
         loop {
-            match memchr::memchr(b'\n', &buf[self.scanned..]) {
+            let rest = &buf[self.scanned..];
+            let found = match self.cr_ends {
+                false => memchr::memchr(b'\n', rest),
+                true => memchr::memchr2(b'\n', b'\r', rest),
+            };
+            match found {
                 Some(i) => {
                     let end = self.scanned + i;
                     self.scanned = 0;
@@ -46,7 +65,7 @@ impl LineFramer {
                         self.discarding = false;
                         continue;
                     }
-                    let len = if end > 0 && buf[end - 1] == b'\r' {
+                    let len = if !self.cr_ends && end > 0 && buf[end - 1] == b'\r' {
                         end - 1
                     } else {
                         end

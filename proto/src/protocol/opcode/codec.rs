@@ -4,7 +4,7 @@
 //! A line ends at LF, CR or CRLF; fields are separated by exactly one space; `Str` fields
 //! are percent-encoded, `Long` and `int` fields are decimal. Every reply ends with CRLF.
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 
 /// A client request, its fields decoded and of the right kinds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,80 +153,6 @@ pub(crate) enum Reply<'a> {
     ConfirmContact(Status),
     /// `233 Username`.
     ConfirmContactAdd(&'a str),
-}
-
-/// Splits a byte stream into lines at LF, CR or CRLF, however it is chunked; a line
-/// longer than `max` bytes is reported once ([`Frame::TooLong`]) and skipped, never
-/// buffered whole.
-#[derive(Debug)]
-pub(crate) struct Framer {
-    max: usize,
-    /// Bytes at the start of the buffer known to hold no line end.
-    scanned: usize,
-    /// Inside a too-long line: drop bytes up to its end.
-    discarding: bool,
-}
-
-/// One result of [`Framer::next`].
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Frame {
-    /// A line: its first `len` bytes (without the line end); advance by `consumed` after
-    /// reading it.
-    Line { len: usize, consumed: usize },
-    /// A line passed the limit; it is skipped.
-    TooLong,
-}
-
-impl Framer {
-    /// A framer for lines of at most `max` bytes.
-    pub(crate) fn new(max: usize) -> Framer {
-        Framer {
-            max,
-            scanned: 0,
-            discarding: false,
-        }
-    }
-
-    /// The next frame in `buf`, or `None` if more input is needed. A CRLF gives a line
-    /// and an empty one, which the protocol ignores, so a CR and its LF may arrive apart.
-    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Option<Frame> {
-        loop {
-            match memchr::memchr2(b'\n', b'\r', &buf[self.scanned..]) {
-                Some(i) => {
-                    let end = self.scanned + i;
-                    self.scanned = 0;
-                    if self.discarding {
-                        buf.advance(end + 1);
-                        self.discarding = false;
-                        continue;
-                    }
-                    if end > self.max {
-                        buf.advance(end + 1);
-                        return Some(Frame::TooLong);
-                    }
-                    return Some(Frame::Line {
-                        len: end,
-                        consumed: end + 1,
-                    });
-                }
-                None if self.discarding => {
-                    buf.clear();
-                    self.scanned = 0;
-                    return None;
-                }
-                None if buf.len() > self.max => {
-                    buf.clear();
-                    self.scanned = 0;
-                    self.discarding = true;
-                    return Some(Frame::TooLong);
-                }
-                None => {
-                    self.scanned = buf.len();
-                    return None;
-                }
-            }
-        }
-    }
 }
 
 /// Parses one line (without its line end). Liberal where the table leaves room: `100` is
@@ -469,9 +395,11 @@ pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::lines::{Line, LineFramer};
+    use bytes::Buf;
 
     fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, ()>> {
-        let mut framer = Framer::new(max);
+        let mut framer = LineFramer::cr_or_lf(max);
         let mut buf = BytesMut::new();
         let mut out = Vec::new();
         feed(&mut framer, &mut buf, input, &mut out);
@@ -479,21 +407,21 @@ mod tests {
     }
 
     fn feed(
-        framer: &mut Framer,
+        framer: &mut LineFramer,
         buf: &mut BytesMut,
         input: &[u8],
         out: &mut Vec<Result<Vec<u8>, ()>>,
     ) {
         buf.extend_from_slice(input);
-        while let Some(frame) = framer.next(buf) {
+        while let Some(frame) = framer.next_line(buf) {
             match frame {
-                Frame::Line { len, consumed } => {
+                Line::Complete { len, consumed } => {
                     if len > 0 {
                         out.push(Ok(buf[..len].to_vec()));
                     }
                     buf.advance(consumed);
                 }
-                Frame::TooLong => out.push(Err(())),
+                Line::TooLong => out.push(Err(())),
             }
         }
     }
@@ -515,14 +443,14 @@ mod tests {
         let want = lines(input, 16);
         assert!(want.contains(&Err(())), "the long line is reported");
         for cut in 0..=input.len() {
-            let mut framer = Framer::new(16);
+            let mut framer = LineFramer::cr_or_lf(16);
             let mut buf = BytesMut::new();
             let mut got = Vec::new();
             feed(&mut framer, &mut buf, &input[..cut], &mut got);
             feed(&mut framer, &mut buf, &input[cut..], &mut got);
             assert_eq!(got, want, "cut at {cut}");
         }
-        let mut framer = Framer::new(16);
+        let mut framer = LineFramer::cr_or_lf(16);
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         for b in input {
@@ -533,7 +461,7 @@ mod tests {
 
     #[test]
     fn a_long_line_is_never_buffered_whole() {
-        let mut framer = Framer::new(8);
+        let mut framer = LineFramer::cr_or_lf(8);
         let mut buf = BytesMut::new();
         let mut got = Vec::new();
         feed(&mut framer, &mut buf, b"0123456789", &mut got);

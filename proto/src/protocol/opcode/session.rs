@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::codec::{self, Frame, Framer, ParseError, Reply, Request, Status};
+use super::codec::{self, ParseError, Reply, Request, Status};
 use crate::cx::{Cx, Handout};
 use crate::effect::{Effect, EffectResult, Secret};
+use crate::frame::lines::{Line, LineFramer};
 use crate::ids::{EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::Cost;
@@ -52,7 +53,7 @@ enum Waiting {
 /// One opcode connection.
 #[derive(Debug)]
 pub(crate) struct Session {
-    framer: Framer,
+    framer: LineFramer,
     inbound: BytesMut,
     /// The network session and the account's name, once logged in.
     user: Option<(SessionId, UserName)>,
@@ -67,7 +68,7 @@ impl Session {
     /// connection over the caps is closed at once.
     pub(crate) fn open(cx: &mut Cx<'_>) -> Session {
         let session = Session {
-            framer: Framer::new(frame_limit(cx)),
+            framer: LineFramer::cr_or_lf(frame_limit(cx)),
             inbound: BytesMut::new(),
             user: None,
             waiting: None,
@@ -95,10 +96,10 @@ impl Session {
     fn run(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
         while cx.is_open() && self.waiting.is_none() {
-            match self.framer.next(&mut inbound) {
+            match self.framer.next_line(&mut inbound) {
                 None => break,
-                Some(Frame::TooLong) => reply(cx, &Reply::Invalid),
-                Some(Frame::Line { len, consumed }) => {
+                Some(Line::TooLong) => reply(cx, &Reply::Invalid),
+                Some(Line::Complete { len, consumed }) => {
                     self.on_line(cx, &inbound[..len]);
                     inbound.advance(consumed);
                 }
