@@ -132,6 +132,7 @@ pub(crate) async fn run(
         events,
         reports,
         linger: options.linger,
+        rate_refusals: RefusalLog::default(),
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -223,6 +224,37 @@ struct Driver<'a, 'ex> {
     events: Sender<Event>,
     reports: Sender<Report>,
     linger: Duration,
+    /// Requests the core refused by a rate limit, logged at most every
+    /// [`REFUSAL_WARNING_EVERY`].
+    rate_refusals: RefusalLog,
+}
+
+/// The rate-limit refusals already logged, and when.
+#[derive(Default)]
+struct RefusalLog {
+    logged: u64,
+    at: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    /// Logs the refusals since the last line, if any and if the last line is old enough:
+    /// a flood makes one line every [`REFUSAL_WARNING_EVERY`], not one per request.
+    fn check(&mut self, total: u64) {
+        if total > self.logged
+            && self
+                .at
+                .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            warn!(
+                refused = total - self.logged,
+                total,
+                "requests refused by rate limits (logins, renames, chat messages, stored \
+                 messages; raise the --*-rate-* flags if they are legitimate)"
+            );
+            self.logged = total;
+            self.at = Some(std::time::Instant::now());
+        }
+    }
 }
 
 impl Driver<'_, '_> {
@@ -315,6 +347,7 @@ impl Driver<'_, '_> {
         while let Some(action) = self.pump.poll_action() {
             self.carry_out(action);
         }
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn carry_out(&mut self, action: Action) {
