@@ -351,6 +351,10 @@ mod tests {
                 per_minute: 240,
                 burst: 5,
             },
+            message_per_ip: RateLimit {
+                per_minute: 240,
+                burst: 5,
+            },
             max_ip_buckets: 2,
             ..Limits::default()
         }
