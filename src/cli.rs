@@ -11,7 +11,7 @@ use switchboard_proto::{ArscConfig, Config, ImsConfig, Limits, RateLimit, Ws2017
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
-/// ws2017 and ims (arsc, opcode and jabberd are to come).
+/// ws2017, arsc and ims (opcode and jabberd are to come).
 ///
 /// With no subcommand, `serve` runs (with the flags given). `user`, `ban`, `unban` and
 /// `kick` administer a running or a stopped server through its data directory.
@@ -36,7 +36,7 @@ impl Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve ws2017 and ims until Ctrl-C or SIGTERM (the default).
+    /// Serve ws2017, arsc and ims until Ctrl-C or SIGTERM (the default).
     Serve(ServeArgs),
     /// Add, delete, list accounts and set their passwords.
     ///
@@ -659,7 +659,7 @@ mod tests {
             assert!(
                 help.starts_with(
                     "A chat server that will join several chat protocols into one network; \
-                     today it serves ws2017 and ims (arsc, opcode and jabberd are to come)"
+                     today it serves ws2017, arsc and ims (opcode and jabberd are to come)"
                 ),
                 "{help}"
             );
@@ -671,7 +671,7 @@ mod tests {
             .render_help()
             .to_string();
         assert!(
-            serve.starts_with("Serve ws2017 and ims until Ctrl-C or SIGTERM"),
+            serve.starts_with("Serve ws2017, arsc and ims until Ctrl-C or SIGTERM"),
             "{serve}"
         );
     }
