@@ -244,6 +244,12 @@ impl Session {
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
         }
+        // A connect is told to the room and may cost a password check: it takes its
+        // token before the check, so wrong passwords cannot be tried (nor hashes made)
+        // faster than the broadcast rate, as for an ims LOGIN.
+        if let Err(refusal) = cx.charge(Cost::Broadcast) {
+            return connect_error(cx, account, refusal_text(refusal));
+        }
         match cx.net.account(&key).map(|a| a.password.clone()) {
             Some(hash) => {
                 let Some(password) = request.password.clone() else {
@@ -307,9 +313,6 @@ impl Session {
         // Checked again: another connection may have connected the name meanwhile.
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
-        }
-        if let Err(refusal) = cx.charge(Cost::Broadcast) {
-            return connect_error(cx, account, refusal_text(refusal));
         }
         let time = sendtime(cx);
         let welcome = format!("Welcome to {}!", cx.config.arsc.title);

@@ -636,3 +636,26 @@ fn whispers_to_online_users_and_room_changes_draw_on_the_message_rate() {
     );
     assert_eq!(h.take(b), "");
 }
+
+/// A connect takes its broadcast token before the password check: wrong passwords
+/// cannot be tried faster than the rate (each costs a hash), and past the burst even
+/// the right one is refused until the bucket refills.
+#[test]
+fn password_guesses_draw_on_the_broadcast_rate() {
+    let mut h = harness(Config::default());
+    let burst = crate::Limits::default().broadcast_per_conn.burst;
+    let c = h.connect(Protocol::Arsc);
+    for _ in 0..burst {
+        h.send(c, connect_req("op", Some("guess"), "lounge"));
+        assert_eq!(
+            h.take(c),
+            connect_error("Access denied! Are your credentials correct?")
+        );
+    }
+    h.send(c, connect_req("op", Some("pw"), "lounge"));
+    assert_eq!(h.take(c), connect_error("Too many requests, slow down."));
+    // A token a second comes back.
+    h.advance(1000);
+    h.send(c, connect_req("op", Some("pw"), "lounge"));
+    assert!(h.take(c).contains("<status>ok</status>"));
+}
