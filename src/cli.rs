@@ -13,7 +13,7 @@ use switchboard_proto::{
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
-/// ws2017 and ims (arsc, opcode and jabberd are to come).
+/// ws2017, arsc, ims and opcode (jabberd is to come).
 ///
 /// With no subcommand, `serve` runs (with the flags given). `user`, `ban`, `unban` and
 /// `kick` administer a running or a stopped server through its data directory.
@@ -38,7 +38,7 @@ impl Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve ws2017 and ims until Ctrl-C or SIGTERM (the default).
+    /// Serve ws2017, arsc, ims and opcode until Ctrl-C or SIGTERM (the default).
     Serve(ServeArgs),
     /// Add, delete, list accounts and set their passwords.
     ///
@@ -322,22 +322,33 @@ pub struct ServeArgs {
     )]
     pub max_connections_per_ip: u64,
 
-    /// Name changes (ws2017 `uname`, each broadcast to everyone) one connection may make:
-    /// `PER_MINUTE/BURST`.
+    /// Logins and name changes (ws2017 `uname`, arsc connect, ims LOGIN; each told to
+    /// everyone) one connection may make: `PER_MINUTE/BURST`.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().broadcast_per_conn))]
     pub broadcast_rate_per_conn: Rate,
 
-    /// Name changes all connections from one IP address may make together.
+    /// Logins and name changes all connections from one IP address may make together.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().broadcast_per_ip))]
     pub broadcast_rate_per_ip: Rate,
 
-    /// Messages one connection may leave for offline accounts: `PER_MINUTE/BURST`.
+    /// Messages one connection may leave for offline accounts (and ims FRIEND changes):
+    /// `PER_MINUTE/BURST`.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().durable_per_conn))]
     pub durable_rate_per_conn: Rate,
 
     /// Messages all connections from one IP address may leave for offline accounts.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().durable_per_ip))]
     pub durable_rate_per_ip: Rate,
+
+    /// Chat messages one connection may send: arsc room posts (each reaches the whole
+    /// room), `/me`, `/msgops`, room changes and whispers, and ims MESSAGEs to online
+    /// users: `PER_MINUTE/BURST`. Raise it for a benchmark that posts at full speed.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_conn))]
+    pub message_rate_per_conn: Rate,
+
+    /// Chat messages all connections from one IP address may send together.
+    #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_ip))]
+    pub message_rate_per_ip: Rate,
 
     /// The share of an account's offline mailbox one sender may fill, in percent.
     #[arg(
@@ -664,7 +675,7 @@ mod tests {
             assert!(
                 help.starts_with(
                     "A chat server that will join several chat protocols into one network; \
-                     today it serves ws2017 and ims (arsc, opcode and jabberd are to come)"
+                     today it serves ws2017, arsc, ims and opcode (jabberd is to come)"
                 ),
                 "{help}"
             );
@@ -676,7 +687,7 @@ mod tests {
             .render_help()
             .to_string();
         assert!(
-            serve.starts_with("Serve ws2017 and ims until Ctrl-C or SIGTERM"),
+            serve.starts_with("Serve ws2017, arsc, ims and opcode until Ctrl-C or SIGTERM"),
             "{serve}"
         );
     }

@@ -1,5 +1,6 @@
 //! `switchboard`: the chat server's binary. `cargo run --release` serves ws2017 on
-//! 127.0.0.1:1030 with the smol runtime and its store in `./switchboard-data`;
+//! 127.0.0.1:1030, arsc on 127.0.0.1:1031 and ims on 127.0.0.1:1032 with the smol runtime
+//! and its store in `./switchboard-data`;
 //! `switchboard user ...`, `ban ...`, `unban ...` and `kick ...` administer it, running or
 //! not. `switchboard --help` lists the commands and flags.
 

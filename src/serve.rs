@@ -47,6 +47,8 @@ fn config(args: &ServeArgs) -> Config {
             broadcast_per_ip: args.broadcast_rate_per_ip.0,
             durable_per_conn: args.durable_rate_per_conn.0,
             durable_per_ip: args.durable_rate_per_ip.0,
+            message_per_conn: args.message_rate_per_conn.0,
+            message_per_ip: args.message_rate_per_ip.0,
             ..defaults.limits.clone()
         },
         offline_share_percent: args.offline_share_percent,
@@ -100,6 +102,8 @@ mod tests {
             "100",
             "--opcode-max-media",
             "1000",
+            "--message-rate-per-conn",
+            "60000/1000",
         ];
         let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
             panic!("serve flags refused");
@@ -112,6 +116,8 @@ mod tests {
         assert_eq!(limits.durable_per_ip, rate(6000, 1000));
         assert_eq!(limits.broadcast_per_conn, rate(0, 3));
         assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
+        assert_eq!(limits.message_per_conn, rate(60000, 1000));
+        assert_eq!(limits.message_per_ip, Limits::default().message_per_ip);
         assert_eq!(super::config(&args).offline_share_percent, 100);
         assert_eq!(super::config(&args).opcode.max_media_bytes, 1000);
         let ims = [
@@ -135,6 +141,7 @@ mod tests {
             ("--durable-rate-per-conn", "10"),
             ("--durable-rate-per-conn", "10/0"),
             ("--broadcast-rate-per-ip", "-1/5"),
+            ("--message-rate-per-ip", "60"),
             ("--offline-share-percent", "0"),
             ("--offline-share-percent", "101"),
         ] {

@@ -244,3 +244,33 @@ fn clients_in_two_rooms_chat_whisper_across_protocols_kick_and_leave() {
     cat.expect_nothing();
     assert!(server.stop().success());
 }
+
+/// The message rate reaches the server through its flag: past the burst a post is
+/// answered with the original's error, told why, not said to the room, and logged.
+#[test]
+fn posts_past_the_message_rate_are_refused_told_and_logged() {
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
+    let data_dir = data_dir.path().join("data");
+    let flags = ["--message-rate-per-conn", "0/2"];
+    let server = Switchboard::start_with_flags(&data_dir, common::ServerOptions::default(), &flags);
+    let addr = server.arsc_addr;
+    let (mut ann, sid) = Arsc::connect(addr, "ann", None, "lounge");
+    let (ben, _) = Arsc::connect(addr, "ben", None, "lounge");
+    ann.expect_message(&system("User ben enters the room lounge."));
+    for text in ["one", "two"] {
+        ann.post(&sid, text);
+        ann.expect(POST_OK);
+        ann.expect_message(&message("normal", "ann", text));
+        ben.expect_message(&message("normal", "ann", text));
+    }
+    ann.post(&sid, "three");
+    ann.expect("<arscrespond><type>post</type><status>error</status><error>Message could not be handled</error></arscrespond>");
+    ann.expect_message(&message(
+        "whisper",
+        "System",
+        "Too many requests, slow down.",
+    ));
+    ben.expect_nothing();
+    let line = server.wait_for_log("requests refused by rate limits");
+    assert!(line.contains("refused=1"), "{line}");
+}

@@ -72,14 +72,23 @@ pub struct RateLimit {
 /// them behind one NAT address, do everything at once, and hold a flood to a trickle.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Broadcast requests per connection (ws2017 `uname`, first or rename).
+    /// Broadcast requests per connection (ws2017 `uname`, first or rename; an arsc
+    /// connect; an ims LOGIN).
     pub broadcast_per_conn: RateLimit,
     /// Broadcast requests per address, over all its connections.
     pub broadcast_per_ip: RateLimit,
-    /// Durable requests per connection (ws2017 `chatm`/`chatw` to an offline account).
+    /// Durable requests per connection (a direct message stored for an offline account,
+    /// on any protocol; an ims FRIEND change).
     pub durable_per_conn: RateLimit,
     /// Durable requests per address.
     pub durable_per_ip: RateLimit,
+    /// Chat messages per connection: a post to a room (arsc text, `/me`, `/msgops`,
+    /// `/opcall`), which reaches every member, and a direct message to an online user
+    /// (arsc `/msg`, ims MESSAGE). A message stored for an offline account is a durable
+    /// request instead.
+    pub message_per_conn: RateLimit,
+    /// Chat messages per address.
+    pub message_per_ip: RateLimit,
     /// Most addresses whose buckets are kept; buckets that have refilled are dropped to
     /// make room, and addresses that find no room share one bucket.
     pub max_ip_buckets: usize,
@@ -110,6 +119,16 @@ impl Default for Limits {
                 burst: 20,
             },
             durable_per_ip: RateLimit {
+                per_minute: 600,
+                burst: 100,
+            },
+            // Two a second and a burst of 20: more than a person types or pastes, and
+            // a flooder's posts reach the room at a trickle. A benchmark raises it.
+            message_per_conn: RateLimit {
+                per_minute: 120,
+                burst: 20,
+            },
+            message_per_ip: RateLimit {
                 per_minute: 600,
                 burst: 100,
             },

@@ -353,6 +353,18 @@ impl Cx<'_> {
         (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
     }
 
+    /// Takes a token for a request of `cost` from the buckets of the connection `conn`
+    /// (and its address) rather than this one's: for a protocol whose requests name a
+    /// session that may be used from any connection (arsc's sid), so that opening more
+    /// connections gives a user no more tokens. A connection no longer open is charged
+    /// nothing, as in [`Cx::charge`].
+    pub(crate) fn charge_for(&mut self, conn: ConnId, cost: Cost) -> Result<(), Refusal> {
+        let Some(conn) = self.conns.get_mut(conn) else {
+            return Ok(());
+        };
+        (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
+    }
+
     /// Arms this connection's timer. It fires at least a millisecond from now, so a
     /// zero interval in the configuration cannot make `handle_timeout` spin.
     pub(crate) fn set_timer(&mut self, at: Instant) {

@@ -20,15 +20,19 @@ pub(crate) enum Cost {
     Broadcast,
     /// It makes durable work for the store (a message stored for an offline account).
     Durable,
+    /// It is a chat message: a post to a room (fanned out to every member) or a direct
+    /// message to an online user.
+    Message,
 }
 
 impl Cost {
-    const ALL: usize = 2;
+    const ALL: usize = 3;
 
     fn index(self) -> usize {
         match self {
             Cost::Broadcast => 0,
             Cost::Durable => 1,
+            Cost::Message => 2,
         }
     }
 }
@@ -150,6 +154,8 @@ pub(crate) struct Limiter {
     /// When the table was last swept for full buckets; sweeps are at least the longest
     /// refill time apart, so a flood of new addresses costs no walk per request.
     last_sweep: Option<Instant>,
+    /// Requests refused by a rate limit since start, for the runtime's log.
+    refused: u64,
 }
 
 impl ConnLimits {
@@ -218,9 +224,11 @@ impl Limiter {
         let (conn_limit, ip_limit) = match cost {
             Cost::Broadcast => (limits.broadcast_per_conn, limits.broadcast_per_ip),
             Cost::Durable => (limits.durable_per_conn, limits.durable_per_ip),
+            Cost::Message => (limits.message_per_conn, limits.message_per_ip),
         };
         let mine = entry.buckets[i].get_or_insert_with(|| Bucket::full(conn_limit, now));
         if !mine.has_token(conn_limit, now) {
+            self.refused += 1;
             return Err(Refusal::ConnRate);
         }
         if let Some(key) = entry.ip {
@@ -239,6 +247,7 @@ impl Limiter {
             };
             let bucket = theirs[i].get_or_insert_with(|| Bucket::full(ip_limit, now));
             if !bucket.has_token(ip_limit, now) {
+                self.refused += 1;
                 return Err(Refusal::IpRate);
             }
             bucket.take(ip_limit, now);
@@ -251,6 +260,11 @@ impl Limiter {
     pub(crate) fn ip_buckets(&self) -> usize {
         self.ip_buckets.len()
     }
+
+    /// Requests refused by a rate limit since start.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused
+    }
 }
 
 /// Drops the address buckets that have refilled, at most once per the longest refill
@@ -261,7 +275,12 @@ fn sweep(
     limits: &Limits,
     now: Instant,
 ) {
-    let refill_ms = [limits.broadcast_per_ip, limits.durable_per_ip]
+    let ip_limits = [
+        limits.broadcast_per_ip,
+        limits.durable_per_ip,
+        limits.message_per_ip,
+    ];
+    let refill_ms = ip_limits
         .iter()
         .map(|l| capacity(*l) / u64::from(l.per_minute.max(1)))
         .max()
@@ -270,7 +289,6 @@ fn sweep(
         return;
     }
     *last = Some(now);
-    let ip_limits = [limits.broadcast_per_ip, limits.durable_per_ip];
     table.retain(|_, buckets| {
         !(buckets.iter().zip(ip_limits)).all(|(b, limit)| b.is_none_or(|b| b.is_full(limit, now)))
     });
@@ -330,6 +348,10 @@ mod tests {
                 burst: 5,
             },
             durable_per_ip: RateLimit {
+                per_minute: 240,
+                burst: 5,
+            },
+            message_per_ip: RateLimit {
                 per_minute: 240,
                 burst: 5,
             },

@@ -151,6 +151,7 @@ pub(crate) async fn run(
         linger: options.linger,
         queued: 0,
         hashing: Arc::new(Semaphore::new(hashing_slots())),
+        rate_refusals: RefusalLog::default(),
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -298,6 +299,9 @@ struct Driver<'a, 'ex> {
     queued: usize,
     /// Password hashes running at once (each takes 19 MiB at the recommended cost).
     hashing: Arc<Semaphore>,
+    /// Requests the core refused by a rate limit, logged at most every
+    /// [`REFUSAL_WARNING_EVERY`].
+    rate_refusals: RefusalLog,
 }
 
 /// How many password hashes may run at once: one per core, at most 4. A flood of logins
@@ -316,6 +320,34 @@ async fn bounded<T: Send + 'static>(
 ) -> T {
     let _slot = slots.acquire().await;
     smol::unblock(work).await
+}
+
+/// The rate-limit refusals already logged, and when.
+#[derive(Default)]
+struct RefusalLog {
+    logged: u64,
+    at: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    /// Logs the refusals since the last line, if any and if the last line is old enough:
+    /// a flood makes one line every [`REFUSAL_WARNING_EVERY`], not one per request.
+    fn check(&mut self, total: u64) {
+        if total > self.logged
+            && self
+                .at
+                .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            warn!(
+                refused = total - self.logged,
+                total,
+                "requests refused by rate limits (logins, renames, chat messages, stored \
+                 messages; raise the --*-rate-* flags if they are legitimate)"
+            );
+            self.logged = total;
+            self.at = Some(std::time::Instant::now());
+        }
+    }
 }
 
 impl Driver<'_, '_> {
@@ -408,6 +440,7 @@ impl Driver<'_, '_> {
         while let Some(action) = self.pump.poll_action() {
             self.carry_out(action);
         }
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn carry_out(&mut self, action: Action) {

@@ -6,7 +6,7 @@
 //! frame limit, or one that is not well-formed, becomes a [`Frame::TooLong`] or
 //! [`Frame::Malformed`] and the stream resynchronises at the next `<arscrequest`.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use memchr::memmem;
 use quick_xml::errors::{Error as XmlError, SyntaxError};
 use quick_xml::events::Event as XmlEvent;
@@ -45,15 +45,34 @@ pub(super) enum Frame {
 
 /// Finds requests in a stream delivered in arbitrary pieces. Holds at most the frame
 /// limit (plus one read) of unparsed bytes: padding is dropped as it is scanned.
+///
+/// The work is linear in the input whatever a peer sends: bytes are dropped from the
+/// front in O(1) (`BytesMut::advance`), the search for an end tag never goes over bytes
+/// already searched (`no_close_before` outlives the document it was found for), the
+/// lenient look for a refused document's `<type>` stops at the next start tag, and a
+/// document whose end tags keep falling inside comments is parsed at most
+/// [`MAX_ATTEMPTS`] times.
 #[derive(Debug)]
 pub(super) struct Decoder {
-    buf: Vec<u8>,
+    buf: BytesMut,
     max_frame: usize,
     /// Whether `buf` starts with a document's start tag.
     in_doc: bool,
     /// Where the search for the end tag goes on (bytes before it were searched).
     scan_from: usize,
+    /// No end tag starts before this offset of `buf`: a fact about the bytes, kept
+    /// across documents, so a flood of start tags is not searched again per document.
+    no_close_before: usize,
+    /// Parses of the document at the front that ended inside a comment or CDATA.
+    attempts: u8,
+    /// Bytes searched and parsed so far, for the test that the work stays linear.
+    examined: usize,
 }
+
+/// Parses of one document that may end inside a comment or CDATA section before it is
+/// refused as malformed: each parse reads it from its start, so without a bound a
+/// document of many `<!-- </arscrequest> -->` would cost its length squared.
+const MAX_ATTEMPTS: u8 = 8;
 
 /// How a parse of a buffered document ended.
 enum Parsed {
@@ -70,10 +89,13 @@ impl Decoder {
     /// A decoder that refuses documents over `max_frame` bytes.
     pub(super) fn new(max_frame: usize) -> Decoder {
         Decoder {
-            buf: Vec::new(),
+            buf: BytesMut::new(),
             max_frame: max_frame.max(OPEN.len() + 2),
             in_doc: false,
             scan_from: 0,
+            no_close_before: 0,
+            attempts: 0,
+            examined: 0,
         }
     }
 
@@ -102,15 +124,25 @@ impl Decoder {
                 None if self.buf.get(OPEN.len()) == Some(&b'/') => return None,
                 _ => {}
             }
-            let Some(end) =
-                memmem::find(&self.buf[self.scan_from..], CLOSE).map(|i| i + self.scan_from)
-            else {
+            // Past an end tag that fell inside a comment, `scan_from` is beyond a known
+            // end tag: what is learnt then is not about the bytes before it.
+            let contiguous = self.attempts == 0;
+            let from = self.scan_from.max(self.no_close_before).min(self.buf.len());
+            self.examined += self.buf.len() - from;
+            let Some(end) = memmem::find(&self.buf[from..], CLOSE).map(|i| i + from) else {
+                let searched = self.buf.len().saturating_sub(CLOSE.len() - 1);
+                if contiguous {
+                    self.no_close_before = searched;
+                }
                 if self.buf.len() > self.max_frame {
                     return Some(self.too_long());
                 }
-                self.scan_from = self.buf.len().saturating_sub(CLOSE.len() - 1);
+                self.scan_from = searched.max(self.scan_from);
                 return None;
             };
+            if contiguous {
+                self.no_close_before = end;
+            }
             let Some(gt) = memchr::memchr(b'>', &self.buf[end..]).map(|i| i + end) else {
                 if self.buf.len() > self.max_frame {
                     return Some(self.too_long());
@@ -121,17 +153,18 @@ impl Decoder {
             if gt >= self.max_frame {
                 return Some(self.too_long());
             }
+            self.examined += gt + 1;
             match parse(&self.buf[..=gt]) {
                 Parsed::Done { request, consumed } => {
                     self.restart(consumed);
                     return Some(Frame::Request(request));
                 }
-                Parsed::Malformed { resume } => {
-                    let kind = tell_kind(&self.buf[..=gt]);
-                    self.restart(resume.unwrap_or(1));
-                    return Some(Frame::Malformed { kind });
+                Parsed::Malformed { resume } => return Some(self.malformed(resume, gt)),
+                Parsed::Incomplete if self.attempts + 1 >= MAX_ATTEMPTS => {
+                    return Some(self.malformed(None, gt));
                 }
                 Parsed::Incomplete => {
+                    self.attempts += 1;
                     self.scan_from = end + 1;
                     continue;
                 }
@@ -143,14 +176,15 @@ impl Decoder {
     fn find_start(&mut self) -> bool {
         let mut from = 0;
         while let Some(i) = memmem::find(&self.buf[from..], OPEN).map(|i| i + from) {
+            self.examined += i + 1 - from;
             match self.buf.get(i + OPEN.len()) {
                 // The tag's name may go on (`<arscrequestX`): wait for its next byte.
                 None => {
-                    self.buf.drain(..i);
+                    self.consume(i);
                     return false;
                 }
                 Some(b'>' | b'/' | b' ' | b'\t' | b'\r' | b'\n') => {
-                    self.buf.drain(..i);
+                    self.consume(i);
                     self.in_doc = true;
                     self.scan_from = OPEN.len();
                     return true;
@@ -164,23 +198,55 @@ impl Decoder {
         let keep_from = (cut..self.buf.len())
             .find(|&i| OPEN.starts_with(&self.buf[i..]))
             .unwrap_or(self.buf.len());
-        self.buf.drain(..keep_from);
+        self.consume(keep_from);
         false
     }
 
     /// The document at the front is over the limit: it is dropped, up to the next start
     /// tag after its own.
     fn too_long(&mut self) -> Frame {
-        let kind = tell_kind(&self.buf[..self.buf.len().min(self.max_frame)]);
+        let own = self.own_bytes(self.buf.len().min(self.max_frame));
+        let (examined, kind) = (own.len(), tell_kind(own));
+        self.examined += examined;
         self.restart(1);
         Frame::TooLong { kind }
     }
 
+    /// The document at the front, ending by `gt`, is not well-formed: it is dropped up
+    /// to `resume` (a nested start tag), else up to the next start tag after its own.
+    fn malformed(&mut self, resume: Option<usize>, gt: usize) -> Frame {
+        let own = self.own_bytes(gt + 1);
+        let (examined, kind) = (own.len(), tell_kind(own));
+        self.examined += examined;
+        self.restart(resume.unwrap_or(1));
+        Frame::Malformed { kind }
+    }
+
+    /// The first `len` bytes, cut at the next start tag after the document's own: what
+    /// the resynchronisation drops, so looking at it costs no more than dropping it.
+    fn own_bytes(&self, len: usize) -> &[u8] {
+        let doc = &self.buf[..len.min(self.buf.len())];
+        let next = doc
+            .get(1..)
+            .and_then(|rest| memmem::find(rest, OPEN))
+            .map_or(doc.len(), |i| i + 1);
+        &doc[..next]
+    }
+
     /// Drops the first `n` bytes and looks for the next document.
     fn restart(&mut self, n: usize) {
-        self.buf.drain(..n.min(self.buf.len()));
+        self.consume(n);
         self.in_doc = false;
         self.scan_from = 0;
+        self.attempts = 0;
+    }
+
+    /// Drops the first `n` bytes (at most all) in O(1); what is known about the rest
+    /// moves with it.
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.buf.len());
+        self.buf.advance(n);
+        self.no_close_before = self.no_close_before.saturating_sub(n);
     }
 }
 
@@ -751,6 +817,60 @@ mod tests {
                 String::from_utf8_lossy(&to_bytes(&reply)),
                 format!("<arscmessage><type>{name}</type><sendtime>00:00</sendtime><sender>a&lt;b</sender><content>x&amp;y</content></arscmessage>\n")
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod linear {
+    use super::*;
+
+    const LIMIT: usize = 64 * 1024;
+
+    /// Floods of start tags, nested documents, over-long documents and end tags inside
+    /// comments: the decoder's work stays within a small multiple of the input, where it
+    /// once searched the whole buffer again for each of thousands of documents (a peer
+    /// sending 1 MB/s kept a core busy).
+    #[test]
+    fn the_work_is_linear_in_the_input_whatever_arrives() {
+        let comment = b"<arscrequest><!-- </arscrequest> --><!-- </arscrequest> -->".to_vec();
+        let floods: [(&str, &[u8], &[u8]); 5] = [
+            ("open tags", b"", b"<arscrequest "),
+            ("nested starts", b"", b"<arscrequest>"),
+            (
+                "typed nested starts",
+                b"",
+                b"<arscrequest><type>post</type>",
+            ),
+            ("end tags in comments", b"", &comment),
+            (
+                "end tags in one comment",
+                b"<arscrequest><!--",
+                b" </arscrequest>",
+            ),
+        ];
+        for (label, prefix, unit) in floods {
+            let mut decoder = Decoder::new(LIMIT);
+            let chunk = unit.repeat(1024 / unit.len() + 1);
+            decoder.push(prefix);
+            let mut input = prefix.len();
+            let mut frames = 0;
+            for _ in 0..256 {
+                decoder.push(&chunk);
+                input += chunk.len();
+                while decoder.next_frame().is_some() {
+                    frames += 1;
+                }
+            }
+            assert!(frames > 0, "{label}: {frames} frames");
+            // At most MAX_ATTEMPTS parses of a document, plus the searches; the
+            // quadratic decoder examined thousands of times the input.
+            assert!(
+                decoder.examined <= 40 * input,
+                "{label}: {} bytes examined for {input} of input",
+                decoder.examined
+            );
+            assert!(decoder.buffered() <= LIMIT + chunk.len(), "{label}");
         }
     }
 }

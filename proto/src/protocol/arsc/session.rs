@@ -244,6 +244,12 @@ impl Session {
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
         }
+        // A connect is told to the room and may cost a password check: it takes its
+        // token before the check, so wrong passwords cannot be tried (nor hashes made)
+        // faster than the broadcast rate, as for an ims LOGIN.
+        if let Err(refusal) = cx.charge(Cost::Broadcast) {
+            return connect_error(cx, account, refusal_text(refusal));
+        }
         match cx.net.account(&key).map(|a| a.password.clone()) {
             Some(hash) => {
                 let Some(password) = request.password.clone() else {
@@ -307,9 +313,6 @@ impl Session {
         // Checked again: another connection may have connected the name meanwhile.
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
-        }
-        if let Err(refusal) = cx.charge(Cost::Broadcast) {
-            return connect_error(cx, account, refusal_text(refusal));
         }
         let time = sendtime(cx);
         let welcome = format!("Welcome to {}!", cx.config.arsc.title);
@@ -505,15 +508,24 @@ fn post(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
         return;
     }
     let (session, home) = (entry.session, entry.conn);
-    let say = |cx: &mut Cx<'_>, kind, text: &str| match cx.net.say_in_room(session, kind, text) {
-        Some(_) => reply(cx, &Reply::PostOk),
-        None => reply(
-            cx,
-            &Reply::Error {
-                kind: "post",
-                text: NOT_HANDLED,
-            },
-        ),
+    // A post reaches every member of the room: it takes a token of the message rate,
+    // once it would be said (a post outside any room is refused as before, free).
+    let say = |cx: &mut Cx<'_>, kind, text: &str| {
+        if cx.net.room_of(session).is_some() {
+            if let Err(refusal) = cx.charge_for(home, Cost::Message) {
+                return slow_down(cx, home, refusal);
+            }
+        }
+        match cx.net.say_in_room(session, kind, text) {
+            Some(_) => reply(cx, &Reply::PostOk),
+            None => reply(
+                cx,
+                &Reply::Error {
+                    kind: "post",
+                    text: NOT_HANDLED,
+                },
+            ),
+        }
     };
     match command(content) {
         Command::Say(text) => say(cx, RoomSay::Text, text),
@@ -539,6 +551,10 @@ fn post(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
                     );
                 }
                 Some(room) => {
+                    // Both rooms hear of the move: it costs a message like a post.
+                    if let Err(refusal) = cx.charge_for(home, Cost::Message) {
+                        return tell(cx, home, refusal_text(refusal), None);
+                    }
                     cx.net.join(session, &room);
                     if let Some(me) = cx.net.session_name(session).cloned() {
                         let time = sendtime(cx);
@@ -605,7 +621,11 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
                 );
             }
         }
-        Ok(Route::Live(_)) => {}
+        Ok(Route::Live(_)) => {
+            if let Err(refusal) = cx.charge_for(home, Cost::Message) {
+                return slow_down(cx, home, refusal);
+            }
+        }
     }
     let message = Outgoing {
         from: session,
@@ -805,6 +825,19 @@ fn connect_error(cx: &mut Cx<'_>, item: Option<Item>, text: &str) {
 
 fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {
     cx.send(codec::to_bytes(reply));
+}
+
+/// A post refused by the message rate: the error answer of a post that was not handled
+/// (so a client knows it was not said) and a `System` whisper saying why.
+fn slow_down(cx: &mut Cx<'_>, home: ConnId, refusal: Refusal) {
+    reply(
+        cx,
+        &Reply::Error {
+            kind: "post",
+            text: NOT_HANDLED,
+        },
+    );
+    tell(cx, home, refusal_text(refusal), None);
 }
 
 /// The text of a limit.

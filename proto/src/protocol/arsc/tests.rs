@@ -553,3 +553,109 @@ fn a_room_post_is_encoded_once_for_all_members() {
         "every member's copy is the same encoding"
     );
 }
+
+const NOT_HANDLED: &str = "<arscrespond><type>post</type><status>error</status><error>Message could not be handled</error></arscrespond>\n";
+
+fn lines_of(text: &str, line: &str) -> usize {
+    text.split_inclusive('\n').filter(|l| *l == line).count()
+}
+
+#[test]
+fn a_post_flood_reaches_the_room_only_at_the_message_rate() {
+    let mut h = harness(Config::default());
+    let burst = crate::Limits::default().message_per_conn.burst as usize;
+    let (a, sid_a) = join(&mut h, "ann", None, "lounge");
+    let (b, _) = join(&mut h, "ben", None, "lounge");
+    h.take(a);
+    // Posts, actions and operator whispers all reach others, and draw on one rate; the
+    // flood comes on fresh connections, which give ann no more tokens.
+    let kinds = ["hi", "/me waves", "/msgops help"];
+    let flood = |range: core::ops::Range<usize>| -> String {
+        range
+            .map(|i| post_req(&sid_a, &format!("{} {i}", kinds[i % 3])))
+            .collect()
+    };
+    let fresh = h.connect(Protocol::Arsc);
+    let other = h.connect(Protocol::Arsc);
+    h.send(fresh, flood(0..150));
+    h.send(other, flood(150..300));
+    let answers = h.take(fresh) + &h.take(other);
+    assert_eq!(lines_of(&answers, POST_OK), burst);
+    assert_eq!(lines_of(&answers, NOT_HANDLED), 300 - burst);
+    let slow = told("Too many requests, slow down.");
+    let own = h.take(a);
+    assert_eq!(lines_of(&own, &slow), 300 - burst, "each refusal is told");
+    let heard = h.take(b);
+    let said = (0..burst).filter(|i| i % 3 != 2).count();
+    assert_eq!(
+        heard.lines().count(),
+        said,
+        "ben hears the burst only, not /msgops"
+    );
+    assert_eq!(h.closed(a), None, "a refusal does not disconnect");
+    // Two a second come back: after a second, two more posts go through.
+    h.advance(1000);
+    h.send(a, post_req(&sid_a, "again"));
+    h.send(a, post_req(&sid_a, "again"));
+    h.send(a, post_req(&sid_a, "again"));
+    assert_eq!(
+        h.take(a),
+        format!(
+            "{POST_OK}{}{POST_OK}{}{NOT_HANDLED}{slow}",
+            msg("normal", "ann", "again"),
+            msg("normal", "ann", "again")
+        )
+    );
+    // Another user in the room is not affected.
+    let (c, sid_c) = join(&mut h, "cat", None, "lounge");
+    h.take(b);
+    h.send(c, post_req(&sid_c, "hello"));
+    assert!(h.take(c).starts_with(POST_OK));
+    assert_eq!(h.take(b), msg("normal", "cat", "hello"));
+}
+
+#[test]
+fn whispers_to_online_users_and_room_changes_draw_on_the_message_rate() {
+    let mut h = harness(Config::default());
+    let burst = crate::Limits::default().message_per_conn.burst as usize;
+    let (a, sid_a) = join(&mut h, "ann", None, "lounge");
+    let (b, _) = join(&mut h, "ben", None, "hall");
+    let flood: String = (0..burst + 5)
+        .map(|i| post_req(&sid_a, &format!("/msg ben psst {i}")))
+        .collect();
+    h.send(a, flood);
+    let answers = h.take(a);
+    assert_eq!(lines_of(&answers, POST_OK), burst);
+    assert_eq!(lines_of(&answers, NOT_HANDLED), 5);
+    assert_eq!(h.take(b).lines().count(), burst, "ben gets the burst only");
+    // The bucket is empty: a room change is refused too, and ann stays where she is.
+    h.send(a, post_req(&sid_a, "/room hall"));
+    assert_eq!(
+        h.take(a),
+        format!("{POST_OK}{}", told("Too many requests, slow down."))
+    );
+    assert_eq!(h.take(b), "");
+}
+
+/// A connect takes its broadcast token before the password check: wrong passwords
+/// cannot be tried faster than the rate (each costs a hash), and past the burst even
+/// the right one is refused until the bucket refills.
+#[test]
+fn password_guesses_draw_on_the_broadcast_rate() {
+    let mut h = harness(Config::default());
+    let burst = crate::Limits::default().broadcast_per_conn.burst;
+    let c = h.connect(Protocol::Arsc);
+    for _ in 0..burst {
+        h.send(c, connect_req("op", Some("guess"), "lounge"));
+        assert_eq!(
+            h.take(c),
+            connect_error("Access denied! Are your credentials correct?")
+        );
+    }
+    h.send(c, connect_req("op", Some("pw"), "lounge"));
+    assert_eq!(h.take(c), connect_error("Too many requests, slow down."));
+    // A token a second comes back.
+    h.advance(1000);
+    h.send(c, connect_req("op", Some("pw"), "lounge"));
+    assert!(h.take(c).contains("<status>ok</status>"));
+}

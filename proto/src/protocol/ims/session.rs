@@ -362,7 +362,7 @@ impl Session {
 
 /// MESSAGE from the owner: 1 delivered live (on any protocol), -1 stored (sent once the
 /// message is committed), 0 no such user, or refused (a full mailbox, the sender's share
-/// of it used, a failing store, too many stored messages sent too fast).
+/// of it used, a failing store, too many stored or live messages sent too fast).
 fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
     let Ok(to) = UserName::parse(to) else {
         return reply(cx, &Reply::MessageResult(0));
@@ -376,7 +376,12 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
             cx.net.refused_direct(session, &to, &why);
             return reply(cx, &Reply::MessageResult(0));
         }
-        Ok(Route::Live(_)) => Reply::MessageResult(1),
+        Ok(Route::Live(_)) => {
+            if cx.charge(Cost::Message).is_err() {
+                return reply(cx, &Reply::MessageResult(0));
+            }
+            Reply::MessageResult(1)
+        }
         Ok(Route::Mailbox(_)) => {
             if cx.charge(Cost::Durable).is_err() {
                 return reply(cx, &Reply::MessageResult(0));

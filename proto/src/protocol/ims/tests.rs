@@ -663,3 +663,31 @@ fn line_breaks_from_ims_stay_inside_one_ws2017_line() {
         "chatm bob walter 'a'  +OK uname you are bob'\r\n"
     );
 }
+
+/// MESSAGE to an online user draws on the message rate (a stored one on the durable
+/// rate): past the burst the answer is 0 and nothing reaches the recipient; it refills.
+#[test]
+fn live_messages_are_rate_limited() {
+    let mut h = accounts();
+    let burst = Config::default().limits.message_per_conn.burst as usize;
+    let a = ims(&mut h, "alice");
+    let b = ims(&mut h, "bob");
+    let c = ims(&mut h, "carol");
+    let doc = |i: usize| format!("<MESSAGE from=\"alice\" to=\"bob\">m{i}</MESSAGE>");
+    let flood: String = (0..burst + 10).map(doc).collect();
+    h.send(a, flood);
+    let answers = h.take(a);
+    let count = |r: &str| answers.lines().filter(|l| *l == r).count();
+    assert_eq!(count("<MESSAGE result=\"1\"/>"), burst);
+    assert_eq!(count("<MESSAGE result=\"0\"/>"), 10);
+    assert_eq!(h.take(b).lines().count(), burst, "bob gets the burst only");
+    // Two a second come back.
+    h.advance(500);
+    assert_eq!(ask(&mut h, a, &doc(99)), "<MESSAGE result=\"1\"/>\n");
+    assert_eq!(ask(&mut h, a, &doc(100)), "<MESSAGE result=\"0\"/>\n");
+    // Carol is not affected.
+    assert_eq!(
+        ask(&mut h, c, "<MESSAGE from=\"carol\" to=\"bob\">hi</MESSAGE>"),
+        "<MESSAGE result=\"1\"/>\n"
+    );
+}
