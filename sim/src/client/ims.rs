@@ -110,6 +110,8 @@ pub(crate) struct ImsClient<R> {
     pub(crate) silent: bool,
     /// The liveness phase: behave.
     pub(crate) healed: bool,
+    /// Logins answered with result 1.
+    pub(crate) logins: u32,
 }
 
 /// The MD5 hex of `password`.
@@ -150,6 +152,7 @@ impl<R: Choices> ImsClient<R> {
             next_at: start,
             silent: false,
             healed: false,
+            logins: 0,
         }
     }
 
@@ -422,6 +425,7 @@ impl<R: Choices> ImsClient<R> {
                     self.expect.retain(|e| matches!(e, Expect::Echo(_)));
                 }
                 let good = line == answer(*r) || refused;
+                self.logins += u32::from(good && *r == 1 && !refused);
                 if good && (refused || *r == 0 && !self.expect.contains(&Expect::Login(1))) {
                     self.logged_in = false;
                 }

@@ -89,6 +89,8 @@ pub(crate) struct Oracle {
     /// Earlier sessions of a user that holds several at once (ims): folded name -> its
     /// other connections. One of them holds the name again when the holder leaves.
     pub(crate) other_sessions: BTreeMap<String, Vec<(ConnId, String)>>,
+    /// Messages from ims clients the server handed to ws2017 connections.
+    pub(crate) ims_to_ws2017: u64,
     pub(crate) ledger: Ledger,
     pub(crate) durable: DurableModel,
     /// Addresses banned in the server's memory, as its answers told.
@@ -130,6 +132,7 @@ impl Oracle {
         Oracle {
             holders: BTreeMap::new(),
             other_sessions: BTreeMap::new(),
+            ims_to_ws2017: 0,
             ledger: Ledger::new(clients, ims_clients),
             durable: DurableModel::default(),
             ip_banned: BTreeSet::new(),

@@ -186,6 +186,7 @@ impl Oracle {
         let mut expected = take(&mut self.step.relays)
             || (whisper && msg.is_some_and(|m| m.sender == conn.id))
             || (from_account && holds);
+        self.ims_to_ws2017 += u64::from(from_account);
         if !expected {
             // The acknowledgement may have been dropped with its sender's connection (a
             // slow reader closed by it in this step): the message still goes to whoever

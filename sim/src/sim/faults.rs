@@ -258,6 +258,8 @@ impl<S: ChoiceSource> Sim<S> {
     }
 
     pub(super) fn tally(&mut self) {
+        self.counters.ims_logins = self.ims.iter().map(|c| u64::from(c.logins)).sum();
+        self.counters.ims_to_ws2017 = self.oracle.ims_to_ws2017;
         self.counters.stored = self.oracle.ledger.stored_count() as u64;
         let (relayed, full) = self.oracle.ledger.fates();
         self.counters.relayed = relayed;

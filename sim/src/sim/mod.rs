@@ -163,6 +163,16 @@ pub struct Counters {
     pub effects_failed: u64,
     /// Final-round messages checked.
     pub final_messages: u64,
+    /// ims logins answered with result 1.
+    pub ims_logins: u64,
+    /// Messages read by ims clients that came from the store (drained at a login).
+    pub ims_stored_reads: u64,
+    /// ims connections closed by the ALIVE timeout.
+    pub ims_alive_closes: u64,
+    /// Messages from ws2017 clients read by ims clients (live or from the store).
+    pub ws2017_to_ims: u64,
+    /// Messages from ims clients the server handed to ws2017 clients.
+    pub ims_to_ws2017: u64,
 }
 
 impl Counters {
@@ -184,6 +194,11 @@ impl Counters {
             (&mut self.mailbox_full, other.mailbox_full),
             (&mut self.effects_failed, other.effects_failed),
             (&mut self.final_messages, other.final_messages),
+            (&mut self.ims_logins, other.ims_logins),
+            (&mut self.ims_stored_reads, other.ims_stored_reads),
+            (&mut self.ims_alive_closes, other.ims_alive_closes),
+            (&mut self.ws2017_to_ims, other.ws2017_to_ims),
+            (&mut self.ims_to_ws2017, other.ims_to_ws2017),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;
@@ -771,6 +786,7 @@ impl<S: ChoiceSource> Sim<S> {
                 };
                 if let (CloseReason::Timeout, Some(_)) = (reason, ims) {
                     // The ALIVE timeout: no document reached the server for all of it.
+                    self.counters.ims_alive_closes += 1;
                     if let Some(c) = self.net.get(*conn) {
                         let waited = self.now.as_millis() - c.last_up.as_millis();
                         check!(alive_timeouts_are_kept(waited, ALIVE_MS, false))?;

@@ -12,6 +12,7 @@ use crate::choices::{ChoiceSource, Choices};
 use crate::client::ims::{Do, Seen, ALIVE_MS};
 use crate::client::{Act, Heard, Sent};
 use crate::oracle::check;
+use crate::oracle::ledger::Fate;
 use crate::report::Violation;
 use crate::net::Owner;
 use crate::trace::Record;
@@ -488,6 +489,11 @@ impl<S: ChoiceSource> Sim<S> {
                     format!("{name} read a message from {from} that was never sent: {text:?}"),
                 ));
             };
+            let stored = (self.oracle.ledger.get(token)).is_some_and(|m| {
+                matches!(m.fate, Fate::Committed | Fate::Delivered | Fate::Dropped)
+            });
+            self.counters.ims_stored_reads += u64::from(stored);
+            self.counters.ws2017_to_ims += u64::from(!self.oracle.ledger.from_account(token));
             if let Err(e) = self.oracle.ledger.read_by_account(token, id) {
                 return self.fail(Violation::new("offline_messages_exactly_once_in_order", e));
             }
