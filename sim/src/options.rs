@@ -191,7 +191,11 @@ impl SimOptions {
         let tight_limits = c.ratio(1, 3);
         // Drawn after the limits, for the same reason: two seeds in three mix in ims
         // clients, who talk to the ws2017 clients and to each other.
-        let ims_clients = if c.ratio(2, 3) { c.range(1..=6) as u32 } else { 0 };
+        let ims_clients = if c.ratio(2, 3) {
+            c.range(1..=6) as u32
+        } else {
+            0
+        };
         // Not where a full mailbox does not fit the outbound limit: the drain at login
         // hands it out at once and the server closes the connection as a slow reader, at
         // every login, so the mail is never delivered (a known limit of the core's drain;

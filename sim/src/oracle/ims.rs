@@ -85,7 +85,8 @@ impl Oracle {
         match attr(line, "result").as_deref() {
             Some("-1") => {
                 let ledger = &self.ledger;
-                let claims = |c: &Change| matches!(c, Change::OfflineQueued(m) if ledger.matches(token, m));
+                let claims =
+                    |c: &Change| matches!(c, Change::OfflineQueued(m) if ledger.matches(token, m));
                 let change = after.and_then(|seq| cx.store.change(seq));
                 check!(acknowledgements_wait_on_their_change(
                     after,

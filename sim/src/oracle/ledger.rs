@@ -423,7 +423,11 @@ mod tests {
         assert!(l.committed(Seq(3), &stored(2, 9)).is_err(), "out of order");
         assert!(l.ack_released(0));
         let acct = ["acct".to_owned()];
-        assert_eq!(l.undelivered(&acct).len(), 1, "m0 acknowledged, still stored");
+        assert_eq!(
+            l.undelivered(&acct).len(),
+            1,
+            "m0 acknowledged, still stored"
+        );
         // Read, then removed once written; a second read needs a crash between.
         l.read_by_account(0, ConnId(2)).unwrap();
         assert!(l.read_by_account(0, ConnId(2)).is_err());

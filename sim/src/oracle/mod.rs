@@ -179,7 +179,10 @@ impl Oracle {
     ) -> Result<(), Violation> {
         if let Owner::Ims(_) = conn.owner {
             // Its client checks the answers itself; the ledger learns of its messages.
-            if let Sent::Chat { token, from, to, .. } = &sent {
+            if let Sent::Chat {
+                token, from, to, ..
+            } = &sent
+            {
                 self.ledger
                     .sent(*token, from, to, false, conn.id)
                     .map_err(|e| Violation::new("direct_messages_reach_only_their_recipient", e))?

@@ -22,12 +22,12 @@ use switchboard_proto::{
 use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
 use crate::client::admin::AdminClient;
 use crate::client::ims::ImsClient;
+use crate::client::ims::ALIVE_MS;
 use crate::client::ws2017::{Knobs, Ws2017Client};
 use crate::client::{Act, Directory};
 use crate::invariants::{Expected, Limits};
 use crate::net::{Net, Owner};
 use crate::options::{Overrides, SimOptions};
-use crate::client::ims::ALIVE_MS;
 use crate::oracle::durable::{fake_hash, fake_ims_hash};
 use crate::oracle::{check, EmitCx, Oracle};
 use crate::queue::EventQueue;
@@ -864,7 +864,11 @@ impl<S: ChoiceSource> Sim<S> {
                 // still gets its socket buffer's worth reported. ims connections report
                 // every write: a stored message leaves the mailbox once written, and its
                 // few bytes would otherwise wait for a batch that never fills.
-                let batch = if matches!(c.owner, Owner::Ims(_)) { 1 } else { batch };
+                let batch = if matches!(c.owner, Owner::Ims(_)) {
+                    1
+                } else {
+                    batch
+                };
                 if !c.report_due && c.unreported(self.opts.sockbuf_bytes) >= batch {
                     c.report_due = true;
                     self.report_due.push(conn);
@@ -958,7 +962,11 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         };
         c.report_due = false;
-        let batch = if matches!(c.owner, Owner::Ims(_)) { 1 } else { batch };
+        let batch = if matches!(c.owner, Owner::Ims(_)) {
+            1
+        } else {
+            batch
+        };
         let n = c.unreported(sockbuf);
         if n >= batch && c.server_open && c.boot == boot {
             c.reported += n;

@@ -11,10 +11,10 @@ use super::{fail_into, ms, Ev, Sim};
 use crate::choices::{ChoiceSource, Choices};
 use crate::client::ims::{Do, Seen, ALIVE_MS};
 use crate::client::{Act, Heard, Sent};
+use crate::net::Owner;
 use crate::oracle::check;
 use crate::oracle::ledger::Fate;
 use crate::report::Violation;
-use crate::net::Owner;
 use crate::trace::Record;
 
 impl<S: ChoiceSource> Sim<S> {
