@@ -102,7 +102,7 @@ impl Ledger {
     }
 
     /// Whether message `token` was sent by a client logged in to an account.
-    pub(crate) fn from_account(&self, token: u64) -> bool {
+    pub(crate) fn sent_by_account(&self, token: u64) -> bool {
         split(token).0 >= self.first_account_client
     }
 

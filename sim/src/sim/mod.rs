@@ -813,7 +813,10 @@ impl<S: ChoiceSource> Sim<S> {
                 .map_err(|e| Violation::new("acknowledgements_wait_on_their_change", e)),
             Output::Effect { id, effect } => {
                 self.effects_running += 1;
-                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000);
+                // A failing effect is a fault: none once faults are healed (an ims client
+                // whose every password check failed could never log in again).
+                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000)
+                    && self.phase == Phase::Safety;
                 let result = if failed {
                     self.counters.effects_failed += 1;
                     EffectResult::Failed

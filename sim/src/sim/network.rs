@@ -493,7 +493,7 @@ impl<S: ChoiceSource> Sim<S> {
                 matches!(m.fate, Fate::Committed | Fate::Delivered | Fate::Dropped)
             });
             self.counters.ims_stored_reads += u64::from(stored);
-            self.counters.ws2017_to_ims += u64::from(!self.oracle.ledger.from_account(token));
+            self.counters.ws2017_to_ims += u64::from(!self.oracle.ledger.sent_by_account(token));
             if let Err(e) = self.oracle.ledger.read_by_account(token, id) {
                 return self.fail(Violation::new("offline_messages_exactly_once_in_order", e));
             }
