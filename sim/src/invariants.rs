@@ -415,6 +415,23 @@ pub(crate) fn ping_timeouts_are_earned(waited_ms: Option<u64>, timeout_ms: u64) 
     }
 }
 
+/// ims: a connection is closed for silence only when its client sent no document for
+/// the whole ALIVE timeout (`waited_ms` since the client's last, for a close), and one
+/// the server heard nothing from for longer (`still_open`) is closed.
+pub(crate) fn alive_timeouts_are_kept(waited_ms: u64, timeout_ms: u64, still_open: bool) -> Check {
+    if still_open {
+        Err(format!(
+            "an ims connection silent for {waited_ms}ms is still open; the timeout is {timeout_ms}ms"
+        ))
+    } else if waited_ms < timeout_ms {
+        Err(format!(
+            "an ims connection closed for silence {waited_ms}ms after its last document; the timeout is {timeout_ms}ms"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// Limits the server must keep, derived from its configuration.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {

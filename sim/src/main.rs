@@ -16,6 +16,7 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --seed N            run one seed (default: 0)
   --seeds A..B        run seeds A (included) to B (excluded)
   --clients K         exactly K ws2017 clients (default: drawn from the seed)
+  --clients-ims K     exactly K ims clients (default: drawn from the seed)
   --virtual-secs S    a safety phase of S virtual seconds (default: drawn)
   --steps M           stop one seed's run after M steps (to bisect)
   --jobs J            seeds run on J threads in a sweep (default: 1)
@@ -131,6 +132,9 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 args.seeds = Some((a, b));
             }
             "--clients" => args.overrides.clients = Some(number("--clients", it.next())?),
+            "--clients-ims" => {
+                args.overrides.clients_ims = Some(number("--clients-ims", it.next())?)
+            }
             "--virtual-secs" => {
                 args.overrides.virtual_secs = Some(number("--virtual-secs", it.next())?)
             }

@@ -23,6 +23,8 @@ pub(crate) enum Owner {
     Client(u32),
     /// The administrator (admin protocol, a local peer).
     Admin,
+    /// An ims client, by index.
+    Ims(u32),
 }
 
 /// Something an emitted line promised that must hold when it leaves for the client.
@@ -66,6 +68,11 @@ pub(crate) struct ConnOracle {
     /// cannot be empty before that many were made).
     pub(crate) unames: u64,
     pub(crate) chats: u64,
+    /// ims: MESSAGE documents echoed after the login and not yet answered (tokens).
+    pub(crate) ims_echoed: VecDeque<u64>,
+    /// ims: the last token of this connection's own MESSAGEs echoed (later lines with
+    /// it, or an older one, are deliveries).
+    pub(crate) ims_last_echo: Option<u64>,
 }
 
 /// One connection.
@@ -120,6 +127,9 @@ pub(crate) struct Conn {
     /// The client reads (not a slow reader).
     pub(crate) reading: bool,
     /// Deliveries wait until then (a stall).
+    /// When the server last received bytes on it (ims: its ALIVE deadline runs from
+    /// there at the latest).
+    pub(crate) last_up: Instant,
     pub(crate) hold_until: Instant,
 
     pub(crate) o: ConnOracle,
@@ -157,6 +167,7 @@ impl Conn {
             claims: VecDeque::new(),
             reading: true,
             hold_until: Instant::ZERO,
+            last_up: Instant::ZERO,
             o: ConnOracle::default(),
             est_pos: None,
         }

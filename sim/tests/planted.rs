@@ -67,6 +67,7 @@ fn parse_printed(args: &[String], plant: Plant) -> (u64, Overrides) {
         match flag.as_str() {
             "--seed" => seed = value.parse().ok(),
             "--clients" => overrides.clients = value.parse().ok(),
+            "--clients-ims" => overrides.clients_ims = value.parse().ok(),
             "--virtual-secs" => overrides.virtual_secs = value.parse().ok(),
             "--plant" => {
                 assert_eq!(value, plant.name);

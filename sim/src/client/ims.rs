@@ -8,15 +8,14 @@
 //! and checks every line it receives against that; what needs the world's view (is a
 //! stored message durable, is a pushed message addressed here) it reports as [`Seen`].
 
-// Run by this module's tests (the ims world); the main simulation does not run ims
-// clients yet.
-#![cfg_attr(not(test), allow(dead_code))]
-
+use core::net::IpAddr;
 use std::collections::VecDeque;
 
 use switchboard_proto::{ConnId, Instant};
 
-use crate::choices::{Choices, SimRng};
+use crate::choices::Choices;
+use crate::client::ws2017_codec as codec;
+use crate::client::Directory;
 
 /// The ALIVE timeout the world runs with (the default).
 pub(crate) const ALIVE_MS: u64 = 15_000;
@@ -30,12 +29,14 @@ enum Expect {
     Login(u8),
     /// `<LOGOUT user=.. result="R"/>`.
     Logout(u8),
-    /// `<MESSAGE result=..>`: one of these results; the token of the message.
-    MessageResult { allowed: &'static [i8], token: u64 },
-    /// `<STATUS type="get" result="C"/>` with this code.
-    StatusGet(i8),
-    /// `<STATUS type="set" result="R"/>`.
-    StatusSet(u8),
+    /// `<MESSAGE result=..>`: one of these results (whether -1 waited for its commit
+    /// is the oracle's to judge, as the server emits it).
+    MessageResult { allowed: &'static [i8] },
+    /// `<STATUS type="get" result="C"/>` with the code last set.
+    StatusGet,
+    /// `<STATUS type="set" result="R"/>` for this code (a valid code may be refused
+    /// past the connection's rate; then the status stays).
+    StatusSet { code: i8, ok: bool },
     /// The STATUSLIST.
     StatusList,
     /// `<FRIEND type="T" result="0|1"/>` (only 0 when `zero`).
@@ -47,32 +48,49 @@ enum Expect {
 /// What the client saw that the world must judge.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Seen {
-    /// Message `token` was acknowledged as stored (-1).
-    Stored(u64),
     /// A message pushed to this client: from `from`, with `token` (or none, if its text
-    /// is no token).
-    Pushed { from: String, token: Option<u64> },
+    /// is no token), and its text (unescaped).
+    Pushed {
+        from: String,
+        token: Option<u64>,
+        text: String,
+    },
 }
+
+/// A MESSAGE document sent, for the ledger: its token, sender and recipient as written.
+pub(crate) type MessageSent = (u64, String, String);
 
 /// What the client asks the world to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Do {
     /// Open a connection (the world calls [`ImsClient::connected`]).
     Connect,
-    /// Write these bytes.
-    Send(Vec<u8>),
+    /// Write these bytes (a MESSAGE says which); `doc`: a well-formed document, which
+    /// the server counts as activity (junk and malformed XML are not).
+    Send {
+        bytes: Vec<u8>,
+        message: Option<MessageSent>,
+        doc: bool,
+    },
     /// Close the connection from this side.
     Close,
 }
 
 /// One virtual ims user with at most one connection.
 #[derive(Debug)]
-pub(crate) struct ImsClient {
+pub(crate) struct ImsClient<R> {
+    /// The client's place in the message ledger (its tokens are `idx << 32 | n`).
+    idx: u32,
+    next_message: u32,
+    /// The address it connects from (its own: no administrator's ban reaches it).
+    pub(crate) ip: IpAddr,
+    /// Bumped at every scheduled turn; a wake of an older generation is stale.
+    pub(crate) gen: u32,
     pub(crate) name: String,
     pub(crate) password: String,
     /// Every account's name, to pick recipients and friends from.
     others: Vec<String>,
-    rng: SimRng,
+    rng: R,
     pub(crate) conn: Option<ConnId>,
     /// A correct LOGIN went out on this connection (later documents are answered).
     logged_in: bool,
@@ -92,6 +110,8 @@ pub(crate) struct ImsClient {
     pub(crate) silent: bool,
     /// The liveness phase: behave.
     pub(crate) healed: bool,
+    /// Logins answered with result 1.
+    pub(crate) logins: u32,
 }
 
 /// The MD5 hex of `password`.
@@ -103,9 +123,20 @@ pub(crate) fn md5_hex(password: &str) -> String {
         .collect()
 }
 
-impl ImsClient {
-    pub(crate) fn new(name: String, others: Vec<String>, rng: SimRng, start: Instant) -> Self {
+impl<R: Choices> ImsClient<R> {
+    pub(crate) fn new(
+        idx: u32,
+        ip: IpAddr,
+        name: String,
+        others: Vec<String>,
+        rng: R,
+        start: Instant,
+    ) -> Self {
         ImsClient {
+            idx,
+            next_message: 0,
+            ip,
+            gen: 0,
             password: format!("pw-{name}"),
             name,
             others,
@@ -121,6 +152,7 @@ impl ImsClient {
             next_at: start,
             silent: false,
             healed: false,
+            logins: 0,
         }
     }
 
@@ -151,13 +183,14 @@ impl ImsClient {
         self.expect.is_empty()
     }
 
-    /// Whether the client logged out and waits for the close.
-    pub(crate) fn leaving(&self) -> bool {
-        self.leaving
+    /// Whether the client is logged in (or logging in) on a connection.
+    pub(crate) fn online(&self) -> bool {
+        self.conn.is_some() && self.logged_in
     }
 
-    /// The client's turn: what it does now. Schedules its next turn.
-    pub(crate) fn act(&mut self, now: Instant) -> Vec<Do> {
+    /// The client's turn: what it does now (`dir`: the ws2017 clients it may write to).
+    /// Schedules its next turn.
+    pub(crate) fn act(&mut self, now: Instant, dir: &Directory) -> Vec<Do> {
         self.next_at = now + ms(self.rng.range(50..=4_000));
         if self.conn.is_none() {
             return vec![Do::Connect];
@@ -175,17 +208,17 @@ impl ImsClient {
                     self.name,
                     md5_hex("wrong")
                 );
-                out.push(self.doc(doc, &[Expect::Login(0)], now));
+                out.push(self.doc(doc, &[Expect::Login(0)], None, now));
             }
             let pass = match self.rng.ratio(1, 2) {
                 true => md5_hex(&self.password),
                 false => md5_hex(&self.password).to_uppercase(),
             };
             let doc = format!("<LOGIN user=\"{}\" pass=\"{pass}\"/>", self.name);
-            out.push(self.doc(doc, &[Expect::Login(1)], now));
+            out.push(self.doc(doc, &[Expect::Login(1)], None, now));
             self.logged_in = true;
             if self.rng.ratio(1, 3) {
-                out.push(self.request(now));
+                out.push(self.request(now, dir));
             }
             return out;
         }
@@ -202,17 +235,23 @@ impl ImsClient {
             if self.rng.ratio(1, 50) {
                 self.leaving = true;
                 let doc = format!("<LOGOUT user=\"{}\"/>", self.name);
-                return vec![self.doc(doc, &[Expect::Logout(1)], now)];
+                return vec![self.doc(doc, &[Expect::Logout(1)], None, now)];
             }
             if self.rng.ratio(1, 15) {
                 return vec![self.garbage(now)];
             }
         }
-        vec![self.request(now)]
+        vec![self.request(now, dir)]
     }
 
     /// A document that answers `expect` after its echo; it counts as activity.
-    fn doc(&mut self, doc: String, expect: &[Expect], now: Instant) -> Do {
+    fn doc(
+        &mut self,
+        doc: String,
+        expect: &[Expect],
+        message: Option<MessageSent>,
+        now: Instant,
+    ) -> Do {
         self.last_doc = now;
         self.expect.push_back(Expect::Echo(doc.clone()));
         self.expect.extend(expect.iter().cloned());
@@ -224,7 +263,11 @@ impl ImsClient {
         };
         let mut bytes = doc.into_bytes();
         bytes.extend_from_slice(sep);
-        Do::Send(bytes)
+        Do::Send {
+            bytes,
+            message,
+            doc: true,
+        }
     }
 
     /// Misbehaviour: junk and malformed XML (no echo), an unknown element or type (its
@@ -232,31 +275,42 @@ impl ImsClient {
     fn garbage(&mut self, now: Instant) -> Do {
         let other = self.rng.pick(&self.others).clone();
         match self.rng.below(6) {
-            0 => Do::Send(b"junk outside any element ".to_vec()),
-            1 => Do::Send(b"<MESSAGE from=\"a\" to=\"b\">&nope;</MESSAGE>".to_vec()),
-            2 => Do::Send(b"<A><B></A></B></STRAY>".to_vec()),
-            3 => self.doc("<HELLO there=\"1\"/>".to_owned(), &[], now),
+            0 => junk(b"junk outside any element "),
+            1 => junk(b"<MESSAGE from=\"a\" to=\"b\">&nope;</MESSAGE>"),
+            2 => junk(b"<A><B></A></B></STRAY>"),
+            3 => self.doc("<HELLO there=\"1\"/>".to_owned(), &[], None, now),
             4 => {
                 let doc = format!("<LOGOUT user=\"{other}x\"/>");
-                self.doc(doc, &[Expect::Logout(0)], now)
+                self.doc(doc, &[Expect::Logout(0)], None, now)
             }
             _ => {
                 let doc = format!("<STATUS user=\"{}\" type=\"nap\"/>", self.name);
-                self.doc(doc, &[], now)
+                self.doc(doc, &[], None, now)
             }
         }
     }
 
     /// A valid request (sometimes naming another user, which is refused).
-    fn request(&mut self, now: Instant) -> Do {
+    fn request(&mut self, now: Instant, dir: &Directory) -> Do {
         let me = self.name.clone();
         let other = self.rng.pick(&self.others).clone();
         match self.rng.weighted(&[8, 2, 1, 2, 2, 1, 3, 2]) {
             0 => {
-                let token = self.rng.next_u64() >> 8;
+                let token = (u64::from(self.idx) << 32) | u64::from(self.next_message);
+                self.next_message += 1;
                 let (to, allowed): (String, &'static [i8]) = match self.rng.below(8) {
                     0 => (format!("ghost{}", self.rng.below(3)), &[0]),
                     1 => (me.clone(), &[1]),
+                    // A ws2017 client, by the name it holds (or held): online, gone, or
+                    // an account's name (then offline means stored).
+                    2 | 3 => match dir.names.iter().flatten().nth(
+                        self.rng
+                            .below(dir.names.iter().flatten().count().max(1) as u64)
+                            as usize,
+                    ) {
+                        Some(nick) => (nick.clone(), &[1, -1, 0]),
+                        None => (other, &[1, -1, 0]),
+                    },
                     _ => (other, &[1, -1, 0]),
                 };
                 let forged = !self.healed && self.rng.ratio(1, 10);
@@ -264,26 +318,26 @@ impl ImsClient {
                     true => (format!("{to}z"), &[0][..]),
                     false => (me.clone(), allowed),
                 };
-                let doc = format!("<MESSAGE from=\"{from}\" to=\"{to}\">t{token}</MESSAGE>");
-                self.doc(doc, &[Expect::MessageResult { allowed, token }], now)
+                let body = codec::body(token);
+                let doc = format!("<MESSAGE from=\"{from}\" to=\"{to}\">{body}</MESSAGE>");
+                let sent = Some((token, from, to));
+                self.doc(doc, &[Expect::MessageResult { allowed }], sent, now)
             }
             1 => {
-                let code = self.rng.below(5) as i8;
+                // Not Invisible (3): the model tells of no visibility change, so the
+                // lobby's `cquit` for it could not be judged (4 is refused).
+                let code = *self.rng.pick(&[0i8, 1, 2, 4]);
                 let ok = code <= 3;
-                if ok {
-                    self.status = code;
-                }
                 let doc = format!("<STATUS user=\"{me}\" type=\"set\" code=\"{code}\"/>");
-                self.doc(doc, &[Expect::StatusSet(u8::from(ok))], now)
+                self.doc(doc, &[Expect::StatusSet { code, ok }], None, now)
             }
             2 => {
                 let doc = format!("<STATUS user=\"{me}\" type=\"list\"/>");
-                self.doc(doc, &[Expect::StatusList], now)
+                self.doc(doc, &[Expect::StatusList], None, now)
             }
             3 => {
-                let status = self.status;
                 let doc = format!("<STATUS user=\"{me}\" type=\"get\"/>");
-                self.doc(doc, &[Expect::StatusGet(status)], now)
+                self.doc(doc, &[Expect::StatusGet], None, now)
             }
             4 => {
                 let doc = format!("<FRIEND user=\"{me}\" type=\"add\" friend=\"{other}\"/>");
@@ -293,6 +347,7 @@ impl ImsClient {
                         kind: "add",
                         zero: false,
                     }],
+                    None,
                     now,
                 )
             }
@@ -300,15 +355,15 @@ impl ImsClient {
                 let kind = *self.rng.pick(&["accept", "deny", "delete"]);
                 let attr = if kind == "delete" { "friend" } else { "other" };
                 let doc = format!("<FRIEND user=\"{me}\" type=\"{kind}\" {attr}=\"{other}\"/>");
-                self.doc(doc, &[Expect::Friend { kind, zero: false }], now)
+                self.doc(doc, &[Expect::Friend { kind, zero: false }], None, now)
             }
             6 => {
                 let forged = !self.healed && self.rng.ratio(1, 5);
                 let user = if forged { format!("{me}z") } else { me };
                 let doc = format!("<FRIEND user=\"{user}\" type=\"request\"/>");
-                self.doc(doc, &[Expect::Friends { empty: forged }], now)
+                self.doc(doc, &[Expect::Friends { empty: forged }], None, now)
             }
-            _ => self.doc("<ALIVE/>".to_owned(), &[], now),
+            _ => self.doc("<ALIVE/>".to_owned(), &[], None, now),
         }
     }
 
@@ -344,8 +399,9 @@ impl ImsClient {
                 .split_once('>')
                 .and_then(|(_, rest)| rest.strip_suffix("</MESSAGE>"))
                 .ok_or("a pushed MESSAGE without text")?;
-            let token = text.strip_prefix('t').and_then(|t| t.parse().ok());
-            seen.push(Seen::Pushed { from, token });
+            let text = unescape(text);
+            let token = codec::token_of(&text);
+            seen.push(Seen::Pushed { from, token, text });
             return Ok(());
         }
         if line.starts_with("<FRIEND type=\"invite\"") {
@@ -360,8 +416,17 @@ impl ImsClient {
         let ok = match &expected {
             Expect::Echo(_) => false,
             Expect::Login(r) => {
-                let good = line == format!("<LOGIN user=\"{}\" result=\"{r}\"/>", self.name);
-                if good && *r == 0 && !self.expect.iter().any(|e| *e == Expect::Login(1)) {
+                let answer = |r| format!("<LOGIN user=\"{}\" result=\"{r}\"/>", self.name);
+                // The right password may still be refused: its check failed (an effect
+                // fails now and then) or the connection's login rate is spent. The
+                // documents behind it then get their echo only.
+                let refused = *r == 1 && line == answer(0);
+                if refused {
+                    self.expect.retain(|e| matches!(e, Expect::Echo(_)));
+                }
+                let good = line == answer(*r) || refused;
+                self.logins += u32::from(good && *r == 1 && !refused);
+                if good && (refused || *r == 0 && !self.expect.contains(&Expect::Login(1))) {
                     self.logged_in = false;
                 }
                 good
@@ -374,17 +439,21 @@ impl ImsClient {
                 }
                 good
             }
-            Expect::MessageResult { allowed, token } => {
+            Expect::MessageResult { allowed } => {
                 let result = attr(line, "result").and_then(|r| r.parse::<i8>().ok());
-                let good = line.starts_with("<MESSAGE result=")
-                    && result.is_some_and(|r| allowed.contains(&r));
-                if good && result == Some(-1) {
-                    seen.push(Seen::Stored(*token));
-                }
-                good
+                line.starts_with("<MESSAGE result=") && result.is_some_and(|r| allowed.contains(&r))
             }
-            Expect::StatusGet(code) => line == format!("<STATUS type=\"get\" result=\"{code}\"/>"),
-            Expect::StatusSet(r) => line == format!("<STATUS type=\"set\" result=\"{r}\"/>"),
+            // The user shows as its most available session: another one (an older
+            // connection the server has not yet seen closed) may be more available.
+            Expect::StatusGet => (0..=self.status)
+                .any(|code| line == format!("<STATUS type=\"get\" result=\"{code}\"/>")),
+            Expect::StatusSet { code, ok } => {
+                let set = *ok && line == "<STATUS type=\"set\" result=\"1\"/>";
+                if set {
+                    self.status = *code;
+                }
+                set || line == "<STATUS type=\"set\" result=\"0\"/>"
+            }
             Expect::StatusList => {
                 line == "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
                          <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>"
@@ -404,6 +473,15 @@ impl ImsClient {
         } else {
             Err(format!("expected {expected:?}"))
         }
+    }
+}
+
+/// Bytes that are no document.
+fn junk(bytes: &[u8]) -> Do {
+    Do::Send {
+        bytes: bytes.to_vec(),
+        message: None,
+        doc: false,
     }
 }
 
@@ -433,10 +511,22 @@ fn friends_ok(line: &str, empty: bool, accounts: &[String]) -> bool {
 }
 
 /// The value of attribute `name` in a one-line document (values hold no quotes here).
-fn attr(line: &str, name: &str) -> Option<String> {
+pub(crate) fn attr(line: &str, name: &str) -> Option<String> {
     let start = line.find(&format!(" {name}=\""))? + name.len() + 3;
     let len = line[start..].find('"')?;
-    Some(line[start..start + len].to_owned())
+    Some(unescape(&line[start..start + len]))
+}
+
+/// XML's five predefined entities, undone.
+pub(crate) fn unescape(text: &str) -> String {
+    if !text.contains('&') {
+        return text.to_owned();
+    }
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 fn ms(n: u64) -> core::time::Duration {

@@ -137,6 +137,8 @@ pub(crate) enum Heard {
         /// `ok` rather than `err`.
         ok: bool,
     },
+    /// A line (with its `\n`) of a protocol whose client reads the bytes itself (ims).
+    Line(Vec<u8>),
     /// Anything else (notices, other answers).
     Other,
 }
@@ -148,6 +150,8 @@ pub(crate) struct Directory {
     pub(crate) names: Vec<Option<String>>,
     /// Names the administrator creates accounts under.
     pub(crate) accounts: Vec<String>,
+    /// The ims clients' accounts (the administrator leaves them alone).
+    pub(crate) ims_accounts: Vec<String>,
     /// The addresses clients connect from.
     pub(crate) ips: Vec<IpAddr>,
     /// The liveness phase: faults are over, everyone behaves and comes back.

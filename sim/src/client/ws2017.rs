@@ -288,6 +288,10 @@ impl<C: Choices> Ws2017Client<C> {
                     name
                 }
             }
+            // An ims user (online or not) as often as an administrator's account.
+            1 if !dir.ims_accounts.is_empty() && self.rng.ratio(1, 2) => {
+                self.rng.pick(&dir.ims_accounts).clone()
+            }
             1 if !dir.accounts.is_empty() => self.rng.pick(&dir.accounts).clone(),
             2 => self.name.clone().unwrap_or_else(|| self.base.clone()),
             _ => format!("ghost{}", self.rng.below(4)),
@@ -547,7 +551,7 @@ impl<C: Choices> Ws2017Client<C> {
                     self.send(codec::chatr(from, to, sp), Sent::Chatr, acts);
                 }
             }
-            Heard::AdminAnswer { .. } | Heard::Other => {}
+            Heard::AdminAnswer { .. } | Heard::Line(_) | Heard::Other => {}
         }
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use switchboard_proto::{Change, ConnId, Seq, State, StoredMessage, UserName};
+use switchboard_proto::{Change, ConnId, MessageKind, Seq, State, StoredMessage, UserName};
 
 use crate::client::ws2017_codec as codec;
 
@@ -62,7 +62,20 @@ pub(crate) struct Ledger {
     queues: BTreeMap<String, VecDeque<(u64, u64)>>,
     /// Messages stored in this boot and not yet committed.
     uncommitted: Vec<u64>,
+    /// Clients from this index on log in to accounts (ims): their messages are judged
+    /// by the recipient's name, as they get no relay acknowledgement to match.
+    first_account_client: usize,
+    /// Crashes so far.
+    crashes: u64,
+    /// Messages read by an account's client: the crash count and the connection at the
+    /// last read (a second read is allowed only on a later login: after a crash, or on
+    /// another connection, as a message is removed only once the server hears it was
+    /// written).
+    account_reads: BTreeMap<u64, (u64, ConnId)>,
 }
+
+/// The token in the mirror of an item that carries none (a friend's acceptance).
+const NO_TOKEN: u64 = u64::MAX;
 
 /// The token a message body carries, if any.
 pub(crate) fn token_of(body: &str) -> Option<u64> {
@@ -78,11 +91,19 @@ fn user_key(key: &str) -> Option<switchboard_proto::UserKey> {
 }
 
 impl Ledger {
-    pub(crate) fn new(clients: u32) -> Ledger {
+    /// A ledger for `clients` ws2017 clients and then `account_clients` clients that log
+    /// in to accounts.
+    pub(crate) fn new(clients: u32, account_clients: u32) -> Ledger {
         Ledger {
-            by_client: (0..clients).map(|_| Vec::new()).collect(),
+            by_client: (0..clients + account_clients).map(|_| Vec::new()).collect(),
+            first_account_client: clients as usize,
             ..Ledger::default()
         }
+    }
+
+    /// Whether message `token` was sent by a client logged in to an account.
+    pub(crate) fn sent_by_account(&self, token: u64) -> bool {
+        split(token).0 >= self.first_account_client
     }
 
     /// A client sent message `token`.
@@ -154,6 +175,12 @@ impl Ledger {
         change: &Change,
     ) -> Result<Option<String>, String> {
         match change {
+            Change::OfflineQueued(m) if m.kind == MessageKind::FriendAccepted => {
+                let key = codec::key(m.to.as_str());
+                let queue = self.queues.entry(key.clone()).or_default();
+                queue.push_back((NO_TOKEN, m.id.0));
+                Ok(Some(key))
+            }
             Change::OfflineQueued(m) => {
                 let token = codec::token_of(&m.body)
                     .ok_or_else(|| format!("stored message {} has no token", m.id.0))?;
@@ -194,12 +221,19 @@ impl Ledger {
                     queue.pop_front();
                     gone.push(token);
                 }
-                for token in gone {
-                    let fate = self.get(token).map(|m| m.fate);
-                    if fate != Some(Fate::Delivered) {
-                        return Err(format!(
-                            "m{token} marked delivered to {key} but it was never delivered"
-                        ));
+                // Written to a connection of the recipient (the server heard so): delivered,
+                // whether or not the client read it before a cut.
+                for token in gone.into_iter().filter(|&t| t != NO_TOKEN) {
+                    match self.get_mut(token) {
+                        Some(m) if matches!(m.fate, Fate::Committed | Fate::Delivered) => {
+                            m.fate = Fate::Delivered;
+                        }
+                        m => {
+                            return Err(format!(
+                                "m{token} marked delivered to {key} while {:?}",
+                                m.map(|m| m.fate)
+                            ))
+                        }
                     }
                 }
                 Ok(Some(key))
@@ -279,6 +313,7 @@ impl Ledger {
 
     /// The server crashed: what this boot stored and did not commit is lost.
     pub(crate) fn crashed(&mut self) {
+        self.crashes += 1;
         for token in std::mem::take(&mut self.uncommitted) {
             if let Some(m) = self.get_mut(token) {
                 if matches!(m.fate, Fate::Stored(_)) {
@@ -292,7 +327,7 @@ impl Ledger {
     pub(crate) fn ack_released(&mut self, token: u64) -> bool {
         match self.get_mut(token) {
             // Committed, and maybe already removed with its account since.
-            Some(m) if matches!(m.fate, Fate::Committed | Fate::Dropped) => {
+            Some(m) if matches!(m.fate, Fate::Committed | Fate::Dropped | Fate::Delivered) => {
                 m.ack_released = true;
                 true
             }
@@ -300,36 +335,42 @@ impl Ledger {
         }
     }
 
-    /// A protocol delivered stored message `token` to its recipient's client. For the
-    /// protocols that log in to accounts (arsc, ims, opcode, jabberd): each reports here
-    /// as its client reads a message from the store. It must be committed, the oldest
-    /// undelivered one of its recipient, and never delivered before.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub(crate) fn delivered_from_store(&mut self, token: u64) -> Result<(), String> {
-        let (key, fate) = match self.get(token) {
-            Some(m) => (codec::key(&m.to), m.fate),
-            None => return Err(format!("unknown message m{token} delivered")),
+    /// An account's client (ims) read message `token`, addressed to it, on `conn`. A
+    /// message is read at most once on a connection; again only at a later login (the
+    /// server removes a stored message once it hears its bytes were written, so a
+    /// connection lost before that, or a crash before the removal commits, hands it out
+    /// again with the same id).
+    pub(crate) fn read_by_account(&mut self, token: u64, conn: ConnId) -> Result<(), String> {
+        let crashes = self.crashes;
+        let Some(m) = self.get_mut(token) else {
+            return Err(format!("unknown message m{token} read"));
         };
-        match fate {
-            Fate::Delivered => return Err(format!("m{token} delivered twice")),
-            Fate::Committed => {}
-            other => return Err(format!("m{token} delivered from the store while {other:?}")),
+        m.received = m.received.saturating_add(1);
+        if m.received > 1 {
+            let last = self.account_reads.get(&token).copied();
+            if last == Some((crashes, conn)) {
+                return Err(format!("m{token} read twice on {conn}"));
+            }
         }
-        let first = self.queues.get(&key).and_then(|q| {
-            q.iter()
-                .map(|e| e.0)
-                .find(|&t| self.get(t).is_some_and(|m| m.fate != Fate::Delivered))
-        });
-        if first != Some(token) {
-            return Err(format!(
-                "m{token} delivered to {key} before m{}",
-                first.unwrap_or_default()
-            ));
-        }
-        if let Some(m) = self.get_mut(token) {
-            m.fate = Fate::Delivered;
-        }
+        self.account_reads.insert(token, (crashes, conn));
         Ok(())
+    }
+
+    /// Messages acknowledged as stored for one of `keys` (folded account names) and still
+    /// in the store: at the end, after everyone logged in again, there must be none.
+    pub(crate) fn undelivered(&self, keys: &[String]) -> Vec<String> {
+        let mut problems = Vec::new();
+        for key in keys {
+            for &(token, _) in self.queues.get(key).into_iter().flatten() {
+                if let Some(m) = self.get(token).filter(|m| m.ack_released) {
+                    problems.push(format!(
+                        "m{token} from {} to {} was acknowledged as stored and never delivered ({:?})",
+                        m.from, m.to, m.fate
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     /// Messages relayed, and refused for a full mailbox.
@@ -355,7 +396,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_proto::{MessageId, MessageKind};
+    use switchboard_proto::MessageId;
 
     fn stored(token: u64, id: u64) -> Change {
         Change::OfflineQueued(StoredMessage {
@@ -370,7 +411,7 @@ mod tests {
 
     #[test]
     fn stored_messages_commit_once_in_order_and_deliver_once() {
-        let mut l = Ledger::new(1);
+        let mut l = Ledger::new(1, 0);
         for n in 0..3 {
             l.sent(n, "al", "acct", false, ConnId(1)).unwrap();
             l.stored(n, Seq(n + 1));
@@ -381,10 +422,24 @@ mod tests {
         assert!(l.committed(Seq(2), &stored(1, 11)).is_err(), "twice");
         assert!(l.committed(Seq(3), &stored(2, 9)).is_err(), "out of order");
         assert!(l.ack_released(0));
-        assert!(l.delivered_from_store(1).is_err(), "m0 first");
-        l.delivered_from_store(0).unwrap();
-        assert!(l.delivered_from_store(0).is_err());
+        let acct = ["acct".to_owned()];
+        assert_eq!(
+            l.undelivered(&acct).len(),
+            1,
+            "m0 acknowledged, still stored"
+        );
+        // Read, then removed once written; a second read needs a crash between.
+        l.read_by_account(0, ConnId(2)).unwrap();
+        assert!(l.read_by_account(0, ConnId(2)).is_err());
+        let through = MessageId(10);
+        let to = UserName::parse("Acct").unwrap();
+        l.committed(Seq(4), &Change::OfflineDelivered { to, through })
+            .unwrap();
+        assert_eq!(l.get(0).unwrap().fate, Fate::Delivered);
+        assert!(l.undelivered(&acct).is_empty());
         l.crashed();
+        l.read_by_account(0, ConnId(2)).unwrap();
+        l.read_by_account(0, ConnId(3)).unwrap();
         assert_eq!(l.get(1).unwrap().fate, Fate::Committed);
     }
 }

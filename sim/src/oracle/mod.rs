@@ -86,6 +86,11 @@ pub(crate) struct EmitCx<'a> {
 pub(crate) struct Oracle {
     /// Names held on the server: folded name -> (connection, name as chosen).
     pub(crate) holders: BTreeMap<String, (ConnId, String)>,
+    /// Earlier sessions of a user that holds several at once (ims): folded name -> its
+    /// other connections. One of them holds the name again when the holder leaves.
+    pub(crate) other_sessions: BTreeMap<String, Vec<(ConnId, String)>>,
+    /// Messages from ims clients the server handed to ws2017 connections.
+    pub(crate) ims_to_ws2017: u64,
     pub(crate) ledger: Ledger,
     pub(crate) durable: DurableModel,
     /// Addresses banned in the server's memory, as its answers told.
@@ -123,10 +128,12 @@ fn closed_count(text: &str) -> u64 {
 }
 
 impl Oracle {
-    pub(crate) fn new(clients: u32, config: &Config) -> Oracle {
+    pub(crate) fn new(clients: u32, ims_clients: u32, config: &Config) -> Oracle {
         Oracle {
             holders: BTreeMap::new(),
-            ledger: Ledger::new(clients),
+            other_sessions: BTreeMap::new(),
+            ims_to_ws2017: 0,
+            ledger: Ledger::new(clients, ims_clients),
             durable: DurableModel::default(),
             ip_banned: BTreeSet::new(),
             store_failing: false,
@@ -170,6 +177,18 @@ impl Oracle {
         mut sent: Sent,
         bytes: &[u8],
     ) -> Result<(), Violation> {
+        if let Owner::Ims(_) = conn.owner {
+            // Its client checks the answers itself; the ledger learns of its messages.
+            if let Sent::Chat {
+                token, from, to, ..
+            } = &sent
+            {
+                self.ledger
+                    .sent(*token, from, to, false, conn.id)
+                    .map_err(|e| Violation::new("direct_messages_reach_only_their_recipient", e))?
+            }
+            return Ok(());
+        }
         let line = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let len = bytes.len();
@@ -229,8 +248,11 @@ impl Oracle {
             NetworkEvent::LoggedIn { name, conn, .. } => {
                 let name = name.as_str();
                 s.joined.push(name.to_owned());
-                self.holders
-                    .insert(ws2017_codec::key(name), (*conn, name.to_owned()));
+                let key = ws2017_codec::key(name);
+                let before = self.holders.insert(key.clone(), (*conn, name.to_owned()));
+                if let Some(before) = before.filter(|(c, _)| c != conn) {
+                    self.other_sessions.entry(key).or_default().push(before);
+                }
             }
             NetworkEvent::LoggedOut { name, conn, .. } => {
                 let name = name.as_str();
@@ -238,6 +260,14 @@ impl Oracle {
                 let key = ws2017_codec::key(name);
                 if self.holders.get(&key).is_some_and(|(c, _)| c == conn) {
                     self.holders.remove(&key);
+                    if let Some(other) = self.other_sessions.get_mut(&key).and_then(Vec::pop) {
+                        self.holders.insert(key.clone(), other);
+                    }
+                } else if let Some(others) = self.other_sessions.get_mut(&key) {
+                    others.retain(|(c, _)| c != conn);
+                }
+                if self.other_sessions.get(&key).is_some_and(Vec::is_empty) {
+                    self.other_sessions.remove(&key);
                 }
             }
             NetworkEvent::Renamed { old, new, .. } => {
@@ -326,6 +356,7 @@ impl Oracle {
         let heard = match conn.owner {
             Owner::Admin => self.admin_line(conn, raw, after, end, cx)?,
             Owner::Client(_) => self.ws2017_line(conn, raw, after, end, cx)?,
+            Owner::Ims(_) => self.ims_line(conn, raw, after, end, cx)?,
         };
         if heard != Heard::Other {
             conn.heard.push_back((end, heard));
@@ -413,6 +444,7 @@ impl Oracle {
     /// The server restarts from `state`: everything acknowledged must be there.
     pub(crate) fn restarted(&mut self, state: &State) -> Result<(), Violation> {
         self.holders.clear();
+        self.other_sessions.clear();
         self.store_failing = false;
         self.ip_banned = state.ip_bans.clone();
         let mut problems = self.durable.check_all(state);

@@ -175,18 +175,23 @@ impl Oracle {
             None => false,
         };
         // The echo of one's own whisper (or its only copy, sent to oneself) answers it.
-        let mut expected =
-            take(&mut self.step.relays) || (whisper && msg.is_some_and(|m| m.sender == conn.id));
+        let holds = conn
+            .o
+            .name
+            .as_ref()
+            .is_some_and(|(k, _)| *k == codec::key(to));
+        // A message from an account's client (ims) gets no relay line to match: it must
+        // reach whoever holds the recipient's name.
+        let from_account = msg.is_some() && self.ledger.sent_by_account(token);
+        let mut expected = take(&mut self.step.relays)
+            || (whisper && msg.is_some_and(|m| m.sender == conn.id))
+            || (from_account && holds);
+        self.ims_to_ws2017 += u64::from(from_account);
         if !expected {
             // The acknowledgement may have been dropped with its sender's connection (a
             // slow reader closed by it in this step): the message still goes to whoever
             // holds the recipient's name.
             let sender_gone = msg.is_some_and(|m| self.step.closed.contains(&m.sender));
-            let holds = conn
-                .o
-                .name
-                .as_ref()
-                .is_some_and(|(k, _)| *k == codec::key(to));
             expected = sender_gone && holds;
             if expected {
                 if let Some(m) = self.ledger.get_mut(token) {

@@ -155,6 +155,18 @@ impl<S: ChoiceSource> Sim<S> {
             self.apply(Owner::Client(i as u32), &mut acts);
             self.acts = acts;
         }
+        // Every ims client comes back on a fresh connection, so its mailbox is drained.
+        for i in 0..self.ims.len() {
+            self.ims[i].healed = true;
+            if let Some(conn) = self.ims[i].conn {
+                let mut acts = std::mem::take(&mut self.acts);
+                acts.push(crate::client::Act::Close { conn, abort: false });
+                self.apply(Owner::Ims(i as u32), &mut acts);
+                self.acts = acts;
+                self.ims[i].lost(self.now);
+            }
+            self.ims_schedule(i);
+        }
         let mut acts = std::mem::take(&mut self.acts);
         self.admin.heal(&self.dir, &mut acts);
         self.apply(Owner::Admin, &mut acts);
@@ -174,6 +186,20 @@ impl<S: ChoiceSource> Sim<S> {
                 problems.push(format!("not back: {}", client.describe()));
             }
         }
+        for client in &self.ims {
+            if !client.online() || !client.settled() {
+                problems.push(format!(
+                    "ims {} not back: {:?}, logged in {}, settled {}",
+                    client.name,
+                    client.conn,
+                    client.online(),
+                    client.settled()
+                ));
+            }
+        }
+        // Every message acknowledged as stored for an ims user was handed to it at its
+        // login (at least once) and removed.
+        problems.extend(self.oracle.ledger.undelivered(&self.dir.ims_accounts));
         if !self.admin.healed() {
             problems.push(format!("administrator not done: {}", self.admin.describe()));
         }
@@ -232,6 +258,8 @@ impl<S: ChoiceSource> Sim<S> {
     }
 
     pub(super) fn tally(&mut self) {
+        self.counters.ims_logins = self.ims.iter().map(|c| u64::from(c.logins)).sum();
+        self.counters.ims_to_ws2017 = self.oracle.ims_to_ws2017;
         self.counters.stored = self.oracle.ledger.stored_count() as u64;
         let (relayed, full) = self.oracle.ledger.fates();
         self.counters.relayed = relayed;

@@ -21,6 +21,8 @@ use switchboard_proto::{
 
 use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
 use crate::client::admin::AdminClient;
+use crate::client::ims::ImsClient;
+use crate::client::ims::ALIVE_MS;
 use crate::client::ws2017::{Knobs, Ws2017Client};
 use crate::client::{Act, Directory};
 use crate::invariants::{Expected, Limits};
@@ -38,6 +40,10 @@ mod network;
 
 /// Unix time, in milliseconds, at virtual time zero.
 pub const WALL_ORIGIN_MS: u64 = 1_700_000_000_000;
+
+/// The most unframed input an ims connection may hold: four documents of the default
+/// 64 KiB limit wait behind a LOGIN's password check.
+const IMS_INBOUND: usize = 4 * 64 * 1024;
 
 /// Records kept for a failure report.
 const TRACE_RECORDS: usize = 300;
@@ -58,6 +64,8 @@ enum Ev {
     Refused(ConnId),
     Wake(u32, u32),
     AdminWake(u32),
+    /// An ims client's turn (index, generation).
+    ImsWake(u32, u32),
     Effect(Box<(u32, EffectId, EffectResult)>),
     Commit(u32),
     Crash,
@@ -81,6 +89,7 @@ impl Ev {
             Ev::Refused(c) => ("refused", c.0),
             Ev::Wake(i, _) => ("wake client", u64::from(*i)),
             Ev::AdminWake(_) => ("wake admin", 0),
+            Ev::ImsWake(i, _) => ("wake ims client", u64::from(*i)),
             Ev::Effect(e) => ("effect", e.1 .0),
             Ev::Commit(b) => ("commit boot", u64::from(*b)),
             Ev::Crash => ("CRASH", 0),
@@ -154,6 +163,16 @@ pub struct Counters {
     pub effects_failed: u64,
     /// Final-round messages checked.
     pub final_messages: u64,
+    /// ims logins answered with result 1.
+    pub ims_logins: u64,
+    /// Messages read by ims clients that came from the store (drained at a login).
+    pub ims_stored_reads: u64,
+    /// ims connections closed by the ALIVE timeout.
+    pub ims_alive_closes: u64,
+    /// Messages from ws2017 clients read by ims clients (live or from the store).
+    pub ws2017_to_ims: u64,
+    /// Messages from ims clients the server handed to ws2017 clients.
+    pub ims_to_ws2017: u64,
 }
 
 impl Counters {
@@ -175,6 +194,11 @@ impl Counters {
             (&mut self.mailbox_full, other.mailbox_full),
             (&mut self.effects_failed, other.effects_failed),
             (&mut self.final_messages, other.final_messages),
+            (&mut self.ims_logins, other.ims_logins),
+            (&mut self.ims_stored_reads, other.ims_stored_reads),
+            (&mut self.ims_alive_closes, other.ims_alive_closes),
+            (&mut self.ws2017_to_ims, other.ws2017_to_ims),
+            (&mut self.ims_to_ws2017, other.ims_to_ws2017),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;
@@ -220,6 +244,8 @@ pub struct Sim<S: ChoiceSource = Seeded> {
     fail_until: Instant,
     net: Net,
     clients: Vec<Ws2017Client<S::Stream>>,
+    /// ims clients, each logged in to its own account.
+    ims: Vec<ImsClient<S::Stream>>,
     admin: AdminClient<S::Stream>,
     dir: Directory,
     /// The `name_changes` of each client the directory reflects.
@@ -270,9 +296,41 @@ impl<S: ChoiceSource> Sim<S> {
             })
             .collect();
         let admin = AdminClient::new(source.stream(Purpose::Admin, 0), opts.admin_every_ms);
+        // ims clients log in to accounts that exist from the start (`im0`, ...), each
+        // from an address of its own, so the administrator's bans and deletions, which
+        // pick from the ws2017 side, never reach them.
+        let ims_accounts: Vec<String> = (0..opts.ims_clients).map(|i| format!("im{i}")).collect();
+        let mut store = StoreModel::default();
+        for name in &ims_accounts {
+            let password = format!("pw-{name}");
+            let account = switchboard_proto::Account {
+                name: switchboard_proto::UserName::parse(name).expect("a valid name"),
+                password: PasswordHash(fake_hash(&password)),
+                ims_password: PasswordHash(fake_ims_hash(&password)),
+                email: None,
+                gender: None,
+                level: 0,
+                banned: false,
+                created_ms: 0,
+            };
+            store
+                .committed
+                .apply(&switchboard_proto::Change::AccountCreated(account));
+        }
+        let spread = (opts.virtual_secs * 100).clamp(1, 60_000);
+        let ims: Vec<ImsClient<S::Stream>> = (0..opts.ims_clients)
+            .map(|i| {
+                let mut rng = source.stream(Purpose::Client, (1 << 32) + u64::from(i));
+                let start = Instant::from_millis(rng.below(spread));
+                let ip = IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1));
+                let name = ims_accounts[i as usize].clone();
+                ImsClient::new(opts.clients + i, ip, name, ims_accounts.clone(), rng, start)
+            })
+            .collect();
         let dir = Directory {
             names: vec![None; opts.clients as usize],
             accounts,
+            ims_accounts,
             ips,
             healed: false,
         };
@@ -284,19 +342,20 @@ impl<S: ChoiceSource> Sim<S> {
             server: None,
             boot: 0,
             in_flight: None,
-            store: StoreModel::default(),
+            store,
             effects_running: 0,
             server_open: 0,
             fail_until: Instant::ZERO,
             net: Net::default(),
             clients,
+            ims,
             admin,
             dir_seen: vec![0; opts.clients as usize],
             dir,
             net_rng: source.stream(Purpose::Network, 0),
             fault_rng: source.stream(Purpose::Faults, 0),
             store_rng: source.stream(Purpose::Store, 0),
-            oracle: Oracle::new(opts.clients, &opts.config(0)),
+            oracle: Oracle::new(opts.clients, opts.ims_clients, &opts.config(0)),
             trace: Trace::new(0),
             hash: RollingHash::default(),
             trail: None,
@@ -323,6 +382,9 @@ impl<S: ChoiceSource> Sim<S> {
             self.clients[i].start(spread, &mut acts);
             self.apply(Owner::Client(i as u32), &mut acts);
             self.acts = acts;
+        }
+        for i in 0..self.ims.len() {
+            self.ims_schedule(i);
         }
         let mut acts = std::mem::take(&mut self.acts);
         acts.push(Act::Wake(self.opts.admin_every_ms));
@@ -552,6 +614,11 @@ impl<S: ChoiceSource> Sim<S> {
                     self.acts = acts;
                 }
             }
+            Ev::ImsWake(i, gen) => {
+                if self.ims[i as usize].gen == gen {
+                    self.ims_turn(i as usize);
+                }
+            }
             Ev::Effect(effect) => {
                 let (boot, id, result) = *effect;
                 if boot == self.boot && self.server.is_some() {
@@ -713,7 +780,18 @@ impl<S: ChoiceSource> Sim<S> {
                     _ => 5,
                 };
                 self.counters.closes[slot] += 1;
-                if *reason == CloseReason::Timeout {
+                let ims = match self.net.get(*conn).map(|c| c.owner) {
+                    Some(Owner::Ims(i)) => Some(i as usize),
+                    _ => None,
+                };
+                if let (CloseReason::Timeout, Some(_)) = (reason, ims) {
+                    // The ALIVE timeout: no document reached the server for all of it.
+                    self.counters.ims_alive_closes += 1;
+                    if let Some(c) = self.net.get(*conn) {
+                        let waited = self.now.as_millis() - c.last_up.as_millis();
+                        check!(alive_timeouts_are_kept(waited, ALIVE_MS, false))?;
+                    }
+                } else if *reason == CloseReason::Timeout {
                     let since = self.net.get(*conn).and_then(|c| c.o.ping_since);
                     let timeout = self.opts.ping_timeout_ms;
                     let waited = since.map(|t| self.now.as_millis() - t.as_millis());
@@ -735,7 +813,10 @@ impl<S: ChoiceSource> Sim<S> {
                 .map_err(|e| Violation::new("acknowledgements_wait_on_their_change", e)),
             Output::Effect { id, effect } => {
                 self.effects_running += 1;
-                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000);
+                // A failing effect is a fault: none once faults are healed (an ims client
+                // whose every password check failed could never log in again).
+                let failed = self.store_rng.ratio(self.opts.effect_fail_per_mille, 1000)
+                    && self.phase == Phase::Safety;
                 let result = if failed {
                     self.counters.effects_failed += 1;
                     EffectResult::Failed
@@ -785,7 +866,14 @@ impl<S: ChoiceSource> Sim<S> {
                     fail_into(&mut self.failure, self.step, self.now, v);
                 }
                 // Reported in batches (see `report_batch`): a client that reads nothing
-                // still gets its socket buffer's worth reported.
+                // still gets its socket buffer's worth reported. ims connections report
+                // every write: a stored message leaves the mailbox once written, and its
+                // few bytes would otherwise wait for a batch that never fills.
+                let batch = if matches!(c.owner, Owner::Ims(_)) {
+                    1
+                } else {
+                    batch
+                };
                 if !c.report_due && c.unreported(self.opts.sockbuf_bytes) >= batch {
                     c.report_due = true;
                     self.report_due.push(conn);
@@ -879,6 +967,11 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         };
         c.report_due = false;
+        let batch = if matches!(c.owner, Owner::Ims(_)) {
+            1
+        } else {
+            batch
+        };
         let n = c.unreported(sockbuf);
         if n >= batch && c.server_open && c.boot == boot {
             c.reported += n;
@@ -907,7 +1000,9 @@ impl<S: ChoiceSource> Sim<S> {
         let stats = server.stats();
         let limits = Limits {
             outbound: self.opts.outbound_limit_bytes,
-            inbound: (self.opts.max_line_bytes + 1).max(self.oracle.longest_admin_line),
+            inbound: (self.opts.max_line_bytes + 1)
+                .max(self.oracle.longest_admin_line)
+                .max(if self.ims.is_empty() { 0 } else { IMS_INBOUND }),
             offline_cap: self.opts.offline_cap,
             budget: server.config().limits.outbound_budget_bytes,
         };

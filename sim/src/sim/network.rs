@@ -9,8 +9,12 @@ use switchboard_proto::{ConnId, Input, Peer, Protocol};
 
 use super::{fail_into, ms, Ev, Sim};
 use crate::choices::{ChoiceSource, Choices};
-use crate::client::{Act, Heard};
+use crate::client::ims::{Do, Seen, ALIVE_MS};
+use crate::client::{Act, Heard, Sent};
 use crate::net::Owner;
+use crate::oracle::check;
+use crate::oracle::ledger::Fate;
+use crate::report::Violation;
 use crate::trace::Record;
 
 impl<S: ChoiceSource> Sim<S> {
@@ -71,7 +75,9 @@ impl<S: ChoiceSource> Sim<S> {
         let protocol = match c.owner {
             Owner::Client(_) => Protocol::Ws2017,
             Owner::Admin => Protocol::Admin,
+            Owner::Ims(_) => Protocol::Ims,
         };
+        c.last_up = self.now;
         let pending = !c.up.is_empty() || c.up_fin;
         let established = c.client_open;
         self.server_open += 1;
@@ -120,10 +126,12 @@ impl<S: ChoiceSource> Sim<S> {
             };
             let more = !c.up.is_empty() || c.up_fin;
             // A `cpong` the server now reads answers its pings.
+            // (On an ims connection: where each document ends; the server has it now.)
             c.up_delivered += n;
             while c.pongs.front().is_some_and(|&end| end <= c.up_delivered) {
                 c.pongs.pop_front();
                 c.o.ping_since = None;
+                c.last_up = now;
             }
             self.feed(Input::Received { conn: id, bytes });
             if more {
@@ -229,6 +237,11 @@ impl<S: ChoiceSource> Sim<S> {
                 self.admin.on_heard(&heard, &mut acts);
                 self.apply(Owner::Admin, &mut acts);
             }
+            Owner::Ims(i) => {
+                if let Heard::Line(bytes) = heard {
+                    self.ims_heard(i as usize, id, &bytes);
+                }
+            }
         }
         self.acts = acts;
     }
@@ -260,6 +273,13 @@ impl<S: ChoiceSource> Sim<S> {
                     self.apply(owner, &mut acts);
                 }
             }
+            Owner::Ims(i) => {
+                let i = i as usize;
+                if self.ims[i].conn == Some(id) {
+                    self.ims[i].lost(self.now);
+                    self.ims_schedule(i);
+                }
+            }
         }
         self.acts = acts;
         self.net.retire(id);
@@ -273,11 +293,13 @@ impl<S: ChoiceSource> Sim<S> {
                     let ip = match who {
                         Owner::Client(i) => Some(self.clients[i as usize].ip),
                         Owner::Admin => None,
+                        Owner::Ims(i) => Some(self.ims[i as usize].ip),
                     };
                     let id = self.net.open(who, ip);
                     match who {
                         Owner::Client(i) => self.clients[i as usize].connecting(id),
                         Owner::Admin => self.admin.connecting(id),
+                        Owner::Ims(i) => self.ims[i as usize].connected(id, self.now),
                     }
                     let at = self.now + ms(self.delay());
                     self.queue.push(at, Ev::Accept(id));
@@ -345,6 +367,11 @@ impl<S: ChoiceSource> Sim<S> {
                             self.admin.gen += 1;
                             self.queue.push(at, Ev::AdminWake(self.admin.gen));
                         }
+                        Owner::Ims(i) => {
+                            let client = &mut self.ims[i as usize];
+                            client.gen += 1;
+                            self.queue.push(at, Ev::ImsWake(i, client.gen));
+                        }
                     }
                 }
             }
@@ -355,6 +382,120 @@ impl<S: ChoiceSource> Sim<S> {
             if *seen != client.name_changes {
                 *seen = client.name_changes;
                 self.dir.names[i as usize] = client.name.clone();
+            }
+        }
+    }
+
+    // ---- ims clients ----
+
+    /// Schedules ims client `i`'s next turn at its `next_at`.
+    pub(super) fn ims_schedule(&mut self, i: usize) {
+        let client = &mut self.ims[i];
+        client.gen += 1;
+        let at = client.next_at.max(self.now);
+        self.queue.push(at, Ev::ImsWake(i as u32, client.gen));
+    }
+
+    /// ims client `i`'s turn. One that stayed silent past the ALIVE timeout must have
+    /// been dropped by now, unless the server heard from it since.
+    pub(super) fn ims_turn(&mut self, i: usize) {
+        let client = &self.ims[i];
+        if let (true, Some(id)) = (client.silent, client.conn) {
+            let boot = self.boot;
+            let quiet = self.net.get(id).and_then(|c| {
+                let open = c.server_open && c.boot == boot && c.pongs.is_empty();
+                open.then(|| self.now.as_millis() - c.last_up.as_millis())
+            });
+            // The deadline is the server's own, through `poll_timeout`: a second's slack
+            // covers only the order of events at one instant.
+            if let Some(quiet) = quiet.filter(|q| *q > ALIVE_MS + 1_000) {
+                let result = check!(alive_timeouts_are_kept(quiet, ALIVE_MS, true));
+                if let Err(v) = result {
+                    self.fail(v);
+                }
+            }
+        }
+        let dos = self.ims[i].act(self.now, &self.dir);
+        for d in dos {
+            let conn = self.ims[i].conn;
+            let mut acts = std::mem::take(&mut self.acts);
+            match d {
+                Do::Connect => acts.push(Act::Connect),
+                Do::Send {
+                    bytes,
+                    message,
+                    doc,
+                } => {
+                    let Some(conn) = conn else { continue };
+                    // Where the document ends (its separator may come later): the
+                    // server has it once the bytes up to there arrived (see `up`).
+                    let trail = match doc {
+                        true => bytes.iter().rev().position(|&b| b == b'>'),
+                        false => None,
+                    };
+                    if let (Some(trail), Some(c)) = (trail, self.net.get_mut(conn)) {
+                        if c.client_open && !c.up_fin && !c.cut {
+                            let end = c.up_written + bytes.len() as u64 - trail as u64;
+                            c.pongs.push_back(end);
+                        }
+                    }
+                    let sent = match message {
+                        Some((token, from, to)) => Sent::Chat {
+                            token,
+                            whisper: false,
+                            from,
+                            to,
+                        },
+                        None => Sent::Blank,
+                    };
+                    acts.push(Act::Send { conn, bytes, sent });
+                }
+                Do::Close => {
+                    let Some(conn) = conn else { continue };
+                    acts.push(Act::Close { conn, abort: false });
+                    self.ims[i].lost(self.now);
+                }
+            }
+            self.apply(Owner::Ims(i as u32), &mut acts);
+            self.acts = acts;
+        }
+        if self.ims[i].conn.is_some() && !self.ims[i].online() {
+            // Connecting: the first documents go once the connection is up.
+            self.ims[i].next_at = self.ims[i].next_at.min(self.now + ms(self.delay() + 1));
+        }
+        self.ims_schedule(i);
+    }
+
+    /// ims client `i` reads a line on `id`.
+    pub(super) fn ims_heard(&mut self, i: usize, id: ConnId, bytes: &[u8]) {
+        if self.ims[i].conn != Some(id) {
+            return;
+        }
+        let seen = match self.ims[i].on_bytes(bytes) {
+            Ok(seen) => seen,
+            Err(e) => {
+                return self.fail(Violation::new(
+                    "replies_answer_requests",
+                    format!("{id}: {e}"),
+                ))
+            }
+        };
+        for s in seen {
+            let Seen::Pushed { from, token, text } = s;
+            let Some(token) = token else {
+                let name = &self.ims[i].name;
+                return self.fail(Violation::new(
+                    "direct_messages_reach_only_their_recipient",
+                    format!("{name} read a message from {from} that was never sent: {text:?}"),
+                ));
+            };
+            let stored = (self.oracle.ledger.get(token)).is_some_and(|m| {
+                matches!(m.fate, Fate::Committed | Fate::Delivered | Fate::Dropped)
+            });
+            self.counters.ims_stored_reads += u64::from(stored);
+            self.counters.ws2017_to_ims += u64::from(!self.oracle.ledger.sent_by_account(token));
+            if let Err(e) = self.oracle.ledger.read_by_account(token, id) {
+                return self.fail(Violation::new("offline_messages_exactly_once_in_order", e));
             }
         }
     }
