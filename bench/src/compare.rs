@@ -46,6 +46,28 @@ pub const SERVER_FLAGS: &[&str] = &[
     "cheap",
 ];
 
+/// Flags raised for the bench when the server has them: the chat-message rate (arsc
+/// posts and whispers, ims MESSAGEs), which a server before it does not know.
+const OPTIONAL_FLAGS: &[(&str, &str)] = &[
+    ("--message-rate-per-conn", "1000000000/1000000"),
+    ("--message-rate-per-ip", "1000000000/1000000000"),
+];
+
+/// Those of [`OPTIONAL_FLAGS`] that `bin serve --help` lists, with their values.
+fn optional_flags(bin: &Path) -> Vec<&'static str> {
+    let help = Command::new(bin)
+        .args(["serve", "--help"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    OPTIONAL_FLAGS
+        .iter()
+        .filter(|(flag, _)| help.contains(flag))
+        .flat_map(|(flag, value)| [*flag, *value])
+        .collect()
+}
+
 /// Which program a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subject {
@@ -132,6 +154,7 @@ pub fn start_server_for(bin: &Path, proto: Proto, names: &[String]) -> io::Resul
         .args(["serve", "--ws2017", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .args(SERVER_FLAGS)
+        .args(optional_flags(bin))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
