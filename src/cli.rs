@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use switchboard_proto::{ArscConfig, Config, ImsConfig, Limits, RateLimit, Ws2017Config};
+use switchboard_proto::{
+    ArscConfig, Config, ImsConfig, Limits, OpcodeConfig, RateLimit, Ws2017Config,
+};
 use switchboard_store::credentials::Cost;
 
 /// A chat server that will join several chat protocols into one network; today it serves
@@ -234,6 +236,15 @@ pub struct ServeArgs {
     /// Address of the ims listener, `HOST:PORT`, as for `--ws2017`.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1032", value_parser = listen_addr)]
     pub ims: SocketAddr,
+    /// Address of the opcode listener, `HOST:PORT`, as for `--ws2017`.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1033", value_parser = listen_addr)]
+    pub opcode: SocketAddr,
+
+    /// Largest media item an opcode `115 MessageSend` may carry, in bytes (decoded); a
+    /// larger one is answered `211`. Keep it under a third of `--outbound-limit`: the `227`
+    /// that returns it is up to three times as long, percent-encoded.
+    #[arg(long, value_name = "BYTES", default_value_t = OpcodeConfig::default().max_media_bytes as u64)]
+    pub opcode_max_media: u64,
 
     /// Directory of the durable store, its lock and the admin socket; created (mode 700)
     /// if missing. It must belong to this user and be writable by no one else. One server
@@ -467,6 +478,11 @@ mod tests {
         assert_eq!(args.ws2017, "127.0.0.1:1030".parse().expect("address"));
         assert_eq!(args.arsc, "127.0.0.1:1031".parse().expect("address"));
         assert_eq!(args.arsc_guests, Config::default().arsc.guests);
+        assert_eq!(args.opcode, "127.0.0.1:1033".parse().expect("address"));
+        assert_eq!(
+            args.opcode_max_media,
+            Config::default().opcode.max_media_bytes as u64
+        );
         assert_eq!(args.data_dir, PathBuf::from("switchboard-data"));
         assert_eq!(args.runtime, RuntimeKind::Smol);
         let core = Config::default();

@@ -1,7 +1,7 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
 use switchboard_proto::{
-    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, Protocol, Ws2017Config,
+    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, Protocol, Ws2017Config,
 };
 use tracing::info;
 
@@ -19,6 +19,7 @@ pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
         (Protocol::Ws2017, args.ws2017),
         (Protocol::Arsc, args.arsc),
         (Protocol::Ims, args.ims),
+        (Protocol::Opcode, args.opcode),
     ];
     match args.runtime {
         RuntimeKind::Smol => {
@@ -66,6 +67,10 @@ fn config(args: &ServeArgs) -> Config {
                 false => ImsTerminator::Newline,
             },
         },
+        opcode: OpcodeConfig {
+            max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
+            ..defaults.opcode
+        },
         ..defaults
     }
 }
@@ -93,6 +98,8 @@ mod tests {
             "0/3",
             "--offline-share-percent",
             "100",
+            "--opcode-max-media",
+            "1000",
         ];
         let Ok(Command::Serve(args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
             panic!("serve flags refused");
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(limits.broadcast_per_conn, rate(0, 3));
         assert_eq!(limits.broadcast_per_ip, Limits::default().broadcast_per_ip);
         assert_eq!(super::config(&args).offline_share_percent, 100);
+        assert_eq!(super::config(&args).opcode.max_media_bytes, 1000);
         let ims = [
             "switchboard",
             "--ims-alive-timeout",

@@ -505,7 +505,17 @@ fn serve_creates_the_default_data_dir_and_logs_where() {
     let start = |expect: &str| {
         let mut command = Command::new(BIN);
         command
-            .args(["serve", "--ws2017", "127.0.0.1:0", "--ims", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--ws2017",
+                "127.0.0.1:0",
+                "--arsc",
+                "127.0.0.1:0",
+                "--ims",
+                "127.0.0.1:0",
+                "--opcode",
+                "127.0.0.1:0",
+            ])
             .args(["--hash-cost", "cheap"])
             .current_dir(dir.path())
             .env("RUST_LOG", "info");

@@ -21,6 +21,13 @@ use crate::stats;
 /// out of the way (one machine plays thousands of users from a few addresses), cheap
 /// password hashes, a fixed seed. Everything else is the default.
 pub const SERVER_FLAGS: &[&str] = &[
+    // The other protocols' listeners on free ports, so their defaults cannot collide.
+    "--arsc",
+    "127.0.0.1:0",
+    "--ims",
+    "127.0.0.1:0",
+    "--opcode",
+    "127.0.0.1:0",
     "--max-connections",
     "1000000",
     "--max-connections-per-ip",

@@ -38,6 +38,8 @@ pub struct Config {
     pub arsc: ArscConfig,
     /// ims settings.
     pub ims: ImsConfig,
+    /// opcode settings.
+    pub opcode: OpcodeConfig,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -160,6 +162,7 @@ impl Default for Config {
             ws2017: Ws2017Config::default(),
             arsc: ArscConfig::default(),
             ims: ImsConfig::default(),
+            opcode: OpcodeConfig::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -232,4 +235,23 @@ pub enum ImsTerminator {
     Newline,
     /// NUL, for XMLSocket-style clients.
     Nul,
+}
+/// Settings of the opcode protocol.
+#[derive(Clone, Debug)]
+pub struct OpcodeConfig {
+    /// Longest accepted line without media, without its line ending; longer gets `211`.
+    pub max_line_bytes: usize,
+    /// Largest media item (decoded bytes) a `115 MessageSend` may carry; larger gets `211`.
+    /// A line with media may be up to three times this (percent-encoded), and so may the
+    /// `227` answering it: keep it under a third of `outbound_limit_bytes`.
+    pub max_media_bytes: usize,
+}
+
+impl Default for OpcodeConfig {
+    fn default() -> Self {
+        OpcodeConfig {
+            max_line_bytes: 64 * 1024,
+            max_media_bytes: 256 * 1024,
+        }
+    }
 }

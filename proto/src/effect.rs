@@ -1,6 +1,9 @@
 //! Work the server hands out because it is too slow for the event loop (password hashing)
 //! or needs the outside world; the result comes back as `Input::EffectDone`.
 
+use bytes::Bytes;
+
+use crate::persist::MediaId;
 use crate::secret::PasswordHash;
 pub use crate::secret::Secret;
 
@@ -20,6 +23,12 @@ pub enum Effect {
         /// The password the client gave.
         password: Secret,
     },
+    /// Read a media item's bytes from the store (they are never in the core's memory
+    /// but for this one read): answer [`EffectResult::Media`].
+    ReadMedia {
+        /// The media item.
+        id: MediaId,
+    },
 }
 
 /// The outcome of an [`Effect`].
@@ -34,6 +43,8 @@ pub enum EffectResult {
     },
     /// For [`Effect::VerifyPassword`]: whether the password matched.
     Verified(bool),
+    /// For [`Effect::ReadMedia`]: the bytes, or `None` if the store holds no such item.
+    Media(Option<Bytes>),
     /// The effect could not run (a malformed stored hash, say).
     Failed,
 }

@@ -39,6 +39,8 @@ pub enum Protocol {
     Arsc,
     /// The XML instant-messaging protocol (`<LOGIN>`, `<MESSAGE>`, `<FRIEND>`, `<ALIVE/>`).
     Ims,
+    /// The numeric line protocol of the HAW chat table (`110 name password`, `115 chat text`).
+    Opcode,
     /// A protocol for the core's own tests, whose sessions live apart from connections.
     #[cfg(test)]
     Probe,
@@ -47,19 +49,21 @@ pub enum Protocol {
 impl Protocol {
     /// Every protocol, in [`index`](Self::index) order.
     #[cfg(not(test))]
-    pub const ALL: [Protocol; 4] = [
-        Protocol::Ws2017,
-        Protocol::Admin,
-        Protocol::Arsc,
-        Protocol::Ims,
-    ];
-    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
-    #[cfg(test)]
     pub const ALL: [Protocol; 5] = [
         Protocol::Ws2017,
         Protocol::Admin,
         Protocol::Arsc,
         Protocol::Ims,
+        Protocol::Opcode,
+    ];
+    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
+    #[cfg(test)]
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Ws2017,
+        Protocol::Admin,
+        Protocol::Arsc,
+        Protocol::Ims,
+        Protocol::Opcode,
         Protocol::Probe,
     ];
 
@@ -70,8 +74,9 @@ impl Protocol {
             Protocol::Admin => 1,
             Protocol::Arsc => 2,
             Protocol::Ims => 3,
+            Protocol::Opcode => 4,
             #[cfg(test)]
-            Protocol::Probe => 4,
+            Protocol::Probe => 5,
         }
     }
 
@@ -82,6 +87,7 @@ impl Protocol {
             Protocol::Admin => "admin",
             Protocol::Arsc => "arsc",
             Protocol::Ims => "ims",
+            Protocol::Opcode => "opcode",
             #[cfg(test)]
             Protocol::Probe => "probe",
         }

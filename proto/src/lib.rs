@@ -53,7 +53,9 @@ mod tests;
 
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
-pub use config::{ArscConfig, Config, ImsConfig, ImsTerminator, Limits, RateLimit, Ws2017Config};
+pub use config::{
+    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, RateLimit, Ws2017Config,
+};
 pub use effect::{Effect, EffectResult};
 pub use gate::CommitGate;
 pub use ids::{ConnId, EffectId, Protocol, Seq};

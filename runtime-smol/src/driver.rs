@@ -133,8 +133,13 @@ pub(crate) async fn run(
     let admin_path = admin.path.clone();
     #[cfg(unix)]
     accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
+    let media = MediaReader {
+        dir: data_dir.path().to_owned(),
+        store: Arc::new(std::sync::Mutex::new(None)),
+    };
     let mut driver = Driver {
         ex,
+        media,
         capacity,
         pump: Pump::new(Server::new(config, state)),
         committer: Committer::new(store),
@@ -232,8 +237,46 @@ pub(crate) async fn run(
     result
 }
 
+/// Reads media bytes (opcode's 119) for [`Effect::ReadMedia`] on the blocking pool,
+/// through a second connection to the store, opened at the first read: the committer's
+/// connection is busy with commits, and SQLite's WAL lets a reader run beside them.
+#[derive(Clone)]
+struct MediaReader {
+    dir: std::path::PathBuf,
+    store: Arc<std::sync::Mutex<Option<switchboard_store::Store>>>,
+}
+
+impl MediaReader {
+    /// The bytes of media `id`, `None` if not stored; `Failed` (logged) if unreadable.
+    fn read(&self, effect: EffectId, id: switchboard_proto::MediaId) -> EffectResult {
+        let mut store = match self.store.lock() {
+            Ok(store) => store,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if store.is_none() {
+            match switchboard_store::Store::open_existing(&self.dir) {
+                Ok(opened) => *store = Some(opened),
+                Err(e) => {
+                    warn!(effect = effect.0, error = %error_chain(&e), "media store unreadable");
+                    return EffectResult::Failed;
+                }
+            }
+        }
+        match store.as_ref().map(|s| s.media(id)) {
+            Some(Ok(bytes)) => EffectResult::Media(bytes.map(Bytes::from)),
+            Some(Err(e)) => {
+                warn!(effect = effect.0, error = %error_chain(&e), "media read failed");
+                EffectResult::Failed
+            }
+            None => EffectResult::Failed,
+        }
+    }
+}
+
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
+    /// Reads media for the effects that ask.
+    media: MediaReader,
     /// The descriptors client connections, and the links the core dials, may take.
     capacity: Capacity,
     /// The core with its commit gate and group commit: says what to write, close, commit
@@ -416,15 +459,23 @@ impl Driver<'_, '_> {
         let cost = self.cost.clone();
         let reports = self.reports.clone();
         let slots = self.hashing.clone();
+        let media = self.media.clone();
         self.ex
             .spawn(async move {
-                let result = bounded(&slots, move || {
-                    credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
-                        warn!(effect = id.0, error = %error_chain(&e), "effect failed");
-                        EffectResult::Failed
-                    })
-                })
-                .await;
+                let result =
+                    match effect {
+                        // A read of the store, not a hash: no hashing slot.
+                        Effect::ReadMedia { id: media_id } => {
+                            smol::unblock(move || media.read(id, media_id)).await
+                        }
+                        effect => bounded(&slots, move || {
+                            credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
+                                warn!(effect = id.0, error = %error_chain(&e), "effect failed");
+                                EffectResult::Failed
+                            })
+                        })
+                        .await,
+                    };
                 // Fails only once the driver is gone.
                 let _ = reports.try_send(Report::EffectDone { id, result });
             })

@@ -25,6 +25,8 @@ pub(crate) struct StoreModel {
     pub(crate) failing: bool,
     /// Transactions committed, over all boots.
     pub(crate) commits: u64,
+    /// The bytes of committed media, kept apart from `committed` as the real store does.
+    pub(crate) blobs: std::collections::BTreeMap<switchboard_proto::MediaId, bytes::Bytes>,
 }
 
 impl StoreModel {
@@ -61,7 +63,12 @@ impl StoreModel {
         let batch: Vec<Change> = self.boot_log[from..through.0 as usize].to_vec();
         for change in &batch {
             self.committed.apply(change);
+            if let Change::MediaStored { id, bytes, .. } = change {
+                self.blobs.insert(*id, bytes.0.clone());
+            }
         }
+        let media = &self.committed.media;
+        self.blobs.retain(|id, _| media.contains_key(id));
         self.committed_through = through;
         self.failing = false;
         self.commits += 1;

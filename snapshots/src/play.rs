@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use switchboard_proto::{
-    Action, Batch, ConnId, Effect, EffectId, Input, Instant, Now, Peer, Protocol, Pump, Server,
+    Action, Batch, ConnId, Effect, EffectId, EffectResult, Input, Instant, Now, Peer, Protocol,
+    Pump, Server,
 };
 
 use crate::escape::escape;
@@ -484,7 +485,10 @@ impl Player<'_> {
             let Some((id, effect)) = self.effects.pop_front() else {
                 return Ok(());
             };
-            let result = run_effect(&effect);
+            let result = match effect {
+                Effect::ReadMedia { id } => EffectResult::Media(self.store.media(id)),
+                effect => run_effect(&effect),
+            };
             self.handle(Input::EffectDone { id, result });
         }
     }

@@ -15,6 +15,7 @@ const PROTOCOLS: &[Protocol] = &[
     Protocol::Admin,
     Protocol::Arsc,
     Protocol::Ims,
+    Protocol::Opcode,
 ];
 
 /// A parsed scenario: its description, the config it runs with and its steps.
@@ -455,6 +456,8 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
                 _ => return Err(format!("{key} takes `newline` or `nul`, not `{value}`")),
             }
         }
+        "opcode.max_line_bytes" => config.opcode.max_line_bytes = number()?,
+        "opcode.max_media_bytes" => config.opcode.max_media_bytes = number()?,
         "offline_share_percent" => {
             config.offline_share_percent = value
                 .parse()
@@ -476,6 +479,7 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
                  offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
                  ims.alive_timeout, ims.max_document_bytes, ims.terminator, \
+                 opcode.max_line_bytes, opcode.max_media_bytes, \
                  offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
                  limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
                  limits.durable_per_conn.burst, arsc.guests, arsc.max_request_bytes)"

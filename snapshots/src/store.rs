@@ -2,8 +2,11 @@
 //! [`Change`]s (and can be told to lag, fail or lose its batch in a crash), and the
 //! effects the server hands out, run at once by a fake, deterministic password hasher.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use switchboard_proto::{
-    Batch, Change, Effect, EffectResult, MessageKind, PasswordHash, Seq, State,
+    Batch, Change, Effect, EffectResult, MediaId, MessageKind, PasswordHash, Seq, State,
 };
 
 use crate::escape::escape;
@@ -17,6 +20,8 @@ pub(crate) const STORE_ERROR: &str = "disk full";
 pub(crate) struct Store {
     /// Everything committed; what a restarted server loads.
     pub(crate) committed: State,
+    /// The bytes of committed media, kept apart from `committed` as the real store does.
+    blobs: BTreeMap<MediaId, Bytes>,
     /// `!hold-commits`: no commit is attempted until `!commit`.
     pub(crate) holding: bool,
     /// `!store-fail`: every commit attempt fails until `!store-ok`.
@@ -58,8 +63,18 @@ impl Store {
         for (seq, change) in batch.numbered() {
             lines.push(format!("#{} {}", seq.0, describe(change)));
             self.committed.apply(change);
+            if let Change::MediaStored { id, bytes, .. } = change {
+                self.blobs.insert(*id, bytes.0.clone());
+            }
         }
+        let media = &self.committed.media;
+        self.blobs.retain(|id, _| media.contains_key(id));
         Attempt::Committed { lines }
+    }
+
+    /// The bytes of committed media item `id`, as `Store::media` reads them.
+    pub(crate) fn media(&self, id: MediaId) -> Option<Bytes> {
+        self.blobs.get(&id).cloned()
     }
 
     /// A crash: the uncommitted changes are lost (one `db:` line per change), and the
@@ -164,6 +179,8 @@ pub(crate) fn run_effect(effect: &Effect) -> EffectResult {
         Effect::VerifyPassword { hash, password } => {
             EffectResult::Verified(hash.0 == format!("test${}", password.0))
         }
+        // Read from the store model by the player ([`Store::media`]).
+        Effect::ReadMedia { .. } => EffectResult::Failed,
     }
 }
 

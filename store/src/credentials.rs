@@ -187,6 +187,8 @@ fn run(cost: &Cost, effect: &Effect) -> Result<EffectResult, CredentialError> {
         Effect::VerifyPassword { hash, password } => {
             verify(hash, &password.0).map(EffectResult::Verified)
         }
+        // Not a credential: the runtime reads media from its store ([`Store::media`]).
+        Effect::ReadMedia { .. } => Ok(EffectResult::Failed),
     }
 }
 

@@ -150,6 +150,8 @@ impl Switchboard {
             "127.0.0.1:0",
             "--ims",
             "127.0.0.1:0",
+            "--opcode",
+            "127.0.0.1:0",
             "--ws2017-ping-interval",
             interval,
             "--ws2017-ping-timeout",
@@ -199,6 +201,22 @@ impl Switchboard {
     /// Every log line so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.all_log.lock().expect("log lock").clone()
+    }
+
+    /// The address the opcode listener bound, from its log line.
+    #[allow(dead_code)]
+    pub fn opcode_addr(&self) -> SocketAddr {
+        let needle = "opcode listening on ";
+        let line = match self.log_lines().into_iter().find(|l| l.contains(needle)) {
+            Some(line) => line,
+            None => self.wait_for_log(needle),
+        };
+        let addr = line
+            .split(needle)
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok());
+        addr.unwrap_or_else(|| panic!("no address in {line:?}"))
     }
 
     pub fn connect(&self, name: &str) -> Client {

@@ -2,7 +2,7 @@
 
 use super::{Audience, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
 use crate::ids::Seq;
-use crate::persist::Change;
+use crate::persist::{Change, ChatId, MediaId};
 
 /// A private message between two users.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,15 @@ pub(crate) enum DirectKind {
     Chat,
     /// A whisper; shown as such where the protocol has the notion.
     Whisper,
+    /// A message in a two-member chat, with the media sent with it; kept as
+    /// [`MessageKind::Chat`](crate::persist::MessageKind::Chat) for an offline recipient.
+    /// Protocols without chats show it as an ordinary private message.
+    InChat {
+        /// The chat.
+        chat: ChatId,
+        /// The media sent with it, if any.
+        media: Option<MediaId>,
+    },
 }
 
 /// Why a direct message was refused; nothing was delivered or stored.

@@ -42,12 +42,14 @@ pub(crate) enum Event {
     },
     /// A member said something to a room; one post shared by every member's event.
     RoomMessage { post: Arc<RoomPost> },
-    /// `from` asks the user of `session` to be friends (a request just made, for a
-    /// session online now; those waiting at login come with the mailbox).
-    FriendRequest {
+    /// `from` asked the user `to` of `session` to be friends (`accepted` false), or
+    /// accepted its request, which made them friends (`accepted` true). For sessions
+    /// online when it happened; an offline user gets it from its mailbox at login.
+    FriendNews {
         session: SessionId,
         from: UserName,
         to: UserName,
+        accepted: bool,
     },
     /// An administrator removes this session (or, with `None`, the whole
     /// connection): close it in the protocol's manner.

@@ -109,9 +109,10 @@ impl Network {
         })
     }
 
-    /// Tells every live session of `to` that `from` asks to be friends (a request just
-    /// persisted; a protocol shows it once its change is committed).
-    pub(crate) fn tell_friend_request(&mut self, from: &UserName, to: &UserName) {
+    /// Tells every live session of `to` that `from` asked to be friends, or (with
+    /// `accepted`) accepted `to`'s request ([`Event::FriendNews`]); a protocol shows it
+    /// once the change is committed.
+    pub(crate) fn tell_friend(&mut self, from: &UserName, to: &UserName, accepted: bool) {
         let Some(user) = self.users.get(&to.key()) else {
             return;
         };
@@ -120,10 +121,11 @@ impl Network {
             if let Some(rec) = self.sessions.get(&session) {
                 self.pending.push_back(Delivery {
                     to: Audience::Conn(rec.conn),
-                    event: Event::FriendRequest {
+                    event: Event::FriendNews {
                         session,
                         from: from.clone(),
                         to: name.clone(),
+                        accepted,
                     },
                 });
             }

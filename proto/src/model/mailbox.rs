@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Network, NetworkEvent, Outgoing, SessionId, UserKey, UserName};
+use super::{DirectKind, Network, NetworkEvent, Outgoing, SessionId, UserKey, UserName};
 use crate::ids::ConnId;
 use crate::persist::{Change, FriendRequest, MessageId, MessageKind, StoredMessage};
 
@@ -38,8 +38,25 @@ impl Network {
             to: to.clone(),
             body: message.body.clone(),
             sent_ms: message.sent_ms,
-            kind: MessageKind::Direct,
+            kind: match message.kind {
+                DirectKind::Chat | DirectKind::Whisper => MessageKind::Direct,
+                DirectKind::InChat { chat, media } => MessageKind::Chat { chat, media },
+            },
         }))
+    }
+
+    /// The change that tells the offline account `to` (named as registered), at its next
+    /// login, that `from` accepted its friend request: a stored message of kind
+    /// [`MessageKind::FriendAccepted`] under the next message id, with an empty body.
+    pub(crate) fn acceptance_change(&self, from: &UserName, to: &UserName, now_ms: u64) -> Change {
+        Change::OfflineQueued(StoredMessage {
+            id: MessageId(self.state.next_message_id),
+            from: from.clone(),
+            to: to.clone(),
+            body: String::new(),
+            sent_ms: now_ms,
+            kind: MessageKind::FriendAccepted,
+        })
     }
 
     /// Hands the mailbox of the user of `session` to it: the one call every protocol

@@ -262,6 +262,16 @@ impl Network {
         Ok(old)
     }
 
+    /// Whether the user of `key` has a live session speaking `protocol` (a protocol that
+    /// allows one session per user on its own wire asks before a login).
+    pub(crate) fn has_session_over(&self, key: &UserKey, protocol: Protocol) -> bool {
+        self.sessions_of(key).any(|s| {
+            self.sessions
+                .get(&s)
+                .is_some_and(|r| r.protocol == protocol)
+        })
+    }
+
     /// The name of the user behind a session.
     pub(crate) fn session_name(&self, session: SessionId) -> Option<&UserName> {
         let rec = self.sessions.get(&session)?;

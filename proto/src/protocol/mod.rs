@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod arsc;
 pub(crate) mod ims;
+pub(crate) mod opcode;
 #[cfg(test)]
 pub(crate) mod probe;
 pub(crate) mod ws2017;
@@ -51,7 +52,11 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
+            Protocol::Ws2017
+            | Protocol::Admin
+            | Protocol::Arsc
+            | Protocol::Ims
+            | Protocol::Opcode => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -62,7 +67,11 @@ impl Shared {
     /// The timer of `protocol` itself is due.
     pub(crate) fn on_protocol_timer(&mut self, protocol: Protocol, px: &mut Px<'_>) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
+            Protocol::Ws2017
+            | Protocol::Admin
+            | Protocol::Arsc
+            | Protocol::Ims
+            | Protocol::Opcode => {
                 let _ = px;
             }
             #[cfg(test)]
@@ -80,7 +89,11 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
+            Protocol::Ws2017
+            | Protocol::Admin
+            | Protocol::Arsc
+            | Protocol::Ims
+            | Protocol::Opcode => {
                 let _ = (conn, error, px);
             }
             #[cfg(test)]
@@ -97,7 +110,11 @@ impl Shared {
         px: &mut Px<'_>,
     ) {
         match protocol {
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
+            Protocol::Ws2017
+            | Protocol::Admin
+            | Protocol::Arsc
+            | Protocol::Ims
+            | Protocol::Opcode => {
                 let _ = (session, event, px);
             }
             #[cfg(test)]
@@ -113,6 +130,7 @@ pub(crate) enum Endpoint {
     Arsc(arsc::Session),
     Admin(admin::Session),
     Ims(ims::session::Session),
+    Opcode(opcode::Session),
     #[cfg(test)]
     Probe(probe::Session),
 }
@@ -124,7 +142,11 @@ impl Endpoint {
         let _ = &shared;
         match protocol {
             // Neither asks for outbound connections; should one appear, it is closed.
-            Protocol::Ws2017 | Protocol::Admin | Protocol::Arsc | Protocol::Ims => {
+            Protocol::Ws2017
+            | Protocol::Admin
+            | Protocol::Arsc
+            | Protocol::Ims
+            | Protocol::Opcode => {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
@@ -140,6 +162,7 @@ impl Endpoint {
             Protocol::Admin => Endpoint::Admin(admin::Session::open()),
             Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
             Protocol::Ims => Endpoint::Ims(ims::session::Session::open(cx)),
+            Protocol::Opcode => Endpoint::Opcode(opcode::Session::open(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -152,6 +175,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
             Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             Endpoint::Ims(s) => s.on_bytes(cx, bytes),
+            Endpoint::Opcode(s) => s.on_bytes(cx, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
@@ -165,6 +189,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.on_event(cx, event),
             Endpoint::Arsc(s) => s.on_event(cx, event, encoded.of(Protocol::Arsc)),
             Endpoint::Ims(s) => s.on_event(cx, event),
+            Endpoint::Opcode(s) => s.on_event(cx, event),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_conn_event(cx, event),
         }
@@ -175,7 +200,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Ims(s) => s.on_timer(cx),
-            Endpoint::Admin(_) | Endpoint::Arsc(_) => {}
+            Endpoint::Admin(_) | Endpoint::Arsc(_) | Endpoint::Opcode(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -193,6 +218,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
             Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
             Endpoint::Ims(s) => s.on_effect(cx, id, result),
+            Endpoint::Opcode(s) => s.on_effect(cx, id, result),
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -204,6 +230,7 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_close(cx),
             Endpoint::Ims(s) => s.on_close(cx),
+            Endpoint::Opcode(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
             Endpoint::Arsc(s) => s.on_close(cx, &mut shared.arsc),
             #[cfg(test)]
@@ -218,6 +245,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.buffered(),
             Endpoint::Arsc(s) => s.buffered(),
             Endpoint::Ims(s) => s.buffered(),
+            Endpoint::Opcode(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

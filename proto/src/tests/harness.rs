@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::{
     Action, Batch, Change, CloseReason, Config, ConnId, Effect, EffectId, EffectResult, Input,
-    Instant, Now, PasswordHash, Peer, Protocol, Pump, Seq, Server, State,
+    Instant, MediaId, Now, PasswordHash, Peer, Protocol, Pump, Seq, Server, State,
 };
 
 /// Unix time of the harness's origin.
@@ -32,6 +32,8 @@ pub(crate) struct Harness {
     effects: VecDeque<(EffectId, Effect)>,
     /// Outbound connections the server asked for, to be answered by the test.
     pub(crate) dials: Vec<(ConnId, core::net::SocketAddr)>,
+    /// The bytes of committed media, as the store keeps them apart from `store`.
+    blobs: BTreeMap<MediaId, Bytes>,
 }
 
 impl Harness {
@@ -47,6 +49,7 @@ impl Harness {
             in_flight: None,
             effects: VecDeque::new(),
             dials: Vec::new(),
+            blobs: BTreeMap::new(),
             now: Instant::ZERO,
             next_conn: 1,
             received: BTreeMap::new(),
@@ -164,7 +167,12 @@ impl Harness {
         };
         for change in &batch.changes {
             self.store.apply(change);
+            if let Change::MediaStored { id, bytes, .. } = change {
+                self.blobs.insert(*id, bytes.0.clone());
+            }
         }
+        let media = &self.store.media;
+        self.blobs.retain(|id, _| media.contains_key(id));
         let now = self.now();
         self.pump.commit_finished(now);
     }
@@ -204,7 +212,10 @@ impl Harness {
             self.carry_out();
             if let Some((id, effect)) = self.effects.pop_front() {
                 let now = self.now();
-                let result = run_effect(&effect);
+                let result = match effect {
+                    Effect::ReadMedia { id } => EffectResult::Media(self.blobs.get(&id).cloned()),
+                    effect => run_effect(&effect),
+                };
                 self.pump.effect_done(now, id, result);
                 continue;
             }
@@ -279,5 +290,6 @@ fn run_effect(effect: &Effect) -> EffectResult {
         Effect::VerifyPassword { hash, password } => {
             EffectResult::Verified(hash.0 == format!("test${}", password.0))
         }
+        Effect::ReadMedia { .. } => EffectResult::Failed,
     }
 }

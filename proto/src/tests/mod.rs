@@ -1,7 +1,7 @@
 //! Shared test support for the protocol tests.
 
 mod events;
-mod fixtures;
+pub(crate) mod fixtures;
 pub(crate) mod harness;
 mod limits;
 mod mailbox;

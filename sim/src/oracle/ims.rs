@@ -180,7 +180,8 @@ impl ImsWorld {
             Effect::VerifyPassword { hash, password } => {
                 EffectResult::Verified(hash.0 == format!("sim${}", password.0))
             }
-            Effect::HashPassword { .. } => EffectResult::Failed,
+            // No account is made and no media sent in these runs.
+            Effect::HashPassword { .. } | Effect::ReadMedia { .. } => EffectResult::Failed,
         };
         self.pump.effect_done(self.at(), id, result);
         Ok(())

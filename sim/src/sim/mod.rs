@@ -739,6 +739,8 @@ impl<S: ChoiceSource> Sim<S> {
                 let result = if failed {
                     self.counters.effects_failed += 1;
                     EffectResult::Failed
+                } else if let Effect::ReadMedia { id } = effect {
+                    EffectResult::Media(self.store.blobs.get(id).cloned())
                 } else {
                     run_effect(effect)
                 };
@@ -944,5 +946,7 @@ fn run_effect(effect: &Effect) -> EffectResult {
         Effect::VerifyPassword { hash, password } => {
             EffectResult::Verified(hash.0 == fake_hash(&password.0))
         }
+        // Read from the store model where effects are run.
+        Effect::ReadMedia { .. } => EffectResult::Failed,
     }
 }

@@ -458,7 +458,7 @@ impl Session {
                 });
             }
             // arsc shows no presence beyond its rooms, and has no receipts or friends.
-            Event::FriendRequest { .. }
+            Event::FriendNews { .. }
             | Event::UserOnline { .. }
             | Event::UserOffline { .. }
             | Event::UserRenamed { .. }

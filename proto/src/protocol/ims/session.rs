@@ -302,7 +302,12 @@ impl Session {
                 },
             ),
             // Shown once the request is committed.
-            Event::FriendRequest { from, to, .. } => reply_about(
+            Event::FriendNews {
+                from,
+                to,
+                accepted: false,
+                ..
+            } => reply_about(
                 cx,
                 Some(Item::Friends(to.key())),
                 &Reply::Invite {
@@ -330,7 +335,9 @@ impl Session {
             | Event::RoomLeft { .. }
             | Event::RoomKicked { .. }
             | Event::MemberKicked { .. }
-            | Event::RoomMessage { .. } => {}
+            | Event::RoomMessage { .. }
+            // An acceptance is seen in the next FRIENDS list; ims pushes none.
+            | Event::FriendNews { accepted: true, .. } => {}
         }
     }
 
@@ -510,7 +517,7 @@ fn friend(cx: &mut Cx<'_>, me: &UserName, action: FriendAction) {
     let asked = matches!(change, Change::FriendRequested { .. });
     let seq = cx.persist(change);
     if asked {
-        cx.net.tell_friend_request(me, &other);
+        cx.net.tell_friend(me, &other, false);
     }
     reply_after(cx, seq, &ack);
 }

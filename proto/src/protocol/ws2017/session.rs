@@ -207,7 +207,7 @@ impl Session {
             | Event::RoomKicked { .. }
             | Event::MemberKicked { .. }
             | Event::RoomMessage { .. }
-            | Event::FriendRequest { .. } => {}
+            | Event::FriendNews { .. } => {}
             Event::Direct { message, .. } => reply(
                 cx,
                 &Reply::Chat {

@@ -1,0 +1,809 @@
+//! opcode lines to [`Request`]s, and [`Reply`]s to lines (`seeds/opcode.txt`, with the
+//! decisions of PROTOCOLS.md).
+//!
+//! A line ends at LF, CR or CRLF; fields are separated by exactly one space; `Str` fields
+//! are percent-encoded, `Long` and `int` fields are decimal. Every reply ends with CRLF.
+
+use bytes::{Buf, BufMut, BytesMut};
+
+/// A client request, its fields decoded and of the right kinds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// `110 Username Password` (also `100`, the seed's example).
+    Login { name: String, password: String },
+    /// `111`.
+    Logout,
+    /// `112`.
+    ChatList,
+    /// `113 ContactName`.
+    ChatCreate { contact: String },
+    /// `114 ChatID`.
+    ChatDelete { chat: u64 },
+    /// `115 ChatID Message [Media]`.
+    MessageSend {
+        chat: u64,
+        message: String,
+        media: Option<Vec<u8>>,
+    },
+    /// `117 Username Password [Email [Gender]]`.
+    Register {
+        name: String,
+        password: String,
+        email: Option<String>,
+        gender: Option<String>,
+    },
+    /// `118`.
+    OwnContacts,
+    /// `119 MediaID`.
+    Media { id: u64 },
+    /// `120`.
+    Contacts,
+    /// `121 Username`.
+    ConfirmContact { name: String },
+}
+
+/// Why a line is not a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParseError {
+    /// An empty line: ignored.
+    Empty,
+    /// No request has this opcode (or it is no number): `210`.
+    Unknown,
+    /// A known opcode with the wrong number or kind of fields, or a line that is not
+    /// UTF-8: `211`.
+    Invalid,
+}
+
+/// A status code of the table (`STATUSCODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Status {
+    /// 400 OK.
+    Ok = 400,
+    /// 401 USERNAME_INVALID.
+    UsernameInvalid = 401,
+    /// 402 PASSWORD_INVALID.
+    PasswordInvalid = 402,
+    /// 403 USERNAME_ALREADY_TAKEN.
+    UsernameTaken = 403,
+    /// 404 CLIENT_ALREADY_LOGGED_IN.
+    ClientLoggedIn = 404,
+    /// 405 USERNAME_ALREADY_LOGGED_IN.
+    UserLoggedIn = 405,
+    /// 406 PASSWORD_WRONG.
+    PasswordWrong = 406,
+    /// 407 CLIENT_NOT_LOGGED_IN.
+    NotLoggedIn = 407,
+    /// 408 CHAT_NOT_FOUND.
+    ChatNotFound = 408,
+    /// 409 CHAT_PERMISSION_DENIED.
+    PermissionDenied = 409,
+    /// 410 CONTACT_NOT_FOUND.
+    ContactNotFound = 410,
+    /// 411 CONTACT_NOT_CONFIRMED.
+    ContactNotConfirmed = 411,
+    /// 412 MEDIA_NOT_FOUND.
+    MediaNotFound = 412,
+}
+
+impl Status {
+    /// Its number on the wire.
+    pub(crate) fn code(self) -> u16 {
+        self as u16
+    }
+}
+
+/// A server line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// `210`.
+    Unknown,
+    /// `211`.
+    Invalid,
+    /// `212 CODE Username`.
+    Login { status: Status, name: &'a str },
+    /// `213 CODE`.
+    Logout(Status),
+    /// `214 ChatCount`.
+    ChatListBegin(usize),
+    /// `215 ChatID Username Username`.
+    ChatListElement {
+        chat: u64,
+        me: &'a str,
+        other: &'a str,
+    },
+    /// `216`.
+    ChatListEnd,
+    /// `217 CODE`.
+    ChatCreate(Status),
+    /// `218 CODE`.
+    ChatDelete(Status),
+    /// `219 CODE`.
+    MessageSend(Status),
+    /// `220 ChatID TimeStamp Message [MediaID]`.
+    MessageSended {
+        chat: u64,
+        ms: u64,
+        message: &'a str,
+        media: Option<u64>,
+    },
+    /// `222 CODE`.
+    Register(Status),
+    /// `223 CODE`.
+    OwnContacts(Status),
+    /// `224 Count`.
+    OwnContactsBegin(usize),
+    /// `225 ContactName ContactSince`.
+    OwnContact { name: &'a str, since_ms: u64 },
+    /// `226` (ContactOwnListEnd; the seed repeats 224's name).
+    OwnContactsEnd,
+    /// `227 CODE [Media]`: the media on 400.
+    Media {
+        status: Status,
+        bytes: Option<&'a [u8]>,
+    },
+    /// `228 CODE`.
+    Contacts(Status),
+    /// `229 Count`.
+    ContactsBegin(usize),
+    /// `230 ContactName`.
+    Contact(&'a str),
+    /// `231`.
+    ContactsEnd,
+    /// `232 CODE`.
+    ConfirmContact(Status),
+    /// `233 Username`.
+    ConfirmContactAdd(&'a str),
+}
+
+/// Splits a byte stream into lines at LF, CR or CRLF, however it is chunked; a line
+/// longer than `max` bytes is reported once ([`Frame::TooLong`]) and skipped, never
+/// buffered whole.
+#[derive(Debug)]
+pub(crate) struct Framer {
+    max: usize,
+    /// Bytes at the start of the buffer known to hold no line end.
+    scanned: usize,
+    /// Inside a too-long line: drop bytes up to its end.
+    discarding: bool,
+}
+
+/// One result of [`Framer::next`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// A line: its first `len` bytes (without the line end); advance by `consumed` after
+    /// reading it.
+    Line { len: usize, consumed: usize },
+    /// A line passed the limit; it is skipped.
+    TooLong,
+}
+
+impl Framer {
+    /// A framer for lines of at most `max` bytes.
+    pub(crate) fn new(max: usize) -> Framer {
+        Framer {
+            max,
+            scanned: 0,
+            discarding: false,
+        }
+    }
+
+    /// The next frame in `buf`, or `None` if more input is needed. A CRLF gives a line
+    /// and an empty one, which the protocol ignores, so a CR and its LF may arrive apart.
+    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+        loop {
+            match memchr::memchr2(b'\n', b'\r', &buf[self.scanned..]) {
+                Some(i) => {
+                    let end = self.scanned + i;
+                    self.scanned = 0;
+                    if self.discarding {
+                        buf.advance(end + 1);
+                        self.discarding = false;
+                        continue;
+                    }
+                    if end > self.max {
+                        buf.advance(end + 1);
+                        return Some(Frame::TooLong);
+                    }
+                    return Some(Frame::Line {
+                        len: end,
+                        consumed: end + 1,
+                    });
+                }
+                None if self.discarding => {
+                    buf.clear();
+                    self.scanned = 0;
+                    return None;
+                }
+                None if buf.len() > self.max => {
+                    buf.clear();
+                    self.scanned = 0;
+                    self.discarding = true;
+                    return Some(Frame::TooLong);
+                }
+                None => {
+                    self.scanned = buf.len();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Parses one line (without its line end). Liberal where the table leaves room: `100` is
+/// Login, Email and Gender may be omitted; exact otherwise: one space between fields, an
+/// empty field is an empty `Str`.
+pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
+    if line.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    let (op, rest) = match line.iter().position(|&b| b == b' ') {
+        Some(i) => (&line[..i], Some(&line[i + 1..])),
+        None => (line, None),
+    };
+    let op = match number(op) {
+        Some(op) => op,
+        None => return Err(ParseError::Unknown),
+    };
+    if !matches!(op, 100 | 110..=115 | 117..=121) {
+        return Err(ParseError::Unknown);
+    }
+    if std::str::from_utf8(line).is_err() {
+        return Err(ParseError::Invalid);
+    }
+    let fields: Vec<&[u8]> = match rest {
+        Some(rest) => rest.split(|&b| b == b' ').collect(),
+        None => Vec::new(),
+    };
+    let invalid = ParseError::Invalid;
+    let text = |i: usize| -> Result<String, ParseError> { string(fields.get(i).ok_or(invalid)?) };
+    let long = |i: usize| -> Result<u64, ParseError> {
+        number(fields.get(i).ok_or(invalid)?).ok_or(invalid)
+    };
+    let count = |ok: &[usize]| -> Result<(), ParseError> {
+        if ok.contains(&fields.len()) {
+            Ok(())
+        } else {
+            Err(invalid)
+        }
+    };
+    Ok(match op {
+        100 | 110 => {
+            count(&[2])?;
+            Request::Login {
+                name: text(0)?,
+                password: text(1)?,
+            }
+        }
+        111 => count(&[0]).map(|()| Request::Logout)?,
+        112 => count(&[0]).map(|()| Request::ChatList)?,
+        113 => {
+            count(&[1])?;
+            Request::ChatCreate { contact: text(0)? }
+        }
+        114 => {
+            count(&[1])?;
+            Request::ChatDelete { chat: long(0)? }
+        }
+        115 => {
+            count(&[2, 3])?;
+            Request::MessageSend {
+                chat: long(0)?,
+                message: text(1)?,
+                media: fields.get(2).map(|m| decode(m)),
+            }
+        }
+        117 => {
+            count(&[2, 3, 4])?;
+            let optional = |i: usize| match fields.get(i) {
+                Some(_) => text(i).map(|s| Some(s).filter(|s| !s.is_empty())),
+                None => Ok(None),
+            };
+            Request::Register {
+                name: text(0)?,
+                password: text(1)?,
+                email: optional(2)?,
+                gender: optional(3)?,
+            }
+        }
+        118 => count(&[0]).map(|()| Request::OwnContacts)?,
+        119 => {
+            count(&[1])?;
+            Request::Media { id: long(0)? }
+        }
+        120 => count(&[0]).map(|()| Request::Contacts)?,
+        121 => {
+            count(&[1])?;
+            Request::ConfirmContact { name: text(0)? }
+        }
+        _ => return Err(ParseError::Unknown),
+    })
+}
+
+/// A decimal `Long` or `int`: ASCII digits only, no sign, no overflow.
+fn number(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(field).ok()?.parse().ok()
+}
+
+/// A percent-encoded field's bytes: `%XX` in either case, an invalid `%` taken literally,
+/// `+` a plus sign.
+pub(crate) fn decode(field: &[u8]) -> Vec<u8> {
+    percent_encoding::percent_decode(field).collect()
+}
+
+/// A `Str` field: decoded, and UTF-8.
+fn string(field: &[u8]) -> Result<String, ParseError> {
+    String::from_utf8(decode(field)).map_err(|_| ParseError::Invalid)
+}
+
+/// Appends `bytes` percent-encoded: `%`, space, every byte below 0x20 and 0x7F as `%XX`
+/// with upper-case hex; bytes of 0x80 and up too when `bytes` is not UTF-8 (binary media),
+/// so every line the server sends is UTF-8.
+pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
+    let binary = std::str::from_utf8(bytes).is_err();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
+            out.put_slice(&bytes[start..i]);
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            start = i + 1;
+        }
+    }
+    out.put_slice(&bytes[start..]);
+}
+
+/// How many bytes `bytes` takes percent-encoded (as [`put_encoded`] writes it).
+#[cfg(test)]
+pub(crate) fn encoded_len(bytes: &[u8]) -> usize {
+    let binary = std::str::from_utf8(bytes).is_err();
+    bytes
+        .iter()
+        .map(|&b| {
+            if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
+                3
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn put_number(out: &mut BytesMut, n: u64) {
+    out.put_slice(n.to_string().as_bytes());
+}
+
+/// Appends one reply line, CRLF included.
+pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
+    let status = |out: &mut BytesMut, op: &str, s: Status| {
+        out.put_slice(op.as_bytes());
+        out.put_u8(b' ');
+        put_number(out, u64::from(s.code()));
+    };
+    let count = |out: &mut BytesMut, op: &str, n: usize| {
+        out.put_slice(op.as_bytes());
+        out.put_u8(b' ');
+        put_number(out, n as u64);
+    };
+    match reply {
+        Reply::Unknown => out.put_slice(b"210"),
+        Reply::Invalid => out.put_slice(b"211"),
+        Reply::Login { status: s, name } => {
+            status(out, "212", *s);
+            out.put_u8(b' ');
+            put_encoded(out, name.as_bytes());
+        }
+        Reply::Logout(s) => status(out, "213", *s),
+        Reply::ChatListBegin(n) => count(out, "214", *n),
+        Reply::ChatListElement { chat, me, other } => {
+            out.put_slice(b"215 ");
+            put_number(out, *chat);
+            out.put_u8(b' ');
+            put_encoded(out, me.as_bytes());
+            out.put_u8(b' ');
+            put_encoded(out, other.as_bytes());
+        }
+        Reply::ChatListEnd => out.put_slice(b"216"),
+        Reply::ChatCreate(s) => status(out, "217", *s),
+        Reply::ChatDelete(s) => status(out, "218", *s),
+        Reply::MessageSend(s) => status(out, "219", *s),
+        Reply::MessageSended {
+            chat,
+            ms,
+            message,
+            media,
+        } => {
+            out.put_slice(b"220 ");
+            put_number(out, *chat);
+            out.put_u8(b' ');
+            put_number(out, *ms);
+            out.put_u8(b' ');
+            put_encoded(out, message.as_bytes());
+            if let Some(media) = media {
+                out.put_u8(b' ');
+                put_number(out, *media);
+            }
+        }
+        Reply::Register(s) => status(out, "222", *s),
+        Reply::OwnContacts(s) => status(out, "223", *s),
+        Reply::OwnContactsBegin(n) => count(out, "224", *n),
+        Reply::OwnContact { name, since_ms } => {
+            out.put_slice(b"225 ");
+            put_encoded(out, name.as_bytes());
+            out.put_u8(b' ');
+            put_number(out, *since_ms);
+        }
+        Reply::OwnContactsEnd => out.put_slice(b"226"),
+        Reply::Media { status: s, bytes } => {
+            status(out, "227", *s);
+            if let Some(bytes) = bytes {
+                out.put_u8(b' ');
+                put_encoded(out, bytes);
+            }
+        }
+        Reply::Contacts(s) => status(out, "228", *s),
+        Reply::ContactsBegin(n) => count(out, "229", *n),
+        Reply::Contact(name) => {
+            out.put_slice(b"230 ");
+            put_encoded(out, name.as_bytes());
+        }
+        Reply::ContactsEnd => out.put_slice(b"231"),
+        Reply::ConfirmContact(s) => status(out, "232", *s),
+        Reply::ConfirmContactAdd(name) => {
+            out.put_slice(b"233 ");
+            put_encoded(out, name.as_bytes());
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// One reply as its own bytes.
+pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
+    let mut out = BytesMut::new();
+    encode(reply, &mut out);
+    out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<Result<Vec<u8>, ()>> {
+        let mut framer = Framer::new(max);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        feed(&mut framer, &mut buf, input, &mut out);
+        out
+    }
+
+    fn feed(
+        framer: &mut Framer,
+        buf: &mut BytesMut,
+        input: &[u8],
+        out: &mut Vec<Result<Vec<u8>, ()>>,
+    ) {
+        buf.extend_from_slice(input);
+        while let Some(frame) = framer.next(buf) {
+            match frame {
+                Frame::Line { len, consumed } => {
+                    if len > 0 {
+                        out.push(Ok(buf[..len].to_vec()));
+                    }
+                    buf.advance(consumed);
+                }
+                Frame::TooLong => out.push(Err(())),
+            }
+        }
+    }
+
+    #[test]
+    fn lf_cr_and_crlf_end_lines_and_empty_lines_vanish() {
+        let got = lines(b"111\r\n112\n\n113 a\r114 1\r\n", 100);
+        let want: Vec<Result<Vec<u8>, ()>> = ["111", "112", "113 a", "114 1"]
+            .iter()
+            .map(|s| Ok(s.as_bytes().to_vec()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_lines() {
+        let input: &[u8] =
+            b"110 bob pw\r\n115 1 hello%20world m%00\r\n\r\n0123456789abcdef0123\n112\r118\n";
+        let want = lines(input, 16);
+        assert!(want.contains(&Err(())), "the long line is reported");
+        for cut in 0..=input.len() {
+            let mut framer = Framer::new(16);
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            feed(&mut framer, &mut buf, &input[..cut], &mut got);
+            feed(&mut framer, &mut buf, &input[cut..], &mut got);
+            assert_eq!(got, want, "cut at {cut}");
+        }
+        let mut framer = Framer::new(16);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in input {
+            feed(&mut framer, &mut buf, std::slice::from_ref(b), &mut got);
+        }
+        assert_eq!(got, want, "byte by byte");
+    }
+
+    #[test]
+    fn a_long_line_is_never_buffered_whole() {
+        let mut framer = Framer::new(8);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        feed(&mut framer, &mut buf, b"0123456789", &mut got);
+        for _ in 0..1000 {
+            feed(&mut framer, &mut buf, b"0123456789", &mut got);
+            assert!(buf.len() <= 9);
+        }
+        feed(&mut framer, &mut buf, b"x\n111\n", &mut got);
+        assert_eq!(got, vec![Err(()), Ok(b"111".to_vec())]);
+    }
+
+    fn req(line: &str) -> Result<Request, ParseError> {
+        parse(line.as_bytes())
+    }
+
+    #[test]
+    fn every_request_parses_with_its_kinds() {
+        let s = |x: &str| x.to_owned();
+        assert_eq!(
+            req("110 hans meinPasswort123"),
+            Ok(Request::Login {
+                name: s("hans"),
+                password: s("meinPasswort123")
+            })
+        );
+        assert_eq!(req("100 hans pw"), req("110 hans pw"), "100 is an alias");
+        assert_eq!(req("111"), Ok(Request::Logout));
+        assert_eq!(req("112"), Ok(Request::ChatList));
+        assert_eq!(
+            req("113 an%20na"),
+            Ok(Request::ChatCreate {
+                contact: s("an na")
+            })
+        );
+        assert_eq!(req("114 7"), Ok(Request::ChatDelete { chat: 7 }));
+        assert_eq!(
+            req("115 7 hallo%20Andi"),
+            Ok(Request::MessageSend {
+                chat: 7,
+                message: s("hallo Andi"),
+                media: None
+            })
+        );
+        assert_eq!(
+            req("115 7 pic %FF%00a+b"),
+            Ok(Request::MessageSend {
+                chat: 7,
+                message: s("pic"),
+                media: Some(vec![0xFF, 0, b'a', b'+', b'b'])
+            })
+        );
+        assert_eq!(
+            req("117 hans pw"),
+            Ok(Request::Register {
+                name: s("hans"),
+                password: s("pw"),
+                email: None,
+                gender: None
+            })
+        );
+        assert_eq!(
+            req("117 hans pw h%40x.de m"),
+            Ok(Request::Register {
+                name: s("hans"),
+                password: s("pw"),
+                email: Some(s("h@x.de")),
+                gender: Some(s("m"))
+            })
+        );
+        assert_eq!(req("118"), Ok(Request::OwnContacts));
+        assert_eq!(req("119 3"), Ok(Request::Media { id: 3 }));
+        assert_eq!(req("120"), Ok(Request::Contacts));
+        assert_eq!(
+            req("121 grete"),
+            Ok(Request::ConfirmContact { name: s("grete") })
+        );
+    }
+
+    #[test]
+    fn unknown_and_invalid_lines() {
+        assert_eq!(req(""), Err(ParseError::Empty));
+        for unknown in [
+            "116",
+            "109",
+            "212 400 x",
+            "hello",
+            "-110 a b",
+            "999999999999999999999",
+            " 110 a b",
+        ] {
+            assert_eq!(req(unknown), Err(ParseError::Unknown), "{unknown:?}");
+        }
+        for invalid in [
+            "110 hans",
+            "110 hans pw extra",
+            "111 ",
+            "112 x",
+            "114 x",
+            "114 -1",
+            "114 99999999999999999999999",
+            "114",
+            "115 1",
+            "115 1 a b c",
+            "117 hans",
+            "117 a b c d e",
+            "119 1.5",
+            "121",
+            "110 %FF pw",
+        ] {
+            assert_eq!(req(invalid), Err(ParseError::Invalid), "{invalid:?}");
+        }
+        assert_eq!(parse(b"110 \xFF pw"), Err(ParseError::Invalid), "not UTF-8");
+        assert_eq!(parse(b"\xFF"), Err(ParseError::Unknown));
+    }
+
+    #[test]
+    fn percent_decoding_is_liberal() {
+        assert_eq!(decode(b"a%2fb%2Fc"), b"a/b/c");
+        assert_eq!(decode(b"100%"), b"100%");
+        assert_eq!(decode(b"%zz%4"), b"%zz%4");
+        assert_eq!(decode(b"a+b"), b"a+b");
+        assert_eq!(
+            req("121 "),
+            Ok(Request::ConfirmContact {
+                name: String::new()
+            }),
+            "an empty Str is an empty token"
+        );
+    }
+
+    #[test]
+    fn strings_round_trip_through_encoding() {
+        for text in [
+            "hello world",
+            "100% sure",
+            "a\r\nb\tc\u{7f}",
+            "grüße 日本",
+            "",
+            "+%20",
+        ] {
+            let mut out = BytesMut::new();
+            put_encoded(&mut out, text.as_bytes());
+            assert_eq!(out.len(), encoded_len(text.as_bytes()));
+            assert!(!out.iter().any(|&b| b <= b' ' || b == 0x7F));
+            assert_eq!(decode(&out), text.as_bytes(), "{text:?}");
+            // And through a whole request.
+            let line = format!("115 1 {}", std::str::from_utf8(&out).unwrap());
+            assert_eq!(
+                req(&line),
+                Ok(Request::MessageSend {
+                    chat: 1,
+                    message: text.to_owned(),
+                    media: None
+                })
+            );
+        }
+        let binary: Vec<u8> = (0..=255).collect();
+        let mut out = BytesMut::new();
+        put_encoded(&mut out, &binary);
+        assert!(
+            std::str::from_utf8(&out).is_ok(),
+            "binary media goes as ASCII"
+        );
+        assert_eq!(decode(&out), binary);
+        assert_eq!(out.len(), encoded_len(&binary));
+    }
+
+    #[test]
+    fn replies_have_the_pinned_bytes() {
+        let cases: Vec<(Reply<'_>, &str)> = vec![
+            (Reply::Unknown, "210\r\n"),
+            (Reply::Invalid, "211\r\n"),
+            (
+                Reply::Login {
+                    status: Status::Ok,
+                    name: "hans",
+                },
+                "212 400 hans\r\n",
+            ),
+            (Reply::Logout(Status::NotLoggedIn), "213 407\r\n"),
+            (Reply::ChatListBegin(2), "214 2\r\n"),
+            (
+                Reply::ChatListElement {
+                    chat: 3,
+                    me: "a",
+                    other: "b c",
+                },
+                "215 3 a b%20c\r\n",
+            ),
+            (Reply::ChatListEnd, "216\r\n"),
+            (
+                Reply::ChatCreate(Status::ContactNotConfirmed),
+                "217 411\r\n",
+            ),
+            (Reply::ChatDelete(Status::ChatNotFound), "218 408\r\n"),
+            (Reply::MessageSend(Status::PermissionDenied), "219 409\r\n"),
+            (
+                Reply::MessageSended {
+                    chat: 1,
+                    ms: 1_700_000_000_000,
+                    message: "hi there",
+                    media: None,
+                },
+                "220 1 1700000000000 hi%20there\r\n",
+            ),
+            (
+                Reply::MessageSended {
+                    chat: 1,
+                    ms: 5,
+                    message: "",
+                    media: Some(9),
+                },
+                "220 1 5  9\r\n",
+            ),
+            (Reply::Register(Status::UsernameTaken), "222 403\r\n"),
+            (Reply::OwnContacts(Status::Ok), "223 400\r\n"),
+            (Reply::OwnContactsBegin(1), "224 1\r\n"),
+            (
+                Reply::OwnContact {
+                    name: "grete",
+                    since_ms: 12,
+                },
+                "225 grete 12\r\n",
+            ),
+            (Reply::OwnContactsEnd, "226\r\n"),
+            (
+                Reply::Media {
+                    status: Status::Ok,
+                    bytes: Some(b"a b"),
+                },
+                "227 400 a%20b\r\n",
+            ),
+            (
+                Reply::Media {
+                    status: Status::MediaNotFound,
+                    bytes: None,
+                },
+                "227 412\r\n",
+            ),
+            (Reply::Contacts(Status::Ok), "228 400\r\n"),
+            (Reply::ContactsBegin(0), "229 0\r\n"),
+            (Reply::Contact("x"), "230 x\r\n"),
+            (Reply::ContactsEnd, "231\r\n"),
+            (
+                Reply::ConfirmContact(Status::ContactNotFound),
+                "232 410\r\n",
+            ),
+            (Reply::ConfirmContactAdd("hans"), "233 hans\r\n"),
+        ];
+        for (reply, bytes) in cases {
+            assert_eq!(&line(&reply)[..], bytes.as_bytes(), "{reply:?}");
+        }
+        let codes: Vec<u16> = [
+            Status::Ok,
+            Status::UsernameInvalid,
+            Status::PasswordInvalid,
+            Status::UsernameTaken,
+            Status::ClientLoggedIn,
+            Status::UserLoggedIn,
+            Status::PasswordWrong,
+            Status::NotLoggedIn,
+            Status::ChatNotFound,
+            Status::PermissionDenied,
+            Status::ContactNotFound,
+            Status::ContactNotConfirmed,
+            Status::MediaNotFound,
+        ]
+        .iter()
+        .map(|s| s.code())
+        .collect();
+        assert_eq!(codes, (400..=412).collect::<Vec<u16>>());
+    }
+}
