@@ -135,3 +135,8 @@ fn arsc_modes_run_against_the_server_and_its_null_relay() {
 fn ims_modes_run_against_the_server_and_its_null_relay() {
     every_mode(Proto::Ims);
 }
+
+#[test]
+fn opcode_modes_run_against_the_server_and_its_null_relay() {
+    every_mode(Proto::Opcode);
+}

@@ -44,11 +44,6 @@ pub const SERVER_FLAGS: &[&str] = &[
     "100",
     "--seed",
     "1",
-    // Every listener on a free port, so runs never collide on the defaults.
-    "--arsc",
-    "127.0.0.1:0",
-    "--ims",
-    "127.0.0.1:0",
     "--hash-cost",
     "cheap",
 ];
