@@ -1,7 +1,7 @@
 //! The null relays: each protocol's wire format with no logic beyond finding the line and
 //! the recipient, so each figure of the server has this machine's practical limit beside
 //! it, measured in the same run. One loop for all; what differs is each protocol's
-//! `line` (ws2017 below, arsc, ims and opcode in [`crate::relay_more`]).
+//! `line` (ws2017 below; arsc, ims and opcode in `relay_more.rs`).
 //!
 //! ws2017: it greets, answers `uname <name>` with `+OK uname you are <name>` and announces
 //! `nuser <name>` to every other connection, relays `chatm <s> <r> <text>` to `r` in
