@@ -24,11 +24,15 @@ fn tiny() -> Sizes {
         login_clients: 30,
         storm_clients: 30,
         offline_messages: 2000,
+        room_clients: 10,
+        room_senders: 2,
+        room_posts: 5,
     }
 }
 
 fn target(addr: SocketAddr, pid: Option<u32>) -> Target {
     Target {
+        proto: switchboard_bench::proto::Proto::Ws2017,
         addr,
         pid,
         sources: 4,
@@ -45,7 +49,11 @@ struct RelayThread {
 
 impl RelayThread {
     fn start() -> RelayThread {
-        let mut relay = Relay::bind("127.0.0.1:0".parse().expect("addr")).expect("bind relay");
+        let mut relay = Relay::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            switchboard_bench::proto::Proto::Ws2017,
+        )
+        .expect("bind relay");
         let addr = relay.local_addr().expect("relay address");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -100,6 +108,10 @@ fn check(mode: Mode, report: &switchboard_bench::load::Report, sizes: &Sizes, wh
         }
         Mode::Storm => {
             assert!(get("storm.all_in_s") > 0.0);
+        }
+        Mode::Room => {
+            let total = (sizes.room_clients * sizes.room_senders * sizes.room_posts) as f64;
+            assert_eq!(get("room.delivered"), total, "{who}");
         }
         Mode::Offline => {
             assert!(get("offline.acked_per_s") > 0.0);

@@ -14,6 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::load::{self, Report, Target};
+use crate::proto::Proto;
 use crate::stats;
 
 /// Flags the server is started with for the bench: the connection caps and request rates
@@ -46,6 +47,28 @@ pub const SERVER_FLAGS: &[&str] = &[
     "--hash-cost",
     "cheap",
 ];
+
+/// Flags raised for the bench when the server has them: the chat-message rate (arsc
+/// posts and whispers, ims MESSAGEs), which a server before it does not know.
+const OPTIONAL_FLAGS: &[(&str, &str)] = &[
+    ("--message-rate-per-conn", "1000000000/1000000"),
+    ("--message-rate-per-ip", "1000000000/1000000000"),
+];
+
+/// Those of [`OPTIONAL_FLAGS`] that `bin serve --help` lists, with their values.
+fn optional_flags(bin: &Path) -> Vec<&'static str> {
+    let help = Command::new(bin)
+        .args(["serve", "--help"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    OPTIONAL_FLAGS
+        .iter()
+        .filter(|(flag, _)| help.contains(flag))
+        .flat_map(|(flag, value)| [*flag, *value])
+        .collect()
+}
 
 /// Which program a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,21 +133,30 @@ fn wait_for_addr<R: io::Read + Send + 'static>(
 }
 
 /// Starts the server binary on a fresh data directory (with `accounts` offline accounts
-/// seeded) on a free port of 127.0.0.1.
+/// seeded) on a free port of 127.0.0.1; its ws2017 listener is the one returned.
 pub fn start_server(bin: &Path, accounts: usize) -> io::Result<Running> {
+    let names: Vec<String> = (0..accounts).map(|i| format!("acct{i}")).collect();
+    start_server_for(bin, Proto::Ws2017, &names)
+}
+
+/// Starts the server binary on a fresh data directory with the accounts `names`
+/// (password [`crate::proto::PASSWORD`]) seeded, every listener on a free port of
+/// 127.0.0.1; `proto`'s listener is the one returned.
+pub fn start_server_for(bin: &Path, proto: Proto, names: &[String]) -> io::Result<Running> {
     let data = tempfile::Builder::new().prefix("sb-bench").tempdir()?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(data.path(), fs::Permissions::from_mode(0o700))?;
     }
-    if accounts > 0 {
-        seed_accounts(data.path(), accounts)?;
+    if !names.is_empty() {
+        seed_names(data.path(), names)?;
     }
     let mut child = Command::new(bin)
         .args(["serve", "--ws2017", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .args(SERVER_FLAGS)
+        .args(optional_flags(bin))
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -134,7 +166,13 @@ pub fn start_server(bin: &Path, accounts: usize) -> io::Result<Running> {
         .stderr
         .take()
         .ok_or_else(|| io::Error::other("no stderr"))?;
-    let addr = match wait_for_addr(stderr, "ws2017 listening on ", true) {
+    let needle: &'static str = match proto {
+        Proto::Ws2017 => "ws2017 listening on ",
+        Proto::Arsc => "arsc listening on ",
+        Proto::Ims => "ims listening on ",
+        Proto::Opcode => "opcode listening on ",
+    };
+    let addr = match wait_for_addr(stderr, needle, true) {
         Ok(addr) => addr,
         Err(e) => {
             let _ = child.kill();
@@ -149,10 +187,11 @@ pub fn start_server(bin: &Path, accounts: usize) -> io::Result<Running> {
     })
 }
 
-/// Starts the null relay (this binary's `relay` mode) on a free port of 127.0.0.1.
-pub fn start_relay(bench_bin: &Path) -> io::Result<Running> {
+/// Starts the null relay of `proto` (this binary's `relay` mode) on a free port of
+/// 127.0.0.1.
+pub fn start_relay(bench_bin: &Path, proto: Proto) -> io::Result<Running> {
     let mut child = Command::new(bench_bin)
-        .args(["relay", "--listen", "127.0.0.1:0"])
+        .args(["relay", "--listen", "127.0.0.1:0", "--proto", proto.name()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -179,14 +218,22 @@ pub fn start_relay(bench_bin: &Path) -> io::Result<Running> {
 /// Writes accounts `acct0`..`acct{n-1}` (password `pw`, a cheap hash made once and
 /// shared) into the store in `data_dir`, in one transaction.
 pub fn seed_accounts(data_dir: &Path, n: usize) -> io::Result<()> {
+    let names: Vec<String> = (0..n).map(|i| format!("acct{i}")).collect();
+    seed_names(data_dir, &names)
+}
+
+/// Writes the accounts `names` (password [`crate::proto::PASSWORD`], a cheap hash made
+/// once and shared) into the store in `data_dir`, in one transaction.
+pub fn seed_names(data_dir: &Path, names: &[String]) -> io::Result<()> {
     use switchboard_proto::UserName;
     use switchboard_proto::{Account, Change};
     use switchboard_store::credentials::{hash_password_with, Cost};
     let err = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
-    let (password, ims_password) = hash_password_with(&Cost::cheap(), "pw").map_err(|e| err(&e))?;
-    let mut changes = Vec::with_capacity(n);
-    for i in 0..n {
-        let name = UserName::parse(&format!("acct{i}")).map_err(|e| err(&format!("{e:?}")))?;
+    let (password, ims_password) =
+        hash_password_with(&Cost::cheap(), crate::proto::PASSWORD).map_err(|e| err(&e))?;
+    let mut changes = Vec::with_capacity(names.len());
+    for name in names {
+        let name = UserName::parse(name).map_err(|e| err(&format!("{e:?}")))?;
         changes.push(Change::AccountCreated(Account {
             name,
             password: password.clone(),
@@ -218,6 +265,12 @@ pub struct Sizes {
     pub storm_clients: usize,
     /// `offline`: messages in all (to `offline_messages / 1000` accounts, at least 100).
     pub offline_messages: usize,
+    /// `room` (arsc): clients in the room, senders among them, posts each.
+    pub room_clients: usize,
+    /// Senders of `room`.
+    pub room_senders: usize,
+    /// Posts each sender of `room` makes.
+    pub room_posts: usize,
 }
 
 impl Sizes {
@@ -230,6 +283,9 @@ impl Sizes {
             login_clients: 1000,
             storm_clients: 1000,
             offline_messages: 100_000,
+            room_clients: 1000,
+            room_senders: 10,
+            room_posts: 200,
         }
     }
 
@@ -242,6 +298,9 @@ impl Sizes {
             login_clients: 10_000,
             storm_clients: 1000,
             offline_messages: 1_000_000,
+            room_clients: 1000,
+            room_senders: 10,
+            room_posts: 200,
         }
     }
 }
@@ -263,6 +322,8 @@ pub enum Mode {
     Storm,
     /// Durable offline enqueue.
     Offline,
+    /// Room fan-out (arsc).
+    Room,
 }
 
 impl Mode {
@@ -287,6 +348,25 @@ impl Mode {
             Mode::Logins => "logins",
             Mode::Storm => "storm",
             Mode::Offline => "offline",
+            Mode::Room => "room",
+        }
+    }
+
+    /// The modes `compare` runs for `proto` (offline for ws2017, whose generator names
+    /// offline accounts; room for arsc, the one protocol with rooms).
+    pub fn for_proto(proto: Proto) -> Vec<Mode> {
+        match proto {
+            Proto::Ws2017 => Mode::ALL.to_vec(),
+            Proto::Arsc => vec![
+                Mode::Direct,
+                Mode::Direct8,
+                Mode::Idle,
+                Mode::Logins,
+                Mode::Room,
+            ],
+            Proto::Ims | Proto::Opcode => {
+                vec![Mode::Direct, Mode::Direct8, Mode::Idle, Mode::Logins]
+            }
         }
     }
 }
@@ -330,6 +410,39 @@ pub fn run_mode(mode: Mode, target: &Target, sizes: &Sizes) -> io::Result<Report
                 accounts: offline_accounts(sizes),
             },
         ),
+        Mode::Room => load::room(
+            target,
+            &load::RoomOpts {
+                clients: sizes.room_clients,
+                senders: sizes.room_senders,
+                posts: sizes.room_posts,
+                in_flight: None,
+            },
+        ),
+    }
+}
+
+/// The accounts `proto` needs seeded for `mode` at `sizes`: the names the generator logs
+/// in with (ims and opcode have no guests), or the offline accounts.
+pub fn accounts_for(proto: Proto, mode: Mode, sizes: &Sizes) -> Vec<String> {
+    if mode == Mode::Offline {
+        return (0..offline_accounts(sizes))
+            .map(|i| format!("acct{i}"))
+            .collect();
+    }
+    if !proto.needs_accounts() {
+        return Vec::new();
+    }
+    let list = |prefix: &'static str, n: usize| (0..n).map(move |i| format!("{prefix}{i}"));
+    match mode {
+        Mode::Direct | Mode::Direct8 | Mode::Paced => list("d", sizes.direct_clients).collect(),
+        Mode::Idle => list("i", sizes.idle_clients).collect(),
+        Mode::Logins => list("l", sizes.login_clients).collect(),
+        Mode::Storm => list("b", 100)
+            .chain(list("s", sizes.storm_clients))
+            .collect(),
+        Mode::Room => list("r", sizes.room_clients).collect(),
+        Mode::Offline => Vec::new(),
     }
 }
 
@@ -342,21 +455,18 @@ pub fn offline_accounts(sizes: &Sizes) -> usize {
 /// Starts `subject` fresh and runs `mode` once against it.
 pub fn run_once(
     subject: Subject,
+    proto: Proto,
     mode: Mode,
     sizes: &Sizes,
     server_bin: &Path,
     bench_bin: &Path,
 ) -> io::Result<Report> {
-    let accounts = if mode == Mode::Offline {
-        offline_accounts(sizes)
-    } else {
-        0
-    };
     let running = match subject {
-        Subject::Server => start_server(server_bin, accounts)?,
-        Subject::Relay => start_relay(bench_bin)?,
+        Subject::Server => start_server_for(server_bin, proto, &accounts_for(proto, mode, sizes))?,
+        Subject::Relay => start_relay(bench_bin, proto)?,
     };
     let target = Target {
+        proto,
         addr: running.addr,
         pid: Some(running.pid()),
         sources: 8,
@@ -382,6 +492,7 @@ type Results = BTreeMap<(String, Subject), Vec<(f64, bool, &'static str)>>;
 /// `compare`: each mode, `rounds` times interleaved, medians and ratios printed; rows
 /// appended to `csv` when given (`subject,key,round,value`).
 pub fn compare(
+    proto: Proto,
     modes: &[Mode],
     sizes: &Sizes,
     rounds: usize,
@@ -404,8 +515,14 @@ pub fn compare(
     for &mode in modes {
         for round in 0..rounds {
             for subject in [Subject::Server, Subject::Relay] {
-                eprintln!("bench: {} round {} {:?}", mode.name(), round + 1, subject);
-                let report = run_once(subject, mode, sizes, server_bin, &bench_bin)?;
+                eprintln!(
+                    "bench: {} {} round {} {:?}",
+                    proto.name(),
+                    mode.name(),
+                    round + 1,
+                    subject
+                );
+                let report = run_once(subject, proto, mode, sizes, server_bin, &bench_bin)?;
                 if report.errors > 0 {
                     eprintln!(
                         "bench: {} {:?}: {} errors (first: {:?})",
@@ -485,7 +602,8 @@ pub fn sweep(
                     ..Sizes::quick()
                 };
                 eprintln!("bench: sweep {} {n} {:?}", mode.name(), subject);
-                let report = run_once(subject, mode, &sizes, server_bin, &bench_bin)?;
+                let report =
+                    run_once(subject, Proto::Ws2017, mode, &sizes, server_bin, &bench_bin)?;
                 let (key, value) = match mode {
                     Mode::Direct => ("direct.msgs_per_s", report.get("direct.msgs_per_s")),
                     _ => ("logins.total_s", report.get("logins.total_s")),

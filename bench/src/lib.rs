@@ -1,10 +1,13 @@
 //! Switchboard's benchmarks: a one-thread load generator over real TCP with the modes
-//! `direct`, `idle`, `logins`, `storm` and `offline`; a null relay that speaks ws2017's
-//! wire format with no logic, so each figure comes with its ratio to this machine's
-//! limit; and `compare`, which runs both interleaved. See `docs/performance.md`.
+//! `direct`, `idle`, `logins`, `storm`, `offline` and `room`; a null relay per protocol
+//! with no logic beyond finding the line and the recipient, so each figure comes with its
+//! ratio to this machine's limit; and `compare`, which runs both interleaved. Each
+//! protocol's bytes are in its adapter ([`proto`]). See `docs/performance.md`.
 
 pub mod compare;
 pub mod load;
 pub mod net;
+pub mod proto;
 pub mod relay;
+mod relay_more;
 pub mod stats;

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::net::{Handler, Net};
+use crate::proto::{Event, Proto};
 use crate::stats::{self, Latencies, ProcSample};
 
 /// One measured figure.
@@ -67,8 +68,10 @@ impl Report {
 /// Where the load goes and how to watch the server.
 #[derive(Clone, Debug)]
 pub struct Target {
-    /// The ws2017 listener.
+    /// The listener of `proto`.
     pub addr: SocketAddr,
+    /// The protocol spoken.
+    pub proto: Proto,
     /// The server's process id, for its CPU time and memory; figures from /proc are left
     /// out without it.
     pub pid: Option<u32>,
@@ -103,11 +106,25 @@ struct Load {
     ack_lat: Latencies,
     errors: u64,
     first_error: Option<String>,
+    /// The protocol spoken.
+    proto: Proto,
+    /// Per connection: its arsc session id, or its pair's opcode chat id.
+    tokens: Vec<Box<[u8]>>,
+    /// A room test: every copy of a post counts, the poster's own included.
+    fanout: bool,
+    /// opcode setup answers that succeeded, and chats listed.
+    setup_ok: u64,
+    chats: u64,
 }
 
 impl Load {
-    fn new() -> Load {
+    fn new(proto: Proto) -> Load {
         Load {
+            proto,
+            tokens: Vec::new(),
+            fanout: false,
+            setup_ok: 0,
+            chats: 0,
             start: Instant::now(),
             logged_in: Vec::new(),
             login_sent: Vec::new(),
@@ -146,6 +163,7 @@ impl Load {
             self.greeted.resize(n, false);
             self.inflight.resize(n, 0);
             self.sent_at.resize_with(n, VecDeque::new);
+            self.tokens.resize_with(n, Box::default);
         }
     }
 
@@ -158,81 +176,70 @@ impl Load {
     }
 }
 
-/// The timestamp and sender index carried in a message text `t<ns>.<sender>`.
-fn parse_stamp(line: &[u8]) -> Option<(u64, usize)> {
-    let open = memchr::memchr(b'\'', line)?;
-    let text = &line[open + 1..];
-    let text = text.strip_prefix(b"t")?;
-    let dot = memchr::memchr(b'.', text)?;
-    let ns = parse_u64(&text[..dot])?;
-    let rest = &text[dot + 1..];
-    let end = memchr::memchr(b'\'', rest).unwrap_or(rest.len());
-    let sender = parse_u64(&rest[..end])?;
-    Some((ns, sender as usize))
-}
-
-fn parse_u64(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    Some(v)
-}
-
 impl Handler for Load {
     fn line(&mut self, net: &mut Net, conn: usize, line: &[u8]) {
-        if line.starts_with(b"chatm ") {
-            if let Some((sent, sender)) = parse_stamp(line) {
+        match self.proto.classify(line) {
+            Event::Delivered { sent, sender } => {
+                // ims and opcode echo a message to its sender: only a room post's own
+                // copy counts there (it is one of the room's deliveries).
+                if sender == conn && !self.fanout {
+                    return;
+                }
                 let now = self.now();
                 self.delivered += 1;
                 self.last_delivery = now;
                 if sent >= self.record_from && sent <= self.record_until {
                     self.lat.push(now.saturating_sub(sent));
                 }
-                if let Some(n) = self.inflight.get_mut(sender) {
+                if !self.fanout || sender == conn {
+                    if let Some(n) = self.inflight.get_mut(sender) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            Event::Announce => {
+                self.nusers += 1;
+                self.last_nuser = self.now();
+            }
+            Event::Relayed => self.relayed += 1,
+            Event::Stored => {
+                let now = self.now();
+                self.stored += 1;
+                if let Some(sent) = self.sent_at.get_mut(conn).and_then(|q| q.pop_front()) {
+                    self.ack_lat.push(now.saturating_sub(sent));
+                }
+                if let Some(n) = self.inflight.get_mut(conn) {
                     *n = n.saturating_sub(1);
                 }
             }
-        } else if line.starts_with(b"nuser ") {
-            self.nusers += 1;
-            self.last_nuser = self.now();
-        } else if line == b"+OK chatm 'message relayed'" {
-            self.relayed += 1;
-        } else if line == b"+OK chatm 'message stored'" {
-            let now = self.now();
-            self.stored += 1;
-            if let Some(sent) = self.sent_at.get_mut(conn).and_then(|q| q.pop_front()) {
-                self.ack_lat.push(now.saturating_sub(sent));
+            Event::LoggedIn(token) => {
+                self.grow(conn);
+                if !self.logged_in[conn] {
+                    let now = self.now();
+                    self.logged_in[conn] = true;
+                    self.tokens[conn] = token.into();
+                    self.logins += 1;
+                    self.last_login = now;
+                    self.login_lat
+                        .push(now.saturating_sub(self.login_sent[conn]));
+                }
             }
-            if let Some(n) = self.inflight.get_mut(conn) {
-                *n = n.saturating_sub(1);
+            Event::Answer(bytes) => net.send(conn, bytes),
+            Event::SetupOk => self.setup_ok += 1,
+            Event::Chat(id) => {
+                self.grow(conn);
+                self.tokens[conn] = id.into();
+                self.chats += 1;
             }
-        } else if line.starts_with(b"+OK uname you are ") {
-            self.grow(conn);
-            if !self.logged_in[conn] {
-                let now = self.now();
-                self.logged_in[conn] = true;
-                self.logins += 1;
-                self.last_login = now;
-                self.login_lat
-                    .push(now.saturating_sub(self.login_sent[conn]));
+            Event::Error => self.error(String::from_utf8_lossy(line).into_owned()),
+            Event::Greeting => {
+                self.grow(conn);
+                if !self.greeted[conn] {
+                    self.greeted[conn] = true;
+                    self.greetings += 1;
+                }
             }
-        } else if line == b"cping" {
-            net.send(conn, b"cpong\r\n");
-        } else if line.starts_with(b"-ERR") {
-            self.error(String::from_utf8_lossy(line).into_owned());
-        } else if line.starts_with(b"+OK switchboard") || line.starts_with(b"+OK null") {
-            self.grow(conn);
-            if !self.greeted[conn] {
-                self.greeted[conn] = true;
-                self.greetings += 1;
-            }
+            Event::Other => {}
         }
     }
 
@@ -251,6 +258,7 @@ fn connect_all(
     names: &[String],
     batch: usize,
     login: bool,
+    room: &dyn Fn(usize) -> String,
 ) -> io::Result<usize> {
     let first = net.len();
     let deadline = Instant::now() + target.timeout;
@@ -261,7 +269,9 @@ fn connect_all(
             load.grow(conn);
             load.login_sent[conn] = load.now();
             if login {
-                net.send(conn, format!("uname {name}\r\n").as_bytes());
+                let mut out = Vec::new();
+                target.proto.login(&mut out, name, &room(conn - first));
+                net.send(conn, &out);
             }
         }
         while (if login { load.logins } else { load.greetings }) < want {
@@ -299,12 +309,82 @@ fn settle(net: &mut Net, load: &mut Load, quiet: Duration, limit: Duration) -> i
 }
 
 /// Turns for `how_long`, answering pings.
+/// Turns for `how_long`, answering pings and sending the protocol's keep-alive (ims'
+/// `<ALIVE/>`) from every client at once and every 5 s.
 fn hold(net: &mut Net, load: &mut Load, how_long: Duration) -> io::Result<()> {
     let start = Instant::now();
+    let mut next_alive = start;
     while start.elapsed() < how_long {
+        if let Some(alive) = load.proto.keepalive() {
+            if Instant::now() >= next_alive {
+                next_alive += Duration::from_secs(5);
+                for conn in 0..net.len() {
+                    net.send(conn, alive);
+                }
+            }
+        }
         net.turn(Duration::from_millis(20), load)?;
     }
     Ok(())
+}
+
+/// Turns until `done` says so, or fails after the target's timeout naming `what`.
+fn wait_until(
+    net: &mut Net,
+    load: &mut Load,
+    target: &Target,
+    what: &str,
+    done: impl Fn(&Load) -> bool,
+) -> io::Result<()> {
+    let started = Instant::now();
+    while !done(load) {
+        if started.elapsed() > target.timeout {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, what.to_string()));
+        }
+        if load.errors > 0 {
+            return Err(io::Error::other(format!(
+                "{what}: {}",
+                load.first_error.as_deref().unwrap_or("error")
+            )));
+        }
+        net.turn(Duration::from_millis(2), load)?;
+    }
+    Ok(())
+}
+
+/// opcode: makes each pair (connections `2k`, `2k+1` named `names[..]`) contacts (`121`
+/// both ways), opens their chat (`113`) and learns its id (`112`) on both sides, so each
+/// `115` names it.
+fn pair_chats(net: &mut Net, load: &mut Load, target: &Target, names: &[String]) -> io::Result<()> {
+    let pairs = names.len() / 2;
+    let base = load.setup_ok;
+    let step = |net: &mut Net, from_odd: bool, code: &str| {
+        for k in 0..pairs {
+            let (from, to) = if from_odd {
+                (2 * k + 1, 2 * k)
+            } else {
+                (2 * k, 2 * k + 1)
+            };
+            net.send(from, format!("{code} {}\r\n", names[to]).as_bytes());
+        }
+    };
+    step(net, false, "121");
+    let want = base + pairs as u64;
+    wait_until(net, load, target, "contact requests", |l| {
+        l.setup_ok >= want
+    })?;
+    step(net, true, "121");
+    let want = want + pairs as u64;
+    wait_until(net, load, target, "contact answers", |l| l.setup_ok >= want)?;
+    step(net, false, "113");
+    let want = want + pairs as u64;
+    wait_until(net, load, target, "chats", |l| l.setup_ok >= want)?;
+    let chats = load.chats;
+    for conn in 0..2 * pairs {
+        net.send(conn, b"112\r\n");
+    }
+    let want = chats + 2 * pairs as u64;
+    wait_until(net, load, target, "chat lists", |l| l.chats >= want)
 }
 
 fn names(prefix: &str, n: usize) -> Vec<String> {
@@ -369,9 +449,15 @@ pub struct DirectOpts {
 pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
     let n = opts.clients / 2 * 2;
     let mut net = Net::new(target.addr, target.sources)?;
-    let mut load = Load::new();
+    let mut load = Load::new(target.proto);
     let names = names("d", n);
-    connect_all(&mut net, &mut load, target, &names, 500, true)?;
+    // arsc: each pair in a room of its own, so no login is announced to the crowd.
+    connect_all(&mut net, &mut load, target, &names, 500, true, &|i| {
+        format!("p{}", i / 2)
+    })?;
+    if target.proto.needs_chats() {
+        pair_chats(&mut net, &mut load, target, &names)?;
+    }
     settle(
         &mut net,
         &mut load,
@@ -387,7 +473,7 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
     load.record_from = t0;
     let started = Instant::now();
     let mut sent: u64 = 0;
-    let mut line = String::with_capacity(64);
+    let mut line = Vec::with_capacity(128);
     let mut cursor = 0;
     while load.delivered < total {
         if started.elapsed() > target.timeout {
@@ -418,8 +504,16 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
             idle_rounds = 0;
             let partner = i ^ 1;
             line.clear();
-            let _ = write!(line, "chatm d{i} d{partner} 't{}.{i}'\r\n", load.now());
-            net.send(i, line.as_bytes());
+            let now = load.now();
+            target.proto.message(
+                &mut line,
+                &names[i],
+                &names[partner],
+                &load.tokens[i],
+                now,
+                i,
+            );
+            net.send(i, &line);
             remaining[i] -= 1;
             load.inflight[i] += 1;
             sent += 1;
@@ -487,11 +581,21 @@ pub struct IdleOpts {
 /// `idle`: `clients` logged-in clients doing nothing; the server's RSS per client.
 pub fn idle(target: &Target, opts: &IdleOpts) -> io::Result<Report> {
     let mut net = Net::new(target.addr, target.sources)?;
-    let mut load = Load::new();
+    let mut load = Load::new(target.proto);
     let before = server_sample(target);
     let started = Instant::now();
     let names = names("i", opts.clients);
-    connect_all(&mut net, &mut load, target, &names, 500, !opts.connect_only)?;
+    connect_all(
+        &mut net,
+        &mut load,
+        target,
+        &names,
+        500,
+        !opts.connect_only,
+        // arsc: a room each, so the memory read is the clients', not a backlog of
+        // 2000 x 2000 enter notices.
+        &|i| format!("i{i}"),
+    )?;
     settle(
         &mut net,
         &mut load,
@@ -535,7 +639,7 @@ pub fn idle(target: &Target, opts: &IdleOpts) -> io::Result<Report> {
 /// of one login (connect to `+OK uname`).
 pub fn logins(target: &Target, clients: usize) -> io::Result<Report> {
     let mut net = Net::new(target.addr, target.sources)?;
-    let mut load = Load::new();
+    let mut load = Load::new(target.proto);
     let before = server_sample(target);
     let t0 = load.now();
     let started = Instant::now();
@@ -543,7 +647,9 @@ pub fn logins(target: &Target, clients: usize) -> io::Result<Report> {
         let conn = net.connect()?;
         load.grow(conn);
         load.login_sent[conn] = load.now();
-        net.send(conn, format!("uname l{i}\r\n").as_bytes());
+        let mut out = Vec::new();
+        target.proto.login(&mut out, &format!("l{i}"), "bench");
+        net.send(conn, &out);
         while load.logins <= i {
             if started.elapsed() > target.timeout {
                 return Err(io::Error::new(
@@ -554,7 +660,7 @@ pub fn logins(target: &Target, clients: usize) -> io::Result<Report> {
             net.turn(Duration::from_millis(2), &mut load)?;
         }
     }
-    let expected = (clients as u64) * (clients.saturating_sub(1) as u64) / 2;
+    let expected = target.proto.announcements(clients as u64);
     while load.nusers < expected && started.elapsed() < target.timeout {
         net.turn(Duration::from_millis(5), &mut load)?;
     }
@@ -595,10 +701,15 @@ pub struct StormOpts {
 /// in, and the p99 of the background's messages sent meanwhile.
 pub fn storm(target: &Target, opts: &StormOpts) -> io::Result<Report> {
     let mut net = Net::new(target.addr, target.sources)?;
-    let mut load = Load::new();
+    let mut load = Load::new(target.proto);
     let bg = opts.background / 2 * 2;
     let bg_names = names("b", bg);
-    connect_all(&mut net, &mut load, target, &bg_names, 500, true)?;
+    connect_all(&mut net, &mut load, target, &bg_names, 500, true, &|i| {
+        format!("p{}", i / 2)
+    })?;
+    if target.proto.needs_chats() {
+        pair_chats(&mut net, &mut load, target, &bg_names)?;
+    }
     settle(
         &mut net,
         &mut load,
@@ -611,13 +722,15 @@ pub fn storm(target: &Target, opts: &StormOpts) -> io::Result<Report> {
     load.record_from = t0;
     let mut sent: u64 = 0;
     let mut cursor = 0;
-    let mut line = String::with_capacity(64);
+    let mut line = Vec::with_capacity(128);
     // The storm: every client connects and sends its uname at once.
     for i in 0..opts.clients {
         let conn = net.connect()?;
         load.grow(conn);
         load.login_sent[conn] = load.now();
-        net.send(conn, format!("uname s{i}\r\n").as_bytes());
+        let mut out = Vec::new();
+        target.proto.login(&mut out, &format!("s{i}"), "storm");
+        net.send(conn, &out);
     }
     let want = bg + opts.clients;
     let mut all_in = None;
@@ -644,8 +757,12 @@ pub fn storm(target: &Target, opts: &StormOpts) -> io::Result<Report> {
                 let i = cursor;
                 cursor = (cursor + 1) % bg;
                 line.clear();
-                let _ = write!(line, "chatm b{i} b{} 't{}.{i}'\r\n", i ^ 1, load.now());
-                net.send(i, line.as_bytes());
+                let now = load.now();
+                let token = &load.tokens[i];
+                target
+                    .proto
+                    .message(&mut line, &bg_names[i], &bg_names[i ^ 1], token, now, i);
+                net.send(i, &line);
                 sent += 1;
             }
         }
@@ -662,6 +779,101 @@ pub fn storm(target: &Target, opts: &StormOpts) -> io::Result<Report> {
     );
     report.add("storm.bg_msgs", load.lat.len() as f64, "msgs", true);
     add_server(&mut report, "storm", target, before, 0.0);
+    finish(&mut report, &load, &net);
+    Ok(report)
+}
+
+/// Sizes of the `room` test (arsc's room fan-out).
+#[derive(Clone, Debug)]
+pub struct RoomOpts {
+    /// Clients, all in one room.
+    pub clients: usize,
+    /// How many of them post.
+    pub senders: usize,
+    /// Posts each sender makes.
+    pub posts: usize,
+    /// At most this many of a sender's posts not yet back to it; unlimited if `None`.
+    pub in_flight: Option<u32>,
+}
+
+/// `room`: `clients` in one room, `senders` of them posting `posts` each as fast as
+/// they can; every post goes to every member, the poster included, so deliveries are
+/// `senders x posts x clients`. Deliveries a second and their latency.
+pub fn room(target: &Target, opts: &RoomOpts) -> io::Result<Report> {
+    if target.proto != Proto::Arsc {
+        return Err(io::Error::other("the room test needs arsc"));
+    }
+    let mut net = Net::new(target.addr, target.sources)?;
+    let mut load = Load::new(target.proto);
+    load.fanout = true;
+    let names = names("r", opts.clients);
+    connect_all(&mut net, &mut load, target, &names, 500, true, &|_| {
+        "bench".into()
+    })?;
+    settle(
+        &mut net,
+        &mut load,
+        Duration::from_millis(300),
+        target.timeout,
+    )?;
+    let senders = opts.senders.min(opts.clients).max(1);
+    let total = (senders * opts.posts * opts.clients) as u64;
+    let mut remaining = vec![opts.posts; senders];
+    let cap = opts.in_flight.unwrap_or(u32::MAX);
+    let before = server_sample(target);
+    let own_before = stats::own_cpu();
+    let t0 = load.now();
+    load.record_from = t0;
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(160);
+    while load.delivered < total {
+        if started.elapsed() > target.timeout {
+            load.error(format!(
+                "timed out with {} of {total} delivered",
+                load.delivered
+            ));
+            break;
+        }
+        if load.errors > 0 {
+            break;
+        }
+        for (i, left) in remaining.iter_mut().enumerate() {
+            while *left > 0 && load.inflight[i] < cap && net.pending(i) < 2048 {
+                line.clear();
+                Proto::room_post(&mut line, &load.tokens[i], load.now(), i);
+                net.send(i, &line);
+                *left -= 1;
+                load.inflight[i] += 1;
+            }
+        }
+        net.turn(Duration::from_millis(1), &mut load)?;
+    }
+    let elapsed =
+        Duration::from_nanos(load.last_delivery.saturating_sub(t0)).max(Duration::from_nanos(1));
+    let own = (stats::own_cpu() - own_before).as_secs_f64();
+    let mut report = Report::default();
+    report.add(
+        "room.deliveries_per_s",
+        load.delivered as f64 / elapsed.as_secs_f64(),
+        "msgs/s",
+        true,
+    );
+    report.add("room.delivered", load.delivered as f64, "msgs", true);
+    report.add(
+        "room.p50_ms",
+        load.lat.percentile(50.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    report.add(
+        "room.p99_ms",
+        load.lat.percentile(99.0).as_secs_f64() * 1e3,
+        "ms",
+        false,
+    );
+    add_server(&mut report, "room", target, before, load.delivered as f64);
+    report.add("room.generator_cpu_s", own, "s", false);
+    report.add("room.elapsed_s", elapsed.as_secs_f64(), "s", false);
     finish(&mut report, &load, &net);
     Ok(report)
 }
@@ -685,9 +897,11 @@ pub struct OfflineOpts {
 /// and per tenth of the run, and the p99 of an acknowledgement.
 pub fn offline(target: &Target, opts: &OfflineOpts) -> io::Result<Report> {
     let mut net = Net::new(target.addr, target.sources)?;
-    let mut load = Load::new();
+    let mut load = Load::new(target.proto);
     let senders = names("o", opts.senders);
-    connect_all(&mut net, &mut load, target, &senders, 500, true)?;
+    connect_all(&mut net, &mut load, target, &senders, 500, true, &|_| {
+        "offline".into()
+    })?;
     settle(
         &mut net,
         &mut load,
@@ -756,19 +970,4 @@ pub fn offline(target: &Target, opts: &OfflineOpts) -> io::Result<Report> {
     add_server(&mut report, "offline", target, before, load.stored as f64);
     finish(&mut report, &load, &net);
     Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamps_are_read_back_from_a_delivered_line() {
-        assert_eq!(parse_stamp(b"chatm d1 d0 't123456.1'"), Some((123_456, 1)));
-        assert_eq!(parse_stamp(b"chatm d1 d0 'hello'"), None);
-        assert_eq!(
-            parse_stamp(b"chatm d1 d0 't99999999999999999999999.1'"),
-            None
-        );
-    }
 }

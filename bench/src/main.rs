@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use switchboard_bench::compare::{self, Mode, Sizes};
 use switchboard_bench::load::{self, Report, Target};
+use switchboard_bench::proto::Proto;
 use switchboard_bench::relay::Relay;
 use switchboard_bench::stats;
 
@@ -22,9 +23,12 @@ struct Cli {
 /// Where the load goes.
 #[derive(Args, Clone)]
 struct TargetArgs {
-    /// The ws2017 listener of the server (or null relay) under test.
+    /// The listener of the server (or null relay) under test, speaking `--proto`.
     #[arg(long, default_value = "127.0.0.1:1030")]
     addr: SocketAddr,
+    /// The protocol spoken (ims and opcode log in as seeded accounts, password `pw`).
+    #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
+    proto: Proto,
     /// The server's process id: its CPU seconds and peak RSS are read from /proc.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -39,6 +43,7 @@ struct TargetArgs {
 impl TargetArgs {
     fn target(&self) -> Target {
         Target {
+            proto: self.proto,
             addr: self.addr,
             pid: self.server_pid,
             sources: self.sources,
@@ -119,11 +124,31 @@ enum Cmd {
         #[arg(long, default_value_t = 100)]
         accounts: usize,
     },
+    /// arsc: clients in one room, some of them posting; every post goes to all.
+    Room {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Clients in the room.
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        /// Clients that post.
+        #[arg(long, default_value_t = 10)]
+        senders: usize,
+        /// Posts each sender makes.
+        #[arg(long, default_value_t = 200)]
+        posts: usize,
+        /// At most this many posts per sender not yet back to it (full speed without).
+        #[arg(long)]
+        in_flight: Option<u32>,
+    },
     /// The null relay.
     Relay {
         /// Where it listens; it prints `listening on ADDR` once it does.
         #[arg(long, default_value = "127.0.0.1:1030")]
         listen: SocketAddr,
+        /// The protocol it speaks.
+        #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
+        proto: Proto,
     },
     /// Writes offline accounts acct0..acct{N-1} into a data directory (server stopped).
     Seed {
@@ -136,6 +161,9 @@ enum Cmd {
     },
     /// Server and null relay, started fresh per run, interleaved; medians and ratios.
     Compare {
+        /// The protocol measured.
+        #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
+        proto: Proto,
         /// Rounds (the median is printed).
         #[arg(long, default_value_t = 3)]
         rounds: usize,
@@ -253,8 +281,23 @@ fn main() -> ExitCode {
                 accounts,
             },
         ),
-        Cmd::Relay { listen } => {
-            let relay = Relay::bind(listen).and_then(|mut relay| {
+        Cmd::Room {
+            target,
+            clients,
+            senders,
+            posts,
+            in_flight,
+        } => load::room(
+            &target.target(),
+            &load::RoomOpts {
+                clients,
+                senders,
+                posts,
+                in_flight,
+            },
+        ),
+        Cmd::Relay { listen, proto } => {
+            let relay = Relay::bind(listen, proto).and_then(|mut relay| {
                 println!("listening on {}", relay.local_addr()?);
                 relay.run(|| false)
             });
@@ -276,6 +319,7 @@ fn main() -> ExitCode {
             };
         }
         Cmd::Compare {
+            proto,
             rounds,
             full,
             only,
@@ -283,16 +327,12 @@ fn main() -> ExitCode {
             csv,
         } => {
             let sizes = if full { Sizes::full() } else { Sizes::quick() };
-            let modes: Vec<Mode> = if only.is_empty() {
-                Mode::ALL.to_vec()
-            } else {
-                Mode::ALL
-                    .into_iter()
-                    .filter(|m| only.iter().any(|o| o == m.name()))
-                    .collect()
-            };
+            let modes: Vec<Mode> = Mode::for_proto(proto)
+                .into_iter()
+                .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name()))
+                .collect();
             let bin = server_bin.unwrap_or_else(compare::default_server_bin);
-            return match compare::compare(&modes, &sizes, rounds, &bin, csv.as_deref()) {
+            return match compare::compare(proto, &modes, &sizes, rounds, &bin, csv.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("switchboard-bench compare: {e}");

@@ -1,8 +1,9 @@
-//! The null relay: ws2017's wire format with no logic beyond finding the line and the
-//! recipient, so each figure of the server has this machine's practical limit beside it,
-//! measured in the same run.
+//! The null relays: each protocol's wire format with no logic beyond finding the line and
+//! the recipient, so each figure of the server has this machine's practical limit beside
+//! it, measured in the same run. One loop for all; what differs is each protocol's
+//! `line` (ws2017 below; arsc, ims and opcode in `relay_more.rs`).
 //!
-//! It greets, answers `uname <name>` with `+OK uname you are <name>` and announces
+//! ws2017: it greets, answers `uname <name>` with `+OK uname you are <name>` and announces
 //! `nuser <name>` to every other connection, relays `chatm <s> <r> <text>` to `r` in
 //! ws2017's delivered form (the line as it came, the text already quoted) and answers
 //! `+OK chatm 'message relayed'`, or `+OK chatm 'message stored'` when nobody by that
@@ -18,35 +19,49 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+use crate::proto::Proto;
+
 const LISTENER: Token = Token(usize::MAX);
 
 /// The greeting, like the server's.
 pub const GREETING: &[u8] = b"+OK null relay ws2017 ready\r\n";
 
-struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
-    name: Option<Box<[u8]>>,
+    pub(crate) name: Option<Box<[u8]>>,
+    /// arsc: the room it is in.
+    pub(crate) room: Option<Box<[u8]>>,
     dirty: bool,
-    open: bool,
+    pub(crate) open: bool,
 }
 
 /// The relay's state: connections by token (a slot index), names to slots.
 pub struct Relay {
+    pub(crate) proto: Proto,
     poll: Poll,
     listener: TcpListener,
-    conns: Vec<Option<Conn>>,
+    pub(crate) conns: Vec<Option<Conn>>,
     free: Vec<usize>,
-    names: HashMap<Box<[u8]>, usize>,
+    pub(crate) names: HashMap<Box<[u8]>, usize>,
+    /// arsc: the members of each room.
+    pub(crate) rooms: HashMap<Box<[u8]>, Vec<usize>>,
+    /// opcode: each chat's two members, by chat id, and each name's chats.
+    pub(crate) chats: Vec<[Box<[u8]>; 2]>,
+    pub(crate) chats_of: HashMap<Box<[u8]>, Vec<usize>>,
+    /// The wall clock of this loop turn: `HH:MM` (arsc) and Unix milliseconds (opcode).
+    pub(crate) hhmm: [u8; 5],
+    pub(crate) unix_ms: u64,
     dirty: Vec<usize>,
     scratch: Vec<u8>,
 }
 
 impl Relay {
-    /// Binds `addr` with a listen backlog of 4096 (the kernel caps it at `somaxconn`).
-    pub fn bind(addr: SocketAddr) -> io::Result<Relay> {
+    /// Binds `addr` for `proto` with a listen backlog of 4096 (the kernel caps it at
+    /// `somaxconn`).
+    pub fn bind(addr: SocketAddr, proto: Proto) -> io::Result<Relay> {
         let socket = socket2::Socket::new(
             socket2::Domain::for_address(addr),
             socket2::Type::STREAM,
@@ -61,6 +76,12 @@ impl Relay {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Relay {
+            proto,
+            rooms: HashMap::new(),
+            chats: Vec::new(),
+            chats_of: HashMap::new(),
+            hhmm: *b"00:00",
+            unix_ms: 0,
             poll,
             listener,
             conns: Vec::new(),
@@ -81,6 +102,7 @@ impl Relay {
         let mut events = Events::with_capacity(4096);
         let mut next_ping = Instant::now() + Duration::from_secs(2);
         while !stop() {
+            self.clock();
             match self
                 .poll
                 .poll(&mut events, Some(Duration::from_millis(100)))
@@ -102,7 +124,7 @@ impl Relay {
                     }
                 }
             }
-            if Instant::now() >= next_ping {
+            if Instant::now() >= next_ping && self.proto == Proto::Ws2017 {
                 next_ping += Duration::from_secs(2);
                 for slot in 0..self.conns.len() {
                     if self.conns[slot].is_some() {
@@ -135,10 +157,13 @@ impl Relay {
                         wbuf: Vec::new(),
                         wpos: 0,
                         name: None,
+                        room: None,
                         dirty: false,
                         open: true,
                     });
-                    self.queue(slot, GREETING);
+                    if self.proto == Proto::Ws2017 {
+                        self.queue(slot, GREETING);
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -148,7 +173,25 @@ impl Relay {
         }
     }
 
-    fn queue(&mut self, slot: usize, bytes: &[u8]) {
+    fn clock(&mut self) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if ms / 60_000 != self.unix_ms / 60_000 {
+            let minutes = ms / 60_000;
+            let (h, m) = ((minutes / 60) % 24, minutes % 60);
+            self.hhmm = [
+                b'0' + (h / 10) as u8,
+                b'0' + (h % 10) as u8,
+                b':',
+                b'0' + (m / 10) as u8,
+                b'0' + (m % 10) as u8,
+            ];
+        }
+        self.unix_ms = ms;
+    }
+
+    pub(crate) fn queue(&mut self, slot: usize, bytes: &[u8]) {
         if let Some(c) = self.conns[slot].as_mut() {
             c.wbuf.extend_from_slice(bytes);
             if !c.dirty {
@@ -206,6 +249,11 @@ impl Relay {
             if let Some(name) = c.name {
                 if self.names.get(&name) == Some(&slot) {
                     self.names.remove(&name);
+                }
+            }
+            if let Some(room) = c.room {
+                if let Some(members) = self.rooms.get_mut(&room) {
+                    members.retain(|&m| m != slot);
                 }
             }
             self.free.push(slot);
@@ -266,6 +314,15 @@ impl Relay {
     }
 
     fn line(&mut self, slot: usize, line: &[u8]) {
+        match self.proto {
+            Proto::Ws2017 => self.ws2017_line(slot, line),
+            Proto::Arsc => self.arsc_line(slot, line),
+            Proto::Ims => self.ims_line(slot, line),
+            Proto::Opcode => self.opcode_line(slot, line),
+        }
+    }
+
+    fn ws2017_line(&mut self, slot: usize, line: &[u8]) {
         let (keyword, rest) = split_word(line);
         match keyword {
             b"chatm" | b"chatw" => {
@@ -324,7 +381,7 @@ impl Relay {
 }
 
 /// The first space-separated word of `line` and the rest after the space.
-fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
     match memchr::memchr(b' ', line) {
         Some(i) => (&line[..i], &line[i + 1..]),
         None => (line, &[]),
