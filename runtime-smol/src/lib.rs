@@ -44,7 +44,6 @@ mod admin;
 mod commit;
 mod conn;
 mod driver;
-pub mod fds;
 
 use std::future::Future;
 use std::io;
@@ -67,6 +66,7 @@ pub use switchboard_store::data_dir::{
     LOCK_FILE_NAME,
 };
 pub use switchboard_store::start::error_chain;
+pub use switchboard_store::{fds, fds::DEFAULT_FD_RESERVE};
 
 /// How the runtime runs, beyond the core's [`Config`].
 #[derive(Clone, Debug)]
@@ -88,9 +88,6 @@ pub struct Options {
     /// leaves after those open at start and this reserve.
     pub fd_reserve: usize,
 }
-
-/// The default of [`Options::fd_reserve`].
-pub const DEFAULT_FD_RESERVE: usize = 64;
 
 impl Default for Options {
     /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost,
@@ -247,15 +244,7 @@ impl Runtime {
         }
         #[cfg(unix)]
         let admin = admin::bind(&data_dir)?;
-        // What is open now (stdio, the lock, the store's files, the listeners, the reactor,
-        // the signal pipe) stays open; the rest, less the reserve, is for clients.
-        let capacity = match (limit, fds::open_now()) {
-            (Some(limit), Some(open)) => {
-                fds::Capacity::below_limit(limit.soft, open, options.fd_reserve)
-            }
-            (Some(limit), None) => fds::Capacity::below_limit(limit.soft, 32, options.fd_reserve),
-            (None, _) => fds::Capacity::new(usize::MAX),
-        };
+        let capacity = fds::client_capacity(limit, options.fd_reserve);
         fds::log_start(limit, &capacity, options.fd_reserve);
         Ok(Runtime {
             config,
