@@ -192,28 +192,16 @@ impl Runtime {
         config.seed = switchboard_store::start::choose_seed(options.seed)?;
         info!(seed = config.seed, "server seed");
         let limit = fds::raise_limit();
+        let started = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
+            StartError::DataDir(e) => Error::DataDir(e),
+            StartError::Store(e) => Error::Store(e),
+        })?;
+        switchboard_store::start::log_started(&started);
         let switchboard_store::start::Started {
             data_dir,
             store,
             state,
-        } = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
-            StartError::DataDir(e) => Error::DataDir(e),
-            StartError::Store(e) => Error::Store(e),
-        })?;
-        let absolute =
-            std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
-        if data_dir.created() {
-            info!(path = %absolute.display(), "data directory created");
-        } else {
-            info!(path = %absolute.display(), "data directory opened");
-        }
-        info!(
-            path = %store.path().display(),
-            accounts = state.accounts.len(),
-            offline_messages = state.offline.values().map(|q| q.len()).sum::<usize>(),
-            ip_bans = state.ip_bans.len(),
-            "store loaded"
-        );
+        } = started;
         let (backlog, somaxconn) = fds::backlog();
         let listeners = listeners
             .iter()
