@@ -176,6 +176,10 @@ impl Driver {
         }
         self.expire_timers();
         self.flush();
+        if self.stopping && self.conns.is_empty() && !self.pump.committing() {
+            // Shutdown is done: the last connection closed as it was written.
+            return Ok(None);
+        }
         let mut wake_at = pump_at.and_then(|at| self.clock.deadline(at));
         for at in [
             self.timers.first().map(|&(at, _)| at),
