@@ -201,7 +201,6 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read as _;
 
     /// Three queued transmits leave in order through one vectored write, and a partial
     /// write keeps the rest queued from the right byte.

@@ -46,7 +46,14 @@ fn a_trigger_stops_the_server_flushing_clients_and_releasing_the_data_dir() {
     server.join().expect("no panic").expect("a clean stop");
     // Everything is closed long before the grace would run out: the stop does not wait for
     // it.
-    assert!(fired.elapsed() < Duration::from_secs(2), "{:?}", fired.elapsed());
-    assert!(!data.join("admin.sock").exists(), "the admin socket is left");
+    assert!(
+        fired.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        fired.elapsed()
+    );
+    assert!(
+        !data.join("admin.sock").exists(),
+        "the admin socket is left"
+    );
     switchboard_store::start::lock_and_load(&data).expect("the lock is released");
 }
