@@ -148,6 +148,10 @@ enum Cmd {
         /// The switchboard binary (default: beside this one).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+        /// The server's runtimes to measure side by side, interleaved (comma-separated:
+        /// smol,mio); the binary's default when not given.
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(compare::RUNTIMES))]
+        runtime: Vec<String>,
         /// Append every run's figures to this CSV file.
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -280,8 +284,13 @@ fn main() -> ExitCode {
             full,
             only,
             server_bin,
+            runtime,
             csv,
         } => {
+            let runtimes: Vec<&'static str> = compare::RUNTIMES
+                .into_iter()
+                .filter(|r| runtime.iter().any(|given| given == r))
+                .collect();
             let sizes = if full { Sizes::full() } else { Sizes::quick() };
             let modes: Vec<Mode> = if only.is_empty() {
                 Mode::ALL.to_vec()
@@ -292,7 +301,7 @@ fn main() -> ExitCode {
                     .collect()
             };
             let bin = server_bin.unwrap_or_else(compare::default_server_bin);
-            return match compare::compare(&modes, &sizes, rounds, &bin, csv.as_deref()) {
+            return match compare::compare(&modes, &sizes, rounds, &bin, &runtimes, csv.as_deref()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("switchboard-bench compare: {e}");
