@@ -32,6 +32,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// for the next turn, which then does not block.
 const READ_PER_TURN: usize = 256 * 1024;
 
+/// Bytes of transmits queued before they are written, even mid-turn: a burst of
+/// broadcasts (each login announced to everyone) is not held in thousands of queues at
+/// once, which left the allocator holding the peak long after (16.4 KiB of RSS per idle
+/// client without it, as in the smol runtime's driver).
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Readiness events taken per turn.
 const EVENTS: usize = 1024;
 
@@ -87,6 +93,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         clock: Clock::start(),
         conns: HashMap::new(),
         dirty: Vec::new(),
+        queued: 0,
         more_to_read: Vec::new(),
         timers: BTreeSet::new(),
         scratch: vec![0; READ_CHUNK],
@@ -135,6 +142,8 @@ struct Driver {
     conns: HashMap<ConnId, Conn>,
     /// Connections with transmits queued this turn.
     dirty: Vec<ConnId>,
+    /// Bytes queued since the last [`flush`](Driver::flush) (see [`BATCH_BYTES`]).
+    queued: usize,
     /// Connections whose reads stopped at [`READ_PER_TURN`] with more ready.
     more_to_read: Vec<ConnId>,
     /// Linger and dial deadlines.
@@ -220,6 +229,9 @@ impl Driver {
                     }
                 }
             }
+            if self.queued >= BATCH_BYTES {
+                self.flush();
+            }
         }
         for conn in std::mem::take(&mut self.more_to_read) {
             self.on_readable(conn);
@@ -263,6 +275,7 @@ impl Driver {
 
     fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
         if let Some(c) = self.conns.get_mut(&conn) {
+            self.queued += bytes.len();
             c.queue(bytes);
             if !c.dirty {
                 c.dirty = true;
@@ -274,6 +287,7 @@ impl Driver {
     /// Writes what this turn queued, reporting what the sockets took; reports may queue
     /// more, which is written too.
     fn flush(&mut self) {
+        self.queued = 0;
         while !self.dirty.is_empty() {
             for conn in std::mem::take(&mut self.dirty) {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -359,6 +373,9 @@ impl Driver {
                         let bytes = Bytes::copy_from_slice(&self.scratch[..n]);
                         self.pump.received(self.clock.now(), conn, bytes);
                         self.drain();
+                        if self.queued >= BATCH_BYTES {
+                            self.flush();
+                        }
                     }
                 }
                 Got::WouldBlock => return,
