@@ -252,7 +252,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR", default_value = "switchboard-data")]
     pub data_dir: PathBuf,
 
-    /// The runtime that drives the server.
+    /// The runtime that drives the server: `smol` (the default) or `mio` (one event
+    /// loop thread, no async).
     #[arg(long, value_enum, default_value_t = RuntimeKind::Smol)]
     pub runtime: RuntimeKind,
 
@@ -393,6 +394,8 @@ fn listen_addr(s: &str) -> Result<SocketAddr, String> {
 pub enum RuntimeKind {
     /// smol (async-io): a driver task plus a reader and a writer task per connection.
     Smol,
+    /// mio: one event loop thread with the pump, a committer thread and an effect pool.
+    Mio,
 }
 
 impl RuntimeKind {
@@ -400,6 +403,7 @@ impl RuntimeKind {
     pub const fn name(self) -> &'static str {
         match self {
             RuntimeKind::Smol => "smol",
+            RuntimeKind::Mio => "mio",
         }
     }
 }

@@ -63,7 +63,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     match serve::serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{}", error_chain(&e));
+            tracing::error!("{}", error_chain(&*e));
             ExitCode::FAILURE
         }
     }

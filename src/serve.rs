@@ -12,7 +12,7 @@ use crate::cli::{RuntimeKind, ServeArgs};
 /// # Errors
 /// When the data directory is in use or its store cannot be opened, a listener cannot be
 /// bound, the signals cannot be watched, or the store was failing at shutdown.
-pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
+pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
     let config = config(&args);
     let listeners = vec![
@@ -28,7 +28,25 @@ pub fn serve(args: ServeArgs) -> Result<(), switchboard_smol::Error> {
                 hash_cost: args.hash_cost.cost(),
                 ..switchboard_smol::Options::default()
             };
-            switchboard_smol::serve_with(config, &args.data_dir, listeners, options)
+            Ok(switchboard_smol::serve_with(
+                config,
+                &args.data_dir,
+                listeners,
+                options,
+            )?)
+        }
+        RuntimeKind::Mio => {
+            let options = switchboard_mio::Options {
+                seed: args.seed,
+                hash_cost: args.hash_cost.cost(),
+                ..switchboard_mio::Options::default()
+            };
+            Ok(switchboard_mio::serve_with(
+                config,
+                &args.data_dir,
+                listeners,
+                options,
+            )?)
         }
     }
 }

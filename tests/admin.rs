@@ -310,7 +310,8 @@ fn admin_commands_work_on_a_running_server() {
     assert_eq!(
         rest,
         format!(
-            " INFO switchboard_smol::admin: admin socket listening path={}",
+            " INFO {}::admin: admin socket listening path={}",
+            common::runtime_crate(),
             data_dir.join("admin.sock").display()
         )
     );
@@ -516,6 +517,7 @@ fn serve_creates_the_default_data_dir_and_logs_where() {
                 "--opcode",
                 "127.0.0.1:0",
             ])
+            .args(["--runtime", common::runtime()])
             .args(["--hash-cost", "cheap"])
             .current_dir(dir.path())
             .env("RUST_LOG", "info");

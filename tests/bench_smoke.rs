@@ -16,6 +16,14 @@ use switchboard_bench::relay::Relay;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// Starts the server on the runtime under test (`SWITCHBOARD_TEST_RUNTIME`, as the other
+/// end-to-end tests; the binary's default when unset).
+fn start_server(accounts: usize) -> compare::Running {
+    let runtime = std::env::var("SWITCHBOARD_TEST_RUNTIME").ok();
+    let runtime = runtime.as_deref().filter(|r| !r.is_empty());
+    compare::start_server_on(Path::new(BIN), accounts, runtime).expect("server starts")
+}
+
 fn tiny() -> Sizes {
     Sizes {
         direct_clients: 20,
@@ -126,7 +134,7 @@ fn every_mode_runs_against_the_server_and_the_null_relay() {
     let accounts = compare::offline_accounts(&sizes);
     let relay = RelayThread::start();
     for mode in Mode::ALL {
-        let server = compare::start_server(Path::new(BIN), accounts).expect("server starts");
+        let server = start_server(accounts);
         let report = compare::run_mode(mode, &target(server.addr, Some(server.pid())), &sizes)
             .unwrap_or_else(|e| panic!("server {mode:?}: {e}"));
         check(mode, &report, &sizes, "server");
@@ -185,7 +193,7 @@ fn null_relay_speaks_the_servers_bytes() {
 /// about 21 KiB of RSS per idle client in all; now under 6 KiB, see docs/performance.md).
 #[test]
 fn an_idle_client_costs_the_server_under_12_kib() {
-    let server = compare::start_server(Path::new(BIN), 0).expect("server starts");
+    let server = start_server(0);
     let report = switchboard_bench::load::idle(
         &target(server.addr, Some(server.pid())),
         &switchboard_bench::load::IdleOpts {

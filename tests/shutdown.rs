@@ -27,7 +27,7 @@ const STORED: &str = "+OK chatm 'message stored'";
 const COMMIT_LOG: ServerOptions = ServerOptions {
     ignore_sigxfsz: false,
     ping_interval: Some("1"),
-    log: Some("info,switchboard_smol::commit=debug"),
+    log: Some(common::COMMIT_DEBUG_LOG),
 };
 
 /// Adds the offline account `name` through the admin command (no server running).

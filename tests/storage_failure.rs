@@ -39,7 +39,7 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     let options = ServerOptions {
         ignore_sigxfsz: true,
         ping_interval: Some("1"),
-        log: Some("info,switchboard_smol::commit=debug"),
+        log: Some(common::COMMIT_DEBUG_LOG),
     };
     let mut server = Switchboard::start_with(&data_dir, options);
 
@@ -149,7 +149,7 @@ fn held_acknowledgements_leave_exactly_with_their_own_batch_through_a_failure() 
     let options = ServerOptions {
         ignore_sigxfsz: true,
         ping_interval: Some("1"),
-        log: Some("info,switchboard_smol::commit=debug"),
+        log: Some(common::COMMIT_DEBUG_LOG),
     };
     let mut server = Switchboard::start_with(&data_dir, options);
     let ann = Client::join(&server, "ann");

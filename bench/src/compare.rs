@@ -69,14 +69,28 @@ fn optional_flags(bin: &Path) -> Vec<&'static str> {
         .flat_map(|(flag, value)| [*flag, *value])
         .collect()
 }
+/// The server's runtimes `compare --runtime` accepts (`serve --runtime`).
+pub const RUNTIMES: [&str; 2] = ["smol", "mio"];
 
 /// Which program a run measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subject {
-    /// The `switchboard` binary.
-    Server,
+    /// The `switchboard` binary, on its default runtime or the one named (see
+    /// [`RUNTIMES`]).
+    Server(Option<&'static str>),
     /// This crate's null relay.
     Relay,
+}
+
+impl Subject {
+    /// Its name in the table and the CSV: `Server`, `Server-mio`, `Relay`.
+    pub fn label(self) -> String {
+        match self {
+            Subject::Server(None) => "Server".to_string(),
+            Subject::Server(Some(runtime)) => format!("Server-{runtime}"),
+            Subject::Relay => "Relay".to_string(),
+        }
+    }
 }
 
 /// A server or relay process of one run; killed when dropped.
@@ -135,14 +149,29 @@ fn wait_for_addr<R: io::Read + Send + 'static>(
 /// Starts the server binary on a fresh data directory (with `accounts` offline accounts
 /// seeded) on a free port of 127.0.0.1; its ws2017 listener is the one returned.
 pub fn start_server(bin: &Path, accounts: usize) -> io::Result<Running> {
+    start_server_on(bin, accounts, None)
+}
+
+/// [`start_server`] on the runtime named (`serve --runtime`), or the default.
+pub fn start_server_on(bin: &Path, accounts: usize, runtime: Option<&str>) -> io::Result<Running> {
     let names: Vec<String> = (0..accounts).map(|i| format!("acct{i}")).collect();
-    start_server_for(bin, Proto::Ws2017, &names)
+    launch(bin, Proto::Ws2017, &names, runtime)
 }
 
 /// Starts the server binary on a fresh data directory with the accounts `names`
 /// (password [`crate::proto::PASSWORD`]) seeded, every listener on a free port of
 /// 127.0.0.1; `proto`'s listener is the one returned.
 pub fn start_server_for(bin: &Path, proto: Proto, names: &[String]) -> io::Result<Running> {
+    launch(bin, proto, names, None)
+}
+
+/// [`start_server_for`] on the runtime named, or the default.
+fn launch(
+    bin: &Path,
+    proto: Proto,
+    names: &[String],
+    runtime: Option<&str>,
+) -> io::Result<Running> {
     let data = tempfile::Builder::new().prefix("sb-bench").tempdir()?;
     #[cfg(unix)]
     {
@@ -153,10 +182,13 @@ pub fn start_server_for(bin: &Path, proto: Proto, names: &[String]) -> io::Resul
         seed_names(data.path(), names)?;
     }
     let mut child = Command::new(bin)
+        // Every listener on a free port: the fixed defaults of arsc and ims would collide
+        // with any other server on the machine.
         .args(["serve", "--ws2017", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .args(SERVER_FLAGS)
         .args(optional_flags(bin))
+        .args(runtime.map(|r| ["--runtime", r]).into_iter().flatten())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -462,7 +494,12 @@ pub fn run_once(
     bench_bin: &Path,
 ) -> io::Result<Report> {
     let running = match subject {
-        Subject::Server => start_server_for(server_bin, proto, &accounts_for(proto, mode, sizes))?,
+        Subject::Server(runtime) => launch(
+            server_bin,
+            proto,
+            &accounts_for(proto, mode, sizes),
+            runtime,
+        )?,
         Subject::Relay => start_relay(bench_bin, proto)?,
     };
     let target = Target {
@@ -490,15 +527,23 @@ pub fn default_server_bin() -> PathBuf {
 type Results = BTreeMap<(String, Subject), Vec<(f64, bool, &'static str)>>;
 
 /// `compare`: each mode, `rounds` times interleaved, medians and ratios printed; rows
-/// appended to `csv` when given (`subject,key,round,value`).
+/// appended to `csv` when given (`subject,key,round,value`). `runtimes` names the server's
+/// runtimes to measure side by side (interleaved too); none measures the default.
 pub fn compare(
     proto: Proto,
     modes: &[Mode],
     sizes: &Sizes,
     rounds: usize,
     server_bin: &Path,
+    runtimes: &[&'static str],
     csv: Option<&Path>,
 ) -> io::Result<()> {
+    let mut subjects: Vec<Subject> = match runtimes {
+        [] => vec![Subject::Server(None)],
+        _ => runtimes.iter().map(|&r| Subject::Server(Some(r))).collect(),
+    };
+    subjects.push(Subject::Relay);
+    let servers = subjects.len() - 1;
     let bench_bin = std::env::current_exe()?;
     stats::raise_fd_limit(1 << 20);
     let mut csv = match csv {
@@ -514,20 +559,20 @@ pub fn compare(
     let mut order: Vec<String> = Vec::new();
     for &mode in modes {
         for round in 0..rounds {
-            for subject in [Subject::Server, Subject::Relay] {
+            for &subject in &subjects {
                 eprintln!(
-                    "bench: {} {} round {} {:?}",
+                    "bench: {} {} round {} {}",
                     proto.name(),
                     mode.name(),
                     round + 1,
-                    subject
+                    subject.label()
                 );
                 let report = run_once(subject, proto, mode, sizes, server_bin, &bench_bin)?;
                 if report.errors > 0 {
                     eprintln!(
-                        "bench: {} {:?}: {} errors (first: {:?})",
+                        "bench: {} {}: {} errors (first: {:?})",
                         mode.name(),
-                        subject,
+                        subject.label(),
                         report.errors,
                         report.first_error
                     );
@@ -542,16 +587,21 @@ pub fn compare(
                         f.unit,
                     ));
                     if let Some(csv) = csv.as_mut() {
-                        writeln!(csv, "{:?},{},{},{}", subject, f.key, round, f.value)?;
+                        let subject = subject.label();
+                        writeln!(csv, "{subject},{},{round},{}", f.key, f.value)?;
                     }
                 }
             }
         }
     }
-    println!(
-        "{:<32} {:>14} {:>14} {:>8}  unit (median of {rounds}; ratio = server / relay)",
-        "figure", "server", "null relay", "ratio"
-    );
+    let mut header = format!("{:<32}", "figure");
+    for subject in &subjects {
+        header += &format!(" {:>14}", subject.label());
+    }
+    for subject in &subjects[..servers] {
+        header += &format!(" {:>8}", format!("{}/Relay", subject.label()));
+    }
+    println!("{header}  unit (median of {rounds}; ratio = server / relay)");
     for key in &order {
         let get = |s| {
             results.get(&(key.clone(), s)).map(|v| {
@@ -559,21 +609,24 @@ pub fn compare(
                 (stats::median(&values), v[0].2)
             })
         };
-        let server = get(Subject::Server);
-        let relay = get(Subject::Relay);
-        let unit = server.or(relay).map_or("", |x| x.1);
-        let fmt = |x: Option<(f64, &str)>| x.map_or("-".to_string(), |x| format!("{:.3}", x.0));
-        let ratio = match (server, relay) {
-            (Some(s), Some(r)) if r.0 != 0.0 => format!("{:.2}", s.0 / r.0),
-            _ => "-".to_string(),
-        };
-        println!(
-            "{:<32} {:>14} {:>14} {:>8}  {unit}",
-            key,
-            fmt(server),
-            fmt(relay),
-            ratio
-        );
+        let medians: Vec<Option<(f64, &str)>> = subjects.iter().map(|&s| get(s)).collect();
+        let unit = medians.iter().flatten().next().map_or("", |x| x.1);
+        let relay = medians[servers];
+        let mut row = format!("{key:<32}");
+        for m in &medians {
+            row += &format!(
+                " {:>14}",
+                m.map_or("-".to_string(), |x| format!("{:.3}", x.0))
+            );
+        }
+        for server in &medians[..servers] {
+            let ratio = match (server, relay) {
+                (Some(s), Some(r)) if r.0 != 0.0 => format!("{:.2}", s.0 / r.0),
+                _ => "-".to_string(),
+            };
+            row += &format!(" {ratio:>8}");
+        }
+        println!("{row}  {unit}");
     }
     Ok(())
 }
@@ -594,7 +647,7 @@ pub fn sweep(
         (Mode::Logins, login_clients),
     ] {
         for &n in list {
-            for subject in [Subject::Server, Subject::Relay] {
+            for subject in [Subject::Server(None), Subject::Relay] {
                 let sizes = Sizes {
                     direct_clients: n,
                     direct_messages: 200,
@@ -609,8 +662,9 @@ pub fn sweep(
                     _ => ("logins.total_s", report.get("logins.total_s")),
                 };
                 if let Some(v) = value {
-                    writeln!(out, "{subject:?},{key},{n},{v}")?;
-                    println!("{subject:?} {key} {n} {v:.3}");
+                    let subject = subject.label();
+                    writeln!(out, "{subject},{key},{n},{v}")?;
+                    println!("{subject} {key} {n} {v:.3}");
                 }
             }
         }

@@ -176,6 +176,10 @@ enum Cmd {
         /// The switchboard binary (default: beside this one).
         #[arg(long)]
         server_bin: Option<PathBuf>,
+        /// The server's runtimes to measure side by side, interleaved (comma-separated:
+        /// smol,mio); the binary's default when not given.
+        #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(compare::RUNTIMES))]
+        runtime: Vec<String>,
         /// Append every run's figures to this CSV file.
         #[arg(long)]
         csv: Option<PathBuf>,
@@ -324,15 +328,28 @@ fn main() -> ExitCode {
             full,
             only,
             server_bin,
+            runtime,
             csv,
         } => {
+            let runtimes: Vec<&'static str> = compare::RUNTIMES
+                .into_iter()
+                .filter(|r| runtime.iter().any(|given| given == r))
+                .collect();
             let sizes = if full { Sizes::full() } else { Sizes::quick() };
             let modes: Vec<Mode> = Mode::for_proto(proto)
                 .into_iter()
                 .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name()))
                 .collect();
             let bin = server_bin.unwrap_or_else(compare::default_server_bin);
-            return match compare::compare(proto, &modes, &sizes, rounds, &bin, csv.as_deref()) {
+            return match compare::compare(
+                proto,
+                &modes,
+                &sizes,
+                rounds,
+                &bin,
+                &runtimes,
+                csv.as_deref(),
+            ) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("switchboard-bench compare: {e}");

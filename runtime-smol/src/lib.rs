@@ -44,7 +44,6 @@ mod admin;
 mod commit;
 mod conn;
 mod driver;
-pub mod fds;
 
 use std::future::Future;
 use std::io;
@@ -67,6 +66,7 @@ pub use switchboard_store::data_dir::{
     LOCK_FILE_NAME,
 };
 pub use switchboard_store::start::error_chain;
+pub use switchboard_store::{fds, fds::DEFAULT_FD_RESERVE};
 
 /// How the runtime runs, beyond the core's [`Config`].
 #[derive(Clone, Debug)]
@@ -88,9 +88,6 @@ pub struct Options {
     /// leaves after those open at start and this reserve.
     pub fd_reserve: usize,
 }
-
-/// The default of [`Options::fd_reserve`].
-pub const DEFAULT_FD_RESERVE: usize = 64;
 
 impl Default for Options {
     /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost,
@@ -195,28 +192,16 @@ impl Runtime {
         config.seed = switchboard_store::start::choose_seed(options.seed)?;
         info!(seed = config.seed, "server seed");
         let limit = fds::raise_limit();
+        let started = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
+            StartError::DataDir(e) => Error::DataDir(e),
+            StartError::Store(e) => Error::Store(e),
+        })?;
+        switchboard_store::start::log_started(&started);
         let switchboard_store::start::Started {
             data_dir,
             store,
             state,
-        } = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
-            StartError::DataDir(e) => Error::DataDir(e),
-            StartError::Store(e) => Error::Store(e),
-        })?;
-        let absolute =
-            std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
-        if data_dir.created() {
-            info!(path = %absolute.display(), "data directory created");
-        } else {
-            info!(path = %absolute.display(), "data directory opened");
-        }
-        info!(
-            path = %store.path().display(),
-            accounts = state.accounts.len(),
-            offline_messages = state.offline.values().map(|q| q.len()).sum::<usize>(),
-            ip_bans = state.ip_bans.len(),
-            "store loaded"
-        );
+        } = started;
         let (backlog, somaxconn) = fds::backlog();
         let listeners = listeners
             .iter()
@@ -247,15 +232,7 @@ impl Runtime {
         }
         #[cfg(unix)]
         let admin = admin::bind(&data_dir)?;
-        // What is open now (stdio, the lock, the store's files, the listeners, the reactor,
-        // the signal pipe) stays open; the rest, less the reserve, is for clients.
-        let capacity = match (limit, fds::open_now()) {
-            (Some(limit), Some(open)) => {
-                fds::Capacity::below_limit(limit.soft, open, options.fd_reserve)
-            }
-            (Some(limit), None) => fds::Capacity::below_limit(limit.soft, 32, options.fd_reserve),
-            (None, _) => fds::Capacity::new(usize::MAX),
-        };
+        let capacity = fds::client_capacity(limit, options.fd_reserve);
         fds::log_start(limit, &capacity, options.fd_reserve);
         Ok(Runtime {
             config,

@@ -11,14 +11,19 @@
 //!
 //! What every runtime needs besides the database lives here too, std-only, so no runtime
 //! imports another's crate: the data directory and its lock ([`data_dir`]), the start
-//! sequence of seed, lock and load ([`start`]), and the clock mapping ([`clock`]).
+//! sequence of seed, lock and load ([`start`]), the clock mapping ([`clock`]), file
+//! descriptors: limit, reserve and listen backlog ([`fds`]), and the admin socket's file
+//! ([`admin_socket`], on Unix).
 
 #![warn(missing_docs)]
 
+#[cfg(unix)]
+pub mod admin_socket;
 pub mod clock;
 pub mod credentials;
 pub mod data_dir;
 mod error;
+pub mod fds;
 mod rekey;
 mod relations;
 pub mod schema;

@@ -67,6 +67,30 @@ pub fn lock_and_load(path: &Path) -> Result<Started, StartError> {
     })
 }
 
+/// Logs where the data directory is (created or opened) and what the store loaded: the
+/// lines every runtime prints at start.
+pub fn log_started(started: &Started) {
+    let Started {
+        data_dir,
+        store,
+        state,
+    } = started;
+    let absolute =
+        std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
+    if data_dir.created() {
+        tracing::info!(path = %absolute.display(), "data directory created");
+    } else {
+        tracing::info!(path = %absolute.display(), "data directory opened");
+    }
+    tracing::info!(
+        path = %store.path().display(),
+        accounts = state.accounts.len(),
+        offline_messages = state.offline.values().map(|q| q.len()).sum::<usize>(),
+        ip_bans = state.ip_bans.len(),
+        "store loaded"
+    );
+}
+
 /// An error and its causes, `outer: inner: innermost`, for logs.
 pub fn error_chain(error: &dyn Error) -> String {
     let mut text = error.to_string();

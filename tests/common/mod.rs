@@ -31,6 +31,28 @@ pub const UNLIMITED_STORES: &[&str] = &[
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// The environment variable naming the runtime the servers of these tests run on
+/// (`serve --runtime`): `smol` when unset. CI runs the suite once per runtime.
+pub const RUNTIME_VAR: &str = "SWITCHBOARD_TEST_RUNTIME";
+
+/// The runtime under test, from [`RUNTIME_VAR`]; `smol` when unset.
+pub fn runtime() -> &'static str {
+    match std::env::var(RUNTIME_VAR).as_deref() {
+        Err(_) | Ok("" | "smol") => "smol",
+        Ok("mio") => "mio",
+        Ok(other) => panic!("{RUNTIME_VAR}={other:?}: expected smol or mio"),
+    }
+}
+
+/// The log target (crate) of the runtime under test, e.g. `switchboard_mio`.
+pub fn runtime_crate() -> String {
+    format!("switchboard_{}", runtime())
+}
+
+/// `RUST_LOG` for tests that watch each commit, whichever the runtime.
+pub const COMMIT_DEBUG_LOG: &str =
+    "info,switchboard_smol::commit=debug,switchboard_mio::commit=debug";
+
 /// How to start the server beyond its data directory.
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
@@ -144,6 +166,8 @@ impl Switchboard {
         let timeout = (interval.parse::<f64>().expect("seconds") * 5.0).to_string();
         let args: Vec<String> = [
             "serve",
+            "--runtime",
+            runtime(),
             "--ws2017",
             "127.0.0.1:0",
             "--arsc",

@@ -11,6 +11,10 @@ use tracing::{info, warn};
 /// The listen backlog asked for when the system's `somaxconn` is unknown or lower.
 pub const MIN_BACKLOG: i32 = 1024;
 
+/// The default descriptor reserve of every runtime: kept free of client connections, for
+/// admin connections, the store's files and accepting.
+pub const DEFAULT_FD_RESERVE: usize = 64;
+
 /// The descriptor limit before and after [`raise_limit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -160,8 +164,19 @@ impl Drop for Slot {
     }
 }
 
+/// The client connections' share of `limit` (from [`raise_limit`]): what is open now
+/// (stdio, the lock, the store's files, the listeners, the event loop) stays open; the rest,
+/// less `reserve`, is for clients.
+pub fn client_capacity(limit: Option<Limit>, reserve: usize) -> Capacity {
+    match (limit, open_now()) {
+        (Some(limit), Some(open)) => Capacity::below_limit(limit.soft, open, reserve),
+        (Some(limit), None) => Capacity::below_limit(limit.soft, 32, reserve),
+        (None, _) => Capacity::new(usize::MAX),
+    }
+}
+
 /// Logs the limit, the backlog and the client connections' share at start.
-pub(crate) fn log_start(limit: Option<Limit>, capacity: &Capacity, reserve: usize) {
+pub fn log_start(limit: Option<Limit>, capacity: &Capacity, reserve: usize) {
     match limit {
         Some(limit) => info!(
             soft = limit.soft,

@@ -1,0 +1,692 @@
+//! The loop: one `mio::Poll`, the pump, and the connections.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, ErrorKind};
+use std::net::{Shutdown as Both, SocketAddr};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use mio::{Events, Interest, Poll, Token};
+use switchboard_proto::{Action, ConnId, Peer, Protocol, Pump, Server};
+use switchboard_store::clock::Clock;
+use switchboard_store::fds::Capacity;
+use tracing::{debug, error, info, warn};
+
+use crate::commit::Failures;
+use crate::conn::{Conn, Got, Phase, Sock};
+use crate::workers::{Back, Committer, Done, Effects};
+use crate::{signals, Error, Listener, Runtime, Shutdown};
+
+const WAKER: Token = Token(usize::MAX);
+const SHUTDOWN: Token = Token(usize::MAX - 1);
+const ADMIN: Token = Token(usize::MAX - 2);
+/// Listener `i` has token `LISTENERS - i`; connections have their id as token, far below.
+const LISTENERS: usize = usize::MAX - 3;
+
+/// Bytes asked of the socket per read, into the loop's one buffer.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Bytes read from one connection per turn before the others get theirs; the rest waits
+/// for the next turn, which then does not block.
+const READ_PER_TURN: usize = 256 * 1024;
+
+/// Bytes of transmits queued before they are written, even mid-turn: a burst of
+/// broadcasts (each login announced to everyone) is not held in thousands of queues at
+/// once, which left the allocator holding the peak long after (16.4 KiB of RSS per idle
+/// client without a bound). 64 KiB wrote too often: 2000 idle logins took 10 s and 5.4 s
+/// of CPU, 2.2 s with 256 KiB (RSS per idle client 1.8 -> 2.2 KiB).
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Readiness events taken per turn: the replies to them are written at the end of the
+/// turn, so a smaller turn answers sooner (1024: 2000 idle logins took 19.6 s, 64: 10 s).
+const EVENTS: usize = 64;
+
+/// How long accepting rests after a failed accept (out of descriptors, say).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long a dial may take before it is reported failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often refusals past the descriptor capacity are logged.
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+fn token(conn: ConnId) -> Token {
+    // 64-bit only (see lib.rs): ids are below the listeners' tokens.
+    Token(conn.0 as usize)
+}
+
+/// Runs the loop until `shutdown` fires, then shuts down within the grace.
+pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error> {
+    let Runtime {
+        config,
+        options,
+        data_dir,
+        store,
+        state,
+        mut listeners,
+        capacity,
+        #[cfg(unix)]
+        mut admin,
+    } = runtime;
+    let poll = Poll::new().map_err(Error::Poll)?;
+    let registry = poll.registry();
+    for (i, l) in listeners.iter_mut().enumerate() {
+        registry
+            .register(&mut l.socket, Token(LISTENERS - i), Interest::READABLE)
+            .map_err(Error::Poll)?;
+    }
+    #[cfg(unix)]
+    registry
+        .register(&mut admin.socket, ADMIN, Interest::READABLE)
+        .map_err(Error::Poll)?;
+    registry
+        .register(&mut shutdown.pipe, SHUTDOWN, Interest::READABLE)
+        .map_err(Error::Poll)?;
+    let waker = Arc::new(mio::Waker::new(registry, WAKER).map_err(Error::Poll)?);
+    let (sender, done) = mpsc::channel();
+    let back = Back { sender, waker };
+    let mut driver = Driver {
+        committer: Committer::start(store, back.clone()),
+        effects: Effects::start(options.hash_cost.clone(), back),
+        poll,
+        pump: Pump::new(Server::new(config, state)),
+        clock: Clock::start(),
+        conns: HashMap::new(),
+        dirty: Vec::new(),
+        queued: 0,
+        more_to_read: Vec::new(),
+        timers: BTreeSet::new(),
+        scratch: vec![0; READ_CHUNK],
+        done,
+        committing: false,
+        failures: Failures::default(),
+        listeners,
+        #[cfg(unix)]
+        admin: Some(admin.socket),
+        capacity,
+        next_id: 1,
+        accept_retry: None,
+        refused: 0,
+        last_refusal_warning: None,
+        linger: options.linger,
+        stopping: false,
+    };
+    let mut events = Events::with_capacity(EVENTS);
+    loop {
+        let signal = driver.turn(&mut events, None).map_err(Error::Poll)?;
+        if let Some(signal) = signal.and_then(|_| shutdown.take()) {
+            info!(signal = signals::name(signal), "shutting down on signal");
+            break;
+        }
+    }
+    // Stop accepting, remove the admin socket.
+    driver.listeners.clear();
+    #[cfg(unix)]
+    {
+        driver.admin = None;
+        switchboard_store::admin_socket::remove(&admin.path);
+    }
+    driver.stopping = true;
+    let result = driver.shut_down(&mut events, options.shutdown_grace);
+    driver.committer.stop(driver.committing);
+    // Held until here: nobody else may open the store before the last commit is done.
+    drop(data_dir);
+    result
+}
+
+struct Driver {
+    poll: Poll,
+    /// The core with its commit gate and group commit.
+    pump: Pump,
+    clock: Clock,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections with transmits queued this turn.
+    dirty: Vec<ConnId>,
+    /// Bytes queued since the last [`flush`](Driver::flush) (see [`BATCH_BYTES`]).
+    queued: usize,
+    /// Connections whose reads stopped at [`READ_PER_TURN`] with more ready.
+    more_to_read: Vec<ConnId>,
+    /// Linger and dial deadlines.
+    timers: BTreeSet<(Instant, ConnId)>,
+    /// The one read buffer.
+    scratch: Vec<u8>,
+    /// Results of the committer and the effect pool.
+    done: Receiver<Done>,
+    committer: Committer,
+    /// Whether a batch is at the committer.
+    committing: bool,
+    failures: Failures,
+    effects: Effects,
+    listeners: Vec<Listener>,
+    #[cfg(unix)]
+    admin: Option<mio::net::UnixListener>,
+    capacity: Capacity,
+    next_id: u64,
+    accept_retry: Option<Instant>,
+    refused: u64,
+    last_refusal_warning: Option<Instant>,
+    linger: Duration,
+    /// Shutting down: nothing new is read or handed to the core but commits.
+    stopping: bool,
+}
+
+impl Driver {
+    /// One turn: run what is due, write what is queued, wait (at most until `cap`), handle
+    /// what happened. Returns `Some(())` when the shutdown source fired.
+    fn turn(&mut self, events: &mut Events, cap: Option<Instant>) -> io::Result<Option<()>> {
+        let now = self.clock.now();
+        let pump_at = match self.stopping && self.committing {
+            true => None,
+            false => self.pump.poll_timeout(),
+        };
+        if pump_at.is_some_and(|at| at <= now.mono) {
+            self.pump.handle_timeout(now);
+            self.drain();
+        }
+        self.expire_timers();
+        self.flush();
+        if self.stopping && self.conns.is_empty() && !self.pump.committing() {
+            // Shutdown is done: the last connection closed as it was written.
+            return Ok(None);
+        }
+        let mut wake_at = pump_at.and_then(|at| self.clock.deadline(at));
+        for at in [
+            self.timers.first().map(|&(at, _)| at),
+            self.accept_retry,
+            cap,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
+        }
+        let timeout = match self.more_to_read.is_empty() {
+            true => wake_at.map(|at| at.saturating_duration_since(Instant::now())),
+            false => Some(Duration::ZERO),
+        };
+        // mio rounds the timeout up to its clock's unit, so a wake-up is never early.
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut shutdown = None;
+        for event in events.iter() {
+            match event.token() {
+                WAKER => self.take_done(),
+                SHUTDOWN => shutdown = Some(()),
+                ADMIN => self.accept_admin(),
+                Token(t) if t > LISTENERS - self.listeners.len() && t <= LISTENERS => {
+                    self.accept(LISTENERS - t);
+                }
+                Token(t) => {
+                    let conn = ConnId(t as u64);
+                    if event.is_writable() || event.is_error() {
+                        self.on_writable(conn);
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.on_readable(conn);
+                    }
+                }
+            }
+            if self.queued >= BATCH_BYTES {
+                self.flush();
+            }
+        }
+        for conn in std::mem::take(&mut self.more_to_read) {
+            self.on_readable(conn);
+        }
+        if self.accept_retry.is_some_and(|at| at <= Instant::now()) {
+            self.accept_retry = None;
+            for i in 0..self.listeners.len() {
+                self.accept(i);
+            }
+        }
+        Ok(shutdown)
+    }
+
+    /// Carries out every action the pump has queued.
+    fn drain(&mut self) {
+        while let Some(action) = self.pump.poll_action() {
+            match action {
+                Action::Transmit { conn, bytes } => self.transmit(conn, bytes),
+                Action::Close { conn, reason } => {
+                    if let Some(c) = self.conns.get(&conn).filter(|c| c.known()) {
+                        if c.local {
+                            debug!(%conn, reason = reason.as_str(), "local connection closed");
+                        } else {
+                            info!(%conn, reason = reason.as_str(), "connection closed");
+                        }
+                        match reason.flush() && c.phase == Phase::Open {
+                            true => self.start_flushing(conn, Instant::now() + self.linger),
+                            false => self.drop_conn(conn, true),
+                        }
+                    }
+                }
+                Action::Commit(batch) => {
+                    self.committing = true;
+                    self.committer.commit(batch);
+                }
+                Action::Effect { id, effect } => self.effects.run(id, effect),
+                Action::Connect { conn, addr } => self.dial(conn, addr),
+            }
+        }
+    }
+
+    fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            self.queued += bytes.len();
+            c.queue(bytes);
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    /// Writes what this turn queued, reporting what the sockets took; reports may queue
+    /// more, which is written too.
+    fn flush(&mut self) {
+        self.queued = 0;
+        while !self.dirty.is_empty() {
+            for conn in std::mem::take(&mut self.dirty) {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.dirty = false;
+                }
+                self.write(conn);
+            }
+        }
+    }
+
+    fn write(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Phase::Connecting(_) = c.phase {
+            return;
+        }
+        match c.write() {
+            Ok(n) => {
+                let (known, done) = (c.known(), !c.has_output());
+                if let Phase::Flushing(by) = c.phase {
+                    if done {
+                        // Everything is written: say goodbye, then wait for the peer's
+                        // close, so unread input does not turn our close into a reset.
+                        if c.sock.shutdown(Both::Write).is_err() {
+                            self.drop_conn(conn, false);
+                            return;
+                        }
+                        c.phase = Phase::Draining(by);
+                        self.on_readable(conn);
+                        return;
+                    }
+                }
+                if known && n > 0 && !self.stopping {
+                    self.pump.written(self.clock.now(), conn, n);
+                    self.drain();
+                }
+            }
+            Err(e) => {
+                debug!(%conn, error = %e, "write failed");
+                self.peer_closed(conn, false);
+            }
+        }
+    }
+
+    fn on_writable(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Phase::Connecting(_) = c.phase {
+            self.finish_dial(conn);
+            return;
+        }
+        c.writable = true;
+        if c.has_output() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    fn on_readable(&mut self, conn: ConnId) {
+        let mut taken = 0;
+        loop {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            match c.phase {
+                Phase::Connecting(_) => return,
+                // Shutting down: nothing new reaches the core.
+                Phase::Open if self.stopping => return,
+                Phase::Open | Phase::Draining(_) => {}
+                // Input after the core closed it is dropped unread until goodbye is said.
+                Phase::Flushing(_) => return,
+            }
+            if taken >= READ_PER_TURN {
+                self.more_to_read.push(conn);
+                return;
+            }
+            match c.read(&mut self.scratch) {
+                Got::Data(n) => {
+                    taken += n;
+                    if c.phase == Phase::Open {
+                        let bytes = Bytes::copy_from_slice(&self.scratch[..n]);
+                        self.pump.received(self.clock.now(), conn, bytes);
+                        self.drain();
+                        if self.queued >= BATCH_BYTES {
+                            self.flush();
+                        }
+                    }
+                }
+                Got::WouldBlock => return,
+                Got::Closed => {
+                    match c.phase {
+                        // After a half-close the peer may still read what was queued.
+                        Phase::Open => self.peer_closed(conn, true),
+                        _ => self.drop_conn(conn, false),
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer closed (or failed): the core forgets the connection; what is queued is
+    /// flushed when `flush`, else the socket is dropped.
+    fn peer_closed(&mut self, conn: ConnId, flush: bool) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.known() {
+            self.drop_conn(conn, false);
+            return;
+        }
+        if c.local {
+            debug!(%conn, reason = "peer closed", "local connection closed");
+        } else {
+            info!(%conn, reason = "peer closed", "connection closed");
+        }
+        self.pump.peer_closed(self.clock.now(), conn);
+        match flush {
+            true => self.start_flushing(conn, Instant::now() + self.linger),
+            false => self.drop_conn(conn, false),
+        }
+        self.drain();
+    }
+
+    /// Closed for the core: write what is queued, then say goodbye, by `by`.
+    fn start_flushing(&mut self, conn: ConnId, by: Instant) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.phase = Phase::Flushing(by);
+            self.timers.insert((by, conn));
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(conn);
+            }
+        }
+    }
+
+    /// Closes the socket (deregistered, its descriptor slot given back); `abort` shuts it
+    /// down first so the peer hears of it at once.
+    fn drop_conn(&mut self, conn: ConnId, abort: bool) {
+        if let Some(mut c) = self.conns.remove(&conn) {
+            if abort {
+                let _ = c.sock.shutdown(Both::Both);
+            }
+            let _ = self.poll.registry().deregister(c.sock.source());
+        }
+    }
+
+    /// Drops lingering connections and fails dials whose time is up.
+    fn expire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(&(at, conn)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            match c.phase {
+                Phase::Flushing(by) | Phase::Draining(by) if by == at => {
+                    self.drop_conn(conn, false);
+                }
+                Phase::Connecting(by) if by == at => {
+                    self.drop_conn(conn, false);
+                    let error = format!("timed out after {} s", CONNECT_TIMEOUT.as_secs());
+                    self.dial_failed(conn, error);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn take_done(&mut self) {
+        while let Ok(done) = self.done.try_recv() {
+            let now = self.clock.now();
+            match done {
+                Done::Commit(batch, result) => {
+                    self.committing = false;
+                    match self.failures.finish(batch, result) {
+                        Ok(()) => self.pump.commit_finished(now),
+                        Err((batch, error)) => self.pump.commit_failed(now, batch, error),
+                    }
+                    self.drain();
+                }
+                // Shutting down: the core takes nothing new but commits.
+                Done::Effect(..) if self.stopping => {}
+                Done::Effect(id, result) => {
+                    self.pump.effect_done(now, id, result);
+                    self.drain();
+                }
+            }
+        }
+    }
+
+    fn fresh_id(&mut self) -> ConnId {
+        let conn = ConnId(self.next_id);
+        self.next_id += 1;
+        conn
+    }
+
+    /// Accepts what listener `i` has: past the capacity each connection is closed at once,
+    /// so the backlog drains and the reserve stays free.
+    fn accept(&mut self, i: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(i) else {
+                return;
+            };
+            let protocol = listener.protocol;
+            match listener.socket.accept() {
+                Ok((stream, peer)) => {
+                    let Some(slot) = self.capacity.try_take() else {
+                        drop(stream);
+                        self.refused(protocol);
+                        continue;
+                    };
+                    if let Err(e) = stream.set_nodelay(true) {
+                        debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                    self.open(Sock::Tcp(stream, slot), protocol, Peer::Net(peer));
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(%protocol, error = %e, "accept failed");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn refused(&mut self, protocol: Protocol) {
+        self.refused += 1;
+        if self
+            .last_refusal_warning
+            .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            warn!(
+                %protocol,
+                open = self.capacity.open(),
+                max = self.capacity.max(),
+                refused = self.refused,
+                "at the client connection limit the descriptor limit allows: \
+                 closing new connections at once (raise `ulimit -n`)"
+            );
+            self.last_refusal_warning = Some(Instant::now());
+            self.refused = 0;
+        }
+    }
+
+    #[cfg(unix)]
+    fn accept_admin(&mut self) {
+        loop {
+            let Some(admin) = &self.admin else { return };
+            match admin.accept() {
+                Ok((stream, _)) => self.open(Sock::Unix(stream), Protocol::Admin, Peer::Local),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    warn!(error = %e, "accept on the admin socket failed");
+                    return;
+                }
+            }
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn accept_admin(&mut self) {}
+
+    /// Registers an accepted connection and tells the core.
+    fn open(&mut self, mut sock: Sock, protocol: Protocol, peer: Peer) {
+        let conn = self.fresh_id();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(sock.source(), token(conn), interest)
+        {
+            warn!(error = %e, "cannot register a connection");
+            return;
+        }
+        let local = matches!(peer, Peer::Local);
+        match peer {
+            Peer::Net(addr) => info!(%conn, %protocol, peer = %addr, "connection opened"),
+            Peer::Local => debug!(%conn, %protocol, "local connection opened"),
+        }
+        self.conns.insert(conn, Conn::new(sock, local, Phase::Open));
+        self.pump.accepted(self.clock.now(), conn, protocol, peer);
+        self.drain();
+        // Input may be there already; edge-triggered readiness reports it anyway.
+    }
+
+    /// Starts a non-blocking connect for the core; it finishes on its writable event.
+    fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
+        debug!(%conn, %addr, "dialing");
+        let Some(slot) = self.capacity.try_take() else {
+            self.dial_failed(conn, "no descriptor to spare".to_owned());
+            return;
+        };
+        let mut stream = match mio::net::TcpStream::connect(addr) {
+            Ok(stream) => stream,
+            Err(e) => return self.dial_failed(conn, e.to_string()),
+        };
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, token(conn), interest)
+        {
+            return self.dial_failed(conn, e.to_string());
+        }
+        let by = Instant::now() + CONNECT_TIMEOUT;
+        self.timers.insert((by, conn));
+        let c = Conn::new(Sock::Tcp(stream, slot), false, Phase::Connecting(by));
+        self.conns.insert(conn, c);
+    }
+
+    fn finish_dial(&mut self, conn: ConnId) {
+        let Some(Conn {
+            sock: Sock::Tcp(stream, _),
+            ..
+        }) = self.conns.get(&conn)
+        else {
+            return;
+        };
+        let outcome = match stream.take_error() {
+            Ok(Some(e)) | Err(e) => Err(e.to_string()),
+            Ok(None) => match stream.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotConnected => return,
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        match outcome {
+            Ok(()) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    debug!(%conn, error = %e, "cannot set TCP_NODELAY");
+                }
+                info!(%conn, "outbound connection established");
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.phase = Phase::Open;
+                }
+                self.pump.connected(self.clock.now(), conn);
+                self.drain();
+            }
+            Err(error) => {
+                self.drop_conn(conn, false);
+                self.dial_failed(conn, error);
+            }
+        }
+    }
+
+    fn dial_failed(&mut self, conn: ConnId, error: String) {
+        warn!(%conn, %error, "outbound connection failed");
+        self.pump.connect_failed(self.clock.now(), conn, error);
+        self.drain();
+    }
+
+    /// Commits what the core asked to persist (releasing what waited on it), then closes
+    /// every connection, flushing what is queued, all within `grace`.
+    fn shut_down(&mut self, events: &mut Events, grace: Duration) -> Result<(), Error> {
+        let deadline = Instant::now() + grace;
+        // The pump asks for each batch in turn, a failed one again after its backoff.
+        while self.pump.committing() && Instant::now() < deadline {
+            self.turn(events, Some(deadline)).map_err(Error::Poll)?;
+        }
+        let uncommitted = self.pump.uncommitted();
+        let open: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in open {
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            match c.phase {
+                Phase::Open => {
+                    if !c.local {
+                        info!(%conn, reason = "shutdown", "connection closed");
+                    }
+                    self.start_flushing(conn, deadline);
+                }
+                Phase::Connecting(_) => self.drop_conn(conn, false),
+                Phase::Flushing(_) | Phase::Draining(_) => {}
+            }
+        }
+        while !self.conns.is_empty() && Instant::now() < deadline {
+            self.turn(events, Some(deadline)).map_err(Error::Poll)?;
+        }
+        if uncommitted > 0 {
+            error!(
+                changes = uncommitted,
+                "stopped with changes the store did not commit; none was acknowledged"
+            );
+            return Err(Error::Uncommitted {
+                changes: uncommitted,
+            });
+        }
+        Ok(())
+    }
+}
