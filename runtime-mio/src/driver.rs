@@ -12,6 +12,8 @@ use mio::{Events, Interest, Poll, Token};
 use switchboard_proto::{Action, ConnId, Peer, Protocol, Pump, Server};
 use switchboard_store::clock::Clock;
 use switchboard_store::fds::Capacity;
+use switchboard_store::media_reader::MediaReader;
+use switchboard_store::refusals::RefusalLog;
 use tracing::{debug, error, info, warn};
 
 use crate::commit::Failures;
@@ -89,7 +91,11 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let back = Back { sender, waker };
     let mut driver = Driver {
         committer: Committer::start(store, back.clone()),
-        effects: Effects::start(options.hash_cost.clone(), back),
+        effects: Effects::start(
+            options.hash_cost.clone(),
+            MediaReader::new(data_dir.path().to_owned()),
+            back,
+        ),
         poll,
         pump: Pump::new(Server::new(config, state)),
         clock: Clock::start(),
@@ -110,6 +116,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         accept_retry: None,
         refused: 0,
         last_refusal_warning: None,
+        rate_refusals: RefusalLog::default(),
         linger: options.linger,
         stopping: false,
     };
@@ -167,6 +174,9 @@ struct Driver {
     accept_retry: Option<Instant>,
     refused: u64,
     last_refusal_warning: Option<Instant>,
+    /// Requests the core refused by a rate limit, logged at most every
+    /// [`switchboard_store::refusals::WARNING_EVERY`].
+    rate_refusals: RefusalLog,
     linger: Duration,
     /// Shutting down: nothing new is read or handed to the core but commits.
     stopping: bool,
@@ -273,6 +283,7 @@ impl Driver {
                 Action::Connect { conn, addr } => self.dial(conn, addr),
             }
         }
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn transmit(&mut self, conn: ConnId, bytes: Bytes) {

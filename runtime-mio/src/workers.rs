@@ -7,6 +7,7 @@ use std::thread::{self, JoinHandle};
 
 use switchboard_proto::{Batch, Effect, EffectId, EffectResult};
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
 use switchboard_store::{Store, StoreError};
 use tracing::warn;
@@ -93,7 +94,8 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
-    pub(crate) fn start(cost: Cost, back: Back) -> Effects {
+    /// Starts the pool; `media` reads opcode media, `cost` is the hashes' cost.
+    pub(crate) fn start(cost: Cost, media: MediaReader, back: Back) -> Effects {
         let (jobs, queue) = mpsc::channel::<(EffectId, Effect)>();
         let queue = Arc::new(Mutex::new(queue));
         let threads = thread::available_parallelism()
@@ -101,9 +103,10 @@ impl Effects {
             .clamp(2, MAX_EFFECT_THREADS);
         for i in 0..threads {
             let (queue, back, cost) = (queue.clone(), back.clone(), cost.clone());
+            let media = media.clone();
             let spawned = thread::Builder::new()
                 .name(format!("switchboard-effect-{i}"))
-                .spawn(move || effect_loop(&queue, &back, &cost));
+                .spawn(move || effect_loop(&queue, &back, &cost, &media));
             if let Err(e) = spawned {
                 warn!(error = %e, "cannot start an effect thread");
             }
@@ -117,17 +120,25 @@ impl Effects {
     }
 }
 
-fn effect_loop(queue: &Mutex<Receiver<(EffectId, Effect)>>, back: &Back, cost: &Cost) {
+fn effect_loop(
+    queue: &Mutex<Receiver<(EffectId, Effect)>>,
+    back: &Back,
+    cost: &Cost,
+    media: &MediaReader,
+) {
     loop {
         let job = match queue.lock() {
             Ok(queue) => queue.recv(),
             Err(_) => return,
         };
         let Ok((id, effect)) = job else { return };
-        let result = credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
-            warn!(effect = id.0, error = %error_chain(&e), "effect failed");
-            EffectResult::Failed
-        });
+        let result = match effect {
+            Effect::ReadMedia { id: media_id } => media.read(id, media_id),
+            effect => credentials::try_run_effect_with(cost, &effect).unwrap_or_else(|e| {
+                warn!(effect = id.0, error = %error_chain(&e), "effect failed");
+                EffectResult::Failed
+            }),
+        };
         back.send(Done::Effect(id, result));
     }
 }

@@ -20,6 +20,7 @@ use switchboard_proto::{
 };
 use switchboard_store::clock::Clock;
 use switchboard_store::credentials::{self, Cost};
+use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
 use tracing::{debug, error, info, warn};
 
@@ -133,10 +134,7 @@ pub(crate) async fn run(
     let admin_path = admin.path.clone();
     #[cfg(unix)]
     accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
-    let media = MediaReader {
-        dir: data_dir.path().to_owned(),
-        store: Arc::new(std::sync::Mutex::new(None)),
-    };
+    let media = MediaReader::new(data_dir.path().to_owned());
     let mut driver = Driver {
         ex,
         media,
@@ -151,7 +149,7 @@ pub(crate) async fn run(
         linger: options.linger,
         queued: 0,
         hashing: Arc::new(Semaphore::new(hashing_slots())),
-        rate_refusals: RefusalLog::default(),
+        rate_refusals: switchboard_store::refusals::RefusalLog::default(),
     };
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
@@ -238,42 +236,6 @@ pub(crate) async fn run(
     result
 }
 
-/// Reads media bytes (opcode's 119) for [`Effect::ReadMedia`] on the blocking pool,
-/// through a second connection to the store, opened at the first read: the committer's
-/// connection is busy with commits, and SQLite's WAL lets a reader run beside them.
-#[derive(Clone)]
-struct MediaReader {
-    dir: std::path::PathBuf,
-    store: Arc<std::sync::Mutex<Option<switchboard_store::Store>>>,
-}
-
-impl MediaReader {
-    /// The bytes of media `id`, `None` if not stored; `Failed` (logged) if unreadable.
-    fn read(&self, effect: EffectId, id: switchboard_proto::MediaId) -> EffectResult {
-        let mut store = match self.store.lock() {
-            Ok(store) => store,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if store.is_none() {
-            match switchboard_store::Store::open_existing(&self.dir) {
-                Ok(opened) => *store = Some(opened),
-                Err(e) => {
-                    warn!(effect = effect.0, error = %error_chain(&e), "media store unreadable");
-                    return EffectResult::Failed;
-                }
-            }
-        }
-        match store.as_ref().map(|s| s.media(id)) {
-            Some(Ok(bytes)) => EffectResult::Media(bytes.map(Bytes::from)),
-            Some(Err(e)) => {
-                warn!(effect = effect.0, error = %error_chain(&e), "media read failed");
-                EffectResult::Failed
-            }
-            None => EffectResult::Failed,
-        }
-    }
-}
-
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     /// Reads media for the effects that ask.
@@ -300,8 +262,8 @@ struct Driver<'a, 'ex> {
     /// Password hashes running at once (each takes 19 MiB at the recommended cost).
     hashing: Arc<Semaphore>,
     /// Requests the core refused by a rate limit, logged at most every
-    /// [`REFUSAL_WARNING_EVERY`].
-    rate_refusals: RefusalLog,
+    /// [`switchboard_store::refusals::WARNING_EVERY`].
+    rate_refusals: switchboard_store::refusals::RefusalLog,
 }
 
 /// How many password hashes may run at once: one per core, at most 4. A flood of logins
@@ -320,34 +282,6 @@ async fn bounded<T: Send + 'static>(
 ) -> T {
     let _slot = slots.acquire().await;
     smol::unblock(work).await
-}
-
-/// The rate-limit refusals already logged, and when.
-#[derive(Default)]
-struct RefusalLog {
-    logged: u64,
-    at: Option<std::time::Instant>,
-}
-
-impl RefusalLog {
-    /// Logs the refusals since the last line, if any and if the last line is old enough:
-    /// a flood makes one line every [`REFUSAL_WARNING_EVERY`], not one per request.
-    fn check(&mut self, total: u64) {
-        if total > self.logged
-            && self
-                .at
-                .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
-        {
-            warn!(
-                refused = total - self.logged,
-                total,
-                "requests refused by rate limits (logins, renames, chat messages, stored \
-                 messages; raise the --*-rate-* flags if they are legitimate)"
-            );
-            self.logged = total;
-            self.at = Some(std::time::Instant::now());
-        }
-    }
 }
 
 impl Driver<'_, '_> {

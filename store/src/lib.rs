@@ -12,8 +12,9 @@
 //! What every runtime needs besides the database lives here too, std-only, so no runtime
 //! imports another's crate: the data directory and its lock ([`data_dir`]), the start
 //! sequence of seed, lock and load ([`start`]), the clock mapping ([`clock`]), file
-//! descriptors: limit, reserve and listen backlog ([`fds`]), and the admin socket's file
-//! ([`admin_socket`], on Unix).
+//! descriptors: limit, reserve and listen backlog ([`fds`]), the admin socket's file
+//! ([`admin_socket`], on Unix), the log line of rate-limit refusals ([`refusals`]), and
+//! the reader of opcode media for the core's media effect ([`media_reader`]).
 
 #![warn(missing_docs)]
 
@@ -24,6 +25,8 @@ pub mod credentials;
 pub mod data_dir;
 mod error;
 pub mod fds;
+pub mod media_reader;
+pub mod refusals;
 mod rekey;
 mod relations;
 pub mod schema;
