@@ -183,6 +183,7 @@ impl Endpoint {
 
     /// A network event for this connection; `encoded` carries what other connections
     /// of the same protocol already encoded for a broadcast.
+    #[inline]
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Encoded) {
         match self {
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
@@ -196,6 +197,7 @@ impl Endpoint {
     }
 
     /// The connection's timer is due.
+    #[inline]
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
