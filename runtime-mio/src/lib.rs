@@ -48,10 +48,8 @@ mod workers;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use switchboard_proto::{Config, Protocol, State};
-use switchboard_store::credentials::Cost;
 use switchboard_store::data_dir::{DataDir, LockError};
 use switchboard_store::fds;
 use switchboard_store::start::StartError;
@@ -61,39 +59,7 @@ use tracing::{info, warn};
 pub use signals::{shutdown_signal, Shutdown, Trigger};
 pub use switchboard_store::fds::DEFAULT_FD_RESERVE;
 
-/// How the runtime runs, beyond the core's [`Config`]: the same fields as the smol
-/// runtime's options.
-#[derive(Clone, Debug)]
-pub struct Options {
-    /// The seed of the core's generator, for a reproducible run. `None` draws one from the
-    /// operating system. Either way the seed is logged, and it replaces `Config::seed`.
-    pub seed: Option<u64>,
-    /// How long a connection the core closes with a flush may take to write what is
-    /// queued and see the peer close, before its socket is dropped anyway.
-    pub linger: Duration,
-    /// How long shutdown waits for the last commits and for open connections to flush and
-    /// close.
-    pub shutdown_grace: Duration,
-    /// The argon2id cost of the password hashes the server makes.
-    pub hash_cost: Cost,
-    /// File descriptors kept free of client connections (see
-    /// [`fds::client_capacity`](switchboard_store::fds::client_capacity)).
-    pub fd_reserve: usize,
-}
-
-impl Default for Options {
-    /// A seed from the OS, 5 s of linger, 2 s of shutdown grace, the recommended hash cost,
-    /// [`DEFAULT_FD_RESERVE`] descriptors in reserve.
-    fn default() -> Self {
-        Options {
-            seed: None,
-            linger: Duration::from_secs(5),
-            shutdown_grace: Duration::from_secs(2),
-            hash_cost: Cost::recommended(),
-            fd_reserve: DEFAULT_FD_RESERVE,
-        }
-    }
-}
+pub use switchboard_store::options::Options;
 
 /// Why the runtime could not start, or did not stop cleanly. The `Display` text says what
 /// failed; the cause is the [`source`](std::error::Error::source).

@@ -14,7 +14,8 @@
 //! sequence of seed, lock and load ([`start`]), the clock mapping ([`clock`]), file
 //! descriptors: limit, reserve and listen backlog ([`fds`]), the admin socket's file
 //! ([`admin_socket`], on Unix), the log line of rate-limit refusals ([`refusals`]), and
-//! the reader of opcode media for the core's media effect ([`media_reader`]).
+//! the reader of opcode media for the core's media effect ([`media_reader`]), and the
+//! runtimes' shared [`options`].
 
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod data_dir;
 mod error;
 pub mod fds;
 pub mod media_reader;
+pub mod options;
 pub mod refusals;
 mod rekey;
 mod relations;
