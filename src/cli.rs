@@ -351,6 +351,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_ip))]
     pub message_rate_per_ip: Rate,
 
+    /// Wrong passwords one account may be tried with through the admin socket's
+    /// `user check` (the jabberd authreg helper, which sees no client address) before
+    /// checks are refused: `PER_MINUTE/BURST`.
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = Rate(Limits::default().failed_logins_per_account)
+    )]
+    pub failed_login_rate_per_account: Rate,
+
     /// The share of an account's offline mailbox one sender may fill, in percent.
     #[arg(
         long,
