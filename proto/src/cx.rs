@@ -13,10 +13,10 @@ use crate::ids::Protocol;
 use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
-use crate::names::UserKey;
 use crate::model::{
     Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, SessionId,
 };
+use crate::names::UserKey;
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
 use crate::time::{Instant, Now};

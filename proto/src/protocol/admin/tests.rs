@@ -412,7 +412,10 @@ fn user_check_verifies_the_password_and_refuses_banned_accounts() {
         admin(&mut h, "user check alice s3cret"),
         "err wrong password for Alice\r\n"
     );
-    assert_eq!(admin(&mut h, "user check alice"), "err wrong password for Alice\r\n");
+    assert_eq!(
+        admin(&mut h, "user check alice"),
+        "err wrong password for Alice\r\n"
+    );
     assert_eq!(admin(&mut h, "user check bob pw"), "err no account bob\r\n");
     admin(&mut h, "ban user alice");
     assert_eq!(
