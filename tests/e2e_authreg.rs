@@ -388,3 +388,94 @@ fn while_the_server_is_down_every_answer_is_no_and_the_helper_stays() {
         "{log:?}"
     );
 }
+
+/// Debian's c2s, when installed: it accepts the greeting (`initialized auth module
+/// 'pipe'`, with in-band registration), and the helper exits when c2s shuts down. The
+/// full interop test (logins through c2s) is tests/e2e_jabberd.rs's.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_real_c2s_accepts_the_greeting() {
+    const C2S: &str = "/usr/sbin/jabberd2-c2s";
+    if !Path::new(C2S).exists() {
+        eprintln!("SKIPPED: {C2S} is not installed (apt-get install jabberd2)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let lab = tmp.path();
+    let dir = lab.join("data");
+    let _server = server_with_alice(&dir, &[]);
+    let free_port = || {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    };
+    let helper = lab.join("helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nexec '{BIN}' jabberd-authreg --data-dir '{}'\n",
+            dir.display()
+        ),
+    )
+    .expect("write the wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let log = lab.join("c2s.log");
+    let config = format!(
+        "<c2s><id>c2s</id><pidfile>{lab}/c2s.pid</pidfile>\
+         <router><ip>127.0.0.1</ip><port>{router}</port><user>jabberd</user><pass>secret</pass>\
+         <retry><init>-1</init><lost>-1</lost><sleep>2</sleep></retry></router>\
+         <log type='file'><ident>jabberd/c2s</ident><file>{log}</file></log>\
+         <local><id register-enable='true'>localhost</id><ip>127.0.0.1</ip><port>{port}</port></local>\
+         <authreg><path>/usr/lib/x86_64-linux-gnu/jabberd2</path><module>pipe</module>\
+         <mechanisms><traditional><plain/></traditional><sasl><plain/></sasl></mechanisms>\
+         <pipe><exec>{helper}</exec></pipe></authreg></c2s>",
+        lab = lab.display(),
+        router = free_port(),
+        port = free_port(),
+        log = log.display(),
+        helper = helper.display(),
+    );
+    let config_path = lab.join("c2s.xml");
+    std::fs::write(&config_path, config).expect("write c2s.xml");
+    let mut c2s = Command::new(C2S)
+        .arg("-c")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start c2s");
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("configured;") || Instant::now() > deadline {
+            break text;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("initialized auth module 'pipe'"), "{text}");
+    assert!(
+        text.contains("authreg=pipe, registration enabled"),
+        "{text}"
+    );
+    assert!(!text.contains("failed to initialise"), "{text}");
+    let pid: i32 = text
+        .split("running (pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no helper pid in {text}"));
+    // SIGTERM: c2s sends FREE and closes the pipes; the helper exits.
+    // SAFETY: kill with a child's pid and a signal number has no memory effects.
+    unsafe { libc::kill(c2s.id() as i32, libc::SIGTERM) };
+    let _ = c2s.wait();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let gone = stat.is_empty() || stat.split(' ').nth(2) == Some("Z");
+        if gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the helper outlived c2s: {stat}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
