@@ -6,12 +6,12 @@
 
 mod admin;
 mod cli;
+mod config;
 mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use switchboard_proto::AdminCommand;
 use switchboard_store::start::error_chain;
 use tracing_subscriber::EnvFilter;
@@ -24,8 +24,9 @@ const EXIT_REFUSED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let command = match Cli::parse().into_command() {
+    let command = match cli::parse().into_command() {
         Command::Serve(args) => return serve(args),
+        Command::CheckConfig { file } => return check_config(file),
         Command::User { command, admin } => admin::user_command(command).map(|c| (c, admin)),
         Command::Ban { command, admin } => Ok((admin::ban_command(command), admin)),
         Command::Unban { command, admin } => Ok((admin::unban_command(command), admin)),
@@ -57,8 +58,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// `switchboard check-config FILE`: the file applied to the defaults, without starting.
+fn check_config(file: std::path::PathBuf) -> ExitCode {
+    let mut args = match cli::try_parse_from(["switchboard"]).map(Cli::into_command) {
+        Ok(Command::Serve(args)) => args,
+        _ => unreachable!("no arguments are `serve` with its defaults"),
+    };
+    args.config = Some(file.clone());
+    match args.load_config() {
+        Ok(()) => {
+            println!("{}", config::Summary(&args));
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {}", error_chain(&e));
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
 /// `switchboard serve`.
-fn serve(args: ServeArgs) -> ExitCode {
+fn serve(mut args: ServeArgs) -> ExitCode {
+    if let Err(e) = args.load_config() {
+        eprintln!("switchboard: {}", error_chain(&e));
+        return ExitCode::from(EXIT_REFUSED);
+    }
     init_logging("info");
     match serve::serve(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 use switchboard_proto::{
     ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, Protocol, Ws2017Config,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::{RuntimeKind, ServeArgs};
 
@@ -14,6 +14,15 @@ use crate::cli::{RuntimeKind, ServeArgs};
 /// bound, the signals cannot be watched, or the store was failing at shutdown.
 pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
+    if let Some(path) = &args.config {
+        info!(config = %path.display(), "config file read");
+    }
+    if let Some(router) = args.file_only.jabberd.router {
+        warn!(
+            %router,
+            "[jabberd] is set, but this build has no jabberd link; the section is ignored"
+        );
+    }
     let config = config(&args);
     let listeners = vec![
         (Protocol::Ws2017, args.ws2017),
@@ -51,9 +60,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// The core's config: its defaults, with what the flags set.
-fn config(args: &ServeArgs) -> Config {
+/// The core's config: its defaults, with what the flags (and the config file) set.
+// Every `Limits` field is set today; the update keeps a field added later at its default.
+#[allow(clippy::needless_update)]
+pub fn config(args: &ServeArgs) -> Config {
     let defaults = Config::default();
+    let file = &args.file_only;
     Config {
         outbound_limit_bytes: usize::try_from(args.outbound_limit).unwrap_or(usize::MAX),
         limits: Limits {
@@ -67,17 +79,34 @@ fn config(args: &ServeArgs) -> Config {
             durable_per_ip: args.durable_rate_per_ip.0,
             message_per_conn: args.message_rate_per_conn.0,
             message_per_ip: args.message_rate_per_ip.0,
+            max_ip_buckets: file
+                .max_ip_buckets
+                .unwrap_or(defaults.limits.max_ip_buckets),
             ..defaults.limits.clone()
         },
+        offline_cap: file.offline_cap.unwrap_or(defaults.offline_cap),
         offline_share_percent: args.offline_share_percent,
         ws2017: Ws2017Config {
             ping_interval: args.ws2017_ping_interval.0,
             ping_timeout: args.ws2017_ping_timeout.0,
-            ..defaults.ws2017
+            max_line_bytes: file
+                .ws2017_max_line_bytes
+                .unwrap_or(defaults.ws2017.max_line_bytes),
         },
         arsc: ArscConfig {
             guests: args.arsc_guests,
-            ..defaults.arsc.clone()
+            max_request_bytes: file
+                .arsc_max_request_bytes
+                .unwrap_or(defaults.arsc.max_request_bytes),
+            title: file
+                .arsc_title
+                .clone()
+                .unwrap_or(defaults.arsc.title.clone()),
+            default_room: (file.arsc_default_room.clone())
+                .unwrap_or(defaults.arsc.default_room.clone()),
+            utc_offset_minutes: file
+                .arsc_utc_offset_minutes
+                .unwrap_or(defaults.arsc.utc_offset_minutes),
         },
         ims: ImsConfig {
             alive_timeout: args.ims_alive_timeout.0,
@@ -89,7 +118,9 @@ fn config(args: &ServeArgs) -> Config {
         },
         opcode: OpcodeConfig {
             max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
-            ..defaults.opcode
+            max_line_bytes: file
+                .opcode_max_line_bytes
+                .unwrap_or(defaults.opcode.max_line_bytes),
         },
         ..defaults
     }
