@@ -453,10 +453,14 @@ where
     let matches = Cli::command().try_get_matches_from(argv)?;
     let mut cli = Cli::from_arg_matches(&matches)?;
     let serve = matches.subcommand_matches("serve").unwrap_or(&matches);
-    let given: BTreeSet<String> = serve
-        .ids()
-        .filter(|id| serve.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-        .map(|id| id.as_str().to_owned())
+    // Only the ids of `serve`'s own flags: asking about another's panics.
+    let flags = ServeArgs::augment_args(clap::Command::new("serve"));
+    let given: BTreeSet<String> = flags
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| matches!(serve.try_contains_id(id), Ok(true)))
+        .filter(|id| serve.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_owned)
         .collect();
     match &mut cli.command {
         Some(Command::Serve(args)) => args.given = given,

@@ -16,7 +16,7 @@ use switchboard_proto::AdminCommand;
 use switchboard_store::start::error_chain;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 
 /// The exit status of an admin command answered `err`, or that could not run.
 const EXIT_REFUSED: u8 = 1;
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Command::Kick { name, admin } => Ok((AdminCommand::Kick { name }, admin)),
     };
     // Admin commands say what they did on stdout; logs are for trouble only.
-    init_logging("warn");
+    init_logging(None, "warn", LogFormat::Human);
     let answer = command.and_then(|(command, args)| admin::run(&command, &args));
     match answer {
         Ok(answer) => {
@@ -84,7 +84,7 @@ fn serve(mut args: ServeArgs) -> ExitCode {
         eprintln!("switchboard: {}", error_chain(&e));
         return ExitCode::from(EXIT_REFUSED);
     }
-    init_logging("info");
+    init_logging(args.log.as_deref(), "info", args.log_format);
     match serve::serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -94,12 +94,41 @@ fn serve(mut args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `default` unless `RUST_LOG` says otherwise; colours only on a terminal.
-fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Logs to stderr, filtered by `filter` (`--log`, the config file), else `RUST_LOG`, else
+/// `default`; readable lines (colours only on a terminal) or JSON objects, one a line.
+/// The filter can be replaced later through [`LOG_FILTER`] (SIGHUP).
+fn init_logging(filter: Option<&str>, default: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = match filter {
+        Some(filter) => EnvFilter::new(filter),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }
+
+/// Replaces the log filter of the running process (a SIGHUP's reload).
+pub type LogFilterHandle =
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// The handle on the log filter, set once logging starts.
+pub static LOG_FILTER: std::sync::OnceLock<LogFilterHandle> = std::sync::OnceLock::new();

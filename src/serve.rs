@@ -35,6 +35,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             let options = switchboard_smol::Options {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
+                metrics: args.metrics,
                 ..switchboard_smol::Options::default()
             };
             Ok(switchboard_smol::serve_with(
@@ -48,6 +49,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             let options = switchboard_mio::Options {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
+                metrics: args.metrics,
                 ..switchboard_mio::Options::default()
             };
             Ok(switchboard_mio::serve_with(

@@ -78,3 +78,162 @@ fn serve_reads_its_limits_from_the_config_file_and_flags_override_it() {
         "{refused:?}"
     );
 }
+
+/// The JSON log lines of `server` so far.
+fn json_lines(server: &Switchboard) -> Vec<serde_json::Value> {
+    server
+        .log_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect()
+}
+
+#[test]
+fn logins_and_kicks_are_logged_as_json_with_their_fields_and_connections_are_not_at_info() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = ServerOptions {
+        log: Some("info"),
+        ..ServerOptions::default()
+    };
+    let server =
+        Switchboard::start_with_flags(&dir.path().join("data"), options, &["--log-format", "json"]);
+    let alice = common::Client::login(&server, "alice");
+    server.wait_for_log("\"login\"");
+    let run = common::admin(&server.data_dir, &["kick", "alice"], None);
+    run.ok();
+    alice.expect("+OK cquit 'kicked by an administrator'");
+    alice.expect_closed();
+    server.wait_for_log("sessions closed");
+    let lines = json_lines(&server);
+    let login = lines
+        .iter()
+        .find(|l| l["message"] == "login")
+        .expect("a login line");
+    assert_eq!(login["user"], "alice");
+    assert_eq!(login["protocol"], "ws2017");
+    assert_eq!(login["level"], "INFO");
+    assert!(
+        login["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{login}"
+    );
+    let kick = lines
+        .iter()
+        .find(|l| l["message"] == "sessions closed")
+        .expect("a kick line");
+    assert_eq!(kick["user"], "alice");
+    assert_eq!(kick["reason"], "kicked");
+    assert_eq!(kick["protocol"], "ws2017");
+    // At info, a connection's opening and ordinary closing are not logged.
+    assert!(
+        !lines.iter().any(|l| l["message"] == "connection opened"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| !l.to_string().contains("password")));
+}
+
+/// `GET path` on `addr`: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics listener");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the sample `name` in `text`, if there.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Switchboard::start_with_flags(
+        &dir.path().join("data"),
+        ServerOptions::default(),
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("metrics listening on http://"))
+        .unwrap_or_else(|| server.wait_for_log("metrics listening on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
+    let (status, before) = http_get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for (name, kind) in [
+        ("switchboard_connections", "gauge"),
+        ("switchboard_logins", "counter"),
+        ("switchboard_sessions", "gauge"),
+        ("switchboard_messages_routed", "counter"),
+        ("switchboard_offline_queue_messages", "gauge"),
+        ("switchboard_commit_batch_changes", "histogram"),
+        ("switchboard_commit_seconds", "histogram"),
+        ("switchboard_received_bytes", "counter"),
+        ("switchboard_sent_bytes", "counter"),
+        ("switchboard_disconnects", "counter"),
+        ("switchboard_rate_refusals", "counter"),
+    ] {
+        assert!(
+            before.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}: {before}"
+        );
+        let help = format!("# HELP {name} ");
+        assert!(
+            before
+                .lines()
+                .any(|l| l.starts_with(&help) && l.len() > help.len() + 10),
+            "{name} has no help: {before}"
+        );
+    }
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    let login = r#"switchboard_logins_total{protocol="ws2017"}"#;
+    assert_eq!(sample(&before, login), Some(0.0), "{before}");
+    let alice = common::Client::login(&server, "alice");
+    let bob = common::Client::login(&server, "bob");
+    alice.send("chatm alice bob 'hi'");
+    bob.expect("chatm alice bob 'hi'");
+    alice.send("cquit");
+    let routed = r#"switchboard_messages_routed_total{from="ws2017",to="ws2017"}"#;
+    let quit = r#"switchboard_disconnects_total{reason="quit"}"#;
+    let deadline = std::time::Instant::now() + WAIT;
+    let after = loop {
+        let (_, after) = http_get(&addr, "/metrics");
+        if sample(&after, quit) == Some(1.0) || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(sample(&after, login), Some(2.0), "{after}");
+    assert_eq!(sample(&after, routed), Some(1.0), "{after}");
+    assert_eq!(sample(&after, quit), Some(1.0), "{after}");
+    assert_eq!(
+        sample(&after, r#"switchboard_sessions{protocol="ws2017"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            r#"switchboard_received_bytes_total{protocol="ws2017"}"#
+        )
+        .is_some_and(|n| n > 0.0),
+        "{after}"
+    );
+    let (status, _) = http_get(&addr, "/other");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}

@@ -340,6 +340,12 @@ impl Server {
         self.core.limits.refused()
     }
 
+    /// Logins, open sessions and direct messages by protocol since start: cheap (a
+    /// reference), for a runtime's metrics.
+    pub fn counters(&self) -> &crate::Counters {
+        self.core.net.counters()
+    }
+
     /// The sizes of the server's collections.
     pub fn stats(&self) -> Stats {
         Stats {

@@ -27,6 +27,8 @@ pub mod data_dir;
 mod error;
 pub mod fds;
 pub mod media_reader;
+pub mod metrics;
+pub mod observe;
 pub mod options;
 pub mod refusals;
 mod rekey;

@@ -24,6 +24,8 @@ pub struct Options {
     /// store's files and accepting: client connections may take what the descriptor limit
     /// leaves after those open at start and this reserve.
     pub fd_reserve: usize,
+    /// Where to serve the metrics (`GET /metrics`, OpenMetrics text); `None`: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -36,6 +38,7 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(2),
             hash_cost: Cost::recommended(),
             fd_reserve: DEFAULT_FD_RESERVE,
+            metrics: None,
         }
     }
 }

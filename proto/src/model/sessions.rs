@@ -163,6 +163,7 @@ impl Network {
                 room: None,
             },
         );
+        self.counters.logged_in(kind.protocol);
         self.record(|_| {
             Some(NetworkEvent::LoggedIn {
                 name: name.clone(),
@@ -203,6 +204,7 @@ impl Network {
         user.sessions.remove(&session);
         let name = user.name.clone();
         let last = user.sessions.is_empty();
+        self.counters.logged_out(rec.protocol);
         self.record(|_| {
             Some(NetworkEvent::LoggedOut {
                 name: name.clone(),
