@@ -90,6 +90,22 @@ pub enum Command {
         /// The TOML file.
         file: PathBuf,
     },
+    /// The running server's version, runtime, uptime, and connections and sessions per
+    /// protocol (through its admin socket).
+    Status {
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Copy the store to FILE, consistently, while the server runs or not (SQLite's
+    /// online backup); see docs/operations.md for restoring it.
+    Backup {
+        /// The copy to write; it must not exist.
+        file: PathBuf,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// The flags every admin command takes.

@@ -27,6 +27,8 @@ fn main() -> ExitCode {
     let command = match cli::parse().into_command() {
         Command::Serve(args) => return serve(args),
         Command::CheckConfig { file } => return check_config(file),
+        Command::Backup { file, admin } => return backup(&file, &admin),
+        Command::Status { admin } => Ok((AdminCommand::Status, admin)),
         Command::User { command, admin } => admin::user_command(command).map(|c| (c, admin)),
         Command::Ban { command, admin } => Ok((admin::ban_command(command), admin)),
         Command::Unban { command, admin } => Ok((admin::unban_command(command), admin)),
@@ -69,6 +71,31 @@ fn check_config(file: std::path::PathBuf) -> ExitCode {
         Ok(()) => {
             println!("{}", config::Summary(&args));
             println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {}", error_chain(&e));
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
+/// `switchboard backup FILE`.
+fn backup(file: &std::path::Path, admin: &cli::AdminArgs) -> ExitCode {
+    init_logging(None, "warn", LogFormat::Human);
+    if let Err(e) = switchboard_store::data_dir::check(&admin.data_dir) {
+        eprintln!("switchboard: {}", error_chain(&e));
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    match switchboard_store::backup::backup(&admin.data_dir, file) {
+        Ok(copied) => {
+            println!(
+                "backed up {} to {} ({} bytes, {} accounts)",
+                admin.data_dir.display(),
+                copied.path.display(),
+                copied.bytes,
+                copied.accounts
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

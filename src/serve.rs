@@ -118,6 +118,8 @@ pub fn config(args: &ServeArgs) -> Config {
                 false => ImsTerminator::Newline,
             },
         },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        runtime: args.runtime.name().to_owned(),
         opcode: OpcodeConfig {
             max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
             max_line_bytes: file

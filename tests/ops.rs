@@ -237,3 +237,88 @@ fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
     let (status, _) = http_get(&addr, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 }
+
+#[test]
+fn status_reports_the_running_server_and_says_when_none_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = Switchboard::start(&data);
+    let _alice = common::Client::login(&server, "alice");
+    let run = common::admin(&data, &["status"], None);
+    let lines = run.ok();
+    assert_eq!(lines[0], format!("version {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines[1], format!("runtime {}", common::runtime()));
+    assert!(lines[2].starts_with("uptime "), "{lines:?}");
+    assert!(
+        lines.contains(&"protocol ws2017 connections=1 sessions=1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"protocol ims connections=0 sessions=0"),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"users online=1"), "{lines:?}");
+    assert_eq!(lines.last(), Some(&"status"));
+    assert!(server.stop().success());
+    let run = common::admin(&data, &["status"], None);
+    assert_eq!(
+        run.refused(),
+        [format!("no server is running on {}", data.display())]
+    );
+}
+
+#[test]
+fn backup_copies_the_live_store_and_the_copy_restores() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = Switchboard::start(&data);
+    common::admin(&data, &["user", "add", "alice", "--password", "pw"], None).ok();
+    let copy = dir.path().join("copy.db");
+    let copy_arg = copy.display().to_string();
+    let run = common::admin(&data, &["backup", &copy_arg], None);
+    let lines = run.ok();
+    assert!(
+        lines[0].starts_with(&format!("backed up {} to {copy_arg} (", data.display())),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with(", 1 accounts)"), "{lines:?}");
+    // The server goes on, and a backup never overwrites.
+    common::admin(&data, &["user", "add", "bob", "--password", "pw"], None).ok();
+    let again = common::admin(&data, &["backup", &copy_arg], None);
+    assert_eq!(again.status, Some(1));
+    assert!(again.stderr.contains("exists"), "{again:?}");
+    // The copy is one self-contained, private database with what was committed.
+    {
+        let db = rusqlite::Connection::open(&copy).expect("open the copy");
+        let accounts: i64 = db
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(accounts, 1);
+        let mode: String = db
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "delete");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Restore as docs/operations.md says: stop, replace the database, remove the WAL
+    // files, start.
+    assert!(server.stop().success());
+    std::fs::copy(&copy, data.join("switchboard.db")).expect("restore");
+    for wal in ["switchboard.db-wal", "switchboard.db-shm"] {
+        let _ = std::fs::remove_file(data.join(wal));
+    }
+    let _server = Switchboard::start(&data);
+    let list = common::admin(&data, &["user", "list"], None);
+    let lines = list.ok();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("user alice "), "{lines:?}");
+    assert_eq!(lines[1], "1 account");
+}

@@ -21,6 +21,7 @@
 
 #[cfg(unix)]
 pub mod admin_socket;
+pub mod backup;
 pub mod clock;
 pub mod credentials;
 pub mod data_dir;

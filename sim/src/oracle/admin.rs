@@ -154,7 +154,7 @@ impl Oracle {
                     return Err(answer_error(format!("ok {text} after {rows} rows")));
                 }
             }
-            AdminCommand::BanList => {}
+            AdminCommand::BanList | AdminCommand::Status => {}
         }
         if let Some(name) = kick {
             let target = holder(name);
