@@ -322,3 +322,61 @@ fn backup_copies_the_live_store_and_the_copy_restores() {
     assert!(lines[0].starts_with("user alice "), "{lines:?}");
     assert_eq!(lines[1], "1 account");
 }
+
+/// Everything `stream` receives until the server closes it (within [`WAIT`]).
+fn read_to_close(mut stream: TcpStream) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut all = Vec::new();
+    stream
+        .read_to_end(&mut all)
+        .expect("closed by the server within the wait");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_tells_each_client_in_its_protocol_then_closes_and_exits_0() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    common::admin(&data, &["user", "add", "carol", "--password", "pw"], None).ok();
+    let mut server = Switchboard::start(&data);
+    let ws = common::Client::login(&server, "alice");
+    let ims = common::ims::ImsClient::login(&server, "carol", "pw");
+    let mut arsc = TcpStream::connect(server.arsc_addr).expect("arsc");
+    arsc.write_all(
+        b"<arscrequest><type>connect</type><user>guest</user><room>lounge</room></arscrequest>",
+    )
+    .expect("connect");
+    server.wait_for_log("protocol=arsc");
+    let opcode = TcpStream::connect(server.opcode_addr()).expect("opcode");
+    server.wait_for_log("protocol=opcode");
+    // Logged in everywhere; the arsc guest's login is the last line to wait for.
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.log_count("\"login\"") + server.log_count(" login ") < 3 {
+        assert!(std::time::Instant::now() < deadline, "not all logged in");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.signal(libc::SIGTERM);
+    // (alice hears of the others' logins first.)
+    ws.skip_until(|l| l == "-ERR 'the server is shutting down'");
+    ws.expect_closed();
+    ims.expect("<LOGOUT user=\"carol\" result=\"1\"/>");
+    ims.expect_closed_within(WAIT);
+    let arsc_said = read_to_close(arsc);
+    assert!(
+        arsc_said.contains(
+            "<type>system</type><sendtime>"
+        ) && arsc_said.ends_with("<sender>System</sender><content>The server is shutting down.</content></arscmessage>\n"),
+        "{arsc_said}"
+    );
+    read_to_close(opcode);
+    let status = server.wait_for_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        server.log_count("reason=\"shutdown\"") >= 4,
+        "{:?}",
+        server.log_lines()
+    );
+}

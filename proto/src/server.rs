@@ -251,6 +251,14 @@ impl Server {
                 self.core.net.committed(through);
             }
             Input::CommitFailed { error: _ } => self.core.net.commit_failed(),
+            Input::Shutdown => {
+                let conns: Vec<ConnId> = self.order.keys().copied().collect();
+                for conn in conns {
+                    if self.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_shutdown(cx));
+                    }
+                }
+            }
         }
         self.settle(now);
     }

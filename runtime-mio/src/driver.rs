@@ -686,6 +686,11 @@ impl Driver {
     /// every connection, flushing what is queued, all within `grace`.
     fn shut_down(&mut self, events: &mut Events, grace: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + grace;
+        // Each client is told in its protocol's way (after what waits on a commit); the
+        // closes flush within the grace.
+        self.linger = self.linger.min(grace);
+        self.pump.shutdown(self.clock.now());
+        self.drain();
         // The pump asks for each batch in turn, a failed one again after its backoff.
         while self.pump.committing() && Instant::now() < deadline {
             self.turn(events, Some(deadline)).map_err(Error::Poll)?;

@@ -146,6 +146,8 @@ pub(crate) async fn run(
     let mut driver = Driver {
         observer: Observer::new(metrics),
         commit_started: None,
+        stopping: None,
+        closing: Vec::new(),
         ex,
         media,
         capacity,
@@ -258,6 +260,10 @@ struct Driver<'a, 'ex> {
     observer: Observer,
     /// The size of the batch at the committer and when it was handed over.
     commit_started: Option<(usize, std::time::Instant)>,
+    /// Shutting down, by this deadline: closes are awaited, not detached.
+    stopping: Option<std::time::Instant>,
+    /// The closes started while shutting down.
+    closing: Vec<Task<()>>,
     /// Reads media for the effects that ask.
     media: MediaReader,
     /// The descriptors client connections, and the links the core dials, may take.
@@ -411,10 +417,15 @@ impl Driver<'_, '_> {
             Action::Close { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
                     self.observer.closed(conn, Some(reason));
-                    if reason.flush() {
-                        handle.close(self.ex, self.linger).detach();
-                    } else {
-                        handle.abort();
+                    match (reason.flush(), self.stopping) {
+                        (true, None) => handle.close(self.ex, self.linger).detach(),
+                        // A goodbye at shutdown: written within the grace, and waited for.
+                        (true, Some(deadline)) => {
+                            let left =
+                                deadline.saturating_duration_since(std::time::Instant::now());
+                            self.closing.push(handle.close(self.ex, left));
+                        }
+                        (false, _) => handle.abort(),
                     }
                 }
             }
@@ -480,6 +491,10 @@ impl Driver<'_, '_> {
         grace: Duration,
     ) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + grace;
+        self.stopping = Some(deadline);
+        // Each client is told in its protocol's way (after what waits on a commit).
+        self.pump.shutdown(self.clock.now());
+        self.drain();
         // Nothing new is handled; keep emptying the channels so nobody waits on a full one.
         let discard = async {
             let events = async {
@@ -535,13 +550,11 @@ impl Driver<'_, '_> {
         }
         let uncommitted = self.pump.uncommitted();
         self.observer.shutdown();
-        let closing: Vec<Task<()>> = std::mem::take(&mut self.conns)
-            .into_values()
-            .map(|handle| {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                handle.close(self.ex, left)
-            })
-            .collect();
+        let mut closing = std::mem::take(&mut self.closing);
+        closing.extend(std::mem::take(&mut self.conns).into_values().map(|handle| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            handle.close(self.ex, left)
+        }));
         let all_closed = async {
             for task in closing {
                 task.await;

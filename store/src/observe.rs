@@ -66,6 +66,7 @@ pub fn reason_label(reason: CloseReason) -> &'static str {
         CloseReason::Kicked | CloseReason::Banned => "kick",
         CloseReason::Done => "done",
         CloseReason::TooManyConnections => "limit",
+        CloseReason::Shutdown => "shutdown",
     }
 }
 

@@ -9,4 +9,5 @@ mod names;
 mod outbound;
 mod release;
 mod sessions;
+mod shutdown;
 mod slow_reader;
