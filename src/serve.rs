@@ -30,12 +30,14 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Protocol::Ims, args.ims),
         (Protocol::Opcode, args.opcode),
     ];
+    let reload = Some(reloader(&config, args.log.clone()));
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
                 metrics: args.metrics,
+                reload,
                 ..switchboard_smol::Options::default()
             };
             Ok(switchboard_smol::serve_with(
@@ -50,6 +52,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
                 metrics: args.metrics,
+                reload,
                 ..switchboard_mio::Options::default()
             };
             Ok(switchboard_mio::serve_with(
@@ -62,10 +65,98 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// What a SIGHUP may change without a restart, as `(key, value)` pairs in the config
+/// file's names, for the log line that says what changed.
+fn reloadable(config: &Config, log: &str) -> Vec<(&'static str, String)> {
+    let l = &config.limits;
+    let rate = |r: &switchboard_proto::RateLimit| format!("{}/{}", r.per_minute, r.burst);
+    vec![
+        ("limits.max_connections", l.max_connections.to_string()),
+        (
+            "limits.max_connections_per_ip",
+            l.max_connections_per_ip.to_string(),
+        ),
+        (
+            "limits.outbound_budget_bytes",
+            l.outbound_budget_bytes.to_string(),
+        ),
+        ("limits.broadcast_per_conn", rate(&l.broadcast_per_conn)),
+        ("limits.broadcast_per_ip", rate(&l.broadcast_per_ip)),
+        ("limits.durable_per_conn", rate(&l.durable_per_conn)),
+        ("limits.durable_per_ip", rate(&l.durable_per_ip)),
+        ("limits.message_per_conn", rate(&l.message_per_conn)),
+        ("limits.message_per_ip", rate(&l.message_per_ip)),
+        ("limits.max_ip_buckets", l.max_ip_buckets.to_string()),
+        (
+            "offline_share_percent",
+            config.offline_share_percent.to_string(),
+        ),
+        ("log.filter", log.to_owned()),
+    ]
+}
+
+/// The log filter in force: `--log` or the file's, else `RUST_LOG`, else `info`.
+fn log_filter(log: Option<String>) -> String {
+    log.or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned())
+}
+
+/// SIGHUP's reload: the command line is read again, with its config file, exactly as at
+/// start (flags still override the file); the limits, the mailbox share and the log
+/// filter take the new values, and one line says what changed. A file that no longer
+/// parses changes nothing (an error line says why).
+fn reloader(config: &Config, log: Option<String>) -> switchboard_store::options::Reload {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let running = std::sync::Mutex::new(reloadable(config, &log_filter(log)));
+    switchboard_store::options::Reload(std::sync::Arc::new(move || {
+        let mut args = match crate::cli::try_parse_from(argv.clone()).map(|c| c.into_command()) {
+            Ok(crate::cli::Command::Serve(args)) => args,
+            _ => return None,
+        };
+        if let Err(e) = args.load_config() {
+            tracing::error!(
+                error = %switchboard_store::start::error_chain(&e),
+                "config reload failed; the server keeps running with what it had"
+            );
+            return None;
+        }
+        let new = config_of(&args);
+        let filter = log_filter(args.log.clone());
+        let values = reloadable(&new, &filter);
+        let mut running = running.lock().ok()?;
+        let changed: Vec<String> = (values.iter().zip(running.iter()))
+            .filter(|(now, before)| now.1 != before.1)
+            .map(|(now, before)| format!("{}: {} -> {}", now.0, before.1, now.1))
+            .collect();
+        if changed.iter().any(|c| c.starts_with("log.filter")) {
+            if let Some(handle) = crate::LOG_FILTER.get() {
+                if let Err(e) = handle.reload(tracing_subscriber::EnvFilter::new(&filter)) {
+                    warn!(error = %e, "the log filter could not be replaced");
+                }
+            }
+        }
+        match changed.is_empty() {
+            true => info!("config reloaded; nothing changed"),
+            false => info!(changed = %changed.join(", "), "config reloaded"),
+        }
+        *running = values;
+        Some(switchboard_store::options::Reloaded {
+            limits: new.limits,
+            offline_share_percent: new.offline_share_percent,
+        })
+    }))
+}
+
 /// The core's config: its defaults, with what the flags (and the config file) set.
 // Every `Limits` field is set today; the update keeps a field added later at its default.
 #[allow(clippy::needless_update)]
 pub fn config(args: &ServeArgs) -> Config {
+    config_of(args)
+}
+
+/// [`config`], for the reload.
+#[allow(clippy::needless_update)]
+fn config_of(args: &ServeArgs) -> Config {
     let defaults = Config::default();
     let file = &args.file_only;
     Config {

@@ -380,3 +380,54 @@ fn sigterm_tells_each_client_in_its_protocol_then_closes_and_exits_0() {
         server.log_lines()
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_limits_and_the_log_filter_and_never_stops_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, "[limits]\nmax_connections_per_ip = 64\n").expect("write");
+    let config_arg = config.display().to_string();
+    let mut server = Switchboard::start_with_flags(
+        &dir.path().join("data"),
+        ServerOptions::default(),
+        &["--config", &config_arg],
+    );
+    let alice = common::Client::login(&server, "alice");
+    server.wait_for_log("connection opened");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_connections_per_ip = 1\n[log]\nfilter = \"info\"\n",
+    )
+    .expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let reloaded = server.wait_for_log("config reloaded");
+    assert!(
+        reloaded.contains("limits.max_connections_per_ip: 64 -> 1"),
+        "{reloaded}"
+    );
+    assert!(
+        reloaded.contains(&format!("log.filter: {} -> info", common::CONN_LOG)),
+        "{reloaded}"
+    );
+    assert!(!reloaded.contains("limits.max_connections:"), "{reloaded}");
+    // The new cap applies to the next connection; alice stays.
+    let refused = first_line(server.addr);
+    assert!(
+        refused.contains("too many connections from your address"),
+        "{refused:?}"
+    );
+    alice.send("cgetu");
+    alice.expect("+OK cgetu alice");
+    // The new filter: connections opening are no longer logged.
+    assert_eq!(server.log_count("connection opened"), 1);
+    // A file that no longer parses changes nothing, and the server goes on.
+    std::fs::write(&config, "[limits]\nmax_conections = 5\n").expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let failed = server.wait_for_log("config reload failed");
+    assert!(failed.contains("max_conections"), "{failed}");
+    server.assert_running();
+    alice.send("cgetu");
+    alice.expect("+OK cgetu alice");
+    assert!(server.stop().success());
+}

@@ -245,6 +245,11 @@ impl Pump {
         Ok(())
     }
 
+    /// New limits and mailbox share while running: see [`Server::reconfigure`].
+    pub fn reconfigure(&mut self, limits: crate::Limits, offline_share_percent: u8) {
+        self.server.reconfigure(limits, offline_share_percent);
+    }
+
     /// The server is stopping: each client is told in its protocol's way and closed
     /// ([`Input::Shutdown`]). Commits go on as before; keep driving the pump until
     /// nothing is left to commit and the closes are carried out.

@@ -131,8 +131,25 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     };
     let mut events = Events::with_capacity(EVENTS);
     loop {
-        let signal = driver.turn(&mut events, None).map_err(Error::Poll)?;
-        if let Some(signal) = signal.and_then(|_| shutdown.take()) {
+        if driver
+            .turn(&mut events, None)
+            .map_err(Error::Poll)?
+            .is_none()
+        {
+            continue;
+        }
+        let signals = shutdown.take();
+        if signals.iter().any(|&s| signals::is_hangup(s)) {
+            info!("SIGHUP: reloading the config");
+            match options.reload.as_ref().and_then(|reload| (reload.0)()) {
+                Some(new) => driver
+                    .pump
+                    .reconfigure(new.limits, new.offline_share_percent),
+                None if options.reload.is_none() => info!("nothing to reload"),
+                None => {}
+            }
+        }
+        if let Some(&signal) = signals.iter().find(|&&s| !signals::is_hangup(s)) {
             info!(signal = signals::name(signal), "shutting down on signal");
             break;
         }

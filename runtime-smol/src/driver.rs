@@ -97,6 +97,8 @@ enum Wake {
     Deadline,
     /// Time to read the gauges again.
     Refresh,
+    /// SIGHUP: reload.
+    Hangup,
     Shutdown,
 }
 
@@ -116,9 +118,11 @@ pub(crate) async fn run(
         listeners,
         capacity,
         metrics,
+        mut hangup,
         #[cfg(unix)]
         admin,
     } = runtime;
+    let reload = options.reload.clone();
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
     let next_id = Arc::new(AtomicU64::new(1));
@@ -198,6 +202,15 @@ pub(crate) async fn run(
             Wake::Refresh
         })
         .or(async {
+            match hangup.as_mut() {
+                Some(signals) => {
+                    smol::stream::StreamExt::next(signals).await;
+                    Wake::Hangup
+                }
+                None => future::pending().await,
+            }
+        })
+        .or(async {
             match report_box.recv().await {
                 Ok(report) => Wake::Report(report),
                 // The driver holds a sender, so the channel never closes.
@@ -240,6 +253,16 @@ pub(crate) async fn run(
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
             Wake::Refresh => driver.observer.refresh(driver.pump.server()),
+            Wake::Hangup => {
+                info!("SIGHUP: reloading the config");
+                match reload.as_ref().and_then(|reload| (reload.0)()) {
+                    Some(new) => driver
+                        .pump
+                        .reconfigure(new.limits, new.offline_share_percent),
+                    None if reload.is_none() => info!("nothing to reload"),
+                    None => {}
+                }
+            }
             Wake::Shutdown => break,
         }
     }

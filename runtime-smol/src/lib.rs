@@ -139,6 +139,8 @@ pub struct Runtime {
     capacity: fds::Capacity,
     /// The metrics, when served.
     metrics: Option<switchboard_store::metrics::Metrics>,
+    /// SIGHUP, when watched ([`serve_with`] does): a reload of [`Options::reload`].
+    hangup: Option<async_signal::Signals>,
     #[cfg(unix)]
     admin: admin::AdminSocket,
 }
@@ -229,6 +231,7 @@ impl Runtime {
             listeners,
             capacity,
             metrics,
+            hangup: None,
             #[cfg(unix)]
             admin,
         })
@@ -297,7 +300,22 @@ pub fn serve_with(
     options: Options,
 ) -> Result<(), Error> {
     let shutdown = shutdown_signal().map_err(Error::Signals)?;
-    Runtime::bind(config, data_dir, &listeners, options)?.run_until(shutdown)
+    let hangup = hangup_signal().map_err(Error::Signals)?;
+    let mut runtime = Runtime::bind(config, data_dir, &listeners, options)?;
+    runtime.hangup = hangup;
+    runtime.run_until(shutdown)
+}
+
+/// Starts watching for SIGHUP (on Unix; `None` elsewhere): from this call on it no longer
+/// kills the process, and the loop reloads on it ([`Options::reload`]).
+///
+/// # Errors
+/// When the signal handler cannot be installed.
+pub fn hangup_signal() -> io::Result<Option<async_signal::Signals>> {
+    #[cfg(unix)]
+    return async_signal::Signals::new([async_signal::Signal::Hup]).map(Some);
+    #[cfg(not(unix))]
+    Ok(None)
 }
 
 /// Starts watching for Ctrl-C (SIGINT) and, on Unix, SIGTERM; the returned future completes
