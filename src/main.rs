@@ -62,9 +62,11 @@ fn main() -> ExitCode {
 
 /// `switchboard check-config FILE`: the file applied to the defaults, without starting.
 fn check_config(file: std::path::PathBuf) -> ExitCode {
-    let mut args = match cli::try_parse_from(["switchboard"]).map(Cli::into_command) {
-        Ok(Command::Serve(args)) => args,
-        _ => unreachable!("no arguments are `serve` with its defaults"),
+    // No arguments are `serve` with its defaults.
+    let Ok(Command::Serve(mut args)) = cli::try_parse_from(["switchboard"]).map(Cli::into_command)
+    else {
+        eprintln!("switchboard: the defaults of `serve` do not parse");
+        return ExitCode::FAILURE;
     };
     args.config = Some(file.clone());
     match args.load_config() {
