@@ -40,6 +40,10 @@ pub struct Config {
     pub ims: ImsConfig,
     /// opcode settings.
     pub opcode: OpcodeConfig,
+    /// The server's version, as the admin `status` reports it.
+    pub version: String,
+    /// The runtime driving the server (`smol`, `mio`), as the admin `status` reports it.
+    pub runtime: String,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -193,6 +197,8 @@ impl Default for Config {
             arsc: ArscConfig::default(),
             ims: ImsConfig::default(),
             opcode: OpcodeConfig::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            runtime: "none".to_owned(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }

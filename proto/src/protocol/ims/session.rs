@@ -290,6 +290,22 @@ impl Session {
         }
     }
 
+    /// The server is stopping: a logged-in user gets its LOGOUT, as after a kick.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        if let State::Online { session } = self.state {
+            if let Some(me) = cx.net.session_name(session).cloned() {
+                reply(
+                    cx,
+                    &Reply::Logout {
+                        user: me.as_str(),
+                        result: 1,
+                    },
+                );
+            }
+        }
+        cx.close(CloseReason::Shutdown);
+    }
+
     /// A network event for this connection's session.
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
         let State::Online { session } = self.state else {

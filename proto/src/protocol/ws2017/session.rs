@@ -281,6 +281,14 @@ impl Session {
         cx.set_timer(at);
     }
 
+    /// The server is stopping: an `-ERR` line, then the close.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        cx.send(Bytes::from_static(
+            b"-ERR 'the server is shutting down'\r\n",
+        ));
+        cx.close(CloseReason::Shutdown);
+    }
+
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
         if let Some(session) = self.session.take() {
             cx.px().forget(session);
