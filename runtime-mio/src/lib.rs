@@ -203,16 +203,8 @@ impl Runtime {
         let admin = admin::bind(&data_dir)?;
         let capacity = fds::client_capacity(limit, options.fd_reserve);
         fds::log_start(limit, &capacity, options.fd_reserve);
-        let metrics = match options.metrics {
-            Some(addr) => {
-                let metrics = switchboard_store::metrics::Metrics::new();
-                metrics
-                    .serve(addr)
-                    .map_err(|source| Error::Metrics { addr, source })?;
-                Some(metrics)
-            }
-            None => None,
-        };
+        let metrics = switchboard_store::metrics::Metrics::start(options.metrics)
+            .map_err(|(addr, source)| Error::Metrics { addr, source })?;
         Ok(Runtime {
             config,
             options,

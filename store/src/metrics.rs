@@ -178,6 +178,17 @@ impl Metrics {
         text
     }
 
+    /// The metrics a runtime keeps when `--metrics` gives an address: new, and served
+    /// there; `None` when metrics are off.
+    pub fn start(addr: Option<SocketAddr>) -> Result<Option<Metrics>, (SocketAddr, io::Error)> {
+        let Some(addr) = addr else {
+            return Ok(None);
+        };
+        let metrics = Metrics::new();
+        metrics.serve(addr).map_err(|e| (addr, e))?;
+        Ok(Some(metrics))
+    }
+
     /// Binds `addr` and serves `GET /metrics` there on a thread of its own, for the rest
     /// of the process; logs the address bound.
     ///
