@@ -239,7 +239,7 @@ impl Session {
         let Some(me) = cx.net.session_name(session).cloned() else {
             return;
         };
-        let mine = |name: &str| UserKey::of(name).as_ref() == Ok(me.key_ref());
+        let mine = |name: &str| me.key_ref().is_key_of(name);
         match request {
             // One session per connection: a second LOGIN changes nothing.
             Request::Login { user, .. } => reply(
