@@ -14,7 +14,8 @@ use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{
-    Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, SessionId,
+    Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, Route, SessionId,
+    Undeliverable,
 };
 use crate::names::UserKey;
 use crate::outbox::Outbox;
@@ -239,6 +240,20 @@ impl Cx<'_> {
     pub(crate) fn deliver_direct(&mut self, message: Outgoing, limits: MailboxLimits) -> Outcome {
         let out = &mut self.out;
         self.net.deliver_direct(message, limits, |change| {
+            let seq = out.next_seq();
+            out.persist(seq, change.clone());
+            seq
+        })
+    }
+
+    /// [`Cx::deliver_direct`] on the route [`Network::route_direct`] just gave for it.
+    pub(crate) fn deliver_routed(
+        &mut self,
+        message: Outgoing,
+        route: Result<Route, Undeliverable>,
+    ) -> Outcome {
+        let out = &mut self.out;
+        self.net.deliver_routed(message, route, |change| {
             let seq = out.next_seq();
             out.persist(seq, change.clone());
             seq

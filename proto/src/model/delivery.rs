@@ -139,8 +139,21 @@ impl Network {
         limits: MailboxLimits,
         persist: impl FnOnce(&Change) -> Seq,
     ) -> Outcome {
+        let route = self.route_direct(message.from, &message.to, limits);
+        self.deliver_routed(message, route, persist)
+    }
+
+    /// [`Network::deliver_direct`] on the answer `route` that [`Network::route_direct`]
+    /// just gave for `message` (nothing changed since), so a protocol that asked it first
+    /// to run its gates does not route twice.
+    pub(crate) fn deliver_routed(
+        &mut self,
+        message: Outgoing,
+        route: Result<Route, Undeliverable>,
+        persist: impl FnOnce(&Change) -> Seq,
+    ) -> Outcome {
         let (from, to) = (message.from, message.to.clone());
-        let outcome = match self.route_direct(message.from, &message.to, limits) {
+        let outcome = match route {
             Err(why) => Outcome::Refused(why),
             Ok(Route::Live(_)) => {
                 match self.relay(message.from, &message.to, &message.body, message.kind) {

@@ -407,13 +407,14 @@ fn chat(
             "message could not be stored, try again later",
         ),
     };
-    match cx.net.route_direct(session, &to, limits) {
+    let route = cx.net.route_direct(session, &to, limits);
+    match &route {
         Err(why) => {
-            cx.net.refused_direct(session, &to, &why);
-            return refused(cx, why);
+            cx.net.refused_direct(session, &to, why);
+            return refused(cx, why.clone());
         }
         Ok(Route::Live(online)) => {
-            if !room_for_chat(cx, whisper, &me, &online, &body, Reply::Relayed) {
+            if !room_for_chat(cx, whisper, &me, online, &body, Reply::Relayed) {
                 return;
             }
         }
@@ -421,7 +422,7 @@ fn chat(
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
-            if !room_for_chat(cx, whisper, &me, &to, &body, Reply::Stored) {
+            if !room_for_chat(cx, whisper, &me, to, &body, Reply::Stored) {
                 return;
             }
         }
@@ -433,7 +434,9 @@ fn chat(
         kind,
         sent_ms: cx.now.wall_ms,
     };
-    let (to, held) = match cx.deliver_direct(message, limits) {
+    // The gates above changed no routing state (a close they caused waits for the end
+    // of this input), so the route still holds.
+    let (to, held) = match cx.deliver_routed(message, route) {
         Outcome::Refused(why) => return refused(cx, why),
         Outcome::Delivered(to) => {
             if !whisper {
