@@ -4,9 +4,9 @@ use bytes::{BufMut, BytesMut};
 
 /// A client command, its arguments unvalidated beyond their shape.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Command {
+pub(super) enum Command<'a> {
     /// `uname <name>`: pick or change the name.
-    Uname { name: String },
+    Uname { name: &'a str },
     /// `cgetu`: list online users.
     Cgetu,
     /// `cgetg`: list games (there are none).
@@ -14,12 +14,12 @@ pub(super) enum Command {
     /// `chatm <sender> <recipient> '<message>'` or `chatw ...` (whisper).
     Chat {
         whisper: bool,
-        sender: String,
-        recipient: String,
-        message: String,
+        sender: &'a str,
+        recipient: &'a str,
+        message: &'a str,
     },
     /// `chatr <sender> <recipient>`: the recipient confirms a message.
-    Chatr { sender: String, recipient: String },
+    Chatr { sender: &'a str, recipient: &'a str },
     /// `cping`: the client checks the server is there.
     Cping,
     /// `cpong` or `+OK cpong`: the answer to the server's `cping`.
@@ -47,7 +47,7 @@ const KEYWORDS: [&str; 10] = [
 /// Parses one line (without its line ending). The keyword decides first: a keyword that
 /// is no command is [`ParseError::Unknown`] whatever follows it (bytes that are not UTF-8
 /// included); only a known one can be [`ParseError::Malformed`].
-pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
+pub(super) fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
     let blank = |b: &u8| *b == b' ' || *b == b'\t';
     let start = line.iter().position(|b| !blank(b)).unwrap_or(line.len());
     let end = line
@@ -88,7 +88,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
     let malformed = || ParseError::Malformed {
         keyword: keyword.to_owned(),
     };
-    let args = |n: usize| -> Result<Vec<String>, ParseError> {
+    let args = |n: usize| -> Result<Vec<&str>, ParseError> {
         let args = split_args(rest).ok_or_else(malformed)?;
         if args.len() == n {
             Ok(args)
@@ -121,7 +121,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
                 whisper: keyword == "chatw",
                 sender,
                 recipient,
-                message: message.to_owned(),
+                message,
             }
         }
         _ => return Err(ParseError::Unknown),
@@ -131,7 +131,7 @@ pub(super) fn parse(line: &[u8]) -> Result<Command, ParseError> {
 
 /// Splits arguments on spaces; an argument starting with `'` runs to the next `'` that is
 /// followed by a space or the end. `None` if a quote is never closed.
-fn split_args(mut rest: &str) -> Option<Vec<String>> {
+fn split_args(mut rest: &str) -> Option<Vec<&str>> {
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (arg, tail) = next_arg(rest)?;
@@ -142,7 +142,7 @@ fn split_args(mut rest: &str) -> Option<Vec<String>> {
 }
 
 /// The first argument of `s` and what follows it (leading spaces removed).
-fn next_arg(s: &str) -> Option<(String, &str)> {
+fn next_arg(s: &str) -> Option<(&str, &str)> {
     let s = s.trim_start_matches([' ', '\t']);
     if s.is_empty() {
         return None;
@@ -156,7 +156,7 @@ fn next_arg(s: &str) -> Option<(String, &str)> {
     } else {
         s.split_once([' ', '\t']).unwrap_or((s, ""))
     };
-    Some((arg.to_owned(), tail.trim_start_matches([' ', '\t'])))
+    Some((arg, tail.trim_start_matches([' ', '\t'])))
 }
 
 /// A message body: the rest of the line, without one pair of enclosing quotes. `None`

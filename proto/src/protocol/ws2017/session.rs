@@ -100,8 +100,8 @@ impl Session {
             }
         };
         match (command, self.session) {
-            (Command::Uname { name }, None) => self.login(cx, &name),
-            (Command::Uname { name }, Some(session)) => rename(cx, session, &name),
+            (Command::Uname { name }, None) => self.login(cx, name),
+            (Command::Uname { name }, Some(session)) => rename(cx, session, name),
             // The timer stays armed for the next ping; no timer work per pong.
             (Command::Cpong, _) => self.unanswered_ping = None,
             (Command::Cquit, _) => {
@@ -128,9 +128,9 @@ impl Session {
                     message,
                 },
                 Some(session),
-            ) => chat(cx, session, whisper, &sender, &recipient, message),
+            ) => chat(cx, session, whisper, sender, recipient, message),
             (Command::Chatr { sender, recipient }, Some(session)) => {
-                receipt(cx, session, &sender, &recipient)
+                receipt(cx, session, sender, recipient)
             }
         }
     }
@@ -296,7 +296,7 @@ impl Session {
     }
 }
 
-impl Command {
+impl Command<'_> {
     fn keyword(&self) -> &'static str {
         match self {
             Command::Uname { .. } => "uname",
@@ -356,7 +356,7 @@ fn chat(
     whisper: bool,
     sender: &str,
     recipient: &str,
-    body: String,
+    body: &str,
 ) {
     let command = if whisper { "chatw" } else { "chatm" };
     let Some(me) = cx.net.session_name(session).cloned() else {
@@ -414,7 +414,7 @@ fn chat(
             return refused(cx, why.clone());
         }
         Ok(Route::Live(online)) => {
-            if !room_for_chat(cx, whisper, &me, online, &body, Reply::Relayed) {
+            if !room_for_chat(cx, whisper, &me, online, body, Reply::Relayed) {
                 return;
             }
         }
@@ -422,7 +422,7 @@ fn chat(
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
-            if !room_for_chat(cx, whisper, &me, to, &body, Reply::Stored) {
+            if !room_for_chat(cx, whisper, &me, to, body, Reply::Stored) {
                 return;
             }
         }
@@ -430,7 +430,7 @@ fn chat(
     let message = Outgoing {
         from: session,
         to,
-        body: body.clone(),
+        body: body.to_owned(),
         kind,
         sent_ms: cx.now.wall_ms,
     };
@@ -458,7 +458,7 @@ fn chat(
             whisper,
             from: me.as_str(),
             to: to.as_str(),
-            body: &body,
+            body,
         };
         match held {
             Some(seq) => {

@@ -721,29 +721,28 @@ fn any_split_of_the_input_gives_the_same_output() {
 
 #[test]
 fn parse_table() {
-    let ok = |line: &str| parse(line.as_bytes());
-    assert_eq!(ok("uname bob"), Ok(Command::Uname { name: "bob".into() }));
-    assert_eq!(
-        ok("  uname   'bob'  "),
-        Ok(Command::Uname { name: "bob".into() })
-    );
+    fn ok(line: &str) -> Result<Command<'_>, ParseError> {
+        parse(line.as_bytes())
+    }
+    assert_eq!(ok("uname bob"), Ok(Command::Uname { name: "bob" }));
+    assert_eq!(ok("  uname   'bob'  "), Ok(Command::Uname { name: "bob" }));
     assert_eq!(ok("+ok CPONG"), Ok(Command::Cpong));
     assert_eq!(
         ok("chatm a b 'x' 'y'"),
         Ok(Command::Chat {
             whisper: false,
-            sender: "a".into(),
-            recipient: "b".into(),
-            message: "x' 'y".into()
+            sender: "a",
+            recipient: "b",
+            message: "x' 'y"
         })
     );
     assert_eq!(
         ok("chatw 'a' 'b' ''"),
         Ok(Command::Chat {
             whisper: true,
-            sender: "a".into(),
-            recipient: "b".into(),
-            message: String::new()
+            sender: "a",
+            recipient: "b",
+            message: ""
         })
     );
     assert_eq!(
