@@ -115,6 +115,11 @@ impl Server {
     pub fn new(config: Config, state: State) -> Server {
         #[allow(unused_mut)]
         let mut net = Network::new(state);
+        let mut timers = Timers::default();
+        // The router link (if configured) is dialed at the first timeout.
+        if config.jabberd.router.is_some() {
+            timers.set_protocol(Protocol::Jabberd, Instant::ZERO);
+        }
         #[cfg(feature = "planted-bugs")]
         {
             net.planted_bug = config.planted_bug;
@@ -134,7 +139,7 @@ impl Server {
                 ),
                 config,
                 net,
-                timers: Timers::default(),
+                timers,
                 limits: Limiter::default(),
             },
         }
@@ -436,8 +441,8 @@ impl Server {
                 Audience::Conn(conn) => {
                     if self.is_open(conn) {
                         let mut encoded = Encoded::default();
-                        self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_event(cx, shared, &delivery.event, &mut encoded)
                         });
                     }
                 }
@@ -456,8 +461,8 @@ impl Server {
                                 &mut slot.insert(fresh).1
                             }
                         };
-                        self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, encoded)
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_event(cx, shared, &delivery.event, encoded)
                         });
                     }
                     // Its connection is closing: the event goes with it.
@@ -485,8 +490,8 @@ impl Server {
                             if conn == except {
                                 continue;
                             }
-                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
-                                ep.on_event(cx, &delivery.event, &mut encoded)
+                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, sh| {
+                                ep.on_event(cx, sh, &delivery.event, &mut encoded)
                             });
                         }
                         continue;
@@ -495,8 +500,8 @@ impl Server {
                         if conn == except {
                             continue;
                         }
-                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, sh| {
+                            ep.on_event(cx, sh, &delivery.event, &mut encoded)
                         });
                     }
                 }
