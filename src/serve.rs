@@ -1,7 +1,8 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
 use switchboard_proto::{
-    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, Protocol, Ws2017Config,
+    ArscConfig, Config, ImsConfig, ImsTerminator, JabberdConfig, Limits, OpcodeConfig, Protocol,
+    Secret, Ws2017Config,
 };
 use tracing::info;
 
@@ -14,7 +15,12 @@ use crate::cli::{RuntimeKind, ServeArgs};
 /// bound, the signals cannot be watched, or the store was failing at shutdown.
 pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
-    let config = config(&args);
+    let mut config = config(&args);
+    if let Some(router) = args.jabberd_router {
+        config.jabberd.secret = jabberd_secret(&args)?;
+        // The secret is never logged.
+        info!(%router, domain = %config.jabberd.domain, user = %config.jabberd.user, "jabberd: session manager behind this router");
+    }
     let listeners = vec![
         (Protocol::Ws2017, args.ws2017),
         (Protocol::Arsc, args.arsc),
@@ -91,8 +97,30 @@ fn config(args: &ServeArgs) -> Config {
             max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
             ..defaults.opcode
         },
+        jabberd: JabberdConfig {
+            router: args.jabberd_router,
+            domain: args.jabberd_domain.clone(),
+            user: args.jabberd_user.clone(),
+            ..defaults.jabberd.clone()
+        },
         ..defaults
     }
+}
+
+/// The router link's secret: the first line of `--jabberd-secret-file`.
+fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>> {
+    let Some(path) = &args.jabberd_secret_file else {
+        return Err(
+            "--jabberd-router needs --jabberd-secret-file (the router-users.xml secret)".into(),
+        );
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --jabberd-secret-file {}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").to_owned();
+    if secret.is_empty() {
+        return Err(format!("--jabberd-secret-file {} is empty", path.display()).into());
+    }
+    Ok(Secret(secret))
 }
 
 #[cfg(test)]
@@ -153,6 +181,37 @@ mod tests {
         assert_eq!(ims.alive_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(ims.max_document_bytes, 1000);
         assert_eq!(ims.terminator, switchboard_proto::ImsTerminator::Nul);
+        let dir = std::env::temp_dir().join(format!("sb-jabberd-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cret\nignored\n").expect("secret file");
+        let jabberd = [
+            "switchboard",
+            "--jabberd-router",
+            "127.0.0.1:5347",
+            "--jabberd-domain",
+            "example.org",
+            "--jabberd-user",
+            "sm",
+            "--jabberd-secret-file",
+            file.to_str().expect("utf-8 path"),
+        ];
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(jabberd).map(Cli::into_command) else {
+            panic!("jabberd flags refused");
+        };
+        let config = super::config(&args).jabberd;
+        assert_eq!(config.router, Some("127.0.0.1:5347".parse().expect("addr")));
+        assert_eq!(
+            (config.domain.as_str(), config.user.as_str()),
+            ("example.org", "sm")
+        );
+        let secret = super::jabberd_secret(&args).expect("read");
+        assert_eq!(secret.0, "s3cret", "the first line");
+        assert!(
+            !format!("{args:?}{secret:?}").contains("s3cret"),
+            "never shown"
+        );
+        std::fs::remove_dir_all(&dir).ok();
         for (flag, bad) in [
             ("--max-connections", "0"),
             ("--max-connections-per-ip", "0"),
