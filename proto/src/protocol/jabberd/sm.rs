@@ -427,6 +427,8 @@ impl Shared {
     }
 
     /// An event for the link's connection: a kick or a friend's news names its session.
+    /// Kept out of line: the dispatch of events to connections is inlined (a hot path).
+    #[inline(never)]
     pub(crate) fn on_conn_event(&mut self, cx: &mut Cx<'_>, event: &Event) {
         let session = match event {
             Event::Kicked {
