@@ -190,22 +190,24 @@ impl StreamReader {
     /// Consumes the header if it has arrived whole: an optional XML declaration, then a
     /// `stream` start tag.
     fn header(&mut self) -> Result<Option<()>, StreamError> {
-        let skip = self
-            .buf
-            .iter()
-            .position(|b| !b.is_ascii_whitespace())
-            .unwrap_or(self.buf.len());
-        self.buf.advance(skip);
-        if self.buf.len() < 2 {
-            return Ok(None);
-        }
-        if self.buf.starts_with(b"<?") {
+        // Declarations (and whitespace) before the start tag are skipped, in a loop: a
+        // peer sending thousands of them costs no stack.
+        loop {
+            let skip = self
+                .buf
+                .iter()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(self.buf.len());
+            self.buf.advance(skip);
+            if self.buf.len() < 2 {
+                return Ok(None);
+            }
+            if !self.buf.starts_with(b"<?") {
+                break;
+            }
             let mut pi = PiParser::default();
             match pi.feed(&self.buf[2..]) {
-                Some(i) => {
-                    self.buf.advance(2 + i + 1);
-                    return self.header();
-                }
+                Some(i) => self.buf.advance(2 + i + 1),
                 None if self.buf.len() > MAX_HEADER_BYTES => return Err(StreamError::BadHeader),
                 None => return Ok(None),
             }
@@ -393,4 +395,67 @@ pub(crate) fn esc(s: &str) -> Cow<'_, str> {
 /// Bytes of `s`.
 pub(crate) fn bytes(s: String) -> Bytes {
     Bytes::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(reader: &mut StreamReader) -> Result<Vec<Read>, StreamError> {
+        let mut out = Vec::new();
+        while let Some(read) = reader.next()? {
+            out.push(read);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn namespaces_resolve_by_uri_whatever_the_prefix() {
+        let e = parse(b"<r xmlns='urn:a' xmlns:x='urn:s'><x:session x:c2s='8' action='start'/><body>a &amp; b<![CDATA[<c>]]></body></r>").expect("parsed");
+        assert!(e.is("urn:a", "r"));
+        let session = e.child("urn:s", "session").expect("session");
+        assert_eq!(session.attr_ns("urn:s", "c2s"), Some("8"));
+        assert_eq!(
+            session.attr("c2s"),
+            None,
+            "a qualified attribute is not unqualified"
+        );
+        assert_eq!(session.attr("action"), Some("start"));
+        assert_eq!(
+            e.child("urn:a", "body").map(Element::text).as_deref(),
+            Some("a & b<c>")
+        );
+        assert_eq!(parse(b"<a><b></a>"), None);
+        assert_eq!(parse(b"<u:a/>"), None, "an undeclared prefix");
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert_eq!(parse(deep.as_bytes()), None, "too deep");
+    }
+
+    #[test]
+    fn the_stream_yields_its_header_elements_and_its_end() {
+        let mut reader = StreamReader::new(1024);
+        let many_declarations = "<?x?>".repeat(100_000);
+        reader.extend(many_declarations.as_bytes());
+        assert_eq!(
+            read_all(&mut reader),
+            Ok(vec![]),
+            "declarations skipped, no stack used"
+        );
+        reader.extend(b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams'> <a/>junk<b x='>'></b>");
+        reader.extend(&[b'x'; 2000]);
+        reader.extend(b"<c/></stream:stream>");
+        let got = read_all(&mut reader).expect("readable");
+        let names: Vec<String> = got
+            .iter()
+            .map(|r| match r {
+                Read::Header => "header".to_owned(),
+                Read::Element(e) => e.name.clone(),
+                Read::Closed => "closed".to_owned(),
+            })
+            .collect();
+        assert_eq!(names, ["header", "a", "b", "c", "closed"]);
+        let mut bad = StreamReader::new(1024);
+        bad.extend(b"<features/>");
+        assert_eq!(bad.next(), Err(StreamError::BadHeader));
+    }
 }
