@@ -36,6 +36,8 @@ impl Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: the size of `serve`'s flags costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve ws2017, arsc, ims and opcode until Ctrl-C or SIGTERM (the default).

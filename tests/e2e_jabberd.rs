@@ -33,13 +33,17 @@ fn free_port() -> u16 {
     listener.local_addr().expect("address").port()
 }
 
-/// A jabberd2 daemon, killed when dropped.
-struct Daemon(Child, &'static str);
+/// A jabberd2 daemon, killed when dropped; its log printed if the test failed.
+struct Daemon(Child, PathBuf);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            eprintln!("--- {} ---\n{log}", self.1.display());
+        }
     }
 }
 
@@ -53,7 +57,7 @@ fn daemon(bin: &'static str, config: &Path, lab: &Path, name: &'static str) -> D
         .stderr(log)
         .spawn()
         .unwrap_or_else(|e| panic!("start {bin}: {e}"));
-    Daemon(child, name)
+    Daemon(child, lab.join(format!("log/{name}.log")))
 }
 
 /// The lab's configs (the interop spec's, on the test's own ports), and the authreg
@@ -269,8 +273,7 @@ impl Xmpp {
     /// Binds `resource`: returns c2s's answer.
     fn bind(&mut self, resource: &str) -> String {
         self.send(&format!("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>"));
-        let got = self.expect("</iq>");
-        got
+        self.expect("</iq>")
     }
 
     /// Logs in as `user` with `resource`, starts the session and sends the initial
