@@ -213,10 +213,15 @@ pub fn run(command: &AdminCommand, args: &AdminArgs) -> Result<Answer, AdminErro
     }
 }
 
-/// Sends the command to the running server and reads its answer, once the socket has
+/// Sends the command to the running server and reads its answer (never the store itself:
+/// `jabberd-authreg` uses it alone), once the socket has
 /// passed [`check_socket`] and the process listening on it [`check_peer`].
 #[cfg(unix)]
-fn online(command: &AdminCommand, socket: &Path, timeout: Duration) -> Result<Answer, AdminError> {
+pub(crate) fn online(
+    command: &AdminCommand,
+    socket: &Path,
+    timeout: Duration,
+) -> Result<Answer, AdminError> {
     use std::os::unix::net::UnixStream;
 
     check_socket(socket)?;
@@ -397,7 +402,7 @@ fn peer_uid(_stream: &std::os::unix::net::UnixStream) -> io::Result<Option<u32>>
 }
 
 #[cfg(not(unix))]
-fn online(
+pub(crate) fn online(
     _command: &AdminCommand,
     socket: &Path,
     _timeout: Duration,

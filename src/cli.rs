@@ -72,6 +72,10 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Answer jabberd2 c2s's authreg `pipe` module on stdin/stdout with the running
+    /// server's accounts (c2s.xml `<authreg><pipe><exec>`, through a wrapper script that
+    /// passes --data-dir: c2s gives no arguments).
+    JabberdAuthreg(AuthregArgs),
     /// Close every session of a user, in its protocol's manner.
     Kick {
         /// The user's name.
@@ -80,6 +84,26 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+}
+
+/// `switchboard jabberd-authreg`
+#[derive(Debug, Args)]
+pub struct AuthregArgs {
+    /// Data directory of the running server, whose admin socket answers every question
+    /// (the store is never opened here). Give an absolute path: c2s's working directory
+    /// is its own.
+    #[arg(long, value_name = "DIR", default_value = "switchboard-data")]
+    pub data_dir: PathBuf,
+
+    /// Answer only for this realm (c2s's `<id realm='...'>`, by default its domain;
+    /// `--realm ''` for an empty one) and `NO` for any other; any realm when omitted.
+    #[arg(long, value_name = "REALM")]
+    pub realm: Option<String>,
+
+    /// Seconds to wait for the server before answering `NO` (all of c2s waits meanwhile);
+    /// decimals allowed.
+    #[arg(long, value_name = "SECS", default_value = "2")]
+    pub timeout: Secs,
 }
 
 /// The flags every admin command takes.
@@ -373,6 +397,16 @@ pub struct ServeArgs {
     /// Chat messages all connections from one IP address may send together.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_ip))]
     pub message_rate_per_ip: Rate,
+
+    /// Wrong passwords one account may be tried with through the admin socket's
+    /// `user check` (the jabberd authreg helper, which sees no client address) before
+    /// checks are refused: `PER_MINUTE/BURST`.
+    #[arg(
+        long,
+        value_name = "RATE",
+        default_value_t = Rate(Limits::default().failed_logins_per_account)
+    )]
+    pub failed_login_rate_per_account: Rate,
 
     /// The share of an account's offline mailbox one sender may fill, in percent.
     #[arg(

@@ -2,9 +2,10 @@
 //! 127.0.0.1:1030, arsc on 127.0.0.1:1031 and ims on 127.0.0.1:1032 with the smol runtime
 //! and its store in `./switchboard-data`;
 //! `switchboard user ...`, `ban ...`, `unban ...` and `kick ...` administer it, running or
-//! not. `switchboard --help` lists the commands and flags.
+//! not; `switchboard jabberd-authreg` answers jabberd2's c2s with its accounts. `switchboard --help` lists the commands and flags.
 
 mod admin;
+mod authreg;
 mod cli;
 mod serve;
 
@@ -26,6 +27,8 @@ const EXIT_USAGE: u8 = 2;
 fn main() -> ExitCode {
     let command = match Cli::parse().into_command() {
         Command::Serve(args) => return serve(args),
+        // Its stdout belongs to c2s; it logs its own lines to stderr.
+        Command::JabberdAuthreg(args) => return authreg::run(args),
         Command::User { command, admin } => admin::user_command(command).map(|c| (c, admin)),
         Command::Ban { command, admin } => Ok((admin::ban_command(command), admin)),
         Command::Unban { command, admin } => Ok((admin::unban_command(command), admin)),

@@ -73,6 +73,7 @@ fn config(args: &ServeArgs) -> Config {
             durable_per_ip: args.durable_rate_per_ip.0,
             message_per_conn: args.message_rate_per_conn.0,
             message_per_ip: args.message_rate_per_ip.0,
+            failed_logins_per_account: args.failed_login_rate_per_account.0,
             ..defaults.limits.clone()
         },
         offline_share_percent: args.offline_share_percent,

@@ -91,8 +91,13 @@ pub struct Limits {
     pub message_per_conn: RateLimit,
     /// Chat messages per address.
     pub message_per_ip: RateLimit,
+    /// Failed password checks per account, for logins that carry no client address (the
+    /// jabberd authreg helper's `user check` on the admin socket): only a failure takes a
+    /// token, and a check while the bucket is empty is refused without hashing.
+    pub failed_logins_per_account: RateLimit,
     /// Most addresses whose buckets are kept; buckets that have refilled are dropped to
-    /// make room, and addresses that find no room share one bucket.
+    /// make room, and addresses that find no room share one bucket. Also bounds the
+    /// accounts whose failed-login buckets are kept.
     pub max_ip_buckets: usize,
     /// Most network connections at once (the admin socket does not count); more are
     /// refused with the protocol's error.
@@ -133,6 +138,12 @@ impl Default for Limits {
             message_per_ip: RateLimit {
                 per_minute: 600,
                 burst: 100,
+            },
+            // Five wrong passwords at once, then one every ten seconds: a person who
+            // mistypes is not held up, a guesser gets 360 tries an hour per account.
+            failed_logins_per_account: RateLimit {
+                per_minute: 6,
+                burst: 5,
             },
             max_ip_buckets: 65_536,
             max_connections: 10_000,

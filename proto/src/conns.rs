@@ -33,6 +33,9 @@ pub(crate) struct Conn {
     pub(crate) limits: ConnLimits,
     /// When its timer is armed for, if it is.
     pub(crate) timer: Option<Instant>,
+    /// The session whose mailbox it is handing out, paused until the runtime has
+    /// written more of what it was handed ([`Cx::drain_mailbox`](crate::cx::Cx::drain_mailbox)).
+    pub(crate) drain: Option<crate::model::SessionId>,
 }
 
 /// Every open connection, by slot, with an index by id. Looked up on every input and
@@ -121,6 +124,7 @@ mod tests {
             link: Link::default(),
             limits: ConnLimits::default(),
             timer: None,
+            drain: None,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{
     Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, SessionId,
 };
+use crate::names::UserKey;
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
 use crate::time::{Instant, Now};
@@ -245,37 +246,72 @@ impl Cx<'_> {
     }
 
     /// Hands the mailbox of `session` ([`Network::drain_mailbox`]) to this connection,
-    /// each item as `encode` writes it, in order. Each stored message is removed by a
-    /// change the server persists once the runtime reports its bytes written here
-    /// (`Input::Written`); if the connection is lost first, or the server crashes before
-    /// that change is committed, the message stays and is handed again, with its id.
-    // Called by the protocols that log in to accounts; the only such one today is a test's.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// each item as `encode` writes it, in order, and none before `after` is committed.
+    /// Each stored message is removed by a change the server persists once the runtime
+    /// reports its bytes written here (`Input::Written`); if the connection is lost
+    /// first, or the server crashes before that change is committed, the message stays
+    /// and is handed again, with its id.
+    ///
+    /// A mailbox may hold more than a connection may have unwritten: messages are handed
+    /// while the connection's unwritten bytes stay within half its outbound limit, then
+    /// the drain pauses ([`Network::pause_drain`]: new messages to the user are stored
+    /// behind the old ones) and the protocol's endpoint is asked to call this again
+    /// (`Endpoint::on_drain`) once the runtime has written down to a quarter. Friend
+    /// requests follow the last message. Returns whether the mailbox is all handed out.
     pub(crate) fn drain_mailbox(
         &mut self,
         session: SessionId,
+        after: Option<Seq>,
         mut encode: impl FnMut(Handout<'_>) -> Bytes,
-    ) {
+    ) -> bool {
         let Some(key) = self.net.session(session).map(|s| s.name.key()) else {
-            return;
+            return true;
         };
+        let window = self.config.outbound_limit_bytes / 2;
         let drain = self.net.drain_mailbox(session);
         let mailbox = Item::Mailbox(key.clone());
         for message in &drain.messages {
-            self.send_about(&mailbox, encode(Handout::Message(message)));
+            let bytes = encode(Handout::Message(message));
+            let Some(unwritten) = (self.conns.at(self.slot))
+                .filter(|c| c.link.is_open())
+                .map(|c| c.link.unwritten())
+            else {
+                return false;
+            };
+            // At least one message goes out on an idle connection, however long.
+            if unwritten > 0 && unwritten + bytes.len() > window {
+                self.net.pause_drain(session);
+                if let Some(conn) = self.conns.at_mut(self.slot) {
+                    conn.drain = Some(session);
+                }
+                return false;
+            }
+            let wait = self.net.wait_for(&mailbox).max(after);
+            self.out.transmit(self.conns, self.slot, bytes, wait);
             let Some(end) = (self.conns.at(self.slot))
                 .filter(|c| c.link.is_open())
                 .map(|c| c.link.sent())
             else {
                 // Closed (a slow reader): nothing more is handed; the rest stays stored.
-                return;
+                return false;
             };
             self.net.handed(self.conn, &key, message.id, end);
         }
+        self.net.drain_done(session);
+        if let Some(conn) = self.conns.at_mut(self.slot) {
+            conn.drain = None;
+        }
         let friends = Item::Friends(key);
         for request in &drain.requests {
-            self.send_about(&friends, encode(Handout::FriendRequest(request)));
+            let wait = self.net.wait_for(&friends).max(after);
+            self.out.transmit(
+                self.conns,
+                self.slot,
+                encode(Handout::FriendRequest(request)),
+                wait,
+            );
         }
+        true
     }
 
     /// Sends bytes that depend on durable `item` (they say an account exists, or an
@@ -351,6 +387,17 @@ impl Cx<'_> {
             return Ok(());
         };
         (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
+    }
+
+    /// Whether a password check for the account `key` may run now, by its failed-login
+    /// bucket (`Limits::failed_logins_per_account`).
+    pub(crate) fn login_allowed(&mut self, key: &UserKey) -> bool {
+        (self.limits).login_allowed(&self.config.limits, key, self.now.mono)
+    }
+
+    /// Counts a failed password check against the account `key`.
+    pub(crate) fn login_failed(&mut self, key: &UserKey) {
+        (self.limits).login_failed(&self.config.limits, key, self.now.mono)
     }
 
     /// Takes a token for a request of `cost` from the buckets of the connection `conn`

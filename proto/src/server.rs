@@ -235,6 +235,11 @@ impl Server {
                         self.core.net.apply(&change, seq);
                         self.core.out.persist(seq, change);
                     }
+                    // A paused mailbox drain goes on once a quarter of the limit is left.
+                    let low = self.core.config.outbound_limit_bytes / 4;
+                    if let Some(session) = record.drain.filter(|_| record.link.unwritten() <= low) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_drain(cx, session));
+                    }
                 }
             }
             Input::PeerClosed { conn } => {
@@ -281,6 +286,7 @@ impl Server {
             link: Link::default(),
             limits,
             timer: None,
+            drain: None,
         });
         self.order.insert(conn, slot);
         if let Some(mut cx) = lend(now, slot, core) {

@@ -164,6 +164,7 @@ mod tests {
                 link: Default::default(),
                 limits: Default::default(),
                 timer: None,
+                drain: None,
             });
         }
         let mut t = Timers::default();
@@ -201,6 +202,7 @@ mod tests {
             link: Default::default(),
             limits: Default::default(),
             timer: None,
+            drain: None,
         });
         let mut t = Timers::default();
         let s = SessionId::for_test(7);

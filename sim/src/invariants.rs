@@ -75,6 +75,9 @@ pub(crate) struct ReplyView<'a> {
     pub rate_spent: bool,
     /// The connection's name holds its share of the recipient's mailbox.
     pub share_used: bool,
+    /// The name is online but its mailbox is still being handed out at its login
+    /// (`NetworkEvent::MailboxPaused`): messages to it are stored behind the mailbox.
+    pub behind_mailbox: bool,
 }
 
 /// Every reply answers the oldest request not yet answered, in the way the protocol says
@@ -137,7 +140,8 @@ pub(crate) fn replies_answer_requests(
         } => {
             let kw = if *whisper { "chatw" } else { "chatm" };
             let mine = v.own.is_some_and(|o| codec::key(o) == codec::key(from));
-            let online = v.held_by_self || v.held_by_other;
+            // Reached live; a name behind its mailbox is treated as offline.
+            let online = (v.held_by_self || v.held_by_other) && !v.behind_mailbox;
             match *reply {
                 _ if not_allowed(kw) => true,
                 L::Relayed => !*whisper && mine && online,
@@ -552,6 +556,7 @@ mod tests {
             store_failing: false,
             rate_spent: false,
             share_used: false,
+            behind_mailbox: false,
         }
     }
 

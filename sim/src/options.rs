@@ -196,14 +196,6 @@ impl SimOptions {
         } else {
             0
         };
-        // Not where a full mailbox does not fit the outbound limit: the drain at login
-        // hands it out at once and the server closes the connection as a slow reader, at
-        // every login, so the mail is never delivered (a known limit of the core's drain;
-        // see docs/simulation.md).
-        let ims_clients = match outbound_limit_bytes >= offline_cap * 160 + 1024 {
-            true => ims_clients,
-            false => 0,
-        };
         let mut o = SimOptions {
             seed,
             clients,

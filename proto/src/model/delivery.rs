@@ -106,7 +106,10 @@ impl Network {
         };
         let key = to.key();
         if let Some(user) = self.users.get(&key) {
-            return Ok(Route::Live(user.name.clone()));
+            // A user whose mailbox is still being handed out gets the message behind it.
+            if user.drains_paused == 0 {
+                return Ok(Route::Live(user.name.clone()));
+            }
         }
         let Some(account) = self.state.account(&key) else {
             return Err(Undeliverable::NoSuchUser);

@@ -177,6 +177,19 @@ pub enum NetworkEvent {
         /// The connection it was queued on.
         conn: ConnId,
     },
+    /// Handing out `to`'s mailbox at a login paused for room on the connection: until
+    /// [`NetworkEvent::MailboxResumed`], direct messages to `to` are stored behind it
+    /// rather than delivered live, though `to` is online.
+    MailboxPaused {
+        /// The account, as registered.
+        to: UserName,
+    },
+    /// `to`'s mailbox is handed out (or the session that paused is gone): direct messages
+    /// to `to` are delivered live again.
+    MailboxResumed {
+        /// The account, as registered.
+        to: UserName,
+    },
     /// The stored messages of `to` through `through` were written to their recipient and
     /// are removed by a durable change.
     StoredRemoved {

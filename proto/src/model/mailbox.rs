@@ -84,6 +84,52 @@ impl Network {
         Drain { messages, requests }
     }
 
+    /// Handing out the mailbox of `session` stopped for room on its connection, to go on
+    /// when the runtime has written what was handed ([`Network::drain_done`] when it is
+    /// all out). Until then direct messages to its user are stored, not delivered live,
+    /// so they reach it after the older ones, in order.
+    pub(crate) fn pause_drain(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if rec.drain_paused {
+            return;
+        }
+        rec.drain_paused = true;
+        let Some(user) = self.users.get_mut(&rec.user) else {
+            return;
+        };
+        user.drains_paused += 1;
+        if user.drains_paused == 1 {
+            let to = user.name.clone();
+            self.record(|_| Some(NetworkEvent::MailboxPaused { to }));
+        }
+    }
+
+    /// The mailbox of `session` is handed out in full: live delivery resumes.
+    pub(crate) fn drain_done(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if rec.drain_paused {
+            rec.drain_paused = false;
+            let key = rec.user.clone();
+            self.drain_unpaused(&key);
+        }
+    }
+
+    /// One session of `key` no longer has its drain paused.
+    pub(super) fn drain_unpaused(&mut self, key: &UserKey) {
+        let Some(user) = self.users.get_mut(key) else {
+            return;
+        };
+        user.drains_paused -= 1;
+        if user.drains_paused == 0 {
+            let to = user.name.clone();
+            self.record(|_| Some(NetworkEvent::MailboxResumed { to }));
+        }
+    }
+
     /// Stored message `id` of `key`'s mailbox was queued on `conn`, its bytes ending at
     /// offset `end` of the connection's output.
     pub(crate) fn handed(&mut self, conn: ConnId, key: &UserKey, id: MessageId, end: u64) {

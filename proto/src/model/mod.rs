@@ -40,6 +40,7 @@ pub(crate) use presence::Shown;
 pub(crate) use rooms::{KickRule, RoomName, RoomSay};
 // For the protocols with rooms and rosters to come.
 pub(crate) use identity::{Capabilities, Identity, LoginError, LoginKind};
+pub(crate) use mailbox::Drain;
 pub(crate) use sessions::SessionId;
 #[allow(unused_imports)]
 pub(crate) use {friends::FriendError, presence::PresenceAudience, rooms::KickError};

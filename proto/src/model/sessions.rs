@@ -32,6 +32,10 @@ impl SessionId {
 pub(super) struct OnlineUser {
     pub(super) name: UserName,
     pub(super) sessions: BTreeSet<SessionId>,
+    /// How many of its sessions have a mailbox drain paused for room on their
+    /// connection ([`Network::pause_drain`]); while any has, direct messages to the user
+    /// are stored, so they arrive after what was stored before them.
+    pub(super) drains_paused: u32,
 }
 
 /// How a user shows to others, per session.
@@ -71,6 +75,8 @@ pub(super) struct SessionRecord {
     pub(super) protocol: Protocol,
     /// The room it is in.
     pub(super) room: Option<RoomName>,
+    /// Whether handing its mailbox out waits for room on its connection.
+    pub(super) drain_paused: bool,
 }
 
 impl Network {
@@ -161,6 +167,7 @@ impl Network {
                 caps: kind.caps,
                 protocol: kind.protocol,
                 room: None,
+                drain_paused: false,
             },
         );
         self.record(|_| {
@@ -175,6 +182,7 @@ impl Network {
         let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
             name: name.clone(),
             sessions: BTreeSet::new(),
+            drains_paused: 0,
         });
         user.sessions.insert(session);
         // A session starts Online: the lobby, friends and rooms hear of it unless the user
@@ -197,6 +205,9 @@ impl Network {
         let Some(rec) = self.sessions.remove(&session) else {
             return;
         };
+        if rec.drain_paused {
+            self.drain_unpaused(&rec.user);
+        }
         let Some(user) = self.users.get_mut(&rec.user) else {
             return;
         };

@@ -252,6 +252,19 @@ impl Endpoint {
         }
     }
 
+    /// The runtime has written enough of this connection's output for the paused
+    /// mailbox drain of `session` to go on ([`Cx::drain_mailbox`]).
+    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+        match self {
+            Endpoint::Arsc(s) => s.drain_mailbox(cx, session),
+            Endpoint::Ims(s) => s.drain_mailbox(cx, session),
+            Endpoint::Opcode(s) => s.drain_mailbox(cx, session),
+            Endpoint::Ws2017(_) | Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(s) => s.drain_mailbox(cx, session),
+        }
+    }
+
     /// The connection is gone: release everything it held in the network.
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
         let _ = &shared;

@@ -118,6 +118,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// Hands out (or goes on handing out) the mailbox of `session`.
+    pub(crate) fn drain_mailbox(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+        cx.drain_mailbox(session, None, |item| {
+            Bytes::from(match item {
+                Handout::Message(m) => format!("mail {} {} {}\n", m.id.0, m.from, m.body),
+                Handout::FriendRequest(r) => format!("request {}\n", r.from.as_str()),
+            })
+        });
+    }
+
     /// The link is up: say hello.
     pub(crate) fn connected(cx: &mut Cx<'_>, shared: &mut Shared) -> Session {
         shared.failures = 0;
@@ -174,12 +184,7 @@ impl Session {
                 shared.sessions.insert(session.number(), session);
                 self.here.push(session);
                 cx.place_here(session);
-                cx.drain_mailbox(session, |item| {
-                    Bytes::from(match item {
-                        Handout::Message(m) => format!("mail {} {} {}\n", m.id.0, m.from, m.body),
-                        Handout::FriendRequest(r) => format!("request {}\n", r.from.as_str()),
-                    })
-                });
+                self.drain_mailbox(cx, session);
                 format!("ok {}", session.number())
             }
             ["take", n] => match session(Some(n)) {

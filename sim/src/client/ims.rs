@@ -300,7 +300,9 @@ impl<R: Choices> ImsClient<R> {
                 self.next_message += 1;
                 let (to, allowed): (String, &'static [i8]) = match self.rng.below(8) {
                     0 => (format!("ghost{}", self.rng.below(3)), &[0]),
-                    1 => (me.clone(), &[1]),
+                    // Oneself: online, unless its mailbox is still being handed out at its
+                    // login (then stored behind it, or refused as for an offline account).
+                    1 => (me.clone(), &[1, -1, 0]),
                     // A ws2017 client, by the name it holds (or held): online, gone, or
                     // an account's name (then offline means stored).
                     2 | 3 => match dir.names.iter().flatten().nth(

@@ -154,7 +154,10 @@ impl Oracle {
                     return Err(answer_error(format!("ok {text} after {rows} rows")));
                 }
             }
-            AdminCommand::BanList => {}
+            // Read-only, and the simulator sends neither (the jabberd authreg helper's).
+            AdminCommand::BanList
+            | AdminCommand::UserExists { .. }
+            | AdminCommand::UserCheck { .. } => {}
         }
         if let Some(name) = kick {
             let target = holder(name);

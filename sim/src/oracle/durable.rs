@@ -84,7 +84,11 @@ pub(crate) fn key_of(cmd: &AdminCommand) -> Option<Key> {
         | AdminCommand::BanUser { name }
         | AdminCommand::UnbanUser { name } => account(name),
         AdminCommand::BanIp(ip) | AdminCommand::UnbanIp(ip) => Some(Key::Ip(*ip)),
-        AdminCommand::UserList | AdminCommand::BanList | AdminCommand::Kick { .. } => None,
+        AdminCommand::UserList
+        | AdminCommand::BanList
+        | AdminCommand::Kick { .. }
+        | AdminCommand::UserExists { .. }
+        | AdminCommand::UserCheck { .. } => None,
     }
 }
 

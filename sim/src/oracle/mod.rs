@@ -89,6 +89,8 @@ pub(crate) struct Oracle {
     /// Earlier sessions of a user that holds several at once (ims): folded name -> its
     /// other connections. One of them holds the name again when the holder leaves.
     pub(crate) other_sessions: BTreeMap<String, Vec<(ConnId, String)>>,
+    /// Online names whose mailbox is still being handed out (folded).
+    pub(crate) behind_mailbox: BTreeSet<String>,
     /// Messages from ims clients the server handed to ws2017 connections.
     pub(crate) ims_to_ws2017: u64,
     pub(crate) ledger: Ledger,
@@ -132,6 +134,7 @@ impl Oracle {
         Oracle {
             holders: BTreeMap::new(),
             other_sessions: BTreeMap::new(),
+            behind_mailbox: BTreeSet::new(),
             ims_to_ws2017: 0,
             ledger: Ledger::new(clients, ims_clients),
             durable: DurableModel::default(),
@@ -269,6 +272,12 @@ impl Oracle {
                 if self.other_sessions.get(&key).is_some_and(Vec::is_empty) {
                     self.other_sessions.remove(&key);
                 }
+            }
+            NetworkEvent::MailboxPaused { to } => {
+                self.behind_mailbox.insert(ws2017_codec::key(to.as_str()));
+            }
+            NetworkEvent::MailboxResumed { to } => {
+                self.behind_mailbox.remove(&ws2017_codec::key(to.as_str()));
             }
             NetworkEvent::Renamed { old, new, .. } => {
                 let (old, new) = (old.as_str(), new.as_str());
@@ -445,6 +454,7 @@ impl Oracle {
     pub(crate) fn restarted(&mut self, state: &State) -> Result<(), Violation> {
         self.holders.clear();
         self.other_sessions.clear();
+        self.behind_mailbox.clear();
         self.store_failing = false;
         self.ip_banned = state.ip_bans.clone();
         let mut problems = self.durable.check_all(state);

@@ -337,6 +337,7 @@ impl Oracle {
             held_by_other: holder.is_some_and(|c| c != conn.id),
             registered: subject.is_some_and(|s| registered(cx.state, s)),
             store_failing: self.store_failing,
+            behind_mailbox: subject.is_some_and(|s| self.behind_mailbox.contains(&codec::key(s))),
         };
         check!(replies_answer_requests(&sent, &parsed, &view))?;
         let heard = match (&sent, parsed) {
@@ -377,7 +378,8 @@ impl Oracle {
             ) => {
                 // A whisper's echo (its answer) came with an online recipient, or, held
                 // until the commit, for an offline account.
-                let stored_echo = *whisper && holder.is_none();
+                // (A recipient whose mailbox is still being handed out counts as offline.)
+                let stored_echo = *whisper && (holder.is_none() || view.behind_mailbox);
                 match reply {
                     L::Relayed | L::Chat { .. } if !stored_echo => {
                         // The copy to oneself is this very line.

@@ -38,6 +38,21 @@ pub enum AdminCommand {
         /// The new password.
         password: String,
     },
+    /// Whether an account exists (`ok`) or not (`err`).
+    UserExists {
+        /// The account.
+        name: String,
+    },
+    /// Checks an account's password, as a login would: `ok` when it matches. Failures
+    /// count against the account's failed-login bucket, and a check while it is empty is
+    /// refused without looking at the password (for logins that carry no client
+    /// address, such as the jabberd authreg helper's).
+    UserCheck {
+        /// The account.
+        name: String,
+        /// The password to check.
+        password: String,
+    },
     /// Ban an IP address (its connections are closed).
     BanIp(IpAddr),
     /// Lift an IP ban.
@@ -104,6 +119,10 @@ impl AdminCommand {
             AdminCommand::UserPasswd { name, password } => {
                 put(&["user", "passwd", &field(name), &field(password)])
             }
+            AdminCommand::UserExists { name } => put(&["user", "exists", &field(name)]),
+            AdminCommand::UserCheck { name, password } => {
+                put(&["user", "check", &field(name), &field(password)])
+            }
             AdminCommand::BanIp(ip) => put(&["ban", "ip", &ip.to_string()]),
             AdminCommand::UnbanIp(ip) => put(&["unban", "ip", &ip.to_string()]),
             AdminCommand::BanUser { name } => put(&["ban", "user", &field(name)]),
@@ -130,6 +149,10 @@ impl AdminCommand {
                 return AdminCommand::parse_words(&line);
             }
             ["user", "passwd", name] => AdminCommand::UserPasswd {
+                name: decode(name)?,
+                password: String::new(),
+            },
+            ["user", "check", name] => AdminCommand::UserCheck {
                 name: decode(name)?,
                 password: String::new(),
             },
@@ -167,6 +190,13 @@ impl AdminCommand {
             },
             ["user", "list"] => AdminCommand::UserList,
             ["user", "passwd", name, password] => AdminCommand::UserPasswd {
+                name: decode(name)?,
+                password: decode(password)?,
+            },
+            ["user", "exists", name] => AdminCommand::UserExists {
+                name: decode(name)?,
+            },
+            ["user", "check", name, password] => AdminCommand::UserCheck {
                 name: decode(name)?,
                 password: decode(password)?,
             },

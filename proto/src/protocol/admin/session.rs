@@ -30,6 +30,10 @@ enum Waiting {
     Passwd {
         name: UserName,
     },
+    /// A `user check` waiting for its password verification.
+    Check {
+        name: UserName,
+    },
 }
 
 /// One admin connection.
@@ -138,6 +142,40 @@ impl Session {
                     password: Secret(password),
                 });
                 self.waiting = Some((id, Waiting::Passwd { name }));
+            }
+            AdminCommand::UserExists { name } => {
+                let name = account_name(cx, &name)?;
+                let text = format!("account {name} exists");
+                answer(cx, text, About::Item(Item::Account(name.key())));
+            }
+            AdminCommand::UserCheck { name, password } => {
+                let name = account_name(cx, &name)?;
+                let key = name.key();
+                // Before the password is looked at: a guesser whose tries are used up
+                // makes no hash either.
+                if !cx.login_allowed(&key) {
+                    let why = format!("too many failed logins for {name}; try again later");
+                    return Err(why.into());
+                }
+                let hash = match cx.net.account(&key) {
+                    Some(account) if account.banned => {
+                        return Err(Refusal {
+                            text: format!("{name} is banned"),
+                            about: Some(Item::Account(key)),
+                        })
+                    }
+                    Some(account) => account.password.clone(),
+                    None => return Err(no_account(&name)),
+                };
+                if password.is_empty() || password.len() > MAX_FIELD {
+                    cx.login_failed(&key);
+                    return Err(wrong_password(&name));
+                }
+                let id = cx.effect(Effect::VerifyPassword {
+                    hash,
+                    password: Secret(password),
+                });
+                self.waiting = Some((id, Waiting::Check { name }));
             }
             AdminCommand::UserDel { name } => {
                 let name = account_name(cx, &name)?;
@@ -249,6 +287,13 @@ impl Session {
             self.waiting = Some((waiting_id, waiting));
             return;
         }
+        let waiting = match waiting {
+            Waiting::Check { name } => {
+                self.checked(cx, name, result == EffectResult::Verified(true));
+                return self.run(cx);
+            }
+            waiting => waiting,
+        };
         let EffectResult::Hashed {
             password,
             ims_password,
@@ -292,12 +337,39 @@ impl Session {
                 cx.persist(change);
                 Ok((format!("password of {name} changed"), name))
             }
+            Waiting::Check { name } => Err(no_account(&name)),
         });
         match outcome {
             Ok((text, name)) => answer(cx, text, About::Item(Item::Account(name.key()))),
             Err(refusal) => refuse(cx, refusal),
         }
         self.run(cx);
+    }
+
+    /// Answers a `user check` whose verification is done: a match is `ok` unless the
+    /// account went or was banned meanwhile; a mismatch is counted against the account.
+    fn checked(&mut self, cx: &mut Cx<'_>, name: UserName, matched: bool) {
+        let key = name.key();
+        let refusal = match cx.net.account(&key) {
+            None => Some(no_account(&name)),
+            Some(account) if account.banned => Some(Refusal {
+                text: format!("{name} is banned"),
+                about: Some(Item::Account(key.clone())),
+            }),
+            Some(_) if !matched => {
+                cx.login_failed(&key);
+                Some(wrong_password(&name))
+            }
+            Some(_) => None,
+        };
+        match refusal {
+            Some(refusal) => refuse(cx, refusal),
+            None => answer(
+                cx,
+                format!("password of {name} matches"),
+                About::Item(Item::Account(key)),
+            ),
+        }
     }
 
     pub(crate) fn on_event(&mut self, _cx: &mut Cx<'_>, _event: &Event) {}
@@ -357,6 +429,13 @@ impl From<&str> for Refusal {
 fn exists(name: &UserName) -> Refusal {
     Refusal {
         text: format!("account {name} exists"),
+        about: Some(Item::Account(name.key())),
+    }
+}
+
+fn wrong_password(name: &UserName) -> Refusal {
+    Refusal {
+        text: format!("wrong password for {name}"),
         about: Some(Item::Account(name.key())),
     }
 }

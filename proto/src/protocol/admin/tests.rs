@@ -315,6 +315,11 @@ fn commands_round_trip_through_their_line_form() {
         AdminCommand::UnbanUser { name: "bob".into() },
         AdminCommand::BanList,
         AdminCommand::Kick { name: "bob".into() },
+        AdminCommand::UserExists { name: "b b".into() },
+        AdminCommand::UserCheck {
+            name: "bob".into(),
+            password: "p w%=x".into(),
+        },
     ];
     for command in commands {
         let line = command.to_line();
@@ -374,4 +379,89 @@ fn an_account_cannot_take_a_name_a_guest_is_using() {
         "err Bob is online without an account; kick them first\r\n"
     );
     assert!(h.store.accounts.is_empty());
+}
+
+#[test]
+fn user_exists_answers_by_the_name_rules() {
+    let mut h = Harness::new(Config::default());
+    admin(&mut h, "user add Alice pw");
+    assert_eq!(
+        admin(&mut h, "user exists ALICE"),
+        "ok account Alice exists\r\n"
+    );
+    assert_eq!(admin(&mut h, "user exists bob"), "err no account bob\r\n");
+    assert_eq!(
+        admin(&mut h, "user exists a%20b"),
+        "err \"a b\": username contains invalid characters\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user exists"),
+        "err wrong number of fields\r\n"
+    );
+}
+
+#[test]
+fn user_check_verifies_the_password_and_refuses_banned_accounts() {
+    let mut h = Harness::new(Config::default());
+    admin(&mut h, "user add Alice s3cret%20pw");
+    assert_eq!(
+        admin(&mut h, "user check alice s3cret%20pw"),
+        "ok password of Alice matches\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user check alice s3cret"),
+        "err wrong password for Alice\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user check alice"),
+        "err wrong password for Alice\r\n"
+    );
+    assert_eq!(admin(&mut h, "user check bob pw"), "err no account bob\r\n");
+    admin(&mut h, "ban user alice");
+    assert_eq!(
+        admin(&mut h, "user check alice s3cret%20pw"),
+        "err Alice is banned\r\n"
+    );
+}
+
+#[test]
+fn failed_checks_throttle_the_account_until_its_bucket_refills() {
+    let mut config = Config::default();
+    config.limits.failed_logins_per_account = crate::RateLimit {
+        per_minute: 6,
+        burst: 3,
+    };
+    let mut h = Harness::new(config);
+    admin(&mut h, "user add alice right");
+    admin(&mut h, "user add bob right");
+    for _ in 0..3 {
+        assert_eq!(
+            admin(&mut h, "user check alice wrong"),
+            "err wrong password for alice\r\n"
+        );
+    }
+    // Throttled: even the right password is refused, on a new connection too.
+    let throttled = "err too many failed logins for alice; try again later\r\n";
+    assert_eq!(admin(&mut h, "user check alice right"), throttled);
+    assert_eq!(admin(&mut h, "user check ALICE wrong"), throttled);
+    // Another account is not held up, and successes take no token.
+    for _ in 0..5 {
+        assert_eq!(
+            admin(&mut h, "user check bob right"),
+            "ok password of bob matches\r\n"
+        );
+    }
+    // One token back ten seconds later.
+    h.advance(9_999);
+    assert_eq!(admin(&mut h, "user check alice right"), throttled);
+    h.advance(1);
+    assert_eq!(
+        admin(&mut h, "user check alice right"),
+        "ok password of alice matches\r\n"
+    );
+    assert_eq!(
+        admin(&mut h, "user check alice wrong"),
+        "err wrong password for alice\r\n"
+    );
+    assert_eq!(admin(&mut h, "user check alice right"), throttled);
 }

@@ -356,24 +356,30 @@ impl Session {
         cx.send_about(&Item::Account(key), codec::to_bytes(&ok));
         reply(cx, &welcome);
         if kind.identity == Identity::Account {
-            let offset = cx.config.arsc.utc_offset_minutes;
-            cx.drain_mailbox(session, |handout| match handout {
-                Handout::Message(m) => codec::to_bytes(&Reply::Message {
-                    kind: MessageType::Whisper,
-                    sendtime: &clock(m.sent_ms, offset),
-                    sender: m.from.as_str(),
-                    content: &m.body,
-                }),
-                Handout::FriendRequest(r) => codec::to_bytes(&Reply::Message {
-                    kind: MessageType::Whisper,
-                    sendtime: &clock(r.since_ms, offset),
-                    sender: SYSTEM,
-                    content: &format!("User {} asks to be your friend.", r.from.as_str()),
-                }),
-            });
+            self.drain_mailbox(cx, session);
         }
         cx.net.join(session, &room);
         reply(cx, &enter);
+    }
+
+    /// Hands out (or goes on handing out) the mailbox of `session`: stored messages as
+    /// whispers from their senders, then friend requests as `System` whispers.
+    pub(crate) fn drain_mailbox(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+        let offset = cx.config.arsc.utc_offset_minutes;
+        cx.drain_mailbox(session, None, |handout| match handout {
+            Handout::Message(m) => codec::to_bytes(&Reply::Message {
+                kind: MessageType::Whisper,
+                sendtime: &clock(m.sent_ms, offset),
+                sender: m.from.as_str(),
+                content: &m.body,
+            }),
+            Handout::FriendRequest(r) => codec::to_bytes(&Reply::Message {
+                kind: MessageType::Whisper,
+                sendtime: &clock(r.since_ms, offset),
+                sender: SYSTEM,
+                content: &format!("User {} asks to be your friend.", r.from.as_str()),
+            }),
+        });
     }
 
     /// A network event for the session this connection connected.

@@ -201,9 +201,17 @@ impl Session {
         self.state = State::Online { session };
         cx.place_here(session);
         reply_about(cx, item, &Reply::Login { user, result: 1 });
+        self.drain_mailbox(cx, session);
+    }
+
+    /// Hands out (or goes on handing out) the mailbox of `session`: stored messages as
+    /// MESSAGE documents, then friend requests as invites.
+    pub(crate) fn drain_mailbox(&mut self, cx: &mut Cx<'_>, session: SessionId) {
         let term = cx.config.ims.terminator;
-        let me = name.clone();
-        cx.drain_mailbox(session, |item| match item {
+        let Some(me) = cx.net.session_name(session).cloned() else {
+            return;
+        };
+        cx.drain_mailbox(session, None, |item| match item {
             Handout::Message(m) => match m.kind {
                 // Nothing in ims says "your request was accepted": the friend simply
                 // shows in FRIENDS. The item is still handed (and so removed).

@@ -691,3 +691,64 @@ fn live_messages_are_rate_limited() {
         "<MESSAGE result=\"1\"/>\n"
     );
 }
+
+/// A mailbox larger than the connection may have unwritten is handed out in windows as
+/// the runtime writes: nothing closes the connection as a slow reader, every message
+/// arrives once and in order, and a message sent meanwhile waits behind the old ones.
+#[test]
+fn a_mailbox_larger_than_the_outbound_limit_is_handed_out_as_it_is_written() {
+    let mut h = Harness::new(Config {
+        outbound_limit_bytes: 4096,
+        ..Config::default()
+    });
+    for name in ["alice", "bob"] {
+        admin(&mut h, &format!("user add {name} pw"));
+    }
+    let a = ims(&mut h, "alice");
+    let body = |i: usize| format!("{i:03}{}", "x".repeat(200));
+    let mut expected = String::new();
+    for i in 0..40 {
+        h.advance(1000); // within the durable rate
+        let doc = format!("<MESSAGE from=\"alice\" to=\"bob\">{}</MESSAGE>", body(i));
+        assert_eq!(ask(&mut h, a, &doc), "<MESSAGE result=\"-1\"/>\n");
+        expected.push_str(&format!("{doc}\n"));
+    }
+    h.auto_written = false;
+    let b = h.connect(Protocol::Ims);
+    let login = login_doc("bob");
+    h.send(b, login.clone());
+    let mut got = h.take(b);
+    let head = format!("{login}\n<LOGIN user=\"bob\" result=\"1\"/>\n");
+    assert!(got.starts_with(&head), "{got:?}");
+    assert!(
+        got.len() <= 4096,
+        "at most the limit unwritten: {}",
+        got.len()
+    );
+    assert!(got.len() < head.len() + expected.len(), "the rest waits");
+    // Sent while the mailbox is still being handed out: stored behind it.
+    h.advance(1000);
+    let late = format!("<MESSAGE from=\"alice\" to=\"bob\">{}</MESSAGE>", body(40));
+    assert_eq!(ask(&mut h, a, &late), "<MESSAGE result=\"-1\"/>\n");
+    expected.push_str(&format!("{late}\n"));
+    let mut pending = got.len();
+    let mut rounds = 0;
+    while got.len() < head.len() + expected.len() {
+        rounds += 1;
+        assert!(rounds < 100, "the drain stalled after {} bytes", got.len());
+        h.written(b, pending);
+        let more = h.take(b);
+        assert!(more.len() <= 4096);
+        pending = more.len();
+        got.push_str(&more);
+    }
+    assert_eq!(h.closed(b), None, "not closed as a slow reader");
+    assert_eq!(got, format!("{head}{expected}"), "each once, in order");
+    h.written(b, pending);
+    assert!(!h.store.offline.contains_key(&name("bob").key()));
+    // Handed out in full: live delivery again.
+    h.auto_written = true;
+    let doc = "<MESSAGE from=\"alice\" to=\"bob\">now</MESSAGE>";
+    assert_eq!(ask(&mut h, a, doc), "<MESSAGE result=\"1\"/>\n");
+    assert_eq!(h.take(b), format!("{doc}\n"));
+}

@@ -338,33 +338,65 @@ impl Session {
         };
         cx.place_here(session);
         self.user = Some((session, registered.clone()));
-        // Stored direct messages show in the chat with their sender, made now if need be;
-        // the login's answer (and so all that follows) waits for those chats' commit.
-        let drain = cx.net.drain_mailbox(session);
+        let ok = codec::line(&Reply::Login {
+            status: Status::Ok,
+            name: registered.as_str(),
+        });
+        self.hand_out_mailbox(cx, session, Some((ok, Item::Account(key))));
+    }
+
+    /// The chats the stored direct messages of a mailbox show in, one per sender, made
+    /// now where there is none; with the last change that made one.
+    fn mailbox_chats(
+        &mut self,
+        cx: &mut Cx<'_>,
+        me: &UserName,
+        drain: &crate::model::Drain,
+    ) -> (BTreeMap<UserKey, ChatId>, Option<Seq>) {
         let mut chats: BTreeMap<UserKey, ChatId> = BTreeMap::new();
         let mut last: Option<Seq> = None;
         for message in &drain.messages {
             if matches!(message.kind, MessageKind::Direct | MessageKind::Whisper) {
                 let from = message.from.key();
                 if let std::collections::btree_map::Entry::Vacant(entry) = chats.entry(from) {
-                    let (chat, seq) = self.chat_with(cx, &registered, &message.from);
+                    let (chat, seq) = self.chat_with(cx, me, &message.from);
                     entry.insert(chat);
                     last = last.max(seq);
                 }
             }
         }
+        (chats, last)
+    }
+
+    /// Goes on handing out the mailbox of `session` (paused for room on the connection).
+    pub(crate) fn drain_mailbox(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+        self.hand_out_mailbox(cx, session, None);
+    }
+
+    /// Hands out the mailbox of `session`: stored messages as 220 in their chats (made
+    /// on first use), accepted requests and friend requests as 233. `login`, the answer
+    /// to the login and the item it reveals, goes first, after the chats' commit.
+    fn hand_out_mailbox(
+        &mut self,
+        cx: &mut Cx<'_>,
+        session: SessionId,
+        login: Option<(Bytes, Item)>,
+    ) {
+        let Some(me) = cx.net.session_name(session).cloned() else {
+            return;
+        };
+        let drain = cx.net.drain_mailbox(session);
+        let (chats, last) = self.mailbox_chats(cx, &me, &drain);
+        if let Some((ok, item)) = login {
+            match last {
+                Some(seq) => cx.send_after(ok, seq),
+                None => cx.send_about(&item, ok),
+            }
+        }
         let names: BTreeMap<UserKey, String> = (drain.requests.iter())
             .map(|r| (r.from.clone(), account_name(cx.net.state(), &r.from)))
             .collect();
-        let ok = codec::line(&Reply::Login {
-            status: Status::Ok,
-            name: registered.as_str(),
-        });
-        match last {
-            Some(seq) => cx.send_after(ok, seq),
-            None => cx.send_about(&Item::Account(key), ok),
-        }
-        cx.drain_mailbox(session, |item| match item {
+        cx.drain_mailbox(session, last, |item| match item {
             Handout::Message(m) => match m.kind {
                 MessageKind::Chat { chat, media } => codec::line(&Reply::MessageSended {
                     chat: chat.0,
