@@ -238,7 +238,9 @@ impl Server {
                     // A paused mailbox drain goes on once a quarter of the limit is left.
                     let low = self.core.config.outbound_limit_bytes / 4;
                     if let Some(session) = record.drain.filter(|_| record.link.unwritten() <= low) {
-                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_drain(cx, session));
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_drain(cx, shared, session)
+                        });
                     }
                 }
             }

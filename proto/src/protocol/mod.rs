@@ -254,8 +254,9 @@ impl Endpoint {
 
     /// The runtime has written enough of this connection's output for the paused
     /// mailbox drain of `session` to go on ([`Cx::drain_mailbox`]).
-    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, shared: &mut Shared, session: SessionId) {
         match self {
+            Endpoint::Jabberd(_) => shared.jabberd.on_drain(cx, session),
             Endpoint::Arsc(s) => s.drain_mailbox(cx, session),
             Endpoint::Ims(s) => s.drain_mailbox(cx, session),
             Endpoint::Opcode(s) => s.drain_mailbox(cx, session),

@@ -8,7 +8,7 @@
 //! carries `sc:failed` (c2s would drop its router link); a stanza naming an unknown
 //! `sc:sm` is answered with an unsolicited `ended`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use bytes::Bytes;
@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     failures: u32,
     /// Components the router says are there.
     components: BTreeSet<String>,
+    /// Sessions whose mailbox is not all handed out yet, in order: the first is paused
+    /// on the link, the others wait behind it.
+    waiting: VecDeque<SessionId>,
 }
 
 impl Shared {
@@ -132,6 +135,7 @@ impl Shared {
         }
         let all: Vec<Xs> = std::mem::take(&mut self.sessions).into_values().collect();
         self.by_session.clear();
+        self.waiting.clear();
         for x in all {
             end_locally(cx, x.session);
         }
@@ -157,6 +161,7 @@ impl Shared {
         let from = from.to_owned();
         if payload.is(NS_SESS, "session") {
             self.on_session(cx, &from, payload);
+            self.tidy(cx);
         } else if payload.ns == NS_CLIENT {
             self.on_stanza(cx, &from, payload);
         }
@@ -184,11 +189,18 @@ impl Shared {
                 end_locally(cx, x.session);
             }
         }
+        self.tidy(cx);
     }
 
+    /// Forgets a session (the caller ends it in the model). A drain waiting for it is
+    /// dropped; the next waiting drain goes on once this one's session is gone, at the
+    /// next write report on the link (or the next start).
     fn remove(&mut self, sm_id: &str) -> Option<Xs> {
         let x = self.sessions.remove(sm_id)?;
         self.by_session.remove(&x.session);
+        if self.waiting.front() != Some(&x.session) {
+            self.waiting.retain(|s| *s != x.session);
+        }
         Some(x)
     }
 
@@ -314,14 +326,36 @@ impl Shared {
         };
         let bytes = reply.action(cx, "started", Some(&sm_id));
         cx.send_about(&Item::Account(name.key()), bytes);
-        // The mailbox: stored messages, then the friend requests waiting.
+        self.by_session.insert(session, sm_id.clone());
+        self.sessions.insert(sm_id, x);
+        // The mailbox: stored messages, then the friend requests waiting. Drains on the
+        // link go one at a time (the connection knows of one paused drain): behind
+        // another's, this one waits, its user's new messages stored behind the old.
+        if self.waiting.is_empty() {
+            if !self.drain(cx, session) {
+                self.waiting.push_back(session);
+            }
+        } else {
+            cx.net.pause_drain(session);
+            self.waiting.push_back(session);
+        }
+    }
+
+    /// Hands `session` its mailbox (or the rest of it); whether it is all out.
+    fn drain(&self, cx: &mut Cx<'_>, session: SessionId) -> bool {
+        let Some(x) = self
+            .by_session
+            .get(&session)
+            .and_then(|id| self.sessions.get(id))
+        else {
+            return true;
+        };
         let domain = cx.config.jabberd.domain.clone();
-        let me = x.clone();
-        cx.drain_mailbox(session, |item| match item {
+        cx.drain_mailbox(session, None, |item| match item {
             Handout::Message(m) => match m.kind {
                 MessageKind::FriendAccepted => {
                     let from = jid(m.from.as_str(), &domain);
-                    stanza(&me, &domain, "presence", &from, Some("subscribed"), "")
+                    stanza(x, &domain, "presence", &from, Some("subscribed"), "")
                 }
                 MessageKind::Direct | MessageKind::Whisper | MessageKind::Chat { .. } => {
                     let from = jid(m.from.as_str(), &domain);
@@ -332,16 +366,44 @@ impl Shared {
                         "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'/>",
                         esc(&domain)
                     );
-                    stanza(&me, &domain, "message", &from, Some("chat"), &body)
+                    stanza(x, &domain, "message", &from, Some("chat"), &body)
                 }
             },
             Handout::FriendRequest(r) => {
                 let from = jid(r.from.as_str(), &domain);
-                stanza(&me, &domain, "presence", &from, Some("subscribe"), "")
+                stanza(x, &domain, "presence", &from, Some("subscribe"), "")
             }
-        });
-        self.by_session.insert(session, sm_id.clone());
-        self.sessions.insert(sm_id, x);
+        })
+    }
+
+    /// The runtime wrote enough of the link's output for the paused drain of `session`
+    /// to go on; the drains waiting behind it follow, as long as each finishes.
+    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+        if self.waiting.front() == Some(&session) && !self.drain(cx, session) {
+            return;
+        }
+        self.waiting.retain(|s| *s != session);
+        self.resume(cx);
+    }
+
+    /// The first waiting drain's session ended: the next one goes on now.
+    fn tidy(&mut self, cx: &mut Cx<'_>) {
+        if let Some(front) = self.waiting.front() {
+            if !self.by_session.contains_key(front) {
+                self.waiting.pop_front();
+                self.resume(cx);
+            }
+        }
+    }
+
+    /// Drains the sessions waiting, in order, until one pauses.
+    fn resume(&mut self, cx: &mut Cx<'_>) {
+        while let Some(&next) = self.waiting.front() {
+            if !self.drain(cx, next) {
+                return;
+            }
+            self.waiting.pop_front();
+        }
     }
 
     /// A stanza from a client, forwarded by c2s.
@@ -442,6 +504,7 @@ impl Shared {
         };
         let mut px = cx.px();
         self.on_event(&mut px, session, event);
+        self.tidy(cx);
     }
 }
 

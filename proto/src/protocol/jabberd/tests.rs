@@ -35,6 +35,11 @@ fn dialed() -> (Harness, ConnId) {
     for name in ["alice", "bob", "carol"] {
         admin(&mut h, &format!("user add {name} pw"));
     }
+    dial(h)
+}
+
+/// `h`'s link, dialed at start.
+fn dial(mut h: Harness) -> (Harness, ConnId) {
     h.advance(0);
     let dials = std::mem::take(&mut h.dials);
     assert_eq!(dials.len(), 1, "dialed at start: {dials:?}");
@@ -53,7 +58,11 @@ fn attr<'a>(text: &'a str, name: &str) -> &'a str {
 
 /// Plays the router through the login; returns the link's connection, bound.
 fn linked() -> (Harness, ConnId) {
-    let (mut h, link) = dialed();
+    let (h, link) = dialed();
+    log_in(h, link)
+}
+
+fn log_in(mut h: Harness, link: ConnId) -> (Harness, ConnId) {
     h.input(Input::Connected { conn: link });
     assert_eq!(h.take(link), HEADER);
     h.send(link, format!("{ROUTER_HEADER}{FEATURES}"));
@@ -613,4 +622,76 @@ fn losing_the_link_or_the_c2s_ends_its_sessions() {
     );
     h.advance(500);
     assert_eq!(std::mem::take(&mut h.dials).len(), 1, "redialed");
+}
+
+#[test]
+fn mailboxes_larger_than_the_window_drain_one_after_the_other_without_loss() {
+    use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
+    let mut config = config();
+    config.outbound_limit_bytes = 8192;
+    let mut state = State::default();
+    let name = |s: &str| crate::UserName::parse(s).expect("name");
+    for n in ["alice", "bob", "carol"] {
+        state.apply(&Change::AccountCreated(Account {
+            name: name(n),
+            password: crate::PasswordHash("h".into()),
+            ims_password: crate::PasswordHash("i".into()),
+            email: None,
+            gender: None,
+            level: 0,
+            banned: false,
+            created_ms: 0,
+        }));
+    }
+    let body = "x".repeat(300);
+    for id in 0..40u64 {
+        let to = if id % 2 == 0 { "carol" } else { "bob" };
+        state.apply(&Change::OfflineQueued(StoredMessage {
+            id: MessageId(id),
+            from: name("alice"),
+            to: name(to),
+            body: format!("{to}{id} {body}"),
+            sent_ms: 5,
+            kind: MessageKind::Direct,
+        }));
+    }
+    let (h, link) = dial(crate::tests::harness::Harness::with_state(config, state));
+    let (mut h, link) = log_in(h, link);
+    h.auto_written = false;
+    let mut seen = String::new();
+    let carol_started = start(&mut h, link, "8", "carol@localhost/r");
+    let bob_started = start(&mut h, link, "9", "bob@localhost/r");
+    assert!(bob_started.starts_with("<route") && bob_started.contains("action='started'"));
+    assert!(
+        !bob_started.contains("<message"),
+        "bob waits behind carol: {bob_started}"
+    );
+    seen.push_str(&carol_started);
+    seen.push_str(&bob_started);
+    let mut written = seen.len();
+    h.written(link, written);
+    for _ in 0..100 {
+        let more = h.take(link);
+        if more.is_empty() {
+            break;
+        }
+        written = more.len();
+        seen.push_str(&more);
+        h.written(link, written);
+    }
+    for id in 0..40u64 {
+        let to = if id % 2 == 0 { "carol" } else { "bob" };
+        assert_eq!(
+            seen.matches(&format!(">{to}{id} ")).count(),
+            1,
+            "{to}{id} once"
+        );
+    }
+    let last_carol = seen.rfind(">carol38 ").expect("carol's last");
+    let first_bob = seen.find(">bob1 ").expect("bob's first");
+    assert!(last_carol < first_bob, "one drain after the other");
+    assert!(
+        h.server().state().offline.values().all(|q| q.is_empty()),
+        "all removed"
+    );
 }
