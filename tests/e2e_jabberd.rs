@@ -90,14 +90,10 @@ fn configure(lab: &Path, data_dir: &Path, router: u16, c2s: u16) {
     std::fs::write(lab.join("router-filter.xml"), "<filter>\n</filter>\n").expect("filter");
     std::fs::write(lab.join("secret"), format!("{SECRET}\n")).expect("secret");
     let helper = lab.join("authreg.sh");
-    let script = if std::env::var("DEV_STANDIN_AUTHREG").is_ok() {
-        "#!/bin/sh\necho 'OK USER-EXISTS CHECK-PASSWORD FREE'\nwhile read -r cmd a b c; do case \"$cmd\" in USER-EXISTS) echo OK;; CHECK-PASSWORD) if [ \"$b\" = cHc= ]; then echo OK; else echo NO; fi;; FREE) exit 0;; *) echo NO;; esac; done\n".to_owned()
-    } else {
-        format!(
-            "#!/bin/sh\nexec '{BIN}' jabberd-authreg --data-dir '{}'\n",
-            data_dir.display()
-        )
-    };
+    let script = format!(
+        "#!/bin/sh\nexec '{BIN}' jabberd-authreg --data-dir '{}'\n",
+        data_dir.display()
+    );
     std::fs::write(&helper, script).expect("authreg wrapper");
     set_executable(&helper);
     std::fs::write(
@@ -354,6 +350,23 @@ fn xmpp_clients_through_jabberd2_chat_with_the_other_protocols() {
         !server.log_lines().iter().any(|l| l.contains(SECRET)),
         "the secret is never logged"
     );
+
+    // A wrong password is refused by c2s, through the authreg helper and the server.
+    let deadline = Instant::now() + SLOW;
+    let mut eve = loop {
+        let mut x = Xmpp::connect(c2s_addr, "eve");
+        x.send(STREAM_OPEN);
+        if x.expect_within("</stream:features>", SLOW).is_some() {
+            break x;
+        }
+        assert!(Instant::now() < deadline, "the sm never showed up at c2s");
+        thread::sleep(Duration::from_millis(200));
+    };
+    let plain = base64(b"\0alice\0not-her-password");
+    eve.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+    ));
+    eve.expect("<not-authorized");
 
     // alice logs in over XMPP; a ws2017 user and she chat both ways.
     let mut alice = Xmpp::login(c2s_addr, "alice", "laptop");
