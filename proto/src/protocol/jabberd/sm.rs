@@ -16,9 +16,10 @@ use bytes::Bytes;
 use super::xml::{self, esc, Element, NS_CLIENT, NS_COMP, NS_SESS};
 use crate::cx::{Cx, Handout, Px};
 use crate::ids::{ConnId, Protocol, Seq};
+use crate::limits::{ConnLimits, Cost};
 use crate::model::{
     Capabilities, DirectKind, Event, Identity, Item, LoginKind, MailboxLimits, Outcome, Outgoing,
-    SessionId, Shown, Status, Undeliverable, UserKey, UserName,
+    Route, SessionId, Shown, Status, Undeliverable, UserKey, UserName,
 };
 use crate::persist::{Change, MessageKind};
 
@@ -73,6 +74,10 @@ pub(crate) struct Shared {
     /// Sessions whose mailbox is not all handed out yet, in order: the first is paused
     /// on the link, the others wait behind it.
     waiting: VecDeque<SessionId>,
+    /// Each session's rate buckets: every XMPP session is held to the per-connection
+    /// rates (`Limits::message_per_conn`, `durable_per_conn`), as a client of any other
+    /// protocol; all of them share one link, so there is no address to charge.
+    buckets: BTreeMap<SessionId, ConnLimits>,
 }
 
 impl Shared {
@@ -136,6 +141,7 @@ impl Shared {
         let all: Vec<Xs> = std::mem::take(&mut self.sessions).into_values().collect();
         self.by_session.clear();
         self.waiting.clear();
+        self.buckets.clear();
         for x in all {
             end_locally(cx, x.session);
         }
@@ -198,6 +204,7 @@ impl Shared {
     fn remove(&mut self, sm_id: &str) -> Option<Xs> {
         let x = self.sessions.remove(sm_id)?;
         self.by_session.remove(&x.session);
+        self.buckets.remove(&x.session);
         if self.waiting.front() != Some(&x.session) {
             self.waiting.retain(|s| *s != x.session);
         }
@@ -425,16 +432,17 @@ impl Shared {
             return;
         }
         let x = x.clone();
+        let bucket = self.buckets.entry(x.session).or_default();
         match e.name.as_str() {
-            "message" => message(cx, &x, e),
+            "message" => message(cx, bucket, &x, e),
             "presence" => {
-                if let Some(first) = presence(cx, &x, e) {
+                if let Some(first) = presence(cx, bucket, &x, e) {
                     if let Some(rec) = self.sessions.get_mut(sm_id) {
                         rec.available = rec.available || first;
                     }
                 }
             }
-            "iq" => iq(cx, &x, e),
+            "iq" => iq(cx, bucket, &x, e),
             _ => {}
         }
     }
@@ -681,7 +689,13 @@ fn error_reply(
 /// A message from `x`: to any user of any protocol, through the model's one delivery
 /// call; stored when the recipient is an offline account. XMPP acknowledges nothing, so
 /// only a refusal is answered (an error stanza).
-fn message(cx: &mut Cx<'_>, x: &Xs, e: &Element) {
+/// Takes a token for `cost` from a session's bucket.
+fn charge(cx: &mut Cx<'_>, bucket: &mut ConnLimits, cost: Cost) -> bool {
+    let (limits, now) = (&cx.config.limits, cx.now.mono);
+    cx.limits.charge(limits, bucket, cost, now).is_ok()
+}
+
+fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
     let kind = e.attr("type").unwrap_or("normal");
     if kind == "error" {
         return;
@@ -718,9 +732,17 @@ fn message(cx: &mut Cx<'_>, x: &Xs, e: &Element) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    if let Err(why) = cx.net.route_direct(x.session, &to, limits) {
-        cx.net.refused_direct(x.session, &to, &why);
-        return refused(cx, x, &to_attr, id, &why);
+    let cost = match cx.net.route_direct(x.session, &to, limits) {
+        Err(why) => {
+            cx.net.refused_direct(x.session, &to, &why);
+            return refused(cx, x, &to_attr, id, &why);
+        }
+        Ok(Route::Live(_)) => Cost::Message,
+        Ok(Route::Mailbox(_)) => Cost::Durable,
+    };
+    if !charge(cx, bucket, cost) {
+        // Too many too fast: RFC 6120's condition for a rate limit.
+        return error_reply(cx, x, "message", &to_attr, id, "wait", "policy-violation");
     }
     let outgoing = Outgoing {
         from: x.session,
@@ -749,7 +771,7 @@ fn refused(cx: &mut Cx<'_>, x: &Xs, to: &str, id: Option<&str>, why: &Undelivera
 /// for the model; with `to`, a subscription request or answer, as a friendship change.
 /// Returns whether it was an available broadcast (the session's initial presence, if
 /// the first).
-fn presence(cx: &mut Cx<'_>, x: &Xs, e: &Element) -> Option<bool> {
+fn presence(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) -> Option<bool> {
     let kind = e.attr("type");
     let domain = cx.config.jabberd.domain.clone();
     match e.attr("to") {
@@ -814,7 +836,7 @@ fn presence(cx: &mut Cx<'_>, x: &Xs, e: &Element) -> Option<bool> {
                 _ => return None,
             };
             let change = change.ok()?;
-            if !cx.store_ok() {
+            if !cx.store_ok() || !charge(cx, bucket, Cost::Durable) {
                 return None;
             }
             persist_friends(cx, &me, &other, change);
@@ -839,7 +861,7 @@ fn persist_friends(cx: &mut Cx<'_>, me: &UserName, other: &UserName, change: Cha
 
 /// An iq from `x`: session, ping, roster and disco#info are answered; every other
 /// get or set gets `service-unavailable` (RFC 6120 8.4); results and errors are dropped.
-fn iq(cx: &mut Cx<'_>, x: &Xs, e: &Element) {
+fn iq(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
     let kind = e.attr("type").unwrap_or("");
     if kind != "get" && kind != "set" {
         return;
@@ -927,6 +949,9 @@ fn iq(cx: &mut Cx<'_>, x: &Xs, e: &Element) {
             match change {
                 Some(_) if !cx.store_ok() => {
                     error_reply(cx, x, "iq", &to, id, "wait", "internal-server-error");
+                }
+                Some(_) if !charge(cx, bucket, Cost::Durable) => {
+                    error_reply(cx, x, "iq", &to, id, "wait", "policy-violation");
                 }
                 Some(change) => {
                     let seq = persist_friends(cx, &me, &other, change);

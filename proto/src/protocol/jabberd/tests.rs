@@ -695,3 +695,47 @@ fn mailboxes_larger_than_the_window_drain_one_after_the_other_without_loss() {
         "all removed"
     );
 }
+
+#[test]
+fn each_xmpp_session_is_held_to_the_per_connection_message_rate() {
+    let (mut h, link) = linked();
+    let _bob = ims(&mut h, "bob");
+    let one = started(&mut h, link, "8", "alice@localhost/r1");
+    let two = started(&mut h, link, "9", "alice@localhost/r2");
+    let burst = crate::Config::default().limits.message_per_conn.burst;
+    for n in 0..burst {
+        let got = stanza(
+            &mut h,
+            link,
+            "8",
+            &one,
+            &format!("<message to='bob@localhost' id='m{n}'><body>{n}</body></message>"),
+        );
+        assert_eq!(got, "", "message {n} within the burst");
+    }
+    let got = stanza(
+        &mut h,
+        link,
+        "8",
+        &one,
+        "<message to='bob@localhost' id='over'><body>over</body></message>",
+    );
+    assert!(got.contains("type='error' id='over'><error type='wait'><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"), "{got}");
+    let got = stanza(
+        &mut h,
+        link,
+        "9",
+        &two,
+        "<message to='bob@localhost' id='other'><body>x</body></message>",
+    );
+    assert_eq!(got, "", "another session has its own bucket");
+    h.advance(1000);
+    let got = stanza(
+        &mut h,
+        link,
+        "8",
+        &one,
+        "<message to='bob@localhost' id='later'><body>x</body></message>",
+    );
+    assert_eq!(got, "", "refilled");
+}
