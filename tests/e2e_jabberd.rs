@@ -103,7 +103,7 @@ fn configure(lab: &Path, data_dir: &Path, router: u16, c2s: u16) {
   <router><ip>127.0.0.1</ip><port>{router}</port><user>jabberd</user><pass>{SECRET}</pass>
     <retry><init>-1</init><lost>-1</lost><sleep>1</sleep></retry></router>
   <log type='file'><ident>jabberd/c2s</ident><file>{l}/log/c2s.log</file></log>
-  <local><id>localhost</id><ip>127.0.0.1</ip><port>{c2s}</port></local>
+  <local><id register-enable='true'>localhost</id><ip>127.0.0.1</ip><port>{c2s}</port></local>
   <io><max_fds>256</max_fds>
     <limits><bytes>0</bytes><stanzas>0</stanzas><connects>0</connects><stanzasize>65535</stanzasize></limits>
     <access><order>deny,allow</order><allow ip='127.0.0.1'/></access>
@@ -351,6 +351,29 @@ fn xmpp_clients_through_jabberd2_chat_with_the_other_protocols() {
         "the secret is never logged"
     );
 
+    // In-band registration (XEP-0077) on a stream of its own makes a Switchboard
+    // account (the helper asks the server; the sm answers c2s's `create`).
+    let mut reg = Xmpp::connect(c2s_addr, "frank-reg");
+    let deadline = Instant::now() + SLOW;
+    loop {
+        reg.send(STREAM_OPEN);
+        if reg.expect_within("</stream:features>", SLOW).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sm never showed up at c2s");
+        thread::sleep(Duration::from_millis(200));
+        reg = Xmpp::connect(c2s_addr, "frank-reg");
+    }
+    reg.send("<iq type='set' id='reg1'><query xmlns='jabber:iq:register'><username>frank</username><password>pw</password></query></iq>");
+    let got = reg.expect("</iq>");
+    assert!(
+        got.contains("id='reg1'") && got.contains("type='result'"),
+        "{got}"
+    );
+    let users = admin(&data_dir, &["user", "list"], None);
+    assert!(users.stdout.contains("frank"), "{:?}", users.lines());
+    drop(reg);
+
     // A wrong password is refused by c2s, through the authreg helper and the server.
     let deadline = Instant::now() + SLOW;
     let mut eve = loop {
@@ -414,6 +437,13 @@ fn xmpp_clients_through_jabberd2_chat_with_the_other_protocols() {
         assert!(Instant::now() < deadline, "bob never saw alice away");
         thread::sleep(Duration::from_millis(100));
     }
+
+    // frank, registered over XMPP, logs in with his new account and reaches alice.
+    let mut frank = Xmpp::login(c2s_addr, "frank", "desk");
+    frank.send("<message to='alice@localhost' type='chat'><body>new here</body></message>");
+    let got = alice.expect("new here");
+    assert!(got.contains("from='frank@localhost'"), "{got}");
+    drop(frank);
 
     // A message for carol while she is offline, handed to her at her XMPP login.
     bob.ask("<MESSAGE from=\"bob\" to=\"carol\">while you were out</MESSAGE>");
