@@ -50,6 +50,8 @@ struct Xs {
     sm_id: String,
     /// The account, as registered.
     user: UserName,
+    /// The JID's local part as c2s bound it (nodeprepped: lower case).
+    node: String,
     resource: String,
     /// The client sent its initial presence.
     available: bool,
@@ -328,6 +330,7 @@ impl Shared {
             c2s_id: reply.c2s_id.to_owned(),
             sm_id: sm_id.clone(),
             user: name.clone(),
+            node,
             resource,
             available: false,
         };
@@ -601,7 +604,7 @@ fn ended(c2s: &str, c2s_id: &str, sm_id: &str, action: &str, domain: &str) -> By
 impl Xs {
     /// The session's full JID.
     fn full_jid(&self, domain: &str) -> String {
-        format!("{}@{domain}/{}", self.user.as_str(), self.resource)
+        format!("{}@{domain}/{}", self.node, self.resource)
     }
 }
 

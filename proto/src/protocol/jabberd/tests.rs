@@ -739,3 +739,27 @@ fn each_xmpp_session_is_held_to_the_per_connection_message_rate() {
     );
     assert_eq!(got, "", "refilled");
 }
+
+#[test]
+fn a_session_keeps_the_jid_c2s_bound_and_the_account_its_spelling() {
+    let (mut h, link) = linked();
+    admin(&mut h, "user add Dora pw");
+    let bob = ims(&mut h, "bob");
+    let sm = started(&mut h, link, "8", "dora@localhost/r");
+    h.send(bob, "<MESSAGE from=\"bob\" to=\"dora\">hi</MESSAGE>");
+    assert!(
+        h.take(link)
+            .contains("from='bob@localhost' to='dora@localhost/r'"),
+        "to the JID c2s bound"
+    );
+    stanza(
+        &mut h,
+        link,
+        "8",
+        &sm,
+        "<message to='bob@localhost'><body>yo</body></message>",
+    );
+    assert!(h
+        .take(bob)
+        .contains("<MESSAGE from=\"Dora\" to=\"bob\">yo</MESSAGE>"));
+}
