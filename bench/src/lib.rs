@@ -5,6 +5,7 @@
 //! protocol's bytes are in its adapter ([`proto`]). See `docs/performance.md`.
 
 pub mod compare;
+pub mod core;
 pub mod load;
 pub mod net;
 pub mod proto;

@@ -54,6 +54,20 @@ impl TargetArgs {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The core alone, in memory (no sockets): clients in pairs route chat messages through
+    /// the pump; prints messages a second. Under `valgrind --tool=callgrind` the
+    /// instructions per message are a figure the machine's load does not move.
+    Core {
+        /// Clients (pairs of them).
+        #[arg(long, default_value_t = 2000)]
+        clients: u64,
+        /// Chat lines in each client's read.
+        #[arg(long, default_value_t = 8)]
+        per_read: usize,
+        /// Times every client's read is fed.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Clients in pairs, each sending messages to its partner.
     Direct {
         #[command(flatten)]
@@ -222,6 +236,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let fds = stats::raise_fd_limit(1 << 20);
     let result = match cli.command {
+        Cmd::Core {
+            clients,
+            per_read,
+            rounds,
+        } => {
+            let (mut pump, now) = switchboard_bench::core::crowd(clients);
+            let reads = switchboard_bench::core::reads(clients, per_read);
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                switchboard_bench::core::round(&mut pump, now, &reads);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let messages = clients as f64 * per_read as f64 * rounds as f64;
+            println!(
+                "core: {messages} messages in {secs:.3} s, {:.0} msgs/s",
+                messages / secs
+            );
+            return ExitCode::SUCCESS;
+        }
         Cmd::Direct {
             target,
             clients,

@@ -8,6 +8,7 @@
 //! the same name.
 
 use core::fmt;
+use std::sync::Arc;
 
 use precis_core::profile::PrecisFastInvocation;
 use precis_profiles::{UsernameCaseMapped, UsernameCasePreserved};
@@ -39,15 +40,70 @@ const MAX_INPUT_CHARS: usize = MAX_NAME_CHARS * 4;
 /// characters, none of `"&'/:<>@`, and not `System` or a look-alike of it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct UserName {
-    name: String,
+    name: Arc<str>,
     key: UserKey,
 }
 
 /// The key a name is unique under: its case-mapped form with look-alike characters of other
 /// scripts replaced by the characters they imitate (docs/names.md). Two names with the same
 /// key are the same user.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct UserKey(String);
+///
+/// Keys are compared on every lookup of an online user (several per message): each carries
+/// its first eight bytes as an integer, so most comparisons are one integer comparison
+/// and never call `memcmp`. The order is the bytes' order (names hold no NUL, so the
+/// zero padding sorts a key before every longer key it begins).
+#[derive(Clone)]
+pub struct UserKey {
+    /// The first eight bytes, big-endian, zero-padded.
+    head: u64,
+    folded: Arc<str>,
+}
+
+impl UserKey {
+    fn new(folded: Arc<str>) -> UserKey {
+        let mut head = [0u8; 8];
+        let n = folded.len().min(8);
+        head[..n].copy_from_slice(&folded.as_bytes()[..n]);
+        UserKey {
+            head: u64::from_be_bytes(head),
+            folded,
+        }
+    }
+}
+
+impl PartialEq for UserKey {
+    fn eq(&self, other: &UserKey) -> bool {
+        self.head == other.head && self.folded == other.folded
+    }
+}
+
+impl Eq for UserKey {}
+
+impl PartialOrd for UserKey {
+    fn partial_cmp(&self, other: &UserKey) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UserKey {
+    fn cmp(&self, other: &UserKey) -> core::cmp::Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.folded.cmp(&other.folded))
+    }
+}
+
+impl core::hash::Hash for UserKey {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.folded.hash(state);
+    }
+}
+
+impl fmt::Debug for UserKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("UserKey").field(&self.folded).finish()
+    }
+}
 
 /// Why a string is not a valid user name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +125,22 @@ impl UserName {
         if s.is_empty() {
             return Err(NameError::Empty);
         }
+        // Printable ASCII (the common case, parsed for every message's recipient): one
+        // pass over the bytes; the rule is the same as below (the tests check they agree).
+        if s.len() <= MAX_NAME_CHARS
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b))
+        {
+            let name: Arc<str> = Arc::from(s);
+            let key = match s.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => UserKey::new(Arc::from(s.to_ascii_lowercase())),
+                false => UserKey::new(Arc::clone(&name)),
+            };
+            if &*key.folded == RESERVED {
+                return Err(NameError::Reserved);
+            }
+            return Ok(UserName { name, key });
+        }
         let count = s.chars().count();
         if count > MAX_INPUT_CHARS {
             return Err(NameError::TooLong);
@@ -79,15 +151,22 @@ impl UserName {
         let (name, key) = if s.bytes().all(|b| b.is_ascii_graphic()) {
             // What both profiles give for printable ASCII, without their tables
             // (`ascii_fast_path_agrees_with_precis` checks it).
-            (s.to_owned(), UserKey(s.to_ascii_lowercase()))
+            // Shared, not copied, by every clone: names are cloned into events, replies
+            // and indexes on every message. A name already in lowercase is its own key.
+            let name: Arc<str> = Arc::from(s);
+            let key = match s.bytes().any(|b| b.is_ascii_uppercase()) {
+                true => UserKey::new(Arc::from(s.to_ascii_lowercase())),
+                false => UserKey::new(Arc::clone(&name)),
+            };
+            (name, key)
         } else {
             let name = UsernameCasePreserved::enforce(s)
                 .map_err(|_| NameError::InvalidCharacter)?
                 .into_owned();
             let mapped = UsernameCaseMapped::enforce(name.as_str())
                 .map_err(|_| NameError::InvalidCharacter)?;
-            let key = UserKey(skeleton(&mapped));
-            (name, key)
+            let key = UserKey::new(Arc::from(skeleton(&mapped)));
+            (Arc::from(name), key)
         };
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(NameError::TooLong);
@@ -96,7 +175,7 @@ impl UserName {
         if name.chars().any(forbidden) {
             return Err(NameError::InvalidCharacter);
         }
-        if key.0 == RESERVED {
+        if &*key.folded == RESERVED {
             return Err(NameError::Reserved);
         }
         Ok(UserName { name, key })
@@ -125,8 +204,8 @@ impl UserName {
         use unicode_normalization::UnicodeNormalization;
         let folded: String = s.nfc().flat_map(char::to_lowercase).nfc().collect();
         Ok(UserName {
-            name: s.to_owned(),
-            key: UserKey(skeleton(&folded)),
+            name: Arc::from(s),
+            key: UserKey::new(Arc::from(skeleton(&folded))),
         })
     }
 
@@ -153,14 +232,9 @@ impl UserKey {
         UserName::parse(s).map(|name| name.key)
     }
 
-    /// The smallest key, below every real one.
-    pub(crate) fn min() -> UserKey {
-        UserKey(String::new())
-    }
-
     /// The folded name.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.folded
     }
 }
 
@@ -360,5 +434,36 @@ mod tests {
             Err(NameError::InvalidCharacter)
         );
         assert_eq!(UserName::parse_legacy("Bob").unwrap().key(), key("bob"));
+    }
+
+    #[test]
+    fn keys_order_as_their_folded_text() {
+        let names = [
+            "a",
+            "ab",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgg",
+            "abcdefgz1",
+            "b",
+            "Zed",
+            "zed1",
+            "u1",
+            "u10",
+            "u2",
+            "ñandú",
+            "ñandúes-largos",
+            "éclair",
+            "ü",
+            "a-b",
+            "a_b",
+        ];
+        let keys: Vec<UserKey> = names.iter().map(|n| key(n)).collect();
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(a.cmp(b), a.as_str().cmp(b.as_str()), "{a:?} against {b:?}");
+                assert_eq!(a == b, a.as_str() == b.as_str());
+            }
+        }
     }
 }

@@ -208,10 +208,10 @@ impl Network {
         body: &str,
         kind: DirectKind,
     ) -> Option<UserName> {
-        let to_key = to.key();
-        let sender_key = self.sessions.get(&from).map(|r| r.user.clone())?;
-        let recipient = self.users.get(&to_key)?;
-        let sender_name = self.users.get(&sender_key).map(|u| u.name.clone())?;
+        let sender_key = self.sessions.get(&from).map(|r| &r.user)?;
+        let recipient = self.users.get(to.key_ref())?;
+        let (sender_name, sender_id) =
+            self.users.get(sender_key).map(|u| (u.name.clone(), u.id))?;
         let message = DirectMessage {
             from: sender_name,
             to: recipient.name.clone(),
@@ -240,7 +240,7 @@ impl Network {
             });
         }
         if receipts_coming {
-            self.owed_receipts.owe(sender_key, to_key);
+            self.owed_receipts.owe(sender_id, recipient.id);
         } else {
             self.deliver_receipt(&message.from.key(), &message.to);
         }
@@ -253,14 +253,16 @@ impl Network {
         let Some(rec) = self.sessions.get(&recipient) else {
             return false;
         };
-        let (sender, recipient) = (sender.key(), rec.user.clone());
-        if !self.owed_receipts.settle(&sender, &recipient) {
-            return false;
-        }
-        let Some(to) = self.users.get(&recipient).map(|u| u.name.clone()) else {
+        let (Some(sending), Some(receiving)) =
+            (self.users.get(sender.key_ref()), self.users.get(&rec.user))
+        else {
             return false;
         };
-        self.deliver_receipt(&sender, &to);
+        if !self.owed_receipts.settle(sending.id, receiving.id) {
+            return false;
+        }
+        let to = receiving.name.clone();
+        self.deliver_receipt(&sender.key(), &to);
         true
     }
 

@@ -71,6 +71,8 @@ pub(crate) struct Network {
     /// sends receipts and not yet confirmed. Entries go when either user goes offline.
     owed_receipts: OwedReceipts,
     next_session: u64,
+    /// The id the next user to come online gets ([`sessions::UserId`]).
+    next_user: u64,
     pending: VecDeque<Delivery>,
     /// With [`Network::record_events`]: what happened, for the driver to read.
     journal: Option<Journal>,

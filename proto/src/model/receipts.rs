@@ -3,57 +3,60 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::UserKey;
+use super::sessions::UserId;
 
 /// Counts of owed receipts per (sender, recipient), indexed both ways so a user going
-/// offline drops its entries without a scan.
+/// offline drops its entries without a scan. Keyed by the online users' ids: one message
+/// costs integer comparisons, not name comparisons.
 #[derive(Debug, Default)]
 pub(crate) struct OwedReceipts {
-    by_sender: BTreeMap<(UserKey, UserKey), u32>,
+    by_sender: BTreeMap<(UserId, UserId), u32>,
     /// (recipient, sender) for every entry of `by_sender`.
-    by_recipient: BTreeSet<(UserKey, UserKey)>,
+    by_recipient: BTreeSet<(UserId, UserId)>,
 }
 
 impl OwedReceipts {
     /// One more message from `sender` awaits a receipt from `recipient`.
-    pub(crate) fn owe(&mut self, sender: UserKey, recipient: UserKey) {
-        self.by_recipient
-            .insert((recipient.clone(), sender.clone()));
-        let owed = self.by_sender.entry((sender, recipient)).or_insert(0);
-        *owed = owed.saturating_add(1);
+    pub(crate) fn owe(&mut self, sender: UserId, recipient: UserId) {
+        if let Some(owed) = self.by_sender.get_mut(&(sender, recipient)) {
+            *owed = owed.saturating_add(1);
+            return;
+        }
+        self.by_sender.insert((sender, recipient), 1);
+        self.by_recipient.insert((recipient, sender));
     }
 
     /// Takes one owed receipt, if any is owed.
-    pub(crate) fn settle(&mut self, sender: &UserKey, recipient: &UserKey) -> bool {
-        let pair = (sender.clone(), recipient.clone());
+    pub(crate) fn settle(&mut self, sender: UserId, recipient: UserId) -> bool {
+        let pair = (sender, recipient);
         let Some(owed) = self.by_sender.get_mut(&pair) else {
             return false;
         };
         *owed -= 1;
         if *owed == 0 {
             self.by_sender.remove(&pair);
-            self.by_recipient.remove(&(pair.1, pair.0));
+            self.by_recipient.remove(&(recipient, sender));
         }
         true
     }
 
     /// Forgets every receipt to or from `user`.
-    pub(crate) fn forget(&mut self, user: &UserKey) {
-        let as_sender: Vec<UserKey> = (self.by_sender.range(prefix(user)))
-            .take_while(|((s, _), _)| s == user)
-            .map(|((_, r), _)| r.clone())
+    pub(crate) fn forget(&mut self, user: UserId) {
+        let as_sender: Vec<UserId> = (self.by_sender.range((user, UserId::MIN)..))
+            .take_while(|((s, _), _)| *s == user)
+            .map(|((_, r), _)| *r)
             .collect();
         for recipient in as_sender {
-            self.by_recipient.remove(&(recipient.clone(), user.clone()));
-            self.by_sender.remove(&(user.clone(), recipient));
+            self.by_recipient.remove(&(recipient, user));
+            self.by_sender.remove(&(user, recipient));
         }
-        let as_recipient: Vec<UserKey> = (self.by_recipient.range(prefix(user)))
-            .take_while(|(r, _)| r == user)
-            .map(|(_, s)| s.clone())
+        let as_recipient: Vec<UserId> = (self.by_recipient.range((user, UserId::MIN)..))
+            .take_while(|(r, _)| *r == user)
+            .map(|(_, s)| *s)
             .collect();
         for sender in as_recipient {
-            self.by_sender.remove(&(sender.clone(), user.clone()));
-            self.by_recipient.remove(&(user.clone(), sender));
+            self.by_sender.remove(&(sender, user));
+            self.by_recipient.remove(&(user, sender));
         }
     }
 
@@ -64,36 +67,27 @@ impl OwedReceipts {
     }
 }
 
-/// Every pair whose first key is `user`, and after.
-fn prefix(user: &UserKey) -> std::ops::RangeFrom<(UserKey, UserKey)> {
-    (user.clone(), UserKey::min())..
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::UserName;
-
-    fn key(s: &str) -> UserKey {
-        UserName::parse(s).unwrap().key()
-    }
 
     #[test]
     fn owing_settling_and_forgetting() {
+        let [a, b, c, ab] = [1, 2, 3, 4].map(UserId::for_test);
         let mut r = OwedReceipts::default();
-        r.owe(key("a"), key("b"));
-        r.owe(key("a"), key("b"));
-        r.owe(key("b"), key("a"));
-        r.owe(key("c"), key("b"));
-        r.owe(key("ab"), key("c"));
-        assert!(r.settle(&key("a"), &key("b")));
-        assert!(r.settle(&key("a"), &key("b")));
-        assert!(!r.settle(&key("a"), &key("b")));
-        r.owe(key("a"), key("b"));
-        r.forget(&key("b"));
+        r.owe(a, b);
+        r.owe(a, b);
+        r.owe(b, a);
+        r.owe(c, b);
+        r.owe(ab, c);
+        assert!(r.settle(a, b));
+        assert!(r.settle(a, b));
+        assert!(!r.settle(a, b));
+        r.owe(a, b);
+        r.forget(b);
         assert_eq!(r.len(), 1, "only ab -> c is left");
-        assert!(!r.settle(&key("c"), &key("b")));
-        assert!(r.settle(&key("ab"), &key("c")));
+        assert!(!r.settle(c, b));
+        assert!(r.settle(ab, c));
         assert_eq!(r.len(), 0);
         assert!(r.by_recipient.is_empty());
     }

@@ -28,8 +28,25 @@ impl SessionId {
     }
 }
 
+/// An online user, numbered while it is online: what the model's per-message indexes
+/// are keyed by, so they compare integers, not names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct UserId(u64);
+
+impl UserId {
+    /// Below every user's id.
+    pub(super) const MIN: UserId = UserId(0);
+
+    /// User `n`, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: u64) -> UserId {
+        UserId(n)
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct OnlineUser {
+    pub(super) id: UserId,
     pub(super) name: UserName,
     pub(super) sessions: BTreeSet<SessionId>,
     /// How many of its sessions have a mailbox drain paused for room on their
@@ -179,10 +196,15 @@ impl Network {
             })
         });
         let before = self.shown(&key);
-        let user = self.users.entry(key.clone()).or_insert_with(|| OnlineUser {
-            name: name.clone(),
-            sessions: BTreeSet::new(),
-            drains_paused: 0,
+        let next_user = &mut self.next_user;
+        let user = self.users.entry(key.clone()).or_insert_with(|| {
+            *next_user += 1;
+            OnlineUser {
+                id: UserId(*next_user),
+                name: name.clone(),
+                sessions: BTreeSet::new(),
+                drains_paused: 0,
+            }
         });
         user.sessions.insert(session);
         // A session starts Online: the lobby, friends and rooms hear of it unless the user
@@ -223,8 +245,9 @@ impl Network {
             })
         });
         if last {
-            self.users.remove(&rec.user);
-            self.owed_receipts.forget(&rec.user);
+            if let Some(user) = self.users.remove(&rec.user) {
+                self.owed_receipts.forget(user.id);
+            }
         }
         let after = self.shown(&key);
         if before != after {
@@ -254,8 +277,8 @@ impl Network {
             return Err(LoginError::NameTaken);
         };
         let old = std::mem::replace(&mut user.name, new.clone());
+        self.owed_receipts.forget(user.id);
         self.users.insert(new_key, user);
-        self.owed_receipts.forget(&old_key);
         self.record(|_| {
             Some(NetworkEvent::Renamed {
                 old: old.clone(),

@@ -222,6 +222,64 @@ pub(super) enum Reply<'a> {
 /// line breaks or control characters has them replaced by spaces, so a reply is always
 /// exactly one line.
 pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
+    write(reply, out);
+}
+
+/// The most bytes [`encode`] appends for `reply` (control characters it replaces can
+/// only shorten it): what a connection must have room for, without encoding.
+pub(super) fn encoded_len(reply: &Reply<'_>) -> usize {
+    let mut len = Len(0);
+    write(reply, &mut len);
+    len.0
+}
+
+/// Where [`write`] puts a reply's parts.
+trait Sink {
+    /// Appends `parts`, control characters replaced by spaces.
+    fn put(&mut self, parts: &[&str]);
+    /// Appends the line's end.
+    fn end(&mut self);
+}
+
+impl Sink for BytesMut {
+    fn put(&mut self, parts: &[&str]) {
+        self.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+        for part in parts {
+            // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes
+            // as 0xC2 and a second byte): a byte scan finds every candidate.
+            if !part.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2)
+                || !part.chars().any(char::is_control)
+            {
+                self.put_slice(part.as_bytes());
+                continue;
+            }
+            for c in part.chars() {
+                let c = if c.is_control() { ' ' } else { c };
+                self.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            }
+        }
+    }
+
+    fn end(&mut self) {
+        self.put_slice(b"\r\n");
+    }
+}
+
+/// Counts the bytes a reply takes, at most.
+struct Len(usize);
+
+impl Sink for Len {
+    fn put(&mut self, parts: &[&str]) {
+        self.0 += parts.iter().map(|p| p.len()).sum::<usize>();
+    }
+
+    fn end(&mut self) {
+        self.0 += 2;
+    }
+}
+
+/// Writes `reply` as one CRLF-terminated line to `out`.
+fn write(reply: &Reply<'_>, out: &mut impl Sink) {
     match *reply {
         Reply::Greeting { server } => push(out, &["+OK ", server, " ws2017 ready"]),
         Reply::NameSet { name } => push(out, &["+OK uname you are ", name]),
@@ -230,11 +288,11 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
         Reply::UserRenamed { old, new } => push(out, &["+OK nuser ", old, " ", new]),
         Reply::UserLeft { name } => push(out, &["cquit ", name]),
         Reply::Users { names } => {
-            put(out, &["+OK cgetu"]);
+            out.put(&["+OK cgetu"]);
             for name in names {
-                put(out, &[" ", name]);
+                out.put(&[" ", name]);
             }
-            out.put_slice(b"\r\n");
+            out.end();
         }
         Reply::Games => push(out, &["+OK cgetg"]),
         Reply::Stored => push(out, &["+OK chatm 'message stored'"]),
@@ -284,21 +342,7 @@ fn chat_keyword(whisper: bool) -> &'static str {
 }
 
 /// Appends `parts` and a CRLF.
-fn push(out: &mut BytesMut, parts: &[&str]) {
-    put(out, parts);
-    out.put_slice(b"\r\n");
-}
-
-/// Appends `parts`, control characters (line breaks above all) replaced by spaces.
-fn put(out: &mut BytesMut, parts: &[&str]) {
-    for part in parts {
-        if !part.chars().any(char::is_control) {
-            out.put_slice(part.as_bytes());
-            continue;
-        }
-        for c in part.chars() {
-            let c = if c.is_control() { ' ' } else { c };
-            out.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-        }
-    }
+fn push(out: &mut impl Sink, parts: &[&str]) {
+    out.put(parts);
+    out.end();
 }

@@ -492,11 +492,7 @@ fn room_for_chat(
 /// the limit and be dropped with the connection, and the client, never told, would
 /// send it again after reconnecting (storing a message twice).
 fn room_for(cx: &mut Cx<'_>, replies: &[&Reply<'_>]) -> bool {
-    let mut out = BytesMut::new();
-    for reply in replies {
-        codec::encode(reply, &mut out);
-    }
-    cx.room_for(out.len())
+    cx.room_for(replies.iter().map(|r| codec::encoded_len(r)).sum())
 }
 
 fn mailbox_full(cx: &mut Cx<'_>, command: &str, to: &UserName) {
