@@ -434,6 +434,13 @@ fn final_line(line: &str) -> Option<(bool, &str)> {
 /// pump asks for is committed at once (a failure is the command's error: nothing is
 /// retried), and the answer is read once the pump releases it.
 fn offline(command: &AdminCommand, data_dir: &DataDir, cost: &Cost) -> Result<Answer, AdminError> {
+    if *command == AdminCommand::Status {
+        return Ok(Answer {
+            data: Vec::new(),
+            ok: false,
+            text: format!("no server is running on {}", data_dir.path().display()),
+        });
+    }
     let mut store = data_dir.open_existing_store()?;
     let mut pump = Pump::new(Server::new(Config::default(), store.load()?));
     let clock = Clock::start();

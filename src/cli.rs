@@ -1,16 +1,20 @@
 //! The command line.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use switchboard_proto::{
     ArscConfig, Config, ImsConfig, Limits, OpcodeConfig, RateLimit, Ws2017Config,
 };
 use switchboard_store::credentials::Cost;
+
+use crate::config::{ConfigError, File, FileOnly};
 
 /// A chat server that will join several chat protocols into one network; today it serves
 /// ws2017, arsc, ims and opcode (jabberd is to come).
@@ -36,7 +40,7 @@ impl Cli {
 }
 
 /// The subcommands.
-// Parsed once per process: the size of `serve`'s flags costs nothing worth a box.
+// Parsed once per process: `serve`'s flags need no box.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -80,6 +84,28 @@ pub enum Command {
     Kick {
         /// The user's name.
         name: String,
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Check a config file (`serve --config FILE`) without starting: prints what it sets,
+    /// or the first error, naming the key.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// The running server's version, runtime, uptime, and connections and sessions per
+    /// protocol (through its admin socket).
+    Status {
+        /// Where.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Copy the store to FILE, consistently, while the server runs or not (SQLite's
+    /// online backup); see docs/operations.md for restoring it.
+    Backup {
+        /// The copy to write; it must not exist.
+        file: PathBuf,
         /// Where.
         #[command(flatten)]
         admin: AdminArgs,
@@ -246,6 +272,26 @@ impl HashCost {
 /// The flags of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// A TOML config file (see `switchboard.example.toml`); flags given on the command
+    /// line override its keys. `switchboard check-config FILE` checks one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to log: a tracing filter such as `info` or `info,switchboard_smol=debug`
+    /// (`RUST_LOG` when omitted, else `info`).
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+
+    /// How log lines look: `human` (the default) or `json`, one object a line, for log
+    /// collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Serve Prometheus/OpenMetrics metrics over HTTP on this address (`GET /metrics`);
+    /// off unless set.
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    pub metrics: Option<SocketAddr>,
+
     /// Address of the ws2017 listener, `HOST:PORT`: an IP address or a host name (its
     /// first IPv4 address, else its first address); port 0 picks a free port (the log
     /// names it).
@@ -280,13 +326,14 @@ pub struct ServeArgs {
     pub jabberd_router: Option<SocketAddr>,
 
     /// The XMPP domain served: the name bound on the router, as clients write it after
-    /// the `@` (c2s.xml `local/id`).
-    #[arg(long, value_name = "NAME", default_value = "localhost")]
-    pub jabberd_domain: String,
+    /// the `@` (c2s.xml `local/id`). Default: `localhost`.
+    #[arg(long, value_name = "NAME")]
+    pub jabberd_domain: Option<String>,
 
-    /// The user name of the router link, as in the router's router-users.xml.
-    #[arg(long, value_name = "NAME", default_value = "jabberd")]
-    pub jabberd_user: String,
+    /// The user name of the router link, as in the router's router-users.xml. Default:
+    /// `jabberd`.
+    #[arg(long, value_name = "NAME")]
+    pub jabberd_user: Option<String>,
 
     /// A file holding the router link's secret (its first line), so that it shows in no
     /// process list or log. Required with `--jabberd-router`.
@@ -426,11 +473,78 @@ pub struct ServeArgs {
     /// that are easy to guess).
     #[arg(long, value_enum, default_value_t = HashCost::Recommended, hide = true)]
     pub hash_cost: HashCost,
+
+    /// The ids of the flags given on the command line (set by [`parse`]), which override
+    /// the config file.
+    #[arg(skip)]
+    pub given: BTreeSet<String>,
+
+    /// What the config file sets that has no flag.
+    #[arg(skip)]
+    pub file_only: FileOnly,
+}
+
+impl ServeArgs {
+    /// Reads the `--config` file, if any, into these flags (flags given on the command
+    /// line win).
+    ///
+    /// # Errors
+    /// The file's first problem, naming the key.
+    pub fn load_config(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.config.clone() else {
+            return Ok(());
+        };
+        File::load(&path)?.apply(&path, self)
+    }
+}
+
+/// How log lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event: time, level, target, message, fields.
+    Human,
+    /// One JSON object per line, with the fields as keys.
+    Json,
+}
+
+/// Parses the command line (exiting with its usage message when it is wrong), noting
+/// which `serve` flags were given, so that they override the config file.
+pub fn parse() -> Cli {
+    try_parse_from(std::env::args_os()).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`] of `argv`.
+///
+/// # Errors
+/// A usage error.
+pub fn try_parse_from<I, T>(argv: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(argv)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    let serve = matches.subcommand_matches("serve").unwrap_or(&matches);
+    // Only the ids of `serve`'s own flags: asking about another's panics.
+    let flags = ServeArgs::augment_args(clap::Command::new("serve"));
+    let given: BTreeSet<String> = flags
+        .get_arguments()
+        .map(|arg| arg.get_id().as_str())
+        .filter(|id| matches!(serve.try_contains_id(id), Ok(true)))
+        .filter(|id| serve.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_owned)
+        .collect();
+    match &mut cli.command {
+        Some(Command::Serve(args)) => args.given = given,
+        None => cli.serve.given = given,
+        Some(_) => {}
+    }
+    Ok(cli)
 }
 
 /// A listen address: `IP:PORT`, or `HOST:PORT` resolved to the host's first IPv4
 /// address (else its first address), so `localhost:1030` listens on 127.0.0.1.
-fn listen_addr(s: &str) -> Result<SocketAddr, String> {
+pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(addr) = s.parse() {
         return Ok(addr);
     }

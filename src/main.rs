@@ -7,17 +7,17 @@
 mod admin;
 mod authreg;
 mod cli;
+mod config;
 mod serve;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
 use switchboard_proto::AdminCommand;
 use switchboard_store::start::error_chain;
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 
 /// The exit status of an admin command answered `err`, or that could not run.
 const EXIT_REFUSED: u8 = 1;
@@ -25,17 +25,20 @@ const EXIT_REFUSED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
-    let command = match Cli::parse().into_command() {
+    let command = match cli::parse().into_command() {
         Command::Serve(args) => return serve(args),
         // Its stdout belongs to c2s; it logs its own lines to stderr.
         Command::JabberdAuthreg(args) => return authreg::run(args),
+        Command::CheckConfig { file } => return check_config(file),
+        Command::Backup { file, admin } => return backup(&file, &admin),
+        Command::Status { admin } => Ok((AdminCommand::Status, admin)),
         Command::User { command, admin } => admin::user_command(command).map(|c| (c, admin)),
         Command::Ban { command, admin } => Ok((admin::ban_command(command), admin)),
         Command::Unban { command, admin } => Ok((admin::unban_command(command), admin)),
         Command::Kick { name, admin } => Ok((AdminCommand::Kick { name }, admin)),
     };
     // Admin commands say what they did on stdout; logs are for trouble only.
-    init_logging("warn");
+    init_logging(None, "warn", LogFormat::Human);
     let answer = command.and_then(|(command, args)| admin::run(&command, &args));
     match answer {
         Ok(answer) => {
@@ -60,9 +63,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// `switchboard check-config FILE`: the file applied to the defaults, without starting.
+fn check_config(file: std::path::PathBuf) -> ExitCode {
+    // No arguments are `serve` with its defaults.
+    let Ok(Command::Serve(mut args)) = cli::try_parse_from(["switchboard"]).map(Cli::into_command)
+    else {
+        eprintln!("switchboard: the defaults of `serve` do not parse");
+        return ExitCode::FAILURE;
+    };
+    args.config = Some(file.clone());
+    match args.load_config() {
+        Ok(()) => {
+            println!("{}", config::Summary(&args));
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {}", error_chain(&e));
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
+/// `switchboard backup FILE`.
+fn backup(file: &std::path::Path, admin: &cli::AdminArgs) -> ExitCode {
+    init_logging(None, "warn", LogFormat::Human);
+    if let Err(e) = switchboard_store::data_dir::check(&admin.data_dir) {
+        eprintln!("switchboard: {}", error_chain(&e));
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    match switchboard_store::backup::backup(&admin.data_dir, file) {
+        Ok(copied) => {
+            println!(
+                "backed up {} to {} ({} bytes, {} accounts)",
+                admin.data_dir.display(),
+                copied.path.display(),
+                copied.bytes,
+                copied.accounts
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {}", error_chain(&e));
+            ExitCode::from(EXIT_REFUSED)
+        }
+    }
+}
+
 /// `switchboard serve`.
-fn serve(args: ServeArgs) -> ExitCode {
-    init_logging("info");
+fn serve(mut args: ServeArgs) -> ExitCode {
+    if let Err(e) = args.load_config() {
+        eprintln!("switchboard: {}", error_chain(&e));
+        return ExitCode::from(EXIT_REFUSED);
+    }
+    init_logging(args.log.as_deref(), "info", args.log_format);
     match serve::serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -72,12 +126,41 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Logs to stderr at `default` unless `RUST_LOG` says otherwise; colours only on a terminal.
-fn init_logging(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Logs to stderr, filtered by `filter` (`--log`, the config file), else `RUST_LOG`, else
+/// `default`; readable lines (colours only on a terminal) or JSON objects, one a line.
+/// The filter can be replaced later through [`LOG_FILTER`] (SIGHUP).
+fn init_logging(filter: Option<&str>, default: &str, format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = match filter {
+        Some(filter) => EnvFilter::new(filter),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+    };
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    let _ = LOG_FILTER.set(handle);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Human => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
 }
+
+/// Replaces the log filter of the running process (a SIGHUP's reload).
+pub type LogFilterHandle =
+    tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>;
+
+/// The handle on the log filter, set once logging starts.
+pub static LOG_FILTER: std::sync::OnceLock<LogFilterHandle> = std::sync::OnceLock::new();

@@ -4,7 +4,7 @@ use switchboard_proto::{
     ArscConfig, Config, ImsConfig, ImsTerminator, JabberdConfig, Limits, OpcodeConfig, Protocol,
     Secret, Ws2017Config,
 };
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::cli::{RuntimeKind, ServeArgs};
 
@@ -15,8 +15,11 @@ use crate::cli::{RuntimeKind, ServeArgs};
 /// bound, the signals cannot be watched, or the store was failing at shutdown.
 pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     info!(data_dir = %args.data_dir.display(), runtime = args.runtime.name(), "starting");
+    if let Some(path) = &args.config {
+        info!(config = %path.display(), "config file read");
+    }
     let mut config = config(&args);
-    if let Some(router) = args.jabberd_router {
+    if let Some(router) = config.jabberd.router {
         config.jabberd.secret = jabberd_secret(&args)?;
         // The secret is never logged.
         info!(%router, domain = %config.jabberd.domain, user = %config.jabberd.user, "jabberd: session manager behind this router");
@@ -27,11 +30,14 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Protocol::Ims, args.ims),
         (Protocol::Opcode, args.opcode),
     ];
+    let reload = Some(reloader(&config, args.log.clone()));
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
+                metrics: args.metrics,
+                reload,
                 ..switchboard_smol::Options::default()
             };
             Ok(switchboard_smol::serve_with(
@@ -45,6 +51,8 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
             let options = switchboard_mio::Options {
                 seed: args.seed,
                 hash_cost: args.hash_cost.cost(),
+                metrics: args.metrics,
+                reload,
                 ..switchboard_mio::Options::default()
             };
             Ok(switchboard_mio::serve_with(
@@ -57,9 +65,100 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
-/// The core's config: its defaults, with what the flags set.
-fn config(args: &ServeArgs) -> Config {
+/// What a SIGHUP may change without a restart, as `(key, value)` pairs in the config
+/// file's names, for the log line that says what changed.
+fn reloadable(config: &Config, log: &str) -> Vec<(&'static str, String)> {
+    let l = &config.limits;
+    let rate = |r: &switchboard_proto::RateLimit| format!("{}/{}", r.per_minute, r.burst);
+    vec![
+        ("limits.max_connections", l.max_connections.to_string()),
+        (
+            "limits.max_connections_per_ip",
+            l.max_connections_per_ip.to_string(),
+        ),
+        (
+            "limits.outbound_budget_bytes",
+            l.outbound_budget_bytes.to_string(),
+        ),
+        ("limits.broadcast_per_conn", rate(&l.broadcast_per_conn)),
+        ("limits.broadcast_per_ip", rate(&l.broadcast_per_ip)),
+        ("limits.durable_per_conn", rate(&l.durable_per_conn)),
+        ("limits.durable_per_ip", rate(&l.durable_per_ip)),
+        ("limits.message_per_conn", rate(&l.message_per_conn)),
+        ("limits.message_per_ip", rate(&l.message_per_ip)),
+        ("limits.max_ip_buckets", l.max_ip_buckets.to_string()),
+        (
+            "offline_share_percent",
+            config.offline_share_percent.to_string(),
+        ),
+        ("log.filter", log.to_owned()),
+    ]
+}
+
+/// The log filter in force: `--log` or the file's, else `RUST_LOG`, else `info`.
+fn log_filter(log: Option<String>) -> String {
+    log.or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_owned())
+}
+
+/// SIGHUP's reload: the command line is read again, with its config file, exactly as at
+/// start (flags still override the file); the limits, the mailbox share and the log
+/// filter take the new values, and one line says what changed. A file that no longer
+/// parses changes nothing (an error line says why).
+fn reloader(config: &Config, log: Option<String>) -> switchboard_store::options::Reload {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let running = std::sync::Mutex::new(reloadable(config, &log_filter(log)));
+    switchboard_store::options::Reload(std::sync::Arc::new(move || {
+        let mut args = match crate::cli::try_parse_from(argv.clone()).map(|c| c.into_command()) {
+            Ok(crate::cli::Command::Serve(args)) => args,
+            _ => return None,
+        };
+        if let Err(e) = args.load_config() {
+            tracing::error!(
+                error = %switchboard_store::start::error_chain(&e),
+                "config reload failed; the server keeps running with what it had"
+            );
+            return None;
+        }
+        let new = config_of(&args);
+        let filter = log_filter(args.log.clone());
+        let values = reloadable(&new, &filter);
+        let mut running = running.lock().ok()?;
+        let changed: Vec<String> = (values.iter().zip(running.iter()))
+            .filter(|(now, before)| now.1 != before.1)
+            .map(|(now, before)| format!("{}: {} -> {}", now.0, before.1, now.1))
+            .collect();
+        if changed.iter().any(|c| c.starts_with("log.filter")) {
+            if let Some(handle) = crate::LOG_FILTER.get() {
+                if let Err(e) = handle.reload(tracing_subscriber::EnvFilter::new(&filter)) {
+                    warn!(error = %e, "the log filter could not be replaced");
+                }
+            }
+        }
+        match changed.is_empty() {
+            true => info!("config reloaded; nothing changed"),
+            false => info!(changed = %changed.join(", "), "config reloaded"),
+        }
+        *running = values;
+        Some(switchboard_store::options::Reloaded {
+            limits: new.limits,
+            offline_share_percent: new.offline_share_percent,
+        })
+    }))
+}
+
+/// The core's config: its defaults, with what the flags (and the config file) set.
+// Every `Limits` field is set today; the update keeps a field added later at its default.
+#[allow(clippy::needless_update)]
+pub fn config(args: &ServeArgs) -> Config {
+    config_of(args)
+}
+
+/// [`config`], for the reload.
+#[allow(clippy::needless_update)]
+fn config_of(args: &ServeArgs) -> Config {
     let defaults = Config::default();
+    let file = &args.file_only;
     Config {
         outbound_limit_bytes: usize::try_from(args.outbound_limit).unwrap_or(usize::MAX),
         limits: Limits {
@@ -74,17 +173,34 @@ fn config(args: &ServeArgs) -> Config {
             message_per_conn: args.message_rate_per_conn.0,
             message_per_ip: args.message_rate_per_ip.0,
             failed_logins_per_account: args.failed_login_rate_per_account.0,
+            max_ip_buckets: file
+                .max_ip_buckets
+                .unwrap_or(defaults.limits.max_ip_buckets),
             ..defaults.limits.clone()
         },
+        offline_cap: file.offline_cap.unwrap_or(defaults.offline_cap),
         offline_share_percent: args.offline_share_percent,
         ws2017: Ws2017Config {
             ping_interval: args.ws2017_ping_interval.0,
             ping_timeout: args.ws2017_ping_timeout.0,
-            ..defaults.ws2017
+            max_line_bytes: file
+                .ws2017_max_line_bytes
+                .unwrap_or(defaults.ws2017.max_line_bytes),
         },
         arsc: ArscConfig {
             guests: args.arsc_guests,
-            ..defaults.arsc.clone()
+            max_request_bytes: file
+                .arsc_max_request_bytes
+                .unwrap_or(defaults.arsc.max_request_bytes),
+            title: file
+                .arsc_title
+                .clone()
+                .unwrap_or(defaults.arsc.title.clone()),
+            default_room: (file.arsc_default_room.clone())
+                .unwrap_or(defaults.arsc.default_room.clone()),
+            utc_offset_minutes: file
+                .arsc_utc_offset_minutes
+                .unwrap_or(defaults.arsc.utc_offset_minutes),
         },
         ims: ImsConfig {
             alive_timeout: args.ims_alive_timeout.0,
@@ -94,23 +210,34 @@ fn config(args: &ServeArgs) -> Config {
                 false => ImsTerminator::Newline,
             },
         },
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        runtime: args.runtime.name().to_owned(),
         opcode: OpcodeConfig {
             max_media_bytes: usize::try_from(args.opcode_max_media).unwrap_or(usize::MAX),
-            ..defaults.opcode
+            max_line_bytes: file
+                .opcode_max_line_bytes
+                .unwrap_or(defaults.opcode.max_line_bytes),
         },
+        // Flags win over the config file's `[jabberd]`.
         jabberd: JabberdConfig {
-            router: args.jabberd_router,
-            domain: args.jabberd_domain.clone(),
-            user: args.jabberd_user.clone(),
+            router: args.jabberd_router.or(file.jabberd.router),
+            domain: (args.jabberd_domain.clone())
+                .or_else(|| file.jabberd.domain.clone())
+                .unwrap_or_else(|| defaults.jabberd.domain.clone()),
+            user: (args.jabberd_user.clone())
+                .or_else(|| file.jabberd.user.clone())
+                .unwrap_or_else(|| defaults.jabberd.user.clone()),
             ..defaults.jabberd.clone()
         },
         ..defaults
     }
 }
 
-/// The router link's secret: the first line of `--jabberd-secret-file`.
+/// The router link's secret: the first line of `--jabberd-secret-file` (or the config
+/// file's `jabberd.secret_file`).
 fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>> {
-    let Some(path) = &args.jabberd_secret_file else {
+    let path = (args.jabberd_secret_file.as_ref()).or(args.file_only.jabberd.secret_file.as_ref());
+    let Some(path) = path else {
         return Err(
             "--jabberd-router needs --jabberd-secret-file (the router-users.xml secret)".into(),
         );
@@ -212,6 +339,34 @@ mod tests {
             !format!("{args:?}{secret:?}").contains("s3cret"),
             "never shown"
         );
+        // The config file's [jabberd] section, with a flag winning over its domain.
+        let toml = dir.join("switchboard.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "[jabberd]\nrouter = \"127.0.0.1:5348\"\ndomain = \"from-file.org\"\nuser = \"fileuser\"\nsecret_file = \"{}\"\n",
+                file.display()
+            ),
+        )
+        .expect("config file");
+        let argv = [
+            "switchboard",
+            "--config",
+            toml.to_str().expect("utf-8 path"),
+            "--jabberd-domain",
+            "flag.org",
+        ];
+        let Ok(Command::Serve(mut args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
+            panic!("--config refused");
+        };
+        args.load_config().expect("a valid file");
+        let config = super::config(&args).jabberd;
+        assert_eq!(config.router, Some("127.0.0.1:5348".parse().expect("addr")));
+        assert_eq!(
+            (config.domain.as_str(), config.user.as_str()),
+            ("flag.org", "fileuser")
+        );
+        assert_eq!(super::jabberd_secret(&args).expect("read").0, "s3cret");
         std::fs::remove_dir_all(&dir).ok();
         for (flag, bad) in [
             ("--max-connections", "0"),

@@ -73,6 +73,8 @@ fn sigint_shuts_down_cleanly() {
 
     server.signal(libc::SIGINT);
 
+    // Told, then closed.
+    client.expect("-ERR 'the server is shutting down'");
     client.expect_closed();
     drop(client);
     let status = server.wait_for_exit();

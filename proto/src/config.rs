@@ -42,6 +42,10 @@ pub struct Config {
     pub opcode: OpcodeConfig,
     /// jabberd settings: the router link, when Switchboard is a jabberd2 session manager.
     pub jabberd: JabberdConfig,
+    /// The server's version, as the admin `status` reports it.
+    pub version: String,
+    /// The runtime driving the server (`smol`, `mio`), as the admin `status` reports it.
+    pub runtime: String,
     /// A known bug to plant, so the simulator can prove its invariants catch it.
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<PlantedBug>,
@@ -196,6 +200,8 @@ impl Default for Config {
             ims: ImsConfig::default(),
             opcode: OpcodeConfig::default(),
             jabberd: JabberdConfig::default(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            runtime: "none".to_owned(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }

@@ -80,6 +80,12 @@ pub enum Input {
         /// The cause, for the server's own reporting.
         error: String,
     },
+    /// The server is stopping: every client connection is told so in its protocol's way
+    /// (where it has one) and closed with [`CloseReason::Shutdown`]. Acknowledgements
+    /// still waiting on a commit go out before the goodbye on their connection. The
+    /// runtime stops accepting and reading first, then keeps committing and writing
+    /// until the connections are closed or its grace runs out.
+    Shutdown,
 }
 
 /// Something the core wants done, read from [`Server::poll_output`](crate::Server::poll_output)
@@ -158,6 +164,8 @@ pub enum CloseReason {
     /// The server already holds its most connections, in total or from the peer's
     /// address (`Limits::max_connections`, `Limits::max_connections_per_ip`).
     TooManyConnections,
+    /// The server is stopping ([`Input::Shutdown`]).
+    Shutdown,
 }
 
 impl CloseReason {
@@ -178,6 +186,7 @@ impl CloseReason {
             CloseReason::Banned => "banned",
             CloseReason::Done => "done",
             CloseReason::TooManyConnections => "too many connections",
+            CloseReason::Shutdown => "shutdown",
         }
     }
 }

@@ -61,7 +61,7 @@ pub use effect::{Effect, EffectResult};
 pub use gate::CommitGate;
 pub use ids::{ConnId, EffectId, Protocol, Seq};
 pub use io::{CloseReason, Input, Output};
-pub use model::{KickReason, NetworkEvent, Refusal};
+pub use model::{Counters, KickReason, NetworkEvent, Refusal};
 pub use names::{NameError, UserKey, UserName, MAX_NAME_CHARS, NAME_RULE_VERSION};
 pub use peer::Peer;
 pub use persist::{

@@ -232,6 +232,21 @@ impl UserKey {
         UserName::parse(s).map(|name| name.key)
     }
 
+    /// Whether `s` is a valid name with this key: how a peer's claim to a name (a
+    /// sender it gives) is checked. Printable ASCII is compared in place; anything else
+    /// is parsed.
+    pub fn is_key_of(&self, s: &str) -> bool {
+        let ascii = s.len() <= MAX_NAME_CHARS
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b));
+        if ascii {
+            return s.len() == self.folded.len()
+                && (s.bytes().zip(self.folded.bytes())).all(|(a, b)| a.to_ascii_lowercase() == b)
+                && &*self.folded != RESERVED;
+        }
+        UserKey::of(s).as_ref() == Ok(self)
+    }
+
     /// The folded name.
     pub fn as_str(&self) -> &str {
         &self.folded
@@ -463,6 +478,35 @@ mod tests {
             for b in &keys {
                 assert_eq!(a.cmp(b), a.as_str().cmp(b.as_str()), "{a:?} against {b:?}");
                 assert_eq!(a == b, a.as_str() == b.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn is_key_of_agrees_with_parsing() {
+        let names = [
+            "alice",
+            "Alice",
+            "ALICE",
+            "alicee",
+            "alic",
+            "al ice",
+            "al@ce",
+            "System",
+            "system",
+            "ñandú",
+            "ÑANDÚ",
+            "Ꭺlice",
+            "аlice",
+            "",
+            "a/b",
+            "x".repeat(40).leak(),
+        ];
+        for a in names {
+            let Ok(key) = UserKey::of(a) else { continue };
+            for b in names {
+                let expected = UserKey::of(b).as_ref() == Ok(&key);
+                assert_eq!(key.is_key_of(b), expected, "{a:?} against {b:?}");
             }
         }
     }

@@ -79,6 +79,11 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// A new budget of all links together (a reload): it applies from the next transmit.
+    pub(crate) fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
+    }
+
     pub(crate) fn new(limit: usize, budget: usize) -> Self {
         Outbox {
             limit,

@@ -240,8 +240,21 @@ impl Pump {
             Input::ConnectFailed { conn, error } => self.connect_failed(now, conn, error),
             Input::Committed { .. } => self.commit_finished(now),
             failed @ Input::CommitFailed { .. } => return Err(failed),
+            Input::Shutdown => self.shutdown(now),
         }
         Ok(())
+    }
+
+    /// New limits and mailbox share while running: see [`Server::reconfigure`].
+    pub fn reconfigure(&mut self, limits: crate::Limits, offline_share_percent: u8) {
+        self.server.reconfigure(limits, offline_share_percent);
+    }
+
+    /// The server is stopping: each client is told in its protocol's way and closed
+    /// ([`Input::Shutdown`]). Commits go on as before; keep driving the pump until
+    /// nothing is left to commit and the closes are carried out.
+    pub fn shutdown(&mut self, now: Now) {
+        self.feed(now, Input::Shutdown);
     }
 
     /// A connection was accepted on the listener of `protocol`.

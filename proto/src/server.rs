@@ -263,6 +263,14 @@ impl Server {
                 self.core.net.committed(through);
             }
             Input::CommitFailed { error: _ } => self.core.net.commit_failed(),
+            Input::Shutdown => {
+                let conns: Vec<ConnId> = self.order.keys().copied().collect();
+                for conn in conns {
+                    if self.is_open(conn) {
+                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_shutdown(cx));
+                    }
+                }
+            }
         }
         self.settle(now);
     }
@@ -351,6 +359,22 @@ impl Server {
     /// inputs to log refusals, since the core itself logs nothing.
     pub fn rate_refusals(&self) -> u64 {
         self.core.limits.refused()
+    }
+
+    /// Replaces the limits and the mailbox share while the server runs (a reload of the
+    /// config): connection caps and rates apply to the next connection and request
+    /// (buckets keep their levels, capped at the new bursts), the outbound budget to the
+    /// next transmit. Nothing already admitted is closed.
+    pub fn reconfigure(&mut self, limits: crate::Limits, offline_share_percent: u8) {
+        self.core.out.set_budget(limits.outbound_budget_bytes);
+        self.core.config.limits = limits;
+        self.core.config.offline_share_percent = offline_share_percent.clamp(1, 100);
+    }
+
+    /// Logins, open sessions and direct messages by protocol since start: cheap (a
+    /// reference), for a runtime's metrics.
+    pub fn counters(&self) -> &crate::Counters {
+        self.core.net.counters()
     }
 
     /// The sizes of the server's collections.

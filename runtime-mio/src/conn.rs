@@ -91,8 +91,6 @@ pub(crate) enum Got {
 /// A live connection.
 pub(crate) struct Conn {
     pub(crate) sock: Sock,
-    /// Came in on the admin socket: its comings and goings are logged at debug.
-    pub(crate) local: bool,
     pub(crate) phase: Phase,
     /// Transmits not yet written, the first possibly in part. Bounded by the core, which
     /// closes a connection whose unwritten bytes pass `outbound_limit_bytes`.
@@ -105,10 +103,9 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(sock: Sock, local: bool, phase: Phase) -> Conn {
+    pub(crate) fn new(sock: Sock, phase: Phase) -> Conn {
         Conn {
             sock,
-            local,
             phase,
             out: VecDeque::new(),
             writable: true,
@@ -214,11 +211,7 @@ mod tests {
         let slot = switchboard_store::fds::Capacity::new(1)
             .try_take()
             .expect("slot");
-        let mut conn = Conn::new(
-            Sock::Tcp(TcpStream::from_std(client), slot),
-            false,
-            Phase::Open,
-        );
+        let mut conn = Conn::new(Sock::Tcp(TcpStream::from_std(client), slot), Phase::Open);
         for part in ["one ", "two ", "three"] {
             conn.queue(Bytes::from_static(part.as_bytes()));
         }

@@ -16,6 +16,8 @@ use switchboard_store::media_reader::MediaReader;
 use switchboard_store::refusals::RefusalLog;
 use tracing::{debug, error, info, warn};
 
+use switchboard_store::observe::Observer;
+
 use crate::commit::Failures;
 use crate::conn::{Conn, Got, Phase, Sock};
 use crate::workers::{Back, Committer, Done, Effects};
@@ -69,6 +71,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         state,
         mut listeners,
         capacity,
+        metrics,
         #[cfg(unix)]
         mut admin,
     } = runtime;
@@ -89,7 +92,13 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let waker = Arc::new(mio::Waker::new(registry, WAKER).map_err(Error::Poll)?);
     let (sender, done) = mpsc::channel();
     let back = Back { sender, waker };
+    let mut pump = Pump::new(Server::new(config, state));
+    // Logins and kicks are logged, and counted, from the network's events.
+    pump.record_events();
     let mut driver = Driver {
+        observer: Observer::new(metrics),
+        commit_started: None,
+        next_refresh: Instant::now(),
         committer: Committer::start(store, back.clone()),
         effects: Effects::start(
             options.hash_cost.clone(),
@@ -97,7 +106,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
             back,
         ),
         poll,
-        pump: Pump::new(Server::new(config, state)),
+        pump,
         clock: Clock::start(),
         conns: HashMap::new(),
         dirty: Vec::new(),
@@ -122,8 +131,25 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     };
     let mut events = Events::with_capacity(EVENTS);
     loop {
-        let signal = driver.turn(&mut events, None).map_err(Error::Poll)?;
-        if let Some(signal) = signal.and_then(|_| shutdown.take()) {
+        if driver
+            .turn(&mut events, None)
+            .map_err(Error::Poll)?
+            .is_none()
+        {
+            continue;
+        }
+        let signals = shutdown.take();
+        if signals.iter().any(|&s| signals::is_hangup(s)) {
+            info!("SIGHUP: reloading the config");
+            match options.reload.as_ref().and_then(|reload| (reload.0)()) {
+                Some(new) => driver
+                    .pump
+                    .reconfigure(new.limits, new.offline_share_percent),
+                None if options.reload.is_none() => info!("nothing to reload"),
+                None => {}
+            }
+        }
+        if let Some(&signal) = signals.iter().find(|&&s| !signals::is_hangup(s)) {
             info!(signal = signals::name(signal), "shutting down on signal");
             break;
         }
@@ -144,6 +170,12 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
 }
 
 struct Driver {
+    /// Logs and counts connections, logins, kicks and commits.
+    observer: Observer,
+    /// The size of the batch at the committer and when it was handed over.
+    commit_started: Option<(usize, Instant)>,
+    /// When the observer's gauges are next read again.
+    next_refresh: Instant,
     poll: Poll,
     /// The core with its commit gate and group commit.
     pump: Pump,
@@ -202,10 +234,15 @@ impl Driver {
             return Ok(None);
         }
         let mut wake_at = pump_at.and_then(|at| self.clock.deadline(at));
+        if self.next_refresh <= Instant::now() {
+            self.observer.refresh(self.pump.server());
+            self.next_refresh = Instant::now() + switchboard_store::observe::REFRESH_EVERY;
+        }
         for at in [
             self.timers.first().map(|&(at, _)| at),
             self.accept_retry,
             cap,
+            Some(self.next_refresh),
         ]
         .into_iter()
         .flatten()
@@ -259,16 +296,16 @@ impl Driver {
 
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
+        // Events first: a kick's line names the connections its closes remove.
+        while let Some(event) = self.pump.poll_event() {
+            self.observer.event(event);
+        }
         while let Some(action) = self.pump.poll_action() {
             match action {
                 Action::Transmit { conn, bytes } => self.transmit(conn, bytes),
                 Action::Close { conn, reason } => {
                     if let Some(c) = self.conns.get(&conn).filter(|c| c.known()) {
-                        if c.local {
-                            debug!(%conn, reason = reason.as_str(), "local connection closed");
-                        } else {
-                            info!(%conn, reason = reason.as_str(), "connection closed");
-                        }
+                        self.observer.closed(conn, Some(reason));
                         match reason.flush() && c.phase == Phase::Open {
                             true => self.start_flushing(conn, Instant::now() + self.linger),
                             false => self.drop_conn(conn, true),
@@ -276,6 +313,7 @@ impl Driver {
                     }
                 }
                 Action::Commit(batch) => {
+                    self.commit_started = Some((batch.changes.len(), Instant::now()));
                     self.committing = true;
                     self.committer.commit(batch);
                 }
@@ -283,6 +321,7 @@ impl Driver {
                 Action::Connect { conn, addr } => self.dial(conn, addr),
             }
         }
+        self.observer.refresh(self.pump.server());
         self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
@@ -335,6 +374,7 @@ impl Driver {
                     }
                 }
                 if known && n > 0 && !self.stopping {
+                    self.observer.written(conn, n);
                     self.pump.written(self.clock.now(), conn, n);
                     self.drain();
                 }
@@ -384,6 +424,7 @@ impl Driver {
                     taken += n;
                     if c.phase == Phase::Open {
                         let bytes = Bytes::copy_from_slice(&self.scratch[..n]);
+                        self.observer.received(conn, n);
                         self.pump.received(self.clock.now(), conn, bytes);
                         self.drain();
                         if self.queued >= BATCH_BYTES {
@@ -414,11 +455,7 @@ impl Driver {
             self.drop_conn(conn, false);
             return;
         }
-        if c.local {
-            debug!(%conn, reason = "peer closed", "local connection closed");
-        } else {
-            info!(%conn, reason = "peer closed", "connection closed");
-        }
+        self.observer.closed(conn, None);
         self.pump.peer_closed(self.clock.now(), conn);
         match flush {
             true => self.start_flushing(conn, Instant::now() + self.linger),
@@ -482,7 +519,12 @@ impl Driver {
                 Done::Commit(batch, result) => {
                     self.committing = false;
                     match self.failures.finish(batch, result) {
-                        Ok(()) => self.pump.commit_finished(now),
+                        Ok(()) => {
+                            if let Some((changes, at)) = self.commit_started.take() {
+                                self.observer.committed(changes, at.elapsed());
+                            }
+                            self.pump.commit_finished(now)
+                        }
                         Err((batch, error)) => self.pump.commit_failed(now, batch, error),
                     }
                     self.drain();
@@ -584,12 +626,8 @@ impl Driver {
             warn!(error = %e, "cannot register a connection");
             return;
         }
-        let local = matches!(peer, Peer::Local);
-        match peer {
-            Peer::Net(addr) => info!(%conn, %protocol, peer = %addr, "connection opened"),
-            Peer::Local => debug!(%conn, %protocol, "local connection opened"),
-        }
-        self.conns.insert(conn, Conn::new(sock, local, Phase::Open));
+        self.observer.opened(conn, protocol, peer);
+        self.conns.insert(conn, Conn::new(sock, Phase::Open));
         self.pump.accepted(self.clock.now(), conn, protocol, peer);
         self.drain();
         // Input may be there already; edge-triggered readiness reports it anyway.
@@ -616,7 +654,7 @@ impl Driver {
         }
         let by = Instant::now() + CONNECT_TIMEOUT;
         self.timers.insert((by, conn));
-        let c = Conn::new(Sock::Tcp(stream, slot), false, Phase::Connecting(by));
+        let c = Conn::new(Sock::Tcp(stream, slot), Phase::Connecting(by));
         self.conns.insert(conn, c);
     }
 
@@ -665,23 +703,24 @@ impl Driver {
     /// every connection, flushing what is queued, all within `grace`.
     fn shut_down(&mut self, events: &mut Events, grace: Duration) -> Result<(), Error> {
         let deadline = Instant::now() + grace;
+        // Each client is told in its protocol's way (after what waits on a commit); the
+        // closes flush within the grace.
+        self.linger = self.linger.min(grace);
+        self.pump.shutdown(self.clock.now());
+        self.drain();
         // The pump asks for each batch in turn, a failed one again after its backoff.
         while self.pump.committing() && Instant::now() < deadline {
             self.turn(events, Some(deadline)).map_err(Error::Poll)?;
         }
         let uncommitted = self.pump.uncommitted();
+        self.observer.shutdown();
         let open: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in open {
             let Some(c) = self.conns.get(&conn) else {
                 continue;
             };
             match c.phase {
-                Phase::Open => {
-                    if !c.local {
-                        info!(%conn, reason = "shutdown", "connection closed");
-                    }
-                    self.start_flushing(conn, deadline);
-                }
+                Phase::Open => self.start_flushing(conn, deadline),
                 Phase::Connecting(_) => self.drop_conn(conn, false),
                 Phase::Flushing(_) | Phase::Draining(_) => {}
             }

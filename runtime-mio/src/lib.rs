@@ -94,6 +94,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The metrics listener could not be bound.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Ctrl-C and SIGTERM cannot be watched.
     #[error("cannot watch for Ctrl-C and SIGTERM")]
     Signals(#[source] io::Error),
@@ -120,6 +129,8 @@ pub struct Runtime {
     state: State,
     listeners: Vec<Listener>,
     capacity: fds::Capacity,
+    /// The metrics, when served.
+    metrics: Option<switchboard_store::metrics::Metrics>,
     #[cfg(unix)]
     admin: admin::AdminSocket,
 }
@@ -192,6 +203,8 @@ impl Runtime {
         let admin = admin::bind(&data_dir)?;
         let capacity = fds::client_capacity(limit, options.fd_reserve);
         fds::log_start(limit, &capacity, options.fd_reserve);
+        let metrics = switchboard_store::metrics::Metrics::start(options.metrics)
+            .map_err(|(addr, source)| Error::Metrics { addr, source })?;
         Ok(Runtime {
             config,
             options,
@@ -200,6 +213,7 @@ impl Runtime {
             state,
             listeners,
             capacity,
+            metrics,
             #[cfg(unix)]
             admin,
         })

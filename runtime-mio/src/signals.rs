@@ -37,14 +37,15 @@ impl Shutdown {
         ))
     }
 
-    /// Reads what was written; returns the signal number a handler wrote, `0` for a
-    /// trigger, `None` when nothing was.
-    pub(crate) fn take(&mut self) -> Option<u8> {
-        let mut byte = [0_u8; 16];
-        match self.pipe.read(&mut byte) {
-            Ok(n) if n > 0 => Some(byte[0]),
-            _ => None,
+    /// Reads everything written: the signal numbers the handlers wrote, `0` for a
+    /// trigger, in order.
+    pub(crate) fn take(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let mut bytes = [0_u8; 16];
+        while let Ok(n @ 1..) = self.pipe.read(&mut bytes) {
+            all.extend_from_slice(&bytes[..n]);
         }
+        all
     }
 }
 
@@ -55,8 +56,9 @@ impl Trigger {
     }
 }
 
-/// Starts watching for Ctrl-C (SIGINT) and SIGTERM; the returned source fires at the first
-/// of them. From this call on those signals no longer kill the process.
+/// Starts watching for Ctrl-C (SIGINT) and SIGTERM, and SIGHUP; the returned source fires
+/// at the first of them (SIGHUP is a reload, not a shutdown). From this call on those
+/// signals no longer kill the process.
 ///
 /// # Errors
 /// When the pipe cannot be made or the handlers cannot be installed.
@@ -65,7 +67,7 @@ pub fn shutdown_signal() -> io::Result<Shutdown> {
     // The write end lives as long as the handlers, which is the rest of the process.
     let fd: RawFd = trigger.pipe.as_raw_fd();
     std::mem::forget(trigger);
-    for signal in [libc::SIGINT, libc::SIGTERM] {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         let byte = u8::try_from(signal).unwrap_or(0);
         // SAFETY: the handler only calls write(2), which is async-signal-safe, on a
         // descriptor that is never closed; a full pipe just drops the byte.
@@ -78,11 +80,17 @@ pub fn shutdown_signal() -> io::Result<Shutdown> {
     Ok(shutdown)
 }
 
+/// Whether a byte the handlers wrote is SIGHUP (a reload).
+pub(crate) fn is_hangup(signal: u8) -> bool {
+    i32::from(signal) == libc::SIGHUP
+}
+
 /// The name of a signal number the handler wrote, for the log.
 pub(crate) fn name(signal: u8) -> &'static str {
     match i32::from(signal) {
         libc::SIGINT => "SIGINT",
         libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
         _ => "trigger",
     }
 }

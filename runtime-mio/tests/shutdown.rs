@@ -43,6 +43,11 @@ fn a_trigger_stops_the_server_flushing_clients_and_releasing_the_data_dir() {
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).expect("the server closes");
     drop(client);
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.ends_with("\r\n-ERR 'the server is shutting down'\r\n"),
+        "told in ws2017's way before the close: {rest:?}"
+    );
     server.join().expect("no panic").expect("a clean stop");
     // Everything is closed long before the grace would run out: the stop does not wait for
     // it.

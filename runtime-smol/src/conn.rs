@@ -92,8 +92,6 @@ impl Socket for Async<UnixStream> {
 
 /// The driver's handle on a live connection.
 pub(crate) struct Conn {
-    /// Whether it came in on the admin socket; its comings and goings are logged at debug.
-    pub(crate) local: bool,
     stream: Arc<dyn Socket>,
     /// Transmits for the writer task, in order. Unbounded on purpose: the core counts what
     /// it sent and has not seen written, and closes the connection past its limit, so the
@@ -123,12 +121,10 @@ impl Conn {
                     stream,
                     _slot: slot,
                 };
-                Conn::start_on(ex, conn, Arc::new(counted), events, reports, false)
+                Conn::start_on(ex, conn, Arc::new(counted), events, reports)
             }
             #[cfg(unix)]
-            Stream::Unix(stream) => {
-                Conn::start_on(ex, conn, Arc::new(stream), events, reports, true)
-            }
+            Stream::Unix(stream) => Conn::start_on(ex, conn, Arc::new(stream), events, reports),
         }
     }
 
@@ -138,7 +134,6 @@ impl Conn {
         stream: Arc<S>,
         events: &Sender<Event>,
         reports: &Sender<Report>,
-        local: bool,
     ) -> Conn
     where
         S: Socket,
@@ -148,7 +143,6 @@ impl Conn {
         let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
         let writer = ex.spawn(write_loop(conn, stream.clone(), queue, reports.clone()));
         Conn {
-            local,
             stream,
             outbound,
             reader,
@@ -167,7 +161,6 @@ impl Conn {
     /// the socket is closed when it ends.
     pub(crate) fn close(self, ex: &LocalExecutor<'_>, linger: Duration) -> Task<()> {
         let Conn {
-            local: _,
             stream: _,
             outbound,
             reader,

@@ -24,6 +24,8 @@ use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
 use tracing::{debug, error, info, warn};
 
+use switchboard_store::observe::Observer;
+
 use crate::commit::{Attempt, Committer, Outcome};
 use crate::conn::{Conn, Stream};
 use crate::fds::{Capacity, Slot};
@@ -93,6 +95,10 @@ enum Wake {
     Event(Event),
     Commit(Attempt),
     Deadline,
+    /// Time to read the gauges again.
+    Refresh,
+    /// SIGHUP: reload.
+    Hangup,
     Shutdown,
 }
 
@@ -111,9 +117,12 @@ pub(crate) async fn run(
         state,
         listeners,
         capacity,
+        metrics,
+        mut hangup,
         #[cfg(unix)]
         admin,
     } = runtime;
+    let reload = options.reload.clone();
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
     let next_id = Arc::new(AtomicU64::new(1));
@@ -135,11 +144,18 @@ pub(crate) async fn run(
     #[cfg(unix)]
     accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
     let media = MediaReader::new(data_dir.path().to_owned());
+    let mut pump = Pump::new(Server::new(config, state));
+    // Logins and kicks are logged, and counted, from the network's events.
+    pump.record_events();
     let mut driver = Driver {
+        observer: Observer::new(metrics),
+        commit_started: None,
+        stopping: None,
+        closing: Vec::new(),
         ex,
         media,
         capacity,
-        pump: Pump::new(Server::new(config, state)),
+        pump,
         committer: Committer::new(store),
         cost: options.hash_cost.clone(),
         clock: Clock::start(),
@@ -154,6 +170,7 @@ pub(crate) async fn run(
     let mut shutdown = pin!(shutdown);
     let mut timer = Timer::never();
     let mut timer_at = None;
+    let mut refresh = Timer::interval(switchboard_store::observe::REFRESH_EVERY);
     loop {
         let now = driver.clock.now();
         let deadline = driver.pump.poll_timeout();
@@ -179,6 +196,19 @@ pub(crate) async fn run(
         .or(async {
             (&mut timer).await;
             Wake::Deadline
+        })
+        .or(async {
+            smol::stream::StreamExt::next(&mut refresh).await;
+            Wake::Refresh
+        })
+        .or(async {
+            match hangup.as_mut() {
+                Some(signals) => {
+                    smol::stream::StreamExt::next(signals).await;
+                    Wake::Hangup
+                }
+                None => future::pending().await,
+            }
         })
         .or(async {
             match report_box.recv().await {
@@ -222,6 +252,17 @@ pub(crate) async fn run(
             }
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
+            Wake::Refresh => driver.observer.refresh(driver.pump.server()),
+            Wake::Hangup => {
+                info!("SIGHUP: reloading the config");
+                match reload.as_ref().and_then(|reload| (reload.0)()) {
+                    Some(new) => driver
+                        .pump
+                        .reconfigure(new.limits, new.offline_share_percent),
+                    None if reload.is_none() => info!("nothing to reload"),
+                    None => {}
+                }
+            }
             Wake::Shutdown => break,
         }
     }
@@ -238,6 +279,14 @@ pub(crate) async fn run(
 
 struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
+    /// Logs and counts connections, logins, kicks and commits.
+    observer: Observer,
+    /// The size of the batch at the committer and when it was handed over.
+    commit_started: Option<(usize, std::time::Instant)>,
+    /// Shutting down, by this deadline: closes are awaited, not detached.
+    stopping: Option<std::time::Instant>,
+    /// The closes started while shutting down.
+    closing: Vec<Task<()>>,
     /// Reads media for the effects that ask.
     media: MediaReader,
     /// The descriptors client connections, and the links the core dials, may take.
@@ -294,10 +343,7 @@ impl Driver<'_, '_> {
                 peer,
                 stream,
             } => {
-                match peer {
-                    Peer::Net(addr) => info!(%conn, %protocol, peer = %addr, "connection opened"),
-                    Peer::Local => debug!(%conn, %protocol, "local connection opened"),
-                }
+                self.observer.opened(conn, protocol, peer);
                 let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
                 self.conns.insert(conn, handle);
                 self.pump.accepted(now, conn, protocol, peer);
@@ -315,6 +361,7 @@ impl Driver<'_, '_> {
             // Events of a connection already closed are late news; the core has forgotten it.
             Event::Received { conn, bytes } => {
                 if self.conns.contains_key(&conn) {
+                    self.observer.received(conn, bytes.len());
                     self.pump.received(now, conn, bytes);
                 }
             }
@@ -327,6 +374,7 @@ impl Driver<'_, '_> {
         match report {
             Report::Written { conn, n } => {
                 if self.conns.contains_key(&conn) {
+                    self.observer.written(conn, n);
                     self.pump.written(self.clock.now(), conn, n);
                 }
             }
@@ -344,6 +392,9 @@ impl Driver<'_, '_> {
         let now = self.clock.now();
         match self.committer.finish(attempt) {
             Outcome::Committed { through } => {
+                if let Some((changes, at)) = self.commit_started.take() {
+                    self.observer.committed(changes, at.elapsed());
+                }
                 self.pump.commit_finished(now);
                 debug_assert_eq!(self.pump.server().committed(), through);
             }
@@ -356,11 +407,7 @@ impl Driver<'_, '_> {
         let Some(handle) = self.conns.remove(&conn) else {
             return;
         };
-        if handle.local {
-            debug!(%conn, reason = "peer closed", "local connection closed");
-        } else {
-            info!(%conn, reason = "peer closed", "connection closed");
-        }
+        self.observer.closed(conn, None);
         self.pump.peer_closed(self.clock.now(), conn);
         if flush {
             handle.close(self.ex, self.linger).detach();
@@ -371,9 +418,14 @@ impl Driver<'_, '_> {
 
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
+        // Events first: a kick's line names the connections its closes remove.
+        while let Some(event) = self.pump.poll_event() {
+            self.observer.event(event);
+        }
         while let Some(action) = self.pump.poll_action() {
             self.carry_out(action);
         }
+        self.observer.refresh(self.pump.server());
         self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
@@ -387,19 +439,23 @@ impl Driver<'_, '_> {
             }
             Action::Close { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
-                    if handle.local {
-                        debug!(%conn, reason = reason.as_str(), "local connection closed");
-                    } else {
-                        info!(%conn, reason = reason.as_str(), "connection closed");
-                    }
-                    if reason.flush() {
-                        handle.close(self.ex, self.linger).detach();
-                    } else {
-                        handle.abort();
+                    self.observer.closed(conn, Some(reason));
+                    match (reason.flush(), self.stopping) {
+                        (true, None) => handle.close(self.ex, self.linger).detach(),
+                        // A goodbye at shutdown: written within the grace, and waited for.
+                        (true, Some(deadline)) => {
+                            let left =
+                                deadline.saturating_duration_since(std::time::Instant::now());
+                            self.closing.push(handle.close(self.ex, left));
+                        }
+                        (false, _) => handle.abort(),
                     }
                 }
             }
-            Action::Commit(batch) => self.committer.start(self.ex, batch),
+            Action::Commit(batch) => {
+                self.commit_started = Some((batch.changes.len(), std::time::Instant::now()));
+                self.committer.start(self.ex, batch)
+            }
             Action::Effect { id, effect } => self.run_effect(id, effect),
             // Dialed off the loop; the result comes back as an event, and a connected link
             // is then like an accepted connection.
@@ -458,6 +514,10 @@ impl Driver<'_, '_> {
         grace: Duration,
     ) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + grace;
+        self.stopping = Some(deadline);
+        // Each client is told in its protocol's way (after what waits on a commit).
+        self.pump.shutdown(self.clock.now());
+        self.drain();
         // Nothing new is handled; keep emptying the channels so nobody waits on a full one.
         let discard = async {
             let events = async {
@@ -512,16 +572,12 @@ impl Driver<'_, '_> {
             }
         }
         let uncommitted = self.pump.uncommitted();
-        let closing: Vec<Task<()>> = std::mem::take(&mut self.conns)
-            .into_iter()
-            .map(|(conn, handle)| {
-                if !handle.local {
-                    info!(%conn, reason = "shutdown", "connection closed");
-                }
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                handle.close(self.ex, left)
-            })
-            .collect();
+        self.observer.shutdown();
+        let mut closing = std::mem::take(&mut self.closing);
+        closing.extend(std::mem::take(&mut self.conns).into_values().map(|handle| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            handle.close(self.ex, left)
+        }));
         let all_closed = async {
             for task in closing {
                 task.await;

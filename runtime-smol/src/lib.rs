@@ -101,6 +101,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The metrics listener could not be bound.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// Ctrl-C and SIGTERM cannot be watched.
     #[error("cannot watch for Ctrl-C and SIGTERM")]
     Signals(#[source] io::Error),
@@ -128,6 +137,10 @@ pub struct Runtime {
     listeners: Vec<Listener>,
     /// How many client connections the descriptor limit leaves room for.
     capacity: fds::Capacity,
+    /// The metrics, when served.
+    metrics: Option<switchboard_store::metrics::Metrics>,
+    /// SIGHUP, when watched ([`serve_with`] does): a reload of [`Options::reload`].
+    hangup: Option<async_signal::Signals>,
     #[cfg(unix)]
     admin: admin::AdminSocket,
 }
@@ -199,6 +212,8 @@ impl Runtime {
         let admin = admin::bind(&data_dir)?;
         let capacity = fds::client_capacity(limit, options.fd_reserve);
         fds::log_start(limit, &capacity, options.fd_reserve);
+        let metrics = switchboard_store::metrics::Metrics::start(options.metrics)
+            .map_err(|(addr, source)| Error::Metrics { addr, source })?;
         Ok(Runtime {
             config,
             options,
@@ -207,6 +222,8 @@ impl Runtime {
             state,
             listeners,
             capacity,
+            metrics,
+            hangup: None,
             #[cfg(unix)]
             admin,
         })
@@ -275,7 +292,22 @@ pub fn serve_with(
     options: Options,
 ) -> Result<(), Error> {
     let shutdown = shutdown_signal().map_err(Error::Signals)?;
-    Runtime::bind(config, data_dir, &listeners, options)?.run_until(shutdown)
+    let hangup = hangup_signal().map_err(Error::Signals)?;
+    let mut runtime = Runtime::bind(config, data_dir, &listeners, options)?;
+    runtime.hangup = hangup;
+    runtime.run_until(shutdown)
+}
+
+/// Starts watching for SIGHUP (on Unix; `None` elsewhere): from this call on it no longer
+/// kills the process, and the loop reloads on it ([`Options::reload`]).
+///
+/// # Errors
+/// When the signal handler cannot be installed.
+pub fn hangup_signal() -> io::Result<Option<async_signal::Signals>> {
+    #[cfg(unix)]
+    return async_signal::Signals::new([async_signal::Signal::Hup]).map(Some);
+    #[cfg(not(unix))]
+    Ok(None)
 }
 
 /// Starts watching for Ctrl-C (SIGINT) and, on Unix, SIGTERM; the returned future completes

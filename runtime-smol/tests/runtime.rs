@@ -308,12 +308,17 @@ fn shutdown_closes_connections_and_returns_ok() {
     let started = Instant::now();
     // The client closes when it sees the server close, so shutdown need not wait its grace.
     let closer = thread::spawn(move || {
+        let bye = client.line();
         let end = client.line();
         drop(client);
-        end
+        (bye, end)
     });
     server.stop().expect("clean stop");
-    assert_eq!(closer.join().expect("client thread"), None);
+    // Told in ws2017's way, then closed.
+    assert_eq!(
+        closer.join().expect("client thread"),
+        (Some("-ERR 'the server is shutting down'".to_owned()), None)
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
         TcpStream::connect(addr).is_err(),

@@ -113,6 +113,7 @@ fn describe(r: &Record) -> String {
             Input::CommitFailed { error } => format!("-> commit failed: {error}"),
             Input::Connected { conn } => format!("-> {conn} connected"),
             Input::ConnectFailed { conn, error } => format!("-> {conn} connect failed: {error}"),
+            Input::Shutdown => "-> shutdown".to_owned(),
         },
         Record::Out(output) => match output {
             Output::Transmit { conn, bytes, after } => {
@@ -197,6 +198,7 @@ impl RollingHash {
                 self.word(9);
                 self.word(conn.0);
             }
+            Input::Shutdown => self.word(10),
         }
     }
 

@@ -21,12 +21,15 @@
 
 #[cfg(unix)]
 pub mod admin_socket;
+pub mod backup;
 pub mod clock;
 pub mod credentials;
 pub mod data_dir;
 mod error;
 pub mod fds;
 pub mod media_reader;
+pub mod metrics;
+pub mod observe;
 pub mod options;
 pub mod refusals;
 mod rekey;

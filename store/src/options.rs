@@ -24,6 +24,31 @@ pub struct Options {
     /// store's files and accepting: client connections may take what the descriptor limit
     /// leaves after those open at start and this reserve.
     pub fd_reserve: usize,
+    /// Where to serve the metrics (`GET /metrics`, OpenMetrics text); `None`: nowhere.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// What SIGHUP does: reads the config again and returns the limits to run with from
+    /// now on. `None`: SIGHUP is logged and ignored. Either way it never stops the server.
+    pub reload: Option<Reload>,
+}
+
+/// What to run with after a reload: the core's limits and the mailbox share.
+#[derive(Clone, Debug)]
+pub struct Reloaded {
+    /// `Config::limits`.
+    pub limits: switchboard_proto::Limits,
+    /// `Config::offline_share_percent`.
+    pub offline_share_percent: u8,
+}
+
+/// The reload of SIGHUP: called on the runtime's loop; `None` when the config could not
+/// be read (the callee logs why, and the server keeps what it runs with).
+#[derive(Clone)]
+pub struct Reload(pub std::sync::Arc<dyn Fn() -> Option<Reloaded> + Send + Sync>);
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reload(..)")
+    }
 }
 
 impl Default for Options {
@@ -36,6 +61,8 @@ impl Default for Options {
             shutdown_grace: Duration::from_secs(2),
             hash_cost: Cost::recommended(),
             fd_reserve: DEFAULT_FD_RESERVE,
+            metrics: None,
+            reload: None,
         }
     }
 }

@@ -51,7 +51,11 @@ pub fn runtime_crate() -> String {
 
 /// `RUST_LOG` for tests that watch each commit, whichever the runtime.
 pub const COMMIT_DEBUG_LOG: &str =
-    "info,switchboard_smol::commit=debug,switchboard_mio::commit=debug";
+    "info,switchboard::conn=debug,switchboard_smol::commit=debug,switchboard_mio::commit=debug";
+
+/// `RUST_LOG` of the tests' servers unless they say otherwise: `info`, with each
+/// connection's opening and closing (logged at debug).
+pub const CONN_LOG: &str = "info,switchboard::conn=debug";
 
 /// How to start the server beyond its data directory.
 #[derive(Clone, Debug, Default)]
@@ -61,7 +65,7 @@ pub struct ServerOptions {
     pub ignore_sigxfsz: bool,
     /// Seconds between pings (and their timeout is five times that).
     pub ping_interval: Option<&'static str>,
-    /// `RUST_LOG`, `info` when `None`.
+    /// `RUST_LOG`, [`CONN_LOG`] when `None`.
     pub log: Option<&'static str>,
 }
 
@@ -139,21 +143,21 @@ impl Switchboard {
         let addr = line
             .split("ws2017 listening on ")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .and_then(|addr| addr.parse().ok());
         server.addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
         let line = server.wait_for_log("arsc listening on ");
         let addr = line
             .split("arsc listening on ")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .and_then(|addr| addr.parse().ok());
         server.arsc_addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
         let line = server.wait_for_log("ims listening on ");
         let addr = line
             .split("ims listening on ")
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .and_then(|addr| addr.parse().ok());
         server.ims_addr = addr.unwrap_or_else(|| panic!("no address in {line:?}"));
         server.wait_for_log("admin socket listening");
@@ -199,7 +203,7 @@ impl Switchboard {
         };
         command
             .args(args)
-            .env("RUST_LOG", options.log.unwrap_or("info"));
+            .env("RUST_LOG", options.log.unwrap_or(CONN_LOG));
         command
     }
 
@@ -238,7 +242,7 @@ impl Switchboard {
         let addr = line
             .split(needle)
             .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
             .and_then(|addr| addr.parse().ok());
         addr.unwrap_or_else(|| panic!("no address in {line:?}"))
     }

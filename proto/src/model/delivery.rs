@@ -154,6 +154,9 @@ impl Network {
                 };
                 let seq = persist(&change);
                 self.apply(&change, seq);
+                if let Some(source) = self.sessions.get(&from).map(|r| r.protocol) {
+                    self.counters.stored(source);
+                }
                 let id = match &change {
                     Change::OfflineQueued(stored) => Some(stored.id),
                     _ => None,
@@ -226,10 +229,14 @@ impl Network {
             return Some(message.to);
         }
         let mut receipts_coming = false;
+        let source = self.sessions.get(&from).map(|r| r.protocol);
         for &session in &recipient.sessions {
             let Some(rec) = self.sessions.get(&session) else {
                 continue;
             };
+            if let Some(source) = source {
+                self.counters.routed(source, rec.protocol);
+            }
             receipts_coming |= rec.caps.receipts;
             self.pending.push_back(Delivery {
                 to: Audience::Conn(rec.conn),

@@ -6,6 +6,7 @@
 // only by its own tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
+mod counters;
 mod delivery;
 mod events;
 mod friends;
@@ -31,6 +32,7 @@ use receipts::OwedReceipts;
 use sessions::{OnlineUser, SessionRecord};
 use shares::MailboxShares;
 
+pub use counters::Counters;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,
 };
@@ -78,6 +80,8 @@ pub(crate) struct Network {
     journal: Option<Journal>,
     /// Direct messages relayed to online recipients.
     relayed: u64,
+    /// Logins, open sessions and messages by protocol, for metrics.
+    counters: Counters,
     #[cfg(feature = "planted-bugs")]
     pub(crate) planted_bug: Option<crate::config::PlantedBug>,
 }
@@ -121,6 +125,11 @@ impl Network {
     /// The commit a reply that depends on all durable state must wait for.
     pub(crate) fn wait_for_all(&self) -> Option<Seq> {
         self.uncommitted.wait_for_all()
+    }
+
+    /// Logins, open sessions and messages by protocol since start.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// The durable state.

@@ -187,6 +187,7 @@ impl Network {
                 drain_paused: false,
             },
         );
+        self.counters.logged_in(kind.protocol);
         self.record(|_| {
             Some(NetworkEvent::LoggedIn {
                 name: name.clone(),
@@ -236,6 +237,7 @@ impl Network {
         user.sessions.remove(&session);
         let name = user.name.clone();
         let last = user.sessions.is_empty();
+        self.counters.logged_out(rec.protocol);
         self.record(|_| {
             Some(NetworkEvent::LoggedOut {
                 name: name.clone(),

@@ -266,6 +266,24 @@ impl Endpoint {
         }
     }
 
+    /// The server is stopping: say goodbye in the protocol's way, where it has one, and
+    /// close. Admin connections stay until their answers are out (the runtime closes
+    /// them last).
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        match self {
+            Endpoint::Ws2017(s) => s.on_shutdown(cx),
+            Endpoint::Arsc(s) => s.on_shutdown(cx),
+            Endpoint::Ims(s) => s.on_shutdown(cx),
+            // opcode has no message a server sends unasked to say it leaves (213 answers
+            // a client's Logout): the close says it.
+            Endpoint::Opcode(_) => cx.close(crate::io::CloseReason::Shutdown),
+            Endpoint::Jabberd(s) => s.on_shutdown(cx),
+            Endpoint::Admin(_) => {}
+            #[cfg(test)]
+            Endpoint::Probe(_) => cx.close(crate::io::CloseReason::Shutdown),
+        }
+    }
+
     /// The connection is gone: release everything it held in the network.
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
         let _ = &shared;

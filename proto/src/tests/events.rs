@@ -146,3 +146,25 @@ fn stored_messages_are_recorded_when_handed_out_and_when_removed_once_written() 
         }]
     );
 }
+
+#[test]
+fn counters_follow_logins_and_messages_by_protocol() {
+    let mut h = Harness::new(Config::default());
+    let admin = h.connect(Protocol::Admin);
+    h.send(admin, "user add Carol pw\r\n");
+    h.take(admin);
+    h.commit();
+    let alice = login(&mut h, "alice");
+    let bob = login(&mut h, "bob");
+    h.send(alice, "chatm alice bob 'hi'\r\n");
+    h.send(alice, "chatm alice bob 'again'\r\n");
+    h.send(alice, "chatm alice carol 'later'\r\n");
+    h.send(bob, "cquit\r\n");
+    let ws = Protocol::Ws2017.index();
+    let counters = h.server().counters().clone();
+    assert_eq!(counters.logins[ws], 2);
+    assert_eq!(counters.sessions[ws], 1, "bob left");
+    assert_eq!(counters.routed[ws][ws], 2);
+    assert_eq!(counters.stored[ws], 1);
+    assert_eq!(counters.logins[Protocol::Admin.index()], 0);
+}

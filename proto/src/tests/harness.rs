@@ -108,6 +108,11 @@ impl Harness {
     }
 
     /// The server the pump drives.
+    /// New limits while running ([`Pump::reconfigure`]).
+    pub(crate) fn reconfigure(&mut self, limits: crate::Limits, offline_share_percent: u8) {
+        self.pump.reconfigure(limits, offline_share_percent);
+    }
+
     pub(crate) fn server(&self) -> &Server {
         self.pump.server()
     }

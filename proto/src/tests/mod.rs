@@ -8,5 +8,7 @@ mod mailbox;
 mod names;
 mod outbound;
 mod release;
+mod reload;
 mod sessions;
+mod shutdown;
 mod slow_reader;

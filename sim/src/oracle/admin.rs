@@ -156,6 +156,7 @@ impl Oracle {
             }
             // Read-only, and the simulator sends neither (the jabberd authreg helper's).
             AdminCommand::BanList
+            | AdminCommand::Status
             | AdminCommand::UserExists { .. }
             | AdminCommand::UserCheck { .. } => {}
         }

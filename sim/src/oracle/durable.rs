@@ -88,7 +88,8 @@ pub(crate) fn key_of(cmd: &AdminCommand) -> Option<Key> {
         | AdminCommand::BanList
         | AdminCommand::Kick { .. }
         | AdminCommand::UserExists { .. }
-        | AdminCommand::UserCheck { .. } => None,
+        | AdminCommand::UserCheck { .. }
+        | AdminCommand::Status => None,
     }
 }
 

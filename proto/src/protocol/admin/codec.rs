@@ -74,6 +74,9 @@ pub enum AdminCommand {
         /// The user.
         name: String,
     },
+    /// The server's version, runtime, uptime, and connections and users online per
+    /// protocol.
+    Status,
 }
 
 /// Why a line is not an admin command.
@@ -129,6 +132,7 @@ impl AdminCommand {
             AdminCommand::UnbanUser { name } => put(&["unban", "user", &field(name)]),
             AdminCommand::BanList => put(&["ban", "list"]),
             AdminCommand::Kick { name } => put(&["kick", &field(name)]),
+            AdminCommand::Status => put(&["status"]),
         }
         line
     }
@@ -212,7 +216,8 @@ impl AdminCommand {
             ["kick", name] => AdminCommand::Kick {
                 name: decode(name)?,
             },
-            ["user" | "ban" | "unban" | "kick", ..] => {
+            ["status"] => AdminCommand::Status,
+            ["user" | "ban" | "unban" | "kick" | "status", ..] => {
                 return Err(malformed("wrong number of fields"))
             }
             _ => return Err(AdminParseError::Unknown),

@@ -7,7 +7,7 @@ use super::codec::{put_pair, AdminCommand, AdminParseError};
 use crate::cx::Cx;
 use crate::effect::{Effect, EffectResult, Secret};
 use crate::frame::lines::{Line, LineFramer};
-use crate::ids::EffectId;
+use crate::ids::{EffectId, Protocol};
 use crate::model::{Event, Item, KickReason, UserName};
 use crate::persist::{Account, Change};
 
@@ -274,6 +274,30 @@ impl Session {
                 };
                 let n = cx.net.kick_user(&name.key(), KickReason::Kicked);
                 answer(cx, format!("{online} kicked{}", sessions(n)), About::Now);
+            }
+            AdminCommand::Status => {
+                let mut rows = format!(
+                    "version {}\r\nruntime {}\r\nuptime {}\r\n",
+                    super::codec::field(&cx.config.version),
+                    super::codec::field(&cx.config.runtime),
+                    // The runtimes' monotonic time starts with the server.
+                    cx.now.mono.as_millis() / 1000,
+                );
+                let mut conns = [0_usize; Protocol::ALL.len()];
+                for conn in cx.conns.iter() {
+                    conns[conn.protocol.index()] += 1;
+                }
+                let sessions = &cx.net.counters().sessions;
+                for protocol in Protocol::ALL {
+                    let i = protocol.index();
+                    rows.push_str(&format!(
+                        "protocol {protocol} connections={} sessions={}\r\n",
+                        conns[i], sessions[i]
+                    ));
+                }
+                rows.push_str(&format!("users online={}\r\n", cx.net.online_count()));
+                cx.send(Bytes::from(rows));
+                answer(cx, "status".into(), About::Now);
             }
         }
         Ok(())

@@ -465,3 +465,41 @@ fn failed_checks_throttle_the_account_until_its_bucket_refills() {
     );
     assert_eq!(admin(&mut h, "user check alice right"), throttled);
 }
+
+#[test]
+fn status_reports_version_runtime_uptime_and_who_is_online_per_protocol() {
+    let config = Config {
+        version: "9.8.7".into(),
+        runtime: "mio".into(),
+        ..Config::default()
+    };
+    let mut h = Harness::new(config);
+    ws(&mut h, "alice");
+    ws(&mut h, "bob");
+    h.connect(Protocol::Ims);
+    h.advance(9_500);
+    let status = admin(&mut h, "status");
+    let lines: Vec<&str> = status.lines().collect();
+    assert_eq!(lines[..2], ["version 9.8.7", "runtime mio"], "{status}");
+    assert_eq!(lines[2], "uptime 9", "{status}");
+    assert!(
+        lines.contains(&"protocol ws2017 connections=2 sessions=2"),
+        "{status}"
+    );
+    assert!(
+        lines.contains(&"protocol ims connections=1 sessions=0"),
+        "{status}"
+    );
+    assert!(
+        lines.contains(&"protocol admin connections=1 sessions=0"),
+        "{status}"
+    );
+    assert!(lines.contains(&"users online=2"), "{status}");
+    assert_eq!(lines.last(), Some(&"ok status"));
+    assert_eq!(AdminCommand::parse("status"), Ok(AdminCommand::Status));
+    assert_eq!(AdminCommand::Status.to_line(), "status");
+    assert_eq!(
+        AdminCommand::parse("status now"),
+        Err(AdminParseError::Malformed("wrong number of fields"))
+    );
+}

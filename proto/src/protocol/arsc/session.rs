@@ -794,6 +794,16 @@ fn tell(cx: &mut Cx<'_>, home: ConnId, text: &str, after: Option<Seq>) {
     cx.px().send_to_after(home, bytes, after);
 }
 
+impl Session {
+    /// The server is stopping: a connected session hears it as a `system` message.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        if self.own.is_some() {
+            system(cx, "The server is shutting down.");
+        }
+        cx.close(CloseReason::Shutdown);
+    }
+}
+
 /// A `system` message to this connection.
 fn system(cx: &mut Cx<'_>, text: &str) {
     let time = sendtime(cx);

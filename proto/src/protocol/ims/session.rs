@@ -239,7 +239,7 @@ impl Session {
         let Some(me) = cx.net.session_name(session).cloned() else {
             return;
         };
-        let mine = |name: &str| UserKey::of(name).as_ref() == Ok(me.key_ref());
+        let mine = |name: &str| me.key_ref().is_key_of(name);
         match request {
             // One session per connection: a second LOGIN changes nothing.
             Request::Login { user, .. } => reply(
@@ -288,6 +288,22 @@ impl Session {
             ),
             Request::Alive | Request::Unknown => {}
         }
+    }
+
+    /// The server is stopping: a logged-in user gets its LOGOUT, as after a kick.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        if let State::Online { session } = self.state {
+            if let Some(me) = cx.net.session_name(session).cloned() {
+                reply(
+                    cx,
+                    &Reply::Logout {
+                        user: me.as_str(),
+                        result: 1,
+                    },
+                );
+            }
+        }
+        cx.close(CloseReason::Shutdown);
     }
 
     /// A network event for this connection's session.

@@ -36,6 +36,8 @@ enum Phase {
 pub(crate) struct Link {
     reader: StreamReader,
     phase: Phase,
+    /// The server is stopping: the link is closed for good, not dialed again.
+    stopping: bool,
 }
 
 impl Link {
@@ -46,6 +48,7 @@ impl Link {
         Link {
             reader: StreamReader::new(cx.config.jabberd.max_stanza_bytes),
             phase: Phase::Opened { authed: false },
+            stopping: false,
         }
     }
 
@@ -55,6 +58,7 @@ impl Link {
         Link {
             reader: StreamReader::new(0),
             phase: Phase::Failed,
+            stopping: false,
         }
     }
 
@@ -161,9 +165,20 @@ impl Link {
         }
     }
 
-    /// The connection is gone: every session it carried ends; the link is dialed again.
+    /// The server is stopping: the stream ends (c2s then closes the streams of every
+    /// client of the domain) and the link is not dialed again.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        self.stopping = true;
+        if self.phase != Phase::Failed {
+            cx.send(Bytes::from_static(b"</stream:stream>"));
+        }
+        cx.close(CloseReason::Shutdown);
+    }
+
+    /// The connection is gone: every session it carried ends; the link is dialed again
+    /// unless the server is stopping.
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
-        shared.link_closed(cx);
+        shared.link_closed(cx, !self.stopping);
     }
 }
 

@@ -136,7 +136,7 @@ impl Shared {
 
     /// The link's connection is gone: c2s has closed its clients of our domain, so
     /// every session ends here too; the router is dialed again after the backoff.
-    pub(crate) fn link_closed(&mut self, cx: &mut Cx<'_>) {
+    pub(crate) fn link_closed(&mut self, cx: &mut Cx<'_>, redial: bool) {
         if self.link != Some(cx.conn) {
             return;
         }
@@ -146,6 +146,11 @@ impl Shared {
         self.buckets.clear();
         for x in all {
             end_locally(cx, x.session);
+        }
+        if !redial {
+            self.link = None;
+            self.bound = false;
+            return;
         }
         let mut px = cx.px();
         self.retry(&mut px);

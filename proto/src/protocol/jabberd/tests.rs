@@ -763,3 +763,15 @@ fn a_session_keeps_the_jid_c2s_bound_and_the_account_its_spelling() {
         .take(bob)
         .contains("<MESSAGE from=\"Dora\" to=\"bob\">yo</MESSAGE>"));
 }
+
+#[test]
+fn at_shutdown_the_stream_ends_and_the_link_is_not_dialed_again() {
+    let (mut h, link) = linked();
+    started(&mut h, link, "8", "alice@localhost/r1");
+    h.input(Input::Shutdown);
+    assert_eq!(h.take(link), "</stream:stream>");
+    assert_eq!(h.closed(link), Some(CloseReason::Shutdown));
+    assert_eq!(h.server().shared().jabberd.session_count(), 0);
+    h.advance(60_000);
+    assert!(h.dials.is_empty(), "no redial while stopping");
+}

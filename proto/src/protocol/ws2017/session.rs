@@ -11,8 +11,7 @@ use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
     Capabilities, DirectKind, Event, Identity, Item, KickReason, LoginKind, MailboxLimits,
-    NameError, Outcome, Outgoing, Route, SessionId, Undeliverable, UserKey, UserName,
-    MAX_NAME_CHARS,
+    NameError, Outcome, Outgoing, Route, SessionId, Undeliverable, UserName, MAX_NAME_CHARS,
 };
 use crate::time::Instant;
 
@@ -281,6 +280,14 @@ impl Session {
         cx.set_timer(at);
     }
 
+    /// The server is stopping: an `-ERR` line, then the close.
+    pub(crate) fn on_shutdown(&mut self, cx: &mut Cx<'_>) {
+        cx.send(Bytes::from_static(
+            b"-ERR 'the server is shutting down'\r\n",
+        ));
+        cx.close(CloseReason::Shutdown);
+    }
+
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {
         if let Some(session) = self.session.take() {
             cx.px().forget(session);
@@ -355,7 +362,7 @@ fn chat(
     let Some(me) = cx.net.session_name(session).cloned() else {
         return;
     };
-    if UserKey::of(sender).as_ref() != Ok(me.key_ref()) {
+    if !me.key_ref().is_key_of(sender) {
         return error(
             cx,
             Some(command),
@@ -528,7 +535,7 @@ fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
     let Some(me) = cx.net.session_name(session).cloned() else {
         return;
     };
-    if UserKey::of(recipient).as_ref() != Ok(me.key_ref()) {
+    if !me.key_ref().is_key_of(recipient) {
         return error(
             cx,
             Some("chatr"),

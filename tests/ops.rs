@@ -1,0 +1,433 @@
+//! Operator experience, end to end: the config file, logs, metrics, status, backup and
+//! shutdown, on the runtime `SWITCHBOARD_TEST_RUNTIME` names.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+
+use common::{ServerOptions, Switchboard, BIN, WAIT};
+
+/// Runs `switchboard check-config FILE`.
+fn check_config(file: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(file)
+        .output()
+        .expect("run check-config");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The first line the server sends a fresh ws2017 connection.
+fn first_line(addr: std::net::SocketAddr) -> String {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).expect("a line");
+    line
+}
+
+#[test]
+fn check_config_accepts_the_example_and_names_a_misspelt_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("switchboard.example.toml");
+    let (status, stdout, stderr) = check_config(&example);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("switchboard.example.toml: ok"), "{stdout}");
+    assert!(stdout.contains("ws2017 127.0.0.1:1030"), "{stdout}");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[limits]\nmax_conections = 5\n").expect("write");
+    let (status, stdout, stderr) = check_config(&bad);
+    assert_eq!(status, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "unknown key `limits.max_conections` (did you mean `limits.max_connections`?)"
+        ),
+        "{stderr}"
+    );
+    let (status, _, stderr) = check_config(&dir.path().join("missing.toml"));
+    assert_eq!(status, Some(1));
+    assert!(stderr.contains("cannot read the config file"), "{stderr}");
+}
+
+#[test]
+fn serve_reads_its_limits_from_the_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchboard.toml");
+    // The file's ports are taken by the test's flags (port 0); its limit applies.
+    std::fs::write(
+        &config,
+        "[listen]\nws2017 = \"127.0.0.1:1\"\n[limits]\nmax_connections_per_ip = 1\n",
+    )
+    .expect("write");
+    let data = dir.path().join("data");
+    let config_arg = config.display().to_string();
+    let server =
+        Switchboard::start_with_flags(&data, ServerOptions::default(), &["--config", &config_arg]);
+    let _first = TcpStream::connect(server.addr).expect("connect");
+    server.wait_for_log("connection opened");
+    let refused = first_line(server.addr);
+    assert!(
+        refused.contains("too many connections from your address"),
+        "{refused:?}"
+    );
+}
+
+/// The JSON log lines of `server` so far.
+fn json_lines(server: &Switchboard) -> Vec<serde_json::Value> {
+    server
+        .log_lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l:?} is not JSON: {e}")))
+        .collect()
+}
+
+#[test]
+fn logins_and_kicks_are_logged_as_json_with_their_fields_and_connections_are_not_at_info() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = ServerOptions {
+        log: Some("info"),
+        ..ServerOptions::default()
+    };
+    let server =
+        Switchboard::start_with_flags(&dir.path().join("data"), options, &["--log-format", "json"]);
+    let alice = common::Client::login(&server, "alice");
+    server.wait_for_log("\"login\"");
+    let run = common::admin(&server.data_dir, &["kick", "alice"], None);
+    run.ok();
+    alice.expect("+OK cquit 'kicked by an administrator'");
+    alice.expect_closed();
+    server.wait_for_log("sessions closed");
+    let lines = json_lines(&server);
+    let login = lines
+        .iter()
+        .find(|l| l["message"] == "login")
+        .expect("a login line");
+    assert_eq!(login["user"], "alice");
+    assert_eq!(login["protocol"], "ws2017");
+    assert_eq!(login["level"], "INFO");
+    assert!(
+        login["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("127.0.0.1:")),
+        "{login}"
+    );
+    let kick = lines
+        .iter()
+        .find(|l| l["message"] == "sessions closed")
+        .expect("a kick line");
+    assert_eq!(kick["user"], "alice");
+    assert_eq!(kick["reason"], "kicked");
+    assert_eq!(kick["protocol"], "ws2017");
+    // At info, a connection's opening and ordinary closing are not logged.
+    assert!(
+        !lines.iter().any(|l| l["message"] == "connection opened"),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| !l.to_string().contains("password")));
+}
+
+/// `GET path` on `addr`: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(addr).expect("connect to the metrics listener");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The value of the sample `name` in `text`, if there.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[test]
+fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Switchboard::start_with_flags(
+        &dir.path().join("data"),
+        ServerOptions::default(),
+        &["--metrics", "127.0.0.1:0"],
+    );
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("metrics listening on http://"))
+        .unwrap_or_else(|| server.wait_for_log("metrics listening on http://"));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned();
+    let (status, before) = http_get(&addr, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    for (name, kind) in [
+        ("switchboard_connections", "gauge"),
+        ("switchboard_logins", "counter"),
+        ("switchboard_sessions", "gauge"),
+        ("switchboard_messages_routed", "counter"),
+        ("switchboard_offline_queue_messages", "gauge"),
+        ("switchboard_commit_batch_changes", "histogram"),
+        ("switchboard_commit_seconds", "histogram"),
+        ("switchboard_received_bytes", "counter"),
+        ("switchboard_sent_bytes", "counter"),
+        ("switchboard_disconnects", "counter"),
+        ("switchboard_rate_refusals", "counter"),
+    ] {
+        assert!(
+            before.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name}: {before}"
+        );
+        let help = format!("# HELP {name} ");
+        assert!(
+            before
+                .lines()
+                .any(|l| l.starts_with(&help) && l.len() > help.len() + 10),
+            "{name} has no help: {before}"
+        );
+    }
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    let login = r#"switchboard_logins_total{protocol="ws2017"}"#;
+    assert_eq!(sample(&before, login), Some(0.0), "{before}");
+    let alice = common::Client::login(&server, "alice");
+    let bob = common::Client::login(&server, "bob");
+    alice.send("chatm alice bob 'hi'");
+    bob.expect("chatm alice bob 'hi'");
+    alice.send("cquit");
+    let routed = r#"switchboard_messages_routed_total{from="ws2017",to="ws2017"}"#;
+    let quit = r#"switchboard_disconnects_total{reason="quit"}"#;
+    let deadline = std::time::Instant::now() + WAIT;
+    let after = loop {
+        let (_, after) = http_get(&addr, "/metrics");
+        if sample(&after, quit) == Some(1.0) || std::time::Instant::now() > deadline {
+            break after;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(sample(&after, login), Some(2.0), "{after}");
+    assert_eq!(sample(&after, routed), Some(1.0), "{after}");
+    assert_eq!(sample(&after, quit), Some(1.0), "{after}");
+    assert_eq!(
+        sample(&after, r#"switchboard_sessions{protocol="ws2017"}"#),
+        Some(1.0),
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            r#"switchboard_received_bytes_total{protocol="ws2017"}"#
+        )
+        .is_some_and(|n| n > 0.0),
+        "{after}"
+    );
+    let (status, _) = http_get(&addr, "/other");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+#[test]
+fn status_reports_the_running_server_and_says_when_none_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = Switchboard::start(&data);
+    let _alice = common::Client::login(&server, "alice");
+    let run = common::admin(&data, &["status"], None);
+    let lines = run.ok();
+    assert_eq!(lines[0], format!("version {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(lines[1], format!("runtime {}", common::runtime()));
+    assert!(lines[2].starts_with("uptime "), "{lines:?}");
+    assert!(
+        lines.contains(&"protocol ws2017 connections=1 sessions=1"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"protocol ims connections=0 sessions=0"),
+        "{lines:?}"
+    );
+    assert!(lines.contains(&"users online=1"), "{lines:?}");
+    assert_eq!(lines.last(), Some(&"status"));
+    assert!(server.stop().success());
+    let run = common::admin(&data, &["status"], None);
+    assert_eq!(
+        run.refused(),
+        [format!("no server is running on {}", data.display())]
+    );
+}
+
+#[test]
+fn backup_copies_the_live_store_and_the_copy_restores() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut server = Switchboard::start(&data);
+    common::admin(&data, &["user", "add", "alice", "--password", "pw"], None).ok();
+    let copy = dir.path().join("copy.db");
+    let copy_arg = copy.display().to_string();
+    let run = common::admin(&data, &["backup", &copy_arg], None);
+    let lines = run.ok();
+    assert!(
+        lines[0].starts_with(&format!("backed up {} to {copy_arg} (", data.display())),
+        "{lines:?}"
+    );
+    assert!(lines[0].ends_with(", 1 accounts)"), "{lines:?}");
+    // The server goes on, and a backup never overwrites.
+    common::admin(&data, &["user", "add", "bob", "--password", "pw"], None).ok();
+    let again = common::admin(&data, &["backup", &copy_arg], None);
+    assert_eq!(again.status, Some(1));
+    assert!(again.stderr.contains("exists"), "{again:?}");
+    // The copy is one self-contained, private database with what was committed.
+    {
+        let db = rusqlite::Connection::open(&copy).expect("open the copy");
+        let accounts: i64 = db
+            .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(accounts, 1);
+        let mode: String = db
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .expect("journal mode");
+        assert_eq!(mode, "delete");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&copy)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Restore as docs/operations.md says: stop, replace the database, remove the WAL
+    // files, start.
+    assert!(server.stop().success());
+    std::fs::copy(&copy, data.join("switchboard.db")).expect("restore");
+    for wal in ["switchboard.db-wal", "switchboard.db-shm"] {
+        let _ = std::fs::remove_file(data.join(wal));
+    }
+    let _server = Switchboard::start(&data);
+    let list = common::admin(&data, &["user", "list"], None);
+    let lines = list.ok();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("user alice "), "{lines:?}");
+    assert_eq!(lines[1], "1 account");
+}
+
+/// Everything `stream` receives until the server closes it (within [`WAIT`]).
+fn read_to_close(mut stream: TcpStream) -> String {
+    use std::io::Read;
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut all = Vec::new();
+    stream
+        .read_to_end(&mut all)
+        .expect("closed by the server within the wait");
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_tells_each_client_in_its_protocol_then_closes_and_exits_0() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    common::admin(&data, &["user", "add", "carol", "--password", "pw"], None).ok();
+    let mut server = Switchboard::start(&data);
+    let ws = common::Client::login(&server, "alice");
+    let ims = common::ims::ImsClient::login(&server, "carol", "pw");
+    let mut arsc = TcpStream::connect(server.arsc_addr).expect("arsc");
+    arsc.write_all(
+        b"<arscrequest><type>connect</type><user>guest</user><room>lounge</room></arscrequest>",
+    )
+    .expect("connect");
+    server.wait_for_log("protocol=arsc");
+    let opcode = TcpStream::connect(server.opcode_addr()).expect("opcode");
+    server.wait_for_log("protocol=opcode");
+    // Logged in everywhere; the arsc guest's login is the last line to wait for.
+    let deadline = std::time::Instant::now() + WAIT;
+    while server.log_count("\"login\"") + server.log_count(" login ") < 3 {
+        assert!(std::time::Instant::now() < deadline, "not all logged in");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.signal(libc::SIGTERM);
+    // (alice hears of the others' logins first.)
+    ws.skip_until(|l| l == "-ERR 'the server is shutting down'");
+    ws.expect_closed();
+    ims.expect("<LOGOUT user=\"carol\" result=\"1\"/>");
+    ims.expect_closed_within(WAIT);
+    let arsc_said = read_to_close(arsc);
+    assert!(
+        arsc_said.contains(
+            "<type>system</type><sendtime>"
+        ) && arsc_said.ends_with("<sender>System</sender><content>The server is shutting down.</content></arscmessage>\n"),
+        "{arsc_said}"
+    );
+    read_to_close(opcode);
+    let status = server.wait_for_exit();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        server.log_count("reason=\"shutdown\"") >= 4,
+        "{:?}",
+        server.log_lines()
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn sighup_reloads_limits_and_the_log_filter_and_never_stops_the_server() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(&config, "[limits]\nmax_connections_per_ip = 64\n").expect("write");
+    let config_arg = config.display().to_string();
+    let mut server = Switchboard::start_with_flags(
+        &dir.path().join("data"),
+        ServerOptions::default(),
+        &["--config", &config_arg],
+    );
+    let alice = common::Client::login(&server, "alice");
+    server.wait_for_log("connection opened");
+    std::fs::write(
+        &config,
+        "[limits]\nmax_connections_per_ip = 1\n[log]\nfilter = \"info\"\n",
+    )
+    .expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let reloaded = server.wait_for_log("config reloaded");
+    assert!(
+        reloaded.contains("limits.max_connections_per_ip: 64 -> 1"),
+        "{reloaded}"
+    );
+    assert!(
+        reloaded.contains(&format!("log.filter: {} -> info", common::CONN_LOG)),
+        "{reloaded}"
+    );
+    assert!(!reloaded.contains("limits.max_connections:"), "{reloaded}");
+    // The new cap applies to the next connection; alice stays.
+    let refused = first_line(server.addr);
+    assert!(
+        refused.contains("too many connections from your address"),
+        "{refused:?}"
+    );
+    alice.send("cgetu");
+    alice.expect("+OK cgetu alice");
+    // The new filter: connections opening are no longer logged.
+    assert_eq!(server.log_count("connection opened"), 1);
+    // A file that no longer parses changes nothing, and the server goes on.
+    std::fs::write(&config, "[limits]\nmax_conections = 5\n").expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let failed = server.wait_for_log("config reload failed");
+    assert!(failed.contains("max_conections"), "{failed}");
+    server.assert_running();
+    alice.send("cgetu");
+    alice.expect("+OK cgetu alice");
+    assert!(server.stop().success());
+}
