@@ -318,6 +318,28 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = OpcodeConfig::default().max_media_bytes as u64)]
     pub opcode_max_media: u64,
 
+    /// The jabberd2 router to serve as session manager behind (its component port,
+    /// `HOST:PORT`, router.xml `local/port`, usually 5347): Switchboard dials it, logs in
+    /// with `--jabberd-user` and the secret of `--jabberd-secret-file`, binds
+    /// `--jabberd-domain`, and redials after a loss. Off without it.
+    #[arg(long, value_name = "ADDR", value_parser = listen_addr)]
+    pub jabberd_router: Option<SocketAddr>,
+
+    /// The XMPP domain served: the name bound on the router, as clients write it after
+    /// the `@` (c2s.xml `local/id`). Default: `localhost`.
+    #[arg(long, value_name = "NAME")]
+    pub jabberd_domain: Option<String>,
+
+    /// The user name of the router link, as in the router's router-users.xml. Default:
+    /// `jabberd`.
+    #[arg(long, value_name = "NAME")]
+    pub jabberd_user: Option<String>,
+
+    /// A file holding the router link's secret (its first line), so that it shows in no
+    /// process list or log. Required with `--jabberd-router`.
+    #[arg(long, value_name = "FILE")]
+    pub jabberd_secret_file: Option<PathBuf>,
+
     /// Directory of the durable store, its lock and the admin socket; created (mode 700)
     /// if missing. It must belong to this user and be writable by no one else. One server
     /// at a time may use it.

@@ -1,7 +1,8 @@
 //! `switchboard serve`: the flags turned into the core's config and a runtime.
 
 use switchboard_proto::{
-    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, Protocol, Ws2017Config,
+    ArscConfig, Config, ImsConfig, ImsTerminator, JabberdConfig, Limits, OpcodeConfig, Protocol,
+    Secret, Ws2017Config,
 };
 use tracing::{info, warn};
 
@@ -17,13 +18,12 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = &args.config {
         info!(config = %path.display(), "config file read");
     }
-    if let Some(router) = args.file_only.jabberd.router {
-        warn!(
-            %router,
-            "[jabberd] is set, but this build has no jabberd link; the section is ignored"
-        );
+    let mut config = config(&args);
+    if let Some(router) = config.jabberd.router {
+        config.jabberd.secret = jabberd_secret(&args)?;
+        // The secret is never logged.
+        info!(%router, domain = %config.jabberd.domain, user = %config.jabberd.user, "jabberd: session manager behind this router");
     }
-    let config = config(&args);
     let listeners = vec![
         (Protocol::Ws2017, args.ws2017),
         (Protocol::Arsc, args.arsc),
@@ -218,8 +218,37 @@ fn config_of(args: &ServeArgs) -> Config {
                 .opcode_max_line_bytes
                 .unwrap_or(defaults.opcode.max_line_bytes),
         },
+        // Flags win over the config file's `[jabberd]`.
+        jabberd: JabberdConfig {
+            router: args.jabberd_router.or(file.jabberd.router),
+            domain: (args.jabberd_domain.clone())
+                .or_else(|| file.jabberd.domain.clone())
+                .unwrap_or_else(|| defaults.jabberd.domain.clone()),
+            user: (args.jabberd_user.clone())
+                .or_else(|| file.jabberd.user.clone())
+                .unwrap_or_else(|| defaults.jabberd.user.clone()),
+            ..defaults.jabberd.clone()
+        },
         ..defaults
     }
+}
+
+/// The router link's secret: the first line of `--jabberd-secret-file` (or the config
+/// file's `jabberd.secret_file`).
+fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>> {
+    let path = (args.jabberd_secret_file.as_ref()).or(args.file_only.jabberd.secret_file.as_ref());
+    let Some(path) = path else {
+        return Err(
+            "--jabberd-router needs --jabberd-secret-file (the router-users.xml secret)".into(),
+        );
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --jabberd-secret-file {}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").to_owned();
+    if secret.is_empty() {
+        return Err(format!("--jabberd-secret-file {} is empty", path.display()).into());
+    }
+    Ok(Secret(secret))
 }
 
 #[cfg(test)]
@@ -280,6 +309,65 @@ mod tests {
         assert_eq!(ims.alive_timeout, std::time::Duration::from_millis(2500));
         assert_eq!(ims.max_document_bytes, 1000);
         assert_eq!(ims.terminator, switchboard_proto::ImsTerminator::Nul);
+        let dir = std::env::temp_dir().join(format!("sb-jabberd-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("secret");
+        std::fs::write(&file, "s3cret\nignored\n").expect("secret file");
+        let jabberd = [
+            "switchboard",
+            "--jabberd-router",
+            "127.0.0.1:5347",
+            "--jabberd-domain",
+            "example.org",
+            "--jabberd-user",
+            "sm",
+            "--jabberd-secret-file",
+            file.to_str().expect("utf-8 path"),
+        ];
+        let Ok(Command::Serve(args)) = Cli::try_parse_from(jabberd).map(Cli::into_command) else {
+            panic!("jabberd flags refused");
+        };
+        let config = super::config(&args).jabberd;
+        assert_eq!(config.router, Some("127.0.0.1:5347".parse().expect("addr")));
+        assert_eq!(
+            (config.domain.as_str(), config.user.as_str()),
+            ("example.org", "sm")
+        );
+        let secret = super::jabberd_secret(&args).expect("read");
+        assert_eq!(secret.0, "s3cret", "the first line");
+        assert!(
+            !format!("{args:?}{secret:?}").contains("s3cret"),
+            "never shown"
+        );
+        // The config file's [jabberd] section, with a flag winning over its domain.
+        let toml = dir.join("switchboard.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "[jabberd]\nrouter = \"127.0.0.1:5348\"\ndomain = \"from-file.org\"\nuser = \"fileuser\"\nsecret_file = \"{}\"\n",
+                file.display()
+            ),
+        )
+        .expect("config file");
+        let argv = [
+            "switchboard",
+            "--config",
+            toml.to_str().expect("utf-8 path"),
+            "--jabberd-domain",
+            "flag.org",
+        ];
+        let Ok(Command::Serve(mut args)) = Cli::try_parse_from(argv).map(Cli::into_command) else {
+            panic!("--config refused");
+        };
+        args.load_config().expect("a valid file");
+        let config = super::config(&args).jabberd;
+        assert_eq!(config.router, Some("127.0.0.1:5348".parse().expect("addr")));
+        assert_eq!(
+            (config.domain.as_str(), config.user.as_str()),
+            ("flag.org", "fileuser")
+        );
+        assert_eq!(super::jabberd_secret(&args).expect("read").0, "s3cret");
+        std::fs::remove_dir_all(&dir).ok();
         for (flag, bad) in [
             ("--max-connections", "0"),
             ("--max-connections-per-ip", "0"),

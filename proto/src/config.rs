@@ -40,6 +40,8 @@ pub struct Config {
     pub ims: ImsConfig,
     /// opcode settings.
     pub opcode: OpcodeConfig,
+    /// jabberd settings: the router link, when Switchboard is a jabberd2 session manager.
+    pub jabberd: JabberdConfig,
     /// The server's version, as the admin `status` reports it.
     pub version: String,
     /// The runtime driving the server (`smol`, `mio`), as the admin `status` reports it.
@@ -197,6 +199,7 @@ impl Default for Config {
             arsc: ArscConfig::default(),
             ims: ImsConfig::default(),
             opcode: OpcodeConfig::default(),
+            jabberd: JabberdConfig::default(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             runtime: "none".to_owned(),
             #[cfg(feature = "planted-bugs")]
@@ -288,6 +291,47 @@ impl Default for OpcodeConfig {
         OpcodeConfig {
             max_line_bytes: 64 * 1024,
             max_media_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// Settings of the jabberd protocol: the link to a jabberd2 router, on which Switchboard
+/// is the session manager of `domain` for the clients of jabberd2's c2s.
+#[derive(Clone, Debug)]
+pub struct JabberdConfig {
+    /// The router's component port; `None` (the default) keeps no link.
+    pub router: Option<core::net::SocketAddr>,
+    /// The domain served: the name bound on the router, which XMPP clients put in their
+    /// stream's `to` and JIDs.
+    pub domain: String,
+    /// The user name in the router's router-users.xml.
+    pub user: String,
+    /// Its secret (never shown in logs: `Secret`'s Debug hides it).
+    pub secret: crate::secret::Secret,
+    /// Longest element accepted from the router (a `route` with its stanza), in bytes;
+    /// a longer one is skipped. c2s's own default stanza limit is 64 KiB.
+    pub max_stanza_bytes: usize,
+    /// Most XMPP sessions at once; a `start` past it fails (the client's bind gets
+    /// internal-server-error).
+    pub max_sessions: usize,
+    /// The first wait before dialing the router again after a failed or lost link; it
+    /// doubles with each failure up to `reconnect_max`.
+    pub reconnect_min: Duration,
+    /// The longest wait between dials.
+    pub reconnect_max: Duration,
+}
+
+impl Default for JabberdConfig {
+    fn default() -> Self {
+        JabberdConfig {
+            router: None,
+            domain: "localhost".to_owned(),
+            user: "jabberd".to_owned(),
+            secret: crate::secret::Secret(String::new()),
+            max_stanza_bytes: 128 * 1024,
+            max_sessions: 10_000,
+            reconnect_min: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
         }
     }
 }

@@ -41,6 +41,9 @@ pub enum Protocol {
     Ims,
     /// The numeric line protocol of the HAW chat table (`110 name password`, `115 chat text`).
     Opcode,
+    /// jabberd2's router component protocol, carrying the sm-c2s session protocol and
+    /// XMPP stanzas: Switchboard as the session manager behind a jabberd2 c2s.
+    Jabberd,
     /// A protocol for the core's own tests, whose sessions live apart from connections.
     #[cfg(test)]
     Probe,
@@ -49,21 +52,23 @@ pub enum Protocol {
 impl Protocol {
     /// Every protocol, in [`index`](Self::index) order.
     #[cfg(not(test))]
-    pub const ALL: [Protocol; 5] = [
-        Protocol::Ws2017,
-        Protocol::Admin,
-        Protocol::Arsc,
-        Protocol::Ims,
-        Protocol::Opcode,
-    ];
-    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
-    #[cfg(test)]
     pub const ALL: [Protocol; 6] = [
         Protocol::Ws2017,
         Protocol::Admin,
         Protocol::Arsc,
         Protocol::Ims,
         Protocol::Opcode,
+        Protocol::Jabberd,
+    ];
+    /// Every protocol, in [`index`](Self::index) order (with the test protocol).
+    #[cfg(test)]
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Ws2017,
+        Protocol::Admin,
+        Protocol::Arsc,
+        Protocol::Ims,
+        Protocol::Opcode,
+        Protocol::Jabberd,
         Protocol::Probe,
     ];
 
@@ -75,8 +80,9 @@ impl Protocol {
             Protocol::Arsc => 2,
             Protocol::Ims => 3,
             Protocol::Opcode => 4,
+            Protocol::Jabberd => 5,
             #[cfg(test)]
-            Protocol::Probe => 5,
+            Protocol::Probe => 6,
         }
     }
 
@@ -88,6 +94,7 @@ impl Protocol {
             Protocol::Arsc => "arsc",
             Protocol::Ims => "ims",
             Protocol::Opcode => "opcode",
+            Protocol::Jabberd => "jabberd",
             #[cfg(test)]
             Protocol::Probe => "probe",
         }

@@ -54,7 +54,8 @@ mod tests;
 #[cfg(feature = "planted-bugs")]
 pub use config::PlantedBug;
 pub use config::{
-    ArscConfig, Config, ImsConfig, ImsTerminator, Limits, OpcodeConfig, RateLimit, Ws2017Config,
+    ArscConfig, Config, ImsConfig, ImsTerminator, JabberdConfig, Limits, OpcodeConfig, RateLimit,
+    Ws2017Config,
 };
 pub use effect::{Effect, EffectResult};
 pub use gate::CommitGate;

@@ -115,6 +115,11 @@ impl Server {
     pub fn new(config: Config, state: State) -> Server {
         #[allow(unused_mut)]
         let mut net = Network::new(state);
+        let mut timers = Timers::default();
+        // The router link (if configured) is dialed at the first timeout.
+        if config.jabberd.router.is_some() {
+            timers.set_protocol(Protocol::Jabberd, Instant::ZERO);
+        }
         #[cfg(feature = "planted-bugs")]
         {
             net.planted_bug = config.planted_bug;
@@ -134,7 +139,7 @@ impl Server {
                 ),
                 config,
                 net,
-                timers: Timers::default(),
+                timers,
                 limits: Limiter::default(),
             },
         }
@@ -233,7 +238,9 @@ impl Server {
                     // A paused mailbox drain goes on once a quarter of the limit is left.
                     let low = self.core.config.outbound_limit_bytes / 4;
                     if let Some(session) = record.drain.filter(|_| record.link.unwritten() <= low) {
-                        self.with_endpoint(now, conn, |ep, cx, _| ep.on_drain(cx, session));
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_drain(cx, shared, session)
+                        });
                     }
                 }
             }
@@ -466,8 +473,8 @@ impl Server {
                 Audience::Conn(conn) => {
                     if self.is_open(conn) {
                         let mut encoded = Encoded::default();
-                        self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_event(cx, shared, &delivery.event, &mut encoded)
                         });
                     }
                 }
@@ -486,8 +493,8 @@ impl Server {
                                 &mut slot.insert(fresh).1
                             }
                         };
-                        self.with_endpoint(now, conn, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, encoded)
+                        self.with_endpoint(now, conn, |ep, cx, shared| {
+                            ep.on_event(cx, shared, &delivery.event, encoded)
                         });
                     }
                     // Its connection is closing: the event goes with it.
@@ -515,8 +522,8 @@ impl Server {
                             if conn == except {
                                 continue;
                             }
-                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
-                                ep.on_event(cx, &delivery.event, &mut encoded)
+                            with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, sh| {
+                                ep.on_event(cx, sh, &delivery.event, &mut encoded)
                             });
                         }
                         continue;
@@ -525,8 +532,8 @@ impl Server {
                         if conn == except {
                             continue;
                         }
-                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
-                            ep.on_event(cx, &delivery.event, &mut encoded)
+                        with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, sh| {
+                            ep.on_event(cx, sh, &delivery.event, &mut encoded)
                         });
                     }
                 }

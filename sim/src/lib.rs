@@ -37,6 +37,7 @@ mod trace;
 
 pub use choices::{ByteTape, ChoiceSource, Choices, Purpose, Seeded, SimRng, Tape};
 pub use client::arsc::{run_arsc, ArscOptions, ArscReport};
+pub use client::jabberd::{run as run_jabberd, run_with as run_jabberd_with, JabberdReport};
 pub use client::opcode::{run as run_opcode, run_with as run_opcode_with, OpcodeReport};
 pub use options::{Overrides, Plant, SimOptions};
 pub use report::{Failure, Violation};

@@ -4,6 +4,7 @@
 pub(crate) mod admin;
 pub(crate) mod arsc;
 pub(crate) mod ims;
+pub(crate) mod jabberd;
 pub(crate) mod opcode;
 #[cfg(test)]
 pub(crate) mod probe;
@@ -38,6 +39,8 @@ impl Encoded {
 pub(crate) struct Shared {
     /// arsc's sessions by sid.
     pub(crate) arsc: arsc::Shared,
+    /// jabberd's router link and the XMPP sessions it carries.
+    pub(crate) jabberd: jabberd::Shared,
     /// The test-only protocol that exercises sessions without connections.
     #[cfg(test)]
     pub(crate) probe: probe::Shared,
@@ -56,7 +59,8 @@ impl Shared {
             | Protocol::Admin
             | Protocol::Arsc
             | Protocol::Ims
-            | Protocol::Opcode => {
+            | Protocol::Opcode
+            | Protocol::Jabberd => {
                 let _ = (session, px);
             }
             #[cfg(test)]
@@ -74,6 +78,7 @@ impl Shared {
             | Protocol::Opcode => {
                 let _ = px;
             }
+            Protocol::Jabberd => self.jabberd.on_protocol_timer(px),
             #[cfg(test)]
             Protocol::Probe => self.probe.on_protocol_timer(px),
         }
@@ -96,6 +101,10 @@ impl Shared {
             | Protocol::Opcode => {
                 let _ = (conn, error, px);
             }
+            Protocol::Jabberd => {
+                let _ = error;
+                self.jabberd.on_connect_failed(px, conn);
+            }
             #[cfg(test)]
             Protocol::Probe => self.probe.on_connect_failed(px, conn, error),
         }
@@ -117,6 +126,7 @@ impl Shared {
             | Protocol::Opcode => {
                 let _ = (session, event, px);
             }
+            Protocol::Jabberd => self.jabberd.on_event(px, session, event),
             #[cfg(test)]
             Protocol::Probe => self.probe.on_event(px, session, event),
         }
@@ -131,6 +141,7 @@ pub(crate) enum Endpoint {
     Admin(admin::Session),
     Ims(ims::session::Session),
     Opcode(opcode::Session),
+    Jabberd(jabberd::Link),
     #[cfg(test)]
     Probe(probe::Session),
 }
@@ -150,6 +161,9 @@ impl Endpoint {
                 cx.close(crate::io::CloseReason::ProtocolError);
                 Endpoint::Admin(admin::Session::open())
             }
+            Protocol::Jabberd => {
+                Endpoint::Jabberd(jabberd::Link::connected(cx, &mut shared.jabberd))
+            }
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::connected(cx, &mut shared.probe)),
         }
@@ -163,6 +177,7 @@ impl Endpoint {
             Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
             Protocol::Ims => Endpoint::Ims(ims::session::Session::open(cx)),
             Protocol::Opcode => Endpoint::Opcode(opcode::Session::open(cx)),
+            Protocol::Jabberd => Endpoint::Jabberd(jabberd::Link::refused(cx)),
             #[cfg(test)]
             Protocol::Probe => Endpoint::Probe(probe::Session::default()),
         }
@@ -176,16 +191,25 @@ impl Endpoint {
             Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             Endpoint::Ims(s) => s.on_bytes(cx, bytes),
             Endpoint::Opcode(s) => s.on_bytes(cx, bytes),
+            Endpoint::Jabberd(s) => s.on_bytes(cx, &mut shared.jabberd, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
         }
     }
 
     /// A network event for this connection; `encoded` carries what other connections
-    /// of the same protocol already encoded for a broadcast.
+    /// of the same protocol already encoded for a broadcast. `shared` serves a link
+    /// whose sessions live in its protocol's shared state (jabberd).
     #[inline]
-    pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Encoded) {
+    pub(crate) fn on_event(
+        &mut self,
+        cx: &mut Cx<'_>,
+        shared: &mut Shared,
+        event: &Event,
+        encoded: &mut Encoded,
+    ) {
         match self {
+            Endpoint::Jabberd(_) => shared.jabberd.on_conn_event(cx, event),
             Endpoint::Ws2017(s) => s.on_event(cx, event, encoded.of(Protocol::Ws2017)),
             Endpoint::Admin(s) => s.on_event(cx, event),
             Endpoint::Arsc(s) => s.on_event(cx, event, encoded.of(Protocol::Arsc)),
@@ -202,7 +226,8 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Ims(s) => s.on_timer(cx),
-            Endpoint::Admin(_) | Endpoint::Arsc(_) | Endpoint::Opcode(_) => {}
+            Endpoint::Admin(_) | Endpoint::Arsc(_) | Endpoint::Opcode(_) | Endpoint::Jabberd(_) => {
+            }
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -221,6 +246,7 @@ impl Endpoint {
             Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
             Endpoint::Ims(s) => s.on_effect(cx, id, result),
             Endpoint::Opcode(s) => s.on_effect(cx, id, result),
+            Endpoint::Jabberd(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }
@@ -228,8 +254,9 @@ impl Endpoint {
 
     /// The runtime has written enough of this connection's output for the paused
     /// mailbox drain of `session` to go on ([`Cx::drain_mailbox`]).
-    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, session: SessionId) {
+    pub(crate) fn on_drain(&mut self, cx: &mut Cx<'_>, shared: &mut Shared, session: SessionId) {
         match self {
+            Endpoint::Jabberd(_) => shared.jabberd.on_drain(cx, session),
             Endpoint::Arsc(s) => s.drain_mailbox(cx, session),
             Endpoint::Ims(s) => s.drain_mailbox(cx, session),
             Endpoint::Opcode(s) => s.drain_mailbox(cx, session),
@@ -250,6 +277,7 @@ impl Endpoint {
             // opcode has no message a server sends unasked to say it leaves (213 answers
             // a client's Logout): the close says it.
             Endpoint::Opcode(_) => cx.close(crate::io::CloseReason::Shutdown),
+            Endpoint::Jabberd(s) => s.on_shutdown(cx),
             Endpoint::Admin(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => cx.close(crate::io::CloseReason::Shutdown),
@@ -265,6 +293,7 @@ impl Endpoint {
             Endpoint::Opcode(s) => s.on_close(cx),
             Endpoint::Admin(_) => {}
             Endpoint::Arsc(s) => s.on_close(cx, &mut shared.arsc),
+            Endpoint::Jabberd(s) => s.on_close(cx, &mut shared.jabberd),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_close(cx, &mut shared.probe),
         }
@@ -278,6 +307,7 @@ impl Endpoint {
             Endpoint::Arsc(s) => s.buffered(),
             Endpoint::Ims(s) => s.buffered(),
             Endpoint::Opcode(s) => s.buffered(),
+            Endpoint::Jabberd(s) => s.buffered(),
             #[cfg(test)]
             Endpoint::Probe(_) => 0,
         }

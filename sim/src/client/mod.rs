@@ -8,6 +8,7 @@
 pub(crate) mod admin;
 pub(crate) mod arsc;
 pub(crate) mod ims;
+pub mod jabberd;
 pub mod opcode;
 pub(crate) mod ws2017;
 pub(crate) mod ws2017_codec;
