@@ -31,6 +31,8 @@ mod conns;
 mod cx;
 mod effect;
 mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 mod ids;
 mod io;
