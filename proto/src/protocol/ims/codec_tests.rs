@@ -129,6 +129,26 @@ fn every_pair_of_split_points_gives_the_same_frames() {
     }
 }
 
+/// A document that passes the limit is refused as too large whether what follows the
+/// limit (a NUL here) arrives in the same read or later. Found by the `ims_decoder` fuzz
+/// target: whole, the scan of the text ran past the limit to the NUL and reported it as
+/// malformed instead.
+#[test]
+fn past_the_limit_is_too_large_in_any_split() {
+    let mut input = b"<a>".to_vec();
+    input.extend(std::iter::repeat_n(b'x', MAX + 10));
+    input.extend_from_slice(b"\0</a><b/>");
+    let expected = frames(&[&input]);
+    assert_eq!(expected, ["!TooLarge", "!Nul", "!StrayEndTag", "<b/>"]);
+    for cut in 0..input.len() {
+        assert_eq!(
+            frames(&[&input[..cut], &input[cut..]]),
+            expected,
+            "cut at {cut}"
+        );
+    }
+}
+
 /// A document that never ends holds at most the limit (and one read) in memory, and
 /// framing resumes once it does end.
 #[test]

@@ -112,7 +112,15 @@ impl Framer {
                 self.pos = 0;
                 return Some(Frame::TooLarge);
             }
-            let rest = &buf[self.pos..];
+            // A unit is scanned no further than one byte past the limit, so it is refused
+            // at the same byte however the input is split (whole, a NUL past the limit
+            // would be seen before the limit was).
+            let between = matches!(self.state, State::Top | State::Junk);
+            let end = match self.discarding || between {
+                true => buf.len(),
+                false => buf.len().min(self.max.saturating_add(1)),
+            };
+            let rest = &buf[self.pos..end];
             if rest.is_empty() {
                 return None;
             }
