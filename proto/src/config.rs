@@ -101,6 +101,19 @@ pub struct Limits {
     /// connections with the largest queues are closed as slow readers until a quarter
     /// of it is free again.
     pub outbound_budget_bytes: usize,
+    /// A network connection that has not logged in this long after it was accepted is
+    /// closed (`CloseReason::LoginTimeout`): ws2017 `uname`, an arsc connect (or a request
+    /// with a known sid), an ims LOGIN, an opcode login or registration.
+    pub login_timeout: Duration,
+    /// Failed password checks of one account, each within `login_lockout` of the last,
+    /// after which its logins are refused for `login_lockout` (before any hash is
+    /// computed), whatever the password and wherever they come from.
+    pub failed_logins_per_account: u32,
+    /// Failed password checks from one address (of any accounts) after which its logins
+    /// are refused the same way.
+    pub failed_logins_per_ip: u32,
+    /// How long a run of failures is remembered, and how long logins are refused after it.
+    pub login_lockout: Duration,
 }
 
 impl Default for Limits {
@@ -136,6 +149,10 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 64,
             outbound_budget_bytes: 256 << 20,
+            login_timeout: Duration::from_secs(60),
+            failed_logins_per_account: 5,
+            failed_logins_per_ip: 20,
+            login_lockout: Duration::from_secs(300),
         }
     }
 }

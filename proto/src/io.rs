@@ -158,6 +158,8 @@ pub enum CloseReason {
     /// The server already holds its most connections, in total or from the peer's
     /// address (`Limits::max_connections`, `Limits::max_connections_per_ip`).
     TooManyConnections,
+    /// The connection did not log in within `Limits::login_timeout`.
+    LoginTimeout,
 }
 
 impl CloseReason {
@@ -178,6 +180,7 @@ impl CloseReason {
             CloseReason::Banned => "banned",
             CloseReason::Done => "done",
             CloseReason::TooManyConnections => "too many connections",
+            CloseReason::LoginTimeout => "login timeout",
         }
     }
 }

@@ -37,6 +37,7 @@ mod gate;
 mod ids;
 mod io;
 mod limits;
+mod logins;
 mod model;
 mod names;
 mod outbox;

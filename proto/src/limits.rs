@@ -156,6 +156,8 @@ pub(crate) struct Limiter {
     last_sweep: Option<Instant>,
     /// Requests refused by a rate limit since start, for the runtime's log.
     refused: u64,
+    /// Failed password checks per account and address, and their lockouts.
+    pub(crate) logins: crate::logins::LoginGuard,
 }
 
 impl ConnLimits {
@@ -261,9 +263,10 @@ impl Limiter {
         self.ip_buckets.len()
     }
 
-    /// Requests refused by a rate limit since start.
+    /// Requests refused by a rate limit since start (logins refused by a lockout
+    /// included).
     pub(crate) fn refused(&self) -> u64 {
-        self.refused
+        self.refused + self.logins.refused()
     }
 }
 

@@ -174,8 +174,9 @@ pub(crate) fn replies_answer_requests(
                     {
                         mine && !online && v.registered && v.share_used
                     } else if text == SLOW_DOWN {
-                        // Refused where it would have been stored (durable work).
-                        mine && !online && v.registered && !v.store_failing && v.rate_spent
+                        // Refused where it would have been relayed (a chat message) or
+                        // stored (durable work).
+                        mine && v.rate_spent && (online || (v.registered && !v.store_failing))
                     } else if text == "message could not be stored, try again later" {
                         mine && !online && v.registered && v.store_failing
                     } else {

@@ -46,6 +46,10 @@ const SYSTEM: &str = "System";
 /// Connect errors (the original's language file where it had the text).
 const DOUBLE_USER: &str = "A user with this name is already logged in!";
 const WRONG_CREDENTIALS: &str = "Access denied! Are your credentials correct?";
+/// The goodbye of a connection idle since it opened (`Limits::login_timeout`).
+const LOGIN_TIMEOUT: &str = "No connect in time, goodbye.";
+/// A connect of an account, or from an address, locked after failed logins.
+const LOCKED_OUT: &str = "Too many failed logins, try again later.";
 const IP_BANNED: &str = "Your IP is banned!";
 const USER_BANNED: &str = "Access is temporarily denied.";
 const UNKNOWN_TEMPLATE: &str = "Unknown template";
@@ -106,6 +110,9 @@ pub(crate) struct Session {
     own: Option<(SessionId, String, UserKey)>,
     /// A connect waiting for its password check; the requests after it wait too.
     pending: Option<Pending>,
+    /// A request with a known sid came on it (a connection that posts for a session
+    /// connected elsewhere is in use, not idle).
+    active: bool,
 }
 
 /// A connect of a registered name, its password being checked.
@@ -147,12 +154,29 @@ impl Session {
             decoder: Decoder::new(cx.config.arsc.max_request_bytes),
             own: None,
             pending: None,
+            active: false,
         };
         if let Err(refusal) = cx.admission() {
             system(cx, refusal_text(refusal));
             cx.close(CloseReason::TooManyConnections);
+            return session;
         }
+        cx.set_timer(cx.now.mono + cx.config.limits.login_timeout);
         session
+    }
+
+    /// The login timeout: a connection that neither connected a session nor made a
+    /// request with a known sid within `Limits::login_timeout` is told and closed.
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
+        if self.own.is_some() || self.active {
+            return;
+        }
+        if self.pending.is_some() {
+            // Its password is being checked: give the check a second more.
+            return cx.set_timer(cx.now.mono + core::time::Duration::from_secs(1));
+        }
+        system(cx, LOGIN_TIMEOUT);
+        cx.close(CloseReason::LoginTimeout);
     }
 
     pub(crate) fn buffered(&self) -> usize {
@@ -207,6 +231,9 @@ impl Session {
             };
             return cx.send_about(&Item::Ip(ip), codec::to_bytes(&refusal));
         }
+        if kind != "connect" && shared.lookup(request.sid.as_deref()).is_some() {
+            self.active = true;
+        }
         match kind {
             "connect" => self.connect(cx, shared, &request),
             "post" => post(cx, shared, &request),
@@ -255,6 +282,9 @@ impl Session {
                 let Some(password) = request.password.clone() else {
                     return connect_error(cx, account, WRONG_CREDENTIALS);
                 };
+                if cx.login_allowed(&key).is_err() {
+                    return connect_error(cx, account, LOCKED_OUT);
+                }
                 let password = Secret(password);
                 let effect = cx.effect(Effect::VerifyPassword { hash, password });
                 self.pending = Some(Pending {
@@ -281,15 +311,21 @@ impl Session {
             return;
         };
         match result {
-            EffectResult::Verified(true) => self.login(
-                cx,
-                shared,
-                pending.name,
-                pending.room,
-                pending.language,
-                ACCOUNT,
-            ),
+            EffectResult::Verified(true) => {
+                cx.login_succeeded(&pending.name.key());
+                self.login(
+                    cx,
+                    shared,
+                    pending.name,
+                    pending.room,
+                    pending.language,
+                    ACCOUNT,
+                )
+            }
             _ => {
+                if result == EffectResult::Verified(false) {
+                    cx.login_failed(&pending.name.key());
+                }
                 let account = Some(Item::Account(pending.name.key()));
                 connect_error(cx, account, WRONG_CREDENTIALS);
             }

@@ -1,0 +1,202 @@
+//! Hostile peers (issue 15): the login timeout and the failed-login lockout on every
+//! protocol that has them, each refusal checked with another client going on unharmed.
+
+use super::harness::{md5_hex, Harness};
+use crate::{CloseReason, Config, ConnId, Protocol};
+
+/// Accounts alice, bob and carol (password `pw`), made through the admin socket.
+fn harness(config: Config) -> Harness {
+    let mut h = Harness::new(config);
+    let admin = h.connect(Protocol::Admin);
+    for name in ["alice", "bob", "carol"] {
+        h.send(admin, format!("user add {name} pw\r\n"));
+        assert_eq!(h.take(admin), format!("ok account {name} created\r\n"));
+    }
+    h
+}
+
+fn arsc_connect(user: &str, password: &str) -> String {
+    format!(
+        "<arscrequest><type>connect</type><user>{user}</user><password>{password}</password><room>lounge</room></arscrequest>"
+    )
+}
+
+fn ims_login(user: &str, password: &str) -> String {
+    format!("<LOGIN user=\"{user}\" pass=\"{}\"/>", md5_hex(password))
+}
+
+/// Logs `user` in with password `pw` on a new connection of `protocol` from `ip`.
+fn logged_in(h: &mut Harness, protocol: Protocol, user: &str, ip: [u8; 4]) -> ConnId {
+    let c = h.connect_from(protocol, ip);
+    let (request, ok) = match protocol {
+        Protocol::Ws2017 => (format!("uname {user}\r\n"), "+OK uname".to_owned()),
+        Protocol::Arsc => (arsc_connect(user, "pw"), "<status>ok</status>".to_owned()),
+        Protocol::Ims => (
+            ims_login(user, "pw"),
+            format!("user=\"{user}\" result=\"1\""),
+        ),
+        _ => (format!("110 {user} pw\n"), format!("212 400 {user}")),
+    };
+    h.send(c, request);
+    let out = h.take(c);
+    assert!(out.contains(&ok), "{protocol:?} login of {user}: {out}");
+    c
+}
+
+/// A request that every logged-in client of `protocol` gets an answer to, and that answer.
+fn probe(protocol: Protocol) -> (&'static str, &'static str) {
+    match protocol {
+        Protocol::Ws2017 => ("cping\r\n", "+OK cpong"),
+        Protocol::Arsc => ("<arscrequest><type>bogus</type></arscrequest>", "bogus"),
+        Protocol::Ims => ("<ALIVE/>", "<ALIVE/>"),
+        _ => ("112\n", "214 "),
+    }
+}
+
+/// A connection that never logs in is closed `login_timeout` after it opened, with the
+/// protocol's goodbye where it has one; one that logged in is not, on every protocol.
+#[test]
+fn connections_that_never_log_in_are_closed_at_the_login_timeout() {
+    let goodbyes = [
+        (Protocol::Ws2017, "-ERR 'no uname in time, goodbye'\r\n"),
+        (Protocol::Arsc, "No connect in time, goodbye."),
+        (Protocol::Ims, ""),
+        (Protocol::Opcode, ""),
+    ];
+    for (protocol, goodbye) in goodbyes {
+        let mut config = Config::default();
+        config.limits.login_timeout = core::time::Duration::from_secs(10);
+        let mut h = harness(config);
+        // ws2017 names are nicks: a registered name is not one.
+        let name = if protocol == Protocol::Ws2017 {
+            "dora"
+        } else {
+            "alice"
+        };
+        let user = logged_in(&mut h, protocol, name, [10, 0, 0, 1]);
+        let idle = h.connect_from(protocol, [10, 0, 0, 2]);
+        h.take(idle);
+        // Talking without logging in does not keep it (an ims ALIVE every few seconds).
+        for _ in 0..4 {
+            h.advance(2_400);
+            h.send(idle, probe(protocol).0);
+            h.send(user, probe(protocol).0);
+        }
+        assert_eq!(h.closed(idle), None, "{protocol:?}: closed too early");
+        h.take(idle);
+        h.advance(500);
+        assert_eq!(
+            h.closed(idle),
+            Some(CloseReason::LoginTimeout),
+            "{protocol:?}"
+        );
+        assert!(h.take(idle).contains(goodbye), "{protocol:?}");
+        // The client that logged in is served on.
+        h.take(user);
+        h.send(user, probe(protocol).0);
+        let answer = h.take(user);
+        assert!(answer.contains(probe(protocol).1), "{protocol:?}: {answer}");
+        h.advance(3_000);
+        h.send(user, probe(protocol).0);
+        assert_eq!(h.closed(user), None, "{protocol:?}");
+    }
+}
+
+/// An arsc connection that only posts for a session connected on another connection is
+/// in use, not idle.
+#[test]
+fn an_arsc_connection_posting_with_a_known_sid_is_not_idle() {
+    let mut config = Config::default();
+    config.limits.login_timeout = core::time::Duration::from_secs(10);
+    let mut h = harness(config);
+    let first = h.connect(Protocol::Arsc);
+    h.send(first, arsc_connect("alice", "pw"));
+    let out = h.take(first);
+    let sid = out
+        .split_once("<sid>")
+        .and_then(|(_, rest)| rest.split_once("</sid>"))
+        .map(|(sid, _)| sid.to_owned())
+        .expect("a sid");
+    let poster = h.connect(Protocol::Arsc);
+    h.send(
+        poster,
+        format!("<arscrequest><type>userlist</type><sid>{sid}</sid></arscrequest>"),
+    );
+    assert!(h.take(poster).contains("<status>ok</status>"));
+    h.advance(11_000);
+    assert_eq!(h.closed(poster), None);
+    assert_eq!(h.closed(first), None);
+}
+
+/// Wrong passwords lock the account after `failed_logins_per_account` of them: its logins
+/// are refused before any password check, even with the right password and from another
+/// address, until `login_lockout` has passed; other accounts log in meanwhile. On every
+/// protocol with passwords.
+#[test]
+fn failed_logins_lock_the_account_on_every_protocol_with_passwords() {
+    for protocol in [Protocol::Arsc, Protocol::Ims, Protocol::Opcode] {
+        let mut config = Config::default();
+        config.limits.failed_logins_per_account = 3;
+        let mut h = harness(config);
+        let (attempt, wrong, refused): (fn(&str, &str) -> String, &str, &str) = match protocol {
+            Protocol::Arsc => (
+                arsc_connect,
+                "Access denied! Are your credentials correct?",
+                "Too many failed logins, try again later.",
+            ),
+            Protocol::Ims => (ims_login, "result=\"0\"", "result=\"0\""),
+            _ => (
+                |user, pw| format!("110 {user} {pw}\n"),
+                "212 406 bob",
+                "211",
+            ),
+        };
+        let mallory = h.connect_from(protocol, [10, 0, 0, 66]);
+        for _ in 0..3 {
+            h.send(mallory, attempt("bob", "guess"));
+            let out = h.take(mallory);
+            assert!(out.contains(wrong), "{protocol:?}: {out}");
+        }
+        // Locked: the right password from another address is refused.
+        let bob = h.connect_from(protocol, [10, 0, 0, 2]);
+        h.send(bob, attempt("bob", "pw"));
+        let out = h.take(bob);
+        assert!(out.contains(refused), "{protocol:?}: {out}");
+        assert!(h.server().rate_refusals() >= 1, "counted for the log line");
+        // Another account logs in meanwhile.
+        logged_in(&mut h, protocol, "carol", [10, 0, 0, 3]);
+        // After the lockout, bob logs in (a protocol with an idle timeout keeps its
+        // connection alive meanwhile).
+        for _ in 0..30 {
+            h.advance(10_000);
+            if protocol == Protocol::Ims {
+                h.send(bob, "<ALIVE/>");
+            }
+        }
+        h.take(bob);
+        if protocol != Protocol::Ims {
+            h.peer_close(bob);
+        }
+        logged_in(&mut h, protocol, "bob", [10, 0, 0, 2]);
+    }
+}
+
+/// An address that guesses the passwords of many accounts is locked after
+/// `failed_logins_per_ip` failures, for any account; other addresses are not.
+#[test]
+fn failed_logins_lock_the_address() {
+    let mut config = Config::default();
+    config.limits.failed_logins_per_ip = 4;
+    let mut h = harness(config);
+    let mallory = h.connect_from(Protocol::Ims, [10, 0, 0, 66]);
+    for user in ["alice", "bob", "carol", "alice"] {
+        h.send(mallory, ims_login(user, "guess"));
+        assert!(h.take(mallory).contains("result=\"0\""));
+    }
+    let again = h.connect_from(Protocol::Ims, [10, 0, 0, 66]);
+    h.send(again, ims_login("bob", "pw"));
+    assert!(h
+        .take(again)
+        .ends_with("<LOGIN user=\"bob\" result=\"0\"/>\n"));
+    logged_in(&mut h, Protocol::Ims, "bob", [10, 0, 0, 2]);
+}
