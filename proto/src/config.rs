@@ -228,6 +228,11 @@ pub struct ArscConfig {
     pub max_request_bytes: usize,
     /// The room of a `connect` that names none.
     pub default_room: String,
+    /// Most rooms at once (a room exists while it has members): a connect or `/room`
+    /// into a new room past it is refused.
+    pub max_rooms: usize,
+    /// Most sessions in one room: a connect or `/room` into a full room is refused.
+    pub max_room_members: usize,
 }
 
 impl Default for ArscConfig {
@@ -238,6 +243,8 @@ impl Default for ArscConfig {
             utc_offset_minutes: 0,
             max_request_bytes: 64 * 1024,
             default_room: "lounge".to_owned(),
+            max_rooms: 1_000,
+            max_room_members: 1_000,
         }
     }
 }

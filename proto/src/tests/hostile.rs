@@ -200,3 +200,62 @@ fn failed_logins_lock_the_address() {
         .ends_with("<LOGIN user=\"bob\" result=\"0\"/>\n"));
     logged_in(&mut h, Protocol::Ims, "bob", [10, 0, 0, 2]);
 }
+
+/// Connects guest `user` into `room` over arsc: its connection, and its sid or the error.
+fn arsc_join(h: &mut Harness, user: &str, room: &str) -> (ConnId, Result<String, String>) {
+    let c = h.connect(Protocol::Arsc);
+    h.send(
+        c,
+        format!(
+            "<arscrequest><type>connect</type><user>{user}</user><room>{room}</room></arscrequest>"
+        ),
+    );
+    let out = h.take(c);
+    let sid = out
+        .split_once("<sid>")
+        .and_then(|(_, rest)| rest.split_once("</sid>"))
+        .map(|(sid, _)| sid.to_owned());
+    (c, sid.ok_or(out))
+}
+
+fn arsc_post(sid: &str, content: &str) -> String {
+    format!(
+        "<arscrequest><type>post</type><sid>{sid}</sid><content>{content}</content></arscrequest>"
+    )
+}
+
+/// arsc rooms are bounded in number (`arsc.max_rooms`) and size (`arsc.max_room_members`):
+/// a connect or `/room` past either is refused with the reason, and the members of the
+/// full room go on talking.
+#[test]
+fn arsc_rooms_and_their_members_are_bounded() {
+    let mut config = Config::default();
+    config.arsc.max_rooms = 2;
+    config.arsc.max_room_members = 2;
+    let mut h = harness(config);
+    let (ann, ann_sid) = arsc_join(&mut h, "ann", "lounge");
+    let (ben, ben_sid) = arsc_join(&mut h, "ben", "lounge");
+    let (ann_sid, ben_sid) = (ann_sid.expect("ann in"), ben_sid.expect("ben in"));
+    let (_, full) = arsc_join(&mut h, "cid", "lounge");
+    assert!(full
+        .expect_err("lounge is full")
+        .contains("This room is full!"));
+    let (_, den) = arsc_join(&mut h, "dan", "den");
+    den.expect("a second room");
+    let (_, third) = arsc_join(&mut h, "eve", "attic");
+    let third = third.expect_err("no third room");
+    assert!(third.contains("No more rooms can be opened, try an existing one!"));
+    // A move is refused the same way; ann stays in the lounge.
+    h.take(ann);
+    h.take(ben);
+    h.send(ann, arsc_post(&ann_sid, "/room attic"));
+    assert!(h.take(ann).contains("No more rooms can be opened"));
+    h.send(ann, arsc_post(&ann_sid, "/room den"));
+    assert!(h.take(ann).contains("ann enters the room den"));
+    assert!(h.take(ben).contains("ann leaves"));
+    // The room's members are unaffected: ben is heard, and a place freed is taken.
+    let (_, cid) = arsc_join(&mut h, "cid", "lounge");
+    cid.expect("room for cid now");
+    h.send(ben, arsc_post(&ben_sid, "hello"));
+    assert!(h.take(ben).contains("hello"));
+}

@@ -56,6 +56,10 @@ const UNKNOWN_TEMPLATE: &str = "Unknown template";
 const NO_NAME: &str = "You must enter an username!";
 const BAD_NAME: &str = "This name is not allowed!";
 const BAD_ROOM: &str = "This room name is not allowed!";
+/// A connect or `/room` into a room holding `ArscConfig::max_room_members`.
+const ROOM_FULL: &str = "This room is full!";
+/// A connect or `/room` into a new room while `ArscConfig::max_rooms` exist.
+const TOO_MANY_ROOMS: &str = "No more rooms can be opened, try an existing one!";
 const CONNECTED: &str = "This connection is connected already";
 /// Errors of any request.
 const NOT_KNOWN: &str = "This session is not known";
@@ -262,6 +266,9 @@ impl Session {
         let Some(room) = room_name(request.room.as_deref(), &cx.config.arsc.default_room) else {
             return connect_error(cx, None, BAD_ROOM);
         };
+        if let Some(why) = room_refusal(cx, &room) {
+            return connect_error(cx, None, why);
+        }
         let language = (request.language.as_deref().map(str::trim))
             .filter(|l| !l.is_empty())
             .unwrap_or("english")
@@ -346,9 +353,13 @@ impl Session {
     ) {
         let key = name.key();
         let account = Some(Item::Account(key.clone()));
-        // Checked again: another connection may have connected the name meanwhile.
+        // Checked again: another connection may have connected the name, or filled the
+        // room, meanwhile.
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
+        }
+        if let Some(why) = room_refusal(cx, &room) {
+            return connect_error(cx, account, why);
         }
         let time = sendtime(cx);
         let welcome = format!("Welcome to {}!", cx.config.arsc.title);
@@ -585,6 +596,10 @@ fn post(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
                         &format!("You are in the room {} already.", room.0),
                         None,
                     );
+                }
+                Some(room) if room_refusal(cx, &room).is_some() => {
+                    let why = room_refusal(cx, &room).unwrap_or(BAD_ROOM);
+                    tell(cx, home, why, None);
                 }
                 Some(room) => {
                     // Both rooms hear of the move: it costs a message like a post.
@@ -938,5 +953,15 @@ mod tests {
         assert_eq!(clock(ms, 120), "00:13");
         assert_eq!(clock(ms, -23 * 60), "23:13");
         assert_eq!(clock(0, 0), "00:00");
+    }
+}
+
+/// Why a session may not enter `room`: a full room, or a new room past the most rooms.
+fn room_refusal(cx: &Cx<'_>, room: &RoomName) -> Option<&'static str> {
+    let config = &cx.config.arsc;
+    match cx.net.room_size(room) {
+        0 if cx.net.room_count() >= config.max_rooms => Some(TOO_MANY_ROOMS),
+        n if n >= config.max_room_members => Some(ROOM_FULL),
+        _ => None,
     }
 }
