@@ -398,3 +398,49 @@ fn messages_round_trip() {
         );
     }
 }
+
+/// XML limits (issue 15): only the five predefined entities and character references are
+/// expanded (any other, such as a "billion laughs" entity, makes the document malformed),
+/// a DOCTYPE is never processed, and nesting and attributes are bounded.
+#[test]
+fn entities_doctype_depth_and_attributes_are_bounded() {
+    use super::codec::{MAX_ATTRIBUTES, MAX_DEPTH};
+    // At the top level a DOCTYPE is skipped as a bad declaration, unread.
+    let laughs = "<!DOCTYPE x [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;\">]><MESSAGE from=\"a\" to=\"b\">&b;</MESSAGE>";
+    let framed = whole(laughs);
+    assert_eq!(framed[0], "!BadDeclaration");
+    assert!(framed.iter().all(|f| !f.contains("aaaa")), "{framed:?}");
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\">&b;</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"&b;\">x</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\"><!DOCTYPE x>x</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a&amp;\" to=\"b\">&lt;&#65;&apos;</MESSAGE>"),
+        Ok(Request::Message {
+            from: "a&".into(),
+            to: "b".into(),
+            body: "<A'".into()
+        })
+    );
+    let deep = |n: u32| {
+        let n = n as usize - 1;
+        let doc = format!("<ALIVE>{}{}</ALIVE>", "<x>".repeat(n), "</x>".repeat(n));
+        parse(doc.as_bytes())
+    };
+    assert_eq!(deep(MAX_DEPTH), Ok(Request::Alive));
+    assert_eq!(deep(MAX_DEPTH + 1), Err(ParseError::Syntax));
+    let attrs = |n: usize| {
+        let attrs: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
+        parse(format!("<ALIVE{attrs}/>").as_bytes())
+    };
+    assert_eq!(attrs(MAX_ATTRIBUTES), Ok(Request::Alive));
+    assert_eq!(attrs(MAX_ATTRIBUTES + 1), Err(ParseError::Syntax));
+}
