@@ -259,3 +259,130 @@ fn arsc_rooms_and_their_members_are_bounded() {
     h.send(ben, arsc_post(&ben_sid, "hello"));
     assert!(h.take(ben).contains("hello"));
 }
+
+/// arsc sids cannot be guessed: a sid of the right shape that is no session's, a
+/// victim's sid with one digit changed, an empty one, and a sid whose session ended are
+/// all refused as not known, and nothing reaches the victim's room. Sids are 128 random
+/// bits: distinct, with no order to them.
+#[test]
+fn arsc_sids_cannot_be_guessed_or_reused() {
+    let mut h = harness(Config::default());
+    let (alice, alice_sid) = arsc_join(&mut h, "alice-g", "lounge");
+    let (bob, bob_sid) = arsc_join(&mut h, "bob-g", "lounge");
+    let (alice_sid, bob_sid) = (alice_sid.expect("alice in"), bob_sid.expect("bob in"));
+    let (mallory, _) = arsc_join(&mut h, "mallory", "attic");
+    h.take(alice);
+    h.take(bob);
+    let mut near = alice_sid.clone().into_bytes();
+    near[31] = if near[31] == b'0' { b'1' } else { b'0' };
+    let near = String::from_utf8(near).expect("hex");
+    for sid in ["00000000000000000000000000000000", near.as_str(), ""] {
+        h.send(mallory, arsc_post(sid, "I am alice"));
+        let out = h.take(mallory);
+        assert!(out.contains("This session is not known"), "{sid}: {out}");
+    }
+    assert_eq!(h.take(alice), "");
+    assert_eq!(h.take(bob), "", "nothing reached the room");
+    // A session's sid dies with it.
+    h.peer_close(alice);
+    h.take(bob);
+    h.send(mallory, arsc_post(&alice_sid, "I am alice"));
+    assert!(h.take(mallory).contains("This session is not known"));
+    assert_eq!(h.take(bob), "");
+    // The victim's own session goes on.
+    h.send(bob, arsc_post(&bob_sid, "still here"));
+    assert!(h.take(bob).contains("still here"));
+    // Sids of many sessions: all distinct, and consecutive ones share no long prefix.
+    let sids: Vec<String> = (0..50)
+        .map(|i| arsc_join(&mut h, &format!("g{i}"), "hall").1.expect("in"))
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = sids.iter().collect();
+    assert_eq!(distinct.len(), sids.len());
+    for pair in sids.windows(2) {
+        let common = pair[0]
+            .bytes()
+            .zip(pair[1].bytes())
+            .take_while(|(a, b)| a == b);
+        assert!(common.count() < 8, "{pair:?}");
+    }
+}
+
+/// An ims client logged in as mallory cannot speak for alice: a MESSAGE, a STATUS, a
+/// FRIEND request and a LOGOUT naming alice are refused, and neither alice nor bob hears
+/// of them; alice stays online.
+#[test]
+fn ims_attributes_naming_another_user_are_refused() {
+    let mut h = harness(Config::default());
+    let mallory_ip = [10, 0, 0, 66];
+    let admin = h.connect(Protocol::Admin);
+    h.send(admin, "user add mallory pw\r\n");
+    h.take(admin);
+    let alice = logged_in(&mut h, Protocol::Ims, "alice", [10, 0, 0, 1]);
+    let bob = logged_in(&mut h, Protocol::Ims, "bob", [10, 0, 0, 2]);
+    let mallory = logged_in(&mut h, Protocol::Ims, "mallory", mallory_ip);
+    h.take(alice);
+    h.take(bob);
+    let spoofs = [
+        "<MESSAGE from=\"alice\" to=\"bob\">send me your password</MESSAGE>",
+        "<MESSAGE from=\"ALICE\" to=\"bob\">send me your password</MESSAGE>",
+        "<STATUS user=\"alice\" type=\"set\" code=\"Invisible\"/>",
+        "<FRIEND user=\"alice\" friend=\"bob\" type=\"add\"/>",
+        "<FRIEND user=\"alice\" other=\"bob\" type=\"accept\"/>",
+        "<LOGOUT user=\"alice\"/>",
+    ];
+    for spoof in spoofs {
+        h.send(mallory, spoof);
+        let out = h.take(mallory);
+        assert!(out.contains("result=\"0\""), "{spoof}: {out}");
+        assert_eq!(h.take(alice), "", "{spoof}");
+        assert_eq!(h.take(bob), "", "{spoof}");
+        assert_eq!(h.closed(alice), None, "{spoof}");
+    }
+    // alice is still alice, online: bob reaches her.
+    h.send(bob, "<MESSAGE from=\"bob\" to=\"alice\">hi</MESSAGE>");
+    assert!(h.take(bob).contains("<MESSAGE result=\"1\"/>"));
+    assert!(h
+        .take(alice)
+        .contains("<MESSAGE from=\"bob\" to=\"alice\">hi</MESSAGE>"));
+}
+
+/// opcode chats are their members' only: mallory, who is in none, cannot post to, read
+/// the media of, or delete the chat of alice and bob by its id; they hear nothing of it
+/// and the chat and its message are intact.
+#[test]
+fn opcode_chats_of_others_are_refused_by_id() {
+    let mut h = harness(Config::default());
+    let admin = h.connect(Protocol::Admin);
+    h.send(admin, "user add mallory pw\r\n");
+    h.take(admin);
+    let alice = logged_in(&mut h, Protocol::Opcode, "alice", [10, 0, 0, 1]);
+    let bob = logged_in(&mut h, Protocol::Opcode, "bob", [10, 0, 0, 2]);
+    let mallory = logged_in(&mut h, Protocol::Opcode, "mallory", [10, 0, 0, 66]);
+    let ask = |h: &mut Harness, c: ConnId, line: &str| {
+        h.send(c, format!("{line}\r\n"));
+        h.take(c)
+    };
+    ask(&mut h, alice, "121 bob");
+    ask(&mut h, bob, "121 alice");
+    h.take(alice);
+    assert_eq!(ask(&mut h, alice, "113 bob"), "217 400\r\n");
+    assert!(ask(&mut h, alice, "115 0 secret %00%01").starts_with("219 400"));
+    h.take(bob);
+    for (spoof, refused) in [
+        ("115 0 from%20alice", "219 409"),
+        ("119 0", "227 409"),
+        ("114 0", "218 409"),
+    ] {
+        let out = ask(&mut h, mallory, spoof);
+        assert_eq!(out, format!("{refused}\r\n"), "{spoof}");
+        assert_eq!(h.take(alice), "", "{spoof}");
+        assert_eq!(h.take(bob), "", "{spoof}");
+    }
+    assert_eq!(
+        ask(&mut h, mallory, "112"),
+        "214 0\r\n216\r\n",
+        "no chats listed"
+    );
+    assert_eq!(h.server().state().chats.len(), 1, "the chat is intact");
+    assert_eq!(h.server().state().media.len(), 1, "its media too");
+}
