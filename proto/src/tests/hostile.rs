@@ -386,3 +386,61 @@ fn opcode_chats_of_others_are_refused_by_id() {
     assert_eq!(h.server().state().chats.len(), 1, "the chat is intact");
     assert_eq!(h.server().state().media.len(), 1, "its media too");
 }
+
+/// The offline cap holds for every kind of stored item: an opcode friend acceptance for
+/// an offline asker whose mailbox is full makes the friendship but stores no notice past
+/// the cap; a mailbox with room gets the notice.
+#[test]
+fn a_friend_acceptance_notice_respects_the_offline_cap() {
+    use crate::persist::{Account, Change, MessageId, MessageKind, State, StoredMessage};
+    use crate::{PasswordHash, UserName};
+    let name = |n: &str| UserName::parse(n).expect("a name");
+    let mut state = State::default();
+    for n in ["alice", "bob", "carol"] {
+        state.apply(&Change::AccountCreated(Account {
+            name: name(n),
+            password: PasswordHash("test$pw".into()),
+            ims_password: PasswordHash(format!("test${}", md5_hex("pw"))),
+            email: None,
+            gender: None,
+            level: 0,
+            banned: false,
+            created_ms: 0,
+        }));
+    }
+    for (i, asker) in ["alice", "carol"].into_iter().enumerate() {
+        state.apply(&Change::FriendRequested {
+            from: name(asker),
+            to: name("bob"),
+            since_ms: i as u64,
+        });
+    }
+    // alice's mailbox is full (cap 2); carol's is empty.
+    for id in 0..2 {
+        state.apply(&Change::OfflineQueued(StoredMessage {
+            id: MessageId(id),
+            from: name("carol"),
+            to: name("alice"),
+            body: "hi".into(),
+            sent_ms: 0,
+            kind: MessageKind::Direct,
+        }));
+    }
+    let config = Config {
+        offline_cap: 2,
+        ..Config::default()
+    };
+    let mut h = Harness::with_state(config, state);
+    let bob = logged_in(&mut h, Protocol::Opcode, "bob", [10, 0, 0, 2]);
+    h.take(bob);
+    for asker in ["alice", "carol"] {
+        h.send(bob, format!("121 {asker}\r\n"));
+        assert_eq!(h.take(bob), "232 400\r\n", "{asker}");
+    }
+    let state = h.server().state();
+    let held = |n: &str| state.offline.get(&name(n).key()).map_or(0, |q| q.len());
+    assert_eq!(held("alice"), 2, "no notice past the cap");
+    assert_eq!(held("carol"), 1, "a notice where there is room");
+    assert!(state.are_friends(&name("bob").key(), &name("alice").key()));
+    assert!(state.are_friends(&name("bob").key(), &name("carol").key()));
+}

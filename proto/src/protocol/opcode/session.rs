@@ -837,8 +837,10 @@ fn confirm_contact(cx: &mut Cx<'_>, me: &UserName, name: &str) {
     let accepted = matches!(change, Change::FriendshipMade { .. });
     let mut seq = cx.persist(change);
     if accepted && !cx.net.is_online(&them.key()) {
-        let stored = cx.net.acceptance_change(me, &them, cx.now.wall_ms);
-        seq = cx.persist(stored);
+        let cap = cx.config.offline_cap;
+        if let Some(stored) = cx.net.acceptance_change(me, &them, cx.now.wall_ms, cap) {
+            seq = cx.persist(stored);
+        }
     }
     cx.net.tell_friend(me, &them, accepted);
     cx.send_after(codec::line(&Reply::ConfirmContact(Status::Ok)), seq);
