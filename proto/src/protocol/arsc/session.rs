@@ -900,6 +900,16 @@ fn refusal_text(refusal: Refusal) -> &'static str {
     }
 }
 
+/// Why a session may not enter `room`: a full room, or a new room past the most rooms.
+fn room_refusal(cx: &Cx<'_>, room: &RoomName) -> Option<&'static str> {
+    let config = &cx.config.arsc;
+    match cx.net.room_size(room) {
+        0 if cx.net.room_count() >= config.max_rooms => Some(TOO_MANY_ROOMS),
+        n if n >= config.max_room_members => Some(ROOM_FULL),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -953,15 +963,5 @@ mod tests {
         assert_eq!(clock(ms, 120), "00:13");
         assert_eq!(clock(ms, -23 * 60), "23:13");
         assert_eq!(clock(0, 0), "00:00");
-    }
-}
-
-/// Why a session may not enter `room`: a full room, or a new room past the most rooms.
-fn room_refusal(cx: &Cx<'_>, room: &RoomName) -> Option<&'static str> {
-    let config = &cx.config.arsc;
-    match cx.net.room_size(room) {
-        0 if cx.net.room_count() >= config.max_rooms => Some(TOO_MANY_ROOMS),
-        n if n >= config.max_room_members => Some(ROOM_FULL),
-        _ => None,
     }
 }
