@@ -596,11 +596,18 @@ mod tests {
             ..spent(Some("al"))
         };
         assert!(replies_answer_requests(&chat, &slow("chatm"), &offline_account).is_ok());
+        // A chat to an online user draws on the message bucket: refused once it is spent,
+        // not before.
         let online = ReplyView {
             held_by_other: true,
             ..offline_account
         };
-        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_err());
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_ok());
+        let online_unspent = ReplyView {
+            rate_spent: false,
+            ..online
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online_unspent).is_err());
         let share = ServerLine::Error {
             command: Some("chatm"),
             text: "your share of the mailbox of bob is used up",
