@@ -149,6 +149,27 @@ fn past_the_limit_is_too_large_in_any_split() {
     }
 }
 
+/// A comment ends at `-->` only, however it is split: after a piece ending in `x-` that
+/// followed a `--`, a `>` does not end it (quick-xml's `CommentParser` said it did; found
+/// by the `ims_decoder` fuzz target).
+#[test]
+fn a_comment_ends_at_its_own_end_in_any_split() {
+    let input = b"<!-- a--x-> b --><c/>";
+    let expected = frames(&[input]);
+    assert_eq!(expected, ["<c/>"]);
+    for i in 0..input.len() {
+        for j in i..input.len() {
+            let chunks = [&input[..i], &input[i..j], &input[j..]];
+            assert_eq!(frames(&chunks), expected, "cut at {i} and {j}");
+        }
+    }
+    let inside = b"<a><!-- --x-> <b/> --></a>";
+    assert_eq!(
+        frames(&[&inside[..8], &inside[8..11], &inside[11..]]),
+        ["<a><!-- --x-> <b/> --></a>"]
+    );
+}
+
 /// A document that never ends holds at most the limit (and one read) in memory, and
 /// framing resumes once it does end.
 #[test]
