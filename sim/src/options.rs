@@ -346,8 +346,6 @@ impl SimOptions {
                 broadcast_per_ip: rate(120, 4),
                 durable_per_conn: rate(60, 3),
                 durable_per_ip: rate(120, 6),
-                message_per_conn: rate(60, 3),
-                message_per_ip: rate(120, 6),
                 // ims clients connect from addresses of their own, one each.
                 max_connections: (self.clients + self.ims_clients) as usize,
                 max_connections_per_ip: self.clients.div_ceil(pool).max(1) as usize,
