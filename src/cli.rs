@@ -445,15 +445,15 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_ip))]
     pub message_rate_per_ip: Rate,
 
-    /// Wrong passwords one account may be tried with through the admin socket's
-    /// `user check` (the jabberd authreg helper, which sees no client address) before
-    /// checks are refused: `PER_MINUTE/BURST`.
+    /// Wrong passwords in a row that lock an account out for `limits.login_lockout` (300 s),
+    /// on every protocol with passwords and through the admin socket's `user check` (the
+    /// jabberd authreg helper).
     #[arg(
         long,
-        value_name = "RATE",
-        default_value_t = Rate(Limits::default().failed_logins_per_account)
+        value_name = "N",
+        default_value_t = Limits::default().failed_logins_per_account
     )]
-    pub failed_login_rate_per_account: Rate,
+    pub failed_logins_per_account: u32,
 
     /// The share of an account's offline mailbox one sender may fill, in percent.
     #[arg(

@@ -88,6 +88,14 @@ pub struct LimitsSection {
     pub message_per_ip: Option<String>,
     /// Addresses whose rate buckets are kept (no flag).
     pub max_ip_buckets: Option<u64>,
+    /// Seconds a connection may take to log in (no flag).
+    pub login_timeout: Option<f64>,
+    /// `--failed-logins-per-account`.
+    pub failed_logins_per_account: Option<u32>,
+    /// Wrong passwords in a row from one address that lock it out (no flag).
+    pub failed_logins_per_ip: Option<u32>,
+    /// Seconds a lockout lasts (no flag).
+    pub login_lockout: Option<f64>,
 }
 
 /// `[ws2017]`.
@@ -114,6 +122,10 @@ pub struct ArscSection {
     pub default_room: Option<String>,
     /// The time zone of `sendtime`, minutes east of UTC (no flag).
     pub utc_offset_minutes: Option<i64>,
+    /// Rooms at most (no flag).
+    pub max_rooms: Option<u64>,
+    /// Members of one room at most (no flag).
+    pub max_room_members: Option<u64>,
 }
 
 /// `[ims]`.
@@ -188,6 +200,16 @@ pub struct FileOnly {
     pub offline_cap: Option<usize>,
     /// `limits.max_ip_buckets`.
     pub max_ip_buckets: Option<usize>,
+    /// `limits.login_timeout`.
+    pub login_timeout: Option<std::time::Duration>,
+    /// `limits.failed_logins_per_ip`.
+    pub failed_logins_per_ip: Option<u32>,
+    /// `limits.login_lockout`.
+    pub login_lockout: Option<std::time::Duration>,
+    /// `arsc.max_rooms`.
+    pub arsc_max_rooms: Option<usize>,
+    /// `arsc.max_room_members`.
+    pub arsc_max_room_members: Option<usize>,
     /// `ws2017.max_line_bytes`.
     pub ws2017_max_line_bytes: Option<usize>,
     /// `arsc.max_request_bytes`.
@@ -426,6 +448,39 @@ impl File {
             let n = at_least(1)(n).map_err(|m| bad("limits.max_ip_buckets", m))?;
             args.file_only.max_ip_buckets = Some(to_usize(n));
         }
+        a.set_flag(
+            "limits.failed_logins_per_account",
+            "failed_logins_per_account",
+            &mut args.failed_logins_per_account,
+            limits.failed_logins_per_account,
+            |n: u32| match n {
+                0 => Err("must be at least 1".to_string()),
+                n => Ok(n),
+            },
+        )?;
+        if let Some(n) = limits.failed_logins_per_ip {
+            let n = at_least(1)(u64::from(n)).map_err(|m| bad("limits.failed_logins_per_ip", m))?;
+            args.file_only.failed_logins_per_ip = Some(n as u32);
+        }
+        for (key, value, slot) in [
+            (
+                "limits.login_timeout",
+                limits.login_timeout,
+                &mut args.file_only.login_timeout,
+            ),
+            (
+                "limits.login_lockout",
+                limits.login_lockout,
+                &mut args.file_only.login_lockout,
+            ),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v > 0.0 && v < 1e9) {
+                    return Err(bad(key, "must be a positive number of seconds".into()));
+                }
+                *slot = Some(std::time::Duration::from_secs_f64(v));
+            }
+        }
         let ws2017 = self.ws2017.unwrap_or_default();
         a.set_flag(
             "ws2017.ping_interval",
@@ -456,6 +511,14 @@ impl File {
         if let Some(n) = arsc.max_request_bytes {
             let n = at_least(64)(n).map_err(|m| bad("arsc.max_request_bytes", m))?;
             args.file_only.arsc_max_request_bytes = Some(to_usize(n));
+        }
+        if let Some(n) = arsc.max_rooms {
+            let n = at_least(1)(n).map_err(|m| bad("arsc.max_rooms", m))?;
+            args.file_only.arsc_max_rooms = Some(to_usize(n));
+        }
+        if let Some(n) = arsc.max_room_members {
+            let n = at_least(1)(n).map_err(|m| bad("arsc.max_room_members", m))?;
+            args.file_only.arsc_max_room_members = Some(to_usize(n));
         }
         if let Some(title) = arsc.title {
             if title.chars().any(char::is_control) {

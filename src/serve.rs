@@ -172,10 +172,15 @@ fn config_of(args: &ServeArgs) -> Config {
             durable_per_ip: args.durable_rate_per_ip.0,
             message_per_conn: args.message_rate_per_conn.0,
             message_per_ip: args.message_rate_per_ip.0,
-            failed_logins_per_account: args.failed_login_rate_per_account.0,
+            failed_logins_per_account: args.failed_logins_per_account,
             max_ip_buckets: file
                 .max_ip_buckets
                 .unwrap_or(defaults.limits.max_ip_buckets),
+            login_timeout: file.login_timeout.unwrap_or(defaults.limits.login_timeout),
+            failed_logins_per_ip: file
+                .failed_logins_per_ip
+                .unwrap_or(defaults.limits.failed_logins_per_ip),
+            login_lockout: file.login_lockout.unwrap_or(defaults.limits.login_lockout),
             ..defaults.limits.clone()
         },
         offline_cap: file.offline_cap.unwrap_or(defaults.offline_cap),
@@ -201,6 +206,10 @@ fn config_of(args: &ServeArgs) -> Config {
             utc_offset_minutes: file
                 .arsc_utc_offset_minutes
                 .unwrap_or(defaults.arsc.utc_offset_minutes),
+            max_rooms: file.arsc_max_rooms.unwrap_or(defaults.arsc.max_rooms),
+            max_room_members: file
+                .arsc_max_room_members
+                .unwrap_or(defaults.arsc.max_room_members),
         },
         ims: ImsConfig {
             alive_timeout: args.ims_alive_timeout.0,

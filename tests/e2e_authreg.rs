@@ -325,7 +325,7 @@ fn malformed_and_truncated_lines_are_answered_no_at_once() {
 fn repeated_wrong_passwords_throttle_the_account() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("data");
-    let _server = server_with_alice(&dir, &["--failed-login-rate-per-account", "1/3"]);
+    let _server = server_with_alice(&dir, &["--failed-logins-per-account", "3"]);
     admin(&dir, &["user", "add", "bob", "--password", "builder"], None).ok();
     let mut c2s = Authreg::start(&dir, &[]);
     let right = "CHECK-PASSWORD alice d29uZGVybGFuZA== localhost";

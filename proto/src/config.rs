@@ -95,10 +95,6 @@ pub struct Limits {
     pub message_per_conn: RateLimit,
     /// Chat messages per address.
     pub message_per_ip: RateLimit,
-    /// Failed password checks per account, for logins that carry no client address (the
-    /// jabberd authreg helper's `user check` on the admin socket): only a failure takes a
-    /// token, and a check while the bucket is empty is refused without hashing.
-    pub failed_logins_per_account: RateLimit,
     /// Most addresses whose buckets are kept; buckets that have refilled are dropped to
     /// make room, and addresses that find no room share one bucket. Also bounds the
     /// accounts whose failed-login buckets are kept.
@@ -112,6 +108,19 @@ pub struct Limits {
     /// connections with the largest queues are closed as slow readers until a quarter
     /// of it is free again.
     pub outbound_budget_bytes: usize,
+    /// A network connection that has not logged in this long after it was accepted is
+    /// closed (`CloseReason::LoginTimeout`): ws2017 `uname`, an arsc connect (or a request
+    /// with a known sid), an ims LOGIN, an opcode login or registration.
+    pub login_timeout: Duration,
+    /// Failed password checks of one account, each within `login_lockout` of the last,
+    /// after which its logins are refused for `login_lockout` (before any hash is
+    /// computed), whatever the password and wherever they come from.
+    pub failed_logins_per_account: u32,
+    /// Failed password checks from one address (of any accounts) after which its logins
+    /// are refused the same way.
+    pub failed_logins_per_ip: u32,
+    /// How long a run of failures is remembered, and how long logins are refused after it.
+    pub login_lockout: Duration,
 }
 
 impl Default for Limits {
@@ -145,14 +154,14 @@ impl Default for Limits {
             },
             // Five wrong passwords at once, then one every ten seconds: a person who
             // mistypes is not held up, a guesser gets 360 tries an hour per account.
-            failed_logins_per_account: RateLimit {
-                per_minute: 6,
-                burst: 5,
-            },
             max_ip_buckets: 65_536,
             max_connections: 10_000,
             max_connections_per_ip: 64,
             outbound_budget_bytes: 256 << 20,
+            login_timeout: Duration::from_secs(60),
+            failed_logins_per_account: 5,
+            failed_logins_per_ip: 20,
+            login_lockout: Duration::from_secs(300),
         }
     }
 }
@@ -231,6 +240,11 @@ pub struct ArscConfig {
     pub max_request_bytes: usize,
     /// The room of a `connect` that names none.
     pub default_room: String,
+    /// Most rooms at once (a room exists while it has members): a connect or `/room`
+    /// into a new room past it is refused.
+    pub max_rooms: usize,
+    /// Most sessions in one room: a connect or `/room` into a full room is refused.
+    pub max_room_members: usize,
 }
 
 impl Default for ArscConfig {
@@ -241,6 +255,8 @@ impl Default for ArscConfig {
             utc_offset_minutes: 0,
             max_request_bytes: 64 * 1024,
             default_room: "lounge".to_owned(),
+            max_rooms: 1_000,
+            max_room_members: 1_000,
         }
     }
 }

@@ -17,7 +17,6 @@ use crate::model::{
     Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, Route, SessionId,
     Undeliverable,
 };
-use crate::names::UserKey;
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
 use crate::time::{Instant, Now};
@@ -402,17 +401,6 @@ impl Cx<'_> {
             return Ok(());
         };
         (self.limits).charge(&self.config.limits, &mut conn.limits, cost, self.now.mono)
-    }
-
-    /// Whether a password check for the account `key` may run now, by its failed-login
-    /// bucket (`Limits::failed_logins_per_account`).
-    pub(crate) fn login_allowed(&mut self, key: &UserKey) -> bool {
-        (self.limits).login_allowed(&self.config.limits, key, self.now.mono)
-    }
-
-    /// Counts a failed password check against the account `key`.
-    pub(crate) fn login_failed(&mut self, key: &UserKey) {
-        (self.limits).login_failed(&self.config.limits, key, self.now.mono)
     }
 
     /// Takes a token for a request of `cost` from the buckets of the connection `conn`

@@ -166,6 +166,8 @@ pub enum CloseReason {
     TooManyConnections,
     /// The server is stopping ([`Input::Shutdown`]).
     Shutdown,
+    /// The connection did not log in within `Limits::login_timeout`.
+    LoginTimeout,
 }
 
 impl CloseReason {
@@ -187,6 +189,7 @@ impl CloseReason {
             CloseReason::Done => "done",
             CloseReason::TooManyConnections => "too many connections",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::LoginTimeout => "login timeout",
         }
     }
 }

@@ -31,10 +31,13 @@ mod conns;
 mod cx;
 mod effect;
 mod frame;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod gate;
 mod ids;
 mod io;
 mod limits;
+mod logins;
 mod model;
 mod names;
 mod outbox;

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::config::{Limits, RateLimit};
-use crate::names::UserKey;
 use crate::time::Instant;
 
 /// What a rate-limited request costs the server.
@@ -157,11 +156,8 @@ pub(crate) struct Limiter {
     last_sweep: Option<Instant>,
     /// Requests refused by a rate limit since start, for the runtime's log.
     refused: u64,
-    /// Failed-login buckets per account (`Limits::failed_logins_per_account`), bounded by
-    /// `Limits::max_ip_buckets` as the address buckets are.
-    failed_logins: Map<UserKey, Bucket>,
-    /// Shared by accounts that find the failed-login table full of busy accounts.
-    failed_overflow: Option<Bucket>,
+    /// Failed password checks per account and address, and their lockouts.
+    pub(crate) logins: crate::logins::LoginGuard,
 }
 
 impl ConnLimits {
@@ -262,53 +258,15 @@ impl Limiter {
         Ok(())
     }
 
-    /// Whether a password check for the account `key` may run now: its failed-login
-    /// bucket holds a token (nothing is taken; only a failure takes one). A refusal
-    /// counts as a rate refusal.
-    pub(crate) fn login_allowed(&mut self, limits: &Limits, key: &UserKey, now: Instant) -> bool {
-        let limit = limits.failed_logins_per_account;
-        let bucket = match self.failed_logins.get(key) {
-            Some(bucket) => Some(bucket),
-            None if self.failed_logins.len() >= limits.max_ip_buckets => {
-                self.failed_overflow.as_ref()
-            }
-            None => None,
-        };
-        let allowed = bucket.is_none_or(|b| b.has_token(limit, now));
-        if !allowed {
-            self.refused += 1;
-        }
-        allowed
-    }
-
-    /// Takes a token from the failed-login bucket of the account `key`: its password
-    /// check failed.
-    pub(crate) fn login_failed(&mut self, limits: &Limits, key: &UserKey, now: Instant) {
-        let limit = limits.failed_logins_per_account;
-        let table = &mut self.failed_logins;
-        if !table.contains_key(key) && table.len() >= limits.max_ip_buckets {
-            // A bucket that has refilled is the same as none.
-            table.retain(|_, b| !b.is_full(limit, now));
-        }
-        let bucket = if table.contains_key(key) || table.len() < limits.max_ip_buckets {
-            table
-                .entry(key.clone())
-                .or_insert_with(|| Bucket::full(limit, now))
-        } else {
-            self.failed_overflow
-                .get_or_insert_with(|| Bucket::full(limit, now))
-        };
-        bucket.take(limit, now);
-    }
-
     /// Address bucket sets held, for the memory bound.
     pub(crate) fn ip_buckets(&self) -> usize {
         self.ip_buckets.len()
     }
 
-    /// Requests refused by a rate limit since start.
+    /// Requests refused by a rate limit since start (logins refused by a lockout
+    /// included).
     pub(crate) fn refused(&self) -> u64 {
-        self.refused
+        self.refused + self.logins.refused()
     }
 }
 

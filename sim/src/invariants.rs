@@ -178,8 +178,9 @@ pub(crate) fn replies_answer_requests(
                     {
                         mine && !online && v.registered && v.share_used
                     } else if text == SLOW_DOWN {
-                        // Refused where it would have been stored (durable work).
-                        mine && !online && v.registered && !v.store_failing && v.rate_spent
+                        // Refused where it would have been relayed (a chat message) or
+                        // stored (durable work).
+                        mine && v.rate_spent && (online || (v.registered && !v.store_failing))
                     } else if text == "message could not be stored, try again later" {
                         mine && !online && v.registered && v.store_failing
                     } else {
@@ -600,11 +601,18 @@ mod tests {
             ..spent(Some("al"))
         };
         assert!(replies_answer_requests(&chat, &slow("chatm"), &offline_account).is_ok());
+        // A chat to an online user draws on the message bucket: refused once it is spent,
+        // not before.
         let online = ReplyView {
             held_by_other: true,
             ..offline_account
         };
-        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_err());
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online).is_ok());
+        let online_unspent = ReplyView {
+            rate_spent: false,
+            ..online
+        };
+        assert!(replies_answer_requests(&chat, &slow("chatm"), &online_unspent).is_err());
         let share = ServerLine::Error {
             command: Some("chatm"),
             text: "your share of the mailbox of bob is used up",

@@ -24,6 +24,8 @@
 
 mod choices;
 mod client;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 mod invariants;
 mod net;
 mod options;

@@ -325,6 +325,11 @@ impl SimOptions {
         config.ws2017.ping_interval = Duration::from_millis(self.ping_interval_ms);
         config.ws2017.ping_timeout = Duration::from_millis(self.ping_timeout_ms);
         config.ws2017.max_line_bytes = self.max_line_bytes;
+        // The virtual clients do not model the login timeout or failed-login lockouts
+        // (proto's tests and the fuzz target's do): out of their way.
+        config.limits.login_timeout = Duration::from_secs(365 * 86_400);
+        config.limits.failed_logins_per_account = u32::MAX;
+        config.limits.failed_logins_per_ip = u32::MAX;
         if self.tight_limits {
             let rate = |per_minute, burst| RateLimit { per_minute, burst };
             let pool = self.ip_pool.max(1);

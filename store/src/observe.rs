@@ -60,7 +60,7 @@ pub const REASONS: [&str; 9] = [
 pub fn reason_label(reason: CloseReason) -> &'static str {
     match reason {
         CloseReason::Quit => "quit",
-        CloseReason::Timeout => "timeout",
+        CloseReason::Timeout | CloseReason::LoginTimeout => "timeout",
         CloseReason::SlowReader => "slow_reader",
         CloseReason::ProtocolError => "error",
         CloseReason::Kicked | CloseReason::Banned => "kick",

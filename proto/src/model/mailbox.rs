@@ -47,16 +47,28 @@ impl Network {
 
     /// The change that tells the offline account `to` (named as registered), at its next
     /// login, that `from` accepted its friend request: a stored message of kind
-    /// [`MessageKind::FriendAccepted`] under the next message id, with an empty body.
-    pub(crate) fn acceptance_change(&self, from: &UserName, to: &UserName, now_ms: u64) -> Change {
-        Change::OfflineQueued(StoredMessage {
+    /// [`MessageKind::FriendAccepted`] under the next message id, with an empty body; `None`
+    /// when its mailbox holds `cap` items (the friendship itself is made either way and
+    /// shows in the contact list).
+    pub(crate) fn acceptance_change(
+        &self,
+        from: &UserName,
+        to: &UserName,
+        now_ms: u64,
+        cap: usize,
+    ) -> Option<Change> {
+        let held = self.state.offline.get(&to.key()).map_or(0, |q| q.len());
+        if held >= cap {
+            return None;
+        }
+        Some(Change::OfflineQueued(StoredMessage {
             id: MessageId(self.state.next_message_id),
             from: from.clone(),
             to: to.clone(),
             body: String::new(),
             sent_ms: now_ms,
             kind: MessageKind::FriendAccepted,
-        })
+        }))
     }
 
     /// Hands the mailbox of the user of `session` to it: the one call every protocol

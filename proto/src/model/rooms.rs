@@ -183,6 +183,16 @@ impl Network {
         Some(room)
     }
 
+    /// Rooms with members.
+    pub(crate) fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Sessions in `room`.
+    pub(crate) fn room_size(&self, room: &RoomName) -> usize {
+        self.rooms.get(room).map_or(0, |r| r.members.len())
+    }
+
     /// The room a session is in.
     pub(crate) fn room_of(&self, session: SessionId) -> Option<&RoomName> {
         self.sessions.get(&session).and_then(|r| r.room.as_ref())

@@ -226,8 +226,9 @@ impl Endpoint {
         match self {
             Endpoint::Ws2017(s) => s.on_timer(cx),
             Endpoint::Ims(s) => s.on_timer(cx),
-            Endpoint::Admin(_) | Endpoint::Arsc(_) | Endpoint::Opcode(_) | Endpoint::Jabberd(_) => {
-            }
+            Endpoint::Arsc(s) => s.on_timer(cx),
+            Endpoint::Opcode(s) => s.on_timer(cx),
+            Endpoint::Admin(_) | Endpoint::Jabberd(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}
         }

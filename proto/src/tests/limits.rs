@@ -95,7 +95,7 @@ fn connections_of_one_address_share_its_rate() {
 }
 
 #[test]
-fn messages_stored_for_offline_accounts_are_rate_limited_and_live_chat_is_not() {
+fn messages_stored_for_offline_accounts_and_live_chat_have_rate_limits_of_their_own() {
     let mut h = Harness::new(Config {
         offline_share_percent: 100,
         ..Config::default()
@@ -103,7 +103,9 @@ fn messages_stored_for_offline_accounts_are_rate_limited_and_live_chat_is_not() 
     register(&mut h, "bob");
     let alice = named_from(&mut h, "alice", [10, 0, 0, 1]);
     let carol = named_from(&mut h, "carol", [10, 0, 0, 2]);
+    let dave = named_from(&mut h, "dave", [10, 0, 0, 3]);
     h.take(alice);
+    h.take(carol);
     let burst = Limits::default().durable_per_conn.burst as usize;
     let flood: String = (0..burst + 5)
         .map(|i| format!("chatm alice bob 'm{i}'\r\n"))
@@ -119,12 +121,41 @@ fn messages_stored_for_offline_accounts_are_rate_limited_and_live_chat_is_not() 
         h.store.offline.values().map(|q| q.len()).sum::<usize>(),
         burst
     );
+    // Live messages draw on the message buckets (the durable ones are spent): a flood to
+    // one online user reaches it at the message rate, not until it is closed as a slow
+    // reader.
+    let burst = Limits::default().message_per_conn.burst as usize;
     let live: String = (0..100)
-        .map(|i| format!("chatm alice carol 'm{i}'\r\n"))
+        .map(|i| format!("chatm alice carol 'm{i}'\r\nchatw alice carol 'w{i}'\r\n"))
         .collect();
     h.send(alice, live);
-    assert_eq!(count(&h.take(alice), "+OK chatm 'message relayed'"), 100);
-    assert_eq!(count(&h.take(carol), "chatm alice carol"), 100);
+    let answers = h.take(alice);
+    assert_eq!(
+        count(&answers, "+OK chatm 'message relayed'") + count(&answers, "chatw alice carol"),
+        burst
+    );
+    assert_eq!(
+        count(&answers, "-ERR chatm 'too many requests, slow down'"),
+        100 - burst / 2
+    );
+    assert_eq!(
+        count(&answers, "-ERR chatw 'too many requests, slow down'"),
+        100 - burst / 2
+    );
+    assert_eq!(count(&h.take(carol), "chat"), burst);
+    assert_eq!(h.closed(carol), None);
+    assert_eq!(h.closed(alice), None, "a refusal does not disconnect");
+    // Others are not affected: dave's messages to carol go through.
+    h.send(dave, "chatm dave carol 'hello'\r\n");
+    assert_eq!(h.take(dave), "+OK chatm 'message relayed'\r\n");
+    assert_eq!(h.take(carol), "chatm dave carol 'hello'\r\n");
+    // A whisper to oneself reaches only one's own queue and is not charged.
+    h.send(alice, "chatw alice alice 'me'\r\n");
+    assert_eq!(h.take(alice), "chatw alice alice 'me'\r\n");
+    // Two tokens a second come back.
+    h.advance(500);
+    h.send(alice, "chatm alice carol 'again'\r\n");
+    assert_eq!(h.take(alice), "+OK chatm 'message relayed'\r\n");
 }
 
 #[test]

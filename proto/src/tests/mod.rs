@@ -3,6 +3,7 @@
 mod events;
 pub(crate) mod fixtures;
 pub(crate) mod harness;
+mod hostile;
 mod limits;
 mod mailbox;
 mod names;

@@ -21,6 +21,9 @@ pub(crate) enum Fate {
     Refused,
     /// Refused: the recipient's mailbox is full.
     Full,
+    /// Refused by a rate limit (the oracle judged the bucket could be spent): answered,
+    /// and the client may try again later.
+    SlowedDown,
     /// Relayed to an online recipient.
     Relayed,
     /// Stored as change `seq` of this boot, not yet committed.

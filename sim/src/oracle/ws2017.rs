@@ -305,9 +305,13 @@ impl Oracle {
                 conn.o.unames >= u64::from(l.broadcast_per_conn.burst)
                     || from_ip_unames >= u64::from(l.broadcast_per_ip.burst)
             }
+            // A chat to another online user takes a token from the message buckets, one
+            // stored for an offline account from the durable ones; either can be empty
+            // only after its burst of chats (the count is of both kinds).
             Sent::Chat { .. } => {
-                conn.o.chats >= u64::from(l.durable_per_conn.burst)
-                    || from_ip_chats >= u64::from(l.durable_per_ip.burst)
+                let conn_burst = l.durable_per_conn.burst.min(l.message_per_conn.burst);
+                let ip_burst = l.durable_per_ip.burst.min(l.message_per_ip.burst);
+                conn.o.chats >= u64::from(conn_burst) || from_ip_chats >= u64::from(ip_burst)
             }
             _ => false,
         };
@@ -411,6 +415,8 @@ impl Oracle {
                         if let Some(m) = self.ledger.get_mut(*token) {
                             m.fate = if text.contains("mailbox") {
                                 Fate::Full
+                            } else if text == invariants::SLOW_DOWN {
+                                Fate::SlowedDown
                             } else {
                                 Fate::Refused
                             };

@@ -232,8 +232,11 @@ impl<S: ChoiceSource> Sim<S> {
                     continue;
                 };
                 // A message to an account may be refused (no such account, a full
-                // mailbox: the oracle judged the reason); one to a client must arrive.
+                // mailbox: the oracle judged the reason); one to a client must arrive,
+                // unless a rate limit refused it (clients of one address share its
+                // buckets, and the final round comes from all of them at once).
                 let ok = match m.fate {
+                    Fate::SlowedDown => true,
                     Fate::Relayed => m.received == 1,
                     Fate::Committed => m.ack_released,
                     Fate::Full | Fate::Refused => to_account,

@@ -153,7 +153,7 @@ impl Session {
                 let key = name.key();
                 // Before the password is looked at: a guesser whose tries are used up
                 // makes no hash either.
-                if !cx.login_allowed(&key) {
+                if cx.login_allowed(&key).is_err() {
                     let why = format!("too many failed logins for {name}; try again later");
                     return Err(why.into());
                 }
@@ -384,7 +384,10 @@ impl Session {
                 cx.login_failed(&key);
                 Some(wrong_password(&name))
             }
-            Some(_) => None,
+            Some(_) => {
+                cx.login_succeeded(&key);
+                None
+            }
         };
         match refusal {
             Some(refusal) => refuse(cx, refusal),

@@ -250,7 +250,17 @@ impl Decoder {
     }
 }
 
+/// Deepest element nesting a request may have (a request is two levels deep): deeper is
+/// malformed, so no peer makes the parser keep a long stack of open names.
+pub(super) const MAX_DEPTH: usize = 16;
+/// Most attributes one element may carry (a request reads none): more is malformed.
+pub(super) const MAX_ATTRIBUTES: usize = 32;
+
 /// Parses the document at the front of `doc`, which ends with a candidate end tag.
+///
+/// XML as far as a request needs it and no further: the five predefined entities and
+/// character references are expanded, any other entity is kept as written (never looked
+/// up), and a DOCTYPE makes the document malformed (nothing in it is processed).
 fn parse(doc: &[u8]) -> Parsed {
     let mut reader = Reader::from_reader(doc);
     let config = reader.config_mut();
@@ -273,6 +283,9 @@ fn parse(doc: &[u8]) -> Parsed {
                     };
                 }
                 if depth == 0 && name != "arscrequest" {
+                    return Parsed::Malformed { resume: None };
+                }
+                if depth >= MAX_DEPTH || start.attributes().count() > MAX_ATTRIBUTES {
                     return Parsed::Malformed { resume: None };
                 }
                 if depth == 1 {
@@ -312,6 +325,7 @@ fn parse(doc: &[u8]) -> Parsed {
                 }
             }
             Ok(XmlEvent::Eof) => return Parsed::Incomplete,
+            Ok(XmlEvent::DocType(_)) => return Parsed::Malformed { resume: None },
             Ok(_) => {}
             Err(XmlError::Syntax(
                 SyntaxError::UnclosedCData | SyntaxError::UnclosedComment | SyntaxError::UnclosedPI,
@@ -818,6 +832,46 @@ mod tests {
                 format!("<arscmessage><type>{name}</type><sendtime>00:00</sendtime><sender>a&lt;b</sender><content>x&amp;y</content></arscmessage>\n")
             );
         }
+    }
+
+    /// XML limits (issue 15): no entity is looked up beyond the five predefined ones (a
+    /// "billion laughs" stays its few bytes), a DOCTYPE is refused, and nesting and
+    /// attributes are bounded.
+    #[test]
+    fn entities_doctype_depth_and_attributes_are_bounded() {
+        let laughs = b"<arscrequest><!DOCTYPE x [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;&a;\">]><type>post</type></arscrequest>";
+        assert_eq!(
+            decode(laughs),
+            [Frame::Malformed {
+                kind: Some("post".into())
+            }]
+        );
+        let doc =
+            b"<arscrequest><type>post</type><content>&b; &amp; &#65; &lt;</content></arscrequest>";
+        let [Frame::Request(request)] = &decode(doc)[..] else {
+            panic!("{:?}", decode(doc));
+        };
+        assert_eq!(request.content.as_deref(), Some("&b; & A <"));
+        let deep = |n: usize| {
+            let mut doc = b"<arscrequest><type>post</type>".to_vec();
+            doc.extend(b"<x>".repeat(n));
+            doc.extend(b"</x>".repeat(n));
+            doc.extend(b"</arscrequest>");
+            decode(&doc)
+        };
+        assert_eq!(deep(MAX_DEPTH - 1), [Frame::Request(req("post"))]);
+        assert_eq!(
+            deep(MAX_DEPTH),
+            [Frame::Malformed {
+                kind: Some("post".into())
+            }]
+        );
+        let attrs = |n: usize| {
+            let attrs: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
+            decode(format!("<arscrequest><type{attrs}>post</type></arscrequest>").as_bytes())
+        };
+        assert_eq!(attrs(MAX_ATTRIBUTES), [Frame::Request(req("post"))]);
+        assert_eq!(attrs(MAX_ATTRIBUTES + 1), [Frame::Malformed { kind: None }]);
     }
 }
 

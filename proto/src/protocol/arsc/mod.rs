@@ -4,6 +4,8 @@
 //! and `<arscmessage>`s pushed to the connection that connected. See `docs/protocols/arsc.md`.
 
 mod codec;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod session;
 #[cfg(test)]
 mod tests;

@@ -46,12 +46,20 @@ const SYSTEM: &str = "System";
 /// Connect errors (the original's language file where it had the text).
 const DOUBLE_USER: &str = "A user with this name is already logged in!";
 const WRONG_CREDENTIALS: &str = "Access denied! Are your credentials correct?";
+/// The goodbye of a connection idle since it opened (`Limits::login_timeout`).
+const LOGIN_TIMEOUT: &str = "No connect in time, goodbye.";
+/// A connect of an account, or from an address, locked after failed logins.
+const LOCKED_OUT: &str = "Too many failed logins, try again later.";
 const IP_BANNED: &str = "Your IP is banned!";
 const USER_BANNED: &str = "Access is temporarily denied.";
 const UNKNOWN_TEMPLATE: &str = "Unknown template";
 const NO_NAME: &str = "You must enter an username!";
 const BAD_NAME: &str = "This name is not allowed!";
 const BAD_ROOM: &str = "This room name is not allowed!";
+/// A connect or `/room` into a room holding `ArscConfig::max_room_members`.
+const ROOM_FULL: &str = "This room is full!";
+/// A connect or `/room` into a new room while `ArscConfig::max_rooms` exist.
+const TOO_MANY_ROOMS: &str = "No more rooms can be opened, try an existing one!";
 const CONNECTED: &str = "This connection is connected already";
 /// Errors of any request.
 const NOT_KNOWN: &str = "This session is not known";
@@ -106,6 +114,9 @@ pub(crate) struct Session {
     own: Option<(SessionId, String, UserKey)>,
     /// A connect waiting for its password check; the requests after it wait too.
     pending: Option<Pending>,
+    /// A request with a known sid came on it (a connection that posts for a session
+    /// connected elsewhere is in use, not idle).
+    active: bool,
 }
 
 /// A connect of a registered name, its password being checked.
@@ -147,12 +158,29 @@ impl Session {
             decoder: Decoder::new(cx.config.arsc.max_request_bytes),
             own: None,
             pending: None,
+            active: false,
         };
         if let Err(refusal) = cx.admission() {
             system(cx, refusal_text(refusal));
             cx.close(CloseReason::TooManyConnections);
+            return session;
         }
+        cx.set_timer(cx.now.mono + cx.config.limits.login_timeout);
         session
+    }
+
+    /// The login timeout: a connection that neither connected a session nor made a
+    /// request with a known sid within `Limits::login_timeout` is told and closed.
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
+        if self.own.is_some() || self.active {
+            return;
+        }
+        if self.pending.is_some() {
+            // Its password is being checked: give the check a second more.
+            return cx.set_timer(cx.now.mono + core::time::Duration::from_secs(1));
+        }
+        system(cx, LOGIN_TIMEOUT);
+        cx.close(CloseReason::LoginTimeout);
     }
 
     pub(crate) fn buffered(&self) -> usize {
@@ -207,6 +235,9 @@ impl Session {
             };
             return cx.send_about(&Item::Ip(ip), codec::to_bytes(&refusal));
         }
+        if kind != "connect" && shared.lookup(request.sid.as_deref()).is_some() {
+            self.active = true;
+        }
         match kind {
             "connect" => self.connect(cx, shared, &request),
             "post" => post(cx, shared, &request),
@@ -235,6 +266,9 @@ impl Session {
         let Some(room) = room_name(request.room.as_deref(), &cx.config.arsc.default_room) else {
             return connect_error(cx, None, BAD_ROOM);
         };
+        if let Some(why) = room_refusal(cx, &room) {
+            return connect_error(cx, None, why);
+        }
         let language = (request.language.as_deref().map(str::trim))
             .filter(|l| !l.is_empty())
             .unwrap_or("english")
@@ -255,6 +289,9 @@ impl Session {
                 let Some(password) = request.password.clone() else {
                     return connect_error(cx, account, WRONG_CREDENTIALS);
                 };
+                if cx.login_allowed(&key).is_err() {
+                    return connect_error(cx, account, LOCKED_OUT);
+                }
                 let password = Secret(password);
                 let effect = cx.effect(Effect::VerifyPassword { hash, password });
                 self.pending = Some(Pending {
@@ -281,15 +318,21 @@ impl Session {
             return;
         };
         match result {
-            EffectResult::Verified(true) => self.login(
-                cx,
-                shared,
-                pending.name,
-                pending.room,
-                pending.language,
-                ACCOUNT,
-            ),
+            EffectResult::Verified(true) => {
+                cx.login_succeeded(&pending.name.key());
+                self.login(
+                    cx,
+                    shared,
+                    pending.name,
+                    pending.room,
+                    pending.language,
+                    ACCOUNT,
+                )
+            }
             _ => {
+                if result == EffectResult::Verified(false) {
+                    cx.login_failed(&pending.name.key());
+                }
                 let account = Some(Item::Account(pending.name.key()));
                 connect_error(cx, account, WRONG_CREDENTIALS);
             }
@@ -310,9 +353,13 @@ impl Session {
     ) {
         let key = name.key();
         let account = Some(Item::Account(key.clone()));
-        // Checked again: another connection may have connected the name meanwhile.
+        // Checked again: another connection may have connected the name, or filled the
+        // room, meanwhile.
         if shared.names.contains_key(&key) {
             return connect_error(cx, account, DOUBLE_USER);
+        }
+        if let Some(why) = room_refusal(cx, &room) {
+            return connect_error(cx, account, why);
         }
         let time = sendtime(cx);
         let welcome = format!("Welcome to {}!", cx.config.arsc.title);
@@ -555,6 +602,10 @@ fn post(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
                         &format!("You are in the room {} already.", room.0),
                         None,
                     );
+                }
+                Some(room) if room_refusal(cx, &room).is_some() => {
+                    let why = room_refusal(cx, &room).unwrap_or(BAD_ROOM);
+                    tell(cx, home, why, None);
                 }
                 Some(room) => {
                     // Both rooms hear of the move: it costs a message like a post.
@@ -862,6 +913,16 @@ fn refusal_text(refusal: Refusal) -> &'static str {
         Refusal::ConnRate | Refusal::IpRate => "Too many requests, slow down.",
         Refusal::TooManyConnections => "Too many connections, try again later.",
         Refusal::TooManyFromIp => "Too many connections from your address.",
+    }
+}
+
+/// Why a session may not enter `room`: a full room, or a new room past the most rooms.
+fn room_refusal(cx: &Cx<'_>, room: &RoomName) -> Option<&'static str> {
+    let config = &cx.config.arsc;
+    match cx.net.room_size(room) {
+        0 if cx.net.room_count() >= config.max_rooms => Some(TOO_MANY_ROOMS),
+        n if n >= config.max_room_members => Some(ROOM_FULL),
+        _ => None,
     }
 }
 

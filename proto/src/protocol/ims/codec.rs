@@ -155,6 +155,13 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
     })
 }
 
+/// Deepest nesting of a document (its root is 1; a request has no children): deeper is
+/// malformed.
+pub(crate) const MAX_DEPTH: u32 = 16;
+/// Most attributes on a document's root (a request reads at most eight): more is
+/// malformed.
+pub(crate) const MAX_ATTRIBUTES: usize = 32;
+
 /// The attributes a request reads; the others are checked and dropped.
 const READ_ATTRIBUTES: [&str; 8] = [
     "type", "user", "pass", "from", "to", "code", "friend", "other",
@@ -167,7 +174,10 @@ const READ_ATTRIBUTES: [&str; 8] = [
 /// not their number squared (7,400 of them in 64 KiB took 140 ms).
 fn attributes(root: &BytesStart<'_>) -> Result<Vec<(String, String)>, ParseError> {
     let mut out: Vec<(String, String)> = Vec::new();
-    for attr in root.attributes().with_checks(false) {
+    for (i, attr) in root.attributes().with_checks(false).enumerate() {
+        if i >= MAX_ATTRIBUTES {
+            return Err(ParseError::Syntax);
+        }
         let attr = attr.map_err(|_| ParseError::Syntax)?;
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
@@ -189,6 +199,8 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
     let mut depth = 0u32;
     loop {
         match reader.read_event().map_err(|_| ParseError::Syntax)? {
+            // The root is depth 1, its children 2.
+            Event::Start(_) if depth + 2 > MAX_DEPTH => return Err(ParseError::Syntax),
             Event::Start(_) => depth += 1,
             Event::End(_) if depth == 0 => return Ok(()),
             Event::End(_) => depth -= 1,
@@ -382,16 +394,21 @@ fn escape(s: &str, quote: bool, out: &mut BytesMut) {
 mod attribute_tests {
     use super::*;
 
-    /// A document of thousands of attributes is read for the few a request uses; the
-    /// rest are checked and dropped (a quadratic check for repeats once made 64 KiB of
-    /// them cost 140 ms).
+    /// A document is read for the few attributes a request uses; the rest are checked
+    /// and dropped (a quadratic check for repeats once made 64 KiB of them cost 140 ms),
+    /// and past `MAX_ATTRIBUTES` the document is refused.
     #[test]
     fn only_the_attributes_requests_read_are_kept() {
-        let mut doc = String::from("<LOGIN USER=\"ann\" user=\"other\" pass=\"x\"");
-        for i in 0..7000 {
-            doc.push_str(&format!(" a{i}=\"v\""));
-        }
-        doc.push_str("/>");
+        let with = |n: usize| {
+            let mut doc = String::from("<LOGIN USER=\"ann\" user=\"other\" pass=\"x\"");
+            for i in 0..n {
+                doc.push_str(&format!(" a{i}=\"v\""));
+            }
+            doc.push_str("/>");
+            doc
+        };
+        assert_eq!(parse(with(7000).as_bytes()), Err(ParseError::Syntax));
+        let doc = with(MAX_ATTRIBUTES - 3);
         let mut reader = Reader::from_str(&doc);
         let Ok(Event::Empty(root)) = reader.read_event() else {
             panic!("not an empty element");

@@ -129,6 +129,47 @@ fn every_pair_of_split_points_gives_the_same_frames() {
     }
 }
 
+/// A document that passes the limit is refused as too large whether what follows the
+/// limit (a NUL here) arrives in the same read or later. Found by the `ims_decoder` fuzz
+/// target: whole, the scan of the text ran past the limit to the NUL and reported it as
+/// malformed instead.
+#[test]
+fn past_the_limit_is_too_large_in_any_split() {
+    let mut input = b"<a>".to_vec();
+    input.extend(std::iter::repeat_n(b'x', MAX + 10));
+    input.extend_from_slice(b"\0</a><b/>");
+    let expected = frames(&[&input]);
+    assert_eq!(expected, ["!TooLarge", "!Nul", "!StrayEndTag", "<b/>"]);
+    for cut in 0..input.len() {
+        assert_eq!(
+            frames(&[&input[..cut], &input[cut..]]),
+            expected,
+            "cut at {cut}"
+        );
+    }
+}
+
+/// A comment ends at `-->` only, however it is split: after a piece ending in `x-` that
+/// followed a `--`, a `>` does not end it (quick-xml's `CommentParser` said it did; found
+/// by the `ims_decoder` fuzz target).
+#[test]
+fn a_comment_ends_at_its_own_end_in_any_split() {
+    let input = b"<!-- a--x-> b --><c/>";
+    let expected = frames(&[input]);
+    assert_eq!(expected, ["<c/>"]);
+    for i in 0..input.len() {
+        for j in i..input.len() {
+            let chunks = [&input[..i], &input[i..j], &input[j..]];
+            assert_eq!(frames(&chunks), expected, "cut at {i} and {j}");
+        }
+    }
+    let inside = b"<a><!-- --x-> <b/> --></a>";
+    assert_eq!(
+        frames(&[&inside[..8], &inside[8..11], &inside[11..]]),
+        ["<a><!-- --x-> <b/> --></a>"]
+    );
+}
+
 /// A document that never ends holds at most the limit (and one read) in memory, and
 /// framing resumes once it does end.
 #[test]
@@ -377,4 +418,50 @@ fn messages_round_trip() {
             "{body:?}"
         );
     }
+}
+
+/// XML limits (issue 15): only the five predefined entities and character references are
+/// expanded (any other, such as a "billion laughs" entity, makes the document malformed),
+/// a DOCTYPE is never processed, and nesting and attributes are bounded.
+#[test]
+fn entities_doctype_depth_and_attributes_are_bounded() {
+    use super::codec::{MAX_ATTRIBUTES, MAX_DEPTH};
+    // At the top level a DOCTYPE is skipped as a bad declaration, unread.
+    let laughs = "<!DOCTYPE x [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b \"&a;&a;&a;\">]><MESSAGE from=\"a\" to=\"b\">&b;</MESSAGE>";
+    let framed = whole(laughs);
+    assert_eq!(framed[0], "!BadDeclaration");
+    assert!(framed.iter().all(|f| !f.contains("aaaa")), "{framed:?}");
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\">&b;</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"&b;\">x</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\"><!DOCTYPE x>x</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a&amp;\" to=\"b\">&lt;&#65;&apos;</MESSAGE>"),
+        Ok(Request::Message {
+            from: "a&".into(),
+            to: "b".into(),
+            body: "<A'".into()
+        })
+    );
+    let deep = |n: u32| {
+        let n = n as usize - 1;
+        let doc = format!("<ALIVE>{}{}</ALIVE>", "<x>".repeat(n), "</x>".repeat(n));
+        parse(doc.as_bytes())
+    };
+    assert_eq!(deep(MAX_DEPTH), Ok(Request::Alive));
+    assert_eq!(deep(MAX_DEPTH + 1), Err(ParseError::Syntax));
+    let attrs = |n: usize| {
+        let attrs: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
+        parse(format!("<ALIVE{attrs}/>").as_bytes())
+    };
+    assert_eq!(attrs(MAX_ATTRIBUTES), Ok(Request::Alive));
+    assert_eq!(attrs(MAX_ATTRIBUTES + 1), Err(ParseError::Syntax));
 }

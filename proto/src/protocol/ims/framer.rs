@@ -10,7 +10,7 @@
 //! business ([`super::codec::parse`]); the framer only needs its extent.
 
 use bytes::{Buf, Bytes, BytesMut};
-use quick_xml::parser::{CommentParser, ElementParser, Parser, PiParser};
+use quick_xml::parser::{ElementParser, Parser, PiParser};
 
 /// One result of [`Framer::next`].
 #[derive(Debug, PartialEq, Eq)]
@@ -56,8 +56,12 @@ enum State {
         end: bool,
         last: u8,
     },
-    /// Inside a comment.
-    Comment(CommentParser),
+    /// Inside a comment, with how many `-` just went by (at most 2). Our own count, not
+    /// quick-xml's `CommentParser`, whose state after a piece ending in one `-` keeps
+    /// the count of the piece before (`--` then `x-` leaves it at two), so a later `>`
+    /// ended the comment early in one split and not in another (found by the
+    /// `ims_decoder` fuzz target).
+    Comment(u8),
     /// Inside a processing instruction (an XML declaration).
     Pi(PiParser),
     /// Inside a CDATA section, with how many `]` just went by (at most 2).
@@ -112,7 +116,15 @@ impl Framer {
                 self.pos = 0;
                 return Some(Frame::TooLarge);
             }
-            let rest = &buf[self.pos..];
+            // A unit is scanned no further than one byte past the limit, so it is refused
+            // at the same byte however the input is split (whole, a NUL past the limit
+            // would be seen before the limit was).
+            let between = matches!(self.state, State::Top | State::Junk);
+            let end = match self.discarding || between {
+                true => buf.len(),
+                false => buf.len().min(self.max.saturating_add(1)),
+            };
+            let rest = &buf[self.pos..end];
             if rest.is_empty() {
                 return None;
             }
@@ -172,7 +184,7 @@ impl Framer {
                     n += 1;
                     let seen_now = &seen[..usize::from(n)];
                     if seen_now == COMMENT {
-                        self.state = State::Comment(CommentParser::default());
+                        self.state = State::Comment(0);
                     } else if seen_now == CDATA && self.depth > 0 {
                         self.state = State::Cdata(0);
                     } else if COMMENT.starts_with(seen_now)
@@ -206,18 +218,31 @@ impl Framer {
                         }
                     }
                 },
-                State::Comment(mut parser) => match parser.feed(rest) {
-                    None => {
-                        self.pos += rest.len();
-                        self.state = State::Comment(parser);
-                    }
-                    Some(after) => {
-                        self.pos += after;
-                        if let Some(frame) = self.after_markup(buf) {
-                            return Some(frame);
+                State::Comment(mut dashes) => {
+                    let mut done = None;
+                    for (i, &b) in rest.iter().enumerate() {
+                        match b {
+                            b'>' if dashes >= 2 => {
+                                done = Some(i);
+                                break;
+                            }
+                            b'-' => dashes = (dashes + 1).min(2),
+                            _ => dashes = 0,
                         }
                     }
-                },
+                    match done {
+                        None => {
+                            self.pos += rest.len();
+                            self.state = State::Comment(dashes);
+                        }
+                        Some(i) => {
+                            self.pos += i + 1;
+                            if let Some(frame) = self.after_markup(buf) {
+                                return Some(frame);
+                            }
+                        }
+                    }
+                }
                 State::Pi(mut parser) => match parser.feed(rest) {
                     None => {
                         self.pos += rest.len();

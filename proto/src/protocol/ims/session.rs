@@ -58,6 +58,8 @@ pub(crate) struct Session {
     state: State,
     /// When the last document arrived (or the connection opened).
     last_document: Instant,
+    /// When the connection opened, for the login timeout.
+    opened: Instant,
 }
 
 impl Session {
@@ -69,6 +71,7 @@ impl Session {
             inbound: BytesMut::new(),
             state: State::Guest,
             last_document: cx.now.mono,
+            opened: cx.now.mono,
         };
         if cx.peer.ip().is_some_and(|ip| cx.net.ip_banned(ip)) {
             cx.close(CloseReason::Banned);
@@ -78,7 +81,8 @@ impl Session {
             cx.close(CloseReason::TooManyConnections);
             return session;
         }
-        cx.set_timer(session.last_document + cx.config.ims.alive_timeout);
+        let login = session.opened + cx.config.limits.login_timeout;
+        cx.set_timer(login.min(session.last_document + cx.config.ims.alive_timeout));
         session
     }
 
@@ -152,6 +156,10 @@ impl Session {
             return refuse(cx, item, &user);
         }
         let (name, hash) = (account.name.clone(), account.ims_password.clone());
+        // Locked after failed logins: refused as a wrong password, with no hash made.
+        if cx.login_allowed(&name.key()).is_err() {
+            return refuse(cx, item, &user);
+        }
         let effect = cx.effect(Effect::VerifyPassword {
             hash,
             password: Secret(pass),
@@ -171,6 +179,11 @@ impl Session {
             return;
         };
         let item = Some(Item::Account(name.key()));
+        match result {
+            EffectResult::Verified(true) => cx.login_succeeded(&name.key()),
+            EffectResult::Verified(false) => cx.login_failed(&name.key()),
+            _ => {}
+        }
         if result != EffectResult::Verified(true) {
             reply_about(
                 cx,
@@ -368,12 +381,22 @@ impl Session {
     /// The ALIVE deadline: closes a connection that sent no document for the timeout;
     /// otherwise sleeps until the deadline of its last document (no timer work per
     /// document).
+    ///
+    /// Also the login timeout: a connection still without a LOGIN (nor one being checked)
+    /// `Limits::login_timeout` after it opened is closed, however many ALIVEs it sends.
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         let deadline = self.last_document + cx.config.ims.alive_timeout;
         if cx.now.mono >= deadline {
             return cx.close(CloseReason::Timeout);
         }
-        cx.set_timer(deadline);
+        let login = match self.state {
+            State::Guest => Some(self.opened + cx.config.limits.login_timeout),
+            _ => None,
+        };
+        if login.is_some_and(|at| cx.now.mono >= at) {
+            return cx.close(CloseReason::LoginTimeout);
+        }
+        cx.set_timer(login.map_or(deadline, |at| at.min(deadline)));
     }
 
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>) {

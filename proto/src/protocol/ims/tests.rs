@@ -12,7 +12,11 @@ fn admin(h: &mut Harness, line: &str) -> String {
 
 /// A harness with accounts alice, bob and carol (password `pw` for each).
 fn accounts() -> Harness {
-    let mut h = Harness::new(Config::default());
+    accounts_with(Config::default())
+}
+
+fn accounts_with(config: Config) -> Harness {
+    let mut h = Harness::new(config);
     for name in ["alice", "bob", "carol"] {
         assert_eq!(
             admin(&mut h, &format!("user add {name} pw")),
@@ -580,7 +584,11 @@ fn bans_and_deleted_accounts_close_ims_connections() {
 /// Past the connection caps a connection is closed without a word.
 #[test]
 fn login_attempts_and_connections_are_limited() {
-    let mut h = accounts();
+    // Without the failed-login lockout (tested in `tests::hostile`), which would lock
+    // alice after five of these guesses.
+    let mut config = Config::default();
+    config.limits.failed_logins_per_account = u32::MAX;
+    let mut h = accounts_with(config);
     let burst = Config::default().limits.broadcast_per_conn.burst;
     let c = h.connect(Protocol::Ims);
     let wrong = format!("<LOGIN user=\"alice\" pass=\"{}\"/>", md5_hex("guess"));

@@ -79,8 +79,23 @@ impl Session {
             cx.close(CloseReason::Banned);
         } else if cx.admission().is_err() {
             cx.close(CloseReason::TooManyConnections);
+        } else {
+            cx.set_timer(cx.now.mono + cx.config.limits.login_timeout);
         }
         session
+    }
+
+    /// The login timeout: a connection not logged in `Limits::login_timeout` after it
+    /// opened is closed (the table has no line to say so).
+    pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
+        if self.user.is_some() {
+            return;
+        }
+        if self.waiting.is_some() {
+            // A login or registration is being checked: a second more.
+            return cx.set_timer(cx.now.mono + core::time::Duration::from_secs(1));
+        }
+        cx.close(CloseReason::LoginTimeout);
     }
 
     pub(crate) fn buffered(&self) -> usize {
@@ -239,6 +254,10 @@ impl Session {
         if cx.charge(Cost::Broadcast).is_err() {
             return reply(cx, &Reply::Invalid);
         }
+        // Locked after failed logins: refused as a rate limit is, with no hash made.
+        if cx.login_allowed(&key).is_err() {
+            return reply(cx, &Reply::Invalid);
+        }
         let id = cx.effect(Effect::VerifyPassword {
             hash,
             password: Secret(password),
@@ -287,14 +306,20 @@ impl Session {
                     cx.send_after(codec::line(&Reply::Register(Status::Ok)), seq);
                 }
             }
-            (Waiting::Login { name }, EffectResult::Verified(true)) => self.logged_in(cx, &name),
-            (Waiting::Login { name }, EffectResult::Verified(false)) => reply(
-                cx,
-                &Reply::Login {
-                    status: Status::PasswordWrong,
-                    name: name.as_str(),
-                },
-            ),
+            (Waiting::Login { name }, EffectResult::Verified(true)) => {
+                cx.login_succeeded(&name.key());
+                self.logged_in(cx, &name)
+            }
+            (Waiting::Login { name }, EffectResult::Verified(false)) => {
+                cx.login_failed(&name.key());
+                reply(
+                    cx,
+                    &Reply::Login {
+                        status: Status::PasswordWrong,
+                        name: name.as_str(),
+                    },
+                )
+            }
             (Waiting::Media, EffectResult::Media(Some(bytes))) => reply(
                 cx,
                 &Reply::Media {
@@ -844,8 +869,10 @@ fn confirm_contact(cx: &mut Cx<'_>, me: &UserName, name: &str) {
     let accepted = matches!(change, Change::FriendshipMade { .. });
     let mut seq = cx.persist(change);
     if accepted && !cx.net.is_online(&them.key()) {
-        let stored = cx.net.acceptance_change(me, &them, cx.now.wall_ms);
-        seq = cx.persist(stored);
+        let cap = cx.config.offline_cap;
+        if let Some(stored) = cx.net.acceptance_change(me, &them, cx.now.wall_ms, cap) {
+            seq = cx.persist(stored);
+        }
     }
     cx.net.tell_friend(me, &them, accepted);
     cx.send_after(codec::line(&Reply::ConfirmContact(Status::Ok)), seq);

@@ -4,6 +4,8 @@
 //! `cping`/`cpong` and `cquit`. See `docs/protocols/ws2017.md`.
 
 mod codec;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod session;
 #[cfg(test)]
 mod tests;

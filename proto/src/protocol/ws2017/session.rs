@@ -34,7 +34,12 @@ pub(crate) struct Session {
     next_ping: Instant,
     /// When the oldest unanswered `cping` was sent.
     unanswered_ping: Option<Instant>,
+    /// Closed at this time if still without a name (`Limits::login_timeout`).
+    login_deadline: Instant,
 }
+
+/// The goodbye of a connection that named itself too late.
+const LOGIN_TIMEOUT: &str = "no uname in time, goodbye";
 
 impl Session {
     /// Greets the client and starts pinging it.
@@ -45,6 +50,7 @@ impl Session {
             session: None,
             next_ping: cx.now.mono + cx.config.ws2017.ping_interval,
             unanswered_ping: None,
+            login_deadline: cx.now.mono + cx.config.limits.login_timeout,
         };
         // Whether the address is banned is durable: the answer waits for a pending ban.
         let ip = cx.peer.ip();
@@ -249,6 +255,10 @@ impl Session {
     /// (after a pong cleared the deadline) does nothing but re-arm.
     pub(crate) fn on_timer(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now.mono;
+        if self.session.is_none() && now >= self.login_deadline {
+            error(cx, None, LOGIN_TIMEOUT);
+            return cx.close(CloseReason::LoginTimeout);
+        }
         let (interval, timeout) = (
             cx.config.ws2017.ping_interval,
             cx.config.ws2017.ping_timeout,
@@ -277,6 +287,10 @@ impl Session {
         let timeout = cx.config.ws2017.ping_timeout;
         let deadline = self.unanswered_ping.map(|since| since + timeout);
         let at = deadline.map_or(self.next_ping, |d| d.min(self.next_ping));
+        let at = match self.session {
+            None => at.min(self.login_deadline),
+            Some(_) => at,
+        };
         cx.set_timer(at);
     }
 
@@ -414,6 +428,14 @@ fn chat(
             return refused(cx, why.clone());
         }
         Ok(Route::Live(online)) => {
+            // A live message reaches one connection, but a flood of them fills the
+            // recipient's queue: charged as a chat message, as arsc's and ims's are. One
+            // to oneself reaches only one's own queue, and is not charged.
+            if online.key_ref() != me.key_ref() {
+                if let Err(refusal) = cx.charge(Cost::Message) {
+                    return error(cx, Some(command), refusal_text(refusal));
+                }
+            }
             if !room_for_chat(cx, whisper, &me, online, body, Reply::Relayed) {
                 return;
             }

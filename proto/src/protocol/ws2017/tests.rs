@@ -10,6 +10,20 @@ use crate::{CloseReason, Config, ConnId, Protocol};
 
 const GREETING: &str = "+OK switchboard ws2017 ready\r\n";
 
+/// The default limits without a chat-message rate, for tests that flood one recipient
+/// to reach its outbound limit.
+fn unmetered_messages() -> crate::Limits {
+    let unmetered = crate::RateLimit {
+        per_minute: u32::MAX,
+        burst: u32::MAX,
+    };
+    crate::Limits {
+        message_per_conn: unmetered,
+        message_per_ip: unmetered,
+        ..crate::Limits::default()
+    }
+}
+
 fn harness() -> Harness {
     Harness::new(Config::default())
 }
@@ -541,6 +555,7 @@ fn a_line_over_the_limit_is_refused_without_buffering_it_and_the_next_line_works
 fn a_client_that_stops_reading_is_closed_once_its_queue_passes_the_limit() {
     let mut h = Harness::new(Config {
         outbound_limit_bytes: 4096,
+        limits: unmetered_messages(),
         ..Config::default()
     });
     h.auto_written = false;
@@ -574,6 +589,7 @@ fn written_reports_free_room_in_the_outbound_queue() {
     const ACK: &str = "+OK chatm 'message relayed'\r\n";
     let mut h = Harness::new(Config {
         outbound_limit_bytes: LIMIT,
+        limits: unmetered_messages(),
         ..Config::default()
     });
     let alice = named(&mut h, "alice", &[]);

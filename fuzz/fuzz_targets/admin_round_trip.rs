@@ -1,0 +1,11 @@
+//! `admin_round_trip`: see `switchboard_sim::fuzz::Target::AdminRoundTrip`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::AdminRoundTrip, data) {
+        panic!("{problem}");
+    }
+});

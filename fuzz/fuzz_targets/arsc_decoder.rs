@@ -1,0 +1,11 @@
+//! `arsc_decoder`: see `switchboard_sim::fuzz::Target::ArscDecoder`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::ArscDecoder, data) {
+        panic!("{problem}");
+    }
+});

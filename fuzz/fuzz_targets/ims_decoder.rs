@@ -1,0 +1,11 @@
+//! `ims_decoder`: see `switchboard_sim::fuzz::Target::ImsDecoder`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::ImsDecoder, data) {
+        panic!("{problem}");
+    }
+});

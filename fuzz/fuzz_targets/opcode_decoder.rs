@@ -1,0 +1,11 @@
+//! `opcode_decoder`: see `switchboard_sim::fuzz::Target::OpcodeDecoder`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::OpcodeDecoder, data) {
+        panic!("{problem}");
+    }
+});

@@ -1,0 +1,11 @@
+//! `opcode_round_trip`: see `switchboard_sim::fuzz::Target::OpcodeRoundTrip`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::OpcodeRoundTrip, data) {
+        panic!("{problem}");
+    }
+});
