@@ -24,9 +24,10 @@ pub(crate) struct Conn {
     /// The protocol it speaks.
     pub(crate) protocol: Protocol,
     /// Its protocol state; `None` only while the server has lent it to a call, or
-    /// before its protocol opened it. Boxed: lending it out moves a pointer, not the
-    /// largest protocol's state, once per recipient of every broadcast.
-    pub(crate) endpoint: Option<Box<Endpoint>>,
+    /// before its protocol opened it. Each variant boxes its session: lending it out moves
+    /// two words, not the largest protocol's state, once per recipient of every
+    /// broadcast, and an idle connection holds only its own protocol's state.
+    pub(crate) endpoint: Option<Endpoint>,
     /// What the outbox knows of its transport.
     pub(crate) link: Link,
     /// Its admission and rate buckets.

@@ -305,7 +305,7 @@ impl Server {
                 true => Endpoint::connected(protocol, &mut cx, &mut self.shared),
             };
             if let Some(record) = core.conns.at_mut(slot) {
-                record.endpoint = Some(Box::new(endpoint));
+                record.endpoint = Some(endpoint);
             }
         }
     }
@@ -385,7 +385,7 @@ impl Server {
             queued_outputs: self.core.out.queued(),
             timers: self.core.timers.len(),
             max_inbound_bytes: (self.core.conns.iter())
-                .filter_map(|c| c.endpoint.as_deref().map(Endpoint::buffered))
+                .filter_map(|c| c.endpoint.as_ref().map(Endpoint::buffered))
                 .max()
                 .unwrap_or(0),
             max_unwritten_bytes: (self.core.conns.iter())

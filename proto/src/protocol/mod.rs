@@ -136,14 +136,14 @@ impl Shared {
 /// The protocol state of one connection.
 #[derive(Debug)]
 pub(crate) enum Endpoint {
-    Ws2017(ws2017::Session),
-    Arsc(arsc::Session),
-    Admin(admin::Session),
-    Ims(ims::session::Session),
-    Opcode(opcode::Session),
-    Jabberd(jabberd::Link),
+    Ws2017(Box<ws2017::Session>),
+    Arsc(Box<arsc::Session>),
+    Admin(Box<admin::Session>),
+    Ims(Box<ims::session::Session>),
+    Opcode(Box<opcode::Session>),
+    Jabberd(Box<jabberd::Link>),
     #[cfg(test)]
-    Probe(probe::Session),
+    Probe(Box<probe::Session>),
 }
 
 impl Endpoint {
@@ -159,27 +159,29 @@ impl Endpoint {
             | Protocol::Ims
             | Protocol::Opcode => {
                 cx.close(crate::io::CloseReason::ProtocolError);
-                Endpoint::Admin(admin::Session::open())
+                Endpoint::Admin(Box::new(admin::Session::open()))
             }
             Protocol::Jabberd => {
-                Endpoint::Jabberd(jabberd::Link::connected(cx, &mut shared.jabberd))
+                Endpoint::Jabberd(Box::new(jabberd::Link::connected(cx, &mut shared.jabberd)))
             }
             #[cfg(test)]
-            Protocol::Probe => Endpoint::Probe(probe::Session::connected(cx, &mut shared.probe)),
+            Protocol::Probe => {
+                Endpoint::Probe(Box::new(probe::Session::connected(cx, &mut shared.probe)))
+            }
         }
     }
 
     /// A new connection of `protocol`: sends its greeting and arms its timers.
     pub(crate) fn open(protocol: Protocol, cx: &mut Cx<'_>) -> Endpoint {
         match protocol {
-            Protocol::Ws2017 => Endpoint::Ws2017(ws2017::Session::open(cx)),
-            Protocol::Admin => Endpoint::Admin(admin::Session::open()),
-            Protocol::Arsc => Endpoint::Arsc(arsc::Session::open(cx)),
-            Protocol::Ims => Endpoint::Ims(ims::session::Session::open(cx)),
-            Protocol::Opcode => Endpoint::Opcode(opcode::Session::open(cx)),
-            Protocol::Jabberd => Endpoint::Jabberd(jabberd::Link::refused(cx)),
+            Protocol::Ws2017 => Endpoint::Ws2017(Box::new(ws2017::Session::open(cx))),
+            Protocol::Admin => Endpoint::Admin(Box::new(admin::Session::open())),
+            Protocol::Arsc => Endpoint::Arsc(Box::new(arsc::Session::open(cx))),
+            Protocol::Ims => Endpoint::Ims(Box::new(ims::session::Session::open(cx))),
+            Protocol::Opcode => Endpoint::Opcode(Box::new(opcode::Session::open(cx))),
+            Protocol::Jabberd => Endpoint::Jabberd(Box::new(jabberd::Link::refused(cx))),
             #[cfg(test)]
-            Protocol::Probe => Endpoint::Probe(probe::Session::default()),
+            Protocol::Probe => Endpoint::Probe(Box::default()),
         }
     }
 
