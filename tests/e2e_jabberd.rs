@@ -10,6 +10,8 @@
 
 mod common;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -126,28 +128,6 @@ fn set_executable(path: &Path) {
     std::fs::set_permissions(path, perms).expect("chmod");
 }
 
-/// Standard base64 with padding (SASL PLAIN's payload).
-fn base64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// A minimal XMPP client: what c2s sends is collected as text; the test waits for
 /// substrings of it.
 struct Xmpp {
@@ -256,7 +236,7 @@ impl Xmpp {
             assert!(x.seen.contains("host-gone"), "{user}: {:?}", x.seen);
             return None;
         }
-        let plain = base64(format!("\0{user}\0{password}").as_bytes());
+        let plain = STANDARD.encode(format!("\0{user}\0{password}").as_bytes());
         x.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
         ));
@@ -385,7 +365,7 @@ fn xmpp_clients_through_jabberd2_chat_with_the_other_protocols() {
         assert!(Instant::now() < deadline, "the sm never showed up at c2s");
         thread::sleep(Duration::from_millis(200));
     };
-    let plain = base64(b"\0alice\0not-her-password");
+    let plain = STANDARD.encode(b"\0alice\0not-her-password");
     eve.send(&format!(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
     ));

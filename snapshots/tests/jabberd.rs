@@ -9,6 +9,7 @@
 //! Accept changed transcripts with `INSTA_UPDATE=always cargo test -p
 //! switchboard-snapshots --test jabberd`, then read every changed `.snap`.
 
+use base64ct::{Base64, Encoding};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -187,7 +188,7 @@ fn log_in(w: &mut World, link: ConnId) {
         link,
         &format!(
             "<success xmlns='{SASL}'>{}</success>",
-            base64(&format!("rspauth={rspauth}"))
+            Base64::encode_string(format!("rspauth={rspauth}").as_bytes())
         ),
     );
     w.send(
@@ -232,7 +233,7 @@ fn component_link() {
         second,
         &format!(
             "<success xmlns='{SASL}'>{}</success>",
-            base64("rspauth=00000000000000000000000000000000")
+            Base64::encode_string(b"rspauth=00000000000000000000000000000000")
         ),
     );
     w.advance(1000);
@@ -421,7 +422,8 @@ fn rspauth_of(transcript: &str) -> String {
     let open = "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>";
     let at = transcript.rfind(open).expect("a response") + open.len();
     let end = transcript[at..].find('<').expect("end") + at;
-    let text = String::from_utf8(unbase64(&transcript[at..end])).expect("utf-8");
+    let text = String::from_utf8(Base64::decode_vec(&transcript[at..end]).expect("base64"))
+        .expect("utf-8");
     let get = |key: &str| {
         let at = text.find(&format!("{key}=")).expect("field") + key.len() + 1;
         let rest = &text[at..];
@@ -448,43 +450,4 @@ fn rspauth_of(transcript: &str) -> String {
         "{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"
     )
     .as_bytes()]))
-}
-
-const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn unbase64(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let v = ABC.iter().position(|&a| a == c).expect("base64") as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }

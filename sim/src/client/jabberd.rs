@@ -25,6 +25,7 @@
 //! The client side is written apart from proto's codec: elements are cut by tags and
 //! attributes picked out by hand.
 
+use base64ct::{Base64, Encoding};
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
@@ -209,45 +210,6 @@ fn md5(parts: &[&[u8]]) -> [u8; 16] {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ABC[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn unbase64(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes().filter(|&c| c != b'=') {
-        let Some(v) = ABC.iter().position(|&a| a == c) else {
-            continue;
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    out
 }
 
 /// The value of attribute `name` (written `name='v'`), if present.
@@ -607,12 +569,12 @@ impl Run {
                 let nonce = format!("n{}", self.rng.next_u64());
                 self.phase = Phase::Challenged(nonce.clone());
                 let challenge = format!("realm=\"jabberd-router\", nonce=\"{nonce}\", qop=\"auth\", charset=utf-8, algorithm=md5-sess");
-                self.send(&format!("<challenge xmlns='{SASL}'>{}</challenge>", base64(challenge.as_bytes())))
+                self.send(&format!("<challenge xmlns='{SASL}'>{}</challenge>", Base64::encode_string(challenge.as_bytes())))
             }
             Phase::Challenged(nonce) if unit.starts_with("<response") => {
                 let nonce = nonce.clone();
                 let b64 = unit.split('>').nth(1).and_then(|r| r.split('<').next()).unwrap_or("");
-                let text = String::from_utf8_lossy(&unbase64(b64)).into_owned();
+                let text = String::from_utf8_lossy(&Base64::decode_vec(b64).unwrap_or_default()).into_owned();
                 let (cnonce, uri) = (field(&text, "cnonce"), field(&text, "digest-uri"));
                 let inner = md5(&[format!("jabberd:jabberd-router:{SECRET}").as_bytes()]);
                 let ha1 = hex(&md5(&[&inner, format!(":{nonce}:{cnonce}").as_bytes()]));
@@ -624,7 +586,7 @@ impl Run {
                     return Err(Violation::new("jabberd_link_proves_the_secret", text));
                 }
                 self.phase = Phase::Restarting;
-                let proof = base64(format!("rspauth={}", digest(&format!(":{uri}"))).as_bytes());
+                let proof = Base64::encode_string(format!("rspauth={}", digest(&format!(":{uri}"))).as_bytes());
                 self.send(&format!("<success xmlns='{SASL}'>{proof}</success>"))
             }
             Phase::Restarting if unit.starts_with("<?xml") => self.send(&format!(
