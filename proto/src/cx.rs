@@ -237,12 +237,8 @@ impl Cx<'_> {
     /// Delivers a direct message through [`Network::deliver_direct`], which stores it
     /// through this connection's output when the recipient is offline.
     pub(crate) fn deliver_direct(&mut self, message: Outgoing, limits: MailboxLimits) -> Outcome {
-        let out = &mut self.out;
-        self.net.deliver_direct(message, limits, |change| {
-            let seq = out.next_seq();
-            out.persist(seq, change.clone());
-            seq
-        })
+        let route = self.net.route_direct(message.from, &message.to, limits);
+        self.deliver_routed(message, route)
     }
 
     /// [`Cx::deliver_direct`] on the route [`Network::route_direct`] just gave for it.
