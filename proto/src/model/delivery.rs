@@ -224,10 +224,9 @@ impl Network {
         body: &str,
         kind: DirectKind,
     ) -> Option<UserName> {
-        let sender_key = self.sessions.get(&from).map(|r| &r.user)?;
+        let (sender_name, sender_id, source) =
+            (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))?;
         let recipient = self.users.get(to.key_ref())?;
-        let (sender_name, sender_id) =
-            self.users.get(sender_key).map(|u| (u.name.clone(), u.id))?;
         let message = DirectMessage {
             from: sender_name,
             to: recipient.name.clone(),
@@ -242,14 +241,11 @@ impl Network {
             return Some(message.to);
         }
         let mut receipts_coming = false;
-        let source = self.sessions.get(&from).map(|r| r.protocol);
         for &session in &recipient.sessions {
             let Some(rec) = self.sessions.get(&session) else {
                 continue;
             };
-            if let Some(source) = source {
-                self.counters.routed(source, rec.protocol);
-            }
+            self.counters.routed(source, rec.protocol);
             receipts_coming |= rec.caps.receipts;
             self.pending.push_back(Delivery {
                 to: Audience::Conn(rec.conn),

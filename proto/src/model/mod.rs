@@ -68,7 +68,9 @@ pub(crate) struct Network {
     /// Stored messages handed to connections and not yet written.
     in_flight: InFlight,
     users: BTreeMap<UserKey, OnlineUser>,
-    sessions: BTreeMap<SessionId, SessionRecord>,
+    /// Looked up several times per message by ids the server assigns: a hash map with
+    /// the compiler's hasher. Never iterated for output without sorting.
+    sessions: rustc_hash::FxHashMap<SessionId, SessionRecord>,
     /// Receipts still owed, per (sender, recipient): messages delivered to a session that
     /// sends receipts and not yet confirmed. Entries go when either user goes offline.
     owed_receipts: OwedReceipts,

@@ -86,7 +86,12 @@ impl Network {
     pub(crate) fn audience(&self, key: &UserKey, audience: &PresenceAudience) -> Vec<SessionId> {
         let others = |s: &SessionId| self.sessions.get(s).is_some_and(|r| r.user != *key);
         match audience {
-            PresenceAudience::Everyone => self.sessions.keys().copied().filter(others).collect(),
+            PresenceAudience::Everyone => {
+                let mut all: Vec<SessionId> =
+                    self.sessions.keys().copied().filter(others).collect();
+                all.sort_unstable();
+                all
+            }
             PresenceAudience::Friends => {
                 let friends = self
                     .state

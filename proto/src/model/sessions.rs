@@ -86,6 +86,10 @@ pub(crate) struct SessionView<'a> {
 pub(super) struct SessionRecord {
     pub(super) conn: ConnId,
     pub(super) user: UserKey,
+    /// The user's name as it is online (its [`OnlineUser::name`]), and its id: a sender's
+    /// are read here on every message without a lookup by name.
+    pub(super) name: UserName,
+    pub(super) uid: UserId,
     pub(super) status: Status,
     pub(super) level: u8,
     pub(super) caps: Capabilities,
@@ -174,11 +178,26 @@ impl Network {
         let level = self.admit(&key, kind)?;
         let session = SessionId(self.next_session);
         self.next_session += 1;
+        let before = self.shown(&key);
+        let next_user = &mut self.next_user;
+        let user = self.users.entry(key.clone()).or_insert_with(|| {
+            *next_user += 1;
+            OnlineUser {
+                id: UserId(*next_user),
+                name: name.clone(),
+                sessions: BTreeSet::new(),
+                drains_paused: 0,
+            }
+        });
+        user.sessions.insert(session);
+        let (online_name, uid) = (user.name.clone(), user.id);
         self.sessions.insert(
             session,
             SessionRecord {
                 conn,
                 user: key.clone(),
+                name: online_name,
+                uid,
                 status: Status::Online,
                 level,
                 caps: kind.caps,
@@ -196,18 +215,6 @@ impl Network {
                 conn,
             })
         });
-        let before = self.shown(&key);
-        let next_user = &mut self.next_user;
-        let user = self.users.entry(key.clone()).or_insert_with(|| {
-            *next_user += 1;
-            OnlineUser {
-                id: UserId(*next_user),
-                name: name.clone(),
-                sessions: BTreeSet::new(),
-                drains_paused: 0,
-            }
-        });
-        user.sessions.insert(session);
         // A session starts Online: the lobby, friends and rooms hear of it unless the user
         // already showed (its other sessions visible).
         let after = self.shown(&key);
@@ -274,10 +281,15 @@ impl Network {
             return Err(LoginError::NameTaken);
         }
         let conn = rec.conn;
-        rec.user = new_key.clone();
         let Some(mut user) = self.users.remove(&old_key) else {
             return Err(LoginError::NameTaken);
         };
+        for s in &user.sessions {
+            if let Some(rec) = self.sessions.get_mut(s) {
+                rec.user = new_key.clone();
+                rec.name = new.clone();
+            }
+        }
         let old = std::mem::replace(&mut user.name, new.clone());
         self.owed_receipts.forget(user.id);
         self.users.insert(new_key, user);
@@ -310,8 +322,7 @@ impl Network {
 
     /// The name of the user behind a session.
     pub(crate) fn session_name(&self, session: SessionId) -> Option<&UserName> {
-        let rec = self.sessions.get(&session)?;
-        self.users.get(&rec.user).map(|u| &u.name)
+        self.sessions.get(&session).map(|r| &r.name)
     }
 
     /// Kicks every session of a user; returns how many there were.
@@ -348,10 +359,12 @@ impl Network {
     /// Kicks a whole connection (all its sessions) for `reason`.
     pub(crate) fn kick_conn(&mut self, conn: ConnId, reason: KickReason) {
         self.record(|net| {
-            let on: Vec<&UserKey> = (net.sessions.values())
-                .filter(|r| r.conn == conn)
-                .map(|r| &r.user)
+            let mut on: Vec<(SessionId, &UserKey)> = (net.sessions.iter())
+                .filter(|(_, r)| r.conn == conn)
+                .map(|(s, r)| (*s, &r.user))
                 .collect();
+            on.sort_unstable_by_key(|(s, _)| *s);
+            let on: Vec<&UserKey> = on.into_iter().map(|(_, k)| k).collect();
             let name = on.first().and_then(|k| net.users.get(*k));
             Some(NetworkEvent::Kicked {
                 name: name.map(|u| u.name.clone()),
