@@ -1,29 +1,31 @@
 //! Receipts owed between users: direct messages delivered to a session that answers with
 //! receipts, not yet confirmed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::sessions::UserId;
 
-/// Counts of owed receipts per (sender, recipient), indexed both ways so a user going
-/// offline drops its entries without a scan. Keyed by the online users' ids: one message
-/// costs integer comparisons, not name comparisons.
+/// Counts of owed receipts per (sender, recipient), with each user's counterparts, so a
+/// user going offline drops its entries without a scan. Keyed by the online users' ids,
+/// which the server assigns (hash maps with the compiler's hasher): one message costs a
+/// hash of two integers. Never iterated to produce output.
 #[derive(Debug, Default)]
 pub(crate) struct OwedReceipts {
-    by_sender: BTreeMap<(UserId, UserId), u32>,
-    /// (recipient, sender) for every entry of `by_sender`.
-    by_recipient: BTreeSet<(UserId, UserId)>,
+    by_sender: FxHashMap<(UserId, UserId), u32>,
+    /// Every user in an entry of `by_sender`, with the users on the other side of its
+    /// entries.
+    peers: FxHashMap<UserId, FxHashSet<UserId>>,
 }
 
 impl OwedReceipts {
     /// One more message from `sender` awaits a receipt from `recipient`.
     pub(crate) fn owe(&mut self, sender: UserId, recipient: UserId) {
-        if let Some(owed) = self.by_sender.get_mut(&(sender, recipient)) {
-            *owed = owed.saturating_add(1);
-            return;
+        let owed = self.by_sender.entry((sender, recipient)).or_insert(0);
+        if *owed == 0 {
+            self.peers.entry(sender).or_default().insert(recipient);
+            self.peers.entry(recipient).or_default().insert(sender);
         }
-        self.by_sender.insert((sender, recipient), 1);
-        self.by_recipient.insert((recipient, sender));
+        *owed = owed.saturating_add(1);
     }
 
     /// Takes one owed receipt, if any is owed.
@@ -35,28 +37,33 @@ impl OwedReceipts {
         *owed -= 1;
         if *owed == 0 {
             self.by_sender.remove(&pair);
-            self.by_recipient.remove(&(recipient, sender));
+            if !self.by_sender.contains_key(&(recipient, sender)) {
+                self.unlink(sender, recipient);
+                self.unlink(recipient, sender);
+            }
         }
         true
     }
 
+    /// `a` and `b` owe each other nothing any more.
+    fn unlink(&mut self, a: UserId, b: UserId) {
+        if let Some(set) = self.peers.get_mut(&a) {
+            set.remove(&b);
+            if set.is_empty() {
+                self.peers.remove(&a);
+            }
+        }
+    }
+
     /// Forgets every receipt to or from `user`.
     pub(crate) fn forget(&mut self, user: UserId) {
-        let as_sender: Vec<UserId> = (self.by_sender.range((user, UserId::MIN)..))
-            .take_while(|((s, _), _)| *s == user)
-            .map(|((_, r), _)| *r)
-            .collect();
-        for recipient in as_sender {
-            self.by_recipient.remove(&(recipient, user));
-            self.by_sender.remove(&(user, recipient));
-        }
-        let as_recipient: Vec<UserId> = (self.by_recipient.range((user, UserId::MIN)..))
-            .take_while(|(r, _)| *r == user)
-            .map(|(_, s)| *s)
-            .collect();
-        for sender in as_recipient {
-            self.by_sender.remove(&(sender, user));
-            self.by_recipient.remove(&(user, sender));
+        let Some(peers) = self.peers.remove(&user) else {
+            return;
+        };
+        for peer in peers {
+            self.by_sender.remove(&(user, peer));
+            self.by_sender.remove(&(peer, user));
+            self.unlink(peer, user);
         }
     }
 
@@ -89,6 +96,13 @@ mod tests {
         assert!(!r.settle(c, b));
         assert!(r.settle(ab, c));
         assert_eq!(r.len(), 0);
-        assert!(r.by_recipient.is_empty());
+        assert!(r.peers.is_empty(), "{:?}", r.peers);
+        // Settling both ways leaves no index behind either.
+        r.owe(a, b);
+        r.owe(b, a);
+        assert!(r.settle(a, b));
+        assert!(r.peers.contains_key(&a), "b still owes a receipt to a");
+        assert!(r.settle(b, a));
+        assert!(r.peers.is_empty(), "{:?}", r.peers);
     }
 }
