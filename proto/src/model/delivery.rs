@@ -1,5 +1,7 @@
 //! Direct messages between users, whatever protocol each is on.
 
+use std::sync::Arc;
+
 use super::{Audience, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
 use crate::ids::Seq;
 use crate::persist::{Change, ChatId, MediaId};
@@ -9,7 +11,8 @@ use crate::persist::{Change, ChatId, MediaId};
 pub(crate) struct DirectMessage {
     pub(crate) from: UserName,
     pub(crate) to: UserName,
-    pub(crate) body: String,
+    /// Shared by every session it is handed to (and the sender's outgoing copy).
+    pub(crate) body: Arc<str>,
     pub(crate) kind: DirectKind,
 }
 
@@ -74,7 +77,7 @@ pub(crate) struct Outgoing {
     pub(crate) from: SessionId,
     /// The recipient, as the sender named it.
     pub(crate) to: UserName,
-    pub(crate) body: String,
+    pub(crate) body: Arc<str>,
     pub(crate) kind: DirectKind,
     /// When it was sent, in Unix milliseconds (kept with a stored message).
     pub(crate) sent_ms: u64,
@@ -221,7 +224,7 @@ impl Network {
         &mut self,
         from: SessionId,
         to: &UserName,
-        body: &str,
+        body: &Arc<str>,
         kind: DirectKind,
     ) -> Option<UserName> {
         let (sender_name, sender_id, source) =
@@ -230,7 +233,7 @@ impl Network {
         let message = DirectMessage {
             from: sender_name,
             to: recipient.name.clone(),
-            body: body.to_owned(),
+            body: Arc::clone(body),
             kind,
         };
         self.relayed += 1;

@@ -36,7 +36,7 @@ impl Network {
             id: MessageId(self.state.next_message_id),
             from: from.clone(),
             to: to.clone(),
-            body: message.body.clone(),
+            body: message.body.to_string(),
             sent_ms: message.sent_ms,
             kind: match message.kind {
                 DirectKind::Chat | DirectKind::Whisper => MessageKind::Direct,

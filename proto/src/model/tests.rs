@@ -227,7 +227,7 @@ fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
     assert_eq!(outcome, Outcome::Delivered(name("carol")));
     let events: Vec<Event> = drain(&mut net).into_iter().map(|d| d.event).collect();
     assert!(
-        matches!(&events[..], [Event::Direct { session, message }] if *session == carol && message.body == "yo"),
+        matches!(&events[..], [Event::Direct { session, message }] if *session == carol && &*message.body == "yo"),
         "only the message; its receipt is owed: {events:?}"
     );
     assert!(net.receipt(carol, &name("bob")));

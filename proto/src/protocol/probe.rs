@@ -204,7 +204,7 @@ impl Session {
                     let message = DirectMessage {
                         from: name.clone(),
                         to: name,
-                        body: (*text).to_owned(),
+                        body: (*text).into(),
                         kind: DirectKind::Chat,
                     };
                     cx.px().notify(session, Event::Direct { session, message });

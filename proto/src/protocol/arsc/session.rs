@@ -687,7 +687,7 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     let message = Outgoing {
         from: session,
         to: name,
-        body: text.to_owned(),
+        body: std::sync::Arc::from(text),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };

@@ -442,7 +442,7 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
     let outgoing = Outgoing {
         from: session,
         to,
-        body,
+        body: body.into(),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };

@@ -755,7 +755,7 @@ fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
     let outgoing = Outgoing {
         from: x.session,
         to,
-        body,
+        body: body.into(),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };

@@ -620,7 +620,7 @@ impl Session {
         let outgoing = Outgoing {
             from: session,
             to,
-            body: message,
+            body: message.into(),
             kind: match kind {
                 Some(media) => DirectKind::InChat { chat: id, media },
                 None => DirectKind::Chat,

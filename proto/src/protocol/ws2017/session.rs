@@ -452,7 +452,7 @@ fn chat(
     let message = Outgoing {
         from: session,
         to,
-        body: body.to_owned(),
+        body: std::sync::Arc::from(body),
         kind,
         sent_ms: cx.now.wall_ms,
     };
