@@ -34,9 +34,6 @@ impl SessionId {
 pub(crate) struct UserId(u64);
 
 impl UserId {
-    /// Below every user's id.
-    pub(super) const MIN: UserId = UserId(0);
-
     /// User `n`, for tests.
     #[cfg(test)]
     pub(crate) fn for_test(n: u64) -> UserId {

@@ -368,14 +368,13 @@ fn push(out: &mut impl Sink, parts: &[&str]) {
 
 #[cfg(test)]
 mod scan {
-    use super::may_hold_control;
-
     fn naive(bytes: &[u8]) -> bool {
         bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == 0xc2)
     }
 
     #[test]
     fn the_word_scan_finds_every_byte_the_byte_scan_finds() {
+        use super::may_hold_control;
         // Every byte value at every position of lines around the word size, among
         // neighbours just above and below the thresholds.
         for len in 1..=19 {
