@@ -244,13 +244,20 @@ trait Sink {
 impl Sink for BytesMut {
     fn put(&mut self, parts: &[&str]) {
         self.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+        let start = self.len();
         for part in parts {
-            // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes
-            // as 0xC2 and a second byte): a byte scan finds every candidate.
-            if !may_hold_control(part.as_bytes()) || !part.chars().any(char::is_control) {
-                self.put_slice(part.as_bytes());
-                continue;
-            }
+            self.extend_from_slice(part.as_bytes());
+        }
+        // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes as
+        // 0xC2 and a second byte): one scan of what was appended finds every candidate,
+        // and only a real one makes it written again, character by character.
+        let clean = !may_hold_control(&self[start..])
+            || !parts.iter().any(|p| p.chars().any(char::is_control));
+        if clean {
+            return;
+        }
+        self.truncate(start);
+        for part in parts {
             for c in part.chars() {
                 let c = if c.is_control() { ' ' } else { c };
                 self.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());

@@ -211,6 +211,20 @@ fn chatm_accepts_unquoted_names_and_a_message_with_quotes_inside() {
 }
 
 #[test]
+fn control_characters_in_a_relayed_message_become_spaces() {
+    let mut h = harness();
+    let alice = named(&mut h, "alice", &[]);
+    let bob = named(&mut h, "bob", &[alice]);
+    // C0 (a tab, an escape), DEL and C1 (U+0085), each where an 8-byte scan puts it.
+    h.send(alice, "chatm alice bob 'a\tb\x1b[31mred\x7f \u{85}end'\r\n");
+    assert_eq!(h.take(alice), "+OK chatm 'message relayed'\r\n");
+    assert_eq!(h.take(bob), "chatm alice bob 'a b [31mred   end'\r\n");
+    // U+00C2 itself (0xC3 0x82) and U+00A0 (0xC2 0xA0) are not controls: kept.
+    h.send(alice, "chatm alice bob 'Â\u{a0}ok'\r\n");
+    assert_eq!(h.take(bob), "chatm alice bob 'Â\u{a0}ok'\r\n");
+}
+
+#[test]
 fn chatm_to_oneself_is_delivered_to_oneself() {
     let mut h = harness();
     let alice = named(&mut h, "alice", &[]);
