@@ -34,6 +34,7 @@ mod frame;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod gate;
+mod hashing;
 mod ids;
 mod io;
 mod limits;

@@ -7,8 +7,6 @@
 //! the `now.mono` of the input, never a clock.
 
 use core::net::IpAddr;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use crate::config::{Limits, RateLimit};
 use crate::time::Instant;
@@ -135,9 +133,8 @@ pub(crate) struct ConnLimits {
     buckets: Buckets,
 }
 
-/// Looked up per request and never iterated to produce output: std's hash map with its
-/// fixed-key hasher (deterministic), as in the outbox.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+/// Looked up per request, keyed by addresses: seeded per server.
+type Map<K, V> = crate::hashing::PeerMap<K, V>;
 
 /// The server's limiter: connection counts and every token bucket.
 #[derive(Debug, Default)]
@@ -171,6 +168,16 @@ impl ConnLimits {
 }
 
 impl Limiter {
+    /// A limiter whose maps hash with `hasher` (see [`crate::hashing`]).
+    pub(crate) fn seeded(hasher: crate::hashing::Seeded) -> Limiter {
+        Limiter {
+            per_ip: crate::hashing::peer_map(hasher.clone()),
+            ip_buckets: crate::hashing::peer_map(hasher.clone()),
+            logins: crate::logins::LoginGuard::seeded(hasher.clone()),
+            ..Limiter::default()
+        }
+    }
+
     /// Counts a connection from `ip` (none for the admin socket) and returns what the
     /// limiter keeps for it, to be handed back at its close. Network connections past
     /// the caps are refused (and kept uncounted); admin ones are never refused and have

@@ -7,9 +7,6 @@
 //! Bounded: accounts are the store's (a failure is only counted for an existing account),
 //! addresses at most `Limits::max_ip_buckets`, runs that have expired dropped to make room.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
-
 use crate::config::Limits;
 use crate::cx::Cx;
 use crate::limits::IpKey;
@@ -37,8 +34,8 @@ impl Run {
     }
 }
 
-/// Deterministic, as the limiter's maps.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+/// Keyed by account names and addresses peers try: seeded per server.
+type Map<K, V> = crate::hashing::PeerMap<K, V>;
 
 /// Why a login is refused before its password is checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +56,15 @@ pub(crate) struct LoginGuard {
 }
 
 impl LoginGuard {
+    /// A guard whose maps hash with `hasher` (see [`crate::hashing`]).
+    pub(crate) fn seeded(hasher: crate::hashing::Seeded) -> LoginGuard {
+        LoginGuard {
+            accounts: crate::hashing::peer_map(hasher.clone()),
+            ips: crate::hashing::peer_map(hasher.clone()),
+            refused: 0,
+        }
+    }
+
     /// Whether a login of `account` from `ip` may have its password checked now.
     pub(crate) fn allowed(
         &mut self,

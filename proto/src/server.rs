@@ -113,8 +113,9 @@ impl Server {
     /// A server with no connections over the durable `state` the store loaded, its
     /// generator seeded from `config.seed`.
     pub fn new(config: Config, state: State) -> Server {
+        let hasher = crate::hashing::seeded(config.seed);
         #[allow(unused_mut)]
-        let mut net = Network::new(state);
+        let mut net = Network::new(state, hasher.clone());
         let mut timers = Timers::default();
         // The router link (if configured) is dialed at the first timeout.
         if config.jabberd.router.is_some() {
@@ -124,6 +125,7 @@ impl Server {
         {
             net.planted_bug = config.planted_bug;
         }
+        let limits = Limiter::seeded(hasher);
         Server {
             last_now: None,
             order: BTreeMap::new(),
@@ -140,7 +142,7 @@ impl Server {
                 config,
                 net,
                 timers,
-                limits: Limiter::default(),
+                limits,
             },
         }
     }

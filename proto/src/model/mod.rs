@@ -90,9 +90,9 @@ pub(crate) struct Network {
 
 impl Network {
     /// A network with no one online, over the durable state the store loaded.
-    pub(crate) fn new(state: State) -> Self {
+    pub(crate) fn new(state: State, hasher: crate::hashing::Seeded) -> Self {
         Network {
-            shares: MailboxShares::of(&state),
+            shares: MailboxShares::of(&state, hasher),
             state,
             ..Network::default()
         }

@@ -1,26 +1,26 @@
 //! How many of each account's offline messages each sender holds, kept in step with the
 //! durable state so a sender's share is known without walking the mailbox.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, DefaultHasher};
-
 use super::UserKey;
 use crate::persist::{Change, State, StoredMessage};
 
-/// Looked up, never iterated to produce output: std's hash map with its fixed-key
-/// hasher (deterministic).
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<DefaultHasher>>;
+/// Keyed by account names, which peers choose: seeded per server.
+type Map<K, V> = crate::hashing::PeerMap<K, V>;
 
 /// Offline messages per recipient, then per sender.
 #[derive(Debug, Default)]
 pub(super) struct MailboxShares {
     held: Map<UserKey, Map<UserKey, usize>>,
+    hasher: crate::hashing::Seeded,
 }
 
 impl MailboxShares {
-    /// The shares of the mailboxes in `state`.
-    pub(super) fn of(state: &State) -> Self {
-        let mut shares = MailboxShares::default();
+    /// The shares of the mailboxes in `state`, in maps hashing with `hasher`.
+    pub(super) fn of(state: &State, hasher: crate::hashing::Seeded) -> Self {
+        let mut shares = MailboxShares {
+            held: crate::hashing::peer_map(hasher.clone()),
+            hasher,
+        };
         for message in state.offline.values().flatten() {
             shares.add(message);
         }
@@ -59,7 +59,9 @@ impl MailboxShares {
     }
 
     fn add(&mut self, message: &StoredMessage) {
-        let senders = self.held.entry(message.to.key()).or_default();
+        let hasher = &self.hasher;
+        let senders = (self.held.entry(message.to.key()))
+            .or_insert_with(|| crate::hashing::peer_map(hasher.clone()));
         *senders.entry(message.from.key()).or_default() += 1;
     }
 
@@ -83,7 +85,7 @@ impl MailboxShares {
     /// Whether the counts match a walk of `state` (for tests).
     #[cfg(test)]
     pub(super) fn matches(&self, state: &State) -> bool {
-        MailboxShares::of(state).held == self.held
+        MailboxShares::of(state, self.hasher.clone()).held == self.held
     }
 }
 
