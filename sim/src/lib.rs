@@ -38,9 +38,9 @@ mod store;
 mod trace;
 
 pub use choices::{ByteTape, ChoiceSource, Choices, Purpose, Seeded, SimRng, Tape};
-pub use client::arsc::{run_arsc, ArscOptions, ArscReport};
+pub use client::arsc_loop::{run_arsc, ArscOptions, ArscReport};
 pub use client::jabberd::{run as run_jabberd, run_with as run_jabberd_with, JabberdReport};
-pub use client::opcode::{run as run_opcode, run_with as run_opcode_with, OpcodeReport};
+pub use client::opcode_loop::{run as run_opcode, run_with as run_opcode_with, OpcodeReport};
 pub use options::{Overrides, Plant, SimOptions};
 pub use report::{Failure, Violation};
 pub use run::{check_determinism, run_seed, sweep, SweepReport};

@@ -17,6 +17,8 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --seeds A..B        run seeds A (included) to B (excluded)
   --clients K         exactly K ws2017 clients (default: drawn from the seed)
   --clients-ims K     exactly K ims clients (default: drawn from the seed)
+  --clients-arsc K    exactly K arsc clients (default: drawn from the seed)
+  --clients-opcode K  exactly K opcode clients (default: drawn from the seed)
   --virtual-secs S    a safety phase of S virtual seconds (default: drawn)
   --steps M           stop one seed's run after M steps (to bisect)
   --jobs J            seeds run on J threads in a sweep (default: 1)
@@ -132,6 +134,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 args.seeds = Some((a, b));
             }
             "--clients" => args.overrides.clients = Some(number("--clients", it.next())?),
+            "--clients-arsc" => {
+                args.overrides.clients_arsc = Some(number("--clients-arsc", it.next())?)
+            }
+            "--clients-opcode" => {
+                args.overrides.clients_opcode = Some(number("--clients-opcode", it.next())?)
+            }
             "--clients-ims" => {
                 args.overrides.clients_ims = Some(number("--clients-ims", it.next())?)
             }
@@ -277,6 +285,12 @@ fn main() -> ExitCode {
         c.relayed,
         c.stored,
         c.mailbox_full
+    );
+    println!(
+        "logins ims/arsc/opcode={:?}, read from the store at a login ims/arsc+opcode={:?}, direct messages read, from (row) and to (column) ws2017/ims/arsc/opcode={:?}",
+        [c.ims_logins, c.arsc_logins, c.opcode_logins],
+        [c.ims_stored_reads, c.login_stored_reads],
+        c.routes
     );
     if report.failures.is_empty() {
         ExitCode::SUCCESS
