@@ -193,16 +193,17 @@ impl<R: Choices> OpcodeClient<R> {
         if let Some(requester) = self.confirm.pop() {
             return self.send(format!("121 {requester}"), Expect::Status(232), None);
         }
-        if std::mem::take(&mut self.list_due) {
+        // Listings are answered whole, and a long one (a chat for each ws2017 nick that
+        // wrote) overruns a small outbound limit: closed as a slow reader. Once healed the
+        // client lists nothing, so it stays logged in.
+        if std::mem::take(&mut self.list_due) && !self.healed {
             return self.send("112".into(), Expect::ChatList, None);
         }
         let other = self.rng.pick(&self.others).clone();
-        // Chats with an account (a sender without one has a chat for its login only).
-        let chats: Vec<(u64, String)> = (self.chats.iter())
-            .filter(|(_, o)| self.others.contains(o))
-            .map(|(c, o)| (*c, o.clone()))
-            .collect();
-        match self.rng.weighted(&[3, 3, 2, 10, 1, 1, 1, 1]) {
+        // Chats with accounts, and with ws2017 nicks that wrote (for their login only).
+        let chats: Vec<(u64, String)> = (self.chats.iter()).map(|(c, o)| (*c, o.clone())).collect();
+        let list = if self.healed { 0 } else { 1 };
+        match self.rng.weighted(&[3, 3, 2 * list, 10, 1, list, list, 1]) {
             0 => self.send(format!("121 {other}"), Expect::Status(232), None),
             1 => self.send(format!("113 {other}"), Expect::Status(217), None),
             3 if !chats.is_empty() => {
@@ -230,6 +231,7 @@ impl<R: Choices> OpcodeClient<R> {
             7 if !self.healed && self.rng.ratio(1, 3) => {
                 self.send("111".into(), Expect::Status(213), None)
             }
+            _ if self.healed => self.send(format!("121 {other}"), Expect::Status(232), None),
             _ => self.send("112".into(), Expect::ChatList, None),
         }
     }
@@ -356,10 +358,12 @@ impl<R: Choices> OpcodeClient<R> {
             Ok(code)
         };
         // Durable requests get a bare 211 while the store fails or past their rate; so
-        // does a login past the broadcast rate.
+        // does a login past the broadcast rate, and a media fetch whose read failed.
         let durable = matches!(
             expect,
-            Expect::Send { .. } | Expect::Status(212 | 217 | 218 | 222 | 232)
+            Expect::Send { .. }
+                | Expect::Media { .. }
+                | Expect::Status(212 | 217 | 218 | 222 | 232)
         );
         match expect {
             Expect::Unknown if line == "210" => Ok(()),
@@ -371,7 +375,8 @@ impl<R: Choices> OpcodeClient<R> {
                 if status(1)? == 400 {
                     self.logged_in = true;
                     self.logins += 1;
-                    self.chats.clear();
+                    // Chats for one login only are gone with it.
+                    self.chats.retain(|&chat, _| chat < 1 << 62);
                 }
                 Ok(())
             }

@@ -13,7 +13,7 @@
 //!   `You whispered to NAME: TEXT` reaches only the sender;
 //! - no direct message shows in a room: no `normal`, `me`, `system` or `whisperops` line
 //!   carries a message's token (`whispers_stay_out_of_rooms`);
-//! - nothing may reach a connection refused past the connection caps.
+//! - a connection refused past the connection caps gets only the cap's `system` message.
 
 use switchboard_proto::{Change, Seq};
 
@@ -45,6 +45,13 @@ impl Oracle {
             ));
         };
         if let Some(cap) = conn.o.over_cap {
+            // Past a cap an arsc connection gets the cap's `system` message, then the close.
+            if let Line::Message { kind, content, .. } = &line {
+                let told = content.trim_end_matches('.').to_lowercase();
+                if kind == "system" && told == cap {
+                    return Ok(Heard::Line(heard));
+                }
+            }
             return Err(Violation::new(
                 "connection_caps_are_kept",
                 format!(
