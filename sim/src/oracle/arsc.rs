@@ -140,13 +140,19 @@ impl Oracle {
             None => Err(format!("unknown message {content:?} from {sender}")),
         };
         let mine = msg.is_some_and(|m| me.as_deref() == Some(codec::key(&m.to).as_str()));
-        if let Some(i) = (self.step.relays.iter()).position(|&e| e == (token, conn.id)) {
-            self.step.relays.swap_remove(i);
-        }
+        self.step_delivered(token, conn.id);
         let describe = || format!("m{token} whispered by {sender} (on {})", conn.id);
         check!(direct_messages_reach_only_their_recipient(
             mine, intact, &describe
         ))
+    }
+
+    /// Message `token` was handed to `conn` in this step: a relay owed to it is paid.
+    pub(super) fn step_delivered(&mut self, token: u64, conn: switchboard_proto::ConnId) {
+        if let Some(i) = (self.step.relays.iter()).position(|&e| e == (token, conn)) {
+            self.step.relays.swap_remove(i);
+        }
+        self.step.delivered.push((token, conn));
     }
 
     /// The answer to a request of `conn` that carried message `token`: `ok` (arsc) or
@@ -176,8 +182,22 @@ impl Oracle {
                 conn.claims.push_back((end, Claim::Stored(token)));
             }
             (true, Some(Fate::Sent)) => {
-                if let Some(m) = self.ledger.get_mut(token) {
-                    m.fate = Fate::Relayed;
+                let Some(m) = self.ledger.get_mut(token) else {
+                    return Ok(());
+                };
+                // An `ok` may also come with a refusal told as a whisper (arsc): relayed
+                // is what the model's event says.
+                let pair = (codec::key(&m.from), codec::key(&m.to));
+                if !self.step.direct_delivered.contains(&pair) {
+                    return Ok(());
+                }
+                m.fate = Fate::Relayed;
+                // Relayed to an online recipient: its connection gets it in this step
+                // (`relayed_messages_are_delivered`), unless it was emitted already.
+                if let Some(&(holder, _)) = self.holders.get(&pair.1) {
+                    if !self.step.delivered.contains(&(token, holder)) {
+                        self.step.relays.push((token, holder));
+                    }
                 }
             }
             (false, Some(Fate::Sent)) => {

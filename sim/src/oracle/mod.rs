@@ -42,6 +42,12 @@ pub(crate) use check;
 pub(crate) struct StepLog {
     /// Relays acknowledged to their sender: (token, connection that must get it).
     relays: Vec<(u64, ConnId)>,
+    /// Direct messages handed to a connection in this step: (token, connection). A
+    /// login client's relay acknowledged after its delivery was emitted is owed nothing.
+    delivered: Vec<(u64, ConnId)>,
+    /// Direct messages the model handed to every live session of their recipient in
+    /// this step, as its events told: (sender, recipient), folded.
+    direct_delivered: Vec<(String, String)>,
     /// Connections an administrator's command kicks.
     kicks: Vec<ConnId>,
     /// IP bans answered, with the number of connections the answer says it closed.
@@ -63,6 +69,8 @@ impl StepLog {
     /// Empties the log for the next step, keeping its memory.
     fn clear(&mut self) {
         self.relays.clear();
+        self.delivered.clear();
+        self.direct_delivered.clear();
         self.kicks.clear();
         self.ip_bans.clear();
         self.kicked.clear();
@@ -263,6 +271,10 @@ impl Oracle {
                 if let Some(token) = stored.and_then(|m| ledger::token_of(&m.body)) {
                     self.ledger.stored(token, *seq);
                 }
+            }
+            NetworkEvent::DirectDelivered { from, to } => {
+                let pair = (ws2017_codec::key(from.as_str()), ws2017_codec::key(to.as_str()));
+                s.direct_delivered.push(pair);
             }
             // Who holds which name, exactly as the model says, in order with the lines.
             NetworkEvent::LoggedIn { name, conn, .. } => {

@@ -107,7 +107,8 @@ impl Oracle {
         let me = self.sessions.get(&conn.id).cloned();
         let text = String::from_utf8(decode(fields[3])).unwrap_or_default();
         let token = codec::token_of(&text);
-        let msg = token.and_then(|t| self.ledger.get(t));
+        let msg = token.and_then(|t| self.ledger.get(t)).cloned();
+        let msg = msg.as_ref();
         let token = token.unwrap_or_default();
         let intact = match msg {
             Some(_) if text == codec::body(token) => Ok(()),
@@ -116,8 +117,8 @@ impl Oracle {
         };
         let echo = msg.is_some_and(|m| m.sender == conn.id);
         let mine = echo || msg.is_some_and(|m| me.as_deref() == Some(codec::key(&m.to).as_str()));
-        if let Some(i) = (self.step.relays.iter()).position(|&e| e == (token, conn.id)) {
-            self.step.relays.swap_remove(i);
+        if !echo {
+            self.step_delivered(token, conn.id);
         }
         let describe = || format!("m{token} {line:?} (on {})", conn.id);
         check!(direct_messages_reach_only_their_recipient(
