@@ -1,7 +1,8 @@
 //! Switchboard's deterministic simulator.
 //!
 //! One `u64` seed determines a whole run: the options (printed first), a population of
-//! virtual clients of ws2017 and ims (arsc still runs in its own loop, [`run_arsc`]) and an administrator, a
+//! virtual clients of ws2017, ims, arsc and opcode (with standalone loops of arsc and
+//! opcode clients besides, [`run_arsc`], [`run_opcode`]) and an administrator, a
 //! virtual network that splits, delays, stalls and cuts connections, a virtual clock that
 //! jumps from event to event, a store model that keeps only committed transactions, and
 //! crashes and restarts of the real [`switchboard_proto::Server`]. After every step the

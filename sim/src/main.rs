@@ -25,7 +25,7 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --check-determinism run each seed twice and compare every step
   --bench             the benchmark: 10,000 clients for one virtual hour
   --plant BUG         plant a core bug: drop-relayed | unpersisted-account |
-                      random-broadcast-order | early-listing
+                      random-broadcast-order | early-listing | whisper-to-room
                       (needs --features planted-bugs)
   --quiet             print failures and the summary only";
 
@@ -51,7 +51,7 @@ impl core::fmt::Display for ArgsError {
             ArgsError::Plant(bug) => write!(
                 f,
                 "cannot plant {bug:?}: known bugs are drop-relayed, unpersisted-account, \
-                 random-broadcast-order and early-listing, and the binary needs \
+                 random-broadcast-order, early-listing and whisper-to-room, and the binary needs \
                  --features planted-bugs"
             ),
         }
@@ -81,6 +81,9 @@ fn plant(name: &str) -> Result<Plant, ArgsError> {
     fn drop_relayed(c: &mut Config) {
         c.planted_bug = Some(PlantedBug::DropRelayedMessage);
     }
+    fn whisper_to_room(c: &mut Config) {
+        c.planted_bug = Some(PlantedBug::WhisperToRoom);
+    }
     fn unpersisted(c: &mut Config) {
         c.planted_bug = Some(PlantedBug::UnpersistedAccount);
     }
@@ -106,6 +109,10 @@ fn plant(name: &str) -> Result<Plant, ArgsError> {
         "unpersisted-account" => Ok(Plant {
             name: "unpersisted-account",
             apply: unpersisted,
+        }),
+        "whisper-to-room" => Ok(Plant {
+            name: "whisper-to-room",
+            apply: whisper_to_room,
         }),
         other => Err(ArgsError::Plant(other.to_owned())),
     }

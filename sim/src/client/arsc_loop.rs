@@ -9,10 +9,12 @@
 //! pieces, connections in random interleavings; commits and password checks finish at
 //! random later steps.
 //!
-//! The run drives a [`Pump`] itself rather than the main simulator's loop (whose clients
-//! and oracles read ws2017), so it has no crashes or store faults; its parser of the
-//! server's lines is written here, independently of proto's codec. Invariants, checked as
-//! lines arrive and at the end:
+//! The run drives a [`Pump`] itself rather than the main simulator's loop, so it has no
+//! crashes or store faults; its parser of the server's lines is written here,
+//! independently of proto's codec. arsc clients also run in the main world
+//! ([`ArscClient`](crate::client::arsc::ArscClient)); this loop stays for operators'
+//! kicks and `/msgops`, guests and posts on fresh connections, which those do not do.
+//! Invariants, checked as lines arrive and at the end:
 //!
 //! - no whisper reaches a third user: the token of a `/msg` appears only at its recipient
 //!   (as a `whisper` from the sender) and at its sender (the `System` confirmation);

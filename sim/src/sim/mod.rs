@@ -428,6 +428,7 @@ impl<S: ChoiceSource> Sim<S> {
             overrides: *overrides,
             opts,
         };
+        sim.oracle.track_direct = sim.opts.arsc_clients + sim.opts.opcode_clients > 0;
         sim.start();
         sim
     }
