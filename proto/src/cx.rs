@@ -313,9 +313,9 @@ impl Cx<'_> {
         // reader at every login: they stay pending until answered). A drain resumed
         // among them skips those already handed on this connection.
         let resumed = (self.conns.at(self.slot)).filter(|c| c.drain == Some(session));
-        let mut handed = resumed.map_or(0, |c| c.requests_handed);
+        let skip = resumed.map_or(0, |c| c.requests_handed);
         let friends = Item::Friends(key);
-        for request in drain.requests.iter().skip(handed) {
+        for (handed, request) in drain.requests.iter().enumerate().skip(skip) {
             let bytes = encode(Handout::FriendRequest(request));
             let Some(unwritten) = (self.conns.at(self.slot))
                 .filter(|c| c.link.is_open())
@@ -332,7 +332,6 @@ impl Cx<'_> {
             }
             let wait = self.net.wait_for(&friends).max(after);
             self.out.transmit(self.conns, self.slot, bytes, wait);
-            handed += 1;
         }
         if let Some(conn) = self.conns.at_mut(self.slot) {
             conn.drain = None;

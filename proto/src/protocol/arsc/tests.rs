@@ -695,10 +695,17 @@ fn friend_requests_at_login_are_handed_out_as_they_are_written() {
     let c = h.connect(Protocol::Arsc);
     h.send(c, connect_req("reg", Some("pw"), "lounge"));
     let mut got = h.take(c);
-    assert!(got.len() <= LIMIT, "at most the limit unwritten: {}", got.len());
+    assert!(
+        got.len() <= LIMIT,
+        "at most the limit unwritten: {}",
+        got.len()
+    );
     let mut pending = got.len();
     let mut rounds = 0;
-    while askers.iter().any(|a| !got.contains(&format!("User {a} asks"))) {
+    while askers
+        .iter()
+        .any(|a| !got.contains(&format!("User {a} asks")))
+    {
         rounds += 1;
         assert!(rounds < 100, "the handout stalled: {got}");
         h.written(c, pending);
@@ -709,6 +716,10 @@ fn friend_requests_at_login_are_handed_out_as_they_are_written() {
     }
     assert_eq!(h.closed(c), None, "not closed as a slow reader");
     for asker in &askers {
-        assert_eq!(got.matches(&format!("User {asker} asks ")).count(), 1, "{got}");
+        assert_eq!(
+            got.matches(&format!("User {asker} asks ")).count(),
+            1,
+            "{got}"
+        );
     }
 }
