@@ -99,8 +99,8 @@ pub(crate) struct Oracle {
     /// Earlier sessions of a user that holds several at once (ims): folded name -> its
     /// other connections. One of them holds the name again when the holder leaves.
     pub(crate) other_sessions: BTreeMap<String, Vec<(ConnId, String)>>,
-    /// The folded name each connection is logged in as, from the model's events (any
-    /// protocol): whom a line on it may be for.
+    /// The folded name each connection of a login protocol (not ws2017) is logged in as,
+    /// from the model's events: whom a line on it may be for.
     pub(crate) sessions: BTreeMap<ConnId, String>,
     /// Whether live deliveries are followed (there are arsc or opcode clients).
     pub(crate) track_direct: bool,
@@ -284,11 +284,19 @@ impl Oracle {
                 s.direct_delivered.push(pair);
             }
             // Who holds which name, exactly as the model says, in order with the lines.
-            NetworkEvent::LoggedIn { name, conn, .. } => {
+            NetworkEvent::LoggedIn {
+                name,
+                conn,
+                protocol,
+                ..
+            } => {
                 let name = name.as_str();
                 s.joined.push(name.to_owned());
                 let key = ws2017_codec::key(name);
-                self.sessions.insert(*conn, key.clone());
+                // Lines of login protocols are judged by it (ws2017 keeps its own view).
+                if *protocol != Protocol::Ws2017 {
+                    self.sessions.insert(*conn, key.clone());
+                }
                 let before = self.holders.insert(key.clone(), (*conn, name.to_owned()));
                 if let Some(before) = before.filter(|(c, _)| c != conn) {
                     self.other_sessions.entry(key).or_default().push(before);
@@ -323,7 +331,6 @@ impl Oracle {
                 let (old, new) = (old.as_str(), new.as_str());
                 s.renamed.push((old.to_owned(), new.to_owned()));
                 if let Some((conn, _)) = self.holders.remove(&ws2017_codec::key(old)) {
-                    self.sessions.insert(conn, ws2017_codec::key(new));
                     self.holders
                         .insert(ws2017_codec::key(new), (conn, new.to_owned()));
                 }

@@ -252,7 +252,11 @@ impl<S: ChoiceSource> Sim<S> {
             }
         }
         // A room's members all saw its posts in one order.
-        if let Err(v) = check!(room_posts_in_one_order(room_order_problem(&self.logins))) {
+        let seen: Vec<(&str, &[u64])> = (self.logins.iter())
+            .map(|c| (c.name(), c.room_posts()))
+            .filter(|(_, posts)| !posts.is_empty())
+            .collect();
+        if let Err(v) = check!(room_posts_in_one_order(room_order_problem(&seen))) {
             self.fail(v);
             return;
         }
@@ -287,12 +291,7 @@ impl<S: ChoiceSource> Sim<S> {
 
 /// Any two clients saw the room posts both saw in the same order (each client's reads
 /// are in the order its connection delivered them); the first disagreement, if any.
-fn room_order_problem(clients: &[Box<dyn crate::client::LoginClient>]) -> Option<String> {
-    let seen: Vec<(&str, &[u64])> = clients
-        .iter()
-        .map(|c| (c.name(), c.room_posts()))
-        .filter(|(_, posts)| !posts.is_empty())
-        .collect();
+fn room_order_problem(seen: &[(&str, &[u64])]) -> Option<String> {
     let index: Vec<std::collections::BTreeMap<u64, usize>> = (seen.iter())
         .map(|(_, posts)| posts.iter().enumerate().map(|(n, t)| (*t, n)).collect())
         .collect();
@@ -313,4 +312,18 @@ fn room_order_problem(clients: &[Box<dyn crate::client::LoginClient>]) -> Option
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_order_problem;
+
+    #[test]
+    fn the_order_check_catches_two_members_disagreeing() {
+        let a: &[u64] = &[1, 2, 3];
+        assert_eq!(room_order_problem(&[("a", a), ("b", &[1, 3])]), None);
+        assert_eq!(room_order_problem(&[("a", a), ("b", &[4, 2, 5])]), None);
+        let problem = room_order_problem(&[("a", a), ("b", &[3, 2, 1])]);
+        assert!(problem.is_some_and(|p| p.contains("a and b")));
+    }
 }
