@@ -37,6 +37,9 @@ pub(crate) struct Conn {
     /// The session whose mailbox it is handing out, paused until the runtime has
     /// written more of what it was handed ([`Cx::drain_mailbox`](crate::cx::Cx::drain_mailbox)).
     pub(crate) drain: Option<crate::model::SessionId>,
+    /// Friend requests of that drain already handed out on this connection (a drain may
+    /// pause among them too; they stay pending, so they are counted, not removed).
+    pub(crate) requests_handed: usize,
 }
 
 /// Every open connection, by slot, with an index by id. Looked up on every input and
@@ -126,6 +129,7 @@ mod tests {
             limits: ConnLimits::default(),
             timer: None,
             drain: None,
+            requests_handed: 0,
         }
     }
 

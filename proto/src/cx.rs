@@ -308,18 +308,34 @@ impl Cx<'_> {
             self.net.handed(self.conn, &key, message.id, end);
         }
         self.net.drain_done(session);
+        // Friend requests go out in the same windows (a login with many of them pending
+        // must not overrun the connection's outbound limit and be closed as a slow
+        // reader at every login: they stay pending until answered). A drain resumed
+        // among them skips those already handed on this connection.
+        let resumed = (self.conns.at(self.slot)).filter(|c| c.drain == Some(session));
+        let skip = resumed.map_or(0, |c| c.requests_handed);
+        let friends = Item::Friends(key);
+        for (handed, request) in drain.requests.iter().enumerate().skip(skip) {
+            let bytes = encode(Handout::FriendRequest(request));
+            let Some(unwritten) = (self.conns.at(self.slot))
+                .filter(|c| c.link.is_open())
+                .map(|c| c.link.unwritten())
+            else {
+                return false;
+            };
+            if unwritten > 0 && unwritten + bytes.len() > window {
+                if let Some(conn) = self.conns.at_mut(self.slot) {
+                    conn.drain = Some(session);
+                    conn.requests_handed = handed;
+                }
+                return false;
+            }
+            let wait = self.net.wait_for(&friends).max(after);
+            self.out.transmit(self.conns, self.slot, bytes, wait);
+        }
         if let Some(conn) = self.conns.at_mut(self.slot) {
             conn.drain = None;
-        }
-        let friends = Item::Friends(key);
-        for request in &drain.requests {
-            let wait = self.net.wait_for(&friends).max(after);
-            self.out.transmit(
-                self.conns,
-                self.slot,
-                encode(Handout::FriendRequest(request)),
-                wait,
-            );
+            conn.requests_handed = 0;
         }
         true
     }

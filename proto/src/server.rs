@@ -299,6 +299,7 @@ impl Server {
             limits,
             timer: None,
             drain: None,
+            requests_handed: 0,
         });
         self.order.insert(conn, slot);
         if let Some(mut cx) = lend(now, slot, core) {

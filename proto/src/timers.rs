@@ -165,6 +165,7 @@ mod tests {
                 limits: Default::default(),
                 timer: None,
                 drain: None,
+                requests_handed: 0,
             });
         }
         let mut t = Timers::default();
@@ -203,6 +204,7 @@ mod tests {
             limits: Default::default(),
             timer: None,
             drain: None,
+            requests_handed: 0,
         });
         let mut t = Timers::default();
         let s = SessionId::for_test(7);

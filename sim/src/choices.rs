@@ -89,7 +89,7 @@ pub enum Purpose {
 /// Hands out the streams of one run.
 pub trait ChoiceSource {
     /// The stream type.
-    type Stream: Choices;
+    type Stream: Choices + core::fmt::Debug + 'static;
     /// The stream for `purpose` and `index`.
     fn stream(&mut self, purpose: Purpose, index: u64) -> Self::Stream;
     /// A source that makes the same decisions again from the start (to replay a run).

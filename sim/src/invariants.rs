@@ -200,7 +200,7 @@ pub(crate) fn replies_answer_requests(
         Sent::Cping => not_allowed("cping") || matches!(reply, L::Pong if v.own.is_some()),
         Sent::Cquit => matches!(reply, L::Bye),
         Sent::Garbage => matches!(reply, L::Error { command: None, .. }),
-        Sent::Cpong | Sent::Blank | Sent::Partial | Sent::Admin(_) => false,
+        Sent::Cpong | Sent::Blank | Sent::Partial | Sent::Admin(_) | Sent::Login { .. } => false,
     };
     if ok {
         Ok(())
@@ -297,6 +297,35 @@ pub(crate) fn direct_messages_reach_only_their_recipient(
             "{} reached a connection it was not for",
             describe()
         ))
+    }
+}
+
+/// A room's members all see its posts in one order (arsc): any two clients saw the posts
+/// both saw in the same order, across rooms, sessions and restarts.
+pub(crate) fn room_posts_in_one_order(disagreement: Option<String>) -> Check {
+    match disagreement {
+        None => Ok(()),
+        Some(problem) => Err(problem),
+    }
+}
+
+/// A direct message reaches no room (arsc): its token shows in no `normal`, `me`,
+/// `system` or `whisperops` line, only as the whisper to its recipient and the sender's
+/// `System` confirmation.
+pub(crate) fn whispers_stay_out_of_rooms(leak: Option<String>) -> Check {
+    match leak {
+        None => Ok(()),
+        Some(problem) => Err(problem),
+    }
+}
+
+/// An opcode `220` comes in a chat of which the connection's user is a member (a chat of
+/// the store with both users, or one for this login only), and a `219` answers a
+/// MessageSend.
+pub(crate) fn opcode_chat_membership_respected(problem: Option<String>) -> Check {
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(problem),
     }
 }
 

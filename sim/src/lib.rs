@@ -1,7 +1,8 @@
 //! Switchboard's deterministic simulator.
 //!
 //! One `u64` seed determines a whole run: the options (printed first), a population of
-//! virtual clients of ws2017 and ims (arsc still runs in its own loop, [`run_arsc`]) and an administrator, a
+//! virtual clients of ws2017, ims, arsc and opcode (with standalone loops of arsc and
+//! opcode clients besides, [`run_arsc`], [`run_opcode`]) and an administrator, a
 //! virtual network that splits, delays, stalls and cuts connections, a virtual clock that
 //! jumps from event to event, a store model that keeps only committed transactions, and
 //! crashes and restarts of the real [`switchboard_proto::Server`]. After every step the
@@ -38,9 +39,9 @@ mod store;
 mod trace;
 
 pub use choices::{ByteTape, ChoiceSource, Choices, Purpose, Seeded, SimRng, Tape};
-pub use client::arsc::{run_arsc, ArscOptions, ArscReport};
+pub use client::arsc_loop::{run_arsc, ArscOptions, ArscReport};
 pub use client::jabberd::{run as run_jabberd, run_with as run_jabberd_with, JabberdReport};
-pub use client::opcode::{run as run_opcode, run_with as run_opcode_with, OpcodeReport};
+pub use client::opcode_loop::{run as run_opcode, run_with as run_opcode_with, OpcodeReport};
 pub use options::{Overrides, Plant, SimOptions};
 pub use report::{Failure, Violation};
 pub use run::{check_determinism, run_seed, sweep, SweepReport};

@@ -17,13 +17,15 @@ usage: switchboard-sim [--seed N | --seeds A..B] [options]
   --seeds A..B        run seeds A (included) to B (excluded)
   --clients K         exactly K ws2017 clients (default: drawn from the seed)
   --clients-ims K     exactly K ims clients (default: drawn from the seed)
+  --clients-arsc K    exactly K arsc clients (default: drawn from the seed)
+  --clients-opcode K  exactly K opcode clients (default: drawn from the seed)
   --virtual-secs S    a safety phase of S virtual seconds (default: drawn)
   --steps M           stop one seed's run after M steps (to bisect)
   --jobs J            seeds run on J threads in a sweep (default: 1)
   --check-determinism run each seed twice and compare every step
   --bench             the benchmark: 10,000 clients for one virtual hour
   --plant BUG         plant a core bug: drop-relayed | unpersisted-account |
-                      random-broadcast-order | early-listing
+                      random-broadcast-order | early-listing | whisper-to-room
                       (needs --features planted-bugs)
   --quiet             print failures and the summary only";
 
@@ -49,7 +51,7 @@ impl core::fmt::Display for ArgsError {
             ArgsError::Plant(bug) => write!(
                 f,
                 "cannot plant {bug:?}: known bugs are drop-relayed, unpersisted-account, \
-                 random-broadcast-order and early-listing, and the binary needs \
+                 random-broadcast-order, early-listing and whisper-to-room, and the binary needs \
                  --features planted-bugs"
             ),
         }
@@ -79,6 +81,9 @@ fn plant(name: &str) -> Result<Plant, ArgsError> {
     fn drop_relayed(c: &mut Config) {
         c.planted_bug = Some(PlantedBug::DropRelayedMessage);
     }
+    fn whisper_to_room(c: &mut Config) {
+        c.planted_bug = Some(PlantedBug::WhisperToRoom);
+    }
     fn unpersisted(c: &mut Config) {
         c.planted_bug = Some(PlantedBug::UnpersistedAccount);
     }
@@ -104,6 +109,10 @@ fn plant(name: &str) -> Result<Plant, ArgsError> {
         "unpersisted-account" => Ok(Plant {
             name: "unpersisted-account",
             apply: unpersisted,
+        }),
+        "whisper-to-room" => Ok(Plant {
+            name: "whisper-to-room",
+            apply: whisper_to_room,
         }),
         other => Err(ArgsError::Plant(other.to_owned())),
     }
@@ -132,6 +141,12 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, ArgsError> {
                 args.seeds = Some((a, b));
             }
             "--clients" => args.overrides.clients = Some(number("--clients", it.next())?),
+            "--clients-arsc" => {
+                args.overrides.clients_arsc = Some(number("--clients-arsc", it.next())?)
+            }
+            "--clients-opcode" => {
+                args.overrides.clients_opcode = Some(number("--clients-opcode", it.next())?)
+            }
             "--clients-ims" => {
                 args.overrides.clients_ims = Some(number("--clients-ims", it.next())?)
             }
@@ -277,6 +292,12 @@ fn main() -> ExitCode {
         c.relayed,
         c.stored,
         c.mailbox_full
+    );
+    println!(
+        "logins ims/arsc/opcode={:?}, read from the store at a login ims/arsc+opcode={:?}, direct messages read, from (row) and to (column) ws2017/ims/arsc/opcode={:?}",
+        [c.ims_logins, c.arsc_logins, c.opcode_logins],
+        [c.ims_stored_reads, c.login_stored_reads],
+        c.routes
     );
     if report.failures.is_empty() {
         ExitCode::SUCCESS

@@ -23,8 +23,9 @@ pub(crate) enum Owner {
     Client(u32),
     /// The administrator (admin protocol, a local peer).
     Admin,
-    /// An ims client, by index.
-    Ims(u32),
+    /// A client that logs in to an account (ims, arsc, opcode), by its index among
+    /// them, and the protocol it speaks.
+    Login(u32, switchboard_proto::Protocol),
 }
 
 /// Something an emitted line promised that must hold when it leaves for the client.
@@ -73,6 +74,9 @@ pub(crate) struct ConnOracle {
     /// ims: the last token of this connection's own MESSAGEs echoed (later lines with
     /// it, or an older one, are deliveries).
     pub(crate) ims_last_echo: Option<u64>,
+    /// arsc, opcode: requests written and not yet answered, each with the token of the
+    /// direct message it carries, if any.
+    pub(crate) login_asked: VecDeque<Option<u64>>,
 }
 
 /// One connection.

@@ -29,6 +29,10 @@ pub struct Overrides {
     pub clients: Option<u32>,
     /// Exactly this many ims clients (each logs in to its own account).
     pub clients_ims: Option<u32>,
+    /// Exactly this many arsc clients (each logs in to its own account).
+    pub clients_arsc: Option<u32>,
+    /// Exactly this many opcode clients (each logs in to its own account).
+    pub clients_opcode: Option<u32>,
     /// Exactly this long a safety phase, in virtual seconds.
     pub virtual_secs: Option<u64>,
     /// At most this many clients (a test's budget).
@@ -50,6 +54,10 @@ pub struct SimOptions {
     pub clients: u32,
     /// ims clients, each with its own account (`im0`, `im1`, ...).
     pub ims_clients: u32,
+    /// arsc clients, each with its own account (`ar0`, `ar1`, ...).
+    pub arsc_clients: u32,
+    /// opcode clients, each with its own account (`op0`, `op1`, ...).
+    pub opcode_clients: u32,
     /// Length of the safety phase (faults on), virtual seconds.
     pub virtual_secs: u64,
     /// Length of the liveness phase (faults off, everyone back, expectations checked).
@@ -196,10 +204,20 @@ impl SimOptions {
         } else {
             0
         };
+        // Drawn last, for the same reason: arsc and opcode clients, each in two seeds of
+        // three.
+        let mut login = || match c.ratio(2, 3) {
+            true => c.range(1..=4) as u32,
+            false => 0,
+        };
+        let arsc_clients = login();
+        let opcode_clients = login();
         let mut o = SimOptions {
             seed,
             clients,
             ims_clients,
+            arsc_clients,
+            opcode_clients,
             virtual_secs,
             settle_secs: 0,
             ip_pool,
@@ -247,6 +265,8 @@ impl SimOptions {
             seed,
             clients: 10_000,
             ims_clients: 0,
+            arsc_clients: 0,
+            opcode_clients: 0,
             virtual_secs: 3_600,
             settle_secs: 0,
             ip_pool: 256,
@@ -297,6 +317,12 @@ impl SimOptions {
         if let Some(clients) = o.clients_ims {
             self.ims_clients = clients;
         }
+        if let Some(clients) = o.clients_arsc {
+            self.arsc_clients = clients;
+        }
+        if let Some(clients) = o.clients_opcode {
+            self.opcode_clients = clients;
+        }
         if let Some(secs) = o.virtual_secs {
             self.virtual_secs = secs;
         }
@@ -314,6 +340,11 @@ impl SimOptions {
         }
     }
 
+    /// Clients that log in to accounts: ims, arsc and opcode.
+    pub fn login_clients(&self) -> u32 {
+        self.ims_clients + self.arsc_clients + self.opcode_clients
+    }
+
     /// The server configuration these options ask for, with the boot's seed.
     pub fn config(&self, seed: u64) -> Config {
         let mut config = Config {
@@ -325,6 +356,9 @@ impl SimOptions {
         config.ws2017.ping_interval = Duration::from_millis(self.ping_interval_ms);
         config.ws2017.ping_timeout = Duration::from_millis(self.ping_timeout_ms);
         config.ws2017.max_line_bytes = self.max_line_bytes;
+        config.arsc.max_request_bytes = crate::client::arsc::MAX_REQUEST;
+        config.opcode.max_line_bytes = crate::client::opcode::MAX_LINE;
+        config.opcode.max_media_bytes = crate::client::opcode::MAX_MEDIA;
         // The virtual clients do not model the login timeout or failed-login lockouts
         // (proto's tests and the fuzz target's do): out of their way.
         config.limits.login_timeout = Duration::from_secs(365 * 86_400);
@@ -338,8 +372,8 @@ impl SimOptions {
                 broadcast_per_ip: rate(120, 4),
                 durable_per_conn: rate(60, 3),
                 durable_per_ip: rate(120, 6),
-                // ims clients connect from addresses of their own, one each.
-                max_connections: (self.clients + self.ims_clients) as usize,
+                // Login clients connect from addresses of their own, one each.
+                max_connections: (self.clients + self.login_clients()) as usize,
                 max_connections_per_ip: self.clients.div_ceil(pool).max(1) as usize,
                 // Reached when a quarter of the clients are near their own limit at once.
                 outbound_budget_bytes: (self.outbound_limit_bytes)
@@ -368,8 +402,8 @@ impl SimOptions {
             cmd.push_str(" --bench");
         } else {
             cmd.push_str(&format!(
-                " --clients {} --clients-ims {} --virtual-secs {}",
-                self.clients, self.ims_clients, self.virtual_secs
+                " --clients {} --clients-ims {} --clients-arsc {} --clients-opcode {} --virtual-secs {}",
+                self.clients, self.ims_clients, self.arsc_clients, self.opcode_clients, self.virtual_secs
             ));
         }
         if let Some(plant) = self.plant {
@@ -384,10 +418,12 @@ impl fmt::Display for SimOptions {
         let opt = |v: Option<u64>| v.map_or("off".to_owned(), |v| format!("{v}ms"));
         writeln!(
             f,
-            "seed={} clients={} ims={} virtual_secs={} settle_secs={} ip_pool={} account_pool={}{}{}",
+            "seed={} clients={} ims={} arsc={} opcode={} virtual_secs={} settle_secs={} ip_pool={} account_pool={}{}{}",
             self.seed,
             self.clients,
             self.ims_clients,
+            self.arsc_clients,
+            self.opcode_clients,
             self.virtual_secs,
             self.settle_secs,
             self.ip_pool,

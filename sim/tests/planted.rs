@@ -68,6 +68,8 @@ fn parse_printed(args: &[String], plant: Plant) -> (u64, Overrides) {
             "--seed" => seed = value.parse().ok(),
             "--clients" => overrides.clients = value.parse().ok(),
             "--clients-ims" => overrides.clients_ims = value.parse().ok(),
+            "--clients-arsc" => overrides.clients_arsc = value.parse().ok(),
+            "--clients-opcode" => overrides.clients_opcode = value.parse().ok(),
             "--virtual-secs" => overrides.virtual_secs = value.parse().ok(),
             "--plant" => {
                 assert_eq!(value, plant.name);

@@ -71,6 +71,10 @@ pub(crate) enum Do {
         bytes: Vec<u8>,
         message: Option<MessageSent>,
         doc: bool,
+        /// The request gets one answer the oracle matches (arsc, opcode), with the
+        /// message it carries, if any; `None`: nothing the oracle follows (ims matches
+        /// its answers by their echoes).
+        asks: Option<Option<u64>>,
     },
     /// Close the connection from this side.
     Close,
@@ -267,6 +271,7 @@ impl<R: Choices> ImsClient<R> {
             bytes,
             message,
             doc: true,
+            asks: None,
         }
     }
 
@@ -484,6 +489,7 @@ fn junk(bytes: &[u8]) -> Do {
         bytes: bytes.to_vec(),
         message: None,
         doc: false,
+        asks: None,
     }
 }
 
@@ -533,4 +539,66 @@ pub(crate) fn unescape(text: &str) -> String {
 
 fn ms(n: u64) -> core::time::Duration {
     core::time::Duration::from_millis(n)
+}
+
+impl<R: Choices + core::fmt::Debug> crate::client::LoginClient for ImsClient<R> {
+    fn protocol(&self) -> switchboard_proto::Protocol {
+        switchboard_proto::Protocol::Ims
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    fn conn(&self) -> Option<ConnId> {
+        self.conn
+    }
+
+    fn gen_mut(&mut self) -> &mut u32 {
+        &mut self.gen
+    }
+
+    fn next_at_mut(&mut self) -> &mut Instant {
+        &mut self.next_at
+    }
+
+    fn silent(&self) -> bool {
+        self.silent
+    }
+
+    fn heal(&mut self) {
+        self.healed = true;
+    }
+
+    fn logins(&self) -> u32 {
+        self.logins
+    }
+
+    fn act(&mut self, now: Instant, dir: &Directory) -> Vec<Do> {
+        ImsClient::act(self, now, dir)
+    }
+
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Seen>, String> {
+        ImsClient::on_bytes(self, bytes)
+    }
+
+    fn connected(&mut self, conn: ConnId, now: Instant) {
+        ImsClient::connected(self, conn, now);
+    }
+
+    fn lost(&mut self, now: Instant) {
+        ImsClient::lost(self, now);
+    }
+
+    fn online(&self) -> bool {
+        ImsClient::online(self)
+    }
+
+    fn settled(&self) -> bool {
+        ImsClient::settled(self)
+    }
 }

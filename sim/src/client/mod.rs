@@ -7,15 +7,19 @@
 
 pub(crate) mod admin;
 pub(crate) mod arsc;
+pub mod arsc_loop;
 pub(crate) mod ims;
 pub mod jabberd;
-pub mod opcode;
+pub(crate) mod opcode;
+pub mod opcode_loop;
 pub(crate) mod ws2017;
 pub(crate) mod ws2017_codec;
 
 use core::net::IpAddr;
 
-use switchboard_proto::{AdminCommand, ConnId};
+use switchboard_proto::{AdminCommand, ConnId, Instant, Protocol};
+
+use crate::client::ims::{Do, Seen};
 
 /// What a client asks the simulator to do.
 #[derive(Debug)]
@@ -88,6 +92,14 @@ pub(crate) enum Sent {
     Partial,
     /// An admin request.
     Admin(AdminCommand),
+    /// A request of a login client (arsc, opcode) that gets one answer, in order, and
+    /// the direct message it carries, if any: (token, sender, recipient as written).
+    Login {
+        /// The message.
+        message: Option<(u64, String, String)>,
+        /// Its token (the oracle matches the answer to it).
+        token: Option<u64>,
+    },
 }
 
 impl Sent {
@@ -151,8 +163,9 @@ pub(crate) struct Directory {
     pub(crate) names: Vec<Option<String>>,
     /// Names the administrator creates accounts under.
     pub(crate) accounts: Vec<String>,
-    /// The ims clients' accounts (the administrator leaves them alone).
-    pub(crate) ims_accounts: Vec<String>,
+    /// The accounts clients log in to over ims, arsc and opcode (the administrator
+    /// leaves them alone).
+    pub(crate) login_accounts: Vec<String>,
     /// The addresses clients connect from.
     pub(crate) ips: Vec<IpAddr>,
     /// The liveness phase: faults are over, everyone behaves and comes back.
@@ -177,5 +190,52 @@ impl Link {
             Link::Offline => None,
             Link::Connecting(c) | Link::Open(c) => Some(c),
         }
+    }
+}
+
+/// A client that logs in to an account of its own (ims, arsc, opcode): the world drives
+/// each the same way (turns, one connection at a time, every line read by the client
+/// itself), and the ledger numbers it after the ws2017 clients.
+pub(crate) trait LoginClient: core::fmt::Debug {
+    /// The protocol it speaks.
+    fn protocol(&self) -> Protocol;
+    /// Its account.
+    fn name(&self) -> &str;
+    /// The address it connects from.
+    fn ip(&self) -> IpAddr;
+    /// Its connection, if any.
+    fn conn(&self) -> Option<ConnId>;
+    /// The generation of its scheduled turn (bumped at every schedule).
+    fn gen_mut(&mut self) -> &mut u32;
+    /// When it acts next.
+    fn next_at_mut(&mut self) -> &mut Instant;
+    /// Silent on purpose (ims: to be dropped by the ALIVE timeout).
+    fn silent(&self) -> bool {
+        false
+    }
+    /// The liveness phase: behave.
+    fn heal(&mut self);
+    /// Successful logins.
+    fn logins(&self) -> u32;
+    /// Its turn: what it does now.
+    fn act(&mut self, now: Instant, dir: &Directory) -> Vec<Do>;
+    /// Bytes from the server, checked against what it asked.
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<Vec<Seen>, String>;
+    /// The connection it asked for is open.
+    fn connected(&mut self, conn: ConnId, now: Instant);
+    /// The connection is gone.
+    fn lost(&mut self, now: Instant);
+    /// Logged in on a connection.
+    fn online(&self) -> bool;
+    /// Owed no answer.
+    fn settled(&self) -> bool;
+    /// Room posts read, in order, with the boot they were read in (arsc), for the
+    /// order check across clients.
+    fn room_posts(&self) -> &[u64] {
+        &[]
+    }
+    /// What the client still finds wrong at the end (a post answered `ok` it never read).
+    fn end_problem(&self) -> Option<String> {
+        None
     }
 }

@@ -289,8 +289,8 @@ impl<C: Choices> Ws2017Client<C> {
                 }
             }
             // An ims user (online or not) as often as an administrator's account.
-            1 if !dir.ims_accounts.is_empty() && self.rng.ratio(1, 2) => {
-                self.rng.pick(&dir.ims_accounts).clone()
+            1 if !dir.login_accounts.is_empty() && self.rng.ratio(1, 2) => {
+                self.rng.pick(&dir.login_accounts).clone()
             }
             1 if !dir.accounts.is_empty() => self.rng.pick(&dir.accounts).clone(),
             2 => self.name.clone().unwrap_or_else(|| self.base.clone()),

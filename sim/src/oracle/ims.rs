@@ -153,9 +153,7 @@ impl Oracle {
                 .as_ref()
                 .is_some_and(|(k, _)| *k == codec::key(&m.to))
         });
-        if let Some(i) = (self.step.relays.iter()).position(|&e| e == (token, conn.id)) {
-            self.step.relays.swap_remove(i);
-        }
+        self.step_delivered(token, conn.id);
         let describe = || format!("m{token} {line:?} (on {})", conn.id);
         check!(direct_messages_reach_only_their_recipient(
             mine, intact, &describe

@@ -9,15 +9,17 @@
 //! checked at every commit and restart.
 
 mod admin;
+mod arsc;
 pub(crate) mod durable;
 pub(crate) mod ims;
 pub(crate) mod ledger;
+mod opcode;
 mod ws2017;
 
 use core::net::IpAddr;
 use std::collections::{BTreeMap, BTreeSet};
 
-use switchboard_proto::{Change, Config, ConnId, Limits, NetworkEvent, Seq, State};
+use switchboard_proto::{Change, Config, ConnId, Limits, NetworkEvent, Protocol, Seq, State};
 
 use crate::client::ws2017_codec;
 use crate::client::{Heard, Sent};
@@ -40,6 +42,12 @@ pub(crate) use check;
 pub(crate) struct StepLog {
     /// Relays acknowledged to their sender: (token, connection that must get it).
     relays: Vec<(u64, ConnId)>,
+    /// Direct messages handed to a connection in this step: (token, connection). A
+    /// login client's relay acknowledged after its delivery was emitted is owed nothing.
+    delivered: Vec<(u64, ConnId)>,
+    /// Direct messages the model handed to every live session of their recipient in
+    /// this step, as its events told: (sender, recipient), folded.
+    direct_delivered: Vec<(String, String)>,
     /// Connections an administrator's command kicks.
     kicks: Vec<ConnId>,
     /// IP bans answered, with the number of connections the answer says it closed.
@@ -61,6 +69,8 @@ impl StepLog {
     /// Empties the log for the next step, keeping its memory.
     fn clear(&mut self) {
         self.relays.clear();
+        self.delivered.clear();
+        self.direct_delivered.clear();
         self.kicks.clear();
         self.ip_bans.clear();
         self.kicked.clear();
@@ -89,6 +99,11 @@ pub(crate) struct Oracle {
     /// Earlier sessions of a user that holds several at once (ims): folded name -> its
     /// other connections. One of them holds the name again when the holder leaves.
     pub(crate) other_sessions: BTreeMap<String, Vec<(ConnId, String)>>,
+    /// The folded name each connection of a login protocol (not ws2017) is logged in as,
+    /// from the model's events: whom a line on it may be for.
+    pub(crate) sessions: BTreeMap<ConnId, String>,
+    /// Whether live deliveries are followed (there are arsc or opcode clients).
+    pub(crate) track_direct: bool,
     /// Online names whose mailbox is still being handed out (folded).
     pub(crate) behind_mailbox: BTreeSet<String>,
     /// Messages from ims clients the server handed to ws2017 connections.
@@ -134,6 +149,8 @@ impl Oracle {
         Oracle {
             holders: BTreeMap::new(),
             other_sessions: BTreeMap::new(),
+            sessions: BTreeMap::new(),
+            track_direct: false,
             behind_mailbox: BTreeSet::new(),
             ims_to_ws2017: 0,
             ledger: Ledger::new(clients, ims_clients),
@@ -180,15 +197,26 @@ impl Oracle {
         mut sent: Sent,
         bytes: &[u8],
     ) -> Result<(), Violation> {
-        if let Owner::Ims(_) = conn.owner {
-            // Its client checks the answers itself; the ledger learns of its messages.
-            if let Sent::Chat {
-                token, from, to, ..
-            } = &sent
-            {
+        if let Owner::Login(..) = conn.owner {
+            // Its client checks the answers itself; the ledger learns of its messages, and
+            // (arsc, opcode) the oracle of which answer is whose.
+            let message = match &sent {
+                Sent::Chat {
+                    token, from, to, ..
+                } => Some((*token, from, to)),
+                Sent::Login {
+                    message: Some((token, from, to)),
+                    ..
+                } => Some((*token, from, to)),
+                _ => None,
+            };
+            if let Some((token, from, to)) = message {
                 self.ledger
-                    .sent(*token, from, to, false, conn.id)
+                    .sent(token, from, to, false, conn.id)
                     .map_err(|e| Violation::new("direct_messages_reach_only_their_recipient", e))?
+            }
+            if let Sent::Login { token, .. } = sent {
+                conn.o.login_asked.push_back(token);
             }
             return Ok(());
         }
@@ -247,11 +275,28 @@ impl Oracle {
                     self.ledger.stored(token, *seq);
                 }
             }
+            // Only arsc and opcode answers are judged by it (the benchmark has none).
+            NetworkEvent::DirectDelivered { from, to } if self.track_direct => {
+                let pair = (
+                    ws2017_codec::key(from.as_str()),
+                    ws2017_codec::key(to.as_str()),
+                );
+                s.direct_delivered.push(pair);
+            }
             // Who holds which name, exactly as the model says, in order with the lines.
-            NetworkEvent::LoggedIn { name, conn, .. } => {
+            NetworkEvent::LoggedIn {
+                name,
+                conn,
+                protocol,
+                ..
+            } => {
                 let name = name.as_str();
                 s.joined.push(name.to_owned());
                 let key = ws2017_codec::key(name);
+                // Lines of login protocols are judged by it (ws2017 keeps its own view).
+                if *protocol != Protocol::Ws2017 {
+                    self.sessions.insert(*conn, key.clone());
+                }
                 let before = self.holders.insert(key.clone(), (*conn, name.to_owned()));
                 if let Some(before) = before.filter(|(c, _)| c != conn) {
                     self.other_sessions.entry(key).or_default().push(before);
@@ -261,6 +306,9 @@ impl Oracle {
                 let name = name.as_str();
                 s.left.push(name.to_owned());
                 let key = ws2017_codec::key(name);
+                if self.sessions.get(conn) == Some(&key) {
+                    self.sessions.remove(conn);
+                }
                 if self.holders.get(&key).is_some_and(|(c, _)| c == conn) {
                     self.holders.remove(&key);
                     if let Some(other) = self.other_sessions.get_mut(&key).and_then(Vec::pop) {
@@ -365,7 +413,9 @@ impl Oracle {
         let heard = match conn.owner {
             Owner::Admin => self.admin_line(conn, raw, after, end, cx)?,
             Owner::Client(_) => self.ws2017_line(conn, raw, after, end, cx)?,
-            Owner::Ims(_) => self.ims_line(conn, raw, after, end, cx)?,
+            Owner::Login(_, Protocol::Arsc) => self.arsc_line(conn, raw, after, end, cx)?,
+            Owner::Login(_, Protocol::Opcode) => self.opcode_line(conn, raw, after, end, cx)?,
+            Owner::Login(..) => self.ims_line(conn, raw, after, end, cx)?,
         };
         if heard != Heard::Other {
             conn.heard.push_back((end, heard));
@@ -454,6 +504,7 @@ impl Oracle {
     pub(crate) fn restarted(&mut self, state: &State) -> Result<(), Violation> {
         self.holders.clear();
         self.other_sessions.clear();
+        self.sessions.clear();
         self.behind_mailbox.clear();
         self.store_failing = false;
         self.ip_banned = state.ip_bans.clone();

@@ -183,6 +183,9 @@ impl Oracle {
         // A message from an account's client (ims) gets no relay line to match: it must
         // reach whoever holds the recipient's name.
         let from_account = msg.is_some() && self.ledger.sent_by_account(token);
+        if self.track_direct {
+            self.step.delivered.push((token, conn.id));
+        }
         let mut expected = take(&mut self.step.relays)
             || (whisper && msg.is_some_and(|m| m.sender == conn.id))
             || (from_account && holds);

@@ -1,7 +1,7 @@
 //! Faults as scheduled events (cuts, stalls, crashes; storage failures are in the
 //! dispatcher), and the phases: healing into liveness, and the final judgement.
 
-use switchboard_proto::{ConnId, Pump, Seq};
+use switchboard_proto::{ConnId, Protocol, Pump, Seq};
 
 use super::{ms, Ev, Phase, Sim};
 use crate::choices::{ChoiceSource, Choices};
@@ -155,17 +155,19 @@ impl<S: ChoiceSource> Sim<S> {
             self.apply(Owner::Client(i as u32), &mut acts);
             self.acts = acts;
         }
-        // Every ims client comes back on a fresh connection, so its mailbox is drained.
-        for i in 0..self.ims.len() {
-            self.ims[i].healed = true;
-            if let Some(conn) = self.ims[i].conn {
+        // Every login client (ims, arsc, opcode) comes back on a fresh connection, so its
+        // mailbox is drained.
+        for i in 0..self.logins.len() {
+            self.logins[i].heal();
+            if let Some(conn) = self.logins[i].conn() {
                 let mut acts = std::mem::take(&mut self.acts);
                 acts.push(crate::client::Act::Close { conn, abort: false });
-                self.apply(Owner::Ims(i as u32), &mut acts);
+                let owner = Owner::Login(i as u32, self.logins[i].protocol());
+                self.apply(owner, &mut acts);
                 self.acts = acts;
-                self.ims[i].lost(self.now);
+                self.logins[i].lost(self.now);
             }
-            self.ims_schedule(i);
+            self.login_schedule(i);
         }
         let mut acts = std::mem::take(&mut self.acts);
         self.admin.heal(&self.dir, &mut acts);
@@ -186,20 +188,22 @@ impl<S: ChoiceSource> Sim<S> {
                 problems.push(format!("not back: {}", client.describe()));
             }
         }
-        for client in &self.ims {
+        for client in &self.logins {
             if !client.online() || !client.settled() {
                 problems.push(format!(
-                    "ims {} not back: {:?}, logged in {}, settled {}",
-                    client.name,
-                    client.conn,
+                    "{:?} {} not back: {:?}, logged in {}, settled {}",
+                    client.protocol(),
+                    client.name(),
+                    client.conn(),
                     client.online(),
                     client.settled()
                 ));
             }
+            problems.extend(client.end_problem());
         }
-        // Every message acknowledged as stored for an ims user was handed to it at its
+        // Every message acknowledged as stored for a login user was handed to it at its
         // login (at least once) and removed.
-        problems.extend(self.oracle.ledger.undelivered(&self.dir.ims_accounts));
+        problems.extend(self.oracle.ledger.undelivered(&self.dir.login_accounts));
         if !self.admin.healed() {
             problems.push(format!("administrator not done: {}", self.admin.describe()));
         }
@@ -247,6 +251,15 @@ impl<S: ChoiceSource> Sim<S> {
                 }
             }
         }
+        // A room's members all saw its posts in one order.
+        let seen: Vec<(&str, &[u64])> = (self.logins.iter())
+            .map(|c| (c.name(), c.room_posts()))
+            .filter(|(_, posts)| !posts.is_empty())
+            .collect();
+        if let Err(v) = check!(room_posts_in_one_order(room_order_problem(&seen))) {
+            self.fail(v);
+            return;
+        }
         let result = check!(liveness_expectations_met(&problems));
         if let Err(v) = result {
             self.fail(v);
@@ -261,11 +274,56 @@ impl<S: ChoiceSource> Sim<S> {
     }
 
     pub(super) fn tally(&mut self) {
-        self.counters.ims_logins = self.ims.iter().map(|c| u64::from(c.logins)).sum();
+        let logins = |p: Protocol| -> u64 {
+            let of = self.logins.iter().filter(|c| c.protocol() == p);
+            of.map(|c| u64::from(c.logins())).sum()
+        };
+        self.counters.ims_logins = logins(Protocol::Ims);
+        self.counters.arsc_logins = logins(Protocol::Arsc);
+        self.counters.opcode_logins = logins(Protocol::Opcode);
         self.counters.ims_to_ws2017 = self.oracle.ims_to_ws2017;
         self.counters.stored = self.oracle.ledger.stored_count() as u64;
         let (relayed, full) = self.oracle.ledger.fates();
         self.counters.relayed = relayed;
         self.counters.mailbox_full = full;
+    }
+}
+
+/// Any two clients saw the room posts both saw in the same order (each client's reads
+/// are in the order its connection delivered them); the first disagreement, if any.
+fn room_order_problem(seen: &[(&str, &[u64])]) -> Option<String> {
+    let index: Vec<std::collections::BTreeMap<u64, usize>> = (seen.iter())
+        .map(|(_, posts)| posts.iter().enumerate().map(|(n, t)| (*t, n)).collect())
+        .collect();
+    for (a, (name_a, posts_a)) in seen.iter().enumerate() {
+        for (b, (name_b, _)) in seen.iter().enumerate().skip(a + 1) {
+            let mut last = None;
+            for token in *posts_a {
+                let Some(&at) = index[b].get(token) else {
+                    continue;
+                };
+                if last.is_some_and(|l| at < l) {
+                    return Some(format!(
+                        "{name_a} and {name_b} saw the room posts in different orders (at p{token})"
+                    ));
+                }
+                last = Some(at);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_order_problem;
+
+    #[test]
+    fn the_order_check_catches_two_members_disagreeing() {
+        let a: &[u64] = &[1, 2, 3];
+        assert_eq!(room_order_problem(&[("a", a), ("b", &[1, 3])]), None);
+        assert_eq!(room_order_problem(&[("a", a), ("b", &[4, 2, 5])]), None);
+        let problem = room_order_problem(&[("a", a), ("b", &[3, 2, 1])]);
+        assert!(problem.is_some_and(|p| p.contains("a and b")));
     }
 }

@@ -16,14 +16,17 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use switchboard_proto::{
     Action, Batch, CloseReason, ConnId, Effect, EffectId, EffectResult, Emitted, Input, Instant,
-    Now, Output, PasswordHash, Pump, Seq, Server,
+    Now, Output, PasswordHash, Protocol, Pump, Seq, Server,
 };
 
 use crate::choices::{ChoiceSource, Choices, Purpose, Seeded};
 use crate::client::admin::AdminClient;
+use crate::client::arsc::ArscClient;
 use crate::client::ims::ImsClient;
 use crate::client::ims::ALIVE_MS;
+use crate::client::opcode::OpcodeClient;
 use crate::client::ws2017::{Knobs, Ws2017Client};
+use crate::client::LoginClient;
 use crate::client::{Act, Directory};
 use crate::invariants::{Expected, Limits};
 use crate::net::{Net, Owner};
@@ -64,8 +67,8 @@ enum Ev {
     Refused(ConnId),
     Wake(u32, u32),
     AdminWake(u32),
-    /// An ims client's turn (index, generation).
-    ImsWake(u32, u32),
+    /// A login client's turn (index, generation).
+    LoginWake(u32, u32),
     Effect(Box<(u32, EffectId, EffectResult)>),
     Commit(u32),
     Crash,
@@ -89,7 +92,7 @@ impl Ev {
             Ev::Refused(c) => ("refused", c.0),
             Ev::Wake(i, _) => ("wake client", u64::from(*i)),
             Ev::AdminWake(_) => ("wake admin", 0),
-            Ev::ImsWake(i, _) => ("wake ims client", u64::from(*i)),
+            Ev::LoginWake(i, _) => ("wake login client", u64::from(*i)),
             Ev::Effect(e) => ("effect", e.1 .0),
             Ev::Commit(b) => ("commit boot", u64::from(*b)),
             Ev::Crash => ("CRASH", 0),
@@ -173,6 +176,19 @@ pub struct Counters {
     pub ws2017_to_ims: u64,
     /// Messages from ims clients the server handed to ws2017 clients.
     pub ims_to_ws2017: u64,
+    /// arsc connects answered `ok`.
+    pub arsc_logins: u64,
+    /// opcode logins answered `212 400`.
+    pub opcode_logins: u64,
+    /// Messages read by arsc and opcode clients that came from the store.
+    pub login_stored_reads: u64,
+    /// Direct messages (from any protocol) read by arsc clients as whispers.
+    pub to_arsc: u64,
+    /// Direct messages (from any protocol) read by opcode clients as `220`.
+    pub to_opcode: u64,
+    /// Direct messages read by their recipient's client, by the sender's protocol (row)
+    /// and the recipient's (column): ws2017, ims, arsc, opcode.
+    pub routes: [[u64; 4]; 4],
 }
 
 impl Counters {
@@ -199,12 +215,22 @@ impl Counters {
             (&mut self.ims_alive_closes, other.ims_alive_closes),
             (&mut self.ws2017_to_ims, other.ws2017_to_ims),
             (&mut self.ims_to_ws2017, other.ims_to_ws2017),
+            (&mut self.arsc_logins, other.arsc_logins),
+            (&mut self.opcode_logins, other.opcode_logins),
+            (&mut self.login_stored_reads, other.login_stored_reads),
+            (&mut self.to_arsc, other.to_arsc),
+            (&mut self.to_opcode, other.to_opcode),
         ];
         for (mine, theirs) in fields {
             *mine += theirs;
         }
         for (mine, theirs) in self.closes.iter_mut().zip(other.closes) {
             *mine += theirs;
+        }
+        for (row, theirs) in self.routes.iter_mut().zip(other.routes) {
+            for (mine, theirs) in row.iter_mut().zip(theirs) {
+                *mine += theirs;
+            }
         }
     }
 }
@@ -244,8 +270,11 @@ pub struct Sim<S: ChoiceSource = Seeded> {
     fail_until: Instant,
     net: Net,
     clients: Vec<Ws2017Client<S::Stream>>,
-    /// ims clients, each logged in to its own account.
-    ims: Vec<ImsClient<S::Stream>>,
+    /// ims, arsc and opcode clients, each logged in to its own account.
+    logins: Vec<Box<dyn LoginClient>>,
+    /// The most unframed input a login client's connection may hold (the largest of
+    /// its protocols').
+    login_inbound: usize,
     admin: AdminClient<S::Stream>,
     dir: Directory,
     /// The `name_changes` of each client the directory reflects.
@@ -296,12 +325,21 @@ impl<S: ChoiceSource> Sim<S> {
             })
             .collect();
         let admin = AdminClient::new(source.stream(Purpose::Admin, 0), opts.admin_every_ms);
-        // ims clients log in to accounts that exist from the start (`im0`, ...), each
-        // from an address of its own, so the administrator's bans and deletions, which
-        // pick from the ws2017 side, never reach them.
-        let ims_accounts: Vec<String> = (0..opts.ims_clients).map(|i| format!("im{i}")).collect();
+        // ims, arsc and opcode clients log in to accounts that exist from the start
+        // (`im0`, `ar0`, `op0`, ...), each from an address of its own, so the
+        // administrator's bans and deletions, which pick from the ws2017 side, never reach
+        // them. Every one of them may write to every other.
+        let kinds = [
+            ("im", opts.ims_clients),
+            ("ar", opts.arsc_clients),
+            ("op", opts.opcode_clients),
+        ];
+        let login_accounts: Vec<String> = kinds
+            .iter()
+            .flat_map(|&(prefix, n)| (0..n).map(move |i| format!("{prefix}{i}")))
+            .collect();
         let mut store = StoreModel::default();
-        for name in &ims_accounts {
+        for name in &login_accounts {
             let password = format!("pw-{name}");
             let account = switchboard_proto::Account {
                 name: switchboard_proto::UserName::parse(name).expect("a valid name"),
@@ -318,19 +356,39 @@ impl<S: ChoiceSource> Sim<S> {
                 .apply(&switchboard_proto::Change::AccountCreated(account));
         }
         let spread = (opts.virtual_secs * 100).clamp(1, 60_000);
-        let ims: Vec<ImsClient<S::Stream>> = (0..opts.ims_clients)
-            .map(|i| {
-                let mut rng = source.stream(Purpose::Client, (1 << 32) + u64::from(i));
+        let mut logins: Vec<Box<dyn LoginClient>> = Vec::new();
+        for (kind, &(_, n)) in kinds.iter().enumerate() {
+            for i in 0..n {
+                let at = logins.len() as u32;
+                let index = ((kind as u64 + 1) << 32) + u64::from(i);
+                let mut rng = source.stream(Purpose::Client, index);
                 let start = Instant::from_millis(rng.below(spread));
-                let ip = IpAddr::V4(Ipv4Addr::new(10, 1, (i / 250) as u8, (i % 250) as u8 + 1));
-                let name = ims_accounts[i as usize].clone();
-                ImsClient::new(opts.clients + i, ip, name, ims_accounts.clone(), rng, start)
-            })
-            .collect();
+                let (hi, lo) = ((i / 250) as u8, (i % 250) as u8 + 1);
+                let ip = IpAddr::V4(Ipv4Addr::new(10, kind as u8 + 1, hi, lo));
+                let name = login_accounts[at as usize].clone();
+                let others = login_accounts.clone();
+                let idx = opts.clients + at;
+                logins.push(match kind {
+                    0 => Box::new(ImsClient::new(idx, ip, name, others, rng, start)),
+                    1 => Box::new(ArscClient::new(idx, ip, name, others, rng, start)),
+                    _ => Box::new(OpcodeClient::new(idx, ip, name, others, rng, start)),
+                });
+            }
+        }
+        let login_inbound = [
+            (opts.ims_clients, IMS_INBOUND),
+            (opts.arsc_clients, 4 * crate::client::arsc::MAX_REQUEST),
+            (opts.opcode_clients, 2 * crate::client::opcode::MAX_LINE),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(_, bytes)| *bytes)
+        .max()
+        .unwrap_or(0);
         let dir = Directory {
             names: vec![None; opts.clients as usize],
             accounts,
-            ims_accounts,
+            login_accounts,
             ips,
             healed: false,
         };
@@ -348,14 +406,15 @@ impl<S: ChoiceSource> Sim<S> {
             fail_until: Instant::ZERO,
             net: Net::default(),
             clients,
-            ims,
+            logins,
+            login_inbound,
             admin,
             dir_seen: vec![0; opts.clients as usize],
             dir,
             net_rng: source.stream(Purpose::Network, 0),
             fault_rng: source.stream(Purpose::Faults, 0),
             store_rng: source.stream(Purpose::Store, 0),
-            oracle: Oracle::new(opts.clients, opts.ims_clients, &opts.config(0)),
+            oracle: Oracle::new(opts.clients, opts.login_clients(), &opts.config(0)),
             trace: Trace::new(0),
             hash: RollingHash::default(),
             trail: None,
@@ -369,6 +428,7 @@ impl<S: ChoiceSource> Sim<S> {
             overrides: *overrides,
             opts,
         };
+        sim.oracle.track_direct = sim.opts.arsc_clients + sim.opts.opcode_clients > 0;
         sim.start();
         sim
     }
@@ -383,8 +443,8 @@ impl<S: ChoiceSource> Sim<S> {
             self.apply(Owner::Client(i as u32), &mut acts);
             self.acts = acts;
         }
-        for i in 0..self.ims.len() {
-            self.ims_schedule(i);
+        for i in 0..self.logins.len() {
+            self.login_schedule(i);
         }
         let mut acts = std::mem::take(&mut self.acts);
         acts.push(Act::Wake(self.opts.admin_every_ms));
@@ -614,9 +674,9 @@ impl<S: ChoiceSource> Sim<S> {
                     self.acts = acts;
                 }
             }
-            Ev::ImsWake(i, gen) => {
-                if self.ims[i as usize].gen == gen {
-                    self.ims_turn(i as usize);
+            Ev::LoginWake(i, gen) => {
+                if *self.logins[i as usize].gen_mut() == gen {
+                    self.login_turn(i as usize);
                 }
             }
             Ev::Effect(effect) => {
@@ -781,7 +841,7 @@ impl<S: ChoiceSource> Sim<S> {
                 };
                 self.counters.closes[slot] += 1;
                 let ims = match self.net.get(*conn).map(|c| c.owner) {
-                    Some(Owner::Ims(i)) => Some(i as usize),
+                    Some(Owner::Login(i, Protocol::Ims)) => Some(i as usize),
                     _ => None,
                 };
                 if let (CloseReason::Timeout, Some(_)) = (reason, ims) {
@@ -869,7 +929,7 @@ impl<S: ChoiceSource> Sim<S> {
                 // still gets its socket buffer's worth reported. ims connections report
                 // every write: a stored message leaves the mailbox once written, and its
                 // few bytes would otherwise wait for a batch that never fills.
-                let batch = if matches!(c.owner, Owner::Ims(_)) {
+                let batch = if matches!(c.owner, Owner::Login(..)) {
                     1
                 } else {
                     batch
@@ -967,7 +1027,7 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         };
         c.report_due = false;
-        let batch = if matches!(c.owner, Owner::Ims(_)) {
+        let batch = if matches!(c.owner, Owner::Login(..)) {
             1
         } else {
             batch
@@ -992,6 +1052,19 @@ impl<S: ChoiceSource> Sim<S> {
         }
     }
 
+    /// The protocol (0 ws2017, 1 ims, 2 arsc, 3 opcode) of the client that sent `token`.
+    pub(super) fn route_of(&self, token: u64) -> usize {
+        let idx = (token >> 32) as usize;
+        let Some(login) = idx.checked_sub(self.clients.len()) else {
+            return 0;
+        };
+        match self.logins.get(login).map(|c| c.protocol()) {
+            Some(Protocol::Ims) => 1,
+            Some(Protocol::Arsc) => 2,
+            _ => 3,
+        }
+    }
+
     fn check_stats(&mut self) {
         let Some(pump) = &self.server else {
             return;
@@ -1002,7 +1075,7 @@ impl<S: ChoiceSource> Sim<S> {
             outbound: self.opts.outbound_limit_bytes,
             inbound: (self.opts.max_line_bytes + 1)
                 .max(self.oracle.longest_admin_line)
-                .max(if self.ims.is_empty() { 0 } else { IMS_INBOUND }),
+                .max(self.login_inbound),
             offline_cap: self.opts.offline_cap,
             budget: server.config().limits.outbound_budget_bytes,
         };

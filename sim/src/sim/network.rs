@@ -75,7 +75,7 @@ impl<S: ChoiceSource> Sim<S> {
         let protocol = match c.owner {
             Owner::Client(_) => Protocol::Ws2017,
             Owner::Admin => Protocol::Admin,
-            Owner::Ims(_) => Protocol::Ims,
+            Owner::Login(_, protocol) => protocol,
         };
         c.last_up = self.now;
         let pending = !c.up.is_empty() || c.up_fin;
@@ -218,6 +218,7 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         }
         let mut acts = std::mem::take(&mut self.acts);
+        let mut routed = None;
         match c.owner {
             Owner::Client(i) => {
                 let client = &mut self.clients[i as usize];
@@ -225,10 +226,11 @@ impl<S: ChoiceSource> Sim<S> {
                     self.acts = acts;
                     return;
                 }
-                if let Heard::Chat { .. } = heard {
+                if let Heard::Chat { token, .. } = heard {
                     if let Err(v) = self.oracle.client_read_chat(id, &client.held, &heard) {
                         fail_into(&mut self.failure, self.step, self.now, v);
                     }
+                    routed = Some(token);
                 }
                 client.on_heard(&heard, &self.dir, &mut acts);
                 self.apply(Owner::Client(i), &mut acts);
@@ -237,11 +239,15 @@ impl<S: ChoiceSource> Sim<S> {
                 self.admin.on_heard(&heard, &mut acts);
                 self.apply(Owner::Admin, &mut acts);
             }
-            Owner::Ims(i) => {
+            Owner::Login(i, _) => {
                 if let Heard::Line(bytes) = heard {
-                    self.ims_heard(i as usize, id, &bytes);
+                    self.login_heard(i as usize, id, &bytes);
                 }
             }
+        }
+        if let Some(token) = routed {
+            let from = self.route_of(token);
+            self.counters.routes[from][0] += 1;
         }
         self.acts = acts;
     }
@@ -273,11 +279,11 @@ impl<S: ChoiceSource> Sim<S> {
                     self.apply(owner, &mut acts);
                 }
             }
-            Owner::Ims(i) => {
+            Owner::Login(i, _) => {
                 let i = i as usize;
-                if self.ims[i].conn == Some(id) {
-                    self.ims[i].lost(self.now);
-                    self.ims_schedule(i);
+                if self.logins[i].conn() == Some(id) {
+                    self.logins[i].lost(self.now);
+                    self.login_schedule(i);
                 }
             }
         }
@@ -293,13 +299,13 @@ impl<S: ChoiceSource> Sim<S> {
                     let ip = match who {
                         Owner::Client(i) => Some(self.clients[i as usize].ip),
                         Owner::Admin => None,
-                        Owner::Ims(i) => Some(self.ims[i as usize].ip),
+                        Owner::Login(i, _) => Some(self.logins[i as usize].ip()),
                     };
                     let id = self.net.open(who, ip);
                     match who {
                         Owner::Client(i) => self.clients[i as usize].connecting(id),
                         Owner::Admin => self.admin.connecting(id),
-                        Owner::Ims(i) => self.ims[i as usize].connected(id, self.now),
+                        Owner::Login(i, _) => self.logins[i as usize].connected(id, self.now),
                     }
                     let at = self.now + ms(self.delay());
                     self.queue.push(at, Ev::Accept(id));
@@ -367,10 +373,11 @@ impl<S: ChoiceSource> Sim<S> {
                             self.admin.gen += 1;
                             self.queue.push(at, Ev::AdminWake(self.admin.gen));
                         }
-                        Owner::Ims(i) => {
-                            let client = &mut self.ims[i as usize];
-                            client.gen += 1;
-                            self.queue.push(at, Ev::ImsWake(i, client.gen));
+                        Owner::Login(i, _) => {
+                            let gen = self.logins[i as usize].gen_mut();
+                            *gen += 1;
+                            let gen = *gen;
+                            self.queue.push(at, Ev::LoginWake(i, gen));
                         }
                     }
                 }
@@ -386,21 +393,23 @@ impl<S: ChoiceSource> Sim<S> {
         }
     }
 
-    // ---- ims clients ----
+    // ---- login clients (ims, arsc, opcode) ----
 
-    /// Schedules ims client `i`'s next turn at its `next_at`.
-    pub(super) fn ims_schedule(&mut self, i: usize) {
-        let client = &mut self.ims[i];
-        client.gen += 1;
-        let at = client.next_at.max(self.now);
-        self.queue.push(at, Ev::ImsWake(i as u32, client.gen));
+    /// Schedules login client `i`'s next turn at its `next_at`.
+    pub(super) fn login_schedule(&mut self, i: usize) {
+        let client = &mut self.logins[i];
+        let gen = client.gen_mut();
+        *gen += 1;
+        let gen = *gen;
+        let at = (*client.next_at_mut()).max(self.now);
+        self.queue.push(at, Ev::LoginWake(i as u32, gen));
     }
 
-    /// ims client `i`'s turn. One that stayed silent past the ALIVE timeout must have
-    /// been dropped by now, unless the server heard from it since.
-    pub(super) fn ims_turn(&mut self, i: usize) {
-        let client = &self.ims[i];
-        if let (true, Some(id)) = (client.silent, client.conn) {
+    /// Login client `i`'s turn. An ims client that stayed silent past the ALIVE timeout
+    /// must have been dropped by now, unless the server heard from it since.
+    pub(super) fn login_turn(&mut self, i: usize) {
+        let client = &self.logins[i];
+        if let (true, Some(id)) = (client.silent(), client.conn()) {
             let boot = self.boot;
             let quiet = self.net.get(id).and_then(|c| {
                 let open = c.server_open && c.boot == boot && c.pongs.is_empty();
@@ -415,9 +424,11 @@ impl<S: ChoiceSource> Sim<S> {
                 }
             }
         }
-        let dos = self.ims[i].act(self.now, &self.dir);
+        let protocol = self.logins[i].protocol();
+        let owner = Owner::Login(i as u32, protocol);
+        let dos = self.logins[i].act(self.now, &self.dir);
         for d in dos {
-            let conn = self.ims[i].conn;
+            let conn = self.logins[i].conn();
             let mut acts = std::mem::take(&mut self.acts);
             match d {
                 Do::Connect => acts.push(Act::Connect),
@@ -425,6 +436,7 @@ impl<S: ChoiceSource> Sim<S> {
                     bytes,
                     message,
                     doc,
+                    asks,
                 } => {
                     let Some(conn) = conn else { continue };
                     // Where the document ends (its separator may come later): the
@@ -439,39 +451,42 @@ impl<S: ChoiceSource> Sim<S> {
                             c.pongs.push_back(end);
                         }
                     }
-                    let sent = match message {
-                        Some((token, from, to)) => Sent::Chat {
+                    let sent = match (message, asks) {
+                        (message, Some(token)) => Sent::Login { message, token },
+                        (Some((token, from, to)), None) => Sent::Chat {
                             token,
                             whisper: false,
                             from,
                             to,
                         },
-                        None => Sent::Blank,
+                        (None, None) => Sent::Blank,
                     };
                     acts.push(Act::Send { conn, bytes, sent });
                 }
                 Do::Close => {
                     let Some(conn) = conn else { continue };
                     acts.push(Act::Close { conn, abort: false });
-                    self.ims[i].lost(self.now);
+                    self.logins[i].lost(self.now);
                 }
             }
-            self.apply(Owner::Ims(i as u32), &mut acts);
+            self.apply(owner, &mut acts);
             self.acts = acts;
         }
-        if self.ims[i].conn.is_some() && !self.ims[i].online() {
-            // Connecting: the first documents go once the connection is up.
-            self.ims[i].next_at = self.ims[i].next_at.min(self.now + ms(self.delay() + 1));
+        if self.logins[i].conn().is_some() && !self.logins[i].online() {
+            // Connecting: the first requests go once the connection is up.
+            let soon = self.now + ms(self.delay() + 1);
+            let next = self.logins[i].next_at_mut();
+            *next = (*next).min(soon);
         }
-        self.ims_schedule(i);
+        self.login_schedule(i);
     }
 
-    /// ims client `i` reads a line on `id`.
-    pub(super) fn ims_heard(&mut self, i: usize, id: ConnId, bytes: &[u8]) {
-        if self.ims[i].conn != Some(id) {
+    /// Login client `i` reads bytes on `id`.
+    pub(super) fn login_heard(&mut self, i: usize, id: ConnId, bytes: &[u8]) {
+        if self.logins[i].conn() != Some(id) {
             return;
         }
-        let seen = match self.ims[i].on_bytes(bytes) {
+        let seen = match self.logins[i].on_bytes(bytes) {
             Ok(seen) => seen,
             Err(e) => {
                 return self.fail(Violation::new(
@@ -480,10 +495,11 @@ impl<S: ChoiceSource> Sim<S> {
                 ))
             }
         };
+        let protocol = self.logins[i].protocol();
         for s in seen {
             let Seen::Pushed { from, token, text } = s;
             let Some(token) = token else {
-                let name = &self.ims[i].name;
+                let name = self.logins[i].name();
                 return self.fail(Violation::new(
                     "direct_messages_reach_only_their_recipient",
                     format!("{name} read a message from {from} that was never sent: {text:?}"),
@@ -492,8 +508,27 @@ impl<S: ChoiceSource> Sim<S> {
             let stored = (self.oracle.ledger.get(token)).is_some_and(|m| {
                 matches!(m.fate, Fate::Committed | Fate::Delivered | Fate::Dropped)
             });
-            self.counters.ims_stored_reads += u64::from(stored);
-            self.counters.ws2017_to_ims += u64::from(!self.oracle.ledger.sent_by_account(token));
+            let from_ws2017 = !self.oracle.ledger.sent_by_account(token);
+            let route = self.route_of(token);
+            let to = match protocol {
+                Protocol::Ims => 1,
+                Protocol::Arsc => 2,
+                _ => 3,
+            };
+            self.counters.routes[route][to] += 1;
+            match protocol {
+                Protocol::Ims => {
+                    self.counters.ims_stored_reads += u64::from(stored);
+                    self.counters.ws2017_to_ims += u64::from(from_ws2017);
+                }
+                _ => {
+                    self.counters.login_stored_reads += u64::from(stored);
+                    match protocol {
+                        Protocol::Arsc => self.counters.to_arsc += 1,
+                        _ => self.counters.to_opcode += 1,
+                    }
+                }
+            }
             if let Err(e) = self.oracle.ledger.read_by_account(token, id) {
                 return self.fail(Violation::new("offline_messages_exactly_once_in_order", e));
             }

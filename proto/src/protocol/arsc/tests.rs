@@ -663,3 +663,63 @@ fn password_guesses_draw_on_the_broadcast_rate() {
     h.send(c, connect_req("op", Some("pw"), "lounge"));
     assert!(h.take(c).contains("<status>ok</status>"));
 }
+
+/// Friend requests waiting for an account are handed out at its login in windows as the
+/// runtime writes, like its stored messages: a login with more of them than the
+/// connection may have unwritten is not closed as a slow reader (they stay pending until
+/// answered, so it would be closed at every login), and each arrives once.
+/// (Found by the simulator: an arsc user with two requests pending, behind a stored
+/// message, on a 512-byte outbound limit, never got back in.)
+#[test]
+fn friend_requests_at_login_are_handed_out_as_they_are_written() {
+    const LIMIT: usize = 512;
+    let mut state = State::default();
+    account(&mut state, "reg", 0, false);
+    let askers: Vec<String> = (0..12).map(|i| format!("asker{i}")).collect();
+    for (i, asker) in askers.iter().enumerate() {
+        account(&mut state, asker, 0, false);
+        state.apply(&Change::FriendRequested {
+            from: UserName::parse(asker).expect("name"),
+            to: UserName::parse("reg").expect("name"),
+            since_ms: i as u64,
+        });
+    }
+    let mut h = Harness::with_state(
+        Config {
+            outbound_limit_bytes: LIMIT,
+            ..Config::default()
+        },
+        state,
+    );
+    h.auto_written = false;
+    let c = h.connect(Protocol::Arsc);
+    h.send(c, connect_req("reg", Some("pw"), "lounge"));
+    let mut got = h.take(c);
+    assert!(
+        got.len() <= LIMIT,
+        "at most the limit unwritten: {}",
+        got.len()
+    );
+    let mut pending = got.len();
+    let mut rounds = 0;
+    while askers
+        .iter()
+        .any(|a| !got.contains(&format!("User {a} asks")))
+    {
+        rounds += 1;
+        assert!(rounds < 100, "the handout stalled: {got}");
+        h.written(c, pending);
+        let more = h.take(c);
+        assert!(more.len() <= LIMIT, "{}", more.len());
+        pending = more.len();
+        got.push_str(&more);
+    }
+    assert_eq!(h.closed(c), None, "not closed as a slow reader");
+    for asker in &askers {
+        assert_eq!(
+            got.matches(&format!("User {asker} asks ")).count(),
+            1,
+            "{got}"
+        );
+    }
+}
