@@ -19,14 +19,15 @@ use switchboard_proto::{
     Action, ConnId, Effect, EffectId, EffectResult, Peer, Protocol, Pump, Server,
 };
 use switchboard_store::clock::Clock;
+use switchboard_store::commit_log::CommitLog;
 use switchboard_store::credentials::{self, Cost};
 use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
-use tracing::{debug, error, info, warn};
+use tracing::warn;
 
 use switchboard_store::observe::Observer;
 
-use crate::commit::{Attempt, Committer, Outcome};
+use crate::commit::{Attempt, Committer};
 use crate::conn::{Conn, Stream};
 use crate::fds::{Capacity, Slot};
 use crate::{Error, Runtime};
@@ -52,9 +53,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a dial may take before it is reported failed (the system's own SYN timeout
 /// can be minutes); the core then decides when to try again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the refusals of connections past the descriptor capacity are logged.
-const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// What listener and reader tasks tell the driver, over a bounded channel: when the driver
 /// falls behind, they wait, and TCP pushes back on the peers.
@@ -110,19 +108,12 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let Runtime {
-        config,
+        start,
         options,
-        data_dir,
-        store,
-        state,
         listeners,
-        capacity,
-        metrics,
         mut hangup,
-        #[cfg(unix)]
-        admin,
     } = runtime;
-    let reload = options.reload.clone();
+    let capacity = start.capacity;
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
     let next_id = Arc::new(AtomicU64::new(1));
@@ -140,23 +131,27 @@ pub(crate) async fn run(
         })
         .collect();
     #[cfg(unix)]
-    let admin_path = admin.path.clone();
+    let admin_path = start.admin.path.clone();
     #[cfg(unix)]
-    accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
-    let media = MediaReader::new(data_dir.path().to_owned());
-    let mut pump = Pump::new(Server::new(config, state));
+    accepting.push(ex.spawn(accept_admin(
+        start.admin.socket,
+        next_id.clone(),
+        events.clone(),
+    )));
+    let media = MediaReader::new(start.data_dir.path().to_owned());
+    let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
     pump.record_events();
     let mut driver = Driver {
-        observer: Observer::new(metrics),
-        commit_started: None,
+        observer: Observer::new(start.metrics),
+        commits: CommitLog::default(),
         stopping: None,
         closing: Vec::new(),
         ex,
         media,
         capacity,
         pump,
-        committer: Committer::new(store),
+        committer: Committer::new(start.store),
         cost: options.hash_cost.clone(),
         clock: Clock::start(),
         conns: BTreeMap::new(),
@@ -253,16 +248,7 @@ pub(crate) async fn run(
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
             Wake::Refresh => driver.observer.refresh(driver.pump.server()),
-            Wake::Hangup => {
-                info!("SIGHUP: reloading the config");
-                match reload.as_ref().and_then(|reload| (reload.0)()) {
-                    Some(new) => driver
-                        .pump
-                        .reconfigure(new.limits, new.offline_share_percent),
-                    None if reload.is_none() => info!("nothing to reload"),
-                    None => {}
-                }
-            }
+            Wake::Hangup => options.apply_reload(&mut driver.pump),
             Wake::Shutdown => break,
         }
     }
@@ -273,7 +259,7 @@ pub(crate) async fn run(
         .shut_down(&inbox, &report_box, options.shutdown_grace)
         .await;
     // Held until here: nobody else may open the store before the last commit is done.
-    drop(data_dir);
+    drop(start.data_dir);
     result
 }
 
@@ -281,8 +267,8 @@ struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     /// Logs and counts connections, logins, kicks and commits.
     observer: Observer,
-    /// The size of the batch at the committer and when it was handed over.
-    commit_started: Option<(usize, std::time::Instant)>,
+    /// Logs and reports each commit attempt.
+    commits: CommitLog,
     /// Shutting down, by this deadline: closes are awaited, not detached.
     stopping: Option<std::time::Instant>,
     /// The closes started while shutting down.
@@ -349,13 +335,13 @@ impl Driver<'_, '_> {
                 self.pump.accepted(now, conn, protocol, peer);
             }
             Event::Connected { conn, stream } => {
-                info!(%conn, "outbound connection established");
+                self.observer.dialed(conn);
                 let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
                 self.conns.insert(conn, handle);
                 self.pump.connected(now, conn);
             }
             Event::ConnectFailed { conn, error } => {
-                warn!(%conn, %error, "outbound connection failed");
+                self.observer.dial_failed(conn, &error);
                 self.pump.connect_failed(now, conn, error);
             }
             // Events of a connection already closed are late news; the core has forgotten it.
@@ -389,17 +375,14 @@ impl Driver<'_, '_> {
     /// on the commit and asks for the next batch, or keeps the failed batch for a retry
     /// after its backoff.
     fn on_commit(&mut self, attempt: Attempt) {
-        let now = self.clock.now();
-        match self.committer.finish(attempt) {
-            Outcome::Committed { through } => {
-                if let Some((changes, at)) = self.commit_started.take() {
-                    self.observer.committed(changes, at.elapsed());
-                }
-                self.pump.commit_finished(now);
-                debug_assert_eq!(self.pump.server().committed(), through);
-            }
-            Outcome::Failed { batch, error } => self.pump.commit_failed(now, batch, error),
-        }
+        let (batch, result) = self.committer.finish(attempt);
+        self.commits.finished(
+            batch,
+            result,
+            &mut self.pump,
+            &self.clock,
+            &mut self.observer,
+        );
         self.drain();
     }
 
@@ -453,14 +436,14 @@ impl Driver<'_, '_> {
                 }
             }
             Action::Commit(batch) => {
-                self.commit_started = Some((batch.changes.len(), std::time::Instant::now()));
+                self.commits.started(&batch);
                 self.committer.start(self.ex, batch)
             }
             Action::Effect { id, effect } => self.run_effect(id, effect),
             // Dialed off the loop; the result comes back as an event, and a connected link
             // is then like an accepted connection.
             Action::Connect { conn, addr } => {
-                debug!(%conn, %addr, "dialing");
+                self.observer.dialing(conn, addr);
                 match self.capacity.try_take() {
                     Some(slot) => {
                         let events = self.events.clone();
@@ -468,7 +451,7 @@ impl Driver<'_, '_> {
                     }
                     None => {
                         let error = "no descriptor to spare".to_owned();
-                        warn!(%conn, %addr, %error, "outbound connection failed");
+                        self.observer.dial_failed(conn, &error);
                         self.pump.connect_failed(self.clock.now(), conn, error);
                     }
                 }
@@ -588,16 +571,7 @@ impl Driver<'_, '_> {
                 discard.as_mut().await;
             })
             .await;
-        if uncommitted > 0 {
-            error!(
-                changes = uncommitted,
-                "stopped with changes the store did not commit; none was acknowledged"
-            );
-            return Err(Error::Uncommitted {
-                changes: uncommitted,
-            });
-        }
-        Ok(())
+        switchboard_store::start::stopped(uncommitted)
     }
 }
 
@@ -635,26 +609,13 @@ async fn accept_loop(
     next_id: Arc<AtomicU64>,
     events: Sender<Event>,
 ) {
-    let mut refused = 0_u64;
-    let mut last_warning: Option<std::time::Instant> = None;
+    let mut refusals = switchboard_store::refusals::CapacityRefusals::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let Some(slot) = capacity.try_take() else {
                     drop(stream);
-                    refused += 1;
-                    if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
-                        warn!(
-                            %protocol,
-                            open = capacity.open(),
-                            max = capacity.max(),
-                            refused,
-                            "at the client connection limit the descriptor limit allows: \
-                             closing new connections at once (raise `ulimit -n`)"
-                        );
-                        last_warning = Some(std::time::Instant::now());
-                        refused = 0;
-                    }
+                    refusals.refused(protocol, &capacity);
                     continue;
                 };
                 let conn = ConnId(next_id.fetch_add(1, Ordering::Relaxed));
