@@ -303,8 +303,6 @@ impl Driver {
                 Action::Connect { conn, addr } => self.dial(conn, addr),
             }
         }
-        self.observer.refresh(self.pump.server());
-        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
@@ -319,7 +317,8 @@ impl Driver {
     }
 
     /// Writes what this turn queued, reporting what the sockets took; reports may queue
-    /// more, which is written too.
+    /// more, which is written too. Then exports the core's counters (once per turn, not
+    /// per write: a fan-out to 1000 connections is 1000 writes).
     fn flush(&mut self) {
         self.queued = 0;
         while !self.dirty.is_empty() {
@@ -330,6 +329,8 @@ impl Driver {
                 self.write(conn);
             }
         }
+        self.observer.refresh(self.pump.server());
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn write(&mut self, conn: ConnId) {

@@ -1,6 +1,6 @@
 //! The driver task: owns the core and runs its drive loop.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
@@ -23,7 +23,7 @@ use switchboard_store::commit_log::CommitLog;
 use switchboard_store::credentials::{self, Cost};
 use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use switchboard_store::observe::Observer;
 
@@ -35,15 +35,15 @@ use crate::{Error, Runtime};
 /// Events the driver can buffer before readers, writers and listeners wait.
 const EVENT_CAPACITY: usize = 256;
 
-/// Inputs handled in one go when several are ready, before the writers run: a bound, so
-/// write reports (which the core counts against each connection's limit) wait at most
-/// this many inputs.
+/// Inputs handled in one go when several are ready, before what they queued is written:
+/// a bound, so the writes (which the core counts against each connection's limit) wait
+/// at most this many inputs.
 const EVENT_BATCH: usize = 64;
 
-/// ...and at most about this many bytes of transmits queued by them, so a burst of
-/// broadcasts (each login announced to everyone) is not held in thousands of queues at
-/// once, which left the allocator holding the peak long after (idle memory per client
-/// 5.7 -> 20 KiB with 64 logins per batch).
+/// ...and at most about this many bytes of transmits queued by them before they are
+/// written, even mid-batch, so a burst of broadcasts (each login announced to everyone) is
+/// not held in thousands of queues at once, which left the allocator holding the peak
+/// long after (idle memory per client 5.7 -> 20 KiB with 64 logins per batch).
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
@@ -74,15 +74,14 @@ pub(crate) enum Event {
     Gone { conn: ConnId },
 }
 
-/// What writer and effect tasks tell the driver, over an unbounded channel that the driver
-/// serves before any new input: the core counts bytes sent but not reported written against
-/// its limit, so a report held up behind a queue of input would make a fast reader look
-/// slow. There is at most one report per write or effect, and the core bounds both.
+/// What socket watchers and effect tasks tell the driver, over an unbounded channel that
+/// the driver serves before any new input: the core counts bytes sent but not written
+/// against its limit, so a socket's news held up behind a queue of input would make a fast
+/// reader look slow. There is at most one report per full socket or effect, and the core
+/// bounds both.
 pub(crate) enum Report {
-    /// A writer handed `n` bytes to the socket.
-    Written { conn: ConnId, n: usize },
-    /// Writing failed; the peer is gone.
-    Failed { conn: ConnId },
+    /// A socket that was full takes more.
+    Writable { conn: ConnId },
     /// An effect finished on the blocking pool.
     EffectDone { id: EffectId, result: EffectResult },
 }
@@ -154,7 +153,8 @@ pub(crate) async fn run(
         committer: Committer::new(start.store),
         cost: options.hash_cost.clone(),
         clock: Clock::start(),
-        conns: BTreeMap::new(),
+        conns: HashMap::new(),
+        dirty: Vec::new(),
         events,
         reports,
         linger: options.linger,
@@ -172,6 +172,7 @@ pub(crate) async fn run(
         if deadline.is_some_and(|at| at <= now.mono) {
             driver.pump.handle_timeout(now);
             driver.drain();
+            driver.flush();
             continue;
         }
         if deadline != timer_at {
@@ -223,27 +224,26 @@ pub(crate) async fn run(
         match wake {
             Wake::Report(report) => {
                 driver.on_report(report);
+                // And every other report already there, before one drain.
+                while let Ok(report) = report_box.try_recv() {
+                    driver.on_report(report);
+                }
                 driver.drain();
             }
             Wake::Event(event) => {
                 driver.on_event(event);
                 driver.drain();
-                // Take what other input is ready already, up to a bound, before the
-                // writers run: a connection that several inputs wrote to then gets it all
-                // in one write (one `send`, one wake-up of its writer) instead of one per
-                // input.
+                // Take what other input is ready already, up to a bound, before writing:
+                // a connection that several inputs wrote to then gets it all in one write
+                // instead of one per input.
                 for _ in 1..EVENT_BATCH {
                     if driver.queued >= BATCH_BYTES {
-                        break;
+                        driver.flush();
                     }
                     let Ok(event) = inbox.try_recv() else { break };
                     driver.on_event(event);
                     driver.drain();
                 }
-                driver.queued = 0;
-                // Let the writers write what this input produced (and report it) before
-                // the next input, which a ready channel would otherwise hand over at once.
-                future::yield_now().await;
             }
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
@@ -251,6 +251,8 @@ pub(crate) async fn run(
             Wake::Hangup => options.apply_reload(&mut driver.pump),
             Wake::Shutdown => break,
         }
+        // One write per connection for all this turn queued.
+        driver.flush();
     }
     drop(accepting);
     #[cfg(unix)]
@@ -286,12 +288,14 @@ struct Driver<'a, 'ex> {
     cost: Cost,
     clock: Clock,
     /// Connections the core knows, by id.
-    conns: BTreeMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections with transmits queued since the last [`flush`](Driver::flush).
+    dirty: Vec<ConnId>,
     /// Handed to every new connection's tasks.
     events: Sender<Event>,
     reports: Sender<Report>,
     linger: Duration,
-    /// Bytes of transmits handed to writers since the writers last ran (see
+    /// Bytes of transmits queued since the last [`flush`](Driver::flush) (see
     /// [`BATCH_BYTES`]).
     queued: usize,
     /// Password hashes running at once (each takes 19 MiB at the recommended cost).
@@ -330,13 +334,13 @@ impl Driver<'_, '_> {
                 stream,
             } => {
                 self.observer.opened(conn, protocol, peer);
-                let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
+                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.accepted(now, conn, protocol, peer);
             }
             Event::Connected { conn, stream } => {
                 self.observer.dialed(conn);
-                let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
+                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.connected(now, conn);
             }
@@ -358,13 +362,15 @@ impl Driver<'_, '_> {
 
     fn on_report(&mut self, report: Report) {
         match report {
-            Report::Written { conn, n } => {
-                if self.conns.contains_key(&conn) {
-                    self.observer.written(conn, n);
-                    self.pump.written(self.clock.now(), conn, n);
+            Report::Writable { conn } => {
+                if let Some(handle) = self.conns.get_mut(&conn) {
+                    handle.writable();
+                    if handle.has_output() && !handle.dirty {
+                        handle.dirty = true;
+                        self.dirty.push(conn);
+                    }
                 }
             }
-            Report::Failed { conn } => self.peer_closed(conn, false),
             Report::EffectDone { id, result } => {
                 self.pump.effect_done(self.clock.now(), id, result);
             }
@@ -408,6 +414,37 @@ impl Driver<'_, '_> {
         while let Some(action) = self.pump.poll_action() {
             self.carry_out(action);
         }
+    }
+
+    /// Writes what was queued since the last flush, one write per connection, and tells
+    /// the pump what the sockets took; what that releases is written too. Then exports
+    /// the core's counters (once per turn, not per input: a fan-out to 1000 connections
+    /// is 1000 writes).
+    fn flush(&mut self) {
+        self.queued = 0;
+        while !self.dirty.is_empty() {
+            let now = self.clock.now();
+            for conn in std::mem::take(&mut self.dirty) {
+                let Some(handle) = self.conns.get_mut(&conn) else {
+                    continue;
+                };
+                handle.dirty = false;
+                match handle.write(self.ex, conn, &self.reports) {
+                    // Shutting down: the core takes nothing new but commits.
+                    Ok(n) if n > 0 && self.stopping.is_none() => {
+                        self.observer.written(conn, n);
+                        self.pump.written(now, conn, n);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(%conn, error = %e, "write failed");
+                        self.peer_closed(conn, false);
+                    }
+                }
+            }
+            // What the writes released (a close past the outbound limit, say), in order.
+            self.drain();
+        }
         self.observer.refresh(self.pump.server());
         self.rate_refusals.check(self.pump.server().rate_refusals());
     }
@@ -415,9 +452,13 @@ impl Driver<'_, '_> {
     fn carry_out(&mut self, action: Action) {
         match action {
             Action::Transmit { conn, bytes } => {
-                if let Some(handle) = self.conns.get(&conn) {
+                if let Some(handle) = self.conns.get_mut(&conn) {
                     self.queued += bytes.len();
-                    handle.send(bytes);
+                    handle.queue(bytes);
+                    if !handle.dirty {
+                        handle.dirty = true;
+                        self.dirty.push(conn);
+                    }
                 }
             }
             Action::Close { conn, reason } => {
