@@ -279,10 +279,13 @@ impl Driver {
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
         // Events first: a kick's line names the connections its closes remove.
+        let mut news = false;
         while let Some(event) = self.pump.poll_event() {
             self.observer.event(event);
+            news = true;
         }
         while let Some(action) = self.pump.poll_action() {
+            news |= !matches!(action, Action::Transmit { .. });
             match action {
                 Action::Transmit { conn, bytes } => self.transmit(conn, bytes),
                 Action::Close { conn, reason } => {
@@ -303,6 +306,17 @@ impl Driver {
                 Action::Connect { conn, addr } => self.dial(conn, addr),
             }
         }
+        // Logins, closes and commits show in the metrics with the counters they change;
+        // plain transmits wait for the end of the turn (see `flush`).
+        if news {
+            self.export();
+        }
+    }
+
+    /// Exports the core's counters and logs its rate refusals.
+    fn export(&mut self) {
+        self.observer.refresh(self.pump.server());
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     fn transmit(&mut self, conn: ConnId, bytes: Bytes) {
@@ -328,9 +342,10 @@ impl Driver {
                 }
                 self.write(conn);
             }
+            // What the writes released (a close past the outbound limit, say), in order.
+            self.drain();
         }
-        self.observer.refresh(self.pump.server());
-        self.rate_refusals.check(self.pump.server().rate_refusals());
+        self.export();
     }
 
     fn write(&mut self, conn: ConnId) {
@@ -356,10 +371,11 @@ impl Driver {
                         return;
                     }
                 }
+                // What this releases is carried out once the pass over the queued
+                // connections is done (see `flush`).
                 if known && n > 0 && !self.stopping {
                     self.observer.written(conn, n);
                     self.pump.written(self.clock.now(), conn, n);
-                    self.drain();
                 }
             }
             Err(e) => {

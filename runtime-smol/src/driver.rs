@@ -408,12 +408,26 @@ impl Driver<'_, '_> {
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
         // Events first: a kick's line names the connections its closes remove.
+        let mut news = false;
         while let Some(event) = self.pump.poll_event() {
             self.observer.event(event);
+            news = true;
         }
         while let Some(action) = self.pump.poll_action() {
+            news |= !matches!(action, Action::Transmit { .. });
             self.carry_out(action);
         }
+        // Logins, closes and commits show in the metrics with the counters they change;
+        // plain transmits wait for the end of the turn (see `flush`).
+        if news {
+            self.export();
+        }
+    }
+
+    /// Exports the core's counters and logs its rate refusals.
+    fn export(&mut self) {
+        self.observer.refresh(self.pump.server());
+        self.rate_refusals.check(self.pump.server().rate_refusals());
     }
 
     /// Writes what was queued since the last flush, one write per connection, and tells
@@ -445,8 +459,7 @@ impl Driver<'_, '_> {
             // What the writes released (a close past the outbound limit, say), in order.
             self.drain();
         }
-        self.observer.refresh(self.pump.server());
-        self.rate_refusals.check(self.pump.server().rate_refusals());
+        self.export();
     }
 
     fn carry_out(&mut self, action: Action) {
