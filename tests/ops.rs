@@ -285,11 +285,25 @@ fn the_router_link_is_logged_with_its_address_and_counted_as_outbound() {
     assert!(up.contains(&router_addr), "{up}");
     let text = scrape_until(&metrics, outbound, 1.0);
     assert_eq!(sample(&text, outbound), Some(1.0), "{text}");
-    // The link is no client: every client figure stays at 0.
+    // The link is no client: every client figure stays at 0; what the server sent the
+    // router (its stream header) counts as outbound.
     for protocol in ["ws2017", "arsc", "ims", "opcode", "jabberd"] {
         let name = format!(r#"switchboard_connections{{protocol="{protocol}"}}"#);
         assert_eq!(sample(&text, &name), Some(0.0), "{name}: {text}");
+        let name = format!(r#"switchboard_sent_bytes_total{{protocol="{protocol}"}}"#);
+        assert_eq!(sample(&text, &name), Some(0.0), "{name}: {text}");
     }
+    let sent = r#"switchboard_sent_bytes_total{protocol="outbound"}"#;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut text = text;
+    while !sample(&text, sent).is_some_and(|n| n > 0.0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = http_get(&metrics, "/metrics").1;
+    }
+    assert!(
+        sample(&text, sent).is_some_and(|n| n > 0.0),
+        "{sent}: {text}"
+    );
     // The router goes away: the loss, then the refused redial, each with the address.
     drop(link);
     drop(router);

@@ -246,12 +246,14 @@ impl Conn {
 
 /// One `write` of the first transmit, or one `write_vectored` of the first several.
 fn write_some(stream: &dyn Socket, out: &VecDeque<Bytes>) -> io::Result<usize> {
-    let slices: Vec<IoSlice<'_>> = out
-        .iter()
-        .take(MAX_SLICES)
-        .map(|b| IoSlice::new(b))
-        .collect();
-    stream.try_write_vectored(&slices)
+    // On the stack: a write per connection per turn allocates nothing.
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut n = 0;
+    for (slice, bytes) in slices.iter_mut().zip(out) {
+        *slice = IoSlice::new(bytes);
+        n += 1;
+    }
+    stream.try_write_vectored(&slices[..n])
 }
 
 /// Drops the first `n` bytes of `out`.
