@@ -154,6 +154,32 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
+/// The address of the metrics listener of `server`, from its log line.
+fn metrics_addr(server: &Switchboard) -> String {
+    let line = server
+        .log_lines()
+        .into_iter()
+        .find(|l| l.contains("metrics listening on http://"))
+        .unwrap_or_else(|| server.wait_for_log("metrics listening on http://"));
+    line.split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("an address")
+        .to_owned()
+}
+
+/// Scrapes `addr` until `name` has the value `want` (or the wait is over); the last scrape.
+fn scrape_until(addr: &str, name: &str, want: f64) -> String {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, text) = http_get(addr, "/metrics");
+        if sample(&text, name) == Some(want) || std::time::Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -162,17 +188,7 @@ fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
         ServerOptions::default(),
         &["--metrics", "127.0.0.1:0"],
     );
-    let line = server
-        .log_lines()
-        .into_iter()
-        .find(|l| l.contains("metrics listening on http://"))
-        .unwrap_or_else(|| server.wait_for_log("metrics listening on http://"));
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .expect("an address")
-        .to_owned();
+    let addr = metrics_addr(&server);
     let (status, before) = http_get(&addr, "/metrics");
     assert_eq!(status, "HTTP/1.1 200 OK");
     for (name, kind) in [
@@ -236,6 +252,82 @@ fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
     );
     let (status, _) = http_get(&addr, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+/// The jabberd router link, against a stand-in router (a plain listener that accepts and
+/// says nothing): established, lost, refused and established again, each logged with the
+/// router's address, and counted in the connection gauge under `outbound` only while up.
+#[test]
+fn the_router_link_is_logged_with_its_address_and_counted_as_outbound() {
+    use std::net::TcpListener;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let router = TcpListener::bind("127.0.0.1:0").expect("bind the stand-in router");
+    let router_addr = router.local_addr().expect("address").to_string();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("write the secret");
+    let secret_arg = secret.display().to_string();
+    let server = Switchboard::start_with_flags(
+        &dir.path().join("data"),
+        ServerOptions::default(),
+        &[
+            "--metrics",
+            "127.0.0.1:0",
+            "--jabberd-router",
+            &router_addr,
+            "--jabberd-secret-file",
+            &secret_arg,
+        ],
+    );
+    let metrics = metrics_addr(&server);
+    let outbound = r#"switchboard_connections{protocol="outbound"}"#;
+    let (link, _) = router.accept().expect("the server dials the router");
+    let up = server.wait_for_log("outbound connection established");
+    assert!(up.contains(&router_addr), "{up}");
+    let text = scrape_until(&metrics, outbound, 1.0);
+    assert_eq!(sample(&text, outbound), Some(1.0), "{text}");
+    // The link is no client: every client figure stays at 0; what the server sent the
+    // router (its stream header) counts as outbound.
+    for protocol in ["ws2017", "arsc", "ims", "opcode", "jabberd"] {
+        let name = format!(r#"switchboard_connections{{protocol="{protocol}"}}"#);
+        assert_eq!(sample(&text, &name), Some(0.0), "{name}: {text}");
+        let name = format!(r#"switchboard_sent_bytes_total{{protocol="{protocol}"}}"#);
+        assert_eq!(sample(&text, &name), Some(0.0), "{name}: {text}");
+    }
+    let sent = r#"switchboard_sent_bytes_total{protocol="outbound"}"#;
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut text = text;
+    while !sample(&text, sent).is_some_and(|n| n > 0.0) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        text = http_get(&metrics, "/metrics").1;
+    }
+    assert!(
+        sample(&text, sent).is_some_and(|n| n > 0.0),
+        "{sent}: {text}"
+    );
+    // The router goes away: the loss, then the refused redial, each with the address.
+    drop(link);
+    drop(router);
+    let lost = server.wait_for_log("outbound connection closed");
+    assert!(
+        lost.contains(&router_addr) && lost.contains("WARN"),
+        "{lost}"
+    );
+    let redial = server.wait_for_log("redialing outbound link");
+    assert!(redial.contains(&router_addr), "{redial}");
+    let refused = server.wait_for_log("outbound connection failed");
+    assert!(
+        refused.contains(&router_addr) && refused.contains("WARN"),
+        "{refused}"
+    );
+    let text = scrape_until(&metrics, outbound, 0.0);
+    assert_eq!(sample(&text, outbound), Some(0.0), "{text}");
+    // Back on the same port: the server links again.
+    let router = TcpListener::bind(&router_addr).expect("bind the router again");
+    let (_link, _) = router.accept().expect("the server dials the router again");
+    let again = server.wait_for_log("outbound connection established");
+    assert!(again.contains(&router_addr), "{again}");
+    let text = scrape_until(&metrics, outbound, 1.0);
+    assert_eq!(sample(&text, outbound), Some(1.0), "{text}");
 }
 
 #[test]

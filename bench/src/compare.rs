@@ -76,18 +76,21 @@ pub const RUNTIMES: [&str; 2] = ["smol", "mio"];
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Subject {
     /// The `switchboard` binary, on its default runtime or the one named (see
-    /// [`RUNTIMES`]).
-    Server(Option<&'static str>),
+    /// [`RUNTIMES`]); with several binaries compared (a build before and after a change),
+    /// `Some(i)` for the `i`-th (from 0).
+    Server(Option<usize>, Option<&'static str>),
     /// This crate's null relay.
     Relay,
 }
 
 impl Subject {
-    /// Its name in the table and the CSV: `Server`, `Server-mio`, `Relay`.
+    /// Its name in the table and the CSV: `Server`, `Server-mio`, `Relay`; with several
+    /// binaries `Server#1`, `Server#2-mio` (numbered from 1 in the order given).
     pub fn label(self) -> String {
+        let bin = |bin: Option<usize>| bin.map_or(String::new(), |i| format!("#{}", i + 1));
         match self {
-            Subject::Server(None) => "Server".to_string(),
-            Subject::Server(Some(runtime)) => format!("Server-{runtime}"),
+            Subject::Server(b, None) => format!("Server{}", bin(b)),
+            Subject::Server(b, Some(runtime)) => format!("Server{}-{runtime}", bin(b)),
             Subject::Relay => "Relay".to_string(),
         }
     }
@@ -494,7 +497,7 @@ pub fn run_once(
     bench_bin: &Path,
 ) -> io::Result<Report> {
     let running = match subject {
-        Subject::Server(runtime) => launch(
+        Subject::Server(_, runtime) => launch(
             server_bin,
             proto,
             &accounts_for(proto, mode, sizes),
@@ -528,20 +531,29 @@ type Results = BTreeMap<(String, Subject), Vec<(f64, bool, &'static str)>>;
 
 /// `compare`: each mode, `rounds` times interleaved, medians and ratios printed; rows
 /// appended to `csv` when given (`subject,key,round,value`). `runtimes` names the server's
-/// runtimes to measure side by side (interleaved too); none measures the default.
+/// runtimes to measure side by side (interleaved too); none measures the default. Each of
+/// `server_bins` (one, or a build before and after a change) runs on each runtime, all
+/// interleaved within a round.
 pub fn compare(
     proto: Proto,
     modes: &[Mode],
     sizes: &Sizes,
     rounds: usize,
-    server_bin: &Path,
+    server_bins: &[PathBuf],
     runtimes: &[&'static str],
     csv: Option<&Path>,
 ) -> io::Result<()> {
-    let mut subjects: Vec<Subject> = match runtimes {
-        [] => vec![Subject::Server(None)],
-        _ => runtimes.iter().map(|&r| Subject::Server(Some(r))).collect(),
+    let runtimes: Vec<Option<&'static str>> = match runtimes {
+        [] => vec![None],
+        _ => runtimes.iter().map(|&r| Some(r)).collect(),
     };
+    let several = server_bins.len() > 1;
+    let mut subjects: Vec<Subject> = (0..server_bins.len())
+        .flat_map(|i| {
+            let bin = several.then_some(i);
+            runtimes.iter().map(move |&r| Subject::Server(bin, r))
+        })
+        .collect();
     subjects.push(Subject::Relay);
     let servers = subjects.len() - 1;
     let bench_bin = std::env::current_exe()?;
@@ -567,6 +579,10 @@ pub fn compare(
                     round + 1,
                     subject.label()
                 );
+                let server_bin = match subject {
+                    Subject::Server(Some(i), _) => &server_bins[i],
+                    _ => &server_bins[0],
+                };
                 let report = run_once(subject, proto, mode, sizes, server_bin, &bench_bin)?;
                 if report.errors > 0 {
                     eprintln!(
@@ -647,7 +663,7 @@ pub fn sweep(
         (Mode::Logins, login_clients),
     ] {
         for &n in list {
-            for subject in [Subject::Server(None), Subject::Relay] {
+            for subject in [Subject::Server(None, None), Subject::Relay] {
                 let sizes = Sizes {
                     direct_clients: n,
                     direct_messages: 200,

@@ -187,9 +187,11 @@ enum Cmd {
         /// Modes to run (comma-separated; all by default).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// The switchboard binary (default: beside this one).
-        #[arg(long)]
-        server_bin: Option<PathBuf>,
+        /// The switchboard binary (default: beside this one); several (comma-separated, or
+        /// the flag again), say a build before and after a change, are measured side by
+        /// side, interleaved, as `Server#1`, `Server#2`, ...
+        #[arg(long, value_delimiter = ',')]
+        server_bin: Vec<PathBuf>,
         /// The server's runtimes to measure side by side, interleaved (comma-separated:
         /// smol,mio); the binary's default when not given.
         #[arg(long, value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(compare::RUNTIMES))]
@@ -373,13 +375,16 @@ fn main() -> ExitCode {
                 .into_iter()
                 .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name()))
                 .collect();
-            let bin = server_bin.unwrap_or_else(compare::default_server_bin);
+            let bins = match server_bin.is_empty() {
+                true => vec![compare::default_server_bin()],
+                false => server_bin,
+            };
             return match compare::compare(
                 proto,
                 &modes,
                 &sizes,
                 rounds,
-                &bin,
+                &bins,
                 &runtimes,
                 csv.as_deref(),
             ) {

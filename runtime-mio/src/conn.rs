@@ -154,13 +154,14 @@ impl Conn {
             let result = if self.out.len() == 1 {
                 self.sock.write(&self.out[0])
             } else {
-                let slices: Vec<IoSlice<'_>> = self
-                    .out
-                    .iter()
-                    .take(MAX_SLICES)
-                    .map(|b| IoSlice::new(b))
-                    .collect();
-                self.sock.write_vectored(&slices)
+                // On the stack: a write per connection per turn allocates nothing.
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut n = 0;
+                for (slice, bytes) in slices.iter_mut().zip(&self.out) {
+                    *slice = IoSlice::new(bytes);
+                    n += 1;
+                }
+                self.sock.write_vectored(&slices[..n])
             };
             match result {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),

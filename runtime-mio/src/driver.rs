@@ -11,14 +11,14 @@ use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token};
 use switchboard_proto::{Action, ConnId, Peer, Protocol, Pump, Server};
 use switchboard_store::clock::Clock;
+use switchboard_store::commit_log::CommitLog;
 use switchboard_store::fds::Capacity;
 use switchboard_store::media_reader::MediaReader;
-use switchboard_store::refusals::RefusalLog;
-use tracing::{debug, error, info, warn};
+use switchboard_store::refusals::{CapacityRefusals, RefusalLog};
+use tracing::{debug, info, warn};
 
 use switchboard_store::observe::Observer;
 
-use crate::commit::Failures;
 use crate::conn::{Conn, Got, Phase, Sock};
 use crate::workers::{Back, Committer, Done, Effects};
 use crate::{signals, Error, Listener, Runtime, Shutdown};
@@ -53,9 +53,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a dial may take before it is reported failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often refusals past the descriptor capacity are logged.
-const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
-
 fn token(conn: ConnId) -> Token {
     // 64-bit only (see lib.rs): ids are below the listeners' tokens.
     Token(conn.0 as usize)
@@ -64,17 +61,12 @@ fn token(conn: ConnId) -> Token {
 /// Runs the loop until `shutdown` fires, then shuts down within the grace.
 pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error> {
     let Runtime {
-        config,
+        start,
         options,
-        data_dir,
-        store,
-        state,
         mut listeners,
-        capacity,
-        metrics,
-        #[cfg(unix)]
-        mut admin,
     } = runtime;
+    #[cfg(unix)]
+    let mut admin = start.admin;
     let poll = Poll::new().map_err(Error::Poll)?;
     let registry = poll.registry();
     for (i, l) in listeners.iter_mut().enumerate() {
@@ -92,17 +84,16 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let waker = Arc::new(mio::Waker::new(registry, WAKER).map_err(Error::Poll)?);
     let (sender, done) = mpsc::channel();
     let back = Back { sender, waker };
-    let mut pump = Pump::new(Server::new(config, state));
+    let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
     pump.record_events();
     let mut driver = Driver {
-        observer: Observer::new(metrics),
-        commit_started: None,
+        observer: Observer::new(start.metrics),
         next_refresh: Instant::now(),
-        committer: Committer::start(store, back.clone()),
+        committer: Committer::start(start.store, back.clone()),
         effects: Effects::start(
             options.hash_cost.clone(),
-            MediaReader::new(data_dir.path().to_owned()),
+            MediaReader::new(start.data_dir.path().to_owned()),
             back,
         ),
         poll,
@@ -116,15 +107,14 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         scratch: vec![0; READ_CHUNK],
         done,
         committing: false,
-        failures: Failures::default(),
+        commits: CommitLog::default(),
         listeners,
         #[cfg(unix)]
         admin: Some(admin.socket),
-        capacity,
+        capacity: start.capacity,
         next_id: 1,
         accept_retry: None,
-        refused: 0,
-        last_refusal_warning: None,
+        refused: CapacityRefusals::default(),
         rate_refusals: RefusalLog::default(),
         linger: options.linger,
         stopping: false,
@@ -140,14 +130,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         }
         let signals = shutdown.take();
         if signals.iter().any(|&s| signals::is_hangup(s)) {
-            info!("SIGHUP: reloading the config");
-            match options.reload.as_ref().and_then(|reload| (reload.0)()) {
-                Some(new) => driver
-                    .pump
-                    .reconfigure(new.limits, new.offline_share_percent),
-                None if options.reload.is_none() => info!("nothing to reload"),
-                None => {}
-            }
+            options.apply_reload(&mut driver.pump);
         }
         if let Some(&signal) = signals.iter().find(|&&s| !signals::is_hangup(s)) {
             info!(signal = signals::name(signal), "shutting down on signal");
@@ -165,15 +148,13 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let result = driver.shut_down(&mut events, options.shutdown_grace);
     driver.committer.stop(driver.committing);
     // Held until here: nobody else may open the store before the last commit is done.
-    drop(data_dir);
+    drop(start.data_dir);
     result
 }
 
 struct Driver {
     /// Logs and counts connections, logins, kicks and commits.
     observer: Observer,
-    /// The size of the batch at the committer and when it was handed over.
-    commit_started: Option<(usize, Instant)>,
     /// When the observer's gauges are next read again.
     next_refresh: Instant,
     poll: Poll,
@@ -196,7 +177,8 @@ struct Driver {
     committer: Committer,
     /// Whether a batch is at the committer.
     committing: bool,
-    failures: Failures,
+    /// Logs and reports each commit attempt.
+    commits: CommitLog,
     effects: Effects,
     listeners: Vec<Listener>,
     #[cfg(unix)]
@@ -204,8 +186,8 @@ struct Driver {
     capacity: Capacity,
     next_id: u64,
     accept_retry: Option<Instant>,
-    refused: u64,
-    last_refusal_warning: Option<Instant>,
+    /// Connections refused past the capacity, logged now and then.
+    refused: CapacityRefusals,
     /// Requests the core refused by a rate limit, logged at most every
     /// [`switchboard_store::refusals::WARNING_EVERY`].
     rate_refusals: RefusalLog,
@@ -297,10 +279,13 @@ impl Driver {
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
         // Events first: a kick's line names the connections its closes remove.
+        let mut news = false;
         while let Some(event) = self.pump.poll_event() {
             self.observer.event(event);
+            news = true;
         }
         while let Some(action) = self.pump.poll_action() {
+            news |= !matches!(action, Action::Transmit { .. });
             match action {
                 Action::Transmit { conn, bytes } => self.transmit(conn, bytes),
                 Action::Close { conn, reason } => {
@@ -313,7 +298,7 @@ impl Driver {
                     }
                 }
                 Action::Commit(batch) => {
-                    self.commit_started = Some((batch.changes.len(), Instant::now()));
+                    self.commits.started(&batch);
                     self.committing = true;
                     self.committer.commit(batch);
                 }
@@ -321,6 +306,15 @@ impl Driver {
                 Action::Connect { conn, addr } => self.dial(conn, addr),
             }
         }
+        // Logins, closes and commits show in the metrics with the counters they change;
+        // plain transmits wait for the end of the turn (see `flush`).
+        if news {
+            self.export();
+        }
+    }
+
+    /// Exports the core's counters and logs its rate refusals.
+    fn export(&mut self) {
         self.observer.refresh(self.pump.server());
         self.rate_refusals.check(self.pump.server().rate_refusals());
     }
@@ -337,7 +331,8 @@ impl Driver {
     }
 
     /// Writes what this turn queued, reporting what the sockets took; reports may queue
-    /// more, which is written too.
+    /// more, which is written too. Then exports the core's counters (once per turn, not
+    /// per write: a fan-out to 1000 connections is 1000 writes).
     fn flush(&mut self) {
         self.queued = 0;
         while !self.dirty.is_empty() {
@@ -347,7 +342,10 @@ impl Driver {
                 }
                 self.write(conn);
             }
+            // What the writes released (a close past the outbound limit, say), in order.
+            self.drain();
         }
+        self.export();
     }
 
     fn write(&mut self, conn: ConnId) {
@@ -373,10 +371,11 @@ impl Driver {
                         return;
                     }
                 }
+                // What this releases is carried out once the pass over the queued
+                // connections is done (see `flush`).
                 if known && n > 0 && !self.stopping {
                     self.observer.written(conn, n);
                     self.pump.written(self.clock.now(), conn, n);
-                    self.drain();
                 }
             }
             Err(e) => {
@@ -518,15 +517,13 @@ impl Driver {
             match done {
                 Done::Commit(batch, result) => {
                     self.committing = false;
-                    match self.failures.finish(batch, result) {
-                        Ok(()) => {
-                            if let Some((changes, at)) = self.commit_started.take() {
-                                self.observer.committed(changes, at.elapsed());
-                            }
-                            self.pump.commit_finished(now)
-                        }
-                        Err((batch, error)) => self.pump.commit_failed(now, batch, error),
-                    }
+                    self.commits.finished(
+                        batch,
+                        result,
+                        &mut self.pump,
+                        &self.clock,
+                        &mut self.observer,
+                    );
                     self.drain();
                 }
                 // Shutting down: the core takes nothing new but commits.
@@ -557,7 +554,7 @@ impl Driver {
                 Ok((stream, peer)) => {
                     let Some(slot) = self.capacity.try_take() else {
                         drop(stream);
-                        self.refused(protocol);
+                        self.refused.refused(protocol, &self.capacity);
                         continue;
                     };
                     if let Err(e) = stream.set_nodelay(true) {
@@ -573,25 +570,6 @@ impl Driver {
                     return;
                 }
             }
-        }
-    }
-
-    fn refused(&mut self, protocol: Protocol) {
-        self.refused += 1;
-        if self
-            .last_refusal_warning
-            .is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY)
-        {
-            warn!(
-                %protocol,
-                open = self.capacity.open(),
-                max = self.capacity.max(),
-                refused = self.refused,
-                "at the client connection limit the descriptor limit allows: \
-                 closing new connections at once (raise `ulimit -n`)"
-            );
-            self.last_refusal_warning = Some(Instant::now());
-            self.refused = 0;
         }
     }
 
@@ -635,7 +613,7 @@ impl Driver {
 
     /// Starts a non-blocking connect for the core; it finishes on its writable event.
     fn dial(&mut self, conn: ConnId, addr: SocketAddr) {
-        debug!(%conn, %addr, "dialing");
+        self.observer.dialing(conn, addr);
         let Some(slot) = self.capacity.try_take() else {
             self.dial_failed(conn, "no descriptor to spare".to_owned());
             return;
@@ -679,7 +657,7 @@ impl Driver {
                 if let Err(e) = stream.set_nodelay(true) {
                     debug!(%conn, error = %e, "cannot set TCP_NODELAY");
                 }
-                info!(%conn, "outbound connection established");
+                self.observer.dialed(conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.phase = Phase::Open;
                 }
@@ -694,7 +672,7 @@ impl Driver {
     }
 
     fn dial_failed(&mut self, conn: ConnId, error: String) {
-        warn!(%conn, %error, "outbound connection failed");
+        self.observer.dial_failed(conn, &error);
         self.pump.connect_failed(self.clock.now(), conn, error);
         self.drain();
     }
@@ -728,15 +706,6 @@ impl Driver {
         while !self.conns.is_empty() && Instant::now() < deadline {
             self.turn(events, Some(deadline)).map_err(Error::Poll)?;
         }
-        if uncommitted > 0 {
-            error!(
-                changes = uncommitted,
-                "stopped with changes the store did not commit; none was acknowledged"
-            );
-            return Err(Error::Uncommitted {
-                changes: uncommitted,
-            });
-        }
-        Ok(())
+        switchboard_store::start::stopped(uncommitted)
     }
 }

@@ -39,101 +39,43 @@ compile_error!("switchboard-mio uses connection ids as mio tokens, which needs 6
 
 #[cfg(unix)]
 mod admin;
-mod commit;
 mod conn;
 mod driver;
 mod signals;
 mod workers;
 
-use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use switchboard_proto::{Config, Protocol, State};
-use switchboard_store::data_dir::{DataDir, LockError};
-use switchboard_store::fds;
-use switchboard_store::start::StartError;
-use switchboard_store::{Store, StoreError};
-use tracing::{info, warn};
+use switchboard_proto::{Config, Protocol};
+use switchboard_store::start::Prepared;
+use tracing::info;
 
 pub use signals::{shutdown_signal, Shutdown, Trigger};
 pub use switchboard_store::fds::DEFAULT_FD_RESERVE;
 
 pub use switchboard_store::options::Options;
 
-/// Why the runtime could not start, or did not stop cleanly. The `Display` text says what
-/// failed; the cause is the [`source`](std::error::Error::source).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The operating system gave no randomness for the seed.
-    #[error(transparent)]
-    Seed(#[from] switchboard_store::start::SeedError),
-    /// The data directory could not be taken (another server holds it, say).
-    #[error(transparent)]
-    DataDir(#[from] LockError),
-    /// The store could not be opened or loaded.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A protocol listener could not be bound.
-    #[error("cannot listen for {protocol} on {addr}")]
-    Listen {
-        /// Its protocol.
-        protocol: Protocol,
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The admin socket could not be bound.
-    #[error("cannot listen on the admin socket {path}")]
-    AdminSocket {
-        /// The socket's path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The metrics listener could not be bound.
-    #[error("cannot serve metrics on {addr}")]
-    Metrics {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Ctrl-C and SIGTERM cannot be watched.
-    #[error("cannot watch for Ctrl-C and SIGTERM")]
-    Signals(#[source] io::Error),
-    /// The event loop failed (the OS refused to create or wait on it).
-    #[error("the event loop failed")]
-    Poll(#[source] io::Error),
-    /// Shutdown gave up on changes the store did not commit within the grace period (it
-    /// was failing). None of them was acknowledged to a client.
-    #[error("stopped with {changes} changes not committed; none of them was acknowledged")]
-    Uncommitted {
-        /// How many.
-        changes: usize,
-    },
-}
+/// Why the runtime could not start, or did not stop cleanly: the error every runtime
+/// shares (see [`switchboard_store::start::RuntimeError`]).
+pub use switchboard_store::start::RuntimeError as Error;
 
 /// A server whose data directory is locked, whose store is loaded, whose listeners are
 /// bound and whose seed is chosen, ready to [`run_until`](Self::run_until) shutdown.
 #[derive(Debug)]
 pub struct Runtime {
-    config: Config,
+    /// The config with its seed, the locked data directory, the store and its state, the
+    /// admin socket, the connection capacity and the metrics (its listeners are below).
+    start: Prepared<Admin>,
     options: Options,
-    data_dir: DataDir,
-    store: Store,
-    state: State,
     listeners: Vec<Listener>,
-    capacity: fds::Capacity,
-    /// The metrics, when served.
-    metrics: Option<switchboard_store::metrics::Metrics>,
-    #[cfg(unix)]
-    admin: admin::AdminSocket,
 }
+
+/// The admin socket, on Unix.
+#[cfg(unix)]
+type Admin = admin::AdminSocket;
+#[cfg(not(unix))]
+type Admin = ();
 
 #[derive(Debug)]
 struct Listener {
@@ -152,70 +94,30 @@ impl Runtime {
     /// When another process holds the data directory, the store cannot be opened or
     /// loaded, an address cannot be bound, or the OS has no randomness to give.
     pub fn bind(
-        mut config: Config,
+        config: Config,
         data_dir: &Path,
         listeners: &[(Protocol, SocketAddr)],
         options: Options,
     ) -> Result<Runtime, Error> {
-        config.seed = switchboard_store::start::choose_seed(options.seed)?;
-        info!(seed = config.seed, "server seed");
-        let limit = fds::raise_limit();
-        let started = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
-            StartError::DataDir(e) => Error::DataDir(e),
-            StartError::Store(e) => Error::Store(e),
-        })?;
-        switchboard_store::start::log_started(&started);
-        let switchboard_store::start::Started {
-            data_dir,
-            store,
-            state,
-        } = started;
-        let (backlog, somaxconn) = fds::backlog();
-        let listeners = listeners
-            .iter()
-            .map(|&(protocol, addr)| {
-                let context = |source| Error::Listen {
-                    protocol,
-                    addr,
-                    source,
-                };
-                let socket = std::net::TcpListener::bind(addr).map_err(context)?;
-                fds::set_backlog(&socket, backlog).map_err(context)?;
-                socket.set_nonblocking(true).map_err(context)?;
-                let addr = socket.local_addr().map_err(context)?;
-                info!(backlog, "{protocol} listening on {addr}");
-                Ok(Listener {
-                    protocol,
-                    socket: mio::net::TcpListener::from_std(socket),
-                    addr,
-                })
+        let mut start =
+            switchboard_store::start::prepare(config, data_dir, listeners, &options, |dir| {
+                #[cfg(unix)]
+                return admin::bind(dir);
+                #[cfg(not(unix))]
+                Ok(())
+            })?;
+        let listeners = std::mem::take(&mut start.listeners)
+            .into_iter()
+            .map(|l| Listener {
+                protocol: l.protocol,
+                socket: mio::net::TcpListener::from_std(l.socket),
+                addr: l.addr,
             })
-            .collect::<Result<Vec<_>, Error>>()?;
-        if somaxconn.is_some_and(|max| max < backlog) {
-            warn!(
-                backlog,
-                somaxconn,
-                "the kernel caps the listen backlog at net.core.somaxconn; raise it for \
-                 crowds that connect at once"
-            );
-        }
-        #[cfg(unix)]
-        let admin = admin::bind(&data_dir)?;
-        let capacity = fds::client_capacity(limit, options.fd_reserve);
-        fds::log_start(limit, &capacity, options.fd_reserve);
-        let metrics = switchboard_store::metrics::Metrics::start(options.metrics)
-            .map_err(|(addr, source)| Error::Metrics { addr, source })?;
+            .collect();
         Ok(Runtime {
-            config,
+            start,
             options,
-            data_dir,
-            store,
-            state,
             listeners,
-            capacity,
-            metrics,
-            #[cfg(unix)]
-            admin,
         })
     }
 
@@ -229,12 +131,12 @@ impl Runtime {
 
     /// The seed the core runs with.
     pub fn seed(&self) -> u64 {
-        self.config.seed
+        self.start.config.seed
     }
 
     /// The data directory this runtime holds.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+        self.start.data_dir.path()
     }
 
     /// Serves on the current thread until `shutdown` fires; then stops accepting, removes

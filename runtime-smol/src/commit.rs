@@ -1,15 +1,13 @@
 //! The runtime's half of group commit: the [`Pump`](switchboard_proto::Pump) decides what
-//! to commit and when (one batch in flight while the next gathers, the same batch again
-//! after a capped backoff when it failed); this committer runs each batch it is handed in
-//! one transaction on smol's blocking pool and logs a run of failures once when it starts
-//! and once when it ends.
+//! to commit and when; this committer runs each batch it is handed in one transaction on
+//! smol's blocking pool and gives the attempt back, for
+//! [`CommitLog`](switchboard_store::commit_log::CommitLog) (shared with every runtime) to
+//! log and report to the pump.
 
 use smol::future;
 use smol::{LocalExecutor, Task};
-use switchboard_proto::{Batch, Seq};
-use switchboard_store::start::error_chain;
+use switchboard_proto::Batch;
 use switchboard_store::{Store, StoreError};
-use tracing::{debug, error, info};
 
 /// A finished commit attempt, bringing the store back.
 pub(crate) struct Attempt {
@@ -18,27 +16,11 @@ pub(crate) struct Attempt {
     result: Result<(), StoreError>,
 }
 
-/// What a finished attempt means for the pump.
-pub(crate) enum Outcome {
-    /// Everything through `through` is durable.
-    Committed { through: Seq },
-    /// The batch failed; it goes back to the pump, which asks for it again after its
-    /// backoff. `error` names the cause.
-    Failed { batch: Batch, error: String },
-}
-
-/// A run of failed attempts, logged once when it starts and once when it ends.
-struct Failing {
-    since: std::time::Instant,
-    attempts: u32,
-}
-
 /// The runtime's side of the store: the attempt in flight.
 pub(crate) struct Committer {
     /// `None` while an attempt has it.
     store: Option<Store>,
     in_flight: Option<Task<Attempt>>,
-    failing: Option<Failing>,
 }
 
 impl Committer {
@@ -46,7 +28,6 @@ impl Committer {
         Committer {
             store: Some(store),
             in_flight: None,
-            failing: None,
         }
     }
 
@@ -79,8 +60,9 @@ impl Committer {
         }
     }
 
-    /// Takes a finished attempt back, logs it, and says what the pump must be told.
-    pub(crate) fn finish(&mut self, attempt: Attempt) -> Outcome {
+    /// Takes a finished attempt back: the store is ready for the next batch; the batch
+    /// and how its commit went are returned.
+    pub(crate) fn finish(&mut self, attempt: Attempt) -> (Batch, Result<(), StoreError>) {
         self.in_flight = None;
         let Attempt {
             store,
@@ -88,51 +70,7 @@ impl Committer {
             result,
         } = attempt;
         self.store = Some(store);
-        match result {
-            Ok(()) => {
-                if let Some(failing) = self.failing.take() {
-                    info!(
-                        attempts = failing.attempts + 1,
-                        after = ?failing.since.elapsed(),
-                        "the store works again; the held batch is committed"
-                    );
-                }
-                debug!(
-                    changes = batch.changes.len(),
-                    through = batch.through.0,
-                    "committed"
-                );
-                Outcome::Committed {
-                    through: batch.through,
-                }
-            }
-            Err(e) => {
-                let cause = error_chain(&e);
-                match &mut self.failing {
-                    None => {
-                        error!(
-                            error = %cause,
-                            kind = ?e.kind(),
-                            changes = batch.changes.len(),
-                            "commit failed; retrying it, and refusing new durable requests \
-                             until it succeeds"
-                        );
-                        self.failing = Some(Failing {
-                            since: std::time::Instant::now(),
-                            attempts: 1,
-                        });
-                    }
-                    Some(failing) => {
-                        failing.attempts += 1;
-                        debug!(error = %cause, attempts = failing.attempts, "commit failed again");
-                    }
-                }
-                Outcome::Failed {
-                    batch,
-                    error: cause,
-                }
-            }
-        }
+        (batch, result)
     }
 }
 
@@ -140,7 +78,7 @@ impl Committer {
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
-    use switchboard_proto::Change;
+    use switchboard_proto::{Change, Seq};
 
     use super::*;
 
@@ -167,9 +105,10 @@ mod tests {
                 );
                 assert!(committer.busy());
                 let attempt = committer.finished().await;
-                match committer.finish(attempt) {
-                    Outcome::Committed { through: got } => assert_eq!(got, Seq(through)),
-                    Outcome::Failed { error, .. } => panic!("commit failed: {error}"),
+                let (batch, result) = committer.finish(attempt);
+                assert_eq!(batch.through, Seq(through));
+                if let Err(e) = result {
+                    panic!("commit failed: {e}");
                 }
                 assert!(!committer.busy());
             }

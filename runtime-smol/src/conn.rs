@@ -1,8 +1,9 @@
-//! One connection (TCP, or the admin socket's Unix stream): a reader task, a writer task,
-//! and how the driver ends them.
+//! One connection (TCP, or the admin socket's Unix stream): a reader task, the queue of
+//! transmits the driver writes itself, and how the driver ends them.
 
 use std::cell::RefCell;
-use std::io::{self, ErrorKind};
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, IoSlice, Write};
 use std::net::{Shutdown, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use smol::channel::{self, Receiver, Sender};
+use bytes::{Buf, Bytes};
+use smol::channel::Sender;
 use smol::future::{self, FutureExt};
-use smol::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use smol::io::AsyncRead;
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
 use tracing::debug;
@@ -25,8 +26,8 @@ use crate::fds::Slot;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Queued transmits are joined into one write up to this many bytes.
-const WRITE_BATCH: usize = 64 * 1024;
+/// Queued transmits handed to one `write_vectored` at most.
+const MAX_SLICES: usize = 64;
 
 /// An accepted stream, before its tasks start.
 pub(crate) enum Stream {
@@ -37,9 +38,15 @@ pub(crate) enum Stream {
     Unix(Async<UnixStream>),
 }
 
-/// What the driver needs of a socket besides reading and writing it.
+/// What the driver needs of a socket: non-blocking reads and writes, readiness, shutdown.
 pub(crate) trait Socket: 'static {
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// Reads what is ready, or registers `cx` for when something is.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// Ready when the socket may take more, registering `cx` until then.
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
 }
 
 /// A client's TCP stream holding its [`Slot`] until the socket is closed (when the last
@@ -53,33 +60,18 @@ impl Socket for Counted {
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.stream.get_ref().shutdown(how)
     }
-}
 
-impl AsyncRead for &Counted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut &self.stream).poll_read(cx, buf)
     }
-}
 
-impl AsyncWrite for &Counted {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &self.stream).poll_write(cx, buf)
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // The descriptor is non-blocking (async-io made it so).
+        (&mut self.stream.get_ref()).write_vectored(bufs)
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.stream).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &self.stream).poll_close(cx)
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.stream.poll_writable(cx)
     }
 }
 
@@ -88,90 +80,160 @@ impl Socket for Async<UnixStream> {
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.get_ref().shutdown(how)
     }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self).poll_read(cx, buf)
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&mut self.get_ref()).write_vectored(bufs)
+    }
+
+    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Async::poll_writable(self, cx)
+    }
 }
 
 /// The driver's handle on a live connection.
 pub(crate) struct Conn {
     stream: Arc<dyn Socket>,
-    /// Transmits for the writer task, in order. Unbounded on purpose: the core counts what
-    /// it sent and has not seen written, and closes the connection past its limit, so the
-    /// driver never waits on a slow peer.
-    outbound: Sender<Bytes>,
+    /// Transmits not yet written, the first possibly in part. Unbounded on purpose: the
+    /// core counts what it sent and has not seen written, and closes the connection past
+    /// its limit, so the driver never waits on a slow peer.
+    out: VecDeque<Bytes>,
+    /// The socket took nothing at the last write: a watcher waits for it to take more.
+    blocked: Option<Task<()>>,
+    /// Whether it is in the driver's list of connections to write this turn.
+    pub(crate) dirty: bool,
     reader: Task<()>,
-    writer: Task<()>,
 }
 
 impl Conn {
-    /// Starts the reader task of `stream`, which sends to `events`, and its writer task,
-    /// which sends to `reports`.
+    /// Starts the reader task of `stream`, which sends to `events`.
     pub(crate) fn start(
         ex: &LocalExecutor<'_>,
         conn: ConnId,
         stream: Stream,
         events: &Sender<Event>,
-        reports: &Sender<Report>,
     ) -> Conn {
-        match stream {
+        let stream: Arc<dyn Socket> = match stream {
             Stream::Tcp(stream, slot) => {
                 // Small lines should leave at once; a failure here only costs latency.
                 if let Err(e) = stream.get_ref().set_nodelay(true) {
                     debug!(%conn, error = %e, "cannot set TCP_NODELAY");
                 }
-                let counted = Counted {
+                Arc::new(Counted {
                     stream,
                     _slot: slot,
-                };
-                Conn::start_on(ex, conn, Arc::new(counted), events, reports)
+                })
             }
             #[cfg(unix)]
-            Stream::Unix(stream) => Conn::start_on(ex, conn, Arc::new(stream), events, reports),
-        }
-    }
-
-    fn start_on<S>(
-        ex: &LocalExecutor<'_>,
-        conn: ConnId,
-        stream: Arc<S>,
-        events: &Sender<Event>,
-        reports: &Sender<Report>,
-    ) -> Conn
-    where
-        S: Socket,
-        for<'s> &'s S: AsyncRead + AsyncWrite + Unpin,
-    {
-        let (outbound, queue) = channel::unbounded();
+            Stream::Unix(stream) => Arc::new(stream),
+        };
         let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
-        let writer = ex.spawn(write_loop(conn, stream.clone(), queue, reports.clone()));
         Conn {
             stream,
-            outbound,
+            out: VecDeque::new(),
+            blocked: None,
+            dirty: false,
             reader,
-            writer,
         }
     }
 
-    /// Queues bytes for the writer task.
-    pub(crate) fn send(&self, bytes: Bytes) {
-        // Fails only once the writer is gone, after which the bytes have nowhere to go.
-        let _ = self.outbound.try_send(bytes);
+    /// Queues bytes; they leave at the driver's next [`write`](Self::write).
+    pub(crate) fn queue(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.out.push_back(bytes);
+        }
     }
 
-    /// Stops reading, lets the writer write everything queued, then shuts the socket down
-    /// and waits for the peer to close, all within `linger`. Returns the task doing that;
-    /// the socket is closed when it ends.
+    /// Writes what is queued until the socket is full or the queue empty: one `write` for
+    /// one transmit, one `write_vectored` for several. When the socket is full, a watcher
+    /// task reports [`Report::Writable`] once it takes more. Returns the bytes written.
+    ///
+    /// # Errors
+    /// The socket failed: the peer is gone.
+    pub(crate) fn write(
+        &mut self,
+        ex: &LocalExecutor<'_>,
+        conn: ConnId,
+        reports: &Sender<Report>,
+    ) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.out.is_empty() && self.blocked.is_none() {
+            match write_some(&*self.stream, &self.out) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    total += n;
+                    advance(&mut self.out, n);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let stream = self.stream.clone();
+                    let reports = reports.clone();
+                    self.blocked = Some(ex.spawn(async move {
+                        let _ = future::poll_fn(|cx| stream.poll_writable(cx)).await;
+                        // Unbounded; fails only once the driver is gone.
+                        let _ = reports.try_send(Report::Writable { conn });
+                    }));
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > 8 {
+            // An idle connection keeps no large queue.
+            self.out = VecDeque::new();
+        }
+        Ok(total)
+    }
+
+    /// The socket may take more (its watcher said so).
+    pub(crate) fn writable(&mut self) {
+        self.blocked = None;
+    }
+
+    /// Whether transmits wait to be written.
+    pub(crate) fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Stops reading, writes everything queued, then shuts the socket down and waits for
+    /// the peer to close, all within `linger`. Returns the task doing that; the socket is
+    /// closed when it ends.
     pub(crate) fn close(self, ex: &LocalExecutor<'_>, linger: Duration) -> Task<()> {
         let Conn {
-            stream: _,
-            outbound,
+            stream,
+            mut out,
+            blocked,
+            dirty: _,
             reader,
-            writer,
         } = self;
         drop(reader);
-        // The writer drains what is queued, then sees the end of the queue.
-        outbound.close();
-        ex.spawn(writer.or(async move {
-            Timer::after(linger).await;
-        }))
+        drop(blocked);
+        ex.spawn(
+            async move {
+                if flush(&*stream, &mut out).await.is_err() {
+                    return;
+                }
+                // Everything is written: say goodbye, then wait for the peer's close so
+                // that unread input does not turn our close into a reset that could
+                // discard the goodbye.
+                if stream.shutdown(Shutdown::Write).is_err() {
+                    return;
+                }
+                loop {
+                    match read_some(&*stream).await {
+                        Ok(bytes) if bytes.is_empty() => return,
+                        Ok(_) => {}
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+            .or(async move {
+                Timer::after(linger).await;
+            }),
+        )
     }
 
     /// Closes at once, dropping whatever is queued or unwritten.
@@ -180,6 +242,49 @@ impl Conn {
         // longer, and the peer should see the close now.
         let _ = self.stream.shutdown(Shutdown::Both);
     }
+}
+
+/// One `write` of the first transmit, or one `write_vectored` of the first several.
+fn write_some(stream: &dyn Socket, out: &VecDeque<Bytes>) -> io::Result<usize> {
+    // On the stack: a write per connection per turn allocates nothing.
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let mut n = 0;
+    for (slice, bytes) in slices.iter_mut().zip(out) {
+        *slice = IoSlice::new(bytes);
+        n += 1;
+    }
+    stream.try_write_vectored(&slices[..n])
+}
+
+/// Drops the first `n` bytes of `out`.
+fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = out.front_mut() else {
+            return;
+        };
+        if n < front.len() {
+            front.advance(n);
+            return;
+        }
+        n -= front.len();
+        out.pop_front();
+    }
+}
+
+/// Writes all of `out`, waiting for the socket as needed.
+async fn flush(stream: &dyn Socket, out: &mut VecDeque<Bytes>) -> io::Result<()> {
+    while !out.is_empty() {
+        match write_some(stream, out) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(n) => advance(out, n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                future::poll_fn(|cx| stream.poll_writable(cx)).await?;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 thread_local! {
@@ -192,14 +297,11 @@ thread_local! {
 
 /// Reads what `stream` has ready into the thread's scratch buffer and copies it out;
 /// waits (holding no buffer) while nothing is ready. An empty `Bytes` is end of stream.
-async fn read_some<S>(stream: &S) -> io::Result<Bytes>
-where
-    for<'s> &'s S: AsyncRead + Unpin,
-{
+async fn read_some(stream: &dyn Socket) -> io::Result<Bytes> {
     future::poll_fn(|cx| {
         READ_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            match Pin::new(&mut &*stream).poll_read(cx, &mut scratch) {
+            match stream.poll_read(cx, &mut scratch) {
                 Poll::Ready(Ok(n)) => Poll::Ready(Ok(Bytes::copy_from_slice(&scratch[..n]))),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
@@ -209,10 +311,7 @@ where
     .await
 }
 
-async fn read_loop<S>(conn: ConnId, stream: Arc<S>, events: Sender<Event>)
-where
-    for<'s> &'s S: AsyncRead + Unpin,
-{
+async fn read_loop(conn: ConnId, stream: Arc<dyn Socket>, events: Sender<Event>) {
     loop {
         let bytes = match read_some(&*stream).await {
             Ok(bytes) if bytes.is_empty() => break,
@@ -232,69 +331,81 @@ where
     let _ = events.send(Event::Gone { conn }).await;
 }
 
-async fn write_loop<S>(
-    conn: ConnId,
-    stream: Arc<S>,
-    queue: Receiver<Bytes>,
-    reports: Sender<Report>,
-) where
-    S: Socket,
-    for<'s> &'s S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut batch = BytesMut::new();
-    while let Ok(first) = queue.recv().await {
-        let chunk = if queue.is_empty() {
-            first
-        } else {
-            batch.extend_from_slice(&first);
-            while batch.len() < WRITE_BATCH {
-                let Ok(more) = queue.try_recv() else { break };
-                batch.extend_from_slice(&more);
-            }
-            batch.split().freeze()
-        };
-        if let Err(e) = write_reporting(conn, &stream, &chunk, &reports).await {
-            debug!(%conn, error = %e, "write failed");
-            let _ = reports.try_send(Report::Failed { conn });
-            return;
-        }
-    }
-    // The driver closed the queue and everything in it is written: say goodbye, then wait
-    // for the peer's close so that unread input does not turn our close into a reset that
-    // could discard the goodbye. The driver bounds this wait.
-    if stream.shutdown(Shutdown::Write).is_err() {
-        return;
-    }
-    loop {
-        match read_some(&*stream).await {
-            Ok(bytes) if bytes.is_empty() => return,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return,
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
 
-/// Writes all of `bytes`, reporting each partial write to the driver.
-async fn write_reporting<S>(
-    conn: ConnId,
-    stream: &S,
-    mut bytes: &[u8],
-    reports: &Sender<Report>,
-) -> io::Result<()>
-where
-    for<'s> &'s S: AsyncWrite + Unpin,
-{
-    while !bytes.is_empty() {
-        let n = match (&mut &*stream).write(bytes).await {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+    use super::*;
+
+    /// Three queued transmits leave in order through one vectored write, and a partial
+    /// write keeps the rest queued from the right byte.
+    #[test]
+    fn queued_transmits_leave_in_order_from_a_partial_write() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = Async::<TcpStream>::connect(listener.local_addr().expect("addr"));
+        let client = smol::block_on(client).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let socket = Counted {
+            stream: client,
+            _slot: crate::fds::Capacity::new(1).try_take().expect("slot"),
         };
-        bytes = &bytes[n..];
-        // Unbounded, so a report never waits; it fails only once the driver is gone.
-        let _ = reports.try_send(Report::Written { conn, n });
+        let mut out: VecDeque<Bytes> = ["one ", "two ", "three"]
+            .iter()
+            .map(|p| Bytes::from_static(p.as_bytes()))
+            .collect();
+        advance(&mut out, 2);
+        assert_eq!(write_some(&socket, &out).expect("write"), 11);
+        let mut got = [0_u8; 11];
+        server.read_exact(&mut got).expect("read");
+        assert_eq!(&got, b"e two three");
     }
-    Ok(())
+
+    /// A transmit larger than the socket takes: the write stops at the full socket, a
+    /// watcher reports the socket writable once the peer reads, and the rest follows, every
+    /// byte once and in order.
+    #[test]
+    fn a_full_socket_is_reported_writable_and_the_rest_follows_in_order() {
+        const TOTAL: usize = 8 << 20;
+        let pattern: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = Async::<TcpStream>::connect(listener.local_addr().expect("addr"));
+        let client = smol::block_on(client).expect("connect");
+        let (mut server, _) = listener.accept().expect("accept");
+        let slot = crate::fds::Capacity::new(1).try_take().expect("slot");
+        let ex = LocalExecutor::new();
+        let (events, _inbox) = smol::channel::bounded(1);
+        let (reports, report_box) = smol::channel::unbounded();
+        let id = ConnId(1);
+        let mut conn = Conn::start(&ex, id, Stream::Tcp(client, slot), &events);
+        for chunk in pattern.chunks(64 * 1024) {
+            conn.queue(Bytes::copy_from_slice(chunk));
+        }
+        let mut written = conn.write(&ex, id, &reports).expect("write");
+        assert!(written < TOTAL, "the socket took all {TOTAL} bytes at once");
+        assert!(conn.has_output());
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0_u8; TOTAL];
+            server.read_exact(&mut got).map(|()| got)
+        });
+        let rest = async {
+            while conn.has_output() {
+                match report_box.recv().await {
+                    Ok(Report::Writable { conn: c }) => {
+                        assert_eq!(c, id);
+                        conn.writable();
+                        written += conn.write(&ex, id, &reports).expect("write");
+                    }
+                    _ => panic!("not a writable report"),
+                }
+            }
+        };
+        let timeout = async {
+            Timer::after(Duration::from_secs(20)).await;
+            panic!("the full socket was never reported writable");
+        };
+        smol::block_on(ex.run(rest.or(timeout)));
+        assert_eq!(written, TOTAL);
+        let got = reader.join().expect("reader").expect("read all");
+        assert!(got == pattern, "the bytes arrived out of order");
+    }
 }

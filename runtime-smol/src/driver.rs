@@ -1,6 +1,6 @@
 //! The driver task: owns the core and runs its drive loop.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
@@ -19,14 +19,15 @@ use switchboard_proto::{
     Action, ConnId, Effect, EffectId, EffectResult, Peer, Protocol, Pump, Server,
 };
 use switchboard_store::clock::Clock;
+use switchboard_store::commit_log::CommitLog;
 use switchboard_store::credentials::{self, Cost};
 use switchboard_store::media_reader::MediaReader;
 use switchboard_store::start::error_chain;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, warn};
 
 use switchboard_store::observe::Observer;
 
-use crate::commit::{Attempt, Committer, Outcome};
+use crate::commit::{Attempt, Committer};
 use crate::conn::{Conn, Stream};
 use crate::fds::{Capacity, Slot};
 use crate::{Error, Runtime};
@@ -34,15 +35,15 @@ use crate::{Error, Runtime};
 /// Events the driver can buffer before readers, writers and listeners wait.
 const EVENT_CAPACITY: usize = 256;
 
-/// Inputs handled in one go when several are ready, before the writers run: a bound, so
-/// write reports (which the core counts against each connection's limit) wait at most
-/// this many inputs.
+/// Inputs handled in one go when several are ready, before what they queued is written:
+/// a bound, so the writes (which the core counts against each connection's limit) wait
+/// at most this many inputs.
 const EVENT_BATCH: usize = 64;
 
-/// ...and at most about this many bytes of transmits queued by them, so a burst of
-/// broadcasts (each login announced to everyone) is not held in thousands of queues at
-/// once, which left the allocator holding the peak long after (idle memory per client
-/// 5.7 -> 20 KiB with 64 logins per batch).
+/// ...and at most about this many bytes of transmits queued by them before they are
+/// written, even mid-batch, so a burst of broadcasts (each login announced to everyone) is
+/// not held in thousands of queues at once, which left the allocator holding the peak
+/// long after (idle memory per client 5.7 -> 20 KiB with 64 logins per batch).
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
@@ -52,9 +53,6 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// How long a dial may take before it is reported failed (the system's own SYN timeout
 /// can be minutes); the core then decides when to try again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often the refusals of connections past the descriptor capacity are logged.
-const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 /// What listener and reader tasks tell the driver, over a bounded channel: when the driver
 /// falls behind, they wait, and TCP pushes back on the peers.
@@ -76,15 +74,14 @@ pub(crate) enum Event {
     Gone { conn: ConnId },
 }
 
-/// What writer and effect tasks tell the driver, over an unbounded channel that the driver
-/// serves before any new input: the core counts bytes sent but not reported written against
-/// its limit, so a report held up behind a queue of input would make a fast reader look
-/// slow. There is at most one report per write or effect, and the core bounds both.
+/// What socket watchers and effect tasks tell the driver, over an unbounded channel that
+/// the driver serves before any new input: the core counts bytes sent but not written
+/// against its limit, so a socket's news held up behind a queue of input would make a fast
+/// reader look slow. There is at most one report per full socket or effect, and the core
+/// bounds both.
 pub(crate) enum Report {
-    /// A writer handed `n` bytes to the socket.
-    Written { conn: ConnId, n: usize },
-    /// Writing failed; the peer is gone.
-    Failed { conn: ConnId },
+    /// A socket that was full takes more.
+    Writable { conn: ConnId },
     /// An effect finished on the blocking pool.
     EffectDone { id: EffectId, result: EffectResult },
 }
@@ -110,19 +107,12 @@ pub(crate) async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     let Runtime {
-        config,
+        start,
         options,
-        data_dir,
-        store,
-        state,
         listeners,
-        capacity,
-        metrics,
         mut hangup,
-        #[cfg(unix)]
-        admin,
     } = runtime;
-    let reload = options.reload.clone();
+    let capacity = start.capacity;
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
     let next_id = Arc::new(AtomicU64::new(1));
@@ -140,26 +130,31 @@ pub(crate) async fn run(
         })
         .collect();
     #[cfg(unix)]
-    let admin_path = admin.path.clone();
+    let admin_path = start.admin.path.clone();
     #[cfg(unix)]
-    accepting.push(ex.spawn(accept_admin(admin.socket, next_id.clone(), events.clone())));
-    let media = MediaReader::new(data_dir.path().to_owned());
-    let mut pump = Pump::new(Server::new(config, state));
+    accepting.push(ex.spawn(accept_admin(
+        start.admin.socket,
+        next_id.clone(),
+        events.clone(),
+    )));
+    let media = MediaReader::new(start.data_dir.path().to_owned());
+    let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
     pump.record_events();
     let mut driver = Driver {
-        observer: Observer::new(metrics),
-        commit_started: None,
+        observer: Observer::new(start.metrics),
+        commits: CommitLog::default(),
         stopping: None,
         closing: Vec::new(),
         ex,
         media,
         capacity,
         pump,
-        committer: Committer::new(store),
+        committer: Committer::new(start.store),
         cost: options.hash_cost.clone(),
         clock: Clock::start(),
-        conns: BTreeMap::new(),
+        conns: HashMap::new(),
+        dirty: Vec::new(),
         events,
         reports,
         linger: options.linger,
@@ -177,6 +172,7 @@ pub(crate) async fn run(
         if deadline.is_some_and(|at| at <= now.mono) {
             driver.pump.handle_timeout(now);
             driver.drain();
+            driver.flush();
             continue;
         }
         if deadline != timer_at {
@@ -228,43 +224,35 @@ pub(crate) async fn run(
         match wake {
             Wake::Report(report) => {
                 driver.on_report(report);
+                // And every other report already there, before one drain.
+                while let Ok(report) = report_box.try_recv() {
+                    driver.on_report(report);
+                }
                 driver.drain();
             }
             Wake::Event(event) => {
                 driver.on_event(event);
                 driver.drain();
-                // Take what other input is ready already, up to a bound, before the
-                // writers run: a connection that several inputs wrote to then gets it all
-                // in one write (one `send`, one wake-up of its writer) instead of one per
-                // input.
+                // Take what other input is ready already, up to a bound, before writing:
+                // a connection that several inputs wrote to then gets it all in one write
+                // instead of one per input.
                 for _ in 1..EVENT_BATCH {
                     if driver.queued >= BATCH_BYTES {
-                        break;
+                        driver.flush();
                     }
                     let Ok(event) = inbox.try_recv() else { break };
                     driver.on_event(event);
                     driver.drain();
                 }
-                driver.queued = 0;
-                // Let the writers write what this input produced (and report it) before
-                // the next input, which a ready channel would otherwise hand over at once.
-                future::yield_now().await;
             }
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
             Wake::Refresh => driver.observer.refresh(driver.pump.server()),
-            Wake::Hangup => {
-                info!("SIGHUP: reloading the config");
-                match reload.as_ref().and_then(|reload| (reload.0)()) {
-                    Some(new) => driver
-                        .pump
-                        .reconfigure(new.limits, new.offline_share_percent),
-                    None if reload.is_none() => info!("nothing to reload"),
-                    None => {}
-                }
-            }
+            Wake::Hangup => options.apply_reload(&mut driver.pump),
             Wake::Shutdown => break,
         }
+        // One write per connection for all this turn queued.
+        driver.flush();
     }
     drop(accepting);
     #[cfg(unix)]
@@ -273,7 +261,7 @@ pub(crate) async fn run(
         .shut_down(&inbox, &report_box, options.shutdown_grace)
         .await;
     // Held until here: nobody else may open the store before the last commit is done.
-    drop(data_dir);
+    drop(start.data_dir);
     result
 }
 
@@ -281,8 +269,8 @@ struct Driver<'a, 'ex> {
     ex: &'a LocalExecutor<'ex>,
     /// Logs and counts connections, logins, kicks and commits.
     observer: Observer,
-    /// The size of the batch at the committer and when it was handed over.
-    commit_started: Option<(usize, std::time::Instant)>,
+    /// Logs and reports each commit attempt.
+    commits: CommitLog,
     /// Shutting down, by this deadline: closes are awaited, not detached.
     stopping: Option<std::time::Instant>,
     /// The closes started while shutting down.
@@ -300,12 +288,14 @@ struct Driver<'a, 'ex> {
     cost: Cost,
     clock: Clock,
     /// Connections the core knows, by id.
-    conns: BTreeMap<ConnId, Conn>,
+    conns: HashMap<ConnId, Conn>,
+    /// Connections with transmits queued since the last [`flush`](Driver::flush).
+    dirty: Vec<ConnId>,
     /// Handed to every new connection's tasks.
     events: Sender<Event>,
     reports: Sender<Report>,
     linger: Duration,
-    /// Bytes of transmits handed to writers since the writers last ran (see
+    /// Bytes of transmits queued since the last [`flush`](Driver::flush) (see
     /// [`BATCH_BYTES`]).
     queued: usize,
     /// Password hashes running at once (each takes 19 MiB at the recommended cost).
@@ -344,18 +334,18 @@ impl Driver<'_, '_> {
                 stream,
             } => {
                 self.observer.opened(conn, protocol, peer);
-                let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
+                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.accepted(now, conn, protocol, peer);
             }
             Event::Connected { conn, stream } => {
-                info!(%conn, "outbound connection established");
-                let handle = Conn::start(self.ex, conn, stream, &self.events, &self.reports);
+                self.observer.dialed(conn);
+                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.connected(now, conn);
             }
             Event::ConnectFailed { conn, error } => {
-                warn!(%conn, %error, "outbound connection failed");
+                self.observer.dial_failed(conn, &error);
                 self.pump.connect_failed(now, conn, error);
             }
             // Events of a connection already closed are late news; the core has forgotten it.
@@ -372,13 +362,15 @@ impl Driver<'_, '_> {
 
     fn on_report(&mut self, report: Report) {
         match report {
-            Report::Written { conn, n } => {
-                if self.conns.contains_key(&conn) {
-                    self.observer.written(conn, n);
-                    self.pump.written(self.clock.now(), conn, n);
+            Report::Writable { conn } => {
+                if let Some(handle) = self.conns.get_mut(&conn) {
+                    handle.writable();
+                    if handle.has_output() && !handle.dirty {
+                        handle.dirty = true;
+                        self.dirty.push(conn);
+                    }
                 }
             }
-            Report::Failed { conn } => self.peer_closed(conn, false),
             Report::EffectDone { id, result } => {
                 self.pump.effect_done(self.clock.now(), id, result);
             }
@@ -389,17 +381,14 @@ impl Driver<'_, '_> {
     /// on the commit and asks for the next batch, or keeps the failed batch for a retry
     /// after its backoff.
     fn on_commit(&mut self, attempt: Attempt) {
-        let now = self.clock.now();
-        match self.committer.finish(attempt) {
-            Outcome::Committed { through } => {
-                if let Some((changes, at)) = self.commit_started.take() {
-                    self.observer.committed(changes, at.elapsed());
-                }
-                self.pump.commit_finished(now);
-                debug_assert_eq!(self.pump.server().committed(), through);
-            }
-            Outcome::Failed { batch, error } => self.pump.commit_failed(now, batch, error),
-        }
+        let (batch, result) = self.committer.finish(attempt);
+        self.commits.finished(
+            batch,
+            result,
+            &mut self.pump,
+            &self.clock,
+            &mut self.observer,
+        );
         self.drain();
     }
 
@@ -419,22 +408,70 @@ impl Driver<'_, '_> {
     /// Carries out every action the pump has queued.
     fn drain(&mut self) {
         // Events first: a kick's line names the connections its closes remove.
+        let mut news = false;
         while let Some(event) = self.pump.poll_event() {
             self.observer.event(event);
+            news = true;
         }
         while let Some(action) = self.pump.poll_action() {
+            news |= !matches!(action, Action::Transmit { .. });
             self.carry_out(action);
         }
+        // Logins, closes and commits show in the metrics with the counters they change;
+        // plain transmits wait for the end of the turn (see `flush`).
+        if news {
+            self.export();
+        }
+    }
+
+    /// Exports the core's counters and logs its rate refusals.
+    fn export(&mut self) {
         self.observer.refresh(self.pump.server());
         self.rate_refusals.check(self.pump.server().rate_refusals());
+    }
+
+    /// Writes what was queued since the last flush, one write per connection, and tells
+    /// the pump what the sockets took; what that releases is written too. Then exports
+    /// the core's counters (once per turn, not per input: a fan-out to 1000 connections
+    /// is 1000 writes).
+    fn flush(&mut self) {
+        self.queued = 0;
+        while !self.dirty.is_empty() {
+            let now = self.clock.now();
+            for conn in std::mem::take(&mut self.dirty) {
+                let Some(handle) = self.conns.get_mut(&conn) else {
+                    continue;
+                };
+                handle.dirty = false;
+                match handle.write(self.ex, conn, &self.reports) {
+                    // Shutting down: the core takes nothing new but commits.
+                    Ok(n) if n > 0 && self.stopping.is_none() => {
+                        self.observer.written(conn, n);
+                        self.pump.written(now, conn, n);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(%conn, error = %e, "write failed");
+                        self.peer_closed(conn, false);
+                    }
+                }
+            }
+            // What the writes released (a close past the outbound limit, say), in order.
+            self.drain();
+        }
+        self.export();
     }
 
     fn carry_out(&mut self, action: Action) {
         match action {
             Action::Transmit { conn, bytes } => {
-                if let Some(handle) = self.conns.get(&conn) {
+                if let Some(handle) = self.conns.get_mut(&conn) {
                     self.queued += bytes.len();
-                    handle.send(bytes);
+                    handle.queue(bytes);
+                    if !handle.dirty {
+                        handle.dirty = true;
+                        self.dirty.push(conn);
+                    }
                 }
             }
             Action::Close { conn, reason } => {
@@ -453,14 +490,14 @@ impl Driver<'_, '_> {
                 }
             }
             Action::Commit(batch) => {
-                self.commit_started = Some((batch.changes.len(), std::time::Instant::now()));
+                self.commits.started(&batch);
                 self.committer.start(self.ex, batch)
             }
             Action::Effect { id, effect } => self.run_effect(id, effect),
             // Dialed off the loop; the result comes back as an event, and a connected link
             // is then like an accepted connection.
             Action::Connect { conn, addr } => {
-                debug!(%conn, %addr, "dialing");
+                self.observer.dialing(conn, addr);
                 match self.capacity.try_take() {
                     Some(slot) => {
                         let events = self.events.clone();
@@ -468,7 +505,7 @@ impl Driver<'_, '_> {
                     }
                     None => {
                         let error = "no descriptor to spare".to_owned();
-                        warn!(%conn, %addr, %error, "outbound connection failed");
+                        self.observer.dial_failed(conn, &error);
                         self.pump.connect_failed(self.clock.now(), conn, error);
                     }
                 }
@@ -588,16 +625,7 @@ impl Driver<'_, '_> {
                 discard.as_mut().await;
             })
             .await;
-        if uncommitted > 0 {
-            error!(
-                changes = uncommitted,
-                "stopped with changes the store did not commit; none was acknowledged"
-            );
-            return Err(Error::Uncommitted {
-                changes: uncommitted,
-            });
-        }
-        Ok(())
+        switchboard_store::start::stopped(uncommitted)
     }
 }
 
@@ -635,26 +663,13 @@ async fn accept_loop(
     next_id: Arc<AtomicU64>,
     events: Sender<Event>,
 ) {
-    let mut refused = 0_u64;
-    let mut last_warning: Option<std::time::Instant> = None;
+    let mut refusals = switchboard_store::refusals::CapacityRefusals::default();
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let Some(slot) = capacity.try_take() else {
                     drop(stream);
-                    refused += 1;
-                    if last_warning.is_none_or(|at| at.elapsed() >= REFUSAL_WARNING_EVERY) {
-                        warn!(
-                            %protocol,
-                            open = capacity.open(),
-                            max = capacity.max(),
-                            refused,
-                            "at the client connection limit the descriptor limit allows: \
-                             closing new connections at once (raise `ulimit -n`)"
-                        );
-                        last_warning = Some(std::time::Instant::now());
-                        refused = 0;
-                    }
+                    refusals.refused(protocol, &capacity);
                     continue;
                 };
                 let conn = ConnId(next_id.fetch_add(1, Ordering::Relaxed));

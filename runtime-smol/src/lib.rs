@@ -9,10 +9,14 @@
 //! - One listener task per configured `(Protocol, SocketAddr)` accepts connections and gives
 //!   each a [`ConnId`](switchboard_proto::ConnId) that is never reused.
 //! - Per connection, a reader task sends what it reads to the driver over a bounded channel
-//!   (a flood of input waits there, and TCP pushes back on the peer), and a writer task
-//!   writes the core's transmits in order and reports each write back as
-//!   [`Input::Written`](switchboard_proto::Input::Written), so the core can close a peer that
-//!   stopped reading once its queue passes `Config::outbound_limit_bytes`.
+//!   (a flood of input waits there, and TCP pushes back on the peer). The driver queues the
+//!   core's transmits per connection (shared `Bytes`, not copied) and writes them itself at
+//!   the end of each turn, one (vectored) write per connection, reporting what the socket
+//!   took as [`Input::Written`](switchboard_proto::Input::Written), so the core can close a
+//!   peer that stopped reading once its queue passes `Config::outbound_limit_bytes`. A full
+//!   socket gets a watcher task that tells the driver when it takes more. (A writer task
+//!   and a channel per connection cost a fan-out to 1000 clients 1000 channel sends and
+//!   task wake-ups per message: a quarter of the server's CPU in arsc's room fan-out.)
 //! - A close the core wants flushed writes what is queued, shuts the socket down and waits
 //!   for the peer to close, all within [`Options::linger`]; any other close drops the socket
 //!   at once.
@@ -48,13 +52,12 @@ mod driver;
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use smol::stream::StreamExt;
 use smol::{Async, LocalExecutor};
-use switchboard_proto::{Config, Protocol, State};
-use switchboard_store::start::StartError;
-use switchboard_store::{Store, StoreError};
+use switchboard_proto::{Config, Protocol};
+use switchboard_store::start::Prepared;
 use tracing::{info, warn};
 
 // Std-only pieces every runtime shares; they live in the store crate so that no other
@@ -68,59 +71,9 @@ pub use switchboard_store::{fds, fds::DEFAULT_FD_RESERVE};
 
 pub use switchboard_store::options::Options;
 
-/// Why the runtime could not start, or did not stop cleanly. The `Display` text says what
-/// failed; the cause is the [`source`](std::error::Error::source).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The operating system gave no randomness for the seed.
-    #[error(transparent)]
-    Seed(#[from] switchboard_store::start::SeedError),
-    /// The data directory could not be taken (another server holds it, say).
-    #[error(transparent)]
-    DataDir(#[from] LockError),
-    /// The store could not be opened or loaded.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A protocol listener could not be bound.
-    #[error("cannot listen for {protocol} on {addr}")]
-    Listen {
-        /// Its protocol.
-        protocol: Protocol,
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The admin socket could not be bound.
-    #[error("cannot listen on the admin socket {path}")]
-    AdminSocket {
-        /// The socket's path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// The metrics listener could not be bound.
-    #[error("cannot serve metrics on {addr}")]
-    Metrics {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
-    /// Ctrl-C and SIGTERM cannot be watched.
-    #[error("cannot watch for Ctrl-C and SIGTERM")]
-    Signals(#[source] io::Error),
-    /// Shutdown gave up on changes the store did not commit within the grace period (it
-    /// was failing). None of them was acknowledged to a client.
-    #[error("stopped with {changes} changes not committed; none of them was acknowledged")]
-    Uncommitted {
-        /// How many.
-        changes: usize,
-    },
-}
+/// Why the runtime could not start, or did not stop cleanly: the error every runtime
+/// shares (see [`switchboard_store::start::RuntimeError`]).
+pub use switchboard_store::start::RuntimeError as Error;
 
 /// A server whose data directory is locked, whose store is loaded, whose listeners are
 /// bound and whose seed is chosen, ready to [`run_until`](Self::run_until) shutdown.
@@ -129,21 +82,20 @@ pub enum Error {
 /// the server runs, for example to hand them to a test client.
 #[derive(Debug)]
 pub struct Runtime {
-    config: Config,
+    /// The config with its seed, the locked data directory, the store and its state, the
+    /// admin socket, the connection capacity and the metrics (its listeners are below).
+    start: Prepared<Admin>,
     options: Options,
-    data_dir: DataDir,
-    store: Store,
-    state: State,
     listeners: Vec<Listener>,
-    /// How many client connections the descriptor limit leaves room for.
-    capacity: fds::Capacity,
-    /// The metrics, when served.
-    metrics: Option<switchboard_store::metrics::Metrics>,
     /// SIGHUP, when watched ([`serve_with`] does): a reload of [`Options::reload`].
     hangup: Option<async_signal::Signals>,
-    #[cfg(unix)]
-    admin: admin::AdminSocket,
 }
+
+/// The admin socket, on Unix.
+#[cfg(unix)]
+type Admin = admin::AdminSocket;
+#[cfg(not(unix))]
+type Admin = ();
 
 #[derive(Debug)]
 struct Listener {
@@ -162,37 +114,27 @@ impl Runtime {
     /// When another process holds the data directory, the store cannot be opened or
     /// loaded, an address cannot be bound, or the OS has no randomness to give.
     pub fn bind(
-        mut config: Config,
+        config: Config,
         data_dir: &Path,
         listeners: &[(Protocol, SocketAddr)],
         options: Options,
     ) -> Result<Runtime, Error> {
-        config.seed = switchboard_store::start::choose_seed(options.seed)?;
-        info!(seed = config.seed, "server seed");
-        let limit = fds::raise_limit();
-        let started = switchboard_store::start::lock_and_load(data_dir).map_err(|e| match e {
-            StartError::DataDir(e) => Error::DataDir(e),
-            StartError::Store(e) => Error::Store(e),
-        })?;
-        switchboard_store::start::log_started(&started);
-        let switchboard_store::start::Started {
-            data_dir,
-            store,
-            state,
-        } = started;
-        let (backlog, somaxconn) = fds::backlog();
-        let listeners = listeners
-            .iter()
-            .map(|&(protocol, addr)| {
-                let context = |source| Error::Listen {
+        let mut start =
+            switchboard_store::start::prepare(config, data_dir, listeners, &options, |dir| {
+                #[cfg(unix)]
+                return admin::bind(dir);
+                #[cfg(not(unix))]
+                Ok(())
+            })?;
+        let listeners = std::mem::take(&mut start.listeners)
+            .into_iter()
+            .map(|l| {
+                let (protocol, addr) = (l.protocol, l.addr);
+                let socket = Async::new(l.socket).map_err(|source| Error::Listen {
                     protocol,
                     addr,
                     source,
-                };
-                let socket = Async::<TcpListener>::bind(addr).map_err(context)?;
-                fds::set_backlog(socket.get_ref(), backlog).map_err(context)?;
-                let addr = socket.get_ref().local_addr().map_err(context)?;
-                info!(backlog, "{protocol} listening on {addr}");
+                })?;
                 Ok(Listener {
                     protocol,
                     socket,
@@ -200,32 +142,11 @@ impl Runtime {
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        if somaxconn.is_some_and(|max| max < backlog) {
-            warn!(
-                backlog,
-                somaxconn,
-                "the kernel caps the listen backlog at net.core.somaxconn; raise it for \
-                 crowds that connect at once"
-            );
-        }
-        #[cfg(unix)]
-        let admin = admin::bind(&data_dir)?;
-        let capacity = fds::client_capacity(limit, options.fd_reserve);
-        fds::log_start(limit, &capacity, options.fd_reserve);
-        let metrics = switchboard_store::metrics::Metrics::start(options.metrics)
-            .map_err(|(addr, source)| Error::Metrics { addr, source })?;
         Ok(Runtime {
-            config,
+            start,
             options,
-            data_dir,
-            store,
-            state,
             listeners,
-            capacity,
-            metrics,
             hangup: None,
-            #[cfg(unix)]
-            admin,
         })
     }
 
@@ -239,12 +160,12 @@ impl Runtime {
 
     /// The seed the core runs with.
     pub fn seed(&self) -> u64 {
-        self.config.seed
+        self.start.config.seed
     }
 
     /// The data directory this runtime holds.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+        self.start.data_dir.path()
     }
 
     /// Serves on the current thread until `shutdown` completes; then stops accepting,

@@ -11,7 +11,8 @@
 //!
 //! What every runtime needs besides the database lives here too, std-only, so no runtime
 //! imports another's crate: the data directory and its lock ([`data_dir`]), the start
-//! sequence of seed, lock and load ([`start`]), the clock mapping ([`clock`]), file
+//! sequence of seed, lock, load and listeners and the runtimes' one error type
+//! ([`start`]), the logging and reporting of commit attempts ([`commit_log`]), the clock mapping ([`clock`]), file
 //! descriptors: limit, reserve and listen backlog ([`fds`]), the admin socket's file
 //! ([`admin_socket`], on Unix), the log line of rate-limit refusals ([`refusals`]), and
 //! the reader of opcode media for the core's media effect ([`media_reader`]), and the
@@ -23,6 +24,7 @@
 pub mod admin_socket;
 pub mod backup;
 pub mod clock;
+pub mod commit_log;
 pub mod credentials;
 pub mod data_dir;
 mod error;

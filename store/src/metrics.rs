@@ -27,7 +27,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The server's metrics. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct Metrics {
-    /// Open connections by protocol.
+    /// Open connections by protocol (`outbound` for those the server dials).
     pub connections: Family<Labels, Gauge>,
     /// Logins by protocol.
     pub logins: Family<Labels, Counter>,
@@ -82,7 +82,7 @@ impl Metrics {
         };
         registry.register(
             "connections",
-            "Connections open now, by protocol (admin socket connections included)",
+            "Connections open now, by protocol (admin socket connections included; outbound: the links the server dials, such as the jabberd router link)",
             m.connections.clone(),
         );
         registry.register(
@@ -157,6 +157,10 @@ impl Metrics {
             let stored = vec![("from", protocol.to_string()), ("to", "mailbox".to_owned())];
             let _ = m.routed.get_or_create(&stored);
         }
+        let outbound = crate::observe::outbound_label();
+        let _ = m.connections.get_or_create(&outbound);
+        let _ = m.bytes_in.get_or_create(&outbound);
+        let _ = m.bytes_out.get_or_create(&outbound);
         for reason in crate::observe::REASONS {
             let _ = m
                 .disconnects

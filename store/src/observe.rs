@@ -2,20 +2,28 @@
 //! place, so the smol and mio runtimes write the same lines and export the same metrics.
 //!
 //! A runtime calls [`Observer::opened`] and [`Observer::closed`] for each connection,
+//! [`Observer::dialing`], [`Observer::dial_failed`] and [`Observer::dialed`] for each
+//! outbound connection the core asks for (the jabberd router link),
 //! [`Observer::received`] and [`Observer::written`] with its byte counts, hands it every
 //! [`NetworkEvent`] the pump records, [`Observer::committed`] for each commit, and
 //! [`Observer::refresh`] after each batch of work. The log lines (targets
-//! `switchboard::conn`, `switchboard::auth`, `switchboard::moderation`, and
-//! `switchboard::local` for admin socket connections) carry the fields
-//! operators grep for: `protocol`, `peer`, `user`, `reason`. Passwords never reach here.
+//! `switchboard::conn`, `switchboard::auth`, `switchboard::moderation`,
+//! `switchboard::link` for outbound connections, and `switchboard::local` for admin
+//! socket connections) carry the fields operators grep for: `protocol`, `peer`, `user`,
+//! `reason`, `addr`. Passwords never reach here.
+//!
+//! Outbound connections count under their own label, `protocol="outbound"`, in the
+//! connection gauge and the byte counters, so the gauge counts every socket the server
+//! holds and the client figures stay the clients'.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use switchboard_proto::{
     CloseReason, ConnId, KickReason, NetworkEvent, Peer, Protocol, Server, UserName,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
@@ -23,10 +31,15 @@ use crate::metrics::Metrics;
 /// read again.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 
+/// The label of outbound connections (those the core dials) in the `protocol` label of
+/// the connection gauge and the byte counters.
+pub const OUTBOUND: &str = "outbound";
+
 /// What is known of an open connection.
 #[derive(Debug)]
 struct Open {
-    protocol: Protocol,
+    /// `None` for an outbound connection (the runtime does not know its protocol).
+    protocol: Option<Protocol>,
     peer: Peer,
     /// The user of its last login, for the lines after it.
     user: Option<UserName>,
@@ -36,7 +49,14 @@ struct Open {
 #[derive(Debug)]
 pub struct Observer {
     conns: HashMap<ConnId, Open>,
+    /// Outbound connections being dialed, and where to.
+    dialing: HashMap<ConnId, SocketAddr>,
+    /// Per address dialed: the dials since it was last up (0 until the first).
+    links: HashMap<SocketAddr, Link>,
     metrics: Option<Metrics>,
+    /// The byte counters of `metrics`, by [`index_of`] a connection, taken once: finding
+    /// them by label costs a lock, a hash and two allocations per read or write.
+    bytes: Option<ByteCounters>,
     /// The core's counters as last exported.
     exported: switchboard_proto::Counters,
     last_refresh: Option<Instant>,
@@ -70,11 +90,53 @@ pub fn reason_label(reason: CloseReason) -> &'static str {
     }
 }
 
+/// The dials of one outbound address.
+#[derive(Debug, Default)]
+struct Link {
+    /// Dials since it was last established.
+    attempts: u32,
+    /// Whether it was ever established.
+    was_up: bool,
+}
+
+/// The byte counters of each protocol, then of outbound connections.
+#[derive(Debug)]
+struct ByteCounters {
+    inbound: Vec<prometheus_client::metrics::counter::Counter>,
+    outbound: Vec<prometheus_client::metrics::counter::Counter>,
+}
+
+impl ByteCounters {
+    fn of(m: &Metrics) -> ByteCounters {
+        let labels: Vec<_> = (Protocol::ALL.iter().map(|&p| label(p)))
+            .chain([outbound_label()])
+            .collect();
+        ByteCounters {
+            inbound: labels
+                .iter()
+                .map(|l| m.bytes_in.get_or_create(l).clone())
+                .collect(),
+            outbound: labels
+                .iter()
+                .map(|l| m.bytes_out.get_or_create(l).clone())
+                .collect(),
+        }
+    }
+}
+
+/// Where a connection's byte counters are in [`ByteCounters`].
+fn index_of(open: &Open) -> usize {
+    open.protocol.map_or(Protocol::ALL.len(), |p| p.index())
+}
+
 impl Observer {
     /// An observer that exports to `metrics` when given.
     pub fn new(metrics: Option<Metrics>) -> Observer {
         Observer {
+            bytes: metrics.as_ref().map(ByteCounters::of),
             conns: HashMap::new(),
+            dialing: HashMap::new(),
+            links: HashMap::new(),
             metrics,
             exported: Default::default(),
             last_refresh: None,
@@ -84,10 +146,68 @@ impl Observer {
     /// The connections open now, by protocol (admin connections included).
     pub fn connections(&self) -> [u64; Protocol::ALL.len()] {
         let mut open = [0; Protocol::ALL.len()];
-        for c in self.conns.values() {
-            open[c.protocol.index()] += 1;
+        for protocol in self.conns.values().filter_map(|c| c.protocol) {
+            open[protocol.index()] += 1;
         }
         open
+    }
+
+    /// The outbound connections open now.
+    pub fn outbound(&self) -> usize {
+        self.conns.values().filter(|c| c.protocol.is_none()).count()
+    }
+
+    /// The core asked for an outbound connection `conn` to `addr`: logged at info, as a
+    /// redial (with the attempt's number) when `addr` was dialed before.
+    pub fn dialing(&mut self, conn: ConnId, addr: SocketAddr) {
+        let link = self.links.entry(addr).or_default();
+        link.attempts += 1;
+        let attempt = link.attempts;
+        match (link.was_up, attempt) {
+            (false, 1) => info!(target: "switchboard::link", %conn, %addr, "dialing outbound link"),
+            _ => info!(
+                target: "switchboard::link", %conn, %addr, attempt,
+                "redialing outbound link"
+            ),
+        }
+        self.dialing.insert(conn, addr);
+    }
+
+    /// The dial of `conn` failed (refused, timed out, no descriptor): logged at warn with
+    /// the address and the cause; the core decides when to dial again.
+    pub fn dial_failed(&mut self, conn: ConnId, error: &str) {
+        let addr = self.dialing.remove(&conn);
+        let attempt = addr
+            .and_then(|a| self.links.get(&a))
+            .map_or(0, |l| l.attempts);
+        let addr = addr.map(|a| a.to_string()).unwrap_or_default();
+        warn!(
+            target: "switchboard::link", %conn, %addr, error, attempt,
+            "outbound connection failed; the server dials it again later"
+        );
+    }
+
+    /// The dial of `conn` succeeded: logged at info with the address, and counted as an
+    /// open connection under [`OUTBOUND`] until [`closed`](Self::closed).
+    pub fn dialed(&mut self, conn: ConnId) {
+        let Some(addr) = self.dialing.remove(&conn) else {
+            return;
+        };
+        let link = self.links.entry(addr).or_default();
+        let attempts = std::mem::take(&mut link.attempts);
+        link.was_up = true;
+        info!(target: "switchboard::link", %conn, %addr, attempts, "outbound connection established");
+        if let Some(m) = &self.metrics {
+            m.connections.get_or_create(&outbound_label()).inc();
+        }
+        self.conns.insert(
+            conn,
+            Open {
+                protocol: None,
+                peer: Peer::Net(addr),
+                user: None,
+            },
+        );
     }
 
     /// A connection opened (accepted, or dialed by the core).
@@ -106,7 +226,7 @@ impl Observer {
         self.conns.insert(
             conn,
             Open {
-                protocol,
+                protocol: Some(protocol),
                 peer,
                 user: None,
             },
@@ -116,6 +236,8 @@ impl Observer {
     /// A connection closed: by the core for `reason`, by the peer (`None`), or at shutdown
     /// (`Some("shutdown")` as `label`).
     pub fn closed(&mut self, conn: ConnId, reason: Option<CloseReason>) {
+        // A dial the core gave up on before it was established.
+        self.dialing.remove(&conn);
         let (text, label_text) = match reason {
             Some(r) => (r.as_str(), reason_label(r)),
             None => ("peer closed", "peer_closed"),
@@ -135,7 +257,26 @@ impl Observer {
         let Some(open) = self.conns.remove(&conn) else {
             return;
         };
-        let protocol = open.protocol;
+        let Some(protocol) = open.protocol else {
+            let addr = match open.peer {
+                Peer::Net(addr) => addr.to_string(),
+                Peer::Local => String::new(),
+            };
+            // The link's end is news to an operator, unless the server is stopping.
+            match label_text {
+                "shutdown" => {
+                    info!(target: "switchboard::link", %conn, %addr, reason, "outbound connection closed")
+                }
+                _ => warn!(
+                    target: "switchboard::link", %conn, %addr, reason,
+                    "outbound connection closed; the server dials it again later"
+                ),
+            }
+            if let Some(m) = &self.metrics {
+                m.connections.get_or_create(&outbound_label()).dec();
+            }
+            return;
+        };
         let user = open.user.as_ref().map(UserName::as_str).unwrap_or("");
         match open.peer {
             // A limit hit is worth a line at info; a connection's ordinary end is not
@@ -164,19 +305,20 @@ impl Observer {
 
     /// `n` bytes were read from `conn`.
     pub fn received(&mut self, conn: ConnId, n: usize) {
-        if let (Some(m), Some(open)) = (&self.metrics, self.conns.get(&conn)) {
-            m.bytes_in
-                .get_or_create(&label(open.protocol))
-                .inc_by(n as u64);
+        // Metrics off: not even the lookup (this runs for every read).
+        let Some(bytes) = &self.bytes else { return };
+        if let Some(open) = self.conns.get(&conn) {
+            bytes.inbound[index_of(open)].inc_by(n as u64);
         }
     }
 
     /// `n` bytes were written to `conn`.
     pub fn written(&mut self, conn: ConnId, n: usize) {
-        if let (Some(m), Some(open)) = (&self.metrics, self.conns.get(&conn)) {
-            m.bytes_out
-                .get_or_create(&label(open.protocol))
-                .inc_by(n as u64);
+        // Metrics off: not even the lookup (this runs for every write: 1000 per message
+        // fanned out to a room of 1000).
+        let Some(bytes) = &self.bytes else { return };
+        if let Some(open) = self.conns.get(&conn) {
+            bytes.outbound[index_of(open)].inc_by(n as u64);
         }
     }
 
@@ -232,8 +374,8 @@ impl Observer {
                 };
                 let peer = join(&|c| self.peer_of(c));
                 let protocol = join(&|c| {
-                    (self.conns.get(&c))
-                        .map(|o| o.protocol.to_string())
+                    (self.conns.get(&c).and_then(|o| o.protocol))
+                        .map(|p| p.to_string())
                         .unwrap_or_default()
                 });
                 let user = name.as_ref().map(UserName::as_str).unwrap_or("");
@@ -310,4 +452,9 @@ impl Observer {
 
 fn label(protocol: Protocol) -> Vec<(&'static str, String)> {
     vec![("protocol", protocol.to_string())]
+}
+
+/// The `protocol` label of outbound connections.
+pub(crate) fn outbound_label() -> Vec<(&'static str, String)> {
+    vec![("protocol", OUTBOUND.to_owned())]
 }

@@ -66,3 +66,17 @@ impl Default for Options {
         }
     }
 }
+
+impl Options {
+    /// SIGHUP: logs it, reads the config again with [`Options::reload`] and hands `pump`
+    /// the new limits, which apply to the next connection and request. Without a reload,
+    /// or when the config cannot be read (the reload logs why), nothing changes.
+    pub fn apply_reload(&self, pump: &mut switchboard_proto::Pump) {
+        tracing::info!("SIGHUP: reloading the config");
+        match self.reload.as_ref().and_then(|reload| (reload.0)()) {
+            Some(new) => pump.reconfigure(new.limits, new.offline_share_percent),
+            None if self.reload.is_none() => tracing::info!("nothing to reload"),
+            None => {}
+        }
+    }
+}

@@ -1,15 +1,225 @@
 //! What every runtime does at start, before it serves: choose the seed, take the data
-//! directory's lock and load the store. Std-only, so a runtime on any event loop (smol,
-//! mio, threads) shares it instead of importing another runtime's crate.
+//! directory's lock, load the store, bind the listeners and the metrics ([`prepare`]);
+//! and the one error type of a runtime ([`RuntimeError`]). Std-only, so a runtime on any
+//! event loop (smol, mio, threads) shares it instead of importing another runtime's crate.
 
 use std::error::Error;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 
-use switchboard_proto::State;
+use switchboard_proto::{Config, Protocol, State};
+use tracing::{error, info, warn};
 
 use crate::data_dir::{DataDir, LockError};
+use crate::fds;
+use crate::metrics::Metrics;
+use crate::options::Options;
 use crate::{Store, StoreError};
+
+/// Why a runtime could not start, or did not stop cleanly: the `Error` of every runtime
+/// crate (each re-exports it). The `Display` text says what failed; the cause is the
+/// [`source`](std::error::Error::source).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The operating system gave no randomness for the seed.
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+    /// The data directory could not be taken (another server holds it, say).
+    #[error(transparent)]
+    DataDir(#[from] LockError),
+    /// The store could not be opened or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A protocol listener could not be bound.
+    #[error("cannot listen for {protocol} on {addr}")]
+    Listen {
+        /// Its protocol.
+        protocol: Protocol,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The admin socket could not be bound.
+    #[error("cannot listen on the admin socket {path}")]
+    AdminSocket {
+        /// The socket's path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The metrics listener could not be bound.
+    #[error("cannot serve metrics on {addr}")]
+    Metrics {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Ctrl-C and SIGTERM cannot be watched.
+    #[error("cannot watch for Ctrl-C and SIGTERM")]
+    Signals(#[source] io::Error),
+    /// The event loop failed (the OS refused to create or wait on it).
+    #[error("the event loop failed")]
+    Poll(#[source] io::Error),
+    /// Shutdown gave up on changes the store did not commit within the grace period (it
+    /// was failing). None of them was acknowledged to a client.
+    #[error("stopped with {changes} changes not committed; none of them was acknowledged")]
+    Uncommitted {
+        /// How many.
+        changes: usize,
+    },
+}
+
+impl From<StartError> for RuntimeError {
+    fn from(e: StartError) -> Self {
+        match e {
+            StartError::DataDir(e) => RuntimeError::DataDir(e),
+            StartError::Store(e) => RuntimeError::Store(e),
+        }
+    }
+}
+
+/// The end of a runtime's shutdown: `Ok` when everything the core asked to persist was
+/// committed, else [`RuntimeError::Uncommitted`], logged.
+///
+/// # Errors
+/// [`RuntimeError::Uncommitted`] when `uncommitted` is not 0.
+pub fn stopped(uncommitted: usize) -> Result<(), RuntimeError> {
+    if uncommitted == 0 {
+        return Ok(());
+    }
+    error!(
+        changes = uncommitted,
+        "stopped with changes the store did not commit; none was acknowledged"
+    );
+    Err(RuntimeError::Uncommitted {
+        changes: uncommitted,
+    })
+}
+
+/// A protocol listener, bound and non-blocking, for a runtime to wrap in its event loop.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// The protocol its connections speak.
+    pub protocol: Protocol,
+    /// The socket, non-blocking, with the backlog of [`fds::backlog`].
+    pub socket: TcpListener,
+    /// The address actually bound (port 0 picks a free one).
+    pub addr: SocketAddr,
+}
+
+/// Everything a runtime has before it serves (see [`prepare`]).
+#[derive(Debug)]
+pub struct Prepared<A> {
+    /// The core's config, with the seed chosen.
+    pub config: Config,
+    /// The directory, locked until this is dropped: hold it until the last commit is done.
+    pub data_dir: DataDir,
+    /// The store, for the runtime's committer.
+    pub store: Store,
+    /// Everything durable, for [`Server::new`](switchboard_proto::Server::new).
+    pub state: State,
+    /// One listener per `(protocol, address)`, in the order given.
+    pub listeners: Vec<BoundListener>,
+    /// The runtime's admin socket, as its `bind_admin` made it.
+    pub admin: A,
+    /// How many client connections the descriptor limit leaves room for.
+    pub capacity: fds::Capacity,
+    /// The metrics, when [`Options::metrics`] serves them.
+    pub metrics: Option<Metrics>,
+}
+
+/// A runtime's start: chooses the seed (logged), raises the descriptor limit, takes the
+/// lock of `data_dir` (creating it if needed), opens and loads the store there, binds one
+/// non-blocking listener per `(protocol, address)` (logging `"<protocol> listening on
+/// <address>"` with the address actually bound), binds the admin socket with
+/// `bind_admin`, works out the connection capacity and starts the metrics.
+///
+/// # Errors
+/// When another process holds the data directory, the store cannot be opened or loaded,
+/// an address cannot be bound, or the OS has no randomness to give; and what
+/// `bind_admin` returns.
+pub fn prepare<A>(
+    mut config: Config,
+    data_dir: &Path,
+    listeners: &[(Protocol, SocketAddr)],
+    options: &Options,
+    bind_admin: impl FnOnce(&DataDir) -> Result<A, RuntimeError>,
+) -> Result<Prepared<A>, RuntimeError> {
+    config.seed = choose_seed(options.seed)?;
+    info!(seed = config.seed, "server seed");
+    let limit = fds::raise_limit();
+    let started = lock_and_load(data_dir)?;
+    log_started(&started);
+    let Started {
+        data_dir,
+        store,
+        state,
+    } = started;
+    let listeners = bind_listeners(listeners)?;
+    let admin = bind_admin(&data_dir)?;
+    let capacity = fds::client_capacity(limit, options.fd_reserve);
+    fds::log_start(limit, &capacity, options.fd_reserve);
+    let metrics = Metrics::start(options.metrics)
+        .map_err(|(addr, source)| RuntimeError::Metrics { addr, source })?;
+    Ok(Prepared {
+        config,
+        data_dir,
+        store,
+        state,
+        listeners,
+        admin,
+        capacity,
+        metrics,
+    })
+}
+
+/// Binds one non-blocking listener per `(protocol, address)` with the backlog of
+/// [`fds::backlog`], logging each with the address bound, and warns once when the kernel
+/// caps that backlog lower.
+///
+/// # Errors
+/// [`RuntimeError::Listen`] for the first address that cannot be bound.
+pub fn bind_listeners(
+    listeners: &[(Protocol, SocketAddr)],
+) -> Result<Vec<BoundListener>, RuntimeError> {
+    let (backlog, somaxconn) = fds::backlog();
+    let bound = listeners
+        .iter()
+        .map(|&(protocol, addr)| {
+            let context = |source| RuntimeError::Listen {
+                protocol,
+                addr,
+                source,
+            };
+            let socket = TcpListener::bind(addr).map_err(context)?;
+            fds::set_backlog(&socket, backlog).map_err(context)?;
+            socket.set_nonblocking(true).map_err(context)?;
+            let addr = socket.local_addr().map_err(context)?;
+            info!(backlog, "{protocol} listening on {addr}");
+            Ok(BoundListener {
+                protocol,
+                socket,
+                addr,
+            })
+        })
+        .collect::<Result<Vec<_>, RuntimeError>>()?;
+    if somaxconn.is_some_and(|max| max < backlog) {
+        warn!(
+            backlog,
+            somaxconn,
+            "the kernel caps the listen backlog at net.core.somaxconn; raise it for \
+             crowds that connect at once"
+        );
+    }
+    Ok(bound)
+}
 
 /// The operating system gave no randomness for the seed.
 #[derive(Debug, thiserror::Error)]

@@ -51,7 +51,7 @@ pub fn runtime_crate() -> String {
 
 /// `RUST_LOG` for tests that watch each commit, whichever the runtime.
 pub const COMMIT_DEBUG_LOG: &str =
-    "info,switchboard::conn=debug,switchboard_smol::commit=debug,switchboard_mio::commit=debug";
+    "info,switchboard::conn=debug,switchboard_store::commit_log=debug";
 
 /// `RUST_LOG` of the tests' servers unless they say otherwise: `info`, with each
 /// connection's opening and closing (logged at debug).
