@@ -476,6 +476,9 @@ impl Driver<'_, '_> {
             }
             Action::Close { conn, reason } => {
                 if let Some(handle) = self.conns.remove(&conn) {
+                    // The counters the close changed (sessions) show no later than the
+                    // close itself, so no scrape sees the disconnect with the session.
+                    self.export();
                     self.observer.closed(conn, Some(reason));
                     match (reason.flush(), self.stopping) {
                         (true, None) => handle.close(self.ex, self.linger).detach(),
