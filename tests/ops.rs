@@ -229,7 +229,11 @@ fn metrics_are_served_with_help_texts_and_follow_logins_and_messages() {
     let deadline = std::time::Instant::now() + WAIT;
     let after = loop {
         let (_, after) = http_get(&addr, "/metrics");
-        if sample(&after, quit) == Some(1.0) || std::time::Instant::now() > deadline {
+        // A scrape reads each metric in turn while the server runs on, so it is not a
+        // snapshot: wait for all of them to show the quit, not just the first.
+        let sessions = sample(&after, r#"switchboard_sessions{protocol="ws2017"}"#);
+        let settled = sample(&after, quit) == Some(1.0) && sessions == Some(1.0);
+        if settled || std::time::Instant::now() > deadline {
             break after;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

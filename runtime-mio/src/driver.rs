@@ -289,12 +289,13 @@ impl Driver {
             match action {
                 Action::Transmit { conn, bytes } => self.transmit(conn, bytes),
                 Action::Close { conn, reason } => {
-                    if let Some(c) = self.conns.get(&conn).filter(|c| c.known()) {
+                    let open = self.conns.get(&conn).filter(|c| c.known()).map(|c| c.phase);
+                    if let Some(phase) = open {
                         // The counters the close changed (sessions) show no later than
                         // the close itself, so no scrape sees the disconnect with the session.
                         self.export();
                         self.observer.closed(conn, Some(reason));
-                        match reason.flush() && c.phase == Phase::Open {
+                        match reason.flush() && phase == Phase::Open {
                             true => self.start_flushing(conn, Instant::now() + self.linger),
                             false => self.drop_conn(conn, true),
                         }
