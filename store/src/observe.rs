@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use switchboard_proto::{
     CloseReason, ConnId, KickReason, NetworkEvent, Peer, Protocol, Server, UserName,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 
@@ -238,6 +238,19 @@ impl Observer {
                 });
                 let user = name.as_ref().map(UserName::as_str).unwrap_or("");
                 info!(target: "switchboard::moderation", protocol, peer, user, reason, sessions, "sessions closed");
+            }
+            NetworkEvent::MediaRefused {
+                name,
+                conn,
+                size,
+                stored,
+                limit,
+            } => {
+                let peer = self.peer_of(conn);
+                let protocol = (self.conns.get(&conn))
+                    .map(|o| o.protocol.to_string())
+                    .unwrap_or_default();
+                warn!(target: "switchboard::limits", %conn, protocol, peer, user = name.as_str(), size, stored, limit, "media refused: the user's stored media would pass its total");
             }
             _ => {}
         }
