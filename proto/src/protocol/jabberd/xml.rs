@@ -431,6 +431,24 @@ mod tests {
         assert_eq!(parse(deep.as_bytes()), None, "too deep");
     }
 
+    /// XML limits (issue 15) on the router link: nesting is bounded (`MAX_DEPTH` levels
+    /// parse, one more does not), a DOCTYPE is never processed, and only the predefined
+    /// entities and character references are expanded: any other makes the element
+    /// malformed, so a "billion laughs" never grows.
+    #[test]
+    fn depth_doctype_and_entities_are_bounded() {
+        let deep = |n: usize| parse(("<a>".repeat(n) + &"</a>".repeat(n)).as_bytes());
+        assert!(deep(MAX_DEPTH).is_some(), "as deep as allowed");
+        assert_eq!(deep(MAX_DEPTH + 1), None, "one level more");
+        let laughs = "<!DOCTYPE a [<!ENTITY b 'bbbbbbbbbb'><!ENTITY c '&b;&b;&b;'>]><a>&c;</a>";
+        assert_eq!(parse(laughs.as_bytes()), None);
+        assert_eq!(parse(b"<a><!DOCTYPE a></a>"), None);
+        assert_eq!(parse(b"<a>&c;</a>"), None, "an unknown entity");
+        assert_eq!(parse(b"<a><b>&c;</b></a>"), None, "in a child too");
+        let e = parse(b"<a>&lt;&amp;&gt;&quot;&apos;&#65;&#x42;</a>").expect("parsed");
+        assert_eq!(e.text(), "<&>\"'AB");
+    }
+
     #[test]
     fn the_stream_yields_its_header_elements_and_its_end() {
         let mut reader = StreamReader::new(1024);
