@@ -26,7 +26,7 @@ pub(crate) const NS_SESS: &str = "http://jabberd.jabberstudio.org/ns/session/1.0
 pub(crate) const NS_CLIENT: &str = "jabber:client";
 
 /// The longest stream header accepted (the `<?xml?>` declaration and the start tag).
-const MAX_HEADER_BYTES: usize = 4096;
+pub(crate) const MAX_HEADER_BYTES: usize = 4096;
 /// How deep a parsed element may nest; deeper input is refused as malformed.
 const MAX_DEPTH: usize = 32;
 
@@ -207,6 +207,9 @@ impl StreamReader {
             }
             let mut pi = PiParser::default();
             match pi.feed(&self.buf[2..]) {
+                // The limit holds for a declaration that arrived whole too, so whether
+                // it is refused does not depend on how the bytes were split.
+                Some(i) if 2 + i + 1 > MAX_HEADER_BYTES => return Err(StreamError::BadHeader),
                 Some(i) => self.buf.advance(2 + i + 1),
                 None if self.buf.len() > MAX_HEADER_BYTES => return Err(StreamError::BadHeader),
                 None => return Ok(None),
@@ -222,6 +225,9 @@ impl StreamReader {
             }
             return Ok(None);
         };
+        if 1 + i + 1 > MAX_HEADER_BYTES {
+            return Err(StreamError::BadHeader);
+        }
         let raw = self.buf.split_to(1 + i + 1);
         let inner = &raw[1..raw.len() - 1];
         let name_end = inner
@@ -475,5 +481,39 @@ mod tests {
         let mut bad = StreamReader::new(1024);
         bad.extend(b"<features/>");
         assert_eq!(bad.next(), Err(StreamError::BadHeader));
+    }
+
+    /// A header (or a declaration before it) longer than `MAX_HEADER_BYTES` is refused
+    /// whether it arrives whole or in pieces; one at the limit is read either way.
+    #[test]
+    fn the_header_limit_holds_however_the_header_arrives() {
+        let open = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' v='";
+        let header = |len: usize| format!("{open}{}'>", "x".repeat(len - open.len() - 2));
+        let declaration = |len: usize| format!("<?x {}?>", "y".repeat(len - 6));
+        for (text, ok) in [
+            (header(MAX_HEADER_BYTES), true),
+            (header(MAX_HEADER_BYTES + 1), false),
+            (declaration(MAX_HEADER_BYTES) + &header(100), true),
+            (declaration(MAX_HEADER_BYTES + 1) + &header(100), false),
+        ] {
+            let expected = if ok {
+                Ok(Some(Read::Header))
+            } else {
+                Err(StreamError::BadHeader)
+            };
+            let mut whole = StreamReader::new(1024);
+            whole.extend(text.as_bytes());
+            assert_eq!(whole.next(), expected, "whole, {} bytes", text.len());
+            let mut split = StreamReader::new(1024);
+            let mut got = Ok(None);
+            for piece in text.as_bytes().chunks(1000) {
+                split.extend(piece);
+                got = split.next();
+                if got != Ok(None) {
+                    break;
+                }
+            }
+            assert_eq!(got, expected, "in pieces, {} bytes", text.len());
+        }
     }
 }
