@@ -15,7 +15,7 @@ pub(crate) fn decode(pieces: &[&[u8]], max_line: usize) -> Result<Vec<String>, S
 /// clients, as the same command: the original client relays these lines in the same
 /// syntax. The encoder replaces control characters by spaces, the one change expected.
 pub(crate) fn round_trip(whisper: bool, from: &str, to: &str, body: &str) -> Result<(), String> {
-    use super::codec::{encode, parse, Command, Reply};
+    use super::codec::{encode, Command, Reply};
     let line = |reply: &Reply<'_>| {
         let mut out = bytes::BytesMut::new();
         encode(reply, &mut out);
@@ -36,21 +36,18 @@ pub(crate) fn round_trip(whisper: bool, from: &str, to: &str, body: &str) -> Res
         recipient: to,
         message: &body_sent,
     };
-    check(&chat, &expected, |l| parse(l))?;
+    check(&chat, &expected)?;
     let receipt = line(&Reply::Receipt { from, to });
     let expected = Command::Chatr {
         sender: from,
         recipient: to,
     };
-    check(&receipt, &expected, |l| parse(l))
+    check(&receipt, &expected)
 }
 
-/// `out` is one CRLF-ended line that `parse` reads as `expected`.
-fn check<'a>(
-    out: &'a [u8],
-    expected: &super::codec::Command<'_>,
-    parse: impl Fn(&'a [u8]) -> Result<super::codec::Command<'a>, super::codec::ParseError>,
-) -> Result<(), String> {
+/// `out` is one CRLF-ended line that the client parser reads as `expected`.
+fn check(out: &[u8], expected: &super::codec::Command<'_>) -> Result<(), String> {
+    use super::codec::parse;
     let shown = String::from_utf8_lossy(out);
     let Some(line) = out.strip_suffix(b"\r\n") else {
         return Err(format!("ws2017: {shown:?} does not end with CRLF"));
