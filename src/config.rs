@@ -146,6 +146,8 @@ pub struct OpcodeSection {
     pub max_line_bytes: Option<u64>,
     /// `--opcode-max-media`.
     pub max_media_bytes: Option<u64>,
+    /// Most bytes of media one account may have stored (no flag).
+    pub max_media_bytes_per_user: Option<u64>,
 }
 
 /// `[log]`.
@@ -222,6 +224,8 @@ pub struct FileOnly {
     pub arsc_utc_offset_minutes: Option<i32>,
     /// `opcode.max_line_bytes`.
     pub opcode_max_line_bytes: Option<usize>,
+    /// `opcode.max_media_bytes_per_user`.
+    pub opcode_max_media_bytes_per_user: Option<u64>,
     /// `[jabberd]`.
     pub jabberd: JabberdSettings,
 }
@@ -579,6 +583,10 @@ impl File {
         if let Some(n) = opcode.max_line_bytes {
             let n = at_least(64)(n).map_err(|m| bad("opcode.max_line_bytes", m))?;
             args.file_only.opcode_max_line_bytes = Some(to_usize(n));
+        }
+        if let Some(n) = opcode.max_media_bytes_per_user {
+            let n = at_least(1)(n).map_err(|m| bad("opcode.max_media_bytes_per_user", m))?;
+            args.file_only.opcode_max_media_bytes_per_user = Some(n);
         }
         a.set_flag(
             "opcode.max_media_bytes",
@@ -983,6 +991,8 @@ mod tests {
             alive_timeout = 2.5
             [arsc]
             title = "Lobby"
+            [opcode]
+            max_media_bytes_per_user = 1000
             [log]
             format = "json"
         "#;
@@ -1006,6 +1016,7 @@ mod tests {
         assert_eq!(config.ims.terminator, switchboard_proto::ImsTerminator::Nul);
         assert_eq!(config.ims.alive_timeout.as_millis(), 2500);
         assert_eq!(config.arsc.title, "Lobby");
+        assert_eq!(config.opcode.max_media_bytes_per_user, 1000);
     }
 
     #[test]
@@ -1064,6 +1075,10 @@ mod tests {
             ("offline_share_percent = 101", "offline_share_percent"),
             ("[ws2017]\nping_interval = 0", "ws2017.ping_interval"),
             ("[ims]\nmax_document_bytes = 10", "ims.max_document_bytes"),
+            (
+                "[opcode]\nmax_media_bytes_per_user = 0",
+                "opcode.max_media_bytes_per_user",
+            ),
             ("[log]\nformat = \"xml\"", "log.format"),
             ("[log]\nfilter = \"info,,=x=y\"", "log.filter"),
             ("[jabberd]\nrouter = \"127.0.0.1:5347\"", "jabberd.domain"),

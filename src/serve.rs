@@ -226,6 +226,9 @@ fn config_of(args: &ServeArgs) -> Config {
             max_line_bytes: file
                 .opcode_max_line_bytes
                 .unwrap_or(defaults.opcode.max_line_bytes),
+            max_media_bytes_per_user: file
+                .opcode_max_media_bytes_per_user
+                .unwrap_or(defaults.opcode.max_media_bytes_per_user),
         },
         // Flags win over the config file's `[jabberd]`.
         jabberd: JabberdConfig {

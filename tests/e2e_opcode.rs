@@ -232,3 +232,57 @@ fn a_ws2017_user_talks_with_an_opcode_user() {
     hans.expect(&format!("215 {chat} hans willi"));
     hans.expect("216");
 }
+
+#[test]
+fn a_users_stored_media_is_limited_in_total_across_a_restart_and_others_are_unaffected() {
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
+    let dir = data_dir.path().join("data");
+    let config = data_dir.path().join("switchboard.toml");
+    std::fs::write(&config, "[opcode]\nmax_media_bytes_per_user = 10\n").expect("write");
+    let config = config.display().to_string();
+    let start = || {
+        Switchboard::start_with_flags(
+            &dir,
+            common::ServerOptions::default(),
+            &["--config", &config],
+        )
+    };
+    let server = start();
+    let addr = server.opcode_addr();
+    let mut hans = Opcode::connect(addr);
+    hans.ask("117 hans pw", "222 400");
+    hans.ask("110 hans pw", "212 400 hans");
+    let mut grete = Opcode::connect(addr);
+    grete.ask("117 grete pw", "222 400");
+    grete.ask("110 grete pw", "212 400 grete");
+    hans.ask("121 grete", "232 400");
+    grete.expect("233 hans");
+    grete.ask("121 hans", "232 400");
+    hans.expect("233 grete");
+    hans.ask("113 grete", "217 400");
+    hans.send("112");
+    hans.expect("214 1");
+    let chat = hans.next().split(' ').nth(1).expect("a chat id").to_owned();
+    hans.expect("216");
+
+    // 8 bytes fit hans's total of 10; 4 more do not: 211, and grete hears nothing.
+    hans.ask(&format!("115 {chat} a {}", encode(b"12345678")), "219 400");
+    hans.message();
+    grete.message();
+    hans.ask(&format!("115 {chat} b {}", encode(b"1234")), "211");
+    let line = server.wait_for_log("media refused");
+    assert!(line.contains("hans") && line.contains("limit=10"), "{line}");
+    grete.expect_nothing();
+    // grete's own total is untouched.
+    grete.ask(&format!("115 {chat} c {}", encode(b"87654321")), "219 400");
+    grete.message();
+    hans.message();
+
+    // After a restart the totals are counted again from the store.
+    drop(server);
+    let server = start();
+    let mut hans = login(server.opcode_addr(), "hans");
+    hans.ask(&format!("115 {chat} d {}", encode(b"1234")), "211");
+    hans.ask(&format!("115 {chat} e {}", encode(b"12")), "219 400");
+    hans.message();
+}

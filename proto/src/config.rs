@@ -300,6 +300,9 @@ pub struct OpcodeConfig {
     /// A line with media may be up to three times this (percent-encoded), and so may the
     /// `227` answering it: keep it under a third of `outbound_limit_bytes`.
     pub max_media_bytes: usize,
+    /// Most bytes of media one account may have stored at once, over all its chats; an
+    /// item that would pass it gets `211`. Items count until removed with their chat.
+    pub max_media_bytes_per_user: u64,
 }
 
 impl Default for OpcodeConfig {
@@ -307,6 +310,7 @@ impl Default for OpcodeConfig {
         OpcodeConfig {
             max_line_bytes: 64 * 1024,
             max_media_bytes: 256 * 1024,
+            max_media_bytes_per_user: 64 * 1024 * 1024,
         }
     }
 }

@@ -265,3 +265,33 @@ fn ims_decode(pieces: &[&[u8]], max_document: usize) -> Result<Vec<String>, Stri
 pub fn arsc_round_trip(text: &str) -> Result<(), String> {
     crate::protocol::arsc::fuzz::round_trip(text)
 }
+
+/// jabberd: the router link's stream (header, depth-1 elements, its end) read by
+/// `StreamReader`, elements of at most `max_stanza` bytes.
+pub fn jabberd_decoder(data: &[u8], cuts: &[u16], max_stanza: usize) -> Result<(), String> {
+    let whole = crate::protocol::jabberd::fuzz::decode(&[data], max_stanza)?;
+    let split = crate::protocol::jabberd::fuzz::decode(&chunks(data, cuts), max_stanza)?;
+    same("jabberd", whole, split)
+}
+
+/// The name the server would hold for `raw`: itself if it is a valid user name, else a
+/// fixed one (the server never writes an invalid name).
+fn held_name(raw: &str) -> String {
+    crate::names::UserName::parse(raw)
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_else(|_| "x".to_owned())
+}
+
+/// ws2017 round trip: a chat line and a receipt the server writes for `from` and `to`
+/// (made valid names) parse back, as a client's command, to the same fields.
+pub fn ws2017_round_trip(whisper: bool, from: &str, to: &str, body: &str) -> Result<(), String> {
+    let (from, to) = (held_name(from), held_name(to));
+    crate::protocol::ws2017::fuzz::round_trip(whisper, &from, &to, body)
+}
+
+/// ims round trip: a MESSAGE the server pushes (names made valid, any body) frames as
+/// one document and parses back to the same message.
+pub fn ims_round_trip(from: &str, to: &str, body: &str, nul: bool) -> Result<(), String> {
+    let (from, to) = (held_name(from), held_name(to));
+    crate::protocol::ims::fuzz::round_trip(&from, &to, body, nul)
+}

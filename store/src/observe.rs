@@ -381,6 +381,19 @@ impl Observer {
                 let user = name.as_ref().map(UserName::as_str).unwrap_or("");
                 info!(target: "switchboard::moderation", protocol, peer, user, reason, sessions, "sessions closed");
             }
+            NetworkEvent::MediaRefused {
+                name,
+                conn,
+                size,
+                stored,
+                limit,
+            } => {
+                let peer = self.peer_of(conn);
+                let protocol = (self.conns.get(&conn))
+                    .map(|o| o.protocol.to_string())
+                    .unwrap_or_default();
+                warn!(target: "switchboard::limits", %conn, protocol, peer, user = name.as_str(), size, stored, limit, "media refused: the user's stored media would pass its total");
+            }
             _ => {}
         }
     }

@@ -1,6 +1,7 @@
-//! The v2 durable data (schema version 2): friendships and friend requests, chats and their
-//! members, media, message kinds and the id counters. Loaded into [`State`] and changed
-//! with exactly [`State::apply`]'s rules; rows name accounts by `accounts.id`.
+//! The v2 durable data (schema versions 2 and 3): friendships and friend requests, chats
+//! and their members, media with their senders, message kinds and the id counters. Loaded
+//! into [`State`] and changed with exactly [`State::apply`]'s rules; rows name accounts by
+//! `accounts.id`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -288,12 +289,14 @@ pub(crate) fn chat_deleted(
     Ok(())
 }
 
-/// `Change::MediaStored`: the metadata and, in their own table, the bytes.
+/// `Change::MediaStored`: the metadata (with the sender's account, or NULL if `sender`
+/// has none) and, in their own table, the bytes.
 pub(crate) fn media_stored(
     tx: &Transaction<'_>,
     path: &Path,
     id: MediaId,
     chat: ChatId,
+    sender: &UserName,
     created_ms: u64,
     bytes: &[u8],
 ) -> Result<(), StoreError> {
@@ -306,12 +309,13 @@ pub(crate) fn media_stored(
         return Ok(());
     };
     let size = to_db("media size", bytes.len() as u64)?;
+    let sender = account_id(tx, path, sender)?;
     let stored = run(
         tx,
         path,
-        "INSERT INTO media (id, chat, size, created_ms) \
-         SELECT ?1, id, ?3, ?4 FROM chats WHERE id = ?2",
-        [id, chat, size, created_ms],
+        "INSERT INTO media (id, chat, size, created_ms, sender) \
+         SELECT ?1, id, ?3, ?4, ?5 FROM chats WHERE id = ?2",
+        params![id, chat, size, created_ms, sender],
     )?;
     if stored == 1 {
         run(
@@ -359,6 +363,13 @@ pub(crate) fn account_deleted(
         tx,
         path,
         "DELETE FROM chat_members WHERE account = ?1",
+        [account],
+    )?;
+    // Its media in chats that remain stays, counted to no one.
+    run(
+        tx,
+        path,
+        "UPDATE media SET sender = NULL WHERE sender = ?1",
         [account],
     )?;
     for chat in chats {
@@ -511,7 +522,7 @@ pub(crate) fn load(tx: &Connection, path: &Path, state: &mut State) -> Result<()
     }
 
     let mut statement = tx
-        .prepare("SELECT id, chat, size, created_ms FROM media")
+        .prepare("SELECT id, chat, size, created_ms, sender FROM media")
         .map_err(&load)?;
     let mut rows = statement.query([]).map_err(&load)?;
     while let Some(row) = rows.next().map_err(&load)? {
@@ -520,6 +531,9 @@ pub(crate) fn load(tx: &Connection, path: &Path, state: &mut State) -> Result<()
             chat: ChatId(from_db(path, "media chat", row.get(1).map_err(&load)?)?),
             size: from_db(path, "media size", row.get(2).map_err(&load)?)?,
             created_ms: from_db(path, "media created_ms", row.get(3).map_err(&load)?)?,
+            sender: (row.get::<_, Option<i64>>(4).map_err(&load)?)
+                .map(key)
+                .transpose()?,
         };
         state.media.insert(id, media);
     }

@@ -7,7 +7,7 @@
 //!
 //! To add a table, append a migration to [`MIGRATIONS`]; never edit one that has shipped.
 //! Tables are `STRICT` so SQLite enforces the column types, and counters that must outlive
-//! deleted rows live in `counters`. Version 2 is described on its migration.
+//! deleted rows live in `counters`. Versions 2 and 3 are described on their migrations.
 
 use std::path::Path;
 
@@ -123,6 +123,14 @@ pub const MIGRATIONS: &[&str] = &[
         media INTEGER PRIMARY KEY REFERENCES media (id) ON DELETE CASCADE,
         bytes BLOB NOT NULL
     ) STRICT;
+    "#,
+    // Version 3: who sent each media item (issue 15), for the total of stored media per
+    // user (`opcode.max_media_bytes_per_user`). Items stored before it have no sender and
+    // count towards no one's total; the sender of a deleted account becomes NULL, and its
+    // items stay with their chat.
+    r#"
+    ALTER TABLE media ADD COLUMN sender INTEGER REFERENCES accounts (id) ON DELETE SET NULL;
+    CREATE INDEX media_by_sender ON media (sender);
     "#,
 ];
 

@@ -573,9 +573,10 @@ fn apply(tx: &Transaction<'_>, path: &Path, change: &Change) -> Result<(), Store
         Change::MediaStored {
             id,
             chat,
+            sender,
             created_ms,
             bytes,
-        } => relations::media_stored(tx, path, *id, *chat, *created_ms, &bytes.0)?,
+        } => relations::media_stored(tx, path, *id, *chat, sender, *created_ms, &bytes.0)?,
         Change::IpBanned(ip) => {
             tx.prepare_cached("INSERT INTO ip_bans (ip) VALUES (?1) ON CONFLICT (ip) DO NOTHING")
                 .and_then(|mut statement| statement.execute([ip.to_string()]))

@@ -1,13 +1,16 @@
-//! Schema v1 -> v2 (issue 8): a populated database written by the build before v2 upgrades
-//! with every row intact. Rows are read with the test's own SQL before and after, so the
+//! Schema v1 -> v2 (issue 8) and v2 -> v3 (issue 15): a populated database written by an
+//! older build upgrades with every row intact. Rows are read with the test's own SQL before and after, so the
 //! check does not rest on the store's loader; the loader is checked too, by hand.
 
 use std::path::Path;
 
+use bytes::Bytes;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
-use switchboard_proto::{Change, ChatId, MessageKind, UserKey, UserName};
-use switchboard_store::schema::SCHEMA_VERSION;
+use switchboard_proto::{
+    Blob, Change, ChatId, MediaId, MessageKind, UserKey, UserName, NAME_RULE_VERSION,
+};
+use switchboard_store::schema::{MIGRATIONS, SCHEMA_VERSION};
 use switchboard_store::{Store, StoreError, DB_FILE_NAME};
 
 /// `fixtures/v1-populated.db` was written by `Store::commit` at commit fe66d79 (schema
@@ -107,8 +110,8 @@ fn a_populated_v1_database_upgrades_with_every_row() {
 
     let store = Store::open(dir.path()).expect("open upgrades");
     let conn = raw(dir.path());
-    assert_eq!(version(&conn), 2);
-    assert_eq!(i64::from(SCHEMA_VERSION), 2);
+    assert_eq!(version(&conn), 3);
+    assert_eq!(i64::from(SCHEMA_VERSION), 3);
     // Every v1 row, column for column; the counters table gained rows, lost none.
     let after = v1_rows(&conn);
     let new_counters: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
@@ -215,7 +218,7 @@ fn a_populated_v1_database_upgrades_with_every_row() {
     let mut expected = state;
     v2.iter().for_each(|c| expected.apply(c));
     let reopened = Store::open(dir.path()).expect("reopen");
-    assert_eq!(version(&raw(dir.path())), 2);
+    assert_eq!(version(&raw(dir.path())), 3);
     assert_eq!(reopened.load().expect("load"), expected);
 }
 
@@ -246,4 +249,117 @@ fn a_failed_upgrade_leaves_the_v1_database_whole() {
         0,
         "no column of v2 was left behind"
     );
+}
+
+/// A version 2 database, as the v2 build's migrations make it, with rows written in its
+/// schema: three accounts, two chats, three media items with their bytes, and an offline
+/// chat message naming one of them.
+fn v2_database() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let conn = raw(dir.path());
+    for sql in &MIGRATIONS[..2] {
+        conn.execute_batch(sql).expect("a v2 migration");
+    }
+    conn.pragma_update(None, "user_version", 2)
+        .expect("version");
+    conn.execute_batch(
+        r#"
+        INSERT INTO accounts (id, key, name, password, ims_password, level, banned, created_ms)
+        VALUES (1, 'ann', 'Ann', '$argon2id$a', '$argon2id$b', 0, 0, 10),
+               (2, 'ben', 'Ben', '$argon2id$c', '$argon2id$d', 0, 0, 11),
+               (3, 'cy', 'Cy', '$argon2id$e', '$argon2id$f', 1, 0, 12);
+        INSERT INTO chats (id, created_ms) VALUES (0, 20), (1, 21);
+        INSERT INTO chat_members (chat, account) VALUES (0, 1), (0, 2), (1, 1), (1, 3);
+        INSERT INTO media (id, chat, size, created_ms) VALUES (0, 0, 3, 30), (1, 0, 2, 31), (2, 1, 4, 32);
+        INSERT INTO media_blobs (media, bytes) VALUES (0, x'000102'), (1, x'ffff'), (2, x'61626364');
+        INSERT INTO offline_messages (id, recipient_key, sender, recipient, body, sent_ms, kind, chat_id, media_id)
+        VALUES (0, 'ben', 'Ann', 'Ben', 'see', 40, 'chat', 0, 1);
+        UPDATE counters SET value = 3 WHERE name = 'next_media_id';
+        UPDATE counters SET value = 2 WHERE name = 'next_chat_id';
+        UPDATE counters SET value = 1 WHERE name = 'next_message_id';
+        "#,
+    )
+    .expect("v2 rows");
+    // The name rule the v2 build wrote (its keys are this build's).
+    conn.execute(
+        "INSERT INTO counters (name, value) VALUES ('name_rule', ?1)",
+        [i64::from(NAME_RULE_VERSION)],
+    )
+    .expect("name rule");
+    dir
+}
+
+/// Every row of every v2 table, every v2 column, as text.
+fn v2_rows(conn: &Connection) -> Vec<String> {
+    let mut out = v1_rows(conn);
+    for (table, columns, order) in [
+        ("offline_messages", "seq, kind, chat_id, media_id", "seq"),
+        ("chats", "id, created_ms", "id"),
+        ("chat_members", "chat, account", "chat, account"),
+        ("media", "id, chat, size, created_ms", "id"),
+        ("media_blobs", "media, bytes", "media"),
+    ] {
+        let sql = format!("SELECT {columns} FROM {table} ORDER BY {order}");
+        let mut statement = conn.prepare(&sql).expect("prepare");
+        let width = statement.column_count();
+        let rows = statement
+            .query_map([], |row| {
+                let cells: Vec<String> = (0..width)
+                    .map(|i| cell(row.get_ref(i).expect("cell")))
+                    .collect();
+                Ok(format!("{table}: {}", cells.join(" | ")))
+            })
+            .expect("query")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("rows");
+        out.extend(rows);
+    }
+    out
+}
+
+#[test]
+fn a_populated_v2_database_upgrades_to_v3_with_every_row() {
+    let dir = v2_database();
+    let before = v2_rows(&raw(dir.path()));
+    assert_eq!(
+        before.iter().filter(|r| r.starts_with("media: ")).count(),
+        3
+    );
+
+    let mut store = Store::open(dir.path()).expect("open upgrades");
+    let conn = raw(dir.path());
+    assert_eq!(version(&conn), 3);
+    assert_eq!(v2_rows(&conn), before, "every v2 row, column for column");
+    // The media made before v3 have no sender: they count towards no one's total.
+    assert_eq!(
+        count(&conn, "SELECT COUNT(*) FROM media WHERE sender IS NULL"),
+        3
+    );
+    let state = store.load().expect("load");
+    assert_eq!(state.media.len(), 3);
+    assert!(state.media.values().all(|m| m.sender.is_none()));
+    assert_eq!(state.media[&MediaId(2)].size, 4);
+    assert_eq!(state.next_media_id, 3);
+    assert_eq!(
+        store.media(MediaId(2)).expect("read"),
+        Some(b"abcd".to_vec())
+    );
+
+    // A new item keeps its sender, through a reopen (which migrates nothing again).
+    let new = Change::MediaStored {
+        id: MediaId(3),
+        chat: ChatId(1),
+        sender: UserName::parse("cy").expect("name"),
+        created_ms: 50,
+        bytes: Blob(Bytes::from_static(b"new")),
+    };
+    store.commit(std::slice::from_ref(&new)).expect("commit");
+    drop(store);
+    let mut expected = state;
+    expected.apply(&new);
+    let reopened = Store::open(dir.path()).expect("reopen");
+    assert_eq!(version(&raw(dir.path())), 3);
+    let loaded = reopened.load().expect("load");
+    assert_eq!(loaded.media[&MediaId(3)].sender, Some(key("cy")));
+    assert_eq!(loaded, expected);
 }

@@ -111,12 +111,14 @@ fn social() -> Vec<Change> {
         Change::MediaStored {
             id: MediaId(0),
             chat: ChatId(0),
+            sender: name("Ann"),
             created_ms: 40,
             bytes: Blob(Bytes::from_static(b"\x00\x01picture")),
         },
         Change::MediaStored {
             id: MediaId(1),
             chat: ChatId(1),
+            sender: name("cy"),
             created_ms: 41,
             bytes: Blob(Bytes::from_static(b"only ann and cy")),
         },
@@ -163,6 +165,9 @@ fn friendships_requests_chats_and_media_load_as_made() {
     assert_eq!(state.chats[&ChatId(0)].members, members);
     assert_eq!(state.media[&MediaId(0)].size, 9);
     assert_eq!(state.media[&MediaId(0)].chat, ChatId(0));
+    // Each item keeps its sender's account, for the total per user.
+    assert_eq!(state.media[&MediaId(0)].sender, Some(key("ann")));
+    assert_eq!(state.media[&MediaId(1)].sender, Some(key("cy")));
     assert_eq!(state.next_chat_id, 2);
     assert_eq!(state.next_media_id, 2);
     assert_eq!(
@@ -212,6 +217,11 @@ fn deleting_an_account_takes_its_friendships_requests_and_emptied_chats() {
             ("media_blobs", 2),
         ]
     );
+    // Ann's media stays with its chat, counted to no one; Cy's keeps its sender.
+    let senders: Vec<Option<UserKey>> = (store.load().expect("load").media.values())
+        .map(|m| m.sender.clone())
+        .collect();
+    assert_eq!(senders, vec![None, Some(key("cy"))]);
     store
         .commit(&[Change::AccountDeleted { name: name("cy") }])
         .expect("delete Cy");

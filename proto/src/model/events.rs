@@ -198,6 +198,20 @@ pub enum NetworkEvent {
         /// The last message removed.
         through: MessageId,
     },
+    /// A media item of `size` bytes was refused: its sender, `name` on `conn`, has
+    /// `stored` bytes of media stored, and the item would take the total past `limit`.
+    MediaRefused {
+        /// The sender, as online.
+        name: UserName,
+        /// The connection it sent from.
+        conn: ConnId,
+        /// The item's size in bytes.
+        size: u64,
+        /// Bytes the sender has stored already.
+        stored: u64,
+        /// The limit of the total per user.
+        limit: u64,
+    },
     /// An administrator closed a user's sessions, or a whole connection.
     Kicked {
         /// The user (`None` when a connection was closed by its address).

@@ -12,6 +12,7 @@ mod events;
 mod friends;
 mod identity;
 mod mailbox;
+mod media;
 mod presence;
 mod receipts;
 mod rooms;
@@ -28,6 +29,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::ids::Seq;
 use crate::persist::{Change, State};
 use mailbox::InFlight;
+use media::MediaTotals;
 use receipts::OwedReceipts;
 use sessions::{OnlineUser, SessionRecord};
 use shares::MailboxShares;
@@ -63,6 +65,8 @@ pub(crate) struct Network {
     uncommitted: Uncommitted,
     /// Offline messages per (recipient, sender), following `state`.
     shares: MailboxShares,
+    /// Stored media bytes per sender, following `state`.
+    media_totals: MediaTotals,
     /// Rooms with members.
     rooms: BTreeMap<RoomName, rooms::Room>,
     /// Stored messages handed to connections and not yet written.
@@ -92,7 +96,8 @@ impl Network {
     /// A network with no one online, over the durable state the store loaded.
     pub(crate) fn new(state: State, hasher: crate::hashing::Seeded) -> Self {
         Network {
-            shares: MailboxShares::of(&state, hasher),
+            shares: MailboxShares::of(&state, hasher.clone()),
+            media_totals: MediaTotals::of(&state, hasher),
             state,
             ..Network::default()
         }
@@ -101,11 +106,20 @@ impl Network {
     /// Applies a durable change to memory; the caller queues it for the store as `seq`.
     pub(crate) fn apply(&mut self, change: &Change, seq: Seq) {
         self.shares.before(&self.state, change);
+        let recount = self.media_totals.before(&self.state, change);
         self.state.apply(change);
+        if recount {
+            self.media_totals = MediaTotals::of(&self.state, self.media_totals.hasher());
+        }
         #[cfg(test)]
         debug_assert!(
             self.shares.matches(&self.state),
             "shares drifted at {change:?}"
+        );
+        #[cfg(test)]
+        debug_assert!(
+            self.media_totals.matches(&self.state),
+            "media totals drifted at {change:?}"
         );
         self.uncommitted.add(change, seq);
         if let Change::LevelChanged { name, level } = change {
@@ -206,6 +220,7 @@ mod words {
             ("friends.rs", include_str!("friends.rs")),
             ("identity.rs", include_str!("identity.rs")),
             ("mailbox.rs", include_str!("mailbox.rs")),
+            ("media.rs", include_str!("media.rs")),
             ("presence.rs", include_str!("presence.rs")),
             ("receipts.rs", include_str!("receipts.rs")),
             ("rooms.rs", include_str!("rooms.rs")),

@@ -130,13 +130,16 @@ pub enum Change {
     },
     /// A media item is stored for a chat (115 MessageSend with Media). `State` keeps its
     /// metadata only; the store keeps the bytes. The id counter moves past `id` in any case;
-    /// the media is kept only if the chat exists.
+    /// the media is kept only if the chat exists. Its bytes count towards the sender's
+    /// total if the sender is an account.
     MediaStored {
         /// Its id, from [`State::next_media_id`].
         #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::new_media))]
         id: MediaId,
         /// The chat it was sent to.
         chat: ChatId,
+        /// Who sent it (a member of the chat).
+        sender: UserName,
         /// When, in Unix milliseconds.
         #[cfg_attr(feature = "arbitrary", arbitrary(with = crate::arb::ms))]
         created_ms: u64,
@@ -169,7 +172,8 @@ pub struct State {
     /// The id the next chat gets.
     pub next_chat_id: u64,
     /// Media metadata (opcode 115 with Media), each of an existing chat. The bytes are in
-    /// the store only.
+    /// the store only. Removed only with its chat (a chat delete, or the last member's
+    /// account deleted).
     pub media: BTreeMap<MediaId, Media>,
     /// The id the next media item gets.
     pub next_media_id: u64,
@@ -297,14 +301,18 @@ impl State {
             Change::MediaStored {
                 id,
                 chat,
+                sender,
                 created_ms,
                 bytes,
             } => {
                 if take_id(&mut self.next_media_id, id.0) && self.chats.contains_key(chat) {
+                    let sender = sender.key();
+                    let sender = self.accounts.contains_key(&sender).then_some(sender);
                     self.media.insert(
                         *id,
                         Media {
                             chat: *chat,
+                            sender,
                             size: bytes.0.len() as u64,
                             created_ms: *created_ms,
                         },
@@ -349,6 +357,12 @@ impl State {
         }
         for id in emptied {
             self.delete_chat(id);
+        }
+        // Media it sent to chats that remain stays, counted to no one.
+        for media in self.media.values_mut() {
+            if media.sender.as_ref() == Some(key) {
+                media.sender = None;
+            }
         }
     }
 

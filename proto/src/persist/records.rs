@@ -140,10 +140,14 @@ pub struct Chat {
 /// A media item's metadata (opcode 115 MessageSend with Media). The bytes are not in
 /// [`State`](super::State): the store keeps them in a table of their own, read on demand
 /// (119 RequestMedia); only the chat's members may fetch them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
     /// The chat it was sent to.
     pub chat: ChatId,
+    /// The account that sent it, whose total of stored media it counts towards; `None`
+    /// when that account was deleted since, or the item was stored before senders were
+    /// kept (schema version 3).
+    pub sender: Option<UserKey>,
     /// Its size in bytes.
     pub size: u64,
     /// When it was stored, in Unix milliseconds.

@@ -31,6 +31,14 @@ pub enum Target {
     OpcodeRoundTrip,
     /// Text escaped into an arsc request reads back as itself.
     ArscRoundTrip,
+    /// jabberd's router-link stream reader (header, depth-1 elements, end), whole or in
+    /// pieces.
+    JabberdDecoder,
+    /// ws2017 `chatm`/`chatw` and `chatr` lines the server writes parse back, as client
+    /// commands, to the same fields.
+    Ws2017RoundTrip,
+    /// An ims MESSAGE the server pushes frames and parses back to the same message.
+    ImsRoundTrip,
     /// The whole server through its pump: connections on every protocol, bytes, closes,
     /// time, write reports, effect and commit outcomes and restarts, checked after each.
     Server,
@@ -38,7 +46,7 @@ pub enum Target {
 
 impl Target {
     /// Every target, in the order the corpus test runs them.
-    pub const ALL: [Target; 9] = [
+    pub const ALL: [Target; 12] = [
         Target::Ws2017Decoder,
         Target::ArscDecoder,
         Target::ImsDecoder,
@@ -47,6 +55,9 @@ impl Target {
         Target::AdminRoundTrip,
         Target::OpcodeRoundTrip,
         Target::ArscRoundTrip,
+        Target::JabberdDecoder,
+        Target::Ws2017RoundTrip,
+        Target::ImsRoundTrip,
         Target::Server,
     ];
 
@@ -61,6 +72,9 @@ impl Target {
             Target::AdminRoundTrip => "admin_round_trip",
             Target::OpcodeRoundTrip => "opcode_round_trip",
             Target::ArscRoundTrip => "arsc_round_trip",
+            Target::JabberdDecoder => "jabberd_decoder",
+            Target::Ws2017RoundTrip => "ws2017_round_trip",
+            Target::ImsRoundTrip => "ims_round_trip",
             Target::Server => "server",
         }
     }
@@ -111,6 +125,20 @@ pub fn run(target: Target, data: &[u8]) -> Result<(), String> {
             };
             return fuzzing::arsc_round_trip(text);
         }
+        Target::Ws2017RoundTrip => {
+            let Ok((whisper, from, to, body)) = <(bool, &str, &str, &str)>::arbitrary_take_rest(u)
+            else {
+                return Ok(());
+            };
+            return fuzzing::ws2017_round_trip(whisper, from, to, body);
+        }
+        Target::ImsRoundTrip => {
+            let Ok((nul, from, to, body)) = <(bool, &str, &str, &str)>::arbitrary_take_rest(u)
+            else {
+                return Ok(());
+            };
+            return fuzzing::ims_round_trip(from, to, body, nul);
+        }
         _ => {}
     }
     let Ok(split) = Split::arbitrary_take_rest(u) else {
@@ -131,6 +159,9 @@ pub fn run(target: Target, data: &[u8]) -> Result<(), String> {
             fuzzing::opcode_decoder(data, &cuts, split.limit(defaults.opcode.max_line_bytes))
         }
         Target::AdminDecoder => fuzzing::admin_decoder(data, &cuts),
+        Target::JabberdDecoder => {
+            fuzzing::jabberd_decoder(data, &cuts, split.limit(defaults.jabberd.max_stanza_bytes))
+        }
         _ => Ok(()),
     }
 }

@@ -439,6 +439,19 @@ fn entities_doctype_depth_and_attributes_are_bounded() {
         parse(b"<MESSAGE from=\"a\" to=\"&b;\">x</MESSAGE>"),
         Err(ParseError::Syntax)
     );
+    // Also in a child element, whose text is otherwise ignored.
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\"><x>&b;</x>y</MESSAGE>"),
+        Err(ParseError::Syntax)
+    );
+    assert_eq!(
+        parse(b"<MESSAGE from=\"a\" to=\"b\"><x>&amp;&#65;</x>y</MESSAGE>"),
+        Ok(Request::Message {
+            from: "a".into(),
+            to: "b".into(),
+            body: "y".into()
+        })
+    );
     assert_eq!(
         parse(b"<MESSAGE from=\"a\" to=\"b\"><!DOCTYPE x>x</MESSAGE>"),
         Err(ParseError::Syntax)

@@ -7,6 +7,8 @@ pub(crate) mod codec;
 #[cfg(test)]
 mod codec_tests;
 pub(crate) mod framer;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 pub(crate) mod session;
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,8 @@
 //! from `JabberdConfig::reconnect_min` to `reconnect_max`, whenever it fails or drops;
 //! every XMPP session ends with it (c2s closes its clients when the sm's domain goes).
 
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz;
 mod link;
 mod sasl;
 mod sm;

@@ -26,7 +26,7 @@ pub(crate) const NS_SESS: &str = "http://jabberd.jabberstudio.org/ns/session/1.0
 pub(crate) const NS_CLIENT: &str = "jabber:client";
 
 /// The longest stream header accepted (the `<?xml?>` declaration and the start tag).
-const MAX_HEADER_BYTES: usize = 4096;
+pub(crate) const MAX_HEADER_BYTES: usize = 4096;
 /// How deep a parsed element may nest; deeper input is refused as malformed.
 const MAX_DEPTH: usize = 32;
 
@@ -207,6 +207,9 @@ impl StreamReader {
             }
             let mut pi = PiParser::default();
             match pi.feed(&self.buf[2..]) {
+                // The limit holds for a declaration that arrived whole too, so whether
+                // it is refused does not depend on how the bytes were split.
+                Some(i) if 2 + i + 1 > MAX_HEADER_BYTES => return Err(StreamError::BadHeader),
                 Some(i) => self.buf.advance(2 + i + 1),
                 None if self.buf.len() > MAX_HEADER_BYTES => return Err(StreamError::BadHeader),
                 None => return Ok(None),
@@ -222,6 +225,9 @@ impl StreamReader {
             }
             return Ok(None);
         };
+        if 1 + i + 1 > MAX_HEADER_BYTES {
+            return Err(StreamError::BadHeader);
+        }
         let raw = self.buf.split_to(1 + i + 1);
         let inner = &raw[1..raw.len() - 1];
         let name_end = inner
@@ -431,6 +437,24 @@ mod tests {
         assert_eq!(parse(deep.as_bytes()), None, "too deep");
     }
 
+    /// XML limits (issue 15) on the router link: nesting is bounded (`MAX_DEPTH` levels
+    /// parse, one more does not), a DOCTYPE is never processed, and only the predefined
+    /// entities and character references are expanded: any other makes the element
+    /// malformed, so a "billion laughs" never grows.
+    #[test]
+    fn depth_doctype_and_entities_are_bounded() {
+        let deep = |n: usize| parse(("<a>".repeat(n) + &"</a>".repeat(n)).as_bytes());
+        assert!(deep(MAX_DEPTH).is_some(), "as deep as allowed");
+        assert_eq!(deep(MAX_DEPTH + 1), None, "one level more");
+        let laughs = "<!DOCTYPE a [<!ENTITY b 'bbbbbbbbbb'><!ENTITY c '&b;&b;&b;'>]><a>&c;</a>";
+        assert_eq!(parse(laughs.as_bytes()), None);
+        assert_eq!(parse(b"<a><!DOCTYPE a></a>"), None);
+        assert_eq!(parse(b"<a>&c;</a>"), None, "an unknown entity");
+        assert_eq!(parse(b"<a><b>&c;</b></a>"), None, "in a child too");
+        let e = parse(b"<a>&lt;&amp;&gt;&quot;&apos;&#65;&#x42;</a>").expect("parsed");
+        assert_eq!(e.text(), "<&>\"'AB");
+    }
+
     #[test]
     fn the_stream_yields_its_header_elements_and_its_end() {
         let mut reader = StreamReader::new(1024);
@@ -457,5 +481,39 @@ mod tests {
         let mut bad = StreamReader::new(1024);
         bad.extend(b"<features/>");
         assert_eq!(bad.next(), Err(StreamError::BadHeader));
+    }
+
+    /// A header (or a declaration before it) longer than `MAX_HEADER_BYTES` is refused
+    /// whether it arrives whole or in pieces; one at the limit is read either way.
+    #[test]
+    fn the_header_limit_holds_however_the_header_arrives() {
+        let open = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' v='";
+        let header = |len: usize| format!("{open}{}'>", "x".repeat(len - open.len() - 2));
+        let declaration = |len: usize| format!("<?x {}?>", "y".repeat(len - 6));
+        for (text, ok) in [
+            (header(MAX_HEADER_BYTES), true),
+            (header(MAX_HEADER_BYTES + 1), false),
+            (declaration(MAX_HEADER_BYTES) + &header(100), true),
+            (declaration(MAX_HEADER_BYTES + 1) + &header(100), false),
+        ] {
+            let expected = if ok {
+                Ok(Some(Read::Header))
+            } else {
+                Err(StreamError::BadHeader)
+            };
+            let mut whole = StreamReader::new(1024);
+            whole.extend(text.as_bytes());
+            assert_eq!(whole.next(), expected, "whole, {} bytes", text.len());
+            let mut split = StreamReader::new(1024);
+            let mut got = Ok(None);
+            for piece in text.as_bytes().chunks(1000) {
+                split.extend(piece);
+                got = split.next();
+                if got != Ok(None) {
+                    break;
+                }
+            }
+            assert_eq!(got, expected, "in pieces, {} bytes", text.len());
+        }
     }
 }

@@ -589,6 +589,17 @@ impl Session {
             }
             Ok(route) => matches!(route, crate::model::Route::Mailbox(_)),
         };
+        // The sender's total of stored media, past which a new item is refused.
+        if let (Some(bytes), Some(_)) = (&media, kind.flatten()) {
+            let limit = cx.config.opcode.max_media_bytes_per_user;
+            if cx
+                .net
+                .admit_media(session, bytes.len() as u64, limit)
+                .is_err()
+            {
+                return reply(cx, &Reply::Invalid);
+            }
+        }
         if (stored || media.is_some()) && (!cx.store_ok() || cx.charge(Cost::Durable).is_err()) {
             return store_refused(cx);
         }
@@ -613,6 +624,7 @@ impl Session {
             held = Some(cx.persist(Change::MediaStored {
                 id: media_id,
                 chat: id,
+                sender: me.clone(),
                 created_ms: now,
                 bytes: Blob(Bytes::from(bytes)),
             }));

@@ -408,3 +408,77 @@ fn input_piling_up_behind_a_waiting_request_closes_the_connection() {
     h.send(d, burst);
     assert_eq!(h.closed(d), Some(crate::CloseReason::ProtocolError));
 }
+
+#[test]
+fn media_stored_per_user_is_limited_in_total() {
+    let mut config = Config::default();
+    config.opcode.max_media_bytes = 8;
+    config.opcode.max_media_bytes_per_user = 10;
+    let mut h = Harness::new(config.clone());
+    h.record_events();
+    let hans = user(&mut h, "hans");
+    let grete = user(&mut h, "grete");
+    let otto = user(&mut h, "otto");
+    contacts(&mut h, (hans, "hans"), (grete, "grete"));
+    contacts(&mut h, (otto, "otto"), (grete, "grete"));
+    ask(&mut h, hans, "113 grete");
+    h.take(grete);
+    ask(&mut h, otto, "113 grete");
+    h.take(grete);
+    let t = WALL_ORIGIN_MS;
+    // hans stores 6 and then 4 bytes: exactly his total.
+    assert_eq!(
+        ask(&mut h, hans, "115 0 a 123456"),
+        format!("219 400\r\n220 0 {t} a 0\r\n")
+    );
+    assert_eq!(
+        ask(&mut h, hans, "115 0 b 1234"),
+        format!("219 400\r\n220 0 {t} b 1\r\n")
+    );
+    h.take(grete);
+    h.events();
+    // One byte more is refused: 211, nothing stored, nothing reaches grete.
+    assert_eq!(ask(&mut h, hans, "115 0 c 1"), "211\r\n");
+    assert_eq!(h.take(grete), "");
+    assert_eq!(h.server().state().media.len(), 2, "nothing stored");
+    assert_eq!(h.server().state().next_media_id, 2, "no id taken");
+    let refused: Vec<_> = (h.events().into_iter())
+        .filter(|e| matches!(e, crate::NetworkEvent::MediaRefused { .. }))
+        .collect();
+    assert_eq!(
+        refused,
+        vec![crate::NetworkEvent::MediaRefused {
+            name: crate::UserName::parse("hans").expect("name"),
+            conn: hans,
+            size: 1,
+            stored: 10,
+            limit: 10,
+        }]
+    );
+    // Other users are unaffected: otto stores 8 bytes in his own chat with grete, and
+    // grete 8 in the chat with hans.
+    assert_eq!(
+        ask(&mut h, otto, "115 1 d 12345678"),
+        format!("219 400\r\n220 1 {t} d 2\r\n")
+    );
+    assert_eq!(h.take(grete), format!("220 1 {t} d 2\r\n"));
+    assert_eq!(
+        ask(&mut h, grete, "115 0 e 12345678"),
+        format!("219 400\r\n220 0 {t} e 3\r\n")
+    );
+    h.take(grete);
+    h.take(hans);
+    // The totals are counted again from the durable state at a restart.
+    let mut again = Harness::with_state(config, h.server().state().clone());
+    let hans2 = client(&mut again);
+    ask(&mut again, hans2, "110 hans pw");
+    assert_eq!(ask(&mut again, hans2, "115 0 c 1"), "211\r\n");
+    // Deleting the chat removes its media, and hans may store again.
+    assert_eq!(ask(&mut h, hans, "114 0"), "218 400\r\n");
+    ask(&mut h, hans, "113 grete");
+    h.take(grete);
+    assert!(
+        ask(&mut h, hans, "115 2 f 12345678").starts_with("219 400\r\n"),
+        "room again"
+    );
+}

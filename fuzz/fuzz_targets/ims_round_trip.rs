@@ -1,0 +1,11 @@
+//! `ims_round_trip`: see `switchboard_sim::fuzz::Target::ImsRoundTrip`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchboard_sim::fuzz::{run, Target};
+
+fuzz_target!(|data: &[u8]| {
+    if let Err(problem) = run(Target::ImsRoundTrip, data) {
+        panic!("{problem}");
+    }
+});
