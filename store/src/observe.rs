@@ -389,8 +389,8 @@ impl Observer {
                 limit,
             } => {
                 let peer = self.peer_of(conn);
-                let protocol = (self.conns.get(&conn))
-                    .map(|o| o.protocol.to_string())
+                let protocol = (self.conns.get(&conn).and_then(|o| o.protocol))
+                    .map(|p| p.to_string())
                     .unwrap_or_default();
                 warn!(target: "switchboard::limits", %conn, protocol, peer, user = name.as_str(), size, stored, limit, "media refused: the user's stored media would pass its total");
             }
