@@ -40,9 +40,53 @@ pub(super) enum ParseError {
 }
 
 /// The keywords of the commands, as [`parse`] folds them.
-const KEYWORDS: [&str; 10] = [
-    "uname", "cgetu", "cgetg", "cping", "cpong", "cquit", "chatr", "chatm", "chatw", "+ok",
-];
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    Uname,
+    Cgetu,
+    Cgetg,
+    Cping,
+    Cpong,
+    Cquit,
+    Chatr,
+    Chatm,
+    Chatw,
+    Ok,
+}
+
+impl Keyword {
+    /// The keyword of `folded` (lower case), if a command has it.
+    fn of(folded: &[u8]) -> Option<Keyword> {
+        Some(match folded {
+            b"uname" => Keyword::Uname,
+            b"cgetu" => Keyword::Cgetu,
+            b"cgetg" => Keyword::Cgetg,
+            b"cping" => Keyword::Cping,
+            b"cpong" => Keyword::Cpong,
+            b"cquit" => Keyword::Cquit,
+            b"chatr" => Keyword::Chatr,
+            b"chatm" => Keyword::Chatm,
+            b"chatw" => Keyword::Chatw,
+            b"+ok" => Keyword::Ok,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Keyword::Uname => "uname",
+            Keyword::Cgetu => "cgetu",
+            Keyword::Cgetg => "cgetg",
+            Keyword::Cping => "cping",
+            Keyword::Cpong => "cpong",
+            Keyword::Cquit => "cquit",
+            Keyword::Chatr => "chatr",
+            Keyword::Chatm => "chatm",
+            Keyword::Chatw => "chatw",
+            Keyword::Ok => "+ok",
+        }
+    }
+}
 
 /// Parses one line (without its line ending). The keyword decides first: a keyword that
 /// is no command is [`ParseError::Unknown`] whatever follows it (bytes that are not UTF-8
@@ -73,20 +117,19 @@ pub(super) fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
     };
     k.copy_from_slice(keyword);
     k.make_ascii_lowercase();
-    let keyword = match std::str::from_utf8(k) {
-        Ok(k) if KEYWORDS.contains(&k) => k,
-        _ => return Err(ParseError::Unknown),
+    let Some(keyword) = Keyword::of(k) else {
+        return Err(ParseError::Unknown);
     };
     let Ok(rest) = std::str::from_utf8(rest) else {
-        if keyword == "+ok" {
+        if keyword == Keyword::Ok {
             return Err(ParseError::Unknown);
         }
         return Err(ParseError::Malformed {
-            keyword: keyword.to_owned(),
+            keyword: keyword.as_str().to_owned(),
         });
     };
     let malformed = || ParseError::Malformed {
-        keyword: keyword.to_owned(),
+        keyword: keyword.as_str().to_owned(),
     };
     let args = |n: usize| -> Result<Vec<&str>, ParseError> {
         let args = split_args(rest).ok_or_else(malformed)?;
@@ -97,28 +140,28 @@ pub(super) fn parse(line: &[u8]) -> Result<Command<'_>, ParseError> {
         }
     };
     let command = match keyword {
-        "uname" => {
+        Keyword::Uname => {
             let mut a = args(1)?;
             Command::Uname { name: a.remove(0) }
         }
-        "cgetu" => args(0).map(|_| Command::Cgetu)?,
-        "cgetg" => args(0).map(|_| Command::Cgetg)?,
-        "cping" => args(0).map(|_| Command::Cping)?,
-        "cpong" => args(0).map(|_| Command::Cpong)?,
-        "cquit" => args(0).map(|_| Command::Cquit)?,
-        "+ok" if rest.eq_ignore_ascii_case("cpong") => Command::Cpong,
-        "chatr" => {
+        Keyword::Cgetu => args(0).map(|_| Command::Cgetu)?,
+        Keyword::Cgetg => args(0).map(|_| Command::Cgetg)?,
+        Keyword::Cping => args(0).map(|_| Command::Cping)?,
+        Keyword::Cpong => args(0).map(|_| Command::Cpong)?,
+        Keyword::Cquit => args(0).map(|_| Command::Cquit)?,
+        Keyword::Ok if rest.eq_ignore_ascii_case("cpong") => Command::Cpong,
+        Keyword::Chatr => {
             let mut a = args(2)?;
             let recipient = a.pop().unwrap_or_default();
             let sender = a.pop().unwrap_or_default();
             Command::Chatr { sender, recipient }
         }
-        "chatm" | "chatw" => {
+        Keyword::Chatm | Keyword::Chatw => {
             let (sender, rest) = next_arg(rest).ok_or_else(malformed)?;
             let (recipient, rest) = next_arg(rest).ok_or_else(malformed)?;
             let message = unquote(rest).ok_or_else(malformed)?;
             Command::Chat {
-                whisper: keyword == "chatw",
+                whisper: keyword == Keyword::Chatw,
                 sender,
                 recipient,
                 message,
