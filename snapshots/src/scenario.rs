@@ -458,6 +458,10 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
         }
         "opcode.max_line_bytes" => config.opcode.max_line_bytes = number()?,
         "opcode.max_media_bytes" => config.opcode.max_media_bytes = number()?,
+        "opcode.max_media_bytes_per_user" => {
+            config.opcode.max_media_bytes_per_user = u64::try_from(number()?)
+                .map_err(|_| format!("{key} takes a smaller number, not `{value}`"))?
+        }
         "offline_share_percent" => {
             config.offline_share_percent = value
                 .parse()
@@ -479,7 +483,7 @@ fn apply_config(config: &mut Config, setting: &str) -> Result<(), String> {
                 "unknown config key `{key}` (known: server_name, outbound_limit_bytes, \
                  offline_cap, ws2017.ping_interval, ws2017.ping_timeout, ws2017.max_line_bytes, \
                  ims.alive_timeout, ims.max_document_bytes, ims.terminator, \
-                 opcode.max_line_bytes, opcode.max_media_bytes, \
+                 opcode.max_line_bytes, opcode.max_media_bytes, opcode.max_media_bytes_per_user, \
                  offline_share_percent, limits.max_connections, limits.max_connections_per_ip, \
                  limits.outbound_budget_bytes, limits.broadcast_per_conn.burst, \
                  limits.durable_per_conn.burst, arsc.guests, arsc.max_request_bytes)"
