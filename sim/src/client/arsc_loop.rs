@@ -32,6 +32,7 @@ use switchboard_proto::{
     Peer, Protocol, Pump, Server, State, UserName,
 };
 
+use super::arsc::{parse_line, Line};
 use crate::choices::{Choices, SimRng};
 
 /// Unix time of the run's origin.
@@ -77,64 +78,6 @@ pub struct ArscReport {
     pub misbehaved: u64,
     /// A hash of every byte the server sent, in order (two runs of a seed agree).
     pub hash: u64,
-}
-
-/// A parsed server line: `<arscrespond>` or `<arscmessage>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Line {
-    Respond {
-        kind: String,
-        ok: bool,
-        sid: Option<String>,
-        error: Option<String>,
-    },
-    Message {
-        kind: String,
-        sender: String,
-        content: String,
-    },
-}
-
-/// The text of the first `<tag>` in `line`, unescaped.
-fn field(line: &str, tag: &str) -> Option<String> {
-    let open = format!("<{tag}>");
-    let close = format!("</{tag}>");
-    let start = line.find(&open)? + open.len();
-    let end = start + line[start..].find(&close)?;
-    Some(
-        line[start..end]
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&"),
-    )
-}
-
-fn parse_line(line: &str) -> Option<Line> {
-    if line.starts_with("<arscrespond>") && line.ends_with("</arscrespond>") {
-        return Some(Line::Respond {
-            kind: field(line, "type")?,
-            ok: field(line, "status")? == "ok",
-            sid: field(line, "sid"),
-            error: field(line, "error"),
-        });
-    }
-    if line.starts_with("<arscmessage>") && line.ends_with("</arscmessage>") {
-        let time = field(line, "sendtime")?;
-        let shaped = time.len() == 5
-            && time.bytes().enumerate().all(|(i, b)| match i {
-                2 => b == b':',
-                _ => b.is_ascii_digit(),
-            });
-        if !shaped {
-            return None;
-        }
-        return Some(Line::Message {
-            kind: field(line, "type")?,
-            sender: field(line, "sender")?,
-            content: field(line, "content")?,
-        });
-    }
-    None
 }
 
 /// A client's state.

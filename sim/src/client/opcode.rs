@@ -29,11 +29,11 @@ pub(crate) const MAX_LINE: usize = 4096;
 /// The largest media the world's server takes (`opcode.max_media_bytes`).
 pub(crate) const MAX_MEDIA: usize = 64;
 
-/// What a request expects back.
+/// What a request expects back (also read by the standalone loop, `opcode_loop`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Expect {
-    /// A status line of this opcode (`212` also names the user); a durable request may
-    /// get a bare `211` instead (the store is failing, or its rate is spent).
+pub(crate) enum Expect {
+    /// A status line of this opcode (`212` also names the user); in the world a durable
+    /// request may get a bare `211` instead (the store is failing, or its rate is spent).
     Status(u16),
     /// `219`, and on 400 its `220` echo of `token`.
     Send { token: u64 },
@@ -54,11 +54,11 @@ enum Expect {
 /// A list being read: its count line `begin` if still to come, then `left` lines of
 /// `element`, then `end`.
 #[derive(Clone, Copy, Debug)]
-struct Listing {
-    begin: Option<u16>,
-    element: u16,
-    left: u64,
-    end: u16,
+pub(crate) struct Listing {
+    pub(crate) begin: Option<u16>,
+    pub(crate) element: u16,
+    pub(crate) left: u64,
+    pub(crate) end: u16,
 }
 
 /// The media bytes a message with `token` carries.

@@ -24,6 +24,7 @@ use switchboard_proto::{
     NetworkEvent, Now, PasswordHash, Peer, Protocol, Pump, Server, State,
 };
 
+use super::opcode::{decode, Expect, Listing};
 use crate::choices::{Choices, Purpose, SimRng};
 use crate::report::Violation;
 
@@ -41,37 +42,6 @@ pub struct OpcodeReport {
     pub media_fetched: u64,
     /// Deliberately bad lines sent.
     pub misbehaved: u64,
-}
-
-/// What a request expects back, in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Expect {
-    /// A single status line of this opcode (`212` also names the user).
-    Status(u16),
-    /// `219`, and on 400 its `220` echo of `token`.
-    Send { token: u64 },
-    /// `214`, n × `215`, `216`.
-    ChatList,
-    /// `223` then on 400 `224`, n × `225`, `226`.
-    OwnContacts,
-    /// `228` then on 400 `229`, n × `230`, `231`.
-    Contacts,
-    /// `227` with media `id`.
-    Media { id: u64 },
-    /// `210`.
-    Unknown,
-    /// `211`.
-    Invalid,
-}
-
-/// A list being read: its count line `begin` if still to come, then `left` lines of
-/// `element`, then `end`.
-#[derive(Clone, Copy, Debug)]
-struct Listing {
-    begin: Option<u16>,
-    element: u16,
-    left: u64,
-    end: u16,
 }
 
 #[derive(Debug)]
@@ -782,24 +752,4 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// Decodes a percent-encoded field.
-fn decode(text: &str) -> Vec<u8> {
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut k = 0;
-    while k < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[k] == b'%' && k + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[k + 1]), hex(b[k + 2])) {
-                out.push((h * 16 + l) as u8);
-                k += 3;
-                continue;
-            }
-        }
-        out.push(b[k]);
-        k += 1;
-    }
-    out
 }
