@@ -14,6 +14,7 @@ use switchboard_store::clock::Clock;
 use switchboard_store::commit_log::CommitLog;
 use switchboard_store::fds::Capacity;
 use switchboard_store::media_reader::MediaReader;
+use switchboard_store::memory::AfterBurst;
 use switchboard_store::refusals::{CapacityRefusals, RefusalLog};
 use tracing::{debug, info, warn};
 
@@ -36,12 +37,12 @@ const READ_CHUNK: usize = 64 * 1024;
 /// for the next turn, which then does not block.
 const READ_PER_TURN: usize = 256 * 1024;
 
-/// Bytes of transmits queued before they are written, even mid-turn: a burst of
+/// Bytes of transmits queued before they are written, even mid-turn, so a burst of
 /// broadcasts (each login announced to everyone) is not held in thousands of queues at
-/// once, which left the allocator holding the peak long after (16.4 KiB of RSS per idle
-/// client without a bound). 64 KiB wrote too often: 2000 idle logins took 10 s and 5.4 s
-/// of CPU, 2.2 s with 256 KiB (RSS per idle client 1.8 -> 2.2 KiB).
-const BATCH_BYTES: usize = 256 * 1024;
+/// once. Each flush costs a write per connection: 64 KiB made 2000 idle logins take 10 s
+/// and 5.4 s of CPU, 256 KiB 2.2 s. The memory the queues held is given back after the
+/// burst ([`AfterBurst`]).
+const BATCH_BYTES: usize = 1024 * 1024;
 
 /// Readiness events taken per turn: the replies to them are written at the end of the
 /// turn, so a smaller turn answers sooner (1024: 2000 idle logins took 19.6 s, 64: 10 s).
@@ -102,6 +103,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         conns: HashMap::new(),
         dirty: Vec::new(),
         queued: 0,
+        burst: AfterBurst::default(),
         more_to_read: Vec::new(),
         timers: BTreeSet::new(),
         scratch: vec![0; READ_CHUNK],
@@ -166,6 +168,8 @@ struct Driver {
     dirty: Vec<ConnId>,
     /// Bytes queued since the last [`flush`](Driver::flush) (see [`BATCH_BYTES`]).
     queued: usize,
+    /// Whether a burst's queues were freed since the allocator was last trimmed.
+    burst: AfterBurst,
     /// Connections whose reads stopped at [`READ_PER_TURN`] with more ready.
     more_to_read: Vec<ConnId>,
     /// Linger and dial deadlines.
@@ -231,7 +235,10 @@ impl Driver {
         {
             wake_at = Some(wake_at.map_or(at, |w| w.min(at)));
         }
-        let timeout = match self.more_to_read.is_empty() {
+        // After a burst, look without waiting first: if nothing is there, the burst is over
+        // and its memory goes back before the wait.
+        let trim = self.burst.due();
+        let timeout = match self.more_to_read.is_empty() && !trim {
             true => wake_at.map(|at| at.saturating_duration_since(Instant::now())),
             false => Some(Duration::ZERO),
         };
@@ -240,6 +247,9 @@ impl Driver {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(e),
+        }
+        if trim && events.is_empty() && self.more_to_read.is_empty() {
+            self.burst.idle();
         }
         let mut shutdown = None;
         for event in events.iter() {
@@ -338,7 +348,7 @@ impl Driver {
     /// more, which is written too. Then exports the core's counters (once per turn, not
     /// per write: a fan-out to 1000 connections is 1000 writes).
     fn flush(&mut self) {
-        self.queued = 0;
+        self.burst.queued(std::mem::take(&mut self.queued));
         while !self.dirty.is_empty() {
             for conn in std::mem::take(&mut self.dirty) {
                 if let Some(c) = self.conns.get_mut(&conn) {

@@ -214,10 +214,5 @@ fn map_large_blocks() {
 /// when it is freed again, so without this a server kept 20-40 MB more for every thread
 /// that ever hashed a password.
 fn release_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel;
-    // it touches no memory in use.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    crate::memory::release_freed_memory();
 }

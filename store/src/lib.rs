@@ -30,6 +30,7 @@ pub mod data_dir;
 mod error;
 pub mod fds;
 pub mod media_reader;
+pub mod memory;
 pub mod metrics;
 pub mod observe;
 pub mod options;
