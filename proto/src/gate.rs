@@ -86,6 +86,12 @@ impl CommitGate {
     }
 
     /// The highest committed sequence number seen.
+    /// Whether no connection has output held: a transmit then passes when its commit is
+    /// through.
+    pub(crate) fn holds_nothing(&self) -> bool {
+        self.blocked.is_empty()
+    }
+
     pub fn committed_through(&self) -> Seq {
         self.committed
     }

@@ -427,6 +427,15 @@ impl Pump {
 
     /// The next action from the server's outputs, through the tap and the gate.
     fn pull_output(&mut self) -> Option<Action> {
+        // The hot path: a transmit the gate lets through, untapped, moved as its two parts.
+        // (Moving whole outputs through the steps below cost a store-forwarding stall per
+        // transmit: 6 % of the server's CPU in the 8-in-flight direct test.)
+        if self.tap.is_none() && self.gate.holds_nothing() {
+            let committed = self.gate.committed_through();
+            if let Some((conn, bytes)) = self.server.poll_ready_transmit(committed) {
+                return Some(Action::Transmit { conn, bytes });
+            }
+        }
         loop {
             if let Some(tap) = self.tap.as_mut() {
                 while let Some(event) = self.server.poll_event_before_output() {

@@ -357,6 +357,12 @@ impl Server {
         self.core.out.pop()
     }
 
+    /// The next output if it is a transmit that waits for no commit later than
+    /// `committed` (for the pump's hot path; [`poll_output`](Self::poll_output) otherwise).
+    pub(crate) fn poll_ready_transmit(&mut self, committed: Seq) -> Option<(ConnId, bytes::Bytes)> {
+        self.core.out.pop_ready_transmit(committed)
+    }
+
     /// Requests refused by a rate limit (any cost, per connection or per address) since
     /// start. Cheap, unlike [`Server::stats`]: the runtime reads it after each batch of
     /// inputs to log refusals, since the core itself logs nothing.
