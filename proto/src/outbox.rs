@@ -329,7 +329,11 @@ mod tests {
     fn only_a_transmit_whose_commit_is_through_is_ready() {
         let mut out = Outbox::new(usize::MAX, usize::MAX);
         out.push(transmit(1, "stored", Some(2)));
-        assert_eq!(out.pop_ready_transmit(Seq(1)), None, "its commit is not through");
+        assert_eq!(
+            out.pop_ready_transmit(Seq(1)),
+            None,
+            "its commit is not through"
+        );
         assert_eq!(out.queued(), 1);
         let stored = (ConnId(1), Bytes::from_static(b"stored"));
         assert_eq!(out.pop_ready_transmit(Seq(2)), Some(stored));

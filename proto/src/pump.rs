@@ -208,6 +208,12 @@ impl Pump {
         self.server.record_events();
     }
 
+    /// [`Server::record_session_events`]: the events without those of each direct
+    /// message, read with [`poll_event`](Self::poll_event).
+    pub fn record_session_events(&mut self) {
+        self.server.record_session_events();
+    }
+
     /// With [`record_events`](Self::record_events) and no tap: the next
     /// [`NetworkEvent`](crate::NetworkEvent), in the order things happened. Drain after
     /// every call. (With a tap, events come through [`poll_emitted`](Self::poll_emitted).)

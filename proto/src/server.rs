@@ -155,7 +155,15 @@ impl Server {
     /// [`poll_output`](Self::poll_output). Nothing changes on the wire.
     pub fn record_events(&mut self) {
         let outputs = self.core.out.output_count();
-        self.core.net.record_events(outputs);
+        self.core.net.record_events(outputs, true);
+    }
+
+    /// [`record_events`](Self::record_events) without the events of each direct message
+    /// ([`NetworkEvent::is_per_message`]): what a runtime logs (logins, kicks, refusals),
+    /// at no cost per message.
+    pub fn record_session_events(&mut self) {
+        let outputs = self.core.out.output_count();
+        self.core.net.record_events(outputs, false);
     }
 
     /// The next recorded [`NetworkEvent`], in the order things happened; always `None`

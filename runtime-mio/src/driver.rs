@@ -87,7 +87,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let back = Back { sender, waker };
     let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
-    pump.record_events();
+    pump.record_session_events();
     let mut driver = Driver {
         observer: Observer::new(start.metrics),
         next_refresh: Instant::now(),

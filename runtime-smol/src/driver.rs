@@ -143,7 +143,7 @@ pub(crate) async fn run(
     let media = MediaReader::new(start.data_dir.path().to_owned());
     let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
-    pump.record_events();
+    pump.record_session_events();
     let mut driver = Driver {
         observer: Observer::new(start.metrics),
         commits: CommitLog::default(),

@@ -177,7 +177,7 @@ impl Network {
                     Change::OfflineQueued(stored) => Some(stored.id),
                     _ => None,
                 };
-                self.record(|net| {
+                self.record_message(|net| {
                     Some(NetworkEvent::DirectStored {
                         from: net.session_name(from)?.clone(),
                         to: to.clone(),
@@ -188,7 +188,7 @@ impl Network {
                 return Outcome::Stored { seq, to };
             }
         };
-        self.record(|net| {
+        self.record_message(|net| {
             let sender = net.session_name(from).cloned();
             Some(match &outcome {
                 Outcome::Delivered(to) => NetworkEvent::DirectDelivered {
@@ -209,7 +209,7 @@ impl Network {
     /// A protocol refuses a direct message on the answer of [`Network::route_direct`],
     /// without calling [`Network::deliver_direct`]: recorded as that would record it.
     pub(crate) fn refused_direct(&mut self, from: SessionId, to: &UserName, why: &Undeliverable) {
-        self.record(|net| {
+        self.record_message(|net| {
             Some(NetworkEvent::DirectRefused {
                 from: net.session_name(from).cloned(),
                 to: to.clone(),

@@ -225,6 +225,22 @@ pub enum NetworkEvent {
     },
 }
 
+impl NetworkEvent {
+    /// Whether it is about one direct message (delivered, stored, refused, handed out or
+    /// removed from a mailbox): left out by
+    /// [`Server::record_session_events`](crate::Server::record_session_events).
+    pub fn is_per_message(&self) -> bool {
+        matches!(
+            self,
+            NetworkEvent::DirectDelivered { .. }
+                | NetworkEvent::DirectStored { .. }
+                | NetworkEvent::DirectRefused { .. }
+                | NetworkEvent::StoredHandedOut { .. }
+                | NetworkEvent::StoredRemoved { .. }
+        )
+    }
+}
+
 /// Why a direct message was refused, in [`NetworkEvent::DirectRefused`].
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -145,7 +145,7 @@ impl Network {
     /// Stored message `id` of `key`'s mailbox was queued on `conn`, its bytes ending at
     /// offset `end` of the connection's output.
     pub(crate) fn handed(&mut self, conn: ConnId, key: &UserKey, id: MessageId, end: u64) {
-        self.record(|net| {
+        self.record_message(|net| {
             Some(NetworkEvent::StoredHandedOut {
                 to: net.state.account(key)?.name.clone(),
                 id,
@@ -197,7 +197,7 @@ impl Network {
         for change in &changes {
             if let Change::OfflineDelivered { to, through } = change {
                 let (to, through) = (to.clone(), *through);
-                self.record(|_| Some(NetworkEvent::StoredRemoved { to, through }));
+                self.record_message(|_| Some(NetworkEvent::StoredRemoved { to, through }));
             }
         }
         changes

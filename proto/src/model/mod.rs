@@ -167,12 +167,15 @@ impl Network {
     }
 
     /// From now on, keeps a [`NetworkEvent`] of everything that happens, for
-    /// [`Network::poll_event`].
-    pub(crate) fn record_events(&mut self, outputs: OutputCount) {
-        self.journal.get_or_insert_with(|| Journal {
+    /// [`Network::poll_event`]; of each direct message too when `messages`
+    /// (see [`NetworkEvent::is_per_message`]).
+    pub(crate) fn record_events(&mut self, outputs: OutputCount, messages: bool) {
+        let journal = self.journal.get_or_insert_with(|| Journal {
             events: VecDeque::new(),
             outputs,
+            messages,
         });
+        journal.messages |= messages;
     }
 
     /// The next recorded event, in the order they happened.
@@ -187,6 +190,15 @@ impl Network {
         match journal.events.front() {
             Some(&(at, _)) if at <= output => Some(journal.events.pop_front()?.1),
             _ => None,
+        }
+    }
+
+    /// [`record`](Self::record) for an event of one direct message: built only when
+    /// those are recorded too (the simulator's oracles read them; a runtime's log does
+    /// not, and building them cost a few reference counts per message).
+    pub(super) fn record_message(&mut self, make: impl FnOnce(&Self) -> Option<NetworkEvent>) {
+        if self.journal.as_ref().is_some_and(|j| j.messages) {
+            self.record(make);
         }
     }
 
@@ -260,4 +272,6 @@ mod words {
 struct Journal {
     events: VecDeque<(u64, NetworkEvent)>,
     outputs: OutputCount,
+    /// Whether the events of each direct message are kept too.
+    messages: bool,
 }

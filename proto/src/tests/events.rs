@@ -30,6 +30,42 @@ fn nothing_is_recorded_unless_asked_for() {
 }
 
 #[test]
+fn session_events_leave_out_each_direct_message_and_nothing_else() {
+    let script = |h: &mut Harness| {
+        let admin = h.connect(Protocol::Admin);
+        h.send(admin, "user add Carol pw\r\n");
+        h.take(admin);
+        let alice = login(h, "alice");
+        login(h, "bob");
+        h.send(alice, "chatm alice bob 'hi'\r\n");
+        h.send(alice, "chatm alice carol 'later'\r\n");
+        h.send(alice, "chatm alice nobody 'hello?'\r\n");
+        h.send(alice, "cquit\r\n");
+        h.commit();
+        let carol = h.connect(Protocol::Probe);
+        h.send(carol, "account Carol\n");
+        h.take(carol);
+        h.commit();
+        h.events()
+    };
+    let mut all = Harness::new(Config::default());
+    all.record_events();
+    let all = script(&mut all);
+    let mut some = Harness::new(Config::default());
+    some.record_session_events();
+    let some = script(&mut some);
+    let per_message = all.iter().filter(|e| e.is_per_message()).count();
+    assert!(
+        per_message >= 4,
+        "delivered, stored, refused, handed out: {all:?}"
+    );
+    let expected: Vec<NetworkEvent> = all.into_iter().filter(|e| !e.is_per_message()).collect();
+    assert!(expected.len() >= 4, "logins and a logout: {expected:?}");
+    assert!(some.iter().all(|e| !e.is_per_message()));
+    assert_eq!(some, expected);
+}
+
+#[test]
 fn logins_renames_and_each_direct_messages_fate_are_recorded_in_order() {
     let mut h = Harness::new(Config::default());
     h.record_events();

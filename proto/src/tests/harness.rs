@@ -102,6 +102,11 @@ impl Harness {
         self.pump.record_events();
     }
 
+    /// Asks for the events without those of each direct message.
+    pub(crate) fn record_session_events(&mut self) {
+        self.pump.record_session_events();
+    }
+
     /// The network's events recorded since the last call.
     pub(crate) fn events(&mut self) -> Vec<crate::NetworkEvent> {
         std::iter::from_fn(|| self.pump.poll_event()).collect()
