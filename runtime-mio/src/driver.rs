@@ -237,7 +237,7 @@ impl Driver {
         }
         // After a burst, look without waiting first: if nothing is there, the burst is over
         // and its memory goes back before the wait.
-        let trim = self.burst.due();
+        let trim = self.burst.ready(Instant::now());
         let timeout = match self.more_to_read.is_empty() && !trim {
             true => wake_at.map(|at| at.saturating_duration_since(Instant::now())),
             false => Some(Duration::ZERO),
@@ -249,7 +249,7 @@ impl Driver {
             Err(e) => return Err(e),
         }
         if trim && events.is_empty() && self.more_to_read.is_empty() {
-            self.burst.idle();
+            self.burst.idle(Instant::now());
         }
         let mut shutdown = None;
         for event in events.iter() {

@@ -258,7 +258,7 @@ pub(crate) async fn run(
         // One write per connection for all this turn queued.
         driver.flush();
         if driver.burst.due() && inbox.is_empty() && report_box.is_empty() {
-            driver.burst.idle();
+            driver.burst.idle(std::time::Instant::now());
         }
     }
     drop(accepting);

@@ -3,7 +3,10 @@
 //! glibc keeps freed small blocks in its heap: a burst that queued a million transmits at
 //! once (every login announced to everyone) left the server's RSS at its peak long after
 //! the queues were written and freed. The runtimes note how much a turn queued and trim
-//! once the burst is over, when nothing waits.
+//! once the burst is over, when nothing waits, at most once per [`MIN_GAP`]: under a
+//! steady load every trim would hand back pages the next turn faults in again.
+
+use std::time::{Duration, Instant};
 
 /// Returns the free pages of the allocator's arenas to the system (glibc `malloc_trim`);
 /// elsewhere a no-op.
@@ -20,10 +23,15 @@ pub fn release_freed_memory() {
 /// driver is idle: a few hundred logins announced to a crowd, not a busy chat.
 pub const BURST_BYTES: usize = 256 * 1024;
 
+/// The least time between two trims. A trim held back by it happens at the next idle
+/// wake-up (the runtimes wake at least every second to export their metrics).
+pub const MIN_GAP: Duration = Duration::from_millis(250);
+
 /// Whether a burst happened since the last trim.
 #[derive(Debug, Default)]
 pub struct AfterBurst {
     due: bool,
+    last: Option<Instant>,
 }
 
 impl AfterBurst {
@@ -37,11 +45,21 @@ impl AfterBurst {
         self.due
     }
 
-    /// Trims now, if due. Call it when no input waits: the burst is over.
-    pub fn idle(&mut self) {
-        if std::mem::take(&mut self.due) {
-            release_freed_memory();
+    /// Whether a trim is due and allowed at `now` (the last at least [`MIN_GAP`] before).
+    pub fn ready(&self, now: Instant) -> bool {
+        self.due && self.last.is_none_or(|last| now >= last + MIN_GAP)
+    }
+
+    /// Trims if due and the last trim is at least [`MIN_GAP`] before `now`. Call it when no
+    /// input waits: the burst is over. Returns whether it trimmed.
+    pub fn idle(&mut self, now: Instant) -> bool {
+        if !self.ready(now) {
+            return false;
         }
+        self.due = false;
+        self.last = Some(now);
+        release_freed_memory();
+        true
     }
 }
 
