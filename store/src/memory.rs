@@ -68,16 +68,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trim_is_due_after_a_burst_only_and_once() {
+    fn a_trim_is_due_after_a_burst_only_and_at_most_once_a_gap() {
+        let t0 = Instant::now();
         let mut burst = AfterBurst::default();
         burst.queued(BURST_BYTES - 1);
         assert!(!burst.due(), "a busy chat's batch is no burst");
+        assert!(!burst.idle(t0));
         burst.queued(BURST_BYTES);
         assert!(burst.due());
-        burst.idle();
+        assert!(burst.idle(t0));
         assert!(
             !burst.due(),
             "trimmed once, then not again until the next burst"
         );
+        burst.queued(BURST_BYTES);
+        assert!(!burst.ready(t0 + MIN_GAP / 2));
+        assert!(!burst.idle(t0 + MIN_GAP / 2), "too soon after the last");
+        assert!(burst.due(), "still due: the next idle moment trims");
+        assert!(burst.idle(t0 + MIN_GAP));
     }
 }
