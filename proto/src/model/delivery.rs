@@ -107,24 +107,24 @@ impl Network {
         let Some(sender) = self.sessions.get(&from).map(|r| &r.user) else {
             return Err(Undeliverable::NoSuchUser);
         };
-        let key = to.key();
-        if let Some(user) = self.users.get(&key) {
+        let key = to.key_ref();
+        if let Some(user) = self.users.get(key) {
             // A user whose mailbox is still being handed out gets the message behind it.
             if user.drains_paused == 0 {
                 return Ok(Route::Live(user.name.clone()));
             }
         }
-        let Some(account) = self.state.account(&key) else {
+        let Some(account) = self.state.account(key) else {
             return Err(Undeliverable::NoSuchUser);
         };
         let name = account.name.clone();
         if self.store_failing {
             return Err(Undeliverable::StoreFailing(name));
         }
-        if self.state.offline.get(&key).map_or(0, |q| q.len()) >= limits.cap {
+        if self.state.offline.get(key).map_or(0, |q| q.len()) >= limits.cap {
             return Err(Undeliverable::MailboxFull(name));
         }
-        if self.shares.held(&key, sender) >= limits.share {
+        if self.shares.held(key, sender) >= limits.share {
             return Err(Undeliverable::ShareUsed(name));
         }
         Ok(Route::Mailbox(name))
@@ -155,11 +155,13 @@ impl Network {
         route: Result<Route, Undeliverable>,
         persist: impl FnOnce(&Change) -> Seq,
     ) -> Outcome {
-        let (from, to) = (message.from, message.to.clone());
+        let from = message.from;
         let outcome = match route {
             Err(why) => Outcome::Refused(why),
             Ok(Route::Live(_)) => {
-                match self.relay(message.from, &message.to, &message.body, message.kind) {
+                // The body moves into the delivery: a message costs no reference counts
+                // it does not need.
+                match self.relay(from, &message.to, message.body, message.kind) {
                     Some(to) => Outcome::Delivered(to),
                     None => Outcome::Refused(Undeliverable::NoSuchUser),
                 }
@@ -197,7 +199,7 @@ impl Network {
                 },
                 Outcome::Refused(why) => NetworkEvent::DirectRefused {
                     from: sender,
-                    to,
+                    to: message.to.clone(),
                     reason: why.into(),
                 },
                 Outcome::Stored { .. } => return None,
@@ -224,46 +226,54 @@ impl Network {
         &mut self,
         from: SessionId,
         to: &UserName,
-        body: &Arc<str>,
+        body: Arc<str>,
         kind: DirectKind,
     ) -> Option<UserName> {
-        let (sender_name, sender_id, source) =
-            (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))?;
+        let (sender_name, sender_key, sender_id, source) = (self.sessions.get(&from))
+            .map(|r| (r.name.clone(), r.user.clone(), r.uid, r.protocol))?;
         let recipient = self.users.get(to.key_ref())?;
-        let message = DirectMessage {
-            from: sender_name,
-            to: recipient.name.clone(),
-            body: Arc::clone(body),
-            kind,
-        };
+        let to = recipient.name.clone();
         self.relayed += 1;
         #[cfg(feature = "planted-bugs")]
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
             && self.relayed.is_multiple_of(100)
         {
-            return Some(message.to);
+            return Some(to);
         }
+        let mut message = Some(DirectMessage {
+            from: sender_name,
+            to: to.clone(),
+            body,
+            kind,
+        });
+        let last = recipient.sessions.len().saturating_sub(1);
         let mut receipts_coming = false;
-        for &session in &recipient.sessions {
+        for (i, &session) in recipient.sessions.iter().enumerate() {
             let Some(rec) = self.sessions.get(&session) else {
                 continue;
             };
+            // Each session but the last gets a copy; the last the message itself.
+            let copy = match i == last {
+                true => message.take(),
+                false => message.clone(),
+            };
+            let Some(copy) = copy else { continue };
             self.counters.routed(source, rec.protocol);
             receipts_coming |= rec.caps.receipts;
             self.pending.push_back(Delivery {
                 to: Audience::Conn(rec.conn),
                 event: Event::Direct {
                     session,
-                    message: message.clone(),
+                    message: copy,
                 },
             });
         }
         if receipts_coming {
             self.owed_receipts.owe(sender_id, recipient.id);
         } else {
-            self.deliver_receipt(&message.from.key(), &message.to);
+            self.deliver_receipt(&sender_key, &to);
         }
-        Some(message.to)
+        Some(to)
     }
 
     /// The user of `recipient` confirms a direct message from `sender`. Relayed to the
@@ -281,7 +291,7 @@ impl Network {
             return false;
         }
         let to = receiving.name.clone();
-        self.deliver_receipt(&sender.key(), &to);
+        self.deliver_receipt(sender.key_ref(), &to);
         true
     }
 

@@ -113,7 +113,7 @@ impl Network {
     /// `accepted`) accepted `to`'s request ([`Event::FriendNews`]); a protocol shows it
     /// once the change is committed.
     pub(crate) fn tell_friend(&mut self, from: &UserName, to: &UserName, accepted: bool) {
-        let Some(user) = self.users.get(&to.key()) else {
+        let Some(user) = self.users.get(to.key_ref()) else {
             return;
         };
         let name = user.name.clone();

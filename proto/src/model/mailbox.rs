@@ -57,7 +57,7 @@ impl Network {
         now_ms: u64,
         cap: usize,
     ) -> Option<Change> {
-        let held = self.state.offline.get(&to.key()).map_or(0, |q| q.len());
+        let held = self.state.offline.get(to.key_ref()).map_or(0, |q| q.len());
         if held >= cap {
             return None;
         }

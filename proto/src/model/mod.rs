@@ -123,7 +123,7 @@ impl Network {
         );
         self.uncommitted.add(change, seq);
         if let Change::LevelChanged { name, level } = change {
-            self.level_changed(&name.key(), *level);
+            self.level_changed(name.key_ref(), *level);
         }
     }
 

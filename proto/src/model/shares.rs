@@ -44,13 +44,13 @@ impl MailboxShares {
                 self.add(message);
             }
             Change::OfflineDelivered { to, through } => {
-                let queue = state.offline.get(&to.key()).into_iter().flatten();
+                let queue = state.offline.get(to.key_ref()).into_iter().flatten();
                 for message in queue.take_while(|m| m.id <= *through) {
                     self.remove(message);
                 }
             }
             Change::AccountDeleted { name } => {
-                for message in state.offline.get(&name.key()).into_iter().flatten() {
+                for message in state.offline.get(name.key_ref()).into_iter().flatten() {
                     self.remove(message);
                 }
             }

@@ -509,13 +509,13 @@ fn friend_requests_become_friendships_once_both_ask_or_one_accepts() {
         net.ask_friend(&alice, &bob, 2),
         Err(FriendError::AlreadyAsked)
     );
-    assert_eq!(net.requests_to(&bob.key()).len(), 1);
+    assert_eq!(net.requests_to(bob.key_ref()).len(), 1);
     // Bob asking back is accepting.
     let back = net.ask_friend(&bob, &alice, 3).expect("a friendship");
     assert!(matches!(back, Change::FriendshipMade { .. }), "{back:?}");
     apply(&mut net, back);
-    assert!(net.are_friends(&alice.key(), &bob.key()));
-    assert!(net.requests_to(&bob.key()).is_empty());
+    assert!(net.are_friends(alice.key_ref(), bob.key_ref()));
+    assert!(net.requests_to(bob.key_ref()).is_empty());
     assert_eq!(
         net.ask_friend(&bob, &alice, 4),
         Err(FriendError::AlreadyFriends)
@@ -531,10 +531,10 @@ fn friend_requests_become_friendships_once_both_ask_or_one_accepts() {
         .answer_friend(&alice, &carol, false, 6)
         .expect("a refusal");
     apply(&mut net, no);
-    assert!(net.requests_to(&alice.key()).is_empty());
+    assert!(net.requests_to(alice.key_ref()).is_empty());
     assert_eq!(
-        net.friends_of(&alice.key()).collect::<Vec<_>>(),
-        [&bob.key()]
+        net.friends_of(alice.key_ref()).collect::<Vec<_>>(),
+        [bob.key_ref()]
     );
 }
 

@@ -187,24 +187,24 @@ impl State {
             Change::AccountCreated(account) => {
                 self.accounts.insert(account.name.key(), account.clone());
             }
-            Change::AccountDeleted { name } => self.delete_account(&name.key()),
+            Change::AccountDeleted { name } => self.delete_account(name.key_ref()),
             Change::PasswordChanged {
                 name,
                 password,
                 ims_password,
             } => {
-                if let Some(account) = self.accounts.get_mut(&name.key()) {
+                if let Some(account) = self.accounts.get_mut(name.key_ref()) {
                     account.password = password.clone();
                     account.ims_password = ims_password.clone();
                 }
             }
             Change::UserBanned { name, banned } => {
-                if let Some(account) = self.accounts.get_mut(&name.key()) {
+                if let Some(account) = self.accounts.get_mut(name.key_ref()) {
                     account.banned = *banned;
                 }
             }
             Change::LevelChanged { name, level } => {
-                if let Some(account) = self.accounts.get_mut(&name.key()) {
+                if let Some(account) = self.accounts.get_mut(name.key_ref()) {
                     account.level = *level;
                 }
             }
@@ -251,7 +251,7 @@ impl State {
                 }
             }
             Change::FriendRequestDropped { from, to } => {
-                self.drop_request(&from.key(), &to.key());
+                self.drop_request(from.key_ref(), to.key_ref());
             }
             Change::FriendshipMade { a, b, since_ms } => {
                 let (a, b) = (a.key(), b.key());

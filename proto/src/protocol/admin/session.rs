@@ -115,10 +115,10 @@ impl Session {
                         check_field(what, value, true)?;
                     }
                 }
-                if cx.net.account(&name.key()).is_some() {
+                if cx.net.account(name.key_ref()).is_some() {
                     return Err(exists(&name));
                 }
-                if let Some(online) = cx.net.online_name(&name.key()) {
+                if let Some(online) = cx.net.online_name(name.key_ref()) {
                     let why = format!("{online} is online without an account; kick them first");
                     return Err(why.into());
                 }
@@ -181,7 +181,7 @@ impl Session {
                 let name = account_name(cx, &name)?;
                 durable(cx)?;
                 cx.persist(Change::AccountDeleted { name: name.clone() });
-                let kicked = cx.net.kick_user(&name.key(), KickReason::AccountDeleted);
+                let kicked = cx.net.kick_user(name.key_ref(), KickReason::AccountDeleted);
                 let text = format!("account {name} deleted{}", sessions(kicked));
                 answer(cx, text, About::Item(Item::Account(name.key())));
             }
@@ -240,7 +240,7 @@ impl Session {
                     name: name.clone(),
                     banned: true,
                 });
-                let kicked = cx.net.kick_user(&name.key(), KickReason::Banned);
+                let kicked = cx.net.kick_user(name.key_ref(), KickReason::Banned);
                 let text = format!("{name} banned{}", sessions(kicked));
                 answer(cx, text, About::Item(Item::Account(name.key())));
             }
@@ -269,10 +269,10 @@ impl Session {
             }
             AdminCommand::Kick { name } => {
                 let name = parse_name(&name)?;
-                let Some(online) = cx.net.online_name(&name.key()).cloned() else {
+                let Some(online) = cx.net.online_name(name.key_ref()).cloned() else {
                     return Err(format!("{name} is not online").into());
                 };
-                let n = cx.net.kick_user(&name.key(), KickReason::Kicked);
+                let n = cx.net.kick_user(name.key_ref(), KickReason::Kicked);
                 answer(cx, format!("{online} kicked{}", sessions(n)), About::Now);
             }
             AdminCommand::Status => {
@@ -333,7 +333,7 @@ impl Session {
                 email,
                 gender,
             } => {
-                if cx.net.account(&name.key()).is_some() {
+                if cx.net.account(name.key_ref()).is_some() {
                     return Err(exists(&name));
                 }
                 let account = Account {
@@ -350,7 +350,7 @@ impl Session {
                 Ok((format!("account {name} created"), name))
             }
             Waiting::Passwd { name } => {
-                if cx.net.account(&name.key()).is_none() {
+                if cx.net.account(name.key_ref()).is_none() {
                     return Err(no_account(&name));
                 }
                 let change = Change::PasswordChanged {
@@ -409,7 +409,7 @@ fn parse_name(name: &str) -> Result<UserName, Refusal> {
 /// The registered name of an account, as registered.
 fn account_name(cx: &Cx<'_>, name: &str) -> Result<UserName, Refusal> {
     let name = parse_name(name)?;
-    match cx.net.account(&name.key()) {
+    match cx.net.account(name.key_ref()) {
         Some(account) => Ok(account.name.clone()),
         None => Err(no_account(&name)),
     }

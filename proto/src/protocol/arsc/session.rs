@@ -319,7 +319,7 @@ impl Session {
         };
         match result {
             EffectResult::Verified(true) => {
-                cx.login_succeeded(&pending.name.key());
+                cx.login_succeeded(pending.name.key_ref());
                 self.login(
                     cx,
                     shared,
@@ -331,7 +331,7 @@ impl Session {
             }
             _ => {
                 if result == EffectResult::Verified(false) {
-                    cx.login_failed(&pending.name.key());
+                    cx.login_failed(pending.name.key_ref());
                 }
                 let account = Some(Item::Account(pending.name.key()));
                 connect_error(cx, account, WRONG_CREDENTIALS);

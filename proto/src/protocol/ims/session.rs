@@ -148,7 +148,7 @@ impl Session {
         if cx.charge(Cost::Broadcast).is_err() {
             return refuse(cx, None, &user);
         }
-        let Some(account) = cx.net.account(&name.key()) else {
+        let Some(account) = cx.net.account(name.key_ref()) else {
             return refuse(cx, item, &user);
         };
         let pass = pass.to_ascii_lowercase();
@@ -157,7 +157,7 @@ impl Session {
         }
         let (name, hash) = (account.name.clone(), account.ims_password.clone());
         // Locked after failed logins: refused as a wrong password, with no hash made.
-        if cx.login_allowed(&name.key()).is_err() {
+        if cx.login_allowed(name.key_ref()).is_err() {
             return refuse(cx, item, &user);
         }
         let effect = cx.effect(Effect::VerifyPassword {
@@ -180,8 +180,8 @@ impl Session {
         };
         let item = Some(Item::Account(name.key()));
         match result {
-            EffectResult::Verified(true) => cx.login_succeeded(&name.key()),
-            EffectResult::Verified(false) => cx.login_failed(&name.key()),
+            EffectResult::Verified(true) => cx.login_succeeded(name.key_ref()),
+            EffectResult::Verified(false) => cx.login_failed(name.key_ref()),
             _ => {}
         }
         if result != EffectResult::Verified(true) {

@@ -836,7 +836,7 @@ fn presence(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) -> Op
             let change = match kind {
                 Some("subscribe") => cx.net.ask_friend(&me, &other, now),
                 Some("subscribed") => cx.net.answer_friend(&me, &other, true, now),
-                Some("unsubscribed") => match cx.net.are_friends(&me.key(), &other.key()) {
+                Some("unsubscribed") => match cx.net.are_friends(me.key_ref(), other.key_ref()) {
                     true => cx.net.end_friendship(&me, &other),
                     false => cx.net.answer_friend(&me, &other, false, now),
                 },
@@ -947,7 +947,7 @@ fn iq(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
                 return error_reply(cx, x, "iq", &to, id, "cancel", "item-not-found");
             };
             let me = x.user.clone();
-            let friends = cx.net.are_friends(&me.key(), &other.key());
+            let friends = cx.net.are_friends(me.key_ref(), other.key_ref());
             let change = match (item.attr("subscription"), friends) {
                 (Some("remove"), true) => cx.net.end_friendship(&me, &other).ok(),
                 (Some("remove"), false) => cx.net.answer_friend(&me, &other, false, 0).ok(),

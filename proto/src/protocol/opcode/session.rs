@@ -203,7 +203,7 @@ impl Session {
         if too_long(&email) || too_long(&gender) {
             return reply(cx, &Reply::Invalid);
         }
-        if cx.net.name_taken(&name.key()) {
+        if cx.net.name_taken(name.key_ref()) {
             let taken = codec::line(&Reply::Register(Status::UsernameTaken));
             return cx.send_about(&Item::Account(name.key()), taken);
         }
@@ -307,11 +307,11 @@ impl Session {
                 }
             }
             (Waiting::Login { name }, EffectResult::Verified(true)) => {
-                cx.login_succeeded(&name.key());
+                cx.login_succeeded(name.key_ref());
                 self.logged_in(cx, &name)
             }
             (Waiting::Login { name }, EffectResult::Verified(false)) => {
-                cx.login_failed(&name.key());
+                cx.login_failed(name.key_ref());
                 reply(
                     cx,
                     &Reply::Login {
@@ -433,7 +433,7 @@ impl Session {
                     codec::line(&Reply::ConfirmContactAdd(m.from.as_str()))
                 }
                 MessageKind::Direct | MessageKind::Whisper => {
-                    let chat = chats.get(&m.from.key()).map_or(0, |c| c.0);
+                    let chat = chats.get(m.from.key_ref()).map_or(0, |c| c.0);
                     codec::line(&Reply::MessageSended {
                         chat,
                         ms: m.sent_ms,
@@ -845,9 +845,9 @@ fn contacts(cx: &mut Cx<'_>) {
 fn confirm_contact(cx: &mut Cx<'_>, me: &UserName, name: &str) {
     let Some(them) = UserName::parse(name)
         .ok()
-        .and_then(|n| cx.net.account(&n.key()))
+        .and_then(|n| cx.net.account(n.key_ref()))
         .map(|a| a.name.clone())
-        .filter(|n| n.key() != me.key())
+        .filter(|n| n.key_ref() != me.key_ref())
     else {
         let about = UserName::parse(name).ok().map(|n| Item::Account(n.key()));
         let line = codec::line(&Reply::ConfirmContact(Status::ContactNotFound));
@@ -880,7 +880,7 @@ fn confirm_contact(cx: &mut Cx<'_>, me: &UserName, name: &str) {
     }
     let accepted = matches!(change, Change::FriendshipMade { .. });
     let mut seq = cx.persist(change);
-    if accepted && !cx.net.is_online(&them.key()) {
+    if accepted && !cx.net.is_online(them.key_ref()) {
         let cap = cx.config.offline_cap;
         if let Some(stored) = cx.net.acceptance_change(me, &them, cx.now.wall_ms, cap) {
             seq = cx.persist(stored);

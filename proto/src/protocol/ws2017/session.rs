@@ -146,7 +146,7 @@ impl Session {
             Ok(name) => name,
             Err(e) => return name_error(cx, e),
         };
-        if cx.net.name_taken(&name.key()) {
+        if cx.net.name_taken(name.key_ref()) {
             return name_taken(cx, &name);
         }
         if let Err(refusal) = cx.charge(Cost::Broadcast) {
@@ -335,7 +335,7 @@ fn rename(cx: &mut Cx<'_>, session: SessionId, name: &str) {
     if own.as_ref() == Some(&name) {
         return error(cx, Some("uname"), "same username entered");
     }
-    if own.is_none_or(|own| own.key() != name.key()) && cx.net.name_taken(&name.key()) {
+    if own.is_none_or(|own| own.key_ref() != name.key_ref()) && cx.net.name_taken(name.key_ref()) {
         return name_taken(cx, &name);
     }
     if let Err(refusal) = cx.charge(Cost::Broadcast) {
@@ -475,7 +475,7 @@ fn chat(
             (to, Some(seq))
         }
     };
-    if whisper && to.key() != me.key() {
+    if whisper && to.key_ref() != me.key_ref() {
         let copy = Reply::Chat {
             whisper,
             from: me.as_str(),
@@ -511,7 +511,7 @@ fn room_for_chat(
         to: to.as_str(),
         body,
     };
-    match (whisper, to.key() != me.key()) {
+    match (whisper, to.key_ref() != me.key_ref()) {
         (false, _) => room_for(cx, &[&ack]),
         (true, true) => room_for(cx, &[&echo]),
         (true, false) => true,
@@ -568,7 +568,7 @@ fn receipt(cx: &mut Cx<'_>, session: SessionId, sender: &str, recipient: &str) {
         );
     }
     let sender = match UserName::parse(sender) {
-        Ok(sender) if cx.net.is_online(&sender.key()) => sender,
+        Ok(sender) if cx.net.is_online(sender.key_ref()) => sender,
         _ => {
             return error(
                 cx,
@@ -597,7 +597,7 @@ fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
                 .collect();
             UserName::parse(&format!("{base}{suffix}")).ok()
         })
-        .find(|candidate| !cx.net.name_taken(&candidate.key()));
+        .find(|candidate| !cx.net.name_taken(candidate.key_ref()));
     if let Some(suggestion) = suggestion {
         let taken = Reply::NameTaken {
             suggestion: suggestion.as_str(),
