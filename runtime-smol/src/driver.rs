@@ -257,6 +257,8 @@ pub(crate) async fn run(
         }
         // One write per connection for all this turn queued.
         driver.flush();
+        // Once the bursts stopped, their queues' memory goes back (checked again at the
+        // next wake-up, the metrics' tick at the latest).
         if driver.burst.due() && inbox.is_empty() && report_box.is_empty() {
             driver.burst.idle(std::time::Instant::now());
         }

@@ -2,9 +2,10 @@
 //!
 //! glibc keeps freed small blocks in its heap: a burst that queued a million transmits at
 //! once (every login announced to everyone) left the server's RSS at its peak long after
-//! the queues were written and freed. The runtimes note how much a turn queued and trim
-//! once the burst is over, when nothing waits, at most once per [`MIN_GAP`]: under a
-//! steady load every trim would hand back pages the next turn faults in again.
+//! the queues were written and freed. The runtimes note how much each batch of inputs
+//! queued, and trim once the bursts have stopped for [`QUIET`], when nothing waits. Under
+//! a steady load whose batches are as large, nothing is trimmed: every trim would hand
+//! back pages the next turn faults in again (4 % of the server's CPU at full speed).
 
 use std::time::{Duration, Instant};
 
@@ -19,45 +20,52 @@ pub fn release_freed_memory() {
     }
 }
 
-/// Bytes of transmits queued by one batch of inputs from which a trim is due once the
-/// driver is idle: a few hundred logins announced to a crowd, not a busy chat.
+/// Bytes of transmits queued by one batch of inputs that make it a burst: a few dozen
+/// logins announced to a crowd.
 pub const BURST_BYTES: usize = 256 * 1024;
 
-/// The least time between two trims. A trim held back by it happens at the next idle
-/// wake-up (the runtimes wake at least every second to export their metrics).
-pub const MIN_GAP: Duration = Duration::from_millis(250);
+/// How long after the last burst the trim waits. A trim waiting for it happens at the
+/// next idle wake-up (the runtimes wake at least every second to export their metrics).
+pub const QUIET: Duration = Duration::from_millis(100);
 
-/// Whether a burst happened since the last trim.
+/// Whether a burst happened since the last trim, and when the last one was.
 #[derive(Debug, Default)]
 pub struct AfterBurst {
-    due: bool,
     last: Option<Instant>,
 }
 
 impl AfterBurst {
     /// One batch queued `bytes` of transmits (noted before they are written).
     pub fn queued(&mut self, bytes: usize) {
-        self.due |= bytes >= BURST_BYTES;
+        if bytes >= BURST_BYTES {
+            self.queued_at(bytes, Instant::now());
+        }
     }
 
-    /// Whether a trim is due (the caller then checks that nothing is waiting).
+    /// [`queued`](Self::queued) at `now`.
+    pub fn queued_at(&mut self, bytes: usize, now: Instant) {
+        if bytes >= BURST_BYTES {
+            self.last = Some(now);
+        }
+    }
+
+    /// Whether a burst happened since the last trim.
     pub fn due(&self) -> bool {
-        self.due
+        self.last.is_some()
     }
 
-    /// Whether a trim is due and allowed at `now` (the last at least [`MIN_GAP`] before).
+    /// Whether a trim is due and the bursts stopped at least [`QUIET`] before `now`.
     pub fn ready(&self, now: Instant) -> bool {
-        self.due && self.last.is_none_or(|last| now >= last + MIN_GAP)
+        self.last.is_some_and(|last| now >= last + QUIET)
     }
 
-    /// Trims if due and the last trim is at least [`MIN_GAP`] before `now`. Call it when no
-    /// input waits: the burst is over. Returns whether it trimmed.
+    /// Trims if [`ready`](Self::ready). Call it when no input waits. Returns whether it
+    /// trimmed.
     pub fn idle(&mut self, now: Instant) -> bool {
         if !self.ready(now) {
             return false;
         }
-        self.due = false;
-        self.last = Some(now);
+        self.last = None;
         release_freed_memory();
         true
     }
@@ -68,23 +76,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trim_is_due_after_a_burst_only_and_at_most_once_a_gap() {
+    fn a_trim_waits_for_the_bursts_to_stop_and_comes_once() {
         let t0 = Instant::now();
         let mut burst = AfterBurst::default();
-        burst.queued(BURST_BYTES - 1);
+        burst.queued_at(BURST_BYTES - 1, t0);
         assert!(!burst.due(), "a busy chat's batch is no burst");
-        assert!(!burst.idle(t0));
-        burst.queued(BURST_BYTES);
+        assert!(!burst.idle(t0 + QUIET));
+        burst.queued_at(BURST_BYTES, t0);
         assert!(burst.due());
-        assert!(burst.idle(t0));
+        assert!(!burst.idle(t0 + QUIET / 2), "the burst may go on");
+        // Another burst: the quiet starts again.
+        burst.queued_at(BURST_BYTES, t0 + QUIET / 2);
+        assert!(!burst.ready(t0 + QUIET));
+        assert!(burst.idle(t0 + QUIET / 2 + QUIET));
         assert!(
             !burst.due(),
             "trimmed once, then not again until the next burst"
         );
-        burst.queued(BURST_BYTES);
-        assert!(!burst.ready(t0 + MIN_GAP / 2));
-        assert!(!burst.idle(t0 + MIN_GAP / 2), "too soon after the last");
-        assert!(burst.due(), "still due: the next idle moment trims");
-        assert!(burst.idle(t0 + MIN_GAP));
+        assert!(!burst.idle(t0 + QUIET * 10));
     }
 }
