@@ -126,9 +126,8 @@ impl Network {
             return Err(Undeliverable::MailboxFull(name));
         }
         // A sender holds at most what the whole mailbox holds: only a mailbox that holds
-        // a share's worth is counted by sender (a lookup that misses the cache once a
-        // mailbox holds many messages: 9-12 % of the loop storing to 1000 mailboxes).
-        if stored >= limits.share && self.shares.held(&key, sender) >= limits.share {
+        // a share's worth is counted by sender (see `shares.rs`).
+        if stored >= limits.share && self.shares.held(&self.state, &key, sender) >= limits.share {
             return Err(Undeliverable::ShareUsed(name));
         }
         Ok(Route::Mailbox(name))
