@@ -11,7 +11,8 @@ use switchboard_store::{Store, StoreError};
 
 /// A finished commit attempt, bringing the store back.
 pub(crate) struct Attempt {
-    store: Store,
+    /// Boxed, so a finished attempt is small to move through the driver's wake-ups.
+    store: Box<Store>,
     batch: Batch,
     result: Result<(), StoreError>,
 }
@@ -19,14 +20,14 @@ pub(crate) struct Attempt {
 /// The runtime's side of the store: the attempt in flight.
 pub(crate) struct Committer {
     /// `None` while an attempt has it.
-    store: Option<Store>,
+    store: Option<Box<Store>>,
     in_flight: Option<Task<Attempt>>,
 }
 
 impl Committer {
     pub(crate) fn new(store: Store) -> Committer {
         Committer {
-            store: Some(store),
+            store: Some(Box::new(store)),
             in_flight: None,
         }
     }

@@ -29,6 +29,7 @@ pub mod credentials;
 pub mod data_dir;
 mod error;
 pub mod fds;
+mod mailboxes;
 pub mod media_reader;
 pub mod memory;
 pub mod metrics;

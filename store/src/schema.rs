@@ -132,6 +132,13 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE media ADD COLUMN sender INTEGER REFERENCES accounts (id) ON DELETE SET NULL;
     CREATE INDEX media_by_sender ON media (sender);
     "#,
+    // Version 4: no index of offline messages by recipient. Storing a message for one of
+    // many mailboxes wrote into that mailbox's part of the index, a page per mailbox per
+    // batch, so commits slowed as rows accumulated; the table itself only grows at its end.
+    // The store finds a mailbox's rows in its own record of them (`mailboxes.rs`).
+    r#"
+    DROP INDEX offline_messages_by_recipient;
+    "#,
 ];
 
 /// The schema version this build writes and reads: the number of [`MIGRATIONS`].

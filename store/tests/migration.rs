@@ -8,7 +8,7 @@ use bytes::Bytes;
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use switchboard_proto::{
-    Blob, Change, ChatId, MediaId, MessageKind, UserKey, UserName, NAME_RULE_VERSION,
+    Blob, Change, ChatId, MediaId, MessageId, MessageKind, UserKey, UserName, NAME_RULE_VERSION,
 };
 use switchboard_store::schema::{MIGRATIONS, SCHEMA_VERSION};
 use switchboard_store::{Store, StoreError, DB_FILE_NAME};
@@ -110,8 +110,8 @@ fn a_populated_v1_database_upgrades_with_every_row() {
 
     let store = Store::open(dir.path()).expect("open upgrades");
     let conn = raw(dir.path());
-    assert_eq!(version(&conn), 3);
-    assert_eq!(i64::from(SCHEMA_VERSION), 3);
+    assert_eq!(version(&conn), 4);
+    assert_eq!(i64::from(SCHEMA_VERSION), 4);
     // Every v1 row, column for column; the counters table gained rows, lost none.
     let after = v1_rows(&conn);
     let new_counters: Vec<&String> = after.iter().filter(|r| !before.contains(r)).collect();
@@ -218,7 +218,7 @@ fn a_populated_v1_database_upgrades_with_every_row() {
     let mut expected = state;
     v2.iter().for_each(|c| expected.apply(c));
     let reopened = Store::open(dir.path()).expect("reopen");
-    assert_eq!(version(&raw(dir.path())), 3);
+    assert_eq!(version(&raw(dir.path())), 4);
     assert_eq!(reopened.load().expect("load"), expected);
 }
 
@@ -328,7 +328,7 @@ fn a_populated_v2_database_upgrades_to_v3_with_every_row() {
 
     let mut store = Store::open(dir.path()).expect("open upgrades");
     let conn = raw(dir.path());
-    assert_eq!(version(&conn), 3);
+    assert_eq!(version(&conn), 4);
     assert_eq!(v2_rows(&conn), before, "every v2 row, column for column");
     // The media made before v3 have no sender: they count towards no one's total.
     assert_eq!(
@@ -358,8 +358,47 @@ fn a_populated_v2_database_upgrades_to_v3_with_every_row() {
     let mut expected = state;
     expected.apply(&new);
     let reopened = Store::open(dir.path()).expect("reopen");
-    assert_eq!(version(&raw(dir.path())), 3);
+    assert_eq!(version(&raw(dir.path())), 4);
     let loaded = reopened.load().expect("load");
     assert_eq!(loaded.media[&MediaId(3)].sender, Some(key("cy")));
     assert_eq!(loaded, expected);
+}
+
+/// Version 4 drops the index of offline messages by recipient; an upgraded database's
+/// mailboxes still lose exactly their delivered messages, and a deleted account's, found
+/// without it (the store reads where each mailbox's rows are from the table).
+#[test]
+fn an_upgraded_database_finds_each_mailboxs_rows_without_the_index() {
+    let dir = v1_database();
+    let mut store = Store::open(dir.path()).expect("open upgrades");
+    let conn = raw(dir.path());
+    assert_eq!(
+        count(
+            &conn,
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'offline_messages_by_recipient'"
+        ),
+        0
+    );
+    let changes = [
+        Change::OfflineDelivered {
+            to: UserName::parse("ALICE").expect("name"),
+            through: MessageId(1),
+        },
+        Change::AccountDeleted {
+            name: UserName::parse("zoë").expect("name"),
+        },
+    ];
+    store.commit(&changes).expect("commit");
+    let state = store.load().expect("load");
+    let left: Vec<(String, u64)> = state
+        .offline
+        .iter()
+        .flat_map(|(key, queue)| queue.iter().map(|m| (key.as_str().to_owned(), m.id.0)))
+        .collect();
+    assert_eq!(
+        left,
+        vec![("alice".to_owned(), 6), ("bob".to_owned(), 3)],
+        "alice's first two and zoë's are gone"
+    );
+    assert_eq!(count(&conn, "SELECT COUNT(*) FROM offline_messages"), 2);
 }

@@ -121,10 +121,13 @@ impl Network {
         if self.store_failing {
             return Err(Undeliverable::StoreFailing(name));
         }
-        if self.state.offline.get(key).map_or(0, |q| q.len()) >= limits.cap {
+        let stored = self.state.offline.get(key).map_or(0, |q| q.len());
+        if stored >= limits.cap {
             return Err(Undeliverable::MailboxFull(name));
         }
-        if self.shares.held(key, sender) >= limits.share {
+        // A sender holds at most what the whole mailbox holds: only a mailbox that holds
+        // a share's worth is counted by sender (see `shares.rs`).
+        if stored >= limits.share && self.shares.held(&self.state, key, sender) >= limits.share {
             return Err(Undeliverable::ShareUsed(name));
         }
         Ok(Route::Mailbox(name))

@@ -63,7 +63,8 @@ pub(crate) struct Network {
     store_failing: bool,
     /// Items with changes not yet committed.
     uncommitted: Uncommitted,
-    /// Offline messages per (recipient, sender), following `state`.
+    /// Offline messages per (recipient, sender) of the mailboxes asked about, following
+    /// `state`.
     shares: MailboxShares,
     /// Stored media bytes per sender, following `state`.
     media_totals: MediaTotals,
@@ -96,7 +97,7 @@ impl Network {
     /// A network with no one online, over the durable state the store loaded.
     pub(crate) fn new(state: State, hasher: crate::hashing::Seeded) -> Self {
         Network {
-            shares: MailboxShares::of(&state, hasher.clone()),
+            shares: MailboxShares::new(hasher.clone()),
             media_totals: MediaTotals::of(&state, hasher),
             state,
             ..Network::default()
