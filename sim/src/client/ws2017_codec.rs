@@ -182,9 +182,9 @@ pub(crate) fn key(name: &str) -> String {
     /// Names kept before the cache starts again (a fuzzer's or a long run's names
     /// cannot make it grow without bound).
     const MAX_CACHED: usize = 1 << 16;
+    type Keys = std::collections::HashMap<Box<str>, Box<str>, BuildFnv>;
     thread_local! {
-        static KEYS: core::cell::RefCell<std::collections::HashMap<Box<str>, Box<str>>> =
-            core::cell::RefCell::new(std::collections::HashMap::new());
+        static KEYS: core::cell::RefCell<Keys> = core::cell::RefCell::new(Keys::default());
     }
     KEYS.with_borrow_mut(|keys| {
         if let Some(key) = keys.get(name) {
@@ -197,6 +197,32 @@ pub(crate) fn key(name: &str) -> String {
         keys.insert(name.into(), key.as_str().into());
         key
     })
+}
+
+/// FNV-1a, for the cache of [`key`]: names are a few bytes, where SipHash's setup costs
+/// more than the hashing, and the simulator's own names need no defence against floods.
+#[derive(Default)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl core::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xCBF2_9CE4_8422_2325)
+    }
+}
+
+impl core::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// [`key`] without the cache.
