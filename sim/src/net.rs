@@ -16,6 +16,28 @@ use switchboard_proto::{ConnId, Instant};
 
 use crate::client::{Heard, Sent};
 
+/// Asks the processor to bring `value` into the cache ahead of its use. With 10,000
+/// clients, the connection, the client and the lines an event touches are never in the
+/// cache when the event comes (the first read of a connection was the largest single cost
+/// of the simulator's own loop), so the loop fetches what the next event will touch while
+/// this one runs. Only a hint: it cannot change a run.
+#[inline]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = core::ptr::from_ref(value).cast::<i8>();
+        // Every cache line of it, at most 16 (1 KiB).
+        for line in (0..core::mem::size_of::<T>().min(1024)).step_by(64) {
+            // SAFETY: a prefetch is a hint that never faults and loads nothing into the
+            // program's registers; the address is within `value` anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(line)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 /// Who is at the client end of a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
@@ -227,6 +249,15 @@ impl Net {
         self.conns
             .get_mut((id.0 as usize).wrapping_sub(1))?
             .as_mut()
+    }
+
+    /// Asks the processor to bring connection `id` into the cache ahead of its use (see
+    /// [`prefetch`]).
+    #[inline]
+    pub(crate) fn prefetch(&self, id: ConnId) {
+        if let Some(slot) = self.conns.get((id.0 as usize).wrapping_sub(1)) {
+            prefetch(slot);
+        }
     }
 
     /// Forgets a connection that neither side uses any more.

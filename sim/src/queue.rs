@@ -12,8 +12,10 @@ use std::collections::{BinaryHeap, VecDeque};
 
 use switchboard_proto::Instant;
 
-/// Milliseconds the wheel covers.
-const WHEEL: u64 = 4096;
+/// Milliseconds the wheel covers: past the network's and the store's delays (at most a
+/// few hundred milliseconds), and small enough that the buckets' first slots, where
+/// every push lands, stay in the cache (4096 buckets were a sixth of the time in `push`).
+const WHEEL: u64 = 512;
 
 struct Entry<E> {
     at: u64,
@@ -100,6 +102,13 @@ impl<E> EventQueue<E> {
         self.next.map(Instant::from_millis)
     }
 
+    /// The event [`pop`](Self::pop) will return `n` events from now (0: next), if it is
+    /// due at the same millisecond as the last one taken (the common case: a look ahead
+    /// that costs nothing, for the caller to fetch what those events will touch).
+    pub(crate) fn peek_now(&self, n: usize) -> Option<&E> {
+        self.wheel[(self.cursor % WHEEL) as usize].get(n)
+    }
+
     /// Removes the earliest event.
     pub(crate) fn pop(&mut self) -> Option<(Instant, E)> {
         let at = self.next_at()?.as_millis();
@@ -115,6 +124,10 @@ impl<E> EventQueue<E> {
         let bucket = &mut self.wheel[(at % WHEEL) as usize];
         let event = bucket.pop_front()?;
         if bucket.is_empty() {
+            // Back to the start of its buffer: a bucket's ring would otherwise wander
+            // through all the capacity it ever grew to (the first minute's broadcasts
+            // leave thousands of slots), and every fourth push would miss the cache.
+            bucket.clear();
             self.next = None;
         }
         self.in_wheel -= 1;

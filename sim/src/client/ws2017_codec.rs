@@ -171,7 +171,62 @@ pub(crate) fn valid_name(name: &str) -> bool {
 /// [`UserKey::of`](switchboard_proto::UserKey::of) (case, composition and look-alikes are
 /// the rule of docs/names.md, not something to write twice). An invalid name gets a key no
 /// valid name has, so it equals only itself.
+///
+/// Memoised per thread: the oracle folds the same few thousand names for every line it
+/// reads (a chat's sender and recipient, twice each), and proto's rule (PRECIS, a
+/// skeleton, an allocation) was a few per cent of the benchmark. [`UserKey::of`] is a pure
+/// function, so a cached key is the key.
+///
+/// [`UserKey::of`]: switchboard_proto::UserKey::of
 pub(crate) fn key(name: &str) -> String {
+    /// Names kept before the cache starts again (a fuzzer's or a long run's names
+    /// cannot make it grow without bound).
+    const MAX_CACHED: usize = 1 << 16;
+    type Keys = std::collections::HashMap<Box<str>, Box<str>, BuildFnv>;
+    thread_local! {
+        static KEYS: core::cell::RefCell<Keys> = core::cell::RefCell::new(Keys::default());
+    }
+    KEYS.with_borrow_mut(|keys| {
+        if let Some(key) = keys.get(name) {
+            return String::from(&**key);
+        }
+        let key = fold(name);
+        if keys.len() >= MAX_CACHED {
+            keys.clear();
+        }
+        keys.insert(name.into(), key.as_str().into());
+        key
+    })
+}
+
+/// FNV-1a, for the cache of [`key`]: names are a few bytes, where SipHash's setup costs
+/// more than the hashing, and the simulator's own names need no defence against floods.
+#[derive(Default)]
+struct BuildFnv;
+
+struct Fnv(u64);
+
+impl core::hash::BuildHasher for BuildFnv {
+    type Hasher = Fnv;
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xCBF2_9CE4_8422_2325)
+    }
+}
+
+impl core::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// [`key`] without the cache.
+fn fold(name: &str) -> String {
     match switchboard_proto::UserKey::of(name) {
         Ok(key) => key.as_str().to_owned(),
         Err(_) => format!("\0{name}"),
@@ -305,6 +360,32 @@ pub(crate) fn token_of(body: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cached key is the rule's key, asked once or again, for valid names, names
+    /// that fold together and invalid ones (which must stay apart from every valid one).
+    #[test]
+    fn cached_keys_are_the_rules_keys() {
+        let names = [
+            "Bob",
+            "bob",
+            "BOB",
+            "b\u{430}b",
+            "Ren\u{e9}",
+            "Rene\u{301}",
+            "a b",
+            "",
+            "x:y",
+            "acct7",
+        ];
+        for _ in 0..2 {
+            for name in names {
+                assert_eq!(key(name), fold(name), "{name:?}");
+            }
+        }
+        assert_eq!(key("Bob"), key("bOb"));
+        assert_ne!(key("a b"), key("ab"));
+        assert_ne!(key(""), key("x"));
+    }
 
     #[test]
     fn every_line_of_the_docs_decodes() {

@@ -27,9 +27,9 @@ use crate::client::ims::ALIVE_MS;
 use crate::client::opcode::OpcodeClient;
 use crate::client::ws2017::{Knobs, Ws2017Client};
 use crate::client::LoginClient;
-use crate::client::{Act, Directory};
+use crate::client::{Act, Directory, Heard};
 use crate::invariants::{Expected, Limits};
-use crate::net::{Net, Owner};
+use crate::net::{prefetch, Net, Owner};
 use crate::options::{Overrides, SimOptions};
 use crate::oracle::durable::{fake_hash, fake_ims_hash};
 use crate::oracle::{check, EmitCx, Oracle};
@@ -292,6 +292,8 @@ pub struct Sim<S: ChoiceSource = Seeded> {
     trail: Option<Vec<u64>>,
     expect: Option<Vec<u64>>,
     acts: Vec<Act>,
+    /// The lines a delivery hands its client, kept to reuse the buffer.
+    heard: Vec<Heard>,
     /// Connections with written bytes to report at the end of the step.
     report_due: Vec<ConnId>,
     failure: Option<(u64, Instant, Violation)>,
@@ -420,6 +422,7 @@ impl<S: ChoiceSource> Sim<S> {
             trail: None,
             expect: None,
             acts: Vec::new(),
+            heard: Vec::new(),
             report_due: Vec::new(),
             failure: None,
             counters: Counters::default(),
@@ -543,6 +546,7 @@ impl<S: ChoiceSource> Sim<S> {
             }
             _ => match self.queue.pop() {
                 Some((at, ev)) => {
+                    self.prefetch_next();
                     self.now = self.now.max(at);
                     if self.phase == Phase::Drain && !ev.drains() {
                         return true;
@@ -643,6 +647,37 @@ impl<S: ChoiceSource> Sim<S> {
             hash: self.hash.0,
             failure,
             counters: self.counters.clone(),
+        }
+    }
+
+    /// Fetches into the cache what the next events will touch, while this one runs (see
+    /// [`prefetch`]): the connection of the one after next, and for the next (whose
+    /// connection the last step fetched) its client, its unread lines or unsent bytes.
+    fn prefetch_next(&self) {
+        if let Some(Ev::Up(id) | Ev::Down(id)) = self.queue.peek_now(1) {
+            self.net.prefetch(*id);
+        }
+        let client = match self.queue.peek_now(0) {
+            Some(Ev::Up(id) | Ev::Down(id)) => {
+                let Some(c) = self.net.get(*id) else {
+                    return;
+                };
+                if let Some(line) = c.heard.front() {
+                    prefetch(line);
+                }
+                if let Some(byte) = c.up.first() {
+                    prefetch(byte);
+                }
+                match c.owner {
+                    Owner::Client(i) => i,
+                    _ => return,
+                }
+            }
+            Some(Ev::Wake(i, _)) => *i,
+            _ => return,
+        };
+        if let Some(client) = self.clients.get(client as usize) {
+            prefetch(client);
         }
     }
 

@@ -192,7 +192,9 @@ impl<S: ChoiceSource> Sim<S> {
             return;
         };
         c.delivered += n;
-        let mut heard = Vec::new();
+        // The lines now read, in a buffer kept across steps (one allocation per run, not
+        // one per delivery).
+        let mut heard = std::mem::take(&mut self.heard);
         while c.heard.front().is_some_and(|(end, _)| *end <= c.delivered) {
             if let Some((_, h)) = c.heard.pop_front() {
                 heard.push(h);
@@ -201,9 +203,10 @@ impl<S: ChoiceSource> Sim<S> {
         let more = c.released > c.delivered || c.down_close == Some(true);
         self.note(|| Record::Delivered(id, n as usize));
         self.written(id);
-        for h in heard {
+        for h in heard.drain(..) {
             self.hears(id, h);
         }
+        self.heard = heard;
         if more {
             self.schedule_down(id);
         }
@@ -325,10 +328,16 @@ impl<S: ChoiceSource> Sim<S> {
                     if sent_cpong {
                         c.pongs.push_back(c.up_written);
                     }
-                    c.up.extend_from_slice(&bytes);
                     if self.trace.on() {
-                        self.trace
-                            .push(self.step, self.now, Record::Wrote(conn, bytes.into()));
+                        let record = Record::Wrote(conn, bytes.clone().into());
+                        self.trace.push(self.step, self.now, record);
+                    }
+                    if c.up.is_empty() {
+                        // Nothing waits ahead of it: the client's buffer becomes the
+                        // connection's, without a copy (most writes find the way empty).
+                        c.up = bytes;
+                    } else {
+                        c.up.extend_from_slice(&bytes);
                     }
                     self.schedule_up(conn);
                 }
