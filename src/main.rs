@@ -19,10 +19,6 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 
-/// See Cargo.toml: glibc's malloc spent a third of the server's CPU on its per-message mix.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The exit status of an admin command answered `err`, or that could not run.
 const EXIT_REFUSED: u8 = 1;
 /// The exit status of a usage error (clap uses it too).

@@ -191,8 +191,8 @@ fn null_relay_speaks_the_servers_bytes() {
 /// An idle logged-in client costs the server little memory: no read buffer is held for
 /// a connection with nothing to read (it was a zeroed 16 KiB buffer per connection,
 /// about 21 KiB of RSS per idle client in all; 2-3 KiB now, see docs/performance.md).
-/// Measured as the slope between two crowds, each on a fresh server: what the allocator
-/// reserves once (mimalloc's pages per thread, several MiB) is no cost per client.
+/// Measured as the slope between two crowds, each on a fresh server: what the process
+/// reserves once (its threads' allocator arenas, the runtime) is no cost per client.
 #[test]
 fn an_idle_client_costs_the_server_under_12_kib() {
     let rss_with = |clients: usize| {

@@ -9,15 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-/// Returns the free pages the allocators hold to the system: mimalloc's (the binary's
-/// allocator: `mi_collect`, on the calling thread's heap and the abandoned ones) and
-/// glibc's (`malloc_trim`: SQLite's, and everything in a test binary).
+/// Returns the free pages of the allocator's arenas to the system (glibc `malloc_trim`);
+/// elsewhere a no-op.
 pub fn release_freed_memory() {
-    // SAFETY: mi_collect only frees memory mimalloc holds and no block in use; harmless
-    // when mimalloc serves nothing (it then has nothing to collect).
-    unsafe {
-        libmimalloc_sys::mi_collect(true);
-    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel;
     // it touches no memory in use.
