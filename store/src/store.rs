@@ -900,14 +900,7 @@ mod tests {
     fn full_disk_rolls_back_and_retry_succeeds() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut store = Store::open(dir.path()).expect("open");
-        let pages: i64 = store
-            .conn
-            .pragma_query_value(None, "page_count", |row| row.get(0))
-            .expect("page_count");
-        store
-            .conn
-            .pragma_update(None, "max_page_count", pages)
-            .expect("limit");
+        disk_full_from_now(&store);
         let batch = [
             Change::IpBanned(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))),
             Change::OfflineQueued(StoredMessage {
@@ -933,6 +926,19 @@ mod tests {
         assert_eq!(store.load().expect("load"), expected);
     }
 
+    /// Lets the database grow no more: the next write that needs a page fails as on a full
+    /// disk.
+    fn disk_full_from_now(store: &Store) {
+        let pages: i64 = store
+            .conn
+            .pragma_query_value(None, "page_count", |row| row.get(0))
+            .expect("page_count");
+        store
+            .conn
+            .pragma_update(None, "max_page_count", pages)
+            .expect("limit");
+    }
+
     fn queued(id: u64, to: &str, body: &str) -> Change {
         Change::OfflineQueued(StoredMessage {
             id: MessageId(id),
@@ -953,14 +959,7 @@ mod tests {
         let mut store = Store::open(dir.path()).expect("open");
         let first = [queued(0, "bob", "one"), queued(1, "bob", "two")];
         store.commit(&first).expect("commit");
-        let pages: i64 = store
-            .conn
-            .pragma_query_value(None, "page_count", |row| row.get(0))
-            .expect("page_count");
-        store
-            .conn
-            .pragma_update(None, "max_page_count", pages)
-            .expect("limit");
+        disk_full_from_now(&store);
         let delivered = Change::OfflineDelivered {
             to: UserName::parse("bob").expect("name"),
             through: MessageId(0),
@@ -978,10 +977,7 @@ mod tests {
         // Without load() in between (which reads the record again anyway).
         let mut store = Store::open(dir.path()).expect("reopen");
         store.commit(&first).expect("replay");
-        store
-            .conn
-            .pragma_update(None, "max_page_count", pages)
-            .expect("limit");
+        disk_full_from_now(&store);
         store.commit(&failing).expect_err("no room");
         store
             .conn
