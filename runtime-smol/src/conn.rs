@@ -143,6 +143,9 @@ impl Conn {
     /// Queues bytes; they leave at the driver's next [`write`](Self::write).
     pub(crate) fn queue(&mut self, bytes: Bytes) {
         if !bytes.is_empty() {
+            if self.out.capacity() == 0 {
+                self.out = switchboard_store::memory::spare_queue();
+            }
             self.out.push_back(bytes);
         }
     }
@@ -180,10 +183,9 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        if self.out.is_empty() && self.out.capacity() > 8 {
-            // An idle connection keeps no large queue.
-            self.out = VecDeque::new();
-        }
+        // An idle connection keeps no queue; the emptied one serves the next connection
+        // written to (`memory::return_queue`).
+        switchboard_store::memory::return_queue(&mut self.out);
         Ok(total)
     }
 
