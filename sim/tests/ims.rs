@@ -9,14 +9,9 @@
 //! `alive_timeouts_are_kept`, a login that does not drain the mailbox by
 //! `liveness_expectations_met` (acknowledged mail never delivered), each in 100 seeds.
 
-use switchboard_sim::{run_seed, Counters, Overrides, Sim};
+use switchboard_sim::{Overrides, Sim};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
 fn overrides() -> Overrides {
     Overrides {
@@ -29,16 +24,7 @@ fn overrides() -> Overrides {
 
 #[test]
 fn ims_and_ws2017_clients_hold_the_invariants_together() {
-    let base = env("SWITCHBOARD_SIM_SEED", 1);
-    let runs = env("SWITCHBOARD_SIM_RUNS", 24);
-    let mut total = Counters::default();
-    for seed in base..base + runs {
-        let outcome = run_seed(seed, &overrides());
-        if let Some(failure) = outcome.failure {
-            panic!("{failure}");
-        }
-        total.add(&outcome.counters);
-    }
+    let total = common::run_seeds_from_env(&overrides());
     // The runs reached what they are for: faults, mail stored and drained at a login,
     // silence dropped, and messages across the bridge both ways.
     assert!(total.crashes > 0, "{total:?}");

@@ -8,14 +8,9 @@
 //! `SWITCHBOARD_SIM_RUNS` sets how many (default 24). A planted bug is caught.
 
 use switchboard_proto::{Config, PlantedBug};
-use switchboard_sim::{run_seed, Counters, Overrides, Plant, Sim};
+use switchboard_sim::{run_seed, Overrides, Plant, Sim};
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod common;
 
 fn overrides() -> Overrides {
     Overrides {
@@ -33,16 +28,7 @@ const OPCODE: usize = 3;
 
 #[test]
 fn opcode_clients_hold_the_invariants_in_the_main_world() {
-    let base = env("SWITCHBOARD_SIM_SEED", 1);
-    let runs = env("SWITCHBOARD_SIM_RUNS", 24);
-    let mut total = Counters::default();
-    for seed in base..base + runs {
-        let outcome = run_seed(seed, &overrides());
-        if let Some(failure) = outcome.failure {
-            panic!("{failure}");
-        }
-        total.add(&outcome.counters);
-    }
+    let total = common::run_seeds_from_env(&overrides());
     // The runs reached what they are for: faults, logins, messages read from the store at
     // a login, and direct messages between opcode and every protocol, both ways.
     assert!(total.crashes > 0, "{total:?}");

@@ -48,6 +48,23 @@ fn cell(value: ValueRef<'_>) -> String {
 }
 
 /// Every v1 row, every v1 column, as text.
+/// Every row of `table` (its `columns`, ordered by `order`), one line each, named by table.
+fn rows_of(conn: &Connection, table: &str, columns: &str, order: &str) -> Vec<String> {
+    let sql = format!("SELECT {columns} FROM {table} ORDER BY {order}");
+    let mut statement = conn.prepare(&sql).expect("prepare");
+    let width = statement.column_count();
+    statement
+        .query_map([], |row| {
+            let cells: Vec<String> = (0..width)
+                .map(|i| cell(row.get_ref(i).expect("cell")))
+                .collect();
+            Ok(format!("{table}: {}", cells.join(" | ")))
+        })
+        .expect("query")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("rows")
+}
+
 fn v1_rows(conn: &Connection) -> Vec<String> {
     let mut out = Vec::new();
     for (table, columns, order) in [
@@ -64,20 +81,7 @@ fn v1_rows(conn: &Connection) -> Vec<String> {
         ),
         ("counters", "name, value", "name"),
     ] {
-        let sql = format!("SELECT {columns} FROM {table} ORDER BY {order}");
-        let mut statement = conn.prepare(&sql).expect("prepare");
-        let width = statement.column_count();
-        let rows = statement
-            .query_map([], |row| {
-                let cells: Vec<String> = (0..width)
-                    .map(|i| cell(row.get_ref(i).expect("cell")))
-                    .collect();
-                Ok(format!("{table}: {}", cells.join(" | ")))
-            })
-            .expect("query")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows");
-        out.extend(rows);
+        out.extend(rows_of(conn, table, columns, order));
     }
     out
 }
@@ -299,20 +303,7 @@ fn v2_rows(conn: &Connection) -> Vec<String> {
         ("media", "id, chat, size, created_ms", "id"),
         ("media_blobs", "media, bytes", "media"),
     ] {
-        let sql = format!("SELECT {columns} FROM {table} ORDER BY {order}");
-        let mut statement = conn.prepare(&sql).expect("prepare");
-        let width = statement.column_count();
-        let rows = statement
-            .query_map([], |row| {
-                let cells: Vec<String> = (0..width)
-                    .map(|i| cell(row.get_ref(i).expect("cell")))
-                    .collect();
-                Ok(format!("{table}: {}", cells.join(" | ")))
-            })
-            .expect("query")
-            .collect::<Result<Vec<_>, _>>()
-            .expect("rows");
-        out.extend(rows);
+        out.extend(rows_of(conn, table, columns, order));
     }
     out
 }
