@@ -1,7 +1,7 @@
 //! Line framing for the line protocols: LF ends a line, a CR before it is dropped; or, for
 //! protocols whose clients end lines either way, CR and LF each end one.
 
-use bytes::{Buf, BytesMut};
+use super::FrameInput;
 
 /// One result of [`LineFramer::next_line`].
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl LineFramer {
     }
 
     /// Takes the next frame out of `buf`, or `None` if more input is needed.
-    pub(crate) fn next_line(&mut self, buf: &mut BytesMut) -> Option<Line> {
+    pub(crate) fn next_line<B: FrameInput>(&mut self, buf: &mut B) -> Option<Line> {
         loop {
             let rest = &buf[self.scanned..];
             let found = match self.cr_ends {
@@ -103,6 +103,7 @@ impl LineFramer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
 
     /// What the framer yields, with complete lines copied out as text.
     #[derive(Debug, PartialEq, Eq)]

@@ -280,6 +280,29 @@ fn end_byte(term: Terminator) -> u8 {
     }
 }
 
+impl Reply<'_> {
+    /// Bytes the encoded reply takes with its terminator when nothing needs escaping
+    /// (escapes grow it past this), so its buffer is allocated once instead of regrown.
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        const TAGS: usize = 48;
+        1 + match self {
+            Reply::Echo(bytes) => bytes.len(),
+            Reply::Login { user, .. } | Reply::Logout { user, .. } => TAGS + user.len(),
+            Reply::Friend { action, .. } => TAGS + action.len(),
+            Reply::MessageResult(_) | Reply::StatusGet(_) | Reply::StatusSet(_) => TAGS,
+            Reply::StatusList => 256,
+            Reply::Friends(friends) => {
+                TAGS + friends
+                    .iter()
+                    .map(|(name, _)| 32 + name.len())
+                    .sum::<usize>()
+            }
+            Reply::Message { from, to, body } => TAGS + from.len() + to.len() + body.len(),
+            Reply::Invite { to, from } => TAGS + to.len() + from.len(),
+        }
+    }
+}
+
 /// Appends `reply`, then the terminator, to `out`.
 pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
     match reply {

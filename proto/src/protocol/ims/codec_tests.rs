@@ -478,3 +478,55 @@ fn entities_doctype_depth_and_attributes_are_bounded() {
     assert_eq!(attrs(MAX_ATTRIBUTES), Ok(Request::Alive));
     assert_eq!(attrs(MAX_ATTRIBUTES + 1), Err(ParseError::Syntax));
 }
+
+/// Every reply without escapes fits the length its hint gives, so its buffer is
+/// allocated once (a short hint would regrow it for each part written).
+#[test]
+fn every_reply_fits_its_length_hint() {
+    let friends = [
+        ("alice", 0),
+        ("bob", 3),
+        ("a-much-longer-name-than-most", -1),
+    ];
+    let replies = [
+        Reply::Echo(b"<MESSAGE from=\"a\" to=\"b\">hi</MESSAGE>"),
+        Reply::Login {
+            user: "alice",
+            result: 1,
+        },
+        Reply::Logout {
+            user: "alice",
+            result: 1,
+        },
+        Reply::MessageResult(-1),
+        Reply::StatusGet(-1),
+        Reply::StatusSet(1),
+        Reply::StatusList,
+        Reply::Friend {
+            action: "request",
+            result: 1,
+        },
+        Reply::Friends(&friends),
+        Reply::Friends(&[]),
+        Reply::Message {
+            from: "alice",
+            to: "bob",
+            body: "a plain message of some length",
+        },
+        Reply::Invite {
+            to: "bob",
+            from: "alice",
+        },
+    ];
+    for reply in &replies {
+        let mut out = BytesMut::new();
+        encode(reply, Terminator::Newline, &mut out);
+        assert!(
+            out.len() <= reply.encoded_len_hint(),
+            "{} bytes, hint {}: {:?}",
+            out.len(),
+            reply.encoded_len_hint(),
+            String::from_utf8_lossy(&out)
+        );
+    }
+}

@@ -9,7 +9,9 @@
 //! end of the root element. Whether the document is well formed is the parser's
 //! business ([`super::codec::parse`]); the framer only needs its extent.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
+
+use crate::frame::{FrameInput, SplitInput};
 use quick_xml::parser::{ElementParser, Parser, PiParser};
 
 /// One result of [`Framer::next`].
@@ -104,7 +106,7 @@ impl Framer {
     /// Takes the next frame out of `buf`, or `None` if more input is needed. Bytes of a
     /// document are kept in `buf` until it is complete; everything else is consumed as
     /// it is scanned.
-    pub(crate) fn next(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+    pub(crate) fn next<B: SplitInput>(&mut self, buf: &mut B) -> Option<Frame> {
         loop {
             if self.discarding && self.pos > 0 {
                 buf.advance(self.pos);
@@ -307,7 +309,7 @@ impl Framer {
 
     /// A tag, comment or declaration ended at `pos`: the document is complete when no
     /// element is open (a top-level comment or declaration is dropped).
-    fn after_markup(&mut self, buf: &mut BytesMut) -> Option<Frame> {
+    fn after_markup<B: SplitInput>(&mut self, buf: &mut B) -> Option<Frame> {
         if self.depth > 0 {
             self.state = State::Text;
             return None;
@@ -328,12 +330,12 @@ impl Framer {
             buf.advance(len);
             return None;
         }
-        Some(Frame::Document(buf.split_to(len).freeze()))
+        Some(Frame::Document(buf.split_front(len)))
     }
 
     /// The unit being scanned is malformed: it is dropped, with whatever follows up to
     /// the next `<`.
-    fn malformed(&mut self, buf: &mut BytesMut, why: Malformed) -> Frame {
+    fn malformed<B: FrameInput>(&mut self, buf: &mut B, why: Malformed) -> Frame {
         self.discarding = false;
         buf.advance(self.pos);
         self.pos = 0;

@@ -8,6 +8,7 @@ use super::codec::{self, FriendAction, Reply, Request, StatusAction, Terminator}
 use super::framer::{Frame, Framer};
 use crate::cx::{Cx, Handout};
 use crate::effect::{Effect, EffectResult, Secret};
+use crate::frame::SplitInput;
 use crate::ids::{EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::Cost;
@@ -91,21 +92,35 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        self.inbound.extend_from_slice(bytes);
-        self.frame(cx);
+        if self.inbound.is_empty() {
+            // Documents are framed where they arrived (sharing the read's memory); only
+            // an unfinished one at the end is copied and kept.
+            let mut arrived = bytes.clone();
+            self.documents(cx, &mut arrived);
+            self.inbound.extend_from_slice(&arrived);
+        } else {
+            self.inbound.extend_from_slice(bytes);
+            self.frame(cx);
+        }
     }
 
     /// Handles every complete document buffered, until a LOGIN makes the rest wait.
     fn frame(&mut self, cx: &mut Cx<'_>) {
+        let mut inbound = std::mem::take(&mut self.inbound);
+        self.documents(cx, &mut inbound);
+        self.inbound = inbound;
+    }
+
+    fn documents<B: SplitInput>(&mut self, cx: &mut Cx<'_>, input: &mut B) {
         while cx.is_open() {
             if matches!(self.state, State::Verifying { .. }) {
                 let most = WAITING_DOCUMENTS.saturating_mul(cx.config.ims.max_document_bytes);
-                if self.inbound.len() > most {
+                if input.len() > most {
                     cx.close(CloseReason::ProtocolError);
                 }
                 return;
             }
-            match self.framer.next(&mut self.inbound) {
+            match self.framer.next(input) {
                 None => return,
                 // Malformed or oversized input gets no answer (PROTOCOLS.md): it is
                 // skipped, and the next document is read normally.
@@ -575,7 +590,7 @@ fn friend(cx: &mut Cx<'_>, me: &UserName, action: FriendAction) {
 }
 
 fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
     codec::encode(reply, term, &mut out);
     out.freeze()
 }

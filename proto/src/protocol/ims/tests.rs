@@ -760,3 +760,32 @@ fn a_mailbox_larger_than_the_outbound_limit_is_handed_out_as_it_is_written() {
     assert_eq!(ask(&mut h, a, doc), "<MESSAGE result=\"1\"/>\n");
     assert_eq!(h.take(b), format!("{doc}\n"));
 }
+
+/// A stream of documents gives the same replies however the reads cut it: whole, cut
+/// once anywhere, byte by byte (documents are framed where they arrive, and only an
+/// unfinished one is kept, so every cut crosses that boundary).
+#[test]
+fn any_split_of_a_document_stream_gives_the_same_output() {
+    let stream = "<MESSAGE from=\"alice\" to=\"bob\">one &amp; two</MESSAGE>\n\
+                  <STATUS type=\"set\">1</STATUS>\r\n\0\
+                  <ALIVE/>  <MESSAGE from=\"alice\" to=\"carol\">three</MESSAGE>\
+                  <FRIEND type=\"request\" user=\"bob\"/>\n";
+    let play = |reads: &[&[u8]]| -> (String, String) {
+        let mut h = accounts();
+        let alice = ims(&mut h, "alice");
+        let bob = ims(&mut h, "bob");
+        for read in reads {
+            h.send(alice, read.to_vec());
+        }
+        (h.take(alice), h.take(bob))
+    };
+    let all = stream.as_bytes();
+    let whole = play(&[all]);
+    assert!(whole.1.contains("one &amp; two"), "{whole:?}");
+    assert!(whole.0.contains("<FRIEND type=\"request\""), "{whole:?}");
+    for i in 0..=all.len() {
+        assert_eq!(play(&[&all[..i], &all[i..]]), whole, "cut at {i}");
+    }
+    let bytes: Vec<&[u8]> = all.chunks(1).collect();
+    assert_eq!(play(&bytes), whole, "byte by byte");
+}

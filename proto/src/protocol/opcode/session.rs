@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::codec::{self, ParseError, Reply, Request, Status};
 use crate::cx::{Cx, Handout};
 use crate::effect::{Effect, EffectResult, Secret};
 use crate::frame::lines::{Line, LineFramer};
+use crate::frame::FrameInput;
 use crate::ids::{EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::Cost;
@@ -103,24 +104,42 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        self.inbound.extend_from_slice(bytes);
-        self.run(cx);
+        let mut inbound = std::mem::take(&mut self.inbound);
+        if inbound.is_empty() {
+            // Read where they arrived; only what is left is kept.
+            let mut arrived: &[u8] = bytes;
+            self.lines(cx, &mut arrived);
+            inbound.extend_from_slice(arrived);
+        } else {
+            inbound.extend_from_slice(bytes);
+            self.lines(cx, &mut inbound);
+        }
+        self.inbound = inbound;
+        self.bound_waiting(cx);
     }
 
     /// Handles buffered lines until one waits for an effect.
     fn run(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
+        self.lines(cx, &mut inbound);
+        self.inbound = inbound;
+        self.bound_waiting(cx);
+    }
+
+    fn lines<B: FrameInput>(&mut self, cx: &mut Cx<'_>, input: &mut B) {
         while cx.is_open() && self.waiting.is_none() {
-            match self.framer.next_line(&mut inbound) {
+            match self.framer.next_line(input) {
                 None => break,
                 Some(Line::TooLong) => reply(cx, &Reply::Invalid),
                 Some(Line::Complete { len, consumed }) => {
-                    self.on_line(cx, &inbound[..len]);
-                    inbound.advance(consumed);
+                    self.on_line(cx, &input[..len]);
+                    input.advance(consumed);
                 }
             }
         }
-        self.inbound = inbound;
+    }
+
+    fn bound_waiting(&mut self, cx: &mut Cx<'_>) {
         // While a request waits for its effect the next lines wait too; a client that
         // keeps sending meanwhile is cut off before its input grows without bound.
         let limit = frame_limit(cx).saturating_add(cx.config.opcode.max_line_bytes);

@@ -482,3 +482,34 @@ fn media_stored_per_user_is_limited_in_total() {
         "room again"
     );
 }
+
+/// Lines give the same replies however the reads cut them: whole, cut once anywhere,
+/// byte by byte (lines are read where they arrive, and only an unfinished one is kept).
+#[test]
+fn any_split_of_a_line_stream_gives_the_same_output() {
+    let stream = "117 hans pw\r\n110 hans pw\n118\r\n\r\n999 x\r\n121 grete\r\n116\r\n";
+    let play = |reads: &[&[u8]]| -> String {
+        let mut h = harness();
+        user(&mut h, "grete");
+        let c = client(&mut h);
+        for read in reads {
+            h.send(c, read.to_vec());
+        }
+        h.take(c)
+    };
+    let all = stream.as_bytes();
+    let whole = play(&[all]);
+    assert!(
+        whole.starts_with("222 400\r\n212 400 hans\r\n"),
+        "{whole:?}"
+    );
+    assert!(
+        whole.contains("210"),
+        "the unknown opcode is answered: {whole:?}"
+    );
+    for i in 0..=all.len() {
+        assert_eq!(play(&[&all[..i], &all[i..]]), whole, "cut at {i}");
+    }
+    let bytes: Vec<&[u8]> = all.chunks(1).collect();
+    assert_eq!(play(&bytes), whole, "byte by byte");
+}

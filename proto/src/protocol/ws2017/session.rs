@@ -1,11 +1,12 @@
 //! The ws2017 connection state machine: AUTHORIZATION until a name is set, then
 //! TRANSACTION until `cquit` (UPDATE is the close itself).
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use super::codec::{self, Command, ParseError, Reply};
 use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
+use crate::frame::FrameInput;
 use crate::ids::Protocol;
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
@@ -79,20 +80,32 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        // Lines are read in place; the buffer is lent out meanwhile.
+        // Lines are read in place; the buffer is lent out meanwhile. With nothing
+        // buffered, they are read where they arrived and only an unfinished last line is
+        // kept.
         let mut inbound = std::mem::take(&mut self.inbound);
-        inbound.extend_from_slice(bytes);
+        if inbound.is_empty() {
+            let mut arrived: &[u8] = bytes;
+            self.lines(cx, &mut arrived);
+            inbound.extend_from_slice(arrived);
+        } else {
+            inbound.extend_from_slice(bytes);
+            self.lines(cx, &mut inbound);
+        }
+        self.inbound = inbound;
+    }
+
+    fn lines<B: FrameInput>(&mut self, cx: &mut Cx<'_>, input: &mut B) {
         while cx.is_open() {
-            match self.framer.next_line(&mut inbound) {
+            match self.framer.next_line(input) {
                 None => break,
                 Some(Line::TooLong) => error(cx, None, "line is too long"),
                 Some(Line::Complete { len, consumed }) => {
-                    self.on_line(cx, &inbound[..len]);
-                    inbound.advance(consumed);
+                    self.on_line(cx, &input[..len]);
+                    input.advance(consumed);
                 }
             }
         }
-        self.inbound = inbound;
     }
 
     fn on_line(&mut self, cx: &mut Cx<'_>, line: &[u8]) {
