@@ -42,6 +42,23 @@ impl FrameInput for &[u8] {
     }
 }
 
+/// Frames the bytes that `arrived` after what `buffer` holds, with `frame`, which consumes
+/// the complete frames from the front of the input it is lent: when nothing is buffered,
+/// where they arrived, so that only what `frame` leaves is copied into `buffer`.
+pub(crate) fn read_through(buffer: &mut BytesMut, arrived: &[u8], frame: impl FnOnce(&mut &[u8])) {
+    if buffer.is_empty() {
+        let mut input = arrived;
+        frame(&mut input);
+        buffer.extend_from_slice(input);
+    } else {
+        buffer.extend_from_slice(arrived);
+        let mut input: &[u8] = buffer;
+        frame(&mut input);
+        let consumed = buffer.len() - input.len();
+        Buf::advance(buffer, consumed);
+    }
+}
+
 /// Input a framer can split whole frames off as [`Bytes`] that share its memory.
 pub(crate) trait SplitInput: FrameInput {
     /// Takes the first `len` bytes off as their own value.

@@ -9,7 +9,7 @@ use super::codec::{self, ParseError, Reply, Request, Status};
 use crate::cx::{Cx, Handout};
 use crate::effect::{Effect, EffectResult, Secret};
 use crate::frame::lines::{Line, LineFramer};
-use crate::frame::FrameInput;
+use crate::frame::{read_through, FrameInput};
 use crate::ids::{EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::Cost;
@@ -104,29 +104,23 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        let mut inbound = std::mem::take(&mut self.inbound);
-        if inbound.is_empty() {
-            // Read where they arrived; only what is left is kept.
-            let mut arrived: &[u8] = bytes;
-            self.lines(cx, &mut arrived);
-            inbound.extend_from_slice(arrived);
-        } else {
-            inbound.extend_from_slice(bytes);
-            self.lines(cx, &mut inbound);
-        }
-        self.inbound = inbound;
-        self.bound_waiting(cx);
+        self.run_with(cx, bytes);
     }
 
     /// Handles buffered lines until one waits for an effect.
     fn run(&mut self, cx: &mut Cx<'_>) {
+        self.run_with(cx, &[]);
+    }
+
+    /// Handles the lines buffered and those in `arrived` until one waits for an effect.
+    fn run_with(&mut self, cx: &mut Cx<'_>, arrived: &[u8]) {
         let mut inbound = std::mem::take(&mut self.inbound);
-        self.lines(cx, &mut inbound);
+        read_through(&mut inbound, arrived, |input| self.lines(cx, input));
         self.inbound = inbound;
         self.bound_waiting(cx);
     }
 
-    fn lines<B: FrameInput>(&mut self, cx: &mut Cx<'_>, input: &mut B) {
+    fn lines(&mut self, cx: &mut Cx<'_>, input: &mut &[u8]) {
         while cx.is_open() && self.waiting.is_none() {
             match self.framer.next_line(input) {
                 None => break,

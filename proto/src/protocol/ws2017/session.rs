@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use super::codec::{self, Command, ParseError, Reply};
 use crate::cx::Cx;
 use crate::frame::lines::{Line, LineFramer};
-use crate::frame::FrameInput;
+use crate::frame::{read_through, FrameInput};
 use crate::ids::Protocol;
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
@@ -80,22 +80,13 @@ impl Session {
     }
 
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, bytes: &Bytes) {
-        // Lines are read in place; the buffer is lent out meanwhile. With nothing
-        // buffered, they are read where they arrived and only an unfinished last line is
-        // kept.
+        // Lines are read in place; the buffer is lent out meanwhile.
         let mut inbound = std::mem::take(&mut self.inbound);
-        if inbound.is_empty() {
-            let mut arrived: &[u8] = bytes;
-            self.lines(cx, &mut arrived);
-            inbound.extend_from_slice(arrived);
-        } else {
-            inbound.extend_from_slice(bytes);
-            self.lines(cx, &mut inbound);
-        }
+        read_through(&mut inbound, bytes, |input| self.lines(cx, input));
         self.inbound = inbound;
     }
 
-    fn lines<B: FrameInput>(&mut self, cx: &mut Cx<'_>, input: &mut B) {
+    fn lines(&mut self, cx: &mut Cx<'_>, input: &mut &[u8]) {
         while cx.is_open() {
             match self.framer.next_line(input) {
                 None => break,
