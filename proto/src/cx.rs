@@ -432,7 +432,7 @@ impl Cx<'_> {
     pub(crate) fn set_timer(&mut self, at: Instant) {
         let earliest = self.now.mono + core::time::Duration::from_millis(1);
         if let Some(conn) = self.conns.at_mut(self.slot) {
-            self.timers.set(conn, at.max(earliest));
+            self.timers.set(conn, self.slot, at.max(earliest));
         }
     }
 

@@ -326,13 +326,13 @@ impl Server {
         self.advance(now);
         while let Some(wake) = self.core.timers.pop_due(now.mono) {
             match wake {
-                Wake::Conn(conn) => {
-                    let Some(slot) = self.core.conns.slot(conn) else {
-                        continue;
-                    };
+                Wake::Conn(conn, slot) => {
                     let Some(record) = self.core.conns.at_mut(slot) else {
                         continue;
                     };
+                    if record.id != conn {
+                        continue;
+                    }
                     record.timer = None;
                     if record.link.is_open() {
                         with_slot(now, slot, &mut self.core, &mut self.shared, |ep, cx, _| {
@@ -465,7 +465,7 @@ impl Server {
             if let Some((conn, reason)) = self.core.out.next_closing() {
                 if let Some(slot) = self.core.conns.slot(conn) {
                     if let Some(record) = self.core.conns.at_mut(slot) {
-                        self.core.timers.cancel(record);
+                        self.core.timers.cancel(record, slot);
                     }
                     with_slot(
                         now,

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::conns::Conn;
+use crate::conns::{Conn, Slot};
 use crate::ids::{ConnId, Protocol};
 use crate::model::SessionId;
 use crate::time::Instant;
@@ -17,8 +17,9 @@ use crate::time::Instant;
 /// What a due timer wakes. Ties in deadline go connections first, by id, then sessions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum Wake {
-    /// A connection's endpoint.
-    Conn(ConnId),
+    /// A connection's endpoint, with its place in the table (checked against its id: a
+    /// place is reused once its connection closes), so that firing looks nothing up.
+    Conn(ConnId, Slot),
     /// A session of a protocol, through the protocol's shared state.
     Session(Protocol, SessionId),
     /// A protocol itself, for work tied to no session (trying a link again).
@@ -31,7 +32,7 @@ pub(crate) enum Wake {
 pub(crate) struct Timers {
     /// Connections' deadlines: the bulk (one per connection), kept apart so ordering them
     /// compares a connection id, not a [`Wake`].
-    conns: BTreeSet<(Instant, ConnId)>,
+    conns: BTreeSet<(Instant, ConnId, Slot)>,
     /// Sessions' and protocols' deadlines.
     queue: BTreeSet<(Instant, Wake)>,
     sessions: BTreeMap<(Protocol, SessionId), Instant>,
@@ -39,22 +40,22 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
-    /// Arms (or re-arms) the timer of `conn` for `at`.
-    pub(crate) fn set(&mut self, conn: &mut Conn, at: Instant) {
+    /// Arms (or re-arms) the timer of `conn`, which is in `slot`, for `at`.
+    pub(crate) fn set(&mut self, conn: &mut Conn, slot: Slot, at: Instant) {
         match conn.timer.replace(at) {
             Some(old) if old == at => return,
             Some(old) => {
-                self.conns.remove(&(old, conn.id));
+                self.conns.remove(&(old, conn.id, slot));
             }
             None => {}
         }
-        self.conns.insert((at, conn.id));
+        self.conns.insert((at, conn.id, slot));
     }
 
-    /// Disarms the timer of `conn`, if armed.
-    pub(crate) fn cancel(&mut self, conn: &mut Conn) {
+    /// Disarms the timer of `conn`, which is in `slot`, if armed.
+    pub(crate) fn cancel(&mut self, conn: &mut Conn, slot: Slot) {
         if let Some(at) = conn.timer.take() {
-            self.conns.remove(&(at, conn.id));
+            self.conns.remove(&(at, conn.id, slot));
         }
     }
 
@@ -103,7 +104,7 @@ impl Timers {
 
     /// The earliest deadline.
     pub(crate) fn next(&self) -> Option<Instant> {
-        let conn = self.conns.first().map(|&(at, _)| at);
+        let conn = self.conns.first().map(|&(at, ..)| at);
         let other = self.queue.first().map(|&(at, _)| at);
         match (conn, other) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -114,22 +115,22 @@ impl Timers {
     /// Removes and returns what a timer due at `now` wakes, earliest first. For a
     /// connection the caller disarms it in the connection's record.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Wake> {
-        let conn = self.conns.first().copied().filter(|&(at, _)| at <= now);
+        let conn = self.conns.first().copied().filter(|&(at, ..)| at <= now);
         let other = self.queue.first().copied().filter(|&(at, _)| at <= now);
         // Ties go to the connection, as the order of `Wake` says.
         let conn_first = match (conn, other) {
             (None, None) => return None,
             (Some(_), None) => true,
             (None, Some(_)) => false,
-            (Some((a, _)), Some((b, _))) => a <= b,
+            (Some((a, ..)), Some((b, _))) => a <= b,
         };
         if conn_first {
-            let (_, id) = self.conns.pop_first()?;
-            return Some(Wake::Conn(id));
+            let (_, id, slot) = self.conns.pop_first()?;
+            return Some(Wake::Conn(id, slot));
         }
         let (_, wake) = self.queue.pop_first()?;
         match wake {
-            Wake::Conn(_) => {}
+            Wake::Conn(..) => {}
             Wake::Session(protocol, session) => {
                 self.sessions.remove(&(protocol, session));
             }
@@ -171,8 +172,9 @@ mod tests {
         let mut t = Timers::default();
         let (a, b, c) = (ConnId(1), ConnId(2), ConnId(3));
         let mut set = |t: &mut Timers, id, ms| {
+            let slot = table.slot(id).expect("open");
             if let Some(conn) = table.get_mut(id) {
-                t.set(conn, Instant::from_millis(ms));
+                t.set(conn, slot, Instant::from_millis(ms));
             }
         };
         set(&mut t, a, 30);
@@ -182,11 +184,19 @@ mod tests {
         assert_eq!(t.next(), Some(Instant::from_millis(20)));
         assert_eq!(t.len(), 3);
         assert_eq!(t.pop_due(Instant::from_millis(5)), None);
-        assert_eq!(t.pop_due(Instant::from_millis(35)), Some(Wake::Conn(c)));
-        assert_eq!(t.pop_due(Instant::from_millis(35)), Some(Wake::Conn(a)));
+        let slot = |id| table.slot(id).expect("open");
+        assert_eq!(
+            t.pop_due(Instant::from_millis(35)),
+            Some(Wake::Conn(c, slot(c)))
+        );
+        assert_eq!(
+            t.pop_due(Instant::from_millis(35)),
+            Some(Wake::Conn(a, slot(a)))
+        );
         assert_eq!(t.pop_due(Instant::from_millis(35)), None);
+        let b_slot = slot(b);
         if let Some(conn) = table.get_mut(b) {
-            t.cancel(conn);
+            t.cancel(conn, b_slot);
             assert_eq!(conn.timer, None);
         }
         assert_eq!((t.next(), t.len()), (None, 0));
@@ -209,8 +219,9 @@ mod tests {
         let mut t = Timers::default();
         let s = SessionId::for_test(7);
         let at = Instant::from_millis;
+        let slot = table.slot(ConnId(7)).expect("open");
         if let Some(conn) = table.get_mut(ConnId(7)) {
-            t.set(conn, at(10));
+            t.set(conn, slot, at(10));
         }
         // A session of the same number as the connection, in two protocols: three timers.
         t.set_session(Protocol::Ws2017, s, at(10));
@@ -222,7 +233,7 @@ mod tests {
         assert_eq!(t.session_deadline(Protocol::Ws2017, s), Some(at(20)));
         assert_eq!(t.len(), 3);
         assert_eq!(t.pop_due(at(30)), Some(Wake::Session(Protocol::Admin, s)));
-        assert_eq!(t.pop_due(at(30)), Some(Wake::Conn(ConnId(7))));
+        assert_eq!(t.pop_due(at(30)), Some(Wake::Conn(ConnId(7), slot)));
         assert_eq!(t.pop_due(at(30)), Some(Wake::Session(Protocol::Ws2017, s)));
         assert_eq!(
             t.session_deadline(Protocol::Ws2017, s),
