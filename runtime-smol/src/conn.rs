@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use polling::{Event, Events, PollMode, Poller};
-use smol::future::FutureExt;
+use smol::future::{self, FutureExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
 use tracing::debug;
@@ -129,8 +129,14 @@ impl Sockets {
     }
 
     /// Waits until some connection may be ready (the reactor says the poller has events).
+    ///
+    /// Through `poll_readable`, whose record of the reactor's ticks lives in the poller's
+    /// registration, not in the future: news that came while the driver was busy is seen
+    /// by the next wait, however many waits were started and dropped meanwhile (a fresh
+    /// `readable()` future sees only news after it was made, so a driver that always had
+    /// other input missed the poller's until that input ran out).
     pub(crate) async fn wait(&self) -> io::Result<()> {
-        self.poller.readable().await
+        future::poll_fn(|cx| self.poller.poll_readable(cx)).await
     }
 
     /// Collects what is ready now, without waiting (at most [`EVENTS_AT_ONCE`]; the rest

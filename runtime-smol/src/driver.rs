@@ -247,7 +247,13 @@ pub(crate) async fn run(
         })
         .or(async {
             match again {
-                true => Wake::Again,
+                // Let the executor run the other tasks first (effects, commits, closes,
+                // listeners): connections that keep sending keep this list full, and the
+                // driver would otherwise never yield.
+                true => {
+                    future::yield_now().await;
+                    Wake::Again
+                }
                 false => future::pending().await,
             }
         })
