@@ -353,7 +353,7 @@ impl Conn {
                     return;
                 }
                 loop {
-                    match stream.read_with(|s| read_now(s)).await {
+                    match stream.read_with(read_now).await {
                         Ok(bytes) if bytes.is_empty() => return,
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
