@@ -274,7 +274,12 @@ pub(crate) async fn run(
                         driver.collect();
                         driver.again.pop_front().map(Input::Read)
                     }
-                    _ => driver.again.pop_front().map(Input::Read),
+                    // Busy: take the poller's news every turn, as a loop of its own
+                    // would, rather than wait for the reactor's thread to see it.
+                    _ => {
+                        driver.collect();
+                        driver.again.pop_front().map(Input::Read)
+                    }
                 };
                 if let Some(input) = first {
                     driver.on_input(input);
