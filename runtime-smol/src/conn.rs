@@ -1,26 +1,35 @@
-//! One connection (TCP, or the admin socket's Unix stream): a reader task, the queue of
-//! transmits the driver writes itself, and how the driver ends them.
+//! One connection (TCP, or the admin socket's Unix stream): its socket, the queue of
+//! transmits the driver writes itself, and how the driver ends it; and [`Sockets`], the
+//! readiness of every live connection.
+//!
+//! A live connection runs no task and holds no waker or reactor registration of its own:
+//! its socket is registered, edge-triggered and keyed by its id, in one poller of the
+//! driver's ([`Sockets`]), whose descriptor is in turn one source of smol's reactor. When
+//! the reactor says that poller is readable, the driver collects which connections can
+//! read or write and reads them itself, one read per connection in turn. An idle
+//! connection so costs its entry in the driver's map and what the kernel and the core
+//! keep; a reader task per connection, with its future, its header, the executor's slot,
+//! and the reactor's `Source` with its wakers, was about a third of the memory of an idle
+//! client on this runtime (see docs/performance.md).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{self, ErrorKind, IoSlice, Write};
+use std::io::{self, ErrorKind, IoSlice, Read as _, Write};
 use std::net::{Shutdown, TcpStream};
+use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use smol::channel::Sender;
+use polling::{Event, Events, PollMode, Poller};
 use smol::future::{self, FutureExt};
-use smol::io::AsyncRead;
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
 use tracing::debug;
 
-use crate::driver::{Event, Report};
 use crate::fds::Slot;
 
 /// Bytes asked of the socket per read.
@@ -29,114 +38,244 @@ const READ_CHUNK: usize = 16 * 1024;
 /// Queued transmits handed to one `write_vectored` at most.
 const MAX_SLICES: usize = 64;
 
-/// An accepted stream, before its tasks start.
+/// Readiness events collected from the poller at once; more wait for the next collection.
+const EVENTS_AT_ONCE: usize = 1024;
+
+/// An accepted or dialed stream, non-blocking.
 pub(crate) enum Stream {
-    /// A protocol listener's connection, with its share of the descriptors.
-    Tcp(Async<TcpStream>, Slot),
+    /// A protocol listener's connection (or a dialed link), holding its share of the
+    /// descriptors until the socket is closed.
+    Tcp(
+        TcpStream,
+        #[allow(dead_code)] // held, never read: dropped with the socket
+        Slot,
+    ),
     /// A connection to the admin socket.
     #[cfg(unix)]
-    Unix(Async<UnixStream>),
+    Unix(UnixStream),
 }
 
-/// What the driver needs of a socket: non-blocking reads and writes, readiness, shutdown.
-pub(crate) trait Socket: 'static {
-    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
-    /// Reads what is ready, or registers `cx` for when something is.
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Stream::Tcp(stream, _) => stream.as_fd(),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.as_fd(),
+        }
+    }
+}
+
+impl Stream {
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(stream, _) => stream.shutdown(how),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.shutdown(how),
+        }
+    }
+
+    /// Reads what is ready; `WouldBlock` when nothing is.
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream, _) => (&mut &*stream).read(buf),
+            #[cfg(unix)]
+            Stream::Unix(stream) => (&mut &*stream).read(buf),
+        }
+    }
+
     /// Writes what the socket takes now; `WouldBlock` when it takes nothing.
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
-    /// Ready when the socket may take more, registering `cx` until then.
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-/// A client's TCP stream holding its [`Slot`] until the socket is closed (when the last
-/// of the connection's tasks lets go of it).
-struct Counted {
-    stream: Async<TcpStream>,
-    _slot: Slot,
-}
-
-impl Socket for Counted {
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.stream.get_ref().shutdown(how)
-    }
-
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &self.stream).poll_read(cx, buf)
-    }
-
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        // The descriptor is non-blocking (async-io made it so).
-        (&mut self.stream.get_ref()).write_vectored(bufs)
-    }
-
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.stream.poll_writable(cx)
+        match self {
+            Stream::Tcp(stream, _) => (&mut &*stream).write_vectored(bufs),
+            #[cfg(unix)]
+            Stream::Unix(stream) => (&mut &*stream).write_vectored(bufs),
+        }
     }
 }
 
-#[cfg(unix)]
-impl Socket for Async<UnixStream> {
-    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.get_ref().shutdown(how)
+/// What a collection of the poller's events found for one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ready {
+    pub(crate) conn: ConnId,
+    /// It has bytes to read, or its peer closed, or it failed.
+    pub(crate) readable: bool,
+    /// Its socket takes more (or failed).
+    pub(crate) writable: bool,
+}
+
+/// The readiness of every live connection: one poller in which each connection's socket
+/// is registered, edge-triggered, under its id, itself a source of smol's reactor.
+/// Edge-triggered: a connection is reported again only once something new happens after
+/// a read or write found its socket empty or full, so the driver reads a reported
+/// connection until it has nothing ([`Got::Pending`]) and writes until the socket is full.
+pub(crate) struct Sockets {
+    poller: Arc<Async<Poller>>,
+    events: Events,
+}
+
+impl Sockets {
+    /// A poller registered with smol's reactor.
+    ///
+    /// # Errors
+    /// The system refused a poller or its registration.
+    pub(crate) fn new() -> io::Result<Sockets> {
+        let poller = Async::new(Poller::new()?)?;
+        Ok(Sockets {
+            poller: Arc::new(poller),
+            events: Events::with_capacity(
+                NonZeroUsize::new(EVENTS_AT_ONCE).unwrap_or(NonZeroUsize::MIN),
+            ),
+        })
     }
 
-    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_read(cx, buf)
+    /// Waits until some connection may be ready (the reactor says the poller has events).
+    ///
+    /// Through `poll_readable`, whose record of the reactor's ticks lives in the poller's
+    /// registration, not in the future: news that came while the driver was busy is seen
+    /// by the next wait, however many waits were started and dropped meanwhile (a fresh
+    /// `readable()` future sees only news after it was made, so a driver that always had
+    /// other input missed the poller's until that input ran out).
+    pub(crate) async fn wait(&self) -> io::Result<()> {
+        future::poll_fn(|cx| self.poller.poll_readable(cx)).await
     }
 
-    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&mut self.get_ref()).write_vectored(bufs)
+    /// Collects what is ready now, without waiting (at most [`EVENTS_AT_ONCE`]; the rest
+    /// stays for the next call, and the reactor says so again).
+    pub(crate) fn collect(&mut self, mut each: impl FnMut(Ready)) {
+        self.events.clear();
+        if let Err(e) = self
+            .poller
+            .get_ref()
+            .wait(&mut self.events, Some(Duration::ZERO))
+        {
+            debug!(error = %e, "polling the connections failed");
+            return;
+        }
+        for event in self.events.iter() {
+            each(Ready {
+                conn: ConnId(event.key as u64),
+                readable: event.readable,
+                writable: event.writable,
+            });
+        }
     }
 
-    fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Async::poll_writable(self, cx)
+    /// Registers `stream` for connection `conn`, for reading and writing, edge-triggered.
+    fn register(&self, conn: ConnId, stream: Stream) -> io::Result<Registered> {
+        let key = usize::try_from(conn.0)
+            .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "connection id too large"))?;
+        // SAFETY: the stream is deleted from the poller before it is dropped:
+        // `Registered` owns it from here on, and both its `Drop` and
+        // `Registered::into_stream` delete it first.
+        unsafe {
+            self.poller.get_ref().add_with_mode(
+                stream.as_fd().as_raw_fd(),
+                Event::all(key),
+                PollMode::Edge,
+            )?;
+        }
+        Ok(Registered {
+            poller: self.poller.clone(),
+            stream: Some(stream),
+        })
     }
+}
+
+/// A stream registered in the driver's poller; deleted from it before it is dropped.
+struct Registered {
+    poller: Arc<Async<Poller>>,
+    /// Always `Some` until [`into_stream`](Self::into_stream) or the drop.
+    stream: Option<Stream>,
+}
+
+impl Registered {
+    fn stream(&self) -> Option<&Stream> {
+        self.stream.as_ref()
+    }
+
+    /// Deletes the stream from the poller and hands it out.
+    fn into_stream(mut self) -> Option<Stream> {
+        let stream = self.stream.take()?;
+        let _ = self.poller.get_ref().delete(&stream);
+        Some(stream)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let _ = self.poller.get_ref().delete(&stream);
+        }
+    }
+}
+
+/// What one [`Conn::read`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Got {
+    /// Bytes; more may be ready: read again (after other connections had their turn).
+    Bytes(Bytes),
+    /// Nothing yet: the poller reports the connection again when something comes.
+    Pending,
+    /// The peer closed its side, or reading failed: nothing more will come.
+    Gone,
 }
 
 /// The driver's handle on a live connection.
 pub(crate) struct Conn {
-    stream: Arc<dyn Socket>,
+    socket: Registered,
     /// Transmits not yet written, the first possibly in part. Unbounded on purpose: the
     /// core counts what it sent and has not seen written, and closes the connection past
-    /// its limit, so the driver never waits on a slow peer.
+    /// its limit, so the driver never waits on a slow peer. Holds no allocation while
+    /// empty (`memory::return_queue`).
     out: VecDeque<Bytes>,
-    /// The socket took nothing at the last write: a watcher waits for it to take more.
-    blocked: Option<Task<()>>,
+    /// The socket took nothing at the last write: the poller says when it takes more.
+    blocked: bool,
     /// Whether it is in the driver's list of connections to write this turn.
     pub(crate) dirty: bool,
-    reader: Task<()>,
+    /// Whether it is in the driver's list of connections to read.
+    pub(crate) to_read: bool,
 }
 
 impl Conn {
-    /// Starts the reader task of `stream`, which sends to `events`.
-    pub(crate) fn start(
-        ex: &LocalExecutor<'_>,
-        conn: ConnId,
-        stream: Stream,
-        events: &Sender<Event>,
-    ) -> Conn {
-        let stream: Arc<dyn Socket> = match stream {
-            Stream::Tcp(stream, slot) => {
-                // Small lines should leave at once; a failure here only costs latency.
-                if let Err(e) = stream.get_ref().set_nodelay(true) {
-                    debug!(%conn, error = %e, "cannot set TCP_NODELAY");
-                }
-                Arc::new(Counted {
-                    stream,
-                    _slot: slot,
-                })
+    /// Registers `stream` as connection `conn` in `sockets`. The driver is to
+    /// [`read`](Self::read) it once to begin with: what came before the registration is
+    /// reported by no edge.
+    ///
+    /// # Errors
+    /// The poller refused the socket.
+    pub(crate) fn new(conn: ConnId, stream: Stream, sockets: &Sockets) -> io::Result<Conn> {
+        if let Stream::Tcp(stream, _) = &stream {
+            // Small lines should leave at once; a failure here only costs latency.
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!(%conn, error = %e, "cannot set TCP_NODELAY");
             }
-            #[cfg(unix)]
-            Stream::Unix(stream) => Arc::new(stream),
-        };
-        let reader = ex.spawn(read_loop(conn, stream.clone(), events.clone()));
-        Conn {
-            stream,
+        }
+        Ok(Conn {
+            socket: sockets.register(conn, stream)?,
             out: VecDeque::new(),
-            blocked: None,
+            blocked: false,
             dirty: false,
-            reader,
+            to_read: false,
+        })
+    }
+
+    /// Reads what the socket has ready (at most [`READ_CHUNK`] bytes, through the thread's
+    /// scratch buffer, copied out).
+    pub(crate) fn read(&self) -> Got {
+        let Some(stream) = self.socket.stream() else {
+            return Got::Gone;
+        };
+        loop {
+            return match read_now(stream) {
+                Ok(bytes) if bytes.is_empty() => Got::Gone,
+                Ok(bytes) => Got::Bytes(bytes),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => Got::Pending,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!(error = %e, "read failed");
+                    Got::Gone
+                }
+            };
         }
     }
 
@@ -151,34 +290,26 @@ impl Conn {
     }
 
     /// Writes what is queued until the socket is full or the queue empty: one `write` for
-    /// one transmit, one `write_vectored` for several. When the socket is full, a watcher
-    /// task reports [`Report::Writable`] once it takes more. Returns the bytes written.
+    /// one transmit, one `write_vectored` for several. When the socket is full, the
+    /// poller reports the connection writable once it takes more. Returns the bytes
+    /// written.
     ///
     /// # Errors
     /// The socket failed: the peer is gone.
-    pub(crate) fn write(
-        &mut self,
-        ex: &LocalExecutor<'_>,
-        conn: ConnId,
-        reports: &Sender<Report>,
-    ) -> io::Result<usize> {
+    pub(crate) fn write(&mut self) -> io::Result<usize> {
+        let Some(stream) = self.socket.stream() else {
+            return Err(ErrorKind::NotConnected.into());
+        };
         let mut total = 0;
-        while !self.out.is_empty() && self.blocked.is_none() {
-            match write_some(&*self.stream, &self.out) {
+        while !self.out.is_empty() && !self.blocked {
+            match write_some(stream, &self.out) {
                 Ok(0) => return Err(ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     total += n;
                     advance(&mut self.out, n);
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    let stream = self.stream.clone();
-                    let reports = reports.clone();
-                    self.blocked = Some(ex.spawn(async move {
-                        let _ = future::poll_fn(|cx| stream.poll_writable(cx)).await;
-                        // Unbounded; fails only once the driver is gone.
-                        let _ = reports.try_send(Report::Writable { conn });
-                    }));
-                }
+                // Edge-triggered: the socket is now full, so its next room is an edge.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.blocked = true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -189,9 +320,11 @@ impl Conn {
         Ok(total)
     }
 
-    /// The socket may take more (its watcher said so).
-    pub(crate) fn writable(&mut self) {
-        self.blocked = None;
+    /// The socket may take more (the poller said so). Returns whether transmits wait to
+    /// be written.
+    pub(crate) fn writable(&mut self) -> bool {
+        self.blocked = false;
+        self.has_output()
     }
 
     /// Whether transmits wait to be written.
@@ -201,30 +334,26 @@ impl Conn {
 
     /// Stops reading, writes everything queued, then shuts the socket down and waits for
     /// the peer to close, all within `linger`. Returns the task doing that; the socket is
-    /// closed when it ends.
+    /// closed when it ends (at once if smol's reactor refuses it).
     pub(crate) fn close(self, ex: &LocalExecutor<'_>, linger: Duration) -> Task<()> {
         let Conn {
-            stream,
-            mut out,
-            blocked,
-            dirty: _,
-            reader,
+            socket, mut out, ..
         } = self;
-        drop(reader);
-        drop(blocked);
+        let stream = socket.into_stream().map(Async::new);
         ex.spawn(
             async move {
-                if flush(&*stream, &mut out).await.is_err() {
+                let Some(Ok(stream)) = stream else { return };
+                if flush(&stream, &mut out).await.is_err() {
                     return;
                 }
                 // Everything is written: say goodbye, then wait for the peer's close so
                 // that unread input does not turn our close into a reset that could
                 // discard the goodbye.
-                if stream.shutdown(Shutdown::Write).is_err() {
+                if stream.get_ref().shutdown(Shutdown::Write).is_err() {
                     return;
                 }
                 loop {
-                    match read_some(&*stream).await {
+                    match stream.read_with(read_now).await {
                         Ok(bytes) if bytes.is_empty() => return,
                         Ok(_) => {}
                         Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -240,14 +369,15 @@ impl Conn {
 
     /// Closes at once, dropping whatever is queued or unwritten.
     pub(crate) fn abort(self) {
-        // Shut down explicitly: a cancelled task may hold its handle on the socket a moment
-        // longer, and the peer should see the close now.
-        let _ = self.stream.shutdown(Shutdown::Both);
+        if let Some(stream) = self.socket.into_stream() {
+            // The peer should see the close now.
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 }
 
 /// One `write` of the first transmit, or one `write_vectored` of the first several.
-fn write_some(stream: &dyn Socket, out: &VecDeque<Bytes>) -> io::Result<usize> {
+fn write_some(stream: &Stream, out: &VecDeque<Bytes>) -> io::Result<usize> {
     // On the stack: a write per connection per turn allocates nothing.
     let mut slices = [IoSlice::new(&[]); MAX_SLICES];
     let mut n = 0;
@@ -274,63 +404,33 @@ fn advance(out: &mut VecDeque<Bytes>, mut n: usize) {
 }
 
 /// Writes all of `out`, waiting for the socket as needed.
-async fn flush(stream: &dyn Socket, out: &mut VecDeque<Bytes>) -> io::Result<()> {
+async fn flush(stream: &Async<Stream>, out: &mut VecDeque<Bytes>) -> io::Result<()> {
     while !out.is_empty() {
-        match write_some(stream, out) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => advance(out, n),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                future::poll_fn(|cx| stream.poll_writable(cx)).await?;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
+        let n = stream.write_with(|s| write_some(s, out)).await?;
+        if n == 0 {
+            return Err(ErrorKind::WriteZero.into());
         }
+        advance(out, n);
     }
     Ok(())
 }
 
 thread_local! {
-    /// The one read buffer of every reader task on this thread: a reader borrows it only
-    /// inside a single `poll_read` that found bytes ready, and copies them out before
-    /// returning, so an idle connection holds no buffer at all (a 16 KiB buffer per
+    /// The one read buffer of every connection on this thread: a read borrows it only
+    /// while the socket copies in what it has ready, and the bytes are copied out before
+    /// it returns, so an idle connection holds no buffer at all (a 16 KiB buffer per
     /// connection was most of the memory of an idle client).
     static READ_SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
 }
 
 /// Reads what `stream` has ready into the thread's scratch buffer and copies it out;
-/// waits (holding no buffer) while nothing is ready. An empty `Bytes` is end of stream.
-async fn read_some(stream: &dyn Socket) -> io::Result<Bytes> {
-    future::poll_fn(|cx| {
-        READ_SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            match stream.poll_read(cx, &mut scratch) {
-                Poll::Ready(Ok(n)) => Poll::Ready(Ok(Bytes::copy_from_slice(&scratch[..n]))),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
+/// `WouldBlock` when nothing is. An empty `Bytes` is end of stream.
+fn read_now(stream: &Stream) -> io::Result<Bytes> {
+    READ_SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let n = stream.try_read(&mut scratch)?;
+        Ok(Bytes::copy_from_slice(&scratch[..n]))
     })
-    .await
-}
-
-async fn read_loop(conn: ConnId, stream: Arc<dyn Socket>, events: Sender<Event>) {
-    loop {
-        let bytes = match read_some(&*stream).await {
-            Ok(bytes) if bytes.is_empty() => break,
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => {
-                debug!(%conn, error = %e, "read failed");
-                break;
-            }
-        };
-        // The channel is bounded: when the driver falls behind, this waits, the socket's
-        // receive buffer fills, and TCP slows the peer down.
-        if events.send(Event::Received { conn, bytes }).await.is_err() {
-            return;
-        }
-    }
-    let _ = events.send(Event::Gone { conn }).await;
 }
 
 #[cfg(test)]
@@ -339,18 +439,48 @@ mod tests {
 
     use super::*;
 
+    /// A connected pair over loopback: our end, non-blocking, and the peer's.
+    fn connected() -> (Stream, TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let ours = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        ours.set_nonblocking(true).expect("non-blocking");
+        let (peer, _) = listener.accept().expect("accept");
+        let slot = crate::fds::Capacity::new(1).try_take().expect("slot");
+        (Stream::Tcp(ours, slot), peer)
+    }
+
+    /// Our end registered as connection `id` in a fresh poller, and the peer's end.
+    fn pair(id: ConnId) -> (Sockets, Conn, TcpStream) {
+        let sockets = Sockets::new().expect("poller");
+        let (ours, peer) = connected();
+        let conn = Conn::new(id, ours, &sockets).expect("registered");
+        (sockets, conn, peer)
+    }
+
+    /// Waits (at most 10 s) until the poller has news, and returns it.
+    fn news(sockets: &mut Sockets) -> Vec<Ready> {
+        let timeout = async {
+            Timer::after(Duration::from_secs(10)).await;
+            panic!("the poller never said anything was ready");
+        };
+        smol::block_on(async { sockets.wait().await.expect("wait") }.or(timeout));
+        let mut got = Vec::new();
+        sockets.collect(|ready| got.push(ready));
+        got
+    }
+
+    /// What the poller has now, without waiting.
+    fn news_now(sockets: &mut Sockets) -> Vec<Ready> {
+        let mut got = Vec::new();
+        sockets.collect(|ready| got.push(ready));
+        got
+    }
+
     /// Three queued transmits leave in order through one vectored write, and a partial
     /// write keeps the rest queued from the right byte.
     #[test]
     fn queued_transmits_leave_in_order_from_a_partial_write() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = Async::<TcpStream>::connect(listener.local_addr().expect("addr"));
-        let client = smol::block_on(client).expect("connect");
-        let (mut server, _) = listener.accept().expect("accept");
-        let socket = Counted {
-            stream: client,
-            _slot: crate::fds::Capacity::new(1).try_take().expect("slot"),
-        };
+        let (socket, mut peer) = connected();
         let mut out: VecDeque<Bytes> = ["one ", "two ", "three"]
             .iter()
             .map(|p| Bytes::from_static(p.as_bytes()))
@@ -358,56 +488,117 @@ mod tests {
         advance(&mut out, 2);
         assert_eq!(write_some(&socket, &out).expect("write"), 11);
         let mut got = [0_u8; 11];
-        server.read_exact(&mut got).expect("read");
+        peer.read_exact(&mut got).expect("read");
         assert_eq!(&got, b"e two three");
     }
 
-    /// A transmit larger than the socket takes: the write stops at the full socket, a
-    /// watcher reports the socket writable once the peer reads, and the rest follows, every
-    /// byte once and in order.
+    /// A transmit larger than the socket takes: the write stops at the full socket, the
+    /// poller reports the connection writable once the peer reads, and the rest follows,
+    /// every byte once and in order.
     #[test]
     fn a_full_socket_is_reported_writable_and_the_rest_follows_in_order() {
         const TOTAL: usize = 8 << 20;
         let pattern: Vec<u8> = (0..TOTAL).map(|i| (i % 251) as u8).collect();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let client = Async::<TcpStream>::connect(listener.local_addr().expect("addr"));
-        let client = smol::block_on(client).expect("connect");
-        let (mut server, _) = listener.accept().expect("accept");
-        let slot = crate::fds::Capacity::new(1).try_take().expect("slot");
-        let ex = LocalExecutor::new();
-        let (events, _inbox) = smol::channel::bounded(1);
-        let (reports, report_box) = smol::channel::unbounded();
         let id = ConnId(1);
-        let mut conn = Conn::start(&ex, id, Stream::Tcp(client, slot), &events);
+        let (mut sockets, mut conn, mut peer) = pair(id);
         for chunk in pattern.chunks(64 * 1024) {
             conn.queue(Bytes::copy_from_slice(chunk));
         }
-        let mut written = conn.write(&ex, id, &reports).expect("write");
+        let mut written = conn.write().expect("write");
         assert!(written < TOTAL, "the socket took all {TOTAL} bytes at once");
         assert!(conn.has_output());
         let reader = std::thread::spawn(move || {
             let mut got = vec![0_u8; TOTAL];
-            server.read_exact(&mut got).map(|()| got)
+            peer.read_exact(&mut got).map(|()| got)
         });
-        let rest = async {
-            while conn.has_output() {
-                match report_box.recv().await {
-                    Ok(Report::Writable { conn: c }) => {
-                        assert_eq!(c, id);
-                        conn.writable();
-                        written += conn.write(&ex, id, &reports).expect("write");
-                    }
-                    _ => panic!("not a writable report"),
+        while conn.has_output() {
+            for ready in news(&mut sockets) {
+                assert_eq!(ready.conn, id);
+                if ready.writable && conn.writable() {
+                    written += conn.write().expect("write");
                 }
             }
-        };
-        let timeout = async {
-            Timer::after(Duration::from_secs(20)).await;
-            panic!("the full socket was never reported writable");
-        };
-        smol::block_on(ex.run(rest.or(timeout)));
+        }
         assert_eq!(written, TOTAL);
         let got = reader.join().expect("reader").expect("read all");
+        assert!(got == pattern, "the bytes arrived out of order");
+    }
+
+    /// Nothing to read: the poller reports the connection, by its id, once the peer
+    /// writes; the read then has the bytes, and the peer's close is [`Got::Gone`] after
+    /// whatever it wrote before.
+    #[test]
+    fn a_connection_is_reported_by_id_when_its_peer_writes_and_gone_when_it_closes() {
+        let id = ConnId(42);
+        let (mut sockets, conn, mut peer) = pair(id);
+        assert_eq!(conn.read(), Got::Pending);
+        assert!(
+            news_now(&mut sockets).iter().all(|r| !r.readable),
+            "reported readable with nothing to read"
+        );
+
+        peer.write_all(b"hello").expect("write");
+        let ready = news(&mut sockets);
+        assert!(
+            ready.iter().any(|r| r.conn == id && r.readable),
+            "{ready:?}"
+        );
+        assert_eq!(conn.read(), Got::Bytes(Bytes::from_static(b"hello")));
+        assert_eq!(conn.read(), Got::Pending);
+
+        peer.write_all(b" world").expect("write");
+        peer.shutdown(Shutdown::Write).expect("half-close");
+        let mut got = Vec::new();
+        loop {
+            match conn.read() {
+                Got::Bytes(bytes) => got.extend_from_slice(&bytes),
+                Got::Pending => {
+                    let ready = news(&mut sockets);
+                    assert!(
+                        ready.iter().any(|r| r.conn == id && r.readable),
+                        "{ready:?}"
+                    );
+                }
+                Got::Gone => break,
+            }
+        }
+        assert_eq!(got, b" world");
+    }
+
+    /// A close writes everything still queued, more than the socket takes at once, before
+    /// the goodbye (the end of the stream). The closing socket has left the driver's
+    /// poller: the peer's bytes after it are no news of the connection.
+    #[test]
+    fn a_close_writes_everything_queued_then_ends_the_stream() {
+        const TOTAL: usize = 4 << 20;
+        let pattern: Vec<u8> = (0..TOTAL).map(|i| (i % 253) as u8).collect();
+        let id = ConnId(7);
+        let (mut sockets, mut conn, mut peer) = pair(id);
+        for chunk in pattern.chunks(64 * 1024) {
+            conn.queue(Bytes::copy_from_slice(chunk));
+        }
+        let first = conn.write().expect("write");
+        assert!(first < TOTAL, "the socket took all {TOTAL} bytes at once");
+        news_now(&mut sockets);
+        let ex = LocalExecutor::new();
+        let closing = conn.close(&ex, Duration::from_secs(20));
+        peer.write_all(b"late").expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        let late = news_now(&mut sockets);
+        assert!(
+            late.is_empty(),
+            "a closing connection is still polled: {late:?}"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).map(|_| {
+                drop(peer);
+                got
+            })
+        });
+        smol::block_on(ex.run(closing));
+        let got = reader.join().expect("reader").expect("read to the end");
+        assert_eq!(got.len(), TOTAL);
         assert!(got == pattern, "the bytes arrived out of order");
     }
 }

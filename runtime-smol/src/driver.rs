@@ -1,7 +1,8 @@
 //! The driver task: owns the core and runs its drive loop.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 #[cfg(unix)]
 use std::os::unix::net::UnixListener;
@@ -10,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
 use smol::lock::Semaphore;
@@ -29,11 +29,11 @@ use tracing::{debug, warn};
 use switchboard_store::observe::Observer;
 
 use crate::commit::{Attempt, Committer};
-use crate::conn::{Conn, Stream};
+use crate::conn::{Conn, Got, Ready, Sockets, Stream};
 use crate::fds::{Capacity, Slot};
 use crate::{Error, Runtime};
 
-/// Events the driver can buffer before readers, writers and listeners wait.
+/// Events the driver can buffer before listeners and dials wait.
 const EVENT_CAPACITY: usize = 256;
 
 /// Inputs handled in one go when several are ready, before what they queued is written:
@@ -57,8 +57,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// can be minutes); the core then decides when to try again.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What listener and reader tasks tell the driver, over a bounded channel: when the driver
-/// falls behind, they wait, and TCP pushes back on the peers.
+/// What listener and dial tasks tell the driver, over a bounded channel: when the driver
+/// falls behind, they wait, and the listen backlog pushes back on new peers. (Bytes are
+/// read by the driver itself, when its poller says a connection has some, so a driver
+/// that falls behind reads nothing and TCP pushes back on the peers.)
 pub(crate) enum Event {
     /// A listener accepted a connection and gave it a fresh id.
     Accepted {
@@ -71,20 +73,20 @@ pub(crate) enum Event {
     Connected { conn: ConnId, stream: Stream },
     /// A connection the core asked for could not be established.
     ConnectFailed { conn: ConnId, error: String },
-    /// A reader read bytes.
-    Received { conn: ConnId, bytes: Bytes },
-    /// The peer closed its side, or reading failed.
-    Gone { conn: ConnId },
 }
 
-/// What socket watchers and effect tasks tell the driver, over an unbounded channel that
-/// the driver serves before any new input: the core counts bytes sent but not written
-/// against its limit, so a socket's news held up behind a queue of input would make a fast
-/// reader look slow. There is at most one report per full socket or effect, and the core
-/// bounds both.
+/// One input the driver handles: an event, or a connection to read.
+enum Input {
+    Event(Event),
+    /// A connection's socket has something to read, or may have (it read bytes last time,
+    /// or was just accepted).
+    Read(ConnId),
+}
+
+/// What effect tasks tell the driver, over an unbounded channel that the driver serves
+/// before any new input. There is at most one report per effect, and the core bounds
+/// them.
 pub(crate) enum Report {
-    /// A socket that was full takes more.
-    Writable { conn: ConnId },
     /// An effect finished on the blocking pool.
     EffectDone { id: EffectId, result: EffectResult },
 }
@@ -93,6 +95,10 @@ pub(crate) enum Report {
 enum Wake {
     Report(Report),
     Event(Event),
+    /// The poller has news of some connections (to read, or room to write).
+    Polled,
+    /// Nothing new, and connections that read bytes last time may have more.
+    Again,
     Commit(Attempt),
     Deadline,
     /// Time to read the gauges again.
@@ -118,6 +124,8 @@ pub(crate) async fn run(
     let capacity = start.capacity;
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
     let (reports, report_box) = channel::unbounded();
+    // Every connection's socket is registered here, not with the reactor one by one.
+    let sockets = Sockets::new().map_err(Error::Poll)?;
     let next_id = Arc::new(AtomicU64::new(1));
     #[allow(unused_mut)]
     let mut accepting: Vec<Task<()>> = listeners
@@ -160,6 +168,8 @@ pub(crate) async fn run(
         dirty: Vec::new(),
         events,
         reports,
+        sockets,
+        again: VecDeque::new(),
         linger: options.linger,
         queued: 0,
         burst: AfterBurst::default(),
@@ -189,6 +199,8 @@ pub(crate) async fn run(
         // Polled in this order, so that neither shutdown, a deadline, a write report nor a
         // finished commit starves behind a flood of input.
         let committer = &mut driver.committer;
+        let sockets = &driver.sockets;
+        let again = !driver.again.is_empty();
         let wake = async {
             shutdown.as_mut().await;
             Wake::Shutdown
@@ -224,6 +236,27 @@ pub(crate) async fn run(
                 Err(_) => future::pending().await,
             }
         })
+        .or(async {
+            match sockets.wait().await {
+                Ok(()) => Wake::Polled,
+                Err(e) => {
+                    warn!(error = %e, "cannot wait for the connections' sockets");
+                    future::pending().await
+                }
+            }
+        })
+        .or(async {
+            match again {
+                // Let the executor run the other tasks first (effects, commits, closes,
+                // listeners): connections that keep sending keep this list full, and the
+                // driver would otherwise never yield.
+                true => {
+                    future::yield_now().await;
+                    Wake::Again
+                }
+                false => future::pending().await,
+            }
+        })
         .await;
         match wake {
             Wake::Report(report) => {
@@ -234,9 +267,23 @@ pub(crate) async fn run(
                 }
                 driver.drain();
             }
-            Wake::Event(event) => {
-                driver.on_event(event);
-                driver.drain();
+            Wake::Event(_) | Wake::Polled | Wake::Again => {
+                let first = match wake {
+                    Wake::Event(event) => Some(Input::Event(event)),
+                    Wake::Polled => {
+                        driver.collect();
+                        driver.again.pop_front().map(Input::Read)
+                    }
+                    // Busy: take the poller's news every turn, as a loop of its own
+                    // would, rather than wait for the reactor's thread to see it.
+                    _ => {
+                        driver.collect();
+                        driver.again.pop_front().map(Input::Read)
+                    }
+                };
+                if let Some(input) = first {
+                    driver.on_input(input);
+                }
                 // Take what other input is ready already, up to a bound, before writing:
                 // a connection that several inputs wrote to then gets it all in one write
                 // instead of one per input.
@@ -244,9 +291,10 @@ pub(crate) async fn run(
                     if driver.queued >= BATCH_BYTES {
                         driver.flush();
                     }
-                    let Ok(event) = inbox.try_recv() else { break };
-                    driver.on_event(event);
-                    driver.drain();
+                    let Some(input) = driver.next_input(&inbox) else {
+                        break;
+                    };
+                    driver.on_input(input);
                 }
             }
             Wake::Commit(attempt) => driver.on_commit(attempt),
@@ -259,7 +307,11 @@ pub(crate) async fn run(
         driver.flush();
         // Once the bursts stopped, their queues' memory goes back (checked again at the
         // next wake-up, the metrics' tick at the latest).
-        if driver.burst.due() && inbox.is_empty() && report_box.is_empty() {
+        if driver.burst.due()
+            && inbox.is_empty()
+            && report_box.is_empty()
+            && driver.again.is_empty()
+        {
             driver.burst.idle(std::time::Instant::now());
         }
     }
@@ -300,9 +352,15 @@ struct Driver<'a, 'ex> {
     conns: HashMap<ConnId, Conn>,
     /// Connections with transmits queued since the last [`flush`](Driver::flush).
     dirty: Vec<ConnId>,
-    /// Handed to every new connection's tasks.
+    /// Handed to dial tasks.
     events: Sender<Event>,
+    /// Handed to effect tasks.
     reports: Sender<Report>,
+    /// Every live connection's socket, registered under its id.
+    sockets: Sockets,
+    /// Connections to read, each once, in turn: those the poller said have something,
+    /// those just accepted, and those that read bytes last time and may have more.
+    again: VecDeque<ConnId>,
     linger: Duration,
     /// Bytes of transmits queued since the last [`flush`](Driver::flush) (see
     /// [`BATCH_BYTES`]).
@@ -335,6 +393,81 @@ async fn bounded<T: Send + 'static>(
 }
 
 impl Driver<'_, '_> {
+    /// The next input already waiting, if any: a new connection first (the listeners are
+    /// bounded by the backlog), then the next connection to read.
+    fn next_input(&mut self, inbox: &Receiver<Event>) -> Option<Input> {
+        if let Ok(event) = inbox.try_recv() {
+            return Some(Input::Event(event));
+        }
+        self.again.pop_front().map(Input::Read)
+    }
+
+    /// Takes the poller's news: connections to read join the list (once), full sockets
+    /// that take more are written at the end of the turn.
+    fn collect(&mut self) {
+        let Driver {
+            sockets,
+            conns,
+            again,
+            dirty,
+            ..
+        } = self;
+        sockets.collect(|ready: Ready| {
+            // News of a connection already closed is late; the core has forgotten it.
+            let Some(handle) = conns.get_mut(&ready.conn) else {
+                return;
+            };
+            if ready.readable && !handle.to_read {
+                handle.to_read = true;
+                again.push_back(ready.conn);
+            }
+            if ready.writable && handle.writable() && !handle.dirty {
+                handle.dirty = true;
+                dirty.push(ready.conn);
+            }
+        });
+    }
+
+    /// Queues `conn` to be read in turn, unless it is already.
+    fn read_later(&mut self, conn: ConnId) {
+        if let Some(handle) = self.conns.get_mut(&conn) {
+            if !handle.to_read {
+                handle.to_read = true;
+                self.again.push_back(conn);
+            }
+        }
+    }
+
+    /// Handles one input and carries out what the pump asks for.
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Event(event) => self.on_event(event),
+            Input::Read(conn) => self.read(conn),
+        }
+        self.drain();
+    }
+
+    /// Reads what `conn`'s socket has ready and hands it to the pump. A connection that
+    /// read bytes is read again later in the batch or the next turn (its socket may hold
+    /// more), one that had nothing waits for its waker, one whose peer is gone is closed.
+    fn read(&mut self, conn: ConnId) {
+        // The id of a connection already closed is late news; the core has forgotten it.
+        let Some(handle) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        handle.to_read = false;
+        match handle.read() {
+            Got::Bytes(bytes) => {
+                self.observer.received(conn, bytes.len());
+                self.pump.received(self.clock.now(), conn, bytes);
+                self.read_later(conn);
+            }
+            Got::Pending => {}
+            // After a half-close the peer may still read what was queued: flush it.
+            Got::Gone => self.peer_closed(conn, true),
+        }
+    }
+
     fn on_event(&mut self, event: Event) {
         let now = self.clock.now();
         match event {
@@ -344,44 +477,44 @@ impl Driver<'_, '_> {
                 peer,
                 stream,
             } => {
+                let handle = match Conn::new(conn, stream, &self.sockets) {
+                    Ok(handle) => handle,
+                    // Closed (dropped) before the core heard of it.
+                    Err(e) => {
+                        warn!(%conn, error = %e, "cannot watch an accepted connection");
+                        return;
+                    }
+                };
                 self.observer.opened(conn, protocol, peer);
-                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.accepted(now, conn, protocol, peer);
+                // Whatever came before its registration raised no edge.
+                self.read_later(conn);
             }
             Event::Connected { conn, stream } => {
+                let handle = match Conn::new(conn, stream, &self.sockets) {
+                    Ok(handle) => handle,
+                    Err(e) => {
+                        let error = format!("cannot watch the connection: {e}");
+                        self.observer.dial_failed(conn, &error);
+                        self.pump.connect_failed(now, conn, error);
+                        return;
+                    }
+                };
                 self.observer.dialed(conn);
-                let handle = Conn::start(self.ex, conn, stream, &self.events);
                 self.conns.insert(conn, handle);
                 self.pump.connected(now, conn);
+                self.read_later(conn);
             }
             Event::ConnectFailed { conn, error } => {
                 self.observer.dial_failed(conn, &error);
                 self.pump.connect_failed(now, conn, error);
             }
-            // Events of a connection already closed are late news; the core has forgotten it.
-            Event::Received { conn, bytes } => {
-                if self.conns.contains_key(&conn) {
-                    self.observer.received(conn, bytes.len());
-                    self.pump.received(now, conn, bytes);
-                }
-            }
-            // After a half-close the peer may still read what was queued: flush it.
-            Event::Gone { conn } => self.peer_closed(conn, true),
         }
     }
 
     fn on_report(&mut self, report: Report) {
         match report {
-            Report::Writable { conn } => {
-                if let Some(handle) = self.conns.get_mut(&conn) {
-                    handle.writable();
-                    if handle.has_output() && !handle.dirty {
-                        handle.dirty = true;
-                        self.dirty.push(conn);
-                    }
-                }
-            }
             Report::EffectDone { id, result } => {
                 self.pump.effect_done(self.clock.now(), id, result);
             }
@@ -454,7 +587,7 @@ impl Driver<'_, '_> {
                     continue;
                 };
                 handle.dirty = false;
-                match handle.write(self.ex, conn, &self.reports) {
+                match handle.write() {
                     // Shutting down: the core takes nothing new but commits.
                     Ok(n) if n > 0 && self.stopping.is_none() => {
                         self.observer.written(conn, n);
@@ -647,8 +780,10 @@ impl Driver<'_, '_> {
 /// tells the driver how it went.
 async fn dial(conn: ConnId, addr: SocketAddr, slot: Slot, events: Sender<Event>) {
     let connect = async {
+        // Connected through smol's reactor, then handed to the driver's poller.
         Async::<TcpStream>::connect(addr)
             .await
+            .and_then(Async::into_inner)
             .map_err(|e| e.to_string())
     };
     let timeout = async {
@@ -679,7 +814,9 @@ async fn accept_loop(
 ) {
     let mut refusals = switchboard_store::refusals::CapacityRefusals::default();
     loop {
-        match listener.accept().await {
+        // Accepted as a plain non-blocking stream: the driver registers it in its own
+        // poller, not with the reactor.
+        match accept_nonblocking(&listener).await {
             Ok((stream, peer)) => {
                 let Some(slot) = capacity.try_take() else {
                     drop(stream);
@@ -705,6 +842,13 @@ async fn accept_loop(
     }
 }
 
+/// Accepts one connection on `listener`, non-blocking.
+async fn accept_nonblocking(listener: &Async<TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    let (stream, peer) = listener.read_with(|l| l.accept()).await?;
+    stream.set_nonblocking(true)?;
+    Ok((stream, peer))
+}
+
 /// Accepts on the admin socket: each connection speaks [`Protocol::Admin`] from
 /// [`Peer::Local`].
 #[cfg(unix)]
@@ -714,8 +858,12 @@ async fn accept_admin(
     events: Sender<Event>,
 ) {
     loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
+        let accepted = listener
+            .read_with(|l| l.accept())
+            .await
+            .and_then(|(stream, _)| stream.set_nonblocking(true).map(|()| stream));
+        match accepted {
+            Ok(stream) => {
                 let conn = ConnId(next_id.fetch_add(1, Ordering::Relaxed));
                 let accepted = Event::Accepted {
                     conn,
@@ -789,7 +937,7 @@ mod tests {
                     panic!("not TCP");
                 };
                 let (_, from) = listener.accept().expect("accepted");
-                assert_eq!(stream.get_ref().local_addr().expect("local"), from);
+                assert_eq!(stream.local_addr().expect("local"), from);
             }
             _ => panic!("not connected"),
         }

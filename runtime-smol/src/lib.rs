@@ -8,15 +8,20 @@
 //!   drain [`poll_output`](switchboard_proto::Server::poll_output).
 //! - One listener task per configured `(Protocol, SocketAddr)` accepts connections and gives
 //!   each a [`ConnId`](switchboard_proto::ConnId) that is never reused.
-//! - Per connection, a reader task sends what it reads to the driver over a bounded channel
-//!   (a flood of input waits there, and TCP pushes back on the peer). The driver queues the
-//!   core's transmits per connection (shared `Bytes`, not copied) and writes them itself at
-//!   the end of each turn, one (vectored) write per connection, reporting what the socket
-//!   took as [`Input::Written`](switchboard_proto::Input::Written), so the core can close a
-//!   peer that stopped reading once its queue passes `Config::outbound_limit_bytes`. A full
-//!   socket gets a watcher task that tells the driver when it takes more. (A writer task
-//!   and a channel per connection cost a fan-out to 1000 clients 1000 channel sends and
-//!   task wake-ups per message: a quarter of the server's CPU in arsc's room fan-out.)
+//! - No task per connection: every client socket is registered, edge-triggered and keyed
+//!   by its id, in one `polling` poller of the driver's, which is itself one source of
+//!   smol's reactor. When it has news, the driver reads the connections it names, one
+//!   read each in turn, and hands the bytes to the core; a driver that falls behind reads
+//!   nothing, and TCP pushes back on the peers. The driver queues the core's transmits
+//!   per connection (shared `Bytes`, not copied) and writes them itself at the end of each
+//!   turn, one (vectored) write per connection, reporting what the socket took as
+//!   [`Input::Written`](switchboard_proto::Input::Written), so the core can close a peer
+//!   that stopped reading once its queue passes `Config::outbound_limit_bytes`; the poller
+//!   says when a full socket takes more. (A writer task and a channel per connection cost
+//!   a fan-out to 1000 clients 1000 channel sends and task wake-ups per message: a quarter
+//!   of the server's CPU in arsc's room fan-out. A reader task per connection, with the
+//!   reactor's `Source` and wakers of each socket, was a third of an idle client's
+//!   memory.)
 //! - A close the core wants flushed writes what is queued, shuts the socket down and waits
 //!   for the peer to close, all within [`Options::linger`]; any other close drops the socket
 //!   at once.

@@ -297,6 +297,62 @@ fn a_reader_that_stops_reading_is_disconnected_and_the_others_carry_on() {
     server.stop().expect("clean stop");
 }
 
+/// A connection that never stops sending (its socket always has more to read) does not
+/// hold up the others: another client's request is answered while the flood goes on. The
+/// driver reads connections in turn, and takes its poller's news of newly readable ones
+/// however busy it is.
+#[test]
+fn a_client_that_never_stops_sending_does_not_hold_up_the_others() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let server = TestServer::start(config());
+    let mut flooder = Client::connect(server.addr);
+    flooder.greeting();
+    flooder.send("uname flooder");
+    flooder.expect("+OK uname you are flooder");
+    let mut other = Client::connect(server.addr);
+    other.greeting();
+    other.send("uname other");
+    other.expect("+OK uname you are other");
+
+    // The flood: pongs (which need no answer) as fast as the socket takes them, for up
+    // to 20 s.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let mut flood_out = flooder.writer.try_clone().expect("clone");
+    let flood = {
+        let flooding = flooding.clone();
+        thread::spawn(move || {
+            let pongs = "cpong\r\n".repeat(4096);
+            let started = Instant::now();
+            while flooding.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(20) {
+                if flood_out.write_all(pongs.as_bytes()).is_err() {
+                    break;
+                }
+            }
+            flooding.store(false, Ordering::SeqCst);
+        })
+    };
+    // Let the flood fill the server's list of connections to read.
+    thread::sleep(Duration::from_millis(500));
+    assert!(flooding.load(Ordering::SeqCst), "the flood ended early");
+
+    for _ in 0..5 {
+        let asked = Instant::now();
+        other.send("cping");
+        other.expect("+OK cpong");
+        assert!(
+            flooding.load(Ordering::SeqCst),
+            "answered only once the flood was over ({:?})",
+            asked.elapsed()
+        );
+    }
+    flooding.store(false, Ordering::SeqCst);
+    flood.join().expect("flood thread");
+    flooder.writer.shutdown(Shutdown::Both).expect("close");
+    server.stop().expect("clean stop");
+}
+
 #[test]
 fn shutdown_closes_connections_and_returns_ok() {
     let server = TestServer::start(config());
