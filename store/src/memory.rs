@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 /// Returns the free pages of the allocator's arenas to the system (glibc `malloc_trim`);
 /// elsewhere a no-op.
@@ -115,67 +115,6 @@ pub fn return_queue(queue: &mut VecDeque<Bytes>) -> bool {
     true
 }
 
-/// The smallest read copied into a kept buffer; a smaller one gets its own allocation,
-/// which glibc serves from its per-size caches.
-pub const POOLED_READ_BYTES: usize = 1024;
-
-/// Most read buffers kept for reuse, per [`ReadBuffers`].
-pub const SPARE_READ_BUFFERS: usize = 16;
-
-/// Buffers for what reads bring, reused once the core lets go of the bytes. A read of a
-/// busy connection brings kilobytes; copied into an allocation of its own and freed after
-/// the core had read it, each made glibc consolidate its small free blocks (4.5 % of the
-/// ims server at full speed, freeing the block next to the top of the heap).
-#[derive(Debug)]
-pub struct ReadBuffers {
-    capacity: usize,
-    spare: Vec<BytesMut>,
-}
-
-impl ReadBuffers {
-    /// Buffers of `capacity` bytes: the most one read brings.
-    pub fn new(capacity: usize) -> Self {
-        ReadBuffers {
-            capacity,
-            spare: Vec::new(),
-        }
-    }
-
-    /// `read`'s bytes, for the core: a small read in its own allocation, a larger one in a
-    /// kept buffer (a new one if none is spare).
-    pub fn bytes(&mut self, read: &[u8]) -> Bytes {
-        if read.len() < POOLED_READ_BYTES || read.len() > self.capacity {
-            return Bytes::copy_from_slice(read);
-        }
-        let mut buffer = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| BytesMut::with_capacity(self.capacity));
-        buffer.extend_from_slice(read);
-        buffer.freeze()
-    }
-
-    /// Takes back `bytes` the core has let go of: their buffer is kept for the next read if
-    /// nothing else holds it, it is one of ours, and fewer than [`SPARE_READ_BUFFERS`] are
-    /// kept; else they are dropped as usual.
-    pub fn recycle(&mut self, bytes: Bytes) {
-        if self.spare.len() >= SPARE_READ_BUFFERS {
-            return;
-        }
-        if let Ok(mut buffer) = bytes.try_into_mut() {
-            if buffer.capacity() >= self.capacity {
-                buffer.clear();
-                self.spare.push(buffer);
-            }
-        }
-    }
-
-    /// Buffers kept for reuse.
-    pub fn spare(&self) -> usize {
-        self.spare.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,36 +141,6 @@ mod tests {
         let mut huge: VecDeque<Bytes> = VecDeque::with_capacity(SPARE_QUEUE_ENTRIES * 2);
         return_queue(&mut huge);
         assert_eq!(spare_queue().capacity(), 0, "a burst's queue is freed");
-    }
-
-    #[test]
-    fn a_large_read_reuses_a_buffer_the_core_let_go_of() {
-        let mut buffers = ReadBuffers::new(16 * 1024);
-        let large = vec![7u8; 4096];
-        let first = buffers.bytes(&large);
-        assert_eq!(&first[..], &large[..]);
-        let at = first.as_ptr();
-        let held = first.clone();
-        buffers.recycle(first);
-        assert_eq!(buffers.spare(), 0, "still held elsewhere: not reused");
-        buffers.recycle(held);
-        assert_eq!(buffers.spare(), 1);
-        let second = buffers.bytes(&[1u8; 2000]);
-        assert_eq!(second.as_ptr(), at, "the same memory");
-        assert_eq!(&second[..], &[1u8; 2000][..], "holding only the new read");
-        assert_eq!(buffers.spare(), 0);
-        // Small reads and foreign bytes are not kept.
-        let small = buffers.bytes(b"ping\r\n");
-        buffers.recycle(small);
-        buffers.recycle(Bytes::from(vec![0u8; 4096]));
-        assert_eq!(buffers.spare(), 0);
-        let many: Vec<Bytes> = (0..SPARE_READ_BUFFERS + 4)
-            .map(|_| buffers.bytes(&large))
-            .collect();
-        for b in many {
-            buffers.recycle(b);
-        }
-        assert_eq!(buffers.spare(), SPARE_READ_BUFFERS, "bounded");
     }
 
     #[test]
