@@ -127,6 +127,29 @@ impl Net {
         }
     }
 
+    /// Writes `bytes` on `conn` now, behind whatever it still has queued (what the socket
+    /// does not take waits for the next flush or writable event): a paced message leaves
+    /// right after its timestamp is taken, not at the end of the loop turn.
+    pub fn send_now(&mut self, conn: usize, bytes: &[u8]) {
+        let c = &mut self.conns[conn];
+        if c.closed {
+            return;
+        }
+        c.wbuf.extend_from_slice(bytes);
+        self.write_out(conn);
+        let c = &mut self.conns[conn];
+        if c.wpos < c.wbuf.len() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Hands out at most `n` readiness events per [`turn`](Self::turn) (4096 unless
+    /// set), so a loop that must also keep a schedule comes round between batches.
+    pub fn set_events_per_turn(&mut self, n: usize) {
+        self.events = Events::with_capacity(n.max(1));
+    }
+
     /// Bytes queued on `conn` and not yet written.
     pub fn pending(&self, conn: usize) -> usize {
         let c = &self.conns[conn];
@@ -183,10 +206,13 @@ impl Net {
     }
 
     /// One loop turn: waits up to `timeout` for readiness, reads every ready connection
-    /// and hands each complete line to `handler`, then flushes what was queued.
-    pub fn turn<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<()> {
+    /// (at most the events set by [`set_events_per_turn`](Self::set_events_per_turn))
+    /// and hands each complete line to `handler`, then flushes what was queued. Returns
+    /// how many readiness events it handled.
+    pub fn turn<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<usize> {
         self.flush_all();
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut handled = 0;
         match self.poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -196,6 +222,7 @@ impl Net {
             }
         }
         for event in events.iter() {
+            handled += 1;
             let conn = event.token().0;
             if self.conns[conn].closed {
                 continue;
@@ -221,7 +248,7 @@ impl Net {
         }
         self.events = events;
         self.flush_all();
-        Ok(())
+        Ok(handled)
     }
 
     fn fail<H: Handler>(&mut self, conn: usize, handler: &mut H) {
@@ -250,6 +277,12 @@ impl Net {
                         rbuf.drain(..done);
                     }
                     self.conns[conn].rbuf = rbuf;
+                    if n < scratch.len() {
+                        // A short read took all the socket had; anything arriving later
+                        // raises a new edge (the edge-triggered readiness fires on every
+                        // arrival), so the read that would say `WouldBlock` is saved.
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
