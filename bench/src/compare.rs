@@ -306,6 +306,8 @@ pub struct Sizes {
     pub room_senders: usize,
     /// Posts each sender of `room` makes.
     pub room_posts: usize,
+    /// `paced`: messages a second in all (the target is at 100,000).
+    pub paced_rate: f64,
 }
 
 impl Sizes {
@@ -321,6 +323,7 @@ impl Sizes {
             room_clients: 1000,
             room_senders: 10,
             room_posts: 200,
+            paced_rate: 100_000.0,
         }
     }
 
@@ -336,6 +339,7 @@ impl Sizes {
             room_clients: 1000,
             room_senders: 10,
             room_posts: 200,
+            paced_rate: 100_000.0,
         }
     }
 }
@@ -347,7 +351,7 @@ pub enum Mode {
     Direct,
     /// At most 8 in flight per client.
     Direct8,
-    /// Paced at 100k messages a second in all.
+    /// Paced at 100k messages a second in all (`Sizes::paced_rate`).
     Paced,
     /// Idle logged-in clients.
     Idle,
@@ -415,7 +419,7 @@ pub fn run_mode(mode: Mode, target: &Target, sizes: &Sizes) -> io::Result<Report
                 clients: sizes.direct_clients,
                 messages: sizes.direct_messages,
                 in_flight: (mode == Mode::Direct8).then_some(8),
-                rate: (mode == Mode::Paced).then_some(100_000.0),
+                rate: (mode == Mode::Paced).then_some(sizes.paced_rate),
                 label: mode.name().to_string(),
             },
         ),

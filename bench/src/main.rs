@@ -199,6 +199,9 @@ enum Cmd {
         /// Append every run's figures to this CSV file.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Messages a second in all of the `paced` mode.
+        #[arg(long, default_value_t = 100_000.0)]
+        paced_rate: f64,
     },
     /// `direct` and `logins` at growing client counts, for the plot.
     Sweep {
@@ -365,12 +368,16 @@ fn main() -> ExitCode {
             server_bin,
             runtime,
             csv,
+            paced_rate,
         } => {
             let runtimes: Vec<&'static str> = compare::RUNTIMES
                 .into_iter()
                 .filter(|r| runtime.iter().any(|given| given == r))
                 .collect();
-            let sizes = if full { Sizes::full() } else { Sizes::quick() };
+            let sizes = Sizes {
+                paced_rate,
+                ..if full { Sizes::full() } else { Sizes::quick() }
+            };
             let modes: Vec<Mode> = Mode::for_proto(proto)
                 .into_iter()
                 .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name()))
