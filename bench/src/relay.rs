@@ -285,6 +285,11 @@ impl Relay {
                     if let Some(c) = self.conns[slot].as_mut() {
                         c.rbuf = rbuf;
                     }
+                    if n < scratch.len() {
+                        // A short read took all there was; a later arrival raises a new
+                        // edge, so the read that would say `WouldBlock` is saved.
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
