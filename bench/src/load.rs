@@ -473,6 +473,7 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
     let t0 = load.now();
     load.record_from = t0;
     let mut send_lag = Latencies::default();
+    let writes_before = net.writes;
     match opts.rate {
         Some(rate) => paced(
             &mut net,
@@ -527,6 +528,14 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
             &format!("{p}.send_lag_p99_ms"),
             send_lag.percentile(99.0).as_secs_f64() * 1e3,
             "ms",
+            false,
+        );
+        // Writes per message sent: 1 when each left on its own (answers to pings add a
+        // few), below 1 when messages were held back and left together.
+        report.add(
+            &format!("{p}.writes_per_msg"),
+            (net.writes - writes_before) as f64 / send_lag.len().max(1) as f64,
+            "",
             false,
         );
     }

@@ -45,6 +45,8 @@ pub struct Net {
     scratch: Vec<u8>,
     /// Connections closed or failed so far.
     pub closed: usize,
+    /// Writes that moved bytes so far (a paced run makes one per message).
+    pub writes: u64,
 }
 
 impl Net {
@@ -67,6 +69,7 @@ impl Net {
             sources,
             scratch: vec![0; 256 * 1024],
             closed: 0,
+            writes: 0,
         })
     }
 
@@ -190,7 +193,10 @@ impl Net {
         while c.wpos < c.wbuf.len() {
             match c.stream.write(&c.wbuf[c.wpos..]) {
                 Ok(0) => break,
-                Ok(n) => c.wpos += n,
+                Ok(n) => {
+                    c.wpos += n;
+                    self.writes += 1;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break,
