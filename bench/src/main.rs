@@ -163,6 +163,10 @@ enum Cmd {
         /// The protocol it speaks.
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
+        /// Readiness events handled per loop turn before their writes (`compare` gives
+        /// the paced mode 64, runtime-mio's turn).
+        #[arg(long, default_value_t = switchboard_bench::relay::EVENTS_PER_TURN)]
+        events_per_turn: usize,
     },
     /// Writes offline accounts acct0..acct{N-1} into a data directory (server stopped).
     Seed {
@@ -338,8 +342,13 @@ fn main() -> ExitCode {
                 in_flight,
             },
         ),
-        Cmd::Relay { listen, proto } => {
+        Cmd::Relay {
+            listen,
+            proto,
+            events_per_turn,
+        } => {
             let relay = Relay::bind(listen, proto).and_then(|mut relay| {
+                relay.set_events_per_turn(events_per_turn);
                 println!("listening on {}", relay.local_addr()?);
                 relay.run(|| false)
             });
