@@ -27,6 +27,7 @@ fn tiny() -> Sizes {
         room_clients: 12,
         room_senders: 3,
         room_posts: 10,
+        paced_rate: 100_000.0,
     }
 }
 

@@ -35,6 +35,7 @@ fn tiny() -> Sizes {
         room_clients: 10,
         room_senders: 2,
         room_posts: 5,
+        paced_rate: 100_000.0,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod core;
 pub mod load;
 pub mod net;
+pub mod pace;
 pub mod proto;
 pub mod relay;
 mod relay_more;

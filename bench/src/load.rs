@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::net::{Handler, Net};
+use crate::pace::Pacer;
 use crate::proto::{Event, Proto};
 use crate::stats::{self, Latencies, ProcSample};
 
@@ -471,59 +472,19 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
     let own_before = stats::own_cpu();
     let t0 = load.now();
     load.record_from = t0;
-    let started = Instant::now();
-    let mut sent: u64 = 0;
-    let mut line = Vec::with_capacity(128);
-    let mut cursor = 0;
-    while load.delivered < total {
-        if started.elapsed() > target.timeout {
-            load.error(format!(
-                "timed out with {} of {total} delivered",
-                load.delivered
-            ));
-            break;
-        }
-        let mut budget = match opts.rate {
-            Some(rate) => {
-                let due = (rate * started.elapsed().as_secs_f64()) as u64;
-                due.saturating_sub(sent)
-            }
-            None => u64::MAX,
-        };
-        let mut idle_rounds = 0;
-        while budget > 0 && idle_rounds < n {
-            let i = cursor;
-            cursor = (cursor + 1) % n;
-            let can = remaining[i] > 0
-                && load.inflight[i] < cap
-                && (opts.rate.is_some() || net.pending(i) < 2048);
-            if !can {
-                idle_rounds += 1;
-                continue;
-            }
-            idle_rounds = 0;
-            let partner = i ^ 1;
-            line.clear();
-            let now = load.now();
-            target.proto.message(
-                &mut line,
-                &names[i],
-                &names[partner],
-                &load.tokens[i],
-                now,
-                i,
-            );
-            net.send(i, &line);
-            remaining[i] -= 1;
-            load.inflight[i] += 1;
-            sent += 1;
-            budget -= 1;
-            if opts.rate.is_none() && net.pending(i) >= 2048 {
-                // Let the socket take it before piling more on this client.
-                continue;
-            }
-        }
-        net.turn(Duration::from_millis(1), &mut load)?;
+    let mut send_lag = Latencies::default();
+    let writes_before = net.writes;
+    match opts.rate {
+        Some(rate) => paced(
+            &mut net,
+            &mut load,
+            target,
+            &names,
+            Pacer::new(rate, total, n),
+            (&mut remaining, cap),
+            &mut send_lag,
+        )?,
+        None => full_speed(&mut net, &mut load, target, &names, &mut remaining, cap)?,
     }
     let elapsed =
         Duration::from_nanos(load.last_delivery.saturating_sub(t0)).max(Duration::from_nanos(1));
@@ -560,11 +521,134 @@ pub fn direct(target: &Target, opts: &DirectOpts) -> io::Result<Report> {
         "ms",
         false,
     );
+    if opts.rate.is_some() {
+        // How late the generator sent (after each message's due time): a paced run whose
+        // generator kept its schedule has this well under a millisecond.
+        report.add(
+            &format!("{p}.send_lag_p99_ms"),
+            send_lag.percentile(99.0).as_secs_f64() * 1e3,
+            "ms",
+            false,
+        );
+        // Writes per message sent: 1 when each left on its own (answers to pings add a
+        // few), below 1 when messages were held back and left together.
+        report.add(
+            &format!("{p}.writes_per_msg"),
+            (net.writes - writes_before) as f64 / send_lag.len().max(1) as f64,
+            "",
+            false,
+        );
+    }
     add_server(&mut report, p, target, before, load.delivered as f64);
     report.add(&format!("{p}.generator_cpu_s"), own, "s", false);
     report.add(&format!("{p}.elapsed_s"), elapsed.as_secs_f64(), "s", false);
     finish(&mut report, &load, &net);
     Ok(report)
+}
+
+/// The full-speed loop of `direct`: every client sends while it has messages left, is
+/// under its in-flight cap and its socket takes them; written at the end of each turn.
+fn full_speed(
+    net: &mut Net,
+    load: &mut Load,
+    target: &Target,
+    names: &[String],
+    remaining: &mut [usize],
+    cap: u32,
+) -> io::Result<()> {
+    let n = names.len();
+    let total: u64 = remaining.iter().map(|&m| m as u64).sum();
+    let started = Instant::now();
+    let mut line = Vec::with_capacity(128);
+    let mut cursor = 0;
+    while load.delivered < total {
+        if started.elapsed() > target.timeout {
+            load.error(format!(
+                "timed out with {} of {total} delivered",
+                load.delivered
+            ));
+            break;
+        }
+        let mut idle_rounds = 0;
+        while idle_rounds < n {
+            let i = cursor;
+            cursor = (cursor + 1) % n;
+            if !(remaining[i] > 0 && load.inflight[i] < cap && net.pending(i) < 2048) {
+                idle_rounds += 1;
+                continue;
+            }
+            idle_rounds = 0;
+            line.clear();
+            let now = load.now();
+            target
+                .proto
+                .message(&mut line, &names[i], &names[i ^ 1], &load.tokens[i], now, i);
+            net.send(i, &line);
+            remaining[i] -= 1;
+            load.inflight[i] += 1;
+        }
+        net.turn(Duration::from_millis(1), load)?;
+    }
+    Ok(())
+}
+
+/// Readiness events the paced loop handles before it looks at its schedule again.
+const PACED_EVENTS_PER_TURN: usize = 256;
+
+/// The paced loop of `direct` (`--rate`): the messages [`Pacer`] says are due are sent
+/// one by one, each stamped right before its own write; between them the replies are
+/// read in batches of at most [`PACED_EVENTS_PER_TURN`] events, waiting at most 1 ms
+/// (epoll's resolution) when nothing is due. `send_lag` gets how late each message left
+/// against its due time.
+fn paced(
+    net: &mut Net,
+    load: &mut Load,
+    target: &Target,
+    names: &[String],
+    mut pacer: Pacer,
+    (remaining, cap): (&mut [usize], u32),
+    send_lag: &mut Latencies,
+) -> io::Result<()> {
+    let total: u64 = remaining.iter().map(|&m| m as u64).sum();
+    net.set_events_per_turn(PACED_EVENTS_PER_TURN);
+    let started = Instant::now();
+    let t0 = load.now();
+    let mut line = Vec::with_capacity(128);
+    while load.delivered < total {
+        if started.elapsed() > target.timeout {
+            load.error(format!(
+                "timed out with {} of {total} delivered",
+                load.delivered
+            ));
+            break;
+        }
+        let due = pacer.take(load.now().saturating_sub(t0));
+        for k in due.clone() {
+            let i = pacer.client_of(k);
+            if remaining[i] == 0 || load.inflight[i] >= cap {
+                // Under an in-flight cap: this one (and the rest, in order) waits.
+                pacer.put_back(k);
+                break;
+            }
+            line.clear();
+            let now = load.now();
+            target
+                .proto
+                .message(&mut line, &names[i], &names[i ^ 1], &load.tokens[i], now, i);
+            net.send_now(i, &line);
+            send_lag.push((now - t0).saturating_sub(pacer.due_at(k)));
+            remaining[i] -= 1;
+            load.inflight[i] += 1;
+        }
+        // Wait for replies only while nothing is due; otherwise just take what is ready.
+        let wait = match pacer.next_due() {
+            Some(at) if at > load.now().saturating_sub(t0) => Duration::from_millis(1),
+            Some(_) => Duration::ZERO,
+            None => Duration::from_millis(1),
+        };
+        net.turn(wait, load)?;
+    }
+    Ok(())
 }
 
 /// Sizes of the `idle` test.

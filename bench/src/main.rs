@@ -163,6 +163,10 @@ enum Cmd {
         /// The protocol it speaks.
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
+        /// Readiness events handled per loop turn before their writes (`compare` gives
+        /// the paced mode 64, runtime-mio's turn).
+        #[arg(long, default_value_t = switchboard_bench::relay::EVENTS_PER_TURN)]
+        events_per_turn: usize,
     },
     /// Writes offline accounts acct0..acct{N-1} into a data directory (server stopped).
     Seed {
@@ -199,6 +203,9 @@ enum Cmd {
         /// Append every run's figures to this CSV file.
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Messages a second in all of the `paced` mode.
+        #[arg(long, default_value_t = 100_000.0)]
+        paced_rate: f64,
     },
     /// `direct` and `logins` at growing client counts, for the plot.
     Sweep {
@@ -335,8 +342,13 @@ fn main() -> ExitCode {
                 in_flight,
             },
         ),
-        Cmd::Relay { listen, proto } => {
+        Cmd::Relay {
+            listen,
+            proto,
+            events_per_turn,
+        } => {
             let relay = Relay::bind(listen, proto).and_then(|mut relay| {
+                relay.set_events_per_turn(events_per_turn);
                 println!("listening on {}", relay.local_addr()?);
                 relay.run(|| false)
             });
@@ -365,12 +377,16 @@ fn main() -> ExitCode {
             server_bin,
             runtime,
             csv,
+            paced_rate,
         } => {
             let runtimes: Vec<&'static str> = compare::RUNTIMES
                 .into_iter()
                 .filter(|r| runtime.iter().any(|given| given == r))
                 .collect();
-            let sizes = if full { Sizes::full() } else { Sizes::quick() };
+            let sizes = Sizes {
+                paced_rate,
+                ..if full { Sizes::full() } else { Sizes::quick() }
+            };
             let modes: Vec<Mode> = Mode::for_proto(proto)
                 .into_iter()
                 .filter(|m| only.is_empty() || only.iter().any(|o| o == m.name()))

@@ -45,6 +45,8 @@ pub struct Net {
     scratch: Vec<u8>,
     /// Connections closed or failed so far.
     pub closed: usize,
+    /// Writes that moved bytes so far (a paced run makes one per message).
+    pub writes: u64,
 }
 
 impl Net {
@@ -67,6 +69,7 @@ impl Net {
             sources,
             scratch: vec![0; 256 * 1024],
             closed: 0,
+            writes: 0,
         })
     }
 
@@ -127,6 +130,29 @@ impl Net {
         }
     }
 
+    /// Writes `bytes` on `conn` now, behind whatever it still has queued (what the socket
+    /// does not take waits for the next flush or writable event): a paced message leaves
+    /// right after its timestamp is taken, not at the end of the loop turn.
+    pub fn send_now(&mut self, conn: usize, bytes: &[u8]) {
+        let c = &mut self.conns[conn];
+        if c.closed {
+            return;
+        }
+        c.wbuf.extend_from_slice(bytes);
+        self.write_out(conn);
+        let c = &mut self.conns[conn];
+        if c.wpos < c.wbuf.len() && !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Hands out at most `n` readiness events per [`turn`](Self::turn) (4096 unless
+    /// set), so a loop that must also keep a schedule comes round between batches.
+    pub fn set_events_per_turn(&mut self, n: usize) {
+        self.events = Events::with_capacity(n.max(1));
+    }
+
     /// Bytes queued on `conn` and not yet written.
     pub fn pending(&self, conn: usize) -> usize {
         let c = &self.conns[conn];
@@ -167,7 +193,10 @@ impl Net {
         while c.wpos < c.wbuf.len() {
             match c.stream.write(&c.wbuf[c.wpos..]) {
                 Ok(0) => break,
-                Ok(n) => c.wpos += n,
+                Ok(n) => {
+                    c.wpos += n;
+                    self.writes += 1;
+                }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => break,
@@ -183,10 +212,13 @@ impl Net {
     }
 
     /// One loop turn: waits up to `timeout` for readiness, reads every ready connection
-    /// and hands each complete line to `handler`, then flushes what was queued.
-    pub fn turn<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<()> {
+    /// (at most the events set by [`set_events_per_turn`](Self::set_events_per_turn))
+    /// and hands each complete line to `handler`, then flushes what was queued. Returns
+    /// how many readiness events it handled.
+    pub fn turn<H: Handler>(&mut self, timeout: Duration, handler: &mut H) -> io::Result<usize> {
         self.flush_all();
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        let mut handled = 0;
         match self.poll.poll(&mut events, Some(timeout)) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -196,6 +228,7 @@ impl Net {
             }
         }
         for event in events.iter() {
+            handled += 1;
             let conn = event.token().0;
             if self.conns[conn].closed {
                 continue;
@@ -221,7 +254,7 @@ impl Net {
         }
         self.events = events;
         self.flush_all();
-        Ok(())
+        Ok(handled)
     }
 
     fn fail<H: Handler>(&mut self, conn: usize, handler: &mut H) {
@@ -250,6 +283,12 @@ impl Net {
                         rbuf.drain(..done);
                     }
                     self.conns[conn].rbuf = rbuf;
+                    if n < scratch.len() {
+                        // A short read took all the socket had; anything arriving later
+                        // raises a new edge (the edge-triggered readiness fires on every
+                        // arrival), so the read that would say `WouldBlock` is saved.
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

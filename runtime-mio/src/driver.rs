@@ -444,6 +444,14 @@ impl Driver {
                             self.flush();
                         }
                     }
+                    if n < self.scratch.len() {
+                        // A short read took all the socket held: what arrives later raises
+                        // a new edge (edge-triggered readiness fires on every arrival, and
+                        // on the peer's close), so the read that would only say
+                        // `WouldBlock` is skipped: one system call less per message when
+                        // each read brings one line.
+                        return;
+                    }
                 }
                 Got::WouldBlock => return,
                 Got::Closed => {
