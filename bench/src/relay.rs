@@ -132,7 +132,7 @@ impl Relay {
                             self.write_out(slot);
                         }
                         if event.is_readable() || event.is_read_closed() {
-                            self.read_in(slot);
+                            self.read_in(slot, event.is_read_closed());
                         }
                     }
                 }
@@ -273,7 +273,8 @@ impl Relay {
         }
     }
 
-    fn read_in(&mut self, slot: usize) {
+    /// Reads what `slot` holds; to the end of the stream when its peer `closed`.
+    fn read_in(&mut self, slot: usize, closed: bool) {
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut eof = false;
         while let Some(c) = self.conns[slot].as_mut() {
@@ -298,9 +299,10 @@ impl Relay {
                     if let Some(c) = self.conns[slot].as_mut() {
                         c.rbuf = rbuf;
                     }
-                    if n < scratch.len() {
+                    if n < scratch.len() && !closed {
                         // A short read took all there was; a later arrival raises a new
-                        // edge, so the read that would say `WouldBlock` is saved.
+                        // edge, so the read that would say `WouldBlock` is saved (a close
+                        // that came with the last bytes raised its edge already).
                         break;
                     }
                 }

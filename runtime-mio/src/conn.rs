@@ -100,6 +100,9 @@ pub(crate) struct Conn {
     pub(crate) writable: bool,
     /// Whether it is in the loop's list of connections to write this turn.
     pub(crate) dirty: bool,
+    /// The peer's close (or an error) was reported: reads go on to the end of the stream,
+    /// short or not, since no further edge will come for it.
+    pub(crate) hung_up: bool,
 }
 
 impl Conn {
@@ -110,6 +113,7 @@ impl Conn {
             out: VecDeque::new(),
             writable: true,
             dirty: false,
+            hung_up: false,
         }
     }
 

@@ -265,6 +265,11 @@ impl Driver {
                     if event.is_writable() || event.is_error() {
                         self.on_writable(conn);
                     }
+                    if event.is_read_closed() || event.is_error() {
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.hung_up = true;
+                        }
+                    }
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         self.on_readable(conn);
                     }
@@ -432,6 +437,7 @@ impl Driver {
                 self.more_to_read.push(conn);
                 return;
             }
+            let hung_up = c.hung_up;
             match c.read(&mut self.scratch) {
                 Got::Data(n) => {
                     taken += n;
@@ -444,12 +450,13 @@ impl Driver {
                             self.flush();
                         }
                     }
-                    if n < self.scratch.len() {
+                    if n < self.scratch.len() && !hung_up {
                         // A short read took all the socket held: what arrives later raises
                         // a new edge (edge-triggered readiness fires on every arrival, and
                         // on the peer's close), so the read that would only say
                         // `WouldBlock` is skipped: one system call less per message when
-                        // each read brings one line.
+                        // each read brings one line. A close that came with the last bytes
+                        // raised its edge already: then reading goes on to the end.
                         return;
                     }
                 }
