@@ -210,6 +210,32 @@ fn a_goodbye_is_flushed_before_the_close_even_after_a_half_close() {
     server.stop().expect("clean stop");
 }
 
+/// A last line and the peer's close arriving together (often within one wake-up, so one
+/// readiness report for both) still end the session: the server reads to the end of the
+/// stream, answers and closes, and the others hear the user leave.
+#[test]
+fn a_close_arriving_with_the_last_line_is_seen() {
+    let server = TestServer::start(config());
+    let mut watcher = Client::connect(server.addr);
+    watcher.greeting();
+    watcher.send("uname watcher");
+    watcher.expect("+OK uname you are watcher");
+    for i in 0..20 {
+        let mut client = Client::connect(server.addr);
+        client.greeting();
+        client.send(&format!("uname z{i}"));
+        client.writer.shutdown(Shutdown::Write).expect("half-close");
+        client.expect(&format!("+OK uname you are z{i}"));
+        assert_eq!(client.line(), None, "round {i}: the stream ends");
+        // The watcher hears the login and then the departure.
+        let joined = watcher.line().expect("a login notice");
+        assert!(joined.contains(&format!("z{i}")), "round {i}: {joined:?}");
+        let left = watcher.line().expect("a departure notice");
+        assert!(left.contains(&format!("z{i}")), "round {i}: {left:?}");
+    }
+    server.stop().expect("clean stop");
+}
+
 #[test]
 fn a_reader_that_stops_reading_is_disconnected_and_the_others_carry_on() {
     let mut config = config();
