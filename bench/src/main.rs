@@ -176,6 +176,10 @@ enum Cmd {
         /// Accounts.
         #[arg(long, default_value_t = 100)]
         accounts: usize,
+        /// Their names' prefix: `acct` gives acct0, acct1, ... (the `offline` mode's);
+        /// `i` the `idle` mode's names, `d` the `direct` mode's, for ims and opcode.
+        #[arg(long, default_value = "acct")]
+        prefix: String,
     },
     /// Server and null relay, started fresh per run, interleaved; medians and ratios.
     Compare {
@@ -360,8 +364,13 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Cmd::Seed { data_dir, accounts } => {
-            return match compare::seed_accounts(&data_dir, accounts) {
+        Cmd::Seed {
+            data_dir,
+            accounts,
+            prefix,
+        } => {
+            let names: Vec<String> = (0..accounts).map(|i| format!("{prefix}{i}")).collect();
+            return match compare::seed_names(&data_dir, &names) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("switchboard-bench seed: {e}");
