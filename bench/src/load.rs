@@ -175,6 +175,17 @@ impl Load {
             self.first_error = Some(what);
         }
     }
+
+    /// Whether a run started at `started` passed `timeout` before delivering its
+    /// `total` (recorded as an error).
+    fn timed_out(&mut self, started: Instant, timeout: Duration, total: u64) -> bool {
+        let late = started.elapsed() > timeout;
+        if late {
+            let delivered = self.delivered;
+            self.error(format!("timed out with {delivered} of {total} delivered"));
+        }
+        late
+    }
 }
 
 impl Handler for Load {
@@ -562,11 +573,7 @@ fn full_speed(
     let mut line = Vec::with_capacity(128);
     let mut cursor = 0;
     while load.delivered < total {
-        if started.elapsed() > target.timeout {
-            load.error(format!(
-                "timed out with {} of {total} delivered",
-                load.delivered
-            ));
+        if load.timed_out(started, target.timeout, total) {
             break;
         }
         let mut idle_rounds = 0;
@@ -615,11 +622,7 @@ fn paced(
     let t0 = load.now();
     let mut line = Vec::with_capacity(128);
     while load.delivered < total {
-        if started.elapsed() > target.timeout {
-            load.error(format!(
-                "timed out with {} of {total} delivered",
-                load.delivered
-            ));
+        if load.timed_out(started, target.timeout, total) {
             break;
         }
         let due = pacer.take(load.now().saturating_sub(t0));
@@ -911,11 +914,7 @@ pub fn room(target: &Target, opts: &RoomOpts) -> io::Result<Report> {
     let started = Instant::now();
     let mut line = Vec::with_capacity(160);
     while load.delivered < total {
-        if started.elapsed() > target.timeout {
-            load.error(format!(
-                "timed out with {} of {total} delivered",
-                load.delivered
-            ));
+        if load.timed_out(started, target.timeout, total) {
             break;
         }
         if load.errors > 0 {
