@@ -298,7 +298,29 @@ pub(crate) fn encoded_len(bytes: &[u8]) -> usize {
 }
 
 fn put_number(out: &mut BytesMut, n: u64) {
-    out.put_slice(n.to_string().as_bytes());
+    use core::fmt::Write as _;
+    // Formatting into the buffer cannot fail; no string is made on the way.
+    let _ = write!(out, "{n}");
+}
+
+impl Reply<'_> {
+    /// Bytes the line takes, CRLF included, when nothing in it needs percent-encoding
+    /// (encoding grows it past this), so its buffer is allocated once instead of regrown.
+    pub(crate) fn encoded_len_hint(&self) -> usize {
+        // The opcode, a space, CRLF; a number at its longest.
+        const FIXED: usize = 6;
+        const NUMBER: usize = 21;
+        FIXED
+            + match self {
+                Reply::Login { name, .. } => NUMBER + 1 + name.len(),
+                Reply::ChatListElement { me, other, .. } => NUMBER + 2 + me.len() + other.len(),
+                Reply::MessageSended { message, .. } => 3 * NUMBER + 3 + message.len(),
+                Reply::OwnContact { name, .. } => NUMBER + 1 + name.len(),
+                Reply::Media { bytes, .. } => NUMBER + 1 + bytes.map_or(0, <[u8]>::len),
+                Reply::Contact(name) | Reply::ConfirmContactAdd(name) => name.len(),
+                _ => NUMBER,
+            }
+    }
 }
 
 /// Appends one reply line, CRLF included.
@@ -387,7 +409,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
 
 /// One reply as its own bytes.
 pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
-    let mut out = BytesMut::new();
+    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
     encode(reply, &mut out);
     out.freeze()
 }
@@ -423,6 +445,62 @@ mod tests {
                 }
                 Line::TooLong => out.push(Err(())),
             }
+        }
+    }
+
+    /// Every reply with nothing to percent-encode fits the length its hint gives, so its
+    /// buffer is allocated once (a short hint would regrow it part by part).
+    #[test]
+    fn every_reply_fits_its_length_hint() {
+        let replies = [
+            Reply::Unknown,
+            Reply::Invalid,
+            Reply::Login {
+                status: Status::Ok,
+                name: "hans",
+            },
+            Reply::Logout(Status::NotLoggedIn),
+            Reply::ChatListBegin(usize::MAX),
+            Reply::ChatListElement {
+                chat: u64::MAX,
+                me: "hans",
+                other: "grete",
+            },
+            Reply::ChatListEnd,
+            Reply::ChatCreate(Status::ContactNotConfirmed),
+            Reply::MessageSend(Status::Ok),
+            Reply::MessageSended {
+                chat: u64::MAX,
+                ms: u64::MAX,
+                message: "a-plain-message",
+                media: Some(u64::MAX),
+            },
+            Reply::OwnContactsBegin(12),
+            Reply::OwnContact {
+                name: "grete",
+                since_ms: u64::MAX,
+            },
+            Reply::Media {
+                status: Status::Ok,
+                bytes: Some(b"abc"),
+            },
+            Reply::Media {
+                status: Status::Ok,
+                bytes: None,
+            },
+            Reply::Contact("grete"),
+            Reply::ConfirmContactAdd("grete"),
+        ];
+        for reply in &replies {
+            let mut out = BytesMut::new();
+            encode(reply, &mut out);
+            assert!(
+                out.len() <= reply.encoded_len_hint(),
+                "{} bytes, hint {}: {:?}",
+                out.len(),
+                reply.encoded_len_hint(),
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 

@@ -618,17 +618,17 @@ impl Session {
         }
         let now = cx.now.wall_ms;
         let media_id = kind.flatten();
-        let mut replies = BytesMut::new();
-        codec::encode(&Reply::MessageSend(Status::Ok), &mut replies);
-        codec::encode(
-            &Reply::MessageSended {
-                chat,
-                ms: now,
-                message: &message,
-                media: media_id.map(|m| m.0),
-            },
-            &mut replies,
-        );
+        let sent = Reply::MessageSend(Status::Ok);
+        let sended = Reply::MessageSended {
+            chat,
+            ms: now,
+            message: &message,
+            media: media_id.map(|m| m.0),
+        };
+        let mut replies =
+            BytesMut::with_capacity(sent.encoded_len_hint() + sended.encoded_len_hint());
+        codec::encode(&sent, &mut replies);
+        codec::encode(&sended, &mut replies);
         if !cx.room_for(replies.len()) {
             return;
         }
