@@ -4,7 +4,7 @@
 use core::net::{IpAddr, SocketAddr};
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::config::Config;
 use crate::conns::{Slot, Table};
@@ -211,6 +211,12 @@ impl Cx<'_> {
     /// Sends bytes to this connection.
     pub(crate) fn send(&mut self, bytes: Bytes) {
         self.out.transmit(self.conns, self.slot, bytes, None);
+    }
+
+    /// Sends what `encode` appends, encoded straight into this connection's queued
+    /// transmit: no buffer of its own per reply. `encode` only appends.
+    pub(crate) fn send_with(&mut self, encode: impl FnOnce(&mut BytesMut)) {
+        self.out.transmit_with(self.conns, self.slot, None, encode);
     }
 
     /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::conns::{Conn, Slot, Table};
 use crate::effect::Effect;
@@ -26,6 +26,9 @@ pub(crate) struct Link {
     sent: u64,
     /// Bytes the runtime reported written since it opened.
     written: u64,
+    /// The queue position (counted from the outbox's first entry) of its queued transmit
+    /// that later small transmits join, plus one; 0 for none.
+    open: u64,
 }
 
 impl Link {
@@ -52,14 +55,57 @@ impl Link {
     }
 }
 
+/// A transmit of at most this many bytes is copied into its connection's transmit still
+/// queued, if it has one: a connection gets one buffer per drain of the queue, not one
+/// per reply. Longer ones (a broadcast shared by many, a media item) keep their own
+/// shared `Bytes`, never copied.
+const JOIN_MAX: usize = 512;
+
+/// The first capacity of a transmit that later ones may join.
+const JOIN_FIRST: usize = 256;
+
+/// One entry of the outbox's FIFO.
+#[derive(Debug)]
+enum Queued {
+    /// Bytes for `conn`, which later transmits to it of at most [`JOIN_MAX`] bytes, held
+    /// for no later commit, join while it is queued.
+    Open {
+        conn: ConnId,
+        bytes: BytesMut,
+        after: Option<Seq>,
+        /// The number of the first output it holds.
+        first: u64,
+    },
+    /// Any other output, and its number.
+    Output(Output, u64),
+}
+
+impl Queued {
+    fn first(&self) -> u64 {
+        match self {
+            Queued::Open { first, .. } | Queued::Output(_, first) => *first,
+        }
+    }
+}
+
 /// One FIFO of outputs, plus the totals over the connections' [`Link`]s.
+///
+/// Consecutive small transmits to one connection share one queued transmit: the runtime
+/// gets one `Bytes` per connection per drain, however many replies and deliveries it
+/// holds. Numbered as the server produced them (each transmit its own output), so events
+/// recorded between them keep their place.
 #[derive(Debug, Default)]
 pub(crate) struct Outbox {
-    queue: VecDeque<Output>,
-    /// Outputs queued so far, shared with the model's event journal.
+    queue: VecDeque<Queued>,
+    /// Entries taken from `queue` so far: the position of its front.
+    taken: u64,
+    /// Outputs produced so far (each transmit one, joined or not), shared with the
+    /// model's event journal.
     pushed: OutputCount,
-    /// Outputs taken so far: the number of the next one.
-    popped: u64,
+    /// With a tap: a copy of every output as produced, before any joined another, for
+    /// the simulator's oracles; and how many were taken.
+    log: Option<VecDeque<Output>>,
+    logged_taken: u64,
     /// Connections to close, in the order they were marked; `None` when the peer is
     /// already gone and no `Close` output is needed.
     closing: VecDeque<(ConnId, Option<CloseReason>)>,
@@ -121,14 +167,125 @@ impl Outbox {
         link.unwritten += bytes.len();
         link.sent += bytes.len() as u64;
         self.total += bytes.len();
-        self.push(Output::Transmit {
-            conn: conn.id,
-            bytes,
-            after,
-        });
+        let id = conn.id;
+        if let Some(log) = self.log.as_mut() {
+            log.push_back(Output::Transmit {
+                conn: id,
+                bytes: bytes.clone(),
+                after,
+            });
+        }
+        if bytes.len() > JOIN_MAX {
+            link.open = 0;
+            let number = self.pushed.get();
+            self.pushed.bump();
+            self.queue.push_back(Queued::Output(
+                Output::Transmit {
+                    conn: id,
+                    bytes,
+                    after,
+                },
+                number,
+            ));
+        } else {
+            let (at, _) = self.open_for(link, id, after);
+            if let Some(Queued::Open { bytes: open, .. }) = self.queue.get_mut(at) {
+                open.extend_from_slice(&bytes);
+            }
+            self.pushed.bump();
+        }
         if self.total > self.budget {
             self.shed(conns);
         }
+    }
+
+    /// Encodes bytes for the connection in `slot` straight into its queued transmit (a
+    /// new one if it has none that may take them), held until `after` is committed if
+    /// given: a reply costs no buffer of its own. Limits as [`transmit`](Self::transmit):
+    /// past the outbound limit the bytes are taken back and the connection closes as a
+    /// slow reader.
+    pub(crate) fn transmit_with(
+        &mut self,
+        conns: &mut Table,
+        slot: Slot,
+        after: Option<Seq>,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
+        let Some(conn) = conns.at_mut(slot) else {
+            return;
+        };
+        let link = &mut conn.link;
+        if link.closing {
+            return;
+        }
+        let id = conn.id;
+        let (at, fresh) = self.open_for(link, id, after);
+        let Some(Queued::Open { bytes, .. }) = self.queue.get_mut(at) else {
+            return;
+        };
+        let start = bytes.len();
+        encode(bytes);
+        let n = bytes.len() - start;
+        let over = link.unwritten + n > self.limit;
+        if n == 0 || over {
+            bytes.truncate(start);
+            if fresh {
+                self.queue.pop_back();
+                link.open = 0;
+            }
+            if over {
+                link.closing = true;
+                self.total -= link.unwritten;
+                self.closing.push_back((id, Some(CloseReason::SlowReader)));
+            }
+            return;
+        }
+        if let Some(log) = self.log.as_mut() {
+            log.push_back(Output::Transmit {
+                conn: id,
+                bytes: Bytes::copy_from_slice(&bytes[start..]),
+                after,
+            });
+        }
+        self.pushed.bump();
+        link.waits_for = link.waits_for.max(after.unwrap_or_default());
+        link.unwritten += n;
+        link.sent += n as u64;
+        self.total += n;
+        if self.total > self.budget {
+            self.shed(conns);
+        }
+    }
+
+    /// The index in the queue of the transmit of `conn` that bytes held for `after` may
+    /// join, and whether it is new (pushed now, empty). It may join its connection's
+    /// transmit still queued if that is held for no earlier commit: the gate holds
+    /// everything after a held transmit on its connection anyway, so joining it delays
+    /// nothing.
+    fn open_for(&mut self, link: &mut Link, conn: ConnId, after: Option<Seq>) -> (usize, bool) {
+        let queued = (link.open.checked_sub(1))
+            .and_then(|pos| pos.checked_sub(self.taken))
+            .and_then(|at| usize::try_from(at).ok());
+        if let Some(at) = queued {
+            if let Some(Queued::Open {
+                conn: c,
+                after: held,
+                ..
+            }) = self.queue.get(at)
+            {
+                if *c == conn && after <= *held {
+                    return (at, false);
+                }
+            }
+        }
+        self.queue.push_back(Queued::Open {
+            conn,
+            bytes: BytesMut::with_capacity(JOIN_FIRST),
+            after,
+            first: self.pushed.get(),
+        });
+        link.open = self.taken + self.queue.len() as u64;
+        (self.queue.len() - 1, true)
     }
 
     /// Whether the connection in `slot` has room for `len` more bytes under its outbound
@@ -263,29 +420,62 @@ impl Outbox {
     }
 
     pub(crate) fn pop(&mut self) -> Option<Output> {
-        let output = self.queue.pop_front()?;
-        self.popped += 1;
-        Some(output)
+        let queued = self.queue.pop_front()?;
+        self.taken += 1;
+        Some(match queued {
+            Queued::Open {
+                conn, bytes, after, ..
+            } => Output::Transmit {
+                conn,
+                bytes: bytes.freeze(),
+                after,
+            },
+            Queued::Output(output, _) => output,
+        })
     }
 
-    /// The number (from 0) of the next output [`pop`](Self::pop) returns.
     /// Pops the next output if it is a transmit that waits for nothing later than
     /// `committed`: the hot path of a drain, which moves only the connection and the bytes
     /// instead of a whole [`Output`] through each step.
     pub(crate) fn pop_ready_transmit(&mut self, committed: Seq) -> Option<(ConnId, Bytes)> {
+        let ready = |after: &Option<Seq>| after.is_none_or(|seq| seq <= committed);
         match self.queue.front() {
-            Some(Output::Transmit { after, .. }) if after.is_none_or(|seq| seq <= committed) => {}
+            Some(Queued::Open { after, .. }) if ready(after) => {}
+            Some(Queued::Output(Output::Transmit { after, .. }, _)) if ready(after) => {}
             _ => return None,
         }
-        let Some(Output::Transmit { conn, bytes, .. }) = self.queue.pop_front() else {
-            return None;
-        };
-        self.popped += 1;
-        Some((conn, bytes))
+        let front = self.queue.pop_front()?;
+        self.taken += 1;
+        match front {
+            Queued::Open { conn, bytes, .. } => Some((conn, bytes.freeze())),
+            Queued::Output(Output::Transmit { conn, bytes, .. }, _) => Some((conn, bytes)),
+            Queued::Output(..) => None,
+        }
     }
 
+    /// The number (from 0) of the next output as produced: of the next one
+    /// [`pop_logged`](Self::pop_logged) returns with a log, else of the first one the
+    /// next [`pop`](Self::pop) returns holds (or of the next one produced).
     pub(crate) fn popped(&self) -> u64 {
-        self.popped
+        if self.log.is_some() {
+            return self.logged_taken;
+        }
+        self.queue.front().map_or(self.pushed.get(), Queued::first)
+    }
+
+    /// Keeps a copy of every output as produced from now on, for
+    /// [`pop_logged`](Self::pop_logged).
+    pub(crate) fn keep_log(&mut self) {
+        self.log.get_or_insert_with(VecDeque::new);
+        self.logged_taken = self.pushed.get();
+    }
+
+    /// With [`keep_log`](Self::keep_log): the next output as produced, before any
+    /// transmit joined another.
+    pub(crate) fn pop_logged(&mut self) -> Option<Output> {
+        let output = self.log.as_mut()?.pop_front()?;
+        self.logged_taken += 1;
+        Some(output)
     }
 
     /// The count of queued outputs, for the model's event journal.
@@ -293,9 +483,14 @@ impl Outbox {
         self.pushed.clone()
     }
 
+    /// Queues an output other than a small transmit.
     fn push(&mut self, output: Output) {
+        if let Some(log) = self.log.as_mut() {
+            log.push_back(output.clone());
+        }
+        let number = self.pushed.get();
         self.pushed.bump();
-        self.queue.push_back(output);
+        self.queue.push_back(Queued::Output(output, number));
     }
 
     pub(crate) fn queued(&self) -> usize {
@@ -316,6 +511,171 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::Protocol;
+    use crate::io::Peer;
+
+    fn table(ids: &[u64]) -> Table {
+        let mut table = Table::default();
+        for &id in ids {
+            table.insert(Conn {
+                id: ConnId(id),
+                peer: Peer::Local,
+                protocol: Protocol::Admin,
+                endpoint: None,
+                link: Link::default(),
+                limits: Default::default(),
+                timer: None,
+                drain: None,
+                requests_handed: 0,
+            });
+        }
+        table
+    }
+
+    fn send(out: &mut Outbox, t: &mut Table, id: u64, bytes: Bytes, after: Option<u64>) {
+        let slot = t.slot(ConnId(id)).expect("open");
+        out.transmit(t, slot, bytes, after.map(Seq));
+    }
+
+    fn text(out: &mut Outbox, t: &mut Table, id: u64, text: &'static str, after: Option<u64>) {
+        send(out, t, id, Bytes::from_static(text.as_bytes()), after);
+    }
+
+    fn drained(out: &mut Outbox) -> Vec<(u64, String, Option<u64>)> {
+        std::iter::from_fn(|| out.pop())
+            .map(|o| match o {
+                Output::Transmit { conn, bytes, after } => (
+                    conn.0,
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    after.map(|s| s.0),
+                ),
+                other => (0, format!("{other:?}"), None),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn small_transmits_to_one_connection_join_its_queued_one_in_order() {
+        let mut t = table(&[1, 2]);
+        let mut out = Outbox::new(usize::MAX, usize::MAX);
+        text(&mut out, &mut t, 1, "a1 ", None);
+        text(&mut out, &mut t, 2, "b1 ", None);
+        out.persist(Seq(1), Change::IpUnbanned("10.0.0.1".parse().expect("ip")));
+        text(&mut out, &mut t, 1, "a2 ", None);
+        text(&mut out, &mut t, 2, "b2 ", None);
+        assert_eq!(out.queued(), 3, "two transmits and the change");
+        let got = drained(&mut out);
+        assert_eq!(got[0], (1, "a1 a2 ".into(), None));
+        assert_eq!(got[1], (2, "b1 b2 ".into(), None));
+        assert!(got[2].1.starts_with("Persist"));
+        // Once taken, a connection's transmit is joined no more: the next one starts anew.
+        text(&mut out, &mut t, 1, "a3 ", None);
+        assert_eq!(drained(&mut out), [(1, "a3 ".into(), None)]);
+        let link = &t.get(ConnId(1)).expect("open").link;
+        assert_eq!((link.sent(), link.unwritten()), (9, 9));
+    }
+
+    #[test]
+    fn a_transmit_held_for_a_later_commit_joins_nothing_before_it() {
+        let mut t = table(&[1]);
+        let mut out = Outbox::new(usize::MAX, usize::MAX);
+        text(&mut out, &mut t, 1, "free ", None);
+        text(&mut out, &mut t, 1, "held ", Some(3));
+        // What follows a held transmit on its connection waits for it anyway: it joins.
+        text(&mut out, &mut t, 1, "after ", None);
+        text(&mut out, &mut t, 1, "earlier ", Some(2));
+        text(&mut out, &mut t, 1, "later ", Some(4));
+        assert_eq!(
+            drained(&mut out),
+            [
+                (1, "free ".into(), None),
+                (1, "held after earlier ".into(), Some(3)),
+                (1, "later ".into(), Some(4)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_transmit_is_shared_not_copied_and_ends_the_joining() {
+        let mut t = table(&[1]);
+        let mut out = Outbox::new(usize::MAX, usize::MAX);
+        let long = Bytes::from(vec![b'x'; JOIN_MAX + 1]);
+        text(&mut out, &mut t, 1, "before ", None);
+        send(&mut out, &mut t, 1, long.clone(), None);
+        text(&mut out, &mut t, 1, "after ", None);
+        assert_eq!(
+            out.pop_ready_transmit(Seq(0)).map(|(_, b)| b),
+            Some("before ".into())
+        );
+        let (_, shared) = out.pop_ready_transmit(Seq(0)).expect("the long one");
+        assert_eq!(shared.as_ptr(), long.as_ptr(), "the same buffer");
+        assert_eq!(
+            out.pop_ready_transmit(Seq(0)).map(|(_, b)| b),
+            Some("after ".into())
+        );
+    }
+
+    #[test]
+    fn an_encoding_past_the_outbound_limit_is_taken_back_and_closes_the_connection() {
+        let mut t = table(&[1, 2]);
+        let mut out = Outbox::new(10, usize::MAX);
+        out.keep_log();
+        let one = t.slot(ConnId(1)).expect("open");
+        out.transmit_with(&mut t, one, None, |b| b.extend_from_slice(b"hello "));
+        out.transmit_with(&mut t, one, None, |_| {});
+        text(&mut out, &mut t, 2, "other ", None);
+        out.transmit_with(&mut t, one, None, |b| b.extend_from_slice(b"too long"));
+        assert_eq!(
+            out.next_closing(),
+            Some((ConnId(1), Some(CloseReason::SlowReader)))
+        );
+        let link = &t.get(ConnId(1)).expect("open").link;
+        assert_eq!(
+            (link.sent(), link.unwritten(), link.is_open()),
+            (6, 6, false)
+        );
+        // An empty encoding sends nothing; the one past the limit left nothing behind.
+        assert_eq!(out.output_count().get(), 2);
+        assert_eq!(
+            drained(&mut out),
+            [(1, "hello ".into(), None), (2, "other ".into(), None)]
+        );
+        let logged: Vec<_> = std::iter::from_fn(|| out.pop_logged()).collect();
+        assert_eq!(logged.len(), 2);
+        // A fresh transmit taken back leaves no empty one queued.
+        let mut t = table(&[2]);
+        let two = t.slot(ConnId(2)).expect("open");
+        let mut out = Outbox::new(4, usize::MAX);
+        out.transmit_with(&mut t, two, None, |b| b.extend_from_slice(b"12345"));
+        assert_eq!(out.queued(), 0);
+    }
+
+    #[test]
+    fn a_log_keeps_every_transmit_as_sent_and_events_keep_their_place() {
+        let mut t = table(&[1, 2]);
+        let mut out = Outbox::new(usize::MAX, usize::MAX);
+        out.keep_log();
+        text(&mut out, &mut t, 1, "a1 ", None);
+        text(&mut out, &mut t, 2, "b1 ", None);
+        text(&mut out, &mut t, 1, "a2 ", None);
+        assert_eq!(out.output_count().get(), 3, "each transmit is an output");
+        assert_eq!(drained(&mut out).len(), 2, "joined in the queue");
+        let logged: Vec<_> = std::iter::from_fn(|| out.pop_logged())
+            .map(|o| match o {
+                Output::Transmit { bytes, after, .. } => (bytes, after),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            logged,
+            [
+                (Bytes::from("a1 "), None),
+                (Bytes::from("b1 "), None),
+                (Bytes::from("a2 "), None)
+            ]
+        );
+        assert_eq!(out.popped(), 3);
+    }
 
     fn transmit(conn: u64, text: &'static str, after: Option<u64>) -> Output {
         Output::Transmit {

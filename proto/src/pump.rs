@@ -189,7 +189,8 @@ impl Pump {
     /// Outputs are pulled from the server as actions are polled, so after each
     /// [`poll_action`](Self::poll_action) (the last, `None`, included) drain
     /// `poll_emitted`: it yields what led to that action, or to none.
-    pub fn with_tap(server: Server) -> Pump {
+    pub fn with_tap(mut server: Server) -> Pump {
+        server.keep_output_log();
         Pump {
             tap: Some(VecDeque::new()),
             ..Pump::new(server)
@@ -443,15 +444,20 @@ impl Pump {
             }
         }
         loop {
+            // The tap gets everything produced so far, each transmit as it was sent (the
+            // output about to be pulled may hold several joined), events in between.
             if let Some(tap) = self.tap.as_mut() {
-                while let Some(event) = self.server.poll_event_before_output() {
-                    tap.push_back(Emitted::Event(event));
+                loop {
+                    while let Some(event) = self.server.poll_event_before_output() {
+                        tap.push_back(Emitted::Event(event));
+                    }
+                    match self.server.poll_logged_output() {
+                        Some(output) => tap.push_back(Emitted::Output(output)),
+                        None => break,
+                    }
                 }
             }
             let output = self.server.poll_output()?;
-            if let Some(tap) = self.tap.as_mut() {
-                tap.push_back(Emitted::Output(output.clone()));
-            }
             if let Some(output) = self.gate.admit(output) {
                 if let Some(action) = self.action_of(output) {
                     return Some(action);

@@ -365,6 +365,19 @@ impl Server {
         self.core.out.pop()
     }
 
+    /// Keeps a copy of every output as produced from now on, before any small transmit
+    /// joined an earlier one to its connection, for [`poll_logged_output`](Self::poll_logged_output).
+    pub(crate) fn keep_output_log(&mut self) {
+        self.core.out.keep_log();
+    }
+
+    /// With [`keep_output_log`](Self::keep_output_log): the next output as produced (each
+    /// transmit as its session sent it); [`poll_event_before_output`](Self::poll_event_before_output)
+    /// then places events among these.
+    pub(crate) fn poll_logged_output(&mut self) -> Option<Output> {
+        self.core.out.pop_logged()
+    }
+
     /// The next output if it is a transmit that waits for no commit later than
     /// `committed` (for the pump's hot path; [`poll_output`](Self::poll_output) otherwise).
     pub(crate) fn poll_ready_transmit(&mut self, committed: Seq) -> Option<(ConnId, bytes::Bytes)> {

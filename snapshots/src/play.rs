@@ -649,9 +649,10 @@ fn received_lines(bytes: &[u8], lf: bool) -> Vec<(&'static str, String)> {
     let mut lines = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
+        // ims ends a document with a newline or a NUL; one transmit may hold several.
         let end = rest
             .iter()
-            .position(|&b| b == b'\n')
+            .position(|&b| b == b'\n' || (lf && b == 0))
             .map_or(rest.len(), |i| i + 1);
         let (line, tail) = rest.split_at(end);
         let text = match lf {

@@ -141,8 +141,11 @@ impl World {
             match action {
                 Action::Transmit { conn, bytes } => {
                     let name = self.names.get(&conn).cloned().unwrap_or_default();
-                    let text = String::from_utf8_lossy(&bytes).replace('\n', "\\n");
-                    let _ = writeln!(self.out, "{name} << {text}");
+                    // One line per stanza or ims document: a transmit may hold several.
+                    for unit in units(&String::from_utf8_lossy(&bytes)) {
+                        let text = unit.replace('\n', "\\n");
+                        let _ = writeln!(self.out, "{name} << {text}");
+                    }
                     self.pump.written(now, conn, bytes.len());
                 }
                 Action::Close { conn, reason } => {
@@ -450,4 +453,22 @@ fn rspauth_of(transcript: &str) -> String {
         "{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"
     )
     .as_bytes()]))
+}
+
+/// The stanzas (ending `</route>`) and ims documents (ending in a newline) of `text`, in
+/// order; whatever is left at the end is one more.
+fn units(text: &str) -> Vec<&str> {
+    let mut units = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let route = rest.find("</route>").map(|i| i + "</route>".len());
+        let line = rest.find('\n').map(|i| i + 1);
+        let end = match (route, line) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(rest.len()),
+        };
+        units.push(&rest[..end]);
+        rest = &rest[end..];
+    }
+    units
 }

@@ -548,7 +548,7 @@ impl<S: ChoiceSource> Sim<S> {
                 Some((at, ev)) => {
                     self.prefetch_next();
                     self.now = self.now.max(at);
-                    if self.phase == Phase::Drain && !ev.drains() {
+                    if self.phase == Phase::Drain && !ev.drains() && !self.rejoins(&ev) {
                         return true;
                     }
                     let (name, arg) = ev.name();
@@ -753,6 +753,17 @@ impl<S: ChoiceSource> Sim<S> {
                 self.note(|| Record::Note("drain: no new timers or actions".into()));
                 self.phase = Phase::Drain;
             }
+        }
+    }
+
+    /// Whether `ev` is the turn of a login client that is not logged in: it still comes
+    /// back while the run drains (a connection the server closed in the last moments
+    /// before, a slow reader say, would otherwise leave it out for good), and does
+    /// nothing more once in (see `login_turn`).
+    fn rejoins(&self, ev: &Ev) -> bool {
+        match ev {
+            Ev::LoginWake(i, _) => (self.logins.get(*i as usize)).is_some_and(|c| !c.online()),
+            _ => false,
         }
     }
 

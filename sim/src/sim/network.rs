@@ -7,7 +7,7 @@ use core::net::SocketAddr;
 use bytes::Bytes;
 use switchboard_proto::{ConnId, Input, Peer, Protocol};
 
-use super::{fail_into, ms, Ev, Sim};
+use super::{fail_into, ms, Ev, Phase, Sim};
 use crate::choices::{ChoiceSource, Choices};
 use crate::client::ims::{Do, Seen, ALIVE_MS};
 use crate::client::{Act, Heard, Sent};
@@ -432,6 +432,10 @@ impl<S: ChoiceSource> Sim<S> {
                     self.fail(v);
                 }
             }
+        }
+        // While the run drains, a client only comes back; once in, it does nothing more.
+        if self.phase == Phase::Drain && self.logins[i].online() {
+            return;
         }
         let protocol = self.logins[i].protocol();
         let owner = Owner::Login(i as u32, protocol);

@@ -531,7 +531,8 @@ fn a_room_post_is_encoded_once_for_all_members() {
             }
         }
     }
-    let bytes = post_req(&sid, "hello").into_bytes().into();
+    // Longer than a transmit that joins another (512 bytes): shared, not copied.
+    let bytes = post_req(&sid, &"hello ".repeat(100)).into_bytes().into();
     server.handle(
         now,
         Input::Received {

@@ -617,19 +617,17 @@ fn error(cx: &mut Cx<'_>, command: Option<&str>, text: &str) {
 /// Sends a reply that depends on durable `item`: it waits for the item's pending
 /// change, if any, to be committed.
 fn reply_about(cx: &mut Cx<'_>, item: Option<Item>, reply: &Reply<'_>) {
+    let Some(item) = item else {
+        return cx.send_with(|out| codec::encode(reply, out));
+    };
     let mut out = BytesMut::new();
     codec::encode(reply, &mut out);
-    match item {
-        Some(item) => cx.send_about(&item, out.freeze()),
-        None => cx.send(out.freeze()),
-    }
+    cx.send_about(&item, out.freeze());
 }
 
 fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {
     if let Some(line) = codec::constant(reply) {
         return cx.send(Bytes::from_static(line));
     }
-    let mut out = BytesMut::new();
-    codec::encode(reply, &mut out);
-    cx.send(out.freeze());
+    cx.send_with(|out| codec::encode(reply, out));
 }
