@@ -55,10 +55,9 @@ impl Link {
     }
 }
 
-/// A transmit of at most this many bytes is copied into its connection's transmit still
-/// queued, if it has one: a connection gets one buffer per drain of the queue, not one
-/// per reply. Longer ones (a broadcast shared by many, a media item) keep their own
-/// shared `Bytes`, never copied.
+/// A transmit of at most this many bytes joins its connection's transmit still queued, if
+/// it has one: a connection gets one buffer per drain of the queue, not one per reply.
+/// Longer ones (a media item, a long listing) keep their own `Bytes`, never copied.
 const JOIN_MAX: usize = 512;
 
 /// The first capacity of a transmit that later ones may join.
@@ -71,13 +70,45 @@ enum Queued {
     /// for no later commit, join while it is queued.
     Open {
         conn: ConnId,
-        bytes: BytesMut,
+        chunk: Chunk,
         after: Option<Seq>,
         /// The number of the first output it holds.
         first: u64,
     },
     /// Any other output, and its number.
     Output(Output, u64),
+}
+
+/// The bytes of a transmit others may join.
+#[derive(Debug)]
+enum Chunk {
+    /// As sent, not copied (a broadcast's one encoding, shared by its recipients): most
+    /// connections get one line per drain, and it costs them a reference count only.
+    Shared(Bytes),
+    /// Its own buffer, once a second transmit joined or a reply was encoded into it.
+    Own(BytesMut),
+}
+
+impl Chunk {
+    /// Its own buffer, the shared bytes copied into one first.
+    fn own(&mut self) -> &mut BytesMut {
+        if let Chunk::Shared(shared) = self {
+            let mut own = BytesMut::with_capacity(JOIN_FIRST.max(2 * shared.len()));
+            own.extend_from_slice(shared);
+            *self = Chunk::Own(own);
+        }
+        match self {
+            Chunk::Own(own) => own,
+            Chunk::Shared(_) => unreachable!("made its own above"),
+        }
+    }
+
+    fn freeze(self) -> Bytes {
+        match self {
+            Chunk::Shared(bytes) => bytes,
+            Chunk::Own(own) => own.freeze(),
+        }
+    }
 }
 
 impl Queued {
@@ -187,12 +218,13 @@ impl Outbox {
                 },
                 number,
             ));
-        } else {
-            let (at, _) = self.open_for(link, id, after);
-            if let Some(Queued::Open { bytes: open, .. }) = self.queue.get_mut(at) {
-                open.extend_from_slice(&bytes);
+        } else if let Some(at) = self.open_for(link, id, after) {
+            if let Some(Queued::Open { chunk, .. }) = self.queue.get_mut(at) {
+                chunk.own().extend_from_slice(&bytes);
             }
             self.pushed.bump();
+        } else {
+            self.push_open(link, id, Chunk::Shared(bytes), after);
         }
         if self.total > self.budget {
             self.shed(conns);
@@ -219,10 +251,25 @@ impl Outbox {
             return;
         }
         let id = conn.id;
-        let (at, fresh) = self.open_for(link, id, after);
-        let Some(Queued::Open { bytes, .. }) = self.queue.get_mut(at) else {
+        let (at, fresh) = match self.open_for(link, id, after) {
+            Some(at) => (at, false),
+            None => {
+                let own = Chunk::Own(BytesMut::with_capacity(JOIN_FIRST));
+                // Numbered below, once it holds something.
+                self.queue.push_back(Queued::Open {
+                    conn: id,
+                    chunk: own,
+                    after,
+                    first: self.pushed.get(),
+                });
+                link.open = self.taken + self.queue.len() as u64;
+                (self.queue.len() - 1, true)
+            }
+        };
+        let Some(Queued::Open { chunk, .. }) = self.queue.get_mut(at) else {
             return;
         };
+        let bytes = chunk.own();
         let start = bytes.len();
         encode(bytes);
         let n = bytes.len() - start;
@@ -258,11 +305,10 @@ impl Outbox {
     }
 
     /// The index in the queue of the transmit of `conn` that bytes held for `after` may
-    /// join, and whether it is new (pushed now, empty). It may join its connection's
-    /// transmit still queued if that is held for no earlier commit: the gate holds
-    /// everything after a held transmit on its connection anyway, so joining it delays
-    /// nothing.
-    fn open_for(&mut self, link: &mut Link, conn: ConnId, after: Option<Seq>) -> (usize, bool) {
+    /// join, if any: its connection's transmit still queued, if that is held for no
+    /// earlier commit (the gate holds everything after a held transmit on its connection
+    /// anyway, so joining it delays nothing).
+    fn open_for(&self, link: &Link, conn: ConnId, after: Option<Seq>) -> Option<usize> {
         let queued = (link.open.checked_sub(1))
             .and_then(|pos| pos.checked_sub(self.taken))
             .and_then(|at| usize::try_from(at).ok());
@@ -274,18 +320,24 @@ impl Outbox {
             }) = self.queue.get(at)
             {
                 if *c == conn && after <= *held {
-                    return (at, false);
+                    return Some(at);
                 }
             }
         }
+        None
+    }
+
+    /// Queues a transmit of `conn` that later ones may join.
+    fn push_open(&mut self, link: &mut Link, conn: ConnId, chunk: Chunk, after: Option<Seq>) {
+        let first = self.pushed.get();
+        self.pushed.bump();
         self.queue.push_back(Queued::Open {
             conn,
-            bytes: BytesMut::with_capacity(JOIN_FIRST),
+            chunk,
             after,
-            first: self.pushed.get(),
+            first,
         });
         link.open = self.taken + self.queue.len() as u64;
-        (self.queue.len() - 1, true)
     }
 
     /// Whether the connection in `slot` has room for `len` more bytes under its outbound
@@ -424,10 +476,10 @@ impl Outbox {
         self.taken += 1;
         Some(match queued {
             Queued::Open {
-                conn, bytes, after, ..
+                conn, chunk, after, ..
             } => Output::Transmit {
                 conn,
-                bytes: bytes.freeze(),
+                bytes: chunk.freeze(),
                 after,
             },
             Queued::Output(output, _) => output,
@@ -447,7 +499,7 @@ impl Outbox {
         let front = self.queue.pop_front()?;
         self.taken += 1;
         match front {
-            Queued::Open { conn, bytes, .. } => Some((conn, bytes.freeze())),
+            Queued::Open { conn, chunk, .. } => Some((conn, chunk.freeze())),
             Queued::Output(Output::Transmit { conn, bytes, .. }, _) => Some((conn, bytes)),
             Queued::Output(..) => None,
         }
@@ -568,9 +620,12 @@ mod tests {
         assert_eq!(got[0], (1, "a1 a2 ".into(), None));
         assert_eq!(got[1], (2, "b1 b2 ".into(), None));
         assert!(got[2].1.starts_with("Persist"));
-        // Once taken, a connection's transmit is joined no more: the next one starts anew.
-        text(&mut out, &mut t, 1, "a3 ", None);
-        assert_eq!(drained(&mut out), [(1, "a3 ".into(), None)]);
+        // Once taken, a connection's transmit is joined no more: the next one starts anew,
+        // and a lone one is not copied.
+        let lone = Bytes::from(b"a3 ".to_vec());
+        send(&mut out, &mut t, 1, lone.clone(), None);
+        let taken = out.pop_ready_transmit(Seq(0)).map(|(_, b)| b.as_ptr());
+        assert_eq!(taken, Some(lone.as_ptr()), "the same buffer");
         let link = &t.get(ConnId(1)).expect("open").link;
         assert_eq!((link.sent(), link.unwritten()), (9, 9));
     }

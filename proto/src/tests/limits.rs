@@ -330,9 +330,7 @@ fn the_largest_queues_are_closed_first() {
     assert_eq!(h.closed(talker), None);
 }
 
-/// The claim the docs make of broadcasts: one encoding. A line this short is copied into
-/// each recipient's queued transmit (see `a_room_post_is_encoded_once_for_all_members`
-/// for a long one, shared); each recipient gets exactly the line.
+/// The claim the docs make of broadcasts: one encoding, shared by every recipient.
 #[test]
 fn a_broadcast_is_one_shared_encoding() {
     let mut server = Server::new(Config::default(), State::default());
@@ -364,9 +362,10 @@ fn a_broadcast_is_one_shared_encoding() {
         if let Output::Transmit { conn, bytes, .. } = output {
             if conn != ConnId(1) {
                 assert_eq!(&bytes[..], b"nuser alice\r\n");
-                shared.push(conn);
+                shared.push(bytes.as_ptr());
             }
         }
     }
-    assert_eq!(shared, [ConnId(2), ConnId(3), ConnId(4)]);
+    assert_eq!(shared.len(), 3);
+    assert!(shared.windows(2).all(|w| w[0] == w[1]), "{shared:?}");
 }
