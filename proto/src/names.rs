@@ -38,10 +38,14 @@ const MAX_INPUT_CHARS: usize = MAX_NAME_CHARS * 4;
 /// A valid user name in the case it was chosen with, in PRECIS `UsernameCasePreserved` form
 /// (width-mapped, NFC): 1 to 32 characters, no whitespace, no control or invisible
 /// characters, none of `"&'/:<>@`, and not `System` or a look-alike of it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The name and its key share one allocation: a clone (names are cloned into events,
+/// replies and indexes on every message) is one reference count, not two.
+#[derive(Clone)]
 pub struct UserName {
-    name: Arc<str>,
     key: UserKey,
+    /// The name is `key.text[..name_len]`.
+    name_len: usize,
 }
 
 /// The key a name is unique under: its case-mapped form with look-alike characters of other
@@ -56,24 +60,83 @@ pub struct UserName {
 pub struct UserKey {
     /// The first eight bytes, big-endian, zero-padded.
     head: u64,
-    folded: Arc<str>,
+    /// The name, then the folded name if it differs (the text of a key made from a
+    /// name is the name's too).
+    text: Arc<str>,
+    /// Where the folded name starts in `text`: 0 when the name is its own key.
+    folded_at: usize,
 }
 
 impl UserKey {
-    fn new(folded: Arc<str>) -> UserKey {
-        let mut head = [0u8; 8];
-        let n = folded.len().min(8);
-        head[..n].copy_from_slice(&folded.as_bytes()[..n]);
-        UserKey {
-            head: u64::from_be_bytes(head),
-            folded,
+    fn folded(&self) -> &str {
+        &self.text[self.folded_at..]
+    }
+}
+
+/// A name and its key (`None`: the name is its own key), in one allocation.
+fn name_and_key(name: &str, folded: Option<&str>) -> UserName {
+    let (text, folded_at): (Arc<str>, usize) = match folded {
+        Some(folded) if folded != name => {
+            let mut text = String::with_capacity(name.len() + folded.len());
+            text.push_str(name);
+            text.push_str(folded);
+            (Arc::from(text), name.len())
         }
+        _ => (Arc::from(name), 0),
+    };
+    let folded = &text[folded_at..];
+    let mut head = [0u8; 8];
+    let n = folded.len().min(8);
+    head[..n].copy_from_slice(&folded.as_bytes()[..n]);
+    UserName {
+        key: UserKey {
+            head: u64::from_be_bytes(head),
+            text,
+            folded_at,
+        },
+        name_len: name.len(),
+    }
+}
+
+impl PartialEq for UserName {
+    fn eq(&self, other: &UserName) -> bool {
+        self.as_str() == other.as_str() && self.key == other.key
+    }
+}
+
+impl Eq for UserName {}
+
+impl PartialOrd for UserName {
+    fn partial_cmp(&self, other: &UserName) -> Option<core::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for UserName {
+    fn cmp(&self, other: &UserName) -> core::cmp::Ordering {
+        (self.as_str().cmp(other.as_str())).then_with(|| self.key.cmp(&other.key))
+    }
+}
+
+impl core::hash::Hash for UserName {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+        self.key.hash(state);
+    }
+}
+
+impl fmt::Debug for UserName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserName")
+            .field("name", &self.as_str())
+            .field("key", &self.key)
+            .finish()
     }
 }
 
 impl PartialEq for UserKey {
     fn eq(&self, other: &UserKey) -> bool {
-        self.head == other.head && self.folded == other.folded
+        self.head == other.head && self.folded() == other.folded()
     }
 }
 
@@ -89,19 +152,19 @@ impl Ord for UserKey {
     fn cmp(&self, other: &UserKey) -> core::cmp::Ordering {
         self.head
             .cmp(&other.head)
-            .then_with(|| self.folded.cmp(&other.folded))
+            .then_with(|| self.folded().cmp(other.folded()))
     }
 }
 
 impl core::hash::Hash for UserKey {
     fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
-        self.folded.hash(state);
+        self.folded().hash(state);
     }
 }
 
 impl fmt::Debug for UserKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("UserKey").field(&self.folded).finish()
+        f.debug_tuple("UserKey").field(&self.folded()).finish()
     }
 }
 
@@ -131,15 +194,11 @@ impl UserName {
             && s.bytes()
                 .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b))
         {
-            let name: Arc<str> = Arc::from(s);
-            let key = match s.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => UserKey::new(Arc::from(s.to_ascii_lowercase())),
-                false => UserKey::new(Arc::clone(&name)),
-            };
-            if &*key.folded == RESERVED {
+            let name = ascii_name(s);
+            if name.key.folded() == RESERVED {
                 return Err(NameError::Reserved);
             }
-            return Ok(UserName { name, key });
+            return Ok(name);
         }
         let count = s.chars().count();
         if count > MAX_INPUT_CHARS {
@@ -148,37 +207,29 @@ impl UserName {
         if s.chars().any(forbidden) {
             return Err(NameError::InvalidCharacter);
         }
-        let (name, key) = if s.bytes().all(|b| b.is_ascii_graphic()) {
+        let name = if s.bytes().all(|b| b.is_ascii_graphic()) {
             // What both profiles give for printable ASCII, without their tables
             // (`ascii_fast_path_agrees_with_precis` checks it).
-            // Shared, not copied, by every clone: names are cloned into events, replies
-            // and indexes on every message. A name already in lowercase is its own key.
-            let name: Arc<str> = Arc::from(s);
-            let key = match s.bytes().any(|b| b.is_ascii_uppercase()) {
-                true => UserKey::new(Arc::from(s.to_ascii_lowercase())),
-                false => UserKey::new(Arc::clone(&name)),
-            };
-            (name, key)
+            ascii_name(s)
         } else {
             let name = UsernameCasePreserved::enforce(s)
                 .map_err(|_| NameError::InvalidCharacter)?
                 .into_owned();
             let mapped = UsernameCaseMapped::enforce(name.as_str())
                 .map_err(|_| NameError::InvalidCharacter)?;
-            let key = UserKey::new(Arc::from(skeleton(&mapped)));
-            (Arc::from(name), key)
+            name_and_key(&name, Some(&skeleton(&mapped)))
         };
-        if name.chars().count() > MAX_NAME_CHARS {
+        if name.as_str().chars().count() > MAX_NAME_CHARS {
             return Err(NameError::TooLong);
         }
         // Width mapping may have turned a fullwidth `＠` into `@`.
-        if name.chars().any(forbidden) {
+        if name.as_str().chars().any(forbidden) {
             return Err(NameError::InvalidCharacter);
         }
-        if &*key.folded == RESERVED {
+        if name.key.folded() == RESERVED {
             return Err(NameError::Reserved);
         }
-        Ok(UserName { name, key })
+        Ok(name)
     }
 
     /// A name stored before the current rule (a sender of an offline message queued by an
@@ -203,15 +254,12 @@ impl UserName {
         }
         use unicode_normalization::UnicodeNormalization;
         let folded: String = s.nfc().flat_map(char::to_lowercase).nfc().collect();
-        Ok(UserName {
-            name: Arc::from(s),
-            key: UserKey::new(Arc::from(skeleton(&folded))),
-        })
+        Ok(name_and_key(s, Some(&skeleton(&folded))))
     }
 
     /// The name as chosen (in its enforced form).
     pub fn as_str(&self) -> &str {
-        &self.name
+        &self.key.text[..self.name_len]
     }
 
     /// The key the name is unique under.
@@ -240,16 +288,17 @@ impl UserKey {
             && s.bytes()
                 .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b));
         if ascii {
-            return s.len() == self.folded.len()
-                && (s.bytes().zip(self.folded.bytes())).all(|(a, b)| a.to_ascii_lowercase() == b)
-                && &*self.folded != RESERVED;
+            let folded = self.folded();
+            return s.len() == folded.len()
+                && (s.bytes().zip(folded.bytes())).all(|(a, b)| a.to_ascii_lowercase() == b)
+                && folded != RESERVED;
         }
         UserKey::of(s).as_ref() == Ok(self)
     }
 
     /// The folded name.
     pub fn as_str(&self) -> &str {
-        &self.folded
+        self.folded()
     }
 }
 
@@ -277,7 +326,28 @@ fn skeleton(mapped: &str) -> String {
 
 impl fmt::Display for UserName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name of printable ASCII (checked by the caller): its key is its lowercase form, and
+/// a name already in lowercase is its own key.
+fn ascii_name(s: &str) -> UserName {
+    if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return name_and_key(s, None);
+    }
+    let mut lower = [0u8; MAX_NAME_CHARS];
+    let lower = match lower.get_mut(..s.len()) {
+        Some(lower) => {
+            lower.copy_from_slice(s.as_bytes());
+            lower.make_ascii_lowercase();
+            lower
+        }
+        None => return name_and_key(s, Some(&s.to_ascii_lowercase())),
+    };
+    match core::str::from_utf8(lower) {
+        Ok(folded) => name_and_key(s, Some(folded)),
+        Err(_) => name_and_key(s, Some(&s.to_ascii_lowercase())),
     }
 }
 
@@ -308,6 +378,21 @@ mod tests {
         assert!(UserName::parse("Ünïcödé_-.1").is_ok());
         assert!(UserName::parse(&"x".repeat(32)).is_ok());
         assert_eq!(key("ÜNÏCÖDÉ"), key("ünïcödé"));
+    }
+
+    #[test]
+    fn a_name_and_its_key_are_one_allocation_counted_once_per_clone() {
+        let n = UserName::parse("HanSolo").unwrap();
+        assert_eq!((n.as_str(), n.key_ref().as_str()), ("HanSolo", "hansolo"));
+        let copies = (n.clone(), n.key());
+        assert_eq!(Arc::strong_count(&n.key.text), 3);
+        assert_eq!(
+            format!("{:?}", copies.0),
+            r#"UserName { name: "HanSolo", key: UserKey("hansolo") }"#
+        );
+        let lower = UserName::parse("leia").unwrap();
+        assert_eq!((lower.as_str(), lower.key_ref().as_str()), ("leia", "leia"));
+        assert_eq!(&*lower.key.text, "leia", "a lowercase name is its own key");
     }
 
     #[test]
