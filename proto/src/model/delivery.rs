@@ -161,10 +161,10 @@ impl Network {
         let from = message.from;
         let outcome = match route {
             Err(why) => Outcome::Refused(why),
-            Ok(Route::Live(_)) => {
-                // The body moves into the delivery: a message costs no reference counts
-                // it does not need.
-                match self.relay(from, &message.to, message.body, message.kind) {
+            Ok(Route::Live(to)) => {
+                // The body and the recipient's name as online move into the delivery: a
+                // message costs no reference counts it does not need.
+                match self.relay(from, to, message.body, message.kind) {
                     Some(to) => Outcome::Delivered(to),
                     None => Outcome::Refused(Undeliverable::NoSuchUser),
                 }
@@ -224,18 +224,17 @@ impl Network {
     }
 
     /// Sends a direct message from the user of `from` to every session of the online
-    /// user `to`; returns the recipient's name as it is online.
+    /// user `to` (its name as online, from [`Route::Live`]); returns that name.
     fn relay(
         &mut self,
         from: SessionId,
-        to: &UserName,
+        to: UserName,
         body: Arc<str>,
         kind: DirectKind,
     ) -> Option<UserName> {
-        let (sender_name, sender_key, sender_id, source) = (self.sessions.get(&from))
-            .map(|r| (r.name.clone(), r.user.clone(), r.uid, r.protocol))?;
+        let (sender_name, sender_id, source) =
+            (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))?;
         let recipient = self.users.get(to.key_ref())?;
-        let to = recipient.name.clone();
         self.relayed += 1;
         #[cfg(feature = "planted-bugs")]
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
@@ -273,7 +272,7 @@ impl Network {
         }
         if receipts_coming {
             self.owed_receipts.owe(sender_id, recipient.id);
-        } else {
+        } else if let Some(sender_key) = self.sessions.get(&from).map(|r| r.user.clone()) {
             self.deliver_receipt(&sender_key, &to);
         }
         Some(to)
