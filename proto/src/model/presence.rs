@@ -42,9 +42,12 @@ impl Network {
     /// The names of the users who show as online (not every session invisible), in key
     /// order: the lobby's list.
     pub(crate) fn online_names(&self) -> impl Iterator<Item = &UserName> {
-        (self.users.iter())
+        let mut shown: Vec<(&UserKey, &UserName)> = (self.users.iter())
             .filter(|(key, _)| self.shown(key) != Shown::Offline)
-            .map(|(_, u)| &u.name)
+            .map(|(key, u)| (key, &u.name))
+            .collect();
+        shown.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        shown.into_iter().map(|(_, name)| name)
     }
 
     /// Number of online users.
