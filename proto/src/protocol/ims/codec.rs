@@ -296,9 +296,6 @@ pub(crate) enum Reply<'a> {
     Invite { to: &'a str, from: &'a str },
 }
 
-/// The statuses, by code, as STATUSLIST names them.
-pub(crate) const STATUSES: [&str; 4] = ["Online", "Away", "Busy", "Invisible"];
-
 pub(crate) use crate::config::ImsTerminator as Terminator;
 
 /// The byte that ends each document.
@@ -310,27 +307,101 @@ fn end_byte(term: Terminator) -> u8 {
 }
 
 impl Reply<'_> {
-    /// Bytes the encoded reply takes with its terminator when nothing needs escaping
-    /// (escapes grow it past this), so its buffer is allocated once instead of regrown.
-    pub(crate) fn encoded_len_hint(&self) -> usize {
-        const TAGS: usize = 48;
-        1 + match self {
-            Reply::Echo(bytes) => bytes.len(),
-            Reply::Login { user, .. } | Reply::Logout { user, .. } => TAGS + user.len(),
-            Reply::Friend { action, .. } => TAGS + action.len(),
-            Reply::MessageResult(_) | Reply::StatusGet(_) | Reply::StatusSet(_) => TAGS,
-            Reply::StatusList => 256,
-            Reply::Friends(friends) => {
-                TAGS + friends
-                    .iter()
-                    .map(|(name, _)| 32 + name.len())
-                    .sum::<usize>()
+    /// Bytes the encoded reply takes with its terminator, escapes included: its buffer is
+    /// allocated at exactly this size (a `Bytes` frozen from a buffer with spare capacity
+    /// allocates a second block to share it), and a session asks for room with it without
+    /// encoding the reply.
+    pub(crate) fn encoded_len(&self) -> usize {
+        /// `"/>` after a result, with the terminator.
+        const CLOSE: usize = 3 + 1;
+        match self {
+            Reply::Echo(bytes) => bytes.len() + 1,
+            Reply::Login { user, result } => {
+                "<LOGIN user=\"".len()
+                    + attr_len(user)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
             }
-            Reply::Message { from, to, body } => TAGS + from.len() + to.len() + body.len(),
-            Reply::Invite { to, from } => TAGS + to.len() + from.len(),
+            Reply::Logout { user, result } => {
+                "<LOGOUT user=\"".len()
+                    + attr_len(user)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
+            }
+            Reply::MessageResult(r) => "<MESSAGE result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusGet(r) => "<STATUS type=\"get\" result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusSet(r) => "<STATUS type=\"set\" result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusList => STATUS_LIST.len() + 1,
+            Reply::Friend { action, result } => {
+                "<FRIEND type=\"".len()
+                    + attr_len(action)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
+            }
+            Reply::Friends(friends) => {
+                "<FRIENDS></FRIENDS>".len()
+                    + friends
+                        .iter()
+                        .map(|(name, status)| {
+                            "<USER status=\"\"></USER>".len() + int_len(*status) + text_len(name)
+                        })
+                        .sum::<usize>()
+                    + 1
+            }
+            Reply::Message { from, to, body } => {
+                "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
+                    + attr_len(from)
+                    + attr_len(to)
+                    + text_len(body)
+                    + 1
+            }
+            Reply::Invite { to, from } => {
+                "<FRIEND type=\"invite\" to=\"\" from=\"\"/>".len()
+                    + attr_len(to)
+                    + attr_len(from)
+                    + 1
+            }
         }
     }
 }
+
+/// The encoding of a reply that is always the same bytes (a result, the STATUSLIST), so
+/// sending it allocates nothing; `None` for the others.
+pub(crate) fn fixed(reply: &Reply<'_>, term: Terminator) -> Option<&'static [u8]> {
+    macro_rules! both {
+        ($doc:expr) => {
+            match term {
+                Terminator::Newline => concat!($doc, "\n").as_bytes(),
+                Terminator::Nul => concat!($doc, "\0").as_bytes(),
+            }
+        };
+    }
+    Some(match reply {
+        Reply::MessageResult(1) => both!("<MESSAGE result=\"1\"/>"),
+        Reply::MessageResult(0) => both!("<MESSAGE result=\"0\"/>"),
+        Reply::MessageResult(-1) => both!("<MESSAGE result=\"-1\"/>"),
+        Reply::StatusSet(1) => both!("<STATUS type=\"set\" result=\"1\"/>"),
+        Reply::StatusSet(0) => both!("<STATUS type=\"set\" result=\"0\"/>"),
+        Reply::StatusGet(-1) => both!("<STATUS type=\"get\" result=\"-1\"/>"),
+        Reply::StatusGet(0) => both!("<STATUS type=\"get\" result=\"0\"/>"),
+        Reply::StatusGet(1) => both!("<STATUS type=\"get\" result=\"1\"/>"),
+        Reply::StatusGet(2) => both!("<STATUS type=\"get\" result=\"2\"/>"),
+        Reply::StatusGet(3) => both!("<STATUS type=\"get\" result=\"3\"/>"),
+        Reply::StatusList => both!(
+            "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+             <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>"
+        ),
+        _ => return None,
+    })
+}
+
+/// The STATUSLIST document, without its terminator.
+const STATUS_LIST: &str =
+    "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+    <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>";
 
 /// Appends `reply`, then the terminator, to `out`.
 pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
@@ -339,32 +410,46 @@ pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
         Reply::Login { user, result } => {
             out.put_slice(b"<LOGIN user=\"");
             attr(user, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
         Reply::Logout { user, result } => {
             out.put_slice(b"<LOGOUT user=\"");
             attr(user, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
-        Reply::MessageResult(r) => put_fmt(out, format_args!("<MESSAGE result=\"{r}\"/>")),
-        Reply::StatusGet(r) => put_fmt(out, format_args!("<STATUS type=\"get\" result=\"{r}\"/>")),
-        Reply::StatusSet(r) => put_fmt(out, format_args!("<STATUS type=\"set\" result=\"{r}\"/>")),
-        Reply::StatusList => {
-            out.put_slice(b"<STATUSLIST>");
-            for (id, name) in STATUSES.iter().enumerate() {
-                put_fmt(out, format_args!("<STATUS id=\"{id}\">{name}</STATUS>"));
-            }
-            out.put_slice(b"</STATUSLIST>");
+        Reply::MessageResult(r) => {
+            out.put_slice(b"<MESSAGE result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
         }
+        Reply::StatusGet(r) => {
+            out.put_slice(b"<STATUS type=\"get\" result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
+        }
+        Reply::StatusSet(r) => {
+            out.put_slice(b"<STATUS type=\"set\" result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
+        }
+        Reply::StatusList => out.put_slice(STATUS_LIST.as_bytes()),
         Reply::Friend { action, result } => {
             out.put_slice(b"<FRIEND type=\"");
             attr(action, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
         Reply::Friends(friends) => {
             out.put_slice(b"<FRIENDS>");
             for (name, status) in friends.iter() {
-                put_fmt(out, format_args!("<USER status=\"{status}\">"));
+                out.put_slice(b"<USER status=\"");
+                put_int(out, *status);
+                out.put_slice(b"\">");
                 text(name, out);
                 out.put_slice(b"</USER>");
             }
@@ -390,17 +475,39 @@ pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
     out.put_u8(end_byte(term));
 }
 
-fn put_fmt(out: &mut BytesMut, args: core::fmt::Arguments<'_>) {
-    use core::fmt::Write;
-    struct W<'b>(&'b mut BytesMut);
-    impl Write for W<'_> {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            self.0.put_slice(s.as_bytes());
-            Ok(())
+/// Digits (and sign) of `n` in decimal.
+fn int_len(n: impl Into<i16>) -> usize {
+    let n: i16 = n.into();
+    let sign = usize::from(n < 0);
+    let n = n.unsigned_abs();
+    sign + match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
+    }
+}
+
+/// Writes `n` in decimal without the formatting machinery (results and status codes
+/// are small numbers).
+fn put_int(out: &mut BytesMut, n: impl Into<i16>) {
+    let n: i16 = n.into();
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    let n = n.unsigned_abs();
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        // A digit: `rest % 10` is below 10.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
     }
-    // Writing into memory cannot fail.
-    let _ = W(out).write_fmt(args);
+    out.put_slice(&digits[at..]);
 }
 
 /// Escapes text content: `&`, `<`, `>`, and control characters other than tab as
@@ -415,31 +522,92 @@ fn attr(s: &str, out: &mut BytesMut) {
     escape(s, true, out);
 }
 
+/// Bytes of `s` escaped as text.
+fn text_len(s: &str) -> usize {
+    escaped_len(s, false)
+}
+
+/// Bytes of `s` escaped as an attribute value.
+fn attr_len(s: &str) -> usize {
+    escaped_len(s, true)
+}
+
+/// How each byte is escaped: 0 as is, [`QUOTE`] only in an attribute, otherwise the
+/// length of its replacement.
+const ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 1;
+    while b < 0x20 {
+        // `&#N;`
+        t[b] = if b < 10 { 4 } else { 5 };
+        b += 1;
+    }
+    t[b'\t' as usize] = 0;
+    t[0] = 3; // U+FFFD
+    t[0x7f] = 6; // `&#127;`
+    t[b'&' as usize] = 5;
+    t[b'<' as usize] = 4;
+    t[b'>' as usize] = 4;
+    t[b'"' as usize] = QUOTE;
+    t
+};
+
+/// [`ESCAPES`]' mark of `"`, escaped as `&quot;` (6 bytes) in attribute values only.
+const QUOTE: u8 = 0xff;
+
+/// The bytes `b` takes escaped.
+fn escaped_byte_len(b: u8, quote: bool) -> usize {
+    match ESCAPES[usize::from(b)] {
+        0 => 1,
+        QUOTE if quote => 6,
+        QUOTE => 1,
+        n => usize::from(n),
+    }
+}
+
+fn escaped_len(s: &str, quote: bool) -> usize {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes, quote) {
+        return bytes.len();
+    }
+    bytes.iter().map(|&b| escaped_byte_len(b, quote)).sum()
+}
+
+/// Whether any byte of `bytes` is escaped.
+fn needs_escape(bytes: &[u8], quote: bool) -> bool {
+    bytes.iter().any(|&b| match ESCAPES[usize::from(b)] {
+        0 => false,
+        QUOTE => quote,
+        _ => true,
+    })
+}
+
 fn escape(s: &str, quote: bool, out: &mut BytesMut) {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes, quote) {
+        return out.put_slice(bytes);
+    }
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let rep: Option<&[u8]> = match b {
-            b'&' => Some(b"&amp;"),
-            b'<' => Some(b"&lt;"),
-            b'>' => Some(b"&gt;"),
-            b'"' if quote => Some(b"&quot;"),
-            b'\t' => None,
-            0 => Some("\u{FFFD}".as_bytes()),
-            1..=0x1f | 0x7f => {
-                out.put_slice(&s.as_bytes()[start..i]);
-                put_fmt(out, format_args!("&#{b};"));
-                start = i + 1;
-                continue;
+    for (i, &b) in bytes.iter().enumerate() {
+        if escaped_byte_len(b, quote) == 1 {
+            continue;
+        }
+        out.put_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'&' => out.put_slice(b"&amp;"),
+            b'<' => out.put_slice(b"&lt;"),
+            b'>' => out.put_slice(b"&gt;"),
+            b'"' => out.put_slice(b"&quot;"),
+            0 => out.put_slice("\u{FFFD}".as_bytes()),
+            b => {
+                out.put_slice(b"&#");
+                put_int(out, b);
+                out.put_u8(b';');
             }
-            _ => None,
-        };
-        if let Some(rep) = rep {
-            out.put_slice(&s.as_bytes()[start..i]);
-            out.put_slice(rep);
-            start = i + 1;
         }
     }
-    out.put_slice(&s.as_bytes()[start..]);
+    out.put_slice(&bytes[start..]);
 }
 
 #[cfg(test)]

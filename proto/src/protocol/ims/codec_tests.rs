@@ -4,7 +4,7 @@
 use bytes::BytesMut;
 
 use super::codec::{
-    encode, parse, FriendAction, ParseError, Reply, Request, StatusAction, Terminator,
+    encode, fixed, parse, FriendAction, ParseError, Reply, Request, StatusAction, Terminator,
 };
 use super::framer::{Frame, Framer, Malformed};
 
@@ -479,33 +479,22 @@ fn entities_doctype_depth_and_attributes_are_bounded() {
     assert_eq!(attrs(MAX_ATTRIBUTES + 1), Err(ParseError::Syntax));
 }
 
-/// Every reply without escapes fits the length its hint gives, so its buffer is
-/// allocated once (a short hint would regrow it for each part written).
+/// Every reply's length is known exactly before it is encoded, escapes included: its
+/// buffer is allocated at that size (spare capacity would cost `Bytes` a second
+/// allocation; too little, a regrowth) and a session asks for room with it. And a fixed
+/// reply's static bytes are what encoding it gives.
 #[test]
-fn every_reply_fits_its_length_hint() {
+fn every_reply_has_its_exact_length_and_fixed_ones_their_bytes() {
     let friends = [
         ("alice", 0),
         ("bob", 3),
         ("a-much-longer-name-than-most", -1),
+        ("a<b&c", 1),
     ];
-    let replies = [
+    let awkward = "x < y & \"z\" > \r\n\t\u{1}\u{1f}\u{7f}\0 ünï ✓";
+    let mut replies = vec![
         Reply::Echo(b"<MESSAGE from=\"a\" to=\"b\">hi</MESSAGE>"),
-        Reply::Login {
-            user: "alice",
-            result: 1,
-        },
-        Reply::Logout {
-            user: "alice",
-            result: 1,
-        },
-        Reply::MessageResult(-1),
-        Reply::StatusGet(-1),
-        Reply::StatusSet(1),
         Reply::StatusList,
-        Reply::Friend {
-            action: "request",
-            result: 1,
-        },
         Reply::Friends(&friends),
         Reply::Friends(&[]),
         Reply::Message {
@@ -513,20 +502,51 @@ fn every_reply_fits_its_length_hint() {
             to: "bob",
             body: "a plain message of some length",
         },
+        Reply::Message {
+            from: awkward,
+            to: "b\"",
+            body: awkward,
+        },
         Reply::Invite {
             to: "bob",
-            from: "alice",
+            from: awkward,
         },
     ];
-    for reply in &replies {
-        let mut out = BytesMut::new();
-        encode(reply, Terminator::Newline, &mut out);
-        assert!(
-            out.len() <= reply.encoded_len_hint(),
-            "{} bytes, hint {}: {:?}",
-            out.len(),
-            reply.encoded_len_hint(),
-            String::from_utf8_lossy(&out)
-        );
+    for name in ["alice", awkward, ""] {
+        for result in [0, 1, 2, 10, 100, 255] {
+            replies.push(Reply::Login { user: name, result });
+            replies.push(Reply::Logout { user: name, result });
+            replies.push(Reply::Friend {
+                action: name,
+                result,
+            });
+            replies.push(Reply::StatusSet(result));
+        }
     }
+    for r in [-128, -100, -10, -1, 0, 1, 2, 3, 9, 10, 99, 100, 127] {
+        replies.push(Reply::MessageResult(r));
+        replies.push(Reply::StatusGet(r));
+    }
+    for reply in &replies {
+        for term in [Terminator::Newline, Terminator::Nul] {
+            let mut out = BytesMut::new();
+            encode(reply, term, &mut out);
+            assert_eq!(
+                out.len(),
+                reply.encoded_len(),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+            if let Some(fixed) = fixed(reply, term) {
+                assert_eq!(fixed, &out[..], "{reply:?}");
+            }
+        }
+    }
+    let fixed_ones = replies
+        .iter()
+        .filter(|r| fixed(r, Terminator::Newline).is_some())
+        .count();
+    // MESSAGE -1, 0, 1; STATUS get -1 to 3; STATUS set 0 and 1 (pushed once per name,
+    // three names); the STATUSLIST.
+    assert_eq!(fixed_ones, 3 + 5 + 2 * 3 + 1);
 }

@@ -589,8 +589,13 @@ fn friend(cx: &mut Cx<'_>, me: &UserName, action: FriendAction) {
     reply_after(cx, seq, &ack);
 }
 
+/// The bytes of `reply`: shared static bytes for a fixed one, otherwise one buffer of
+/// exactly its length (so freezing it allocates nothing more).
 fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
-    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
+    if let Some(bytes) = codec::fixed(reply, term) {
+        return Bytes::from_static(bytes);
+    }
+    let mut out = BytesMut::with_capacity(reply.encoded_len());
     codec::encode(reply, term, &mut out);
     out.freeze()
 }
@@ -619,6 +624,5 @@ fn reply_after(cx: &mut Cx<'_>, seq: Seq, r: &Reply<'_>) {
 /// effect; without it the connection is closed as a slow reader and the request dropped
 /// (see `Cx::room_for`).
 fn room_for(cx: &mut Cx<'_>, ack: &Reply<'_>) -> bool {
-    let len = encoded(cx.config.ims.terminator, ack).len();
-    cx.room_for(len)
+    cx.room_for(ack.encoded_len())
 }
