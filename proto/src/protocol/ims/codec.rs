@@ -299,7 +299,7 @@ pub(crate) enum Reply<'a> {
 pub(crate) use crate::config::ImsTerminator as Terminator;
 
 /// The byte that ends each document.
-fn end_byte(term: Terminator) -> u8 {
+pub(crate) fn end_byte(term: Terminator) -> u8 {
     match term {
         Terminator::Newline => b'\n',
         Terminator::Nul => 0,

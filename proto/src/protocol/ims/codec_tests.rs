@@ -43,6 +43,24 @@ fn whole(input: &str) -> Vec<String> {
     frames(&[input.as_bytes()])
 }
 
+/// A framer with a trailer takes that byte into a document when it came right after
+/// the document's end, and only then; the documents are otherwise the same.
+#[test]
+fn a_trailer_right_after_a_document_goes_with_it() {
+    let mut framer = Framer::new(MAX).with_trailer(b'\n');
+    let mut buf = BytesMut::from(&b"<a/>\n<b></b>\r\n<c/> \n<d/>\n\n<e/>"[..]);
+    let mut out = Vec::new();
+    while let Some(frame) = framer.next(&mut buf) {
+        out.push(show(&frame));
+    }
+    assert_eq!(out, ["<a/>\n", "<b></b>", "<c/>", "<d/>\n", "<e/>"]);
+    // The byte not yet arrived: the document goes without it, the byte is skipped later.
+    let mut buf = BytesMut::from(&b"<a/>"[..]);
+    assert_eq!(framer.next(&mut buf).map(|f| show(&f)), Some("<a/>".into()));
+    buf.extend_from_slice(b"\n<b/>");
+    assert_eq!(framer.next(&mut buf).map(|f| show(&f)), Some("<b/>".into()));
+}
+
 /// (input, frames) pairs: the framing rules.
 const TABLE: &[(&str, &[&str])] = &[
     ("<ALIVE/>", &["<ALIVE/>"]),

@@ -17,7 +17,10 @@ use quick_xml::parser::{ElementParser, Parser, PiParser};
 /// One result of [`Framer::next`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// A complete top-level element, from its `<` to its last `>`.
+    /// A complete top-level element, from its `<` to its last `>`, followed by the
+    /// framer's trailer byte when that came right after it (see
+    /// [`Framer::with_trailer`]): an element never ends in that byte, so a document
+    /// ending in it carries it.
     Document(Bytes),
     /// Bytes that cannot start or continue a document were skipped, up to the next `<`
     /// (or the end of what has arrived). Reported once per run of such bytes.
@@ -89,6 +92,8 @@ pub(crate) struct Framer {
     depth: u32,
     /// The current unit passed the limit: its bytes are dropped as they are scanned.
     discarding: bool,
+    /// A byte taken into a document when it immediately follows its last `>`.
+    trailer: Option<u8>,
 }
 
 impl Framer {
@@ -100,7 +105,18 @@ impl Framer {
             pos: 0,
             depth: 0,
             discarding: false,
+            trailer: None,
         }
+    }
+
+    /// The same framer, taking `byte` into a document when it has arrived right after
+    /// the document's last `>` (a client ending each document with the byte the server
+    /// ends its own with): the document can then be echoed as it arrived, sharing the
+    /// read's memory, instead of copied with the byte appended. The byte would be
+    /// skipped between documents anyway, so the framing is otherwise the same.
+    pub(crate) fn with_trailer(mut self, byte: u8) -> Self {
+        self.trailer = Some(byte);
+        self
     }
 
     /// Takes the next frame out of `buf`, or `None` if more input is needed. Bytes of a
@@ -330,7 +346,8 @@ impl Framer {
             buf.advance(len);
             return None;
         }
-        Some(Frame::Document(buf.split_front(len)))
+        let trailed = self.trailer.is_some_and(|t| buf.get(len) == Some(&t));
+        Some(Frame::Document(buf.split_front(len + usize::from(trailed))))
     }
 
     /// The unit being scanned is malformed: it is dropped, with whatever follows up to

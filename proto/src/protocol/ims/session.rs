@@ -68,7 +68,8 @@ impl Session {
     /// no greeting to refuse it with) and arms the ALIVE deadline.
     pub(crate) fn open(cx: &mut Cx<'_>) -> Session {
         let session = Session {
-            framer: Framer::new(cx.config.ims.max_document_bytes),
+            framer: Framer::new(cx.config.ims.max_document_bytes)
+                .with_trailer(codec::end_byte(cx.config.ims.terminator)),
             inbound: BytesMut::new(),
             state: State::Guest,
             last_document: cx.now.mono,
@@ -125,20 +126,32 @@ impl Session {
                 // Malformed or oversized input gets no answer (PROTOCOLS.md): it is
                 // skipped, and the next document is read normally.
                 Some(Frame::Malformed(_) | Frame::TooLarge) => {}
-                Some(Frame::Document(doc)) => self.on_document(cx, &doc),
+                Some(Frame::Document(doc)) => self.on_document(cx, doc),
             }
         }
     }
 
-    fn on_document(&mut self, cx: &mut Cx<'_>, doc: &[u8]) {
-        let Ok(request) = codec::parse(doc) else {
+    /// One framed document (with the framer's trailer when one followed it).
+    fn on_document(&mut self, cx: &mut Cx<'_>, doc: Bytes) {
+        let trailer = match doc.last() {
+            Some(&b) if b != b'>' => Some(b),
+            _ => None,
+        };
+        let element = &doc[..doc.len() - usize::from(trailer.is_some())];
+        let Ok(request) = codec::parse(element) else {
             return;
         };
         if matches!(self.state, State::Gone) {
             return;
         }
         self.last_document = cx.now.mono;
-        reply(cx, &Reply::Echo(doc));
+        // The echo is the document as it arrived when it came with the terminator the
+        // server ends documents with (no copy); otherwise the element and the terminator.
+        if trailer == Some(codec::end_byte(cx.config.ims.terminator)) {
+            cx.send(doc.clone());
+        } else {
+            reply(cx, &Reply::Echo(element));
+        }
         match (&self.state, request) {
             (State::Guest, Request::Login { user, pass }) => self.start_login(cx, user, &pass),
             (State::Guest | State::Verifying { .. } | State::Gone, _) => {}
