@@ -9,23 +9,33 @@ use bytes::{BufMut, BytesMut};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-/// A client document.
+/// A client document. Values borrow the document's bytes where they needed no
+/// unescaping (the common case: a request allocates nothing for them).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// `<LOGIN user="N" pass="MD5HEX"/>`.
-    Login { user: String, pass: String },
+    Login {
+        user: Cow<'a, str>,
+        pass: Cow<'a, str>,
+    },
     /// `<LOGOUT user="N"/>`.
-    Logout { user: String },
+    Logout { user: Cow<'a, str> },
     /// `<MESSAGE from="S" to="R">text</MESSAGE>`.
     Message {
-        from: String,
-        to: String,
-        body: String,
+        from: Cow<'a, str>,
+        to: Cow<'a, str>,
+        body: Cow<'a, str>,
     },
     /// `<STATUS user="N" type="set|get|list" code="C"/>`.
-    Status { user: String, action: StatusAction },
+    Status {
+        user: Cow<'a, str>,
+        action: StatusAction<'a>,
+    },
     /// `<FRIEND user="N" type="..." friend="F" other="O"/>`.
-    Friend { user: String, action: FriendAction },
+    Friend {
+        user: Cow<'a, str>,
+        action: FriendAction<'a>,
+    },
     /// `<ALIVE/>`.
     Alive,
     /// A well-formed document this protocol does not know (another element, or a known
@@ -35,9 +45,9 @@ pub(crate) enum Request {
 
 /// What a STATUS document asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum StatusAction {
+pub(crate) enum StatusAction<'a> {
     /// Set the owner's status to `code` (as sent; checked by the session).
-    Set { code: String },
+    Set { code: Cow<'a, str> },
     /// The status of the user named in `user`.
     Get,
     /// The list of statuses.
@@ -47,15 +57,15 @@ pub(crate) enum StatusAction {
 /// What a FRIEND document asks; the name is the `friend` attribute for add and delete,
 /// `other` for accept and deny (either is taken when the expected one is missing).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum FriendAction {
-    Add(String),
-    Delete(String),
+pub(crate) enum FriendAction<'a> {
+    Add(Cow<'a, str>),
+    Delete(Cow<'a, str>),
     Request,
-    Accept(String),
-    Deny(String),
+    Accept(Cow<'a, str>),
+    Deny(Cow<'a, str>),
 }
 
-impl FriendAction {
+impl FriendAction<'_> {
     /// The `type` value of the reply.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -78,7 +88,7 @@ pub(crate) enum ParseError {
 }
 
 /// Reads one framed document (a top-level element, as [`super::framer::Framer`] cut it).
-pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
+pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
     if memchr::memchr(0, document).is_some() {
         return Err(ParseError::Encoding);
     }
@@ -95,12 +105,12 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
     let qname = root.name();
     let name: &str = qname.as_ref();
     let mut attrs = attributes(&root)?;
-    let mut body = String::new();
+    let mut body = Cow::Borrowed("");
     if !empty {
         read_body(&mut reader, &mut body)?;
     }
     // Each value is taken once, moved out rather than copied.
-    let mut take = |key: Attr| -> String { attrs[key as usize].take().unwrap_or_default() };
+    let mut take = |key: Attr| attrs[key as usize].take().unwrap_or_default();
     let kind = take(Attr::Type);
     let is = |name: &str, known: &str| name.eq_ignore_ascii_case(known);
     let kind_is = |known: &str| kind.eq_ignore_ascii_case(known);
@@ -199,8 +209,8 @@ enum Attr {
 /// one makes the document malformed), but only those are kept, so a document of
 /// thousands of attributes costs linear work, not their number squared (7,400 of them in
 /// 64 KiB took 140 ms), and a request allocates only the values it keeps.
-fn attributes(root: &BytesStart<'_>) -> Result<[Option<String>; 8], ParseError> {
-    let mut out: [Option<String>; 8] = Default::default();
+fn attributes<'a>(root: &BytesStart<'_>) -> Result<[Option<Cow<'a, str>>; 8], ParseError> {
+    let mut out: [Option<Cow<'a, str>>; 8] = Default::default();
     for (i, attr) in root.attributes().with_checks(false).enumerate() {
         if i >= MAX_ATTRIBUTES {
             return Err(ParseError::Syntax);
@@ -215,7 +225,7 @@ fn attributes(root: &BytesStart<'_>) -> Result<[Option<String>; 8], ParseError> 
             .position(|k| k.eq_ignore_ascii_case(key));
         if let Some(slot) = known.and_then(|at| out.get_mut(at)) {
             if slot.is_none() {
-                *slot = Some(value.into_owned());
+                *slot = Some(Cow::Owned(value.into_owned()));
             }
         }
     }
@@ -224,7 +234,7 @@ fn attributes(root: &BytesStart<'_>) -> Result<[Option<String>; 8], ParseError> 
 
 /// Reads the root's content to its end tag: its own text (unescaped, CDATA as is) goes
 /// into `body`; child elements are checked for well-formedness and their text ignored.
-fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseError> {
+fn read_body<'a>(reader: &mut Reader<&'a [u8]>, body: &mut Cow<'a, str>) -> Result<(), ParseError> {
     let mut depth = 0u32;
     loop {
         match reader.read_event().map_err(|_| ParseError::Syntax)? {
@@ -233,8 +243,8 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
             Event::Start(_) => depth += 1,
             Event::End(_) if depth == 0 => return Ok(()),
             Event::End(_) => depth -= 1,
-            Event::Text(t) if depth == 0 => body.push_str(&t.xml10_content()),
-            Event::CData(t) if depth == 0 => body.push_str(&t.xml10_content()),
+            Event::Text(t) if depth == 0 => append(body, t.xml10_content()),
+            Event::CData(t) if depth == 0 => append(body, t.xml10_content()),
             Event::GeneralRef(r) if depth == 0 => {
                 let c = match r.resolve_char_ref().map_err(|_| ParseError::Syntax)? {
                     Some(c) => Cow::Owned(c.to_string()),
@@ -245,7 +255,7 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
                         Cow::Borrowed(text)
                     }
                 };
-                body.push_str(&c);
+                append(body, c);
             }
             Event::GeneralRef(r) => {
                 // Checked even where ignored: an unknown entity is malformed anywhere.
@@ -262,6 +272,16 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
             Event::DocType(_) => return Err(ParseError::Syntax),
             _ => {}
         }
+    }
+}
+
+/// Adds `piece` to the body: the first piece is kept as it is (borrowed when it needed
+/// no unescaping), later ones are appended to an owned copy.
+fn append<'a>(body: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if body.is_empty() {
+        *body = piece;
+    } else {
+        body.to_mut().push_str(&piece);
     }
 }
 

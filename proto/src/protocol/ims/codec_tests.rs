@@ -312,8 +312,8 @@ fn unknown_documents_and_types() {
     assert_eq!(
         req("<LOGIN/>"),
         Request::Login {
-            user: String::new(),
-            pass: String::new()
+            user: "".into(),
+            pass: "".into()
         }
     );
 }
@@ -485,15 +485,15 @@ fn entities_doctype_depth_and_attributes_are_bounded() {
     let deep = |n: u32| {
         let n = n as usize - 1;
         let doc = format!("<ALIVE>{}{}</ALIVE>", "<x>".repeat(n), "</x>".repeat(n));
-        parse(doc.as_bytes())
+        parse(doc.as_bytes()).map(|r| r == Request::Alive)
     };
-    assert_eq!(deep(MAX_DEPTH), Ok(Request::Alive));
+    assert_eq!(deep(MAX_DEPTH), Ok(true));
     assert_eq!(deep(MAX_DEPTH + 1), Err(ParseError::Syntax));
     let attrs = |n: usize| {
         let attrs: String = (0..n).map(|i| format!(" a{i}='v'")).collect();
-        parse(format!("<ALIVE{attrs}/>").as_bytes())
+        parse(format!("<ALIVE{attrs}/>").as_bytes()).map(|r| r == Request::Alive)
     };
-    assert_eq!(attrs(MAX_ATTRIBUTES), Ok(Request::Alive));
+    assert_eq!(attrs(MAX_ATTRIBUTES), Ok(true));
     assert_eq!(attrs(MAX_ATTRIBUTES + 1), Err(ParseError::Syntax));
 }
 

@@ -153,7 +153,9 @@ impl Session {
             reply(cx, &Reply::Echo(element));
         }
         match (&self.state, request) {
-            (State::Guest, Request::Login { user, pass }) => self.start_login(cx, user, &pass),
+            (State::Guest, Request::Login { user, pass }) => {
+                self.start_login(cx, user.into_owned(), &pass)
+            }
             (State::Guest | State::Verifying { .. } | State::Gone, _) => {}
             (State::Online { session }, request) => {
                 let session = *session;
@@ -311,7 +313,7 @@ impl Session {
                 },
             ),
             Request::Message { from, to, body } if mine(&from) => {
-                message(cx, session, &to, body);
+                message(cx, session, &to, &body);
             }
             Request::Message { .. } => reply(cx, &Reply::MessageResult(0)),
             Request::Status { action, user } => status(cx, session, &me, &user, action),
@@ -438,7 +440,7 @@ impl Session {
 /// MESSAGE from the owner: 1 delivered live (on any protocol), -1 stored (sent once the
 /// message is committed), 0 no such user, or refused (a full mailbox, the sender's share
 /// of it used, a failing store, too many stored or live messages sent too fast).
-fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
+fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
     let Ok(to) = UserName::parse(to) else {
         return reply(cx, &Reply::MessageResult(0));
     };
