@@ -93,6 +93,14 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
         return Err(ParseError::Encoding);
     }
     let text = std::str::from_utf8(document).map_err(|_| ParseError::Encoding)?;
+    match plain(text) {
+        Some((name, attrs, body)) => Ok(request(name, attrs, body)),
+        None => parse_xml(text),
+    }
+}
+
+/// Reads a document with the XML parser (any form [`plain`] does not take).
+fn parse_xml(text: &str) -> Result<Request<'_>, ParseError> {
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -104,17 +112,27 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
     };
     let qname = root.name();
     let name: &str = qname.as_ref();
-    let mut attrs = attributes(&root)?;
+    let attrs = attributes(&root)?;
     let mut body = Cow::Borrowed("");
     if !empty {
         read_body(&mut reader, &mut body)?;
     }
+    Ok(request(name, attrs, body))
+}
+
+/// The request a document of root element `name` makes, from the attributes it reads
+/// and its text.
+fn request<'a>(
+    name: &str,
+    mut attrs: [Option<Cow<'a, str>>; 8],
+    body: Cow<'a, str>,
+) -> Request<'a> {
     // Each value is taken once, moved out rather than copied.
     let mut take = |key: Attr| attrs[key as usize].take().unwrap_or_default();
     let kind = take(Attr::Type);
     let is = |name: &str, known: &str| name.eq_ignore_ascii_case(known);
     let kind_is = |known: &str| kind.eq_ignore_ascii_case(known);
-    Ok(if is(name, "LOGIN") {
+    if is(name, "LOGIN") {
         Request::Login {
             user: take(Attr::User),
             pass: take(Attr::Pass),
@@ -139,7 +157,7 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
         } else if kind_is("list") {
             StatusAction::List
         } else {
-            return Ok(Request::Unknown);
+            return Request::Unknown;
         };
         Request::Status {
             user: take(Attr::User),
@@ -165,7 +183,7 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
         } else if kind_is("deny") {
             FriendAction::Deny(either(Attr::Other, Attr::Friend))
         } else {
-            return Ok(Request::Unknown);
+            return Request::Unknown;
         };
         Request::Friend {
             user: take(Attr::User),
@@ -175,7 +193,100 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
         Request::Alive
     } else {
         Request::Unknown
-    })
+    }
+}
+
+/// Reads a document of the plain form clients send, without the XML parser, borrowing
+/// every value: `<NAME` (ASCII letters), attributes `KEY="VALUE"` or `KEY='VALUE'`, each
+/// after spaces (KEY an ASCII letter then letters, digits, `_` or `-`; VALUE without `<`,
+/// `&` or control characters), then `/>` ending the document, or `>`, text without
+/// `<`, `&`, CR or control characters other than tab and LF, and `</NAME>` ending it.
+/// Such a document is well formed and needs no unescaping or normalisation, so it reads
+/// as the XML parser would read it (`the_plain_form_reads_as_the_parser_reads_it`);
+/// anything else is `None`, for the parser.
+fn plain(text: &str) -> Option<(&str, [Option<Cow<'_, str>>; 8], Cow<'_, str>)> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'<') {
+        return None;
+    }
+    let name_end = 1 + b[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if name_end == 1 {
+        return None;
+    }
+    let name = &text[1..name_end];
+    let mut attrs: [Option<Cow<'_, str>>; 8] = Default::default();
+    let mut at = name_end;
+    let mut count = 0;
+    loop {
+        let spaces = b[at..].iter().take_while(|&&c| c == b' ').count();
+        at += spaces;
+        match *b.get(at)? {
+            b'/' if &b[at..] == b"/>" => return Some((name, attrs, Cow::Borrowed(""))),
+            b'/' => return None,
+            b'>' => {
+                at += 1;
+                break;
+            }
+            c if spaces == 0 || !c.is_ascii_alphabetic() => return None,
+            _ => {}
+        }
+        let key_len = (b[at..].iter())
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'-')
+            .count();
+        let key = &text[at..at + key_len];
+        at += key_len;
+        if b.get(at) != Some(&b'=') {
+            return None;
+        }
+        let quote = *b.get(at + 1)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        at += 2;
+        let len =
+            (b[at..].iter()).position(|&c| c == quote || c == b'<' || c == b'&' || c < 0x20)?;
+        if b[at + len] != quote {
+            return None;
+        }
+        let value = &text[at..at + len];
+        at += len + 1;
+        count += 1;
+        if count > MAX_ATTRIBUTES {
+            return None;
+        }
+        keep(&mut attrs, key, Cow::Borrowed(value));
+    }
+    let rest = &b[at..];
+    let close = name.len() + 3;
+    let body_len = rest.len().checked_sub(close)?;
+    let end = &rest[body_len..];
+    if !(end.starts_with(b"</") && &end[2..close - 1] == name.as_bytes() && end[close - 1] == b'>')
+    {
+        return None;
+    }
+    let body = &rest[..body_len];
+    let special =
+        |c: &u8| matches!(*c, b'<' | b'&' | b'\r') || (*c < 0x20 && *c != b'\t' && *c != b'\n');
+    if body.iter().any(special) {
+        return None;
+    }
+    Some((name, attrs, Cow::Borrowed(&text[at..at + body_len])))
+}
+
+/// Keeps `value` in the slot of `key` if a request reads it and it is not yet filled
+/// (the first of a repeated attribute wins).
+fn keep<'a>(attrs: &mut [Option<Cow<'a, str>>; 8], key: &str, value: Cow<'a, str>) {
+    let known = READ_ATTRIBUTES
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(key));
+    if let Some(slot) = known.and_then(|at| attrs.get_mut(at)) {
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
 }
 
 /// Deepest nesting of a document (its root is 1; a request has no children): deeper is
@@ -219,15 +330,7 @@ fn attributes<'a>(root: &BytesStart<'_>) -> Result<[Option<Cow<'a, str>>; 8], Pa
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|_| ParseError::Syntax)?;
-        let key: &str = attr.key.as_ref();
-        let known = READ_ATTRIBUTES
-            .iter()
-            .position(|k| k.eq_ignore_ascii_case(key));
-        if let Some(slot) = known.and_then(|at| out.get_mut(at)) {
-            if slot.is_none() {
-                *slot = Some(Cow::Owned(value.into_owned()));
-            }
-        }
+        keep(&mut out, attr.key.as_ref(), Cow::Owned(value.into_owned()));
     }
     Ok(out)
 }
@@ -633,6 +736,85 @@ fn escape(s: &str, quote: bool, out: &mut BytesMut) {
 #[cfg(test)]
 mod attribute_tests {
     use super::*;
+
+    /// Every document the plain reader takes reads as the XML parser reads it (same
+    /// request, same values); the forms clients send are plain. Documents are built from
+    /// pieces near the edges of the plain form (escapes, CR, tabs and LF, quotes, `>`,
+    /// `]]>`, repeated and unknown attributes, missing spaces, end tags that differ).
+    #[test]
+    fn the_plain_form_reads_as_the_parser_reads_it() {
+        let names = [
+            "MESSAGE", "message", "ALIVE", "LOGIN", "STATUS", "FRIEND", "a",
+        ];
+        let attributes = [
+            "",
+            " from=\"a\"",
+            " to='b'",
+            " FROM=\"x\"",
+            " user=\"a>b\"",
+            " pass=\"p q\"",
+            "  type=\"set\"",
+            " code=\" 1\"",
+            " type='add' friend=\"f\"",
+            " x-y_z=\"1\"",
+            " from=\"a&amp;b\"",
+            " to=\"a\tb\"",
+            " to=\"a\nb\"",
+            " a1=\"'\"",
+            " b='\"'",
+            "from=\"nospace\"",
+            " 1a=\"x\"",
+            " k = \"v\"",
+            " k=\"v",
+            " k=v",
+            " ns:k=\"v\"",
+            " to=\"ünï\"",
+        ];
+        let endings = [
+            "/>",
+            " />",
+            "/ >",
+            ">hi</@>",
+            "></@>",
+            ">a > b</@>",
+            ">]]></@>",
+            ">x\ny\tz</@>",
+            ">x\r\ny</@>",
+            ">&lt;x</@>",
+            "><b/></@>",
+            ">x</Q>",
+            ">x</@ >",
+            ">ünï ✓</@>",
+            ">x\u{1}y</@>",
+            "> </@>",
+            ">x</@>y",
+            ">x",
+        ];
+        let (mut plain_ones, mut all) = (0, 0);
+        for name in names {
+            for first in attributes {
+                for second in attributes {
+                    for ending in endings {
+                        let doc = format!("<{name}{first}{second}{}", ending.replace('@', name));
+                        all += 1;
+                        if let Some((n, attrs, body)) = plain(&doc) {
+                            plain_ones += 1;
+                            assert_eq!(Ok(request(n, attrs, body)), parse_xml(&doc), "{doc:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(plain_ones * 10 > all, "{plain_ones} of {all} plain");
+        for doc in [
+            "<MESSAGE from=\"u0\" to=\"u1\">t123.0</MESSAGE>",
+            "<LOGIN user=\"ann\" pass=\"0123456789abcdef0123456789abcdef\"/>",
+            "<ALIVE/>",
+            "<STATUS user='ann' type='set' code='1'/>",
+        ] {
+            assert!(plain(doc).is_some(), "{doc}");
+        }
+    }
 
     /// A document is read for the few attributes a request uses; the rest are checked
     /// and dropped (a quadratic check for repeats once made 64 KiB of them cost 140 ms),
