@@ -61,6 +61,65 @@ fn a_trailer_right_after_a_document_goes_with_it() {
     assert_eq!(framer.next(&mut buf).map(|f| show(&f)), Some("<b/>".into()));
 }
 
+/// Whole plain documents are found in one pass; everything else by the states. Both
+/// frame every input alike, whole or split anywhere, with or without a trailer and
+/// under a limit that cuts some of them.
+#[test]
+fn the_plain_extent_is_where_the_states_end_it() {
+    let run = |framer: Framer, chunks: &[&[u8]]| {
+        let mut framer = framer;
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            buf.extend_from_slice(chunk);
+            while let Some(frame) = framer.next(&mut buf) {
+                out.push(show(&frame));
+            }
+        }
+        out
+    };
+    let mut inputs: Vec<String> = TABLE.iter().map(|(input, _)| (*input).to_owned()).collect();
+    inputs.extend(
+        [
+            "<a x='>' y=\"/>\"/>\n<b x=\"'\">t</b>\n",
+            "<a>t\0</a><b/>",
+            "<a>t\0/a><b/>",
+            "<a>t<!-- c --></a>",
+            "<a>t</a x='>'><b/>",
+            "<a>t</a\n><b/>",
+            "<a>x<b>y</b></a>\n",
+            "<a/ ><a / >",
+            "<a x=\"unclosed>t</a>",
+            "<1/><a/>",
+            "<MESSAGE from=\"u0\" to=\"u1\">a message long enough to pass the limit</MESSAGE>\n",
+            "</a><a>\u{e9}</a>\r\n",
+        ]
+        .map(str::to_owned),
+    );
+    for input in &inputs {
+        let bytes = input.as_bytes();
+        for (max, trailer) in [
+            (MAX, None),
+            (MAX, Some(b'\n')),
+            (12, Some(b'\n')),
+            (40, None),
+        ] {
+            let framer = || match trailer {
+                Some(t) => Framer::new(max).with_trailer(t),
+                None => Framer::new(max),
+            };
+            for split in 0..=bytes.len() {
+                let chunks = [&bytes[..split], &bytes[split..]];
+                assert_eq!(
+                    run(framer(), &chunks),
+                    run(framer().states_only(), &chunks),
+                    "{input:?} split at {split}, max {max}"
+                );
+            }
+        }
+    }
+}
+
 /// (input, frames) pairs: the framing rules.
 const TABLE: &[(&str, &[&str])] = &[
     ("<ALIVE/>", &["<ALIVE/>"]),

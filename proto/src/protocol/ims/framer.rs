@@ -94,6 +94,9 @@ pub(crate) struct Framer {
     discarding: bool,
     /// A byte taken into a document when it immediately follows its last `>`.
     trailer: Option<u8>,
+    /// Whether a whole plain document is found in one pass ([`plain_extent`]); off only
+    /// in the test that compares it with the states.
+    plain: bool,
 }
 
 impl Framer {
@@ -106,7 +109,16 @@ impl Framer {
             depth: 0,
             discarding: false,
             trailer: None,
+            plain: true,
         }
+    }
+
+    /// The same framer without the one-pass reading of plain documents, for the test
+    /// that checks it frames as the states do.
+    #[cfg(test)]
+    pub(crate) fn states_only(mut self) -> Self {
+        self.plain = false;
+        self
     }
 
     /// The same framer, taking `byte` into a document when it has arrived right after
@@ -160,7 +172,18 @@ impl Framer {
                         Some(i) => {
                             buf.advance(self.pos + i);
                             self.pos = 0;
-                            if buf[0] == b'<' {
+                            let plain = match self.plain && !self.discarding {
+                                true => plain_extent(&buf[..], self.max),
+                                false => None,
+                            };
+                            if let Some(len) = plain {
+                                // The whole document is here in its plain form: what the
+                                // states below would find, in one pass.
+                                self.pos = len;
+                                if let Some(frame) = self.after_markup(buf) {
+                                    return Some(frame);
+                                }
+                            } else if buf[0] == b'<' {
                                 self.pos = 1;
                                 self.state = State::Open;
                             } else {
@@ -360,6 +383,39 @@ impl Framer {
         self.state = State::Junk;
         Frame::Malformed(why)
     }
+}
+
+/// The length of the document at the start of `b` when all of it has arrived, it is at
+/// most `max` bytes, and it is plain: a start tag (quotes in it respected) that is empty
+/// or followed by text without `<` or NUL and an end tag without quotes. That is where the
+/// states of [`Framer::next`] would end it (`the_plain_extent_is_where_the_states_end_it`);
+/// anything else is `None`, for them.
+fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
+    if b.first() != Some(&b'<') || !b.get(1).is_some_and(|&c| is_name_start(c)) {
+        return None;
+    }
+    let mut at = 2;
+    let gt = loop {
+        let i = at + memchr::memchr3(b'>', b'"', b'\'', b.get(at..)?)?;
+        match b[i] {
+            b'>' => break i,
+            quote => at = i + 1 + memchr::memchr(quote, b.get(i + 1..)?)? + 1,
+        }
+    };
+    let len = if b[gt - 1] == b'/' {
+        gt + 1
+    } else {
+        let lt = gt + 1 + memchr::memchr2(b'<', 0, &b[gt + 1..])?;
+        if b[lt] == 0 || b.get(lt + 1) != Some(&b'/') {
+            return None;
+        }
+        let end = lt + 2 + memchr::memchr3(b'>', b'"', b'\'', b.get(lt + 2..)?)?;
+        if b[end] != b'>' {
+            return None;
+        }
+        end + 1
+    };
+    (len <= max).then_some(len)
 }
 
 /// Whether `b` may start an element name (an ASCII letter, `_`, `:`, or the first byte of
