@@ -279,6 +279,16 @@ impl Session {
     }
 
     fn online(&mut self, cx: &mut Cx<'_>, session: SessionId, request: Request) {
+        // A MESSAGE, the request sent most, looks at the owner's name without a copy of it.
+        if let Request::Message { from, to, body } = &request {
+            let Some(me) = cx.net.session_name(session) else {
+                return;
+            };
+            return match me.key_ref().is_key_of(from) {
+                true => message(cx, session, to, body),
+                false => reply(cx, &Reply::MessageResult(0)),
+            };
+        }
         let Some(me) = cx.net.session_name(session).cloned() else {
             return;
         };
@@ -312,10 +322,8 @@ impl Session {
                     result: 0,
                 },
             ),
-            Request::Message { from, to, body } if mine(&from) => {
-                message(cx, session, &to, &body);
-            }
-            Request::Message { .. } => reply(cx, &Reply::MessageResult(0)),
+            // Handled above.
+            Request::Message { .. } => {}
             Request::Status { action, user } => status(cx, session, &me, &user, action),
             Request::Friend { user, action } if mine(&user) => friend(cx, &me, action),
             Request::Friend {
