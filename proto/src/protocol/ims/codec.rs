@@ -196,6 +196,9 @@ fn request<'a>(
     }
 }
 
+/// The values of the attributes a request reads, by [`Attr`].
+type Attributes<'a> = [Option<Cow<'a, str>>; 8];
+
 /// Reads a document of the plain form clients send, without the XML parser, borrowing
 /// every value: `<NAME` (ASCII letters), attributes `KEY="VALUE"` or `KEY='VALUE'`, each
 /// after spaces (KEY an ASCII letter then letters, digits, `_` or `-`; VALUE without `<`,
@@ -204,7 +207,7 @@ fn request<'a>(
 /// Such a document is well formed and needs no unescaping or normalisation, so it reads
 /// as the XML parser would read it (`the_plain_form_reads_as_the_parser_reads_it`);
 /// anything else is `None`, for the parser.
-fn plain(text: &str) -> Option<(&str, [Option<Cow<'_, str>>; 8], Cow<'_, str>)> {
+fn plain(text: &str) -> Option<(&str, Attributes<'_>, Cow<'_, str>)> {
     let b = text.as_bytes();
     if b.first() != Some(&b'<') {
         return None;

@@ -301,7 +301,7 @@ fn malformed_reasons_are_distinct() {
     assert_eq!(frames(&[b"x"]), [format!("!{:?}", Malformed::TextOutside)]);
 }
 
-fn req(doc: &str) -> Request {
+fn req(doc: &str) -> Request<'_> {
     parse(doc.as_bytes()).unwrap_or_else(|e| panic!("{doc}: {e:?}"))
 }
 

@@ -278,7 +278,7 @@ impl Session {
         });
     }
 
-    fn online(&mut self, cx: &mut Cx<'_>, session: SessionId, request: Request) {
+    fn online(&mut self, cx: &mut Cx<'_>, session: SessionId, request: Request<'_>) {
         // A MESSAGE, the request sent most, looks at the owner's name without a copy of it.
         if let Request::Message { from, to, body } = &request {
             let Some(me) = cx.net.session_name(session) else {
