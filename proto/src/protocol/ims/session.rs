@@ -456,9 +456,10 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let ack = match cx.net.route_direct(session, &to, limits) {
+    let route = cx.net.route_direct(session, &to, limits);
+    let ack = match &route {
         Err(why) => {
-            cx.net.refused_direct(session, &to, &why);
+            cx.net.refused_direct(session, &to, why);
             return reply(cx, &Reply::MessageResult(0));
         }
         Ok(Route::Live(_)) => {
@@ -484,7 +485,9 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };
-    match cx.deliver_direct(outgoing, limits) {
+    // The gates above changed no routing state (a close they caused waits for the end
+    // of this input), so the route still holds: it is not looked up again.
+    match cx.deliver_routed(outgoing, route) {
         Outcome::Delivered(_) => reply(cx, &Reply::MessageResult(1)),
         Outcome::Stored { seq, .. } => reply_after(cx, seq, &Reply::MessageResult(-1)),
         Outcome::Refused(_) => reply(cx, &Reply::MessageResult(0)),
