@@ -394,14 +394,16 @@ fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
     if b.first() != Some(&b'<') || !b.get(1).is_some_and(|&c| is_name_start(c)) {
         return None;
     }
+    // The first `>` ends the start tag when no quotes are open there (every quote
+    // before it is closed before it); one inside quotes is left to the states. Tags
+    // are short: their quotes are found by plain loops, not memchr's setup.
+    let gt = 2 + memchr::memchr(b'>', &b[2..])?;
+    let tag = &b[..gt];
     let mut at = 2;
-    let gt = loop {
-        let i = at + memchr::memchr3(b'>', b'"', b'\'', b.get(at..)?)?;
-        match b[i] {
-            b'>' => break i,
-            quote => at = i + 1 + memchr::memchr(quote, b.get(i + 1..)?)? + 1,
-        }
-    };
+    while let Some(open) = tag[at..].iter().position(|&c| c == b'"' || c == b'\'') {
+        let open = at + open;
+        at = open + 1 + tag[open + 1..].iter().position(|&c| c == tag[open])? + 1;
+    }
     let len = if b[gt - 1] == b'/' {
         gt + 1
     } else {
@@ -409,7 +411,12 @@ fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
         if b[lt] == 0 || b.get(lt + 1) != Some(&b'/') {
             return None;
         }
-        let end = lt + 2 + memchr::memchr3(b'>', b'"', b'\'', b.get(lt + 2..)?)?;
+        let close = b.get(lt + 2..)?;
+        let end = lt
+            + 2
+            + close
+                .iter()
+                .position(|&c| matches!(c, b'>' | b'"' | b'\''))?;
         if b[end] != b'>' {
             return None;
         }
