@@ -524,6 +524,45 @@ pub(crate) fn fixed(reply: &Reply<'_>, term: Terminator) -> Option<&'static [u8]
     })
 }
 
+/// A MESSAGE pushed to its recipient ([`Reply::Message`]), in one buffer of exactly its
+/// length, each part scanned for escapes once (not once for the length and again to
+/// write it).
+pub(crate) fn message(from: &str, to: &str, body: &str, term: Terminator) -> BytesMut {
+    /// A part, and whether it needs escaping.
+    struct Part<'a>(&'a [u8], bool, bool);
+    impl Part<'_> {
+        fn len(&self) -> usize {
+            match self.1 {
+                false => self.0.len(),
+                true => (self.0.iter()).map(|&b| escaped_byte_len(b, self.2)).sum(),
+            }
+        }
+        fn put(&self, out: &mut BytesMut) {
+            match self.1 {
+                false => out.put_slice(self.0),
+                true => escape_all(self.0, self.2, out),
+            }
+        }
+    }
+    fn part(s: &str, quote: bool) -> Part<'_> {
+        Part(s.as_bytes(), needs_escape(s.as_bytes(), quote), quote)
+    }
+    let parts = [part(from, true), part(to, true), part(body, false)];
+    let len = "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
+        + parts.iter().map(Part::len).sum::<usize>()
+        + 1;
+    let mut out = BytesMut::with_capacity(len);
+    out.put_slice(b"<MESSAGE from=\"");
+    parts[0].put(&mut out);
+    out.put_slice(b"\" to=\"");
+    parts[1].put(&mut out);
+    out.put_slice(b"\">");
+    parts[2].put(&mut out);
+    out.put_slice(b"</MESSAGE>");
+    out.put_u8(end_byte(term));
+    out
+}
+
 /// The STATUSLIST document, without its terminator.
 const STATUS_LIST: &str =
     "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
@@ -713,6 +752,11 @@ fn escape(s: &str, quote: bool, out: &mut BytesMut) {
     if !needs_escape(bytes, quote) {
         return out.put_slice(bytes);
     }
+    escape_all(bytes, quote, out);
+}
+
+/// Escapes `bytes`, known to hold something to escape.
+fn escape_all(bytes: &[u8], quote: bool, out: &mut BytesMut) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if escaped_byte_len(b, quote) == 1 {

@@ -4,7 +4,8 @@
 use bytes::BytesMut;
 
 use super::codec::{
-    encode, fixed, parse, FriendAction, ParseError, Reply, Request, StatusAction, Terminator,
+    encode, fixed, message, parse, FriendAction, ParseError, Reply, Request, StatusAction,
+    Terminator,
 };
 use super::framer::{Frame, Framer, Malformed};
 
@@ -608,6 +609,13 @@ fn every_reply_has_its_exact_length_and_fixed_ones_their_bytes() {
         for term in [Terminator::Newline, Terminator::Nul] {
             let mut out = BytesMut::new();
             encode(reply, term, &mut out);
+            // A pushed MESSAGE is written by its own one-scan path: the same bytes, in a
+            // buffer of exactly their length.
+            if let Reply::Message { from, to, body } = reply {
+                let pushed = message(from, to, body, term);
+                assert_eq!(pushed, out, "{reply:?}");
+                assert_eq!(pushed.capacity(), pushed.len(), "{reply:?}");
+            }
             assert_eq!(
                 out.len(),
                 reply.encoded_len(),

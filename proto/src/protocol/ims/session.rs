@@ -621,6 +621,9 @@ fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
     if let Some(bytes) = codec::fixed(reply, term) {
         return Bytes::from_static(bytes);
     }
+    if let Reply::Message { from, to, body } = reply {
+        return codec::message(from, to, body, term).freeze();
+    }
     let mut out = BytesMut::with_capacity(reply.encoded_len());
     codec::encode(reply, term, &mut out);
     out.freeze()
