@@ -67,6 +67,9 @@ enum Cmd {
         /// Times every client's read is fed.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// The protocol routed: ws2017 (`core::round`) or ims (`core_ims::round`).
+        #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
+        proto: Proto,
     },
     /// Clients in pairs, each sending messages to its partner.
     Direct {
@@ -253,6 +256,34 @@ fn main() -> ExitCode {
             clients,
             per_read,
             rounds,
+            proto: Proto::Ims,
+        } => {
+            use switchboard_bench::core_ims;
+            let (mut pump, now) = match core_ims::crowd(clients) {
+                Ok(crowd) => crowd,
+                Err(e) => {
+                    eprintln!("switchboard-bench core: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let reads = core_ims::reads(clients, per_read);
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                core_ims::round(&mut pump, now, &reads);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let messages = clients as f64 * per_read as f64 * rounds as f64;
+            println!(
+                "core ims: {messages} messages in {secs:.3} s, {:.0} msgs/s",
+                messages / secs
+            );
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Core {
+            clients,
+            per_read,
+            rounds,
+            proto: Proto::Ws2017,
         } => {
             let (mut pump, now) = switchboard_bench::core::crowd(clients);
             let reads = switchboard_bench::core::reads(clients, per_read);
@@ -267,6 +298,13 @@ fn main() -> ExitCode {
                 messages / secs
             );
             return ExitCode::SUCCESS;
+        }
+        Cmd::Core { proto, .. } => {
+            eprintln!(
+                "switchboard-bench core: only ws2017 and ims, not {}",
+                proto.name()
+            );
+            return ExitCode::FAILURE;
         }
         Cmd::Direct {
             target,

@@ -9,23 +9,33 @@ use bytes::{BufMut, BytesMut};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};
 
-/// A client document.
+/// A client document. Values borrow the document's bytes where they needed no
+/// unescaping (the common case: a request allocates nothing for them).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// `<LOGIN user="N" pass="MD5HEX"/>`.
-    Login { user: String, pass: String },
+    Login {
+        user: Cow<'a, str>,
+        pass: Cow<'a, str>,
+    },
     /// `<LOGOUT user="N"/>`.
-    Logout { user: String },
+    Logout { user: Cow<'a, str> },
     /// `<MESSAGE from="S" to="R">text</MESSAGE>`.
     Message {
-        from: String,
-        to: String,
-        body: String,
+        from: Cow<'a, str>,
+        to: Cow<'a, str>,
+        body: Cow<'a, str>,
     },
     /// `<STATUS user="N" type="set|get|list" code="C"/>`.
-    Status { user: String, action: StatusAction },
+    Status {
+        user: Cow<'a, str>,
+        action: StatusAction<'a>,
+    },
     /// `<FRIEND user="N" type="..." friend="F" other="O"/>`.
-    Friend { user: String, action: FriendAction },
+    Friend {
+        user: Cow<'a, str>,
+        action: FriendAction<'a>,
+    },
     /// `<ALIVE/>`.
     Alive,
     /// A well-formed document this protocol does not know (another element, or a known
@@ -35,9 +45,9 @@ pub(crate) enum Request {
 
 /// What a STATUS document asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum StatusAction {
+pub(crate) enum StatusAction<'a> {
     /// Set the owner's status to `code` (as sent; checked by the session).
-    Set { code: String },
+    Set { code: Cow<'a, str> },
     /// The status of the user named in `user`.
     Get,
     /// The list of statuses.
@@ -47,15 +57,15 @@ pub(crate) enum StatusAction {
 /// What a FRIEND document asks; the name is the `friend` attribute for add and delete,
 /// `other` for accept and deny (either is taken when the expected one is missing).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum FriendAction {
-    Add(String),
-    Delete(String),
+pub(crate) enum FriendAction<'a> {
+    Add(Cow<'a, str>),
+    Delete(Cow<'a, str>),
     Request,
-    Accept(String),
-    Deny(String),
+    Accept(Cow<'a, str>),
+    Deny(Cow<'a, str>),
 }
 
-impl FriendAction {
+impl FriendAction<'_> {
     /// The `type` value of the reply.
     pub(crate) fn name(&self) -> &'static str {
         match self {
@@ -78,11 +88,19 @@ pub(crate) enum ParseError {
 }
 
 /// Reads one framed document (a top-level element, as [`super::framer::Framer`] cut it).
-pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
+pub(crate) fn parse(document: &[u8]) -> Result<Request<'_>, ParseError> {
     if memchr::memchr(0, document).is_some() {
         return Err(ParseError::Encoding);
     }
     let text = std::str::from_utf8(document).map_err(|_| ParseError::Encoding)?;
+    match plain(text) {
+        Some((name, attrs, body)) => Ok(request(name, attrs, body)),
+        None => parse_xml(text),
+    }
+}
+
+/// Reads a document with the XML parser (any form [`plain`] does not take).
+fn parse_xml(text: &str) -> Result<Request<'_>, ParseError> {
     let mut reader = Reader::from_str(text);
     let config = reader.config_mut();
     config.check_end_names = true;
@@ -94,17 +112,27 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
     };
     let qname = root.name();
     let name: &str = qname.as_ref();
-    let mut attrs = attributes(&root)?;
-    let mut body = String::new();
+    let attrs = attributes(&root)?;
+    let mut body = Cow::Borrowed("");
     if !empty {
         read_body(&mut reader, &mut body)?;
     }
+    Ok(request(name, attrs, body))
+}
+
+/// The request a document of root element `name` makes, from the attributes it reads
+/// and its text.
+fn request<'a>(
+    name: &str,
+    mut attrs: [Option<Cow<'a, str>>; 8],
+    body: Cow<'a, str>,
+) -> Request<'a> {
     // Each value is taken once, moved out rather than copied.
-    let mut take = |key: Attr| -> String { attrs[key as usize].take().unwrap_or_default() };
+    let mut take = |key: Attr| attrs[key as usize].take().unwrap_or_default();
     let kind = take(Attr::Type);
     let is = |name: &str, known: &str| name.eq_ignore_ascii_case(known);
     let kind_is = |known: &str| kind.eq_ignore_ascii_case(known);
-    Ok(if is(name, "LOGIN") {
+    if is(name, "LOGIN") {
         Request::Login {
             user: take(Attr::User),
             pass: take(Attr::Pass),
@@ -129,7 +157,7 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
         } else if kind_is("list") {
             StatusAction::List
         } else {
-            return Ok(Request::Unknown);
+            return Request::Unknown;
         };
         Request::Status {
             user: take(Attr::User),
@@ -155,7 +183,7 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
         } else if kind_is("deny") {
             FriendAction::Deny(either(Attr::Other, Attr::Friend))
         } else {
-            return Ok(Request::Unknown);
+            return Request::Unknown;
         };
         Request::Friend {
             user: take(Attr::User),
@@ -165,7 +193,103 @@ pub(crate) fn parse(document: &[u8]) -> Result<Request, ParseError> {
         Request::Alive
     } else {
         Request::Unknown
-    })
+    }
+}
+
+/// The values of the attributes a request reads, by [`Attr`].
+type Attributes<'a> = [Option<Cow<'a, str>>; 8];
+
+/// Reads a document of the plain form clients send, without the XML parser, borrowing
+/// every value: `<NAME` (ASCII letters), attributes `KEY="VALUE"` or `KEY='VALUE'`, each
+/// after spaces (KEY an ASCII letter then letters, digits, `_` or `-`; VALUE without `<`,
+/// `&` or control characters), then `/>` ending the document, or `>`, text without
+/// `<`, `&`, CR or control characters other than tab and LF, and `</NAME>` ending it.
+/// Such a document is well formed and needs no unescaping or normalisation, so it reads
+/// as the XML parser would read it (`the_plain_form_reads_as_the_parser_reads_it`);
+/// anything else is `None`, for the parser.
+fn plain(text: &str) -> Option<(&str, Attributes<'_>, Cow<'_, str>)> {
+    let b = text.as_bytes();
+    if b.first() != Some(&b'<') {
+        return None;
+    }
+    let name_end = 1 + b[1..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if name_end == 1 {
+        return None;
+    }
+    let name = &text[1..name_end];
+    let mut attrs: [Option<Cow<'_, str>>; 8] = Default::default();
+    let mut at = name_end;
+    let mut count = 0;
+    loop {
+        let spaces = b[at..].iter().take_while(|&&c| c == b' ').count();
+        at += spaces;
+        match *b.get(at)? {
+            b'/' if &b[at..] == b"/>" => return Some((name, attrs, Cow::Borrowed(""))),
+            b'/' => return None,
+            b'>' => {
+                at += 1;
+                break;
+            }
+            c if spaces == 0 || !c.is_ascii_alphabetic() => return None,
+            _ => {}
+        }
+        let key_len = (b[at..].iter())
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'-')
+            .count();
+        let key = &text[at..at + key_len];
+        at += key_len;
+        if b.get(at) != Some(&b'=') {
+            return None;
+        }
+        let quote = *b.get(at + 1)?;
+        if quote != b'"' && quote != b'\'' {
+            return None;
+        }
+        at += 2;
+        let len =
+            (b[at..].iter()).position(|&c| c == quote || c == b'<' || c == b'&' || c < 0x20)?;
+        if b[at + len] != quote {
+            return None;
+        }
+        let value = &text[at..at + len];
+        at += len + 1;
+        count += 1;
+        if count > MAX_ATTRIBUTES {
+            return None;
+        }
+        keep(&mut attrs, key, Cow::Borrowed(value));
+    }
+    let rest = &b[at..];
+    let close = name.len() + 3;
+    let body_len = rest.len().checked_sub(close)?;
+    let end = &rest[body_len..];
+    if !(end.starts_with(b"</") && &end[2..close - 1] == name.as_bytes() && end[close - 1] == b'>')
+    {
+        return None;
+    }
+    let body = &rest[..body_len];
+    let special =
+        |c: &u8| matches!(*c, b'<' | b'&' | b'\r') || (*c < 0x20 && *c != b'\t' && *c != b'\n');
+    if body.iter().any(special) {
+        return None;
+    }
+    Some((name, attrs, Cow::Borrowed(&text[at..at + body_len])))
+}
+
+/// Keeps `value` in the slot of `key` if a request reads it and it is not yet filled
+/// (the first of a repeated attribute wins).
+fn keep<'a>(attrs: &mut [Option<Cow<'a, str>>; 8], key: &str, value: Cow<'a, str>) {
+    let known = READ_ATTRIBUTES
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(key));
+    if let Some(slot) = known.and_then(|at| attrs.get_mut(at)) {
+        if slot.is_none() {
+            *slot = Some(value);
+        }
+    }
 }
 
 /// Deepest nesting of a document (its root is 1; a request has no children): deeper is
@@ -199,8 +323,8 @@ enum Attr {
 /// one makes the document malformed), but only those are kept, so a document of
 /// thousands of attributes costs linear work, not their number squared (7,400 of them in
 /// 64 KiB took 140 ms), and a request allocates only the values it keeps.
-fn attributes(root: &BytesStart<'_>) -> Result<[Option<String>; 8], ParseError> {
-    let mut out: [Option<String>; 8] = Default::default();
+fn attributes<'a>(root: &BytesStart<'_>) -> Result<[Option<Cow<'a, str>>; 8], ParseError> {
+    let mut out: [Option<Cow<'a, str>>; 8] = Default::default();
     for (i, attr) in root.attributes().with_checks(false).enumerate() {
         if i >= MAX_ATTRIBUTES {
             return Err(ParseError::Syntax);
@@ -209,22 +333,14 @@ fn attributes(root: &BytesStart<'_>) -> Result<[Option<String>; 8], ParseError> 
         let value = attr
             .normalized_value(XmlVersion::Implicit1_0)
             .map_err(|_| ParseError::Syntax)?;
-        let key: &str = attr.key.as_ref();
-        let known = READ_ATTRIBUTES
-            .iter()
-            .position(|k| k.eq_ignore_ascii_case(key));
-        if let Some(slot) = known.and_then(|at| out.get_mut(at)) {
-            if slot.is_none() {
-                *slot = Some(value.into_owned());
-            }
-        }
+        keep(&mut out, attr.key.as_ref(), Cow::Owned(value.into_owned()));
     }
     Ok(out)
 }
 
 /// Reads the root's content to its end tag: its own text (unescaped, CDATA as is) goes
 /// into `body`; child elements are checked for well-formedness and their text ignored.
-fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseError> {
+fn read_body<'a>(reader: &mut Reader<&'a [u8]>, body: &mut Cow<'a, str>) -> Result<(), ParseError> {
     let mut depth = 0u32;
     loop {
         match reader.read_event().map_err(|_| ParseError::Syntax)? {
@@ -233,8 +349,8 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
             Event::Start(_) => depth += 1,
             Event::End(_) if depth == 0 => return Ok(()),
             Event::End(_) => depth -= 1,
-            Event::Text(t) if depth == 0 => body.push_str(&t.xml10_content()),
-            Event::CData(t) if depth == 0 => body.push_str(&t.xml10_content()),
+            Event::Text(t) if depth == 0 => append(body, t.xml10_content()),
+            Event::CData(t) if depth == 0 => append(body, t.xml10_content()),
             Event::GeneralRef(r) if depth == 0 => {
                 let c = match r.resolve_char_ref().map_err(|_| ParseError::Syntax)? {
                     Some(c) => Cow::Owned(c.to_string()),
@@ -245,7 +361,7 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
                         Cow::Borrowed(text)
                     }
                 };
-                body.push_str(&c);
+                append(body, c);
             }
             Event::GeneralRef(r) => {
                 // Checked even where ignored: an unknown entity is malformed anywhere.
@@ -262,6 +378,16 @@ fn read_body(reader: &mut Reader<&[u8]>, body: &mut String) -> Result<(), ParseE
             Event::DocType(_) => return Err(ParseError::Syntax),
             _ => {}
         }
+    }
+}
+
+/// Adds `piece` to the body: the first piece is kept as it is (borrowed when it needed
+/// no unescaping), later ones are appended to an owned copy.
+fn append<'a>(body: &mut Cow<'a, str>, piece: Cow<'a, str>) {
+    if body.is_empty() {
+        *body = piece;
+    } else {
+        body.to_mut().push_str(&piece);
     }
 }
 
@@ -296,13 +422,10 @@ pub(crate) enum Reply<'a> {
     Invite { to: &'a str, from: &'a str },
 }
 
-/// The statuses, by code, as STATUSLIST names them.
-pub(crate) const STATUSES: [&str; 4] = ["Online", "Away", "Busy", "Invisible"];
-
 pub(crate) use crate::config::ImsTerminator as Terminator;
 
 /// The byte that ends each document.
-fn end_byte(term: Terminator) -> u8 {
+pub(crate) fn end_byte(term: Terminator) -> u8 {
     match term {
         Terminator::Newline => b'\n',
         Terminator::Nul => 0,
@@ -310,27 +433,140 @@ fn end_byte(term: Terminator) -> u8 {
 }
 
 impl Reply<'_> {
-    /// Bytes the encoded reply takes with its terminator when nothing needs escaping
-    /// (escapes grow it past this), so its buffer is allocated once instead of regrown.
-    pub(crate) fn encoded_len_hint(&self) -> usize {
-        const TAGS: usize = 48;
-        1 + match self {
-            Reply::Echo(bytes) => bytes.len(),
-            Reply::Login { user, .. } | Reply::Logout { user, .. } => TAGS + user.len(),
-            Reply::Friend { action, .. } => TAGS + action.len(),
-            Reply::MessageResult(_) | Reply::StatusGet(_) | Reply::StatusSet(_) => TAGS,
-            Reply::StatusList => 256,
-            Reply::Friends(friends) => {
-                TAGS + friends
-                    .iter()
-                    .map(|(name, _)| 32 + name.len())
-                    .sum::<usize>()
+    /// Bytes the encoded reply takes with its terminator, escapes included: its buffer is
+    /// allocated at exactly this size (a `Bytes` frozen from a buffer with spare capacity
+    /// allocates a second block to share it), and a session asks for room with it without
+    /// encoding the reply.
+    pub(crate) fn encoded_len(&self) -> usize {
+        /// `"/>` after a result, with the terminator.
+        const CLOSE: usize = 3 + 1;
+        match self {
+            Reply::Echo(bytes) => bytes.len() + 1,
+            Reply::Login { user, result } => {
+                "<LOGIN user=\"".len()
+                    + attr_len(user)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
             }
-            Reply::Message { from, to, body } => TAGS + from.len() + to.len() + body.len(),
-            Reply::Invite { to, from } => TAGS + to.len() + from.len(),
+            Reply::Logout { user, result } => {
+                "<LOGOUT user=\"".len()
+                    + attr_len(user)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
+            }
+            Reply::MessageResult(r) => "<MESSAGE result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusGet(r) => "<STATUS type=\"get\" result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusSet(r) => "<STATUS type=\"set\" result=\"".len() + int_len(*r) + CLOSE,
+            Reply::StatusList => STATUS_LIST.len() + 1,
+            Reply::Friend { action, result } => {
+                "<FRIEND type=\"".len()
+                    + attr_len(action)
+                    + "\" result=\"".len()
+                    + int_len(*result)
+                    + CLOSE
+            }
+            Reply::Friends(friends) => {
+                "<FRIENDS></FRIENDS>".len()
+                    + friends
+                        .iter()
+                        .map(|(name, status)| {
+                            "<USER status=\"\"></USER>".len() + int_len(*status) + text_len(name)
+                        })
+                        .sum::<usize>()
+                    + 1
+            }
+            Reply::Message { from, to, body } => {
+                "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
+                    + attr_len(from)
+                    + attr_len(to)
+                    + text_len(body)
+                    + 1
+            }
+            Reply::Invite { to, from } => {
+                "<FRIEND type=\"invite\" to=\"\" from=\"\"/>".len()
+                    + attr_len(to)
+                    + attr_len(from)
+                    + 1
+            }
         }
     }
 }
+
+/// The encoding of a reply that is always the same bytes (a result, the STATUSLIST), so
+/// sending it allocates nothing; `None` for the others.
+pub(crate) fn fixed(reply: &Reply<'_>, term: Terminator) -> Option<&'static [u8]> {
+    macro_rules! both {
+        ($doc:expr) => {
+            match term {
+                Terminator::Newline => concat!($doc, "\n").as_bytes(),
+                Terminator::Nul => concat!($doc, "\0").as_bytes(),
+            }
+        };
+    }
+    Some(match reply {
+        Reply::MessageResult(1) => both!("<MESSAGE result=\"1\"/>"),
+        Reply::MessageResult(0) => both!("<MESSAGE result=\"0\"/>"),
+        Reply::MessageResult(-1) => both!("<MESSAGE result=\"-1\"/>"),
+        Reply::StatusSet(1) => both!("<STATUS type=\"set\" result=\"1\"/>"),
+        Reply::StatusSet(0) => both!("<STATUS type=\"set\" result=\"0\"/>"),
+        Reply::StatusGet(-1) => both!("<STATUS type=\"get\" result=\"-1\"/>"),
+        Reply::StatusGet(0) => both!("<STATUS type=\"get\" result=\"0\"/>"),
+        Reply::StatusGet(1) => both!("<STATUS type=\"get\" result=\"1\"/>"),
+        Reply::StatusGet(2) => both!("<STATUS type=\"get\" result=\"2\"/>"),
+        Reply::StatusGet(3) => both!("<STATUS type=\"get\" result=\"3\"/>"),
+        Reply::StatusList => both!(
+            "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+             <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>"
+        ),
+        _ => return None,
+    })
+}
+
+/// A MESSAGE pushed to its recipient ([`Reply::Message`]), in one buffer of exactly its
+/// length, each part scanned for escapes once (not once for the length and again to
+/// write it).
+pub(crate) fn message(from: &str, to: &str, body: &str, term: Terminator) -> BytesMut {
+    /// A part, and whether it needs escaping.
+    struct Part<'a>(&'a [u8], bool, bool);
+    impl Part<'_> {
+        fn len(&self) -> usize {
+            match self.1 {
+                false => self.0.len(),
+                true => (self.0.iter()).map(|&b| escaped_byte_len(b, self.2)).sum(),
+            }
+        }
+        fn put(&self, out: &mut BytesMut) {
+            match self.1 {
+                false => out.put_slice(self.0),
+                true => escape_all(self.0, self.2, out),
+            }
+        }
+    }
+    fn part(s: &str, quote: bool) -> Part<'_> {
+        Part(s.as_bytes(), needs_escape(s.as_bytes(), quote), quote)
+    }
+    let parts = [part(from, true), part(to, true), part(body, false)];
+    let len = "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
+        + parts.iter().map(Part::len).sum::<usize>()
+        + 1;
+    let mut out = BytesMut::with_capacity(len);
+    out.put_slice(b"<MESSAGE from=\"");
+    parts[0].put(&mut out);
+    out.put_slice(b"\" to=\"");
+    parts[1].put(&mut out);
+    out.put_slice(b"\">");
+    parts[2].put(&mut out);
+    out.put_slice(b"</MESSAGE>");
+    out.put_u8(end_byte(term));
+    out
+}
+
+/// The STATUSLIST document, without its terminator.
+const STATUS_LIST: &str =
+    "<STATUSLIST><STATUS id=\"0\">Online</STATUS><STATUS id=\"1\">Away</STATUS>\
+    <STATUS id=\"2\">Busy</STATUS><STATUS id=\"3\">Invisible</STATUS></STATUSLIST>";
 
 /// Appends `reply`, then the terminator, to `out`.
 pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
@@ -339,32 +575,46 @@ pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
         Reply::Login { user, result } => {
             out.put_slice(b"<LOGIN user=\"");
             attr(user, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
         Reply::Logout { user, result } => {
             out.put_slice(b"<LOGOUT user=\"");
             attr(user, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
-        Reply::MessageResult(r) => put_fmt(out, format_args!("<MESSAGE result=\"{r}\"/>")),
-        Reply::StatusGet(r) => put_fmt(out, format_args!("<STATUS type=\"get\" result=\"{r}\"/>")),
-        Reply::StatusSet(r) => put_fmt(out, format_args!("<STATUS type=\"set\" result=\"{r}\"/>")),
-        Reply::StatusList => {
-            out.put_slice(b"<STATUSLIST>");
-            for (id, name) in STATUSES.iter().enumerate() {
-                put_fmt(out, format_args!("<STATUS id=\"{id}\">{name}</STATUS>"));
-            }
-            out.put_slice(b"</STATUSLIST>");
+        Reply::MessageResult(r) => {
+            out.put_slice(b"<MESSAGE result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
         }
+        Reply::StatusGet(r) => {
+            out.put_slice(b"<STATUS type=\"get\" result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
+        }
+        Reply::StatusSet(r) => {
+            out.put_slice(b"<STATUS type=\"set\" result=\"");
+            put_int(out, *r);
+            out.put_slice(b"\"/>");
+        }
+        Reply::StatusList => out.put_slice(STATUS_LIST.as_bytes()),
         Reply::Friend { action, result } => {
             out.put_slice(b"<FRIEND type=\"");
             attr(action, out);
-            put_fmt(out, format_args!("\" result=\"{result}\"/>"));
+            out.put_slice(b"\" result=\"");
+            put_int(out, *result);
+            out.put_slice(b"\"/>");
         }
         Reply::Friends(friends) => {
             out.put_slice(b"<FRIENDS>");
             for (name, status) in friends.iter() {
-                put_fmt(out, format_args!("<USER status=\"{status}\">"));
+                out.put_slice(b"<USER status=\"");
+                put_int(out, *status);
+                out.put_slice(b"\">");
                 text(name, out);
                 out.put_slice(b"</USER>");
             }
@@ -390,17 +640,39 @@ pub(crate) fn encode(reply: &Reply<'_>, term: Terminator, out: &mut BytesMut) {
     out.put_u8(end_byte(term));
 }
 
-fn put_fmt(out: &mut BytesMut, args: core::fmt::Arguments<'_>) {
-    use core::fmt::Write;
-    struct W<'b>(&'b mut BytesMut);
-    impl Write for W<'_> {
-        fn write_str(&mut self, s: &str) -> core::fmt::Result {
-            self.0.put_slice(s.as_bytes());
-            Ok(())
+/// Digits (and sign) of `n` in decimal.
+fn int_len(n: impl Into<i16>) -> usize {
+    let n: i16 = n.into();
+    let sign = usize::from(n < 0);
+    let n = n.unsigned_abs();
+    sign + match n {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
+    }
+}
+
+/// Writes `n` in decimal without the formatting machinery (results and status codes
+/// are small numbers).
+fn put_int(out: &mut BytesMut, n: impl Into<i16>) {
+    let n: i16 = n.into();
+    if n < 0 {
+        out.put_u8(b'-');
+    }
+    let n = n.unsigned_abs();
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        // A digit: `rest % 10` is below 10.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
         }
     }
-    // Writing into memory cannot fail.
-    let _ = W(out).write_fmt(args);
+    out.put_slice(&digits[at..]);
 }
 
 /// Escapes text content: `&`, `<`, `>`, and control characters other than tab as
@@ -415,36 +687,181 @@ fn attr(s: &str, out: &mut BytesMut) {
     escape(s, true, out);
 }
 
+/// Bytes of `s` escaped as text.
+fn text_len(s: &str) -> usize {
+    escaped_len(s, false)
+}
+
+/// Bytes of `s` escaped as an attribute value.
+fn attr_len(s: &str) -> usize {
+    escaped_len(s, true)
+}
+
+/// How each byte is escaped: 0 as is, [`QUOTE`] only in an attribute, otherwise the
+/// length of its replacement.
+const ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 1;
+    while b < 0x20 {
+        // `&#N;`
+        t[b] = if b < 10 { 4 } else { 5 };
+        b += 1;
+    }
+    t[b'\t' as usize] = 0;
+    t[0] = 3; // U+FFFD
+    t[0x7f] = 6; // `&#127;`
+    t[b'&' as usize] = 5;
+    t[b'<' as usize] = 4;
+    t[b'>' as usize] = 4;
+    t[b'"' as usize] = QUOTE;
+    t
+};
+
+/// [`ESCAPES`]' mark of `"`, escaped as `&quot;` (6 bytes) in attribute values only.
+const QUOTE: u8 = 0xff;
+
+/// The bytes `b` takes escaped.
+fn escaped_byte_len(b: u8, quote: bool) -> usize {
+    match ESCAPES[usize::from(b)] {
+        0 => 1,
+        QUOTE if quote => 6,
+        QUOTE => 1,
+        n => usize::from(n),
+    }
+}
+
+fn escaped_len(s: &str, quote: bool) -> usize {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes, quote) {
+        return bytes.len();
+    }
+    bytes.iter().map(|&b| escaped_byte_len(b, quote)).sum()
+}
+
+/// Whether any byte of `bytes` is escaped.
+fn needs_escape(bytes: &[u8], quote: bool) -> bool {
+    bytes.iter().any(|&b| match ESCAPES[usize::from(b)] {
+        0 => false,
+        QUOTE => quote,
+        _ => true,
+    })
+}
+
 fn escape(s: &str, quote: bool, out: &mut BytesMut) {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes, quote) {
+        return out.put_slice(bytes);
+    }
+    escape_all(bytes, quote, out);
+}
+
+/// Escapes `bytes`, known to hold something to escape.
+fn escape_all(bytes: &[u8], quote: bool, out: &mut BytesMut) {
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let rep: Option<&[u8]> = match b {
-            b'&' => Some(b"&amp;"),
-            b'<' => Some(b"&lt;"),
-            b'>' => Some(b"&gt;"),
-            b'"' if quote => Some(b"&quot;"),
-            b'\t' => None,
-            0 => Some("\u{FFFD}".as_bytes()),
-            1..=0x1f | 0x7f => {
-                out.put_slice(&s.as_bytes()[start..i]);
-                put_fmt(out, format_args!("&#{b};"));
-                start = i + 1;
-                continue;
+    for (i, &b) in bytes.iter().enumerate() {
+        if escaped_byte_len(b, quote) == 1 {
+            continue;
+        }
+        out.put_slice(&bytes[start..i]);
+        start = i + 1;
+        match b {
+            b'&' => out.put_slice(b"&amp;"),
+            b'<' => out.put_slice(b"&lt;"),
+            b'>' => out.put_slice(b"&gt;"),
+            b'"' => out.put_slice(b"&quot;"),
+            0 => out.put_slice("\u{FFFD}".as_bytes()),
+            b => {
+                out.put_slice(b"&#");
+                put_int(out, b);
+                out.put_u8(b';');
             }
-            _ => None,
-        };
-        if let Some(rep) = rep {
-            out.put_slice(&s.as_bytes()[start..i]);
-            out.put_slice(rep);
-            start = i + 1;
         }
     }
-    out.put_slice(&s.as_bytes()[start..]);
+    out.put_slice(&bytes[start..]);
 }
 
 #[cfg(test)]
 mod attribute_tests {
     use super::*;
+
+    /// Every document the plain reader takes reads as the XML parser reads it (same
+    /// request, same values); the forms clients send are plain. Documents are built from
+    /// pieces near the edges of the plain form (escapes, CR, tabs and LF, quotes, `>`,
+    /// `]]>`, repeated and unknown attributes, missing spaces, end tags that differ).
+    #[test]
+    fn the_plain_form_reads_as_the_parser_reads_it() {
+        let names = [
+            "MESSAGE", "message", "ALIVE", "LOGIN", "STATUS", "FRIEND", "a",
+        ];
+        let attributes = [
+            "",
+            " from=\"a\"",
+            " to='b'",
+            " FROM=\"x\"",
+            " user=\"a>b\"",
+            " pass=\"p q\"",
+            "  type=\"set\"",
+            " code=\" 1\"",
+            " type='add' friend=\"f\"",
+            " x-y_z=\"1\"",
+            " from=\"a&amp;b\"",
+            " to=\"a\tb\"",
+            " to=\"a\nb\"",
+            " a1=\"'\"",
+            " b='\"'",
+            "from=\"nospace\"",
+            " 1a=\"x\"",
+            " k = \"v\"",
+            " k=\"v",
+            " k=v",
+            " ns:k=\"v\"",
+            " to=\"ünï\"",
+        ];
+        let endings = [
+            "/>",
+            " />",
+            "/ >",
+            ">hi</@>",
+            "></@>",
+            ">a > b</@>",
+            ">]]></@>",
+            ">x\ny\tz</@>",
+            ">x\r\ny</@>",
+            ">&lt;x</@>",
+            "><b/></@>",
+            ">x</Q>",
+            ">x</@ >",
+            ">ünï ✓</@>",
+            ">x\u{1}y</@>",
+            "> </@>",
+            ">x</@>y",
+            ">x",
+        ];
+        let (mut plain_ones, mut all) = (0, 0);
+        for name in names {
+            for first in attributes {
+                for second in attributes {
+                    for ending in endings {
+                        let doc = format!("<{name}{first}{second}{}", ending.replace('@', name));
+                        all += 1;
+                        if let Some((n, attrs, body)) = plain(&doc) {
+                            plain_ones += 1;
+                            assert_eq!(Ok(request(n, attrs, body)), parse_xml(&doc), "{doc:?}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(plain_ones * 10 > all, "{plain_ones} of {all} plain");
+        for doc in [
+            "<MESSAGE from=\"u0\" to=\"u1\">t123.0</MESSAGE>",
+            "<LOGIN user=\"ann\" pass=\"0123456789abcdef0123456789abcdef\"/>",
+            "<ALIVE/>",
+            "<STATUS user='ann' type='set' code='1'/>",
+        ] {
+            assert!(plain(doc).is_some(), "{doc}");
+        }
+    }
 
     /// A document is read for the few attributes a request uses; the rest are checked
     /// and dropped (a quadratic check for repeats once made 64 KiB of them cost 140 ms),

@@ -17,7 +17,10 @@ use quick_xml::parser::{ElementParser, Parser, PiParser};
 /// One result of [`Framer::next`].
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
-    /// A complete top-level element, from its `<` to its last `>`.
+    /// A complete top-level element, from its `<` to its last `>`, followed by the
+    /// framer's trailer byte when that came right after it (see
+    /// [`Framer::with_trailer`]): an element never ends in that byte, so a document
+    /// ending in it carries it.
     Document(Bytes),
     /// Bytes that cannot start or continue a document were skipped, up to the next `<`
     /// (or the end of what has arrived). Reported once per run of such bytes.
@@ -89,6 +92,11 @@ pub(crate) struct Framer {
     depth: u32,
     /// The current unit passed the limit: its bytes are dropped as they are scanned.
     discarding: bool,
+    /// A byte taken into a document when it immediately follows its last `>`.
+    trailer: Option<u8>,
+    /// Whether a whole plain document is found in one pass ([`plain_extent`]); off only
+    /// in the test that compares it with the states.
+    plain: bool,
 }
 
 impl Framer {
@@ -100,7 +108,27 @@ impl Framer {
             pos: 0,
             depth: 0,
             discarding: false,
+            trailer: None,
+            plain: true,
         }
+    }
+
+    /// The same framer without the one-pass reading of plain documents, for the test
+    /// that checks it frames as the states do.
+    #[cfg(test)]
+    pub(crate) fn states_only(mut self) -> Self {
+        self.plain = false;
+        self
+    }
+
+    /// The same framer, taking `byte` into a document when it has arrived right after
+    /// the document's last `>` (a client ending each document with the byte the server
+    /// ends its own with): the document can then be echoed as it arrived, sharing the
+    /// read's memory, instead of copied with the byte appended. The byte would be
+    /// skipped between documents anyway, so the framing is otherwise the same.
+    pub(crate) fn with_trailer(mut self, byte: u8) -> Self {
+        self.trailer = Some(byte);
+        self
     }
 
     /// Takes the next frame out of `buf`, or `None` if more input is needed. Bytes of a
@@ -144,7 +172,18 @@ impl Framer {
                         Some(i) => {
                             buf.advance(self.pos + i);
                             self.pos = 0;
-                            if buf[0] == b'<' {
+                            let plain = match self.plain && !self.discarding {
+                                true => plain_extent(&buf[..], self.max),
+                                false => None,
+                            };
+                            if let Some(len) = plain {
+                                // The whole document is here in its plain form: what the
+                                // states below would find, in one pass.
+                                self.pos = len;
+                                if let Some(frame) = self.after_markup(buf) {
+                                    return Some(frame);
+                                }
+                            } else if buf[0] == b'<' {
                                 self.pos = 1;
                                 self.state = State::Open;
                             } else {
@@ -330,7 +369,8 @@ impl Framer {
             buf.advance(len);
             return None;
         }
-        Some(Frame::Document(buf.split_front(len)))
+        let trailed = self.trailer.is_some_and(|t| buf.get(len) == Some(&t));
+        Some(Frame::Document(buf.split_front(len + usize::from(trailed))))
     }
 
     /// The unit being scanned is malformed: it is dropped, with whatever follows up to
@@ -343,6 +383,46 @@ impl Framer {
         self.state = State::Junk;
         Frame::Malformed(why)
     }
+}
+
+/// The length of the document at the start of `b` when all of it has arrived, it is at
+/// most `max` bytes, and it is plain: a start tag (quotes in it respected) that is empty
+/// or followed by text without `<` or NUL and an end tag without quotes. That is where the
+/// states of [`Framer::next`] would end it (`the_plain_extent_is_where_the_states_end_it`);
+/// anything else is `None`, for them.
+fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
+    if b.first() != Some(&b'<') || !b.get(1).is_some_and(|&c| is_name_start(c)) {
+        return None;
+    }
+    // The first `>` ends the start tag when no quotes are open there (every quote
+    // before it is closed before it); one inside quotes is left to the states. Tags
+    // are short: their quotes are found by plain loops, not memchr's setup.
+    let gt = 2 + memchr::memchr(b'>', &b[2..])?;
+    let tag = &b[..gt];
+    let mut at = 2;
+    while let Some(open) = tag[at..].iter().position(|&c| c == b'"' || c == b'\'') {
+        let open = at + open;
+        at = open + 1 + tag[open + 1..].iter().position(|&c| c == tag[open])? + 1;
+    }
+    let len = if b[gt - 1] == b'/' {
+        gt + 1
+    } else {
+        let lt = gt + 1 + memchr::memchr2(b'<', 0, &b[gt + 1..])?;
+        if b[lt] == 0 || b.get(lt + 1) != Some(&b'/') {
+            return None;
+        }
+        let close = b.get(lt + 2..)?;
+        let end = lt
+            + 2
+            + close
+                .iter()
+                .position(|&c| matches!(c, b'>' | b'"' | b'\''))?;
+        if b[end] != b'>' {
+            return None;
+        }
+        end + 1
+    };
+    (len <= max).then_some(len)
 }
 
 /// Whether `b` may start an element name (an ASCII letter, `_`, `:`, or the first byte of

@@ -34,9 +34,9 @@ pub(crate) fn round_trip(from: &str, to: &str, body: &str, nul: bool) -> Result<
         }
     };
     let expected = Request::Message {
-        from: from.to_owned(),
-        to: to.to_owned(),
-        body: body.replace('\0', "\u{FFFD}"),
+        from: from.into(),
+        to: to.into(),
+        body: body.replace('\0', "\u{FFFD}").into(),
     };
     match codec::parse(doc) {
         Ok(back) if back == expected => Ok(()),

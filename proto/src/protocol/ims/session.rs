@@ -68,7 +68,8 @@ impl Session {
     /// no greeting to refuse it with) and arms the ALIVE deadline.
     pub(crate) fn open(cx: &mut Cx<'_>) -> Session {
         let session = Session {
-            framer: Framer::new(cx.config.ims.max_document_bytes),
+            framer: Framer::new(cx.config.ims.max_document_bytes)
+                .with_trailer(codec::end_byte(cx.config.ims.terminator)),
             inbound: BytesMut::new(),
             state: State::Guest,
             last_document: cx.now.mono,
@@ -125,22 +126,36 @@ impl Session {
                 // Malformed or oversized input gets no answer (PROTOCOLS.md): it is
                 // skipped, and the next document is read normally.
                 Some(Frame::Malformed(_) | Frame::TooLarge) => {}
-                Some(Frame::Document(doc)) => self.on_document(cx, &doc),
+                Some(Frame::Document(doc)) => self.on_document(cx, doc),
             }
         }
     }
 
-    fn on_document(&mut self, cx: &mut Cx<'_>, doc: &[u8]) {
-        let Ok(request) = codec::parse(doc) else {
+    /// One framed document (with the framer's trailer when one followed it).
+    fn on_document(&mut self, cx: &mut Cx<'_>, doc: Bytes) {
+        let trailer = match doc.last() {
+            Some(&b) if b != b'>' => Some(b),
+            _ => None,
+        };
+        let element = &doc[..doc.len() - usize::from(trailer.is_some())];
+        let Ok(request) = codec::parse(element) else {
             return;
         };
         if matches!(self.state, State::Gone) {
             return;
         }
         self.last_document = cx.now.mono;
-        reply(cx, &Reply::Echo(doc));
+        // The echo is the document as it arrived when it came with the terminator the
+        // server ends documents with (no copy); otherwise the element and the terminator.
+        if trailer == Some(codec::end_byte(cx.config.ims.terminator)) {
+            cx.send(doc.clone());
+        } else {
+            reply(cx, &Reply::Echo(element));
+        }
         match (&self.state, request) {
-            (State::Guest, Request::Login { user, pass }) => self.start_login(cx, user, &pass),
+            (State::Guest, Request::Login { user, pass }) => {
+                self.start_login(cx, user.into_owned(), &pass)
+            }
             (State::Guest | State::Verifying { .. } | State::Gone, _) => {}
             (State::Online { session }, request) => {
                 let session = *session;
@@ -263,7 +278,17 @@ impl Session {
         });
     }
 
-    fn online(&mut self, cx: &mut Cx<'_>, session: SessionId, request: Request) {
+    fn online(&mut self, cx: &mut Cx<'_>, session: SessionId, request: Request<'_>) {
+        // A MESSAGE, the request sent most, looks at the owner's name without a copy of it.
+        if let Request::Message { from, to, body } = &request {
+            let Some(me) = cx.net.session_name(session) else {
+                return;
+            };
+            return match me.key_ref().is_key_of(from) {
+                true => message(cx, session, to, body),
+                false => reply(cx, &Reply::MessageResult(0)),
+            };
+        }
         let Some(me) = cx.net.session_name(session).cloned() else {
             return;
         };
@@ -297,10 +322,8 @@ impl Session {
                     result: 0,
                 },
             ),
-            Request::Message { from, to, body } if mine(&from) => {
-                message(cx, session, &to, body);
-            }
-            Request::Message { .. } => reply(cx, &Reply::MessageResult(0)),
+            // Handled above.
+            Request::Message { .. } => {}
             Request::Status { action, user } => status(cx, session, &me, &user, action),
             Request::Friend { user, action } if mine(&user) => friend(cx, &me, action),
             Request::Friend {
@@ -425,7 +448,7 @@ impl Session {
 /// MESSAGE from the owner: 1 delivered live (on any protocol), -1 stored (sent once the
 /// message is committed), 0 no such user, or refused (a full mailbox, the sender's share
 /// of it used, a failing store, too many stored or live messages sent too fast).
-fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
+fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
     let Ok(to) = UserName::parse(to) else {
         return reply(cx, &Reply::MessageResult(0));
     };
@@ -433,9 +456,10 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let ack = match cx.net.route_direct(session, &to, limits) {
+    let route = cx.net.route_direct(session, &to, limits);
+    let ack = match &route {
         Err(why) => {
-            cx.net.refused_direct(session, &to, &why);
+            cx.net.refused_direct(session, &to, why);
             return reply(cx, &Reply::MessageResult(0));
         }
         Ok(Route::Live(_)) => {
@@ -461,7 +485,9 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: String) {
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };
-    match cx.deliver_direct(outgoing, limits) {
+    // The gates above changed no routing state (a close they caused waits for the end
+    // of this input), so the route still holds: it is not looked up again.
+    match cx.deliver_routed(outgoing, route) {
         Outcome::Delivered(_) => reply(cx, &Reply::MessageResult(1)),
         Outcome::Stored { seq, .. } => reply_after(cx, seq, &Reply::MessageResult(-1)),
         Outcome::Refused(_) => reply(cx, &Reply::MessageResult(0)),
@@ -589,8 +615,16 @@ fn friend(cx: &mut Cx<'_>, me: &UserName, action: FriendAction) {
     reply_after(cx, seq, &ack);
 }
 
+/// The bytes of `reply`: shared static bytes for a fixed one, otherwise one buffer of
+/// exactly its length (so freezing it allocates nothing more).
 fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
-    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
+    if let Some(bytes) = codec::fixed(reply, term) {
+        return Bytes::from_static(bytes);
+    }
+    if let Reply::Message { from, to, body } = reply {
+        return codec::message(from, to, body, term).freeze();
+    }
+    let mut out = BytesMut::with_capacity(reply.encoded_len());
     codec::encode(reply, term, &mut out);
     out.freeze()
 }
@@ -619,6 +653,5 @@ fn reply_after(cx: &mut Cx<'_>, seq: Seq, r: &Reply<'_>) {
 /// effect; without it the connection is closed as a slow reader and the request dropped
 /// (see `Cx::room_for`).
 fn room_for(cx: &mut Cx<'_>, ack: &Reply<'_>) -> bool {
-    let len = encoded(cx.config.ims.terminator, ack).len();
-    cx.room_for(len)
+    cx.room_for(ack.encoded_len())
 }

@@ -75,6 +75,36 @@ fn before_login_only_the_echo_comes_back() {
     assert!(h.store.offline.is_empty());
 }
 
+/// The echo is the document and the server's terminator, whatever ended it on input
+/// (a newline, CR LF, NUL, nothing, or the next document), with either terminator.
+#[test]
+fn the_echo_ends_with_the_servers_terminator() {
+    use crate::config::ImsTerminator;
+    let input = "<ALIVE/>\n<ALIVE/>\r\n<ALIVE/>\0<ALIVE/><ALIVE/> \n<ALIVE/>";
+    for (term, end) in [(ImsTerminator::Newline, "\n"), (ImsTerminator::Nul, "\0")] {
+        let mut config = Config::default();
+        config.ims.terminator = term;
+        let mut h = accounts_with(config);
+        let c = h.connect(Protocol::Ims);
+        h.send(c, input);
+        assert_eq!(h.take(c), format!("<ALIVE/>{end}").repeat(6), "{term:?}");
+        // Logged in, a message's echo and its answer, split before the newline.
+        let doc = login_doc("alice");
+        h.send(c, format!("{doc}\n"));
+        h.take(c);
+        h.send(c, "<MESSAGE from=\"alice\" to=\"bob\">x</MESSAGE>");
+        h.send(c, "\n<MESSAGE from=\"alice\" to=\"bob\">y</MESSAGE>\n");
+        assert_eq!(
+            h.take(c),
+            format!(
+                "<MESSAGE from=\"alice\" to=\"bob\">x</MESSAGE>{end}<MESSAGE result=\"-1\"/>{end}\
+                 <MESSAGE from=\"alice\" to=\"bob\">y</MESSAGE>{end}<MESSAGE result=\"-1\"/>{end}"
+            ),
+            "{term:?}"
+        );
+    }
+}
+
 #[test]
 fn login_results() {
     let mut h = accounts();

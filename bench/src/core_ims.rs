@@ -1,0 +1,192 @@
+//! The ims core alone, in memory: a pump with a crowd of logged-in ims clients in pairs,
+//! each round one read per client of MESSAGE documents to its partner, drained as a
+//! runtime would (every transmit reported written, effects run, commits finished). For
+//! `switchboard-bench core --proto ims`, under callgrind an instruction count per
+//! message that the machine's load does not move.
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use switchboard_proto::{
+    Account, Action, Change, Config, ConnId, Instant, Limits, Now, Peer, Protocol, Pump, Server,
+    State, UserName,
+};
+use switchboard_store::credentials::{hash_password_with, md5_hex, run_effect_with, Cost};
+
+use crate::proto::PASSWORD;
+
+/// Why the crowd could not be built.
+#[derive(Debug)]
+pub enum CrowdError {
+    /// A generated name was refused (it never is for `u<N>`).
+    Name(String),
+    /// The password could not be hashed.
+    Hash(String),
+    /// A client's LOGIN was not answered with result 1.
+    Login(u64),
+}
+
+impl std::fmt::Display for CrowdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrowdError::Name(n) => write!(f, "name refused: {n}"),
+            CrowdError::Hash(e) => write!(f, "hashing the password: {e}"),
+            CrowdError::Login(i) => write!(f, "u{i} was not logged in"),
+        }
+    }
+}
+
+impl std::error::Error for CrowdError {}
+
+/// A pump with `clients` ims clients `u0`, `u1`, ... logged in (pairs talk to each other),
+/// their accounts in the state as the store's load puts them (password [`PASSWORD`],
+/// hashed at the cheap cost), limits out of the way, every output of the logins drained.
+pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
+    let config = Config {
+        outbound_limit_bytes: usize::MAX,
+        limits: Limits {
+            max_connections: usize::MAX,
+            max_connections_per_ip: usize::MAX,
+            outbound_budget_bytes: usize::MAX,
+            ..Limits::default()
+        },
+        ..Config::default()
+    };
+    let (password, ims_password) = hash_password_with(&Cost::cheap(), PASSWORD)
+        .map_err(|e| CrowdError::Hash(e.to_string()))?;
+    let mut state = State::default();
+    for i in 0..clients {
+        let name =
+            UserName::parse(&format!("u{i}")).map_err(|e| CrowdError::Name(format!("{e:?}")))?;
+        state.apply(&Change::AccountCreated(Account {
+            name,
+            password: password.clone(),
+            ims_password: ims_password.clone(),
+            email: None,
+            gender: None,
+            level: 0,
+            banned: false,
+            created_ms: 0,
+        }));
+    }
+    let mut pump = Pump::new(Server::new(config, state));
+    let now = Now::at(Instant::ZERO, 1_700_000_000_000);
+    let pass = md5_hex(PASSWORD);
+    for i in 0..clients {
+        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let peer: SocketAddr = (ip, 40_000).into();
+        pump.accepted(now, ConnId(i), Protocol::Ims, Peer::Net(peer));
+        let login = format!("<LOGIN user=\"u{i}\" pass=\"{pass}\"/>\n");
+        pump.received(now, ConnId(i), Bytes::from(login));
+        let out = collect(&mut pump, now);
+        let ok = format!("<LOGIN user=\"u{i}\" result=\"1\"/>");
+        if !out.windows(ok.len()).any(|w| w == ok.as_bytes()) {
+            return Err(CrowdError::Login(i));
+        }
+    }
+    Ok((pump, now))
+}
+
+/// Drains every action as a runtime does and returns the bytes transmitted, in order.
+fn collect(pump: &mut Pump, now: Now) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(action) = pump.poll_action() {
+        match action {
+            Action::Transmit { conn, bytes } => {
+                out.extend_from_slice(&bytes);
+                pump.written(now, conn, bytes.len());
+            }
+            Action::Effect { id, effect } => {
+                let result = run_effect_with(&Cost::cheap(), &effect);
+                pump.effect_done(now, id, result);
+            }
+            Action::Commit(_) => pump.commit_finished(now),
+            Action::Close { .. } | Action::Connect { .. } => {}
+        }
+    }
+    out
+}
+
+/// Does what a runtime does with every action: reports transmits written at once,
+/// finishes commits (none are expected between live clients). Returns how many transmits
+/// there were.
+pub fn drain(pump: &mut Pump, now: Now) -> usize {
+    let mut transmits = 0;
+    while let Some(action) = pump.poll_action() {
+        match action {
+            Action::Transmit { conn, bytes } => {
+                transmits += 1;
+                let n = bytes.len();
+                black_box(bytes);
+                pump.written(now, conn, n);
+            }
+            Action::Commit(_) => pump.commit_finished(now),
+            Action::Effect { id, effect } => {
+                let result = run_effect_with(&Cost::cheap(), &effect);
+                pump.effect_done(now, id, result);
+            }
+            Action::Close { .. } | Action::Connect { .. } => {}
+        }
+    }
+    transmits
+}
+
+/// One read per client of `per_read` MESSAGE documents, each from `u{i}` to its partner,
+/// as the TCP generator writes them (one per line).
+pub fn reads(clients: u64, per_read: usize) -> Vec<Bytes> {
+    (0..clients)
+        .map(|i| {
+            let mut s = String::new();
+            for k in 0..per_read {
+                s.push_str(&format!(
+                    "<MESSAGE from=\"u{i}\" to=\"u{}\">message {k} from u{i}</MESSAGE>\n",
+                    i ^ 1
+                ));
+            }
+            Bytes::from(s)
+        })
+        .collect()
+}
+
+/// Feeds every read once and drains after each; returns the transmits.
+#[inline(never)]
+pub fn round(pump: &mut Pump, now: Now, reads: &[Bytes]) -> usize {
+    let mut transmits = 0;
+    for (i, bytes) in reads.iter().enumerate() {
+        pump.received(now, ConnId(i as u64), bytes.clone());
+        transmits += drain(pump, now);
+    }
+    transmits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round delivers every message to its partner and answers each with result 1,
+    /// after the echo: what the figure counts is the real work.
+    #[test]
+    fn a_round_delivers_every_message_live() {
+        let (mut pump, now) = crowd(4).expect("crowd");
+        let reads = reads(4, 3);
+        let mut per_conn: Vec<Vec<u8>> = vec![Vec::new(); 4];
+        for (i, bytes) in reads.iter().enumerate() {
+            pump.received(now, ConnId(i as u64), bytes.clone());
+            while let Some(action) = pump.poll_action() {
+                if let Action::Transmit { conn, bytes } = action {
+                    per_conn[conn.0 as usize].extend_from_slice(&bytes);
+                    pump.written(now, conn, bytes.len());
+                }
+            }
+        }
+        let text = String::from_utf8(per_conn[1].clone()).expect("utf-8");
+        // u1's own three echoes and results, and u0's three messages.
+        assert_eq!(text.matches("<MESSAGE result=\"1\"/>").count(), 3);
+        for k in 0..3 {
+            assert!(text.contains(&format!(
+                "<MESSAGE from=\"u0\" to=\"u1\">message {k} from u0</MESSAGE>"
+            )));
+        }
+    }
+}
