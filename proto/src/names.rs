@@ -71,6 +71,27 @@ impl UserKey {
     fn folded(&self) -> &str {
         &self.text[self.folded_at..]
     }
+
+    /// The key `s` folds to, written into `buf`, when `s` is printable ASCII short enough
+    /// to be a name: what a map of keys can be searched with for a name a peer sent,
+    /// without parsing it into a new name. `None` says nothing about validity: parse it.
+    pub(crate) fn fold_ascii<'b>(s: &str, buf: &'b mut [u8; MAX_NAME_CHARS]) -> Option<&'b str> {
+        let folded = buf.get_mut(..s.len())?;
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return None;
+        }
+        folded.copy_from_slice(s.as_bytes());
+        folded.make_ascii_lowercase();
+        core::str::from_utf8(folded).ok()
+    }
+}
+
+/// Maps of keys are searched with a folded name as it is: a key's order, equality and
+/// hash are its folded name's.
+impl core::borrow::Borrow<str> for UserKey {
+    fn borrow(&self) -> &str {
+        self.folded()
+    }
 }
 
 /// A name and its key (`None`: the name is its own key), in one allocation.
@@ -393,6 +414,24 @@ mod tests {
         let lower = UserName::parse("leia").unwrap();
         assert_eq!((lower.as_str(), lower.key_ref().as_str()), ("leia", "leia"));
         assert_eq!(&*lower.key.text, "leia", "a lowercase name is its own key");
+    }
+
+    #[test]
+    fn a_plain_name_folds_on_the_stack_to_the_key_it_parses_to() {
+        let mut buf = [0; MAX_NAME_CHARS];
+        for name in ["HanSolo", "leia", "R2-D2", &"X".repeat(32)] {
+            let folded = UserKey::fold_ascii(name, &mut buf).map(str::to_owned);
+            assert_eq!(folded.as_deref(), Some(key(name).as_str()), "{name}");
+        }
+        for other in ["Ünïcödé", "a b", &"x".repeat(33), ""] {
+            let folded = UserKey::fold_ascii(other, &mut buf).filter(|f| !f.is_empty());
+            assert_eq!(folded, None, "{other:?}");
+        }
+        let keys: std::collections::HashSet<UserKey> = [key("HanSolo")].into();
+        assert!(
+            keys.contains("hansolo"),
+            "a key is found by its folded name"
+        );
     }
 
     #[test]
