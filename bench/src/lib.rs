@@ -6,6 +6,7 @@
 
 pub mod compare;
 pub mod core;
+pub mod core_opcode;
 pub mod load;
 pub mod net;
 pub mod pace;

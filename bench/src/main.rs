@@ -67,6 +67,9 @@ enum Cmd {
         /// Times every client's read is fed.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// The protocol the clients speak: ws2017 or opcode.
+        #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
+        proto: Proto,
     },
     /// Clients in pairs, each sending messages to its partner.
     Direct {
@@ -253,6 +256,27 @@ fn main() -> ExitCode {
             clients,
             per_read,
             rounds,
+            proto: Proto::Opcode,
+        } => {
+            let mut crowd = switchboard_bench::core_opcode::crowd(clients);
+            let reads = switchboard_bench::core_opcode::reads(&crowd, per_read);
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                switchboard_bench::core_opcode::round(&mut crowd.pump, crowd.now, &reads);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let messages = clients as f64 * per_read as f64 * rounds as f64;
+            println!(
+                "core opcode: {messages} messages in {secs:.3} s, {:.0} msgs/s",
+                messages / secs
+            );
+            return ExitCode::SUCCESS;
+        }
+        Cmd::Core {
+            clients,
+            per_read,
+            rounds,
+            proto: Proto::Ws2017,
         } => {
             let (mut pump, now) = switchboard_bench::core::crowd(clients);
             let reads = switchboard_bench::core::reads(clients, per_read);
@@ -267,6 +291,10 @@ fn main() -> ExitCode {
                 messages / secs
             );
             return ExitCode::SUCCESS;
+        }
+        Cmd::Core { proto, .. } => {
+            eprintln!("switchboard-bench: core runs ws2017 or opcode, not {proto:?}");
+            return ExitCode::FAILURE;
         }
         Cmd::Direct {
             target,
