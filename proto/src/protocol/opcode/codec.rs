@@ -4,33 +4,39 @@
 //! A line ends at LF, CR or CRLF; fields are separated by exactly one space; `Str` fields
 //! are percent-encoded, `Long` and `int` fields are decimal. Every reply ends with CRLF.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 
-/// A client request, its fields decoded and of the right kinds.
+/// A client request, its fields decoded and of the right kinds. A `Str` field with
+/// nothing percent-encoded in it borrows the line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// `110 Username Password` (also `100`, the seed's example).
-    Login { name: String, password: String },
+    Login {
+        name: Cow<'a, str>,
+        password: Cow<'a, str>,
+    },
     /// `111`.
     Logout,
     /// `112`.
     ChatList,
     /// `113 ContactName`.
-    ChatCreate { contact: String },
+    ChatCreate { contact: Cow<'a, str> },
     /// `114 ChatID`.
     ChatDelete { chat: u64 },
     /// `115 ChatID Message [Media]`.
     MessageSend {
         chat: u64,
-        message: String,
+        message: Cow<'a, str>,
         media: Option<Vec<u8>>,
     },
     /// `117 Username Password [Email [Gender]]`.
     Register {
-        name: String,
-        password: String,
-        email: Option<String>,
-        gender: Option<String>,
+        name: Cow<'a, str>,
+        password: Cow<'a, str>,
+        email: Option<Cow<'a, str>>,
+        gender: Option<Cow<'a, str>>,
     },
     /// `118`.
     OwnContacts,
@@ -39,7 +45,7 @@ pub(crate) enum Request {
     /// `120`.
     Contacts,
     /// `121 Username`.
-    ConfirmContact { name: String },
+    ConfirmContact { name: Cow<'a, str> },
 }
 
 /// Why a line is not a request.
@@ -155,16 +161,44 @@ pub(crate) enum Reply<'a> {
     ConfirmContactAdd(&'a str),
 }
 
+/// The fields after the opcode: the first four (no request has more), and how many
+/// there are (so a line with too many is told apart). Found without an allocation.
+struct Fields<'a> {
+    first: [&'a str; 4],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// `rest` split at every space; none when the line has no space after its opcode.
+    fn split(rest: Option<&'a str>) -> Fields<'a> {
+        let mut fields = Fields {
+            first: [""; 4],
+            len: 0,
+        };
+        for field in rest.into_iter().flat_map(|rest| rest.split(' ')) {
+            if let Some(slot) = fields.first.get_mut(fields.len) {
+                *slot = field;
+            }
+            fields.len += 1;
+        }
+        fields
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        (i < self.len).then(|| self.first.get(i).copied()).flatten()
+    }
+}
+
 /// Parses one line (without its line end). Liberal where the table leaves room: `100` is
 /// Login, Email and Gender may be omitted; exact otherwise: one space between fields, an
 /// empty field is an empty `Str`.
-pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
+pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (op, rest) = match line.iter().position(|&b| b == b' ') {
-        Some(i) => (&line[..i], Some(&line[i + 1..])),
-        None => (line, None),
+    let op = match line.iter().position(|&b| b == b' ') {
+        Some(i) => &line[..i],
+        None => line,
     };
     let op = match number(op) {
         Some(op) => op,
@@ -173,20 +207,19 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
     if !matches!(op, 100 | 110..=115 | 117..=121) {
         return Err(ParseError::Unknown);
     }
-    if std::str::from_utf8(line).is_err() {
+    // Checked once: every field is a piece of it between spaces, so UTF-8 too.
+    let Ok(line) = std::str::from_utf8(line) else {
         return Err(ParseError::Invalid);
-    }
-    let fields: Vec<&[u8]> = match rest {
-        Some(rest) => rest.split(|&b| b == b' ').collect(),
-        None => Vec::new(),
     };
+    let fields = Fields::split(line.split_once(' ').map(|(_, rest)| rest));
     let invalid = ParseError::Invalid;
-    let text = |i: usize| -> Result<String, ParseError> { string(fields.get(i).ok_or(invalid)?) };
+    let text =
+        |i: usize| -> Result<Cow<'_, str>, ParseError> { string(fields.get(i).ok_or(invalid)?) };
     let long = |i: usize| -> Result<u64, ParseError> {
-        number(fields.get(i).ok_or(invalid)?).ok_or(invalid)
+        number(fields.get(i).ok_or(invalid)?.as_bytes()).ok_or(invalid)
     };
     let count = |ok: &[usize]| -> Result<(), ParseError> {
-        if ok.contains(&fields.len()) {
+        if ok.contains(&fields.len) {
             Ok(())
         } else {
             Err(invalid)
@@ -215,7 +248,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
             Request::MessageSend {
                 chat: long(0)?,
                 message: text(1)?,
-                media: fields.get(2).map(|m| decode(m)),
+                media: fields.get(2).map(|m| decode(m.as_bytes())),
             }
         }
         117 => {
@@ -247,10 +280,13 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
 
 /// A decimal `Long` or `int`: ASCII digits only, no sign, no overflow.
 fn number(field: &[u8]) -> Option<u64> {
-    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+    if field.is_empty() {
         return None;
     }
-    std::str::from_utf8(field).ok()?.parse().ok()
+    field.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// A percent-encoded field's bytes: `%XX` in either case, an invalid `%` taken literally,
@@ -259,9 +295,15 @@ pub(crate) fn decode(field: &[u8]) -> Vec<u8> {
     percent_encoding::percent_decode(field).collect()
 }
 
-/// A `Str` field: decoded, and UTF-8.
-fn string(field: &[u8]) -> Result<String, ParseError> {
-    String::from_utf8(decode(field)).map_err(|_| ParseError::Invalid)
+/// A `Str` field (a piece of a UTF-8 line): itself when it has no `%`, else decoded and
+/// checked to be UTF-8 still.
+fn string(field: &str) -> Result<Cow<'_, str>, ParseError> {
+    if !field.as_bytes().contains(&b'%') {
+        return Ok(Cow::Borrowed(field));
+    }
+    String::from_utf8(decode(field.as_bytes()))
+        .map(Cow::Owned)
+        .map_err(|_| ParseError::Invalid)
 }
 
 /// Appends `bytes` percent-encoded: `%`, space, every byte below 0x20 and 0x7F as `%XX`
@@ -517,7 +559,18 @@ mod tests {
     /// Numbers are written in decimal whatever their length.
     #[test]
     fn numbers_are_decimal() {
-        for n in [0, 1, 9, 10, 99, 100, 400, 1_700_000_000_000, u64::MAX - 1, u64::MAX] {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            400,
+            1_700_000_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
             let mut out = BytesMut::new();
             put_number(&mut out, n);
             assert_eq!(&out[..], n.to_string().as_bytes());
@@ -571,13 +624,13 @@ mod tests {
         assert_eq!(got, vec![Err(()), Ok(b"111".to_vec())]);
     }
 
-    fn req(line: &str) -> Result<Request, ParseError> {
+    fn req(line: &str) -> Result<Request<'_>, ParseError> {
         parse(line.as_bytes())
     }
 
     #[test]
     fn every_request_parses_with_its_kinds() {
-        let s = |x: &str| x.to_owned();
+        let s = |x: &'static str| Cow::Borrowed(x);
         assert_eq!(
             req("110 hans meinPasswort123"),
             Ok(Request::Login {
@@ -675,6 +728,35 @@ mod tests {
         assert_eq!(parse(b"\xFF"), Err(ParseError::Unknown));
     }
 
+    /// A message's text is the line itself unless it has something percent-encoded (no
+    /// copy per message); numbers take every digit up to `u64::MAX` and no more.
+    #[test]
+    fn plain_fields_borrow_the_line_and_numbers_are_exact() {
+        match req("115 7 hi") {
+            Ok(Request::MessageSend {
+                message: Cow::Borrowed("hi"),
+                ..
+            }) => {}
+            other => panic!("not borrowed: {other:?}"),
+        }
+        match req("115 7 h%69") {
+            Ok(Request::MessageSend {
+                message: Cow::Owned(m),
+                ..
+            }) => assert_eq!(m, "hi"),
+            other => panic!("not decoded: {other:?}"),
+        }
+        assert_eq!(req("114 0007"), Ok(Request::ChatDelete { chat: 7 }));
+        assert_eq!(
+            req("114 18446744073709551615"),
+            Ok(Request::ChatDelete { chat: u64::MAX })
+        );
+        assert_eq!(req("114 18446744073709551616"), Err(ParseError::Invalid));
+        assert_eq!(req("114 +1"), Err(ParseError::Invalid));
+        assert_eq!(req("117 a b c d e f g"), Err(ParseError::Invalid));
+        assert_eq!(req("112 "), Err(ParseError::Invalid));
+    }
+
     #[test]
     fn percent_decoding_is_liberal() {
         assert_eq!(decode(b"a%2fb%2Fc"), b"a/b/c");
@@ -684,7 +766,7 @@ mod tests {
         assert_eq!(
             req("121 "),
             Ok(Request::ConfirmContact {
-                name: String::new()
+                name: Cow::Borrowed("")
             }),
             "an empty Str is an empty token"
         );
@@ -711,7 +793,7 @@ mod tests {
                 req(&line),
                 Ok(Request::MessageSend {
                     chat: 1,
-                    message: text.to_owned(),
+                    message: Cow::Owned(text.to_owned()),
                     media: None
                 })
             );

@@ -1,7 +1,9 @@
 //! One opcode connection: requests one at a time (a request waiting for its password hash
 //! or its media holds back the lines after it), over the shared network model.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -155,7 +157,7 @@ impl Session {
         }
     }
 
-    fn request(&mut self, cx: &mut Cx<'_>, request: Request) {
+    fn request(&mut self, cx: &mut Cx<'_>, request: Request<'_>) {
         let Some((session, me)) = self.user.clone() else {
             return match request {
                 Request::Register {
@@ -163,8 +165,12 @@ impl Session {
                     password,
                     email,
                     gender,
-                } => self.register(cx, &name, password, email, gender),
-                Request::Login { name, password } => self.login(cx, &name, password),
+                } => {
+                    let owned = |f: Option<Cow<'_, str>>| f.map(Cow::into_owned);
+                    let (email, gender) = (owned(email), owned(gender));
+                    self.register(cx, &name, password.into_owned(), email, gender)
+                }
+                Request::Login { name, password } => self.login(cx, &name, password.into_owned()),
                 // The table: 112 before login gets a bare 211.
                 Request::ChatList => reply(cx, &Reply::Invalid),
                 other => reply(cx, &not_logged_in(&other)),
@@ -190,7 +196,7 @@ impl Session {
                 chat,
                 message,
                 media,
-            } => self.message_send(cx, session, &me, chat, message, media),
+            } => self.message_send(cx, session, &me, chat, &message, media),
             Request::OwnContacts => own_contacts(cx, &me),
             Request::Contacts => contacts(cx),
             Request::Media { id } => self.media(cx, &me, id),
@@ -557,7 +563,7 @@ impl Session {
         session: SessionId,
         me: &UserName,
         chat: u64,
-        message: String,
+        message: &str,
         media: Option<Vec<u8>>,
     ) {
         if media
@@ -622,7 +628,7 @@ impl Session {
         let sended = Reply::MessageSended {
             chat,
             ms: now,
-            message: &message,
+            message,
             media: media_id.map(|m| m.0),
         };
         let mut replies =
@@ -645,7 +651,7 @@ impl Session {
         let outgoing = Outgoing {
             from: session,
             to,
-            body: message.into(),
+            body: Arc::from(message),
             kind: match kind {
                 Some(media) => DirectKind::InChat { chat: id, media },
                 None => DirectKind::Chat,
@@ -742,7 +748,7 @@ fn frame_limit(cx: &Cx<'_>) -> usize {
 }
 
 /// The answer to a request before login: its reply with 407.
-fn not_logged_in(request: &Request) -> Reply<'static> {
+fn not_logged_in(request: &Request<'_>) -> Reply<'static> {
     let status = Status::NotLoggedIn;
     match request {
         Request::Logout => Reply::Logout(status),
