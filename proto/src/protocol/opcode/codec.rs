@@ -306,14 +306,57 @@ fn string(field: &str) -> Result<Cow<'_, str>, ParseError> {
         .map_err(|_| ParseError::Invalid)
 }
 
+/// Whether byte `b` is written as `%XX`: `%`, space, every byte below 0x20 and 0x7F;
+/// bytes of 0x80 and up too in `binary` bytes (not UTF-8).
+fn escaped(b: u8, binary: bool) -> bool {
+    b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80)
+}
+
 /// Appends `bytes` percent-encoded: `%`, space, every byte below 0x20 and 0x7F as `%XX`
 /// with upper-case hex; bytes of 0x80 and up too when `bytes` is not UTF-8 (binary media),
 /// so every line the server sends is UTF-8.
 pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
-    let binary = std::str::from_utf8(bytes).is_err();
+    put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
+}
+
+/// Appends text percent-encoded as [`put_encoded`] does (text is UTF-8: never binary).
+fn put_text(out: &mut BytesMut, text: &str) {
+    put_escaped(out, text.as_bytes(), false);
+}
+
+/// Whether no byte of `bytes` is escaped, eight bytes at a time (a message is mostly
+/// plain: this is the common case, and a byte-by-byte test cost more than the rest of
+/// the encoding).
+fn plain(bytes: &[u8], binary: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `x` is zero (exact: no false positive when it says none).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        // A byte below 0x21 (space and the controls), `%`, 0x7F, or (binary) 0x80 and up.
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH != 0;
+        if below
+            || zero(x ^ (ONES * u64::from(b'%')))
+            || zero(x ^ (ONES * 0x7F))
+            || (binary && x & HIGH != 0)
+        {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| escaped(b, binary))
+}
+
+fn put_escaped(out: &mut BytesMut, bytes: &[u8], binary: bool) {
+    if plain(bytes, binary) {
+        return out.put_slice(bytes);
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
+        if escaped(b, binary) {
             out.put_slice(&bytes[start..i]);
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
             out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
@@ -324,19 +367,26 @@ pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
 }
 
 /// How many bytes `bytes` takes percent-encoded (as [`put_encoded`] writes it).
-#[cfg(test)]
 pub(crate) fn encoded_len(bytes: &[u8]) -> usize {
-    let binary = std::str::from_utf8(bytes).is_err();
-    bytes
-        .iter()
-        .map(|&b| {
-            if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
-                3
-            } else {
-                1
-            }
-        })
-        .sum()
+    escaped_len(bytes, std::str::from_utf8(bytes).is_err())
+}
+
+/// How many bytes text takes percent-encoded (as [`put_text`] writes it).
+fn text_len(text: &str) -> usize {
+    escaped_len(text.as_bytes(), false)
+}
+
+fn escaped_len(bytes: &[u8], binary: bool) -> usize {
+    if plain(bytes, binary) {
+        return bytes.len();
+    }
+    let escapes = bytes.iter().filter(|&&b| escaped(b, binary)).count();
+    bytes.len() + 2 * escapes
+}
+
+/// How many digits `n` takes in decimal.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
 /// Appends `n` in decimal: its digits made on the stack, last first, then copied at once
@@ -356,22 +406,51 @@ fn put_number(out: &mut BytesMut, mut n: u64) {
 }
 
 impl Reply<'_> {
-    /// Bytes the line takes, CRLF included, when nothing in it needs percent-encoding
-    /// (encoding grows it past this), so its buffer is allocated once instead of regrown.
-    pub(crate) fn encoded_len_hint(&self) -> usize {
-        // The opcode, a space, CRLF; a number at its longest.
-        const FIXED: usize = 6;
-        const NUMBER: usize = 21;
-        FIXED
-            + match self {
-                Reply::Login { name, .. } => NUMBER + 1 + name.len(),
-                Reply::ChatListElement { me, other, .. } => NUMBER + 2 + me.len() + other.len(),
-                Reply::MessageSended { message, .. } => 3 * NUMBER + 3 + message.len(),
-                Reply::OwnContact { name, .. } => NUMBER + 1 + name.len(),
-                Reply::Media { bytes, .. } => NUMBER + 1 + bytes.map_or(0, <[u8]>::len),
-                Reply::Contact(name) | Reply::ConfirmContactAdd(name) => name.len(),
-                _ => NUMBER,
+    /// Bytes the line takes, CRLF included, exactly: its buffer is allocated once and
+    /// frozen whole (a buffer with room to spare costs `Bytes` a second allocation).
+    pub(crate) fn encoded_len(&self) -> usize {
+        // An opcode, a space and a status code: three digits each.
+        const STATUS: usize = 7;
+        const CRLF: usize = 2;
+        let number = |n: u64| digits(n);
+        CRLF + match self {
+            Reply::Unknown
+            | Reply::Invalid
+            | Reply::ChatListEnd
+            | Reply::OwnContactsEnd
+            | Reply::ContactsEnd => 3,
+            Reply::Logout(_)
+            | Reply::ChatCreate(_)
+            | Reply::ChatDelete(_)
+            | Reply::MessageSend(_)
+            | Reply::Register(_)
+            | Reply::OwnContacts(_)
+            | Reply::Contacts(_)
+            | Reply::ConfirmContact(_) => STATUS,
+            Reply::Login { name, .. } => STATUS + 1 + text_len(name),
+            Reply::ChatListBegin(n) | Reply::OwnContactsBegin(n) | Reply::ContactsBegin(n) => {
+                4 + number(*n as u64)
             }
+            Reply::ChatListElement { chat, me, other } => {
+                4 + number(*chat) + 1 + text_len(me) + 1 + text_len(other)
+            }
+            Reply::MessageSended {
+                chat,
+                ms,
+                message,
+                media,
+            } => {
+                4 + number(*chat)
+                    + 1
+                    + number(*ms)
+                    + 1
+                    + text_len(message)
+                    + media.map_or(0, |m| 1 + number(m))
+            }
+            Reply::OwnContact { name, since_ms } => 4 + text_len(name) + 1 + number(*since_ms),
+            Reply::Media { bytes, .. } => STATUS + bytes.map_or(0, |b| 1 + encoded_len(b)),
+            Reply::Contact(name) | Reply::ConfirmContactAdd(name) => 4 + text_len(name),
+        }
     }
 }
 
@@ -393,7 +472,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
         Reply::Login { status: s, name } => {
             status(out, "212", *s);
             out.put_u8(b' ');
-            put_encoded(out, name.as_bytes());
+            put_text(out, name);
         }
         Reply::Logout(s) => status(out, "213", *s),
         Reply::ChatListBegin(n) => count(out, "214", *n),
@@ -401,9 +480,9 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             out.put_slice(b"215 ");
             put_number(out, *chat);
             out.put_u8(b' ');
-            put_encoded(out, me.as_bytes());
+            put_text(out, me);
             out.put_u8(b' ');
-            put_encoded(out, other.as_bytes());
+            put_text(out, other);
         }
         Reply::ChatListEnd => out.put_slice(b"216"),
         Reply::ChatCreate(s) => status(out, "217", *s),
@@ -420,7 +499,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             out.put_u8(b' ');
             put_number(out, *ms);
             out.put_u8(b' ');
-            put_encoded(out, message.as_bytes());
+            put_text(out, message);
             if let Some(media) = media {
                 out.put_u8(b' ');
                 put_number(out, *media);
@@ -431,7 +510,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
         Reply::OwnContactsBegin(n) => count(out, "224", *n),
         Reply::OwnContact { name, since_ms } => {
             out.put_slice(b"225 ");
-            put_encoded(out, name.as_bytes());
+            put_text(out, name);
             out.put_u8(b' ');
             put_number(out, *since_ms);
         }
@@ -447,13 +526,13 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
         Reply::ContactsBegin(n) => count(out, "229", *n),
         Reply::Contact(name) => {
             out.put_slice(b"230 ");
-            put_encoded(out, name.as_bytes());
+            put_text(out, name);
         }
         Reply::ContactsEnd => out.put_slice(b"231"),
         Reply::ConfirmContact(s) => status(out, "232", *s),
         Reply::ConfirmContactAdd(name) => {
             out.put_slice(b"233 ");
-            put_encoded(out, name.as_bytes());
+            put_text(out, name);
         }
     }
     out.put_slice(b"\r\n");
@@ -461,7 +540,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
 
 /// One reply as its own bytes.
 pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
-    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
+    let mut out = BytesMut::with_capacity(reply.encoded_len());
     encode(reply, &mut out);
     out.freeze()
 }
@@ -500,10 +579,10 @@ mod tests {
         }
     }
 
-    /// Every reply with nothing to percent-encode fits the length its hint gives, so its
-    /// buffer is allocated once (a short hint would regrow it part by part).
+    /// Every reply knows its exact length, escapes included, so its buffer is allocated
+    /// once and frozen without a second allocation.
     #[test]
-    fn every_reply_fits_its_length_hint() {
+    fn every_reply_knows_its_length() {
         let replies = [
             Reply::Unknown,
             Reply::Invalid,
@@ -513,13 +592,15 @@ mod tests {
             },
             Reply::Logout(Status::NotLoggedIn),
             Reply::ChatListBegin(usize::MAX),
+            Reply::ChatListBegin(0),
             Reply::ChatListElement {
                 chat: u64::MAX,
                 me: "hans",
-                other: "grete",
+                other: "grete 100%",
             },
             Reply::ChatListEnd,
             Reply::ChatCreate(Status::ContactNotConfirmed),
+            Reply::ChatDelete(Status::Ok),
             Reply::MessageSend(Status::Ok),
             Reply::MessageSended {
                 chat: u64::MAX,
@@ -527,32 +608,55 @@ mod tests {
                 message: "a-plain-message",
                 media: Some(u64::MAX),
             },
+            Reply::MessageSended {
+                chat: 0,
+                ms: 9,
+                message: "grüße, 100 % \r\n\u{7f}",
+                media: Some(10),
+            },
+            Reply::MessageSended {
+                chat: 10,
+                ms: 1_700_000_000_000,
+                message: "",
+                media: None,
+            },
+            Reply::Register(Status::UsernameTaken),
+            Reply::OwnContacts(Status::Ok),
             Reply::OwnContactsBegin(12),
             Reply::OwnContact {
                 name: "grete",
                 since_ms: u64::MAX,
             },
+            Reply::OwnContactsEnd,
             Reply::Media {
                 status: Status::Ok,
                 bytes: Some(b"abc"),
             },
             Reply::Media {
                 status: Status::Ok,
+                bytes: Some(&[0xFF, 0, b' ', 0xC3, 0xBC]),
+            },
+            Reply::Media {
+                status: Status::Ok,
                 bytes: None,
             },
+            Reply::Contacts(Status::Ok),
+            Reply::ContactsBegin(3),
             Reply::Contact("grete"),
-            Reply::ConfirmContactAdd("grete"),
+            Reply::ContactsEnd,
+            Reply::ConfirmContact(Status::Ok),
+            Reply::ConfirmContactAdd("gr ete"),
         ];
         for reply in &replies {
             let mut out = BytesMut::new();
             encode(reply, &mut out);
-            assert!(
-                out.len() <= reply.encoded_len_hint(),
-                "{} bytes, hint {}: {:?}",
+            assert_eq!(
                 out.len(),
-                reply.encoded_len_hint(),
+                reply.encoded_len(),
+                "{:?}",
                 String::from_utf8_lossy(&out)
             );
+            assert_eq!(line(reply), out, "{reply:?}");
         }
     }
 
@@ -574,6 +678,7 @@ mod tests {
             let mut out = BytesMut::new();
             put_number(&mut out, n);
             assert_eq!(&out[..], n.to_string().as_bytes());
+            assert_eq!(digits(n), out.len());
         }
     }
 
@@ -770,6 +875,40 @@ mod tests {
             }),
             "an empty Str is an empty token"
         );
+    }
+
+    /// The eight-at-a-time test finds every escaped byte wherever it sits, and passes
+    /// every other byte.
+    #[test]
+    fn plain_finds_every_escaped_byte_at_every_offset() {
+        for binary in [false, true] {
+            for b in 0..=255u8 {
+                for len in [1, 7, 8, 9, 16, 23] {
+                    for at in 0..len {
+                        let mut bytes = vec![b'a'; len];
+                        bytes[at] = b;
+                        assert_eq!(
+                            plain(&bytes, binary),
+                            !escaped(b, binary),
+                            "byte {b:#x} at {at} of {len}, binary {binary}"
+                        );
+                    }
+                }
+            }
+        }
+        // Bytes next to one another that could carry into a neighbour.
+        for pair in [
+            [0x20, 0x21],
+            [0x21, 0x20],
+            [0x00, 0xFF],
+            [0x7E, 0x80],
+            [0x24, 0x26],
+        ] {
+            let mut bytes = vec![b'z'; 16];
+            bytes[6..8].copy_from_slice(&pair);
+            let want = !pair.iter().any(|&b| escaped(b, false));
+            assert_eq!(plain(&bytes, false), want, "{pair:?}");
+        }
     }
 
     #[test]

@@ -631,8 +631,7 @@ impl Session {
             message,
             media: media_id.map(|m| m.0),
         };
-        let mut replies =
-            BytesMut::with_capacity(sent.encoded_len_hint() + sended.encoded_len_hint());
+        let mut replies = BytesMut::with_capacity(sent.encoded_len() + sended.encoded_len());
         codec::encode(&sent, &mut replies);
         codec::encode(&sended, &mut replies);
         if !cx.room_for(replies.len()) {
