@@ -601,13 +601,14 @@ impl Session {
             cap: cx.config.offline_cap,
             share: cx.config.offline_share(),
         };
-        let stored = match cx.net.route_direct(session, &to, limits) {
+        let route = match cx.net.route_direct(session, &to, limits) {
             Err(why) => {
                 cx.net.refused_direct(session, &to, &why);
                 return undeliverable(cx, id, &why);
             }
-            Ok(route) => matches!(route, crate::model::Route::Mailbox(_)),
+            Ok(route) => route,
         };
+        let stored = matches!(route, crate::model::Route::Mailbox(_));
         // The sender's total of stored media, past which a new item is refused.
         if let (Some(bytes), Some(_)) = (&media, kind.flatten()) {
             let limit = cx.config.opcode.max_media_bytes_per_user;
@@ -657,7 +658,10 @@ impl Session {
             },
             sent_ms: now,
         };
-        match cx.deliver_direct(outgoing, limits) {
+        // The gates above changed no routing state (media accounting, rates, the media
+        // stored; a close they caused waits for the end of this input), so the route
+        // still holds and is not looked up again.
+        match cx.deliver_routed(outgoing, Ok(route)) {
             Outcome::Refused(why) => return undeliverable(cx, id, &why),
             Outcome::Delivered(_) => {}
             Outcome::Stored { seq, .. } => held = held.max(Some(seq)),
