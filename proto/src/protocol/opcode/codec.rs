@@ -389,20 +389,85 @@ fn digits(n: u64) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
 }
 
-/// Appends `n` in decimal: its digits made on the stack, last first, then copied at once
-/// (no `fmt` machinery: it was a tenth of the instructions of a delivered message).
-fn put_number(out: &mut BytesMut, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// The decimal digits of 0 to 99, two by two.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// The fixed part of a line (opcode, numbers, spaces) made on the stack and appended
+/// with one copy: a line is a few of these runs and its percent-encoded text, instead
+/// of a copy per field.
+struct Run {
+    bytes: [u8; Run::CAP],
+    len: usize,
+}
+
+impl Run {
+    /// The longest run: `220 `, two numbers of 20 digits and their spaces.
+    const CAP: usize = 48;
+
+    fn new() -> Run {
+        Run {
+            bytes: [0; Run::CAP],
+            len: 0,
         }
     }
-    out.put_slice(&digits[at..]);
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    /// `op`, a space and the status code.
+    fn status(&mut self, op: &[u8; 3], status: Status) {
+        let code = usize::from(status.code() % 100);
+        let pair = &PAIRS[2 * code..2 * code + 2];
+        self.push(&[op[0], op[1], op[2], b' ', b'4', pair[0], pair[1]]);
+    }
+
+    /// `n` in decimal, two digits at a time from the last (no `fmt` machinery: it was a
+    /// tenth of the instructions of a delivered message).
+    fn number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        while n >= 100 {
+            let pair = 2 * (n % 100) as usize;
+            n /= 100;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = 2 * n as usize;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
+            at -= 1;
+            digits[at] = b'0' + n as u8;
+        }
+        self.push(&digits[at..]);
+    }
+
+    /// Appends the run to `out` and empties it.
+    fn flush(&mut self, out: &mut BytesMut) {
+        out.put_slice(&self.bytes[..self.len]);
+        self.len = 0;
+    }
+}
+
+/// Appends `n` in decimal.
+#[cfg(test)]
+fn put_number(out: &mut BytesMut, n: u64) {
+    let mut run = Run::new();
+    run.number(n);
+    run.flush(out);
 }
 
 impl Reply<'_> {
@@ -456,86 +521,88 @@ impl Reply<'_> {
 
 /// Appends one reply line, CRLF included.
 pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
-    let status = |out: &mut BytesMut, op: &str, s: Status| {
-        out.put_slice(op.as_bytes());
-        out.put_u8(b' ');
-        put_number(out, u64::from(s.code()));
+    let mut run = Run::new();
+    let count = |run: &mut Run, op: &[u8; 4], n: usize| {
+        run.push(op);
+        run.number(n as u64);
     };
-    let count = |out: &mut BytesMut, op: &str, n: usize| {
-        out.put_slice(op.as_bytes());
-        out.put_u8(b' ');
-        put_number(out, n as u64);
+    // The text of a line between two runs.
+    let text = |run: &mut Run, out: &mut BytesMut, text: &str| {
+        run.flush(out);
+        put_text(out, text);
     };
     match reply {
-        Reply::Unknown => out.put_slice(b"210"),
-        Reply::Invalid => out.put_slice(b"211"),
-        Reply::Login { status: s, name } => {
-            status(out, "212", *s);
-            out.put_u8(b' ');
-            put_text(out, name);
+        Reply::Unknown => run.push(b"210"),
+        Reply::Invalid => run.push(b"211"),
+        Reply::Login { status, name } => {
+            run.status(b"212", *status);
+            run.push(b" ");
+            text(&mut run, out, name);
         }
-        Reply::Logout(s) => status(out, "213", *s),
-        Reply::ChatListBegin(n) => count(out, "214", *n),
+        Reply::Logout(s) => run.status(b"213", *s),
+        Reply::ChatListBegin(n) => count(&mut run, b"214 ", *n),
         Reply::ChatListElement { chat, me, other } => {
-            out.put_slice(b"215 ");
-            put_number(out, *chat);
-            out.put_u8(b' ');
-            put_text(out, me);
-            out.put_u8(b' ');
-            put_text(out, other);
+            run.push(b"215 ");
+            run.number(*chat);
+            run.push(b" ");
+            text(&mut run, out, me);
+            run.push(b" ");
+            text(&mut run, out, other);
         }
-        Reply::ChatListEnd => out.put_slice(b"216"),
-        Reply::ChatCreate(s) => status(out, "217", *s),
-        Reply::ChatDelete(s) => status(out, "218", *s),
-        Reply::MessageSend(s) => status(out, "219", *s),
+        Reply::ChatListEnd => run.push(b"216"),
+        Reply::ChatCreate(s) => run.status(b"217", *s),
+        Reply::ChatDelete(s) => run.status(b"218", *s),
+        Reply::MessageSend(s) => run.status(b"219", *s),
         Reply::MessageSended {
             chat,
             ms,
             message,
             media,
         } => {
-            out.put_slice(b"220 ");
-            put_number(out, *chat);
-            out.put_u8(b' ');
-            put_number(out, *ms);
-            out.put_u8(b' ');
-            put_text(out, message);
+            run.push(b"220 ");
+            run.number(*chat);
+            run.push(b" ");
+            run.number(*ms);
+            run.push(b" ");
+            text(&mut run, out, message);
             if let Some(media) = media {
-                out.put_u8(b' ');
-                put_number(out, *media);
+                run.push(b" ");
+                run.number(*media);
             }
         }
-        Reply::Register(s) => status(out, "222", *s),
-        Reply::OwnContacts(s) => status(out, "223", *s),
-        Reply::OwnContactsBegin(n) => count(out, "224", *n),
+        Reply::Register(s) => run.status(b"222", *s),
+        Reply::OwnContacts(s) => run.status(b"223", *s),
+        Reply::OwnContactsBegin(n) => count(&mut run, b"224 ", *n),
         Reply::OwnContact { name, since_ms } => {
-            out.put_slice(b"225 ");
-            put_text(out, name);
-            out.put_u8(b' ');
-            put_number(out, *since_ms);
+            run.push(b"225 ");
+            text(&mut run, out, name);
+            run.push(b" ");
+            run.number(*since_ms);
         }
-        Reply::OwnContactsEnd => out.put_slice(b"226"),
-        Reply::Media { status: s, bytes } => {
-            status(out, "227", *s);
+        Reply::OwnContactsEnd => run.push(b"226"),
+        Reply::Media { status, bytes } => {
+            run.status(b"227", *status);
             if let Some(bytes) = bytes {
-                out.put_u8(b' ');
+                run.push(b" ");
+                run.flush(out);
                 put_encoded(out, bytes);
             }
         }
-        Reply::Contacts(s) => status(out, "228", *s),
-        Reply::ContactsBegin(n) => count(out, "229", *n),
+        Reply::Contacts(s) => run.status(b"228", *s),
+        Reply::ContactsBegin(n) => count(&mut run, b"229 ", *n),
         Reply::Contact(name) => {
-            out.put_slice(b"230 ");
-            put_text(out, name);
+            run.push(b"230 ");
+            text(&mut run, out, name);
         }
-        Reply::ContactsEnd => out.put_slice(b"231"),
-        Reply::ConfirmContact(s) => status(out, "232", *s),
+        Reply::ContactsEnd => run.push(b"231"),
+        Reply::ConfirmContact(s) => run.status(b"232", *s),
         Reply::ConfirmContactAdd(name) => {
-            out.put_slice(b"233 ");
-            put_text(out, name);
+            run.push(b"233 ");
+            text(&mut run, out, name);
         }
     }
-    out.put_slice(b"\r\n");
+    run.push(b"\r\n");
+    run.flush(out);
 }
 
 /// One reply as its own bytes.
