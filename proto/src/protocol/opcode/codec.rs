@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// A client request, its fields decoded and of the right kinds. A `Str` field with
 /// nothing percent-encoded in it borrows the line.
@@ -315,12 +315,13 @@ fn escaped(b: u8, binary: bool) -> bool {
 /// Appends `bytes` percent-encoded: `%`, space, every byte below 0x20 and 0x7F as `%XX`
 /// with upper-case hex; bytes of 0x80 and up too when `bytes` is not UTF-8 (binary media),
 /// so every line the server sends is UTF-8.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
     put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
 }
 
 /// Appends text percent-encoded as [`put_encoded`] does (text is UTF-8: never binary).
-fn put_text(out: &mut BytesMut, text: &str) {
+fn put_text(out: &mut impl Sink, text: &str) {
     put_escaped(out, text.as_bytes(), false);
 }
 
@@ -350,20 +351,20 @@ fn plain(bytes: &[u8], binary: bool) -> bool {
     !chunks.remainder().iter().any(|&b| escaped(b, binary))
 }
 
-fn put_escaped(out: &mut BytesMut, bytes: &[u8], binary: bool) {
+fn put_escaped(out: &mut impl Sink, bytes: &[u8], binary: bool) {
     if plain(bytes, binary) {
-        return out.put_slice(bytes);
+        return out.put(bytes);
     }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if escaped(b, binary) {
-            out.put_slice(&bytes[start..i]);
+            out.put(&bytes[start..i]);
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            out.put(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             start = i + 1;
         }
     }
-    out.put_slice(&bytes[start..]);
+    out.put(&bytes[start..]);
 }
 
 /// How many bytes `bytes` takes percent-encoded (as [`put_encoded`] writes it).
@@ -456,8 +457,8 @@ impl Run {
     }
 
     /// Appends the run to `out` and empties it.
-    fn flush(&mut self, out: &mut BytesMut) {
-        out.put_slice(&self.bytes[..self.len]);
+    fn flush(&mut self, out: &mut impl Sink) {
+        out.put(&self.bytes[..self.len]);
         self.len = 0;
     }
 }
@@ -520,14 +521,14 @@ impl Reply<'_> {
 }
 
 /// Appends one reply line, CRLF included.
-pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
+pub(crate) fn encode<S: Sink>(reply: &Reply<'_>, out: &mut S) {
     let mut run = Run::new();
     let count = |run: &mut Run, op: &[u8; 4], n: usize| {
         run.push(op);
         run.number(n as u64);
     };
     // The text of a line between two runs.
-    let text = |run: &mut Run, out: &mut BytesMut, text: &str| {
+    let text = |run: &mut Run, out: &mut S, text: &str| {
         run.flush(out);
         put_text(out, text);
     };
@@ -585,7 +586,7 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             if let Some(bytes) = bytes {
                 run.push(b" ");
                 run.flush(out);
-                put_encoded(out, bytes);
+                put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
             }
         }
         Reply::Contacts(s) => run.status(b"228", *s),
@@ -606,10 +607,69 @@ pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
 }
 
 /// One reply as its own bytes.
-pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
-    let mut out = BytesMut::with_capacity(reply.encoded_len());
-    encode(reply, &mut out);
+pub(crate) fn line(reply: &Reply<'_>) -> Bytes {
+    lines(std::slice::from_ref(reply))
+}
+
+/// Replies one after the other as one buffer: made on the stack and copied once into an
+/// allocation of exactly their length when short (as most are); else written into a
+/// buffer of their exact length. Either way one allocation, frozen whole (a buffer with
+/// room to spare costs `Bytes` a second allocation).
+pub(crate) fn lines(replies: &[Reply<'_>]) -> Bytes {
+    let mut short = Short {
+        bytes: [0; Short::CAP],
+        len: 0,
+        overflow: false,
+    };
+    for reply in replies {
+        encode(reply, &mut short);
+    }
+    if !short.overflow {
+        return Bytes::copy_from_slice(&short.bytes[..short.len]);
+    }
+    let mut out = BytesMut::with_capacity(replies.iter().map(Reply::encoded_len).sum());
+    for reply in replies {
+        encode(reply, &mut out);
+    }
     out.freeze()
+}
+
+/// Where a line is written.
+pub(crate) trait Sink {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for BytesMut {
+    fn put(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
+
+/// Short lines made on the stack; `overflow` once something did not fit (what it holds is
+/// then of no use).
+struct Short {
+    bytes: [u8; Short::CAP],
+    len: usize,
+    overflow: bool,
+}
+
+impl Short {
+    /// Room for a message of about 200 bytes with its `219` and `220`.
+    const CAP: usize = 256;
+}
+
+impl Sink for Short {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        match self.bytes.get_mut(self.len..end) {
+            Some(room) if !self.overflow => {
+                room.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => self.overflow = true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -746,6 +806,34 @@ mod tests {
             put_number(&mut out, n);
             assert_eq!(&out[..], n.to_string().as_bytes());
             assert_eq!(digits(n), out.len());
+        }
+    }
+
+    /// Replies made on the stack and those too long for it have the same bytes, at
+    /// every length around the stack's size, with and without escapes.
+    #[test]
+    fn short_and_long_lines_are_the_same_bytes() {
+        for len in (0..40).chain(200..300).chain([1000, 5000]) {
+            for fill in ["x", " ", "ü"] {
+                let message = fill.repeat(len);
+                let replies = [
+                    Reply::MessageSend(Status::Ok),
+                    Reply::MessageSended {
+                        chat: 12,
+                        ms: 1_700_000_000_000,
+                        message: &message,
+                        media: None,
+                    },
+                ];
+                let mut want = BytesMut::new();
+                for reply in &replies {
+                    encode(reply, &mut want);
+                }
+                assert_eq!(super::lines(&replies), want, "{len} x {fill:?}");
+                let mut one = BytesMut::new();
+                encode(&replies[1], &mut one);
+                assert_eq!(line(&replies[1]), one, "{len} x {fill:?}");
+            }
         }
     }
 

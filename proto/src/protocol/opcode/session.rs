@@ -648,9 +648,7 @@ fn message_send(
         message,
         media: media_id.map(|m| m.0),
     };
-    let mut replies = BytesMut::with_capacity(sent.encoded_len() + sended.encoded_len());
-    codec::encode(&sent, &mut replies);
-    codec::encode(&sended, &mut replies);
+    let replies = codec::lines(&[sent, sended]);
     if !cx.room_for(replies.len()) {
         return;
     }
@@ -683,8 +681,8 @@ fn message_send(
         Outcome::Stored { seq, .. } => held = held.max(Some(seq)),
     }
     match held {
-        Some(seq) => cx.send_after(replies.freeze(), seq),
-        None => cx.send_about(&Item::Chat(id), replies.freeze()),
+        Some(seq) => cx.send_after(replies, seq),
+        None => cx.send_about(&Item::Chat(id), replies),
     }
 }
 
