@@ -175,12 +175,25 @@ impl<'a> Fields<'a> {
             first: [""; 4],
             len: 0,
         };
-        for field in rest.into_iter().flat_map(|rest| rest.split(' ')) {
+        let Some(rest) = rest else {
+            return fields;
+        };
+        let mut push = |field: &'a str| {
             if let Some(slot) = fields.first.get_mut(fields.len) {
                 *slot = field;
             }
             fields.len += 1;
+        };
+        // One pass over the bytes: the lines are short, and a search per field cost more
+        // than the fields themselves. A space is ASCII, so each piece is a `str` still.
+        let mut start = 0;
+        for (i, &b) in rest.as_bytes().iter().enumerate() {
+            if b == b' ' {
+                push(rest.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
         }
+        push(rest.get(start..).unwrap_or_default());
         fields
     }
 
@@ -196,7 +209,8 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    let op = match line.iter().position(|&b| b == b' ') {
+    let space = line.iter().position(|&b| b == b' ');
+    let op = match space {
         Some(i) => &line[..i],
         None => line,
     };
@@ -211,7 +225,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, ParseError> {
     let Ok(line) = std::str::from_utf8(line) else {
         return Err(ParseError::Invalid);
     };
-    let fields = Fields::split(line.split_once(' ').map(|(_, rest)| rest));
+    let fields = Fields::split(space.and_then(|i| line.get(i + 1..)));
     let invalid = ParseError::Invalid;
     let text =
         |i: usize| -> Result<Cow<'_, str>, ParseError> { string(fields.get(i).ok_or(invalid)?) };
