@@ -7,6 +7,7 @@
 pub mod compare;
 pub mod core;
 pub mod core_ims;
+pub mod core_opcode;
 pub mod load;
 pub mod net;
 pub mod pace;

@@ -67,7 +67,8 @@ enum Cmd {
         /// Times every client's read is fed.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// The protocol routed: ws2017 (`core::round`) or ims (`core_ims::round`).
+        /// The protocol routed: ws2017 (`core::round`), ims (`core_ims::round`) or opcode
+        /// (`core_opcode::round`).
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
     },
@@ -248,6 +249,21 @@ fn report(result: std::io::Result<Report>) -> ExitCode {
     }
 }
 
+/// Runs `round` (each `per_round` messages) `rounds` times and prints the rate.
+fn time_core(label: &str, per_round: u64, rounds: usize, mut round: impl FnMut()) -> ExitCode {
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        round();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let messages = per_round as f64 * rounds as f64;
+    println!(
+        "{label}: {messages} messages in {secs:.3} s, {:.0} msgs/s",
+        messages / secs
+    );
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let fds = stats::raise_fd_limit(1 << 20);
@@ -267,17 +283,21 @@ fn main() -> ExitCode {
                 }
             };
             let reads = core_ims::reads(clients, per_read);
-            let start = std::time::Instant::now();
-            for _ in 0..rounds {
+            return time_core("core ims", clients * per_read as u64, rounds, || {
                 core_ims::round(&mut pump, now, &reads);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let messages = clients as f64 * per_read as f64 * rounds as f64;
-            println!(
-                "core ims: {messages} messages in {secs:.3} s, {:.0} msgs/s",
-                messages / secs
-            );
-            return ExitCode::SUCCESS;
+            });
+        }
+        Cmd::Core {
+            clients,
+            per_read,
+            rounds,
+            proto: Proto::Opcode,
+        } => {
+            let mut crowd = switchboard_bench::core_opcode::crowd(clients);
+            let reads = switchboard_bench::core_opcode::reads(&crowd, per_read);
+            return time_core("core opcode", clients * per_read as u64, rounds, || {
+                switchboard_bench::core_opcode::round(&mut crowd.pump, crowd.now, &reads);
+            });
         }
         Cmd::Core {
             clients,
@@ -287,21 +307,13 @@ fn main() -> ExitCode {
         } => {
             let (mut pump, now) = switchboard_bench::core::crowd(clients);
             let reads = switchboard_bench::core::reads(clients, per_read);
-            let start = std::time::Instant::now();
-            for _ in 0..rounds {
+            return time_core("core", clients * per_read as u64, rounds, || {
                 switchboard_bench::core::round(&mut pump, now, &reads);
-            }
-            let secs = start.elapsed().as_secs_f64();
-            let messages = clients as f64 * per_read as f64 * rounds as f64;
-            println!(
-                "core: {messages} messages in {secs:.3} s, {:.0} msgs/s",
-                messages / secs
-            );
-            return ExitCode::SUCCESS;
+            });
         }
         Cmd::Core { proto, .. } => {
             eprintln!(
-                "switchboard-bench core: only ws2017 and ims, not {}",
+                "switchboard-bench core: only ws2017, ims and opcode, not {}",
                 proto.name()
             );
             return ExitCode::FAILURE;

@@ -4,33 +4,39 @@
 //! A line ends at LF, CR or CRLF; fields are separated by exactly one space; `Str` fields
 //! are percent-encoded, `Long` and `int` fields are decimal. Every reply ends with CRLF.
 
-use bytes::{BufMut, BytesMut};
+use std::borrow::Cow;
 
-/// A client request, its fields decoded and of the right kinds.
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A client request, its fields decoded and of the right kinds. A `Str` field with
+/// nothing percent-encoded in it borrows the line.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Request {
+pub(crate) enum Request<'a> {
     /// `110 Username Password` (also `100`, the seed's example).
-    Login { name: String, password: String },
+    Login {
+        name: Cow<'a, str>,
+        password: Cow<'a, str>,
+    },
     /// `111`.
     Logout,
     /// `112`.
     ChatList,
     /// `113 ContactName`.
-    ChatCreate { contact: String },
+    ChatCreate { contact: Cow<'a, str> },
     /// `114 ChatID`.
     ChatDelete { chat: u64 },
     /// `115 ChatID Message [Media]`.
     MessageSend {
         chat: u64,
-        message: String,
+        message: Cow<'a, str>,
         media: Option<Vec<u8>>,
     },
     /// `117 Username Password [Email [Gender]]`.
     Register {
-        name: String,
-        password: String,
-        email: Option<String>,
-        gender: Option<String>,
+        name: Cow<'a, str>,
+        password: Cow<'a, str>,
+        email: Option<Cow<'a, str>>,
+        gender: Option<Cow<'a, str>>,
     },
     /// `118`.
     OwnContacts,
@@ -39,7 +45,7 @@ pub(crate) enum Request {
     /// `120`.
     Contacts,
     /// `121 Username`.
-    ConfirmContact { name: String },
+    ConfirmContact { name: Cow<'a, str> },
 }
 
 /// Why a line is not a request.
@@ -155,16 +161,58 @@ pub(crate) enum Reply<'a> {
     ConfirmContactAdd(&'a str),
 }
 
+/// The fields after the opcode: the first four (no request has more), and how many
+/// there are (so a line with too many is told apart). Found without an allocation.
+struct Fields<'a> {
+    first: [&'a str; 4],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// `rest` split at every space; none when the line has no space after its opcode.
+    fn split(rest: Option<&'a str>) -> Fields<'a> {
+        let mut fields = Fields {
+            first: [""; 4],
+            len: 0,
+        };
+        let Some(rest) = rest else {
+            return fields;
+        };
+        let mut push = |field: &'a str| {
+            if let Some(slot) = fields.first.get_mut(fields.len) {
+                *slot = field;
+            }
+            fields.len += 1;
+        };
+        // One pass over the bytes: the lines are short, and a search per field cost more
+        // than the fields themselves. A space is ASCII, so each piece is a `str` still.
+        let mut start = 0;
+        for (i, &b) in rest.as_bytes().iter().enumerate() {
+            if b == b' ' {
+                push(rest.get(start..i).unwrap_or_default());
+                start = i + 1;
+            }
+        }
+        push(rest.get(start..).unwrap_or_default());
+        fields
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        (i < self.len).then(|| self.first.get(i).copied()).flatten()
+    }
+}
+
 /// Parses one line (without its line end). Liberal where the table leaves room: `100` is
 /// Login, Email and Gender may be omitted; exact otherwise: one space between fields, an
 /// empty field is an empty `Str`.
-pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
+pub(crate) fn parse(line: &[u8]) -> Result<Request<'_>, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (op, rest) = match line.iter().position(|&b| b == b' ') {
-        Some(i) => (&line[..i], Some(&line[i + 1..])),
-        None => (line, None),
+    let space = line.iter().position(|&b| b == b' ');
+    let op = match space {
+        Some(i) => &line[..i],
+        None => line,
     };
     let op = match number(op) {
         Some(op) => op,
@@ -173,20 +221,19 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
     if !matches!(op, 100 | 110..=115 | 117..=121) {
         return Err(ParseError::Unknown);
     }
-    if std::str::from_utf8(line).is_err() {
+    // Checked once: every field is a piece of it between spaces, so UTF-8 too.
+    let Ok(line) = std::str::from_utf8(line) else {
         return Err(ParseError::Invalid);
-    }
-    let fields: Vec<&[u8]> = match rest {
-        Some(rest) => rest.split(|&b| b == b' ').collect(),
-        None => Vec::new(),
     };
+    let fields = Fields::split(space.and_then(|i| line.get(i + 1..)));
     let invalid = ParseError::Invalid;
-    let text = |i: usize| -> Result<String, ParseError> { string(fields.get(i).ok_or(invalid)?) };
+    let text =
+        |i: usize| -> Result<Cow<'_, str>, ParseError> { string(fields.get(i).ok_or(invalid)?) };
     let long = |i: usize| -> Result<u64, ParseError> {
-        number(fields.get(i).ok_or(invalid)?).ok_or(invalid)
+        number(fields.get(i).ok_or(invalid)?.as_bytes()).ok_or(invalid)
     };
     let count = |ok: &[usize]| -> Result<(), ParseError> {
-        if ok.contains(&fields.len()) {
+        if ok.contains(&fields.len) {
             Ok(())
         } else {
             Err(invalid)
@@ -215,7 +262,7 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
             Request::MessageSend {
                 chat: long(0)?,
                 message: text(1)?,
-                media: fields.get(2).map(|m| decode(m)),
+                media: fields.get(2).map(|m| decode(m.as_bytes())),
             }
         }
         117 => {
@@ -247,10 +294,13 @@ pub(crate) fn parse(line: &[u8]) -> Result<Request, ParseError> {
 
 /// A decimal `Long` or `int`: ASCII digits only, no sign, no overflow.
 fn number(field: &[u8]) -> Option<u64> {
-    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+    if field.is_empty() {
         return None;
     }
-    std::str::from_utf8(field).ok()?.parse().ok()
+    field.iter().try_fold(0u64, |n, &b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(digit))
+    })
 }
 
 /// A percent-encoded field's bytes: `%XX` in either case, an invalid `%` taken literally,
@@ -259,159 +309,381 @@ pub(crate) fn decode(field: &[u8]) -> Vec<u8> {
     percent_encoding::percent_decode(field).collect()
 }
 
-/// A `Str` field: decoded, and UTF-8.
-fn string(field: &[u8]) -> Result<String, ParseError> {
-    String::from_utf8(decode(field)).map_err(|_| ParseError::Invalid)
+/// A `Str` field (a piece of a UTF-8 line): itself when it has no `%`, else decoded and
+/// checked to be UTF-8 still.
+fn string(field: &str) -> Result<Cow<'_, str>, ParseError> {
+    if !field.as_bytes().contains(&b'%') {
+        return Ok(Cow::Borrowed(field));
+    }
+    String::from_utf8(decode(field.as_bytes()))
+        .map(Cow::Owned)
+        .map_err(|_| ParseError::Invalid)
+}
+
+/// Whether byte `b` is written as `%XX`: `%`, space, every byte below 0x20 and 0x7F;
+/// bytes of 0x80 and up too in `binary` bytes (not UTF-8).
+fn escaped(b: u8, binary: bool) -> bool {
+    b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80)
 }
 
 /// Appends `bytes` percent-encoded: `%`, space, every byte below 0x20 and 0x7F as `%XX`
 /// with upper-case hex; bytes of 0x80 and up too when `bytes` is not UTF-8 (binary media),
 /// so every line the server sends is UTF-8.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
-    let binary = std::str::from_utf8(bytes).is_err();
+    put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
+}
+
+/// Appends text percent-encoded as [`put_encoded`] does (text is UTF-8: never binary).
+fn put_text(out: &mut impl Sink, text: &str) {
+    put_escaped(out, text.as_bytes(), false);
+}
+
+/// Whether no byte of `bytes` is escaped, eight bytes at a time (a message is mostly
+/// plain: this is the common case, and a byte-by-byte test cost more than the rest of
+/// the encoding).
+fn plain(bytes: &[u8], binary: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Whether some byte of `x` is zero (exact: no false positive when it says none).
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        // A byte below 0x21 (space and the controls), `%`, 0x7F, or (binary) 0x80 and up.
+        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH != 0;
+        if below
+            || zero(x ^ (ONES * u64::from(b'%')))
+            || zero(x ^ (ONES * 0x7F))
+            || (binary && x & HIGH != 0)
+        {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&b| escaped(b, binary))
+}
+
+fn put_escaped(out: &mut impl Sink, bytes: &[u8], binary: bool) {
+    if plain(bytes, binary) {
+        return out.put(bytes);
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
-            out.put_slice(&bytes[start..i]);
+        if escaped(b, binary) {
+            out.put(&bytes[start..i]);
             const HEX: &[u8; 16] = b"0123456789ABCDEF";
-            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            out.put(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
             start = i + 1;
         }
     }
-    out.put_slice(&bytes[start..]);
+    out.put(&bytes[start..]);
 }
 
 /// How many bytes `bytes` takes percent-encoded (as [`put_encoded`] writes it).
-#[cfg(test)]
 pub(crate) fn encoded_len(bytes: &[u8]) -> usize {
-    let binary = std::str::from_utf8(bytes).is_err();
-    bytes
-        .iter()
-        .map(|&b| {
-            if b == b'%' || b == b' ' || b < 0x20 || b == 0x7F || (binary && b >= 0x80) {
-                3
-            } else {
-                1
-            }
-        })
-        .sum()
+    escaped_len(bytes, std::str::from_utf8(bytes).is_err())
 }
 
+/// How many bytes text takes percent-encoded (as [`put_text`] writes it).
+fn text_len(text: &str) -> usize {
+    escaped_len(text.as_bytes(), false)
+}
+
+fn escaped_len(bytes: &[u8], binary: bool) -> usize {
+    if plain(bytes, binary) {
+        return bytes.len();
+    }
+    let escapes = bytes.iter().filter(|&&b| escaped(b, binary)).count();
+    bytes.len() + 2 * escapes
+}
+
+/// How many digits `n` takes in decimal.
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// The decimal digits of 0 to 99, two by two.
+const PAIRS: [u8; 200] = {
+    let mut pairs = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        pairs[2 * i] = b'0' + (i / 10) as u8;
+        pairs[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    pairs
+};
+
+/// The fixed part of a line (opcode, numbers, spaces) made on the stack and appended
+/// with one copy: a line is a few of these runs and its percent-encoded text, instead
+/// of a copy per field.
+struct Run {
+    bytes: [u8; Run::CAP],
+    len: usize,
+}
+
+impl Run {
+    /// The longest run: `220 `, two numbers of 20 digits and their spaces.
+    const CAP: usize = 48;
+
+    fn new() -> Run {
+        Run {
+            bytes: [0; Run::CAP],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        self.bytes[self.len..end].copy_from_slice(bytes);
+        self.len = end;
+    }
+
+    /// `op`, a space and the status code.
+    fn status(&mut self, op: &[u8; 3], status: Status) {
+        let code = usize::from(status.code() % 100);
+        let pair = &PAIRS[2 * code..2 * code + 2];
+        self.push(&[op[0], op[1], op[2], b' ', b'4', pair[0], pair[1]]);
+    }
+
+    /// `n` in decimal, two digits at a time from the last (no `fmt` machinery: it was a
+    /// tenth of the instructions of a delivered message).
+    fn number(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        while n >= 100 {
+            let pair = 2 * (n % 100) as usize;
+            n /= 100;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            let pair = 2 * n as usize;
+            at -= 2;
+            digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        } else {
+            at -= 1;
+            digits[at] = b'0' + n as u8;
+        }
+        self.push(&digits[at..]);
+    }
+
+    /// Appends the run to `out` and empties it.
+    fn flush(&mut self, out: &mut impl Sink) {
+        out.put(&self.bytes[..self.len]);
+        self.len = 0;
+    }
+}
+
+/// Appends `n` in decimal.
+#[cfg(test)]
 fn put_number(out: &mut BytesMut, n: u64) {
-    use core::fmt::Write as _;
-    // Formatting into the buffer cannot fail; no string is made on the way.
-    let _ = write!(out, "{n}");
+    let mut run = Run::new();
+    run.number(n);
+    run.flush(out);
 }
 
 impl Reply<'_> {
-    /// Bytes the line takes, CRLF included, when nothing in it needs percent-encoding
-    /// (encoding grows it past this), so its buffer is allocated once instead of regrown.
-    pub(crate) fn encoded_len_hint(&self) -> usize {
-        // The opcode, a space, CRLF; a number at its longest.
-        const FIXED: usize = 6;
-        const NUMBER: usize = 21;
-        FIXED
-            + match self {
-                Reply::Login { name, .. } => NUMBER + 1 + name.len(),
-                Reply::ChatListElement { me, other, .. } => NUMBER + 2 + me.len() + other.len(),
-                Reply::MessageSended { message, .. } => 3 * NUMBER + 3 + message.len(),
-                Reply::OwnContact { name, .. } => NUMBER + 1 + name.len(),
-                Reply::Media { bytes, .. } => NUMBER + 1 + bytes.map_or(0, <[u8]>::len),
-                Reply::Contact(name) | Reply::ConfirmContactAdd(name) => name.len(),
-                _ => NUMBER,
+    /// Bytes the line takes, CRLF included, exactly: its buffer is allocated once and
+    /// frozen whole (a buffer with room to spare costs `Bytes` a second allocation).
+    pub(crate) fn encoded_len(&self) -> usize {
+        // An opcode, a space and a status code: three digits each.
+        const STATUS: usize = 7;
+        const CRLF: usize = 2;
+        let number = |n: u64| digits(n);
+        CRLF + match self {
+            Reply::Unknown
+            | Reply::Invalid
+            | Reply::ChatListEnd
+            | Reply::OwnContactsEnd
+            | Reply::ContactsEnd => 3,
+            Reply::Logout(_)
+            | Reply::ChatCreate(_)
+            | Reply::ChatDelete(_)
+            | Reply::MessageSend(_)
+            | Reply::Register(_)
+            | Reply::OwnContacts(_)
+            | Reply::Contacts(_)
+            | Reply::ConfirmContact(_) => STATUS,
+            Reply::Login { name, .. } => STATUS + 1 + text_len(name),
+            Reply::ChatListBegin(n) | Reply::OwnContactsBegin(n) | Reply::ContactsBegin(n) => {
+                4 + number(*n as u64)
             }
+            Reply::ChatListElement { chat, me, other } => {
+                4 + number(*chat) + 1 + text_len(me) + 1 + text_len(other)
+            }
+            Reply::MessageSended {
+                chat,
+                ms,
+                message,
+                media,
+            } => {
+                4 + number(*chat)
+                    + 1
+                    + number(*ms)
+                    + 1
+                    + text_len(message)
+                    + media.map_or(0, |m| 1 + number(m))
+            }
+            Reply::OwnContact { name, since_ms } => 4 + text_len(name) + 1 + number(*since_ms),
+            Reply::Media { bytes, .. } => STATUS + bytes.map_or(0, |b| 1 + encoded_len(b)),
+            Reply::Contact(name) | Reply::ConfirmContactAdd(name) => 4 + text_len(name),
+        }
     }
 }
 
 /// Appends one reply line, CRLF included.
-pub(crate) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
-    let status = |out: &mut BytesMut, op: &str, s: Status| {
-        out.put_slice(op.as_bytes());
-        out.put_u8(b' ');
-        put_number(out, u64::from(s.code()));
+pub(crate) fn encode<S: Sink>(reply: &Reply<'_>, out: &mut S) {
+    let mut run = Run::new();
+    let count = |run: &mut Run, op: &[u8; 4], n: usize| {
+        run.push(op);
+        run.number(n as u64);
     };
-    let count = |out: &mut BytesMut, op: &str, n: usize| {
-        out.put_slice(op.as_bytes());
-        out.put_u8(b' ');
-        put_number(out, n as u64);
+    // The text of a line between two runs.
+    let text = |run: &mut Run, out: &mut S, text: &str| {
+        run.flush(out);
+        put_text(out, text);
     };
     match reply {
-        Reply::Unknown => out.put_slice(b"210"),
-        Reply::Invalid => out.put_slice(b"211"),
-        Reply::Login { status: s, name } => {
-            status(out, "212", *s);
-            out.put_u8(b' ');
-            put_encoded(out, name.as_bytes());
+        Reply::Unknown => run.push(b"210"),
+        Reply::Invalid => run.push(b"211"),
+        Reply::Login { status, name } => {
+            run.status(b"212", *status);
+            run.push(b" ");
+            text(&mut run, out, name);
         }
-        Reply::Logout(s) => status(out, "213", *s),
-        Reply::ChatListBegin(n) => count(out, "214", *n),
+        Reply::Logout(s) => run.status(b"213", *s),
+        Reply::ChatListBegin(n) => count(&mut run, b"214 ", *n),
         Reply::ChatListElement { chat, me, other } => {
-            out.put_slice(b"215 ");
-            put_number(out, *chat);
-            out.put_u8(b' ');
-            put_encoded(out, me.as_bytes());
-            out.put_u8(b' ');
-            put_encoded(out, other.as_bytes());
+            run.push(b"215 ");
+            run.number(*chat);
+            run.push(b" ");
+            text(&mut run, out, me);
+            run.push(b" ");
+            text(&mut run, out, other);
         }
-        Reply::ChatListEnd => out.put_slice(b"216"),
-        Reply::ChatCreate(s) => status(out, "217", *s),
-        Reply::ChatDelete(s) => status(out, "218", *s),
-        Reply::MessageSend(s) => status(out, "219", *s),
+        Reply::ChatListEnd => run.push(b"216"),
+        Reply::ChatCreate(s) => run.status(b"217", *s),
+        Reply::ChatDelete(s) => run.status(b"218", *s),
+        Reply::MessageSend(s) => run.status(b"219", *s),
         Reply::MessageSended {
             chat,
             ms,
             message,
             media,
         } => {
-            out.put_slice(b"220 ");
-            put_number(out, *chat);
-            out.put_u8(b' ');
-            put_number(out, *ms);
-            out.put_u8(b' ');
-            put_encoded(out, message.as_bytes());
+            run.push(b"220 ");
+            run.number(*chat);
+            run.push(b" ");
+            run.number(*ms);
+            run.push(b" ");
+            text(&mut run, out, message);
             if let Some(media) = media {
-                out.put_u8(b' ');
-                put_number(out, *media);
+                run.push(b" ");
+                run.number(*media);
             }
         }
-        Reply::Register(s) => status(out, "222", *s),
-        Reply::OwnContacts(s) => status(out, "223", *s),
-        Reply::OwnContactsBegin(n) => count(out, "224", *n),
+        Reply::Register(s) => run.status(b"222", *s),
+        Reply::OwnContacts(s) => run.status(b"223", *s),
+        Reply::OwnContactsBegin(n) => count(&mut run, b"224 ", *n),
         Reply::OwnContact { name, since_ms } => {
-            out.put_slice(b"225 ");
-            put_encoded(out, name.as_bytes());
-            out.put_u8(b' ');
-            put_number(out, *since_ms);
+            run.push(b"225 ");
+            text(&mut run, out, name);
+            run.push(b" ");
+            run.number(*since_ms);
         }
-        Reply::OwnContactsEnd => out.put_slice(b"226"),
-        Reply::Media { status: s, bytes } => {
-            status(out, "227", *s);
+        Reply::OwnContactsEnd => run.push(b"226"),
+        Reply::Media { status, bytes } => {
+            run.status(b"227", *status);
             if let Some(bytes) = bytes {
-                out.put_u8(b' ');
-                put_encoded(out, bytes);
+                run.push(b" ");
+                run.flush(out);
+                put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
             }
         }
-        Reply::Contacts(s) => status(out, "228", *s),
-        Reply::ContactsBegin(n) => count(out, "229", *n),
+        Reply::Contacts(s) => run.status(b"228", *s),
+        Reply::ContactsBegin(n) => count(&mut run, b"229 ", *n),
         Reply::Contact(name) => {
-            out.put_slice(b"230 ");
-            put_encoded(out, name.as_bytes());
+            run.push(b"230 ");
+            text(&mut run, out, name);
         }
-        Reply::ContactsEnd => out.put_slice(b"231"),
-        Reply::ConfirmContact(s) => status(out, "232", *s),
+        Reply::ContactsEnd => run.push(b"231"),
+        Reply::ConfirmContact(s) => run.status(b"232", *s),
         Reply::ConfirmContactAdd(name) => {
-            out.put_slice(b"233 ");
-            put_encoded(out, name.as_bytes());
+            run.push(b"233 ");
+            text(&mut run, out, name);
         }
     }
-    out.put_slice(b"\r\n");
+    run.push(b"\r\n");
+    run.flush(out);
 }
 
 /// One reply as its own bytes.
-pub(crate) fn line(reply: &Reply<'_>) -> bytes::Bytes {
-    let mut out = BytesMut::with_capacity(reply.encoded_len_hint());
-    encode(reply, &mut out);
+pub(crate) fn line(reply: &Reply<'_>) -> Bytes {
+    lines(std::slice::from_ref(reply))
+}
+
+/// Replies one after the other as one buffer: made on the stack and copied once into an
+/// allocation of exactly their length when short (as most are); else written into a
+/// buffer of their exact length. Either way one allocation, frozen whole (a buffer with
+/// room to spare costs `Bytes` a second allocation).
+pub(crate) fn lines(replies: &[Reply<'_>]) -> Bytes {
+    let mut short = Short {
+        bytes: [0; Short::CAP],
+        len: 0,
+        overflow: false,
+    };
+    for reply in replies {
+        encode(reply, &mut short);
+    }
+    if !short.overflow {
+        return Bytes::copy_from_slice(&short.bytes[..short.len]);
+    }
+    let mut out = BytesMut::with_capacity(replies.iter().map(Reply::encoded_len).sum());
+    for reply in replies {
+        encode(reply, &mut out);
+    }
     out.freeze()
+}
+
+/// Where a line is written.
+pub(crate) trait Sink {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for BytesMut {
+    fn put(&mut self, bytes: &[u8]) {
+        self.put_slice(bytes);
+    }
+}
+
+/// Short lines made on the stack; `overflow` once something did not fit (what it holds is
+/// then of no use).
+struct Short {
+    bytes: [u8; Short::CAP],
+    len: usize,
+    overflow: bool,
+}
+
+impl Short {
+    /// Room for a message of about 200 bytes with its `219` and `220`.
+    const CAP: usize = 256;
+}
+
+impl Sink for Short {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        match self.bytes.get_mut(self.len..end) {
+            Some(room) if !self.overflow => {
+                room.copy_from_slice(bytes);
+                self.len = end;
+            }
+            _ => self.overflow = true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -448,10 +720,10 @@ mod tests {
         }
     }
 
-    /// Every reply with nothing to percent-encode fits the length its hint gives, so its
-    /// buffer is allocated once (a short hint would regrow it part by part).
+    /// Every reply knows its exact length, escapes included, so its buffer is allocated
+    /// once and frozen without a second allocation.
     #[test]
-    fn every_reply_fits_its_length_hint() {
+    fn every_reply_knows_its_length() {
         let replies = [
             Reply::Unknown,
             Reply::Invalid,
@@ -461,13 +733,15 @@ mod tests {
             },
             Reply::Logout(Status::NotLoggedIn),
             Reply::ChatListBegin(usize::MAX),
+            Reply::ChatListBegin(0),
             Reply::ChatListElement {
                 chat: u64::MAX,
                 me: "hans",
-                other: "grete",
+                other: "grete 100%",
             },
             Reply::ChatListEnd,
             Reply::ChatCreate(Status::ContactNotConfirmed),
+            Reply::ChatDelete(Status::Ok),
             Reply::MessageSend(Status::Ok),
             Reply::MessageSended {
                 chat: u64::MAX,
@@ -475,32 +749,105 @@ mod tests {
                 message: "a-plain-message",
                 media: Some(u64::MAX),
             },
+            Reply::MessageSended {
+                chat: 0,
+                ms: 9,
+                message: "grüße, 100 % \r\n\u{7f}",
+                media: Some(10),
+            },
+            Reply::MessageSended {
+                chat: 10,
+                ms: 1_700_000_000_000,
+                message: "",
+                media: None,
+            },
+            Reply::Register(Status::UsernameTaken),
+            Reply::OwnContacts(Status::Ok),
             Reply::OwnContactsBegin(12),
             Reply::OwnContact {
                 name: "grete",
                 since_ms: u64::MAX,
             },
+            Reply::OwnContactsEnd,
             Reply::Media {
                 status: Status::Ok,
                 bytes: Some(b"abc"),
             },
             Reply::Media {
                 status: Status::Ok,
+                bytes: Some(&[0xFF, 0, b' ', 0xC3, 0xBC]),
+            },
+            Reply::Media {
+                status: Status::Ok,
                 bytes: None,
             },
+            Reply::Contacts(Status::Ok),
+            Reply::ContactsBegin(3),
             Reply::Contact("grete"),
-            Reply::ConfirmContactAdd("grete"),
+            Reply::ContactsEnd,
+            Reply::ConfirmContact(Status::Ok),
+            Reply::ConfirmContactAdd("gr ete"),
         ];
         for reply in &replies {
             let mut out = BytesMut::new();
             encode(reply, &mut out);
-            assert!(
-                out.len() <= reply.encoded_len_hint(),
-                "{} bytes, hint {}: {:?}",
+            assert_eq!(
                 out.len(),
-                reply.encoded_len_hint(),
+                reply.encoded_len(),
+                "{:?}",
                 String::from_utf8_lossy(&out)
             );
+            assert_eq!(line(reply), out, "{reply:?}");
+        }
+    }
+
+    /// Numbers are written in decimal whatever their length.
+    #[test]
+    fn numbers_are_decimal() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            400,
+            1_700_000_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = BytesMut::new();
+            put_number(&mut out, n);
+            assert_eq!(&out[..], n.to_string().as_bytes());
+            assert_eq!(digits(n), out.len());
+        }
+    }
+
+    /// Replies made on the stack and those too long for it have the same bytes, at
+    /// every length around the stack's size, with and without escapes.
+    #[test]
+    fn short_and_long_lines_are_the_same_bytes() {
+        for len in (0..40).chain(200..300).chain([1000, 5000]) {
+            for fill in ["x", " ", "ü"] {
+                let message = fill.repeat(len);
+                let replies = [
+                    Reply::MessageSend(Status::Ok),
+                    Reply::MessageSended {
+                        chat: 12,
+                        ms: 1_700_000_000_000,
+                        message: &message,
+                        media: None,
+                    },
+                ];
+                let mut want = BytesMut::new();
+                for reply in &replies {
+                    encode(reply, &mut want);
+                }
+                assert_eq!(super::lines(&replies), want, "{len} x {fill:?}");
+                let mut one = BytesMut::new();
+                encode(&replies[1], &mut one);
+                assert_eq!(line(&replies[1]), one, "{len} x {fill:?}");
+            }
         }
     }
 
@@ -551,13 +898,13 @@ mod tests {
         assert_eq!(got, vec![Err(()), Ok(b"111".to_vec())]);
     }
 
-    fn req(line: &str) -> Result<Request, ParseError> {
+    fn req(line: &str) -> Result<Request<'_>, ParseError> {
         parse(line.as_bytes())
     }
 
     #[test]
     fn every_request_parses_with_its_kinds() {
-        let s = |x: &str| x.to_owned();
+        let s = |x: &'static str| Cow::Borrowed(x);
         assert_eq!(
             req("110 hans meinPasswort123"),
             Ok(Request::Login {
@@ -655,6 +1002,35 @@ mod tests {
         assert_eq!(parse(b"\xFF"), Err(ParseError::Unknown));
     }
 
+    /// A message's text is the line itself unless it has something percent-encoded (no
+    /// copy per message); numbers take every digit up to `u64::MAX` and no more.
+    #[test]
+    fn plain_fields_borrow_the_line_and_numbers_are_exact() {
+        match req("115 7 hi") {
+            Ok(Request::MessageSend {
+                message: Cow::Borrowed("hi"),
+                ..
+            }) => {}
+            other => panic!("not borrowed: {other:?}"),
+        }
+        match req("115 7 h%69") {
+            Ok(Request::MessageSend {
+                message: Cow::Owned(m),
+                ..
+            }) => assert_eq!(m, "hi"),
+            other => panic!("not decoded: {other:?}"),
+        }
+        assert_eq!(req("114 0007"), Ok(Request::ChatDelete { chat: 7 }));
+        assert_eq!(
+            req("114 18446744073709551615"),
+            Ok(Request::ChatDelete { chat: u64::MAX })
+        );
+        assert_eq!(req("114 18446744073709551616"), Err(ParseError::Invalid));
+        assert_eq!(req("114 +1"), Err(ParseError::Invalid));
+        assert_eq!(req("117 a b c d e f g"), Err(ParseError::Invalid));
+        assert_eq!(req("112 "), Err(ParseError::Invalid));
+    }
+
     #[test]
     fn percent_decoding_is_liberal() {
         assert_eq!(decode(b"a%2fb%2Fc"), b"a/b/c");
@@ -664,10 +1040,44 @@ mod tests {
         assert_eq!(
             req("121 "),
             Ok(Request::ConfirmContact {
-                name: String::new()
+                name: Cow::Borrowed("")
             }),
             "an empty Str is an empty token"
         );
+    }
+
+    /// The eight-at-a-time test finds every escaped byte wherever it sits, and passes
+    /// every other byte.
+    #[test]
+    fn plain_finds_every_escaped_byte_at_every_offset() {
+        for binary in [false, true] {
+            for b in 0..=255u8 {
+                for len in [1, 7, 8, 9, 16, 23] {
+                    for at in 0..len {
+                        let mut bytes = vec![b'a'; len];
+                        bytes[at] = b;
+                        assert_eq!(
+                            plain(&bytes, binary),
+                            !escaped(b, binary),
+                            "byte {b:#x} at {at} of {len}, binary {binary}"
+                        );
+                    }
+                }
+            }
+        }
+        // Bytes next to one another that could carry into a neighbour.
+        for pair in [
+            [0x20, 0x21],
+            [0x21, 0x20],
+            [0x00, 0xFF],
+            [0x7E, 0x80],
+            [0x24, 0x26],
+        ] {
+            let mut bytes = vec![b'z'; 16];
+            bytes[6..8].copy_from_slice(&pair);
+            let want = !pair.iter().any(|&b| escaped(b, false));
+            assert_eq!(plain(&bytes, false), want, "{pair:?}");
+        }
     }
 
     #[test]
@@ -691,7 +1101,7 @@ mod tests {
                 req(&line),
                 Ok(Request::MessageSend {
                     chat: 1,
-                    message: text.to_owned(),
+                    message: Cow::Owned(text.to_owned()),
                     media: None
                 })
             );
