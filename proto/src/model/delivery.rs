@@ -307,7 +307,11 @@ impl Network {
             return;
         };
         for &session in &user.sessions {
-            if let Some(rec) = self.sessions.get(&session) {
+            let told = self
+                .sessions
+                .get(&session)
+                .filter(|r| r.caps.told_of_delivery);
+            if let Some(rec) = told {
                 self.pending.push_back(Delivery {
                     to: Audience::Conn(rec.conn),
                     event: Event::Delivered {

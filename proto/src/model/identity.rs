@@ -26,6 +26,10 @@ pub(crate) struct Capabilities {
     /// The session answers delivered direct messages with receipts; otherwise the sender
     /// is told of delivery at once.
     pub(crate) receipts: bool,
+    /// The session is told when a direct message it sent is delivered
+    /// ([`Event::Delivered`](super::Event::Delivered), a delivery receipt); a protocol that
+    /// shows no such thing is not sent the event at all.
+    pub(crate) told_of_delivery: bool,
 }
 
 /// How a protocol's sessions behave in the network.

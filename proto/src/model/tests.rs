@@ -12,21 +12,30 @@ pub(super) fn name(s: &str) -> UserName {
 pub(super) const NICK: LoginKind = LoginKind {
     identity: Identity::Nick,
     exclusive: true,
-    caps: Capabilities { receipts: true },
+    caps: Capabilities {
+        receipts: true,
+        told_of_delivery: true,
+    },
     protocol: Protocol::Probe,
 };
 
 pub(super) const ACCOUNT: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Probe,
 };
 
 pub(super) const GUEST: LoginKind = LoginKind {
     identity: Identity::Guest,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Probe,
 };
 
@@ -158,7 +167,10 @@ fn sessions_carry_the_accounts_level_and_follow_its_changes() {
     assert_eq!(net.session(user).map(|s| s.level), Some(1));
     assert_eq!(
         net.session(user).map(|s| s.caps),
-        Some(Capabilities { receipts: false })
+        Some(Capabilities {
+            receipts: false,
+            told_of_delivery: false,
+        })
     );
 }
 
@@ -232,6 +244,31 @@ fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
     );
     assert!(net.receipt(carol, &name("bob")));
     assert_eq!(log.len(), 1, "nothing stored for the live");
+}
+
+#[test]
+fn only_a_session_told_of_delivery_hears_its_message_was_delivered() {
+    let mut net = network(&[account("bob", 0)]);
+    let mut log = Vec::new();
+    let ann = net.login(&name("ann"), ConnId(1), NICK).expect("login");
+    let bob = net.login(&name("bob"), ConnId(2), ACCOUNT).expect("login");
+    let cat = net.login(&name("cat"), ConnId(3), GUEST).expect("login");
+    drain(&mut net);
+    // To a session that sends no receipts: ann (told of delivery) hears of it at once.
+    net.deliver_direct(message(ann, "cat", "hi"), LIMITS, persist_into(&mut log));
+    let delivered = |net: &mut Network| -> Vec<SessionId> {
+        (drain(net).into_iter())
+            .filter_map(|d| match d.event {
+                Event::Delivered { session, .. } => Some(session),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(delivered(&mut net), [ann]);
+    // bob's protocol shows no delivery: it is not sent the event.
+    net.deliver_direct(message(bob, "cat", "hi"), LIMITS, persist_into(&mut log));
+    assert_eq!(delivered(&mut net), []);
+    let _ = cat;
 }
 
 #[test]

@@ -32,7 +32,10 @@ use crate::model::{
 const LOGIN: LoginKind = LoginKind {
     identity: Identity::Guest,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Probe,
 };
 
@@ -40,7 +43,10 @@ const LOGIN: LoginKind = LoginKind {
 const ACCOUNT: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Probe,
 };
 

@@ -28,7 +28,10 @@ use crate::secret::Secret;
 const ACCOUNT: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Arsc,
 };
 
@@ -36,7 +39,10 @@ const ACCOUNT: LoginKind = LoginKind {
 const GUEST: LoginKind = LoginKind {
     identity: Identity::Guest,
     exclusive: true,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Arsc,
 };
 

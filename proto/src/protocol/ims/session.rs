@@ -24,7 +24,10 @@ use crate::time::Instant;
 const LOGIN: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Ims,
 };
 

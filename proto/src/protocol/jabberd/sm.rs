@@ -28,7 +28,10 @@ use crate::persist::{Change, MessageKind};
 const LOGIN: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Jabberd,
 };
 

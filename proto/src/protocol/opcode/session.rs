@@ -26,7 +26,10 @@ use crate::persist::{Account, Blob, Change, ChatId, MediaId, MessageKind, State}
 const LOGIN: LoginKind = LoginKind {
     identity: Identity::Account,
     exclusive: false,
-    caps: Capabilities { receipts: false },
+    caps: Capabilities {
+        receipts: false,
+        told_of_delivery: false,
+    },
     protocol: Protocol::Opcode,
 };
 

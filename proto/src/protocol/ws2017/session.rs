@@ -20,7 +20,10 @@ use crate::time::Instant;
 const LOGIN: LoginKind = LoginKind {
     identity: Identity::Nick,
     exclusive: true,
-    caps: Capabilities { receipts: true },
+    caps: Capabilities {
+        receipts: true,
+        told_of_delivery: true,
+    },
     protocol: Protocol::Ws2017,
 };
 
