@@ -4,15 +4,13 @@
 //! `switchboard-bench core --proto ims`, under callgrind an instruction count per
 //! message that the machine's load does not move.
 
-use std::hint::black_box;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
 use switchboard_proto::{
-    Account, Action, Change, Config, ConnId, Instant, Limits, Now, Peer, Protocol, Pump, Server,
-    State, UserName,
+    Account, Change, ConnId, Instant, Now, Peer, Protocol, Pump, Server, State, UserName,
 };
-use switchboard_store::credentials::{hash_password_with, md5_hex, run_effect_with, Cost};
+use switchboard_store::credentials::{hash_password_with, md5_hex, Cost};
 
 use crate::proto::PASSWORD;
 
@@ -43,16 +41,6 @@ impl std::error::Error for CrowdError {}
 /// their accounts in the state as the store's load puts them (password [`PASSWORD`],
 /// hashed at the cheap cost), limits out of the way, every output of the logins drained.
 pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
-    let config = Config {
-        outbound_limit_bytes: usize::MAX,
-        limits: Limits {
-            max_connections: usize::MAX,
-            max_connections_per_ip: usize::MAX,
-            outbound_budget_bytes: usize::MAX,
-            ..Limits::default()
-        },
-        ..Config::default()
-    };
     let (password, ims_password) = hash_password_with(&Cost::cheap(), PASSWORD)
         .map_err(|e| CrowdError::Hash(e.to_string()))?;
     let mut state = State::default();
@@ -70,7 +58,7 @@ pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
             created_ms: 0,
         }));
     }
-    let mut pump = Pump::new(Server::new(config, state));
+    let mut pump = Pump::new(Server::new(crate::core::unlimited(), state));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let pass = md5_hex(PASSWORD);
     for i in 0..clients {
@@ -89,80 +77,33 @@ pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
 }
 
 /// Drains every action as a runtime does and returns the bytes transmitted, in order.
-fn collect(pump: &mut Pump, now: Now) -> Vec<u8> {
+pub(crate) fn collect(pump: &mut Pump, now: Now) -> Vec<u8> {
     let mut out = Vec::new();
-    while let Some(action) = pump.poll_action() {
-        match action {
-            Action::Transmit { conn, bytes } => {
-                out.extend_from_slice(&bytes);
-                pump.written(now, conn, bytes.len());
-            }
-            Action::Effect { id, effect } => {
-                let result = run_effect_with(&Cost::cheap(), &effect);
-                pump.effect_done(now, id, result);
-            }
-            Action::Commit(_) => pump.commit_finished(now),
-            Action::Close { .. } | Action::Connect { .. } => {}
-        }
-    }
+    crate::core::drain_with(pump, now, |bytes| out.extend_from_slice(bytes));
     out
-}
-
-/// Does what a runtime does with every action: reports transmits written at once,
-/// finishes commits (none are expected between live clients). Returns how many transmits
-/// there were.
-pub fn drain(pump: &mut Pump, now: Now) -> usize {
-    let mut transmits = 0;
-    while let Some(action) = pump.poll_action() {
-        match action {
-            Action::Transmit { conn, bytes } => {
-                transmits += 1;
-                let n = bytes.len();
-                black_box(bytes);
-                pump.written(now, conn, n);
-            }
-            Action::Commit(_) => pump.commit_finished(now),
-            Action::Effect { id, effect } => {
-                let result = run_effect_with(&Cost::cheap(), &effect);
-                pump.effect_done(now, id, result);
-            }
-            Action::Close { .. } | Action::Connect { .. } => {}
-        }
-    }
-    transmits
 }
 
 /// One read per client of `per_read` MESSAGE documents, each from `u{i}` to its partner,
 /// as the TCP generator writes them (one per line).
 pub fn reads(clients: u64, per_read: usize) -> Vec<Bytes> {
-    (0..clients)
-        .map(|i| {
-            let mut s = String::new();
-            for k in 0..per_read {
-                s.push_str(&format!(
-                    "<MESSAGE from=\"u{i}\" to=\"u{}\">message {k} from u{i}</MESSAGE>\n",
-                    i ^ 1
-                ));
-            }
-            Bytes::from(s)
-        })
-        .collect()
+    crate::core::reads_of(clients, per_read, |i, k| {
+        format!(
+            "<MESSAGE from=\"u{i}\" to=\"u{}\">message {k} from u{i}</MESSAGE>\n",
+            i ^ 1
+        )
+    })
 }
 
-/// Feeds every read once and drains after each; returns the transmits.
+/// [`crate::core::round`], under this name for callgrind.
 #[inline(never)]
 pub fn round(pump: &mut Pump, now: Now, reads: &[Bytes]) -> usize {
-    let mut transmits = 0;
-    for (i, bytes) in reads.iter().enumerate() {
-        pump.received(now, ConnId(i as u64), bytes.clone());
-        transmits += drain(pump, now);
-    }
-    transmits
+    crate::core::round(pump, now, reads)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_proto::Action;
 
     /// A round delivers every message to its partner and answers each with result 1,
     /// after the echo: what the figure counts is the real work.

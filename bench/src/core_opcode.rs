@@ -5,17 +5,13 @@
 //!
 //! Everything is set up over the protocol itself, as the TCP generator does
 //! (`bench/src/load.rs`): `117` registers `o<i>`, `110` logs in, `121` both ways makes each
-//! pair contacts, `113` opens their chat. Effects are answered as the store would (a
-//! password verified, a hash made), commits finish at once.
+//! pair contacts, `113` opens their chat. Effects run as the store runs them (at the
+//! cheap hashing cost), commits finish at once.
 
-use std::hint::black_box;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use switchboard_proto::{
-    Action, Config, ConnId, EffectResult, Instant, Limits, Now, PasswordHash, Peer, Protocol, Pump,
-    RateLimit, Server, State, UserName,
-};
+use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State, UserName};
 
 /// The password every bench account has.
 const PASSWORD: &str = "pw";
@@ -34,27 +30,7 @@ pub struct Crowd {
 /// A pump with `clients` (even) logged-in opcode clients `o0`, `o1`, ...; pairs `2k`,
 /// `2k + 1` are contacts with a chat; limits out of the way.
 pub fn crowd(clients: u64) -> Crowd {
-    let unlimited = RateLimit {
-        per_minute: u32::MAX,
-        burst: u32::MAX,
-    };
-    let config = Config {
-        outbound_limit_bytes: usize::MAX,
-        limits: Limits {
-            max_connections: usize::MAX,
-            max_connections_per_ip: usize::MAX,
-            outbound_budget_bytes: usize::MAX,
-            broadcast_per_conn: unlimited,
-            broadcast_per_ip: unlimited,
-            durable_per_conn: unlimited,
-            durable_per_ip: unlimited,
-            message_per_conn: unlimited,
-            message_per_ip: unlimited,
-            ..Limits::default()
-        },
-        ..Config::default()
-    };
-    let mut pump = Pump::new(Server::new(config, State::default()));
+    let mut pump = Pump::new(Server::new(crate::core::unlimited(), State::default()));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let name = |i: u64| format!("o{i}");
     for i in 0..clients {
@@ -63,13 +39,13 @@ pub fn crowd(clients: u64) -> Crowd {
         pump.accepted(now, ConnId(i), Protocol::Opcode, Peer::Net(peer));
         let lines = format!("117 {n} {PASSWORD}\r\n110 {n} {PASSWORD}\r\n", n = name(i));
         pump.received(now, ConnId(i), Bytes::from(lines));
-        settle(&mut pump, now);
+        crate::core::drain(&mut pump, now);
     }
     for (from_odd, code) in [(false, "121"), (true, "121"), (false, "113")] {
         for i in (0..clients).filter(|i| (i % 2 == 1) == from_odd) {
             let line = format!("{code} {}\r\n", name(i ^ 1));
             pump.received(now, ConnId(i), Bytes::from(line));
-            settle(&mut pump, now);
+            crate::core::drain(&mut pump, now);
         }
     }
     let state = pump.server().state();
@@ -88,80 +64,25 @@ pub fn crowd(clients: u64) -> Crowd {
     Crowd { pump, now, chats }
 }
 
-/// Carries out every action of the setup: effects answered, commits finished at once,
-/// transmits written. Until nothing is left.
-fn settle(pump: &mut Pump, now: Now) {
-    while let Some(action) = pump.poll_action() {
-        match action {
-            Action::Transmit { conn, bytes } => pump.written(now, conn, bytes.len()),
-            Action::Effect { id, effect } => {
-                let result = match effect {
-                    switchboard_proto::Effect::VerifyPassword { .. } => {
-                        EffectResult::Verified(true)
-                    }
-                    switchboard_proto::Effect::HashPassword { .. } => EffectResult::Hashed {
-                        password: PasswordHash("$argon2id$v=19$m=8,t=1,p=1$bench$bench".into()),
-                        ims_password: PasswordHash("$argon2id$v=19$m=8,t=1,p=1$bench$ims".into()),
-                    },
-                    _ => EffectResult::Failed,
-                };
-                pump.effect_done(now, id, result);
-            }
-            Action::Commit(_) => pump.commit_finished(now),
-            Action::Close { .. } | Action::Connect { .. } => {}
-        }
-    }
-}
-
-/// Does what a runtime does with every action of a round: reports transmits written at
-/// once. Returns how many transmits there were.
-pub fn drain(pump: &mut Pump, now: Now) -> usize {
-    let mut transmits = 0;
-    while let Some(action) = pump.poll_action() {
-        match action {
-            Action::Transmit { conn, bytes } => {
-                transmits += 1;
-                let n = bytes.len();
-                black_box(bytes);
-                pump.written(now, conn, n);
-            }
-            // Nothing here should commit (both members online); if it does, finish it so
-            // the run goes on, as a store that keeps up would.
-            Action::Commit(_) => pump.commit_finished(now),
-            _ => {}
-        }
-    }
-    transmits
-}
-
 /// One read per client of `per_read` `115` lines in its chat with its partner, each with
 /// a body like the TCP generator's (`t<ns>.<sender>`).
 pub fn reads(crowd: &Crowd, per_read: usize) -> Vec<Bytes> {
-    (crowd.chats.iter().enumerate())
-        .map(|(i, chat)| {
-            let mut s = String::new();
-            for k in 0..per_read {
-                let ns = 1_700_000_000_000_000_000 + k as u64;
-                s.push_str(&format!("115 {chat} t{ns}.{i}\r\n"));
-            }
-            Bytes::from(s)
-        })
-        .collect()
+    crate::core::reads_of(crowd.chats.len() as u64, per_read, |i, k| {
+        let ns = 1_700_000_000_000_000_000 + k as u64;
+        format!("115 {} t{ns}.{i}\r\n", crowd.chats[i as usize])
+    })
 }
 
-/// Feeds every read once and drains after each; returns the transmits.
+/// [`crate::core::round`], under this name for callgrind.
+#[inline(never)]
 pub fn round(pump: &mut Pump, now: Now, reads: &[Bytes]) -> usize {
-    let mut transmits = 0;
-    for (i, bytes) in reads.iter().enumerate() {
-        pump.received(now, ConnId(i as u64), bytes.clone());
-        transmits += drain(pump, now);
-    }
-    transmits
+    crate::core::round(pump, now, reads)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchboard_proto::Action;
 
     /// Every client is in a chat with its partner, and each message of a round reaches
     /// the partner as a `220` (and its sender as `219 400` and the `220` echo).
