@@ -261,6 +261,16 @@ pub fn seed_accounts(data_dir: &Path, n: usize) -> io::Result<()> {
 /// Writes the accounts `names` (password [`crate::proto::PASSWORD`], a cheap hash made
 /// once and shared) into the store in `data_dir`, in one transaction.
 pub fn seed_names(data_dir: &Path, names: &[String]) -> io::Result<()> {
+    let changes = account_changes(names)?;
+    let err = |e: &dyn std::fmt::Display| io::Error::other(e.to_string());
+    let mut store = switchboard_store::Store::open(data_dir).map_err(|e| err(&e))?;
+    store.commit(&changes).map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The changes that create the accounts `names`, password [`crate::proto::PASSWORD`]
+/// (a cheap hash made once and shared): for the store, or a core run's state.
+pub fn account_changes(names: &[String]) -> io::Result<Vec<switchboard_proto::Change>> {
     use switchboard_proto::UserName;
     use switchboard_proto::{Account, Change};
     use switchboard_store::credentials::{hash_password_with, Cost};
@@ -281,9 +291,7 @@ pub fn seed_names(data_dir: &Path, names: &[String]) -> io::Result<()> {
             created_ms: 0,
         }));
     }
-    let mut store = switchboard_store::Store::open(data_dir).map_err(|e| err(&e))?;
-    store.commit(&changes).map_err(|e| err(&e))?;
-    Ok(())
+    Ok(changes)
 }
 
 /// The sizes of one `compare` (the defaults run in a few minutes; `full` are the issue's).

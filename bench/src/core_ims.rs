@@ -7,20 +7,17 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use switchboard_proto::{
-    Account, Change, ConnId, Instant, Now, Peer, Protocol, Pump, Server, State, UserName,
-};
-use switchboard_store::credentials::{hash_password_with, md5_hex, Cost};
+use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+use switchboard_store::credentials::md5_hex;
 
 use crate::proto::PASSWORD;
 
 /// Why the crowd could not be built.
 #[derive(Debug)]
 pub enum CrowdError {
-    /// A generated name was refused (it never is for `u<N>`).
-    Name(String),
-    /// The password could not be hashed.
-    Hash(String),
+    /// The accounts could not be made (a name refused, which `u<N>` never is, or the
+    /// password not hashed).
+    Accounts(String),
     /// A client's LOGIN was not answered with result 1.
     Login(u64),
 }
@@ -28,8 +25,7 @@ pub enum CrowdError {
 impl std::fmt::Display for CrowdError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CrowdError::Name(n) => write!(f, "name refused: {n}"),
-            CrowdError::Hash(e) => write!(f, "hashing the password: {e}"),
+            CrowdError::Accounts(e) => write!(f, "making the accounts: {e}"),
             CrowdError::Login(i) => write!(f, "u{i} was not logged in"),
         }
     }
@@ -41,22 +37,12 @@ impl std::error::Error for CrowdError {}
 /// their accounts in the state as the store's load puts them (password [`PASSWORD`],
 /// hashed at the cheap cost), limits out of the way, every output of the logins drained.
 pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
-    let (password, ims_password) = hash_password_with(&Cost::cheap(), PASSWORD)
-        .map_err(|e| CrowdError::Hash(e.to_string()))?;
+    let names: Vec<String> = (0..clients).map(|i| format!("u{i}")).collect();
+    let changes =
+        crate::compare::account_changes(&names).map_err(|e| CrowdError::Accounts(e.to_string()))?;
     let mut state = State::default();
-    for i in 0..clients {
-        let name =
-            UserName::parse(&format!("u{i}")).map_err(|e| CrowdError::Name(format!("{e:?}")))?;
-        state.apply(&Change::AccountCreated(Account {
-            name,
-            password: password.clone(),
-            ims_password: ims_password.clone(),
-            email: None,
-            gender: None,
-            level: 0,
-            banned: false,
-            created_ms: 0,
-        }));
+    for change in &changes {
+        state.apply(change);
     }
     let mut pump = Pump::new(Server::new(crate::core::unlimited(), state));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);

@@ -187,18 +187,10 @@ impl Outbox {
         if link.closing || bytes.is_empty() {
             return;
         }
-        link.waits_for = link.waits_for.max(after.unwrap_or_default());
-        if link.unwritten + bytes.len() > self.limit {
-            link.closing = true;
-            self.total -= link.unwritten;
-            self.closing
-                .push_back((conn.id, Some(CloseReason::SlowReader)));
+        let id = conn.id;
+        if !self.count(link, id, bytes.len(), after) {
             return;
         }
-        link.unwritten += bytes.len();
-        link.sent += bytes.len() as u64;
-        self.total += bytes.len();
-        let id = conn.id;
         if let Some(log) = self.log.as_mut() {
             log.push_back(Output::Transmit {
                 conn: id,
@@ -281,9 +273,7 @@ impl Outbox {
                 link.open = 0;
             }
             if over {
-                link.closing = true;
-                self.total -= link.unwritten;
-                self.closing.push_back((id, Some(CloseReason::SlowReader)));
+                self.count(link, id, n, after);
             }
             return;
         }
@@ -295,13 +285,24 @@ impl Outbox {
             });
         }
         self.pushed.bump();
-        link.waits_for = link.waits_for.max(after.unwrap_or_default());
-        link.unwritten += n;
-        link.sent += n as u64;
-        self.total += n;
+        self.count(link, id, n, after);
         if self.total > self.budget {
             self.shed(conns);
         }
+    }
+
+    /// Counts `n` more bytes on `link` (of `conn`), held for `after`; past the outbound
+    /// limit, marks it to close as a slow reader instead and returns false.
+    fn count(&mut self, link: &mut Link, conn: ConnId, n: usize, after: Option<Seq>) -> bool {
+        link.waits_for = link.waits_for.max(after.unwrap_or_default());
+        if link.unwritten + n > self.limit {
+            self.close_link(link, conn, Some(CloseReason::SlowReader));
+            return false;
+        }
+        link.unwritten += n;
+        link.sent += n as u64;
+        self.total += n;
+        true
     }
 
     /// The index in the queue of the transmit of `conn` that bytes held for `after` may
@@ -451,11 +452,14 @@ impl Outbox {
     /// Marks `conn` to close; `None` when the peer already closed it. Its unwritten
     /// bytes leave the budget: the runtime drops them or writes them out at the close.
     pub(crate) fn close(&mut self, conn: &mut Conn, reason: Option<CloseReason>) {
-        let link = &mut conn.link;
+        self.close_link(&mut conn.link, conn.id, reason);
+    }
+
+    fn close_link(&mut self, link: &mut Link, conn: ConnId, reason: Option<CloseReason>) {
         if !link.closing {
             link.closing = true;
             self.total -= link.unwritten;
-            self.closing.push_back((conn.id, reason));
+            self.closing.push_back((conn, reason));
         }
     }
 
