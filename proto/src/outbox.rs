@@ -29,6 +29,10 @@ pub(crate) struct Link {
     /// The queue position (counted from the outbox's first entry) of its queued transmit
     /// that later small transmits join, plus one; 0 for none.
     open: u64,
+    /// The runtime's batch (see [`Outbox::begin_batch`]) in which it was last sent
+    /// anything, and how many bytes it was sent in that batch.
+    batch: u64,
+    batch_sent: usize,
 }
 
 impl Link {
@@ -143,6 +147,10 @@ pub(crate) struct Outbox {
     limit: usize,
     /// Most unwritten bytes over all open links together.
     budget: usize,
+    /// The runtime's current batch of inputs, counted from 0, and the most bytes any one
+    /// link was sent in it.
+    batch: u64,
+    batch_peak: usize,
     /// Unwritten bytes over all links not closing: what the runtime holds in memory for
     /// peers that will still get it.
     total: usize,
@@ -302,7 +310,26 @@ impl Outbox {
         link.unwritten += n;
         link.sent += n as u64;
         self.total += n;
+        if link.batch != self.batch {
+            link.batch = self.batch;
+            link.batch_sent = 0;
+        }
+        link.batch_sent += n;
+        self.batch_peak = self.batch_peak.max(link.batch_sent);
         true
+    }
+
+    /// The runtime is writing what was sent so far: a new batch of inputs begins.
+    pub(crate) fn begin_batch(&mut self) {
+        self.batch += 1;
+        self.batch_peak = 0;
+    }
+
+    /// Whether a link was sent a quarter of the outbound limit in this batch: time for the
+    /// runtime to write, so that a peer that reads is never taken for a slow reader only
+    /// because its bytes waited for the rest of a batch.
+    pub(crate) fn batch_full(&self) -> bool {
+        self.batch_peak >= self.limit / 4
     }
 
     /// The index in the queue of the transmit of `conn` that bytes held for `after` may
@@ -608,6 +635,31 @@ mod tests {
                 other => (0, format!("{other:?}"), None),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_batch_is_full_once_one_connection_was_sent_a_quarter_of_its_limit() {
+        let mut t = table(&[1, 2]);
+        let mut out = Outbox::new(40, usize::MAX);
+        // 9 bytes to each of two connections: 18 in all, but no one link has 10.
+        text(&mut out, &mut t, 1, "123456789", None);
+        text(&mut out, &mut t, 2, "123456789", None);
+        assert!(!out.batch_full());
+        text(&mut out, &mut t, 1, "0", None);
+        assert!(
+            out.batch_full(),
+            "10 bytes to one connection, a quarter of 40"
+        );
+        // Written or not, a new batch counts from nothing.
+        out.begin_batch();
+        assert!(!out.batch_full());
+        text(&mut out, &mut t, 2, "1", None);
+        assert!(
+            !out.batch_full(),
+            "the last batch's 9 bytes are not counted"
+        );
+        text(&mut out, &mut t, 2, "123456789", None);
+        assert!(out.batch_full());
     }
 
     #[test]

@@ -417,9 +417,30 @@ impl Pump {
         self.gate.held()
     }
 
+    /// Bytes transmitted to connections that are not closing and not yet reported
+    /// [`written`](Self::written), polled or not: a driver that handles several inputs
+    /// before it writes bounds the batch by how much this grows.
+    pub fn unwritten_bytes(&self) -> usize {
+        self.server.unwritten_bytes()
+    }
+
+    /// [`Server::begin_batch`]: the caller is about to write what was sent so far.
+    pub fn begin_batch(&mut self) {
+        self.server.begin_batch();
+    }
+
+    /// [`Server::batch_full`]: a connection was sent enough since
+    /// [`begin_batch`](Self::begin_batch) that the caller should write before it handles
+    /// more input.
+    pub fn batch_full(&self) -> bool {
+        self.server.batch_full()
+    }
+
+    /// Hands `input` to the server. Outputs of earlier inputs the caller left unpolled
+    /// stay queued in the server, ahead of the new ones: a caller that handles several
+    /// inputs before it polls gets each connection's small transmits joined into one.
+    /// (Only a commit's end, which changes what the gate holds, moves them first.)
     fn feed(&mut self, now: Now, input: Input) {
-        // Outputs of an earlier input the caller left unpolled go first, in order.
-        self.pull_all();
         self.server.handle(now, input);
     }
 

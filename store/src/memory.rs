@@ -58,6 +58,12 @@ impl AfterBurst {
         self.last.is_some()
     }
 
+    /// When a trim that is due may happen, if one is: a runtime wakes then, so the memory
+    /// goes back [`QUIET`] after the last burst, not at its next wake-up.
+    pub fn ready_at(&self) -> Option<Instant> {
+        self.last.map(|last| last + QUIET)
+    }
+
     /// Whether a trim is due and the bursts stopped at least [`QUIET`] before `now`.
     pub fn ready(&self, now: Instant) -> bool {
         self.last.is_some_and(|last| now >= last + QUIET)
