@@ -42,6 +42,7 @@ mod logins;
 mod model;
 mod names;
 mod outbox;
+pub use outbox::BATCH_BYTES;
 mod peer;
 mod persist;
 mod protocol;

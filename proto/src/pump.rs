@@ -417,13 +417,6 @@ impl Pump {
         self.gate.held()
     }
 
-    /// Bytes transmitted to connections that are not closing and not yet reported
-    /// [`written`](Self::written), polled or not: a driver that handles several inputs
-    /// before it writes bounds the batch by how much this grows.
-    pub fn unwritten_bytes(&self) -> usize {
-        self.server.unwritten_bytes()
-    }
-
     /// [`Server::begin_batch`]: the caller is about to write what was sent so far.
     pub fn begin_batch(&mut self) {
         self.server.begin_batch();

@@ -407,22 +407,18 @@ impl Server {
         self.core.net.counters()
     }
 
-    /// Bytes transmitted to connections that are not closing and not yet reported written
-    /// ([`Stats::unwritten_bytes`], without counting the rest).
-    pub fn unwritten_bytes(&self) -> usize {
-        self.core.out.total_unwritten(&self.core.conns)
-    }
-
     /// A runtime that handles several inputs before it writes is about to write what was
     /// sent so far: [`batch_full`](Self::batch_full) counts from here.
     pub fn begin_batch(&mut self) {
         self.core.out.begin_batch();
     }
 
-    /// Whether some connection was sent a quarter of its outbound limit since
-    /// [`begin_batch`](Self::begin_batch): time to write before handling more input, so
-    /// that a peer that reads is never closed as a slow reader only because its bytes
-    /// waited for the rest of a batch.
+    /// Whether it is time to write before handling more input: since
+    /// [`begin_batch`](Self::begin_batch) some connection was sent a quarter of its
+    /// outbound limit (so that a peer that reads is never closed as a slow reader only
+    /// because its bytes waited for the rest of a batch), or all of them together
+    /// [`BATCH_BYTES`](crate::BATCH_BYTES) (so a burst of broadcasts is not held in
+    /// memory at once).
     pub fn batch_full(&self) -> bool {
         self.core.out.batch_full()
     }

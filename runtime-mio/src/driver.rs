@@ -37,16 +37,11 @@ const READ_CHUNK: usize = 64 * 1024;
 /// for the next turn, which then does not block.
 const READ_PER_TURN: usize = 256 * 1024;
 
-/// Bytes of transmits queued before they are written, even mid-turn, so a burst of
-/// broadcasts (each login announced to everyone) is not held in thousands of queues at
-/// once. Each flush costs a write per connection: 64 KiB made 2000 idle logins take 10 s
-/// and 5.4 s of CPU, 256 KiB 2.2 s. The memory the queues held is given back after the
-/// burst ([`AfterBurst`]).
-const BATCH_BYTES: usize = 1024 * 1024;
-
-/// Readiness events taken per turn: the replies to them are written at the end of the
-/// turn, so a smaller turn answers sooner (1024: 2000 idle logins took 19.6 s, 64: 10 s).
-const EVENTS: usize = 64;
+/// Readiness events taken per turn. What the inputs of a turn ask for is carried out at
+/// its end, so the core joins each connection's transmits of the whole turn into one
+/// write; it says when to write sooner ([`Pump::batch_full`]). (Before turns were joined,
+/// 64 answered sooner than 1024: 2000 idle logins took 10 s against 19.6 s.)
+const EVENTS: usize = 1024;
 
 /// How long accepting rests after a failed accept (out of descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -166,7 +161,8 @@ struct Driver {
     conns: HashMap<ConnId, Conn>,
     /// Connections with transmits queued this turn.
     dirty: Vec<ConnId>,
-    /// Bytes queued since the last [`flush`](Driver::flush) (see [`BATCH_BYTES`]).
+    /// Bytes queued since the last [`flush`](Driver::flush), to know a burst
+    /// ([`AfterBurst`]).
     queued: usize,
     /// Whether a burst's queues were freed since the allocator was last trimmed.
     burst: AfterBurst,
@@ -229,6 +225,8 @@ impl Driver {
             self.accept_retry,
             cap,
             Some(self.next_refresh),
+            // The memory of the last burst goes back once it is QUIET ago.
+            self.burst.ready_at(),
         ]
         .into_iter()
         .flatten()
@@ -275,13 +273,13 @@ impl Driver {
                     }
                 }
             }
-            if self.queued >= BATCH_BYTES {
-                self.flush();
-            }
+            self.write_if_full();
         }
         for conn in std::mem::take(&mut self.more_to_read) {
             self.on_readable(conn);
         }
+        // What the turn's inputs asked for is carried out and written at the start of the
+        // next turn (`flush`).
         if self.accept_retry.is_some_and(|at| at <= Instant::now()) {
             self.accept_retry = None;
             for i in 0..self.listeners.len() {
@@ -349,10 +347,21 @@ impl Driver {
         }
     }
 
+    /// Carries out and writes what the turn's inputs so far asked for, if the core says a
+    /// connection or all of them were sent enough to write before more input.
+    fn write_if_full(&mut self) {
+        if self.pump.batch_full() {
+            self.flush();
+        }
+    }
+
     /// Writes what this turn queued, reporting what the sockets took; reports may queue
     /// more, which is written too. Then exports the core's counters (once per turn, not
     /// per write: a fan-out to 1000 connections is 1000 writes).
     fn flush(&mut self) {
+        // Whatever the pump still holds goes out with the rest.
+        self.drain();
+        self.pump.begin_batch();
         self.burst.queued(std::mem::take(&mut self.queued));
         while !self.dirty.is_empty() {
             for conn in std::mem::take(&mut self.dirty) {
@@ -445,10 +454,7 @@ impl Driver {
                         let bytes = Bytes::copy_from_slice(&self.scratch[..n]);
                         self.observer.received(conn, n);
                         self.pump.received(self.clock.now(), conn, bytes);
-                        self.drain();
-                        if self.queued >= BATCH_BYTES {
-                            self.flush();
-                        }
+                        self.write_if_full();
                     }
                     if n < self.scratch.len() && !hung_up {
                         // A short read took all the socket held: what arrives later raises
@@ -636,7 +642,6 @@ impl Driver {
         self.observer.opened(conn, protocol, peer);
         self.conns.insert(conn, Conn::new(sock, Phase::Open));
         self.pump.accepted(self.clock.now(), conn, protocol, peer);
-        self.drain();
         // Input may be there already; edge-triggered readiness reports it anyway.
     }
 

@@ -42,16 +42,9 @@ const EVENT_CAPACITY: usize = 256;
 /// small transmits of the whole batch into one buffer, so a batch costs a write per
 /// connection however many broadcasts it made. The null relay takes up to 4096 readiness
 /// events a turn; 1000 logins at once took 0.35 s here with 64 inputs, 0.22 s with 256,
-/// 0.16 s with 1024 (one run, 4 MiB bound below; full-speed direct msgs/s the same).
+/// 0.16 s with 1024 (one run; full-speed direct msgs/s the same). The core says when to
+/// write sooner ([`Pump::batch_full`]).
 const EVENT_BATCH: usize = 1024;
-
-/// ...and at most about this many bytes transmitted by them before they are written, even
-/// mid-batch, so a burst of broadcasts (each login announced to everyone) is not held in
-/// thousands of queues at once. Each flush costs a write per connection, so a small bound
-/// makes a login storm cost a write per connection per few logins (64 KiB took 1000
-/// logins at once 1.9 s, 1 MiB 0.68 s, before batches were joined). The memory the
-/// queues held is given back after the burst ([`AfterBurst`]).
-const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
 /// How long a listener rests after a failed accept (out of file descriptors, say), so it
 /// does not spin.
@@ -304,7 +297,6 @@ pub(crate) async fn run(
                 // Take what other input is ready already, up to a bound, before carrying
                 // out what they asked for: the core joins each connection's small
                 // transmits of the whole batch into one buffer, written at once.
-                let mut base = driver.pump.unwritten_bytes();
                 let mut next = first;
                 let mut taken = 0;
                 while let Some(input) = next {
@@ -313,16 +305,12 @@ pub(crate) async fn run(
                     if taken == EVENT_BATCH {
                         break;
                     }
-                    if driver.pump.batch_full()
-                        || driver.pump.unwritten_bytes().saturating_sub(base) >= BATCH_BYTES
-                    {
-                        driver.drain();
+                    // Written now if a connection or all of them were sent enough.
+                    if driver.pump.batch_full() {
                         driver.flush();
-                        base = driver.pump.unwritten_bytes();
                     }
                     next = driver.next_input(&inbox);
                 }
-                driver.drain();
             }
             Wake::Commit(attempt) => driver.on_commit(attempt),
             Wake::Deadline => timer_at = None,
@@ -332,7 +320,7 @@ pub(crate) async fn run(
             Wake::Hangup => options.apply_reload(&mut driver.pump),
             Wake::Shutdown => break,
         }
-        // One write per connection for all this turn queued.
+        // What this turn's inputs asked for, then one write per connection.
         driver.flush();
         // Once the bursts stopped, their queues' memory goes back (checked again at the
         // next wake-up, the metrics' tick at the latest).
@@ -391,8 +379,8 @@ struct Driver<'a, 'ex> {
     /// those just accepted, and those that read bytes last time and may have more.
     again: VecDeque<ConnId>,
     linger: Duration,
-    /// Bytes of transmits queued since the last [`flush`](Driver::flush) (see
-    /// [`BATCH_BYTES`]).
+    /// Bytes of transmits queued since the last [`flush`](Driver::flush), to know a burst
+    /// ([`AfterBurst`]).
     queued: usize,
     /// Whether a burst's queues were freed since the allocator was last trimmed.
     burst: AfterBurst,
@@ -612,6 +600,8 @@ impl Driver<'_, '_> {
     /// the core's counters (once per turn, not per input: a fan-out to 1000 connections
     /// is 1000 writes).
     fn flush(&mut self) {
+        // Whatever the pump still holds goes out with the rest.
+        self.drain();
         self.pump.begin_batch();
         self.burst.queued(std::mem::take(&mut self.queued));
         while !self.dirty.is_empty() {

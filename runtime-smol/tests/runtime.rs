@@ -331,44 +331,6 @@ fn a_reader_that_stops_reading_is_disconnected_and_the_others_carry_on() {
     server.stop().expect("clean stop");
 }
 
-/// A client that sends many requests at once and reads every answer is never closed as a
-/// slow reader: the driver handles many inputs before it writes, but writes before any
-/// connection was sent a quarter of its outbound limit in the meantime.
-#[test]
-fn a_client_that_reads_its_answers_is_not_taken_for_a_slow_reader() {
-    let mut config = config();
-    config.outbound_limit_bytes = 64 * 1024;
-    let server = TestServer::start(config);
-    let mut client = Client::connect(server.addr);
-    client.greeting();
-    client.send("uname busy");
-    client.expect("+OK uname you are busy");
-
-    // 700 KiB of pings in one go (1.1 MiB of answers, 16 times the limit), read all
-    // the while by another thread.
-    const PINGS: usize = 100_000;
-    let mut writer = client.writer.try_clone().expect("clone");
-    let sending = thread::spawn(move || {
-        writer
-            .write_all("cping\r\n".repeat(PINGS).as_bytes())
-            .is_ok()
-    });
-    let mut answered = 0;
-    while answered < PINGS {
-        match client.line() {
-            Some(line) if line == "+OK cpong" => answered += 1,
-            other => panic!("after {answered} answers: {other:?}"),
-        }
-    }
-    assert!(
-        sending.join().expect("sender"),
-        "the server stopped reading"
-    );
-    client.send("cgetu");
-    client.expect("+OK cgetu busy");
-    server.stop().expect("clean stop");
-}
-
 /// A connection that never stops sending (its socket always has more to read) does not
 /// hold up the others: another client's request is answered while the flood goes on. The
 /// driver reads connections in turn, and takes its poller's news of newly readable ones
