@@ -419,7 +419,7 @@ impl Mode {
     }
 }
 
-/// Readiness events per loop turn of the null relay `mode` is measured against: runtime-mio's
+/// Readiness events per loop turn of the null relay `mode` is measured against:
 /// 64 for `paced`, whose figure is latency (at 25k msgs/s the relay's p50 was 18-46 ms
 /// with 4096, every reply waiting for a turn over all 2000 connections, and 0.6-1.6 ms
 /// with 64); [`crate::relay::EVENTS_PER_TURN`] otherwise, whose figures are throughput
@@ -431,8 +431,8 @@ pub fn relay_events_per_turn(mode: Mode) -> usize {
     }
 }
 
-/// The null relay's events per turn in the paced mode: runtime-mio's turn
-/// (`runtime-mio/src/driver.rs`, `EVENTS`).
+/// The null relay's events per turn in the paced mode (see [`relay_events_per_turn`]). The
+/// servers' turns are larger (1024), but at a paced rate few events are ready at once.
 pub const PACED_RELAY_EVENTS_PER_TURN: usize = 64;
 
 /// Runs `mode` once against `target`.

@@ -168,7 +168,7 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
         /// Readiness events handled per loop turn before their writes (`compare` gives
-        /// the paced mode 64, runtime-mio's turn).
+        /// the paced mode 64).
         #[arg(long, default_value_t = switchboard_bench::relay::EVENTS_PER_TURN)]
         events_per_turn: usize,
     },
