@@ -16,7 +16,6 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice, Read as _, Write};
 use std::net::{Shutdown, TcpStream};
-use std::num::NonZeroUsize;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
@@ -24,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use polling::{Event, Events, PollMode, Poller};
 use smol::future::{self, FutureExt};
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::ConnId;
@@ -110,6 +108,8 @@ pub(crate) struct Ready {
     pub(crate) readable: bool,
     /// Its socket takes more (or failed).
     pub(crate) writable: bool,
+    /// Its peer closed its side, or it failed: no further edge will come for it.
+    pub(crate) hung_up: bool,
 }
 
 /// The readiness of every live connection: one poller in which each connection's socket
@@ -117,9 +117,30 @@ pub(crate) struct Ready {
 /// Edge-triggered: a connection is reported again only once something new happens after
 /// a read or write found its socket empty or full, so the driver reads a reported
 /// connection until it has nothing ([`Got::Pending`]) and writes until the socket is full.
+///
+/// The poller is mio's: a collection is one `epoll_wait`. smol's own `polling` arms a
+/// timer and rearms its notifier around every wait, five system calls where one does, on
+/// every wake-up of the driver (docs/performance.md, "What a wake-up costs on smol").
 pub(crate) struct Sockets {
-    poller: Arc<Async<Poller>>,
-    events: Events,
+    /// The poller's descriptor as a source of smol's reactor: says when to collect.
+    /// Declared before `poll`, so it leaves the reactor before the descriptor closes.
+    reactor: Async<PollFd>,
+    poll: mio::Poll,
+    /// Where connections register, shared with each of them to leave it when dropped.
+    registry: Arc<mio::Registry>,
+    events: mio::Events,
+}
+
+/// The descriptor of a [`mio::Poll`], borrowed for smol's reactor (which only watches
+/// it): the [`Sockets`] holding both drop this first.
+struct PollFd(std::os::fd::RawFd);
+
+impl AsFd for PollFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor stays open while this lives: `Sockets` owns the poll and
+        // drops this (its reactor source) before it.
+        unsafe { BorrowedFd::borrow_raw(self.0) }
+    }
 }
 
 impl Sockets {
@@ -128,12 +149,14 @@ impl Sockets {
     /// # Errors
     /// The system refused a poller or its registration.
     pub(crate) fn new() -> io::Result<Sockets> {
-        let poller = Async::new(Poller::new()?)?;
+        let poll = mio::Poll::new()?;
+        let registry = Arc::new(poll.registry().try_clone()?);
+        let reactor = Async::new(PollFd(poll.as_raw_fd()))?;
         Ok(Sockets {
-            poller: Arc::new(poller),
-            events: Events::with_capacity(
-                NonZeroUsize::new(EVENTS_AT_ONCE).unwrap_or(NonZeroUsize::MIN),
-            ),
+            reactor,
+            poll,
+            registry,
+            events: mio::Events::with_capacity(EVENTS_AT_ONCE),
         })
     }
 
@@ -145,26 +168,29 @@ impl Sockets {
     /// `readable()` future sees only news after it was made, so a driver that always had
     /// other input missed the poller's until that input ran out).
     pub(crate) async fn wait(&self) -> io::Result<()> {
-        future::poll_fn(|cx| self.poller.poll_readable(cx)).await
+        future::poll_fn(|cx| self.reactor.poll_readable(cx)).await
     }
 
     /// Collects what is ready now, without waiting (at most [`EVENTS_AT_ONCE`]; the rest
     /// stays for the next call, and the reactor says so again).
     pub(crate) fn collect(&mut self, mut each: impl FnMut(Ready)) {
-        self.events.clear();
-        if let Err(e) = self
-            .poller
-            .get_ref()
-            .wait(&mut self.events, Some(Duration::ZERO))
-        {
-            debug!(error = %e, "polling the connections failed");
-            return;
+        loop {
+            match self.poll.poll(&mut self.events, Some(Duration::ZERO)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!(error = %e, "polling the connections failed");
+                    return;
+                }
+            }
         }
         for event in self.events.iter() {
+            let failed = event.is_error();
             each(Ready {
-                conn: ConnId(event.key as u64),
-                readable: event.readable,
-                writable: event.writable,
+                conn: ConnId(event.token().0 as u64),
+                readable: event.is_readable() || event.is_read_closed() || failed,
+                writable: event.is_writable() || event.is_write_closed() || failed,
+                hung_up: event.is_read_closed() || failed,
             });
         }
     }
@@ -173,18 +199,13 @@ impl Sockets {
     fn register(&self, conn: ConnId, stream: Stream) -> io::Result<Registered> {
         let key = usize::try_from(conn.0)
             .map_err(|_| io::Error::new(ErrorKind::InvalidInput, "connection id too large"))?;
-        // SAFETY: the stream is deleted from the poller before it is dropped:
-        // `Registered` owns it from here on, and both its `Drop` and
-        // `Registered::into_stream` delete it first.
-        unsafe {
-            self.poller.get_ref().add_with_mode(
-                stream.as_fd().as_raw_fd(),
-                Event::all(key),
-                PollMode::Edge,
-            )?;
-        }
+        self.registry.register(
+            &mut mio::unix::SourceFd(&stream.as_fd().as_raw_fd()),
+            mio::Token(key),
+            mio::Interest::READABLE | mio::Interest::WRITABLE,
+        )?;
         Ok(Registered {
-            poller: self.poller.clone(),
+            registry: self.registry.clone(),
             stream: Some(stream),
         })
     }
@@ -192,7 +213,7 @@ impl Sockets {
 
 /// A stream registered in the driver's poller; deleted from it before it is dropped.
 struct Registered {
-    poller: Arc<Async<Poller>>,
+    registry: Arc<mio::Registry>,
     /// Always `Some` until [`into_stream`](Self::into_stream) or the drop.
     stream: Option<Stream>,
 }
@@ -205,7 +226,7 @@ impl Registered {
     /// Deletes the stream from the poller and hands it out.
     fn into_stream(mut self) -> Option<Stream> {
         let stream = self.stream.take()?;
-        let _ = self.poller.get_ref().delete(&stream);
+        leave(&self.registry, &stream);
         Some(stream)
     }
 }
@@ -213,9 +234,15 @@ impl Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         if let Some(stream) = self.stream.take() {
-            let _ = self.poller.get_ref().delete(&stream);
+            leave(&self.registry, &stream);
         }
     }
+}
+
+/// Deletes `stream` from the poller (a socket closed while registered would otherwise
+/// stay in it while a duplicate of its descriptor lives).
+fn leave(registry: &mio::Registry, stream: &Stream) {
+    let _ = registry.deregister(&mut mio::unix::SourceFd(&stream.as_fd().as_raw_fd()));
 }
 
 /// What one [`Conn::read`] found.
@@ -243,6 +270,9 @@ pub(crate) struct Conn {
     pub(crate) dirty: bool,
     /// Whether it is in the driver's list of connections to read.
     pub(crate) to_read: bool,
+    /// The peer's close (or an error) was reported: reads go on to the end of the stream,
+    /// short or not, since no further edge will come for it.
+    pub(crate) hung_up: bool,
 }
 
 impl Conn {
@@ -265,11 +295,13 @@ impl Conn {
             blocked: false,
             dirty: false,
             to_read: false,
+            hung_up: false,
         })
     }
 
     /// Reads what the socket has ready (at most [`READ_CHUNK`] bytes, through the thread's
-    /// scratch buffer, copied out).
+    /// scratch buffer, copied out). Fewer than that took all the socket held
+    /// ([`Conn::drained_by`]).
     pub(crate) fn read(&self) -> Got {
         let Some(stream) = self.socket.stream() else {
             return Got::Gone;
@@ -286,6 +318,16 @@ impl Conn {
                 }
             };
         }
+    }
+
+    /// Whether a read that brought `bytes` left nothing to read before the next edge: it
+    /// was short, and the peer's close was not reported (a close that came with the last
+    /// bytes raised its edge already, so reading goes on to the end of the stream).
+    /// Edge-triggered readiness fires on every arrival, so the read that would only say
+    /// `WouldBlock` is skipped: one system call less per message when each read brings
+    /// one line.
+    pub(crate) fn drained_by(&self, bytes: &Bytes) -> bool {
+        bytes.len() < READ_CHUNK && !self.hung_up
     }
 
     /// Queues bytes; they leave at the driver's next [`write`](Self::write).

@@ -31,6 +31,7 @@ use switchboard_store::observe::Observer;
 use crate::commit::{Attempt, Committer};
 use crate::conn::{Conn, Got, Ready, Sockets, Stream};
 use crate::fds::{Capacity, Slot};
+use crate::woken::Woken;
 use crate::{Error, Runtime};
 
 /// Events the driver can buffer before listeners and dials wait.
@@ -118,7 +119,7 @@ pub(crate) async fn run(
         start,
         options,
         listeners,
-        mut hangup,
+        hangup,
     } = runtime;
     let capacity = start.capacity;
     let (events, inbox) = channel::bounded(EVENT_CAPACITY);
@@ -175,7 +176,10 @@ pub(crate) async fn run(
         hashing: Arc::new(Semaphore::new(hashing_slots())),
         rate_refusals: switchboard_store::refusals::RefusalLog::default(),
     };
-    let mut shutdown = pin!(shutdown);
+    // Both reach their signal pipes only once woken: polled, they read them.
+    let shutdown = pin!(shutdown);
+    let mut shutdown = Woken::new(shutdown);
+    let mut hangup = hangup.map(Woken::new);
     let mut timer = Timer::never();
     let mut timer_at = None;
     // Wakes the driver to trim the allocator once the last burst is QUIET ago.
@@ -209,7 +213,7 @@ pub(crate) async fn run(
             trim_timer = trim.map_or_else(Timer::never, Timer::at);
         }
         let wake = async {
-            shutdown.as_mut().await;
+            (&mut shutdown).await;
             Wake::Shutdown
         }
         .or(async {
@@ -434,6 +438,7 @@ impl Driver<'_, '_> {
             let Some(handle) = conns.get_mut(&ready.conn) else {
                 return;
             };
+            handle.hung_up |= ready.hung_up;
             if ready.readable && !handle.to_read {
                 handle.to_read = true;
                 again.push_back(ready.conn);
@@ -465,8 +470,9 @@ impl Driver<'_, '_> {
     }
 
     /// Reads what `conn`'s socket has ready and hands it to the pump. A connection that
-    /// read bytes is read again later in the batch or the next turn (its socket may hold
-    /// more), one that had nothing waits for its waker, one whose peer is gone is closed.
+    /// filled the read is read again later in the batch or the next turn (its socket may
+    /// hold more), one that read less or nothing waits for the poller's next edge, one
+    /// whose peer is gone is closed.
     fn read(&mut self, conn: ConnId) {
         // The id of a connection already closed is late news; the core has forgotten it.
         let Some(handle) = self.conns.get_mut(&conn) else {
@@ -475,9 +481,12 @@ impl Driver<'_, '_> {
         handle.to_read = false;
         match handle.read() {
             Got::Bytes(bytes) => {
+                let drained = handle.drained_by(&bytes);
                 self.observer.received(conn, bytes.len());
                 self.pump.received(self.clock.now(), conn, bytes);
-                self.read_later(conn);
+                if !drained {
+                    self.read_later(conn);
+                }
             }
             Got::Pending => {}
             // After a half-close the peer may still read what was queued: flush it.

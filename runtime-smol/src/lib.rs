@@ -53,6 +53,7 @@ mod admin;
 mod commit;
 mod conn;
 mod driver;
+mod woken;
 
 use std::future::Future;
 use std::io;
