@@ -6,6 +6,8 @@
 //! frame limit, or one that is not well-formed, becomes a [`Frame::TooLong`] or
 //! [`Frame::Malformed`] and the stream resynchronises at the next `<arscrequest`.
 
+use std::sync::LazyLock;
+
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use memchr::memmem;
 use quick_xml::errors::{Error as XmlError, SyntaxError};
@@ -16,6 +18,11 @@ use quick_xml::Reader;
 const OPEN: &[u8] = b"<arscrequest";
 /// The start of its end tag.
 const CLOSE: &[u8] = b"</arscrequest";
+
+/// Searchers for [`OPEN`] and [`CLOSE`], built once: `memmem::find` builds one per call,
+/// and every request looks for both.
+static FIND_OPEN: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(OPEN));
+static FIND_CLOSE: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(CLOSE));
 
 /// A request's fields, unvalidated; children in any order, unknown ones ignored, the
 /// first of a repeated one kept. Values are unescaped.
@@ -129,7 +136,7 @@ impl Decoder {
             let contiguous = self.attempts == 0;
             let from = self.scan_from.max(self.no_close_before).min(self.buf.len());
             self.examined += self.buf.len() - from;
-            let Some(end) = memmem::find(&self.buf[from..], CLOSE).map(|i| i + from) else {
+            let Some(end) = FIND_CLOSE.find(&self.buf[from..]).map(|i| i + from) else {
                 let searched = self.buf.len().saturating_sub(CLOSE.len() - 1);
                 if contiguous {
                     self.no_close_before = searched;
@@ -175,7 +182,7 @@ impl Decoder {
     /// Drops padding up to the next start tag; whether one is at the front now.
     fn find_start(&mut self) -> bool {
         let mut from = 0;
-        while let Some(i) = memmem::find(&self.buf[from..], OPEN).map(|i| i + from) {
+        while let Some(i) = FIND_OPEN.find(&self.buf[from..]).map(|i| i + from) {
             self.examined += i + 1 - from;
             match self.buf.get(i + OPEN.len()) {
                 // The tag's name may go on (`<arscrequestX`): wait for its next byte.
@@ -228,7 +235,7 @@ impl Decoder {
         let doc = &self.buf[..len.min(self.buf.len())];
         let next = doc
             .get(1..)
-            .and_then(|rest| memmem::find(rest, OPEN))
+            .and_then(|rest| FIND_OPEN.find(rest))
             .map_or(doc.len(), |i| i + 1);
         &doc[..next]
     }
@@ -500,25 +507,50 @@ pub(super) fn to_bytes(reply: &Reply<'_>) -> Bytes {
 
 /// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as
 /// `#ret#` so a message stays one line, and other control characters but tab dropped
-/// (XML 1.0 cannot carry them).
+/// (XML 1.0 cannot carry them). Runs of plain bytes are copied at once: the bytes that
+/// need a look are ASCII or 0xC2 (the lead byte of C1 controls, U+0080..U+009F), and
+/// UTF-8 uses neither inside another character.
 pub(super) fn escape(text: &str, out: &mut BytesMut) {
-    let mut chars = text.chars().peekable();
-    let mut utf8 = [0u8; 4];
-    while let Some(c) = chars.next() {
-        match c {
-            '&' => out.put_slice(b"&amp;"),
-            '<' => out.put_slice(b"&lt;"),
-            '>' => out.put_slice(b"&gt;"),
-            '\r' => {
-                chars.next_if_eq(&'\n');
+    let bytes = text.as_bytes();
+    out.reserve(bytes.len());
+    let mut plain = 0;
+    let mut i = 0;
+    while let Some(at) = bytes[i..].iter().position(|&b| needs_a_look(b)) {
+        let at = i + at;
+        out.put_slice(&bytes[plain..at]);
+        i = at + 1;
+        match bytes[at] {
+            b'&' => out.put_slice(b"&amp;"),
+            b'<' => out.put_slice(b"&lt;"),
+            b'>' => out.put_slice(b"&gt;"),
+            b'\r' => {
+                if bytes.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
                 out.put_slice(b"#ret#");
             }
-            '\n' => out.put_slice(b"#ret#"),
-            '\t' => out.put_u8(b'\t'),
-            c if c.is_control() => {}
-            c => out.put_slice(c.encode_utf8(&mut utf8).as_bytes()),
+            b'\n' => out.put_slice(b"#ret#"),
+            b'\t' => out.put_u8(b'\t'),
+            // A C1 control (dropped) or another character from U+0080 on (kept).
+            0xc2 => match bytes.get(i) {
+                Some(0x80..=0x9f) => i += 1,
+                _ => i = at,
+            },
+            // Other C0 controls and DEL.
+            _ => {}
+        }
+        plain = i;
+        if i == at {
+            // 0xC2 leading a character that is no control: it stays in the run.
+            i = at + 1;
         }
     }
+    out.put_slice(&bytes[plain..]);
+}
+
+/// Whether `b` may need escaping or dropping (see [`escape`]).
+fn needs_a_look(b: u8) -> bool {
+    b < 0x20 || matches!(b, b'&' | b'<' | b'>' | 0x7f | 0xc2)
 }
 
 #[cfg(test)]
@@ -926,5 +958,60 @@ mod linear {
             );
             assert!(decoder.buffered() <= LIMIT + chunk.len(), "{label}");
         }
+    }
+}
+
+#[cfg(test)]
+mod escaping {
+    use bytes::{BufMut, BytesMut};
+
+    /// The escape as it was written, character by character: the reference.
+    fn by_chars(text: &str, out: &mut BytesMut) {
+        let mut chars = text.chars().peekable();
+        let mut utf8 = [0u8; 4];
+        while let Some(c) = chars.next() {
+            match c {
+                '&' => out.put_slice(b"&amp;"),
+                '<' => out.put_slice(b"&lt;"),
+                '>' => out.put_slice(b"&gt;"),
+                '\r' => {
+                    chars.next_if_eq(&'\n');
+                    out.put_slice(b"#ret#");
+                }
+                '\n' => out.put_slice(b"#ret#"),
+                '\t' => out.put_u8(b'\t'),
+                c if c.is_control() => {}
+                c => out.put_slice(c.encode_utf8(&mut utf8).as_bytes()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_run_copy_escapes_every_text_as_the_char_scan_does() {
+        // Every text of up to 5 pieces: what is escaped, line breaks, C0, DEL, C1 (U+0085,
+        // U+009F), the first character past C1 (U+00A0, also led by 0xC2), others.
+        const PIECES: [&str; 13] = [
+            "&", "<", ">", "\r", "\n", "\t", "\u{1}", "\u{7f}", "\u{85}", "\u{9f}", "\u{a0}", "é",
+            "a日",
+        ];
+        fn each(depth: usize, text: &mut String, checked: &mut usize) {
+            let (mut got, mut want) = (BytesMut::new(), BytesMut::new());
+            super::escape(text, &mut got);
+            by_chars(text, &mut want);
+            assert_eq!(got, want, "{text:?}");
+            *checked += 1;
+            if depth == 0 {
+                return;
+            }
+            for piece in PIECES {
+                let len = text.len();
+                text.push_str(piece);
+                each(depth - 1, text, checked);
+                text.truncate(len);
+            }
+        }
+        let mut checked = 0;
+        each(5, &mut String::new(), &mut checked);
+        assert!(checked > 370_000, "{checked}");
     }
 }

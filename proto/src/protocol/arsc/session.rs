@@ -828,15 +828,30 @@ fn new_sid(cx: &mut Cx<'_>, shared: &Shared) -> String {
 }
 
 /// `HH:MM` of now in the configured time zone.
-fn sendtime(cx: &Cx<'_>) -> String {
+fn sendtime(cx: &Cx<'_>) -> HhMm {
     clock(cx.now.wall_ms, cx.config.arsc.utc_offset_minutes)
 }
 
+/// A time of day as `HH:MM`, on the stack: every message carries one, and `format!` cost
+/// it an allocation and a pass of the formatter.
+struct HhMm([u8; 5]);
+
+impl std::ops::Deref for HhMm {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        // Digits and a colon only (`clock`).
+        std::str::from_utf8(&self.0).unwrap_or("00:00")
+    }
+}
+
 /// `HH:MM` of the Unix time `ms`, `offset` minutes east of UTC.
-fn clock(ms: u64, offset: i32) -> String {
+fn clock(ms: u64, offset: i32) -> HhMm {
     let minutes = i64::try_from(ms / 60_000).unwrap_or(0) + i64::from(offset);
     let day = minutes.rem_euclid(24 * 60);
-    format!("{:02}:{:02}", day / 60, day % 60)
+    let digit = |n: i64| b'0' + (n % 10) as u8;
+    let (h, m) = (day / 60, day % 60);
+    HhMm([digit(h / 10), digit(h), b':', digit(m / 10), digit(m)])
 }
 
 /// A `System` whisper to the connection `home`, after the change `after` if given.
@@ -981,9 +996,9 @@ mod tests {
     fn sendtime_is_hours_and_minutes_in_the_configured_zone() {
         // 2023-11-14 22:13:20 UTC.
         let ms = 1_700_000_000_000;
-        assert_eq!(clock(ms, 0), "22:13");
-        assert_eq!(clock(ms, 120), "00:13");
-        assert_eq!(clock(ms, -23 * 60), "23:13");
-        assert_eq!(clock(0, 0), "00:00");
+        assert_eq!(&*clock(ms, 0), "22:13");
+        assert_eq!(&*clock(ms, 120), "00:13");
+        assert_eq!(&*clock(ms, -23 * 60), "23:13");
+        assert_eq!(&*clock(0, 0), "00:00");
     }
 }
