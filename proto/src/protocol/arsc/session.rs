@@ -482,30 +482,34 @@ impl Session {
             return cx.send(bytes.clone());
         }
         let time = sendtime(cx);
-        let message = |kind, sender: &str, content: &str| {
-            codec::to_bytes(&Reply::Message {
+        // Encoded straight into the connection's queued transmit.
+        let send = |cx: &mut Cx<'_>, kind, sender: &str, content: &str| {
+            let message = Reply::Message {
                 kind,
                 sendtime: &time,
                 sender,
                 content,
-            })
+            };
+            cx.send_with(|out| codec::encode(&message, out));
         };
-        let bytes = match event {
+        match event {
             Event::RoomMessage { .. }
             | Event::RoomJoined { .. }
             | Event::RoomLeft { .. }
-            | Event::MemberKicked { .. } => return,
+            | Event::MemberKicked { .. } => {}
             Event::Direct { message: m, .. } => {
-                message(MessageType::Whisper, m.from.as_str(), &m.body)
+                if self.own.is_some() {
+                    send(cx, MessageType::Whisper, m.from.as_str(), &m.body);
+                }
             }
             Event::RoomKicked { .. } => {
-                let bytes = message(
+                send(
+                    cx,
                     MessageType::Whisper,
                     SYSTEM,
                     "You were kicked out of the chat!",
                 );
-                cx.send(bytes);
-                return cx.close(CloseReason::Kicked);
+                cx.close(CloseReason::Kicked);
             }
             Event::Kicked { reason, .. } => {
                 let text = match reason {
@@ -513,8 +517,8 @@ impl Session {
                     KickReason::Banned => "You were banned from the chat!",
                     KickReason::AccountDeleted => "Your account was deleted!",
                 };
-                cx.send(message(MessageType::Whisper, SYSTEM, text));
-                return cx.close(match reason {
+                send(cx, MessageType::Whisper, SYSTEM, text);
+                cx.close(match reason {
                     KickReason::Banned => CloseReason::Banned,
                     KickReason::Kicked | KickReason::AccountDeleted => CloseReason::Kicked,
                 });
@@ -525,10 +529,7 @@ impl Session {
             | Event::UserOffline { .. }
             | Event::UserRenamed { .. }
             | Event::Presence { .. }
-            | Event::Delivered { .. } => return,
-        };
-        if self.own.is_some() {
-            cx.send(bytes);
+            | Event::Delivered { .. } => {}
         }
     }
 
@@ -563,7 +564,7 @@ fn post(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
             },
         );
     }
-    if !cx.room_for(codec::to_bytes(&Reply::PostOk).len()) {
+    if !cx.room_for(codec::POST_OK.len()) {
         return;
     }
     let (session, home) = (entry.session, entry.conn);
@@ -911,8 +912,9 @@ fn connect_error(cx: &mut Cx<'_>, item: Option<Item>, text: &str) {
     }
 }
 
+/// An answer on this connection, encoded straight into its queued transmit.
 fn reply(cx: &mut Cx<'_>, reply: &Reply<'_>) {
-    cx.send(codec::to_bytes(reply));
+    cx.send_with(|out| codec::encode(reply, out));
 }
 
 /// A post refused by the message rate: the error answer of a post that was not handled
