@@ -83,7 +83,10 @@ const MAX_ROOM_CHARS: usize = 64;
 /// What arsc keeps across its connections: the live sessions by sid and by name.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    sids: BTreeMap<String, Entry>,
+    /// Looked up for every request. The keys are drawn by the server (128 random bits),
+    /// so the compiler's unseeded hasher serves: a peer chooses what it looks up, never
+    /// what is stored. Never iterated.
+    sids: rustc_hash::FxHashMap<String, Entry>,
     /// The sid of each name with an arsc session (one per name).
     names: BTreeMap<UserKey, String>,
 }
@@ -99,10 +102,21 @@ struct Entry {
     language: String,
 }
 
+/// Where a live session's requests go: looked up by sid for every request, so copied out
+/// without the rest of its [`Entry`] (a clone of the entry cost an allocation).
+#[derive(Clone, Copy, Debug)]
+struct Live {
+    session: SessionId,
+    conn: ConnId,
+}
+
 impl Shared {
     /// The session of `sid`, if it is live.
-    fn lookup(&self, sid: Option<&str>) -> Option<Entry> {
-        self.sids.get(sid?.trim()).cloned()
+    fn lookup(&self, sid: Option<&str>) -> Option<Live> {
+        (self.sids.get(sid?.trim())).map(|e| Live {
+            session: e.session,
+            conn: e.conn,
+        })
     }
 
     /// How many sessions are live (for tests).
