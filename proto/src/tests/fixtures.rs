@@ -35,3 +35,29 @@ pub(crate) fn bob_with_mail() -> State {
 fn name(s: &str) -> UserName {
     UserName::parse(s).expect("valid name")
 }
+
+/// Calls `check` with every text made of at most `depth` of `pieces` (the empty text
+/// first); returns how many there were. For exhaustive comparisons of a fast scanner with
+/// a plain reference.
+pub(crate) fn every_text(pieces: &[&str], depth: usize, mut check: impl FnMut(&str)) -> usize {
+    fn walk(
+        pieces: &[&str],
+        depth: usize,
+        text: &mut String,
+        check: &mut dyn FnMut(&str),
+    ) -> usize {
+        check(text);
+        if depth == 0 {
+            return 1;
+        }
+        let mut seen = 1;
+        for piece in pieces {
+            let len = text.len();
+            text.push_str(piece);
+            seen += walk(pieces, depth - 1, text, check);
+            text.truncate(len);
+        }
+        seen
+    }
+    walk(pieces, depth, &mut String::new(), &mut check)
+}
