@@ -77,12 +77,28 @@ impl<T> Woken<T> {
         self.signal.woken.swap(false, Ordering::AcqRel)
     }
 
-    /// After `inner` gave something it is polled again next time: what it has next may
-    /// be there already, and no wake would come for it.
-    fn ready_again(&self, ready: bool) {
-        if ready {
+    /// Polls `inner` with `poll` if it is due, with its own waker. After it gave
+    /// something it is polled again next time: what it has next may be there already,
+    /// and no wake would come for it.
+    fn poll_inner<R>(
+        &mut self,
+        cx: &Context<'_>,
+        poll: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<R>,
+    ) -> Poll<R>
+    where
+        T: Unpin,
+    {
+        if !self.due(cx) {
+            return Poll::Pending;
+        }
+        let got = poll(
+            Pin::new(&mut self.inner),
+            &mut Context::from_waker(&self.waker),
+        );
+        if got.is_ready() {
             self.signal.woken.store(true, Ordering::Release);
         }
+        got
     }
 }
 
@@ -90,13 +106,7 @@ impl<F: Future + Unpin> Future for Woken<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.get_mut();
-        if !this.due(cx) {
-            return Poll::Pending;
-        }
-        let poll = Pin::new(&mut this.inner).poll(&mut Context::from_waker(&this.waker));
-        this.ready_again(poll.is_ready());
-        poll
+        self.get_mut().poll_inner(cx, F::poll)
     }
 }
 
@@ -104,13 +114,7 @@ impl<S: Stream + Unpin> Stream for Woken<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let this = self.get_mut();
-        if !this.due(cx) {
-            return Poll::Pending;
-        }
-        let poll = Pin::new(&mut this.inner).poll_next(&mut Context::from_waker(&this.waker));
-        this.ready_again(poll.is_ready());
-        poll
+        self.get_mut().poll_inner(cx, S::poll_next)
     }
 }
 

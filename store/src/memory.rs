@@ -66,7 +66,7 @@ impl AfterBurst {
 
     /// Whether a trim is due and the bursts stopped at least [`QUIET`] before `now`.
     pub fn ready(&self, now: Instant) -> bool {
-        self.last.is_some_and(|last| now >= last + QUIET)
+        self.ready_at().is_some_and(|at| now >= at)
     }
 
     /// Trims if [`ready`](Self::ready). Call it when no input waits. Returns whether it

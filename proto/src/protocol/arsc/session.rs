@@ -92,11 +92,9 @@ pub(crate) struct Shared {
 }
 
 /// A live arsc session.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Entry {
-    session: SessionId,
-    /// The connection that connected: the session's output goes there.
-    conn: ConnId,
+    live: Live,
     /// The `<language>` of its connect, kept with the session.
     #[allow(dead_code)] // only English texts exist
     language: String,
@@ -107,16 +105,14 @@ struct Entry {
 #[derive(Clone, Copy, Debug)]
 struct Live {
     session: SessionId,
+    /// The connection that connected: the session's output goes there.
     conn: ConnId,
 }
 
 impl Shared {
     /// The session of `sid`, if it is live.
     fn lookup(&self, sid: Option<&str>) -> Option<Live> {
-        (self.sids.get(sid?.trim())).map(|e| Live {
-            session: e.session,
-            conn: e.conn,
-        })
+        self.sids.get(sid?.trim()).map(|e| e.live)
     }
 
     /// How many sessions are live (for tests).
@@ -411,8 +407,10 @@ impl Session {
         cx.place_here(session);
         let sid = new_sid(cx, shared);
         let entry = Entry {
-            session,
-            conn: cx.conn,
+            live: Live {
+                session,
+                conn: cx.conn,
+            },
             language,
         };
         shared.sids.insert(sid.clone(), entry);
