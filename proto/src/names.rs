@@ -27,6 +27,29 @@ pub const NAME_RULE_VERSION: u32 = 2;
 /// local part forbids, so every name is also a valid JID local part.
 const FORBIDDEN: &str = "\"&'/:<>@";
 
+/// Whether each byte is printable ASCII and not one of [`FORBIDDEN`]: the whole rule for
+/// an ASCII name's characters, looked up once per byte (every message's names pass here).
+const NAME_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = true;
+        b += 1;
+    }
+    let forbidden = FORBIDDEN.as_bytes();
+    let mut i = 0;
+    while i < forbidden.len() {
+        table[forbidden[i] as usize] = false;
+        i += 1;
+    }
+    table
+};
+
+/// Whether `s` is short enough and made only of bytes a plain ASCII name may hold.
+fn ascii_name_bytes(s: &str) -> bool {
+    s.len() <= MAX_NAME_CHARS && s.bytes().all(|b| NAME_BYTE[usize::from(b)])
+}
+
 /// The name no one may take, on any protocol (arsc's sender of notices), nor any name that
 /// looks like it.
 const RESERVED: &str = "system";
@@ -75,10 +98,18 @@ impl UserKey {
     /// The key `s` folds to, written into `buf`, when `s` is printable ASCII short enough
     /// to be a name: what a map of keys can be searched with for a name a peer sent,
     /// without parsing it into a new name. `None` says nothing about validity: parse it.
-    pub(crate) fn fold_ascii<'b>(s: &str, buf: &'b mut [u8; MAX_NAME_CHARS]) -> Option<&'b str> {
+    /// A name already in lowercase is its own key: it is returned as it is, with no copy.
+    pub(crate) fn fold_ascii<'b>(s: &'b str, buf: &'b mut [u8; MAX_NAME_CHARS]) -> Option<&'b str> {
         let folded = buf.get_mut(..s.len())?;
-        if !s.bytes().all(|b| b.is_ascii_graphic()) {
-            return None;
+        let mut upper = false;
+        for b in s.bytes() {
+            if !b.is_ascii_graphic() {
+                return None;
+            }
+            upper |= b.is_ascii_uppercase();
+        }
+        if !upper {
+            return Some(s);
         }
         folded.copy_from_slice(s.as_bytes());
         folded.make_ascii_lowercase();
@@ -211,10 +242,7 @@ impl UserName {
         }
         // Printable ASCII (the common case, parsed for every message's recipient): one
         // pass over the bytes; the rule is the same as below (the tests check they agree).
-        if s.len() <= MAX_NAME_CHARS
-            && s.bytes()
-                .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b))
-        {
+        if ascii_name_bytes(s) {
             let name = ascii_name(s);
             if name.key.folded() == RESERVED {
                 return Err(NameError::Reserved);
@@ -305,10 +333,7 @@ impl UserKey {
     /// sender it gives) is checked. Printable ASCII is compared in place; anything else
     /// is parsed.
     pub fn is_key_of(&self, s: &str) -> bool {
-        let ascii = s.len() <= MAX_NAME_CHARS
-            && s.bytes()
-                .all(|b| b.is_ascii_graphic() && !FORBIDDEN.as_bytes().contains(&b));
-        if ascii {
+        if ascii_name_bytes(s) {
             let folded = self.folded();
             return s.len() == folded.len()
                 && (s.bytes().zip(folded.bytes())).all(|(a, b)| a.to_ascii_lowercase() == b)

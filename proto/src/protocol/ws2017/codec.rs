@@ -189,33 +189,41 @@ fn split_args(mut rest: &str) -> Option<Vec<&str>> {
 /// character, so every position found is a character boundary (the `char` patterns
 /// decoded every character, 6 % of the core's instructions per direct message).
 fn next_arg(s: &str) -> Option<(&str, &str)> {
-    let s = skip_blanks(s);
-    if s.is_empty() {
-        return None;
-    }
-    let (arg, tail) = if let Some(quoted) = s.strip_prefix('\'') {
-        let q = quoted.as_bytes();
-        let end = (0..q.len())
-            .find(|&i| q[i] == b'\'' && matches!(q.get(i + 1), None | Some(b' ' | b'\t')))?;
-        (&quoted[..end], &quoted[end + 1..])
-    } else {
-        match s.bytes().position(is_blank) {
-            Some(i) => (&s[..i], &s[i + 1..]),
-            None => (s, ""),
+    // By index over the bytes: blanks and quotes are ASCII, so every cut is at a
+    // character boundary (`get` checks it all the same).
+    let b = s.as_bytes();
+    let blanks_from = |mut i: usize| {
+        while b.get(i).copied().is_some_and(is_blank) {
+            i += 1;
         }
+        i
     };
-    Some((arg, skip_blanks(tail)))
+    let start = blanks_from(0);
+    let first = *b.get(start)?;
+    let (arg, after) = if first == b'\'' {
+        // The closing quote is one followed by a blank or the end.
+        let mut end = start + 1;
+        loop {
+            match b.get(end) {
+                None => return None,
+                Some(b'\'') if b.get(end + 1).is_none_or(|&n| is_blank(n)) => break,
+                Some(_) => end += 1,
+            }
+        }
+        (s.get(start + 1..end)?, end + 1)
+    } else {
+        let mut end = start + 1;
+        while b.get(end).is_some_and(|&c| !is_blank(c)) {
+            end += 1;
+        }
+        (s.get(start..end)?, end)
+    };
+    Some((arg, s.get(blanks_from(after)..)?))
 }
 
 /// A space or a tab: what separates arguments.
 fn is_blank(b: u8) -> bool {
     b == b' ' || b == b'\t'
-}
-
-/// `s` without its leading spaces and tabs.
-fn skip_blanks(s: &str) -> &str {
-    let n = s.bytes().position(|b| !is_blank(b)).unwrap_or(s.len());
-    &s[n..]
 }
 
 /// A message body: the rest of the line, without one pair of enclosing quotes. `None`
@@ -302,10 +310,17 @@ trait Sink {
 
 impl Sink for BytesMut {
     fn put(&mut self, parts: &[&str]) {
-        self.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+        // One zeroed extension, then each part copied into it: an append per part cost
+        // a capacity check and an advance each.
         let start = self.len();
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        self.reserve(len + 2);
+        self.resize(start + len, 0);
+        let mut rest = &mut self[start..];
         for part in parts {
-            self.extend_from_slice(part.as_bytes());
+            let (into, after) = rest.split_at_mut(part.len());
+            into.copy_from_slice(part.as_bytes());
+            rest = after;
         }
         // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes as
         // 0xC2 and a second byte): one scan of what was appended finds every candidate,
