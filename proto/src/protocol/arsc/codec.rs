@@ -436,7 +436,21 @@ pub(super) enum Reply<'a> {
         sender: &'a str,
         content: &'a str,
     },
+    /// The `System` whisper that echoes a whisper to its sender: `You whispered to TO:
+    /// TEXT`, written from its parts (on every whisper; building the text first cost an
+    /// allocation and the formatter).
+    Whispered {
+        sendtime: &'a str,
+        to: &'a str,
+        text: &'a str,
+    },
 }
+
+/// The sender of the server's own messages.
+pub(super) const SYSTEM: &str = "System";
+
+/// What a whisper's echo says before the recipient's name.
+const WHISPERED: &str = "You whispered to ";
 
 /// The answer to an accepted `post`, with its line end: the most frequent answer, whose
 /// length the post's gate asks for.
@@ -497,6 +511,19 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             escape(content, out);
             out.put_slice(b"</content></arscmessage>");
         }
+        Reply::Whispered { sendtime, to, text } => {
+            out.put_slice(b"<arscmessage><type>whisper</type><sendtime>");
+            escape(sendtime, out);
+            out.put_slice(b"</sendtime><sender>");
+            out.put_slice(SYSTEM.as_bytes());
+            out.put_slice(b"</sender><content>");
+            out.put_slice(WHISPERED.as_bytes());
+            // A name holds no line break, so the parts escape as their concatenation.
+            escape(to, out);
+            out.put_slice(b": ");
+            escape(text, out);
+            out.put_slice(b"</content></arscmessage>");
+        }
     }
     out.put_u8(b'\n');
 }
@@ -525,6 +552,9 @@ pub(super) fn len_hint(reply: &Reply<'_>) -> usize {
                 content,
                 ..
             } => sendtime.len() + sender.len() + content.len(),
+            Reply::Whispered { sendtime, to, text } => {
+                sendtime.len() + SYSTEM.len() + WHISPERED.len() + to.len() + 2 + text.len()
+            }
         }
 }
 
@@ -1029,5 +1059,31 @@ mod escaping {
             assert_eq!(got, want, "{text:?}");
         });
         assert_eq!(checked, 402_234); // 13^0 + 13^1 + ... + 13^5
+    }
+
+    #[test]
+    fn a_whisper_echo_is_the_message_of_its_formatted_text() {
+        use super::{len_hint, to_bytes, MessageType, Reply, SYSTEM};
+        // Every text of up to 4 pieces, line breaks at its start included: the echo is
+        // written from its parts, and must read as the one text `format!` gave.
+        const PIECES: [&str; 9] = ["&", "<", "\r", "\n", "\r\n", "\u{85}", "\u{a0}", "a", " "];
+        let checked = crate::tests::fixtures::every_text(&PIECES, 4, |text| {
+            let content = format!("You whispered to Bob: {text}");
+            let want = to_bytes(&Reply::Message {
+                kind: MessageType::Whisper,
+                sendtime: "09:41",
+                sender: SYSTEM,
+                content: &content,
+            });
+            let echo = Reply::Whispered {
+                sendtime: "09:41",
+                to: "Bob",
+                text,
+            };
+            let got = to_bytes(&echo);
+            assert_eq!(got, want, "{text:?}");
+            assert!(got.len() <= len_hint(&echo) + 4 * text.len(), "{text:?}");
+        });
+        assert_eq!(checked, 7_381); // 9^0 + 9^1 + ... + 9^4
     }
 }

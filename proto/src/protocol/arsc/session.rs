@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::codec::{self, Decoder, Frame, MessageType, Reply, Request};
+use super::codec::{self, Decoder, Frame, MessageType, Reply, Request, SYSTEM};
 use crate::cx::{Cx, Handout};
 use crate::effect::{Effect, EffectResult};
 use crate::ids::{ConnId, EffectId, Protocol, Seq};
@@ -47,7 +47,6 @@ const GUEST: LoginKind = LoginKind {
 };
 
 /// The sender of notices.
-const SYSTEM: &str = "System";
 
 /// Connect errors (the original's language file where it had the text).
 const DOUBLE_USER: &str = "A user with this name is already logged in!";
@@ -678,8 +677,13 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
         reply(cx, &Reply::PostOk);
         tell(cx, home, &text, None);
     };
-    let Ok(name) = UserName::parse(to) else {
-        return refused(cx, &Undeliverable::NoSuchUser);
+    // Someone online is found by the name as sent, which costs no new name.
+    let name = match cx.net.online_by_text(to) {
+        Some(online) => online.clone(),
+        None => match UserName::parse(to) {
+            Ok(name) => name,
+            Err(_) => return refused(cx, &Undeliverable::NoSuchUser),
+        },
     };
     match cx.net.route_direct(session, &name, limits) {
         Err(why) => {
@@ -718,16 +722,11 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
                 cx.net.say_in_room(session, RoomSay::Text, text);
             }
             reply(cx, &Reply::PostOk);
-            tell(cx, home, &format!("You whispered to {to}: {text}"), None);
+            echo(cx, home, &to, text, None);
         }
         Outcome::Stored { seq, to } => {
             cx.send_after(codec::to_bytes(&Reply::PostOk), seq);
-            tell(
-                cx,
-                home,
-                &format!("You whispered to {to}: {text}"),
-                Some(seq),
-            );
+            echo(cx, home, &to, text, Some(seq));
         }
     }
 }
@@ -875,6 +874,18 @@ fn tell(cx: &mut Cx<'_>, home: ConnId, text: &str, after: Option<Seq>) {
         sendtime: &time,
         sender: SYSTEM,
         content: text,
+    });
+    cx.px().send_to_after(home, bytes, after);
+}
+
+/// The `System` whisper that tells the sender of a whisper to `to` what it said, after
+/// the change `after` if given.
+fn echo(cx: &mut Cx<'_>, home: ConnId, to: &UserName, text: &str, after: Option<Seq>) {
+    let time = sendtime(cx);
+    let bytes = codec::to_bytes(&Reply::Whispered {
+        sendtime: &time,
+        to: to.as_str(),
+        text,
     });
     cx.px().send_to_after(home, bytes, after);
 }
