@@ -115,6 +115,19 @@ impl Px<'_> {
         }
     }
 
+    /// Sends what `encode` appends to `conn`, if it is open, encoded straight into its
+    /// queued transmit (no buffer of its own); with `after`, as [`Px::send_to_after`].
+    pub(crate) fn send_to_with(
+        &mut self,
+        conn: ConnId,
+        after: Option<Seq>,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
+        if let Some(slot) = self.conns.slot(conn) {
+            self.out.transmit_with(self.conns, slot, after, encode);
+        }
+    }
+
     /// Whether `conn` is open (not closing).
     pub(crate) fn is_open(&self, conn: ConnId) -> bool {
         (self.conns.get(conn)).is_some_and(|c| c.link.is_open())

@@ -276,8 +276,9 @@ fn parse(doc: &[u8]) -> Parsed {
     config.expand_empty_elements = true;
     let mut request = Request::default();
     let mut depth = 0usize;
-    // The child being read (depth 1) and its text so far.
-    let mut child: Option<(String, String)> = None;
+    // The child being read (depth 1): the field it fills, if it is one, and its text so
+    // far.
+    let mut child: Option<(Option<Field>, String)> = None;
     loop {
         let before = usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX);
         match reader.read_event() {
@@ -296,16 +297,15 @@ fn parse(doc: &[u8]) -> Parsed {
                     return Parsed::Malformed { resume: None };
                 }
                 if depth == 1 {
-                    let name = name.to_ascii_lowercase();
-                    child = Some((name, String::new()));
+                    child = Some((Field::of(name), String::new()));
                 }
                 depth += 1;
             }
             Ok(XmlEvent::End(_)) => {
                 depth = depth.saturating_sub(1);
                 if depth == 1 {
-                    if let Some((name, text)) = child.take() {
-                        request.set(&name, text);
+                    if let Some((Some(field), text)) = child.take() {
+                        request.field(field).get_or_insert(text);
                     }
                 }
                 if depth == 0 {
@@ -317,17 +317,17 @@ fn parse(doc: &[u8]) -> Parsed {
                 }
             }
             Ok(XmlEvent::Text(text)) => {
-                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                if let (2, Some((Some(_), value))) = (depth, child.as_mut()) {
                     value.push_str(&text);
                 }
             }
             Ok(XmlEvent::CData(text)) => {
-                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                if let (2, Some((Some(_), value))) = (depth, child.as_mut()) {
                     value.push_str(&text);
                 }
             }
             Ok(XmlEvent::GeneralRef(reference)) => {
-                if let (2, Some((_, value))) = (depth, child.as_mut()) {
+                if let (2, Some((Some(_), value))) = (depth, child.as_mut()) {
                     value.push_str(&entity(&reference));
                 }
             }
@@ -342,20 +342,51 @@ fn parse(doc: &[u8]) -> Parsed {
     }
 }
 
+/// A child of a request that the server reads; its name in any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Kind,
+    Sid,
+    User,
+    Password,
+    Room,
+    Language,
+    Template,
+    Content,
+}
+
+impl Field {
+    /// The field a child of this name fills, compared without a lowercase copy (every
+    /// request has a few).
+    fn of(name: &str) -> Option<Field> {
+        const NAMES: [(&str, Field); 8] = [
+            ("type", Field::Kind),
+            ("sid", Field::Sid),
+            ("user", Field::User),
+            ("password", Field::Password),
+            ("room", Field::Room),
+            ("language", Field::Language),
+            ("template", Field::Template),
+            ("content", Field::Content),
+        ];
+        (NAMES.iter())
+            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .map(|&(_, field)| field)
+    }
+}
+
 impl Request {
-    fn set(&mut self, name: &str, value: String) {
-        let field = match name {
-            "type" => &mut self.kind,
-            "sid" => &mut self.sid,
-            "user" => &mut self.user,
-            "password" => &mut self.password,
-            "room" => &mut self.room,
-            "language" => &mut self.language,
-            "template" => &mut self.template,
-            "content" => &mut self.content,
-            _ => return,
-        };
-        field.get_or_insert(value);
+    fn field(&mut self, field: Field) -> &mut Option<String> {
+        match field {
+            Field::Kind => &mut self.kind,
+            Field::Sid => &mut self.sid,
+            Field::User => &mut self.user,
+            Field::Password => &mut self.password,
+            Field::Room => &mut self.room,
+            Field::Language => &mut self.language,
+            Field::Template => &mut self.template,
+            Field::Content => &mut self.content,
+        }
     }
 }
 
@@ -671,6 +702,19 @@ mod tests {
             [Frame::Request(Request {
                 sid: Some("s".into()),
                 content: Some("a".into()),
+                ..req("post")
+            })]
+        );
+    }
+
+    #[test]
+    fn a_child_is_named_in_any_case_and_an_unknown_one_is_ignored() {
+        let input = b"<arscrequest><TYPE>post</TYPE><Sid>s</Sid><other>x<b>y</b></other><CONTENT>hi</CONTENT><sId>t</sId><Typ>no</Typ></arscrequest>";
+        assert_eq!(
+            decode(input),
+            [Frame::Request(Request {
+                sid: Some("s".into()),
+                content: Some("hi".into()),
                 ..req("post")
             })]
         );

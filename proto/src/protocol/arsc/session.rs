@@ -46,8 +46,6 @@ const GUEST: LoginKind = LoginKind {
     protocol: Protocol::Arsc,
 };
 
-/// The sender of notices.
-
 /// Connect errors (the original's language file where it had the text).
 const DOUBLE_USER: &str = "A user with this name is already logged in!";
 const WRONG_CREDENTIALS: &str = "Access denied! Are your credentials correct?";
@@ -869,25 +867,27 @@ fn clock(ms: u64, offset: i32) -> HhMm {
 /// A `System` whisper to the connection `home`, after the change `after` if given.
 fn tell(cx: &mut Cx<'_>, home: ConnId, text: &str, after: Option<Seq>) {
     let time = sendtime(cx);
-    let bytes = codec::to_bytes(&Reply::Message {
+    let reply = Reply::Message {
         kind: MessageType::Whisper,
         sendtime: &time,
         sender: SYSTEM,
         content: text,
-    });
-    cx.px().send_to_after(home, bytes, after);
+    };
+    cx.px()
+        .send_to_with(home, after, |out| codec::encode(&reply, out));
 }
 
 /// The `System` whisper that tells the sender of a whisper to `to` what it said, after
 /// the change `after` if given.
 fn echo(cx: &mut Cx<'_>, home: ConnId, to: &UserName, text: &str, after: Option<Seq>) {
     let time = sendtime(cx);
-    let bytes = codec::to_bytes(&Reply::Whispered {
+    let reply = Reply::Whispered {
         sendtime: &time,
         to: to.as_str(),
         text,
-    });
-    cx.px().send_to_after(home, bytes, after);
+    };
+    cx.px()
+        .send_to_with(home, after, |out| codec::encode(&reply, out));
 }
 
 impl Session {
