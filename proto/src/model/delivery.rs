@@ -1,7 +1,9 @@
 //! Direct messages between users, whatever protocol each is on.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::sessions::{OnlineUser, SessionRecord};
 use super::{Audience, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
 use crate::ids::Seq;
 use crate::persist::{Change, ChatId, MediaId};
@@ -272,8 +274,15 @@ impl Network {
         }
         if receipts_coming {
             self.owed_receipts.owe(sender_id, recipient.id);
-        } else if let Some(sender_key) = self.sessions.get(&from).map(|r| r.user.clone()) {
-            self.deliver_receipt(&sender_key, &to);
+        } else if let Some(sender) = self.sessions.get(&from) {
+            // The sender's key is lent, not cloned: no reference count per message.
+            queue_receipt(
+                &self.users,
+                &self.sessions,
+                &mut self.pending,
+                &sender.user,
+                &to,
+            );
         }
         Some(to)
     }
@@ -292,8 +301,14 @@ impl Network {
         if !self.owed_receipts.settle(sending.id, receiving.id) {
             return false;
         }
-        let to = receiving.name.clone();
-        self.deliver_receipt(sender.key_ref(), &to);
+        let to = &receiving.name;
+        queue_receipt(
+            &self.users,
+            &self.sessions,
+            &mut self.pending,
+            sender.key_ref(),
+            to,
+        );
         true
     }
 
@@ -301,25 +316,31 @@ impl Network {
     pub(crate) fn relayed(&self) -> u64 {
         self.relayed
     }
+}
 
-    pub(super) fn deliver_receipt(&mut self, sender: &UserKey, to: &UserName) {
-        let Some(user) = self.users.get(sender) else {
-            return;
-        };
-        for &session in &user.sessions {
-            let told = self
-                .sessions
-                .get(&session)
-                .filter(|r| r.caps.told_of_delivery);
-            if let Some(rec) = told {
-                self.pending.push_back(Delivery {
-                    to: Audience::Conn(rec.conn),
-                    event: Event::Delivered {
-                        session,
-                        to: to.clone(),
-                    },
-                });
-            }
+/// Tells every session of the online user `sender` that is told of delivery that its
+/// message reached `to`. Over the network's parts, so that a caller may lend the sender's
+/// key from a session record.
+fn queue_receipt(
+    users: &crate::hashing::PeerMap<UserKey, OnlineUser>,
+    sessions: &rustc_hash::FxHashMap<SessionId, SessionRecord>,
+    pending: &mut VecDeque<Delivery>,
+    sender: &UserKey,
+    to: &UserName,
+) {
+    let Some(user) = users.get(sender) else {
+        return;
+    };
+    for &session in &user.sessions {
+        let told = sessions.get(&session).filter(|r| r.caps.told_of_delivery);
+        if let Some(rec) = told {
+            pending.push_back(Delivery {
+                to: Audience::Conn(rec.conn),
+                event: Event::Delivered {
+                    session,
+                    to: to.clone(),
+                },
+            });
         }
     }
 }
