@@ -380,10 +380,13 @@ fn chat(
     body: &str,
 ) {
     let command = if whisper { "chatw" } else { "chatm" };
-    let Some(me) = cx.net.session_name(session).cloned() else {
-        return;
+    // The sender's own name: a whisper's echo shows it; a `chatm` only compares with it,
+    // in place (no reference count per message).
+    let (claimed, me) = match cx.net.session_name(session) {
+        None => return,
+        Some(me) => (me.key_ref().is_key_of(sender), whisper.then(|| me.clone())),
     };
-    if !me.key_ref().is_key_of(sender) {
+    if !claimed {
         return error(
             cx,
             Some(command),
@@ -443,12 +446,14 @@ fn chat(
             // A live message reaches one connection, but a flood of them fills the
             // recipient's queue: charged as a chat message, as arsc's and ims's are. One
             // to oneself reaches only one's own queue, and is not charged.
-            if online.key_ref() != me.key_ref() {
+            let to_self =
+                (cx.net.session_name(session)).is_some_and(|me| me.key_ref() == online.key_ref());
+            if !to_self {
                 if let Err(refusal) = cx.charge(Cost::Message) {
                     return error(cx, Some(command), refusal_text(refusal));
                 }
             }
-            if !room_for_chat(cx, whisper, &me, online, body, Reply::Relayed) {
+            if !room_for_chat(cx, me.as_ref(), online, body, Reply::Relayed) {
                 return;
             }
         }
@@ -456,7 +461,7 @@ fn chat(
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
-            if !room_for_chat(cx, whisper, &me, to, body, Reply::Stored) {
+            if !room_for_chat(cx, me.as_ref(), to, body, Reply::Stored) {
                 return;
             }
         }
@@ -487,9 +492,9 @@ fn chat(
             (to, Some(seq))
         }
     };
-    if whisper && to.key_ref() != me.key_ref() {
+    if let Some(me) = me.filter(|me| to.key_ref() != me.key_ref()) {
         let copy = Reply::Chat {
-            whisper,
+            whisper: true,
             from: me.as_str(),
             to: to.as_str(),
             body,
@@ -506,28 +511,29 @@ fn chat(
 }
 
 /// Whether the connection has room for the replies a `chatm` or `chatw` gets once it
-/// takes effect: `ack` (a `chatw` gets none) and, for a whisper to someone else, its echo.
-/// Without room the connection is closed as a slow reader and the message goes nowhere
-/// (see [`room_for`]).
+/// takes effect: `ack` for a `chatm`; for a whisper (from `whisperer`, which gets no
+/// `ack`) to someone else, its echo. Without room the connection is closed as a slow
+/// reader and the message goes nowhere (see [`room_for`]).
 fn room_for_chat(
     cx: &mut Cx<'_>,
-    whisper: bool,
-    me: &UserName,
+    whisperer: Option<&UserName>,
     to: &UserName,
     body: &str,
     ack: Reply<'_>,
 ) -> bool {
+    let Some(me) = whisperer else {
+        return room_for(cx, &[&ack]);
+    };
+    if to.key_ref() == me.key_ref() {
+        return true;
+    }
     let echo = Reply::Chat {
-        whisper,
+        whisper: true,
         from: me.as_str(),
         to: to.as_str(),
         body,
     };
-    match (whisper, to.key_ref() != me.key_ref()) {
-        (false, _) => room_for(cx, &[&ack]),
-        (true, true) => room_for(cx, &[&echo]),
-        (true, false) => true,
-    }
+    room_for(cx, &[&echo])
 }
 
 /// Whether the connection has room under its outbound limit for `replies`, the answer
