@@ -14,8 +14,7 @@ use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{
-    Audience, Event, Item, KickReason, MailboxLimits, Network, Outcome, Outgoing, Route, SessionId,
-    Undeliverable,
+    Audience, Event, Item, KickReason, Network, Outcome, Outgoing, Route, SessionId, Undeliverable,
 };
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
@@ -253,14 +252,10 @@ impl Cx<'_> {
         seq
     }
 
-    /// Delivers a direct message through [`Network::deliver_direct`], which stores it
-    /// through this connection's output when the recipient is offline.
-    pub(crate) fn deliver_direct(&mut self, message: Outgoing, limits: MailboxLimits) -> Outcome {
-        let route = self.net.route_direct(message.from, &message.to, limits);
-        self.deliver_routed(message, route)
-    }
-
-    /// [`Cx::deliver_direct`] on the route [`Network::route_direct`] just gave for it.
+    /// Delivers a direct message on the route [`Network::route_direct`] just gave for it
+    /// (a protocol asks the route first to run its gates), through
+    /// [`Network::deliver_routed`], which stores it through this connection's output when
+    /// the recipient is offline.
     pub(crate) fn deliver_routed(
         &mut self,
         message: Outgoing,

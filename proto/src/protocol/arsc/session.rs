@@ -683,10 +683,11 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
             Err(_) => return refused(cx, &Undeliverable::NoSuchUser),
         },
     };
-    match cx.net.route_direct(session, &name, limits) {
+    let route = cx.net.route_direct(session, &name, limits);
+    match &route {
         Err(why) => {
-            cx.net.refused_direct(session, &name, &why);
-            return refused(cx, &why);
+            cx.net.refused_direct(session, &name, why);
+            return refused(cx, why);
         }
         Ok(Route::Mailbox(_)) => {
             if cx.charge(Cost::Durable).is_err() {
@@ -712,7 +713,9 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };
-    match cx.deliver_direct(message, limits) {
+    // The gates above changed no routing state (rates only; a close they caused waits
+    // for the end of this input), so the route still holds and is not looked up again.
+    match cx.deliver_routed(message, route) {
         Outcome::Refused(why) => refused(cx, &why),
         Outcome::Delivered(to) => {
             #[cfg(feature = "planted-bugs")]

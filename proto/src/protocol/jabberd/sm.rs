@@ -743,10 +743,11 @@ fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let cost = match cx.net.route_direct(x.session, &to, limits) {
+    let route = cx.net.route_direct(x.session, &to, limits);
+    let cost = match &route {
         Err(why) => {
-            cx.net.refused_direct(x.session, &to, &why);
-            return refused(cx, x, &to_attr, id, &why);
+            cx.net.refused_direct(x.session, &to, why);
+            return refused(cx, x, &to_attr, id, why);
         }
         Ok(Route::Live(_)) => Cost::Message,
         Ok(Route::Mailbox(_)) => Cost::Durable,
@@ -762,7 +763,8 @@ fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };
-    if let Outcome::Refused(why) = cx.deliver_direct(outgoing, limits) {
+    // The rate's gate changed no routing state, so the route still holds.
+    if let Outcome::Refused(why) = cx.deliver_routed(outgoing, route) {
         refused(cx, x, &to_attr, id, &why);
     }
 }
