@@ -56,19 +56,19 @@ pub fn crowd(clients: u64) -> (Pump, Now) {
 /// effects (at the cheap hashing cost), finishes commits at once (a store that keeps up).
 /// Returns how many transmits there were.
 pub fn drain(pump: &mut Pump, now: Now) -> usize {
-    drain_with(pump, now, |bytes| {
+    drain_with(pump, now, |_, bytes| {
         black_box(bytes);
     })
 }
 
-/// [`drain`], handing each transmit's bytes to `sent` first.
-pub fn drain_with(pump: &mut Pump, now: Now, mut sent: impl FnMut(&Bytes)) -> usize {
+/// [`drain`], handing each transmit's connection and bytes to `sent` first.
+pub fn drain_with(pump: &mut Pump, now: Now, mut sent: impl FnMut(ConnId, &Bytes)) -> usize {
     let mut transmits = 0;
     while let Some(action) = pump.poll_action() {
         match action {
             Action::Transmit { conn, bytes } => {
                 transmits += 1;
-                sent(&bytes);
+                sent(conn, &bytes);
                 pump.written(now, conn, bytes.len());
             }
             Action::Effect { id, effect } => {

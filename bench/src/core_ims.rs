@@ -65,7 +65,7 @@ pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
 /// Drains every action as a runtime does and returns the bytes transmitted, in order.
 pub(crate) fn collect(pump: &mut Pump, now: Now) -> Vec<u8> {
     let mut out = Vec::new();
-    crate::core::drain_with(pump, now, |bytes| out.extend_from_slice(bytes));
+    crate::core::drain_with(pump, now, |_, bytes| out.extend_from_slice(bytes));
     out
 }
 

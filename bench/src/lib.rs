@@ -6,6 +6,7 @@
 
 pub mod compare;
 pub mod core;
+pub mod core_arsc;
 pub mod core_ims;
 pub mod core_opcode;
 pub mod load;

@@ -67,8 +67,8 @@ enum Cmd {
         /// Times every client's read is fed.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// The protocol routed: ws2017 (`core::round`), ims (`core_ims::round`) or opcode
-        /// (`core_opcode::round`).
+        /// The protocol routed: ws2017 (`core::round`), arsc whispers (`core_arsc::round`),
+        /// ims (`core_ims::round`) or opcode (`core_opcode::round`).
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
     },
@@ -311,12 +311,24 @@ fn main() -> ExitCode {
                 switchboard_bench::core::round(&mut pump, now, &reads);
             });
         }
-        Cmd::Core { proto, .. } => {
-            eprintln!(
-                "switchboard-bench core: only ws2017, ims and opcode, not {}",
-                proto.name()
-            );
-            return ExitCode::FAILURE;
+        Cmd::Core {
+            clients,
+            per_read,
+            rounds,
+            proto: Proto::Arsc,
+        } => {
+            use switchboard_bench::core_arsc;
+            let mut crowd = match core_arsc::crowd(clients) {
+                Ok(crowd) => crowd,
+                Err(e) => {
+                    eprintln!("switchboard-bench core: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let reads = core_arsc::reads(&crowd, per_read);
+            return time_core("core arsc", clients * per_read as u64, rounds, || {
+                core_arsc::round(&mut crowd.pump, crowd.now, &reads);
+            });
         }
         Cmd::Direct {
             target,
