@@ -293,7 +293,13 @@ fn parse(doc: &[u8]) -> Parsed {
                 if depth == 0 && name != "arscrequest" {
                     return Parsed::Malformed { resume: None };
                 }
-                if depth >= MAX_DEPTH || start.attributes().count() > MAX_ATTRIBUTES {
+                // A tag with nothing but blanks after its name has no attributes: they are
+                // counted only when there is something to count (every request has four tags).
+                let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+                let may_have_attributes = !start.attributes_raw().bytes().all(blank);
+                if depth >= MAX_DEPTH
+                    || (may_have_attributes && start.attributes().count() > MAX_ATTRIBUTES)
+                {
                     return Parsed::Malformed { resume: None };
                 }
                 if depth == 1 {

@@ -789,27 +789,52 @@ fn command(content: &str) -> Command<'_> {
         let (name, text) = args.split_once(' ').unwrap_or((args, ""));
         (name.trim(), text)
     }
-    match word.to_ascii_lowercase().as_str() {
-        "me" if args.trim().is_empty() => Command::Usage("/me TEXT"),
-        "me" => Command::Me(args),
-        "msg" | "whisper" => match name_and_text(args) {
+    // The command word in any case, matched without a lowercase copy (every post that
+    // is a command, a whisper among them, has one).
+    #[derive(Clone, Copy)]
+    enum Word {
+        Me,
+        Msg,
+        MsgOps,
+        OpCall,
+        Kick,
+        Room,
+    }
+    const WORDS: [(&str, Word); 10] = [
+        ("me", Word::Me),
+        ("msg", Word::Msg),
+        ("whisper", Word::Msg),
+        ("msgops", Word::MsgOps),
+        ("ops", Word::MsgOps),
+        ("opcall", Word::OpCall),
+        ("kick", Word::Kick),
+        ("room", Word::Room),
+        ("j", Word::Room),
+        ("join", Word::Room),
+    ];
+    let Some(&(_, known)) = WORDS.iter().find(|(w, _)| w.eq_ignore_ascii_case(word)) else {
+        return Command::Unknown(word);
+    };
+    match known {
+        Word::Me if args.trim().is_empty() => Command::Usage("/me TEXT"),
+        Word::Me => Command::Me(args),
+        Word::Msg => match name_and_text(args) {
             (name, text) if !name.is_empty() && !text.trim().is_empty() => {
                 Command::Msg { to: name, text }
             }
             _ => Command::Usage("/msg NAME TEXT"),
         },
-        "msgops" | "ops" if args.trim().is_empty() => Command::Usage("/msgops TEXT"),
-        "msgops" | "ops" => Command::MsgOps(args),
-        "opcall" => Command::OpCall,
-        "kick" => match name_and_text(args).0 {
+        Word::MsgOps if args.trim().is_empty() => Command::Usage("/msgops TEXT"),
+        Word::MsgOps => Command::MsgOps(args),
+        Word::OpCall => Command::OpCall,
+        Word::Kick => match name_and_text(args).0 {
             "" => Command::Usage("/kick NAME"),
             name => Command::Kick(name),
         },
-        "room" | "j" | "join" => match args.trim() {
+        Word::Room => match args.trim() {
             "" => Command::Usage("/room ROOM"),
             room => Command::Room(room),
         },
-        _ => Command::Unknown(word),
     }
 }
 
@@ -1000,6 +1025,14 @@ mod tests {
                     text: "hi",
                 },
             ),
+            (
+                "/WhisPer bob hi",
+                Command::Msg {
+                    to: "bob",
+                    text: "hi",
+                },
+            ),
+            ("/JOIN hall", Command::Room("hall")),
             ("/msg bob", Command::Usage("/msg NAME TEXT")),
             ("/msgops help me", Command::MsgOps("help me")),
             ("/ops help", Command::MsgOps("help")),
