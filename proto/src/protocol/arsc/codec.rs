@@ -304,7 +304,6 @@ fn parse_plain(doc: &[u8]) -> Option<Parsed> {
             .strip_prefix(name)?
             .strip_prefix(b">")?;
         let text = std::str::from_utf8(text).ok()?;
-        let name = std::str::from_utf8(name).ok()?;
         if let Some(field) = Field::of(name) {
             request.field(field).get_or_insert_with(|| text.to_owned());
         }
@@ -355,7 +354,7 @@ fn parse_xml(doc: &[u8]) -> Parsed {
                     return Parsed::Malformed { resume: None };
                 }
                 if depth == 1 {
-                    child = Some((Field::of(name), String::new()));
+                    child = Some((Field::of(name.as_bytes()), String::new()));
                 }
                 depth += 1;
             }
@@ -421,7 +420,7 @@ enum Field {
 impl Field {
     /// The field a child of this name fills, compared without a lowercase copy (every
     /// request has a few).
-    fn of(name: &str) -> Option<Field> {
+    fn of(name: &[u8]) -> Option<Field> {
         const NAMES: [(&str, Field); 8] = [
             ("type", Field::Kind),
             ("sid", Field::Sid),
@@ -433,7 +432,7 @@ impl Field {
             ("content", Field::Content),
         ];
         (NAMES.iter())
-            .find(|(known, _)| known.eq_ignore_ascii_case(name))
+            .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
             .map(|&(_, field)| field)
     }
 }
