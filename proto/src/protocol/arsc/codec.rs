@@ -280,8 +280,7 @@ fn parse(doc: &[u8]) -> Parsed {
 fn parse_plain(doc: &[u8]) -> Option<Parsed> {
     const ROOT_OPEN: &[u8] = b"<arscrequest>";
     const ROOT_CLOSE: &[u8] = b"</arscrequest>";
-    let body = doc.strip_prefix(ROOT_OPEN)?.strip_suffix(ROOT_CLOSE)?;
-    let mut rest = body;
+    let mut rest = doc.strip_prefix(ROOT_OPEN)?.strip_suffix(ROOT_CLOSE)?;
     let mut request = Request::default();
     while !rest.is_empty() {
         let open = rest.strip_prefix(b"<")?;
@@ -344,13 +343,7 @@ fn parse_xml(doc: &[u8]) -> Parsed {
                 if depth == 0 && name != "arscrequest" {
                     return Parsed::Malformed { resume: None };
                 }
-                // A tag with nothing but blanks after its name has no attributes: they are
-                // counted only when there is something to count (every request has four tags).
-                let blank = |b: u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-                let may_have_attributes = !start.attributes_raw().bytes().all(blank);
-                if depth >= MAX_DEPTH
-                    || (may_have_attributes && start.attributes().count() > MAX_ATTRIBUTES)
-                {
+                if depth >= MAX_DEPTH || start.attributes().count() > MAX_ATTRIBUTES {
                     return Parsed::Malformed { resume: None };
                 }
                 if depth == 1 {
@@ -375,12 +368,7 @@ fn parse_xml(doc: &[u8]) -> Parsed {
             }
             Ok(XmlEvent::Text(text)) => {
                 if let (2, Some((Some(_), value))) = (depth, child.as_mut()) {
-                    // Most values are one text: allocated once at their length.
-                    if value.is_empty() {
-                        *value = String::from(&*text);
-                    } else {
-                        value.push_str(&text);
-                    }
+                    value.push_str(&text);
                 }
             }
             Ok(XmlEvent::CData(text)) => {

@@ -675,13 +675,8 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
         reply(cx, &Reply::PostOk);
         tell(cx, home, &text, None);
     };
-    // Someone online is found by the name as sent, which costs no new name.
-    let name = match cx.net.online_by_text(to) {
-        Some(online) => online.clone(),
-        None => match UserName::parse(to) {
-            Ok(name) => name,
-            Err(_) => return refused(cx, &Undeliverable::NoSuchUser),
-        },
+    let Ok(name) = cx.net.name_as_sent(to) else {
+        return refused(cx, &Undeliverable::NoSuchUser);
     };
     let route = cx.net.route_direct(session, &name, limits);
     match &route {

@@ -452,13 +452,8 @@ impl Session {
 /// message is committed), 0 no such user, or refused (a full mailbox, the sender's share
 /// of it used, a failing store, too many stored or live messages sent too fast).
 fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
-    // Someone online is found by the name as sent, which costs no new name.
-    let to = match cx.net.online_by_text(to) {
-        Some(online) => online.clone(),
-        None => match UserName::parse(to) {
-            Ok(to) => to,
-            Err(_) => return reply(cx, &Reply::MessageResult(0)),
-        },
+    let Ok(to) = cx.net.name_as_sent(to) else {
+        return reply(cx, &Reply::MessageResult(0));
     };
     let limits = MailboxLimits {
         cap: cx.config.offline_cap,

@@ -404,13 +404,8 @@ fn chat(
         };
         reply_about(cx, account, &refusal);
     };
-    // Someone online is found by the name as sent, which costs no new name.
-    let to = match cx.net.online_by_text(recipient) {
-        Some(online) => online.clone(),
-        None => match UserName::parse(recipient) {
-            Ok(to) => to,
-            Err(_) => return no_such_user(cx),
-        },
+    let Ok(to) = cx.net.name_as_sent(recipient) else {
+        return no_such_user(cx);
     };
     let kind = if whisper {
         DirectKind::Whisper
