@@ -231,6 +231,12 @@ impl Cx<'_> {
         self.out.transmit_with(self.conns, self.slot, None, encode);
     }
 
+    /// Sends a copy of `bytes`, held until `after` is committed if given: short ones
+    /// copied straight into this connection's queued transmit (no buffer of their own).
+    pub(crate) fn send_copy(&mut self, bytes: &[u8], after: Option<Seq>) {
+        self.out.transmit_copy(self.conns, self.slot, bytes, after);
+    }
+
     /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.
     pub(crate) fn send_after(&mut self, bytes: Bytes, seq: Seq) {
         self.out.transmit(self.conns, self.slot, bytes, Some(seq));

@@ -307,6 +307,22 @@ impl Outbox {
         }
     }
 
+    /// Queues a copy of `bytes` for the connection in `slot`, as [`transmit`](Self::transmit)
+    /// would queue them: copied straight into its queued transmit when they may join one
+    /// (at most [`JOIN_MAX`]), so they cost no buffer of their own.
+    pub(crate) fn transmit_copy(
+        &mut self,
+        conns: &mut Table,
+        slot: Slot,
+        bytes: &[u8],
+        after: Option<Seq>,
+    ) {
+        if bytes.len() > JOIN_MAX {
+            return self.transmit(conns, slot, Bytes::copy_from_slice(bytes), after);
+        }
+        self.transmit_with(conns, slot, after, |out| out.extend_from_slice(bytes));
+    }
+
     /// Counts `n` more bytes on `link` (of `conn`), held for `after`; past the outbound
     /// limit, marks it to close as a slow reader instead and returns false.
     fn count(&mut self, link: &mut Link, conn: ConnId, n: usize, after: Option<Seq>) -> bool {
@@ -746,6 +762,30 @@ mod tests {
             out.pop_ready_transmit(Seq(0)).map(|(_, b)| b),
             Some("after ".into())
         );
+    }
+
+    #[test]
+    fn a_copy_joins_as_its_bytes_would_and_a_long_one_goes_whole() {
+        let mut t = table(&[1]);
+        let mut out = Outbox::new(usize::MAX, usize::MAX);
+        let one = t.slot(ConnId(1)).expect("open");
+        let long = vec![b'x'; JOIN_MAX + 1];
+        out.transmit_copy(&mut t, one, b"a ", None);
+        out.transmit_copy(&mut t, one, b"b ", Some(Seq(2)));
+        out.transmit_copy(&mut t, one, &long, None);
+        out.transmit_copy(&mut t, one, b"c ", None);
+        let long = String::from_utf8(long).expect("ascii");
+        assert_eq!(
+            drained(&mut out),
+            [
+                (1, "a ".into(), None),
+                (1, "b ".into(), Some(2)),
+                (1, long, None),
+                (1, "c ".into(), None),
+            ]
+        );
+        let link = &t.get(ConnId(1)).expect("open").link;
+        assert_eq!(link.sent(), 6 + JOIN_MAX as u64 + 1);
     }
 
     #[test]

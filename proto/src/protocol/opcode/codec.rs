@@ -630,6 +630,15 @@ pub(crate) fn line(reply: &Reply<'_>) -> Bytes {
 /// buffer of their exact length. Either way one allocation, frozen whole (a buffer with
 /// room to spare costs `Bytes` a second allocation).
 pub(crate) fn lines(replies: &[Reply<'_>]) -> Bytes {
+    match encoded(replies) {
+        Lines::Short(short) => Bytes::copy_from_slice(short.as_slice()),
+        Lines::Long(bytes) => bytes,
+    }
+}
+
+/// Replies one after the other, encoded: on the stack when short (as most are, to be
+/// copied where they go), else into a buffer of their exact length.
+pub(crate) fn encoded(replies: &[Reply<'_>]) -> Lines {
     let mut short = Short {
         bytes: [0; Short::CAP],
         len: 0,
@@ -639,13 +648,32 @@ pub(crate) fn lines(replies: &[Reply<'_>]) -> Bytes {
         encode(reply, &mut short);
     }
     if !short.overflow {
-        return Bytes::copy_from_slice(&short.bytes[..short.len]);
+        return Lines::Short(short);
     }
     let mut out = BytesMut::with_capacity(replies.iter().map(Reply::encoded_len).sum());
     for reply in replies {
         encode(reply, &mut out);
     }
-    out.freeze()
+    Lines::Long(out.freeze())
+}
+
+/// Encoded replies: see [`encoded`]. Large, on purpose: the short ones stay on the stack.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Lines {
+    /// On the stack.
+    Short(Short),
+    /// Too long for it: their own bytes.
+    Long(Bytes),
+}
+
+impl Lines {
+    /// Their length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Lines::Short(short) => short.len,
+            Lines::Long(bytes) => bytes.len(),
+        }
+    }
 }
 
 /// Where a line is written.
@@ -662,7 +690,7 @@ impl Sink for BytesMut {
 
 /// Short lines made on the stack; `overflow` once something did not fit (what it holds is
 /// then of no use).
-struct Short {
+pub(crate) struct Short {
     bytes: [u8; Short::CAP],
     len: usize,
     overflow: bool,
@@ -671,6 +699,11 @@ struct Short {
 impl Short {
     /// Room for a message of about 200 bytes with its `219` and `220`.
     const CAP: usize = 256;
+
+    /// What it holds.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 impl Sink for Short {

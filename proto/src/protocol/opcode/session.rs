@@ -608,12 +608,18 @@ fn message_send(
             if !found.members.contains(me.key_ref()) {
                 return refuse(cx, Status::PermissionDenied);
             }
+            // Every member has an account (deleting one takes it out of its chats): an
+            // online one is found by hash, only an offline one in the accounts' ordered
+            // map (its name comparisons were a twelfth of a delivered message).
             let other = found.members.iter().find(|k| *k != me.key_ref());
-            let Some(account) = other.and_then(|k| state.account(k)) else {
+            let name = other.and_then(|k| {
+                (cx.net.online_name(k)).or_else(|| state.account(k).map(|a| &a.name))
+            });
+            let Some(name) = name else {
                 return refuse(cx, Status::ContactNotFound);
             };
             let media_id = media.as_ref().map(|_| MediaId(state.next_media_id));
-            (account.name.clone(), Some(media_id))
+            (name.clone(), Some(media_id))
         }
     };
     let limits = MailboxLimits {
@@ -651,7 +657,7 @@ fn message_send(
         message,
         media: media_id.map(|m| m.0),
     };
-    let replies = codec::lines(&[sent, sended]);
+    let replies = codec::encoded(&[sent, sended]);
     if !cx.room_for(replies.len()) {
         return;
     }
@@ -683,9 +689,21 @@ fn message_send(
         Outcome::Delivered(_) => {}
         Outcome::Stored { seq, .. } => held = held.max(Some(seq)),
     }
-    match held {
-        Some(seq) => cx.send_after(replies, seq),
-        None => cx.send_about(&Item::Chat(id), replies),
+    let after = match held {
+        Some(seq) => Some(seq),
+        None => cx.net.wait_for(&Item::Chat(id)),
+    };
+    send_lines(cx, replies, after);
+}
+
+/// Sends encoded `replies`, held until `after` is committed if given: short ones copied
+/// straight into the connection's queued transmit, so the lines of a delivered message
+/// cost no buffer of their own.
+fn send_lines(cx: &mut Cx<'_>, replies: codec::Lines, after: Option<Seq>) {
+    match (replies, after) {
+        (codec::Lines::Short(short), after) => cx.send_copy(short.as_slice(), after),
+        (codec::Lines::Long(bytes), Some(seq)) => cx.send_after(bytes, seq),
+        (codec::Lines::Long(bytes), None) => cx.send(bytes),
     }
 }
 
@@ -735,16 +753,17 @@ impl Session {
                         (chat, None, seq)
                     }
                 };
-                let line = codec::line(&Reply::MessageSended {
+                let line = Reply::MessageSended {
                     chat: chat.0,
                     ms: cx.now.wall_ms,
                     message: &message.body,
                     media: media.map(|m| m.0),
-                });
-                match held {
-                    Some(seq) => cx.send_after(line, seq),
-                    None => cx.send_about(&Item::Chat(chat), line),
-                }
+                };
+                let after = match held {
+                    Some(seq) => Some(seq),
+                    None => cx.net.wait_for(&Item::Chat(chat)),
+                };
+                send_lines(cx, codec::encoded(&[line]), after);
             }
             Event::FriendNews { session, from, .. } if *session == mine => {
                 let line = codec::line(&Reply::ConfirmContactAdd(from.as_str()));
