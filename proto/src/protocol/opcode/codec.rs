@@ -630,25 +630,20 @@ pub(crate) fn line(reply: &Reply<'_>) -> Bytes {
 /// buffer of their exact length. Either way one allocation, frozen whole (a buffer with
 /// room to spare costs `Bytes` a second allocation).
 pub(crate) fn lines(replies: &[Reply<'_>]) -> Bytes {
-    match encoded(replies) {
-        Lines::Short(short) => Bytes::copy_from_slice(short.as_slice()),
+    match encoded(replies, &mut Short::new()) {
+        Lines::Short(short) => Bytes::copy_from_slice(short),
         Lines::Long(bytes) => bytes,
     }
 }
 
-/// Replies one after the other, encoded: on the stack when short (as most are, to be
+/// Replies one after the other, encoded: into `short` when they fit (as most do, to be
 /// copied where they go), else into a buffer of their exact length.
-pub(crate) fn encoded(replies: &[Reply<'_>]) -> Lines {
-    let mut short = Short {
-        bytes: [0; Short::CAP],
-        len: 0,
-        overflow: false,
-    };
+pub(crate) fn encoded<'s>(replies: &[Reply<'_>], short: &'s mut Short) -> Lines<'s> {
     for reply in replies {
-        encode(reply, &mut short);
+        encode(reply, short);
     }
     if !short.overflow {
-        return Lines::Short(short);
+        return Lines::Short(&short.bytes[..short.len]);
     }
     let mut out = BytesMut::with_capacity(replies.iter().map(Reply::encoded_len).sum());
     for reply in replies {
@@ -657,20 +652,19 @@ pub(crate) fn encoded(replies: &[Reply<'_>]) -> Lines {
     Lines::Long(out.freeze())
 }
 
-/// Encoded replies: see [`encoded`]. Large, on purpose: the short ones stay on the stack.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Lines {
-    /// On the stack.
-    Short(Short),
+/// Encoded replies: see [`encoded`].
+pub(crate) enum Lines<'s> {
+    /// In the stack's buffer.
+    Short(&'s [u8]),
     /// Too long for it: their own bytes.
     Long(Bytes),
 }
 
-impl Lines {
+impl Lines<'_> {
     /// Their length in bytes.
     pub(crate) fn len(&self) -> usize {
         match self {
-            Lines::Short(short) => short.len,
+            Lines::Short(short) => short.len(),
             Lines::Long(bytes) => bytes.len(),
         }
     }
@@ -700,9 +694,13 @@ impl Short {
     /// Room for a message of about 200 bytes with its `219` and `220`.
     const CAP: usize = 256;
 
-    /// What it holds.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        &self.bytes[..self.len]
+    /// An empty buffer, for [`encoded`].
+    pub(crate) fn new() -> Short {
+        Short {
+            bytes: [0; Short::CAP],
+            len: 0,
+            overflow: false,
+        }
     }
 }
 

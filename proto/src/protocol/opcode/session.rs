@@ -657,7 +657,8 @@ fn message_send(
         message,
         media: media_id.map(|m| m.0),
     };
-    let replies = codec::encoded(&[sent, sended]);
+    let mut short = codec::Short::new();
+    let replies = codec::encoded(&[sent, sended], &mut short);
     if !cx.room_for(replies.len()) {
         return;
     }
@@ -699,9 +700,9 @@ fn message_send(
 /// Sends encoded `replies`, held until `after` is committed if given: short ones copied
 /// straight into the connection's queued transmit, so the lines of a delivered message
 /// cost no buffer of their own.
-fn send_lines(cx: &mut Cx<'_>, replies: codec::Lines, after: Option<Seq>) {
+fn send_lines(cx: &mut Cx<'_>, replies: codec::Lines<'_>, after: Option<Seq>) {
     match (replies, after) {
-        (codec::Lines::Short(short), after) => cx.send_copy(short.as_slice(), after),
+        (codec::Lines::Short(short), after) => cx.send_copy(short, after),
         (codec::Lines::Long(bytes), Some(seq)) => cx.send_after(bytes, seq),
         (codec::Lines::Long(bytes), None) => cx.send(bytes),
     }
@@ -763,7 +764,7 @@ impl Session {
                     Some(seq) => Some(seq),
                     None => cx.net.wait_for(&Item::Chat(chat)),
                 };
-                send_lines(cx, codec::encoded(&[line]), after);
+                send_lines(cx, codec::encoded(&[line], &mut codec::Short::new()), after);
             }
             Event::FriendNews { session, from, .. } if *session == mine => {
                 let line = codec::line(&Reply::ConfirmContactAdd(from.as_str()));
