@@ -231,10 +231,16 @@ impl Cx<'_> {
         self.out.transmit_with(self.conns, self.slot, None, encode);
     }
 
-    /// Sends a copy of `bytes`, held until `after` is committed if given: short ones
-    /// copied straight into this connection's queued transmit (no buffer of their own).
-    pub(crate) fn send_copy(&mut self, bytes: &[u8], after: Option<Seq>) {
-        self.out.transmit_copy(self.conns, self.slot, bytes, after);
+    /// Sends the `len` bytes `encode` appends, held until `after` is committed if given:
+    /// a short reply encoded straight into this connection's queued transmit (no buffer
+    /// of its own), a long one into bytes of exactly its length.
+    pub(crate) fn send_encoded(
+        &mut self,
+        after: Option<Seq>,
+        len: usize,
+        encode: impl FnOnce(&mut BytesMut),
+    ) {
+        (self.out).transmit_encoded(self.conns, self.slot, after, len, encode);
     }
 
     /// Sends bytes that reveal the durable change `seq`: they leave once it is committed.

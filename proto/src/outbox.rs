@@ -307,20 +307,24 @@ impl Outbox {
         }
     }
 
-    /// Queues a copy of `bytes` for the connection in `slot`, as [`transmit`](Self::transmit)
-    /// would queue them: copied straight into its queued transmit when they may join one
-    /// (at most [`JOIN_MAX`]), so they cost no buffer of their own.
-    pub(crate) fn transmit_copy(
+    /// Queues the `len` bytes `encode` appends for the connection in `slot`, as
+    /// [`transmit`](Self::transmit) would queue them: encoded straight into its queued
+    /// transmit when they may join one (at most [`JOIN_MAX`]), so they cost no buffer of
+    /// their own; else into a buffer of exactly their length, never copied again.
+    pub(crate) fn transmit_encoded(
         &mut self,
         conns: &mut Table,
         slot: Slot,
-        bytes: &[u8],
         after: Option<Seq>,
+        len: usize,
+        encode: impl FnOnce(&mut BytesMut),
     ) {
-        if bytes.len() > JOIN_MAX {
-            return self.transmit(conns, slot, Bytes::copy_from_slice(bytes), after);
+        if len <= JOIN_MAX {
+            return self.transmit_with(conns, slot, after, encode);
         }
-        self.transmit_with(conns, slot, after, |out| out.extend_from_slice(bytes));
+        let mut own = BytesMut::with_capacity(len);
+        encode(&mut own);
+        self.transmit(conns, slot, own.freeze(), after);
     }
 
     /// Counts `n` more bytes on `link` (of `conn`), held for `after`; past the outbound
@@ -765,15 +769,23 @@ mod tests {
     }
 
     #[test]
-    fn a_copy_joins_as_its_bytes_would_and_a_long_one_goes_whole() {
+    fn an_encoding_joins_as_its_bytes_would_and_a_long_one_goes_whole() {
         let mut t = table(&[1]);
         let mut out = Outbox::new(usize::MAX, usize::MAX);
         let one = t.slot(ConnId(1)).expect("open");
         let long = vec![b'x'; JOIN_MAX + 1];
-        out.transmit_copy(&mut t, one, b"a ", None);
-        out.transmit_copy(&mut t, one, b"b ", Some(Seq(2)));
-        out.transmit_copy(&mut t, one, &long, None);
-        out.transmit_copy(&mut t, one, b"c ", None);
+        let mut copy = |out: &mut Outbox, bytes: &[u8], after: Option<Seq>| {
+            out.transmit_encoded(&mut t, one, after, bytes.len(), |b| {
+                b.extend_from_slice(bytes);
+                if bytes.len() > JOIN_MAX {
+                    assert_eq!(b.capacity(), b.len(), "a buffer of its exact length");
+                }
+            });
+        };
+        copy(&mut out, b"a ", None);
+        copy(&mut out, b"b ", Some(Seq(2)));
+        copy(&mut out, &long, None);
+        copy(&mut out, b"c ", None);
         let long = String::from_utf8(long).expect("ascii");
         assert_eq!(
             drained(&mut out),

@@ -525,42 +525,72 @@ pub(crate) fn fixed(reply: &Reply<'_>, term: Terminator) -> Option<&'static [u8]
 }
 
 /// A MESSAGE pushed to its recipient ([`Reply::Message`]), in one buffer of exactly its
-/// length, each part scanned for escapes once (not once for the length and again to
-/// write it).
+/// length.
+#[cfg(test)]
 pub(crate) fn message(from: &str, to: &str, body: &str, term: Terminator) -> BytesMut {
-    /// A part, and whether it needs escaping.
-    struct Part<'a>(&'a [u8], bool, bool);
-    impl Part<'_> {
-        fn len(&self) -> usize {
-            match self.1 {
-                false => self.0.len(),
-                true => (self.0.iter()).map(|&b| escaped_byte_len(b, self.2)).sum(),
-            }
-        }
-        fn put(&self, out: &mut BytesMut) {
-            match self.1 {
-                false => out.put_slice(self.0),
-                true => escape_all(self.0, self.2, out),
-            }
-        }
-    }
-    fn part(s: &str, quote: bool) -> Part<'_> {
+    let doc = MessageDoc::new(from, to, body);
+    let mut out = BytesMut::with_capacity(doc.len());
+    doc.put(term, &mut out);
+    out
+}
+
+/// A MESSAGE pushed to its recipient ([`Reply::Message`]), each part scanned for escapes
+/// once (not once for the length and again to write it).
+pub(crate) struct MessageDoc<'a> {
+    parts: [Part<'a>; 3],
+}
+
+/// A part of a [`MessageDoc`]: its bytes, whether they need escaping, and whether they
+/// are an attribute's value.
+struct Part<'a>(&'a [u8], bool, bool);
+
+impl Part<'_> {
+    fn new(s: &str, quote: bool) -> Part<'_> {
         Part(s.as_bytes(), needs_escape(s.as_bytes(), quote), quote)
     }
-    let parts = [part(from, true), part(to, true), part(body, false)];
-    let len = "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
-        + parts.iter().map(Part::len).sum::<usize>()
-        + 1;
-    let mut out = BytesMut::with_capacity(len);
-    out.put_slice(b"<MESSAGE from=\"");
-    parts[0].put(&mut out);
-    out.put_slice(b"\" to=\"");
-    parts[1].put(&mut out);
-    out.put_slice(b"\">");
-    parts[2].put(&mut out);
-    out.put_slice(b"</MESSAGE>");
-    out.put_u8(end_byte(term));
-    out
+    fn len(&self) -> usize {
+        match self.1 {
+            false => self.0.len(),
+            true => (self.0.iter()).map(|&b| escaped_byte_len(b, self.2)).sum(),
+        }
+    }
+    fn put(&self, out: &mut BytesMut) {
+        match self.1 {
+            false => out.put_slice(self.0),
+            true => escape_all(self.0, self.2, out),
+        }
+    }
+}
+
+impl<'a> MessageDoc<'a> {
+    pub(crate) fn new(from: &'a str, to: &'a str, body: &'a str) -> Self {
+        MessageDoc {
+            parts: [
+                Part::new(from, true),
+                Part::new(to, true),
+                Part::new(body, false),
+            ],
+        }
+    }
+
+    /// Its length in bytes, terminator included.
+    pub(crate) fn len(&self) -> usize {
+        "<MESSAGE from=\"\" to=\"\"></MESSAGE>".len()
+            + self.parts.iter().map(Part::len).sum::<usize>()
+            + 1
+    }
+
+    /// Appends it, then the terminator, to `out`.
+    pub(crate) fn put(&self, term: Terminator, out: &mut BytesMut) {
+        out.put_slice(b"<MESSAGE from=\"");
+        self.parts[0].put(out);
+        out.put_slice(b"\" to=\"");
+        self.parts[1].put(out);
+        out.put_slice(b"\">");
+        self.parts[2].put(out);
+        out.put_slice(b"</MESSAGE>");
+        out.put_u8(end_byte(term));
+    }
 }
 
 /// The STATUSLIST document, without its terminator.

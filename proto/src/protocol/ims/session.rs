@@ -625,7 +625,10 @@ fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
         return Bytes::from_static(bytes);
     }
     if let Reply::Message { from, to, body } = reply {
-        return codec::message(from, to, body, term).freeze();
+        let doc = codec::MessageDoc::new(from, to, body);
+        let mut out = BytesMut::with_capacity(doc.len());
+        doc.put(term, &mut out);
+        return out.freeze();
     }
     let mut out = BytesMut::with_capacity(reply.encoded_len());
     codec::encode(reply, term, &mut out);
@@ -633,23 +636,39 @@ fn encoded(term: Terminator, reply: &Reply<'_>) -> Bytes {
 }
 
 fn reply(cx: &mut Cx<'_>, r: &Reply<'_>) {
-    let bytes = encoded(cx.config.ims.terminator, r);
-    cx.send(bytes);
+    send(cx, None, r);
 }
 
 /// Sends a reply that depends on durable `item`: it waits for the item's pending change.
 fn reply_about(cx: &mut Cx<'_>, item: Option<Item>, r: &Reply<'_>) {
-    let bytes = encoded(cx.config.ims.terminator, r);
-    match item {
-        Some(item) => cx.send_about(&item, bytes),
-        None => cx.send(bytes),
-    }
+    let after = item.and_then(|item| cx.net.wait_for(&item));
+    send(cx, after, r);
 }
 
 /// Sends a reply that reveals the durable change `seq`: it leaves once committed.
 fn reply_after(cx: &mut Cx<'_>, seq: Seq, r: &Reply<'_>) {
-    let bytes = encoded(cx.config.ims.terminator, r);
-    cx.send_after(bytes, seq);
+    send(cx, Some(seq), r);
+}
+
+/// Sends `reply`, held until `after` is committed if given: a fixed one as its shared
+/// static bytes, any other encoded straight into the connection's queued transmit when
+/// short (a delivered message costs no buffer of its own).
+fn send(cx: &mut Cx<'_>, after: Option<Seq>, reply: &Reply<'_>) {
+    let term = cx.config.ims.terminator;
+    if let Some(bytes) = codec::fixed(reply, term) {
+        let bytes = Bytes::from_static(bytes);
+        return match after {
+            Some(seq) => cx.send_after(bytes, seq),
+            None => cx.send(bytes),
+        };
+    }
+    if let Reply::Message { from, to, body } = reply {
+        let doc = codec::MessageDoc::new(from, to, body);
+        return cx.send_encoded(after, doc.len(), |out| doc.put(term, out));
+    }
+    cx.send_encoded(after, reply.encoded_len(), |out| {
+        codec::encode(reply, term, out)
+    });
 }
 
 /// Whether the connection has room for `ack`, the answer of a request about to take

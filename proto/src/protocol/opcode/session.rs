@@ -702,7 +702,9 @@ fn message_send(
 /// cost no buffer of their own.
 fn send_lines(cx: &mut Cx<'_>, replies: codec::Lines<'_>, after: Option<Seq>) {
     match (replies, after) {
-        (codec::Lines::Short(short), after) => cx.send_copy(short, after),
+        (codec::Lines::Short(short), after) => {
+            cx.send_encoded(after, short.len(), |out| out.extend_from_slice(short));
+        }
         (codec::Lines::Long(bytes), Some(seq)) => cx.send_after(bytes, seq),
         (codec::Lines::Long(bytes), None) => cx.send(bytes),
     }
