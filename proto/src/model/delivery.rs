@@ -1,10 +1,9 @@
 //! Direct messages between users, whatever protocol each is on.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use super::sessions::{OnlineUser, SessionRecord};
-use super::{Audience, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
+use super::{Audience, Body, Delivery, Event, Network, NetworkEvent, SessionId, UserKey, UserName};
 use crate::ids::Seq;
 use crate::persist::{Change, ChatId, MediaId};
 
@@ -14,7 +13,7 @@ pub(crate) struct DirectMessage {
     pub(crate) from: UserName,
     pub(crate) to: UserName,
     /// Shared by every session it is handed to (and the sender's outgoing copy).
-    pub(crate) body: Arc<str>,
+    pub(crate) body: Body,
     pub(crate) kind: DirectKind,
 }
 
@@ -79,7 +78,7 @@ pub(crate) struct Outgoing {
     pub(crate) from: SessionId,
     /// The recipient, as the sender named it.
     pub(crate) to: UserName,
-    pub(crate) body: Arc<str>,
+    pub(crate) body: Body,
     pub(crate) kind: DirectKind,
     /// When it was sent, in Unix milliseconds (kept with a stored message).
     pub(crate) sent_ms: u64,
@@ -231,7 +230,7 @@ impl Network {
         &mut self,
         from: SessionId,
         to: UserName,
-        body: Arc<str>,
+        body: Body,
         kind: DirectKind,
     ) -> Option<UserName> {
         let (sender_name, sender_id, source) =

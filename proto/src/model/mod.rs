@@ -6,6 +6,7 @@
 // only by its own tests.
 #![cfg_attr(not(test), allow(dead_code))]
 
+mod body;
 mod counters;
 mod delivery;
 mod events;
@@ -34,6 +35,7 @@ use receipts::OwedReceipts;
 use sessions::{OnlineUser, SessionRecord};
 use shares::MailboxShares;
 
+pub(crate) use body::Body;
 pub use counters::Counters;
 pub(crate) use delivery::{
     DirectKind, DirectMessage, MailboxLimits, Outcome, Outgoing, Route, Undeliverable,

@@ -17,9 +17,9 @@ use crate::ids::{ConnId, EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
-    Capabilities, DirectKind, Event, Identity, Item, KickError, KickReason, KickRule, LoginError,
-    LoginKind, MailboxLimits, NameError, Outcome, Outgoing, RoomName, RoomSay, Route, SessionId,
-    Undeliverable, UserKey, UserName,
+    Body, Capabilities, DirectKind, Event, Identity, Item, KickError, KickReason, KickRule,
+    LoginError, LoginKind, MailboxLimits, NameError, Outcome, Outgoing, RoomName, RoomSay, Route,
+    SessionId, Undeliverable, UserKey, UserName,
 };
 use crate::secret::Secret;
 
@@ -704,7 +704,7 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     let message = Outgoing {
         from: session,
         to: name,
-        body: std::sync::Arc::from(text),
+        body: Body::from(text),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,
     };

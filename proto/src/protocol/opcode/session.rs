@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -16,7 +15,7 @@ use crate::ids::{EffectId, Protocol, Seq};
 use crate::io::CloseReason;
 use crate::limits::Cost;
 use crate::model::{
-    Capabilities, DirectKind, Event, FriendError, Identity, Item, KickReason, LoginKind,
+    Body, Capabilities, DirectKind, Event, FriendError, Identity, Item, KickReason, LoginKind,
     MailboxLimits, Outcome, Outgoing, SessionId, Undeliverable, UserKey, UserName,
 };
 use crate::persist::{Account, Blob, Change, ChatId, MediaId, MessageKind, State};
@@ -675,7 +674,7 @@ fn message_send(
     let outgoing = Outgoing {
         from: session,
         to,
-        body: Arc::from(message),
+        body: Body::from(message),
         kind: match kind {
             Some(media) => DirectKind::InChat { chat: id, media },
             None => DirectKind::Chat,

@@ -11,7 +11,7 @@ use crate::ids::Protocol;
 use crate::io::CloseReason;
 use crate::limits::{Cost, Refusal};
 use crate::model::{
-    Capabilities, DirectKind, Event, Identity, Item, KickReason, LoginKind, MailboxLimits,
+    Body, Capabilities, DirectKind, Event, Identity, Item, KickReason, LoginKind, MailboxLimits,
     NameError, Outcome, Outgoing, Route, SessionId, Undeliverable, UserName, MAX_NAME_CHARS,
 };
 use crate::time::Instant;
@@ -464,7 +464,7 @@ fn chat(
     let message = Outgoing {
         from: session,
         to,
-        body: std::sync::Arc::from(body),
+        body: Body::from(body),
         kind,
         sent_ms: cx.now.wall_ms,
     };
