@@ -63,12 +63,13 @@ const MAX_INPUT_CHARS: usize = MAX_NAME_CHARS * 4;
 /// characters, none of `"&'/:<>@`, and not `System` or a look-alike of it.
 ///
 /// The name and its key share one allocation: a clone (names are cloned into events,
-/// replies and indexes on every message) is one reference count, not two.
+/// replies and indexes on every message) is one reference count, not two. The name is
+/// the start of its key's text, up to where the folded name starts (all of it when the
+/// name is its own key): a name is no larger than its key, and an event that carries two
+/// is moved in fewer bytes.
 #[derive(Clone)]
 pub struct UserName {
     key: UserKey,
-    /// The name is `key.text[..name_len]`.
-    name_len: usize,
 }
 
 /// The key a name is unique under: its case-mapped form with look-alike characters of other
@@ -146,7 +147,6 @@ fn name_and_key(name: &str, folded: Option<&str>) -> UserName {
             text,
             folded_at,
         },
-        name_len: name.len(),
     }
 }
 
@@ -308,7 +308,10 @@ impl UserName {
 
     /// The name as chosen (in its enforced form).
     pub fn as_str(&self) -> &str {
-        &self.key.text[..self.name_len]
+        match self.key.folded_at {
+            0 => &self.key.text,
+            name_len => &self.key.text[..name_len],
+        }
     }
 
     /// The key the name is unique under.
@@ -424,6 +427,15 @@ mod tests {
         assert!(UserName::parse("Ünïcödé_-.1").is_ok());
         assert!(UserName::parse(&"x".repeat(32)).is_ok());
         assert_eq!(key("ÜNÏCÖDÉ"), key("ünïcödé"));
+        // A name is its own key's text, or the start of it: it costs no more than a key.
+        for s in ["hansolo", "HanSolo", "Ünïcödé", "x"] {
+            let n = UserName::parse(s).unwrap();
+            assert_eq!((n.as_str(), n.to_string()), (s, s.to_string()));
+        }
+        assert_eq!(
+            std::mem::size_of::<UserName>(),
+            std::mem::size_of::<UserKey>()
+        );
     }
 
     #[test]
