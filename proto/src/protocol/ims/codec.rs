@@ -130,24 +130,27 @@ fn request<'a>(
     // Each value is taken once, moved out rather than copied.
     let mut take = |key: Attr| attrs[key as usize].take().unwrap_or_default();
     let kind = take(Attr::Type);
-    let is = |name: &str, known: &str| name.eq_ignore_ascii_case(known);
-    let kind_is = |known: &str| kind.eq_ignore_ascii_case(known);
-    if is(name, "LOGIN") {
+    // Names and types are compared as one folded word each (`folded_word`).
+    let name = folded_word(name);
+    let is = |name: Option<u64>, known: &[u8]| name == Some(word(known));
+    let kind_word = folded_word(&kind);
+    let kind_is = |known: &str| is(kind_word, known.as_bytes());
+    if is(name, b"LOGIN") {
         Request::Login {
             user: take(Attr::User),
             pass: take(Attr::Pass),
         }
-    } else if is(name, "LOGOUT") {
+    } else if is(name, b"LOGOUT") {
         Request::Logout {
             user: take(Attr::User),
         }
-    } else if is(name, "MESSAGE") {
+    } else if is(name, b"MESSAGE") {
         Request::Message {
             from: take(Attr::From),
             to: take(Attr::To),
             body,
         }
-    } else if is(name, "STATUS") {
+    } else if is(name, b"STATUS") {
         let action = if kind_is("set") {
             StatusAction::Set {
                 code: take(Attr::Code),
@@ -163,7 +166,7 @@ fn request<'a>(
             user: take(Attr::User),
             action,
         }
-    } else if is(name, "FRIEND") {
+    } else if is(name, b"FRIEND") {
         let mut either = |first: Attr, second: Attr| {
             let value = take(first);
             if value.is_empty() {
@@ -189,7 +192,7 @@ fn request<'a>(
             user: take(Attr::User),
             action,
         }
-    } else if is(name, "ALIVE") {
+    } else if is(name, b"ALIVE") {
         Request::Alive
     } else {
         Request::Unknown
@@ -237,7 +240,7 @@ fn plain(text: &str) -> Option<(&str, Attributes<'_>, Cow<'_, str>)> {
             _ => {}
         }
         let key_len = (b[at..].iter())
-            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'-')
+            .take_while(|&&c| CLASSES[usize::from(c)] & KEY != 0)
             .count();
         let key = &text[at..at + key_len];
         at += key_len;
@@ -249,8 +252,8 @@ fn plain(text: &str) -> Option<(&str, Attributes<'_>, Cow<'_, str>)> {
             return None;
         }
         at += 2;
-        let len =
-            (b[at..].iter()).position(|&c| c == quote || c == b'<' || c == b'&' || c < 0x20)?;
+        let len = (b[at..].iter())
+            .position(|&c| c == quote || CLASSES[usize::from(c)] & ENDS_VALUE != 0)?;
         if b[at + len] != quote {
             return None;
         }
@@ -271,20 +274,74 @@ fn plain(text: &str) -> Option<(&str, Attributes<'_>, Cow<'_, str>)> {
         return None;
     }
     let body = &rest[..body_len];
-    let special =
-        |c: &u8| matches!(*c, b'<' | b'&' | b'\r') || (*c < 0x20 && *c != b'\t' && *c != b'\n');
-    if body.iter().any(special) {
+    if body
+        .iter()
+        .any(|&c| CLASSES[usize::from(c)] & SPOILS_TEXT != 0)
+    {
         return None;
     }
     Some((name, attrs, Cow::Borrowed(&text[at..at + body_len])))
 }
 
+/// [`CLASSES`]: a byte that may continue an attribute's name (an ASCII letter or digit,
+/// `_`, `-`).
+const KEY: u8 = 1;
+/// [`CLASSES`]: a byte that ends a plain attribute value short of its quote (`<`, `&`, a
+/// control character).
+const ENDS_VALUE: u8 = 2;
+/// [`CLASSES`]: a byte plain text may not hold (`<`, `&`, CR, a control character other
+/// than tab and LF).
+const SPOILS_TEXT: u8 = 4;
+
+/// What the plain reader needs to know of each byte: one look-up a byte instead of a
+/// chain of comparisons.
+const CLASSES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' {
+            t[b] |= KEY;
+        }
+        if c == b'<' || c == b'&' || c < 0x20 {
+            t[b] |= ENDS_VALUE;
+        }
+        if c == b'<' || c == b'&' || c == b'\r' || (c < 0x20 && c != b'\t' && c != b'\n') {
+            t[b] |= SPOILS_TEXT;
+        }
+        b += 1;
+    }
+    t
+};
+
+/// `s` as one integer, its bytes big-endian with the ASCII case bit set (`| 0x20`): for
+/// a word of ASCII letters, two are equal exactly when they are equal ignoring ASCII case
+/// (a byte folds to a letter only if it is that letter in either case, and no byte folds
+/// to zero, so the lengths agree). For words of at most eight bytes.
+const fn word(s: &[u8]) -> u64 {
+    let mut w = 0u64;
+    let mut i = 0;
+    while i < s.len() {
+        w = (w << 8) | (s[i] | 0x20) as u64;
+        i += 1;
+    }
+    w
+}
+
+/// [`word`] of `s` when it is one to eight bytes long: compared with the [`word`] of a
+/// known name of ASCII letters, one integer comparison says whether `s` is that name in
+/// any case.
+fn folded_word(s: &str) -> Option<u64> {
+    (1..=8).contains(&s.len()).then(|| word(s.as_bytes()))
+}
+
 /// Keeps `value` in the slot of `key` if a request reads it and it is not yet filled
 /// (the first of a repeated attribute wins).
 fn keep<'a>(attrs: &mut [Option<Cow<'a, str>>; 8], key: &str, value: Cow<'a, str>) {
+    let key = folded_word(key);
     let known = READ_ATTRIBUTES
         .iter()
-        .position(|k| k.eq_ignore_ascii_case(key));
+        .position(|k| key == Some(word(k.as_bytes())));
     if let Some(slot) = known.and_then(|at| attrs.get_mut(at)) {
         if slot.is_none() {
             *slot = Some(value);
@@ -813,6 +870,44 @@ fn escape_all(bytes: &[u8], quote: bool, out: &mut BytesMut) {
 #[cfg(test)]
 mod attribute_tests {
     use super::*;
+
+    /// A folded word matches a known name exactly when the two are equal ignoring ASCII
+    /// case, for every name a request reads and every near miss of it: each byte changed
+    /// to its other case, a neighbour of its case pair (`@`, `[`, `` ` ``, `{`), a digit,
+    /// `_`, `-` or a byte of a multi-byte character, and the name cut short or extended.
+    #[test]
+    fn a_folded_word_matches_exactly_the_names_equal_ignoring_case() {
+        let known: Vec<&str> = (READ_ATTRIBUTES.iter().copied())
+            .chain(["LOGIN", "LOGOUT", "MESSAGE", "STATUS", "FRIEND", "ALIVE"])
+            .chain([
+                "set", "get", "list", "add", "delete", "request", "accept", "deny",
+            ])
+            .collect();
+        let swaps = b"@[`{09_-\x7f\x80\xc3\xe9";
+        let mut checked = 0;
+        for k in &known {
+            let mut tries: Vec<Vec<u8>> = vec![k.as_bytes().to_vec(), k.to_uppercase().into()];
+            for i in 0..k.len() {
+                tries.push(k.as_bytes()[..i].to_vec());
+                for swap in swaps.iter().copied().chain([k.as_bytes()[i] ^ 0x20]) {
+                    let mut t = k.as_bytes().to_vec();
+                    t[i] = swap;
+                    tries.push(t);
+                }
+            }
+            tries.push([k.as_bytes(), b"s"].concat());
+            tries.push([b"x", k.as_bytes()].concat());
+            for t in tries {
+                let s = String::from_utf8_lossy(&t);
+                for other in &known {
+                    let folded = folded_word(&s) == Some(word(other.as_bytes()));
+                    assert_eq!(folded, s.eq_ignore_ascii_case(other), "{s:?} / {other}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000, "{checked}");
+    }
 
     /// Every document the plain reader takes reads as the XML parser reads it (same
     /// request, same values); the forms clients send are plain. Documents are built from
