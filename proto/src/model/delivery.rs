@@ -327,7 +327,7 @@ fn queue_receipt(
     sender: &UserKey,
     to: &UserName,
 ) {
-    let Some(user) = users.get(sender) else {
+    let Some(user) = users.get(sender).filter(|u| u.told > 0) else {
         return;
     };
     for &session in &user.sessions {

@@ -50,6 +50,10 @@ pub(super) struct OnlineUser {
     /// connection ([`Network::pause_drain`]); while any has, direct messages to the user
     /// are stored, so they arrive after what was stored before them.
     pub(super) drains_paused: u32,
+    /// How many of its sessions are told of delivery (`Capabilities::told_of_delivery`):
+    /// while none is, a message it sends queues no receipt and its sessions are not
+    /// looked through for one.
+    pub(super) told: u32,
 }
 
 /// How a user shows to others, per session.
@@ -184,9 +188,11 @@ impl Network {
                 name: name.clone(),
                 sessions: BTreeSet::new(),
                 drains_paused: 0,
+                told: 0,
             }
         });
         user.sessions.insert(session);
+        user.told += u32::from(kind.caps.told_of_delivery);
         let (online_name, uid) = (user.name.clone(), user.id);
         self.sessions.insert(
             session,
@@ -239,6 +245,9 @@ impl Network {
             return;
         };
         user.sessions.remove(&session);
+        user.told = user
+            .told
+            .saturating_sub(u32::from(rec.caps.told_of_delivery));
         let name = user.name.clone();
         let last = user.sessions.is_empty();
         self.counters.logged_out(rec.protocol);

@@ -268,6 +268,23 @@ fn only_a_session_told_of_delivery_hears_its_message_was_delivered() {
     // bob's protocol shows no delivery: it is not sent the event.
     net.deliver_direct(message(bob, "cat", "hi"), LIMITS, persist_into(&mut log));
     assert_eq!(delivered(&mut net), []);
+    // bob on a second connection, over a protocol that is told: that session hears of
+    // either session's message, and still does once the first is gone.
+    let told = LoginKind {
+        caps: Capabilities {
+            receipts: false,
+            told_of_delivery: true,
+        },
+        ..ACCOUNT
+    };
+    let bob2 = net.login(&name("bob"), ConnId(4), told).expect("login");
+    drain(&mut net);
+    net.deliver_direct(message(bob, "cat", "hi"), LIMITS, persist_into(&mut log));
+    assert_eq!(delivered(&mut net), [bob2]);
+    net.logout(bob);
+    drain(&mut net);
+    net.deliver_direct(message(bob2, "cat", "hi"), LIMITS, persist_into(&mut log));
+    assert_eq!(delivered(&mut net), [bob2]);
     let _ = cat;
 }
 
