@@ -62,8 +62,10 @@ pub(crate) enum Route {
 /// What became of a direct message: the one answer every protocol translates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Handed to every live session of the recipient (named as it is online).
-    Delivered(UserName),
+    /// Handed to every live session of the recipient (the name as it is online, which
+    /// [`Route::Live`] held, moved into the delivery: a protocol that shows it takes a
+    /// copy from the route first).
+    Delivered,
     /// Stored in the mailbox of the offline account `to` by the change persisted as
     /// `seq`: an acknowledgement must wait for that commit.
     Stored { seq: Seq, to: UserName },
@@ -166,7 +168,7 @@ impl Network {
                 // The body and the recipient's name as online move into the delivery: a
                 // message costs no reference counts it does not need.
                 match self.relay(from, to, message.body, message.kind) {
-                    Some(to) => Outcome::Delivered(to),
+                    Some(()) => return Outcome::Delivered,
                     None => Outcome::Refused(Undeliverable::NoSuchUser),
                 }
             }
@@ -197,16 +199,12 @@ impl Network {
         self.record_message(|net| {
             let sender = net.session_name(from).cloned();
             Some(match &outcome {
-                Outcome::Delivered(to) => NetworkEvent::DirectDelivered {
-                    from: sender?,
-                    to: to.clone(),
-                },
                 Outcome::Refused(why) => NetworkEvent::DirectRefused {
                     from: sender,
                     to: message.to.clone(),
                     reason: why.into(),
                 },
-                Outcome::Stored { .. } => return None,
+                Outcome::Delivered | Outcome::Stored { .. } => return None,
             })
         });
         outcome
@@ -225,27 +223,24 @@ impl Network {
     }
 
     /// Sends a direct message from the user of `from` to every session of the online
-    /// user `to` (its name as online, from [`Route::Live`]); returns that name.
-    fn relay(
-        &mut self,
-        from: SessionId,
-        to: UserName,
-        body: Body,
-        kind: DirectKind,
-    ) -> Option<UserName> {
+    /// user `to` (its name as online, from [`Route::Live`], moved into the delivery), and
+    /// records it.
+    fn relay(&mut self, from: SessionId, to: UserName, body: Body, kind: DirectKind) -> Option<()> {
         let (sender_name, sender_id, source) =
             (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))?;
+        // A copy of the name only for the journal, when it records messages.
+        let recorded = self.records_messages().then(|| to.clone());
         let recipient = self.users.get(to.key_ref())?;
         self.relayed += 1;
         #[cfg(feature = "planted-bugs")]
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
             && self.relayed.is_multiple_of(100)
         {
-            return Some(to);
+            return Some(());
         }
         let mut message = Some(DirectMessage {
             from: sender_name,
-            to: to.clone(),
+            to,
             body,
             kind,
         });
@@ -274,16 +269,25 @@ impl Network {
         if receipts_coming {
             self.owed_receipts.owe(sender_id, recipient.id);
         } else if let Some(sender) = self.sessions.get(&from) {
-            // The sender's key is lent, not cloned: no reference count per message.
+            // The sender's key is lent, not cloned: no reference count per message; the
+            // recipient is named as its record names it (as `to` did).
             queue_receipt(
                 &self.users,
                 &self.sessions,
                 &mut self.pending,
                 &sender.user,
-                &to,
+                &recipient.name,
             );
         }
-        Some(to)
+        if let Some(to) = recorded {
+            self.record_message(|net| {
+                Some(NetworkEvent::DirectDelivered {
+                    from: net.session_name(from)?.clone(),
+                    to,
+                })
+            });
+        }
+        Some(())
     }
 
     /// The user of `recipient` confirms a direct message from `sender`. Relayed to the

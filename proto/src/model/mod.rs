@@ -205,9 +205,14 @@ impl Network {
     /// those are recorded too (the simulator's oracles read them; a runtime's log does
     /// not, and building them cost a few reference counts per message).
     pub(super) fn record_message(&mut self, make: impl FnOnce(&Self) -> Option<NetworkEvent>) {
-        if self.journal.as_ref().is_some_and(|j| j.messages) {
+        if self.records_messages() {
             self.record(make);
         }
+    }
+
+    /// Whether messages are recorded ([`Network::record_message`]).
+    pub(super) fn records_messages(&self) -> bool {
+        self.journal.as_ref().is_some_and(|j| j.messages)
     }
 
     /// Records the event `make` builds, if events are recorded (built only then).

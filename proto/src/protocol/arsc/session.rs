@@ -701,6 +701,11 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
             }
         }
     }
+    // The recipient as online, for the echo: the route's copy moves into the delivery.
+    let live = match &route {
+        Ok(Route::Live(online)) => Some(online.clone()),
+        _ => None,
+    };
     let message = Outgoing {
         from: session,
         to: name,
@@ -712,13 +717,15 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     // for the end of this input), so the route still holds and is not looked up again.
     match cx.deliver_routed(message, route) {
         Outcome::Refused(why) => refused(cx, &why),
-        Outcome::Delivered(to) => {
+        Outcome::Delivered => {
             #[cfg(feature = "planted-bugs")]
             if cx.config.planted_bug == Some(crate::config::PlantedBug::WhisperToRoom) {
                 cx.net.say_in_room(session, RoomSay::Text, text);
             }
             reply(cx, &Reply::PostOk);
-            echo(cx, home, &to, text, None);
+            if let Some(to) = &live {
+                echo(cx, home, to, text, None);
+            }
         }
         Outcome::Stored { seq, to } => {
             cx.send_after(codec::to_bytes(&Reply::PostOk), seq);

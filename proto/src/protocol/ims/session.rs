@@ -491,7 +491,7 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
     // The gates above changed no routing state (a close they caused waits for the end
     // of this input), so the route still holds: it is not looked up again.
     match cx.deliver_routed(outgoing, route) {
-        Outcome::Delivered(_) => reply(cx, &Reply::MessageResult(1)),
+        Outcome::Delivered => reply(cx, &Reply::MessageResult(1)),
         Outcome::Stored { seq, .. } => reply_after(cx, seq, &Reply::MessageResult(-1)),
         Outcome::Refused(_) => reply(cx, &Reply::MessageResult(0)),
     }

@@ -686,7 +686,7 @@ fn message_send(
     // still holds and is not looked up again.
     match cx.deliver_routed(outgoing, Ok(route)) {
         Outcome::Refused(why) => return undeliverable(cx, id, &why),
-        Outcome::Delivered(_) => {}
+        Outcome::Delivered => {}
         Outcome::Stored { seq, .. } => held = held.max(Some(seq)),
     }
     let after = match held {

@@ -461,6 +461,12 @@ fn chat(
             }
         }
     }
+    // A whisper's echo shows the recipient as online: the route's copy of the name moves
+    // into the delivery, so a whisper takes its own first (a `chatm` needs none).
+    let live = match (&route, &me) {
+        (Ok(Route::Live(online)), Some(_)) => Some(online.clone()),
+        _ => None,
+    };
     let message = Outgoing {
         from: session,
         to,
@@ -472,11 +478,11 @@ fn chat(
     // of this input), so the route still holds.
     let (to, held) = match cx.deliver_routed(message, route) {
         Outcome::Refused(why) => return refused(cx, why),
-        Outcome::Delivered(to) => {
+        Outcome::Delivered => {
             if !whisper {
                 reply(cx, &Reply::Relayed);
             }
-            (to, None)
+            (live, None)
         }
         Outcome::Stored { seq, to } => {
             if !whisper {
@@ -484,10 +490,14 @@ fn chat(
                 codec::encode(&Reply::Stored, &mut out);
                 cx.send_after(out.freeze(), seq);
             }
-            (to, Some(seq))
+            (Some(to), Some(seq))
         }
     };
-    if let Some(me) = me.filter(|me| to.key_ref() != me.key_ref()) {
+    let echo = match (&me, &to) {
+        (Some(me), Some(to)) if to.key_ref() != me.key_ref() => Some((me, to)),
+        _ => None,
+    };
+    if let Some((me, to)) = echo {
         let copy = Reply::Chat {
             whisper: true,
             from: me.as_str(),
