@@ -14,7 +14,7 @@ use crate::ids::{ConnId, EffectId, Seq};
 use crate::io::{CloseReason, Peer};
 use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{
-    Audience, Event, Item, KickReason, Network, Outcome, Outgoing, Route, SessionId, Undeliverable,
+    Audience, Event, Item, KickReason, Network, Outcome, Outgoing, Route, SessionId,
 };
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
@@ -268,11 +268,7 @@ impl Cx<'_> {
     /// (a protocol asks the route first to run its gates), through
     /// [`Network::deliver_routed`], which stores it through this connection's output when
     /// the recipient is offline.
-    pub(crate) fn deliver_routed(
-        &mut self,
-        message: Outgoing,
-        route: Result<Route, Undeliverable>,
-    ) -> Outcome {
+    pub(crate) fn deliver_routed(&mut self, message: Outgoing, route: Route) -> Outcome {
         let out = &mut self.out;
         self.net.deliver_routed(message, route, |change| {
             let seq = out.next_seq();

@@ -73,13 +73,12 @@ pub(crate) enum Outcome {
     Refused(Undeliverable),
 }
 
-/// A direct message as a protocol hands it to [`Network::deliver_direct`].
+/// A direct message as a protocol hands it to [`Network::deliver_routed`], with the
+/// route that names its recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Outgoing {
     /// The sender's session.
     pub(crate) from: SessionId,
-    /// The recipient, as the sender named it.
-    pub(crate) to: UserName,
     pub(crate) body: Body,
     pub(crate) kind: DirectKind,
     /// When it was sent, in Unix milliseconds (kept with a stored message).
@@ -136,43 +135,75 @@ impl Network {
         Ok(Route::Mailbox(name))
     }
 
-    /// Delivers a direct message, from any protocol to any protocol: the one place the
-    /// rule lives. Live sessions of the recipient get it at once ([`Outcome::Delivered`],
-    /// and the sender hears of delivery now or by receipt); an offline account gets it
-    /// in its mailbox through `persist`, which queues the change for the store and
-    /// returns its sequence number ([`Outcome::Stored`]; the model applies the change);
-    /// otherwise [`Outcome::Refused`], with nothing changed.
+    /// [`Network::route_direct`] for the recipient a peer named by `s` (a message's
+    /// recipient, on every message): an online user `s` finds by its text, without
+    /// parsing, in one lookup; else `s` parsed and routed. Refused with the name as
+    /// parsed, for [`Network::refused_direct`], or with none when `s` is no name.
+    pub(crate) fn route_as_sent(
+        &self,
+        from: SessionId,
+        s: &str,
+        limits: MailboxLimits,
+    ) -> Result<Route, (Undeliverable, Option<UserName>)> {
+        let mut buf = [0; crate::names::MAX_NAME_CHARS];
+        let online = UserKey::fold_ascii(s, &mut buf).and_then(|key| self.users.get(key));
+        // As `route_direct` answers for that user's name; anything else is left to it.
+        if let Some(user) = online.filter(|u| u.drains_paused == 0) {
+            if self.sessions.contains_key(&from) {
+                return Ok(Route::Live(user.name.clone()));
+            }
+        }
+        let to = match online {
+            Some(user) => user.name.clone(),
+            None => UserName::parse(s).map_err(|_| (Undeliverable::NoSuchUser, None))?,
+        };
+        self.route_direct(from, &to, limits)
+            .map_err(|why| (why, Some(to)))
+    }
+
+    /// Delivers a direct message to `to`, from any protocol to any protocol: routes it
+    /// ([`Network::route_direct`]) and hands it to [`Network::deliver_routed`], or refuses
+    /// it with nothing changed ([`Outcome::Refused`]).
     pub(crate) fn deliver_direct(
         &mut self,
+        to: &UserName,
         message: Outgoing,
         limits: MailboxLimits,
         persist: impl FnOnce(&Change) -> Seq,
     ) -> Outcome {
-        let route = self.route_direct(message.from, &message.to, limits);
-        self.deliver_routed(message, route, persist)
+        match self.route_direct(message.from, to, limits) {
+            Ok(route) => self.deliver_routed(message, route, persist),
+            Err(why) => {
+                self.refused_direct(message.from, to, &why);
+                Outcome::Refused(why)
+            }
+        }
     }
 
-    /// [`Network::deliver_direct`] on the answer `route` that [`Network::route_direct`]
-    /// just gave for `message` (nothing changed since), so a protocol that asked it first
-    /// to run its gates does not route twice.
+    /// Delivers a direct message on the route [`Network::route_direct`] just gave for it
+    /// (nothing changed since, so a protocol that asked first to run its gates does not
+    /// route twice): the one place the rule lives. Live sessions of the recipient get it
+    /// at once ([`Outcome::Delivered`], and the sender hears of delivery now or by
+    /// receipt); an offline account gets it in its mailbox through `persist`, which
+    /// queues the change for the store and returns its sequence number
+    /// ([`Outcome::Stored`]; the model applies the change).
     pub(crate) fn deliver_routed(
         &mut self,
         message: Outgoing,
-        route: Result<Route, Undeliverable>,
+        route: Route,
         persist: impl FnOnce(&Change) -> Seq,
     ) -> Outcome {
         let from = message.from;
-        let outcome = match route {
-            Err(why) => Outcome::Refused(why),
-            Ok(Route::Live(to)) => {
+        let (why, to) = match route {
+            Route::Live(to) => {
                 // The body and the recipient's name as online move into the delivery: a
                 // message costs no reference counts it does not need.
                 match self.relay(from, to, message.body, message.kind) {
-                    Some(()) => return Outcome::Delivered,
-                    None => Outcome::Refused(Undeliverable::NoSuchUser),
+                    Ok(()) => return Outcome::Delivered,
+                    Err(to) => (Undeliverable::NoSuchUser, to),
                 }
             }
-            Ok(Route::Mailbox(to)) => {
+            Route::Mailbox(to) => {
                 let Some(change) = self.mailbox_change(&message, &to) else {
                     return Outcome::Refused(Undeliverable::NoSuchUser);
                 };
@@ -196,18 +227,8 @@ impl Network {
                 return Outcome::Stored { seq, to };
             }
         };
-        self.record_message(|net| {
-            let sender = net.session_name(from).cloned();
-            Some(match &outcome {
-                Outcome::Refused(why) => NetworkEvent::DirectRefused {
-                    from: sender,
-                    to: message.to.clone(),
-                    reason: why.into(),
-                },
-                Outcome::Delivered | Outcome::Stored { .. } => return None,
-            })
-        });
-        outcome
+        self.refused_direct(from, &to, &why);
+        Outcome::Refused(why)
     }
 
     /// A protocol refuses a direct message on the answer of [`Network::route_direct`],
@@ -224,19 +245,30 @@ impl Network {
 
     /// Sends a direct message from the user of `from` to every session of the online
     /// user `to` (its name as online, from [`Route::Live`], moved into the delivery), and
-    /// records it.
-    fn relay(&mut self, from: SessionId, to: UserName, body: Body, kind: DirectKind) -> Option<()> {
-        let (sender_name, sender_id, source) =
-            (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))?;
+    /// records it; gives `to` back if either is gone.
+    fn relay(
+        &mut self,
+        from: SessionId,
+        to: UserName,
+        body: Body,
+        kind: DirectKind,
+    ) -> Result<(), UserName> {
+        let Some((sender_name, sender_id, source)) =
+            (self.sessions.get(&from)).map(|r| (r.name.clone(), r.uid, r.protocol))
+        else {
+            return Err(to);
+        };
         // A copy of the name only for the journal, when it records messages.
         let recorded = self.records_messages().then(|| to.clone());
-        let recipient = self.users.get(to.key_ref())?;
+        let Some(recipient) = self.users.get(to.key_ref()) else {
+            return Err(to);
+        };
         self.relayed += 1;
         #[cfg(feature = "planted-bugs")]
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
             && self.relayed.is_multiple_of(100)
         {
-            return Some(());
+            return Ok(());
         }
         let mut message = Some(DirectMessage {
             from: sender_name,
@@ -287,7 +319,7 @@ impl Network {
                 })
             });
         }
-        Some(())
+        Ok(())
     }
 
     /// The user of `recipient` confirms a direct message from `sender`. Relayed to the

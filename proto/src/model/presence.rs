@@ -34,24 +34,6 @@ impl Network {
         self.users.contains_key(key)
     }
 
-    /// The name the online user `s` names goes by, found without parsing `s` when it is
-    /// plain ASCII (a message's recipient, on every message); `None` if it is not, or
-    /// names no one online.
-    pub(crate) fn online_by_text(&self, s: &str) -> Option<&UserName> {
-        let mut buf = [0; crate::names::MAX_NAME_CHARS];
-        let folded = UserKey::fold_ascii(s, &mut buf)?;
-        self.users.get(folded).map(|u| &u.name)
-    }
-
-    /// The user a peer names by `s` (a message's recipient): the online user's name when
-    /// `s` finds one without parsing, else `s` parsed (an account, or no one).
-    pub(crate) fn name_as_sent(&self, s: &str) -> Result<UserName, super::NameError> {
-        match self.online_by_text(s) {
-            Some(online) => Ok(online.clone()),
-            None => UserName::parse(s),
-        }
-    }
-
     /// The name an online user goes by.
     pub(crate) fn online_name(&self, key: &UserKey) -> Option<&UserName> {
         self.users.get(key).map(|u| &u.name)

@@ -188,10 +188,9 @@ fn a_session_keeps_the_status_it_sets() {
 
 const LIMITS: MailboxLimits = MailboxLimits { cap: 3, share: 2 };
 
-fn message(from: SessionId, to: &str, body: &str) -> Outgoing {
+fn message(from: SessionId, body: &str) -> Outgoing {
     Outgoing {
         from,
-        to: name(to),
         body: body.into(),
         kind: DirectKind::Chat,
         sent_ms: 7,
@@ -212,7 +211,12 @@ fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
     let mut log = Vec::new();
     let alice = net.login(&name("alice"), ConnId(1), GUEST).expect("login");
     // Offline account: stored, applied to the model's state, under the next id.
-    let outcome = net.deliver_direct(message(alice, "BOB", "hi"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("BOB"),
+        message(alice, "hi"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(
         outcome,
         Outcome::Stored {
@@ -226,7 +230,8 @@ fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
     assert_eq!(log.len(), 1, "the change went to the store");
     // Nobody of that name: refused, nothing stored.
     let outcome = net.deliver_direct(
-        message(alice, "nobody", "x"),
+        &name("nobody"),
+        message(alice, "x"),
         LIMITS,
         persist_into(&mut log),
     );
@@ -235,7 +240,12 @@ fn one_call_delivers_live_stores_for_the_offline_and_refuses_the_rest() {
     let bob = net.login(&name("bob"), ConnId(2), ACCOUNT).expect("login");
     let carol = net.login(&name("carol"), ConnId(3), NICK).expect("login");
     drain(&mut net);
-    let outcome = net.deliver_direct(message(bob, "carol", "yo"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("carol"),
+        message(bob, "yo"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(outcome, Outcome::Delivered);
     let events: Vec<Event> = drain(&mut net).into_iter().map(|d| d.event).collect();
     assert!(
@@ -255,7 +265,12 @@ fn only_a_session_told_of_delivery_hears_its_message_was_delivered() {
     let cat = net.login(&name("cat"), ConnId(3), GUEST).expect("login");
     drain(&mut net);
     // To a session that sends no receipts: ann (told of delivery) hears of it at once.
-    net.deliver_direct(message(ann, "cat", "hi"), LIMITS, persist_into(&mut log));
+    net.deliver_direct(
+        &name("cat"),
+        message(ann, "hi"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     let delivered = |net: &mut Network| -> Vec<SessionId> {
         (drain(net).into_iter())
             .filter_map(|d| match d.event {
@@ -266,7 +281,12 @@ fn only_a_session_told_of_delivery_hears_its_message_was_delivered() {
     };
     assert_eq!(delivered(&mut net), [ann]);
     // bob's protocol shows no delivery: it is not sent the event.
-    net.deliver_direct(message(bob, "cat", "hi"), LIMITS, persist_into(&mut log));
+    net.deliver_direct(
+        &name("cat"),
+        message(bob, "hi"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(delivered(&mut net), []);
     // bob on a second connection, over a protocol that is told: that session hears of
     // either session's message, and still does once the first is gone.
@@ -279,11 +299,21 @@ fn only_a_session_told_of_delivery_hears_its_message_was_delivered() {
     };
     let bob2 = net.login(&name("bob"), ConnId(4), told).expect("login");
     drain(&mut net);
-    net.deliver_direct(message(bob, "cat", "hi"), LIMITS, persist_into(&mut log));
+    net.deliver_direct(
+        &name("cat"),
+        message(bob, "hi"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(delivered(&mut net), [bob2]);
     net.logout(bob);
     drain(&mut net);
-    net.deliver_direct(message(bob2, "cat", "hi"), LIMITS, persist_into(&mut log));
+    net.deliver_direct(
+        &name("cat"),
+        message(bob2, "hi"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(delivered(&mut net), [bob2]);
     let _ = cat;
 }
@@ -295,24 +325,49 @@ fn the_mailbox_refuses_when_full_shared_out_or_the_store_fails() {
     let a = net.login(&name("a"), ConnId(1), GUEST).expect("login");
     let c = net.login(&name("c"), ConnId(2), GUEST).expect("login");
     for body in ["1", "2"] {
-        let outcome = net.deliver_direct(message(a, "bob", body), LIMITS, persist_into(&mut log));
+        let outcome = net.deliver_direct(
+            &name("bob"),
+            message(a, body),
+            LIMITS,
+            persist_into(&mut log),
+        );
         assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
     }
-    let outcome = net.deliver_direct(message(a, "bob", "3"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("bob"),
+        message(a, "3"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(
         outcome,
         Outcome::Refused(Undeliverable::ShareUsed(name("bob")))
     );
     net.commit_failed();
-    let outcome = net.deliver_direct(message(c, "bob", "3"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("bob"),
+        message(c, "3"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(
         outcome,
         Outcome::Refused(Undeliverable::StoreFailing(name("bob")))
     );
     net.committed(Seq(103));
-    let outcome = net.deliver_direct(message(c, "bob", "3"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("bob"),
+        message(c, "3"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
-    let outcome = net.deliver_direct(message(c, "bob", "4"), LIMITS, persist_into(&mut log));
+    let outcome = net.deliver_direct(
+        &name("bob"),
+        message(c, "4"),
+        LIMITS,
+        persist_into(&mut log),
+    );
     assert_eq!(
         outcome,
         Outcome::Refused(Undeliverable::MailboxFull(name("bob")))

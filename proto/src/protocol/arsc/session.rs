@@ -675,16 +675,17 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
         reply(cx, &Reply::PostOk);
         tell(cx, home, &text, None);
     };
-    let Ok(name) = cx.net.name_as_sent(to) else {
-        return refused(cx, &Undeliverable::NoSuchUser);
-    };
-    let route = cx.net.route_direct(session, &name, limits);
-    match &route {
-        Err(why) => {
-            cx.net.refused_direct(session, &name, why);
-            return refused(cx, why);
+    let route = match cx.net.route_as_sent(session, to, limits) {
+        Ok(route) => route,
+        Err((why, name)) => {
+            if let Some(name) = &name {
+                cx.net.refused_direct(session, name, &why);
+            }
+            return refused(cx, &why);
         }
-        Ok(Route::Mailbox(_)) => {
+    };
+    match &route {
+        Route::Mailbox(_) => {
             if cx.charge(Cost::Durable).is_err() {
                 return reply(
                     cx,
@@ -695,7 +696,7 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
                 );
             }
         }
-        Ok(Route::Live(_)) => {
+        Route::Live(_) => {
             if let Err(refusal) = cx.charge_for(home, Cost::Message) {
                 return slow_down(cx, home, refusal);
             }
@@ -703,12 +704,11 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     }
     // The recipient as online, for the echo: the route's copy moves into the delivery.
     let live = match &route {
-        Ok(Route::Live(online)) => Some(online.clone()),
-        _ => None,
+        Route::Live(online) => Some(online.clone()),
+        Route::Mailbox(_) => None,
     };
     let message = Outgoing {
         from: session,
-        to: name,
         body: Body::from(text),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,

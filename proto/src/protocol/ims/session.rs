@@ -452,26 +452,27 @@ impl Session {
 /// message is committed), 0 no such user, or refused (a full mailbox, the sender's share
 /// of it used, a failing store, too many stored or live messages sent too fast).
 fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
-    let Ok(to) = cx.net.name_as_sent(to) else {
-        return reply(cx, &Reply::MessageResult(0));
-    };
     let limits = MailboxLimits {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let route = cx.net.route_direct(session, &to, limits);
-    let ack = match &route {
-        Err(why) => {
-            cx.net.refused_direct(session, &to, why);
+    let route = match cx.net.route_as_sent(session, to, limits) {
+        Ok(route) => route,
+        Err((why, to)) => {
+            if let Some(to) = &to {
+                cx.net.refused_direct(session, to, &why);
+            }
             return reply(cx, &Reply::MessageResult(0));
         }
-        Ok(Route::Live(_)) => {
+    };
+    let ack = match &route {
+        Route::Live(_) => {
             if cx.charge(Cost::Message).is_err() {
                 return reply(cx, &Reply::MessageResult(0));
             }
             Reply::MessageResult(1)
         }
-        Ok(Route::Mailbox(_)) => {
+        Route::Mailbox(_) => {
             if cx.charge(Cost::Durable).is_err() {
                 return reply(cx, &Reply::MessageResult(0));
             }
@@ -483,7 +484,6 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
     }
     let outgoing = Outgoing {
         from: session,
-        to,
         body: body.into(),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,

@@ -743,14 +743,16 @@ fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let route = cx.net.route_direct(x.session, &to, limits);
-    let cost = match &route {
+    let route = match cx.net.route_direct(x.session, &to, limits) {
+        Ok(route) => route,
         Err(why) => {
-            cx.net.refused_direct(x.session, &to, why);
-            return refused(cx, x, &to_attr, id, why);
+            cx.net.refused_direct(x.session, &to, &why);
+            return refused(cx, x, &to_attr, id, &why);
         }
-        Ok(Route::Live(_)) => Cost::Message,
-        Ok(Route::Mailbox(_)) => Cost::Durable,
+    };
+    let cost = match &route {
+        Route::Live(_) => Cost::Message,
+        Route::Mailbox(_) => Cost::Durable,
     };
     if !charge(cx, bucket, cost) {
         // Too many too fast: RFC 6120's condition for a rate limit.
@@ -758,7 +760,6 @@ fn message(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
     }
     let outgoing = Outgoing {
         from: x.session,
-        to,
         body: body.into(),
         kind: DirectKind::Chat,
         sent_ms: cx.now.wall_ms,

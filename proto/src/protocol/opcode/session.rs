@@ -673,7 +673,6 @@ fn message_send(
     }
     let outgoing = Outgoing {
         from: session,
-        to,
         body: Body::from(message),
         kind: match kind {
             Some(media) => DirectKind::InChat { chat: id, media },
@@ -684,7 +683,7 @@ fn message_send(
     // The gates above changed no routing state (media accounting, rates, the media
     // stored; a close they caused waits for the end of this input), so the route
     // still holds and is not looked up again.
-    match cx.deliver_routed(outgoing, Ok(route)) {
+    match cx.deliver_routed(outgoing, route) {
         Outcome::Refused(why) => return undeliverable(cx, id, &why),
         Outcome::Delivered => {}
         Outcome::Stored { seq, .. } => held = held.max(Some(seq)),

@@ -404,9 +404,6 @@ fn chat(
         };
         reply_about(cx, account, &refusal);
     };
-    let Ok(to) = cx.net.name_as_sent(recipient) else {
-        return no_such_user(cx);
-    };
     let kind = if whisper {
         DirectKind::Whisper
     } else {
@@ -431,13 +428,17 @@ fn chat(
             "message could not be stored, try again later",
         ),
     };
-    let route = cx.net.route_direct(session, &to, limits);
-    match &route {
-        Err(why) => {
-            cx.net.refused_direct(session, &to, why);
-            return refused(cx, why.clone());
+    let route = match cx.net.route_as_sent(session, recipient, limits) {
+        Ok(route) => route,
+        Err((why, to)) => {
+            if let Some(to) = &to {
+                cx.net.refused_direct(session, to, &why);
+            }
+            return refused(cx, why);
         }
-        Ok(Route::Live(online)) => {
+    };
+    match &route {
+        Route::Live(online) => {
             // A live message reaches one connection, but a flood of them fills the
             // recipient's queue: charged as a chat message, as arsc's and ims's are. One
             // to oneself reaches only one's own queue, and is not charged.
@@ -452,7 +453,7 @@ fn chat(
                 return;
             }
         }
-        Ok(Route::Mailbox(to)) => {
+        Route::Mailbox(to) => {
             if let Err(refusal) = cx.charge(Cost::Durable) {
                 return error(cx, Some(command), refusal_text(refusal));
             }
@@ -464,12 +465,11 @@ fn chat(
     // A whisper's echo shows the recipient as online: the route's copy of the name moves
     // into the delivery, so a whisper takes its own first (a `chatm` needs none).
     let live = match (&route, &me) {
-        (Ok(Route::Live(online)), Some(_)) => Some(online.clone()),
+        (Route::Live(online), Some(_)) => Some(online.clone()),
         _ => None,
     };
     let message = Outgoing {
         from: session,
-        to,
         body: Body::from(body),
         kind,
         sent_ms: cx.now.wall_ms,
