@@ -1,7 +1,5 @@
 //! Sessions: one logged-in presence of a user, on a connection or held by its protocol.
 
-use std::collections::BTreeSet;
-
 use super::NetworkEvent;
 use super::{
     Audience, Capabilities, Delivery, Event, KickReason, LoginError, LoginKind, Network, RoomName,
@@ -41,11 +39,63 @@ impl UserId {
     }
 }
 
+/// A user's sessions, in id order. Most users have one (a few where a protocol lets a
+/// user in more than once): held in place, an online user allocates nothing for them, and
+/// a message to it follows no pointer to find them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct SessionSet(smallvec::SmallVec<[SessionId; 2]>);
+
+impl SessionSet {
+    /// Adds `session`; false if it was there.
+    pub(super) fn insert(&mut self, session: SessionId) -> bool {
+        match self.0.binary_search(&session) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, session);
+                true
+            }
+        }
+    }
+
+    /// Removes `session`; false if it was not there.
+    pub(super) fn remove(&mut self, session: &SessionId) -> bool {
+        match self.0.binary_search(session) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// In id order.
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, SessionId> {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a SessionSet {
+    type Item = &'a SessionId;
+    type IntoIter = std::slice::Iter<'a, SessionId>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct OnlineUser {
     pub(super) id: UserId,
     pub(super) name: UserName,
-    pub(super) sessions: BTreeSet<SessionId>,
+    pub(super) sessions: SessionSet,
     /// How many of its sessions have a mailbox drain paused for room on their
     /// connection ([`Network::pause_drain`]); while any has, direct messages to the user
     /// are stored, so they arrive after what was stored before them.
@@ -186,7 +236,7 @@ impl Network {
             OnlineUser {
                 id: UserId(*next_user),
                 name: name.clone(),
-                sessions: BTreeSet::new(),
+                sessions: SessionSet::default(),
                 drains_paused: 0,
                 told: 0,
             }
@@ -386,5 +436,35 @@ impl Network {
                 reason,
             },
         });
+    }
+}
+
+#[cfg(test)]
+mod set_tests {
+    use super::{SessionId, SessionSet};
+    use std::collections::BTreeSet;
+
+    /// A session set keeps what a `BTreeSet` keeps, in the same order, through any inserts
+    /// and removes (past its two in place too).
+    #[test]
+    fn a_session_set_keeps_what_an_ordered_set_keeps() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let (mut set, mut model) = (SessionSet::default(), BTreeSet::new());
+        for _ in 0..5000 {
+            let session = SessionId(next() % 9);
+            let (got, want) = match next() % 3 {
+                0 => (set.remove(&session), model.remove(&session)),
+                _ => (set.insert(session), model.insert(session)),
+            };
+            assert_eq!(got, want);
+            assert!(set.iter().eq(model.iter()));
+            assert_eq!((set.len(), set.is_empty()), (model.len(), model.is_empty()));
+        }
     }
 }
