@@ -12,7 +12,7 @@ use crate::persist::{Change, ChatId, MediaId};
 pub(crate) struct DirectMessage {
     pub(crate) from: UserName,
     pub(crate) to: UserName,
-    /// Shared by every session it is handed to (and the sender's outgoing copy).
+    /// Held in place when short, else shared by every session it is handed to.
     pub(crate) body: Body,
     pub(crate) kind: DirectKind,
 }
@@ -268,6 +268,8 @@ impl Network {
         if self.planted_bug == Some(crate::config::PlantedBug::DropRelayedMessage)
             && self.relayed.is_multiple_of(100)
         {
+            // Recorded as delivered, as the real one is: only its sessions miss it.
+            self.record_delivered(from, recorded);
             return Ok(());
         }
         let mut message = Some(DirectMessage {
@@ -311,7 +313,14 @@ impl Network {
                 &recipient.name,
             );
         }
-        if let Some(to) = recorded {
+        self.record_delivered(from, recorded);
+        Ok(())
+    }
+
+    /// Records a message from `from` delivered to `to` (given only while messages are
+    /// recorded).
+    fn record_delivered(&mut self, from: SessionId, to: Option<UserName>) {
+        if let Some(to) = to {
             self.record_message(|net| {
                 Some(NetworkEvent::DirectDelivered {
                     from: net.session_name(from)?.clone(),
@@ -319,7 +328,6 @@ impl Network {
                 })
             });
         }
-        Ok(())
     }
 
     /// The user of `recipient` confirms a direct message from `sender`. Relayed to the
