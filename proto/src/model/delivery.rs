@@ -137,14 +137,14 @@ impl Network {
 
     /// [`Network::route_direct`] for the recipient a peer named by `s` (a message's
     /// recipient, on every message): an online user `s` finds by its text, without
-    /// parsing, in one lookup; else `s` parsed and routed. Refused with the name as
-    /// parsed, for [`Network::refused_direct`], or with none when `s` is no name.
+    /// parsing, in one lookup; else `s` parsed and routed. A refusal of a name is recorded
+    /// ([`Network::refused_direct`]); `s` that is no name is refused as no such user.
     pub(crate) fn route_as_sent(
-        &self,
+        &mut self,
         from: SessionId,
         s: &str,
         limits: MailboxLimits,
-    ) -> Result<Route, (Undeliverable, Option<UserName>)> {
+    ) -> Result<Route, Undeliverable> {
         let mut buf = [0; crate::names::MAX_NAME_CHARS];
         let online = UserKey::fold_ascii(s, &mut buf).and_then(|key| self.users.get(key));
         // As `route_direct` answers for that user's name; anything else is left to it.
@@ -155,10 +155,13 @@ impl Network {
         }
         let to = match online {
             Some(user) => user.name.clone(),
-            None => UserName::parse(s).map_err(|_| (Undeliverable::NoSuchUser, None))?,
+            None => UserName::parse(s).map_err(|_| Undeliverable::NoSuchUser)?,
         };
-        self.route_direct(from, &to, limits)
-            .map_err(|why| (why, Some(to)))
+        let route = self.route_direct(from, &to, limits);
+        if let Err(why) = &route {
+            self.refused_direct(from, &to, why);
+        }
+        route
     }
 
     /// Delivers a direct message to `to`, from any protocol to any protocol: routes it

@@ -677,12 +677,7 @@ fn whisper(cx: &mut Cx<'_>, session: SessionId, home: ConnId, to: &str, text: &s
     };
     let route = match cx.net.route_as_sent(session, to, limits) {
         Ok(route) => route,
-        Err((why, name)) => {
-            if let Some(name) = &name {
-                cx.net.refused_direct(session, name, &why);
-            }
-            return refused(cx, &why);
-        }
+        Err(why) => return refused(cx, &why),
     };
     match &route {
         Route::Mailbox(_) => {

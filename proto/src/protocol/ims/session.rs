@@ -456,14 +456,8 @@ fn message(cx: &mut Cx<'_>, session: SessionId, to: &str, body: &str) {
         cap: cx.config.offline_cap,
         share: cx.config.offline_share(),
     };
-    let route = match cx.net.route_as_sent(session, to, limits) {
-        Ok(route) => route,
-        Err((why, to)) => {
-            if let Some(to) = &to {
-                cx.net.refused_direct(session, to, &why);
-            }
-            return reply(cx, &Reply::MessageResult(0));
-        }
+    let Ok(route) = cx.net.route_as_sent(session, to, limits) else {
+        return reply(cx, &Reply::MessageResult(0));
     };
     let ack = match &route {
         Route::Live(_) => {

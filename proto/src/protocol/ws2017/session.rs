@@ -430,12 +430,7 @@ fn chat(
     };
     let route = match cx.net.route_as_sent(session, recipient, limits) {
         Ok(route) => route,
-        Err((why, to)) => {
-            if let Some(to) = &to {
-                cx.net.refused_direct(session, to, &why);
-            }
-            return refused(cx, why);
-        }
+        Err(why) => return refused(cx, why),
     };
     match &route {
         Route::Live(online) => {
