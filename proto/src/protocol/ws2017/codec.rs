@@ -306,41 +306,58 @@ trait Sink {
     fn put(&mut self, parts: &[&str]);
     /// Appends the line's end.
     fn end(&mut self);
+    /// Appends `parts` as a whole line, its end included.
+    fn line(&mut self, parts: &[&str]) {
+        self.put(parts);
+        self.end();
+    }
+}
+
+/// Appends `parts` to `out`, control characters replaced by spaces, then the line's end
+/// if `end`: one zeroed extension, then each part copied into it (an append per part cost
+/// a capacity check and an advance each).
+fn append(out: &mut BytesMut, parts: &[&str], end: bool) {
+    let start = out.len();
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let crlf = if end { 2 } else { 0 };
+    out.reserve(len + 2);
+    out.resize(start + len + crlf, 0);
+    let mut rest = &mut out[start..];
+    for part in parts {
+        let (into, after) = rest.split_at_mut(part.len());
+        into.copy_from_slice(part.as_bytes());
+        rest = after;
+    }
+    rest.copy_from_slice(&b"\r\n"[..crlf]);
+    // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes as 0xC2
+    // and a second byte): one scan of the parts appended finds every candidate, and only
+    // a real one makes them written again, character by character.
+    let clean = !may_hold_control(&out[start..start + len])
+        || !parts.iter().any(|p| p.chars().any(char::is_control));
+    if clean {
+        return;
+    }
+    out.truncate(start);
+    for part in parts {
+        for c in part.chars() {
+            let c = if c.is_control() { ' ' } else { c };
+            out.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        }
+    }
+    out.put_slice(&b"\r\n"[..crlf]);
 }
 
 impl Sink for BytesMut {
     fn put(&mut self, parts: &[&str]) {
-        // One zeroed extension, then each part copied into it: an append per part cost
-        // a capacity check and an advance each.
-        let start = self.len();
-        let len = parts.iter().map(|p| p.len()).sum::<usize>();
-        self.reserve(len + 2);
-        self.resize(start + len, 0);
-        let mut rest = &mut self[start..];
-        for part in parts {
-            let (into, after) = rest.split_at_mut(part.len());
-            into.copy_from_slice(part.as_bytes());
-            rest = after;
-        }
-        // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes as
-        // 0xC2 and a second byte): one scan of what was appended finds every candidate,
-        // and only a real one makes it written again, character by character.
-        let clean = !may_hold_control(&self[start..])
-            || !parts.iter().any(|p| p.chars().any(char::is_control));
-        if clean {
-            return;
-        }
-        self.truncate(start);
-        for part in parts {
-            for c in part.chars() {
-                let c = if c.is_control() { ' ' } else { c };
-                self.put_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-            }
-        }
+        append(self, parts, false);
     }
 
     fn end(&mut self) {
         self.put_slice(b"\r\n");
+    }
+
+    fn line(&mut self, parts: &[&str]) {
+        append(self, parts, true);
     }
 }
 
@@ -404,7 +421,7 @@ fn write(reply: &Reply<'_>, out: &mut impl Sink) {
             body,
         } => push(
             out,
-            &[chat_keyword(whisper), " ", from, " ", to, " '", body, "'"],
+            &[chat_keyword(whisper), from, " ", to, " '", body, "'"],
         ),
         Reply::Receipt { from, to } => push(out, &["chatr ", from, " ", to]),
         Reply::Ping => push(out, &["cping"]),
@@ -433,18 +450,18 @@ pub(super) fn constant(reply: &Reply<'_>) -> Option<&'static [u8]> {
     })
 }
 
+/// The keyword of a relayed message, and the space after it.
 fn chat_keyword(whisper: bool) -> &'static str {
     if whisper {
-        "chatw"
+        "chatw "
     } else {
-        "chatm"
+        "chatm "
     }
 }
 
 /// Appends `parts` and a CRLF.
 fn push(out: &mut impl Sink, parts: &[&str]) {
-    out.put(parts);
-    out.end();
+    out.line(parts);
 }
 
 #[cfg(test)]
