@@ -334,7 +334,7 @@ pub(crate) fn put_encoded(out: &mut BytesMut, bytes: &[u8]) {
     put_escaped(out, bytes, std::str::from_utf8(bytes).is_err());
 }
 
-/// Appends text percent-encoded as [`put_encoded`] does (text is UTF-8: never binary).
+/// Appends text percent-encoded as `put_encoded` does (text is UTF-8: never binary).
 fn put_text(out: &mut impl Sink, text: &str) {
     put_escaped(out, text.as_bytes(), false);
 }
@@ -381,7 +381,7 @@ fn put_escaped(out: &mut impl Sink, bytes: &[u8], binary: bool) {
     out.put(&bytes[start..]);
 }
 
-/// How many bytes `bytes` takes percent-encoded (as [`put_encoded`] writes it).
+/// How many bytes `bytes` takes percent-encoded (as `put_encoded` writes it).
 pub(crate) fn encoded_len(bytes: &[u8]) -> usize {
     escaped_len(bytes, std::str::from_utf8(bytes).is_err())
 }

@@ -300,7 +300,7 @@ pub(super) fn encoded_len(reply: &Reply<'_>) -> usize {
     len.0
 }
 
-/// Where [`write`] puts a reply's parts.
+/// Where [`write()`] puts a reply's parts.
 trait Sink {
     /// Appends `parts`, control characters replaced by spaces.
     fn put(&mut self, parts: &[&str]);
