@@ -141,3 +141,27 @@ fn ims_modes_run_against_the_server_and_its_null_relay() {
 fn opcode_modes_run_against_the_server_and_its_null_relay() {
     every_mode(Proto::Opcode);
 }
+
+/// The bench gives the server its own caps out of the way: arsc's `idle` puts every
+/// client in a room of its own, more rooms than the default `arsc.max_rooms` (1000),
+/// which refused the 1001st client and left `compare --proto arsc` waiting out its
+/// timeout.
+#[test]
+fn arsc_idle_opens_more_rooms_than_the_default_cap() {
+    let clients = 1100;
+    let limit = switchboard_bench::stats::raise_fd_limit(4096);
+    assert!(limit > 2 * clients as u64, "descriptor limit {limit}");
+    let sizes = Sizes {
+        idle_clients: clients,
+        ..tiny()
+    };
+    let server =
+        compare::start_server_for(Path::new(BIN), Proto::Arsc, &[]).expect("server starts");
+    let report = compare::run_mode(
+        Mode::Idle,
+        &target(Proto::Arsc, server.addr, Some(server.pid())),
+        &sizes,
+    )
+    .unwrap_or_else(|e| panic!("arsc idle at {clients}: {e}"));
+    check(Proto::Arsc, Mode::Idle, &report, &sizes, "server");
+}

@@ -5,6 +5,7 @@
 //! into a data directory before the server starts.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -56,19 +57,28 @@ const OPTIONAL_FLAGS: &[(&str, &str)] = &[
     ("--message-rate-per-ip", "1000000000/1000000000"),
 ];
 
+/// The bench's config file, for the limits that have no flag: arsc's room count and
+/// size, so that `idle` (a room per client) and the room modes measure the server, not
+/// its caps. Given only to a server that takes `--config`.
+const CONFIG: &str = "[arsc]\nmax_rooms = 1000000\nmax_room_members = 1000000\n";
+
 /// Those of [`OPTIONAL_FLAGS`] that `bin serve --help` lists, with their values.
-fn optional_flags(bin: &Path) -> Vec<&'static str> {
-    let help = Command::new(bin)
-        .args(["serve", "--help"])
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
+fn optional_flags(help: &str) -> Vec<&'static str> {
     OPTIONAL_FLAGS
         .iter()
         .filter(|(flag, _)| help.contains(flag))
         .flat_map(|(flag, value)| [*flag, *value])
         .collect()
+}
+
+/// What `bin serve --help` prints (empty if it fails).
+fn serve_help(bin: &Path) -> String {
+    Command::new(bin)
+        .args(["serve", "--help"])
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 /// The server's runtimes `compare --runtime` accepts (`serve --runtime`).
 pub const RUNTIMES: [&str; 2] = ["smol", "mio"];
@@ -103,6 +113,8 @@ pub struct Running {
     /// Where it listens.
     pub addr: SocketAddr,
     _data: Option<tempfile::TempDir>,
+    /// The bench's config file ([`CONFIG`]), while the server runs.
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 impl Running {
@@ -185,13 +197,30 @@ fn launch(
     if !names.is_empty() {
         seed_names(data.path(), names)?;
     }
+    let help = serve_help(bin);
+    let config = match help.contains("--config") {
+        true => {
+            let mut file = tempfile::Builder::new()
+                .prefix("sb-bench")
+                .suffix(".toml")
+                .tempfile()?;
+            file.write_all(CONFIG.as_bytes())?;
+            Some(file)
+        }
+        false => None,
+    };
     let mut child = Command::new(bin)
         // Every listener on a free port: the fixed defaults of arsc and ims would collide
         // with any other server on the machine.
         .args(["serve", "--ws2017", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         .args(SERVER_FLAGS)
-        .args(optional_flags(bin))
+        .args(optional_flags(&help))
+        .args(
+            config
+                .iter()
+                .flat_map(|c| [OsStr::new("--config"), c.path().as_os_str()]),
+        )
         .args(runtime.map(|r| ["--runtime", r]).into_iter().flatten())
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -220,6 +249,7 @@ fn launch(
         child,
         addr,
         _data: Some(data),
+        _config: config,
     })
 }
 
@@ -249,6 +279,7 @@ pub fn start_relay(bench_bin: &Path, proto: Proto, events_per_turn: usize) -> io
         child,
         addr,
         _data: None,
+        _config: None,
     })
 }
 

@@ -262,7 +262,8 @@ impl Handler for Load {
 
 /// Connects `names.len()` clients, `batch` at a time, each sending `uname` at once when
 /// `login`; waits for every batch's answers (logins or greetings). Returns the first
-/// connection's index.
+/// connection's index, or the first error reply (a refused login never comes in: waiting
+/// for it would only run into the timeout).
 fn connect_all(
     net: &mut Net,
     load: &mut Load,
@@ -287,6 +288,11 @@ fn connect_all(
             }
         }
         while (if login { load.logins } else { load.greetings }) < want {
+            if let Some(error) = load.first_error.as_deref() {
+                return Err(io::Error::other(format!(
+                    "refused while logging in: {error}"
+                )));
+            }
             if Instant::now() > deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
