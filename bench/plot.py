@@ -19,12 +19,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 # Subjects as the CSV names them: `sweep` writes Server and Relay; rows of a later sitting
-# (after a change) are appended renamed to ServerAfter and RelayAfter.
+# are appended renamed. Drawn: the sitting that set the targets (Server, Relay) and the
+# latest one (ServerNow, RelayNow, 2026-12-06); the first sitting after the
+# optimisations (ServerAfter, RelayAfter) stays in the CSV for the record, undrawn.
 SUBJECTS = (
-    ("Server", "o-", "switchboard (before)"),
-    ("Relay", "s--", "null relay (same sitting)"),
-    ("ServerAfter", "o-", "switchboard (after)"),
-    ("RelayAfter", "s:", "null relay (same sitting)"),
+    ("Server", "o-", "tab:gray", "switchboard, 2026-12-05 (before)"),
+    ("Relay", "s:", "tab:gray", "null relay, same sitting"),
+    ("ServerNow", "o-", "tab:blue", "switchboard, 2026-12-06"),
+    ("RelayNow", "s:", "tab:blue", "null relay, same sitting"),
 )
 
 
@@ -42,13 +44,15 @@ def main():
         (right, "logins.total_s", "N logins one after another (each announced)", 1.0, "seconds"),
     ]
     for ax, key, title, scale, unit in panels:
-        for subject, style, label in SUBJECTS:
+        counts = set()
+        for subject, style, color, label in SUBJECTS:
             points = series.get((key, subject))
             if not points:
                 continue
             xs = sorted(points)
             ys = [sum(points[x]) / len(points[x]) * scale for x in xs]
-            ax.plot(xs, ys, style, label=label)
+            ax.plot(xs, ys, style, color=color, label=label)
+            counts.update(xs)
         ax.set_title(title)
         ax.set_xlabel("clients")
         ax.set_ylabel(unit)
@@ -56,6 +60,9 @@ def main():
         ax.legend()
     right.set_xscale("log")
     right.set_yscale("log")
+    # The client counts themselves, not a log scale's crowded minor labels.
+    right.set_xticks(sorted(counts), [str(c) for c in sorted(counts)])
+    right.minorticks_off()
     fig.suptitle("ws2017 on this machine (2 cores, loopback)")
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
