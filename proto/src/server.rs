@@ -51,8 +51,11 @@ use crate::timers::{Timers, Wake};
 pub struct Server {
     last_now: Option<Now>,
     /// The open connections in id order, the order every walk that produces output
-    /// takes (a broadcast); their records are in `core.conns`.
+    /// takes; their records are in `core.conns`.
     order: BTreeMap<ConnId, Slot>,
+    /// Those of `order` whose protocol shows the lobby's broadcasts
+    /// ([`shows_lobby`](crate::protocol::shows_lobby)): a broadcast's walk.
+    lobby: BTreeMap<ConnId, Slot>,
     /// Each protocol's state across its connections and sessions.
     shared: Shared,
     core: Core,
@@ -129,6 +132,7 @@ impl Server {
         Server {
             last_now: None,
             order: BTreeMap::new(),
+            lobby: BTreeMap::new(),
             shared: Shared::default(),
             core: Core {
                 rng: Rng::new(config.seed),
@@ -310,6 +314,9 @@ impl Server {
             requests_handed: 0,
         });
         self.order.insert(conn, slot);
+        if crate::protocol::shows_lobby(protocol) {
+            self.lobby.insert(conn, slot);
+        }
         if let Some(mut cx) = lend(now, slot, core) {
             let endpoint = match outbound {
                 false => Endpoint::open(protocol, &mut cx),
@@ -504,6 +511,7 @@ impl Server {
                         |ep, cx, shared| ep.on_close(cx, shared),
                     );
                     self.order.remove(&conn);
+                    self.lobby.remove(&conn);
                     if let Some(record) = self.core.conns.remove(conn) {
                         self.core.limits.disconnected(&record.limits);
                     }
@@ -555,14 +563,14 @@ impl Server {
                     None => {}
                 },
                 // The hot path of a busy server: every join, leave and rename reaches
-                // every connection, so the event is encoded once per protocol and each
-                // connection costs one lookup of its link.
+                // every connection that shows them, so the event is encoded once per
+                // protocol and each connection costs one lookup of its link.
                 Audience::AllBut(except) => {
                     let mut encoded = Encoded::default();
                     #[cfg(feature = "planted-bugs")]
-                    if let Some(order) = planted_order(&self.core.config, &self.order) {
+                    if let Some(order) = planted_order(&self.core.config, &self.lobby) {
                         for conn in order {
-                            let Some(&slot) = self.order.get(&conn) else {
+                            let Some(&slot) = self.lobby.get(&conn) else {
                                 continue;
                             };
                             if conn == except {
@@ -574,7 +582,7 @@ impl Server {
                         }
                         continue;
                     }
-                    for (&conn, &slot) in &self.order {
+                    for (&conn, &slot) in &self.lobby {
                         if conn == except {
                             continue;
                         }
@@ -671,5 +679,10 @@ impl Server {
     /// Each protocol's shared state.
     pub(crate) fn shared(&self) -> &Shared {
         &self.shared
+    }
+
+    /// The connections a broadcast walks, in its order.
+    pub(crate) fn lobby(&self) -> Vec<ConnId> {
+        self.lobby.keys().copied().collect()
     }
 }

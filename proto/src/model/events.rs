@@ -82,7 +82,8 @@ pub enum KickReason {
 /// Who an [`Event`] goes to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Audience {
-    /// Every connection but `except`, which caused the event.
+    /// Every connection but `except`, which caused the event, of the protocols that show
+    /// the lobby ([`shows_lobby`](crate::protocol::shows_lobby)).
     AllBut(ConnId),
     /// One connection.
     Conn(ConnId),

@@ -146,6 +146,24 @@ pub(crate) enum Endpoint {
     Probe(Box<probe::Session>),
 }
 
+/// Whether connections of `protocol` show the lobby's broadcasts (users coming online,
+/// going offline and renamed, to every connection: [`Audience::AllBut`]). ws2017 announces
+/// them to every client; the others show presence to friends, to rooms or not at all, and
+/// would only drop them: the server hands broadcasts to the connections of these
+/// protocols alone, so that a login costs nothing per connection of the others.
+///
+/// [`Audience::AllBut`]: crate::model::Audience::AllBut
+pub(crate) fn shows_lobby(protocol: Protocol) -> bool {
+    match protocol {
+        Protocol::Ws2017 => true,
+        Protocol::Admin | Protocol::Arsc | Protocol::Ims | Protocol::Opcode | Protocol::Jabberd => {
+            false
+        }
+        #[cfg(test)]
+        Protocol::Probe => false,
+    }
+}
+
 impl Endpoint {
     /// An outbound connection `protocol` asked for is up: the protocol's side of the
     /// link starts (jabberd opens its stream to the router).
