@@ -86,6 +86,10 @@ pub(crate) struct Network {
     /// sends receipts and not yet confirmed. Entries go when either user goes offline.
     owed_receipts: OwedReceipts,
     next_session: u64,
+    /// Moves on with every login, logout, rename and status change: whatever
+    /// [`Network::online_names`] lists may have changed. A protocol that keeps a listing
+    /// encoded keeps it while this stands still.
+    lobby_version: u64,
     /// The id the next user to come online gets ([`sessions::UserId`]).
     next_user: u64,
     pending: VecDeque<Delivery>,

@@ -50,6 +50,12 @@ impl Network {
         shown.into_iter().map(|(_, name)| name)
     }
 
+    /// The lobby's version ([`Network::online_names`] lists the same names in the same
+    /// order while it stands still).
+    pub(crate) fn lobby_version(&self) -> u64 {
+        self.lobby_version
+    }
+
     /// Number of online users.
     pub(crate) fn online_count(&self) -> usize {
         self.users.len()

@@ -176,6 +176,7 @@ impl Network {
     /// ([`Network::shown`]), its friends' sessions and the other members of its room
     /// get [`Event::Presence`].
     pub(crate) fn set_status(&mut self, session: SessionId, status: Status) {
+        self.lobby_version += 1;
         let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
             return;
         };
@@ -227,6 +228,7 @@ impl Network {
     ) -> Result<SessionId, LoginError> {
         let key = name.key();
         let level = self.admit(&key, kind)?;
+        self.lobby_version += 1;
         let session = SessionId(self.next_session);
         self.next_session += 1;
         let before = self.shown(&key);
@@ -280,6 +282,7 @@ impl Network {
 
     /// Ends a session; the user goes offline with its last one.
     pub(crate) fn logout(&mut self, session: SessionId) {
+        self.lobby_version += 1;
         self.leave(session);
         let Some(key) = self.sessions.get(&session).map(|r| r.user.clone()) else {
             return;
@@ -340,6 +343,7 @@ impl Network {
         let Some(mut user) = self.users.remove(&old_key) else {
             return Err(LoginError::NameTaken);
         };
+        self.lobby_version += 1;
         for s in &user.sessions {
             if let Some(rec) = self.sessions.get_mut(s) {
                 rec.user = new_key.clone();

@@ -37,6 +37,8 @@ impl Encoded {
 /// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
+    /// ws2017's `cgetu` answer, kept while the lobby stands still.
+    pub(crate) ws2017: ws2017::Shared,
     /// arsc's sessions by sid.
     pub(crate) arsc: arsc::Shared,
     /// jabberd's router link and the XMPP sessions it carries.
@@ -206,7 +208,7 @@ impl Endpoint {
     pub(crate) fn on_bytes(&mut self, cx: &mut Cx<'_>, shared: &mut Shared, bytes: &Bytes) {
         let _ = &shared;
         match self {
-            Endpoint::Ws2017(s) => s.on_bytes(cx, bytes),
+            Endpoint::Ws2017(s) => s.on_bytes(cx, &mut shared.ws2017, bytes),
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
             Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             Endpoint::Ims(s) => s.on_bytes(cx, bytes),

@@ -819,3 +819,44 @@ fn any_split_of_a_document_stream_gives_the_same_output() {
     let bytes: Vec<&[u8]> = all.chunks(1).collect();
     assert_eq!(play(&bytes), whole, "byte by byte");
 }
+
+/// ws2017's `cgetu` answer is kept encoded while the lobby stands still: every login,
+/// logout, rename and status change (an ims user turning invisible and back) shows in the
+/// next one.
+#[test]
+fn a_ws2017_listing_follows_every_change_of_the_lobby() {
+    let mut h = accounts();
+    let listing = |h: &mut Harness, c: ConnId| {
+        h.take(c);
+        h.send(c, "cgetu\r\n");
+        h.take(c)
+    };
+    let ws2017 = |h: &mut Harness, name: &str| {
+        let c = h.connect(Protocol::Ws2017);
+        h.send(c, format!("uname {name}\r\n"));
+        assert!(h
+            .take(c)
+            .ends_with(&format!("+OK uname you are {name}\r\n")));
+        c
+    };
+    let w = ws2017(&mut h, "walter");
+    assert_eq!(listing(&mut h, w), "+OK cgetu walter\r\n");
+    assert_eq!(listing(&mut h, w), "+OK cgetu walter\r\n", "unchanged");
+    let a = ims(&mut h, "alice");
+    assert_eq!(listing(&mut h, w), "+OK cgetu alice walter\r\n");
+    let set = |code| format!("<STATUS user=\"alice\" type=\"set\" code=\"{code}\"/>");
+    ask(&mut h, a, &set(3));
+    assert_eq!(listing(&mut h, w), "+OK cgetu walter\r\n", "invisible");
+    ask(&mut h, a, &set(0));
+    assert_eq!(listing(&mut h, w), "+OK cgetu alice walter\r\n", "visible");
+    let z = ws2017(&mut h, "zoe");
+    assert_eq!(listing(&mut h, w), "+OK cgetu alice walter zoe\r\n");
+    h.send(z, "uname ann\r\n");
+    assert_eq!(
+        listing(&mut h, w),
+        "+OK cgetu alice ann walter\r\n",
+        "renamed"
+    );
+    h.peer_close(a);
+    assert_eq!(listing(&mut h, w), "+OK cgetu ann walter\r\n", "logged out");
+}
