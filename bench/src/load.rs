@@ -741,7 +741,9 @@ pub fn logins(target: &Target, clients: usize) -> io::Result<Report> {
         load.grow(conn);
         load.login_sent[conn] = load.now();
         let mut out = Vec::new();
-        target.proto.login(&mut out, &format!("l{i}"), "bench");
+        target
+            .proto
+            .login(&mut out, &format!("l{i}"), &Proto::login_room(i));
         net.send(conn, &out);
         while load.logins <= i {
             if started.elapsed() > target.timeout {

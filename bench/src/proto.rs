@@ -55,6 +55,11 @@ pub enum Event<'a> {
     Other,
 }
 
+/// Clients per room in arsc's `logins`: the server's default `arsc.max_room_members`. One
+/// room of 10,000 (the size) meant 50 M enter notices of 200 bytes, past the
+/// run's timeout for the null relay too.
+pub const LOGIN_ROOM: u64 = 1000;
+
 impl Proto {
     /// Every protocol.
     pub const ALL: [Proto; 4] = [Proto::Ws2017, Proto::Arsc, Proto::Ims, Proto::Opcode];
@@ -86,12 +91,18 @@ impl Proto {
 
     /// Announcements `n` clients logging in one after another receive in all.
     pub fn announcements(self, n: u64) -> u64 {
+        // The enter notice goes to the room, the newcomer included.
+        let room = |n: u64| n * (n + 1) / 2;
         match self {
             Proto::Ws2017 => n * n.saturating_sub(1) / 2,
-            // The enter notice goes to the room, the newcomer included.
-            Proto::Arsc => n * (n + 1) / 2,
+            Proto::Arsc => (n / LOGIN_ROOM) * room(LOGIN_ROOM) + room(n % LOGIN_ROOM),
             Proto::Ims | Proto::Opcode => 0,
         }
+    }
+
+    /// The room the `i`th client of `logins` enters (arsc): rooms of [`LOGIN_ROOM`].
+    pub fn login_room(i: usize) -> String {
+        format!("bench{}", i as u64 / LOGIN_ROOM)
     }
 
     /// What an idle client sends now and then to stay connected (ims' 15 s timeout).
@@ -352,6 +363,17 @@ mod tests {
             d(7, 1)
         );
         assert_eq!(Proto::Opcode.classify(b"220 3 1700000000000 t9.2"), d(9, 2));
+    }
+
+    #[test]
+    fn arsc_logins_fill_rooms_of_a_thousand() {
+        assert_eq!(Proto::login_room(0), Proto::login_room(999));
+        assert_ne!(Proto::login_room(999), Proto::login_room(1000));
+        // Each newcomer's notice reaches its room, itself included.
+        assert_eq!(Proto::Arsc.announcements(3), 1 + 2 + 3);
+        let room = 1000 * 1001 / 2;
+        assert_eq!(Proto::Arsc.announcements(2500), 2 * room + 500 * 501 / 2);
+        assert_eq!(Proto::Ws2017.announcements(3), 2 + 1);
     }
 
     #[test]
