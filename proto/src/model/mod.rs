@@ -90,6 +90,9 @@ pub(crate) struct Network {
     /// [`Network::online_names`] lists may have changed. A protocol that keeps a listing
     /// encoded keeps it while this stands still.
     lobby_version: u64,
+    /// Moves on with every account created or deleted: the accounts a listing of them
+    /// names may have changed.
+    accounts_version: u64,
     /// The id the next user to come online gets ([`sessions::UserId`]).
     next_user: u64,
     pending: VecDeque<Delivery>,
@@ -134,6 +137,9 @@ impl Network {
             "media totals drifted at {change:?}"
         );
         self.uncommitted.add(change, seq);
+        if let Change::AccountCreated(_) | Change::AccountDeleted { .. } = change {
+            self.accounts_version += 1;
+        }
         if let Change::LevelChanged { name, level } = change {
             self.level_changed(name.key_ref(), *level);
         }

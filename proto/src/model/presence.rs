@@ -56,6 +56,12 @@ impl Network {
         self.lobby_version
     }
 
+    /// The accounts' version (a listing of every account names the same ones while it
+    /// stands still).
+    pub(crate) fn accounts_version(&self) -> u64 {
+        self.accounts_version
+    }
+
     /// Number of online users.
     pub(crate) fn online_count(&self) -> usize {
         self.users.len()

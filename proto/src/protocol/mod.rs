@@ -39,6 +39,8 @@ impl Encoded {
 pub(crate) struct Shared {
     /// ws2017's `cgetu` answer, kept while the lobby stands still.
     pub(crate) ws2017: ws2017::Shared,
+    /// opcode's list of every account, kept while no account comes or goes.
+    pub(crate) opcode: opcode::Shared,
     /// arsc's sessions by sid.
     pub(crate) arsc: arsc::Shared,
     /// jabberd's router link and the XMPP sessions it carries.
@@ -212,7 +214,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.on_bytes(cx, bytes),
             Endpoint::Arsc(s) => s.on_bytes(cx, &mut shared.arsc, bytes),
             Endpoint::Ims(s) => s.on_bytes(cx, bytes),
-            Endpoint::Opcode(s) => s.on_bytes(cx, bytes),
+            Endpoint::Opcode(s) => s.on_bytes(cx, &mut shared.opcode, bytes),
             Endpoint::Jabberd(s) => s.on_bytes(cx, &mut shared.jabberd, bytes),
             #[cfg(test)]
             Endpoint::Probe(s) => s.on_bytes(cx, &mut shared.probe, bytes),
@@ -268,7 +270,7 @@ impl Endpoint {
             Endpoint::Admin(s) => s.on_effect(cx, id, result),
             Endpoint::Arsc(s) => s.on_effect(cx, &mut shared.arsc, id, result),
             Endpoint::Ims(s) => s.on_effect(cx, id, result),
-            Endpoint::Opcode(s) => s.on_effect(cx, id, result),
+            Endpoint::Opcode(s) => s.on_effect(cx, &mut shared.opcode, id, result),
             Endpoint::Jabberd(_) => {}
             #[cfg(test)]
             Endpoint::Probe(_) => {}

@@ -9,4 +9,4 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use session::Session;
+pub(crate) use session::{Session, Shared};

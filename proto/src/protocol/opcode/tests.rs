@@ -513,3 +513,25 @@ fn any_split_of_a_line_stream_gives_the_same_output() {
     let bytes: Vec<&[u8]> = all.chunks(1).collect();
     assert_eq!(play(&bytes), whole, "byte by byte");
 }
+
+/// The `120` answer is kept encoded while no account comes or goes: one registered or
+/// deleted shows in the next one.
+#[test]
+fn the_account_listing_follows_registrations_and_deletions() {
+    let mut h = harness();
+    let hans = user(&mut h, "hans");
+    let listing = |names: &[&str]| {
+        let lines: String = names.iter().map(|n| format!("230 {n}\r\n")).collect();
+        format!("228 400\r\n229 {}\r\n{lines}231\r\n", names.len())
+    };
+    assert_eq!(ask(&mut h, hans, "120"), listing(&["hans"]));
+    assert_eq!(ask(&mut h, hans, "120"), listing(&["hans"]), "unchanged");
+    let grete = user(&mut h, "grete");
+    assert_eq!(ask(&mut h, hans, "120"), listing(&["grete", "hans"]));
+    assert_eq!(ask(&mut h, grete, "120"), listing(&["grete", "hans"]));
+    let admin = h.connect(Protocol::Admin);
+    h.take(admin);
+    h.send(admin, "user del grete\r\n");
+    assert!(h.take(admin).starts_with("ok account grete deleted"));
+    assert_eq!(ask(&mut h, hans, "120"), listing(&["hans"]), "deleted");
+}
