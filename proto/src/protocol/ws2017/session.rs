@@ -631,24 +631,46 @@ fn name_error(cx: &mut Cx<'_>, e: NameError) {
 }
 
 /// Answers a taken name with the first free one of `name2`, `name3`, ...
+/// Suffixes a taken name is suggested with in order (`2`, `3`, ...), as the original
+/// suggested them, before random ones: each costs a parse and a lookup, and the names a
+/// peer may hold (or register elsewhere) must not make a `uname` cost their number.
+const SUGGESTED_IN_ORDER: u64 = 100;
+
+/// Random 9-digit suffixes tried after those: a space nobody can fill.
+const SUGGESTED_AT_RANDOM: usize = 8;
+
 fn name_taken(cx: &mut Cx<'_>, name: &UserName) {
-    let suggestion = (2u64..)
-        .filter_map(|n| {
-            let suffix = n.to_string();
-            let base: String = name
-                .as_str()
-                .chars()
-                .take(MAX_NAME_CHARS - suffix.len())
-                .collect();
-            UserName::parse(&format!("{base}{suffix}")).ok()
-        })
-        .find(|candidate| !cx.net.name_taken(candidate.key_ref()));
-    if let Some(suggestion) = suggestion {
-        let taken = Reply::NameTaken {
-            suggestion: suggestion.as_str(),
-        };
-        reply_about(cx, Some(Item::Account(name.key())), &taken);
+    match suggestion(cx, name) {
+        Some(suggestion) => {
+            let taken = Reply::NameTaken {
+                suggestion: suggestion.as_str(),
+            };
+            reply_about(cx, Some(Item::Account(name.key())), &taken);
+        }
+        // Eight random names taken as well: unreachable short of a billion names.
+        None => error(cx, Some("uname"), "username is taken"),
     }
+}
+
+/// A free name for one that is taken: `name` with `2`, `3`, ... appended (cut to fit),
+/// then with random 9-digit numbers, at a bounded cost.
+fn suggestion(cx: &mut Cx<'_>, name: &UserName) -> Option<UserName> {
+    let with = |n: u64| {
+        let suffix = n.to_string();
+        let base: String = (name.as_str().chars())
+            .take(MAX_NAME_CHARS - suffix.len())
+            .collect();
+        UserName::parse(&format!("{base}{suffix}")).ok()
+    };
+    let free = |cx: &Cx<'_>, candidate: &UserName| !cx.net.name_taken(candidate.key_ref());
+    let mut in_order = (2..2 + SUGGESTED_IN_ORDER).filter_map(with);
+    if let Some(found) = in_order.find(|c| free(cx, c)) {
+        return Some(found);
+    }
+    (0..SUGGESTED_AT_RANDOM).find_map(|_| {
+        let n = 100_000_000 + cx.rng.next_u64() % 900_000_000;
+        with(n).filter(|c| free(cx, c))
+    })
 }
 
 fn error(cx: &mut Cx<'_>, command: Option<&str>, text: &str) {

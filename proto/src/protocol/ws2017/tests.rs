@@ -984,3 +984,49 @@ fn an_ip_ban_closes_as_banned_and_a_kick_as_kicked() {
     assert_eq!(h.take(bob), "cquit mallory\r\ncquit alice\r\n");
     assert_eq!(h.closed(bob), None);
 }
+
+/// A taken name is suggested with `2`, `3`, ... appended up to a bound, then with a
+/// random 9-digit number: however many of its numbered variants peers hold, a `uname`
+/// (which takes no token when the name is taken) costs a bounded search, and the name
+/// suggested is free.
+#[test]
+fn a_taken_name_is_suggested_at_a_bounded_cost() {
+    // 103 clients of one address, 102 of them logging in.
+    let unmetered = crate::RateLimit {
+        per_minute: u32::MAX,
+        burst: u32::MAX,
+    };
+    let limits = crate::Limits {
+        max_connections_per_ip: 1000,
+        broadcast_per_conn: unmetered,
+        broadcast_per_ip: unmetered,
+        ..crate::Limits::default()
+    };
+    let mut h = Harness::new(Config {
+        limits,
+        ..Config::default()
+    });
+    let mut held = vec![named(&mut h, "x", &[])];
+    for n in 2..=101 {
+        let next = named(&mut h, &format!("x{n}"), &held);
+        held.push(next);
+    }
+    let c = client(&mut h);
+    h.send(c, "uname x\r\n");
+    let reply = h.take(c);
+    let suffix = (reply.strip_prefix("-ERR uname suggested x"))
+        .and_then(|r| r.strip_suffix("\r\n"))
+        .unwrap_or_else(|| panic!("{reply:?}"));
+    assert!(
+        suffix.len() == 9 && suffix.bytes().all(|b| b.is_ascii_digit()),
+        "{reply:?}"
+    );
+    h.send(c, format!("uname x{suffix}\r\n"));
+    assert_eq!(h.take(c), format!("+OK uname you are x{suffix}\r\n"));
+    // With a free numbered variant, that one, as the original suggested (a rename of
+    // this client's now).
+    h.peer_close(held[50]);
+    assert_eq!(h.take(c), "cquit x51\r\n");
+    h.send(c, "uname x\r\n");
+    assert_eq!(h.take(c), "-ERR uname suggested x51\r\n");
+}
