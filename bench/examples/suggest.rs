@@ -14,7 +14,12 @@ fn main() {
         .unwrap_or(5000);
     let (mut pump, now) = crowd(n);
     let me = ConnId(n + 1);
-    pump.accepted(now, me, Protocol::Ws2017, Peer::Net(([10, 200, 0, 1], 1).into()));
+    pump.accepted(
+        now,
+        me,
+        Protocol::Ws2017,
+        Peer::Net(([10, 200, 0, 1], 1).into()),
+    );
     drain(&mut pump, now);
     let rounds = 100;
     let mut last = Bytes::new();
@@ -25,5 +30,8 @@ fn main() {
     }
     let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
     let reply = String::from_utf8_lossy(&last);
-    println!("{n} online: {us:.1} us per taken uname ({})", reply.trim_end());
+    println!(
+        "{n} online: {us:.1} us per taken uname ({})",
+        reply.trim_end()
+    );
 }
