@@ -33,8 +33,9 @@ impl Encoded {
 }
 
 /// What each protocol keeps across its connections and sessions (arsc's table of sids,
-/// jabberd's router link and the sessions it carries), lent to the protocol's handlers
-/// beside their context. ws2017 and the admin protocol keep nothing beyond a connection.
+/// jabberd's router link and the sessions it carries, the listings ws2017 and opcode
+/// keep encoded), lent to the protocol's handlers beside their context. The admin
+/// protocol and ims keep nothing beyond a connection.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     /// ws2017's `cgetu` answer, kept while the lobby stands still.
