@@ -99,14 +99,9 @@ impl Bucket {
         self.level.saturating_add(refill).min(capacity(limit))
     }
 
-    /// Whether a token is there at `now`; nothing is taken.
-    fn has_token(&self, limit: RateLimit, now: Instant) -> bool {
-        self.level(limit, now) >= UNIT
-    }
-
-    /// Takes one token, which must be there.
-    fn take(&mut self, limit: RateLimit, now: Instant) {
-        self.level = self.level(limit, now).saturating_sub(UNIT);
+    /// The level is `level` as of `now`.
+    fn set(&mut self, level: u64, now: Instant) {
+        self.level = level;
         self.at = now;
     }
 
@@ -236,7 +231,9 @@ impl Limiter {
             Cost::Message => (limits.message_per_conn, limits.message_per_ip),
         };
         let mine = entry.buckets[i].get_or_insert_with(|| Bucket::full(conn_limit, now));
-        if !mine.has_token(conn_limit, now) {
+        // Each bucket's level is worked out once: looked at, then taken from.
+        let my_level = mine.level(conn_limit, now);
+        if my_level < UNIT {
             self.refused += 1;
             return Err(Refusal::ConnRate);
         }
@@ -255,13 +252,14 @@ impl Limiter {
                 }
             };
             let bucket = theirs[i].get_or_insert_with(|| Bucket::full(ip_limit, now));
-            if !bucket.has_token(ip_limit, now) {
+            let level = bucket.level(ip_limit, now);
+            if level < UNIT {
                 self.refused += 1;
                 return Err(Refusal::IpRate);
             }
-            bucket.take(ip_limit, now);
+            bucket.set(level - UNIT, now);
         }
-        mine.take(conn_limit, now);
+        mine.set(my_level - UNIT, now);
         Ok(())
     }
 
@@ -395,6 +393,41 @@ mod tests {
         assert_eq!(lim.charge(&l, ConnId(1), Cost::Broadcast, at(500)), Ok(()));
         // Another cost has its own bucket.
         assert_eq!(lim.charge(&l, ConnId(1), Cost::Durable, at(500)), Ok(()));
+    }
+
+    /// A request the address's bucket refuses takes nothing from its connection's, whose
+    /// level was read first: the connection keeps its token for when the address refills.
+    #[test]
+    fn a_request_refused_by_its_address_takes_no_token_from_its_connection() {
+        let slow = RateLimit {
+            per_minute: 1,
+            burst: 1,
+        };
+        let fast = RateLimit {
+            per_minute: 60_000,
+            burst: 1,
+        };
+        let l = Limits {
+            broadcast_per_conn: slow,
+            broadcast_per_ip: fast,
+            ..limits()
+        };
+        let mut lim = Lim::default();
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        for c in 1..=2 {
+            lim.admit(&l, ConnId(c), ip).expect("admitted");
+        }
+        assert_eq!(lim.charge(&l, ConnId(2), Cost::Broadcast, at(0)), Ok(()));
+        assert_eq!(
+            lim.charge(&l, ConnId(1), Cost::Broadcast, at(0)),
+            Err(Refusal::IpRate)
+        );
+        // The address refills within a millisecond; the connection's one token is there.
+        assert_eq!(lim.charge(&l, ConnId(1), Cost::Broadcast, at(10)), Ok(()));
+        assert_eq!(
+            lim.charge(&l, ConnId(1), Cost::Broadcast, at(20)),
+            Err(Refusal::ConnRate)
+        );
     }
 
     #[test]
