@@ -32,6 +32,27 @@ impl Encoded {
     }
 }
 
+/// An answer kept encoded with the version of what it shows (everyone online, every
+/// account): asked again while that version stands still, it costs a reference count,
+/// not a walk of everything it lists.
+#[derive(Debug, Default)]
+pub(crate) struct Kept(Option<(u64, Bytes)>);
+
+impl Kept {
+    /// The answer for `version`: the one kept if it is of that version, else `build`'s,
+    /// kept from then on.
+    pub(crate) fn get(&mut self, version: u64, build: impl FnOnce() -> Bytes) -> Bytes {
+        match &self.0 {
+            Some((at, bytes)) if *at == version => bytes.clone(),
+            _ => {
+                let bytes = build();
+                self.0 = Some((version, bytes.clone()));
+                bytes
+            }
+        }
+    }
+}
+
 /// What each protocol keeps across its connections and sessions (arsc's table of sids,
 /// jabberd's router link and the sessions it carries, the listings ws2017 and opcode
 /// keep encoded), lent to the protocol's handlers beside their context. The admin

@@ -15,6 +15,7 @@ use crate::model::{
     NameError, Network, Outcome, Outgoing, Route, SessionId, Undeliverable, UserName,
     MAX_NAME_CHARS,
 };
+use crate::protocol::Kept;
 use crate::time::Instant;
 
 /// ws2017 names are nicks held by one connection, and its clients answer with `chatr`.
@@ -49,28 +50,22 @@ const LOGIN_TIMEOUT: &str = "no uname in time, goodbye";
 /// What ws2017 keeps across its connections: the `cgetu` answer as last encoded.
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
-    /// `+OK cgetu ...` and the lobby version it lists ([`Network::lobby_version`]). A
-    /// listing walks and sorts everyone online: rebuilt for every `cgetu`, a 7-byte
-    /// request cost the core 330 us at 5000 users (`--example listing`); now that is paid
-    /// once per change of the lobby, and a reference count otherwise.
-    listing: Option<(u64, Bytes)>,
+    /// `+OK cgetu ...` of a lobby version ([`Network::lobby_version`]). A listing walks
+    /// and sorts everyone online: rebuilt for every `cgetu`, a 7-byte request cost the
+    /// core 330 us at 5000 users (`--example listing`); now that is paid once per change
+    /// of the lobby.
+    listing: Kept,
 }
 
 impl Shared {
     /// The `cgetu` answer for the lobby as it is now.
     fn listing(&mut self, net: &Network) -> Bytes {
-        let version = net.lobby_version();
-        if let Some((at, bytes)) = &self.listing {
-            if *at == version {
-                return bytes.clone();
-            }
-        }
-        let names: Vec<&str> = net.online_names().map(UserName::as_str).collect();
-        let mut out = BytesMut::new();
-        codec::encode(&Reply::Users { names: &names }, &mut out);
-        let bytes = out.freeze();
-        self.listing = Some((version, bytes.clone()));
-        bytes
+        self.listing.get(net.lobby_version(), || {
+            let names: Vec<&str> = net.online_names().map(UserName::as_str).collect();
+            let mut out = BytesMut::new();
+            codec::encode(&Reply::Users { names: &names }, &mut out);
+            out.freeze()
+        })
     }
 }
 
