@@ -5,22 +5,16 @@
 //! bounded cost").
 
 use bytes::Bytes;
-use switchboard_bench::core::drain;
+use switchboard_bench::core::{count_arg, drain, us_per_call};
 use switchboard_bench::core_opcode::crowd;
 use switchboard_proto::ConnId;
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+    let n = count_arg(2000);
     let mut crowd = crowd(n);
-    let rounds = 200;
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
+    let us = us_per_call(200, || {
         (crowd.pump).received(crowd.now, ConnId(0), Bytes::from_static(b"120\r\n"));
         drain(&mut crowd.pump, crowd.now);
-    }
-    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    });
     println!("{n} accounts: {us:.1} us per contacts listing");
 }

@@ -4,21 +4,15 @@
 //! "Unmetered requests at a bounded cost").
 
 use bytes::Bytes;
-use switchboard_bench::core::{crowd, drain};
+use switchboard_bench::core::{count_arg, crowd, drain, us_per_call};
 use switchboard_proto::ConnId;
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000);
+    let n = count_arg(5000);
     let (mut pump, now) = crowd(n);
-    let rounds = 200;
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
+    let us = us_per_call(200, || {
         pump.received(now, ConnId(0), Bytes::from_static(b"cgetu\r\n"));
         drain(&mut pump, now);
-    }
-    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    });
     println!("{n} online: {us:.1} us per cgetu");
 }

@@ -4,31 +4,21 @@
 //! `cargo run --release -p switchboard-bench --example suggest [N]`.
 
 use bytes::Bytes;
-use switchboard_bench::core::{crowd, drain, drain_with};
+use switchboard_bench::core::{count_arg, crowd, drain, drain_with, us_per_call};
 use switchboard_proto::{ConnId, Peer, Protocol};
 
 fn main() {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5000);
+    let n = count_arg(5000);
     let (mut pump, now) = crowd(n);
     let me = ConnId(n + 1);
-    pump.accepted(
-        now,
-        me,
-        Protocol::Ws2017,
-        Peer::Net(([10, 200, 0, 1], 1).into()),
-    );
+    let peer = Peer::Net(([10, 200, 0, 1], 1).into());
+    pump.accepted(now, me, Protocol::Ws2017, peer);
     drain(&mut pump, now);
-    let rounds = 100;
     let mut last = Bytes::new();
-    let started = std::time::Instant::now();
-    for _ in 0..rounds {
+    let us = us_per_call(100, || {
         pump.received(now, me, Bytes::from_static(b"uname u1\r\n"));
         drain_with(&mut pump, now, |_, bytes| last = bytes.clone());
-    }
-    let us = started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    });
     let reply = String::from_utf8_lossy(&last);
     println!(
         "{n} online: {us:.1} us per taken uname ({})",

@@ -82,6 +82,24 @@ pub fn drain_with(pump: &mut Pump, now: Now, mut sent: impl FnMut(ConnId, &Bytes
     transmits
 }
 
+/// The first command-line argument as a count, or `default`: the size of a
+/// `bench/examples` run.
+pub fn count_arg(default: u64) -> u64 {
+    (std::env::args().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Microseconds per call of `once`, over `rounds` calls timed together (the
+/// `bench/examples` runs: one request fed and drained per call).
+pub fn us_per_call(rounds: u32, mut once: impl FnMut()) -> f64 {
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        once();
+    }
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds.max(1))
+}
+
 /// One read per client of `per_read` chat lines, each from `u{i}` to its partner.
 pub fn reads(clients: u64, per_read: usize) -> Vec<Bytes> {
     reads_of(clients, per_read, |i, k| {
