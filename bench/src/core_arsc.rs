@@ -27,6 +27,12 @@ pub struct Crowd {
 /// A pump with `clients` (even) connected arsc clients `a0`, `a1`, ...; pairs `2k`,
 /// `2k + 1` share room `p<k>`; limits out of the way.
 pub fn crowd(clients: u64) -> Result<Crowd, String> {
+    crowd_in(clients, |i| format!("p{}", i / 2))
+}
+
+/// A pump with `clients` connected arsc clients `a0`, `a1`, ..., client `i` in room
+/// `room(i)`; limits out of the way.
+pub fn crowd_in(clients: u64, room: impl Fn(u64) -> String) -> Result<Crowd, String> {
     let mut pump = Pump::new(Server::new(crate::core::unlimited(), State::default()));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let mut sids = Vec::new();
@@ -36,7 +42,7 @@ pub fn crowd(clients: u64) -> Result<Crowd, String> {
         let conn = ConnId(i);
         pump.accepted(now, conn, Protocol::Arsc, Peer::Net(peer));
         let mut login = Vec::new();
-        Proto::Arsc.login(&mut login, &format!("a{i}"), &format!("p{}", i / 2));
+        Proto::Arsc.login(&mut login, &format!("a{i}"), &room(i));
         pump.received(now, conn, Bytes::from(login));
         let mut answer = Vec::new();
         crate::core::drain_with(&mut pump, now, |to, bytes| {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use std::sync::Arc;
 
-use super::{Audience, Delivery, Event, Network, RoomPost, SessionId};
+use super::{Audience, Delivery, Event, Network, RoomPost, SessionId, UserName};
 
 /// A room's name, as its protocol spells it; compared as given.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,6 +17,9 @@ pub(super) struct Room {
     /// Join order, and the session.
     members: BTreeMap<u64, SessionId>,
     next: u64,
+    /// The members in name order, kept from one listing to the next until a member
+    /// joins, leaves or is renamed: a listing of a full room sorted a thousand names.
+    by_name: Option<Vec<SessionId>>,
 }
 
 /// Who may kick whom, by level; each protocol chooses its rule. Either way only an
@@ -27,6 +30,13 @@ pub(crate) enum KickRule {
     Above,
     /// Anyone whose level is not higher than the kicker's.
     NotBelow,
+}
+
+impl Room {
+    /// A member was renamed: its place in name order is sorted again at the next listing.
+    pub(super) fn renamed_member(&mut self) {
+        self.by_name = None;
+    }
 }
 
 /// What a member says to a room.
@@ -72,6 +82,7 @@ impl Network {
         let entry = self.rooms.entry(room.clone()).or_default();
         entry.members.insert(entry.next, session);
         entry.next += 1;
+        entry.by_name = None;
         if let Some(rec) = self.sessions.get_mut(&session) {
             rec.room = Some(room.clone());
         }
@@ -85,6 +96,7 @@ impl Network {
         };
         if let Some(entry) = self.rooms.get_mut(&room) {
             entry.members.retain(|_, s| *s != session);
+            entry.by_name = None;
             if entry.members.is_empty() {
                 self.rooms.remove(&room);
             }
@@ -204,6 +216,34 @@ impl Network {
             .get(room)
             .into_iter()
             .flat_map(|r| r.members.values().copied())
+    }
+
+    /// The members of `room` in name order (case-insensitively, then as written), with
+    /// their names and levels: a room's listing. The order is kept until the room changes.
+    pub(crate) fn members_by_name(
+        &mut self,
+        room: &RoomName,
+    ) -> impl Iterator<Item = (&UserName, u8)> + '_ {
+        if let Some(entry) = self.rooms.get_mut(room) {
+            if entry.by_name.is_none() {
+                let sessions = &self.sessions;
+                let mut members: Vec<(String, &UserName, SessionId)> = (entry.members.values())
+                    .filter_map(|&s| {
+                        sessions
+                            .get(&s)
+                            .map(|r| (r.name.as_str().to_lowercase(), &r.name, s))
+                    })
+                    .collect();
+                members.sort_unstable_by(|a, b| (&a.0, a.1.as_str()).cmp(&(&b.0, b.1.as_str())));
+                entry.by_name = Some(members.into_iter().map(|(_, _, s)| s).collect());
+            }
+        }
+        let sessions = &self.sessions;
+        (self.rooms.get(room))
+            .and_then(|r| r.by_name.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| sessions.get(s).map(|r| (&r.name, r.level)))
     }
 
     /// Queues `event` for each member of `room` that `pick` chooses, in join order.

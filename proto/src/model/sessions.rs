@@ -348,6 +348,10 @@ impl Network {
             if let Some(rec) = self.sessions.get_mut(s) {
                 rec.user = new_key.clone();
                 rec.name = new.clone();
+                // A room's members in name order may have changed.
+                if let Some(room) = rec.room.as_ref().and_then(|r| self.rooms.get_mut(r)) {
+                    room.renamed_member();
+                }
             }
         }
         let old = std::mem::replace(&mut user.name, new.clone());

@@ -554,6 +554,60 @@ fn rooms_notify_their_members_and_kicks_follow_levels() {
 }
 
 #[test]
+fn a_rooms_listing_is_in_name_order_through_joins_leaves_and_renames() {
+    let mut net = network(&[account("op", 1)]);
+    let room = RoomName("lobby".into());
+    let listing = |net: &mut Network| -> Vec<(String, u8)> {
+        (net.members_by_name(&room))
+            .map(|(n, level)| (n.as_str().to_owned(), level))
+            .collect()
+    };
+    let list = |names: &[(&str, u8)]| -> Vec<(String, u8)> {
+        names.iter().map(|&(n, l)| (n.to_owned(), l)).collect()
+    };
+    let bob = net.login(&name("bob"), ConnId(1), NICK).expect("login");
+    let alice = net.login(&name("Alice"), ConnId(2), NICK).expect("login");
+    let op = net.login(&name("op"), ConnId(3), ACCOUNT).expect("login");
+    assert_eq!(listing(&mut net), [], "nobody is in the room yet");
+    for s in [bob, op, alice] {
+        net.join(s, &room);
+    }
+    assert_eq!(
+        listing(&mut net),
+        list(&[("Alice", 0), ("bob", 0), ("op", 1)]),
+        "case-insensitively, not in join order"
+    );
+    // Asked again with nothing changed: the same.
+    assert_eq!(
+        listing(&mut net),
+        list(&[("Alice", 0), ("bob", 0), ("op", 1)])
+    );
+    let aaron = net.login(&name("aaron"), ConnId(4), NICK).expect("login");
+    net.join(aaron, &room);
+    assert_eq!(
+        listing(&mut net),
+        list(&[("aaron", 0), ("Alice", 0), ("bob", 0), ("op", 1)]),
+        "a member who joined"
+    );
+    net.leave(bob);
+    assert_eq!(
+        listing(&mut net),
+        list(&[("aaron", 0), ("Alice", 0), ("op", 1)]),
+        "a member who left"
+    );
+    net.rename(op, &name("Abe")).expect("rename");
+    assert_eq!(
+        listing(&mut net),
+        list(&[("aaron", 0), ("Abe", 1), ("Alice", 0)]),
+        "a member renamed, in its new place"
+    );
+    net.logout(alice);
+    net.logout(aaron);
+    net.logout(op);
+    assert_eq!(listing(&mut net), [], "an empty room is gone");
+}
+
+#[test]
 fn friends_hear_of_a_login_and_a_logout_unless_invisible() {
     let mut net = network(&[
         account("alice", 0),

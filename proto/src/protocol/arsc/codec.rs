@@ -558,7 +558,7 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
                 out.put_slice(b"<user><name>");
                 escape(name, out);
                 out.put_slice(b"</name><level>");
-                out.put_slice(level.to_string().as_bytes());
+                put_level(*level, out);
                 out.put_slice(b"</level></user>");
             }
             out.put_slice(b"</arscrespond>");
@@ -644,6 +644,18 @@ pub(super) fn len_hint(reply: &Reply<'_>) -> usize {
 /// (XML 1.0 cannot carry them). Runs of plain bytes are copied at once: the bytes that
 /// need a look are ASCII or 0xC2 (the lead byte of C1 controls, U+0080..U+009F), and
 /// UTF-8 uses neither inside another character.
+/// Appends a level in decimal, without a `String` of its own (a listing writes one per
+/// member).
+fn put_level(level: u8, out: &mut BytesMut) {
+    let digits = [level / 100, level / 10 % 10, level % 10].map(|d| b'0' + d);
+    let first = match level {
+        100.. => 0,
+        10.. => 1,
+        _ => 2,
+    };
+    out.put_slice(&digits[first..]);
+}
+
 pub(super) fn escape(text: &str, out: &mut BytesMut) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len());
@@ -967,7 +979,7 @@ mod tests {
 
     #[test]
     fn every_reply_has_the_originals_bytes() {
-        let cases: [(Reply<'_>, &str); 7] = [
+        let cases: [(Reply<'_>, &str); 8] = [
             (
                 Reply::ConnectOk { sid: "0123abcd" },
                 "<arscrespond><type>connect</type><status>ok</status><sid>0123abcd</sid><version>0.1</version></arscrespond>\n",
@@ -987,6 +999,10 @@ mod tests {
             (
                 Reply::UserList { users: &[("HanSolo", 0), ("BobbaFett", 1)] },
                 "<arscrespond><type>userlist</type><status>ok</status><user><name>HanSolo</name><level>0</level></user><user><name>BobbaFett</name><level>1</level></user></arscrespond>\n",
+            ),
+            (
+                Reply::UserList { users: &[("a", 9), ("b", 10), ("c", 99), ("d", 100), ("e", 255)] },
+                "<arscrespond><type>userlist</type><status>ok</status><user><name>a</name><level>9</level></user><user><name>b</name><level>10</level></user><user><name>c</name><level>99</level></user><user><name>d</name><level>100</level></user><user><name>e</name><level>255</level></user></arscrespond>\n",
             ),
             (
                 Reply::Error { kind: "userlist", text: "This session is not known" },

@@ -757,18 +757,15 @@ fn userlist(cx: &mut Cx<'_>, shared: &mut Shared, request: &Request) {
             },
         );
     };
-    let room = cx.net.room_of(entry.session).cloned();
-    let mut users: Vec<(String, u8)> = (room.iter())
-        .flat_map(|room| cx.net.members(room))
-        .filter_map(|s| {
-            cx.net
-                .session(s)
-                .map(|v| (v.name.as_str().to_owned(), v.level))
-        })
+    let Some(room) = cx.net.room_of(entry.session).cloned() else {
+        return reply(cx, &Reply::UserList { users: &[] });
+    };
+    // The names are lent by the network while the answer is encoded into the outbox.
+    let users: Vec<(&str, u8)> = (cx.net.members_by_name(&room))
+        .map(|(name, level)| (name.as_str(), level))
         .collect();
-    users.sort_by_cached_key(|(name, _)| (name.to_lowercase(), name.clone()));
-    let users: Vec<(&str, u8)> = users.iter().map(|(n, l)| (n.as_str(), *l)).collect();
-    reply(cx, &Reply::UserList { users: &users });
+    let reply = Reply::UserList { users: &users };
+    (cx.out).transmit_with(cx.conns, cx.slot, None, |out| codec::encode(&reply, out));
 }
 
 /// What a post's content asks for. A command is `/` and a word of letters (or `?`)
