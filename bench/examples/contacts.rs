@@ -1,7 +1,7 @@
 //! What an opcode `120` (every account, "contacts") costs the core with N accounts
 //! (default 2000, each logged in), nothing changing between requests: `cargo run
 //! --release -p switchboard-bench --example contacts [N]`. The answer is kept encoded
-//! while no account comes or goes (docs/performance.md, "Unmetered requests at a
+//! while no account comes or goes (docs/performance-log.md, "Unmetered requests at a
 //! bounded cost").
 
 use bytes::Bytes;

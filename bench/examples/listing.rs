@@ -1,6 +1,6 @@
 //! What a ws2017 `cgetu` costs the core with N users online (default 5000), nothing else
 //! changing between requests: `cargo run --release -p switchboard-bench --example listing
-//! [N]`. The answer is kept encoded while the lobby stands still (docs/performance.md,
+//! [N]`. The answer is kept encoded while the lobby stands still (docs/performance-log.md,
 //! "Unmetered requests at a bounded cost").
 
 use bytes::Bytes;

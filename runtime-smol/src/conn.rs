@@ -10,7 +10,7 @@
 //! connection so costs its entry in the driver's map and what the kernel and the core
 //! keep; a reader task per connection, with its future, its header, the executor's slot,
 //! and the reactor's `Source` with its wakers, was about a third of the memory of an idle
-//! client on this runtime (see docs/performance.md).
+//! client on this runtime (see docs/performance-log.md).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -120,7 +120,7 @@ pub(crate) struct Ready {
 ///
 /// The poller is mio's: a collection is one `epoll_wait`. smol's own `polling` arms a
 /// timer and rearms its notifier around every wait, five system calls where one does, on
-/// every wake-up of the driver (docs/performance.md, "What a wake-up costs on smol").
+/// every wake-up of the driver (docs/performance-log.md, "What a wake-up costs on smol").
 pub(crate) struct Sockets {
     /// The poller's descriptor as a source of smol's reactor: says when to collect.
     /// Declared before `poll`, so it leaves the reactor before the descriptor closes.

@@ -4,7 +4,7 @@
 //! system call whenever it is polled costs that call every time anything else woke the
 //! loop: `async_signal`'s streams read their pipe on every poll, two `recvfrom`s per
 //! signal stream per turn, more than the connection's own read and writes when one message
-//! came (docs/performance.md, "What a wake-up costs on smol").
+//! came (docs/performance-log.md, "What a wake-up costs on smol").
 
 use std::future::Future;
 use std::pin::Pin;
