@@ -253,6 +253,36 @@ fn posts_reach_the_room_only_and_the_sid_works_on_any_connection() {
 }
 
 #[test]
+fn a_userlist_follows_its_room_as_members_come_and_go() {
+    let mut h = harness(Config::default());
+    let list = |names: &[(&str, u8)]| {
+        let users: String = (names.iter())
+            .map(|(n, l)| format!("<user><name>{n}</name><level>{l}</level></user>"))
+            .collect();
+        format!("<arscrespond><type>userlist</type><status>ok</status>{users}</arscrespond>\n")
+    };
+    let (a, sid_a) = join(&mut h, "zed", None, "lounge");
+    h.send(a, userlist_req(&sid_a));
+    assert_eq!(h.take(a), list(&[("zed", 0)]));
+    let (b, sid_b) = join(&mut h, "Amy", None, "lounge");
+    let (_op, _) = join(&mut h, "op", Some("pw"), "lounge");
+    h.take(a);
+    h.send(a, userlist_req(&sid_a));
+    assert_eq!(
+        h.take(a),
+        list(&[("Amy", 0), ("op", 1), ("zed", 0)]),
+        "the members who joined since, in name order"
+    );
+    h.send(b, post_req(&sid_b, "/room hall"));
+    h.take(a);
+    h.take(b);
+    h.send(a, userlist_req(&sid_a));
+    assert_eq!(h.take(a), list(&[("op", 1), ("zed", 0)]), "Amy moved out");
+    h.send(b, userlist_req(&sid_b));
+    assert_eq!(h.take(b), list(&[("Amy", 0)]), "her new room");
+}
+
+#[test]
 fn me_msg_and_operator_whispers() {
     let mut h = harness(Config::default());
     let (op, _) = join(&mut h, "op", Some("pw"), "lounge");
