@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use super::{Audience, Delivery, Event, Network, RoomPost, SessionId, UserName};
 
-/// A room's name, as its protocol spells it; compared as given.
+/// A room's name, as its protocol spells it; compared as given. Shared: every notice to a
+/// room's members carries it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct RoomName(pub(crate) String);
+pub(crate) struct RoomName(pub(crate) Arc<str>);
 
 /// The sessions in a room, in the order they joined.
 #[derive(Debug, Default)]

@@ -6,6 +6,7 @@
 //! new connection per post): its answer goes there, and what it causes goes to the
 //! connection that connected. The session ends when that connection closes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
@@ -450,42 +451,40 @@ impl Session {
     /// into `encoded` and shared.
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Option<Bytes>) {
         let room_news = match event {
-            Event::RoomMessage { post } => {
-                let kind = match post.kind {
-                    RoomSay::Text => MessageType::Normal,
-                    RoomSay::Action => MessageType::Me,
-                    RoomSay::ToOperators => MessageType::WhisperOps,
-                };
-                Some((kind, post.from.as_str(), None))
-            }
-            Event::RoomJoined { room, name } => {
-                Some((MessageType::System, SYSTEM, Some(enters(name, room))))
-            }
-            Event::RoomLeft { room, name } => {
-                let text = format!("User {name} leaves the room {}.", room.0);
-                Some((MessageType::System, SYSTEM, Some(text)))
-            }
-            Event::MemberKicked { name, by, .. } => {
-                let text = format!("User {name} was kicked out of the chat by {by}.");
-                Some((MessageType::System, SYSTEM, Some(text)))
+            Event::RoomMessage { post } => Some(match post.kind {
+                RoomSay::Text => MessageType::Normal,
+                RoomSay::Action => MessageType::Me,
+                RoomSay::ToOperators => MessageType::WhisperOps,
+            }),
+            Event::RoomJoined { .. } | Event::RoomLeft { .. } | Event::MemberKicked { .. } => {
+                Some(MessageType::System)
             }
             _ => None,
         };
-        if let Some((kind, sender, text)) = room_news {
+        if let Some(kind) = room_news {
             if self.own.is_none() {
                 return;
             }
+            // Its text is written once too, by the first member's endpoint.
             let bytes = encoded.get_or_insert_with(|| {
-                let content = match (&text, event) {
-                    (Some(text), _) => text.as_str(),
-                    (None, Event::RoomMessage { post }) => post.body.as_str(),
-                    (None, _) => "",
+                let (sender, content) = match event {
+                    Event::RoomMessage { post } => (post.from.as_str(), Cow::from(&post.body)),
+                    Event::RoomJoined { room, name } => (SYSTEM, enters(name, room).into()),
+                    Event::RoomLeft { room, name } => {
+                        let text = format!("User {name} leaves the room {}.", room.0);
+                        (SYSTEM, text.into())
+                    }
+                    Event::MemberKicked { name, by, .. } => {
+                        let text = format!("User {name} was kicked out of the chat by {by}.");
+                        (SYSTEM, text.into())
+                    }
+                    _ => (SYSTEM, Cow::from("")),
                 };
                 codec::to_bytes(&Reply::Message {
                     kind,
                     sendtime: &sendtime(cx),
                     sender,
-                    content,
+                    content: &content,
                 })
             });
             return cx.send(bytes.clone());
@@ -842,7 +841,7 @@ fn room_name(given: Option<&str>, default: &str) -> Option<RoomName> {
     let ok = !name.is_empty()
         && name.chars().count() <= MAX_ROOM_CHARS
         && !name.chars().any(char::is_control);
-    ok.then(|| RoomName(name.to_owned()))
+    ok.then(|| RoomName(name.into()))
 }
 
 fn enters(name: &UserName, room: &RoomName) -> String {
