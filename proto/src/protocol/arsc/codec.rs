@@ -639,11 +639,6 @@ pub(super) fn len_hint(reply: &Reply<'_>) -> usize {
         }
 }
 
-/// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as
-/// `#ret#` so a message stays one line, and other control characters but tab dropped
-/// (XML 1.0 cannot carry them). Runs of plain bytes are copied at once: the bytes that
-/// need a look are ASCII or 0xC2 (the lead byte of C1 controls, U+0080..U+009F), and
-/// UTF-8 uses neither inside another character.
 /// Appends a level in decimal, without a `String` of its own (a listing writes one per
 /// member).
 fn put_level(level: u8, out: &mut BytesMut) {
@@ -656,6 +651,11 @@ fn put_level(level: u8, out: &mut BytesMut) {
     out.put_slice(&digits[first..]);
 }
 
+/// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as
+/// `#ret#` so a message stays one line, and other control characters but tab dropped
+/// (XML 1.0 cannot carry them). Runs of plain bytes are copied at once: the bytes that
+/// need a look are ASCII or 0xC2 (the lead byte of C1 controls, U+0080..U+009F), and
+/// UTF-8 uses neither inside another character.
 pub(super) fn escape(text: &str, out: &mut BytesMut) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len());
