@@ -12,6 +12,7 @@ use mio::{Events, Interest, Poll, Token};
 use switchboard_proto::{Action, ConnId, Peer, Protocol, Pump, Server};
 use switchboard_store::clock::Clock;
 use switchboard_store::commit_log::CommitLog;
+use switchboard_store::effects::EffectPool;
 use switchboard_store::fds::Capacity;
 use switchboard_store::media_reader::MediaReader;
 use switchboard_store::memory::AfterBurst;
@@ -21,7 +22,7 @@ use tracing::{debug, info, warn};
 use switchboard_store::observe::Observer;
 
 use crate::conn::{Conn, Got, Phase, Sock};
-use crate::workers::{Back, Committer, Done, Effects};
+use crate::workers::{Back, Committer, Done};
 use crate::{signals, Error, Listener, Runtime, Shutdown};
 
 const WAKER: Token = Token(usize::MAX);
@@ -83,15 +84,20 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
     let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
     pump.record_session_events();
+    let effects = EffectPool::start(
+        options.hash_cost.clone(),
+        MediaReader::new(start.data_dir.path().to_owned()),
+        Arc::new({
+            let back = back.clone();
+            move |id, result| back.send(Done::Effect(id, result))
+        }),
+    )
+    .map_err(Error::Effects)?;
     let mut driver = Driver {
         observer: Observer::new(start.metrics),
         next_refresh: Instant::now(),
-        committer: Committer::start(start.store, back.clone()),
-        effects: Effects::start(
-            options.hash_cost.clone(),
-            MediaReader::new(start.data_dir.path().to_owned()),
-            back,
-        ),
+        committer: Committer::start(start.store, back),
+        effects,
         poll,
         pump,
         clock: Clock::start(),
@@ -179,7 +185,7 @@ struct Driver {
     committing: bool,
     /// Logs and reports each commit attempt.
     commits: CommitLog,
-    effects: Effects,
+    effects: EffectPool,
     listeners: Vec<Listener>,
     #[cfg(unix)]
     admin: Option<mio::net::UnixListener>,

@@ -17,8 +17,9 @@
 //!   [`written`](switchboard_proto::Pump::written), so the core closes a peer that stopped
 //!   reading once `Config::outbound_limit_bytes` is passed.
 //! - Commits run on one committer thread (the pump keeps one batch in flight: group
-//!   commit); effects (password hashing) on a small worker pool. Both hand results back
-//!   over a channel and wake the loop with a `mio::Waker`.
+//!   commit); effects (password hashes and checks, media reads) on the store's
+//!   [`EffectPool`](switchboard_store::effects::EffectPool), shared with runtime-smol. Both
+//!   hand results back over a channel and wake the loop with a `mio::Waker`.
 //! - The core's dials are non-blocking connects, finished on their writable event.
 //! - SIGINT and SIGTERM write to a self-pipe the loop polls; shutdown then does what the
 //!   smol runtime does: stop accepting, remove the admin socket, commit what is pending

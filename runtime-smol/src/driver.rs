@@ -13,17 +13,15 @@ use std::time::Duration;
 
 use smol::channel::{self, Receiver, Sender};
 use smol::future::{self, FutureExt};
-use smol::lock::Semaphore;
 use smol::{Async, LocalExecutor, Task, Timer};
 use switchboard_proto::{
     Action, ConnId, Effect, EffectId, EffectResult, Peer, Protocol, Pump, Server,
 };
 use switchboard_store::clock::Clock;
 use switchboard_store::commit_log::CommitLog;
-use switchboard_store::credentials::{self, Cost};
+use switchboard_store::effects::EffectPool;
 use switchboard_store::media_reader::MediaReader;
 use switchboard_store::memory::AfterBurst;
-use switchboard_store::start::error_chain;
 use tracing::{debug, warn};
 
 use switchboard_store::observe::Observer;
@@ -85,7 +83,7 @@ enum Input {
 /// before any new input. There is at most one report per effect, and the core bounds
 /// them.
 pub(crate) enum Report {
-    /// An effect finished on the blocking pool.
+    /// An effect finished on the effect pool.
     EffectDone { id: EffectId, result: EffectResult },
 }
 
@@ -148,7 +146,15 @@ pub(crate) async fn run(
         next_id.clone(),
         events.clone(),
     )));
-    let media = MediaReader::new(start.data_dir.path().to_owned());
+    let effects = EffectPool::start(
+        options.hash_cost.clone(),
+        MediaReader::new(start.data_dir.path().to_owned()),
+        // Fails only once the driver is gone.
+        Arc::new(move |id, result| {
+            let _ = reports.try_send(Report::EffectDone { id, result });
+        }),
+    )
+    .map_err(Error::Effects)?;
     let mut pump = Pump::new(Server::new(start.config, start.state));
     // Logins and kicks are logged, and counted, from the network's events.
     pump.record_session_events();
@@ -158,22 +164,19 @@ pub(crate) async fn run(
         stopping: None,
         closing: Vec::new(),
         ex,
-        media,
+        effects,
         capacity,
         pump,
         committer: Committer::new(start.store),
-        cost: options.hash_cost.clone(),
         clock: Clock::start(),
         conns: HashMap::new(),
         dirty: Vec::new(),
         events,
-        reports,
         sockets,
         again: VecDeque::new(),
         linger: options.linger,
         queued: 0,
         burst: AfterBurst::default(),
-        hashing: Arc::new(Semaphore::new(hashing_slots())),
         rate_refusals: switchboard_store::refusals::RefusalLog::default(),
     };
     // Both reach their signal pipes only once woken: polled, they read them.
@@ -357,8 +360,8 @@ struct Driver<'a, 'ex> {
     stopping: Option<std::time::Instant>,
     /// The closes started while shutting down.
     closing: Vec<Task<()>>,
-    /// Reads media for the effects that ask.
-    media: MediaReader,
+    /// Runs the core's effects (password hashes and checks, media reads) on its threads.
+    effects: EffectPool,
     /// The descriptors client connections, and the links the core dials, may take.
     capacity: Capacity,
     /// The core with its commit gate and group commit: says what to write, close, commit
@@ -366,8 +369,6 @@ struct Driver<'a, 'ex> {
     pump: Pump,
     /// Runs the batches the pump asks for on the blocking pool.
     committer: Committer,
-    /// The cost of password hashes the effects make.
-    cost: Cost,
     clock: Clock,
     /// Connections the core knows, by id.
     conns: HashMap<ConnId, Conn>,
@@ -375,8 +376,6 @@ struct Driver<'a, 'ex> {
     dirty: Vec<ConnId>,
     /// Handed to dial tasks.
     events: Sender<Event>,
-    /// Handed to effect tasks.
-    reports: Sender<Report>,
     /// Every live connection's socket, registered under its id.
     sockets: Sockets,
     /// Connections to read, each once, in turn: those the poller said have something,
@@ -388,29 +387,9 @@ struct Driver<'a, 'ex> {
     queued: usize,
     /// Whether a burst's queues were freed since the allocator was last trimmed.
     burst: AfterBurst,
-    /// Password hashes running at once (each takes 19 MiB at the recommended cost).
-    hashing: Arc<Semaphore>,
     /// Requests the core refused by a rate limit, logged at most every
     /// [`switchboard_store::refusals::WARNING_EVERY`].
     rate_refusals: switchboard_store::refusals::RefusalLog,
-}
-
-/// How many password hashes may run at once: one per core, at most 4. A flood of logins
-/// then waits for its turn instead of taking 19 MiB per hash at once on as many threads
-/// as the blocking pool has (up to 500).
-fn hashing_slots() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4)
-}
-
-/// Runs `work` on the blocking pool once one of `slots` is free.
-async fn bounded<T: Send + 'static>(
-    slots: &Semaphore,
-    work: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let _slot = slots.acquire().await;
-    smol::unblock(work).await
 }
 
 impl Driver<'_, '_> {
@@ -693,33 +672,9 @@ impl Driver<'_, '_> {
         }
     }
 
-    /// Runs an effect on smol's blocking pool, at most [`hashing_slots`] at once, and
-    /// reports its result.
+    /// Runs an effect on the effect pool, which reports its result.
     fn run_effect(&self, id: EffectId, effect: Effect) {
-        let cost = self.cost.clone();
-        let reports = self.reports.clone();
-        let slots = self.hashing.clone();
-        let media = self.media.clone();
-        self.ex
-            .spawn(async move {
-                let result =
-                    match effect {
-                        // A read of the store, not a hash: no hashing slot.
-                        Effect::ReadMedia { id: media_id } => {
-                            smol::unblock(move || media.read(id, media_id)).await
-                        }
-                        effect => bounded(&slots, move || {
-                            credentials::try_run_effect_with(&cost, &effect).unwrap_or_else(|e| {
-                                warn!(effect = id.0, error = %error_chain(&e), "effect failed");
-                                EffectResult::Failed
-                            })
-                        })
-                        .await,
-                    };
-                // Fails only once the driver is gone.
-                let _ = reports.try_send(Report::EffectDone { id, result });
-            })
-            .detach();
+        self.effects.run(id, effect);
     }
 
     /// Commits what the core asked to persist (releasing what waited on it), then closes
@@ -928,35 +883,6 @@ mod tests {
             dial(ConnId::OUTBOUND, addr, slot, events).await;
             inbox.recv().await.expect("an event")
         })
-    }
-
-    #[test]
-    fn effects_run_at_most_as_many_at_once_as_there_are_slots() {
-        use std::sync::atomic::AtomicUsize;
-        let slots = Arc::new(Semaphore::new(2));
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let ex = LocalExecutor::new();
-        let tasks: Vec<_> = (0..6)
-            .map(|_| {
-                let (slots, running, most) = (slots.clone(), running.clone(), most.clone());
-                ex.spawn(async move {
-                    bounded(&slots, move || {
-                        let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                        most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(30));
-                        running.fetch_sub(1, Ordering::SeqCst);
-                    })
-                    .await
-                })
-            })
-            .collect();
-        smol::block_on(ex.run(async {
-            for task in tasks {
-                task.await;
-            }
-        }));
-        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -32,8 +32,10 @@
 //!   next gathers (group commit), a failed batch again after a capped backoff. This crate's
 //!   committer runs each batch in one transaction on smol's blocking pool and logs a run of
 //!   failures once.
-//! - Effects (password hashing) run on smol's blocking pool and come back as
-//!   [`Input::EffectDone`](switchboard_proto::Input::EffectDone).
+//! - Effects (password hashes and checks, media reads) run on the store's
+//!   [`EffectPool`](switchboard_store::effects::EffectPool), a few threads of its own, and
+//!   come back as [`Input::EffectDone`](switchboard_proto::Input::EffectDone) through the
+//!   driver's report channel.
 //! - On Unix, `<data-dir>/admin.sock` takes admin commands: its connections are driven like
 //!   any other, as [`Protocol::Admin`](switchboard_proto::Protocol::Admin) from
 //!   [`Peer::Local`](switchboard_proto::Peer::Local).

@@ -12,10 +12,11 @@
 //! What every runtime needs besides the database lives here too, std-only, so no runtime
 //! imports another's crate: the data directory and its lock ([`data_dir`]), the start
 //! sequence of seed, lock, load and listeners and the runtimes' one error type
-//! ([`start`]), the logging and reporting of commit attempts ([`commit_log`]), the clock mapping ([`clock`]), file
-//! descriptors: limit, reserve and listen backlog ([`fds`]), the admin socket's file
-//! ([`admin_socket`], on Unix), the log line of rate-limit refusals ([`refusals`]), and
-//! the reader of opcode media for the core's media effect ([`media_reader`]), and the
+//! ([`start`]), the logging and reporting of commit attempts ([`commit_log`]), the clock
+//! mapping ([`clock`]), file descriptors: limit, reserve and listen backlog ([`fds`]), the
+//! admin socket's file ([`admin_socket`], on Unix), the log line of rate-limit refusals
+//! ([`refusals`]), the reader of opcode media for the core's media effect
+//! ([`media_reader`]), the threads that run the core's effects ([`effects`]), and the
 //! runtimes' shared [`options`].
 
 #![warn(missing_docs)]
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod commit_log;
 pub mod credentials;
 pub mod data_dir;
+pub mod effects;
 mod error;
 pub mod fds;
 mod mailboxes;

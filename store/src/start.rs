@@ -67,6 +67,9 @@ pub enum RuntimeError {
     /// The event loop failed (the OS refused to create or wait on it).
     #[error("the event loop failed")]
     Poll(#[source] io::Error),
+    /// Not one thread of the effect pool (password hashes, media reads) could be started.
+    #[error("cannot start the threads that check passwords")]
+    Effects(#[source] io::Error),
     /// Shutdown gave up on changes the store did not commit within the grace period (it
     /// was failing). None of them was acknowledged to a client.
     #[error("stopped with {changes} changes not committed; none of them was acknowledged")]
