@@ -19,6 +19,15 @@ mod frame;
 #[path = "../../proto/src/protocol/ws2017/codec.rs"]
 mod codec;
 
+#[allow(dead_code)]
+#[path = "../../proto/src/protocol/scan.rs"]
+mod scan;
+
+/// Where the codec finds the byte scan it shares with the other protocols' encoders.
+mod protocol {
+    pub(crate) use super::scan;
+}
+
 /// Frames and parses every line of `input`, as the server's ws2017 session does;
 /// returns how many were commands.
 fn parse_all(input: &[u8]) -> usize {

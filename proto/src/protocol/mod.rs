@@ -8,6 +8,7 @@ pub(crate) mod jabberd;
 pub(crate) mod opcode;
 #[cfg(test)]
 pub(crate) mod probe;
+mod scan;
 pub(crate) mod ws2017;
 
 use bytes::Bytes;

@@ -658,6 +658,12 @@ fn put_level(level: u8, out: &mut BytesMut) {
 /// UTF-8 uses neither inside another character.
 pub(super) fn escape(text: &str, out: &mut BytesMut) {
     let bytes = text.as_bytes();
+    // Most texts need nothing: one scan, one copy.
+    let look =
+        |b: u8| (b < 0x20) | (b == b'&') | (b == b'<') | (b == b'>') | (b == 0x7f) | (b == 0xc2);
+    if !crate::protocol::scan::any_byte(bytes, look) {
+        return out.put_slice(bytes);
+    }
     out.reserve(bytes.len());
     let mut plain = 0;
     let mut i = 0;
@@ -1182,6 +1188,12 @@ mod escaping {
             super::escape(text, &mut got);
             by_chars(text, &mut want);
             assert_eq!(got, want, "{text:?}");
+            // Long enough for the whole text to be scanned a step at a time.
+            let long = format!("{text}0123456789abcdef");
+            let (mut got, mut want) = (BytesMut::new(), BytesMut::new());
+            super::escape(&long, &mut got);
+            by_chars(&long, &mut want);
+            assert_eq!(got, want, "{long:?}");
         });
         assert_eq!(checked, 402_234); // 13^0 + 13^1 + ... + 13^5
     }

@@ -825,13 +825,25 @@ fn escaped_len(s: &str, quote: bool) -> usize {
     bytes.iter().map(|&b| escaped_byte_len(b, quote)).sum()
 }
 
-/// Whether any byte of `bytes` is escaped.
+/// Whether any byte of `bytes` is escaped (one marked in [`ESCAPES`]): a short name byte
+/// by byte in the table, a longer text 16 bytes a step.
 fn needs_escape(bytes: &[u8], quote: bool) -> bool {
-    bytes.iter().any(|&b| match ESCAPES[usize::from(b)] {
-        0 => false,
-        QUOTE => quote,
-        _ => true,
-    })
+    if bytes.len() < 16 {
+        return bytes.iter().any(|&b| match ESCAPES[usize::from(b)] {
+            0 => false,
+            QUOTE => quote,
+            _ => true,
+        });
+    }
+    let hit = |b: u8| {
+        ((b < 0x20) & (b != b'\t'))
+            | (b == 0x7f)
+            | (b == b'&')
+            | (b == b'<')
+            | (b == b'>')
+            | (quote & (b == b'"'))
+    };
+    crate::protocol::scan::any_byte(bytes, hit)
 }
 
 fn escape(s: &str, quote: bool, out: &mut BytesMut) {
@@ -875,6 +887,29 @@ mod attribute_tests {
     /// case, for every name a request reads and every near miss of it: each byte changed
     /// to its other case, a neighbour of its case pair (`@`, `[`, `` ` ``, `{`), a digit,
     /// `_`, `-` or a byte of a multi-byte character, and the name cut short or extended.
+    /// The step-at-a-time scan finds exactly the bytes [`ESCAPES`] marks, wherever they
+    /// sit, in text and in attributes.
+    #[test]
+    fn every_escaped_byte_is_found_at_every_offset() {
+        for quote in [false, true] {
+            for b in 0..=255u8 {
+                let want = match ESCAPES[usize::from(b)] {
+                    0 => false,
+                    QUOTE => quote,
+                    _ => true,
+                };
+                for len in [1, 15, 16, 17, 40] {
+                    for at in 0..len {
+                        let mut bytes = vec![b'a'; len];
+                        bytes[at] = b;
+                        let got = needs_escape(&bytes, quote);
+                        assert_eq!(got, want, "{b:#x} at {at} of {len}, quote {quote}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_folded_word_matches_exactly_the_names_equal_ignoring_case() {
         let known: Vec<&str> = (READ_ATTRIBUTES.iter().copied())

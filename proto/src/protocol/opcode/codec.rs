@@ -339,30 +339,12 @@ fn put_text(out: &mut impl Sink, text: &str) {
     put_escaped(out, text.as_bytes(), false);
 }
 
-/// Whether no byte of `bytes` is escaped, eight bytes at a time (a message is mostly
-/// plain: this is the common case, and a byte-by-byte test cost more than the rest of
-/// the encoding).
+/// Whether no byte of `bytes` is escaped: a message is mostly plain, and a byte-by-byte
+/// test cost more than the rest of the encoding.
 fn plain(bytes: &[u8], binary: bool) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Whether some byte of `x` is zero (exact: no false positive when it says none).
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_ne_bytes(word);
-        // A byte below 0x21 (space and the controls), `%`, 0x7F, or (binary) 0x80 and up.
-        let below = x.wrapping_sub(ONES * 0x21) & !x & HIGH != 0;
-        if below
-            || zero(x ^ (ONES * u64::from(b'%')))
-            || zero(x ^ (ONES * 0x7F))
-            || (binary && x & HIGH != 0)
-        {
-            return false;
-        }
-    }
-    !chunks.remainder().iter().any(|&b| escaped(b, binary))
+    // `escaped`, without branches.
+    let hit = |b: u8| (b <= b' ') | (b == b'%') | (b == 0x7f) | (binary & (b >= 0x80));
+    !crate::protocol::scan::any_byte(bytes, hit)
 }
 
 fn put_escaped(out: &mut impl Sink, bytes: &[u8], binary: bool) {
@@ -1077,13 +1059,13 @@ mod tests {
         );
     }
 
-    /// The eight-at-a-time test finds every escaped byte wherever it sits, and passes
+    /// The step-at-a-time test finds every escaped byte wherever it sits, and passes
     /// every other byte.
     #[test]
     fn plain_finds_every_escaped_byte_at_every_offset() {
         for binary in [false, true] {
             for b in 0..=255u8 {
-                for len in [1, 7, 8, 9, 16, 23] {
+                for len in [1, 7, 8, 9, 15, 16, 17, 23, 32, 40] {
                     for at in 0..len {
                         let mut bytes = vec![b'a'; len];
                         bytes[at] = b;

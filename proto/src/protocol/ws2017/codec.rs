@@ -362,22 +362,9 @@ impl Sink for BytesMut {
 }
 
 /// Whether `bytes` hold a byte that may begin a control character: C0 (below 0x20), DEL,
-/// or 0xC2 (the lead byte of C1 in UTF-8). Every reply's text passes through here, so it
-/// looks at 16 bytes a step without branching inside them (the compiler makes each step a
-/// few vector instructions), and at the last 16 again for the bytes left over.
+/// or 0xC2 (the lead byte of C1 in UTF-8). Every reply's text passes through here.
 fn may_hold_control(bytes: &[u8]) -> bool {
-    const STEP: usize = 16;
-    let hit = |b: &u8| (*b < 0x20) | (*b == 0x7f) | (*b == 0xc2);
-    let any = |chunk: &[u8; STEP]| chunk.iter().fold(false, |seen, b| seen | hit(b));
-    let (chunks, rest) = bytes.as_chunks::<STEP>();
-    if chunks.iter().any(any) {
-        return true;
-    }
-    match bytes.last_chunk::<STEP>() {
-        Some(last) if !rest.is_empty() => any(last),
-        Some(_) => false,
-        None => rest.iter().any(hit),
-    }
+    crate::protocol::scan::any_byte(bytes, |b| (b < 0x20) | (b == 0x7f) | (b == 0xc2))
 }
 
 /// Counts the bytes a reply takes, at most.

@@ -1,0 +1,52 @@
+//! The question every encoder asks of each text it sends: does any byte need escaping?
+//! Almost never, so the answer must be cheap.
+
+/// Whether some byte of `bytes` is a `hit`. `hit` should be a few comparisons joined with
+/// `|` (no branches), so that the compiler looks at many bytes at once in vector
+/// instructions: 16 a step, the bytes beyond the last whole step looked at again as the
+/// last 16. A text shorter than that is looked at as its first and last 8 (or 4) bytes,
+/// overlapping, so a short name costs no more than a long message.
+#[inline(always)]
+pub(crate) fn any_byte(bytes: &[u8], hit: impl Fn(u8) -> bool + Copy) -> bool {
+    #[inline(always)]
+    fn any<const N: usize>(bytes: &[u8; N], hit: impl Fn(u8) -> bool) -> bool {
+        bytes.iter().fold(false, |seen, &b| seen | hit(b))
+    }
+    let (steps, rest) = bytes.as_chunks::<16>();
+    if !steps.is_empty() {
+        return steps.iter().any(|step| any(step, hit))
+            || bytes
+                .last_chunk::<16>()
+                .is_some_and(|last| !rest.is_empty() && any(last, hit));
+    }
+    if let (Some(first), Some(last)) = (bytes.first_chunk::<8>(), bytes.last_chunk::<8>()) {
+        return any(first, hit) | any(last, hit);
+    }
+    if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        return any(first, hit) | any(last, hit);
+    }
+    bytes.iter().any(|&b| hit(b))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_hit_is_found_at_every_position_of_texts_around_the_step() {
+        let hit = |b: u8| (b < 0x20) | (b == b'&') | (b == 0xc2);
+        for len in 0..=50 {
+            let plain = vec![b'a'; len];
+            assert!(!super::any_byte(&plain, hit), "{len}");
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut text = plain.clone();
+                    text[at] = b;
+                    assert_eq!(
+                        super::any_byte(&text, hit),
+                        hit(b),
+                        "{b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+    }
+}
