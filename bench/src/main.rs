@@ -67,8 +67,8 @@ enum Cmd {
         /// Times every client's read is fed.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
-        /// The protocol routed: ws2017 (`core::round`), arsc whispers (`core_arsc::round`),
-        /// ims (`core_ims::round`) or opcode (`core_opcode::round`).
+        /// The protocol routed: ws2017, arsc whispers, ims or opcode (each protocol's
+        /// round calls `core::round`, the function to count under callgrind).
         #[arg(long, value_enum, default_value_t = Proto::Ws2017)]
         proto: Proto,
     },
