@@ -581,6 +581,44 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             sendtime,
             sender,
             content,
+        } if plain(&[sendtime, sender, content]) => {
+            return put_plain(
+                out,
+                &[
+                    "<arscmessage><type>",
+                    kind.as_str(),
+                    "</type><sendtime>",
+                    sendtime,
+                    "</sendtime><sender>",
+                    sender,
+                    "</sender><content>",
+                    content,
+                    "</content></arscmessage>\n",
+                ],
+            );
+        }
+        Reply::Whispered { sendtime, to, text } if plain(&[sendtime, to, text]) => {
+            return put_plain(
+                out,
+                &[
+                    "<arscmessage><type>whisper</type><sendtime>",
+                    sendtime,
+                    "</sendtime><sender>",
+                    SYSTEM,
+                    "</sender><content>",
+                    WHISPERED,
+                    to,
+                    ": ",
+                    text,
+                    "</content></arscmessage>\n",
+                ],
+            );
+        }
+        Reply::Message {
+            kind,
+            sendtime,
+            sender,
+            content,
         } => {
             out.put_slice(b"<arscmessage><type>");
             out.put_slice(kind.as_str().as_bytes());
@@ -651,6 +689,28 @@ fn put_level(level: u8, out: &mut BytesMut) {
     out.put_slice(&digits[first..]);
 }
 
+/// Whether no text of `texts` holds a byte [`escape`] must look at (see
+/// [`needs_a_look`]), each 16 bytes a step.
+fn plain(texts: &[&str]) -> bool {
+    let look =
+        |b: u8| (b < 0x20) | (b == b'&') | (b == b'<') | (b == b'>') | (b == 0x7f) | (b == 0xc2);
+    !(texts.iter()).any(|t| crate::protocol::scan::any_byte(t.as_bytes(), look))
+}
+
+/// Appends `parts`, none of which needs escaping, in one extension of `out` (a
+/// `put_slice` a part cost a capacity check and an advance each).
+fn put_plain(out: &mut BytesMut, parts: &[&str]) {
+    let start = out.len();
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    out.resize(start + len, 0);
+    let mut rest = &mut out[start..];
+    for part in parts {
+        let (into, after) = rest.split_at_mut(part.len());
+        into.copy_from_slice(part.as_bytes());
+        rest = after;
+    }
+}
+
 /// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as
 /// `#ret#` so a message stays one line, and other control characters but tab dropped
 /// (XML 1.0 cannot carry them). Runs of plain bytes are copied at once: the bytes that
@@ -659,9 +719,7 @@ fn put_level(level: u8, out: &mut BytesMut) {
 pub(super) fn escape(text: &str, out: &mut BytesMut) {
     let bytes = text.as_bytes();
     // Most texts need nothing: one scan, one copy.
-    let look =
-        |b: u8| (b < 0x20) | (b == b'&') | (b == b'<') | (b == b'>') | (b == 0x7f) | (b == 0xc2);
-    if !crate::protocol::scan::any_byte(bytes, look) {
+    if plain(&[text]) {
         return out.put_slice(bytes);
     }
     out.reserve(bytes.len());
