@@ -85,13 +85,13 @@ impl CommitGate {
         }
     }
 
-    /// The highest committed sequence number seen.
     /// Whether no connection has output held: a transmit then passes when its commit is
     /// through.
     pub(crate) fn holds_nothing(&self) -> bool {
         self.blocked.is_empty()
     }
 
+    /// The highest committed sequence number seen.
     pub fn committed_through(&self) -> Seq {
         self.committed
     }

@@ -24,6 +24,8 @@
 //! assert!(sent.ends_with(b"+OK uname you are alice\r\n"));
 //! ```
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "arbitrary")]
 mod arb;
 mod config;

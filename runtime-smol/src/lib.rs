@@ -37,7 +37,7 @@
 //!   come back as [`Input::EffectDone`](switchboard_proto::Input::EffectDone) through the
 //!   driver's report channel.
 //! - On Unix, `<data-dir>/admin.sock` takes admin commands: its connections are driven like
-//!   any other, as [`Protocol::Admin`](switchboard_proto::Protocol::Admin) from
+//!   any other, as [`switchboard_proto::Protocol::Admin`] from
 //!   [`Peer::Local`](switchboard_proto::Peer::Local).
 //!
 //! ```no_run

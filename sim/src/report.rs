@@ -6,7 +6,7 @@ use core::fmt;
 /// A broken invariant: the name of the function that checks it and what it saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
-    /// The invariant's function name in [`crate::invariants`].
+    /// The invariant's function name in the simulator's `invariants` module.
     pub invariant: &'static str,
     /// What was seen.
     pub detail: String,

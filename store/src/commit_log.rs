@@ -1,5 +1,5 @@
 //! The runtime's half of group commit, shared by every runtime: the
-//! [`Pump`](switchboard_proto::Pump) decides what to commit and when (one batch in flight
+//! [`switchboard_proto::Pump`] decides what to commit and when (one batch in flight
 //! while the next gathers, the same batch again after a capped backoff when it failed); a
 //! runtime runs each batch it is handed in one transaction off its loop (smol's blocking
 //! pool, mio's committer thread), and hands the attempt to [`CommitLog`], which tells the

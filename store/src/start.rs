@@ -140,8 +140,8 @@ pub struct Prepared<A> {
 
 /// A runtime's start: chooses the seed (logged), raises the descriptor limit, takes the
 /// lock of `data_dir` (creating it if needed), opens and loads the store there, binds one
-/// non-blocking listener per `(protocol, address)` (logging `"<protocol> listening on
-/// <address>"` with the address actually bound), binds the admin socket with
+/// non-blocking listener per `(protocol, address)` (logging `PROTOCOL listening on
+/// ADDRESS` with the address actually bound), binds the admin socket with
 /// `bind_admin`, works out the connection capacity and starts the metrics.
 ///
 /// # Errors
