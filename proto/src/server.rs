@@ -681,6 +681,13 @@ impl Server {
         &self.shared
     }
 
+    /// The memory `conn`'s session holds for input not yet framed (see
+    /// [`Endpoint::input_capacity`]).
+    pub(crate) fn input_capacity(&self, conn: ConnId) -> Option<usize> {
+        let endpoint = self.core.conns.get(conn)?.endpoint.as_ref()?;
+        endpoint.input_capacity()
+    }
+
     /// The connections a broadcast walks, in its order.
     pub(crate) fn lobby(&self) -> Vec<ConnId> {
         self.lobby.keys().copied().collect()

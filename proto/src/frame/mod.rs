@@ -56,7 +56,24 @@ pub(crate) fn read_through(buffer: &mut BytesMut, arrived: &[u8], frame: impl Fn
         frame(&mut input);
         let consumed = buffer.len() - input.len();
         Buf::advance(buffer, consumed);
+        if consumed > 0 {
+            shrink_to_leftover(buffer);
+        }
     }
+}
+
+/// Gives back the memory of a connection's input buffer beyond what it still holds, once
+/// frames were taken off its front: a buffer keeps the allocation its largest frame needed
+/// (a drained `BytesMut` takes it up again at the next bytes it is given), so a peer that
+/// sent one frame of the largest size in pieces and then went quiet would hold that much
+/// for as long as it stayed connected. What is left (the start of the next frame) is
+/// copied once into a buffer of its own size; only after a frame was taken, so a large
+/// frame arriving in many pieces is not copied again with each.
+pub(crate) fn shrink_to_leftover(buffer: &mut BytesMut) {
+    *buffer = match buffer.is_empty() {
+        true => BytesMut::new(),
+        false => BytesMut::from(&buffer[..]),
+    };
 }
 
 /// Input a framer can split whole frames off as [`Bytes`] that share its memory.
@@ -74,5 +91,37 @@ impl SplitInput for BytesMut {
 impl SplitInput for Bytes {
     fn split_front(&mut self, len: usize) -> Bytes {
         self.split_to(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames whole lines off the front of `input`.
+    fn lines(input: &mut &[u8], seen: &mut Vec<Vec<u8>>) {
+        while let Some(end) = input.iter().position(|&b| b == b'\n') {
+            seen.push(input[..end].to_vec());
+            FrameInput::advance(input, end + 1);
+        }
+    }
+
+    #[test]
+    fn a_frame_that_arrives_in_pieces_leaves_no_larger_buffer_once_it_is_complete() {
+        let mut buffer = BytesMut::new();
+        let mut seen = Vec::new();
+        let long = vec![b'x'; 6000];
+        read_through(&mut buffer, &long[..4000], |input| lines(input, &mut seen));
+        assert_eq!(buffer.len(), 4000);
+        let mut rest = long[4000..].to_vec();
+        rest.extend_from_slice(b"\nnext\n");
+        read_through(&mut buffer, &rest, |input| lines(input, &mut seen));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].len(), 6000);
+        assert_eq!(seen[1], b"next");
+        assert_eq!(buffer.capacity(), 0, "an empty buffer holds nothing");
+        // A piece left over stays, in a buffer of its own size.
+        read_through(&mut buffer, b"ab\ncd", |input| lines(input, &mut seen));
+        assert_eq!(&buffer[..], b"cd");
     }
 }

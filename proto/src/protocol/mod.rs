@@ -347,6 +347,20 @@ impl Endpoint {
         }
     }
 
+    /// The memory held for input not yet framed, used or not (`None` for the protocols
+    /// whose reader keeps its own).
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> Option<usize> {
+        match self {
+            Endpoint::Ws2017(s) => Some(s.input_capacity()),
+            Endpoint::Admin(s) => Some(s.input_capacity()),
+            Endpoint::Arsc(s) => Some(s.input_capacity()),
+            Endpoint::Ims(s) => Some(s.input_capacity()),
+            Endpoint::Opcode(s) => Some(s.input_capacity()),
+            Endpoint::Jabberd(_) | Endpoint::Probe(_) => None,
+        }
+    }
+
     /// Bytes buffered from the peer and not yet framed.
     pub(crate) fn buffered(&self) -> usize {
         match self {

@@ -4,6 +4,7 @@ mod events;
 pub(crate) mod fixtures;
 pub(crate) mod harness;
 mod hostile;
+mod idle_input;
 mod limits;
 mod mailbox;
 mod names;

@@ -53,6 +53,11 @@ impl Session {
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.inbound.len()
     }
@@ -65,6 +70,7 @@ impl Session {
     /// Handles buffered lines until one waits for an effect.
     fn run(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
+        let held = inbound.len();
         while cx.is_open() && self.waiting.is_none() {
             match self.framer.next_line(&mut inbound) {
                 None => break,
@@ -78,6 +84,9 @@ impl Session {
                     inbound.advance(consumed);
                 }
             }
+        }
+        if inbound.len() < held {
+            crate::frame::shrink_to_leftover(&mut inbound);
         }
         self.inbound = inbound;
         if self.inbound.len() > MAX_BUFFERED {

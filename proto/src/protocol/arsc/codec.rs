@@ -107,6 +107,18 @@ impl Decoder {
         }
     }
 
+    /// Gives back the buffer's memory beyond what it still holds, after frames were taken
+    /// (see [`crate::frame::shrink_to_leftover`]; the offsets kept are into the same bytes).
+    pub(super) fn shrink_to_leftover(&mut self) {
+        crate::frame::shrink_to_leftover(&mut self.buf);
+    }
+
+    /// The bytes the buffer holds room for, used or not.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes held and not yet framed.
     pub(super) fn buffered(&self) -> usize {
         self.buf.len()

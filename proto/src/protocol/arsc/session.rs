@@ -197,6 +197,11 @@ impl Session {
         cx.close(CloseReason::LoginTimeout);
     }
 
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.decoder.capacity()
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.decoder.buffered()
     }
@@ -215,15 +220,20 @@ impl Session {
 
     /// Handles the requests complete in the input, until one has to wait.
     fn drain(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
+        let mut taken = false;
         while cx.is_open() && self.pending.is_none() {
             let Some(frame) = self.decoder.next_frame() else {
                 break;
             };
+            taken = true;
             match frame {
                 Frame::Request(request) => self.on_request(cx, shared, request),
                 Frame::Malformed { kind } => refuse(cx, kind.as_deref(), MALFORMED),
                 Frame::TooLong { kind } => refuse(cx, kind.as_deref(), TOO_LONG),
             }
+        }
+        if taken {
+            self.decoder.shrink_to_leftover();
         }
     }
 

@@ -91,6 +91,11 @@ impl Session {
         session
     }
 
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.inbound.len()
     }
@@ -111,7 +116,11 @@ impl Session {
     /// Handles every complete document buffered, until a LOGIN makes the rest wait.
     fn frame(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
+        let held = inbound.len();
         self.documents(cx, &mut inbound);
+        if inbound.len() < held {
+            crate::frame::shrink_to_leftover(&mut inbound);
+        }
         self.inbound = inbound;
     }
 

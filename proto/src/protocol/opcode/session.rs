@@ -104,6 +104,11 @@ impl Session {
         cx.close(CloseReason::LoginTimeout);
     }
 
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.inbound.len()
     }

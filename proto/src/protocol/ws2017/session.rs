@@ -102,6 +102,11 @@ impl Session {
         session
     }
 
+    #[cfg(test)]
+    pub(crate) fn input_capacity(&self) -> usize {
+        self.inbound.capacity()
+    }
+
     pub(crate) fn buffered(&self) -> usize {
         self.inbound.len()
     }
