@@ -883,10 +883,6 @@ fn escape_all(bytes: &[u8], quote: bool, out: &mut BytesMut) {
 mod attribute_tests {
     use super::*;
 
-    /// A folded word matches a known name exactly when the two are equal ignoring ASCII
-    /// case, for every name a request reads and every near miss of it: each byte changed
-    /// to its other case, a neighbour of its case pair (`@`, `[`, `` ` ``, `{`), a digit,
-    /// `_`, `-` or a byte of a multi-byte character, and the name cut short or extended.
     /// The step-at-a-time scan finds exactly the bytes [`ESCAPES`] marks, wherever they
     /// sit, in text and in attributes.
     #[test]
@@ -910,6 +906,10 @@ mod attribute_tests {
         }
     }
 
+    /// A folded word matches a known name exactly when the two are equal ignoring ASCII
+    /// case, for every name a request reads and every near miss of it: each byte changed
+    /// to its other case, a neighbour of its case pair (`@`, `[`, `` ` ``, `{`), a digit,
+    /// `_`, `-` or a byte of a multi-byte character, and the name cut short or extended.
     #[test]
     fn a_folded_word_matches_exactly_the_names_equal_ignoring_case() {
         let known: Vec<&str> = (READ_ATTRIBUTES.iter().copied())
