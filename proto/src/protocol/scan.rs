@@ -1,5 +1,25 @@
-//! The question every encoder asks of each text it sends: does any byte need escaping?
-//! Almost never, so the answer must be cheap.
+//! What every encoder does with the texts it sends: ask whether any byte needs escaping
+//! (almost never, so the answer must be cheap), and copy a reply's parts in one go.
+
+use bytes::BytesMut;
+
+/// Appends `parts`, then `tail`, in one zeroed extension of `out` with each copied in: a
+/// `put_slice` a part cost a capacity check and an advance each. Inlined, so that the
+/// copies of a caller's literal parts are moves of a known length (called, arsc's
+/// whispers took 9,428 instructions instead of 8,991).
+#[inline(always)]
+pub(crate) fn put_joined(out: &mut BytesMut, parts: &[&str], tail: &[u8]) {
+    let start = out.len();
+    let len = parts.iter().map(|p| p.len()).sum::<usize>() + tail.len();
+    out.resize(start + len, 0);
+    let mut rest = &mut out[start..];
+    for part in parts {
+        let (into, after) = rest.split_at_mut(part.len());
+        into.copy_from_slice(part.as_bytes());
+        rest = after;
+    }
+    rest.copy_from_slice(tail);
+}
 
 /// Whether some byte of `bytes` is a `hit`. `hit` should be a few comparisons joined with
 /// `|` (no branches), so that the compiler looks at many bytes at once in vector

@@ -594,7 +594,7 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
             sender,
             content,
         } if plain(&[sendtime, sender, content]) => {
-            return put_plain(
+            return crate::protocol::scan::put_joined(
                 out,
                 &[
                     "<arscmessage><type>",
@@ -607,10 +607,11 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
                     content,
                     "</content></arscmessage>\n",
                 ],
+                b"",
             );
         }
         Reply::Whispered { sendtime, to, text } if plain(&[sendtime, to, text]) => {
-            return put_plain(
+            return crate::protocol::scan::put_joined(
                 out,
                 &[
                     "<arscmessage><type>whisper</type><sendtime>",
@@ -624,6 +625,7 @@ pub(super) fn encode(reply: &Reply<'_>, out: &mut BytesMut) {
                     text,
                     "</content></arscmessage>\n",
                 ],
+                b"",
             );
         }
         Reply::Message {
@@ -707,20 +709,6 @@ fn plain(texts: &[&str]) -> bool {
     let look =
         |b: u8| (b < 0x20) | (b == b'&') | (b == b'<') | (b == b'>') | (b == 0x7f) | (b == 0xc2);
     !(texts.iter()).any(|t| crate::protocol::scan::any_byte(t.as_bytes(), look))
-}
-
-/// Appends `parts`, none of which needs escaping, in one extension of `out` (a
-/// `put_slice` a part cost a capacity check and an advance each).
-fn put_plain(out: &mut BytesMut, parts: &[&str]) {
-    let start = out.len();
-    let len = parts.iter().map(|p| p.len()).sum::<usize>();
-    out.resize(start + len, 0);
-    let mut rest = &mut out[start..];
-    for part in parts {
-        let (into, after) = rest.split_at_mut(part.len());
-        into.copy_from_slice(part.as_bytes());
-        rest = after;
-    }
 }
 
 /// Writes `text` XML-escaped (`&amp;` `&lt;` `&gt;`), each line break (CRLF, CR or LF) as

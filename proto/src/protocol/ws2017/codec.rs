@@ -314,21 +314,12 @@ trait Sink {
 }
 
 /// Appends `parts` to `out`, control characters replaced by spaces, then the line's end
-/// if `end`: one zeroed extension, then each part copied into it (an append per part cost
-/// a capacity check and an advance each).
+/// if `end`, in one extension.
 fn append(out: &mut BytesMut, parts: &[&str], end: bool) {
     let start = out.len();
-    let len = parts.iter().map(|p| p.len()).sum::<usize>();
     let crlf = if end { 2 } else { 0 };
-    out.reserve(len + 2);
-    out.resize(start + len + crlf, 0);
-    let mut rest = &mut out[start..];
-    for part in parts {
-        let (into, after) = rest.split_at_mut(part.len());
-        into.copy_from_slice(part.as_bytes());
-        rest = after;
-    }
-    rest.copy_from_slice(&b"\r\n"[..crlf]);
+    crate::protocol::scan::put_joined(out, parts, &b"\r\n"[..crlf]);
+    let len = out.len() - start - crlf;
     // Control characters are C0, DEL and C1 (U+0080..U+009F, which UTF-8 writes as 0xC2
     // and a second byte): one scan of the parts appended finds every candidate, and only
     // a real one makes them written again, character by character.
