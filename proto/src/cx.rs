@@ -225,6 +225,13 @@ impl Cx<'_> {
         self.out.transmit(self.conns, self.slot, bytes, None);
     }
 
+    /// Sends bytes shared by many recipients (a broadcast's one encoding) to this
+    /// connection: copied into its queued transmit, no reference count taken, when they
+    /// join one.
+    pub(crate) fn send_shared(&mut self, bytes: &Bytes) {
+        self.out.transmit_shared(self.conns, self.slot, bytes, None);
+    }
+
     /// Sends what `encode` appends, encoded straight into this connection's queued
     /// transmit: no buffer of its own per reply. `encode` only appends.
     pub(crate) fn send_with(&mut self, encode: impl FnOnce(&mut BytesMut)) {

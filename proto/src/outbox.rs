@@ -104,9 +104,7 @@ impl Chunk {
     /// Its own buffer, the shared bytes copied into one first.
     fn own(&mut self) -> &mut BytesMut {
         if let Chunk::Shared(shared) = self {
-            let mut own = BytesMut::with_capacity(JOIN_FIRST.max(2 * shared.len()));
-            own.extend_from_slice(shared);
-            *self = Chunk::Own(own);
+            *self = Chunk::Own(Chunk::copy(shared));
         }
         match self {
             Chunk::Own(own) => own,
@@ -114,11 +112,45 @@ impl Chunk {
         }
     }
 
+    /// A buffer of its own for `shared` and what joins it: once per connection per
+    /// batch, so kept out of the path of every transmit that joins.
+    #[cold]
+    fn copy(shared: &Bytes) -> BytesMut {
+        let mut own = BytesMut::with_capacity(JOIN_FIRST.max(2 * shared.len()));
+        own.extend_from_slice(shared);
+        own
+    }
+
     fn freeze(self) -> Bytes {
         match self {
             Chunk::Shared(bytes) => bytes,
             Chunk::Own(own) => own.freeze(),
         }
+    }
+}
+
+/// Bytes a transmit takes: owned (moved into the queue) or shared by a broadcast's
+/// recipients (referenced only when the queue must keep them whole).
+trait Shareable {
+    fn bytes(&self) -> &Bytes;
+    fn share(self) -> Bytes;
+}
+
+impl Shareable for Bytes {
+    fn bytes(&self) -> &Bytes {
+        self
+    }
+    fn share(self) -> Bytes {
+        self
+    }
+}
+
+impl Shareable for &Bytes {
+    fn bytes(&self) -> &Bytes {
+        self
+    }
+    fn share(self) -> Bytes {
+        self.clone()
     }
 }
 
@@ -196,43 +228,73 @@ impl Outbox {
         bytes: Bytes,
         after: Option<Seq>,
     ) {
+        self.transmit_any(conns, slot, bytes, after);
+    }
+
+    /// [`transmit`](Self::transmit) of bytes shared by many recipients (a broadcast's one
+    /// encoding): copied into the connection's queued transmit when they join one, and
+    /// only referenced (a reference count) when they start one, so most recipients cost
+    /// no count taken and dropped again.
+    pub(crate) fn transmit_shared(
+        &mut self,
+        conns: &mut Table,
+        slot: Slot,
+        bytes: &Bytes,
+        after: Option<Seq>,
+    ) {
+        self.transmit_any(conns, slot, bytes, after);
+    }
+
+    fn transmit_any(
+        &mut self,
+        conns: &mut Table,
+        slot: Slot,
+        bytes: impl Shareable,
+        after: Option<Seq>,
+    ) {
         let Some(conn) = conns.at_mut(slot) else {
             return;
         };
         let link = &mut conn.link;
-        if link.closing || bytes.is_empty() {
+        let len = bytes.bytes().len();
+        if link.closing || len == 0 {
             return;
         }
         let id = conn.id;
-        if !self.count(link, id, bytes.len(), after) {
+        if !self.count(link, id, len, after) {
             return;
         }
         if let Some(log) = self.log.as_mut() {
             log.push_back(Output::Transmit {
                 conn: id,
-                bytes: bytes.clone(),
+                bytes: bytes.bytes().clone(),
                 after,
             });
         }
-        if bytes.len() > JOIN_MAX {
+        if len > JOIN_MAX {
             link.open = 0;
             let number = self.pushed.get();
             self.pushed.bump();
             self.queue.push_back(Queued::Output(
                 Output::Transmit {
                     conn: id,
-                    bytes,
+                    bytes: bytes.share(),
                     after,
                 },
                 number,
             ));
         } else if let Some(at) = self.open_for(link, id, after) {
             if let Some(Queued::Open { chunk, .. }) = self.queue.get_mut(at) {
-                chunk.own().extend_from_slice(&bytes);
+                // Most joins (a broadcast's line to a queue that has its own buffer
+                // already) take the first arm, with no call.
+                match chunk {
+                    Chunk::Own(own) => own.extend_from_slice(bytes.bytes()),
+                    Chunk::Shared(_) => chunk.own().extend_from_slice(bytes.bytes()),
+                }
             }
             self.pushed.bump();
         } else {
-            self.push_open(link, id, Chunk::Shared(bytes), after);
+            self.push_open(link, id, Chunk::Shared(bytes.share()), after);
         }
         if self.total > self.budget {
             self.shed(conns);

@@ -191,6 +191,27 @@ pub(crate) fn shows_lobby(protocol: Protocol) -> bool {
     }
 }
 
+/// What every connection of `protocol` is sent for a lobby broadcast, when that is the
+/// same for all of them whatever their state (ws2017 announces a login to every client,
+/// named or not): encoded once into `encoded`, then appended to each connection's queue
+/// without a visit to its session. `None` leaves the event to each connection's
+/// [`Endpoint::on_event`].
+#[inline]
+pub(crate) fn lobby_news<'e>(
+    protocol: Protocol,
+    event: &Event,
+    encoded: &'e mut Encoded,
+) -> Option<&'e Bytes> {
+    match protocol {
+        Protocol::Ws2017 => ws2017::lobby_news(event, encoded.of(Protocol::Ws2017)),
+        Protocol::Admin | Protocol::Arsc | Protocol::Ims | Protocol::Opcode | Protocol::Jabberd => {
+            None
+        }
+        #[cfg(test)]
+        Protocol::Probe => None,
+    }
+}
+
 impl Endpoint {
     /// An outbound connection `protocol` asked for is up: the protocol's side of the
     /// link starts (jabberd opens its stream to the router).

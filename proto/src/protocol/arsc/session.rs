@@ -497,7 +497,7 @@ impl Session {
                     content: &content,
                 })
             });
-            return cx.send(bytes.clone());
+            return cx.send_shared(bytes);
         }
         let time = sendtime(cx);
         // Encoded straight into the connection's queued transmit.

@@ -10,4 +10,4 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use session::{Session, Shared};
+pub(crate) use session::{lobby_news, Session, Shared};

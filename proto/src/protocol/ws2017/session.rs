@@ -69,6 +69,35 @@ impl Shared {
     }
 }
 
+/// The line every ws2017 connection, named or not, is sent for a lobby event (a login,
+/// a leave, a rename: `nuser`, `cquit`, `+OK nuser`), encoded once into `encoded` for all
+/// of them; `None` for any other event.
+#[inline(always)]
+pub(crate) fn lobby_news<'e>(event: &Event, encoded: &'e mut Option<Bytes>) -> Option<&'e Bytes> {
+    // Made by the first recipient: an entry of `Encoded` is of this one event.
+    if encoded.is_some() {
+        return encoded.as_ref();
+    }
+    let news = match event {
+        Event::UserOnline { name } => Reply::UserJoined {
+            name: name.as_str(),
+        },
+        Event::UserOffline { name } => Reply::UserLeft {
+            name: name.as_str(),
+        },
+        Event::UserRenamed { old, new } => Reply::UserRenamed {
+            old: old.as_str(),
+            new: new.as_str(),
+        },
+        _ => return None,
+    };
+    Some(encoded.get_or_insert_with(|| {
+        let mut out = BytesMut::new();
+        codec::encode(&news, &mut out);
+        out.freeze()
+    }))
+}
+
 impl Session {
     /// Greets the client and starts pinging it.
     pub(crate) fn open(cx: &mut Cx<'_>) -> Session {
@@ -215,26 +244,8 @@ impl Session {
     /// Turns a network event into this client's line. Presence news reads the same for
     /// every ws2017 client, so it is encoded once into `encoded` and shared.
     pub(crate) fn on_event(&mut self, cx: &mut Cx<'_>, event: &Event, encoded: &mut Option<Bytes>) {
-        let news = match event {
-            Event::UserOnline { name } => Some(Reply::UserJoined {
-                name: name.as_str(),
-            }),
-            Event::UserOffline { name } => Some(Reply::UserLeft {
-                name: name.as_str(),
-            }),
-            Event::UserRenamed { old, new } => Some(Reply::UserRenamed {
-                old: old.as_str(),
-                new: new.as_str(),
-            }),
-            _ => None,
-        };
-        if let Some(news) = news {
-            let bytes = encoded.get_or_insert_with(|| {
-                let mut out = BytesMut::new();
-                codec::encode(&news, &mut out);
-                out.freeze()
-            });
-            return cx.send(bytes.clone());
+        if let Some(bytes) = lobby_news(event, encoded) {
+            return cx.send_shared(bytes);
         }
         match event {
             Event::UserOnline { .. } | Event::UserOffline { .. } | Event::UserRenamed { .. } => {}
