@@ -563,7 +563,7 @@ pub fn listen_addr(s: &str) -> Result<SocketAddr, String> {
 /// The runtimes the binary can drive the server with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
-    /// smol (async-io): a driver task plus a reader and a writer task per connection.
+    /// smol (async-io): a driver task that reads and writes every connection, listener tasks.
     Smol,
     /// mio: one event loop thread with the pump, a committer thread and an effect pool.
     Mio,

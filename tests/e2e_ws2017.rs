@@ -2,10 +2,12 @@
 
 mod common;
 
+use std::io::Read;
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-use common::{admin, Client, Switchboard};
+use common::{admin, Client, ServerOptions, Switchboard};
 
 #[test]
 fn three_clients_chat_rename_misbehave_time_out_and_quit() {
@@ -111,4 +113,35 @@ fn an_ip_ban_close_is_logged_as_banned() {
     let fields: Vec<&str> = closed.split_whitespace().collect();
     assert!(fields.contains(&conn.as_str()), "{closed:?} is not {conn}");
     assert!(fields.contains(&"reason=\"banned\""), "{closed:?}");
+}
+
+/// A crowd that connected while the server could not take it (stopped here, as a busy
+/// server is) waits in the listen backlog, and one readiness reports all of it: the
+/// server takes it in shares between its reads of the others, and greets every one
+/// without a later connection to remind it of the rest.
+#[test]
+fn a_crowd_waiting_in_the_backlog_is_greeted_every_one() {
+    const CROWD: usize = 600;
+    let data_dir = tempfile::tempdir().expect("temporary data dir");
+    let flags = ["--max-connections-per-ip", "1000"];
+    let server = Switchboard::start_with_flags(
+        &data_dir.path().join("data"),
+        ServerOptions::default(),
+        &flags,
+    );
+    server.signal(libc::SIGSTOP);
+    let crowd: Vec<TcpStream> = (0..CROWD)
+        .map(|_| TcpStream::connect(server.addr).expect("connect into the backlog"))
+        .collect();
+    server.signal(libc::SIGCONT);
+    for (i, mut client) in crowd.into_iter().enumerate() {
+        client
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut greeting = [0; 4];
+        if let Err(e) = client.read_exact(&mut greeting) {
+            panic!("client {i} of {CROWD} was not greeted: {e}");
+        }
+        assert_eq!(&greeting, b"+OK ", "client {i}");
+    }
 }

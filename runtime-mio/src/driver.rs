@@ -44,6 +44,12 @@ const READ_PER_TURN: usize = 256 * 1024;
 /// 64 answered sooner than 1024: 2000 idle logins took 10 s against 19.6 s.)
 const EVENTS: usize = 1024;
 
+/// Connections taken from one listener per turn: a crowd connecting at once is let in a
+/// share at a time, between the reads of those already in, as their own inputs (smol's
+/// listener tasks hand theirs over a channel of 256 the same way). The rest waits in the
+/// backlog for the next turn, which then does not block.
+const ACCEPTS_PER_TURN: usize = 128;
+
 /// How long accepting rests after a failed accept (out of descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -106,6 +112,7 @@ pub(crate) fn run(runtime: Runtime, mut shutdown: Shutdown) -> Result<(), Error>
         queued: 0,
         burst: AfterBurst::default(),
         more_to_read: Vec::new(),
+        more_to_accept: Vec::new(),
         timers: BTreeSet::new(),
         scratch: vec![0; READ_CHUNK],
         done,
@@ -174,6 +181,9 @@ struct Driver {
     burst: AfterBurst,
     /// Connections whose reads stopped at [`READ_PER_TURN`] with more ready.
     more_to_read: Vec<ConnId>,
+    /// Listeners (by index) whose accepting stopped at [`ACCEPTS_PER_TURN`] with more
+    /// waiting.
+    more_to_accept: Vec<usize>,
     /// Linger and dial deadlines.
     timers: BTreeSet<(Instant, ConnId)>,
     /// The one read buffer.
@@ -242,7 +252,8 @@ impl Driver {
         // After a burst, look without waiting first: if nothing is there, the burst is over
         // and its memory goes back before the wait.
         let trim = self.burst.ready(Instant::now());
-        let timeout = match self.more_to_read.is_empty() && !trim {
+        let more = !self.more_to_read.is_empty() || !self.more_to_accept.is_empty();
+        let timeout = match !more && !trim {
             true => wake_at.map(|at| at.saturating_duration_since(Instant::now())),
             false => Some(Duration::ZERO),
         };
@@ -252,7 +263,7 @@ impl Driver {
             Err(e) if e.kind() == ErrorKind::Interrupted => return Ok(None),
             Err(e) => return Err(e),
         }
-        if trim && events.is_empty() && self.more_to_read.is_empty() {
+        if trim && events.is_empty() && !more {
             self.burst.idle(Instant::now());
         }
         let mut shutdown = None;
@@ -283,6 +294,9 @@ impl Driver {
         }
         for conn in std::mem::take(&mut self.more_to_read) {
             self.on_readable(conn);
+        }
+        for i in std::mem::take(&mut self.more_to_accept) {
+            self.accept(i);
         }
         // What the turn's inputs asked for is carried out and written at the start of the
         // next turn (`flush`).
@@ -583,10 +597,10 @@ impl Driver {
         conn
     }
 
-    /// Accepts what listener `i` has: past the capacity each connection is closed at once,
-    /// so the backlog drains and the reserve stays free.
+    /// Accepts what listener `i` has, up to [`ACCEPTS_PER_TURN`]: past the capacity each
+    /// connection is closed at once, so the backlog drains and the reserve stays free.
     fn accept(&mut self, i: usize) {
-        loop {
+        for _ in 0..ACCEPTS_PER_TURN {
             let Some(listener) = self.listeners.get(i) else {
                 return;
             };
@@ -611,6 +625,10 @@ impl Driver {
                     return;
                 }
             }
+        }
+        // More may wait, and no new edge will say so.
+        if !self.more_to_accept.contains(&i) {
+            self.more_to_accept.push(i);
         }
     }
 

@@ -9,7 +9,9 @@
 //! - Listeners (every configured `(Protocol, SocketAddr)`, and on Unix the admin socket
 //!   `<data-dir>/admin.sock`, mode 0600) are non-blocking; each accepted connection gets a
 //!   [`ConnId`](switchboard_proto::ConnId) that is never reused, or is closed at once when
-//!   the descriptor limit leaves no room ([`Options::fd_reserve`]).
+//!   the descriptor limit leaves no room ([`Options::fd_reserve`]). A listener gives at
+//!   most 128 connections a turn, the rest the next turn: a crowd connecting at once comes
+//!   in between the reads of those already in, whose chat does not wait for all of it.
 //! - Reads go into one reusable buffer of the loop, so an idle connection holds none.
 //!   Transmits queue per connection (shared `Bytes`, not copied) and leave in one write per
 //!   loop turn, vectored when several are queued; a socket that is full waits for its
