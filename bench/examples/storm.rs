@@ -6,11 +6,10 @@
 //! machine's load does not move.
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
-use switchboard_bench::core::{count_arg, drain_with, unlimited};
-use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+use switchboard_bench::core::{count_arg, drain_with, peer, unlimited};
+use switchboard_proto::{ConnId, Instant, Now, Protocol, Pump, Server, State};
 
 /// Logins handed to the core before its transmits are taken, as a runtime's turn does.
 const BATCH: u64 = 256;
@@ -20,9 +19,7 @@ fn main() {
     let mut pump = Pump::new(Server::new(unlimited(), State::default()));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     for i in 0..n {
-        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let peer: SocketAddr = (ip, 40_000).into();
-        pump.accepted(now, ConnId(i), Protocol::Ws2017, Peer::Net(peer));
+        pump.accepted(now, ConnId(i), Protocol::Ws2017, peer(i));
     }
     drain_with(&mut pump, now, |_, bytes| {
         black_box(bytes);

@@ -37,15 +37,20 @@ pub fn unlimited() -> Config {
     }
 }
 
+/// Client `i`'s address, `10.x.y.z:40000`: one address per client, so no per-address
+/// limit is ever met.
+pub fn peer(i: u64) -> Peer {
+    let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+    Peer::Net(SocketAddr::from((ip, 40_000)))
+}
+
 /// A pump with `clients` logged-in ws2017 clients `u0`, `u1`, ... (pairs talk to each
 /// other), limits out of the way, every output of the logins drained.
 pub fn crowd(clients: u64) -> (Pump, Now) {
     let mut pump = Pump::new(Server::new(unlimited(), State::default()));
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     for i in 0..clients {
-        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let peer: SocketAddr = (ip, 40_000).into();
-        pump.accepted(now, ConnId(i), Protocol::Ws2017, Peer::Net(peer));
+        pump.accepted(now, ConnId(i), Protocol::Ws2017, peer(i));
         pump.received(now, ConnId(i), Bytes::from(format!("uname u{i}\r\n")));
         drain(&mut pump, now);
     }

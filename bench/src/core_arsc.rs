@@ -7,11 +7,10 @@
 //! ([`Proto::login`], [`Proto::message`]): `connect` as `a<i>` into room `p<i / 2>`, then
 //! every post a `/msg` to the partner, named by the session id the connect answered.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
-use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+use switchboard_proto::{ConnId, Instant, Now, Protocol, Pump, Server, State};
 
+use crate::core::peer;
 use crate::proto::Proto;
 
 /// A crowd of arsc clients: the pump, the time, and each client's session id.
@@ -37,10 +36,8 @@ pub fn crowd_in(clients: u64, room: impl Fn(u64) -> String) -> Result<Crowd, Str
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let mut sids = Vec::new();
     for i in 0..clients {
-        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let peer: SocketAddr = (ip, 40_000).into();
         let conn = ConnId(i);
-        pump.accepted(now, conn, Protocol::Arsc, Peer::Net(peer));
+        pump.accepted(now, conn, Protocol::Arsc, peer(i));
         let mut login = Vec::new();
         Proto::Arsc.login(&mut login, &format!("a{i}"), &room(i));
         pump.received(now, conn, Bytes::from(login));

@@ -4,12 +4,11 @@
 //! `switchboard-bench core --proto ims`, under callgrind an instruction count per
 //! message that the machine's load does not move.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
-use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State};
+use switchboard_proto::{ConnId, Instant, Now, Protocol, Pump, Server, State};
 use switchboard_store::credentials::md5_hex;
 
+use crate::core::peer;
 use crate::proto::PASSWORD;
 
 /// Why the crowd could not be built.
@@ -48,9 +47,7 @@ pub fn crowd(clients: u64) -> Result<(Pump, Now), CrowdError> {
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let pass = md5_hex(PASSWORD);
     for i in 0..clients {
-        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let peer: SocketAddr = (ip, 40_000).into();
-        pump.accepted(now, ConnId(i), Protocol::Ims, Peer::Net(peer));
+        pump.accepted(now, ConnId(i), Protocol::Ims, peer(i));
         let login = format!("<LOGIN user=\"u{i}\" pass=\"{pass}\"/>\n");
         pump.received(now, ConnId(i), Bytes::from(login));
         let out = collect(&mut pump, now);

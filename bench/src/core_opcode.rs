@@ -8,10 +8,10 @@
 //! pair contacts, `113` opens their chat. Effects run as the store runs them (at the
 //! cheap hashing cost), commits finish at once.
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
-use switchboard_proto::{ConnId, Instant, Now, Peer, Protocol, Pump, Server, State, UserName};
+use switchboard_proto::{ConnId, Instant, Now, Protocol, Pump, Server, State, UserName};
+
+use crate::core::peer;
 
 /// The password every bench account has.
 const PASSWORD: &str = "pw";
@@ -34,9 +34,7 @@ pub fn crowd(clients: u64) -> Crowd {
     let now = Now::at(Instant::ZERO, 1_700_000_000_000);
     let name = |i: u64| format!("o{i}");
     for i in 0..clients {
-        let ip = [10, (i >> 16) as u8, (i >> 8) as u8, i as u8];
-        let peer: SocketAddr = (ip, 40_000).into();
-        pump.accepted(now, ConnId(i), Protocol::Opcode, Peer::Net(peer));
+        pump.accepted(now, ConnId(i), Protocol::Opcode, peer(i));
         let lines = format!("117 {n} {PASSWORD}\r\n110 {n} {PASSWORD}\r\n", n = name(i));
         pump.received(now, ConnId(i), Bytes::from(lines));
         crate::core::drain(&mut pump, now);
