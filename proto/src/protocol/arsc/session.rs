@@ -7,7 +7,7 @@
 //! connection that connected. The session ends when that connection closes.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
@@ -75,6 +75,8 @@ const TOO_LONG: &str = "Request too long";
 const OPCALL: &str = "[OPCALL] I need help!";
 /// A sid's length, to size the answer before the sid is drawn.
 const SID_SHAPE: &str = "00000000000000000000000000000000";
+/// A sid's length in bytes: 128 random bits in hex.
+const SID_LEN: usize = SID_SHAPE.len();
 /// Longest room name, in characters.
 const MAX_ROOM_CHARS: usize = 64;
 
@@ -84,9 +86,26 @@ pub(crate) struct Shared {
     /// Looked up for every request. The keys are drawn by the server (128 random bits),
     /// so the compiler's unseeded hasher serves: a peer chooses what it looks up, never
     /// what is stored. Never iterated.
-    sids: rustc_hash::FxHashMap<String, Entry>,
-    /// The sid of each name with an arsc session (one per name).
-    names: BTreeMap<UserKey, String>,
+    sids: rustc_hash::FxHashMap<Sid, Entry>,
+    /// The names with an arsc session (one each).
+    names: BTreeSet<UserKey>,
+}
+
+/// A session id as the client holds it, 32 hex digits, in place: a session's three
+/// copies (its entry's key, its connection's, the answer) cost no allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Sid([u8; SID_LEN]);
+
+impl Sid {
+    /// `s` as a sid, if it has a sid's length (what is not can name no session).
+    fn parse(s: &str) -> Option<Sid> {
+        s.as_bytes().try_into().ok().map(Sid)
+    }
+
+    fn as_str(&self) -> &str {
+        // Drawn as hex digits (`new_sid`), or taken from a `&str` whole (`parse`).
+        std::str::from_utf8(&self.0).unwrap_or(SID_SHAPE)
+    }
 }
 
 /// A live arsc session.
@@ -110,7 +129,7 @@ struct Live {
 impl Shared {
     /// The session of `sid`, if it is live.
     fn lookup(&self, sid: Option<&str>) -> Option<Live> {
-        self.sids.get(sid?.trim()).map(|e| e.live)
+        self.sids.get(&Sid::parse(sid?.trim())?).map(|e| e.live)
     }
 
     /// How many sessions are live (for tests).
@@ -125,7 +144,7 @@ impl Shared {
 pub(crate) struct Session {
     decoder: Decoder,
     /// The session this connection connected, its sid and its user.
-    own: Option<(SessionId, String, UserKey)>,
+    own: Option<(SessionId, Sid, UserKey)>,
     /// A connect waiting for its password check; the requests after it wait too.
     pending: Option<Pending>,
     /// A request with a known sid came on it (a connection that posts for a session
@@ -299,7 +318,7 @@ impl Session {
             .to_owned();
         let key = name.key();
         let account = Some(Item::Account(key.clone()));
-        if shared.names.contains_key(&key) {
+        if shared.names.contains(&key) {
             return connect_error(cx, account, DOUBLE_USER);
         }
         // A connect is told to the room and may cost a password check: it takes its
@@ -379,7 +398,7 @@ impl Session {
         let account = Some(Item::Account(key.clone()));
         // Checked again: another connection may have connected the name, or filled the
         // room, meanwhile.
-        if shared.names.contains_key(&key) {
+        if shared.names.contains(&key) {
             return connect_error(cx, account, DOUBLE_USER);
         }
         if let Some(why) = room_refusal(cx, &room) {
@@ -421,11 +440,11 @@ impl Session {
             },
             language,
         };
-        shared.sids.insert(sid.clone(), entry);
-        shared.names.insert(key.clone(), sid.clone());
-        self.own = Some((session, sid.clone(), key.clone()));
+        shared.sids.insert(sid, entry);
+        shared.names.insert(key.clone());
+        self.own = Some((session, sid, key.clone()));
         let [_, welcome, enter] = replies;
-        let ok = Reply::ConnectOk { sid: &sid };
+        let ok = Reply::ConnectOk { sid: sid.as_str() };
         cx.send_about(&Item::Account(key), codec::to_bytes(&ok));
         reply(cx, &welcome);
         if kind.identity == Identity::Account {
@@ -859,9 +878,15 @@ fn enters(name: &UserName, room: &RoomName) -> String {
 }
 
 /// 32 lowercase hex characters from 128 bits of the server's generator, unused.
-fn new_sid(cx: &mut Cx<'_>, shared: &Shared) -> String {
+fn new_sid(cx: &mut Cx<'_>, shared: &Shared) -> Sid {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     loop {
-        let sid = format!("{:016x}{:016x}", cx.rng.next_u64(), cx.rng.next_u64());
+        let mut sid = [0; SID_LEN];
+        let bits = (u128::from(cx.rng.next_u64()) << 64) | u128::from(cx.rng.next_u64());
+        for (i, digit) in sid.iter_mut().enumerate() {
+            *digit = HEX[(bits >> (4 * (SID_LEN - 1 - i)) & 0xf) as usize];
+        }
+        let sid = Sid(sid);
         if !shared.sids.contains_key(&sid) {
             return sid;
         }

@@ -244,6 +244,20 @@ fn posts_reach_the_room_only_and_the_sid_works_on_any_connection() {
         h.take(fresh),
         "<arscrespond><type>post</type><status>error</status><error>This session is not known</error></arscrespond>\n<arscrespond><type>userlist</type><status>error</status><error>This session is not known</error></arscrespond>\n"
     );
+    // A sid with one digit changed, one more or one fewer names no session; with spaces
+    // around it, it is the sid.
+    let last = if sid_a.ends_with('0') { '1' } else { '0' };
+    let changed = format!("{}{last}", &sid_a[..31]);
+    for unknown in [changed, format!("{sid_a}0"), sid_a[..31].to_owned()] {
+        h.send(fresh, userlist_req(&unknown));
+        assert_eq!(
+            h.take(fresh),
+            "<arscrespond><type>userlist</type><status>error</status><error>This session is not known</error></arscrespond>\n",
+            "{unknown}"
+        );
+    }
+    h.send(fresh, userlist_req(&format!(" {sid_a}\t")));
+    assert!(h.take(fresh).contains("<status>ok</status>"));
     // An empty post.
     h.send(fresh, post_req(&sid_a, " "));
     assert_eq!(
