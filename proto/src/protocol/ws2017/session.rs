@@ -74,7 +74,14 @@ impl Shared {
 /// of them; `None` for any other event.
 #[inline(always)]
 pub(crate) fn lobby_news<'e>(event: &Event, encoded: &'e mut Option<Bytes>) -> Option<&'e Bytes> {
-    // Made by the first recipient: an entry of `Encoded` is of this one event.
+    if !matches!(
+        event,
+        Event::UserOnline { .. } | Event::UserOffline { .. } | Event::UserRenamed { .. }
+    ) {
+        return None;
+    }
+    // Made by the first recipient of this event (an entry of `Encoded` is of one event):
+    // the others cost no look at the names.
     if encoded.is_some() {
         return encoded.as_ref();
     }
