@@ -62,6 +62,16 @@ pub(crate) fn read_through(buffer: &mut BytesMut, arrived: &[u8], frame: impl Fn
     }
 }
 
+/// Lends `buffer` to `frame`, which takes whole frames off its front, then gives back the
+/// memory of what was taken ([`shrink_to_leftover`]) if anything was.
+pub(crate) fn take_frames(buffer: &mut BytesMut, frame: impl FnOnce(&mut BytesMut)) {
+    let held = buffer.len();
+    frame(buffer);
+    if buffer.len() < held {
+        shrink_to_leftover(buffer);
+    }
+}
+
 /// Gives back the memory of a connection's input buffer beyond what it still holds, once
 /// frames were taken off its front: a buffer keeps the allocation its largest frame needed
 /// (a drained `BytesMut` takes it up again at the next bytes it is given), so a peer that

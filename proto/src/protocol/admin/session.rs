@@ -70,24 +70,22 @@ impl Session {
     /// Handles buffered lines until one waits for an effect.
     fn run(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
-        let held = inbound.len();
-        while cx.is_open() && self.waiting.is_none() {
-            match self.framer.next_line(&mut inbound) {
-                None => break,
-                Some(Line::TooLong) => refuse(cx, "line is too long".into()),
-                Some(Line::Complete { len, consumed }) => {
-                    match std::str::from_utf8(&inbound[..len]) {
-                        Ok(line) if line.trim().is_empty() => {}
-                        Ok(line) => self.on_line(cx, line.trim_end()),
-                        Err(_) => refuse(cx, "the line is not UTF-8".into()),
+        crate::frame::take_frames(&mut inbound, |inbound| {
+            while cx.is_open() && self.waiting.is_none() {
+                match self.framer.next_line(inbound) {
+                    None => break,
+                    Some(Line::TooLong) => refuse(cx, "line is too long".into()),
+                    Some(Line::Complete { len, consumed }) => {
+                        match std::str::from_utf8(&inbound[..len]) {
+                            Ok(line) if line.trim().is_empty() => {}
+                            Ok(line) => self.on_line(cx, line.trim_end()),
+                            Err(_) => refuse(cx, "the line is not UTF-8".into()),
+                        }
+                        inbound.advance(consumed);
                     }
-                    inbound.advance(consumed);
                 }
             }
-        }
-        if inbound.len() < held {
-            crate::frame::shrink_to_leftover(&mut inbound);
-        }
+        });
         self.inbound = inbound;
         if self.inbound.len() > MAX_BUFFERED {
             refuse(cx, "too much input while a command runs".into());

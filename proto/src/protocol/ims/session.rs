@@ -116,11 +116,7 @@ impl Session {
     /// Handles every complete document buffered, until a LOGIN makes the rest wait.
     fn frame(&mut self, cx: &mut Cx<'_>) {
         let mut inbound = std::mem::take(&mut self.inbound);
-        let held = inbound.len();
-        self.documents(cx, &mut inbound);
-        if inbound.len() < held {
-            crate::frame::shrink_to_leftover(&mut inbound);
-        }
+        crate::frame::take_frames(&mut inbound, |input| self.documents(cx, input));
         self.inbound = inbound;
     }
 
