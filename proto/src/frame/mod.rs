@@ -52,13 +52,12 @@ pub(crate) fn read_through(buffer: &mut BytesMut, arrived: &[u8], frame: impl Fn
         buffer.extend_from_slice(input);
     } else {
         buffer.extend_from_slice(arrived);
-        let mut input: &[u8] = buffer;
-        frame(&mut input);
-        let consumed = buffer.len() - input.len();
-        Buf::advance(buffer, consumed);
-        if consumed > 0 {
-            shrink_to_leftover(buffer);
-        }
+        take_frames(buffer, |buffer| {
+            let mut input: &[u8] = buffer;
+            frame(&mut input);
+            let consumed = buffer.len() - input.len();
+            Buf::advance(buffer, consumed);
+        });
     }
 }
 
