@@ -464,8 +464,9 @@ pub struct ServeArgs {
     )]
     pub offline_share_percent: u8,
 
-    /// Seed of the server's random generator, to reproduce a run; drawn from the OS (and
-    /// logged) when omitted.
+    /// Seed of the server's random generator, for tests that need the same session ids on
+    /// every run (anyone who knows it can predict them; the server warns); when omitted,
+    /// 256 bits from the OS, never logged.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 

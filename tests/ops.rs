@@ -335,6 +335,33 @@ fn the_router_link_is_logged_with_its_address_and_counted_as_outbound() {
 }
 
 #[test]
+fn a_drawn_seed_is_never_logged_and_a_given_one_is_warned_of() {
+    // Whoever knows the seed can predict every session id (an arsc sid is a login).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = ServerOptions {
+        drawn_seed: true,
+        ..ServerOptions::default()
+    };
+    let mut server = Switchboard::start_with(&dir.path().join("drawn"), options);
+    let lines = server.log_lines();
+    assert!(
+        (lines.iter())
+            .any(|l| l.contains("INFO") && l.contains("256 bits from the operating system")),
+        "{lines:#?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("seed=")), "{lines:#?}");
+    assert!(server.stop().success());
+    let mut server = Switchboard::start(&dir.path().join("given"));
+    let lines = server.log_lines();
+    assert!(
+        (lines.iter())
+            .any(|l| l.contains("WARN") && l.contains("seed=1") && l.contains("predictable")),
+        "{lines:#?}"
+    );
+    assert!(server.stop().success());
+}
+
+#[test]
 fn status_reports_the_running_server_and_says_when_none_runs() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");

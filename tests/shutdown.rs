@@ -28,6 +28,7 @@ const COMMIT_LOG: ServerOptions = ServerOptions {
     ignore_sigxfsz: false,
     ping_interval: Some("1"),
     log: Some(common::COMMIT_DEBUG_LOG),
+    drawn_seed: false,
 };
 
 /// Adds the offline account `name` through the admin command (no server running).

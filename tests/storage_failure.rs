@@ -40,6 +40,7 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
         ignore_sigxfsz: true,
         ping_interval: Some("1"),
         log: Some(common::COMMIT_DEBUG_LOG),
+        ..ServerOptions::default()
     };
     let mut server = Switchboard::start_with(&data_dir, options);
 
@@ -150,6 +151,7 @@ fn held_acknowledgements_leave_exactly_with_their_own_batch_through_a_failure() 
         ignore_sigxfsz: true,
         ping_interval: Some("1"),
         log: Some(common::COMMIT_DEBUG_LOG),
+        ..ServerOptions::default()
     };
     let mut server = Switchboard::start_with(&data_dir, options);
     let ann = Client::join(&server, "ann");

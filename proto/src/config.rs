@@ -2,11 +2,14 @@
 
 use core::time::Duration;
 
+use crate::rng::Seed;
+
 /// Everything the server can be tuned by. `Config::default()` is what the binary runs.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Seed of the server's random generator; runtimes draw it from the OS and log it.
-    pub seed: u64,
+    /// Seed of the server's random generator (session ids, hash keys): runtimes draw 256
+    /// bits from the OS unless given a number to reproduce a run.
+    pub seed: Seed,
     /// Short name sent in greetings.
     pub server_name: String,
     /// Bytes a connection may have outstanding (sent but not yet reported written) before
@@ -198,7 +201,7 @@ pub struct Ws2017Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            seed: 0,
+            seed: Seed::default(),
             server_name: "switchboard".to_owned(),
             outbound_limit_bytes: 1 << 20,
             offline_cap: 1000,

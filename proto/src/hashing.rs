@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::rng::Rng;
+use crate::rng::{Rng, Seed, Stream};
 
 /// The hasher of every [`PeerMap`]: foldhash, with a per-server seed.
 pub(crate) type Seeded = foldhash::fast::FixedState;
@@ -15,8 +15,8 @@ pub(crate) type PeerMap<K, V> = HashMap<K, V, Seeded>;
 
 /// The hasher for a server whose random generator is seeded with `seed`: drawn from a
 /// stream of its own, so the server's other random draws (session ids) are unchanged.
-pub(crate) fn seeded(seed: u64) -> Seeded {
-    Seeded::with_seed(Rng::new(seed ^ 0x6861_7368_5f6b_6579).next_u64())
+pub(crate) fn seeded(seed: Seed) -> Seeded {
+    Seeded::with_seed(Rng::new(seed, Stream::HashKeys).next_u64())
 }
 
 /// An empty map hashing with `hasher`.

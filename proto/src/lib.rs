@@ -77,6 +77,7 @@ pub use persist::{
 };
 pub use protocol::admin::{AdminCommand, AdminParseError};
 pub use pump::{Action, Batch, Emitted, Pump, FIRST_RETRY, MAX_RETRY};
+pub use rng::Seed;
 pub use secret::{PasswordHash, Secret};
 pub use server::{Server, Stats};
 pub use time::{Instant, Now};

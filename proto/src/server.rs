@@ -12,7 +12,7 @@ use crate::model::{Audience, Network, NetworkEvent};
 use crate::outbox::{Link, Outbox};
 use crate::persist::State;
 use crate::protocol::{lobby_news, Encoded, Endpoint, Shared};
-use crate::rng::Rng;
+use crate::rng::{Rng, Stream};
 use crate::time::{Instant, Now};
 use crate::timers::{Timers, Wake};
 
@@ -135,7 +135,7 @@ impl Server {
             lobby: BTreeMap::new(),
             shared: Shared::default(),
             core: Core {
-                rng: Rng::new(config.seed),
+                rng: Rng::new(config.seed, Stream::Sessions),
                 conns: Table::default(),
                 homes: Homes::default(),
                 dialing: Dialing::default(),

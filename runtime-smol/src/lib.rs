@@ -167,7 +167,7 @@ impl Runtime {
     }
 
     /// The seed the core runs with.
-    pub fn seed(&self) -> u64 {
+    pub fn seed(&self) -> switchboard_proto::Seed {
         self.start.config.seed
     }
 

@@ -52,7 +52,7 @@ impl TestServer {
             options(),
         )
         .expect("bind");
-        assert_eq!(runtime.seed(), 7);
+        assert_eq!(runtime.seed(), switchboard_proto::Seed::number(7));
         let addrs = runtime.local_addrs();
         assert_eq!(addrs.len(), 1);
         let (protocol, addr) = addrs[0];

@@ -348,7 +348,7 @@ impl SimOptions {
     /// The server configuration these options ask for, with the boot's seed.
     pub fn config(&self, seed: u64) -> Config {
         let mut config = Config {
-            seed,
+            seed: switchboard_proto::Seed::number(seed),
             outbound_limit_bytes: self.outbound_limit_bytes,
             offline_cap: self.offline_cap,
             ..Config::default()

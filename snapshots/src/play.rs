@@ -135,7 +135,9 @@ impl Player<'_> {
     /// Starts a server over the committed state.
     fn boot(&mut self) {
         let mut config = self.scenario.config.clone();
-        config.seed = config.seed.wrapping_add(self.boots);
+        // Scenarios run with numbered seeds (seed 0 unless a directive sets one).
+        let base = config.seed.as_number().unwrap_or_default();
+        config.seed = switchboard_proto::Seed::number(base.wrapping_add(self.boots));
         self.boots += 1;
         let server = Server::new(config, self.store.committed.clone());
         self.pump = Some(Pump::new(server));

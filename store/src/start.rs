@@ -9,7 +9,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
-use switchboard_proto::{Config, Protocol, State};
+use switchboard_proto::{Config, Protocol, Seed, State};
 use tracing::{error, info, warn};
 
 use crate::data_dir::{DataDir, LockError};
@@ -138,7 +138,7 @@ pub struct Prepared<A> {
     pub metrics: Option<Metrics>,
 }
 
-/// A runtime's start: chooses the seed (logged), raises the descriptor limit, takes the
+/// A runtime's start: chooses the seed (logged only when given), raises the descriptor limit, takes the
 /// lock of `data_dir` (creating it if needed), opens and loads the store there, binds one
 /// non-blocking listener per `(protocol, address)` (logging `PROTOCOL listening on
 /// ADDRESS` with the address actually bound), binds the admin socket with
@@ -156,7 +156,15 @@ pub fn prepare<A>(
     bind_admin: impl FnOnce(&DataDir) -> Result<A, RuntimeError>,
 ) -> Result<Prepared<A>, RuntimeError> {
     config.seed = choose_seed(options.seed)?;
-    info!(seed = config.seed, "server seed");
+    // Drawn bytes are not logged: whoever reads them could predict every session id
+    // (an arsc sid is a login) and choose keys that collide in the server's maps.
+    match config.seed.as_number() {
+        Some(seed) => warn!(
+            seed,
+            "server seed given: session ids are predictable (tests only)"
+        ),
+        None => info!("server seed: 256 bits from the operating system"),
+    }
     let limit = fds::raise_limit();
     let started = lock_and_load(data_dir)?;
     log_started(&started);
@@ -229,14 +237,19 @@ pub fn bind_listeners(
 #[error("cannot draw a seed from the operating system")]
 pub struct SeedError(#[source] getrandom::Error);
 
-/// The core's seed: `configured` if given, else one drawn from the operating system.
+/// The core's seed: the number `configured` if given (a reproducible run), else 256 bits
+/// drawn from the operating system.
 ///
 /// # Errors
 /// [`SeedError`] when the OS has no randomness to give.
-pub fn choose_seed(configured: Option<u64>) -> Result<u64, SeedError> {
+pub fn choose_seed(configured: Option<u64>) -> Result<Seed, SeedError> {
     match configured {
-        Some(seed) => Ok(seed),
-        None => getrandom::u64().map_err(SeedError),
+        Some(seed) => Ok(Seed::number(seed)),
+        None => {
+            let mut bytes = [0; 32];
+            getrandom::fill(&mut bytes).map_err(SeedError)?;
+            Ok(Seed::from_bytes(bytes))
+        }
     }
 }
 
@@ -321,9 +334,10 @@ mod tests {
 
     #[test]
     fn a_configured_seed_is_kept_and_a_missing_one_is_drawn() {
-        assert_eq!(choose_seed(Some(7)).ok(), Some(7));
+        assert_eq!(choose_seed(Some(7)).ok(), Some(Seed::number(7)));
         let a = choose_seed(None).expect("OS randomness");
         let b = choose_seed(None).expect("OS randomness");
+        assert_eq!(a.as_number(), None, "a drawn seed is not a number");
         assert_ne!(a, b, "two draws gave the same seed");
     }
 

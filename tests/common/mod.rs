@@ -67,6 +67,8 @@ pub struct ServerOptions {
     pub ping_interval: Option<&'static str>,
     /// `RUST_LOG`, [`CONN_LOG`] when `None`.
     pub log: Option<&'static str>,
+    /// Leave out `--seed 1`, so the server draws its seed from the OS.
+    pub drawn_seed: bool,
 }
 
 /// The server process; killed when dropped, also when the test panics.
@@ -184,8 +186,6 @@ impl Switchboard {
             interval,
             "--ws2017-ping-timeout",
             &timeout,
-            "--seed",
-            "1",
             "--hash-cost",
             "cheap",
             "--data-dir",
@@ -193,6 +193,12 @@ impl Switchboard {
         .iter()
         .map(|s| s.to_string())
         .chain([data_dir.display().to_string()])
+        .chain(
+            (!options.drawn_seed)
+                .then(|| ["--seed".to_owned(), "1".to_owned()])
+                .into_iter()
+                .flatten(),
+        )
         .collect();
         let mut command = if options.ignore_sigxfsz {
             let mut sh = Command::new("sh");

@@ -168,7 +168,7 @@ struct Run {
 /// A description of the broken invariant, with the step.
 pub fn run_arsc(seed: u64, options: ArscOptions) -> Result<ArscReport, String> {
     let mut config = Config {
-        seed,
+        seed: switchboard_proto::Seed::number(seed),
         ..Config::default()
     };
     config.arsc.max_request_bytes = MAX_REQUEST;

@@ -142,7 +142,7 @@ pub fn run_with(
     steps: u64,
     mut config: Config,
 ) -> Result<JabberdReport, Violation> {
-    config.seed = seed;
+    config.seed = switchboard_proto::Seed::number(seed);
     config.jabberd.router = Some(core::net::SocketAddr::from(([10, 0, 0, 9], 5347)));
     config.jabberd.secret = Secret(SECRET.into());
     config.offline_share_percent = 100;

@@ -115,7 +115,7 @@ pub fn run_with(
     steps: u64,
     mut config: Config,
 ) -> Result<OpcodeReport, Violation> {
-    config.seed = seed;
+    config.seed = switchboard_proto::Seed::number(seed);
     config.opcode.max_line_bytes = 256;
     config.opcode.max_media_bytes = 64;
     // The scripts send faster than a person; the rates are not what is tested here.

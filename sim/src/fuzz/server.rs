@@ -108,7 +108,7 @@ struct Driver {
 
 fn config() -> Config {
     let mut config = Config {
-        seed: 7,
+        seed: switchboard_proto::Seed::number(7),
         outbound_limit_bytes: 4096,
         offline_cap: 6,
         ..Config::default()
