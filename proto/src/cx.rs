@@ -345,7 +345,8 @@ impl Cx<'_> {
         let skip = resumed.map_or(0, |c| c.requests_handed);
         let friends = Item::Friends(key);
         for (handed, request) in drain.requests.iter().enumerate().skip(skip) {
-            let bytes = encode(Handout::FriendRequest(request));
+            let from = self.net.state().shown_name(&request.from);
+            let bytes = encode(Handout::FriendRequest { request, from });
             let Some(unwritten) = (self.conns.at(self.slot))
                 .filter(|c| c.link.is_open())
                 .map(|c| c.link.unwritten())
@@ -487,6 +488,9 @@ impl Cx<'_> {
 pub(crate) enum Handout<'a> {
     /// A stored message.
     Message(&'a StoredMessage),
-    /// A pending friend request to the user.
-    FriendRequest(&'a FriendRequest),
+    /// A pending friend request to the user, and its sender's name as registered.
+    FriendRequest {
+        request: &'a FriendRequest,
+        from: &'a str,
+    },
 }

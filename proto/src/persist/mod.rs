@@ -327,6 +327,12 @@ impl State {
         self.accounts.get(key)
     }
 
+    /// How `key` is shown to others: its account's name as registered (names keep their
+    /// case), or the key itself once no account holds it.
+    pub fn shown_name<'a>(&'a self, key: &'a UserKey) -> &'a str {
+        self.account(key).map_or(key.as_str(), |a| a.name.as_str())
+    }
+
     /// Whether two accounts are friends.
     pub fn are_friends(&self, a: &UserKey, b: &UserKey) -> bool {
         self.friends.get(a).is_some_and(|f| f.contains_key(b))

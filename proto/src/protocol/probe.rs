@@ -129,7 +129,7 @@ impl Session {
         cx.drain_mailbox(session, None, |item| {
             Bytes::from(match item {
                 Handout::Message(m) => format!("mail {} {} {}\n", m.id.0, m.from, m.body),
-                Handout::FriendRequest(r) => format!("request {}\n", r.from.as_str()),
+                Handout::FriendRequest { from, .. } => format!("request {from}\n"),
             })
         });
     }

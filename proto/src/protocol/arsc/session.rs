@@ -465,11 +465,11 @@ impl Session {
                 sender: m.from.as_str(),
                 content: &m.body,
             }),
-            Handout::FriendRequest(r) => codec::to_bytes(&Reply::Message {
+            Handout::FriendRequest { request, from } => codec::to_bytes(&Reply::Message {
                 kind: MessageType::Whisper,
-                sendtime: &clock(r.since_ms, offset),
+                sendtime: &clock(request.since_ms, offset),
                 sender: SYSTEM,
-                content: &format!("User {} asks to be your friend.", r.from.as_str()),
+                content: &format!("User {from} asks to be your friend."),
             }),
         });
     }

@@ -276,11 +276,11 @@ impl Session {
                     },
                 ),
             },
-            Handout::FriendRequest(r) => encoded(
+            Handout::FriendRequest { from, .. } => encoded(
                 term,
                 &Reply::Invite {
                     to: me.as_str(),
-                    from: r.from.as_str(),
+                    from,
                 },
             ),
         });

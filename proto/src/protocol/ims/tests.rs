@@ -534,6 +534,34 @@ fn friends_add_accept_deny_delete_and_request() {
 }
 
 #[test]
+fn a_stored_invite_names_its_sender_as_registered() {
+    let mut h = accounts();
+    assert_eq!(
+        admin(&mut h, "user add Eve pw"),
+        "ok account Eve created\r\n"
+    );
+    let e = ims(&mut h, "Eve");
+    assert_eq!(
+        ask(
+            &mut h,
+            e,
+            "<FRIEND user=\"Eve\" type=\"add\" friend=\"carol\"/>"
+        ),
+        "<FRIEND type=\"add\" result=\"1\"/>\n"
+    );
+    // Carol was offline: the invite waited, and names Eve as a live one would.
+    let c = h.connect(Protocol::Ims);
+    h.send(c, login_doc("carol"));
+    let got = h.take(c);
+    assert!(
+        got.ends_with(
+            "<LOGIN user=\"carol\" result=\"1\"/>\n<FRIEND type=\"invite\" to=\"carol\" from=\"Eve\"/>\n"
+        ),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn no_document_for_the_alive_timeout_closes_the_connection() {
     let mut h = accounts();
     let a = ims(&mut h, "alice");

@@ -387,8 +387,9 @@ impl Shared {
                     stanza(x, &domain, "message", &from, Some("chat"), &body)
                 }
             },
-            Handout::FriendRequest(r) => {
-                let from = jid(r.from.as_str(), &domain);
+            // A JID's node is case-insensitive: the key, as every JID the sm writes.
+            Handout::FriendRequest { request, .. } => {
+                let from = jid(request.from.as_str(), &domain);
                 stanza(x, &domain, "presence", &from, Some("subscribe"), "")
             }
         })

@@ -464,9 +464,6 @@ impl Session {
                 None => cx.send_about(&item, ok),
             }
         }
-        let names: BTreeMap<UserKey, String> = (drain.requests.iter())
-            .map(|r| (r.from.clone(), account_name(cx.net.state(), &r.from)))
-            .collect();
         cx.drain_mailbox(session, last, |item| match item {
             Handout::Message(m) => match m.kind {
                 MessageKind::Chat { chat, media } => codec::line(&Reply::MessageSended {
@@ -488,10 +485,7 @@ impl Session {
                     })
                 }
             },
-            Handout::FriendRequest(r) => {
-                let name = names.get(&r.from).map_or(r.from.as_str(), String::as_str);
-                codec::line(&Reply::ConfirmContactAdd(name))
-            }
+            Handout::FriendRequest { from, .. } => codec::line(&Reply::ConfirmContactAdd(from)),
         });
     }
 
@@ -545,7 +539,7 @@ impl Session {
             .map(|(id, chat)| {
                 let other = chat.members.iter().find(|k| **k != mine);
                 // A member whose account is gone has left: shown as an empty name.
-                let other = other.map_or(String::new(), |k| account_name(state, k));
+                let other = other.map_or(String::new(), |k| state.shown_name(k).to_owned());
                 (id.0, other)
             })
             .collect();
@@ -831,13 +825,6 @@ fn password_ok(password: &str) -> bool {
     !password.is_empty() && password.len() <= MAX_FIELD && !password.chars().any(char::is_control)
 }
 
-/// The registered name of an account, or its key if it is gone.
-fn account_name(state: &State, key: &UserKey) -> String {
-    state
-        .account(key)
-        .map_or_else(|| key.as_str().to_owned(), |a| a.name.as_str().to_owned())
-}
-
 /// The chat whose members are exactly `a` and `b`.
 fn find_chat(state: &State, a: &UserKey, b: &UserKey) -> Option<ChatId> {
     (state.chats.iter())
@@ -893,7 +880,7 @@ fn own_contacts(cx: &mut Cx<'_>, me: &UserName) {
     let state = cx.net.state();
     let mine = me.key();
     let friends: Vec<(String, u64)> = (state.friends.get(&mine).into_iter().flatten())
-        .map(|(k, f)| (account_name(state, k), f.since_ms))
+        .map(|(k, f)| (state.shown_name(k).to_owned(), f.since_ms))
         .collect();
     let mut out = BytesMut::new();
     codec::encode(&Reply::OwnContacts(Status::Ok), &mut out);
