@@ -16,6 +16,7 @@ use crate::limits::{Cost, Limiter, Refusal};
 use crate::model::{
     Audience, Event, Item, KickReason, Network, Outcome, Outgoing, Route, SessionId,
 };
+use crate::names::UserName;
 use crate::outbox::Outbox;
 use crate::persist::{Change, FriendRequest, StoredMessage};
 use crate::time::{Instant, Now};
@@ -268,6 +269,35 @@ impl Cx<'_> {
         let seq = self.out.next_seq();
         self.net.apply(&change, seq);
         self.out.persist(seq, change);
+        seq
+    }
+
+    /// Persists `change`, a change `me` made to its friendship with `other`, and tells
+    /// `other` of it whatever protocol it speaks: a request, or the answer that makes the
+    /// friendship, goes to its live sessions; an acceptance also waits in its mailbox
+    /// while it is offline (unless the mailbox is full: the friendship shows in its
+    /// contacts either way). Returns what a reply to `me` waits for.
+    pub(crate) fn persist_friends(
+        &mut self,
+        me: &UserName,
+        other: &UserName,
+        change: Change,
+    ) -> Seq {
+        let news = match &change {
+            Change::FriendRequested { .. } => Some(false),
+            Change::FriendshipMade { .. } => Some(true),
+            _ => None,
+        };
+        let mut seq = self.persist(change);
+        if news == Some(true) && !self.net.is_online(other.key_ref()) {
+            let cap = self.config.offline_cap;
+            if let Some(stored) = self.net.acceptance_change(me, other, self.now.wall_ms, cap) {
+                seq = self.persist(stored);
+            }
+        }
+        if let Some(accepted) = news {
+            self.net.tell_friend(me, other, accepted);
+        }
         seq
     }
 

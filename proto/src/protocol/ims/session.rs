@@ -16,7 +16,7 @@ use crate::model::{
     Capabilities, DirectKind, Event, Identity, Item, KickReason, LoginError, LoginKind,
     MailboxLimits, Outcome, Outgoing, Route, SessionId, Shown, Status, UserKey, UserName,
 };
-use crate::persist::{Change, MessageKind};
+use crate::persist::MessageKind;
 use crate::time::Instant;
 
 /// ims logs in to accounts, several sessions of a user at once; its clients send no
@@ -609,11 +609,7 @@ fn friend(cx: &mut Cx<'_>, me: &UserName, action: FriendAction) {
     if !room_for(cx, &ack) {
         return;
     }
-    let asked = matches!(change, Change::FriendRequested { .. });
-    let seq = cx.persist(change);
-    if asked {
-        cx.net.tell_friend(me, &other, false);
-    }
+    let seq = cx.persist_friends(me, &other, change);
     reply_after(cx, seq, &ack);
 }
 

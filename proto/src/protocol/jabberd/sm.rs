@@ -21,7 +21,7 @@ use crate::model::{
     Capabilities, DirectKind, Event, Identity, Item, LoginKind, MailboxLimits, Outcome, Outgoing,
     Route, SessionId, Shown, Status, Undeliverable, UserKey, UserName,
 };
-use crate::persist::{Change, MessageKind};
+use crate::persist::MessageKind;
 
 /// XMPP sessions log in to accounts whose password c2s checked (through the authreg
 /// helper); several at once (resources), beside the user's sessions on other protocols.
@@ -854,24 +854,10 @@ fn presence(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) -> Op
             if !cx.store_ok() || !charge(cx, bucket, Cost::Durable) {
                 return None;
             }
-            persist_friends(cx, &me, &other, change);
+            cx.persist_friends(&me, &other, change);
             None
         }
     }
-}
-
-/// Persists a friendship change and tells the other user's live sessions.
-fn persist_friends(cx: &mut Cx<'_>, me: &UserName, other: &UserName, change: Change) -> Seq {
-    let news = match &change {
-        Change::FriendRequested { .. } => Some(false),
-        Change::FriendshipMade { .. } => Some(true),
-        _ => None,
-    };
-    let seq = cx.persist(change);
-    if let Some(accepted) = news {
-        cx.net.tell_friend(me, other, accepted);
-    }
-    seq
 }
 
 /// An iq from `x`: session, ping, roster and disco#info are answered; every other
@@ -969,7 +955,7 @@ fn iq(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) {
                     error_reply(cx, x, "iq", &to, id, "wait", "policy-violation");
                 }
                 Some(change) => {
-                    let seq = persist_friends(cx, &me, &other, change);
+                    let seq = cx.persist_friends(&me, &other, change);
                     result(cx, "", Some(seq));
                 }
                 None => {

@@ -965,15 +965,7 @@ fn confirm_contact(cx: &mut Cx<'_>, me: &UserName, name: &str) {
     if !fits(cx, &Reply::ConfirmContact(Status::Ok)) {
         return;
     }
-    let accepted = matches!(change, Change::FriendshipMade { .. });
-    let mut seq = cx.persist(change);
-    if accepted && !cx.net.is_online(them.key_ref()) {
-        let cap = cx.config.offline_cap;
-        if let Some(stored) = cx.net.acceptance_change(me, &them, cx.now.wall_ms, cap) {
-            seq = cx.persist(stored);
-        }
-    }
-    cx.net.tell_friend(me, &them, accepted);
+    let seq = cx.persist_friends(me, &them, change);
     cx.send_after(codec::line(&Reply::ConfirmContact(Status::Ok)), seq);
 }
 

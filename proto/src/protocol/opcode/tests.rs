@@ -1,6 +1,6 @@
 //! opcode behaviour over the network model, request by request (seed and PROTOCOLS.md).
 
-use crate::tests::harness::{Harness, WALL_ORIGIN_MS};
+use crate::tests::harness::{md5_hex, Harness, WALL_ORIGIN_MS};
 use crate::{Config, ConnId, Protocol};
 
 fn harness() -> Harness {
@@ -181,6 +181,59 @@ fn a_contact_request_waits_for_an_offline_user_until_answered() {
     );
     assert_eq!(ask(&mut h, hans, "111"), "213 400\r\n");
     assert_eq!(ask(&mut h, hans, "110 hans pw"), "212 400 hans\r\n", "once");
+}
+
+/// `name` (registered by [`user`]) logged in over ims on a new connection.
+fn ims_user(h: &mut Harness, name: &str) -> ConnId {
+    let c = h.connect(Protocol::Ims);
+    h.send(
+        c,
+        format!("<LOGIN user=\"{name}\" pass=\"{}\"/>", md5_hex("pw")),
+    );
+    assert!(
+        h.take(c).ends_with("result=\"1\"/>\n"),
+        "{name} logs in on ims"
+    );
+    c
+}
+
+#[test]
+fn an_acceptance_over_ims_reaches_the_opcode_user_live_or_at_its_next_login() {
+    let mut h = harness();
+    let hans = user(&mut h, "hans");
+    for name in ["zed", "kai"] {
+        let c = user(&mut h, name);
+        assert_eq!(ask(&mut h, c, "111"), "213 400\r\n");
+    }
+    let zed = ims_user(&mut h, "zed");
+    let kai = ims_user(&mut h, "kai");
+    // Online: the accept is the answer that makes them contacts.
+    assert_eq!(ask(&mut h, hans, "121 zed"), "232 400\r\n");
+    assert!(h
+        .take(zed)
+        .contains("<FRIEND type=\"invite\" to=\"zed\" from=\"hans\"/>"));
+    h.send(zed, "<FRIEND user=\"zed\" type=\"accept\" other=\"hans\"/>");
+    assert!(h
+        .take(zed)
+        .ends_with("<FRIEND type=\"accept\" result=\"1\"/>\n"));
+    assert_eq!(h.take(hans), "233 zed\r\n");
+    // Offline: an ims add of someone who asked makes them contacts too, told at login.
+    assert_eq!(ask(&mut h, hans, "121 kai"), "232 400\r\n");
+    h.take(kai);
+    assert_eq!(ask(&mut h, hans, "111"), "213 400\r\n");
+    h.send(kai, "<FRIEND user=\"kai\" type=\"add\" friend=\"hans\"/>");
+    assert!(h
+        .take(kai)
+        .ends_with("<FRIEND type=\"add\" result=\"1\"/>\n"));
+    assert_eq!(
+        ask(&mut h, hans, "110 hans pw"),
+        "212 400 hans\r\n233 kai\r\n"
+    );
+    let listed = ask(&mut h, hans, "118");
+    assert!(
+        listed.contains(" zed ") && listed.contains(" kai "),
+        "{listed:?}"
+    );
 }
 
 #[test]
