@@ -762,9 +762,10 @@ fn put_int(out: &mut BytesMut, n: impl Into<i16>) {
     out.put_slice(&digits[at..]);
 }
 
-/// Escapes text content: `&`, `<`, `>`, and control characters other than tab as
-/// character references, so every document stays on one line (a NUL, which XML cannot
-/// carry, becomes U+FFFD and never ends a document early).
+/// Escapes text content: `&`, `<`, `>`, and CR, LF and DEL as character references, so
+/// every document stays on one line. The other control characters but tab, which XML
+/// 1.0 cannot carry even as references (a strict parser rejects `&#1;`), become U+FFFD;
+/// so does a NUL, which never ends a document early.
 fn text(s: &str, out: &mut BytesMut) {
     escape(s, false, out);
 }
@@ -788,14 +789,14 @@ fn attr_len(s: &str) -> usize {
 /// length of its replacement.
 const ESCAPES: [u8; 256] = {
     let mut t = [0u8; 256];
-    let mut b = 1;
+    let mut b = 0;
     while b < 0x20 {
-        // `&#N;`
-        t[b] = if b < 10 { 4 } else { 5 };
+        t[b] = 3; // U+FFFD
         b += 1;
     }
     t[b'\t' as usize] = 0;
-    t[0] = 3; // U+FFFD
+    t[b'\n' as usize] = 5; // `&#10;`
+    t[b'\r' as usize] = 5; // `&#13;`
     t[0x7f] = 6; // `&#127;`
     t[b'&' as usize] = 5;
     t[b'<' as usize] = 4;
@@ -868,12 +869,13 @@ fn escape_all(bytes: &[u8], quote: bool, out: &mut BytesMut) {
             b'<' => out.put_slice(b"&lt;"),
             b'>' => out.put_slice(b"&gt;"),
             b'"' => out.put_slice(b"&quot;"),
-            0 => out.put_slice("\u{FFFD}".as_bytes()),
-            b => {
+            b'\n' | b'\r' | 0x7f => {
                 out.put_slice(b"&#");
                 put_int(out, b);
                 out.put_u8(b';');
             }
+            // NUL and the controls XML 1.0 cannot carry.
+            _ => out.put_slice("\u{FFFD}".as_bytes()),
         }
     }
     out.put_slice(&bytes[start..]);

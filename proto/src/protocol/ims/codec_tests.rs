@@ -635,3 +635,27 @@ fn every_reply_has_its_exact_length_and_fixed_ones_their_bytes() {
     // three names); the STATUSLIST.
     assert_eq!(fixed_ones, 3 + 5 + 2 * 3 + 1);
 }
+
+#[test]
+fn every_control_character_is_written_as_xml_1_0_can_carry_it() {
+    // Only tab, LF and CR are characters XML 1.0 allows below space: a strict client
+    // parser rejects a reference to any other (`&#1;`).
+    for b in (0u8..0x20).chain([0x7f]) {
+        let body = format!("a{}b", char::from(b));
+        let got = enc(Reply::Message {
+            from: "x",
+            to: "y",
+            body: &body,
+        });
+        let inner = match b {
+            b'\t' => "\t".to_owned(),
+            b'\n' | b'\r' | 0x7f => format!("&#{b};"),
+            _ => "\u{FFFD}".to_owned(),
+        };
+        assert_eq!(
+            got,
+            format!("<MESSAGE from=\"x\" to=\"y\">a{inner}b</MESSAGE>\n"),
+            "byte {b}"
+        );
+    }
+}
