@@ -148,6 +148,19 @@ const TABLE: &[(&str, &[&str])] = &[
     ("<!DOCTYPE x><a/>", &["!BadDeclaration", "<a/>"]),
     ("<![CDATA[x]]><a/>", &["!BadDeclaration", "<a/>"]),
     ("<a>x\0y</a><b/>", &["!Nul", "!StrayEndTag", "<b/>"]),
+    // An end tag naming the root closes it, whatever is left open inside (unescaped
+    // markup in a message): the document ends there, to be refused by the parser, and
+    // the next is framed. The root's name nested in it is counted.
+    (
+        "<MESSAGE>a<br>b</MESSAGE><ALIVE/>",
+        &["<MESSAGE>a<br>b</MESSAGE>", "<ALIVE/>"],
+    ),
+    ("<a><b></a><c/>", &["<a><b></a>", "<c/>"]),
+    ("<a ><ab></a ><c/>", &["<a ><ab></a >", "<c/>"]),
+    ("<a><a></a></a><c/>", &["<a><a></a></a>", "<c/>"]),
+    ("<a><b><a></a></a><c/>", &["<a><b><a></a></a>", "<c/>"]),
+    // White space between `/` and `>` still makes an empty element.
+    ("<ALIVE/ ><b/>", &["<ALIVE/ >", "<b/>"]),
     // An unfinished document waits for more.
     ("<a><b/>", &[]),
     ("<a x=\"", &[]),

@@ -6,7 +6,10 @@
 //!
 //! Ends of tags, comments and processing instructions are found with quick-xml's
 //! resumable parsers (quotes in attribute values may hold `>`); depth counting finds the
-//! end of the root element. Whether the document is well formed is the parser's
+//! end of the root element, and so does the end tag that closes the root by name with
+//! elements inside it left open (`<MESSAGE>a<br>b</MESSAGE>`, unescaped markup in a
+//! message): without it, such a document would take every later one into itself until
+//! the connection timed out. Whether the document is well formed is the parser's
 //! business ([`super::codec::parse`]); the framer only needs its extent.
 
 use bytes::Bytes;
@@ -54,8 +57,9 @@ enum State {
     Open,
     /// Past `<!`, with the bytes seen since (to tell `<!--` from `<![CDATA[`).
     Bang { seen: [u8; 7], n: u8 },
-    /// Inside a tag (start tag, or end tag when `end`); `last` is the byte before the
-    /// scan position (a `/` before the `>` makes the element empty).
+    /// Inside a tag (start tag, or end tag when `end`); `last` is the last byte before
+    /// the scan position that is not white space (a `/` before the `>` makes the
+    /// element empty).
     Tag {
         parser: ElementParser,
         end: bool,
@@ -90,6 +94,12 @@ pub(crate) struct Framer {
     pos: usize,
     /// Elements open in the current document.
     depth: u32,
+    /// Of those, the ones named as the root is (the root among them): when an end tag
+    /// of that name closes the last of them, the document ends, whatever is still open
+    /// inside it.
+    root_open: u32,
+    /// Where the tag being scanned starts (its `<`) in the buffer.
+    tag_start: usize,
     /// The current unit passed the limit: its bytes are dropped as they are scanned.
     discarding: bool,
     /// A byte taken into a document when it immediately follows its last `>`.
@@ -107,6 +117,8 @@ impl Framer {
             state: State::Top,
             pos: 0,
             depth: 0,
+            root_open: 0,
+            tag_start: 0,
             discarding: false,
             trailer: None,
             plain: true,
@@ -199,6 +211,8 @@ impl Framer {
                     if !matches!(b, b'?' | b'!' | b'/') && !is_name_start(b) {
                         return Some(self.malformed(buf, Malformed::BadTag));
                     }
+                    // (At 0 only when discarding, which never reads it.)
+                    self.tag_start = self.pos.saturating_sub(1);
                     self.pos += 1;
                     self.state = match b {
                         b'?' => State::Pi(PiParser::default()),
@@ -242,18 +256,14 @@ impl Framer {
                     last,
                 } => match parser.feed(rest) {
                     None => {
-                        let last = rest.last().copied().unwrap_or(last);
+                        let last = last_not_space(rest).unwrap_or(last);
                         self.pos += rest.len();
                         self.state = State::Tag { parser, end, last };
                     }
                     Some(i) => {
-                        let before = if i > 0 { rest[i - 1] } else { last };
+                        let before = last_not_space(&rest[..i]).unwrap_or(last);
                         self.pos += i + 1;
-                        if end {
-                            self.depth = self.depth.saturating_sub(1);
-                        } else if before != b'/' {
-                            self.depth = self.depth.saturating_add(1);
-                        }
+                        self.tag_ended(buf, end, before == b'/');
                         if let Some(frame) = self.after_markup(buf) {
                             return Some(frame);
                         }
@@ -346,6 +356,34 @@ impl Framer {
         }
     }
 
+    /// A start tag (`empty` when it ends in `/>`) or an end tag, from `tag_start` to
+    /// `pos`, ended: counts the elements it opens or closes.
+    fn tag_ended<B: SplitInput>(&mut self, buf: &B, end: bool, empty: bool) {
+        if !end && empty {
+            return;
+        }
+        // The unit starts at the buffer's start unless it is being discarded (then it is
+        // dropped anyway, and only depth counts).
+        let root_named = !self.discarding && {
+            let name = |at: usize| tag_name(buf.get(at..self.pos).unwrap_or_default());
+            name(self.tag_start + 1 + usize::from(end)) == name(1)
+        };
+        if end {
+            self.depth = self.depth.saturating_sub(1);
+            if root_named {
+                self.root_open = self.root_open.saturating_sub(1);
+                if self.root_open == 0 {
+                    self.depth = 0;
+                }
+            }
+        } else {
+            self.depth = self.depth.saturating_add(1);
+            if self.depth == 1 || root_named {
+                self.root_open = self.root_open.saturating_add(1);
+            }
+        }
+    }
+
     /// A tag, comment or declaration ended at `pos`: the document is complete when no
     /// element is open (a top-level comment or declaration is dropped).
     fn after_markup<B: SplitInput>(&mut self, buf: &mut B) -> Option<Frame> {
@@ -353,6 +391,7 @@ impl Framer {
             self.state = State::Text;
             return None;
         }
+        self.root_open = 0;
         self.state = State::Top;
         let len = std::mem::take(&mut self.pos);
         if std::mem::take(&mut self.discarding) {
@@ -380,6 +419,7 @@ impl Framer {
         buf.advance(self.pos);
         self.pos = 0;
         self.depth = 0;
+        self.root_open = 0;
         self.state = State::Junk;
         Frame::Malformed(why)
     }
@@ -404,7 +444,7 @@ fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
         let open = at + open;
         at = open + 1 + tag[open + 1..].iter().position(|&c| c == tag[open])? + 1;
     }
-    let len = if b[gt - 1] == b'/' {
+    let len = if last_not_space(tag) == Some(b'/') {
         gt + 1
     } else {
         let lt = gt + 1 + memchr::memchr2(b'<', 0, &b[gt + 1..])?;
@@ -423,6 +463,22 @@ fn plain_extent(b: &[u8], max: usize) -> Option<usize> {
         end + 1
     };
     (len <= max).then_some(len)
+}
+
+/// The name at the start of a tag's bytes past its `<` (or `</`).
+fn tag_name(tag: &[u8]) -> &[u8] {
+    let end = (tag.iter())
+        .position(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'/' | b'>'))
+        .unwrap_or(tag.len());
+    &tag[..end]
+}
+
+/// The last byte of `b` that is not XML white space.
+fn last_not_space(b: &[u8]) -> Option<u8> {
+    b.iter()
+        .rev()
+        .find(|&&c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+        .copied()
 }
 
 /// Whether `b` may start an element name (an ASCII letter, `_`, `:`, or the first byte of

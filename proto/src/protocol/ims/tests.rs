@@ -607,6 +607,14 @@ fn malformed_input_is_skipped_without_an_answer() {
         "junk </x> <a></b> <MESSAGE from=\"alice\" to=\"alice\">&bogus;</MESSAGE> <ALIVE/>",
     );
     assert_eq!(h.take(a), "<ALIVE/>\n");
+    // Unescaped markup in a message leaves an element open: the message ends at its own
+    // end tag and is refused, and what follows is read (it was swallowed to the
+    // timeout). So is `<ALIVE/ >`, not XML but no longer an element left open.
+    h.send(
+        a,
+        "<MESSAGE from=\"alice\" to=\"bob\">line<br>two</MESSAGE><ALIVE/ ><ALIVE/>",
+    );
+    assert_eq!(h.take(a), "<ALIVE/>\n");
     assert_eq!(h.closed(a), None);
 }
 
