@@ -102,6 +102,32 @@ fn connections_that_never_log_in_are_closed_at_the_login_timeout() {
     }
 }
 
+/// The original ws2017 client connects, and answers pings, while its user is still
+/// typing a name: a connection that answers every ping waits for its `uname` past the
+/// login timeout; once it stops answering, the ping timeout closes it.
+#[test]
+fn a_ws2017_connection_answering_pings_waits_for_its_name() {
+    let mut config = Config::default();
+    config.limits.login_timeout = core::time::Duration::from_secs(10);
+    let mut h = harness(config);
+    let typing = h.connect_from(Protocol::Ws2017, [10, 0, 0, 2]);
+    let gone = h.connect_from(Protocol::Ws2017, [10, 0, 0, 3]);
+    h.take(typing);
+    // A minute of pings at the default 2 s, each answered.
+    for _ in 0..30 {
+        h.advance(2_000);
+        assert!(h.take(typing).contains("cping"));
+        h.send(typing, "cpong\r\n");
+    }
+    assert_eq!(h.closed(typing), None);
+    assert_eq!(h.closed(gone), Some(CloseReason::LoginTimeout));
+    h.send(typing, "uname dora\r\n");
+    assert!(h.take(typing).contains("+OK uname you are dora"));
+    // Named and silent from now on: the ping timeout (15 s) ends it.
+    h.advance(20_000);
+    assert_eq!(h.closed(typing), Some(CloseReason::Timeout));
+}
+
 /// An arsc connection that only posts for a session connected on another connection is
 /// in use, not idle.
 #[test]

@@ -40,7 +40,11 @@ pub(crate) struct Session {
     next_ping: Instant,
     /// When the oldest unanswered `cping` was sent.
     unanswered_ping: Option<Instant>,
-    /// Closed at this time if still without a name (`Limits::login_timeout`).
+    /// Closed at this time if still without a name (`Limits::login_timeout`), put off
+    /// by each answer to a ping: the original client connects (and answers pings) while
+    /// its user is still typing a name, and a connection that stops answering is closed
+    /// by the ping timeout anyway. A name costs nothing on ws2017, so waiting for one
+    /// gives a peer nothing it could not have by sending it.
     login_deadline: Instant,
 }
 
@@ -181,7 +185,11 @@ impl Session {
             (Command::Uname { name }, None) => self.login(cx, name),
             (Command::Uname { name }, Some(session)) => rename(cx, session, name),
             // The timer stays armed for the next ping; no timer work per pong.
-            (Command::Cpong, _) => self.unanswered_ping = None,
+            (Command::Cpong, session) => {
+                if self.unanswered_ping.take().is_some() && session.is_none() {
+                    self.login_deadline = cx.now.mono + cx.config.limits.login_timeout;
+                }
+            }
             (Command::Cquit, _) => {
                 reply(cx, &Reply::Bye);
                 cx.close(CloseReason::Quit);
