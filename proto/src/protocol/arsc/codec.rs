@@ -89,6 +89,9 @@ enum Parsed {
     /// Not well-formed; the stream goes on at `resume` (a nested start tag) or at the
     /// next start tag after this one.
     Malformed { resume: Option<usize> },
+    /// Not XML (markup a client did not escape, say), within every bound: read as the
+    /// original server read requests ([`parse_lenient`]), else malformed.
+    NotXml,
     /// The end tag found was inside a comment or CDATA section: wait for more.
     Incomplete,
 }
@@ -178,6 +181,13 @@ impl Decoder {
                 Parsed::Done { request, consumed } => {
                     self.restart(consumed);
                     return Some(Frame::Request(request));
+                }
+                Parsed::NotXml => {
+                    if let Some(request) = parse_lenient(&self.buf[..=gt]) {
+                        self.restart(gt + 1);
+                        return Some(Frame::Request(request));
+                    }
+                    return Some(self.malformed(None, gt));
                 }
                 Parsed::Malformed { resume } => return Some(self.malformed(resume, gt)),
                 Parsed::Incomplete if self.attempts + 1 >= MAX_ATTEMPTS => {
@@ -399,9 +409,77 @@ fn parse_xml(doc: &[u8]) -> Parsed {
             Err(XmlError::Syntax(
                 SyntaxError::UnclosedCData | SyntaxError::UnclosedComment | SyntaxError::UnclosedPI,
             )) => return Parsed::Incomplete,
-            Err(_) => return Parsed::Malformed { resume: None },
+            Err(_) => return Parsed::NotXml,
         }
     }
+}
+
+/// Reads a request the XML parser refused as the original server read every request:
+/// each field from the first `<name>` to the last `</name>` after it, its text as
+/// written but for references (decoded as the parser decodes them). A client that
+/// escapes nothing, as none had to, is understood: `<content>I <3 you</content>`. `None`
+/// (malformed) for a document that is not UTF-8, holds a DOCTYPE, opens a field it
+/// never closes, or has no `<type>`.
+fn parse_lenient(doc: &[u8]) -> Option<Request> {
+    let doc = std::str::from_utf8(doc).ok()?;
+    if doc.contains("<!DOCTYPE") {
+        return None;
+    }
+    let mut request = Request::default();
+    for (name, field) in Field::NAMES {
+        let Some(start) = find_tag(doc, "<", name).map(|i| i + name.len() + 2) else {
+            continue;
+        };
+        let len = rfind_tag(&doc[start..], "</", name)?;
+        *request.field(field) = Some(decode_references(&doc[start..start + len]));
+    }
+    request.kind.is_some().then_some(request)
+}
+
+/// Where `<name>` (`open` then the name then `>`) first stands in `doc`.
+fn find_tag(doc: &str, open: &str, name: &str) -> Option<usize> {
+    doc.match_indices(open).map(|(i, _)| i).find(|&i| {
+        doc[i + open.len()..]
+            .strip_prefix(name)
+            .is_some_and(|r| r.starts_with('>'))
+    })
+}
+
+/// Where `</name>` last stands in `doc`.
+fn rfind_tag(doc: &str, open: &str, name: &str) -> Option<usize> {
+    doc.rmatch_indices(open).map(|(i, _)| i).find(|&i| {
+        doc[i + open.len()..]
+            .strip_prefix(name)
+            .is_some_and(|r| r.starts_with('>'))
+    })
+}
+
+/// `text` with its references decoded as [`entity`] decodes them; a `&` that starts
+/// none is kept.
+fn decode_references(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let reference = rest[1..]
+            .find(';')
+            .filter(|&end| end > 0 && end <= 10)
+            .map(|end| &rest[1..=end])
+            .filter(|raw| raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'#'));
+        match reference {
+            Some(raw) => {
+                out.push_str(&entity(raw));
+                rest = &rest[raw.len() + 2..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A child of a request that the server reads; its name in any case.
@@ -418,20 +496,22 @@ enum Field {
 }
 
 impl Field {
+    /// Every field, by the name of its child.
+    const NAMES: [(&str, Field); 8] = [
+        ("type", Field::Kind),
+        ("sid", Field::Sid),
+        ("user", Field::User),
+        ("password", Field::Password),
+        ("room", Field::Room),
+        ("language", Field::Language),
+        ("template", Field::Template),
+        ("content", Field::Content),
+    ];
+
     /// The field a child of this name fills, compared without a lowercase copy (every
     /// request has a few).
     fn of(name: &[u8]) -> Option<Field> {
-        const NAMES: [(&str, Field); 8] = [
-            ("type", Field::Kind),
-            ("sid", Field::Sid),
-            ("user", Field::User),
-            ("password", Field::Password),
-            ("room", Field::Room),
-            ("language", Field::Language),
-            ("template", Field::Template),
-            ("content", Field::Content),
-        ];
-        (NAMES.iter())
+        (Self::NAMES.iter())
             .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(name))
             .map(|&(_, field)| field)
     }
@@ -918,6 +998,40 @@ mod tests {
             decode(b"<arscrequest><content>a < b</content></arscrequest>"),
             [Frame::Malformed { kind: None }]
         );
+    }
+
+    #[test]
+    fn a_request_with_unescaped_markup_is_read_as_the_original_read_it() {
+        // The original server pulled each field out with `<name>(.*)</name>`: clients
+        // had no need to escape `<`.
+        let input = b"<arscrequest><type>post</type><sid>s</sid><content>I <3 you &amp; a<b> </content> &nope; &</content></arscrequest><arscrequest><type>userlist</type><sid>t</sid></arscrequest>";
+        assert_eq!(
+            decode(input),
+            [
+                Frame::Request(Request {
+                    sid: Some("s".into()),
+                    content: Some("I <3 you & a<b> </content> &nope; &".into()),
+                    ..req("post")
+                }),
+                Frame::Request(Request {
+                    sid: Some("t".into()),
+                    ..req("userlist")
+                })
+            ]
+        );
+        // Still malformed: a field opened and never closed, no type, a DOCTYPE.
+        for input in [
+            &b"<arscrequest><type>post</type><content>a < b</contnt></arscrequest>"[..],
+            b"<arscrequest><content>a < b</content></arscrequest>",
+            b"<arscrequest><!DOCTYPE x><type>post</type><content>a < b</content></arscrequest>",
+        ] {
+            let frames = decode(input);
+            assert!(
+                matches!(frames[..], [Frame::Malformed { .. }]),
+                "{:?}: {frames:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
     }
 
     #[test]
