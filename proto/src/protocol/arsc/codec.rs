@@ -559,11 +559,15 @@ fn entity(raw: &str) -> String {
 
 /// The `<type>` of a document that could not be parsed, when a lenient look finds one.
 fn tell_kind(doc: &[u8]) -> Option<String> {
-    let start = memmem::find(doc, b"<type>")? + b"<type>".len();
+    // Children's names and types match in any case, as in a well-formed request.
+    let start = (doc.windows(b"<type>".len())).position(|w| w.eq_ignore_ascii_case(b"<type>"))?
+        + b"<type>".len();
     let len = memchr::memchr(b'<', &doc[start..])?;
     let kind = String::from_utf8_lossy(&doc[start..start + len]);
     let kind = kind.trim();
-    KINDS.contains(&kind).then(|| kind.to_owned())
+    (KINDS.iter())
+        .find(|k| k.eq_ignore_ascii_case(kind))
+        .map(|&k| k.to_owned())
 }
 
 /// The request types the server answers.

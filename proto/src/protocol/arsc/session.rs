@@ -261,6 +261,14 @@ impl Session {
         let known = ["connect", "post", "userlist"]
             .iter()
             .find(|k| kind.eq_ignore_ascii_case(k));
+        // A banned address gets nothing done, whatever the sid or the type.
+        if let Some(ip) = cx.peer.ip().filter(|ip| cx.net.ip_banned(*ip)) {
+            let refusal = Reply::Error {
+                kind: known.copied().unwrap_or(&kind),
+                text: IP_BANNED,
+            };
+            return cx.send_about(&Item::Ip(ip), codec::to_bytes(&refusal));
+        }
         let Some(&kind) = known else {
             return reply(
                 cx,
@@ -270,14 +278,6 @@ impl Session {
                 },
             );
         };
-        // A banned address gets nothing done, whatever the sid.
-        if let Some(ip) = cx.peer.ip().filter(|ip| cx.net.ip_banned(*ip)) {
-            let refusal = Reply::Error {
-                kind,
-                text: IP_BANNED,
-            };
-            return cx.send_about(&Item::Ip(ip), codec::to_bytes(&refusal));
-        }
         if kind != "connect" && shared.lookup(request.sid.as_deref()).is_some() {
             self.active = true;
         }
@@ -292,8 +292,9 @@ impl Session {
         if self.own.is_some() {
             return connect_error(cx, None, CONNECTED);
         }
+        // An empty `<template></template>` is none given: `xml`.
         let template = request.template.as_deref().map(str::trim);
-        if template.is_some_and(|t| !t.eq_ignore_ascii_case("xml")) {
+        if template.is_some_and(|t| !t.is_empty() && !t.eq_ignore_ascii_case("xml")) {
             return connect_error(cx, None, UNKNOWN_TEMPLATE);
         }
         let name = request.user.as_deref().map_or("", str::trim);

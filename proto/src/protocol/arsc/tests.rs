@@ -111,6 +111,13 @@ fn a_guest_connects_with_the_originals_bytes_and_a_welcome() {
     let conn = again.connect(Protocol::Arsc);
     again.send(conn, connect_req("Manuel", None, "lounge"));
     assert_eq!(&again.take(conn)[57..89], sid, "same seed, same sid");
+    // An empty template is none given: `xml`.
+    let c = again.connect(Protocol::Arsc);
+    again.send(
+        c,
+        "<arscrequest><type>connect</type><user>tpl</user><template></template></arscrequest>",
+    );
+    assert!(again.take(c).contains("<status>ok</status>"));
 }
 
 #[test]
@@ -211,6 +218,12 @@ fn a_banned_address_gets_the_originals_error() {
     assert_eq!(
         h.take(c),
         "<arscrespond><type>userlist</type><status>error</status><error>Your IP is banned!</error></arscrespond>\n"
+    );
+    // Whatever it asks.
+    h.send(c, "<arscrequest><type>nope</type></arscrequest>");
+    assert_eq!(
+        h.take(c),
+        "<arscrespond><type>nope</type><status>error</status><error>Your IP is banned!</error></arscrespond>\n"
     );
 }
 
@@ -490,12 +503,16 @@ fn unreadable_requests_are_answered_and_the_stream_goes_on() {
         "<arscrequest><type>post</type><content>x</wrong></arscrequest>",
     );
     h.send(a, "<arscrequest><content>a < b</content></arscrequest>");
+    h.send(
+        a,
+        "<arscrequest><TYPE>POST</TYPE><content>x</wrong></arscrequest>",
+    );
     h.send(a, "<arscrequest><type>logout</type></arscrequest>");
     h.send(a, userlist_req(&sid_a));
     assert_eq!(
         h.take(a),
         format!(
-            "<arscrespond><type>post</type><status>error</status><error>Malformed request</error></arscrespond>\n{}<arscrespond><type>logout</type><status>error</status><error>Unknown request type</error></arscrespond>\n<arscrespond><type>userlist</type><status>ok</status><user><name>ann</name><level>0</level></user></arscrespond>\n",
+            "<arscrespond><type>post</type><status>error</status><error>Malformed request</error></arscrespond>\n{}<arscrespond><type>post</type><status>error</status><error>Malformed request</error></arscrespond>\n<arscrespond><type>logout</type><status>error</status><error>Unknown request type</error></arscrespond>\n<arscrespond><type>userlist</type><status>ok</status><user><name>ann</name><level>0</level></user></arscrespond>\n",
             system("Malformed request")
         )
     );
