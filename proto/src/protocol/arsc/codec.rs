@@ -427,31 +427,14 @@ fn parse_lenient(doc: &[u8]) -> Option<Request> {
     }
     let mut request = Request::default();
     for (name, field) in Field::NAMES {
-        let Some(start) = find_tag(doc, "<", name).map(|i| i + name.len() + 2) else {
+        let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+        let Some(start) = doc.find(&open).map(|i| i + open.len()) else {
             continue;
         };
-        let len = rfind_tag(&doc[start..], "</", name)?;
+        let len = doc[start..].rfind(&close)?;
         *request.field(field) = Some(decode_references(&doc[start..start + len]));
     }
     request.kind.is_some().then_some(request)
-}
-
-/// Where `<name>` (`open` then the name then `>`) first stands in `doc`.
-fn find_tag(doc: &str, open: &str, name: &str) -> Option<usize> {
-    doc.match_indices(open).map(|(i, _)| i).find(|&i| {
-        doc[i + open.len()..]
-            .strip_prefix(name)
-            .is_some_and(|r| r.starts_with('>'))
-    })
-}
-
-/// Where `</name>` last stands in `doc`.
-fn rfind_tag(doc: &str, open: &str, name: &str) -> Option<usize> {
-    doc.rmatch_indices(open).map(|(i, _)| i).find(|&i| {
-        doc[i + open.len()..]
-            .strip_prefix(name)
-            .is_some_and(|r| r.starts_with('>'))
-    })
 }
 
 /// `text` with its references decoded as [`entity`] decodes them; a `&` that starts
