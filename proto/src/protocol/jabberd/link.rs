@@ -21,8 +21,12 @@ enum Phase {
     /// Our header is sent; the router's header and features are awaited (`authed`:
     /// after the SASL restart).
     Opened { authed: bool },
-    /// `<auth>` sent; `rspauth` is the proof expected once the response is sent.
-    Auth { rspauth: Option<String> },
+    /// `<auth>` sent; `rspauth` is the proof expected once the response is sent, and
+    /// `proven` whether the router gave it (in a second challenge).
+    Auth {
+        rspauth: Option<String>,
+        proven: bool,
+    },
     /// `<bind>` sent.
     Binding,
     /// Bound: routes flow.
@@ -111,11 +115,19 @@ impl Link {
                 }
                 let auth = format!("<auth xmlns='{NS_SASL}' mechanism='DIGEST-MD5'/>");
                 cx.send(Bytes::from(auth));
-                self.phase = Phase::Auth { rspauth: None };
+                self.phase = Phase::Auth {
+                    rspauth: None,
+                    proven: false,
+                };
             }
-            Phase::Auth { rspauth } if e.is(NS_SASL, "challenge") => {
-                if rspauth.is_some() {
-                    // A second challenge (rspauth in it rather than in <success>).
+            Phase::Auth { rspauth, proven } if e.is(NS_SASL, "challenge") => {
+                if let Some(expected) = rspauth {
+                    // A second challenge: the router's proof in it rather than in
+                    // <success> (RFC 2831), checked before the empty response.
+                    if *proven || claimed_proof(&e).as_ref() != Some(expected) {
+                        return self.fail(cx);
+                    }
+                    *proven = true;
                     let empty = format!("<response xmlns='{NS_SASL}'/>");
                     return cx.send(Bytes::from(empty));
                 }
@@ -135,12 +147,14 @@ impl Link {
                 let reply = format!("<response xmlns='{NS_SASL}'>{response}</response>");
                 cx.send(Bytes::from(reply));
             }
-            Phase::Auth { rspauth } if e.is(NS_SASL, "success") => {
-                // The router proves it knows the secret too, when it says anything.
-                let proof = decode(e.text().trim()).unwrap_or_default();
-                let told = sasl::fields(&proof).unwrap_or_default();
-                let claimed = told.iter().find(|(k, _)| k == "rspauth").map(|(_, v)| v);
-                if claimed.is_some_and(|c| Some(c) != rspauth.as_ref()) || rspauth.is_none() {
+            Phase::Auth { rspauth, proven } if e.is(NS_SASL, "success") => {
+                // The router proves it knows the secret too: in <success>, or in the
+                // second challenge before it. A router that never does is dropped.
+                let proved = match claimed_proof(&e) {
+                    Some(claimed) => !*proven && Some(&claimed) == rspauth.as_ref(),
+                    None => *proven,
+                };
+                if !proved || rspauth.is_none() {
                     return self.fail(cx);
                 }
                 self.reader.restart();
@@ -180,6 +194,15 @@ impl Link {
     pub(crate) fn on_close(&mut self, cx: &mut Cx<'_>, shared: &mut Shared) {
         shared.link_closed(cx, !self.stopping);
     }
+}
+
+/// The `rspauth` a SASL element's base64 text carries, if any.
+fn claimed_proof(e: &Element) -> Option<String> {
+    let proof = decode(e.text().trim())?;
+    let told = sasl::fields(&proof).ok()?;
+    told.into_iter()
+        .find(|(k, _)| k == "rspauth")
+        .map(|(_, v)| v)
 }
 
 /// The base64 text of a SASL element, decoded ("=" alone is empty).

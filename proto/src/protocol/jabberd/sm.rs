@@ -387,9 +387,8 @@ impl Shared {
                     stanza(x, &domain, "message", &from, Some("chat"), &body)
                 }
             },
-            // A JID's node is case-insensitive: the key, as every JID the sm writes.
-            Handout::FriendRequest { request, .. } => {
-                let from = jid(request.from.as_str(), &domain);
+            Handout::FriendRequest { from, .. } => {
+                let from = jid(from, &domain);
                 stanza(x, &domain, "presence", &from, Some("subscribe"), "")
             }
         })
@@ -649,9 +648,11 @@ fn presence_of(x: &Xs, domain: &str, from: &str, shown: Shown) -> Bytes {
     }
 }
 
-/// `name@domain`.
+/// The bare JID of the user `name`: `name@domain` with the name's case-mapped form
+/// (PROTOCOLS.md), as jabberd2's nodeprep makes the JID of every session it binds, so a
+/// client sees one JID for a user whatever the case its name was registered in.
 fn jid(name: &str, domain: &str) -> String {
-    format!("{name}@{domain}")
+    format!("{}@{domain}", name.to_lowercase())
 }
 
 /// The node of a JID of our domain (`node@domain`, a resource allowed and dropped).

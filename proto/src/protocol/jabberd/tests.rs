@@ -224,6 +224,44 @@ fn a_wrong_rspauth_or_a_refusal_closes_the_link_and_it_is_dialed_again_with_back
     assert_eq!(std::mem::take(&mut h.dials).len(), 1);
 }
 
+/// The router must prove it knows the secret: in `<success>`, or in a second challenge
+/// (RFC 2831) answered by an empty response before an empty `<success>`. A router that
+/// never proves it, or proves it wrongly, is dropped.
+#[test]
+fn the_routers_proof_is_required_in_success_or_a_second_challenge() {
+    let challenged = || {
+        let (mut h, link) = dialed();
+        h.input(Input::Connected { conn: link });
+        h.take(link);
+        h.send(link, format!("{ROUTER_HEADER}{FEATURES}"));
+        h.take(link);
+        let rspauth = answer_challenge(&mut h, link);
+        (h, link, rspauth)
+    };
+    let challenge = |proof: &str| {
+        let proof = Base64::encode_string(format!("rspauth={proof}").as_bytes());
+        format!("<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{proof}</challenge>")
+    };
+    let empty_success = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+    let (mut h, link, rspauth) = challenged();
+    h.send(link, challenge(&rspauth));
+    assert_eq!(
+        h.take(link),
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>"
+    );
+    h.send(link, empty_success);
+    assert_eq!(h.take(link), HEADER, "the stream restarts");
+    assert_eq!(h.closed(link), None);
+    // No proof at all.
+    let (mut h, link, _) = challenged();
+    h.send(link, empty_success);
+    assert_eq!(h.closed(link), Some(CloseReason::ProtocolError));
+    // A wrong one in the second challenge.
+    let (mut h, link, _) = challenged();
+    h.send(link, challenge("00000000000000000000000000000000"));
+    assert_eq!(h.closed(link), Some(CloseReason::ProtocolError));
+}
+
 #[test]
 fn a_failed_dial_is_retried_and_a_refused_bind_closes() {
     let (mut h, link) = dialed();
@@ -762,6 +800,17 @@ fn a_session_keeps_the_jid_c2s_bound_and_the_account_its_spelling() {
     assert!(h
         .take(bob)
         .contains("<MESSAGE from=\"Dora\" to=\"bob\">yo</MESSAGE>"));
+    // A user registered as Carl is carl@localhost to XMPP, the case-mapped form c2s
+    // binds every JID in, so a client sees one JID for it.
+    admin(&mut h, "user add Carl pw");
+    let carl = ims(&mut h, "Carl");
+    h.take(link);
+    h.send(carl, "<MESSAGE from=\"Carl\" to=\"dora\">hey</MESSAGE>");
+    let got = h.take(link);
+    assert!(
+        got.contains("from='carl@localhost' to='dora@localhost/r'"),
+        "{got}"
+    );
 }
 
 #[test]
