@@ -19,12 +19,25 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat, ServeArgs};
 
+/// A write past the process's file size limit (`ulimit -f`) fails with `EFBIG`, a store
+/// error the server retries and reports like a full disk, instead of killing it with
+/// SIGXFSZ before it logs a word.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    // SAFETY: sets the disposition of one signal to "ignore" before any thread starts;
+    // no handler runs, so nothing async-signal-unsafe can happen.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// The exit status of an admin command answered `err`, or that could not run.
 const EXIT_REFUSED: u8 = 1;
 /// The exit status of a usage error (clap uses it too).
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    ignore_file_size_signal();
     let command = match cli::parse().into_command() {
         Command::Serve(args) => return serve(args),
         // Its stdout belongs to c2s; it logs its own lines to stderr.

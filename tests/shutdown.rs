@@ -25,7 +25,6 @@ const STORED: &str = "+OK chatm 'message stored'";
 
 /// Logs each commit, so the test can see one land after the signal.
 const COMMIT_LOG: ServerOptions = ServerOptions {
-    ignore_sigxfsz: false,
     ping_interval: Some("1"),
     log: Some(common::COMMIT_DEBUG_LOG),
     drawn_seed: false,

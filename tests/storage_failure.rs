@@ -1,6 +1,7 @@
 //! The store fails under a running server: its file writes are made to fail for real by
-//! lowering the process's file size limit (RLIMIT_FSIZE) to zero, with SIGXFSZ ignored so
-//! that writes fail with EFBIG instead of killing it. Then the limit is lifted again.
+//! lowering the process's file size limit (RLIMIT_FSIZE) to zero; the server ignores
+//! SIGXFSZ itself, so writes fail with EFBIG instead of killing it. Then the limit is
+//! lifted again.
 
 #![cfg(target_os = "linux")]
 
@@ -37,7 +38,6 @@ fn a_failing_store_holds_acknowledgements_refuses_durable_work_and_recovers() {
     let data_dir = dir.path().join("data");
     admin(&data_dir, &["user", "add", "bob", "--password", "pw"], None).ok();
     let options = ServerOptions {
-        ignore_sigxfsz: true,
         ping_interval: Some("1"),
         log: Some(common::COMMIT_DEBUG_LOG),
         ..ServerOptions::default()
@@ -148,7 +148,6 @@ fn held_acknowledgements_leave_exactly_with_their_own_batch_through_a_failure() 
     let data_dir = dir.path().join("data");
     admin(&data_dir, &["user", "add", "bob", "--password", "pw"], None).ok();
     let options = ServerOptions {
-        ignore_sigxfsz: true,
         ping_interval: Some("1"),
         log: Some(common::COMMIT_DEBUG_LOG),
         ..ServerOptions::default()

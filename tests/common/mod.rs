@@ -60,9 +60,6 @@ pub const CONN_LOG: &str = "info,switchboard::conn=debug";
 /// How to start the server beyond its data directory.
 #[derive(Clone, Debug, Default)]
 pub struct ServerOptions {
-    /// Start it through `sh -c 'trap "" XFSZ; exec ...'`, so a write past its file size
-    /// limit fails with EFBIG instead of killing it (an ignored signal survives `exec`).
-    pub ignore_sigxfsz: bool,
     /// Seconds between pings (and their timeout is five times that).
     pub ping_interval: Option<&'static str>,
     /// `RUST_LOG`, [`CONN_LOG`] when `None`.
@@ -200,13 +197,7 @@ impl Switchboard {
                 .flatten(),
         )
         .collect();
-        let mut command = if options.ignore_sigxfsz {
-            let mut sh = Command::new("sh");
-            sh.args(["-c", "trap '' XFSZ; exec \"$0\" \"$@\"", BIN]);
-            sh
-        } else {
-            Command::new(BIN)
-        };
+        let mut command = Command::new(BIN);
         command
             .args(args)
             .env("RUST_LOG", options.log.unwrap_or(CONN_LOG));
