@@ -16,8 +16,9 @@ use switchboard_store::credentials::Cost;
 
 use crate::config::{ConfigError, File, FileOnly};
 
-/// A chat server that will join several chat protocols into one network; today it serves
-/// ws2017, arsc, ims and opcode (jabberd is to come).
+/// A chat server that joins several chat protocols into one network: it serves ws2017,
+/// arsc, ims and opcode, and is the session manager behind a jabberd2 router for XMPP
+/// (`--jabberd-router`).
 ///
 /// With no subcommand, `serve` runs (with the flags given). `user`, `ban`, `unban` and
 /// `kick` administer a running or a stopped server through its data directory.
@@ -436,8 +437,9 @@ pub struct ServeArgs {
     pub durable_rate_per_ip: Rate,
 
     /// Chat messages one connection may send: arsc room posts (each reaches the whole
-    /// room), `/me`, `/msgops`, room changes and whispers, and ims MESSAGEs to online
-    /// users: `PER_MINUTE/BURST`. Raise it for a benchmark that posts at full speed.
+    /// room), `/me`, `/msgops`, room changes and whispers, ims MESSAGEs and ws2017
+    /// `chatm`/`chatw` to online users: `PER_MINUTE/BURST`. Raise it for a benchmark that
+    /// posts at full speed.
     #[arg(long, value_name = "RATE", default_value_t = Rate(Limits::default().message_per_conn))]
     pub message_rate_per_conn: Rate,
 
@@ -850,8 +852,9 @@ mod tests {
                 .join(" ");
             assert!(
                 help.starts_with(
-                    "A chat server that will join several chat protocols into one network; \
-                     today it serves ws2017, arsc, ims and opcode (jabberd is to come)"
+                    "A chat server that joins several chat protocols into one network: \
+                     it serves ws2017, arsc, ims and opcode, and is the session manager \
+                     behind a jabberd2 router for XMPP"
                 ),
                 "{help}"
             );

@@ -1,5 +1,5 @@
 //! `switchboard`: the chat server's binary. `cargo run --release` serves ws2017 on
-//! 127.0.0.1:1030, arsc on 127.0.0.1:1031 and ims on 127.0.0.1:1032 with the smol runtime
+//! 127.0.0.1:1030, arsc on :1031, ims on :1032 and opcode on :1033 with the smol runtime
 //! and its store in `./switchboard-data`;
 //! `switchboard user ...`, `ban ...`, `unban ...` and `kick ...` administer it, running or
 //! not; `switchboard jabberd-authreg` answers jabberd2's c2s with its accounts. `switchboard --help` lists the commands and flags.

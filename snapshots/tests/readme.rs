@@ -63,5 +63,5 @@ fn the_readme_transcript_is_what_the_server_says() {
         [] as [String; 0],
         "the server says more than the README shows"
     );
-    assert!(sends.contains(&"uname alice".to_owned()), "{sends:?}");
+    assert!(sends.contains(&"uname carol".to_owned()), "{sends:?}");
 }
