@@ -30,7 +30,7 @@ pub fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         (Protocol::Ims, args.ims),
         (Protocol::Opcode, args.opcode),
     ];
-    let reload = Some(reloader(&config, args.log.clone()));
+    let reload = Some(reloader(&args, &config));
     match args.runtime {
         RuntimeKind::Smol => {
             let options = switchboard_smol::Options {
@@ -88,6 +88,16 @@ fn reloadable(config: &Config, log: &str) -> Vec<(&'static str, String)> {
         ("limits.message_per_ip", rate(&l.message_per_ip)),
         ("limits.max_ip_buckets", l.max_ip_buckets.to_string()),
         (
+            "limits.failed_logins_per_account",
+            l.failed_logins_per_account.to_string(),
+        ),
+        (
+            "limits.failed_logins_per_ip",
+            l.failed_logins_per_ip.to_string(),
+        ),
+        ("limits.login_lockout", format!("{:?}", l.login_lockout)),
+        ("limits.login_timeout", format!("{:?}", l.login_timeout)),
+        (
             "offline_share_percent",
             config.offline_share_percent.to_string(),
         ),
@@ -101,13 +111,36 @@ fn log_filter(log: Option<String>) -> String {
         .unwrap_or_else(|| "info".to_owned())
 }
 
+/// What `args` set that a reload cannot change, as text to compare: the listeners, the
+/// data directory, the runtime, the metrics address and every part of the core's config
+/// but what [`reloadable`] lists (and the seed, drawn at start, and the jabberd secret,
+/// read from its file).
+fn restart_only(args: &ServeArgs) -> String {
+    let defaults = Config::default();
+    let mut fixed = config_of(args);
+    fixed.limits = defaults.limits;
+    fixed.offline_share_percent = defaults.offline_share_percent;
+    fixed.seed = defaults.seed;
+    fixed.jabberd.secret = defaults.jabberd.secret;
+    let listeners = [args.ws2017, args.arsc, args.ims, args.opcode];
+    format!(
+        "{fixed:?} {listeners:?} {:?} {} {:?}",
+        args.data_dir,
+        args.runtime.name(),
+        args.metrics
+    )
+}
+
 /// SIGHUP's reload: the command line is read again, with its config file, exactly as at
 /// start (flags still override the file); the limits, the mailbox share and the log
-/// filter take the new values, and one line says what changed. A file that no longer
-/// parses changes nothing (an error line says why).
-fn reloader(config: &Config, log: Option<String>) -> switchboard_store::options::Reload {
+/// filter take the new values, and one line says what changed. A change to anything
+/// else (ports, timeouts of the protocols, the arsc title, ...) is kept for the next
+/// start, with a warning saying so. A file that no longer parses changes nothing (an
+/// error line says why).
+fn reloader(args: &ServeArgs, config: &Config) -> switchboard_store::options::Reload {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let running = std::sync::Mutex::new(reloadable(config, &log_filter(log)));
+    let running = std::sync::Mutex::new(reloadable(config, &log_filter(args.log.clone())));
+    let started = restart_only(args);
     switchboard_store::options::Reload(std::sync::Arc::new(move || {
         let mut args = match crate::cli::try_parse_from(argv.clone()).map(|c| c.into_command()) {
             Ok(crate::cli::Command::Serve(args)) => args,
@@ -121,6 +154,9 @@ fn reloader(config: &Config, log: Option<String>) -> switchboard_store::options:
             return None;
         }
         let new = config_of(&args);
+        if restart_only(&args) != started {
+            warn!("config reloaded: settings that apply only at start differ from the running server's; restart it to apply them");
+        }
         let filter = log_filter(args.log.clone());
         let values = reloadable(&new, &filter);
         let mut running = running.lock().ok()?;

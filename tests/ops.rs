@@ -520,7 +520,7 @@ fn sighup_reloads_limits_and_the_log_filter_and_never_stops_the_server() {
     server.wait_for_log("connection opened");
     std::fs::write(
         &config,
-        "[limits]\nmax_connections_per_ip = 1\n[log]\nfilter = \"info\"\n",
+        "[limits]\nmax_connections_per_ip = 1\nlogin_timeout = 30\n[log]\nfilter = \"info\"\n",
     )
     .expect("rewrite");
     server.signal(libc::SIGHUP);
@@ -529,6 +529,11 @@ fn sighup_reloads_limits_and_the_log_filter_and_never_stops_the_server() {
         reloaded.contains("limits.max_connections_per_ip: 64 -> 1"),
         "{reloaded}"
     );
+    assert!(
+        reloaded.contains("limits.login_timeout: 60s -> 30s"),
+        "{reloaded}"
+    );
+    assert_eq!(server.log_count("apply only at start"), 0);
     assert!(
         reloaded.contains(&format!("log.filter: {} -> info", common::CONN_LOG)),
         "{reloaded}"
@@ -544,6 +549,15 @@ fn sighup_reloads_limits_and_the_log_filter_and_never_stops_the_server() {
     alice.expect("+OK cgetu alice");
     // The new filter: connections opening are no longer logged.
     assert_eq!(server.log_count("connection opened"), 1);
+    // What applies only at start is kept for the next start, and the reload says so.
+    std::fs::write(
+        &config,
+        "[limits]\nmax_connections_per_ip = 1\nlogin_timeout = 30\n[log]\nfilter = \"info\"\n[ims]\nalive_timeout = 30\n",
+    )
+    .expect("rewrite");
+    server.signal(libc::SIGHUP);
+    let kept = server.wait_for_log("apply only at start");
+    assert!(kept.contains("WARN"), "{kept}");
     // A file that no longer parses changes nothing, and the server goes on.
     std::fs::write(&config, "[limits]\nmax_conections = 5\n").expect("rewrite");
     server.signal(libc::SIGHUP);
