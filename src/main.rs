@@ -85,14 +85,25 @@ fn check_config(file: std::path::PathBuf) -> ExitCode {
         return ExitCode::FAILURE;
     };
     args.config = Some(file.clone());
-    match args.load_config() {
+    // The secret file is read as `serve` reads it, so a unit's check before a start
+    // catches a missing or empty one.
+    let loaded =
+        args.load_config()
+            .map_err(|e| error_chain(&e))
+            .and_then(|()| match serve::config(&args).jabberd.router {
+                Some(_) => serve::jabberd_secret(&args)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            });
+    match loaded {
         Ok(()) => {
             println!("{}", config::Summary(&args));
             println!("{}: ok", file.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("switchboard: {}", error_chain(&e));
+            eprintln!("switchboard: {e}");
             ExitCode::from(EXIT_REFUSED)
         }
     }

@@ -283,7 +283,7 @@ fn config_of(args: &ServeArgs) -> Config {
 
 /// The router link's secret: the first line of `--jabberd-secret-file` (or the config
 /// file's `jabberd.secret_file`).
-fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>> {
+pub fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>> {
     let path = (args.jabberd_secret_file.as_ref()).or(args.file_only.jabberd.secret_file.as_ref());
     let Some(path) = path else {
         return Err(
@@ -292,6 +292,18 @@ fn jabberd_secret(args: &ServeArgs) -> Result<Secret, Box<dyn std::error::Error>
     };
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read --jabberd-secret-file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            warn!(
+                path = %path.display(),
+                mode = format!("{mode:o}"),
+                "the jabberd secret file is readable by others: chmod 600 it"
+            );
+        }
+    }
     let secret = text.lines().next().unwrap_or("").to_owned();
     if secret.is_empty() {
         return Err(format!("--jabberd-secret-file {} is empty", path.display()).into());

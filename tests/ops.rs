@@ -54,6 +54,23 @@ fn check_config_accepts_the_example_and_names_a_misspelt_key() {
     let (status, _, stderr) = check_config(&dir.path().join("missing.toml"));
     assert_eq!(status, Some(1));
     assert!(stderr.contains("cannot read the config file"), "{stderr}");
+    // The jabberd secret file is read as `serve` reads it.
+    let linked = dir.path().join("linked.toml");
+    let secret = dir.path().join("secret");
+    let text = format!(
+        "[jabberd]\nrouter = \"127.0.0.1:5347\"\ndomain = \"example.org\"\nuser = \"sm\"\nsecret_file = \"{}\"\n",
+        secret.display()
+    );
+    std::fs::write(&linked, text).expect("write");
+    let (status, stdout, stderr) = check_config(&linked);
+    assert_eq!(status, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot read --jabberd-secret-file"),
+        "{stderr}"
+    );
+    std::fs::write(&secret, "s3cret\n").expect("write");
+    let (status, stdout, stderr) = check_config(&linked);
+    assert_eq!(status, Some(0), "{stdout}{stderr}");
 }
 
 #[test]
