@@ -378,6 +378,27 @@ fn a_drawn_seed_is_never_logged_and_a_given_one_is_warned_of() {
     assert!(server.stop().success());
 }
 
+/// A store created in a directory that existed (a first start, or a mistyped path) is
+/// said with a warning; a directory made for it, or a store opened again, is not.
+#[test]
+fn a_new_store_in_an_existing_directory_is_warned_of() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Switchboard::start(dir.path());
+    let warned = |server: &Switchboard| {
+        (server.log_lines().iter()).any(|l| l.contains("WARN") && l.contains("it held no store"))
+    };
+    assert!(warned(&server), "{:#?}", server.log_lines());
+    assert!(server.stop().success());
+    let mut server = Switchboard::start(dir.path());
+    assert!(!warned(&server), "{:#?}", server.log_lines());
+    assert_eq!(server.log_count("data directory opened"), 1);
+    assert!(server.stop().success());
+    let mut server = Switchboard::start(&dir.path().join("made"));
+    assert!(!warned(&server), "{:#?}", server.log_lines());
+    assert_eq!(server.log_count("data directory created"), 1);
+    assert!(server.stop().success());
+}
+
 #[test]
 fn status_reports_the_running_server_and_says_when_none_runs() {
     let dir = tempfile::tempdir().expect("temp dir");

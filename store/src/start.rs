@@ -172,6 +172,7 @@ pub fn prepare<A>(
         data_dir,
         store,
         state,
+        ..
     } = started;
     let listeners = bind_listeners(listeners)?;
     let admin = bind_admin(&data_dir)?;
@@ -274,6 +275,8 @@ pub struct Started {
     pub store: Store,
     /// Everything durable, for [`Server::new`](switchboard_proto::Server::new).
     pub state: State,
+    /// Whether the store was created now (the directory held none).
+    pub new_store: bool,
 }
 
 /// Takes the lock of `path` (creating it if needed, see [`DataDir::lock`]), opens the store
@@ -284,12 +287,14 @@ pub struct Started {
 /// the store cannot be opened or loaded.
 pub fn lock_and_load(path: &Path) -> Result<Started, StartError> {
     let data_dir = DataDir::lock(path)?;
+    let new_store = !Store::exists_in(data_dir.path());
     let store = data_dir.open_store()?;
     let state = store.load()?;
     Ok(Started {
         data_dir,
         store,
         state,
+        new_store,
     })
 }
 
@@ -300,13 +305,19 @@ pub fn log_started(started: &Started) {
         data_dir,
         store,
         state,
+        new_store,
     } = started;
     let absolute =
         std::path::absolute(data_dir.path()).unwrap_or_else(|_| data_dir.path().to_owned());
-    if data_dir.created() {
-        tracing::info!(path = %absolute.display(), "data directory created");
-    } else {
-        tracing::info!(path = %absolute.display(), "data directory opened");
+    match (data_dir.created(), new_store) {
+        (true, _) => tracing::info!(path = %absolute.display(), "data directory created"),
+        // An existing directory without a store: a first start in a directory made for
+        // it, or a mistyped path; either way the operator should see it.
+        (false, true) => tracing::warn!(
+            path = %absolute.display(),
+            "data directory opened; it held no store, so a new empty one was created in it (check the path if accounts were expected)"
+        ),
+        (false, false) => tracing::info!(path = %absolute.display(), "data directory opened"),
     }
     tracing::info!(
         path = %store.path().display(),
