@@ -56,7 +56,7 @@ struct Xs {
     /// The JID's local part as c2s bound it (nodeprepped: lower case).
     node: String,
     resource: String,
-    /// The client sent its initial presence.
+    /// The client sent its initial presence, and no unavailable one since.
     available: bool,
 }
 
@@ -83,7 +83,15 @@ pub(crate) struct Shared {
     /// rates (`Limits::message_per_conn`, `durable_per_conn`), as a client of any other
     /// protocol; all of them share one link, so there is no address to charge.
     buckets: BTreeMap<SessionId, ConnLimits>,
+    /// The last `end`s answered for sessions the sm did not know, by `(sc:c2s, sc:sm)`:
+    /// the same one again gets no answer. c2s answers a packet for an `sc:sm` it has not
+    /// bound with an `end`; if neither side knows the session (a kick crossing an
+    /// unbind), answering each `end` with `ended` would go back and forth for good.
+    unknown_ends: VecDeque<(String, String)>,
 }
+
+/// How many [`Shared::unknown_ends`] are remembered.
+const UNKNOWN_ENDS: usize = 64;
 
 impl Shared {
     /// The server starts, or the backoff is over: dials the router, if configured and
@@ -239,10 +247,21 @@ impl Shared {
         match e.attr("action") {
             Some("start") => self.start(cx, &reply),
             Some("end") => {
-                if let Some(sm_id) = sm_id {
-                    let known = self.sessions.get(sm_id).is_some_and(|x| x.c2s_id == c2s_id);
-                    if let Some(x) = known.then(|| self.remove(sm_id)).flatten() {
-                        end_locally(cx, x.session);
+                let known = sm_id.and_then(|sm_id| {
+                    let ours = self.sessions.get(sm_id).is_some_and(|x| x.c2s_id == c2s_id);
+                    ours.then(|| self.remove(sm_id)).flatten()
+                });
+                match known {
+                    Some(x) => end_locally(cx, x.session),
+                    None => {
+                        let key = (c2s_id.to_owned(), sm_id.unwrap_or_default().to_owned());
+                        if self.unknown_ends.contains(&key) {
+                            return;
+                        }
+                        if self.unknown_ends.len() == UNKNOWN_ENDS {
+                            self.unknown_ends.pop_front();
+                        }
+                        self.unknown_ends.push_back(key);
                     }
                 }
                 let bytes = reply.action(cx, "ended", None);
@@ -447,9 +466,11 @@ impl Shared {
         match e.name.as_str() {
             "message" => message(cx, bucket, &x, e),
             "presence" => {
-                if let Some(first) = presence(cx, bucket, &x, e) {
+                // After an unavailable presence the next available one is an initial
+                // presence again (RFC 6121 4.2): the contacts' presences are sent anew.
+                if let Some(available) = presence(cx, bucket, &x, e) {
                     if let Some(rec) = self.sessions.get_mut(sm_id) {
-                        rec.available = rec.available || first;
+                        rec.available = available;
                     }
                 }
             }
@@ -683,6 +704,16 @@ fn error_reply(
     condition: &str,
 ) {
     let domain = cx.config.jabberd.domain.clone();
+    // A stanza with no `to` was addressed to its sender's bare JID (RFC 6120 10.3); an
+    // empty `from` is no JID at all.
+    let own;
+    let from = match from {
+        "" => {
+            own = format!("{}@{domain}", x.node);
+            own.as_str()
+        }
+        from => from,
+    };
     let inner = format!("<error type='{kind}'><{condition} xmlns='{NS_STANZAS}'/></error>");
     let mut s = format!(
         "<{name} xmlns='{NS_CLIENT}' xmlns:sm='{NS_SESS}' sm:c2s='{}' sm:sm='{}' from='{}' to='{}' type='error'",
@@ -785,8 +816,8 @@ fn refused(cx: &mut Cx<'_>, x: &Xs, to: &str, id: Option<&str>, why: &Undelivera
 
 /// A presence from `x`: without `to`, its status (available, away, dnd, unavailable)
 /// for the model; with `to`, a subscription request or answer, as a friendship change.
-/// Returns whether it was an available broadcast (the session's initial presence, if
-/// the first).
+/// Returns, for a broadcast, whether the session is now available (its next available
+/// presence after an unavailable one is an initial presence again).
 fn presence(cx: &mut Cx<'_>, bucket: &mut ConnLimits, x: &Xs, e: &Element) -> Option<bool> {
     let kind = e.attr("type");
     let domain = cx.config.jabberd.domain.clone();

@@ -372,6 +372,14 @@ fn end_ends_and_a_stale_stanza_gets_ended_never_failed() {
         format!("<route xmlns='{COMP}' to='c2s' from='localhost'><sc:session xmlns:sc='{SESS}' sc:c2s='11' sc:sm='{sm}' action='ended'/></route>")
     );
     assert!(!got.contains("failed"));
+    // c2s answers that `ended` with an `end` when it has not bound the session either
+    // (it was unbound meanwhile): answered once, then not again, or the two would
+    // trade `end` and `ended` for good.
+    let end = format!("<route xmlns='{COMP}' to='localhost' from='c2s'><sc:session xmlns:sc='{SESS}' sc:c2s='11' sc:sm='{sm}' action='end'></sc:session></route>");
+    h.send(link, end.clone());
+    assert!(h.take(link).contains("action='ended'"));
+    h.send(link, end);
+    assert_eq!(h.take(link), "");
 }
 
 #[test]
@@ -450,6 +458,18 @@ fn messages_go_both_ways_with_ims_and_stanzas_carry_the_session_ids() {
     );
     assert!(got.contains("type='error' id='m1'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>"), "{got}");
     assert!(!got.contains("failed"));
+    // With no `to`: addressed to the sender's bare JID, which the error comes from.
+    let got = stanza(
+        &mut h,
+        link,
+        "8",
+        &sm,
+        "<message id='nt'><body>x</body></message>",
+    );
+    assert!(
+        got.contains("from='alice@localhost' to='alice@localhost/r1' type='error' id='nt'"),
+        "{got}"
+    );
 }
 
 #[test]
@@ -532,6 +552,12 @@ fn presence_maps_to_the_shared_status_both_ways() {
     assert!(
         h.take(bob).ends_with("result=\"-1\"/>\n"),
         "unavailable shows offline"
+    );
+    // Available again: an initial presence again, with bob's presence as it is now.
+    let got = stanza(&mut h, link, "8", &sm, "<presence/>");
+    assert!(
+        got.contains("from='bob@localhost' to='alice@localhost/r1'><show>dnd</show></presence>"),
+        "bob's presence sent anew: {got}"
     );
 }
 
