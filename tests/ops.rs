@@ -378,6 +378,23 @@ fn a_drawn_seed_is_never_logged_and_a_given_one_is_warned_of() {
     assert!(server.stop().success());
 }
 
+/// A start that fails (here: the metrics address is taken) leaves no admin socket behind.
+#[test]
+fn a_failed_start_leaves_no_admin_socket() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("address").to_string();
+    let output = Switchboard::command(&data, &ServerOptions::default())
+        .args(["--metrics", &busy])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("metrics"), "{stderr}");
+    assert!(!data.join("admin.sock").exists(), "{stderr}");
+}
+
 /// A store created in a directory that existed (a first start, or a mistyped path) is
 /// said with a warning; a directory made for it, or a store opened again, is not.
 #[test]

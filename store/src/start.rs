@@ -138,11 +138,12 @@ pub struct Prepared<A> {
     pub metrics: Option<Metrics>,
 }
 
-/// A runtime's start: chooses the seed (logged only when given), raises the descriptor limit, takes the
-/// lock of `data_dir` (creating it if needed), opens and loads the store there, binds one
-/// non-blocking listener per `(protocol, address)` (logging `PROTOCOL listening on
-/// ADDRESS` with the address actually bound), binds the admin socket with
-/// `bind_admin`, works out the connection capacity and starts the metrics.
+/// A runtime's start: chooses the seed (logged only when given), raises the descriptor
+/// limit, takes the lock of `data_dir` (creating it if needed), opens and loads the store
+/// there, starts the metrics, binds one non-blocking listener per `(protocol, address)`
+/// (logging `PROTOCOL listening on ADDRESS` with the address actually bound), binds the
+/// admin socket with `bind_admin` (last: a start that fails after it would leave its file
+/// behind) and works out the connection capacity.
 ///
 /// # Errors
 /// When another process holds the data directory, the store cannot be opened or loaded,
@@ -174,12 +175,13 @@ pub fn prepare<A>(
         state,
         ..
     } = started;
+    // The admin socket last: it is a file, left behind by a start that fails after it.
+    let metrics = Metrics::start(options.metrics)
+        .map_err(|(addr, source)| RuntimeError::Metrics { addr, source })?;
     let listeners = bind_listeners(listeners)?;
     let admin = bind_admin(&data_dir)?;
     let capacity = fds::client_capacity(limit, options.fd_reserve);
     fds::log_start(limit, &capacity, options.fd_reserve);
-    let metrics = Metrics::start(options.metrics)
-        .map_err(|(addr, source)| RuntimeError::Metrics { addr, source })?;
     Ok(Prepared {
         config,
         data_dir,
