@@ -169,7 +169,9 @@ fn sigterm_mid_flood_commits_what_was_taken_and_sends_every_held_reply() {
     }
     signalled.store(1, Ordering::SeqCst);
     server.signal(libc::SIGTERM);
-    server.wait_for_log("shutting down on signal");
+    // The same line on either runtime.
+    let line = server.wait_for_log("shutting down on signal");
+    assert!(line.contains("signal=\"SIGTERM\""), "{line}");
     // Whether anything was still pending when the signal landed depends on timing (a
     // loaded machine may have committed it all); the tests below hold a commit up to make
     // sure. What must hold either way: the store and the acknowledgements agree.

@@ -253,7 +253,15 @@ pub fn shutdown_signal() -> io::Result<impl Future<Output = ()>> {
     let mut signals = Signals::new([Signal::Int])?;
     Ok(async move {
         match signals.next().await {
-            Some(Ok(signal)) => info!(?signal, "shutting down on signal"),
+            Some(Ok(signal)) => {
+                // Named as runtime-mio names it: the same line on either runtime.
+                let signal = match signal {
+                    Signal::Int => "SIGINT",
+                    Signal::Term => "SIGTERM",
+                    _ => "trigger",
+                };
+                info!(signal, "shutting down on signal");
+            }
             Some(Err(e)) => {
                 warn!(error = %e, "watching signals failed; the server keeps running");
                 smol::future::pending().await
