@@ -456,10 +456,19 @@ impl Session {
     }
 
     /// Hands out (or goes on handing out) the mailbox of `session`: stored messages as
-    /// whispers from their senders, then friend requests as `System` whispers.
+    /// whispers from their senders, an acceptance of the user's friend request (made on
+    /// another protocol while it was away) and then friend requests as `System` whispers.
     pub(crate) fn drain_mailbox(&mut self, cx: &mut Cx<'_>, session: SessionId) {
         let offset = cx.config.arsc.utc_offset_minutes;
         cx.drain_mailbox(session, None, |handout| match handout {
+            Handout::Message(m) if m.kind == crate::persist::MessageKind::FriendAccepted => {
+                codec::to_bytes(&Reply::Message {
+                    kind: MessageType::Whisper,
+                    sendtime: &clock(m.sent_ms, offset),
+                    sender: SYSTEM,
+                    content: &format!("User {} accepted your friend request.", m.from.as_str()),
+                })
+            }
             Handout::Message(m) => codec::to_bytes(&Reply::Message {
                 kind: MessageType::Whisper,
                 sendtime: &clock(m.sent_ms, offset),

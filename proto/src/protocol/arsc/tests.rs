@@ -732,6 +732,34 @@ fn password_guesses_draw_on_the_broadcast_rate() {
 /// answered, so it would be closed at every login), and each arrives once.
 /// (Found by the simulator: an arsc user with two requests pending, behind a stored
 /// message, on a 512-byte outbound limit, never got back in.)
+/// A friend request the user made on another protocol, accepted while it was away, is
+/// told at its arsc login as a `System` whisper (it was an empty whisper from the other).
+#[test]
+fn an_acceptance_made_while_away_is_told_at_login() {
+    let mut state = State::default();
+    account(&mut state, "reg", 0, false);
+    account(&mut state, "Zed", 0, false);
+    state.apply(&Change::FriendRequested {
+        from: UserName::parse("reg").expect("name"),
+        to: UserName::parse("Zed").expect("name"),
+        since_ms: 0,
+    });
+    let mut h = Harness::with_state(Config::default(), state);
+    let zed = h.connect(Protocol::Opcode);
+    h.send(zed, "110 Zed pw\r\n");
+    assert!(h.take(zed).starts_with("212 400 Zed"));
+    h.send(zed, "121 reg\r\n");
+    assert_eq!(h.take(zed), "232 400\r\n");
+    let c = h.connect(Protocol::Arsc);
+    h.send(c, connect_req("reg", Some("pw"), "lounge"));
+    let got = h.take(c);
+    assert!(
+        got.contains(&told("User Zed accepted your friend request.")),
+        "{got}"
+    );
+    assert!(!got.contains("<sender>Zed</sender>"), "{got}");
+}
+
 #[test]
 fn friend_requests_at_login_are_handed_out_as_they_are_written() {
     const LIMIT: usize = 512;
